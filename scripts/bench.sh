@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Measures the secure computation core on this machine (release build, all servers and the
+# dealer in one process). Prints one JSON object per line; see docs/benchmarks.md.
+#   scripts/bench.sh            # k = 2 and 3, the standard sizes
+#   REPEAT=3 scripts/bench.sh   # more repetitions
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT="${REPEAT:-1}"
+cargo build --release --quiet -p server
+bin=target/release/server
+for k in 2 3; do
+  "$bin" bench bilinear --servers "$k" --n 2000 --m 2000 --d 128 --repeat "$REPEAT"
+  "$bin" bench compare --servers "$k" --count 1000000 --ell 64 --repeat "$REPEAT"
+done

@@ -1,0 +1,158 @@
+//! The channel abstraction that protocol code runs over, and its in-memory implementation.
+//!
+//! Protocols never touch sockets. A compute server sees a [`Transport`]: one broadcast-and-gather
+//! operation among the `k` servers (every MPC round in this crate is "send my masked share to every
+//! other server, receive theirs") plus a link to the dealer. The dealer sees a
+//! [`DealerTransport`]. Payloads are vectors of ring elements; bit vectors are packed 64 to a
+//! word. QUIC is one implementation (in `net`); [`memory_network`] runs the same protocol code
+//! with all servers as tasks of one process, for tests and benchmarks.
+
+use crate::error::{Error, PeerName, Result};
+use std::future::Future;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// A compute server's view of the network.
+pub trait Transport: Send {
+    /// This server's index, `0..servers()`.
+    fn me(&self) -> usize;
+    /// Number of compute servers `k`.
+    fn servers(&self) -> usize;
+    /// Sends `payload` to every other server and returns what each sent in the same round,
+    /// indexed by server (this server's own slot holds `payload`).
+    fn exchange(&mut self, payload: Vec<u64>)
+    -> impl Future<Output = Result<Vec<Vec<u64>>>> + Send;
+    /// Sends a message to the dealer.
+    fn send_dealer(&mut self, payload: Vec<u64>) -> impl Future<Output = Result<()>> + Send;
+    /// Receives the next message from the dealer.
+    fn recv_dealer(&mut self) -> impl Future<Output = Result<Vec<u64>>> + Send;
+}
+
+/// The dealer's view of the network: one ordered link to each server.
+pub trait DealerTransport: Send {
+    /// Number of compute servers `k`.
+    fn servers(&self) -> usize;
+    /// Sends a message to server `to`.
+    fn send(&mut self, to: usize, payload: Vec<u64>) -> impl Future<Output = Result<()>> + Send;
+    /// Receives the next message from server `from`; `Ok(None)` when that server closed the link.
+    fn recv(&mut self, from: usize) -> impl Future<Output = Result<Option<Vec<u64>>>> + Send;
+}
+
+type Tx = UnboundedSender<Vec<u64>>;
+type Rx = UnboundedReceiver<Vec<u64>>;
+
+/// A server's end of an in-memory network.
+pub struct MemoryTransport {
+    me: usize,
+    k: usize,
+    to_server: Vec<Option<Tx>>,
+    from_server: Vec<Option<Rx>>,
+    to_dealer: Tx,
+    from_dealer: Rx,
+}
+
+/// The dealer's end of an in-memory network.
+pub struct MemoryDealer {
+    to_server: Vec<Tx>,
+    from_server: Vec<Rx>,
+}
+
+/// Builds an in-memory network of `k` servers and a dealer, fully connected by unbounded
+/// channels. Dropping an endpoint closes its links, which the peers see as a transport error.
+pub fn memory_network(k: usize) -> (Vec<MemoryTransport>, MemoryDealer) {
+    let mut txs: Vec<Vec<Option<Tx>>> = (0..k).map(|_| (0..k).map(|_| None).collect()).collect();
+    let mut rxs: Vec<Vec<Option<Rx>>> = (0..k).map(|_| (0..k).map(|_| None).collect()).collect();
+    for (from, row) in txs.iter_mut().enumerate() {
+        for (to, slot) in row.iter_mut().enumerate() {
+            if from != to {
+                let (tx, rx) = unbounded_channel();
+                *slot = Some(tx);
+                rxs[to][from] = Some(rx);
+            }
+        }
+    }
+    let mut dealer_to = Vec::new();
+    let mut dealer_from = Vec::new();
+    let mut servers = Vec::new();
+    for (me, (to_server, from_server)) in txs.into_iter().zip(rxs).enumerate() {
+        let (d_tx, d_rx) = unbounded_channel();
+        let (s_tx, s_rx) = unbounded_channel();
+        dealer_to.push(d_tx);
+        dealer_from.push(s_rx);
+        servers.push(MemoryTransport {
+            me,
+            k,
+            to_server,
+            from_server,
+            to_dealer: s_tx,
+            from_dealer: d_rx,
+        });
+    }
+    (
+        servers,
+        MemoryDealer {
+            to_server: dealer_to,
+            from_server: dealer_from,
+        },
+    )
+}
+
+fn closed(peer: PeerName) -> Error {
+    Error::transport(peer, "the peer closed the connection")
+}
+
+impl Transport for MemoryTransport {
+    fn me(&self) -> usize {
+        self.me
+    }
+
+    fn servers(&self) -> usize {
+        self.k
+    }
+
+    async fn exchange(&mut self, payload: Vec<u64>) -> Result<Vec<Vec<u64>>> {
+        for (to, tx) in self.to_server.iter().enumerate() {
+            if let Some(tx) = tx {
+                tx.send(payload.clone())
+                    .map_err(|_| closed(PeerName::Server(to)))?;
+            }
+        }
+        let mut out = Vec::with_capacity(self.k);
+        for from in 0..self.k {
+            match &mut self.from_server[from] {
+                None => out.push(Vec::new()),
+                Some(rx) => out.push(rx.recv().await.ok_or(closed(PeerName::Server(from)))?),
+            }
+        }
+        out[self.me] = payload;
+        Ok(out)
+    }
+
+    async fn send_dealer(&mut self, payload: Vec<u64>) -> Result<()> {
+        self.to_dealer
+            .send(payload)
+            .map_err(|_| closed(PeerName::Dealer))
+    }
+
+    async fn recv_dealer(&mut self) -> Result<Vec<u64>> {
+        self.from_dealer
+            .recv()
+            .await
+            .ok_or(closed(PeerName::Dealer))
+    }
+}
+
+impl DealerTransport for MemoryDealer {
+    fn servers(&self) -> usize {
+        self.to_server.len()
+    }
+
+    async fn send(&mut self, to: usize, payload: Vec<u64>) -> Result<()> {
+        self.to_server[to]
+            .send(payload)
+            .map_err(|_| closed(PeerName::Server(to)))
+    }
+
+    async fn recv(&mut self, from: usize) -> Result<Option<Vec<u64>>> {
+        Ok(self.from_server[from].recv().await)
+    }
+}

@@ -1,0 +1,303 @@
+//! The dealer: a helper that generates correlated randomness from seeds.
+//!
+//! At the start of a job the dealer sends every server a fresh 32-byte master seed. For the
+//! job's `t`-th request each server expands its seed on PRG stream `t` and draws its share of
+//! every component (see [`crate::correlated`]); servers `0..k-1` never hear from the dealer again.
+//! The dealer draws the same shares, adds them up to learn the random secrets, computes the
+//! correlated values (products, bit decompositions, ...) and sends the last server only the
+//! *corrections* that make the shares sum to them. Dealer traffic is therefore one share of the
+//! correlated components, independent of `k`.
+//!
+//! Trust: the dealer knows all masks, so it must not collude with any server; it never sees
+//! inputs or masked values. The last server learns nothing from corrections: they are its share,
+//! uniformly distributed given everything else it holds.
+
+use crate::channel::{DealerTransport, Transport};
+use crate::correlated::{Correlations, Material, Request, Sum};
+use crate::error::{Error, PeerName, Result};
+use crate::prg::{Prg, Seed};
+use crate::protocol::{Session, blocking};
+use crate::ring;
+use crate::share::check_servers;
+use rayon::prelude::*;
+
+/// Default ceiling on the material one request may ask for (2^31 words = 16 GiB would be absurd
+/// on any machine this runs on; 2^28 words = 2 GiB per component set).
+pub const DEFAULT_MAX_WORDS: usize = 1 << 28;
+
+/// This server's draws for request number `stream`: `Some` for every component it expands from
+/// its seed, `None` for the correlated components of the last server (filled by corrections).
+pub fn draw_share(req: &Request, seed: &Seed, stream: u64, last: bool) -> Vec<Option<Vec<u64>>> {
+    let mut prg = Prg::new(seed, stream);
+    req.components()
+        .iter()
+        .map(|c| (c.random || !last).then(|| prg.vec(c.len)))
+        .collect()
+}
+
+/// The true values of the correlated components, given the true values of the random ones
+/// (`Some` at the random positions of `parts`).
+fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u64>> {
+    let get = |i: usize| parts[i].as_deref().expect("random component present");
+    match req {
+        Request::Beaver { n, fanout } => {
+            let (a, b) = (get(0), get(1));
+            let mut c = vec![0u64; n * fanout];
+            for j in 0..*fanout {
+                for i in 0..*n {
+                    c[j * n + i] = a[i].wrapping_mul(b[j * n + i]);
+                }
+            }
+            vec![c]
+        }
+        Request::Bilinear { d, pairs } => {
+            let mut c = vec![0u64; pairs.len()];
+            pairs.accumulate_dots(get(0), get(1), *d, &mut c);
+            vec![c]
+        }
+        Request::Trunc { frac, .. } => {
+            let r = get(0);
+            vec![
+                r.iter().map(|v| v >> frac).collect(),
+                r.iter().map(|v| v >> 63).collect(),
+            ]
+        }
+        Request::Compare { ell, .. } => {
+            let (r, ta, tb1, tb2) = (get(0), get(2), get(3), get(4));
+            vec![
+                ring::bit_slice(r, *ell as usize),
+                ta.iter().zip(tb1).map(|(a, b)| a & b).collect(),
+                ta.iter().zip(tb2).map(|(a, b)| a & b).collect(),
+            ]
+        }
+        Request::B2a { n } => vec![ring::unslice_bit(get(0), *n)],
+    }
+}
+
+fn combine(sum: Sum, acc: &mut [u64], x: &[u64]) {
+    match sum {
+        Sum::Arith => ring::add_assign(acc, x),
+        Sum::Xor => ring::xor_assign(acc, x),
+    }
+}
+
+/// The dealer's state for one job.
+pub struct Dealer {
+    seeds: Vec<Seed>,
+    counter: u64,
+    max_words: usize,
+}
+
+impl std::fmt::Debug for Dealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Dealer(servers={}, requests={})",
+            self.seeds.len(),
+            self.counter
+        )
+    }
+}
+
+impl Dealer {
+    /// A dealer for `k` servers with fresh master seeds.
+    pub fn new(k: usize) -> Result<Dealer> {
+        check_servers(k)?;
+        Ok(Dealer {
+            seeds: (0..k).map(|_| Seed::random()).collect(),
+            counter: 0,
+            max_words: DEFAULT_MAX_WORDS,
+        })
+    }
+
+    /// Caps the material one request may ask for.
+    pub fn with_max_words(mut self, max_words: usize) -> Dealer {
+        self.max_words = max_words;
+        self
+    }
+
+    /// The seed message for each server (four words each), sent once at job start.
+    pub fn seed_messages(&self) -> Vec<Vec<u64>> {
+        self.seeds.iter().map(|s| s.to_words().to_vec()).collect()
+    }
+
+    /// Answers one request from the last server with its corrections.
+    pub fn handle(&mut self, words: &[u64]) -> Result<Vec<u64>> {
+        let k = self.seeds.len();
+        let req = Request::decode(words, self.max_words)
+            .map_err(|e| Error::protocol(PeerName::Server(k - 1), e.to_string()))?;
+        self.counter += 1;
+        let stream = self.counter;
+        let draws: Vec<Vec<Option<Vec<u64>>>> = self
+            .seeds
+            .par_iter()
+            .enumerate()
+            .map(|(s, seed)| draw_share(&req, seed, stream, s == k - 1))
+            .collect();
+        let comps = req.components();
+        // True values of the random components: the sum of all servers' draws.
+        let mut totals: Vec<Option<Vec<u64>>> = vec![None; comps.len()];
+        for (i, c) in comps.iter().enumerate() {
+            if c.random {
+                let mut acc = vec![0u64; c.len];
+                for d in &draws {
+                    combine(
+                        c.sum,
+                        &mut acc,
+                        d[i].as_deref().expect("random drawn by all"),
+                    );
+                }
+                totals[i] = Some(acc);
+            }
+        }
+        let truths = correlate(&req, &totals);
+        let mut out = Vec::with_capacity(req.correction_words());
+        for ((i, c), mut truth) in comps
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.random)
+            .zip(truths)
+        {
+            for d in &draws[..k - 1] {
+                let share = d[i].as_deref().expect("drawn by servers before the last");
+                match c.sum {
+                    Sum::Arith => ring::sub_assign(&mut truth, share),
+                    Sum::Xor => ring::xor_assign(&mut truth, share),
+                }
+            }
+            out.extend_from_slice(&truth);
+        }
+        Ok(out)
+    }
+}
+
+impl Dealer {
+    /// Every server's material for one request, generated in one place: what the servers would
+    /// obtain from [`DealerClient::fetch`], without a network. Used by the lock-step simulator.
+    pub fn deal_all(&mut self, req: &Request) -> Result<Vec<Material>> {
+        let corr = self.handle(&req.encode())?;
+        let k = self.seeds.len();
+        let stream = self.counter;
+        let mut out = Vec::with_capacity(k);
+        for (s, seed) in self.seeds.iter().enumerate() {
+            let mut parts = draw_share(req, seed, stream, s == k - 1);
+            fill_corrections(&mut parts, req, &corr);
+            out.push(Material(
+                parts.into_iter().map(Option::unwrap_or_default).collect(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Puts the last server's corrections into the components it did not draw.
+fn fill_corrections(parts: &mut [Option<Vec<u64>>], req: &Request, corr: &[u64]) {
+    let mut rest = corr;
+    for (p, c) in parts.iter_mut().zip(req.components()) {
+        if p.is_none() {
+            let (head, tail) = rest.split_at(c.len);
+            *p = Some(head.to_vec());
+            rest = tail;
+        }
+    }
+}
+
+/// What the dealer sent during a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DealerStats {
+    /// Bytes sent to all servers (seeds and corrections).
+    pub bytes_sent: u64,
+    /// Requests answered.
+    pub requests: u64,
+}
+
+/// Runs the dealer for one job over `net`: sends the seeds, then answers the last server's
+/// requests until it closes the link.
+pub async fn serve<D: DealerTransport>(mut dealer: Dealer, net: &mut D) -> Result<DealerStats> {
+    let k = net.servers();
+    if k != dealer.seeds.len() {
+        return Err(Error::invalid(
+            "dealer and network disagree on the number of servers",
+        ));
+    }
+    let mut stats = DealerStats::default();
+    for (s, msg) in dealer.seed_messages().into_iter().enumerate() {
+        stats.bytes_sent += 8 * msg.len() as u64;
+        net.send(s, msg).await?;
+    }
+    while let Some(words) = net.recv(k - 1).await? {
+        let (d, corr) = blocking(move || {
+            let r = dealer.handle(&words);
+            (dealer, r)
+        })
+        .await;
+        dealer = d;
+        let corr = corr?;
+        stats.bytes_sent += 8 * corr.len() as u64;
+        stats.requests += 1;
+        net.send(k - 1, corr).await?;
+    }
+    Ok(stats)
+}
+
+/// A server's client of the dealer: expands its master seed and, on the last server, fetches
+/// corrections.
+pub struct DealerClient {
+    seed: Seed,
+    counter: u64,
+}
+
+impl std::fmt::Debug for DealerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DealerClient(requests={})", self.counter)
+    }
+}
+
+impl DealerClient {
+    /// Receives this server's master seed from the dealer.
+    pub async fn connect<T: Transport>(session: &mut Session<T>) -> Result<DealerClient> {
+        let w = session.recv_dealer().await?;
+        let words: [u64; 4] = w.as_slice().try_into().map_err(|_| {
+            Error::protocol(
+                PeerName::Dealer,
+                format!("seed message of {} words, expected 4", w.len()),
+            )
+        })?;
+        Ok(DealerClient {
+            seed: Seed::from_words(&words),
+            counter: 0,
+        })
+    }
+}
+
+impl Correlations for DealerClient {
+    async fn fetch<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        req: &Request,
+    ) -> Result<Material> {
+        req.validate()?;
+        self.counter += 1;
+        let stream = self.counter;
+        let last = session.me() + 1 == session.servers();
+        if last {
+            session.send_dealer(req.encode()).await?;
+        }
+        let (seed, r) = (self.seed.clone(), req.clone());
+        let mut parts = blocking(move || draw_share(&r, &seed, stream, last)).await;
+        if last {
+            let corr = session.recv_dealer().await?;
+            let expected = req.correction_words();
+            if corr.len() != expected {
+                return Err(Error::protocol(
+                    PeerName::Dealer,
+                    format!("correction of {} words, expected {expected}", corr.len()),
+                ));
+            }
+            fill_corrections(&mut parts, req, &corr);
+        }
+        Ok(Material(
+            parts.into_iter().map(Option::unwrap_or_default).collect(),
+        ))
+    }
+}

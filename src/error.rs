@@ -1,0 +1,89 @@
+//! The library's error type.
+//!
+//! Every failure that can be caused by input (a file, a peer, a configuration) is an [`Error`]
+//! value with a message that says what happened and what to check; nothing in the library panics
+//! on bad input.
+
+use std::fmt;
+
+/// Errors raised by the MPC core and the layers built on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A real number cannot be encoded in fixed point without wrapping around.
+    #[error(
+        "value {value} is outside the fixed-point safe range [{min}, {max}] ({frac_bits} fractional bits)"
+    )]
+    Range {
+        /// The offending value.
+        value: f64,
+        /// Smallest encodable value.
+        min: f64,
+        /// Largest encodable value.
+        max: f64,
+        /// Fractional bits of the encoding.
+        frac_bits: u32,
+    },
+    /// Arguments that do not fit together (sizes, counts, parameters).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// A peer sent something that does not fit the protocol step (wrong length, wrong kind).
+    #[error("protocol violation by {peer}: {what}")]
+    Protocol {
+        /// Who sent it.
+        peer: PeerName,
+        /// What was wrong.
+        what: String,
+    },
+    /// The transport failed: a peer disconnected, a channel closed, a stream reset.
+    #[error("transport failure with {peer}: {what}")]
+    Transport {
+        /// The peer on the other side.
+        peer: PeerName,
+        /// What happened.
+        what: String,
+    },
+}
+
+/// A printable name of a protocol participant, used in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerName {
+    /// Compute server with this index.
+    Server(usize),
+    /// The correlated-randomness dealer.
+    Dealer,
+}
+
+impl fmt::Display for PeerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerName::Server(i) => write!(f, "server {i}"),
+            PeerName::Dealer => write!(f, "the dealer"),
+        }
+    }
+}
+
+/// Result alias for the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A protocol violation by `peer`.
+    pub fn protocol(peer: PeerName, what: impl Into<String>) -> Self {
+        Error::Protocol {
+            peer,
+            what: what.into(),
+        }
+    }
+
+    /// A transport failure with `peer`.
+    pub fn transport(peer: PeerName, what: impl Into<String>) -> Self {
+        Error::Transport {
+            peer,
+            what: what.into(),
+        }
+    }
+
+    /// An invalid argument.
+    pub fn invalid(what: impl Into<String>) -> Self {
+        Error::Invalid(what.into())
+    }
+}

@@ -1,0 +1,211 @@
+//! Sans-IO protocol state machines and the driver that connects them to a [`Transport`].
+//!
+//! An MPC step is a value implementing [`Protocol`]: it is *consumed* by each round's incoming
+//! messages and returns either the next state with the payload to broadcast, or its output. It
+//! never performs I/O, so the same state machine runs over QUIC, over in-memory channels, or in
+//! the lock-step simulator [`run_lockstep`] used by tests, and a state that has finished cannot be
+//! fed again (it no longer exists).
+//!
+//! [`Session`] drives state machines over a transport and meters what crosses it: bytes this
+//! server sent to other servers, communication rounds, and traffic with the dealer.
+
+use crate::channel::Transport;
+use crate::error::{Error, PeerName, Result};
+
+/// What a protocol state yields after consuming a round.
+pub enum Step<P: Protocol> {
+    /// Broadcast this payload to every other server, then feed the replies to the new state.
+    Send(P, Vec<u64>),
+    /// The protocol finished with this output.
+    Done(P::Output),
+}
+
+/// A multi-round protocol among the `k` servers, as a state machine over messages.
+pub trait Protocol: Sized + Send + 'static {
+    /// What the protocol produces for this server.
+    type Output: Send + 'static;
+    /// The first step (usually computes and sends masked shares).
+    fn start(self) -> Result<Step<Self>>;
+    /// Consumes one round of messages, indexed by server, this server's own payload included.
+    fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>>;
+}
+
+/// Checks that every server's payload has the `expected` length; a wrong length is a protocol
+/// violation by that server.
+pub fn check_lengths(incoming: &[Vec<u64>], expected: usize, what: &str) -> Result<()> {
+    for (i, p) in incoming.iter().enumerate() {
+        if p.len() != expected {
+            return Err(Error::protocol(
+                PeerName::Server(i),
+                format!("{what}: expected {expected} words, received {}", p.len()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reconstructs an arithmetic opening: the wrapping sum of all servers' payloads.
+pub fn open_sum(incoming: &[Vec<u64>]) -> Vec<u64> {
+    let len = incoming.first().map_or(0, Vec::len);
+    crate::ring::sum_all(len, incoming.iter().map(Vec::as_slice))
+}
+
+/// Reconstructs a boolean opening: the XOR of all servers' payloads.
+pub fn open_xor(incoming: &[Vec<u64>]) -> Vec<u64> {
+    let len = incoming.first().map_or(0, Vec::len);
+    let mut out = vec![0u64; len];
+    for p in incoming {
+        crate::ring::xor_assign(&mut out, p);
+    }
+    out
+}
+
+/// Traffic and round counters of one server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes this server sent to other compute servers.
+    pub bytes_sent: u64,
+    /// Communication rounds among the servers.
+    pub rounds: u64,
+    /// Bytes this server sent to the dealer (requests).
+    pub bytes_to_dealer: u64,
+    /// Bytes this server received from the dealer (seeds and corrections).
+    pub bytes_from_dealer: u64,
+}
+
+impl std::ops::Sub for Stats {
+    type Output = Stats;
+    fn sub(self, o: Stats) -> Stats {
+        Stats {
+            bytes_sent: self.bytes_sent - o.bytes_sent,
+            rounds: self.rounds - o.rounds,
+            bytes_to_dealer: self.bytes_to_dealer - o.bytes_to_dealer,
+            bytes_from_dealer: self.bytes_from_dealer - o.bytes_from_dealer,
+        }
+    }
+}
+
+/// A server's end of a job: a transport plus counters.
+pub struct Session<T: Transport> {
+    transport: T,
+    stats: Stats,
+}
+
+impl<T: Transport> Session<T> {
+    /// Wraps a transport.
+    pub fn new(transport: T) -> Self {
+        Session {
+            transport,
+            stats: Stats::default(),
+        }
+    }
+
+    /// This server's index.
+    pub fn me(&self) -> usize {
+        self.transport.me()
+    }
+
+    /// Number of compute servers.
+    pub fn servers(&self) -> usize {
+        self.transport.servers()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// One metered broadcast round.
+    pub async fn exchange(&mut self, payload: Vec<u64>) -> Result<Vec<Vec<u64>>> {
+        let peers = (self.servers() - 1) as u64;
+        self.stats.bytes_sent += 8 * payload.len() as u64 * peers;
+        self.stats.rounds += 1;
+        self.transport.exchange(payload).await
+    }
+
+    /// Sends a metered message to the dealer.
+    pub async fn send_dealer(&mut self, payload: Vec<u64>) -> Result<()> {
+        self.stats.bytes_to_dealer += 8 * payload.len() as u64;
+        self.transport.send_dealer(payload).await
+    }
+
+    /// Receives a metered message from the dealer.
+    pub async fn recv_dealer(&mut self) -> Result<Vec<u64>> {
+        let m = self.transport.recv_dealer().await?;
+        self.stats.bytes_from_dealer += 8 * m.len() as u64;
+        Ok(m)
+    }
+
+    /// Runs a protocol to completion. State transitions run on tokio's blocking pool so that
+    /// heavy local computation does not stall the network tasks of the same process.
+    pub async fn run<P: Protocol>(&mut self, p: P) -> Result<P::Output> {
+        let mut step = blocking(move || p.start()).await?;
+        loop {
+            match step {
+                Step::Done(out) => return Ok(out),
+                Step::Send(p, msg) => {
+                    let incoming = self.exchange(msg).await?;
+                    step = blocking(move || p.receive(incoming)).await?;
+                }
+            }
+        }
+    }
+
+    /// Gives back the transport (for closing it).
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+}
+
+/// Runs `f` on tokio's blocking pool.
+pub async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Runs one state machine per server in lock step, delivering messages directly: the whole
+/// protocol with no transport and no runtime. Returns each server's output and the number of
+/// rounds.
+pub fn run_lockstep<P: Protocol>(parties: Vec<P>) -> Result<(Vec<P::Output>, usize)> {
+    let k = parties.len();
+    let mut steps: Vec<Step<P>> = parties
+        .into_iter()
+        .map(Protocol::start)
+        .collect::<Result<_>>()?;
+    let mut rounds = 0;
+    loop {
+        if steps.iter().all(|s| matches!(s, Step::Done(_))) {
+            let outs = steps
+                .into_iter()
+                .map(|s| match s {
+                    Step::Done(o) => o,
+                    Step::Send(..) => unreachable!("checked above"),
+                })
+                .collect();
+            return Ok((outs, rounds));
+        }
+        let mut states = Vec::with_capacity(k);
+        let mut msgs = Vec::with_capacity(k);
+        for (i, s) in steps.into_iter().enumerate() {
+            match s {
+                Step::Send(p, m) => {
+                    states.push(p);
+                    msgs.push(m);
+                }
+                Step::Done(_) => {
+                    return Err(Error::protocol(
+                        PeerName::Server(i),
+                        "finished while other servers continue",
+                    ));
+                }
+            }
+        }
+        rounds += 1;
+        steps = states
+            .into_iter()
+            .map(|p| p.receive(msgs.clone()))
+            .collect::<Result<_>>()?;
+    }
+}

@@ -1,0 +1,389 @@
+//! The MPC core against plaintext: every secure operation, for 2, 3 and 4 servers, equals the
+//! plaintext computation (exactly for ring operations, within the documented bound for
+//! truncation), a server's view looks uniform, and traffic matches the documented counts.
+
+use ppea::compare::{Compare, compare_rounds, tree_and_words, tree_bits};
+use ppea::correlated::Request;
+use ppea::dealer::Dealer;
+use ppea::fixed::FixedPoint;
+use ppea::local::{LocalEngine, LocalRun, run_local, runtime};
+use ppea::pairs::Pairs;
+use ppea::prg::{Prg, Seed};
+use ppea::protocol::{Protocol, Step, run_lockstep};
+use ppea::share::{Share, reconstruct, share_with};
+use proptest::prelude::*;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| runtime().expect("runtime"))
+}
+
+/// Shares each input vector among k servers (fixed test seed), runs `job` on every server with
+/// its shares, and reconstructs each output vector.
+fn secure<F, Fut>(
+    k: usize,
+    inputs: Vec<Vec<u64>>,
+    job: F,
+) -> (Vec<Vec<u64>>, LocalRun<Vec<Vec<u64>>>)
+where
+    F: Fn(LocalEngine, Vec<Vec<u64>>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ppea::Result<(Vec<Vec<u64>>, LocalEngine)>> + Send + 'static,
+{
+    let mut prg = Prg::new(&Seed([42; 32]), 0);
+    let shared: Vec<Vec<Share>> = inputs.iter().map(|x| share_with(x, k, &mut prg)).collect();
+    let shared = Arc::new(shared);
+    let run = rt()
+        .block_on(run_local(k, move |eng: LocalEngine| {
+            let mine: Vec<Vec<u64>> = shared.iter().map(|s| s[eng.me()].0.clone()).collect();
+            job.clone()(eng, mine)
+        }))
+        .expect("secure run");
+    let outs = (0..run.outputs[0].len())
+        .map(|o| {
+            let shares: Vec<Share> = run
+                .outputs
+                .iter()
+                .map(|srv| Share(srv[o].clone()))
+                .collect();
+            reconstruct(&shares).unwrap()
+        })
+        .collect();
+    (outs, run)
+}
+
+fn signed_in(bits: u32) -> impl Strategy<Value = u64> {
+    let lim = if bits >= 64 {
+        i64::MAX
+    } else {
+        (1i64 << (bits - 1)) - 1
+    };
+    prop_oneof![
+        Just((-lim - 1) as u64),
+        Just(lim as u64),
+        Just(0u64),
+        Just(u64::MAX),
+        Just(1u64),
+        (-lim - 1..=lim).prop_map(|v| v as u64),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    #[test]
+    fn products_equal_plaintext(k in 2usize..=4, xy in prop::collection::vec((any::<u64>(), any::<u64>()), 1..70)) {
+        let (x, y): (Vec<u64>, Vec<u64>) = xy.into_iter().unzip();
+        let expect: Vec<u64> = x.iter().zip(&y).map(|(a, b)| a.wrapping_mul(*b)).collect();
+        let (out, _) = secure(k, vec![x, y], |mut e, i| async move {
+            let z = e.mul(&i[0], &i[1]).await?;
+            Ok((vec![z], e))
+        });
+        prop_assert_eq!(&out[0], &expect);
+    }
+
+    #[test]
+    fn bilinear_equals_plaintext(k in 2usize..=4, n in 1usize..9, m in 1usize..9, d in 1usize..20,
+                                 per in 1usize..5, seed in any::<u64>(), dense in any::<bool>()) {
+        let mut prg = Prg::new(&Seed([seed as u8; 32]), seed);
+        let x = prg.vec(n * d);
+        let y = prg.vec(m * d);
+        let pairs = if dense { Pairs::dense(n, m) } else {
+            let cols = (0..n * per).map(|_| (prg.next_u64() % m as u64) as u32).collect();
+            Pairs::sparse(n, m, per, cols).unwrap()
+        };
+        let mut expect = vec![0u64; pairs.len()];
+        pairs.accumulate_dots(&x, &y, d, &mut expect);
+        // Independent check of the reference itself on the first pair.
+        let j0 = pairs.col_list().map_or(0, |c| c[0] as usize);
+        prop_assert_eq!(expect[0], ppea::ring::dot(&x[..d], &y[j0 * d..(j0 + 1) * d]));
+        let p2 = pairs.clone();
+        let (out, run) = secure(k, vec![x, y], move |mut e, i| {
+            let p = p2.clone();
+            async move {
+                let z = e.bilinear(&i[0], &i[1], d, &p).await?;
+                Ok((vec![z], e))
+            }
+        });
+        prop_assert_eq!(&out[0], &expect);
+        for s in &run.stats {
+            prop_assert_eq!(s.rounds, 1);
+            prop_assert_eq!(s.bytes_sent, ((n + m) * d * 8 * (k - 1)) as u64);
+        }
+    }
+
+    #[test]
+    fn truncation_within_one_ulp(k in 2usize..=4, frac in 1u32..40,
+                                 xs in prop::collection::vec(signed_in(63), 1..50)) {
+        let (out, _) = secure(k, vec![xs.clone()], move |mut e, i| async move {
+            let z = e.truncate(&i[0], frac).await?;
+            Ok((vec![z], e))
+        });
+        for (x, z) in xs.iter().zip(&out[0]) {
+            let fl = (*x as i64) >> frac; // arithmetic shift = floor division
+            let z = *z as i64;
+            prop_assert!(z == fl || z == fl + 1, "x={} frac={} got {} want {} or {}", *x as i64, frac, z, fl, fl + 1);
+        }
+    }
+
+    #[test]
+    fn comparison_equals_plaintext(k in 2usize..=4, ell in prop::sample::select(vec![2u32, 3, 8, 17, 32, 40, 63, 64]),
+                                   seed in any::<u64>(), n in 1usize..150) {
+        let lim = if ell == 64 { i64::MAX } else { (1i64 << (ell - 1)) - 1 };
+        let mut prg = Prg::new(&Seed([7; 32]), seed);
+        let edges = [-lim - 1, lim, 0, -1, 1];
+        let xs: Vec<u64> = (0..n).map(|i| {
+            if i < edges.len() { edges[i] as u64 } else {
+                let span = (lim as i128) * 2 + 2;
+                ((prg.next_u64() as i128 % span) - lim as i128 - 1) as i64 as u64
+            }
+        }).collect();
+        let expect: Vec<u64> = xs.iter().map(|&x| ((x as i64) < 0) as u64).collect();
+        let (out, run) = secure(k, vec![xs], move |mut e, i| async move {
+            let z = e.ltz(&i[0], ell).await?;
+            Ok((vec![z], e))
+        });
+        prop_assert_eq!(&out[0], &expect);
+        for s in &run.stats {
+            prop_assert_eq!(s.rounds as usize, compare_rounds(ell) + 1);
+        }
+    }
+
+    #[test]
+    fn lt_threshold_select(k in 2usize..=4, xs in prop::collection::vec(signed_in(40), 1..40), t in signed_in(40)) {
+        let ys: Vec<u64> = xs.iter().rev().copied().collect();
+        let n = xs.len();
+        let (out, _) = secure(k, vec![xs.clone(), ys.clone()], move |mut e, i| async move {
+            let lt = e.lt(&i[0], &i[1], 42).await?;
+            let same = e.lt(&i[0], &i[0], 42).await?;
+            let th = e.threshold(&i[0], t, 42).await?;
+            let sel = e.select(&lt, &i[0], &i[1]).await?;
+            Ok((vec![lt, same, th, sel], e))
+        });
+        for j in 0..n {
+            let (x, y) = (xs[j] as i64, ys[j] as i64);
+            prop_assert_eq!(out[0][j], (x < y) as u64);
+            prop_assert_eq!(out[1][j], 0);
+            prop_assert_eq!(out[2][j], (x >= t as i64) as u64);
+            prop_assert_eq!(out[3][j], if x < y { xs[j] } else { ys[j] });
+        }
+    }
+
+    #[test]
+    fn argmax_equals_plaintext(k in 2usize..=4, rows in 1usize..6, len in 1usize..11,
+                               vals in prop::collection::vec(-20i64..20, 60)) {
+        // Small value range so ties are frequent.
+        let values: Vec<u64> = (0..rows * len).map(|i| vals[i % vals.len()].wrapping_mul(1 << 20) as u64).collect();
+        let (out, _) = secure(k, vec![values.clone()], move |mut e, i| async move {
+            let (m, a) = e.argmax(&i[0], len, 40).await?;
+            Ok((vec![m, a], e))
+        });
+        for r in 0..rows {
+            let row: Vec<i64> = values[r * len..(r + 1) * len].iter().map(|&v| v as i64).collect();
+            let max = *row.iter().max().unwrap();
+            let first = row.iter().position(|&v| v == max).unwrap();
+            prop_assert_eq!(out[0][r] as i64, max);
+            prop_assert_eq!(out[1][r] as usize, first);
+        }
+    }
+}
+
+#[test]
+fn fixed_point_products_within_bound() {
+    let fp = FixedPoint::default();
+    let f = fp.frac_bits();
+    let xs = [0.5, -1.25, 3.0, -0.0001, 100.75, -181.0];
+    let ys = [0.5, 2.0, -3.5, 0.9999, -0.01, -181.0];
+    for k in 2..=4 {
+        let x = fp.encode_all(&xs).unwrap();
+        let y = fp.encode_all(&ys).unwrap();
+        let (out, _) = secure(k, vec![x, y], move |mut e, i| async move {
+            let p = e.mul(&i[0], &i[1]).await?;
+            let t = e.truncate(&p, f).await?;
+            Ok((vec![t], e))
+        });
+        for j in 0..xs.len() {
+            let got = fp.decode(out[0][j]);
+            // Encoding rounds each input by half an ulp; truncation adds at most one ulp.
+            let ulp = 1.0 / fp.scale();
+            let bound = ulp + 0.5 * ulp * (xs[j].abs() + ys[j].abs()) + 0.25 * ulp * ulp;
+            assert!(
+                (got - xs[j] * ys[j]).abs() <= bound,
+                "{} * {} = {got}",
+                xs[j],
+                ys[j]
+            );
+        }
+    }
+}
+
+#[test]
+fn dense_matmul_equals_plaintext() {
+    let (n, d, m) = (5, 7, 3);
+    let mut prg = Prg::new(&Seed([3; 32]), 1);
+    let x = prg.vec(n * d);
+    let y = prg.vec(d * m);
+    let mut expect = vec![0u64; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            for r in 0..d {
+                expect[i * m + j] =
+                    expect[i * m + j].wrapping_add(x[i * d + r].wrapping_mul(y[r * m + j]));
+            }
+        }
+    }
+    for k in 2..=4 {
+        let (out, _) = secure(k, vec![x.clone(), y.clone()], move |mut e, i| async move {
+            let z = e.matmul(&i[0], &i[1], n, d, m).await?;
+            Ok((vec![z], e))
+        });
+        assert_eq!(out[0], expect);
+    }
+}
+
+/// Byte and round counts of a bilinear form and a batch of comparisons (counts, not times).
+#[test]
+fn traffic_counts() {
+    let (n, m, d) = (40, 30, 16);
+    for k in [2usize, 3] {
+        let x = vec![1u64; n * d];
+        let y = vec![2u64; m * d];
+        let (out, run) = secure(k, vec![x, y], move |mut e, i| async move {
+            let z = e.bilinear(&i[0], &i[1], d, &Pairs::dense(n, m)).await?;
+            Ok((vec![z], e))
+        });
+        assert!(out[0].iter().all(|&v| v == 2 * d as u64));
+        for s in &run.stats {
+            assert_eq!(
+                (s.rounds, s.bytes_sent),
+                (1, (8 * (n + m) * d * (k - 1)) as u64)
+            );
+        }
+        // The dealer sends 4 seed words per server plus one correction word per pair.
+        assert_eq!(run.dealer.bytes_sent, (8 * (4 * k + n * m)) as u64);
+
+        let count = 1024usize;
+        let blocks = count / 64;
+        let xs: Vec<u64> = (0..count as u64).map(|v| v.wrapping_sub(512)).collect();
+        let (out, run) = secure(k, vec![xs], move |mut e, i| async move {
+            let z = e.ltz(&i[0], 64).await?;
+            Ok((vec![z], e))
+        });
+        assert_eq!(out[0].iter().sum::<u64>(), 512);
+        // Opening of c (one word each), tree bits (bit-sliced), conversion (one bit each).
+        let words = count + tree_bits(64) * blocks + blocks;
+        // 63 leaves: combines per level 31, 16, 8, 4, 2, 1; 3 bits each, 2 on bit 0's path.
+        assert_eq!(tree_bits(64), 93 + 47 + 23 + 11 + 5 + 2);
+        for s in &run.stats {
+            assert_eq!(s.rounds, 8);
+            assert_eq!(s.bytes_sent, (8 * words * (k - 1)) as u64);
+        }
+        let per_compare = 8.0 * words as f64 / count as f64;
+        assert!(
+            per_compare < 32.0,
+            "{per_compare} bytes per comparison per peer"
+        );
+        // Dealer: seeds, then bits of r, two AND-correction vectors, and the conversion.
+        let dealer_words = 4 * k + 64 * blocks + 2 * tree_and_words(64, blocks) + count;
+        assert_eq!(run.dealer.bytes_sent, 8 * dealer_words as u64);
+    }
+}
+
+/// A protocol wrapper that records what this server receives from the others.
+struct Recorder<P> {
+    inner: P,
+    me: usize,
+    log: Arc<Mutex<Vec<u64>>>,
+}
+
+impl<P: Protocol> Protocol for Recorder<P> {
+    type Output = P::Output;
+    fn start(self) -> ppea::Result<Step<Self>> {
+        let Recorder { inner, me, log } = self;
+        Ok(match inner.start()? {
+            Step::Send(p, m) => Step::Send(Recorder { inner: p, me, log }, m),
+            Step::Done(o) => Step::Done(o),
+        })
+    }
+    fn receive(self, incoming: Vec<Vec<u64>>) -> ppea::Result<Step<Self>> {
+        {
+            let mut l = self.log.lock().unwrap();
+            for (i, m) in incoming.iter().enumerate() {
+                if i != self.me {
+                    l.extend_from_slice(m);
+                }
+            }
+        }
+        let Recorder { inner, me, log } = self;
+        Ok(match inner.receive(incoming)? {
+            Step::Send(p, m) => Step::Send(Recorder { inner: p, me, log }, m),
+            Step::Done(o) => Step::Done(o),
+        })
+    }
+}
+
+fn assert_uniform(words: &[u64], what: &str) {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let n = bytes.len() as f64;
+    let mut hist = [0f64; 256];
+    for b in &bytes {
+        hist[*b as usize] += 1.0;
+    }
+    let e = n / 256.0;
+    let chi: f64 = hist.iter().map(|h| (h - e) * (h - e) / e).sum();
+    // 255 degrees of freedom: mean 255, sd 22.6; 400 is over six standard deviations.
+    assert!(chi < 400.0, "{what}: chi-square {chi:.1} over {n} bytes");
+    for bit in 0..64 {
+        let ones = words.iter().filter(|w| (*w >> bit) & 1 == 1).count() as f64;
+        let m = words.len() as f64;
+        let z = (ones - m / 2.0) / (m / 4.0).sqrt();
+        assert!(
+            z.abs() < 6.0,
+            "{what}: bit {bit} has {ones} ones in {m} words"
+        );
+    }
+}
+
+/// A server's view of a highly structured input (its share and everything it receives during a
+/// comparison and a product) is statistically uniform; with the mask removed it is not.
+#[test]
+fn server_view_looks_uniform() {
+    for k in [2usize, 3, 4] {
+        let n = 64 * 512;
+        let x: Vec<u64> = (0..n as u64).map(|i| i % 3).collect(); // low-entropy secret
+        let mut prg = Prg::new(&Seed([9; 32]), 0);
+        let shares = share_with(&x, k, &mut prg);
+        let mut dealer = Dealer::new(k).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mats = dealer.deal_all(&Request::Compare { n, ell: 64 }).unwrap();
+        let parties: Vec<_> = mats
+            .into_iter()
+            .enumerate()
+            .map(|(s, mat)| Recorder {
+                inner: Compare::new(s, shares[s].0.clone(), 64, mat).unwrap(),
+                me: s,
+                log: if s == 0 {
+                    log.clone()
+                } else {
+                    Arc::new(Mutex::new(Vec::new()))
+                },
+            })
+            .collect();
+        let (bits, rounds) = run_lockstep(parties).unwrap();
+        assert_eq!(rounds, compare_rounds(64));
+        // The result (boolean shares, XOR them) is right: no value is negative.
+        let lt = bits.iter().fold(vec![0u64; n / 64], |mut acc, b| {
+            ppea::ring::xor_assign(&mut acc, b);
+            acc
+        });
+        assert!(lt.iter().all(|&w| w == 0));
+        assert_uniform(&shares[0].0, "server 0's input share");
+        let view = log.lock().unwrap().clone();
+        assert!(view.len() >= n * (k - 1));
+        assert_uniform(&view, "server 0's received messages");
+        // Control: the same statistic on the unmasked secret fails, so the test can fail.
+        let caught = std::panic::catch_unwind(|| assert_uniform(&x, "secret"));
+        assert!(caught.is_err());
+    }
+}

@@ -387,3 +387,37 @@ fn server_view_looks_uniform() {
         assert!(caught.is_err());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Local operations on shares: add, subtract, multiply by a public constant, add a public
+    /// constant (server 0 only), all equal their plaintext counterparts.
+    #[test]
+    fn local_linear_ops(k in 2usize..=4, xy in prop::collection::vec((signed_in(64), signed_in(64)), 1..40),
+                        c in any::<u64>(), seed in any::<u64>()) {
+        let (x, y): (Vec<u64>, Vec<u64>) = xy.into_iter().unzip();
+        let mut prg = Prg::new(&Seed([1; 32]), seed);
+        let sx = share_with(&x, k, &mut prg);
+        let sy = share_with(&y, k, &mut prg);
+        let mut sum = Vec::new();
+        let mut diff = Vec::new();
+        let mut lin = Vec::new();
+        for s in 0..k {
+            let mut a = sx[s].0.clone();
+            ppea::ring::add_assign(&mut a, &sy[s].0);
+            sum.push(Share(a));
+            let mut d = sx[s].0.clone();
+            ppea::ring::sub_assign(&mut d, &sy[s].0);
+            diff.push(Share(d));
+            let mut l = sx[s].0.clone();
+            ppea::ring::scale_assign(&mut l, c);
+            ppea::share::add_public_scalar(&mut l, c, s);
+            lin.push(Share(l));
+        }
+        let n = x.len();
+        prop_assert_eq!(reconstruct(&sum).unwrap(), (0..n).map(|i| x[i].wrapping_add(y[i])).collect::<Vec<_>>());
+        prop_assert_eq!(reconstruct(&diff).unwrap(), (0..n).map(|i| x[i].wrapping_sub(y[i])).collect::<Vec<_>>());
+        prop_assert_eq!(reconstruct(&lin).unwrap(), (0..n).map(|i| x[i].wrapping_mul(c).wrapping_add(c)).collect::<Vec<_>>());
+    }
+}

@@ -13,7 +13,7 @@ use crate::correlated::{Correlations, Material, Request};
 use crate::error::{Error, Result};
 use crate::pairs::Pairs;
 use crate::protocol::{Protocol, Session, Stats, Step, check_lengths, open_sum};
-use crate::share::{Share, add_public_scalar};
+use crate::share::add_public_scalar;
 use crate::truncate::Truncate;
 
 /// Opens shared values to all servers (used for outputs that are public by design and in tests).
@@ -211,16 +211,54 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         Ok(out)
     }
 
-    /// Maximum and arg-maximum of each row of a row-major `rows x len` matrix of shared values
-    /// whose pairwise differences fit in `ell` signed bits. Returns shares of the maximum and of
-    /// its column index (the first one on ties). A tournament: `ceil(log2 len)` levels, each one
-    /// batched comparison and one select of value and index together.
+    /// Maximum of each row of a row-major `rows x len` matrix of shared values whose pairwise
+    /// differences fit in `ell` signed bits.
+    pub async fn max_rows(&mut self, values: &[u64], len: usize, ell: u32) -> Result<Vec<u64>> {
+        Ok(self.tournament(values, len, ell, false).await?.0)
+    }
+
+    /// Maximum of each row and a one-hot `rows x len` marker of its position (the first one on
+    /// ties, so exactly one 1 per row).
+    pub async fn argmax_onehot(
+        &mut self,
+        values: &[u64],
+        len: usize,
+        ell: u32,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let (m, oh) = self.tournament(values, len, ell, true).await?;
+        Ok((m, oh.expect("one-hot requested")))
+    }
+
+    /// Maximum of each row and its column index (the first one on ties).
     pub async fn argmax(
         &mut self,
         values: &[u64],
         len: usize,
         ell: u32,
     ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let (m, oh) = self.argmax_onehot(values, len, ell).await?;
+        let idx = oh
+            .chunks(len)
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold(0u64, |s, (t, v)| s.wrapping_add(v.wrapping_mul(t as u64)))
+            })
+            .collect();
+        Ok((m, idx))
+    }
+
+    /// A tournament over each row: `ceil(log2 len)` levels, each one batched comparison and one
+    /// fan-out product that selects the winner's value (and one-hot marker) with a single
+    /// opening of the comparison bit. The winner's marker is the loser's zeroed and the winner's
+    /// kept, so it stays one-hot.
+    async fn tournament(
+        &mut self,
+        values: &[u64],
+        len: usize,
+        ell: u32,
+        onehot: bool,
+    ) -> Result<(Vec<u64>, Option<Vec<u64>>)> {
         if len == 0 || !values.len().is_multiple_of(len) {
             return Err(Error::invalid(format!(
                 "argmax: {} values do not form rows of {len}",
@@ -229,51 +267,94 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         }
         let rows = values.len() / len;
         let me = self.me();
-        let mut val: Vec<Share> = (0..len)
-            .map(|c| Share((0..rows).map(|r| values[r * len + c]).collect()))
+        let one = if me == 0 { 1u64 } else { 0 };
+        /// A group of columns: its current maximum and the one-hot marker over its columns
+        /// (slot-major: `oh[s * rows + r]`).
+        struct Group {
+            val: Vec<u64>,
+            oh: Vec<u64>,
+            width: usize,
+        }
+        let mut groups: Vec<Group> = (0..len)
+            .map(|c| Group {
+                val: (0..rows).map(|r| values[r * len + c]).collect(),
+                oh: if onehot { vec![one; rows] } else { Vec::new() },
+                width: 1,
+            })
             .collect();
-        let mut idx: Vec<Share> = (0..len)
-            .map(|c| Share(vec![if me == 0 { c as u64 } else { 0 }; rows]))
-            .collect();
-        while val.len() > 1 {
-            let pairs = val.len() / 2;
-            // u = column 2t, v = column 2t+1; keep v where u < v.
-            let mut diff = Vec::with_capacity(pairs * rows);
+        while groups.len() > 1 {
+            let pairs = groups.len() / 2;
+            let n = pairs * rows;
+            let mut diff = Vec::with_capacity(n);
             for t in 0..pairs {
-                let (u, v) = (&val[2 * t].0, &val[2 * t + 1].0);
+                let (u, v) = (&groups[2 * t].val, &groups[2 * t + 1].val);
                 diff.extend(u.iter().zip(v).map(|(a, b)| a.wrapping_sub(*b)));
             }
+            // bit = [u < v]: the second group wins.
             let bit = self.ltz(&diff, ell).await?;
-            let mut ys = vec![0u64; 2 * pairs * rows];
-            let (vd, id) = ys.split_at_mut(pairs * rows);
+            let wmax = (0..pairs)
+                .map(|t| groups[2 * t].width.max(groups[2 * t + 1].width))
+                .max()
+                .unwrap_or(0);
+            let fanout = 1 + if onehot { 2 * wmax } else { 0 };
+            let mut ys = vec![0u64; fanout * n];
             for t in 0..pairs {
+                let (g0, g1) = (&groups[2 * t], &groups[2 * t + 1]);
                 for r in 0..rows {
-                    let p = t * rows + r;
-                    vd[p] = val[2 * t + 1].0[r].wrapping_sub(val[2 * t].0[r]);
-                    id[p] = idx[2 * t + 1].0[r].wrapping_sub(idx[2 * t].0[r]);
+                    let i = t * rows + r;
+                    ys[i] = g1.val[r].wrapping_sub(g0.val[r]);
+                    if onehot {
+                        for s in 0..g0.width {
+                            ys[(1 + s) * n + i] = g0.oh[s * rows + r].wrapping_neg();
+                        }
+                        for s in 0..g1.width {
+                            ys[(1 + wmax + s) * n + i] = g1.oh[s * rows + r];
+                        }
+                    }
                 }
             }
-            let prod = self.mul_fanout(&bit, ys, 2).await?;
-            let (pv, pi) = prod.split_at(pairs * rows);
-            let mut nval = Vec::with_capacity(val.len().div_ceil(2));
-            let mut nidx = Vec::with_capacity(val.len().div_ceil(2));
+            let prod = self.mul_fanout(&bit, ys, fanout).await?;
+            let mut next = Vec::with_capacity(groups.len().div_ceil(2));
+            let mut it = groups.into_iter();
             for t in 0..pairs {
-                let mut v = val[2 * t].0.clone();
-                crate::ring::add_assign(&mut v, &pv[t * rows..(t + 1) * rows]);
-                let mut i = idx[2 * t].0.clone();
-                crate::ring::add_assign(&mut i, &pi[t * rows..(t + 1) * rows]);
-                nval.push(Share(v));
-                nidx.push(Share(i));
+                let g0 = it.next().expect("pair");
+                let g1 = it.next().expect("pair");
+                let mut val = g0.val;
+                crate::ring::add_assign(&mut val, &prod[t * rows..(t + 1) * rows]);
+                let mut oh = Vec::new();
+                if onehot {
+                    oh.reserve((g0.width + g1.width) * rows);
+                    for s in 0..g0.width {
+                        let at = (1 + s) * n + t * rows;
+                        oh.extend(
+                            (0..rows).map(|r| g0.oh[s * rows + r].wrapping_add(prod[at + r])),
+                        );
+                    }
+                    for s in 0..g1.width {
+                        let at = (1 + wmax + s) * n + t * rows;
+                        oh.extend_from_slice(&prod[at..at + rows]);
+                    }
+                }
+                next.push(Group {
+                    val,
+                    oh,
+                    width: g0.width + g1.width,
+                });
             }
-            if val.len() % 2 == 1 {
-                nval.push(val.pop().expect("odd count"));
-                nidx.push(idx.pop().expect("odd count"));
-            }
-            val = nval;
-            idx = nidx;
+            next.extend(it);
+            groups = next;
         }
-        let v = val.pop().expect("len >= 1").0;
-        let i = idx.pop().expect("len >= 1").0;
-        Ok((v, i))
+        let g = groups.pop().expect("len >= 1");
+        if !onehot {
+            return Ok((g.val, None));
+        }
+        // Slot-major to row-major.
+        let mut oh = vec![0u64; rows * len];
+        for s in 0..len {
+            for r in 0..rows {
+                oh[r * len + s] = g.oh[s * rows + r];
+            }
+        }
+        Ok((g.val, Some(oh)))
     }
 }

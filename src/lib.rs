@@ -15,16 +15,23 @@
 //! * [`bench`]: measured benchmarks of the core operations.
 #![warn(missing_docs)]
 
+pub mod align;
 pub mod beaver;
 pub mod bench;
+pub mod blocking;
 pub mod channel;
 pub mod compare;
 pub mod correlated;
 pub mod dealer;
 pub mod engine;
 pub mod error;
+pub mod evaluate;
+pub mod features;
 pub mod fixed;
+pub mod graph;
+pub mod import;
 pub mod local;
+pub mod metrics;
 pub mod pairs;
 pub mod prg;
 pub mod protocol;

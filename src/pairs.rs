@@ -1,21 +1,38 @@
 //! The list of (row, column) pairs a bilinear form is evaluated on.
 //!
-//! Candidate generation gives every left entity the same number of right candidates, so the pair
-//! list is a fixed-degree sparse matrix: `per_row` column indices for each of `n` rows. The dense
-//! case (every row against every column) is stored without materialising its columns. Results of
-//! a bilinear form are laid out in pair order: pair `p = i * per_row + t` is row `i`'s `t`-th
-//! column.
+//! Three layouts: the dense grid (every row against every column, stored without materialising
+//! anything), a fixed-degree sparse matrix (`per_row` columns for each row: candidate lists), and
+//! an explicit list (both directions' candidate pairs in one form, so each matrix is opened
+//! once). Results of a bilinear form are laid out in pair order.
 
 use crate::error::{Error, Result};
 
-/// A fixed-degree set of (row, column) pairs over an `n x m` grid.
+/// How the pairs are laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Layout {
+    /// Every row against every column, row-major.
+    Dense,
+    /// `per_row` listed columns for each row, row-major.
+    Fixed { per_row: usize, cols: Vec<u32> },
+    /// An explicit list of (row, column) pairs.
+    List { rows: Vec<u32>, cols: Vec<u32> },
+}
+
+/// A set of (row, column) pairs over an `n x m` grid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pairs {
     n: usize,
     m: usize,
-    per_row: usize,
-    /// `None` for the dense grid; else `n * per_row` column indices.
-    cols: Option<Vec<u32>>,
+    layout: Layout,
+}
+
+fn check_cols(cols: &[u32], m: usize, what: &str) -> Result<()> {
+    if let Some(bad) = cols.iter().find(|&&c| c as usize >= m) {
+        return Err(Error::invalid(format!(
+            "pair list names {what} {bad}, but there are only {m}"
+        )));
+    }
+    Ok(())
 }
 
 impl Pairs {
@@ -24,8 +41,7 @@ impl Pairs {
         Pairs {
             n,
             m,
-            per_row: m,
-            cols: None,
+            layout: Layout::Dense,
         }
     }
 
@@ -37,16 +53,27 @@ impl Pairs {
                 cols.len()
             )));
         }
-        if let Some(bad) = cols.iter().find(|&&c| c as usize >= m) {
-            return Err(Error::invalid(format!(
-                "pair list names column {bad}, but there are only {m} columns"
-            )));
-        }
+        check_cols(&cols, m, "column")?;
         Ok(Pairs {
             n,
             m,
-            per_row,
-            cols: Some(cols),
+            layout: Layout::Fixed { per_row, cols },
+        })
+    }
+
+    /// An explicit list of pairs `(rows[p], cols[p])`.
+    pub fn list(n: usize, m: usize, rows: Vec<u32>, cols: Vec<u32>) -> Result<Pairs> {
+        if rows.len() != cols.len() {
+            return Err(Error::invalid(
+                "pair list: rows and columns differ in length",
+            ));
+        }
+        check_cols(&rows, n, "row")?;
+        check_cols(&cols, m, "column")?;
+        Ok(Pairs {
+            n,
+            m,
+            layout: Layout::List { rows, cols },
         })
     }
 
@@ -58,40 +85,47 @@ impl Pairs {
     pub fn cols(&self) -> usize {
         self.m
     }
-    /// Pairs per row.
-    pub fn per_row(&self) -> usize {
-        self.per_row
-    }
     /// Total number of pairs.
     pub fn len(&self) -> usize {
-        self.n * self.per_row
+        match &self.layout {
+            Layout::Dense => self.n * self.m,
+            Layout::Fixed { cols, .. } => cols.len(),
+            Layout::List { rows, .. } => rows.len(),
+        }
     }
     /// True when there are no pairs.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// True for the dense grid.
-    pub fn is_dense(&self) -> bool {
-        self.cols.is_none()
-    }
-    /// The explicit column list, `None` when dense.
-    pub fn col_list(&self) -> Option<&[u32]> {
-        self.cols.as_deref()
+    /// The `(row, column)` of pair `p`.
+    pub fn pair(&self, p: usize) -> (usize, usize) {
+        match &self.layout {
+            Layout::Dense => (p / self.m, p % self.m),
+            Layout::Fixed { per_row, cols } => (p / per_row, cols[p] as usize),
+            Layout::List { rows, cols } => (rows[p] as usize, cols[p] as usize),
+        }
     }
 
-    /// Encodes as words for a dealer request: `[n, m, per_row, dense, cols packed two per word]`.
+    /// Encodes as words for a dealer request: `[n, m, kind, len, indices packed two per word]`.
     pub fn encode(&self, out: &mut Vec<u64>) {
-        out.extend([
-            self.n as u64,
-            self.m as u64,
-            self.per_row as u64,
-            self.cols.is_none() as u64,
-        ]);
-        if let Some(c) = &self.cols {
+        let pack = |out: &mut Vec<u64>, v: &[u32]| {
             out.extend(
-                c.chunks(2)
+                v.chunks(2)
                     .map(|p| p[0] as u64 | (p.get(1).copied().unwrap_or(0) as u64) << 32),
             );
+        };
+        out.extend([self.n as u64, self.m as u64]);
+        match &self.layout {
+            Layout::Dense => out.extend([0, 0]),
+            Layout::Fixed { per_row, cols } => {
+                out.extend([1, *per_row as u64]);
+                pack(out, cols);
+            }
+            Layout::List { rows, cols } => {
+                out.extend([2, rows.len() as u64]);
+                pack(out, rows);
+                pack(out, cols);
+            }
         }
     }
 
@@ -99,78 +133,95 @@ impl Pairs {
     pub fn decode(w: &[u64]) -> Result<(Pairs, usize)> {
         let bad = || Error::invalid("malformed pair list");
         let head = w.get(..4).ok_or_else(bad)?;
-        let to_usize = |v: u64| usize::try_from(v).ok().filter(|&x| x < (1 << 32));
-        let (n, m, per_row) = (
-            to_usize(head[0]).ok_or_else(bad)?,
-            to_usize(head[1]).ok_or_else(bad)?,
-            to_usize(head[2]).ok_or_else(bad)?,
-        );
-        if head[3] == 1 {
-            if per_row != m {
-                return Err(bad());
+        let small = |v: u64| {
+            usize::try_from(v)
+                .ok()
+                .filter(|&x| x < (1 << 32))
+                .ok_or_else(bad)
+        };
+        let (n, m, arg) = (small(head[0])?, small(head[1])?, small(head[3])?);
+        let unpack = |from: usize, count: usize| -> Result<Vec<u32>> {
+            let body = w.get(from..from + count.div_ceil(2)).ok_or_else(bad)?;
+            Ok(body
+                .iter()
+                .flat_map(|v| [*v as u32, (*v >> 32) as u32])
+                .take(count)
+                .collect())
+        };
+        match head[2] {
+            0 => Ok((Pairs::dense(n, m), 4)),
+            1 => {
+                let count = n.checked_mul(arg).ok_or_else(bad)?;
+                let cols = unpack(4, count)?;
+                Ok((Pairs::sparse(n, m, arg, cols)?, 4 + count.div_ceil(2)))
             }
-            return Ok((Pairs::dense(n, m), 4));
-        }
-        let count = n.checked_mul(per_row).ok_or_else(bad)?;
-        let words = count.div_ceil(2);
-        let body = w.get(4..4 + words).ok_or_else(bad)?;
-        let mut cols = Vec::with_capacity(count);
-        for (i, v) in body.iter().enumerate() {
-            cols.push(*v as u32);
-            if 2 * i + 1 < count {
-                cols.push((*v >> 32) as u32);
+            2 => {
+                let words = arg.div_ceil(2);
+                let rows = unpack(4, arg)?;
+                let cols = unpack(4 + words, arg)?;
+                Ok((Pairs::list(n, m, rows, cols)?, 4 + 2 * words))
             }
+            _ => Err(bad()),
         }
-        Ok((Pairs::sparse(n, m, per_row, cols)?, 4 + words))
     }
 
     /// For every pair, `out[p] += <p_rows[i], q_rows[j]>`, where both matrices are row-major with
-    /// rows `width` long. Rows are split across threads; dense grids are processed in column
+    /// rows `width` long. Work is split across threads; dense grids are processed in column
     /// tiles that stay in the L2 cache.
     pub fn accumulate_dots(&self, p_rows: &[u64], q_rows: &[u64], width: usize, out: &mut [u64]) {
         use rayon::prelude::*;
         assert_eq!(p_rows.len(), self.n * width);
         assert_eq!(q_rows.len(), self.m * width);
         assert_eq!(out.len(), self.len());
-        if self.per_row == 0 || width == 0 {
+        if self.is_empty() || width == 0 {
             return;
         }
-        // Column tile: about 512 KiB of Q rows.
-        let tile = (65536 / width).clamp(8, 4096);
-        let rows_per_task = 16;
-        let iota: Vec<u32>;
-        let (cols, dense) = match &self.cols {
-            Some(c) => (c.as_slice(), false),
-            None => {
-                iota = (0..self.m as u32).collect();
-                (iota.as_slice(), true)
-            }
-        };
-        out.par_chunks_mut(self.per_row * rows_per_task)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let first = task * rows_per_task;
-                let rows = chunk.len() / self.per_row;
-                if dense {
-                    for t0 in (0..self.m).step_by(tile) {
-                        let t1 = (t0 + tile).min(self.m);
-                        for r in 0..rows {
-                            let i = first + r;
-                            let row = &p_rows[i * width..(i + 1) * width];
-                            let o = &mut chunk[r * self.per_row + t0..r * self.per_row + t1];
-                            crate::ring::dot_row_many(row, q_rows, &cols[t0..t1], o);
+        let row = |i: usize| &p_rows[i * width..(i + 1) * width];
+        match &self.layout {
+            Layout::Dense => {
+                let iota: Vec<u32> = (0..self.m as u32).collect();
+                // Column tile: about 512 KiB of Q rows.
+                let tile = (65536 / width).clamp(8, 4096);
+                let rows_per_task = 16;
+                out.par_chunks_mut(self.m * rows_per_task)
+                    .enumerate()
+                    .for_each(|(task, chunk)| {
+                        let first = task * rows_per_task;
+                        let rows = chunk.len() / self.m;
+                        for t0 in (0..self.m).step_by(tile) {
+                            let t1 = (t0 + tile).min(self.m);
+                            for r in 0..rows {
+                                let o = &mut chunk[r * self.m + t0..r * self.m + t1];
+                                crate::ring::dot_row_many(row(first + r), q_rows, &iota[t0..t1], o);
+                            }
                         }
-                    }
-                } else {
-                    for r in 0..rows {
-                        let i = first + r;
-                        let row = &p_rows[i * width..(i + 1) * width];
-                        let o = &mut chunk[r * self.per_row..(r + 1) * self.per_row];
-                        let c = &cols[i * self.per_row..(i + 1) * self.per_row];
-                        crate::ring::dot_row_many(row, q_rows, c, o);
-                    }
+                    });
+            }
+            Layout::Fixed { per_row, cols } => {
+                let per_row = *per_row;
+                if per_row == 0 {
+                    return;
                 }
-            });
+                out.par_chunks_mut(per_row)
+                    .zip(cols.par_chunks(per_row))
+                    .enumerate()
+                    .for_each(|(i, (o, c))| {
+                        crate::ring::dot_row_many(row(i), q_rows, c, o);
+                    });
+            }
+            Layout::List { rows, cols } => {
+                out.par_chunks_mut(1024).enumerate().for_each(|(k, o)| {
+                    for (t, v) in o.iter_mut().enumerate() {
+                        let p = k * 1024 + t;
+                        let (i, j) = (rows[p] as usize, cols[p] as usize);
+                        *v = v.wrapping_add(crate::ring::dot(
+                            row(i),
+                            &q_rows[j * width..(j + 1) * width],
+                        ));
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -191,6 +242,11 @@ mod tests {
         assert!(Pairs::sparse(2, 3, 1, vec![0, 3]).is_err());
         assert!(Pairs::sparse(2, 3, 2, vec![0]).is_err());
         assert!(Pairs::decode(&[1, 2]).is_err());
+        let l = Pairs::list(3, 4, vec![0, 2, 1], vec![3, 3, 0]).unwrap();
+        let mut w = vec![];
+        l.encode(&mut w);
+        assert_eq!(Pairs::decode(&w).unwrap(), (l, w.len()));
+        assert!(Pairs::list(3, 4, vec![3], vec![0]).is_err());
     }
 
     #[test]
@@ -209,6 +265,15 @@ mod tests {
             for j in 0..m {
                 assert_eq!(out[i * m + j], naive(i, j).wrapping_add(1));
             }
+        }
+        let rows: Vec<u32> = (0..50).map(|x| (x * 11 % n) as u32).collect();
+        let lcols: Vec<u32> = (0..50).map(|x| (x * 5 % m) as u32).collect();
+        let l = Pairs::list(n, m, rows.clone(), lcols.clone()).unwrap();
+        let mut out = vec![0u64; l.len()];
+        l.accumulate_dots(&p, &q, w, &mut out);
+        for k in 0..50 {
+            assert_eq!(out[k], naive(rows[k] as usize, lcols[k] as usize));
+            assert_eq!(l.pair(k), (rows[k] as usize, lcols[k] as usize));
         }
         let cols: Vec<u32> = (0..n * 3).map(|x| (x * 7 % m) as u32).collect();
         let s = Pairs::sparse(n, m, 3, cols.clone()).unwrap();

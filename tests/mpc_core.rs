@@ -96,7 +96,7 @@ proptest! {
         let mut expect = vec![0u64; pairs.len()];
         pairs.accumulate_dots(&x, &y, d, &mut expect);
         // Independent check of the reference itself on the first pair.
-        let j0 = pairs.col_list().map_or(0, |c| c[0] as usize);
+        let j0 = pairs.pair(0).1;
         prop_assert_eq!(expect[0], ppea::ring::dot(&x[..d], &y[j0 * d..(j0 + 1) * d]));
         let p2 = pairs.clone();
         let (out, run) = secure(k, vec![x, y], move |mut e, i| {
@@ -177,7 +177,9 @@ proptest! {
         let values: Vec<u64> = (0..rows * len).map(|i| vals[i % vals.len()].wrapping_mul(1 << 20) as u64).collect();
         let (out, _) = secure(k, vec![values.clone()], move |mut e, i| async move {
             let (m, a) = e.argmax(&i[0], len, 40).await?;
-            Ok((vec![m, a], e))
+            let (m2, oh) = e.argmax_onehot(&i[0], len, 40).await?;
+            let m3 = e.max_rows(&i[0], len, 40).await?;
+            Ok((vec![m, a, m2, oh, m3], e))
         });
         for r in 0..rows {
             let row: Vec<i64> = values[r * len..(r + 1) * len].iter().map(|&v| v as i64).collect();
@@ -185,6 +187,11 @@ proptest! {
             let first = row.iter().position(|&v| v == max).unwrap();
             prop_assert_eq!(out[0][r] as i64, max);
             prop_assert_eq!(out[1][r] as usize, first);
+            prop_assert_eq!(out[2][r] as i64, max);
+            prop_assert_eq!(out[4][r] as i64, max);
+            for c in 0..len {
+                prop_assert_eq!(out[3][r * len + c], (c == first) as u64);
+            }
         }
     }
 }

@@ -1,0 +1,621 @@
+//! The alignment job: party-side preparation, the secure computation on the servers, the
+//! party-side reading of results, and a plaintext reference of exactly the same model.
+//!
+//! **Score.** For a candidate pair `(a, b)`, `S(a, b) = <z_a, z_b>` (see [`crate::features`]):
+//! name similarity plus weighted level-1 and cross-graph-attention similarity, computed on the
+//! servers as one bilinear form over *both* directions' candidate pairs (each matrix opened once).
+//! Products are kept at scale `2^(2f)`, so everything after is exact integer arithmetic.
+//!
+//! **Hubness correction (CSLS with k = 1).** `r_a` is the best score of `a` over its
+//! candidates, `r_b` likewise; a ranks its candidates by `2 S(a, b) - r_b`, b by
+//! `2 S(a, b) - r_a`, and a pair's reported score is `2 S(a, b) - r_a - r_b`. A "hub" entity that
+//! is close to everything no longer wins every row.
+//!
+//! **Matching.** Best candidate per entity on each side (a one-hot marker from the secure argmax),
+//! mutual best (the product of the two markers of the same pair), and a threshold on the pair's
+//! score. Each matched pair gets a random link token (a sum of per-server random shares, so no
+//! server knows it), delivered to both sides. Partner ids are exchanged only when the job says
+//! both parties opted in.
+//!
+//! Each party receives, per uploaded row, shares of: `matched`, `score`, `token`; with
+//! `reveal_best` (evaluation jobs) also its best candidate's row and score; with
+//! `share_partner_ids` the partner's id. Nothing else leaves the servers.
+
+use crate::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
+use crate::channel::Transport;
+use crate::correlated::Correlations;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::features::{ModelParams, embed, sample_neighbours};
+use crate::fixed::FixedPoint;
+use crate::graph::Graph;
+use crate::pairs::Pairs;
+use crate::prg::{Prg, Seed};
+use std::collections::HashMap;
+
+/// Words reserved for a partner id when ids are exchanged (ids up to 64 bytes).
+pub const ID_WORDS: usize = 8;
+
+/// Everything the parties and servers of one job must agree on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobParams {
+    /// The party-local model.
+    pub model: ModelParams,
+    /// Candidate generation.
+    pub blocking: BlockingParams,
+    /// Fixed-point fractional bits of uploaded vectors.
+    pub frac_bits: u32,
+    /// Minimum pair score (`2 S - r_a - r_b`) of a reported match.
+    pub min_score: f64,
+    /// Both parties opted in to learn each other's ids for matched pairs.
+    pub share_partner_ids: bool,
+    /// Evaluation jobs: each party also learns its best candidate's row and score.
+    pub reveal_best: bool,
+}
+
+impl Default for JobParams {
+    fn default() -> Self {
+        JobParams {
+            model: ModelParams::default(),
+            blocking: BlockingParams::default(),
+            frac_bits: 16,
+            min_score: -0.05,
+            share_partner_ids: false,
+            reveal_best: false,
+        }
+    }
+}
+
+impl JobParams {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate().map_err(Error::invalid)?;
+        FixedPoint::new(self.frac_bits)?;
+        if self.blocking.candidates == 0 || self.blocking.candidates > 1024 {
+            return Err(Error::invalid(format!(
+                "blocking.candidates must be 1 to 1024, got {}",
+                self.blocking.candidates
+            )));
+        }
+        if !self.min_score.is_finite() || self.min_score.abs() > 100.0 {
+            return Err(Error::invalid(format!(
+                "min_score must be within [-100, 100], got {}",
+                self.min_score
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bit width that holds every difference of ranking scores: `|2S - r| <= 3 max`, so
+    /// differences stay below `6 max * 2^(2f)`, plus sign and margin.
+    pub fn compare_bits(&self) -> u32 {
+        let spread = (6.0 * self.model.max_score()).log2().ceil().max(0.0) as u32;
+        (spread + 2 * self.frac_bits + 2).min(64)
+    }
+
+    /// The threshold at product scale.
+    pub fn min_score_fixed(&self) -> u64 {
+        ((self.min_score * (1u64 << (2 * self.frac_bits)) as f64).round() as i64) as u64
+    }
+
+    /// Output words per row.
+    pub fn out_width(&self) -> usize {
+        3 + if self.reveal_best { 2 } else { 0 } + if self.share_partner_ids { ID_WORDS } else { 0 }
+    }
+}
+
+/// What a party computed locally, in upload order.
+#[derive(Clone)]
+pub struct PartyData {
+    /// Upload row -> entity index (a random permutation of the aligned entities).
+    pub rows: Vec<u32>,
+    /// Fixed-point vectors, `rows x width`.
+    pub z: Vec<u64>,
+    /// Row length of `z`.
+    pub width: usize,
+    /// Keyed blocking tokens per row.
+    pub tokens: Tokens,
+    /// Entity ids as words, `rows x ID_WORDS` (empty unless ids are shared).
+    pub ids: Vec<u64>,
+}
+
+impl std::fmt::Debug for PartyData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PartyData(rows={}, width={}, <redacted>)",
+            self.rows.len(),
+            self.width
+        )
+    }
+}
+
+/// Packs an id into `ID_WORDS` words (length-prefixed); ids over 63 bytes are refused.
+pub fn id_to_words(id: &str) -> Result<[u64; ID_WORDS]> {
+    let b = id.as_bytes();
+    if b.len() >= 8 * ID_WORDS {
+        return Err(Error::invalid(format!(
+            "entity id {id:?} is {} bytes; partner-id exchange supports ids up to {} bytes",
+            b.len(),
+            8 * ID_WORDS - 1
+        )));
+    }
+    let mut bytes = [0u8; 8 * ID_WORDS];
+    bytes[0] = b.len() as u8;
+    bytes[1..=b.len()].copy_from_slice(b);
+    let mut w = [0u64; ID_WORDS];
+    for (i, c) in bytes.chunks_exact(8).enumerate() {
+        w[i] = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+    }
+    Ok(w)
+}
+
+/// Inverse of [`id_to_words`]; `None` for words that are not a packed id.
+pub fn words_to_id(w: &[u64]) -> Option<String> {
+    let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let len = *bytes.first()? as usize;
+    if len == 0 || len >= bytes.len() {
+        return None;
+    }
+    String::from_utf8(bytes[1..=len].to_vec()).ok()
+}
+
+/// A party's local preparation: embeddings, tokens and ids of the entities in `scope`, in a
+/// fresh random row order (so nothing downstream can depend on the owner's id order).
+pub fn prepare_party(
+    g: &Graph,
+    scope: &[u32],
+    p: &JobParams,
+    key: &BlockingKey,
+) -> Result<PartyData> {
+    p.validate()?;
+    if scope.is_empty() {
+        return Err(Error::invalid("no entities to align"));
+    }
+    let mut rows = scope.to_vec();
+    let mut prg = Prg::fresh();
+    for i in (1..rows.len()).rev() {
+        let j = (prg.next_u64() % (i as u64 + 1)) as usize;
+        rows.swap(i, j);
+    }
+    let width = p.model.width();
+    let z_all = embed(g, &p.model);
+    let fp = FixedPoint::new(p.frac_bits)?;
+    let mut z = Vec::with_capacity(rows.len() * width);
+    for &e in &rows {
+        for &x in &z_all[e as usize * width..(e as usize + 1) * width] {
+            z.push(fp.encode(x)?);
+        }
+    }
+    let samples = sample_neighbours(g, p.model.level1_cap, &p.model.sampling_salt);
+    let tokens = tokens(key, &g.names, &samples, &rows);
+    let mut ids = Vec::new();
+    if p.share_partner_ids {
+        for &e in &rows {
+            ids.extend(id_to_words(&g.ids[e as usize])?);
+        }
+    }
+    Ok(PartyData {
+        rows,
+        z,
+        width,
+        tokens,
+        ids,
+    })
+}
+
+/// One server's inputs from one party.
+#[derive(Clone, Default)]
+pub struct PartyShares {
+    /// This server's share of `z`.
+    pub z: Vec<u64>,
+    /// This server's share of the id words (empty unless ids are shared).
+    pub ids: Vec<u64>,
+    /// The party's keyed tokens (the same for every server).
+    pub tokens: Tokens,
+}
+
+impl std::fmt::Debug for PartyShares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PartyShares(rows={}, <redacted>)", self.tokens.own.len())
+    }
+}
+
+/// One server's output shares: `rows x out_width` per party.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOutput {
+    /// Shares for party A's rows.
+    pub a: Vec<u64>,
+    /// Shares for party B's rows.
+    pub b: Vec<u64>,
+}
+
+/// The seed that drives candidate padding: public, derived from the job id, so that every
+/// server computes the same candidate lists.
+pub fn job_seed(job_id: &str) -> Seed {
+    let mut s = [0u8; 32];
+    for (i, c) in s.chunks_exact_mut(8).enumerate() {
+        c.copy_from_slice(
+            &crate::features::hash64(&[b"job", job_id.as_bytes(), &[i as u8]]).to_le_bytes(),
+        );
+    }
+    Seed(s)
+}
+
+/// For each A-list slot `(a, t)`, the B-list slot of the same pair, if b also lists a.
+fn mirror(c: &Candidates, na: usize) -> Vec<Option<usize>> {
+    let k = c.per_row;
+    let mut at: HashMap<(u32, u32), usize> = HashMap::with_capacity(c.b.len());
+    for (q, &a) in c.b.iter().enumerate() {
+        at.insert((a, (q / k) as u32), q);
+    }
+    (0..na * k)
+        .map(|p| at.get(&((p / k) as u32, c.a[p])).copied())
+        .collect()
+}
+
+fn slot_major(x: &[u64], rows: usize, len: usize) -> Vec<u64> {
+    let mut out = vec![0u64; x.len()];
+    for r in 0..rows {
+        for s in 0..len {
+            out[s * rows + r] = x[r * len + s];
+        }
+    }
+    out
+}
+
+/// The secure part of a job, run by every server on its shares. Returns this server's output
+/// shares and the candidate lists (public to the servers).
+pub async fn align<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    pa: &PartyShares,
+    pb: &PartyShares,
+    p: &JobParams,
+    seed: &Seed,
+) -> Result<(ServerOutput, Candidates)> {
+    p.validate()?;
+    let w = p.model.width();
+    let (na, nb) = (pa.tokens.own.len(), pb.tokens.own.len());
+    if na == 0 || nb == 0 || pa.z.len() != na * w || pb.z.len() != nb * w {
+        return Err(Error::invalid(format!(
+            "uploads do not match: {na} and {nb} rows, {} and {} words, width {w}",
+            pa.z.len(),
+            pb.z.len()
+        )));
+    }
+    let ids = p.share_partner_ids;
+    if ids && (pa.ids.len() != na * ID_WORDS || pb.ids.len() != nb * ID_WORDS) {
+        return Err(Error::invalid(
+            "partner ids requested but an upload has none",
+        ));
+    }
+    let cand = candidates(&pa.tokens, &pb.tokens, &p.blocking, seed);
+    let k = cand.per_row;
+    let ell = p.compare_bits();
+
+    // 1. Scores of both directions' pairs in one bilinear form.
+    let mut rows = Vec::with_capacity((na + nb) * k);
+    let mut cols = Vec::with_capacity((na + nb) * k);
+    for a in 0..na {
+        rows.extend(std::iter::repeat_n(a as u32, k));
+        cols.extend_from_slice(&cand.a[a * k..(a + 1) * k]);
+    }
+    for b in 0..nb {
+        rows.extend_from_slice(&cand.b[b * k..(b + 1) * k]);
+        cols.extend(std::iter::repeat_n(b as u32, k));
+    }
+    let pairs = Pairs::list(na, nb, rows, cols)?;
+    let s = eng.bilinear(&pa.z, &pb.z, w, &pairs).await?;
+
+    // 2. Row maxima (CSLS, k = 1), both sides in one tournament.
+    let r = eng.max_rows(&s, k, ell).await?;
+    let (ra, rb) = r.split_at(na);
+    let mut f = Vec::with_capacity(s.len());
+    for (q, v) in s.iter().enumerate() {
+        let other = if q < na * k {
+            rb[cand.a[q] as usize]
+        } else {
+            ra[cand.b[q - na * k] as usize]
+        };
+        f.push(v.wrapping_mul(2).wrapping_sub(other));
+    }
+
+    // 3. Best candidate per entity with a one-hot marker; the pair score 2S - r_a - r_b.
+    let (best, oh) = eng.argmax_onehot(&f, k, ell).await?;
+    let score: Vec<u64> = best
+        .iter()
+        .zip(r.iter())
+        .map(|(b, r)| b.wrapping_sub(*r))
+        .collect();
+    let (oh_a, oh_b) = oh.split_at(na * k);
+
+    // 4. Mutual best: product of the two markers of the same pair.
+    let mirror = mirror(&cand, na);
+    let present: Vec<(usize, usize)> = mirror
+        .iter()
+        .enumerate()
+        .filter_map(|(q, m)| m.map(|m| (q, m)))
+        .collect();
+    let x: Vec<u64> = present.iter().map(|&(q, _)| oh_a[q]).collect();
+    let y: Vec<u64> = present.iter().map(|&(_, m)| oh_b[m]).collect();
+    let both = eng.mul(&x, &y).await?;
+    let mut mutual = vec![0u64; na * k];
+    for (&(q, _), v) in present.iter().zip(&both) {
+        mutual[q] = *v;
+    }
+
+    // 5. Threshold on a's best pair score; keep = mutual AND above threshold.
+    let pass = eng
+        .threshold(&score[..na], p.min_score_fixed(), ell)
+        .await?;
+    let keep = slot_major(
+        &eng.mul_fanout(&pass, slot_major(&mutual, na, k), k).await?,
+        k,
+        na,
+    );
+    let mut keep_b = vec![0u64; nb * k];
+    for &(q, m) in &present {
+        keep_b[m] = keep[q];
+    }
+
+    // 6. Link tokens: random shared values, one per pair, selected by `keep`.
+    let tok = Prg::fresh().vec(na * k);
+    let kept_tok = eng.mul(&keep, &tok).await?;
+    let row_sum = |v: &[u64], rows: usize| -> Vec<u64> {
+        (0..rows)
+            .map(|i| {
+                v[i * k..(i + 1) * k]
+                    .iter()
+                    .fold(0u64, |s, x| s.wrapping_add(*x))
+            })
+            .collect()
+    };
+    let tok_a = row_sum(&kept_tok, na);
+    let mut kept_tok_b = vec![0u64; nb * k];
+    for &(q, m) in &present {
+        kept_tok_b[m] = kept_tok[q];
+    }
+    let tok_b = row_sum(&kept_tok_b, nb);
+    let mut matched = row_sum(&keep, na);
+    matched.extend(row_sum(&keep_b, nb));
+    let score_out = eng.mul(&matched, &score).await?;
+
+    // 7. Partner ids (both parties opted in): the kept pair's partner id words.
+    let mut partner = Vec::new();
+    if ids {
+        let mut x = keep.clone();
+        x.extend_from_slice(&keep_b);
+        let n = x.len();
+        let mut ys = vec![0u64; ID_WORDS * n];
+        for q in 0..na * k {
+            let b = cand.a[q] as usize;
+            for wd in 0..ID_WORDS {
+                ys[wd * n + q] = pb.ids[b * ID_WORDS + wd];
+            }
+        }
+        for q in 0..nb * k {
+            let a = cand.b[q] as usize;
+            for wd in 0..ID_WORDS {
+                ys[wd * n + na * k + q] = pa.ids[a * ID_WORDS + wd];
+            }
+        }
+        let prod = eng.mul_fanout(&x, ys, ID_WORDS).await?;
+        partner = vec![0u64; (na + nb) * ID_WORDS];
+        for q in 0..n {
+            let row = q / k;
+            for wd in 0..ID_WORDS {
+                let v = &mut partner[row * ID_WORDS + wd];
+                *v = v.wrapping_add(prod[wd * n + q]);
+            }
+        }
+    }
+
+    // 8. Assemble per-row outputs.
+    let ow = p.out_width();
+    let mut out = ServerOutput {
+        a: Vec::with_capacity(na * ow),
+        b: Vec::with_capacity(nb * ow),
+    };
+    for i in 0..na + nb {
+        let (side, local, list) = if i < na {
+            (&mut out.a, i, &cand.a)
+        } else {
+            (&mut out.b, i - na, &cand.b)
+        };
+        let tok = if i < na { tok_a[local] } else { tok_b[local] };
+        side.extend([matched[i], score_out[i], tok]);
+        if p.reveal_best {
+            let best_row = oh[i * k..(i + 1) * k]
+                .iter()
+                .zip(&list[local * k..(local + 1) * k])
+                .fold(0u64, |s, (o, &c)| s.wrapping_add(o.wrapping_mul(c as u64)));
+            side.extend([best_row, score[i]]);
+        }
+        if ids {
+            side.extend_from_slice(&partner[i * ID_WORDS..(i + 1) * ID_WORDS]);
+        }
+    }
+    Ok((out, cand))
+}
+
+/// One row of a party's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    /// The party's entity (index into its graph).
+    pub entity: u32,
+    /// Matched (mutual best above the threshold).
+    pub matched: bool,
+    /// The pair score `2S - r_a - r_b` of the match (0 when unmatched).
+    pub score: f64,
+    /// Link token, equal on both sides of a matched pair (0 when unmatched).
+    pub token: u64,
+    /// Evaluation jobs: the other party's row of the best candidate and its score.
+    pub best: Option<(u32, f64)>,
+    /// The partner's id (when both parties opted in).
+    pub partner_id: Option<String>,
+}
+
+/// Reconstructs a party's results from every server's output shares for it.
+pub fn finish_party(
+    data: &PartyData,
+    shares: &[Vec<u64>],
+    p: &JobParams,
+) -> Result<Vec<ResultRow>> {
+    let ow = p.out_width();
+    let n = data.rows.len();
+    if shares.iter().any(|s| s.len() != n * ow) {
+        return Err(Error::invalid(format!(
+            "result shares have the wrong size: expected {} words from every server",
+            n * ow
+        )));
+    }
+    let sum = crate::ring::sum_all(n * ow, shares.iter().map(Vec::as_slice));
+    let scale = (1u64 << (2 * p.frac_bits)) as f64;
+    let mut out = Vec::with_capacity(n);
+    for (r, &entity) in data.rows.iter().enumerate() {
+        let v = &sum[r * ow..(r + 1) * ow];
+        let matched = match v[0] {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(Error::invalid(format!(
+                    "row {r}: reconstructed match flag is {other}, not 0 or 1 (shares from different jobs?)"
+                )));
+            }
+        };
+        let mut at = 3;
+        let best = if p.reveal_best {
+            at += 2;
+            Some((v[3] as u32, v[4] as i64 as f64 / scale))
+        } else {
+            None
+        };
+        let partner_id = if p.share_partner_ids && matched {
+            words_to_id(&v[at..at + ID_WORDS])
+        } else {
+            None
+        };
+        out.push(ResultRow {
+            entity,
+            matched,
+            score: v[1] as i64 as f64 / scale,
+            token: v[2],
+            best,
+            partner_id,
+        });
+    }
+    Ok(out)
+}
+
+/// The plaintext reference's decisions for one side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SideReference {
+    /// Best candidate (row of the other side) per row.
+    pub best: Vec<u32>,
+    /// Its pair score at product scale.
+    pub score: Vec<i64>,
+    /// Mutual best above the threshold.
+    pub matched: Vec<bool>,
+    /// Ranking scores `2S - r_other` of every candidate, `rows x per_row`.
+    pub ranking: Vec<i64>,
+}
+
+/// The same model in plaintext integer arithmetic, on the reconstructed fixed-point vectors.
+pub fn reference(
+    za: &[u64],
+    zb: &[u64],
+    p: &JobParams,
+    cand: &Candidates,
+) -> (SideReference, SideReference) {
+    let w = p.model.width();
+    let k = cand.per_row;
+    let (na, nb) = (za.len() / w, zb.len() / w);
+    let dot = |a: usize, b: usize| {
+        crate::ring::dot(&za[a * w..(a + 1) * w], &zb[b * w..(b + 1) * w]) as i64
+    };
+    let sa: Vec<i64> = (0..na * k)
+        .map(|q| dot(q / k, cand.a[q] as usize))
+        .collect();
+    let sb: Vec<i64> = (0..nb * k)
+        .map(|q| dot(cand.b[q] as usize, q / k))
+        .collect();
+    let rowmax = |s: &[i64], rows: usize| -> Vec<i64> {
+        (0..rows)
+            .map(|i| *s[i * k..(i + 1) * k].iter().max().expect("k >= 1"))
+            .collect()
+    };
+    let (ra, rb) = (rowmax(&sa, na), rowmax(&sb, nb));
+    let rank_a: Vec<i64> = (0..na * k)
+        .map(|q| 2 * sa[q] - rb[cand.a[q] as usize])
+        .collect();
+    let rank_b: Vec<i64> = (0..nb * k)
+        .map(|q| 2 * sb[q] - ra[cand.b[q] as usize])
+        .collect();
+    // First index of the maximum, as the secure tournament does.
+    let argmax = |s: &[i64], rows: usize| -> Vec<usize> {
+        (0..rows)
+            .map(|i| {
+                let row = &s[i * k..(i + 1) * k];
+                let m = *row.iter().max().expect("k >= 1");
+                row.iter().position(|&v| v == m).expect("max present")
+            })
+            .collect()
+    };
+    let (ta, tb) = (argmax(&rank_a, na), argmax(&rank_b, nb));
+    let best_a: Vec<u32> = (0..na).map(|a| cand.a[a * k + ta[a]]).collect();
+    let best_b: Vec<u32> = (0..nb).map(|b| cand.b[b * k + tb[b]]).collect();
+    let score_a: Vec<i64> = (0..na).map(|a| rank_a[a * k + ta[a]] - ra[a]).collect();
+    let score_b: Vec<i64> = (0..nb).map(|b| rank_b[b * k + tb[b]] - rb[b]).collect();
+    let th = p.min_score_fixed() as i64;
+    let matched_a: Vec<bool> = (0..na)
+        .map(|a| best_b[best_a[a] as usize] as usize == a && score_a[a] >= th)
+        .collect();
+    let matched_b: Vec<bool> = (0..nb)
+        .map(|b| {
+            let a = best_b[b] as usize;
+            best_a[a] as usize == b && matched_a[a]
+        })
+        .collect();
+    (
+        SideReference {
+            best: best_a,
+            score: score_a,
+            matched: matched_a,
+            ranking: rank_a,
+        },
+        SideReference {
+            best: best_b,
+            score: score_b,
+            matched: matched_b,
+            ranking: rank_b,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_words_round_trip() {
+        for id in ["a", "Q42", "http://dbpedia.org/resource/Paris", "é"] {
+            assert_eq!(words_to_id(&id_to_words(id).unwrap()).as_deref(), Some(id));
+        }
+        assert!(
+            id_to_words(&"x".repeat(64))
+                .unwrap_err()
+                .to_string()
+                .contains("64 bytes")
+        );
+        assert_eq!(words_to_id(&[0; ID_WORDS]), None);
+    }
+
+    #[test]
+    fn compare_bits_cover_scores() {
+        let p = JobParams::default();
+        // max score 2.4: |diff| <= 6 * 2.4 * 2^32 < 2^36.
+        assert!(p.compare_bits() >= 38);
+        assert!(p.compare_bits() <= 64);
+    }
+}

@@ -1,0 +1,341 @@
+//! Candidate generation from keyed tokens.
+//!
+//! **Party side.** Each party turns every entity into two token sets: *own* tokens (the words and
+//! character trigrams of its name) and *neighbour* tokens (the words of its sampled neighbours'
+//! names). Each token is mapped through HMAC-SHA256 under a 32-byte [`BlockingKey`] that the
+//! parties agree on and the servers never see, so servers cannot compute a token from a guessed
+//! string, nor invert one.
+//!
+//! **Server side.** Every server joins the two parties' tokens the same deterministic way: for
+//! each entity on one side, candidates on the other side are scored by the summed inverse
+//! document frequency of shared tokens (integer arithmetic, identical on every machine); the top
+//! `candidates / 2` by own tokens and the top `candidates / 2` by neighbour tokens are merged,
+//! topped up from the own-token ranking, and padded with pseudo-random entities, so that **every
+//! entity has exactly `candidates` candidates**. Tokens shared by too large a fraction of
+//! entities are ignored (they cost time and carry no signal).
+//!
+//! Leakage (see `docs/design.md`): servers see which keyed tokens are equal across entities,
+//! hence token frequencies and, per candidate pair, the weight of shared tokens.
+
+use crate::features::words;
+use crate::prg::{Prg, Seed};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::fmt;
+
+/// The parties' shared blocking key. Never sent to servers; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlockingKey(pub [u8; 32]);
+
+impl fmt::Debug for BlockingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BlockingKey(<redacted>)")
+    }
+}
+
+impl BlockingKey {
+    /// A fresh random key.
+    pub fn random() -> Self {
+        BlockingKey(Seed::random().0)
+    }
+}
+
+/// Blocking parameters (the same for every server of a job).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockingParams {
+    /// Candidates per entity (both directions).
+    pub candidates: usize,
+    /// Own-name tokens shared by more than this fraction of all entities are ignored.
+    pub max_df_own: f64,
+    /// Neighbour tokens shared by more than this fraction of all entities are ignored.
+    pub max_df_neighbour: f64,
+}
+
+impl Default for BlockingParams {
+    fn default() -> Self {
+        BlockingParams {
+            candidates: 64,
+            max_df_own: 0.1,
+            max_df_neighbour: 0.025,
+        }
+    }
+}
+
+/// Keyed tokens of the rows a party uploads: one list per row, sorted and deduplicated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Own-name tokens per row.
+    pub own: Vec<Vec<u64>>,
+    /// Neighbour-name tokens per row.
+    pub neighbour: Vec<Vec<u64>>,
+}
+
+fn keyed(key: &ring::hmac::Key, domain: u8, token: &str) -> u64 {
+    let mut ctx = ring::hmac::Context::with_key(key);
+    ctx.update(&[domain]);
+    ctx.update(token.as_bytes());
+    let tag = ctx.sign();
+    u64::from_le_bytes(
+        tag.as_ref()[..8]
+            .try_into()
+            .expect("HMAC-SHA256 has 32 bytes"),
+    )
+}
+
+/// Own-name tokens of a name: its words and character trigrams.
+pub fn own_token_strings(name: &str) -> Vec<String> {
+    let ws = words(name);
+    let mut t: Vec<String> = ws.iter().map(|w| format!("w:{w}")).collect();
+    t.extend(
+        crate::features::char_ngrams(&ws, 3)
+            .into_iter()
+            .map(|q| format!("q:{q}")),
+    );
+    t
+}
+
+/// Tokens for the given rows: `names[e]` for own tokens, and the names of `neighbours[e]`.
+pub fn tokens(
+    key: &BlockingKey,
+    names: &[String],
+    neighbours: &[Vec<(u32, f64)>],
+    rows: &[u32],
+) -> Tokens {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key.0);
+    let per_row = |e: u32| {
+        let e = e as usize;
+        let mut own: Vec<u64> = own_token_strings(&names[e])
+            .iter()
+            .map(|t| keyed(&k, b'o', t))
+            .collect();
+        own.sort_unstable();
+        own.dedup();
+        let mut nb: Vec<u64> = neighbours[e]
+            .iter()
+            .flat_map(|&(n, _)| words(&names[n as usize]))
+            .map(|w| keyed(&k, b'n', &w))
+            .collect();
+        nb.sort_unstable();
+        nb.dedup();
+        (own, nb)
+    };
+    let (own, neighbour) = rows.par_iter().map(|&e| per_row(e)).unzip();
+    Tokens { own, neighbour }
+}
+
+/// `log2(x)` with 8 fractional bits, in integer arithmetic (identical on every machine).
+fn log2_q8(x: u64) -> i64 {
+    if x == 0 {
+        return 0;
+    }
+    let int = 63 - x.leading_zeros() as i64;
+    // Mantissa in [1, 2) as Q62.
+    let mut m: u128 = ((x as u128) << 62) >> int;
+    let mut frac = 0i64;
+    for _ in 0..8 {
+        m = (m * m) >> 62;
+        frac <<= 1;
+        if m >= 2u128 << 62 {
+            m >>= 1;
+            frac |= 1;
+        }
+    }
+    (int << 8) | frac
+}
+
+/// Token weights (inverse document frequency, Q8) over both sides, 0 for ignored tokens.
+fn weights(x: &[Vec<u64>], y: &[Vec<u64>], max_df: f64) -> HashMap<u64, u32> {
+    let mut df: HashMap<u64, u64> = HashMap::new();
+    for t in x.iter().chain(y) {
+        for &k in t {
+            *df.entry(k).or_default() += 1;
+        }
+    }
+    let total = (x.len() + y.len()) as u64;
+    let cap = ((max_df * total as f64) as u64).max(2);
+    df.into_iter()
+        .map(|(k, d)| {
+            let w = if d > cap {
+                0
+            } else {
+                (log2_q8(total) - log2_q8(d)).max(1) as u32
+            };
+            (k, w)
+        })
+        .collect()
+}
+
+/// For every row of `x`, the rows of `y` sharing tokens, scored, best first (score descending,
+/// then index ascending), at most `keep` of them.
+fn ranked(x: &[Vec<u64>], y: &[Vec<u64>], w: &HashMap<u64, u32>, keep: usize) -> Vec<Vec<u32>> {
+    let mut postings: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (j, t) in y.iter().enumerate() {
+        for k in t {
+            if w.get(k).copied().unwrap_or(0) > 0 {
+                postings.entry(*k).or_default().push(j as u32);
+            }
+        }
+    }
+    x.par_iter()
+        .map_init(
+            || (vec![0u32; y.len()], Vec::new()),
+            |(score, touched), t| {
+                for k in t {
+                    let wk = w.get(k).copied().unwrap_or(0);
+                    if wk == 0 {
+                        continue;
+                    }
+                    for &j in postings.get(k).map_or(&[][..], Vec::as_slice) {
+                        if score[j as usize] == 0 {
+                            touched.push(j);
+                        }
+                        score[j as usize] += wk;
+                    }
+                }
+                let mut c: Vec<(u32, u32)> =
+                    touched.iter().map(|&j| (score[j as usize], j)).collect();
+                for &j in touched.iter() {
+                    score[j as usize] = 0;
+                }
+                touched.clear();
+                let by = |a: &(u32, u32), b: &(u32, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+                if c.len() > keep {
+                    c.select_nth_unstable_by(keep, by);
+                    c.truncate(keep);
+                }
+                c.sort_unstable_by(by);
+                c.into_iter().map(|(_, j)| j).collect()
+            },
+        )
+        .collect()
+}
+
+/// Exactly `c` candidate rows of `y` for every row of `x` (row-major `x.len() x c`).
+fn one_direction(
+    x: &Tokens,
+    y: &Tokens,
+    p: &BlockingParams,
+    c: usize,
+    seed: &Seed,
+    stream: u64,
+) -> Vec<u32> {
+    let w_own = weights(&x.own, &y.own, p.max_df_own);
+    let w_nb = weights(&x.neighbour, &y.neighbour, p.max_df_neighbour);
+    let own = ranked(&x.own, &y.own, &w_own, c);
+    let nb = ranked(&x.neighbour, &y.neighbour, &w_nb, c);
+    let m = y.own.len();
+    let mut out = vec![0u32; x.own.len() * c];
+    out.par_chunks_mut(c).enumerate().for_each(|(i, row)| {
+        let mut chosen: Vec<u32> = Vec::with_capacity(c);
+        let mut seen = std::collections::HashSet::with_capacity(2 * c);
+        let half = c / 2;
+        let take = |list: &[u32],
+                    limit: usize,
+                    chosen: &mut Vec<u32>,
+                    seen: &mut std::collections::HashSet<u32>| {
+            for &j in list {
+                if chosen.len() >= limit {
+                    break;
+                }
+                if seen.insert(j) {
+                    chosen.push(j);
+                }
+            }
+        };
+        take(&own[i][..own[i].len().min(half)], c, &mut chosen, &mut seen);
+        take(
+            &nb[i][..nb[i].len().min(c - half)],
+            c,
+            &mut chosen,
+            &mut seen,
+        );
+        take(&own[i], c, &mut chosen, &mut seen);
+        take(&nb[i], c, &mut chosen, &mut seen);
+        let mut prg = Prg::new(seed, stream.wrapping_mul(1 << 32) + i as u64);
+        while chosen.len() < c {
+            let j = (prg.next_u64() % m as u64) as u32;
+            if seen.insert(j) {
+                chosen.push(j);
+            }
+        }
+        row.copy_from_slice(&chosen);
+    });
+    out
+}
+
+/// Candidate lists of a job: `a` (rows of A x `per_row` columns of B) and `b` (rows of B x
+/// `per_row` rows of A). `seed` (public, derived from the job id) drives the padding so that
+/// every server computes the same lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidates {
+    /// Candidates per entity.
+    pub per_row: usize,
+    /// For each row of A, `per_row` rows of B.
+    pub a: Vec<u32>,
+    /// For each row of B, `per_row` rows of A.
+    pub b: Vec<u32>,
+}
+
+/// Joins the two parties' tokens into candidate lists.
+pub fn candidates(ta: &Tokens, tb: &Tokens, p: &BlockingParams, seed: &Seed) -> Candidates {
+    let (na, nb) = (ta.own.len(), tb.own.len());
+    let c = p.candidates.min(na).min(nb).max(1);
+    Candidates {
+        per_row: c,
+        a: one_direction(ta, tb, p, c, seed, 1),
+        b: one_direction(tb, ta, p, c, seed, 2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_log2() {
+        assert_eq!(log2_q8(1), 0);
+        assert_eq!(log2_q8(2), 256);
+        assert_eq!(log2_q8(1024), 10 * 256);
+        let l3 = log2_q8(3) as f64 / 256.0;
+        assert!((l3 - 3f64.log2()).abs() < 1.0 / 128.0, "{l3}");
+    }
+
+    #[test]
+    fn candidates_find_shared_names_and_pad() {
+        let key = BlockingKey([5; 32]);
+        let na: Vec<String> = ["alpha beta", "gamma", "delta epsilon", "zeta"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let nb: Vec<String> = ["gamma", "zeta", "alpha beta", "omega"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let none = vec![Vec::new(); 4];
+        let rows: Vec<u32> = (0..4).collect();
+        let (ta, tb) = (
+            tokens(&key, &na, &none, &rows),
+            tokens(&key, &nb, &none, &rows),
+        );
+        let p = BlockingParams {
+            candidates: 2,
+            max_df_own: 0.5,
+            max_df_neighbour: 0.5,
+        };
+        let c = candidates(&ta, &tb, &p, &Seed([1; 32]));
+        assert_eq!(c.per_row, 2);
+        // Row i's first candidate is at index 2i.
+        assert_eq!(c.a[0], 2); // alpha beta
+        assert_eq!(c.a[2], 0); // gamma
+        assert_eq!(c.a[6], 1); // zeta
+        assert_eq!(c.b[0], 1); // gamma
+        for row in c.a.chunks(2).chain(c.b.chunks(2)) {
+            assert_ne!(row[0], row[1]);
+        }
+        // Deterministic: every server computes the same lists.
+        assert_eq!(c, candidates(&ta, &tb, &p, &Seed([1; 32])));
+        // A different key gives unrelated tokens.
+        assert_ne!(tokens(&BlockingKey([6; 32]), &na, &none, &rows), ta);
+    }
+}

@@ -1,0 +1,360 @@
+//! End-to-end evaluation: both parties and all servers of a job on one machine, judged against
+//! the dataset's gold links (`scripts/eval.sh`).
+//!
+//! The parties prepare and share exactly as in a deployment; the servers run [`crate::align`]
+//! over in-memory channels with a dealer; the parties reconstruct their results. The harness,
+//! which holds both parties' row permutations and the gold links, then computes quality and
+//! fairness, and compares every decision with the plaintext reference of the same model.
+
+use crate::align::{
+    JobParams, PartyData, PartyShares, ResultRow, align, finish_party, job_seed, prepare_party,
+    reference,
+};
+use crate::blocking::{BlockingKey, Candidates};
+use crate::error::{Error, Result};
+use crate::import::Dataset;
+use crate::local::run_local;
+use crate::metrics::{Groups, Judged, degree_bucket, groups, quality};
+use crate::share::{ShareMsg, share_compressed};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which entities are aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalProtocol {
+    /// The literature protocol: candidates are the test entities of both sides.
+    Standard,
+    /// The whole graphs.
+    Open,
+}
+
+impl std::str::FromStr for EvalProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "standard" => Ok(EvalProtocol::Standard),
+            "open" => Ok(EvalProtocol::Open),
+            _ => Err(format!(
+                "unknown protocol {s:?} (expected standard or open)"
+            )),
+        }
+    }
+}
+
+/// The evaluation report (one JSON line).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Hits@1 of the secure pipeline's top-1 decisions.
+    pub hits1: f64,
+    /// Hits@10 (plaintext reference ranking).
+    pub hits10: f64,
+    /// Mean reciprocal rank (plaintext reference ranking).
+    pub mrr: f64,
+    /// Precision of reported matches.
+    pub precision: f64,
+    /// Recall of reported matches.
+    pub recall: f64,
+    /// F1 of reported matches.
+    pub f1: f64,
+    /// Area under the precision-recall curve of top-1 predictions.
+    pub prauc: f64,
+    /// Gold pairs whose partner is among the candidates.
+    pub blocking_recall: f64,
+    /// Fraction of rows (both sides) where the secure pipeline took the reference's decisions.
+    pub plaintext_agreement: f64,
+    /// Rows aligned on side A.
+    pub entities_a: usize,
+    /// Rows aligned on side B.
+    pub entities_b: usize,
+    /// Candidate pairs scored (both directions).
+    pub candidate_pairs: usize,
+    /// Gold pairs evaluated.
+    pub gold_pairs: usize,
+    /// Wall time of the whole job (preparation, upload, secure computation, results).
+    pub wall_seconds: f64,
+    /// Bytes one server sent to the other servers (largest over servers).
+    pub bytes_per_server: u64,
+    /// Bytes the parties uploaded to the servers (both parties).
+    pub upload_bytes: u64,
+    /// Bytes the dealer sent.
+    pub dealer_bytes: u64,
+    /// Communication rounds among the servers.
+    pub rounds: u64,
+    /// Number of compute servers.
+    pub servers: usize,
+    /// Evaluation protocol.
+    pub protocol: EvalProtocol,
+    /// Per-group figures and gaps.
+    pub groups: Groups,
+}
+
+/// The entities each party aligns under `protocol`.
+pub fn scopes(ds: &Dataset, protocol: EvalProtocol) -> (Vec<u32>, Vec<u32>) {
+    match protocol {
+        EvalProtocol::Standard => {
+            let mut a: Vec<u32> = ds.test.iter().map(|p| p.0).collect();
+            let mut b: Vec<u32> = ds.test.iter().map(|p| p.1).collect();
+            a.sort_unstable();
+            a.dedup();
+            b.sort_unstable();
+            b.dedup();
+            (a, b)
+        }
+        EvalProtocol::Open => (
+            (0..ds.a.len() as u32).collect(),
+            (0..ds.b.len() as u32).collect(),
+        ),
+    }
+}
+
+/// One server's shares of a party's upload.
+fn shares_for(data: &PartyData, k: usize) -> Result<(Vec<ShareMsg>, Vec<ShareMsg>)> {
+    let z = share_compressed(&data.z, k)?;
+    let ids = share_compressed(&data.ids, k)?;
+    Ok((z, ids))
+}
+
+fn progress(msg: &str, t0: Instant) {
+    eprintln!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
+}
+
+/// What the servers' part of a job produced (used by the in-process and networked runs).
+pub struct JobOutcome {
+    /// Every server's output shares for A's rows, by server.
+    pub a: Vec<Vec<u64>>,
+    /// Every server's output shares for B's rows, by server.
+    pub b: Vec<Vec<u64>>,
+    /// The candidate lists (identical on every server).
+    pub candidates: Candidates,
+    /// Largest bytes sent by one server to the others.
+    pub bytes_per_server: u64,
+    /// Dealer bytes.
+    pub dealer_bytes: u64,
+    /// Rounds.
+    pub rounds: u64,
+}
+
+/// Runs the servers' part in this process.
+pub async fn servers_inprocess(
+    k: usize,
+    uploads: [(Vec<ShareMsg>, Vec<ShareMsg>, crate::blocking::Tokens); 2],
+    params: &JobParams,
+    job_id: &str,
+) -> Result<JobOutcome> {
+    let [(za, ia, ta), (zb, ib, tb)] = uploads;
+    let per_server: Vec<(PartyShares, PartyShares)> = za
+        .into_iter()
+        .zip(ia)
+        .zip(zb.into_iter().zip(ib))
+        .map(|((za, ia), (zb, ib))| {
+            (
+                PartyShares {
+                    z: za.expand().0,
+                    ids: ia.expand().0,
+                    tokens: ta.clone(),
+                },
+                PartyShares {
+                    z: zb.expand().0,
+                    ids: ib.expand().0,
+                    tokens: tb.clone(),
+                },
+            )
+        })
+        .collect();
+    let inputs = Arc::new(std::sync::Mutex::new(
+        per_server.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
+    let params = Arc::new(params.clone());
+    let seed = Arc::new(job_seed(job_id));
+    let run = run_local(k, move |mut eng| {
+        let (pa, pb) = inputs.lock().expect("inputs")[eng.me()]
+            .take()
+            .expect("one job per server");
+        let params = params.clone();
+        let seed = seed.clone();
+        async move {
+            let r = align(&mut eng, &pa, &pb, &params, &seed).await?;
+            Ok((r, eng))
+        }
+    })
+    .await?;
+    let cand = run.outputs[0].1.clone();
+    if run.outputs.iter().any(|o| o.1 != cand) {
+        return Err(Error::invalid("servers computed different candidate lists"));
+    }
+    Ok(JobOutcome {
+        a: run.outputs.iter().map(|o| o.0.a.clone()).collect(),
+        b: run.outputs.iter().map(|o| o.0.b.clone()).collect(),
+        candidates: cand,
+        bytes_per_server: run.stats.iter().map(|s| s.bytes_sent).max().unwrap_or(0),
+        dealer_bytes: run.dealer.bytes_sent,
+        rounds: run.stats.iter().map(|s| s.rounds).max().unwrap_or(0),
+    })
+}
+
+/// Runs a whole job in this process and judges it.
+pub async fn evaluate_inprocess(
+    ds: &Dataset,
+    protocol: EvalProtocol,
+    k: usize,
+    params: &JobParams,
+) -> Result<EvalReport> {
+    let t0 = Instant::now();
+    let mut params = params.clone();
+    params.reveal_best = true;
+    params.validate()?;
+    let key = BlockingKey::random();
+    let (sa, sb) = scopes(ds, protocol);
+    progress(
+        &format!(
+            "preparing parties ({} and {} entities to align)",
+            sa.len(),
+            sb.len()
+        ),
+        t0,
+    );
+    let (pa, pb) = {
+        let (a, b, p) = (ds.a.clone(), ds.b.clone(), params.clone());
+        let key2 = key.clone();
+        let pa = tokio::task::spawn_blocking(move || prepare_party(&a, &sa, &p, &key2));
+        let p = params.clone();
+        let pb = tokio::task::spawn_blocking(move || prepare_party(&b, &sb, &p, &key));
+        let join = |r: std::result::Result<Result<PartyData>, tokio::task::JoinError>| {
+            r.map_err(|e| Error::invalid(format!("party task failed: {e}")))?
+        };
+        (join(pa.await)?, join(pb.await)?)
+    };
+    let (za, ia) = shares_for(&pa, k)?;
+    let (zb, ib) = shares_for(&pb, k)?;
+    let upload_bytes: usize = za
+        .iter()
+        .chain(&ia)
+        .chain(&zb)
+        .chain(&ib)
+        .map(ShareMsg::wire_bytes)
+        .sum::<usize>()
+        + 8 * [&pa, &pb]
+            .iter()
+            .map(|p| {
+                p.tokens
+                    .own
+                    .iter()
+                    .chain(&p.tokens.neighbour)
+                    .map(Vec::len)
+                    .sum::<usize>()
+            })
+            .sum::<usize>()
+            * k;
+    progress(&format!("secure alignment on {k} servers"), t0);
+    let out = servers_inprocess(
+        k,
+        [(za, ia, pa.tokens.clone()), (zb, ib, pb.tokens.clone())],
+        &params,
+        "eval",
+    )
+    .await?;
+    progress("reconstructing results and judging", t0);
+    let ra = finish_party(&pa, &out.a, &params)?;
+    let rb = finish_party(&pb, &out.b, &params)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let mut report = judge(ds, &pa, &pb, &ra, &rb, &out.candidates, &params);
+    report.wall_seconds = wall;
+    report.bytes_per_server = out.bytes_per_server;
+    report.dealer_bytes = out.dealer_bytes;
+    report.rounds = out.rounds;
+    report.upload_bytes = upload_bytes as u64;
+    report.servers = k;
+    report.protocol = protocol;
+    Ok(report)
+}
+
+/// Judges a job's results against the gold test links and the plaintext reference.
+pub fn judge(
+    ds: &Dataset,
+    pa: &PartyData,
+    pb: &PartyData,
+    ra: &[ResultRow],
+    rb: &[ResultRow],
+    cand: &Candidates,
+    params: &JobParams,
+) -> EvalReport {
+    let (ref_a, ref_b) = reference(&pa.z, &pb.z, params, cand);
+    let k = cand.per_row;
+    let row_a: HashMap<u32, usize> = pa.rows.iter().enumerate().map(|(r, &e)| (e, r)).collect();
+    let row_b: HashMap<u32, usize> = pb.rows.iter().enumerate().map(|(r, &e)| (e, r)).collect();
+    let labelled = ds.a.groups.iter().any(Option::is_some);
+    let degree: Vec<usize> = ds.a.adjacency().iter().map(Vec::len).collect();
+    let mut judged = Vec::new();
+    for &(a, b) in &ds.test {
+        let (Some(&ia), Some(&ib)) = (row_a.get(&a), row_b.get(&b)) else {
+            continue;
+        };
+        let res = &ra[ia];
+        let best = res.best.expect("evaluation jobs reveal the best candidate");
+        let slots = &cand.a[ia * k..(ia + 1) * k];
+        let rank = slots.iter().position(|&c| c as usize == ib).map(|t| {
+            let v = ref_a.ranking[ia * k + t];
+            let row = &ref_a.ranking[ia * k..(ia + 1) * k];
+            1 + row.iter().filter(|&&x| x > v).count()
+                + row[..t].iter().filter(|&&x| x == v).count()
+        });
+        let group = if labelled {
+            ds.a.groups[a as usize]
+                .clone()
+                .unwrap_or_else(|| "(none)".into())
+        } else {
+            degree_bucket(degree[a as usize]).to_string()
+        };
+        judged.push(Judged {
+            group,
+            top1_correct: best.0 as usize == ib,
+            rank,
+            top1_score: best.1,
+            matched: res.matched,
+            match_correct: res.matched && rb[ib].matched && rb[ib].token == res.token,
+            in_candidates: rank.is_some(),
+        });
+    }
+    let refs: Vec<&Judged> = judged.iter().collect();
+    let q = quality(&refs);
+    let agree_a = ra
+        .iter()
+        .enumerate()
+        .filter(|(r, x)| {
+            x.best.map(|b| b.0) == Some(ref_a.best[*r]) && x.matched == ref_a.matched[*r]
+        })
+        .count();
+    let agree_b = rb
+        .iter()
+        .enumerate()
+        .filter(|(r, x)| {
+            x.best.map(|b| b.0) == Some(ref_b.best[*r]) && x.matched == ref_b.matched[*r]
+        })
+        .count();
+    EvalReport {
+        hits1: q.hits1,
+        hits10: q.hits10,
+        mrr: q.mrr,
+        precision: q.precision,
+        recall: q.recall,
+        f1: q.f1,
+        prauc: q.prauc,
+        blocking_recall: q.blocking_recall,
+        plaintext_agreement: (agree_a + agree_b) as f64 / (ra.len() + rb.len()).max(1) as f64,
+        entities_a: pa.rows.len(),
+        entities_b: pb.rows.len(),
+        candidate_pairs: (pa.rows.len() + pb.rows.len()) * k,
+        gold_pairs: q.pairs,
+        wall_seconds: 0.0,
+        bytes_per_server: 0,
+        upload_bytes: 0,
+        dealer_bytes: 0,
+        rounds: 0,
+        servers: 0,
+        protocol: EvalProtocol::Standard,
+        groups: groups(&judged, if labelled { "label" } else { "degree" }),
+    }
+}

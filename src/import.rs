@@ -1,0 +1,301 @@
+//! Importers for public entity-alignment benchmark layouts, and the evaluation dataset type.
+//!
+//! * **DBP15K / SRPRS** (`ent_ids_1`, `ent_ids_2`, `triples_1`, `triples_2`, `ref_ent_ids`):
+//!   names come from `translated_ent_name/*.json` when present, else from the last segment of
+//!   the entity URI. The standard split is `uea_split/sup_ent_ids` (tune) and
+//!   `uea_split/ref_ent_ids` (test) when present, else the first 30% of `ref_ent_ids` lines.
+//! * **OpenEA** (`rel_triples_1`, `rel_triples_2`, optional `attr_triples_1/2`, `ent_links`):
+//!   entities are the URIs that occur; names come from the URI.
+//! * **native**: `a/` and `b/` graph directories (see [`crate::graph`]) and `links.tsv`
+//!   (`id_a  id_b`).
+//!
+//! Nothing here depends on the order of ids: the pipeline shuffles rows before anything leaves a
+//! party, and evaluation looks links up by entity.
+
+use crate::graph::{Graph, GraphError, fields, read_lines};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Layout of a dataset directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// DBP15K / SRPRS.
+    Dbp15k,
+    /// OpenEA.
+    OpenEa,
+    /// `a/`, `b/`, `links.tsv`.
+    Native,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dbp15k" | "srprs" => Ok(Format::Dbp15k),
+            "openea" => Ok(Format::OpenEa),
+            "native" => Ok(Format::Native),
+            _ => Err(format!(
+                "unknown dataset format {s:?} (expected dbp15k, openea or native)"
+            )),
+        }
+    }
+}
+
+impl Format {
+    /// Guesses the layout from the files present.
+    pub fn detect(dir: &Path) -> Option<Format> {
+        if dir.join("ent_ids_1").exists() {
+            Some(Format::Dbp15k)
+        } else if dir.join("rel_triples_1").exists() {
+            Some(Format::OpenEa)
+        } else if dir.join("a").join("entities.tsv").exists() {
+            Some(Format::Native)
+        } else {
+            None
+        }
+    }
+}
+
+/// Two graphs and the gold links between them (entity indices), split for tuning and testing.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The first party's graph.
+    pub a: Graph,
+    /// The second party's graph.
+    pub b: Graph,
+    /// Links that may be used to tune.
+    pub tune: Links,
+    /// Links that are evaluated.
+    pub test: Links,
+}
+
+/// Loads a dataset directory in the given layout.
+pub fn load(dir: &Path, format: Format) -> Result<Dataset, GraphError> {
+    match format {
+        Format::Dbp15k => load_dbp15k(dir),
+        Format::OpenEa => load_openea(dir),
+        Format::Native => load_native(dir),
+    }
+}
+
+/// The readable name in an entity URI: its last path segment, percent-decoded, `_` as space.
+pub fn name_from_uri(uri: &str) -> String {
+    let seg = uri.trim_end_matches('/').rsplit('/').next().unwrap_or(uri);
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'_' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn read_pairs(path: &Path) -> Result<Vec<(usize, String, String)>, GraphError> {
+    read_lines(path)?
+        .into_iter()
+        .map(|(no, line)| {
+            let f = fields(path, no, &line, 2, 2, "two entity ids")?;
+            Ok((no, f[0].to_string(), f[1].to_string()))
+        })
+        .collect()
+}
+
+fn link_indices(
+    path: &Path,
+    pairs: &[(usize, String, String)],
+    a: &Graph,
+    b: &Graph,
+) -> Result<Vec<(u32, u32)>, GraphError> {
+    let (ia, ib) = (a.index(), b.index());
+    pairs
+        .iter()
+        .map(|(no, x, y)| {
+            let i = ia.get(x.as_str()).ok_or_else(|| {
+                GraphError::at(
+                    path,
+                    *no,
+                    format!("unknown entity {x:?} of the first graph"),
+                )
+            })?;
+            let j = ib.get(y.as_str()).ok_or_else(|| {
+                GraphError::at(
+                    path,
+                    *no,
+                    format!("unknown entity {y:?} of the second graph"),
+                )
+            })?;
+            Ok((*i, *j))
+        })
+        .collect()
+}
+
+/// Gold links as (entity of A, entity of B) indices.
+pub type Links = Vec<(u32, u32)>;
+
+fn split_30_70(links: Links) -> (Links, Links) {
+    let cut = links.len() * 3 / 10;
+    let test = links[cut..].to_vec();
+    let mut tune = links;
+    tune.truncate(cut);
+    (tune, test)
+}
+
+fn load_dbp15k(dir: &Path) -> Result<Dataset, GraphError> {
+    let names = dbp15k_names(dir)?;
+    let mut graphs = Vec::new();
+    for side in 1..=2 {
+        let ent_path = dir.join(format!("ent_ids_{side}"));
+        let mut g = Graph::default();
+        let mut seen = HashMap::new();
+        for (no, line) in read_lines(&ent_path)? {
+            let f = fields(&ent_path, no, &line, 2, 2, "id, URI")?;
+            if seen.insert(f[0].to_string(), ()).is_some() {
+                return Err(GraphError::at(
+                    &ent_path,
+                    no,
+                    format!("duplicate entity id {:?}", f[0]),
+                ));
+            }
+            let name = names
+                .get(f[0])
+                .cloned()
+                .unwrap_or_else(|| name_from_uri(f[1]));
+            g.add_entity(f[0], &name, None, None);
+        }
+        if g.is_empty() {
+            return Err(GraphError::at(&ent_path, 0, "the graph has no entities"));
+        }
+        let tri_path = dir.join(format!("triples_{side}"));
+        let index: HashMap<String, u32> = g
+            .index()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut rels = HashMap::new();
+        for (no, line) in read_lines(&tri_path)? {
+            let f = fields(&tri_path, no, &line, 3, 3, "head id, relation id, tail id")?;
+            let look = |s: &str| {
+                index.get(s).copied().ok_or_else(|| {
+                    GraphError::at(
+                        &tri_path,
+                        no,
+                        format!("unknown entity {s:?} (not in ent_ids_{side})"),
+                    )
+                })
+            };
+            let (h, t) = (look(f[0])?, look(f[2])?);
+            let r = g.relation_index(&mut rels, f[1]);
+            g.triples.push((h, r, t));
+        }
+        graphs.push(g);
+    }
+    let b = graphs.pop().expect("two graphs");
+    let a = graphs.pop().expect("two graphs");
+    let sup = dir.join("uea_split").join("sup_ent_ids");
+    let refs = dir.join("uea_split").join("ref_ent_ids");
+    let (tune, test) = if sup.exists() && refs.exists() {
+        (
+            link_indices(&sup, &read_pairs(&sup)?, &a, &b)?,
+            link_indices(&refs, &read_pairs(&refs)?, &a, &b)?,
+        )
+    } else {
+        let path = dir.join("ref_ent_ids");
+        split_30_70(link_indices(&path, &read_pairs(&path)?, &a, &b)?)
+    };
+    Ok(Dataset { a, b, tune, test })
+}
+
+/// Names from `translated_ent_name/*.json` (`[[id, ["tok", ...]], ...]`), if the file exists.
+fn dbp15k_names(dir: &Path) -> Result<HashMap<String, String>, GraphError> {
+    let tdir = dir.join("translated_ent_name");
+    let mut files: Vec<_> = match std::fs::read_dir(&tdir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
+        Err(_) => return Ok(HashMap::new()),
+    };
+    files.sort();
+    let Some(path) = files.first() else {
+        return Ok(HashMap::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| GraphError::at(path, 0, format!("cannot read: {e}")))?;
+    let parsed: Vec<(serde_json::Value, Vec<String>)> =
+        serde_json::from_str(&text).map_err(|e| {
+            GraphError::at(path, e.line(), format!("not a list of [id, [tokens]]: {e}"))
+        })?;
+    Ok(parsed
+        .into_iter()
+        .map(|(id, toks)| {
+            let id = match id {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (id, toks.join(" "))
+        })
+        .collect())
+}
+
+fn load_openea(dir: &Path) -> Result<Dataset, GraphError> {
+    let mut graphs = Vec::new();
+    for side in 1..=2 {
+        let mut g = Graph::default();
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut rels = HashMap::new();
+        let tri_path = dir.join(format!("rel_triples_{side}"));
+        for (no, line) in read_lines(&tri_path)? {
+            let f = fields(&tri_path, no, &line, 3, 3, "head URI, relation, tail URI")?;
+            let mut ent = |s: &str, g: &mut Graph| -> u32 {
+                if let Some(&i) = index.get(s) {
+                    return i;
+                }
+                let i = g.add_entity(s, &name_from_uri(s), None, None);
+                index.insert(s.to_string(), i);
+                i
+            };
+            let h = ent(f[0], &mut g);
+            let t = ent(f[2], &mut g);
+            let r = g.relation_index(&mut rels, f[1]);
+            g.triples.push((h, r, t));
+        }
+        if g.is_empty() {
+            return Err(GraphError::at(&tri_path, 0, "the graph has no entities"));
+        }
+        let attr_path = dir.join(format!("attr_triples_{side}"));
+        if attr_path.exists() {
+            for (no, line) in read_lines(&attr_path)? {
+                let f = fields(&attr_path, no, &line, 3, 3, "entity URI, attribute, value")?;
+                if let Some(&e) = index.get(f[0]) {
+                    g.attributes.push((e, f[1].to_string(), f[2].to_string()));
+                }
+            }
+        }
+        graphs.push(g);
+    }
+    let b = graphs.pop().expect("two graphs");
+    let a = graphs.pop().expect("two graphs");
+    let path = dir.join("ent_links");
+    let links = link_indices(&path, &read_pairs(&path)?, &a, &b)?;
+    let (tune, test) = split_30_70(links);
+    Ok(Dataset { a, b, tune, test })
+}
+
+fn load_native(dir: &Path) -> Result<Dataset, GraphError> {
+    let a = Graph::load_dir(&dir.join("a"))?;
+    let b = Graph::load_dir(&dir.join("b"))?;
+    let path = dir.join("links.tsv");
+    let links = link_indices(&path, &read_pairs(&path)?, &a, &b)?;
+    let (tune, test) = split_30_70(links);
+    Ok(Dataset { a, b, tune, test })
+}

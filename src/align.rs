@@ -60,7 +60,7 @@ impl Default for JobParams {
             model: ModelParams::default(),
             blocking: BlockingParams::default(),
             frac_bits: 16,
-            min_score: -0.05,
+            min_score: -0.5,
             share_partner_ids: false,
             reveal_best: false,
         }
@@ -162,19 +162,21 @@ pub fn words_to_id(w: &[u64]) -> Option<String> {
 }
 
 /// A party's local preparation: embeddings, tokens and ids of the entities in `scope`, in a
-/// fresh random row order (so nothing downstream can depend on the owner's id order).
+/// random row order drawn from `shuffle` (so nothing downstream can depend on the owner's id
+/// order). Deployments pass [`Prg::fresh`]; evaluation may fix it to reproduce decisions.
 pub fn prepare_party(
     g: &Graph,
     scope: &[u32],
     p: &JobParams,
     key: &BlockingKey,
+    shuffle: &mut Prg,
 ) -> Result<PartyData> {
     p.validate()?;
     if scope.is_empty() {
         return Err(Error::invalid("no entities to align"));
     }
     let mut rows = scope.to_vec();
-    let mut prg = Prg::fresh();
+    let prg = shuffle;
     for i in (1..rows.len()).rev() {
         let j = (prg.next_u64() % (i as u64 + 1)) as usize;
         rows.swap(i, j);

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::import::Dataset;
 use crate::local::run_local;
 use crate::metrics::{Groups, Judged, degree_bucket, groups, quality};
+use crate::prg::{Prg, Seed};
 use crate::share::{ShareMsg, share_compressed};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -42,6 +43,44 @@ impl std::str::FromStr for EvalProtocol {
             )),
         }
     }
+}
+
+/// Which gold links are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// The tuning links (the first 30%): for choosing parameters.
+    Tune,
+    /// The test links (the remaining 70%): for reporting.
+    Test,
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "tune" => Ok(Split::Tune),
+            "test" => Ok(Split::Test),
+            _ => Err(format!("unknown split {s:?} (expected tune or test)")),
+        }
+    }
+}
+
+/// How an evaluation run is set up.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Which entities are aligned.
+    pub protocol: EvalProtocol,
+    /// Which links are judged (and, under the standard protocol, aligned).
+    pub split: Split,
+    /// Number of compute servers.
+    pub servers: usize,
+    /// Job parameters.
+    pub params: JobParams,
+    /// Fixes the parties' row shuffles and blocking key (evaluation only) so that runs with
+    /// different numbers of servers can be compared decision by decision. Share randomness
+    /// always comes from the operating system's CSPRNG.
+    pub seed: Option<u64>,
 }
 
 /// The evaluation report (one JSON line).
@@ -87,16 +126,28 @@ pub struct EvalReport {
     pub servers: usize,
     /// Evaluation protocol.
     pub protocol: EvalProtocol,
+    /// Judged split.
+    pub split: Split,
+    /// Digest of every entity-level decision (best candidate and reported match, both sides):
+    /// equal digests mean identical decisions.
+    pub decisions_digest: String,
     /// Per-group figures and gaps.
     pub groups: Groups,
 }
 
+fn links(ds: &Dataset, split: Split) -> &[(u32, u32)] {
+    match split {
+        Split::Tune => &ds.tune,
+        Split::Test => &ds.test,
+    }
+}
+
 /// The entities each party aligns under `protocol`.
-pub fn scopes(ds: &Dataset, protocol: EvalProtocol) -> (Vec<u32>, Vec<u32>) {
+pub fn scopes(ds: &Dataset, protocol: EvalProtocol, split: Split) -> (Vec<u32>, Vec<u32>) {
     match protocol {
         EvalProtocol::Standard => {
-            let mut a: Vec<u32> = ds.test.iter().map(|p| p.0).collect();
-            let mut b: Vec<u32> = ds.test.iter().map(|p| p.1).collect();
+            let mut a: Vec<u32> = links(ds, split).iter().map(|p| p.0).collect();
+            let mut b: Vec<u32> = links(ds, split).iter().map(|p| p.1).collect();
             a.sort_unstable();
             a.dedup();
             b.sort_unstable();
@@ -196,18 +247,24 @@ pub async fn servers_inprocess(
 }
 
 /// Runs a whole job in this process and judges it.
-pub async fn evaluate_inprocess(
-    ds: &Dataset,
-    protocol: EvalProtocol,
-    k: usize,
-    params: &JobParams,
-) -> Result<EvalReport> {
+pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<EvalReport> {
     let t0 = Instant::now();
-    let mut params = params.clone();
+    let k = opts.servers;
+    let mut params = opts.params.clone();
     params.reveal_best = true;
     params.validate()?;
-    let key = BlockingKey::random();
-    let (sa, sb) = scopes(ds, protocol);
+    let (key, mut shuffle_a, mut shuffle_b) = match opts.seed {
+        Some(s) => {
+            let mut prg = Prg::new(&Seed([7; 32]), s);
+            (
+                BlockingKey(prg.seed().0),
+                Prg::new(&prg.seed(), 0),
+                Prg::new(&prg.seed(), 0),
+            )
+        }
+        None => (BlockingKey::random(), Prg::fresh(), Prg::fresh()),
+    };
+    let (sa, sb) = scopes(ds, opts.protocol, opts.split);
     progress(
         &format!(
             "preparing parties ({} and {} entities to align)",
@@ -219,9 +276,11 @@ pub async fn evaluate_inprocess(
     let (pa, pb) = {
         let (a, b, p) = (ds.a.clone(), ds.b.clone(), params.clone());
         let key2 = key.clone();
-        let pa = tokio::task::spawn_blocking(move || prepare_party(&a, &sa, &p, &key2));
+        let pa =
+            tokio::task::spawn_blocking(move || prepare_party(&a, &sa, &p, &key2, &mut shuffle_a));
         let p = params.clone();
-        let pb = tokio::task::spawn_blocking(move || prepare_party(&b, &sb, &p, &key));
+        let pb =
+            tokio::task::spawn_blocking(move || prepare_party(&b, &sb, &p, &key, &mut shuffle_b));
         let join = |r: std::result::Result<Result<PartyData>, tokio::task::JoinError>| {
             r.map_err(|e| Error::invalid(format!("party task failed: {e}")))?
         };
@@ -260,20 +319,32 @@ pub async fn evaluate_inprocess(
     let ra = finish_party(&pa, &out.a, &params)?;
     let rb = finish_party(&pb, &out.b, &params)?;
     let wall = t0.elapsed().as_secs_f64();
-    let mut report = judge(ds, &pa, &pb, &ra, &rb, &out.candidates, &params);
+    let mut report = judge(
+        ds,
+        links(ds, opts.split),
+        &pa,
+        &pb,
+        &ra,
+        &rb,
+        &out.candidates,
+        &params,
+    );
+    report.split = opts.split;
     report.wall_seconds = wall;
     report.bytes_per_server = out.bytes_per_server;
     report.dealer_bytes = out.dealer_bytes;
     report.rounds = out.rounds;
     report.upload_bytes = upload_bytes as u64;
     report.servers = k;
-    report.protocol = protocol;
+    report.protocol = opts.protocol;
     Ok(report)
 }
 
-/// Judges a job's results against the gold test links and the plaintext reference.
+/// Judges a job's results against gold links and the plaintext reference.
+#[allow(clippy::too_many_arguments)]
 pub fn judge(
     ds: &Dataset,
+    gold: &[(u32, u32)],
     pa: &PartyData,
     pb: &PartyData,
     ra: &[ResultRow],
@@ -288,7 +359,7 @@ pub fn judge(
     let labelled = ds.a.groups.iter().any(Option::is_some);
     let degree: Vec<usize> = ds.a.adjacency().iter().map(Vec::len).collect();
     let mut judged = Vec::new();
-    for &(a, b) in &ds.test {
+    for &(a, b) in gold {
         let (Some(&ia), Some(&ib)) = (row_a.get(&a), row_b.get(&b)) else {
             continue;
         };
@@ -355,6 +426,46 @@ pub fn judge(
         rounds: 0,
         servers: 0,
         protocol: EvalProtocol::Standard,
+        split: Split::Test,
+        decisions_digest: decisions_digest(pa, pb, ra, rb),
         groups: groups(&judged, if labelled { "label" } else { "degree" }),
     }
+}
+
+/// A digest of every entity-level decision: for each row of both sides, the entity, the entity
+/// of its best candidate, and whether and with whom it was matched (by link token).
+pub fn decisions_digest(
+    pa: &PartyData,
+    pb: &PartyData,
+    ra: &[ResultRow],
+    rb: &[ResultRow],
+) -> String {
+    let by_token: HashMap<u64, u32> = rb
+        .iter()
+        .filter(|r| r.matched)
+        .map(|r| (r.token, r.entity))
+        .collect();
+    let mut lines: Vec<(u8, u32, u32, i64)> = Vec::new();
+    for r in ra {
+        let best = r.best.map_or(u32::MAX, |b| pb.rows[b.0 as usize]);
+        let partner = if r.matched {
+            by_token.get(&r.token).map_or(-2, |&e| e as i64)
+        } else {
+            -1
+        };
+        lines.push((0, r.entity, best, partner));
+    }
+    for r in rb {
+        let best = r.best.map_or(u32::MAX, |b| pa.rows[b.0 as usize]);
+        lines.push((1, r.entity, best, r.matched as i64));
+    }
+    lines.sort_unstable();
+    let mut bytes = Vec::with_capacity(lines.len() * 17);
+    for (s, e, b, p) in lines {
+        bytes.push(s);
+        bytes.extend(e.to_le_bytes());
+        bytes.extend(b.to_le_bytes());
+        bytes.extend(p.to_le_bytes());
+    }
+    format!("{:016x}", crate::features::hash64(&[&bytes]))
 }

@@ -39,6 +39,15 @@ enum Command {
         /// Number of compute servers (2 to 4).
         #[arg(long, default_value_t = 2)]
         servers: usize,
+        /// Gold links to judge: `test` (70%, for reporting) or `tune` (30%, for choosing
+        /// parameters). Under the standard protocol these links' entities are aligned.
+        #[arg(long, default_value = "test")]
+        split: ppea::evaluate::Split,
+        /// Fix the parties' row shuffles and blocking key (evaluation only), so that runs with
+        /// different numbers of servers can be compared by `decisions_digest`. Secret shares
+        /// always use fresh operating-system randomness.
+        #[arg(long)]
+        seed: Option<u64>,
         /// Job parameters as a TOML file (the `[model]`, `[blocking]` and top-level keys of a
         /// job file); defaults are used for anything not given.
         #[arg(long)]
@@ -54,6 +63,8 @@ fn main() -> Result<()> {
             format,
             protocol,
             servers,
+            split,
+            seed,
             params,
         } => {
             ppea::share::check_servers(servers)?;
@@ -78,9 +89,14 @@ fn main() -> Result<()> {
             eprintln!("loading {} ({format:?})", dataset.display());
             let ds = ppea::import::load(&dataset, format)?;
             let rt = ppea::local::runtime()?;
-            let report = rt.block_on(ppea::evaluate::evaluate_inprocess(
-                &ds, protocol, servers, &params,
-            ))?;
+            let opts = ppea::evaluate::EvalOptions {
+                protocol,
+                split,
+                servers,
+                params,
+                seed,
+            };
+            let report = rt.block_on(ppea::evaluate::evaluate_inprocess(&ds, &opts))?;
             println!("{}", serde_json::to_string(&report)?);
         }
     }

@@ -1,0 +1,259 @@
+//! The alignment pipeline on real data: the secure pipeline takes the plaintext reference's
+//! decisions for 2, 3 and 4 servers, importers reject bad input with file, line and problem, and
+//! a party's upload never contains its names or embeddings in the clear.
+
+use ppea::align::{JobParams, prepare_party};
+use ppea::blocking::BlockingKey;
+use ppea::evaluate::{EvalOptions, EvalProtocol, Split, evaluate_inprocess};
+use ppea::graph::Graph;
+use ppea::import::{Format, load};
+use ppea::local::runtime;
+use ppea::prg::Prg;
+use ppea::share::{ShareMsg, share_compressed};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample")
+}
+
+fn eval(
+    dir: &Path,
+    format: Format,
+    protocol: EvalProtocol,
+    servers: usize,
+) -> ppea::evaluate::EvalReport {
+    let ds = load(dir, format).expect("dataset loads");
+    let opts = EvalOptions {
+        protocol,
+        split: Split::Test,
+        servers,
+        params: JobParams::default(),
+        seed: Some(11),
+    };
+    runtime()
+        .unwrap()
+        .block_on(evaluate_inprocess(&ds, &opts))
+        .expect("job runs")
+}
+
+#[test]
+fn secure_pipeline_equals_reference_for_2_3_4_servers() {
+    let mut digests = Vec::new();
+    for k in [2, 3, 4] {
+        let r = eval(&sample(), Format::Native, EvalProtocol::Standard, k);
+        assert_eq!(r.plaintext_agreement, 1.0, "k = {k}");
+        assert!(r.hits1 >= 0.9, "k = {k}: hits1 {}", r.hits1);
+        assert!(r.precision >= 0.9 && r.recall >= 0.85, "k = {k}: {r:?}");
+        assert!(r.blocking_recall >= 0.95);
+        assert_eq!(r.entities_a, r.gold_pairs);
+        // Rounds do not depend on k; bytes per server grow with the number of peers.
+        assert_eq!(r.rounds, 121);
+        digests.push((r.decisions_digest, r.hits1, r.bytes_per_server));
+    }
+    assert!(
+        digests
+            .iter()
+            .all(|d| d.0 == digests[0].0 && d.1 == digests[0].1),
+        "{digests:?}"
+    );
+    assert_eq!(digests[1].2, 2 * digests[0].2);
+}
+
+#[test]
+fn open_protocol_aligns_whole_graphs() {
+    let r = eval(&sample(), Format::Native, EvalProtocol::Open, 2);
+    assert_eq!(r.plaintext_agreement, 1.0);
+    assert_eq!((r.entities_a, r.entities_b), (952, 937));
+    assert!(r.hits1 >= 0.85, "{}", r.hits1);
+}
+
+/// The DBP15K fr-en targets of the standard protocol (runs where the shared data is present, as
+/// in CI; the sample tests above cover machines without it).
+#[test]
+fn dbp15k_standard_protocol_targets() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dbp15k_fr_en");
+    if !dir.exists() {
+        eprintln!("skipped: {} not present", dir.display());
+        return;
+    }
+    let r = eval(&dir, Format::Dbp15k, EvalProtocol::Standard, 2);
+    assert!(r.hits1 >= 0.95, "hits1 {}", r.hits1);
+    assert!(
+        r.plaintext_agreement >= 0.999,
+        "agreement {}",
+        r.plaintext_agreement
+    );
+    assert!(
+        r.blocking_recall >= 0.98,
+        "blocking recall {}",
+        r.blocking_recall
+    );
+    assert!(r.f1 >= 0.93, "f1 {}", r.f1);
+    assert_eq!(
+        (r.entities_a, r.entities_b, r.gold_pairs),
+        (10500, 10500, 10500)
+    );
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("ppea-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn graph_error(entities: &[u8], triples: &[u8]) -> String {
+    let t = TempDir::new(&format!("g{}", entities.len() * 31 + triples.len()));
+    std::fs::write(t.0.join("entities.tsv"), entities).unwrap();
+    std::fs::write(t.0.join("triples.tsv"), triples).unwrap();
+    Graph::load_dir(&t.0)
+        .expect_err("bad input is rejected")
+        .to_string()
+}
+
+#[test]
+fn importers_reject_bad_input_with_file_line_and_problem() {
+    let e = graph_error(b"1\tParis\n2\n", b"");
+    assert!(
+        e.contains("entities.tsv:2:") && e.contains("expected 2 to 4 TAB-separated columns"),
+        "{e}"
+    );
+    let e = graph_error(b"1\tParis\n2\tLyon\n", b"1\tnear\t2\n1\tnear\t3\n");
+    assert!(
+        e.contains("triples.tsv:2:") && e.contains("unknown entity \"3\" as tail"),
+        "{e}"
+    );
+    let e = graph_error(b"1\tParis\n1\tLyon\n", b"");
+    assert!(
+        e.contains("entities.tsv:2:") && e.contains("duplicate entity id \"1\""),
+        "{e}"
+    );
+    let e = graph_error(b"# only a comment\n", b"");
+    assert!(
+        e.contains("entities.tsv") && e.contains("no entities"),
+        "{e}"
+    );
+    let e = graph_error(b"1\tParis\n2\tLy\xffon\n", b"");
+    assert!(
+        e.contains("entities.tsv:2:") && e.contains("not valid UTF-8"),
+        "{e}"
+    );
+    let e = graph_error(b"1\tParis\n", b"1\tnear\n");
+    assert!(
+        e.contains("triples.tsv:1:") && e.contains("expected 3 TAB-separated columns"),
+        "{e}"
+    );
+
+    // DBP15K layout: a triple naming an entity of neither list.
+    let t = TempDir::new("dbp");
+    std::fs::write(
+        t.0.join("ent_ids_1"),
+        "0\thttp://fr.dbpedia.org/resource/Paris\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.0.join("ent_ids_2"),
+        "5\thttp://dbpedia.org/resource/Paris\n",
+    )
+    .unwrap();
+    std::fs::write(t.0.join("triples_1"), "0\t1\t0\n").unwrap();
+    std::fs::write(t.0.join("triples_2"), "5\t1\t9\n").unwrap();
+    std::fs::write(t.0.join("ref_ent_ids"), "0\t5\n").unwrap();
+    let e = load(&t.0, Format::Dbp15k).unwrap_err().to_string();
+    assert!(
+        e.contains("triples_2:1:") && e.contains("unknown entity \"9\""),
+        "{e}"
+    );
+    std::fs::write(t.0.join("triples_2"), "5\t1\t5\n").unwrap();
+    let ds = load(&t.0, Format::Dbp15k).unwrap();
+    assert_eq!(ds.a.names[0], "Paris");
+    std::fs::write(t.0.join("ref_ent_ids"), "0\t7\n").unwrap();
+    let e = load(&t.0, Format::Dbp15k).unwrap_err().to_string();
+    assert!(
+        e.contains("ref_ent_ids:1:") && e.contains("unknown entity \"7\" of the second graph"),
+        "{e}"
+    );
+}
+
+#[test]
+fn dbp15k_importer_reads_the_shared_data() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dbp15k_fr_en");
+    if !dir.exists() {
+        eprintln!("skipped: {} not present", dir.display());
+        return;
+    }
+    let ds = load(&dir, Format::Dbp15k).unwrap();
+    assert_eq!((ds.a.len(), ds.b.len()), (19661, 19993));
+    assert_eq!((ds.a.triples.len(), ds.b.triples.len()), (105998, 115722));
+    assert_eq!((ds.tune.len(), ds.test.len()), (4500, 10500));
+    // Names come from the translated-name file when present.
+    let i = ds.a.index()["0"] as usize;
+    assert_eq!(ds.a.names[i], "saint joseph de coleraine");
+}
+
+/// Finds any 8-byte window of `hay` that starts one of `needles` (names of at least 8 bytes).
+fn contains_any(hay: &[u8], needles: &HashSet<[u8; 8]>) -> bool {
+    hay.windows(8)
+        .any(|w| needles.contains(<&[u8; 8]>::try_from(w).unwrap()))
+}
+
+#[test]
+fn uploads_contain_no_names_or_embeddings_in_the_clear() {
+    let ds = load(&sample(), Format::Native).unwrap();
+    let p = JobParams::default();
+    let scope: Vec<u32> = (0..ds.a.len() as u32).collect();
+    let data = prepare_party(&ds.a, &scope, &p, &BlockingKey::random(), &mut Prg::fresh()).unwrap();
+    // What the party sends: per server, its share message and the keyed tokens.
+    let mut bytes = Vec::new();
+    for msg in share_compressed(&data.z, 2).unwrap() {
+        match msg {
+            ShareMsg::Seed { seed, .. } => bytes.extend_from_slice(&seed.0),
+            ShareMsg::Explicit(v) => v.iter().for_each(|w| bytes.extend(w.to_le_bytes())),
+        }
+    }
+    for t in data.tokens.own.iter().chain(&data.tokens.neighbour) {
+        t.iter().for_each(|w| bytes.extend(w.to_le_bytes()));
+    }
+    let names: HashSet<[u8; 8]> =
+        ds.a.names
+            .iter()
+            .chain(&ds.a.ids)
+            .filter(|n| n.len() >= 8)
+            .map(|n| n.as_bytes()[..8].try_into().unwrap())
+            .collect();
+    assert!(names.len() > 300);
+    assert!(
+        !contains_any(&bytes, &names),
+        "a name appears in the upload"
+    );
+    let words: HashSet<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let leaked = data
+        .z
+        .iter()
+        .filter(|&&w| w > 1 << 12 && w.wrapping_neg() > 1 << 12 && words.contains(&w))
+        .count();
+    assert_eq!(leaked, 0, "embedding words appear in the upload");
+    // Controls: the same checks catch a plaintext name and a plaintext embedding.
+    let mut plain = bytes.clone();
+    plain.extend_from_slice(ds.a.names.iter().find(|n| n.len() >= 8).unwrap().as_bytes());
+    assert!(contains_any(&plain, &names));
+    let raw: HashSet<u64> = data.z.iter().copied().collect();
+    assert!(
+        data.z
+            .iter()
+            .filter(|&&w| w > 1 << 12)
+            .any(|w| raw.contains(w))
+    );
+}

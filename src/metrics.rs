@@ -102,27 +102,12 @@ pub fn quality(items: &[&Judged]) -> Quality {
 pub struct Groups {
     /// How groups were formed: "label" or "degree".
     pub by: String,
-    /// Per group: pairs, hits1, recall, precision, f1.
-    pub groups: BTreeMap<String, GroupQuality>,
+    /// Every metric, per group.
+    pub groups: BTreeMap<String, Quality>,
     /// Largest difference in Hits@1 between two groups.
     pub hits1_gap: f64,
     /// Largest difference in recall between two groups.
     pub recall_gap: f64,
-}
-
-/// One group's figures.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct GroupQuality {
-    /// Gold pairs in the group.
-    pub pairs: usize,
-    /// Hits@1.
-    pub hits1: f64,
-    /// Recall.
-    pub recall: f64,
-    /// Precision.
-    pub precision: f64,
-    /// F1.
-    pub f1: f64,
 }
 
 /// Splits by group and reports each group and the gaps.
@@ -131,23 +116,9 @@ pub fn groups(items: &[Judged], by: &str) -> Groups {
     for j in items {
         map.entry(j.group.clone()).or_default().push(j);
     }
-    let groups: BTreeMap<String, GroupQuality> = map
-        .into_iter()
-        .map(|(g, v)| {
-            let q = quality(&v);
-            (
-                g,
-                GroupQuality {
-                    pairs: q.pairs,
-                    hits1: q.hits1,
-                    recall: q.recall,
-                    precision: q.precision,
-                    f1: q.f1,
-                },
-            )
-        })
-        .collect();
-    let gap = |f: fn(&GroupQuality) -> f64| {
+    let groups: BTreeMap<String, Quality> =
+        map.into_iter().map(|(g, v)| (g, quality(&v))).collect();
+    let gap = |f: fn(&Quality) -> f64| {
         let vals: Vec<f64> = groups.values().map(f).collect();
         let max = vals.iter().copied().fold(f64::MIN, f64::max);
         let min = vals.iter().copied().fold(f64::MAX, f64::min);

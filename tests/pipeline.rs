@@ -257,3 +257,95 @@ fn uploads_contain_no_names_or_embeddings_in_the_clear() {
             .any(|w| raw.contains(w))
     );
 }
+
+/// With both parties opted in, each matched row carries its partner's id; otherwise none do.
+#[test]
+fn partner_ids_only_when_both_opted_in() {
+    use ppea::align::{finish_party, job_seed};
+    use ppea::evaluate::servers_inprocess;
+    let ds = load(&sample(), Format::Native).unwrap();
+    let gold: std::collections::HashMap<u32, u32> = ds.test.iter().copied().collect();
+    let (sa, sb) = ppea::evaluate::scopes(&ds, EvalProtocol::Standard, Split::Test);
+    for opt_in in [true, false] {
+        let p = JobParams {
+            share_partner_ids: opt_in,
+            ..JobParams::default()
+        };
+        let key = BlockingKey::random();
+        let pa = prepare_party(&ds.a, &sa, &p, &key, &mut Prg::fresh()).unwrap();
+        let pb = prepare_party(&ds.b, &sb, &p, &key, &mut Prg::fresh()).unwrap();
+        let up = |d: &ppea::align::PartyData| {
+            (
+                share_compressed(&d.z, 2).unwrap(),
+                share_compressed(&d.ids, 2).unwrap(),
+                d.tokens.clone(),
+            )
+        };
+        let rt = runtime().unwrap();
+        let out = rt
+            .block_on(servers_inprocess(2, [up(&pa), up(&pb)], &p, "ids"))
+            .unwrap();
+        let ra = finish_party(&pa, &out.a, &p).unwrap();
+        let rb = finish_party(&pb, &out.b, &p).unwrap();
+        let matched = ra.iter().filter(|r| r.matched).count();
+        assert!(matched > 250, "{matched} matches");
+        let mut correct = 0;
+        for r in &ra {
+            match (&r.partner_id, r.matched, opt_in) {
+                (Some(id), true, true) => {
+                    let b = ds.b.index()[id.as_str()];
+                    correct += (gold.get(&r.entity) == Some(&b)) as usize;
+                    // The partner's row holds the same link token and our id.
+                    let rowb = rb.iter().find(|x| x.entity == b).unwrap();
+                    assert_eq!(rowb.token, r.token);
+                    assert_eq!(
+                        rowb.partner_id.as_deref(),
+                        Some(ds.a.ids[r.entity as usize].as_str())
+                    );
+                }
+                (None, false, _) | (None, true, false) => {}
+                other => panic!("unexpected partner id state {other:?}"),
+            }
+            if !r.matched {
+                assert_eq!((r.token, r.score), (0, 0.0));
+            }
+        }
+        if opt_in {
+            assert!(
+                correct as f64 >= 0.95 * matched as f64,
+                "{correct} of {matched}"
+            );
+        }
+        // Without opt-in the result words hold no id at all.
+        assert_eq!(out.a[0].len(), pa.rows.len() * p.out_width());
+    }
+}
+
+#[test]
+fn openea_importer_reads_its_layout() {
+    let t = TempDir::new("openea");
+    std::fs::write(t.0.join("rel_triples_1"), "http://x/A_(b)\tr\thttp://x/C\n").unwrap();
+    std::fs::write(
+        t.0.join("rel_triples_2"),
+        "http://y/A\tr\thttp://y/C%C3%A9\n",
+    )
+    .unwrap();
+    std::fs::write(t.0.join("attr_triples_1"), "http://x/C\tpop\t12\n").unwrap();
+    std::fs::write(
+        t.0.join("ent_links"),
+        "http://x/A_(b)\thttp://y/A\nhttp://x/C\thttp://y/C%C3%A9\n",
+    )
+    .unwrap();
+    assert_eq!(Format::detect(&t.0), Some(Format::OpenEa));
+    let ds = load(&t.0, Format::OpenEa).unwrap();
+    assert_eq!(ds.a.names, vec!["A (b)".to_string(), "C".to_string()]);
+    assert_eq!(ds.b.names[1], "Cé");
+    assert_eq!(ds.a.attributes.len(), 1);
+    assert_eq!(ds.tune.len() + ds.test.len(), 2);
+    std::fs::write(t.0.join("ent_links"), "http://x/A_(b)\n").unwrap();
+    let e = load(&t.0, Format::OpenEa).unwrap_err().to_string();
+    assert!(
+        e.contains("ent_links:1:") && e.contains("expected 2 TAB-separated columns"),
+        "{e}"
+    );
+}

@@ -261,7 +261,7 @@ fn uploads_contain_no_names_or_embeddings_in_the_clear() {
 /// With both parties opted in, each matched row carries its partner's id; otherwise none do.
 #[test]
 fn partner_ids_only_when_both_opted_in() {
-    use ppea::align::{finish_party, job_seed};
+    use ppea::align::finish_party;
     use ppea::evaluate::servers_inprocess;
     let ds = load(&sample(), Format::Native).unwrap();
     let gold: std::collections::HashMap<u32, u32> = ds.test.iter().copied().collect();

@@ -17,7 +17,8 @@
 //! server knows it), delivered to both sides. Partner ids are exchanged only when the job says
 //! both parties opted in.
 //!
-//! Each party receives, per uploaded row, shares of: `matched`, `score`, `token`; with
+//! Each party receives, per uploaded row, shares of: `matched`, `score` (the match's similarity
+//! `S(a, b)`, reported normalised to [-1, 1]), `token`; with
 //! `reveal_best` (evaluation jobs) also its best candidate's row and score; with
 //! `share_partner_ids` the partner's id. Nothing else leaves the servers.
 
@@ -106,7 +107,7 @@ impl JobParams {
 }
 
 /// What a party computed locally, in upload order.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartyData {
     /// Upload row -> entity index (a random permutation of the aligned entities).
     pub rows: Vec<u32>,
@@ -332,18 +333,26 @@ pub async fn align<T: Transport, C: Correlations>(
         .collect();
     let (oh_a, oh_b) = oh.split_at(na * k);
 
-    // 4. Mutual best: product of the two markers of the same pair.
+    // 4. Mutual best: product of the two markers of the same pair; in the same round, the
+    //    similarity of each row's chosen pair (marker times score, summed over the row).
     let mirror = mirror(&cand, na);
     let present: Vec<(usize, usize)> = mirror
         .iter()
         .enumerate()
         .filter_map(|(q, m)| m.map(|m| (q, m)))
         .collect();
-    let x: Vec<u64> = present.iter().map(|&(q, _)| oh_a[q]).collect();
-    let y: Vec<u64> = present.iter().map(|&(_, m)| oh_b[m]).collect();
-    let both = eng.mul(&x, &y).await?;
+    let mut x: Vec<u64> = present.iter().map(|&(q, _)| oh_a[q]).collect();
+    let mut y: Vec<u64> = present.iter().map(|&(_, m)| oh_b[m]).collect();
+    x.extend_from_slice(&oh);
+    y.extend_from_slice(&s);
+    let prod = eng.mul(&x, &y).await?;
+    let (both, chosen) = prod.split_at(present.len());
+    let similarity: Vec<u64> = chosen
+        .chunks(k)
+        .map(|row| row.iter().fold(0u64, |acc, v| acc.wrapping_add(*v)))
+        .collect();
     let mut mutual = vec![0u64; na * k];
-    for (&(q, _), v) in present.iter().zip(&both) {
+    for (&(q, _), v) in present.iter().zip(both) {
         mutual[q] = *v;
     }
 
@@ -381,7 +390,7 @@ pub async fn align<T: Transport, C: Correlations>(
     let tok_b = row_sum(&kept_tok_b, nb);
     let mut matched = row_sum(&keep, na);
     matched.extend(row_sum(&keep_b, nb));
-    let score_out = eng.mul(&matched, &score).await?;
+    let score_out = eng.mul(&matched, &similarity).await?;
 
     // 7. Partner ids (both parties opted in): the kept pair's partner id words.
     let mut partner = Vec::new();
@@ -442,13 +451,14 @@ pub async fn align<T: Transport, C: Correlations>(
 }
 
 /// One row of a party's result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResultRow {
     /// The party's entity (index into its graph).
     pub entity: u32,
     /// Matched (mutual best above the threshold).
     pub matched: bool,
-    /// The pair score `2S - r_a - r_b` of the match (0 when unmatched).
+    /// The match's similarity `S(a, b) / (1 + w1 + w2)`, in [-1, 1], 1 for identical names and
+    /// neighbourhoods (0 when unmatched).
     pub score: f64,
     /// Link token, equal on both sides of a matched pair (0 when unmatched).
     pub token: u64,
@@ -474,6 +484,7 @@ pub fn finish_party(
     }
     let sum = crate::ring::sum_all(n * ow, shares.iter().map(Vec::as_slice));
     let scale = (1u64 << (2 * p.frac_bits)) as f64;
+    let norm = scale * p.model.max_score();
     let mut out = Vec::with_capacity(n);
     for (r, &entity) in data.rows.iter().enumerate() {
         let v = &sum[r * ow..(r + 1) * ow];
@@ -501,7 +512,7 @@ pub fn finish_party(
         out.push(ResultRow {
             entity,
             matched,
-            score: v[1] as i64 as f64 / scale,
+            score: v[1] as i64 as f64 / norm,
             token: v[2],
             best,
             partner_id,

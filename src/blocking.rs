@@ -63,7 +63,7 @@ impl Default for BlockingParams {
 }
 
 /// Keyed tokens of the rows a party uploads: one list per row, sorted and deduplicated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tokens {
     /// Own-name tokens per row.
     pub own: Vec<Vec<u64>>,

@@ -80,6 +80,11 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         &mut self.session
     }
 
+    /// Gives back the session (to shut its transport down).
+    pub fn into_session(self) -> Session<T> {
+        self.session
+    }
+
     /// Fetches material for `req` (the offline phase).
     pub async fn prepare(&mut self, req: &Request) -> Result<Material> {
         self.corr.fetch(&mut self.session, req).await

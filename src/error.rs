@@ -51,6 +51,10 @@ pub enum PeerName {
     Server(usize),
     /// The correlated-randomness dealer.
     Dealer,
+    /// Party A (0) or B (1).
+    Party(u8),
+    /// A peer whose role is not known yet (before its first message).
+    Unknown,
 }
 
 impl fmt::Display for PeerName {
@@ -58,6 +62,9 @@ impl fmt::Display for PeerName {
         match self {
             PeerName::Server(i) => write!(f, "server {i}"),
             PeerName::Dealer => write!(f, "the dealer"),
+            PeerName::Party(0) => write!(f, "party A"),
+            PeerName::Party(_) => write!(f, "party B"),
+            PeerName::Unknown => write!(f, "a peer"),
         }
     }
 }

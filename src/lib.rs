@@ -32,6 +32,7 @@ pub mod graph;
 pub mod import;
 pub mod local;
 pub mod metrics;
+pub mod net;
 pub mod pairs;
 pub mod prg;
 pub mod protocol;

@@ -2,12 +2,17 @@
 //! everything that needs only the owner's graph locally and uploads only additive secret shares
 //! to the compute servers.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use ppea::align::JobParams;
-use ppea::evaluate::EvalProtocol;
+use ppea::align::{JobParams, finish_party, prepare_party};
+use ppea::evaluate::{EvalProtocol, Split};
+use ppea::graph::Graph;
 use ppea::import::Format;
-use std::path::PathBuf;
+use ppea::net::deploy::{EvalDump, OutputMode, PartyJob, run_party};
+use ppea::net::tls::Identity;
+use ppea::prg::Prg;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Graph-owner side of privacy-preserving entity alignment.
 ///
@@ -23,6 +28,76 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Align this party's graph with the other party's through the compute servers.
+    ///
+    /// Prepares locally, uploads shares to every server, waits for the job, downloads only this
+    /// party's result shares, reconstructs them and writes OUT/matches.csv (matched entities:
+    /// id, score, link token, partner id when both parties opted in) and OUT/summary.json. In
+    /// aggregate-only jobs only the summary is written. Nothing is written if the job fails.
+    Run {
+        /// The job file (TOML): job id, side, identities, servers, dealer, blocking key, TLS
+        /// files, output options and model parameters. See the README.
+        #[arg(long)]
+        job: PathBuf,
+        /// This party's graph directory (native layout: entities.tsv, triples.tsv,
+        /// optional attributes.tsv).
+        #[arg(long)]
+        graph: PathBuf,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Align only the entities listed in this file (one id per line) [default: all].
+        #[arg(long)]
+        scope: Option<PathBuf>,
+    },
+    /// Write a development CA and a certificate and key for each name (for local deployments;
+    /// production deployments use their own CA).
+    Certs {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Identities, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "dealer,server-0,server-1,party-a,party-b"
+        )]
+        names: Vec<String>,
+    },
+    /// Convert a benchmark dataset (DBP15K/SRPRS or OpenEA) to the native layout: OUT/a,
+    /// OUT/b, OUT/links.tsv (tune links first, then test), and OUT/test-a.txt, OUT/test-b.txt
+    /// (the test entities, for --scope).
+    Import {
+        /// Dataset directory.
+        dataset: PathBuf,
+        /// Its layout [default: detected].
+        #[arg(long)]
+        format: Option<Format>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a graph's statistics and problems.
+    Inspect {
+        /// Graph directory (native layout).
+        graph: PathBuf,
+    },
+    /// Judge an evaluation job: both parties' output directories against the gold links.
+    /// Prints one JSON object.
+    Judge {
+        /// Dataset in native layout (as written by `party import`).
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Party A's output directory.
+        #[arg(long)]
+        a: PathBuf,
+        /// Party B's output directory.
+        #[arg(long)]
+        b: PathBuf,
+        /// Which links to judge.
+        #[arg(long, default_value = "test")]
+        split: Split,
+    },
     /// Evaluate the whole pipeline on a benchmark with gold links: both parties and all servers
     /// run on this machine, results are judged against the links and against the plaintext
     /// reference of the same model. Progress goes to stderr; the last line of stdout is one
@@ -42,22 +117,133 @@ enum Command {
         /// Gold links to judge: `test` (70%, for reporting) or `tune` (30%, for choosing
         /// parameters). Under the standard protocol these links' entities are aligned.
         #[arg(long, default_value = "test")]
-        split: ppea::evaluate::Split,
+        split: Split,
         /// Fix the parties' row shuffles and blocking key (evaluation only), so that runs with
         /// different numbers of servers can be compared by `decisions_digest`. Secret shares
         /// always use fresh operating-system randomness.
         #[arg(long)]
         seed: Option<u64>,
-        /// Job parameters as a TOML file (the `[model]`, `[blocking]` and top-level keys of a
-        /// job file); defaults are used for anything not given.
+        /// Job parameters as a TOML file (`[model]`, `[blocking]`, `min_score`); defaults are
+        /// used for anything not given.
         #[arg(long)]
         params: Option<PathBuf>,
     },
 }
 
-fn main() -> Result<()> {
+fn detect(dataset: &Path, format: Option<Format>) -> Result<Format> {
+    match format {
+        Some(f) => Ok(f),
+        None => Format::detect(dataset).with_context(|| {
+            format!(
+                "cannot tell the layout of {}: pass --format dbp15k|openea|native",
+                dataset.display()
+            )
+        }),
+    }
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run {
+            job,
+            graph,
+            out,
+            scope,
+        } => run(&job, &graph, &out, scope.as_deref()),
+        Command::Certs { out, names } => {
+            ppea::net::tls::write_dev_pki(&out, &names)?;
+            println!(
+                "wrote a development CA and certificates for {} to {}",
+                names.join(", "),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Import {
+            dataset,
+            format,
+            out,
+        } => import(&dataset, detect(&dataset, format)?, &out),
+        Command::Inspect { graph } => inspect(&graph),
+        Command::Judge {
+            dataset,
+            a,
+            b,
+            split,
+        } => {
+            let ds = ppea::import::load(&dataset, Format::Native)?;
+            let load = |d: &Path| -> Result<EvalDump> {
+                let p = d.join("eval-dump.bin");
+                let bytes = std::fs::read(&p).with_context(|| {
+                    format!("reading {} (was the job an evaluation job?)", p.display())
+                })?;
+                let (dump, _): (EvalDump, usize) =
+                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                        .with_context(|| format!("{} does not decode", p.display()))?;
+                Ok(dump)
+            };
+            let (da, db) = (load(&a)?, load(&b)?);
+            if da.job != db.job {
+                bail!(
+                    "the two dumps come from different jobs ({:?} and {:?})",
+                    da.job,
+                    db.job
+                );
+            }
+            let cand = ppea::blocking::candidates(
+                &da.data.tokens,
+                &db.data.tokens,
+                &da.params.blocking,
+                &ppea::align::job_seed(&da.job),
+            );
+            let gold = match split {
+                Split::Tune => &ds.tune,
+                Split::Test => &ds.test,
+            };
+            let mut r = ppea::evaluate::judge(
+                &ds,
+                gold,
+                &da.data,
+                &db.data,
+                &da.results,
+                &db.results,
+                &cand,
+                &da.params,
+            );
+            r.split = split;
+            let summary = |d: &Path| -> Result<serde_json::Value> {
+                Ok(serde_json::from_str(&std::fs::read_to_string(
+                    d.join("summary.json"),
+                )?)?)
+            };
+            let (sa, sb) = (summary(&a)?, summary(&b)?);
+            let mut v = serde_json::to_value(&r)?;
+            for key in [
+                "wall_seconds",
+                "bytes_per_server",
+                "dealer_bytes",
+                "rounds",
+                "servers",
+                "upload_bytes",
+            ] {
+                if let Some(x) = sa.get(key) {
+                    v[key] = x.clone();
+                }
+            }
+            v["upload_bytes"] = serde_json::json!(
+                sa["upload_bytes"].as_u64().unwrap_or(0) + sb["upload_bytes"].as_u64().unwrap_or(0)
+            );
+            println!("{v}");
+            Ok(())
+        }
         Command::Eval {
             dataset,
             format,
@@ -68,15 +254,7 @@ fn main() -> Result<()> {
             params,
         } => {
             ppea::share::check_servers(servers)?;
-            let format = match format {
-                Some(f) => f,
-                None => Format::detect(&dataset).with_context(|| {
-                    format!(
-                        "cannot tell the layout of {}: pass --format dbp15k|openea|native",
-                        dataset.display()
-                    )
-                })?,
-            };
+            let format = detect(&dataset, format)?;
             let params: JobParams = match params {
                 Some(p) => {
                     let text = std::fs::read_to_string(&p)
@@ -98,7 +276,258 @@ fn main() -> Result<()> {
             };
             let report = rt.block_on(ppea::evaluate::evaluate_inprocess(&ds, &opts))?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(())
         }
+    }
+}
+
+fn progress(t0: Instant, msg: &str) {
+    eprintln!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
+}
+
+fn run(job_path: &Path, graph_dir: &Path, out: &Path, scope: Option<&Path>) -> Result<()> {
+    let t0 = Instant::now();
+    let job = PartyJob::load(job_path)?;
+    let side = job.side_index()?;
+    let identity = Identity::load(&job.identity, &job.tls)?;
+    let g = Graph::load_dir(graph_dir)?;
+    progress(
+        t0,
+        &format!(
+            "loaded {}: {} entities, {} triples",
+            graph_dir.display(),
+            g.len(),
+            g.triples.len()
+        ),
+    );
+    let rows: Vec<u32> = match scope {
+        None => (0..g.len() as u32).collect(),
+        Some(p) => {
+            let index = g.index();
+            let mut v = Vec::new();
+            for (no, line) in ppea::graph::read_lines(p)? {
+                let id = line.trim();
+                v.push(
+                    *index
+                        .get(id)
+                        .with_context(|| format!("{}:{no}: unknown entity {id:?}", p.display()))?,
+                );
+            }
+            v.sort_unstable();
+            v.dedup();
+            v
+        }
+    };
+    let spec = job.spec();
+    let data = prepare_party(&g, &rows, &spec.params, &job.key()?, &mut Prg::fresh())?;
+    progress(
+        t0,
+        &format!(
+            "prepared {} rows of width {} (shuffled, fixed point, keyed tokens)",
+            data.rows.len(),
+            data.width
+        ),
+    );
+    let rt = ppea::local::runtime()?;
+    let waiting = std::sync::atomic::AtomicBool::new(true);
+    let timeout = std::time::Duration::from_secs(job.connect_timeout_secs);
+    let results = rt.block_on(async {
+        let ticker = async {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if waiting.load(std::sync::atomic::Ordering::Relaxed) {
+                    progress(t0, "waiting for the servers ...");
+                }
+            }
+        };
+        tokio::select! {
+            r = run_party(&spec, side, &identity, &data, timeout, |m| progress(t0, m)) => r,
+            _ = ticker => unreachable!("the ticker never ends"),
+        }
+    })?;
+    waiting.store(false, std::sync::atomic::Ordering::Relaxed);
+    let width = results[0].width;
+    let shares: Vec<Vec<u64>> = results.iter().map(|r| r.words.clone()).collect();
+    let mut params = spec.params.clone();
+    let base = 3 + if params.reveal_best { 2 } else { 0 };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut summary = serde_json::json!({
+        "job": job.job, "side": job.side, "rows": data.rows.len(), "servers": spec.servers.len(),
+        "wall_seconds": t0.elapsed().as_secs_f64(),
+        "bytes_per_server": results.iter().map(|r| r.stats.bytes_sent).max(),
+        "rounds": results.iter().map(|r| r.stats.rounds).max(),
+        "dealer_bytes": results.iter().map(|r| r.stats.bytes_from_dealer).sum::<u64>(),
+        "upload_bytes": data.z.len() * 8 + 40 * (spec.servers.len() - 1)
+            + 8 * spec.servers.len() * (data.tokens.own.iter().chain(&data.tokens.neighbour).map(Vec::len).sum::<usize>() + 2 * data.rows.len()),
+    });
+    let mut files: Vec<(&str, String)> = Vec::new();
+    match job.output {
+        OutputMode::Aggregate => {
+            let total = ppea::ring::sum_all(2, shares.iter().map(Vec::as_slice));
+            let scale = (1u64 << (2 * params.frac_bits)) as f64;
+            summary["matched"] = serde_json::json!(total[0]);
+            summary["score_sum"] = serde_json::json!(total[1] as i64 as f64 / scale);
+        }
+        OutputMode::Matches => {
+            params.share_partner_ids = width == base + ppea::align::ID_WORDS;
+            let results = finish_party(&data, &shares, &params)?;
+            let mut csv = String::from("entity_id,score,link_token,partner_id\n");
+            let esc = |s: &str| {
+                if s.contains([',', '"', '\n']) {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                } else {
+                    s.to_string()
+                }
+            };
+            let mut matched = 0;
+            for r in results.iter().filter(|r| r.matched) {
+                matched += 1;
+                csv.push_str(&format!(
+                    "{},{:.6},{:016x},{}\n",
+                    esc(&g.ids[r.entity as usize]),
+                    r.score,
+                    r.token,
+                    r.partner_id.as_deref().map(esc).unwrap_or_default()
+                ));
+            }
+            summary["matched"] = serde_json::json!(matched);
+            summary["partner_ids"] = serde_json::json!(params.share_partner_ids);
+            files.push(("matches.csv", csv));
+            if job.evaluation {
+                let dump = EvalDump {
+                    job: job.job.clone(),
+                    params: params.clone(),
+                    data: data.clone(),
+                    results,
+                };
+                let bytes = bincode::serde::encode_to_vec(&dump, bincode::config::standard())?;
+                let tmp = out.join(".eval-dump.bin.tmp");
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, out.join("eval-dump.bin"))?;
+            }
+        }
+    }
+    summary["wall_seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
+    files.push(("summary.json", serde_json::to_string_pretty(&summary)?));
+    ppea::graph::write_atomically(out, &files)?;
+    progress(
+        t0,
+        &format!("wrote {} (matched: {})", out.display(), summary["matched"]),
+    );
+    Ok(())
+}
+
+fn import(dataset: &Path, format: Format, out: &Path) -> Result<()> {
+    let ds = ppea::import::load(dataset, format)?;
+    ds.a.write_dir(&out.join("a"))?;
+    ds.b.write_dir(&out.join("b"))?;
+    let mut links = String::new();
+    for &(a, b) in ds.tune.iter().chain(&ds.test) {
+        links.push_str(&format!(
+            "{}\t{}\n",
+            ds.a.ids[a as usize], ds.b.ids[b as usize]
+        ));
+    }
+    let ids = |side: &Graph, pick: &dyn Fn(&(u32, u32)) -> u32| -> String {
+        ds.test
+            .iter()
+            .map(|p| format!("{}\n", side.ids[pick(p) as usize]))
+            .collect()
+    };
+    let files = [
+        ("links.tsv", links),
+        ("test-a.txt", ids(&ds.a, &|p| p.0)),
+        ("test-b.txt", ids(&ds.b, &|p| p.1)),
+    ];
+    ppea::graph::write_atomically(out, &files)?;
+    println!(
+        "imported {}: {} + {} entities, {} tune and {} test links -> {}",
+        dataset.display(),
+        ds.a.len(),
+        ds.b.len(),
+        ds.tune.len(),
+        ds.test.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn inspect(dir: &Path) -> Result<()> {
+    let g = Graph::load_dir(dir)?;
+    let adj = g.adjacency();
+    let isolated = adj.iter().filter(|a| a.is_empty()).count();
+    let self_loops = g.triples.iter().filter(|t| t.0 == t.2).count();
+    let empty_names = g
+        .names
+        .iter()
+        .filter(|n| ppea::features::words(n).is_empty())
+        .count();
+    let mut by_name = std::collections::HashMap::new();
+    for n in &g.names {
+        *by_name.entry(n.to_lowercase()).or_insert(0usize) += 1;
+    }
+    let dup_names = by_name
+        .values()
+        .filter(|&&c| c > 1)
+        .map(|c| c - 1)
+        .sum::<usize>();
+    let mut degrees: Vec<usize> = adj.iter().map(Vec::len).collect();
+    degrees.sort_unstable();
+    let pct = |p: f64| {
+        degrees
+            .get(((degrees.len() - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut buckets = std::collections::BTreeMap::new();
+    for d in &degrees {
+        *buckets
+            .entry(ppea::metrics::degree_bucket(*d))
+            .or_insert(0usize) += 1;
+    }
+    println!("graph {}", dir.display());
+    println!("  entities      {}", g.len());
+    println!("  relations     {}", g.relations.len());
+    println!("  triples       {}", g.triples.len());
+    println!("  attributes    {}", g.attributes.len());
+    println!(
+        "  typed         {}",
+        g.types.iter().filter(|t| t.is_some()).count()
+    );
+    println!(
+        "  grouped       {}",
+        g.groups.iter().filter(|t| t.is_some()).count()
+    );
+    println!(
+        "  degree        median {}, p90 {}, max {}",
+        pct(0.5),
+        pct(0.9),
+        degrees.last().copied().unwrap_or(0)
+    );
+    println!("  degree groups {buckets:?}");
+    println!("problems:");
+    let mut any = false;
+    for (n, what) in [
+        (
+            isolated,
+            "entities with no relation (only their names can align them)",
+        ),
+        (empty_names, "entities whose name has no letters or digits"),
+        (
+            dup_names,
+            "entities sharing a name with another entity (case-insensitive)",
+        ),
+        (self_loops, "self-loop triples"),
+    ] {
+        if n > 0 {
+            any = true;
+            println!("  {n} {what}");
+        }
+    }
+    if !any {
+        println!("  none found");
     }
     Ok(())
 }

@@ -20,6 +20,28 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a compute server or the dealer, as the configuration file says, until SIGINT or
+    /// SIGTERM. Logs go to stderr (`RUST_LOG=debug` for more); no secret value is ever logged.
+    ///
+    /// Configuration (TOML; relative paths are relative to the file):
+    ///
+    ///   name = "server-0"               # identity, must be in the certificate
+    ///   listen = "0.0.0.0:7000"         # UDP address (QUIC)
+    ///   role = "compute"                # or "dealer"
+    ///   [tls]  ca = "ca.pem"  cert = "server-0.pem"  key = "server-0.key"
+    ///   [peers]
+    ///   parties = ["party-a", "party-b"] # who may submit jobs
+    ///   servers = ["server-0", "server-1"]
+    ///   dealer = "dealer"
+    ///   [limits]  max_message_mib = 4096  max_jobs = 8  wait_secs = 600
+    Run {
+        /// The configuration file.
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Write the bound address to this file once listening (useful with port 0).
+        #[arg(long)]
+        port_file: Option<std::path::PathBuf>,
+    },
     /// Measure the secure computation core on this machine: all servers and the dealer run in
     /// this one process over in-memory channels. Prints one JSON object per line.
     Bench {
@@ -61,6 +83,27 @@ enum BenchKind {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config, port_file } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let cfg = ppea::net::deploy::ServerConfig::load(&config)?;
+            let rt = ppea::local::runtime()?;
+            rt.block_on(async move {
+                let daemon = ppea::net::deploy::Daemon::start(cfg)?;
+                if let Some(p) = port_file {
+                    let tmp = p.with_extension("tmp");
+                    std::fs::write(&tmp, daemon.local_addr()?.to_string())?;
+                    std::fs::rename(&tmp, &p)?;
+                }
+                daemon.serve(shutdown_signal()).await;
+                anyhow::Ok(())
+            })?;
+        }
         Command::Bench {
             what,
             servers,
@@ -87,4 +130,28 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

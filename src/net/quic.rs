@@ -1,0 +1,117 @@
+//! QUIC implementations of the protocol transports. One bidirectional stream per pair of
+//! servers and per server-dealer pair, per job; protocol code is unchanged.
+
+use crate::channel::{DealerTransport, Transport};
+use crate::error::{Error, Result};
+use crate::net::wire::{FrameRecv, FrameSend};
+use futures::future::try_join_all;
+
+/// A compute server's links for one job.
+pub struct QuicTransport {
+    me: usize,
+    k: usize,
+    sends: Vec<Option<FrameSend>>,
+    recvs: Vec<Option<FrameRecv>>,
+    dealer: (FrameSend, FrameRecv),
+}
+
+impl QuicTransport {
+    /// Assembles the links: `peers[j]` is the stream to server `j` (`None` for this server).
+    pub fn new(
+        me: usize,
+        peers: Vec<Option<(FrameSend, FrameRecv)>>,
+        dealer: (FrameSend, FrameRecv),
+    ) -> Result<Self> {
+        let k = peers.len();
+        if me >= k
+            || peers
+                .iter()
+                .enumerate()
+                .any(|(j, p)| p.is_some() == (j == me))
+        {
+            return Err(Error::invalid("every other server needs exactly one link"));
+        }
+        let (sends, recvs) = peers
+            .into_iter()
+            .map(|p| p.map_or((None, None), |(s, r)| (Some(s), Some(r))))
+            .unzip();
+        Ok(QuicTransport {
+            me,
+            k,
+            sends,
+            recvs,
+            dealer,
+        })
+    }
+}
+
+impl QuicTransport {
+    /// Finishes every stream of the job and waits until the peers have received everything.
+    pub async fn shutdown(mut self) {
+        let peers = self.sends.iter_mut().flatten().map(|s| s.finish());
+        futures::future::join(futures::future::join_all(peers), self.dealer.0.finish()).await;
+    }
+}
+
+impl Transport for QuicTransport {
+    fn me(&self) -> usize {
+        self.me
+    }
+
+    fn servers(&self) -> usize {
+        self.k
+    }
+
+    async fn exchange(&mut self, payload: Vec<u64>) -> Result<Vec<Vec<u64>>> {
+        // Send to and receive from every peer concurrently, so flow control never deadlocks.
+        let sends = try_join_all(self.sends.iter_mut().flatten().map(|s| s.words(&payload)));
+        let recvs = try_join_all(self.recvs.iter_mut().flatten().map(|r| r.words()));
+        let (_, got) = futures::future::try_join(sends, recvs).await?;
+        let mut got = got.into_iter();
+        let mut out = Vec::with_capacity(self.k);
+        for j in 0..self.k {
+            out.push(if j == self.me {
+                Vec::new()
+            } else {
+                got.next().expect("one message per peer")
+            });
+        }
+        out[self.me] = payload;
+        Ok(out)
+    }
+
+    async fn send_dealer(&mut self, payload: Vec<u64>) -> Result<()> {
+        self.dealer.0.words(&payload).await
+    }
+
+    async fn recv_dealer(&mut self) -> Result<Vec<u64>> {
+        self.dealer.1.words().await
+    }
+}
+
+/// The dealer's links for one job, by server index.
+pub struct QuicDealer {
+    links: Vec<(FrameSend, FrameRecv)>,
+}
+
+impl QuicDealer {
+    /// Assembles the links (`links[i]` to server `i`).
+    pub fn new(links: Vec<(FrameSend, FrameRecv)>) -> Self {
+        QuicDealer { links }
+    }
+}
+
+impl DealerTransport for QuicDealer {
+    fn servers(&self) -> usize {
+        self.links.len()
+    }
+
+    async fn send(&mut self, to: usize, payload: Vec<u64>) -> Result<()> {
+        self.links[to].0.words(&payload).await
+    }
+
+    async fn recv(&mut self, from: usize) -> Result<Option<Vec<u64>>> {
+        // The last server finishing its stream ends the job's dealer session.
+        self.links[from].1.next_words().await
+    }
+}

@@ -1,0 +1,302 @@
+//! Mutual TLS for QUIC: every server, dealer and party presents a certificate issued by the
+//! deployment's CA, and a node accepts only the peers named in its configuration.
+//!
+//! Identities are DNS-style names (`server-0`, `dealer`, `party-a`) carried in the certificate's
+//! subject alternative name. After the handshake, [`peer_identity`] finds which configured name
+//! the peer's (already chain-verified) certificate is valid for; a certificate valid for none is
+//! refused.
+
+use crate::error::{Error, PeerName, Result};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// ALPN protocol identifier.
+pub const ALPN: &[u8] = b"ppea/1";
+
+/// Where a node's TLS material lives.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The deployment's CA certificate (PEM).
+    pub ca: PathBuf,
+    /// This node's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Resolves relative paths against `base` (the directory of the file that named them).
+    pub fn relative_to(&self, base: &Path) -> TlsFiles {
+        let r = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        TlsFiles {
+            ca: r(&self.ca),
+            cert: r(&self.cert),
+            key: r(&self.key),
+        }
+    }
+}
+
+/// A node's identity: its name, certificate chain and key, and the CA it trusts.
+pub struct Identity {
+    /// The node's name (must be in its certificate).
+    pub name: String,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Arc<RootCertStore>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({}, <key redacted>)", self.name)
+    }
+}
+
+fn tls_err(what: impl Into<String>) -> Error {
+    Error::invalid(what)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl Identity {
+    /// Loads a node's certificate, key and CA, checking that the certificate names `name`.
+    pub fn load(name: &str, files: &TlsFiles) -> Result<Identity> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+            .map_err(|e| {
+                tls_err(format!(
+                    "{}: cannot read certificate: {e}",
+                    files.cert.display()
+                ))
+            })?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| {
+                tls_err(format!(
+                    "{}: bad PEM certificate: {e}",
+                    files.cert.display()
+                ))
+            })?;
+        if certs.is_empty() {
+            return Err(tls_err(format!(
+                "{}: no certificate found",
+                files.cert.display()
+            )));
+        }
+        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+            tls_err(format!(
+                "{}: cannot read private key: {e}",
+                files.key.display()
+            ))
+        })?;
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(&files.ca).map_err(|e| {
+            tls_err(format!(
+                "{}: cannot read CA certificate: {e}",
+                files.ca.display()
+            ))
+        })? {
+            let ca = ca.map_err(|e| {
+                tls_err(format!(
+                    "{}: bad PEM CA certificate: {e}",
+                    files.ca.display()
+                ))
+            })?;
+            roots.add(ca).map_err(|e| {
+                tls_err(format!(
+                    "{}: unusable CA certificate: {e}",
+                    files.ca.display()
+                ))
+            })?;
+        }
+        if roots.is_empty() {
+            return Err(tls_err(format!(
+                "{}: no CA certificate found",
+                files.ca.display()
+            )));
+        }
+        if cert_names(&certs[0], &[name.to_string()]).is_none() {
+            return Err(tls_err(format!(
+                "{}: the certificate is not issued for {name:?} (its subject alternative names must include it)",
+                files.cert.display()
+            )));
+        }
+        Ok(Identity {
+            name: name.to_string(),
+            certs,
+            key,
+            roots: Arc::new(roots),
+        })
+    }
+
+    /// QUIC transport settings: keep-alive so idle links survive long local steps, large flow
+    /// control windows for bulk ring data.
+    fn transport() -> Arc<quinn::TransportConfig> {
+        let mut t = quinn::TransportConfig::default();
+        t.keep_alive_interval(Some(Duration::from_secs(5)));
+        t.max_idle_timeout(Some(
+            Duration::from_secs(120)
+                .try_into()
+                .expect("valid idle timeout"),
+        ));
+        t.stream_receive_window((32u32 << 20).into());
+        t.receive_window((128u32 << 20).into());
+        t.send_window(128 << 20);
+        t.max_concurrent_bidi_streams(256u32.into());
+        Arc::new(t)
+    }
+
+    /// Server-side configuration: TLS 1.3, client certificates required and verified against
+    /// the CA.
+    pub fn server_config(&self) -> Result<quinn::ServerConfig> {
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            self.roots.clone(),
+            provider(),
+        )
+        .build()
+        .map_err(|e| tls_err(format!("client verifier: {e}")))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| tls_err(format!("TLS versions: {e}")))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.certs.clone(), self.key.clone_key())
+            .map_err(|e| {
+                tls_err(format!(
+                    "certificate and key of {} do not fit together: {e}",
+                    self.name
+                ))
+            })?;
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+        let quic =
+            QuicServerConfig::try_from(cfg).map_err(|e| tls_err(format!("QUIC TLS: {e}")))?;
+        let mut sc = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        sc.transport_config(Self::transport());
+        Ok(sc)
+    }
+
+    /// Client-side configuration: TLS 1.3, server verified against the CA, this node's
+    /// certificate presented.
+    pub fn client_config(&self) -> Result<quinn::ClientConfig> {
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| tls_err(format!("TLS versions: {e}")))?
+            .with_root_certificates(self.roots.clone())
+            .with_client_auth_cert(self.certs.clone(), self.key.clone_key())
+            .map_err(|e| {
+                tls_err(format!(
+                    "certificate and key of {} do not fit together: {e}",
+                    self.name
+                ))
+            })?;
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+        let quic =
+            QuicClientConfig::try_from(cfg).map_err(|e| tls_err(format!("QUIC TLS: {e}")))?;
+        let mut cc = quinn::ClientConfig::new(Arc::new(quic));
+        cc.transport_config(Self::transport());
+        Ok(cc)
+    }
+
+    /// A QUIC endpoint that listens on `addr` and can also connect out.
+    pub fn endpoint(&self, addr: std::net::SocketAddr) -> Result<quinn::Endpoint> {
+        let mut ep = quinn::Endpoint::server(self.server_config()?, addr).map_err(|e| {
+            Error::transport(
+                PeerName::Server(usize::MAX),
+                format!("cannot listen on {addr}: {e}"),
+            )
+        })?;
+        ep.set_default_client_config(self.client_config()?);
+        Ok(ep)
+    }
+
+    /// A client-only QUIC endpoint.
+    pub fn client_endpoint(&self) -> Result<quinn::Endpoint> {
+        let mut ep = quinn::Endpoint::client("0.0.0.0:0".parse().expect("address"))
+            .map_err(|e| tls_err(format!("cannot open a UDP socket: {e}")))?;
+        ep.set_default_client_config(self.client_config()?);
+        Ok(ep)
+    }
+}
+
+/// The first of `names` that `cert` is valid for.
+fn cert_names(cert: &CertificateDer<'_>, names: &[String]) -> Option<String> {
+    let ee = webpki::EndEntityCert::try_from(cert).ok()?;
+    names.iter().find_map(|n| {
+        let sn = ServerName::try_from(n.as_str()).ok()?;
+        ee.verify_is_valid_for_subject_name(&sn)
+            .ok()
+            .map(|_| n.clone())
+    })
+}
+
+/// Which of the `allowed` identities the peer of `conn` is. The chain was verified against the
+/// CA during the handshake; this maps it to a configured name or refuses it.
+pub fn peer_identity(conn: &quinn::Connection, allowed: &[String]) -> Result<String> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or_else(|| {
+            tls_err(format!(
+                "peer {} presented no certificate",
+                conn.remote_address()
+            ))
+        })?;
+    let first = certs
+        .first()
+        .ok_or_else(|| tls_err("empty certificate chain"))?;
+    cert_names(first, allowed).ok_or_else(|| {
+        tls_err(format!(
+            "peer {} has a valid certificate, but for none of the configured identities {allowed:?}",
+            conn.remote_address()
+        ))
+    })
+}
+
+/// Writes a development CA and one certificate and key per name into `dir` (`ca.pem`,
+/// `ca.key`, `NAME.pem`, `NAME.key`). For local deployments and tests only.
+pub fn write_dev_pki(dir: &Path, names: &[String]) -> Result<()> {
+    let io = |e: std::io::Error| tls_err(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let gen_err = |e: rcgen::Error| tls_err(format!("certificate generation: {e}"));
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ppea development CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_key = rcgen::KeyPair::generate().map_err(gen_err)?;
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(gen_err)?;
+    let mut files = vec![("ca.pem".to_string(), ca.pem())];
+    for name in names {
+        ServerName::try_from(name.as_str()).map_err(|_| {
+            tls_err(format!(
+                "{name:?} is not a valid identity name (use letters, digits and '-')"
+            ))
+        })?;
+        let mut p = rcgen::CertificateParams::new(vec![name.clone()]).map_err(gen_err)?;
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, name.as_str());
+        p.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().map_err(gen_err)?;
+        let cert = p.signed_by(&key, &ca).map_err(gen_err)?;
+        files.push((format!("{name}.pem"), cert.pem()));
+        files.push((format!("{name}.key"), key.serialize_pem()));
+    }
+    let refs: Vec<(&str, String)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    crate::graph::write_atomically(dir, &refs).map_err(io)
+}

@@ -1050,51 +1050,56 @@ pub async fn upload_to(
         .get(j)
         .ok_or_else(|| Error::invalid(format!("the job has no server {j}")))?;
     let peer = PeerName::Server(j);
-    let (_conn, mut s, mut r) = open(ep, node, peer, u64::MAX / 2, connect_timeout).await?;
-    s.control(&Hello::Upload {
-        spec: Box::new(spec.clone()),
-        side,
-        rows: data.rows.len() as u64,
-    })
-    .await?;
-    send_share(&mut s, z).await?;
-    if let Some(ids) = ids {
-        send_share(&mut s, ids).await?;
-    }
-    send_tokens(&mut s, &data.tokens.own).await?;
-    send_tokens(&mut s, &data.tokens.neighbour).await?;
-    progress(&format!("uploaded to {} ({})", node.name, node.addr));
-    let outcome = r.control::<Outcome>().await.map_err(|e| {
-        Error::transport(
+    let attempt = async {
+        let (_conn, mut s, mut r) = open(ep, node, peer, u64::MAX / 2, connect_timeout).await?;
+        let rows = data.rows.len() as u64;
+        let hello = Hello::Upload {
+            spec: Box::new(spec.clone()),
+            side,
+            rows,
+        };
+        s.control(&hello).await?;
+        send_share(&mut s, z).await?;
+        if let Some(ids) = ids {
+            send_share(&mut s, ids).await?;
+        }
+        send_tokens(&mut s, &data.tokens.own).await?;
+        send_tokens(&mut s, &data.tokens.neighbour).await?;
+        progress(&format!("uploaded to {} ({})", node.name, node.addr));
+        match r.control::<Outcome>().await? {
+            Outcome::Done {
+                rows: n,
+                width,
+                stats,
+            } => {
+                let words = r.words().await?;
+                if words.len() as u64 != n.saturating_mul(width) {
+                    return Err(Error::protocol(peer, "result of the wrong size"));
+                }
+                progress(&format!("results received from {}", node.name));
+                Ok(ServerResult {
+                    words,
+                    width: width as usize,
+                    stats,
+                })
+            }
+            Outcome::Failed(why) => Err(Error::invalid(format!(
+                "{} reports that the job failed: {why}",
+                node.name
+            ))),
+        }
+    };
+    attempt.await.map_err(|e| match e {
+        Error::Transport { what, .. } => Error::transport(
             peer,
             format!(
-                "{} closed the job without a result ({e}); check its log",
-                node.name
+                "{} at {}: {what} (if this happens right after connecting, {} may not accept \
+                 this party's certificate or identity; otherwise see its log)",
+                node.name, node.addr, node.name
             ),
-        )
-    })?;
-    match outcome {
-        Outcome::Done {
-            rows: n,
-            width,
-            stats,
-        } => {
-            let words = r.words().await?;
-            if words.len() as u64 != n.saturating_mul(width) {
-                return Err(Error::protocol(peer, "result of the wrong size"));
-            }
-            progress(&format!("results received from {}", node.name));
-            Ok(ServerResult {
-                words,
-                width: width as usize,
-                stats,
-            })
-        }
-        Outcome::Failed(why) => Err(Error::invalid(format!(
-            "{} reports that the job failed: {why}",
-            node.name
-        ))),
-    }
+        ),
+        other => other,
+    })
 }
 
 /// A party's side of a job: uploads to every server, waits, and returns each server's result.

@@ -1,12 +1,59 @@
 #!/usr/bin/env bash
 # Runs the whole pipeline on a dataset with gold links and prints, as its last line, one JSON
 # object with quality, agreement with the plaintext reference, and cost figures.
-#   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open] [--servers 2|3|4]
+#
+#   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open]
+#                   [--servers 2|3|4] [--seed N] [--inprocess]
+#
+# By default the dealer, the servers and the two parties run as separate processes on loopback
+# over QUIC with mutual TLS. --inprocess runs everything in one process over in-memory channels
+# (same protocol code). --seed N fixes the parties' row shuffles and blocking key (evaluation
+# only), so both ways give the same decisions_digest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ $# -lt 1 ]; then
-  echo "usage: scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open] [--servers 2|3|4]" >&2
-  exit 2
+root=$(pwd)
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+dataset=$1; shift
+format=""; protocol=standard; servers=2; seed=""; inprocess=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --format) format=$2; shift 2 ;;
+    --protocol) protocol=$2; shift 2 ;;
+    --servers) servers=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --inprocess) inprocess=1; shift ;;
+    *) usage ;;
+  esac
+done
+[ -d "$dataset" ] || { echo "error: $dataset is not a directory" >&2; exit 2; }
+cargo build --release --quiet -p party -p server
+bin="$root/target/release"
+if [ -n "$inprocess" ]; then
+  exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" ${seed:+--seed "$seed"}
 fi
-cargo build --release --quiet -p party
-exec target/release/party eval "$@"
+work=$(mktemp -d)
+source scripts/cluster.sh
+t0=$(date +%s.%N)
+echo "== importing $dataset" >&2
+"$bin/party" import "$dataset" ${format:+--format "$format"} --out "$work/data" >&2
+echo "== starting a dealer and $servers compute servers" >&2
+start_cluster "$servers"
+write_jobs "eval" "evaluation = true"
+args_a=(); args_b=()
+if [ "$protocol" = standard ]; then args_a=(--scope "$work/data/test-a.txt"); args_b=(--scope "$work/data/test-b.txt"); fi
+extra=()
+[ -n "$seed" ] && extra=(--eval-seed "$seed")
+echo "== running both parties ($protocol protocol)" >&2
+run_parties "$work/data/a" "$work/data/b" "$work/out" "${extra[@]}"
+t1=$(date +%s.%N)
+"$bin/party" judge --dataset "$work/data" --a "$work/out/party-a" --b "$work/out/party-b" > "$work/report.json" || fail "judging failed"
+python3 - "$work/report.json" "$protocol" "$t0" "$t1" <<'PY' || cat "$work/report.json"
+import json, sys
+r = json.load(open(sys.argv[1]))
+r["protocol"] = sys.argv[2]
+r["job_wall_seconds"] = r.get("wall_seconds")
+r["wall_seconds"] = float(sys.argv[4]) - float(sys.argv[3])
+r["transport"] = "quic"
+print(json.dumps(r))
+PY

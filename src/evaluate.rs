@@ -172,6 +172,19 @@ fn progress(msg: &str, t0: Instant) {
     eprintln!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
+/// The blocking key and the two parties' row shuffles of an evaluation run with a fixed seed
+/// (the same in-process and over the network, so the two can be compared decision by decision).
+pub fn seeded(seed: u64) -> (BlockingKey, Prg, Prg) {
+    let mut prg = Prg::new(&Seed([7; 32]), seed);
+    let key = BlockingKey(prg.seed().0);
+    let a = Prg::new(&prg.seed(), 0);
+    let b = Prg::new(&prg.seed(), 0);
+    (key, a, b)
+}
+
+/// The job id of evaluation runs (it seeds candidate padding, so both paths use the same).
+pub const EVAL_JOB: &str = "eval";
+
 /// What the servers' part of a job produced (used by the in-process and networked runs).
 pub struct JobOutcome {
     /// Every server's output shares for A's rows, by server.
@@ -254,14 +267,7 @@ pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<Eval
     params.reveal_best = true;
     params.validate()?;
     let (key, mut shuffle_a, mut shuffle_b) = match opts.seed {
-        Some(s) => {
-            let mut prg = Prg::new(&Seed([7; 32]), s);
-            (
-                BlockingKey(prg.seed().0),
-                Prg::new(&prg.seed(), 0),
-                Prg::new(&prg.seed(), 0),
-            )
-        }
+        Some(s) => seeded(s),
         None => (BlockingKey::random(), Prg::fresh(), Prg::fresh()),
     };
     let (sa, sb) = scopes(ds, opts.protocol, opts.split);
@@ -312,7 +318,7 @@ pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<Eval
         k,
         [(za, ia, pa.tokens.clone()), (zb, ib, pb.tokens.clone())],
         &params,
-        "eval",
+        EVAL_JOB,
     )
     .await?;
     progress("reconstructing results and judging", t0);

@@ -49,6 +49,11 @@ enum Command {
         /// Align only the entities listed in this file (one id per line) [default: all].
         #[arg(long)]
         scope: Option<PathBuf>,
+        /// Evaluation only: derive the blocking key and this party's row shuffle from a seed (as
+        /// `party eval --seed` does), so a networked run can be compared decision by decision
+        /// with an in-process one. Never use it for real data.
+        #[arg(long)]
+        eval_seed: Option<u64>,
     },
     /// Write a development CA and a certificate and key for each name (for local deployments;
     /// production deployments use their own CA).
@@ -157,7 +162,8 @@ fn real_main() -> Result<()> {
             graph,
             out,
             scope,
-        } => run(&job, &graph, &out, scope.as_deref()),
+            eval_seed,
+        } => run(&job, &graph, &out, scope.as_deref(), eval_seed),
         Command::Certs { out, names } => {
             ppea::net::tls::write_dev_pki(&out, &names)?;
             println!(
@@ -285,7 +291,13 @@ fn progress(t0: Instant, msg: &str) {
     eprintln!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
-fn run(job_path: &Path, graph_dir: &Path, out: &Path, scope: Option<&Path>) -> Result<()> {
+fn run(
+    job_path: &Path,
+    graph_dir: &Path,
+    out: &Path,
+    scope: Option<&Path>,
+    eval_seed: Option<u64>,
+) -> Result<()> {
     let t0 = Instant::now();
     let job = PartyJob::load(job_path)?;
     let side = job.side_index()?;
@@ -319,7 +331,14 @@ fn run(job_path: &Path, graph_dir: &Path, out: &Path, scope: Option<&Path>) -> R
         }
     };
     let spec = job.spec();
-    let data = prepare_party(&g, &rows, &spec.params, &job.key()?, &mut Prg::fresh())?;
+    let (key, mut shuffle) = match eval_seed {
+        Some(seed) => {
+            let (key, a, b) = ppea::evaluate::seeded(seed);
+            (key, if side == 0 { a } else { b })
+        }
+        None => (job.key()?, Prg::fresh()),
+    };
+    let data = prepare_party(&g, &rows, &spec.params, &key, &mut shuffle)?;
     progress(
         t0,
         &format!(

@@ -1058,13 +1058,26 @@ pub async fn upload_to(
             side,
             rows,
         };
-        s.control(&hello).await?;
-        send_share(&mut s, z).await?;
-        if let Some(ids) = ids {
-            send_share(&mut s, ids).await?;
+        let sent = async {
+            s.control(&hello).await?;
+            send_share(&mut s, z).await?;
+            if let Some(ids) = ids {
+                send_share(&mut s, ids).await?;
+            }
+            send_tokens(&mut s, &data.tokens.own).await?;
+            send_tokens(&mut s, &data.tokens.neighbour).await
+        };
+        if let Err(e) = sent.await {
+            // A server that refuses an upload says why before it stops reading.
+            let why = tokio::time::timeout(Duration::from_secs(2), r.control::<Outcome>()).await;
+            if let Ok(Ok(Outcome::Failed(why))) = why {
+                return Err(Error::invalid(format!(
+                    "{} refused the upload: {why}",
+                    node.name
+                )));
+            }
+            return Err(e);
         }
-        send_tokens(&mut s, &data.tokens.own).await?;
-        send_tokens(&mut s, &data.tokens.neighbour).await?;
         progress(&format!("uploaded to {} ({})", node.name, node.addr));
         match r.control::<Outcome>().await? {
             Outcome::Done {

@@ -26,7 +26,7 @@ run_parties data/sample/a data/sample/b "$out"
 python3 - "$work/report.json" <<'PY' || cat "$work/report.json"
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"hits1 {r['hits1']:.3f}  precision {r['precision']:.3f}  recall {r['recall']:.3f}  f1 {r['f1']:.3f}  (gold links: {r['gold_pairs']})")
+print(f"hits1 {r['hits1']:.3f}  precision {r['precision']:.3f}  recall {r['recall']:.3f}  f1 {r['f1']:.3f}  (gold links: {r['pairs']})")
 print(f"secure decisions equal to the plaintext reference: {r['plaintext_agreement']:.3f}")
 print(f"{r['candidate_pairs']} candidate pairs scored on shares; {r['bytes_per_server'] / 1e6:.1f} MB sent per server, {r['rounds']} rounds")
 PY

@@ -14,7 +14,7 @@ use crate::blocking::{BlockingKey, Candidates};
 use crate::error::{Error, Result};
 use crate::import::Dataset;
 use crate::local::run_local;
-use crate::metrics::{Groups, Judged, degree_bucket, groups, quality};
+use crate::metrics::{Groups, Judged, Quality, degree_bucket, groups, quality};
 use crate::prg::{Prg, Seed};
 use crate::share::{ShareMsg, share_compressed};
 use serde::Serialize;
@@ -86,22 +86,10 @@ pub struct EvalOptions {
 /// The evaluation report (one JSON line).
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
-    /// Hits@1 of the secure pipeline's top-1 decisions.
-    pub hits1: f64,
-    /// Hits@10 (plaintext reference ranking).
-    pub hits10: f64,
-    /// Mean reciprocal rank (plaintext reference ranking).
-    pub mrr: f64,
-    /// Precision of reported matches.
-    pub precision: f64,
-    /// Recall of reported matches.
-    pub recall: f64,
-    /// F1 of reported matches.
-    pub f1: f64,
-    /// Area under the precision-recall curve of top-1 predictions.
-    pub prauc: f64,
-    /// Gold pairs whose partner is among the candidates.
-    pub blocking_recall: f64,
+    /// Hits@1 (secure top-1 decisions), Hits@10 and MRR (plaintext reference ranking),
+    /// precision, recall, F1, PRAUC and blocking recall.
+    #[serde(flatten)]
+    pub quality: Quality,
     /// Fraction of rows (both sides) where the secure pipeline took the reference's decisions.
     pub plaintext_agreement: f64,
     /// Rows aligned on side A.
@@ -110,8 +98,6 @@ pub struct EvalReport {
     pub entities_b: usize,
     /// Candidate pairs scored (both directions).
     pub candidate_pairs: usize,
-    /// Gold pairs evaluated.
-    pub gold_pairs: usize,
     /// Wall time of the whole job (preparation, upload, secure computation, results).
     pub wall_seconds: f64,
     /// Bytes one server sent to the other servers (largest over servers).
@@ -412,19 +398,11 @@ pub fn judge(
         })
         .count();
     EvalReport {
-        hits1: q.hits1,
-        hits10: q.hits10,
-        mrr: q.mrr,
-        precision: q.precision,
-        recall: q.recall,
-        f1: q.f1,
-        prauc: q.prauc,
-        blocking_recall: q.blocking_recall,
+        quality: q,
         plaintext_agreement: (agree_a + agree_b) as f64 / (ra.len() + rb.len()).max(1) as f64,
         entities_a: pa.rows.len(),
         entities_b: pb.rows.len(),
         candidate_pairs: (pa.rows.len() + pb.rows.len()) * k,
-        gold_pairs: q.pairs,
         wall_seconds: 0.0,
         bytes_per_server: 0,
         upload_bytes: 0,

@@ -3,6 +3,9 @@
 //! mid-job fails the job cleanly without taking the others down, concurrent jobs stay apart, and
 //! every kind of bad input ends the job with a message that says what happened.
 
+mod common;
+use common::TempDir;
+
 use ppea::align::{JobParams, PartyData, finish_party, job_seed, prepare_party};
 use ppea::blocking::{BlockingKey, candidates};
 use ppea::evaluate::{EvalProtocol, Split, judge, scopes};
@@ -13,7 +16,7 @@ use ppea::net::deploy::{
 use ppea::net::tls::{Identity, TlsFiles, write_dev_pki};
 use ppea::prg::Prg;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -32,21 +35,6 @@ fn sample() -> &'static Dataset {
         )
         .unwrap()
     })
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("ppea-deploy-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 const NAMES: &[&str] = &[
@@ -114,7 +102,7 @@ fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Runnin
 
 impl Cluster {
     fn new(tag: &str, k: usize, limits: Limits) -> Cluster {
-        let dir = TempDir::new(tag);
+        let dir = TempDir::new(&format!("deploy-{tag}"));
         write_dev_pki(
             &dir.0,
             &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
@@ -226,7 +214,10 @@ fn jobs_with_two_and_three_servers_take_the_reference_decisions() {
         let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
         let r = run_and_judge(&c, &spec, &a, &b);
         assert_eq!(r.plaintext_agreement, 1.0, "k = {k}");
-        assert!(r.hits1 >= 0.9 && r.f1 >= 0.85, "k = {k}: {r:?}");
+        assert!(
+            r.quality.hits1 >= 0.9 && r.quality.f1 >= 0.85,
+            "k = {k}: {r:?}"
+        );
     }
 }
 
@@ -272,7 +263,7 @@ fn two_jobs_at_once_stay_apart() {
         );
         assert_eq!(r.plaintext_agreement, 1.0, "{}", spec.job);
         assert_eq!(r.entities_a, a.rows.len());
-        assert!(r.hits1 >= 0.85, "{}: {}", spec.job, r.hits1);
+        assert!(r.quality.hits1 >= 0.85, "{}: {}", spec.job, r.quality.hits1);
     }
     assert_ne!(
         a1.rows.len(),

@@ -714,6 +714,26 @@ async fn next_event(
     }
 }
 
+/// Why a link is refused when two servers hold different job descriptions.
+const DISAGREE: &str = "servers disagree on the job's parameters (their job descriptions differ)";
+
+/// Answers a link request: refuses it with the reason in `bad`, or accepts it and names the
+/// peer in later errors.
+async fn answer_link(
+    streams: &mut (FrameSend, FrameRecv),
+    bad: Option<String>,
+    peer: PeerName,
+) -> Result<()> {
+    if let Some(why) = bad {
+        let _ = streams.0.control(&Ack::Refused(why.clone())).await;
+        return Err(Error::invalid(why));
+    }
+    streams.0.control(&Ack::Ok).await?;
+    streams.0.set_peer(peer);
+    streams.1.set_peer(peer);
+    Ok(())
+}
+
 /// A compute server's job: collect both uploads, link up, compute, answer each party.
 async fn compute_job(
     cfg: &ServerConfig,
@@ -879,21 +899,10 @@ async fn run_compute(
             } => {
                 let bad = if from >= me || peer != names[from] {
                     Some(format!("{peer} cannot link as server {from}"))
-                } else if d != digest {
-                    Some(
-                        "servers disagree on the job's parameters (their job descriptions differ)"
-                            .to_string(),
-                    )
                 } else {
-                    None
+                    (d != digest).then(|| DISAGREE.to_string())
                 };
-                if let Some(why) = bad {
-                    let _ = streams.0.control(&Ack::Refused(why.clone())).await;
-                    return Err(Error::invalid(why));
-                }
-                streams.0.control(&Ack::Ok).await?;
-                streams.0.set_peer(PeerName::Server(from));
-                streams.1.set_peer(PeerName::Server(from));
+                answer_link(&mut streams, bad, PeerName::Server(from)).await?;
                 peers[from] = Some(streams);
                 conns.push(_conn);
             }
@@ -981,21 +990,10 @@ async fn dealer_job(cfg: &ServerConfig, job: &str, mut rx: mpsc::UnboundedReceiv
             let bad =
                 if crate::share::check_servers(servers).is_err() || servers != k || server >= k {
                     Some(format!("{peer}: inconsistent server count or index"))
-                } else if digest != d {
-                    Some(
-                        "servers disagree on the job's parameters (their job descriptions differ)"
-                            .into(),
-                    )
                 } else {
-                    None
+                    (digest != d).then(|| DISAGREE.to_string())
                 };
-            if let Some(why) = bad {
-                let _ = streams.0.control(&Ack::Refused(why.clone())).await;
-                return Err(Error::invalid(why));
-            }
-            streams.0.control(&Ack::Ok).await?;
-            streams.0.set_peer(PeerName::Server(server));
-            streams.1.set_peer(PeerName::Server(server));
+            answer_link(&mut streams, bad, PeerName::Server(server)).await?;
             links.resize_with(k, || None);
             links[server] = Some(streams);
             conns.push(_conn);

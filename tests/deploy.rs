@@ -482,3 +482,48 @@ fn an_unreachable_server_is_named() {
     );
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
+
+/// Aggregate-only jobs return one row per party: the number of matches and their score sum,
+/// the same totals a per-entity job yields on the same data.
+#[test]
+fn aggregate_only_jobs_reveal_only_totals() {
+    let c = Cluster::new("aggregate", 2, Limits::default());
+    let spec = c.spec("job-agg", JobParams::default());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let run = |spec: &JobSpec| {
+        rt().block_on(async {
+            tokio::join!(
+                run_party(spec, 0, &ia, &a, T, |_| {}),
+                run_party(spec, 1, &ib, &b, T, |_| {})
+            )
+        })
+    };
+    let (ra, _) = run(&spec);
+    let words = |r: Vec<ppea::net::deploy::ServerResult>| {
+        r.into_iter().map(|x| x.words).collect::<Vec<_>>()
+    };
+    let rows = finish_party(&a, &words(ra.unwrap()), &spec.params).unwrap();
+    let matched = rows.iter().filter(|r| r.matched).count() as u64;
+    let agg = JobSpec {
+        output: OutputMode::Aggregate,
+        ..spec.clone()
+    };
+    let (ra, rb) = run(&agg);
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(
+        ra.iter()
+            .chain(&rb)
+            .all(|r| r.width == 2 && r.words.len() == 2)
+    );
+    let total = ppea::ring::sum_all(2, ra.iter().map(|r| r.words.as_slice()));
+    assert_eq!(total[0], matched);
+    let total_b = ppea::ring::sum_all(2, rb.iter().map(|r| r.words.as_slice()));
+    assert_eq!(
+        total_b[0], matched,
+        "both sides count the same mutual matches"
+    );
+    let scale = (1u64 << (2 * spec.params.frac_bits)) as f64 * spec.params.model.max_score();
+    let sum: f64 = rows.iter().map(|r| r.score).sum();
+    assert!((total[1] as i64 as f64 / scale - sum).abs() < 1e-6);
+}

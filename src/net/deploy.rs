@@ -389,6 +389,7 @@ struct Upload {
     from: String,
     shares: PartyShares,
     reply: FrameSend,
+    /// Held so the party's connection stays open until its result is delivered.
     _conn: quinn::Connection,
 }
 
@@ -400,7 +401,7 @@ enum Event {
         peer: String,
         digest: u64,
         streams: (FrameSend, FrameRecv),
-        _conn: quinn::Connection,
+        conn: quinn::Connection,
     },
     DealerLink {
         server: usize,
@@ -408,7 +409,7 @@ enum Event {
         peer: String,
         digest: u64,
         streams: (FrameSend, FrameRecv),
-        _conn: quinn::Connection,
+        conn: quinn::Connection,
     },
 }
 
@@ -599,7 +600,7 @@ async fn dispatch(
                 peer: peer.to_string(),
                 digest,
                 streams: (s, r),
-                _conn: conn,
+                conn,
             };
             deliver(cfg, jobs, ep, &job, ev).await
         }
@@ -624,7 +625,7 @@ async fn dispatch(
                 peer: peer.to_string(),
                 digest,
                 streams: (s, r),
-                _conn: conn,
+                conn,
             };
             deliver(cfg, jobs, ep, &job, ev).await
         }
@@ -895,7 +896,7 @@ async fn run_compute(
                 peer,
                 digest: d,
                 mut streams,
-                _conn,
+                conn,
             } => {
                 let bad = if from >= me || peer != names[from] {
                     Some(format!("{peer} cannot link as server {from}"))
@@ -904,7 +905,7 @@ async fn run_compute(
                 };
                 answer_link(&mut streams, bad, PeerName::Server(from)).await?;
                 peers[from] = Some(streams);
-                conns.push(_conn);
+                conns.push(conn);
             }
             Event::Upload(_, mut up) => {
                 let _ = up
@@ -981,7 +982,7 @@ async fn dealer_job(cfg: &ServerConfig, job: &str, mut rx: mpsc::UnboundedReceiv
                 peer,
                 digest,
                 mut streams,
-                _conn,
+                conn,
             } = ev
             else {
                 continue;
@@ -996,7 +997,7 @@ async fn dealer_job(cfg: &ServerConfig, job: &str, mut rx: mpsc::UnboundedReceiv
             answer_link(&mut streams, bad, PeerName::Server(server)).await?;
             links.resize_with(k, || None);
             links[server] = Some(streams);
-            conns.push(_conn);
+            conns.push(conn);
             if links.iter().all(Option::is_some) {
                 break;
             }

@@ -79,6 +79,14 @@ impl JobParams {
                 self.blocking.candidates
             )));
         }
+        if self.score_bits() > 64 {
+            return Err(Error::invalid(format!(
+                "frac_bits = {} leaves no room for scores up to {:.1} in 64-bit comparisons; use at most {}",
+                self.frac_bits,
+                self.model.max_score(),
+                62u32.saturating_sub(self.spread_bits()) / 2
+            )));
+        }
         if !self.min_score.is_finite() || self.min_score.abs() > 100.0 {
             return Err(Error::invalid(format!(
                 "min_score must be within [-100, 100], got {}",
@@ -91,8 +99,17 @@ impl JobParams {
     /// Bit width that holds every difference of ranking scores: `|2S - r| <= 3 max`, so
     /// differences stay below `6 max * 2^(2f)`, plus sign and margin.
     pub fn compare_bits(&self) -> u32 {
-        let spread = (6.0 * self.model.max_score()).log2().ceil().max(0.0) as u32;
-        (spread + 2 * self.frac_bits + 2).min(64)
+        self.score_bits().min(64)
+    }
+
+    /// Bits the ranking-score differences need (validation refuses parameters above 64).
+    fn score_bits(&self) -> u32 {
+        self.spread_bits() + 2 * self.frac_bits + 2
+    }
+
+    /// Integer bits of the largest difference of ranking scores, `6 * max_score`.
+    fn spread_bits(&self) -> u32 {
+        (6.0 * self.model.max_score()).log2().ceil().max(0.0) as u32
     }
 
     /// The threshold at product scale.
@@ -622,6 +639,24 @@ mod tests {
                 .contains("64 bytes")
         );
         assert_eq!(words_to_id(&[0; ID_WORDS]), None);
+    }
+
+    #[test]
+    fn too_many_fractional_bits_are_refused() {
+        let p = JobParams {
+            frac_bits: 30,
+            ..JobParams::default()
+        };
+        let e = p.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("frac_bits = 30") && e.contains("use at most"),
+            "{e}"
+        );
+        let ok = JobParams {
+            frac_bits: 24,
+            ..JobParams::default()
+        };
+        assert!(ok.validate().is_ok());
     }
 
     #[test]

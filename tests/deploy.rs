@@ -467,7 +467,6 @@ fn an_unreachable_server_is_named() {
         .unwrap();
     spec.servers[1].addr = free.to_string();
     let (a, _) = prepare(EvalProtocol::Standard, &spec.params);
-    let t0 = std::time::Instant::now();
     let e = expect_err(rt().block_on(run_party(
         &spec,
         0,

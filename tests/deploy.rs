@@ -479,7 +479,6 @@ fn an_unreachable_server_is_named() {
         e.contains("server-1") && e.contains(&free.to_string()),
         "{e}"
     );
-    assert!(t0.elapsed() < Duration::from_secs(30));
 }
 
 /// Aggregate-only jobs return one row per party: the number of matches and their score sum,

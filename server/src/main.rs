@@ -28,12 +28,19 @@ enum Command {
     ///   name = "server-0"               # identity, must be in the certificate
     ///   listen = "0.0.0.0:7000"         # UDP address (QUIC)
     ///   role = "compute"                # or "dealer"
-    ///   [tls]  ca = "ca.pem"  cert = "server-0.pem"  key = "server-0.key"
+    ///   [tls]
+    ///   ca = "ca.pem"
+    ///   cert = "server-0.pem"
+    ///   key = "server-0.key"
     ///   [peers]
     ///   parties = ["party-a", "party-b"] # who may submit jobs
     ///   servers = ["server-0", "server-1"]
     ///   dealer = "dealer"
-    ///   [limits]  max_message_mib = 4096  max_jobs = 8  wait_secs = 600
+    ///   [limits]                        # optional
+    ///   max_message_mib = 4096          # largest single message accepted
+    ///   max_jobs = 8                    # jobs held at once
+    ///   wait_secs = 600                 # wait for the other party, servers, dealer
+    #[command(verbatim_doc_comment)]
     Run {
         /// The configuration file.
         #[arg(long)]

@@ -24,7 +24,7 @@ pub enum Error {
         frac_bits: u32,
     },
     /// Arguments that do not fit together (sizes, counts, parameters).
-    #[error("invalid argument: {0}")]
+    #[error("{0}")]
     Invalid(String),
     /// A peer sent something that does not fit the protocol step (wrong length, wrong kind).
     #[error("protocol violation by {peer}: {what}")]

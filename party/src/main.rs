@@ -136,6 +136,9 @@ enum Command {
 }
 
 fn detect(dataset: &Path, format: Option<Format>) -> Result<Format> {
+    if !dataset.is_dir() {
+        bail!("{} is not a directory", dataset.display());
+    }
     match format {
         Some(f) => Ok(f),
         None => Format::detect(dataset).with_context(|| {

@@ -520,6 +520,12 @@ async fn dispatch(
     peer: &str,
 ) -> Result<()> {
     let refuse = |why: String| Error::invalid(why);
+    let link = matches!(hello, Hello::Server { .. } | Hello::Dealer { .. });
+    if link && !cfg.peers.servers.iter().any(|p| p == peer) {
+        let why = format!("{peer} is not a configured server");
+        let _ = s.control(&Ack::Refused(why.clone())).await;
+        return Err(refuse(why));
+    }
     match (cfg.role, hello) {
         (Role::Compute, Hello::Upload { spec, side, rows }) => {
             let pname = PeerName::Party(side.min(1));
@@ -589,12 +595,6 @@ async fn dispatch(
             deliver(cfg, jobs, ep, &job, Event::Upload(side, Box::new(up))).await
         }
         (Role::Compute, Hello::Server { job, from, digest }) => {
-            if !cfg.peers.servers.iter().any(|p| p == peer) {
-                let _ = s
-                    .control(&Ack::Refused(format!("{peer} is not a configured server")))
-                    .await;
-                return Err(refuse(format!("{peer} is not a configured server")));
-            }
             let ev = Event::Link {
                 from: from as usize,
                 peer: peer.to_string(),
@@ -613,12 +613,6 @@ async fn dispatch(
                 digest,
             },
         ) => {
-            if !cfg.peers.servers.iter().any(|p| p == peer) {
-                let _ = s
-                    .control(&Ack::Refused(format!("{peer} is not a configured server")))
-                    .await;
-                return Err(refuse(format!("{peer} is not a configured server")));
-            }
             let ev = Event::DealerLink {
                 server: server as usize,
                 servers: servers as usize,

@@ -6,7 +6,7 @@
 //! the peer's (already chain-verified) certificate is valid for; a certificate valid for none is
 //! refused.
 
-use crate::error::{Error, PeerName, Result};
+use crate::error::{Error, Result};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
@@ -156,6 +156,13 @@ impl Identity {
         Arc::new(t)
     }
 
+    fn misfit(&self, e: rustls::Error) -> Error {
+        tls_err(format!(
+            "certificate and key of {} do not fit together: {e}",
+            self.name
+        ))
+    }
+
     /// Server-side configuration: TLS 1.3, client certificates required and verified against
     /// the CA.
     pub fn server_config(&self) -> Result<quinn::ServerConfig> {
@@ -170,12 +177,7 @@ impl Identity {
             .map_err(|e| tls_err(format!("TLS versions: {e}")))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.certs.clone(), self.key.clone_key())
-            .map_err(|e| {
-                tls_err(format!(
-                    "certificate and key of {} do not fit together: {e}",
-                    self.name
-                ))
-            })?;
+            .map_err(|e| self.misfit(e))?;
         cfg.alpn_protocols = vec![ALPN.to_vec()];
         let quic =
             QuicServerConfig::try_from(cfg).map_err(|e| tls_err(format!("QUIC TLS: {e}")))?;
@@ -192,12 +194,7 @@ impl Identity {
             .map_err(|e| tls_err(format!("TLS versions: {e}")))?
             .with_root_certificates(self.roots.clone())
             .with_client_auth_cert(self.certs.clone(), self.key.clone_key())
-            .map_err(|e| {
-                tls_err(format!(
-                    "certificate and key of {} do not fit together: {e}",
-                    self.name
-                ))
-            })?;
+            .map_err(|e| self.misfit(e))?;
         cfg.alpn_protocols = vec![ALPN.to_vec()];
         let quic =
             QuicClientConfig::try_from(cfg).map_err(|e| tls_err(format!("QUIC TLS: {e}")))?;
@@ -208,12 +205,8 @@ impl Identity {
 
     /// A QUIC endpoint that listens on `addr` and can also connect out.
     pub fn endpoint(&self, addr: std::net::SocketAddr) -> Result<quinn::Endpoint> {
-        let mut ep = quinn::Endpoint::server(self.server_config()?, addr).map_err(|e| {
-            Error::transport(
-                PeerName::Server(usize::MAX),
-                format!("cannot listen on {addr}: {e}"),
-            )
-        })?;
+        let mut ep = quinn::Endpoint::server(self.server_config()?, addr)
+            .map_err(|e| tls_err(format!("cannot listen on {addr}: {e}")))?;
         ep.set_default_client_config(self.client_config()?);
         Ok(ep)
     }

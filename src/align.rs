@@ -363,11 +363,17 @@ pub async fn align<T: Transport, C: Correlations>(
     x.extend_from_slice(&oh);
     y.extend_from_slice(&s);
     let prod = eng.mul(&x, &y).await?;
+    let row_sum = |v: &[u64], rows: usize| -> Vec<u64> {
+        (0..rows)
+            .map(|i| {
+                v[i * k..(i + 1) * k]
+                    .iter()
+                    .fold(0u64, |s, x| s.wrapping_add(*x))
+            })
+            .collect()
+    };
     let (both, chosen) = prod.split_at(present.len());
-    let similarity: Vec<u64> = chosen
-        .chunks(k)
-        .map(|row| row.iter().fold(0u64, |acc, v| acc.wrapping_add(*v)))
-        .collect();
+    let similarity = row_sum(chosen, na + nb);
     let mut mutual = vec![0u64; na * k];
     for (&(q, _), v) in present.iter().zip(both) {
         mutual[q] = *v;
@@ -387,27 +393,22 @@ pub async fn align<T: Transport, C: Correlations>(
         keep_b[m] = keep[q];
     }
 
-    // 6. Link tokens: random shared values, one per pair, selected by `keep`.
-    let tok = Prg::fresh().vec(na * k);
-    let kept_tok = eng.mul(&keep, &tok).await?;
-    let row_sum = |v: &[u64], rows: usize| -> Vec<u64> {
-        (0..rows)
-            .map(|i| {
-                v[i * k..(i + 1) * k]
-                    .iter()
-                    .fold(0u64, |s, x| s.wrapping_add(*x))
-            })
-            .collect()
-    };
-    let tok_a = row_sum(&kept_tok, na);
+    // 6. Link tokens (random shared values, one per pair, selected by `keep`) and the
+    //    matched rows' similarity, in one round.
+    let mut matched = row_sum(&keep, na);
+    matched.extend(row_sum(&keep_b, nb));
+    let mut x = keep.clone();
+    x.extend_from_slice(&matched);
+    let mut y = Prg::fresh().vec(na * k);
+    y.extend_from_slice(&similarity);
+    let prod = eng.mul(&x, &y).await?;
+    let (kept_tok, score_out) = prod.split_at(na * k);
+    let tok_a = row_sum(kept_tok, na);
     let mut kept_tok_b = vec![0u64; nb * k];
     for &(q, m) in &present {
         kept_tok_b[m] = kept_tok[q];
     }
     let tok_b = row_sum(&kept_tok_b, nb);
-    let mut matched = row_sum(&keep, na);
-    matched.extend(row_sum(&keep_b, nb));
-    let score_out = eng.mul(&matched, &similarity).await?;
 
     // 7. Partner ids (both parties opted in): the kept pair's partner id words.
     let mut partner = Vec::new();

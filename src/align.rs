@@ -242,13 +242,24 @@ impl std::fmt::Debug for PartyShares {
     }
 }
 
-/// One server's output shares: `rows x out_width` per party.
-#[derive(Debug, Clone, Default)]
+/// One server's output shares: `rows x out_width` per party. `Debug` shows only sizes.
+#[derive(Clone, Default)]
 pub struct ServerOutput {
     /// Shares for party A's rows.
     pub a: Vec<u64>,
     /// Shares for party B's rows.
     pub b: Vec<u64>,
+}
+
+impl std::fmt::Debug for ServerOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ServerOutput(a: {} words, b: {} words, <redacted>)",
+            self.a.len(),
+            self.b.len()
+        )
+    }
 }
 
 /// The seed that drives candidate padding: public, derived from the job id, so that every

@@ -431,7 +431,8 @@ pub fn decisions_digest(
         .collect();
     let mut lines: Vec<(u8, u32, u32, i64)> = Vec::new();
     for r in ra {
-        let best = r.best.map_or(u32::MAX, |b| pb.rows[b.0 as usize]);
+        let best = r.best.and_then(|b| pb.rows.get(b.0 as usize).copied());
+        let best = best.unwrap_or(u32::MAX);
         let partner = if r.matched {
             by_token.get(&r.token).map_or(-2, |&e| e as i64)
         } else {
@@ -440,7 +441,8 @@ pub fn decisions_digest(
         lines.push((0, r.entity, best, partner));
     }
     for r in rb {
-        let best = r.best.map_or(u32::MAX, |b| pa.rows[b.0 as usize]);
+        let best = r.best.and_then(|b| pa.rows.get(b.0 as usize).copied());
+        let best = best.unwrap_or(u32::MAX);
         lines.push((1, r.entity, best, r.matched as i64));
     }
     lines.sort_unstable();

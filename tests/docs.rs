@@ -53,3 +53,13 @@ fn readme_examples_parse() {
     assert!(real.key().is_ok());
     assert!(real.spec().validate().is_ok());
 }
+
+#[test]
+fn debug_output_hides_the_blocking_key() {
+    let job: PartyJob = toml::from_str(&toml_blocks()[1]).unwrap();
+    let shown = format!("{job:?}");
+    assert!(
+        shown.contains("<redacted>") && !shown.contains(&job.blocking_key),
+        "{shown}"
+    );
+}

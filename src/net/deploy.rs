@@ -1152,7 +1152,8 @@ pub async fn run_party(
 }
 
 /// A party's job file (TOML): the common job description plus this party's own settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` leaves out the blocking key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartyJob {
     /// Job id (the same in both parties' files).
@@ -1186,6 +1187,22 @@ pub struct PartyJob {
     /// Model, blocking and matching parameters (defaults for anything not given).
     #[serde(default)]
     pub params: JobParams,
+}
+
+impl std::fmt::Debug for PartyJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartyJob")
+            .field("job", &self.job)
+            .field("side", &self.side)
+            .field("identity", &self.identity)
+            .field("servers", &self.servers)
+            .field("dealer", &self.dealer)
+            .field("blocking_key", &"<redacted>")
+            .field("output", &self.output)
+            .field("share_partner_ids", &self.share_partner_ids)
+            .field("evaluation", &self.evaluation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PartyJob {

@@ -168,8 +168,8 @@ pub struct JobStats {
     pub bytes_from_dealer: u64,
 }
 
-/// How a share travels.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How a share travels. No `Debug`: the seed is secret.
+#[derive(Clone, Serialize, Deserialize)]
 enum ShareHead {
     Seed([u8; 32], u64),
     Explicit(u64),

@@ -1,11 +1,13 @@
 # Shared by demo.sh and eval.sh (source it): starts a dealer and K compute servers as separate
 # processes on loopback with a development CA, writes the parties' job files, and stops every
 # process it started on exit. Expects $bin (release binaries) and $work (a scratch directory).
+# Set KEEP_LOGS=DIR to keep every process's log there.
 
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$KEEP_LOGS"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -321,9 +321,22 @@ pub async fn align<T: Transport, C: Correlations>(
             "partner ids requested but an upload has none",
         ));
     }
+    let t0 = std::time::Instant::now();
+    // Progress for operators: step, elapsed time and traffic so far (sizes only, no values).
+    let step = |eng: &Engine<T, C>, what: &str| {
+        let st = eng.stats();
+        tracing::info!(
+            step = what,
+            ms = t0.elapsed().as_millis() as u64,
+            bytes_sent = st.bytes_sent,
+            rounds = st.rounds,
+            "alignment step done"
+        );
+    };
     let cand = candidates(&pa.tokens, &pb.tokens, &p.blocking, seed);
     let k = cand.per_row;
     let ell = p.compare_bits();
+    step(eng, "candidates");
 
     // 1. Scores of both directions' pairs in one bilinear form.
     let mut rows = Vec::with_capacity((na + nb) * k);
@@ -338,6 +351,7 @@ pub async fn align<T: Transport, C: Correlations>(
     }
     let pairs = Pairs::list(na, nb, rows, cols)?;
     let s = eng.bilinear(&pa.z, &pb.z, w, &pairs).await?;
+    step(eng, "scores");
 
     // 2. Row maxima (CSLS, k = 1), both sides in one tournament.
     let r = eng.max_rows(&s, k, ell).await?;
@@ -353,7 +367,9 @@ pub async fn align<T: Transport, C: Correlations>(
     }
 
     // 3. Best candidate per entity with a one-hot marker; the pair score 2S - r_a - r_b.
+    step(eng, "row maxima");
     let (best, oh) = eng.argmax_onehot(&f, k, ell).await?;
+    step(eng, "best candidates");
     let score: Vec<u64> = best
         .iter()
         .zip(r.iter())
@@ -450,6 +466,8 @@ pub async fn align<T: Transport, C: Correlations>(
             }
         }
     }
+
+    step(eng, "matching");
 
     // 8. Assemble per-row outputs.
     let ow = p.out_width();

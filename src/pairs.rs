@@ -210,14 +210,36 @@ impl Pairs {
                     });
             }
             Layout::List { rows, cols } => {
-                out.par_chunks_mut(1024).enumerate().for_each(|(k, o)| {
-                    for (t, v) in o.iter_mut().enumerate() {
-                        let p = k * 1024 + t;
-                        let (i, j) = (rows[p] as usize, cols[p] as usize);
-                        *v = v.wrapping_add(crate::ring::dot(
-                            row(i),
-                            &q_rows[j * width..(j + 1) * width],
-                        ));
+                // Consecutive pairs that share a row (one entity's candidates) or a column (the
+                // other direction's lists) go through the blocked one-against-many kernel; the
+                // dot product is symmetric, so a shared column works with the roles swapped.
+                let q_row = |j: usize| &q_rows[j * width..(j + 1) * width];
+                out.par_chunks_mut(4096).enumerate().for_each(|(c, o)| {
+                    let base = c * 4096;
+                    let (rs, cs) = (&rows[base..base + o.len()], &cols[base..base + o.len()]);
+                    let mut t = 0;
+                    while t < o.len() {
+                        let same_row = rs[t..].iter().take_while(|&&r| r == rs[t]).count();
+                        let same_col = cs[t..].iter().take_while(|&&c| c == cs[t]).count();
+                        if same_row >= same_col {
+                            let end = t + same_row;
+                            crate::ring::dot_row_many(
+                                row(rs[t] as usize),
+                                q_rows,
+                                &cs[t..end],
+                                &mut o[t..end],
+                            );
+                            t = end;
+                        } else {
+                            let end = t + same_col;
+                            crate::ring::dot_row_many(
+                                q_row(cs[t] as usize),
+                                p_rows,
+                                &rs[t..end],
+                                &mut o[t..end],
+                            );
+                            t = end;
+                        }
                     }
                 });
             }
@@ -274,6 +296,30 @@ mod tests {
         for k in 0..50 {
             assert_eq!(out[k], naive(rows[k] as usize, lcols[k] as usize));
             assert_eq!(l.pair(k), (rows[k] as usize, lcols[k] as usize));
+        }
+        // Shaped like the alignment's list: runs sharing a row, then runs sharing a column.
+        let (mut rr, mut cc) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            for t in 0..5 {
+                rr.push(i as u32);
+                cc.push(((i * 3 + t * 7) % m) as u32);
+            }
+        }
+        for j in 0..m {
+            for t in 0..6 {
+                rr.push(((j * 5 + t * 11) % n) as u32);
+                cc.push(j as u32);
+            }
+        }
+        let l = Pairs::list(n, m, rr.clone(), cc.clone()).unwrap();
+        let mut out = vec![3u64; l.len()];
+        l.accumulate_dots(&p, &q, w, &mut out);
+        for k in 0..l.len() {
+            assert_eq!(
+                out[k],
+                naive(rr[k] as usize, cc[k] as usize).wrapping_add(3),
+                "pair {k}"
+            );
         }
         let cols: Vec<u32> = (0..n * 3).map(|x| (x * 7 % m) as u32).collect();
         let s = Pairs::sparse(n, m, 3, cols.clone()).unwrap();

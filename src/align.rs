@@ -350,7 +350,15 @@ pub async fn align<T: Transport, C: Correlations>(
         cols.extend(std::iter::repeat_n(b as u32, k));
     }
     let pairs = Pairs::list(na, nb, rows, cols)?;
-    let s = eng.bilinear(&pa.z, &pb.z, w, &pairs).await?;
+    let req = crate::correlated::Request::Bilinear {
+        d: w,
+        pairs: pairs.clone(),
+    };
+    let mat = eng.prepare(&req).await?;
+    step(eng, "score material");
+    let me = eng.me();
+    let form = crate::beaver::Bilinear::new(me, pa.z.clone(), pb.z.clone(), w, pairs, mat)?;
+    let s = eng.run(form).await?;
     step(eng, "scores");
 
     // 2. Row maxima (CSLS, k = 1), both sides in one tournament.

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT="${REPEAT:-1}"
 cargo build --release --quiet -p server
-bin=target/release/server
+bin="${CARGO_TARGET_DIR:-target}/release/server"
 for k in 2 3; do
   "$bin" bench bilinear --servers "$k" --n 2000 --m 2000 --d 128 --repeat "$REPEAT"
   "$bin" bench compare --servers "$k" --count 1000000 --ell 64 --repeat "$REPEAT"

@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 echo "== building (release)"
 cargo build --release --quiet -p party -p server
-bin="$root/target/release"
+bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 work=$(mktemp -d)
-out="$root/target/demo"
+out="${bin%/release}/demo"
 source scripts/cluster.sh
 args_a=(); args_b=()
 

@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
 done
 [ -d "$dataset" ] || { echo "error: $dataset is not a directory" >&2; exit 2; }
 cargo build --release --quiet -p party -p server
-bin="$root/target/release"
+bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 if [ -n "$inprocess" ]; then
   exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" ${seed:+--seed "$seed"}
 fi

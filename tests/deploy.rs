@@ -38,7 +38,7 @@ fn sample() -> &'static Dataset {
 }
 
 const NAMES: &[&str] = &[
-    "dealer", "server-0", "server-1", "server-2", "party-a", "party-b", "party-c",
+    "dealer", "server-0", "server-1", "server-2", "server-3", "party-a", "party-b", "party-c",
 ];
 
 fn files(dir: &Path, name: &str) -> TlsFiles {
@@ -207,8 +207,8 @@ fn run_and_judge(
 }
 
 #[test]
-fn jobs_with_two_and_three_servers_take_the_reference_decisions() {
-    for k in [2, 3] {
+fn jobs_with_two_three_and_four_servers_take_the_reference_decisions() {
+    for k in [2, 3, 4] {
         let c = Cluster::new(&format!("k{k}"), k, Limits::default());
         let spec = c.spec(&format!("job-k{k}"), eval_params());
         let (a, b) = prepare(EvalProtocol::Standard, &spec.params);

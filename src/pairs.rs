@@ -221,25 +221,14 @@ impl Pairs {
                     while t < o.len() {
                         let same_row = rs[t..].iter().take_while(|&&r| r == rs[t]).count();
                         let same_col = cs[t..].iter().take_while(|&&c| c == cs[t]).count();
-                        if same_row >= same_col {
-                            let end = t + same_row;
-                            crate::ring::dot_row_many(
-                                row(rs[t] as usize),
-                                q_rows,
-                                &cs[t..end],
-                                &mut o[t..end],
-                            );
-                            t = end;
+                        let (one, many, idx, len) = if same_row >= same_col {
+                            (row(rs[t] as usize), q_rows, cs, same_row)
                         } else {
-                            let end = t + same_col;
-                            crate::ring::dot_row_many(
-                                q_row(cs[t] as usize),
-                                p_rows,
-                                &rs[t..end],
-                                &mut o[t..end],
-                            );
-                            t = end;
-                        }
+                            (q_row(cs[t] as usize), p_rows, rs, same_col)
+                        };
+                        let end = t + len;
+                        crate::ring::dot_row_many(one, many, &idx[t..end], &mut o[t..end]);
+                        t = end;
                     }
                 });
             }

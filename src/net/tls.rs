@@ -73,57 +73,31 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 impl Identity {
     /// Loads a node's certificate, key and CA, checking that the certificate names `name`.
     pub fn load(name: &str, files: &TlsFiles) -> Result<Identity> {
+        let at = |path: &Path, what: &str| {
+            let path = path.display().to_string();
+            let what = what.to_string();
+            move |e: &dyn std::fmt::Display| tls_err(format!("{path}: {what}{e}"))
+        };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-            .map_err(|e| {
-                tls_err(format!(
-                    "{}: cannot read certificate: {e}",
-                    files.cert.display()
-                ))
-            })?
+            .map_err(|e| at(&files.cert, "cannot read certificate: ")(&e))?
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| {
-                tls_err(format!(
-                    "{}: bad PEM certificate: {e}",
-                    files.cert.display()
-                ))
-            })?;
+            .map_err(|e| at(&files.cert, "bad PEM certificate: ")(&e))?;
         if certs.is_empty() {
-            return Err(tls_err(format!(
-                "{}: no certificate found",
-                files.cert.display()
-            )));
+            return Err(at(&files.cert, "no certificate found")(&""));
         }
-        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
-            tls_err(format!(
-                "{}: cannot read private key: {e}",
-                files.key.display()
-            ))
-        })?;
+        let key = PrivateKeyDer::from_pem_file(&files.key)
+            .map_err(|e| at(&files.key, "cannot read private key: ")(&e))?;
         let mut roots = RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(&files.ca).map_err(|e| {
-            tls_err(format!(
-                "{}: cannot read CA certificate: {e}",
-                files.ca.display()
-            ))
-        })? {
-            let ca = ca.map_err(|e| {
-                tls_err(format!(
-                    "{}: bad PEM CA certificate: {e}",
-                    files.ca.display()
-                ))
-            })?;
-            roots.add(ca).map_err(|e| {
-                tls_err(format!(
-                    "{}: unusable CA certificate: {e}",
-                    files.ca.display()
-                ))
-            })?;
+        let cas = CertificateDer::pem_file_iter(&files.ca)
+            .map_err(|e| at(&files.ca, "cannot read CA certificate: ")(&e))?;
+        for ca in cas {
+            let ca = ca.map_err(|e| at(&files.ca, "bad PEM CA certificate: ")(&e))?;
+            roots
+                .add(ca)
+                .map_err(|e| at(&files.ca, "unusable CA certificate: ")(&e))?;
         }
         if roots.is_empty() {
-            return Err(tls_err(format!(
-                "{}: no CA certificate found",
-                files.ca.display()
-            )));
+            return Err(at(&files.ca, "no CA certificate found")(&""));
         }
         if cert_names(&certs[0], &[name.to_string()]).is_none() {
             return Err(tls_err(format!(

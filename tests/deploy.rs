@@ -6,15 +6,16 @@
 mod common;
 use common::TempDir;
 
-use ppea::align::{JobParams, PartyData, finish_party, job_seed, prepare_party};
-use ppea::blocking::{BlockingKey, candidates};
-use ppea::evaluate::{EvalProtocol, Split, judge, scopes};
-use ppea::import::{Dataset, Format, load};
-use ppea::net::deploy::{
-    Daemon, JobSpec, Limits, Node, OutputMode, Peers, Role, ServerConfig, run_party, upload_to,
-};
+use ppea::eval::evaluate::{EvalProtocol, Split, judge, scopes};
+use ppea::model::align::{JobParams, PartyData, finish_party, job_seed, prepare_party};
+use ppea::model::blocking::{BlockingKey, candidates};
+use ppea::model::import::{Dataset, Format, load};
+use ppea::mpc::prg::Prg;
+use ppea::net::config::{Limits, Peers, Role, ServerConfig};
+use ppea::net::daemon::Daemon;
+use ppea::net::job::{JobSpec, Node, OutputMode};
+use ppea::net::party::{run_party, upload_to};
 use ppea::net::tls::{Identity, TlsFiles, write_dev_pki};
-use ppea::prg::Prg;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -23,7 +24,7 @@ use tokio::sync::oneshot;
 
 fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| ppea::local::runtime().unwrap())
+    RT.get_or_init(|| ppea::mpc::local::runtime().unwrap())
 }
 
 fn sample() -> &'static Dataset {
@@ -169,7 +170,7 @@ fn run_and_judge(
     spec: &JobSpec,
     a: &PartyData,
     b: &PartyData,
-) -> ppea::evaluate::EvalReport {
+) -> ppea::eval::evaluate::EvalReport {
     let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
     let (ra, rb) = rt().block_on(async {
         tokio::join!(
@@ -178,7 +179,7 @@ fn run_and_judge(
         )
     });
     let (ra, rb) = (ra.expect("party A succeeds"), rb.expect("party B succeeds"));
-    let words = |r: &[ppea::net::deploy::ServerResult]| {
+    let words = |r: &[ppea::net::party::ServerResult]| {
         r.iter().map(|x| x.words.clone()).collect::<Vec<_>>()
     };
     let res_a = finish_party(a, &words(&ra), &spec.params).unwrap();
@@ -240,7 +241,7 @@ fn two_jobs_at_once_stay_apart() {
         )
     });
     for (spec, (a, b), (ra, rb)) in [(&s1, (&a1, &b1), (r1a, r1b)), (&s2, (&a2, &b2), (r2a, r2b))] {
-        let words = |r: Vec<ppea::net::deploy::ServerResult>| {
+        let words = |r: Vec<ppea::net::party::ServerResult>| {
             r.into_iter().map(|x| x.words).collect::<Vec<_>>()
         };
         let res_a = finish_party(a, &words(ra.unwrap()), &spec.params).unwrap();
@@ -360,8 +361,8 @@ fn disagreements_end_the_job_with_a_reason() {
     let k = 2;
     let _guard = rt().enter();
     let (ea, eb) = (ia.client_endpoint().unwrap(), ib.client_endpoint().unwrap());
-    let za = ppea::share::share_compressed(&a.z, k).unwrap();
-    let zb = ppea::share::share_compressed(&b.z, k).unwrap();
+    let za = ppea::mpc::share::share_compressed(&a.z, k).unwrap();
+    let zb = ppea::mpc::share::share_compressed(&b.z, k).unwrap();
     let quiet = |_: &str| {};
     let results = rt().block_on(async {
         tokio::join!(
@@ -485,9 +486,8 @@ fn aggregate_only_jobs_reveal_only_totals() {
         })
     };
     let (ra, _) = run(&spec);
-    let words = |r: Vec<ppea::net::deploy::ServerResult>| {
-        r.into_iter().map(|x| x.words).collect::<Vec<_>>()
-    };
+    let words =
+        |r: Vec<ppea::net::party::ServerResult>| r.into_iter().map(|x| x.words).collect::<Vec<_>>();
     let rows = finish_party(&a, &words(ra.unwrap()), &spec.params).unwrap();
     let matched = rows.iter().filter(|r| r.matched).count() as u64;
     let agg = JobSpec {
@@ -501,9 +501,9 @@ fn aggregate_only_jobs_reveal_only_totals() {
             .chain(&rb)
             .all(|r| r.width == 2 && r.words.len() == 2)
     );
-    let total = ppea::ring::sum_all(2, ra.iter().map(|r| r.words.as_slice()));
+    let total = ppea::mpc::ring::sum_all(2, ra.iter().map(|r| r.words.as_slice()));
     assert_eq!(total[0], matched);
-    let total_b = ppea::ring::sum_all(2, rb.iter().map(|r| r.words.as_slice()));
+    let total_b = ppea::mpc::ring::sum_all(2, rb.iter().map(|r| r.words.as_slice()));
     assert_eq!(
         total_b[0], matched,
         "both sides count the same mutual matches"

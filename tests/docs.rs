@@ -1,7 +1,8 @@
 //! The configuration examples in the README parse with the types the binaries use, so the
 //! documentation cannot drift from the code.
 
-use ppea::net::deploy::{PartyJob, Role, ServerConfig};
+use ppea::net::config::{Role, ServerConfig};
+use ppea::net::party::PartyJob;
 
 fn toml_blocks() -> Vec<String> {
     let readme =

@@ -2,15 +2,16 @@
 //! plaintext computation (exactly for ring operations, within the documented bound for
 //! truncation), a server's view looks uniform, and traffic matches the documented counts.
 
-use ppea::compare::{Compare, compare_rounds, tree_and_words, tree_bits};
-use ppea::correlated::Request;
-use ppea::dealer::Dealer;
-use ppea::fixed::FixedPoint;
-use ppea::local::{LocalEngine, LocalRun, run_local, runtime};
-use ppea::pairs::Pairs;
-use ppea::prg::{Prg, Seed};
-use ppea::protocol::{Protocol, Step, run_lockstep};
-use ppea::share::{Share, reconstruct, share_with};
+use ppea::mpc::carry_tree::{compare_rounds, tree_and_words, tree_bits};
+use ppea::mpc::compare::Compare;
+use ppea::mpc::correlated::Request;
+use ppea::mpc::dealer::Dealer;
+use ppea::mpc::fixed::FixedPoint;
+use ppea::mpc::local::{LocalEngine, LocalRun, run_local, runtime};
+use ppea::mpc::pairs::Pairs;
+use ppea::mpc::prg::{Prg, Seed};
+use ppea::mpc::protocol::{Protocol, Step, run_lockstep};
+use ppea::mpc::share::{Share, reconstruct, share_with};
 use proptest::prelude::*;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -97,7 +98,7 @@ proptest! {
         pairs.accumulate_dots(&x, &y, d, &mut expect);
         // Independent check of the reference itself on the first pair.
         let j0 = pairs.pair(0).1;
-        prop_assert_eq!(expect[0], ppea::ring::dot(&x[..d], &y[j0 * d..(j0 + 1) * d]));
+        prop_assert_eq!(expect[0], ppea::mpc::ring::dot(&x[..d], &y[j0 * d..(j0 + 1) * d]));
         let p2 = pairs.clone();
         let (out, run) = secure(k, vec![x, y], move |mut e, i| {
             let p = p2.clone();
@@ -381,7 +382,7 @@ fn server_view_looks_uniform() {
         assert_eq!(rounds, compare_rounds(64));
         // The result (boolean shares, XOR them) is right: no value is negative.
         let lt = bits.iter().fold(vec![0u64; n / 64], |mut acc, b| {
-            ppea::ring::xor_assign(&mut acc, b);
+            ppea::mpc::ring::xor_assign(&mut acc, b);
             acc
         });
         assert!(lt.iter().all(|&w| w == 0));
@@ -412,14 +413,14 @@ proptest! {
         let mut lin = Vec::new();
         for s in 0..k {
             let mut a = sx[s].0.clone();
-            ppea::ring::add_assign(&mut a, &sy[s].0);
+            ppea::mpc::ring::add_assign(&mut a, &sy[s].0);
             sum.push(Share(a));
             let mut d = sx[s].0.clone();
-            ppea::ring::sub_assign(&mut d, &sy[s].0);
+            ppea::mpc::ring::sub_assign(&mut d, &sy[s].0);
             diff.push(Share(d));
             let mut l = sx[s].0.clone();
-            ppea::ring::scale_assign(&mut l, c);
-            ppea::share::add_public_scalar(&mut l, c, s);
+            ppea::mpc::ring::scale_assign(&mut l, c);
+            ppea::mpc::share::add_public_scalar(&mut l, c, s);
             lin.push(Share(l));
         }
         let n = x.len();

@@ -5,14 +5,14 @@
 mod common;
 use common::TempDir;
 
-use ppea::align::{JobParams, prepare_party};
-use ppea::blocking::BlockingKey;
-use ppea::evaluate::{EvalOptions, EvalProtocol, Split, evaluate_inprocess};
-use ppea::graph::Graph;
-use ppea::import::{Format, load};
-use ppea::local::runtime;
-use ppea::prg::Prg;
-use ppea::share::{ShareMsg, share_compressed};
+use ppea::eval::evaluate::{EvalOptions, EvalProtocol, Split, evaluate_inprocess};
+use ppea::model::align::{JobParams, prepare_party};
+use ppea::model::blocking::BlockingKey;
+use ppea::model::graph::Graph;
+use ppea::model::import::{Format, load};
+use ppea::mpc::local::runtime;
+use ppea::mpc::prg::Prg;
+use ppea::mpc::share::{ShareMsg, share_compressed};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +25,7 @@ fn eval(
     format: Format,
     protocol: EvalProtocol,
     servers: usize,
-) -> ppea::evaluate::EvalReport {
+) -> ppea::eval::evaluate::EvalReport {
     let ds = load(dir, format).expect("dataset loads");
     let opts = EvalOptions {
         protocol,
@@ -254,11 +254,11 @@ fn uploads_contain_no_names_or_embeddings_in_the_clear() {
 /// With both parties opted in, each matched row carries its partner's id; otherwise none do.
 #[test]
 fn partner_ids_only_when_both_opted_in() {
-    use ppea::align::finish_party;
-    use ppea::evaluate::servers_inprocess;
+    use ppea::eval::evaluate::servers_inprocess;
+    use ppea::model::align::finish_party;
     let ds = load(&sample(), Format::Native).unwrap();
     let gold: std::collections::HashMap<u32, u32> = ds.test.iter().copied().collect();
-    let (sa, sb) = ppea::evaluate::scopes(&ds, EvalProtocol::Standard, Split::Test);
+    let (sa, sb) = ppea::eval::evaluate::scopes(&ds, EvalProtocol::Standard, Split::Test);
     for opt_in in [true, false] {
         let p = JobParams {
             share_partner_ids: opt_in,
@@ -267,7 +267,7 @@ fn partner_ids_only_when_both_opted_in() {
         let key = BlockingKey::random();
         let pa = prepare_party(&ds.a, &sa, &p, &key, &mut Prg::fresh()).unwrap();
         let pb = prepare_party(&ds.b, &sb, &p, &key, &mut Prg::fresh()).unwrap();
-        let up = |d: &ppea::align::PartyData| {
+        let up = |d: &ppea::model::align::PartyData| {
             (
                 share_compressed(&d.z, 2).unwrap(),
                 share_compressed(&d.ids, 2).unwrap(),

@@ -4,13 +4,14 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use ppea::align::{JobParams, finish_party, prepare_party};
-use ppea::evaluate::{EvalProtocol, Split};
-use ppea::graph::Graph;
-use ppea::import::Format;
-use ppea::net::deploy::{EvalDump, OutputMode, PartyJob, run_party};
+use ppea::eval::evaluate::{EvalProtocol, Split};
+use ppea::model::align::{JobParams, finish_party, prepare_party};
+use ppea::model::graph::Graph;
+use ppea::model::import::Format;
+use ppea::mpc::prg::Prg;
+use ppea::net::job::OutputMode;
+use ppea::net::party::{EvalDump, PartyJob, run_party};
 use ppea::net::tls::Identity;
-use ppea::prg::Prg;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -188,7 +189,7 @@ fn real_main() -> Result<()> {
             b,
             split,
         } => {
-            let ds = ppea::import::load(&dataset, Format::Native)?;
+            let ds = ppea::model::import::load(&dataset, Format::Native)?;
             let load = |d: &Path| -> Result<EvalDump> {
                 let p = d.join("eval-dump.bin");
                 let bytes = std::fs::read(&p).with_context(|| {
@@ -207,17 +208,17 @@ fn real_main() -> Result<()> {
                     db.job
                 );
             }
-            let cand = ppea::blocking::candidates(
+            let cand = ppea::model::blocking::candidates(
                 &da.data.tokens,
                 &db.data.tokens,
                 &da.params.blocking,
-                &ppea::align::job_seed(&da.job),
+                &ppea::model::align::job_seed(&da.job),
             );
             let gold = match split {
                 Split::Tune => &ds.tune,
                 Split::Test => &ds.test,
             };
-            let mut r = ppea::evaluate::judge(
+            let mut r = ppea::eval::evaluate::judge(
                 &ds,
                 gold,
                 &da.data,
@@ -262,7 +263,7 @@ fn real_main() -> Result<()> {
             seed,
             params,
         } => {
-            ppea::share::check_servers(servers)?;
+            ppea::mpc::share::check_servers(servers)?;
             let format = detect(&dataset, format)?;
             let params: JobParams = match params {
                 Some(p) => {
@@ -274,16 +275,16 @@ fn real_main() -> Result<()> {
                 None => JobParams::default(),
             };
             eprintln!("loading {} ({format:?})", dataset.display());
-            let ds = ppea::import::load(&dataset, format)?;
-            let rt = ppea::local::runtime()?;
-            let opts = ppea::evaluate::EvalOptions {
+            let ds = ppea::model::import::load(&dataset, format)?;
+            let rt = ppea::mpc::local::runtime()?;
+            let opts = ppea::eval::evaluate::EvalOptions {
                 protocol,
                 split,
                 servers,
                 params,
                 seed,
             };
-            let report = rt.block_on(ppea::evaluate::evaluate_inprocess(&ds, &opts))?;
+            let report = rt.block_on(ppea::eval::evaluate::evaluate_inprocess(&ds, &opts))?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
@@ -320,7 +321,7 @@ fn run(
         Some(p) => {
             let index = g.index();
             let mut v = Vec::new();
-            for (no, line) in ppea::graph::read_lines(p)? {
+            for (no, line) in ppea::model::graph::read_lines(p)? {
                 let id = line.trim();
                 v.push(
                     *index
@@ -336,7 +337,7 @@ fn run(
     let spec = job.spec();
     let (key, mut shuffle) = match eval_seed {
         Some(seed) => {
-            let (key, a, b) = ppea::evaluate::seeded(seed);
+            let (key, a, b) = ppea::eval::evaluate::seeded(seed);
             (key, if side == 0 { a } else { b })
         }
         None => (job.key()?, Prg::fresh()),
@@ -350,7 +351,7 @@ fn run(
             data.width
         ),
     );
-    let rt = ppea::local::runtime()?;
+    let rt = ppea::mpc::local::runtime()?;
     let waiting = std::sync::atomic::AtomicBool::new(true);
     let timeout = std::time::Duration::from_secs(job.connect_timeout_secs);
     let results = rt.block_on(async {
@@ -387,13 +388,13 @@ fn run(
     let mut files: Vec<(&str, String)> = Vec::new();
     match job.output {
         OutputMode::Aggregate => {
-            let total = ppea::ring::sum_all(2, shares.iter().map(Vec::as_slice));
+            let total = ppea::mpc::ring::sum_all(2, shares.iter().map(Vec::as_slice));
             let scale = (1u64 << (2 * params.frac_bits)) as f64;
             summary["matched"] = serde_json::json!(total[0]);
             summary["score_sum"] = serde_json::json!(total[1] as i64 as f64 / scale);
         }
         OutputMode::Matches => {
-            params.share_partner_ids = width == base + ppea::align::ID_WORDS;
+            params.share_partner_ids = width == base + ppea::model::align::ID_WORDS;
             let results = finish_party(&data, &shares, &params)?;
             let mut csv = String::from("entity_id,score,link_token,partner_id\n");
             let esc = |s: &str| {
@@ -433,7 +434,7 @@ fn run(
     }
     summary["wall_seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
     files.push(("summary.json", serde_json::to_string_pretty(&summary)?));
-    ppea::graph::write_atomically(out, &files)?;
+    ppea::model::graph::write_atomically(out, &files)?;
     progress(
         t0,
         &format!("wrote {} (matched: {})", out.display(), summary["matched"]),
@@ -442,7 +443,7 @@ fn run(
 }
 
 fn import(dataset: &Path, format: Format, out: &Path) -> Result<()> {
-    let ds = ppea::import::load(dataset, format)?;
+    let ds = ppea::model::import::load(dataset, format)?;
     ds.a.write_dir(&out.join("a"))?;
     ds.b.write_dir(&out.join("b"))?;
     let mut links = String::new();
@@ -463,7 +464,7 @@ fn import(dataset: &Path, format: Format, out: &Path) -> Result<()> {
         ("test-a.txt", ids(&ds.a, &|p| p.0)),
         ("test-b.txt", ids(&ds.b, &|p| p.1)),
     ];
-    ppea::graph::write_atomically(out, &files)?;
+    ppea::model::graph::write_atomically(out, &files)?;
     println!(
         "imported {}: {} + {} entities, {} tune and {} test links -> {}",
         dataset.display(),
@@ -484,7 +485,7 @@ fn inspect(dir: &Path) -> Result<()> {
     let empty_names = g
         .names
         .iter()
-        .filter(|n| ppea::features::words(n).is_empty())
+        .filter(|n| ppea::model::features::words(n).is_empty())
         .count();
     let mut by_name = std::collections::HashMap::new();
     for n in &g.names {
@@ -506,7 +507,7 @@ fn inspect(dir: &Path) -> Result<()> {
     let mut buckets = std::collections::BTreeMap::new();
     for d in &degrees {
         *buckets
-            .entry(ppea::metrics::degree_bucket(*d))
+            .entry(ppea::eval::metrics::degree_bucket(*d))
             .or_insert(0usize) += 1;
     }
     println!("graph {}", dir.display());

@@ -105,10 +105,10 @@ fn real_main() -> Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            let cfg = ppea::net::deploy::ServerConfig::load(&config)?;
-            let rt = ppea::local::runtime()?;
+            let cfg = ppea::net::config::ServerConfig::load(&config)?;
+            let rt = ppea::mpc::local::runtime()?;
             rt.block_on(async move {
-                let daemon = ppea::net::deploy::Daemon::start(cfg)?;
+                let daemon = ppea::net::daemon::Daemon::start(cfg)?;
                 if let Some(p) = port_file {
                     let tmp = p.with_extension("tmp");
                     std::fs::write(&tmp, daemon.local_addr()?.to_string())?;
@@ -128,15 +128,15 @@ fn real_main() -> Result<()> {
             ell,
             repeat,
         } => {
-            ppea::share::check_servers(servers)?;
-            let rt = ppea::local::runtime()?;
+            ppea::mpc::share::check_servers(servers)?;
+            let rt = ppea::mpc::local::runtime()?;
             for _ in 0..repeat {
                 let line = match what {
                     BenchKind::Bilinear => serde_json::to_string(
-                        &rt.block_on(ppea::bench::bilinear(servers, n, m, d))?,
+                        &rt.block_on(ppea::mpc::bench::bilinear(servers, n, m, d))?,
                     )?,
                     BenchKind::Compare => serde_json::to_string(
-                        &rt.block_on(ppea::bench::compare(servers, count, ell))?,
+                        &rt.block_on(ppea::mpc::bench::compare(servers, count, ell))?,
                     )?,
                 };
                 println!("{line}");

@@ -1,14 +1,31 @@
 //! The networked deployment: QUIC (quinn) with mutual TLS 1.3 (rustls, `ring` provider).
 //!
+//! Transport:
 //! * [`tls`]: certificates, TLS configurations, mapping a peer's certificate to a configured
-//!   identity, and a development CA.
+//!   identity, and a development CA;
 //! * [`wire`]: framing on QUIC streams: bincode control messages and raw little-endian `u64`
-//!   blocks streamed in chunks, both with size limits.
-//! * [`quic`]: the QUIC implementations of [`crate::channel::Transport`] and
-//!   [`crate::channel::DealerTransport`]; protocol code runs on them unchanged.
-//! * [`deploy`]: job descriptions, the server and dealer daemons, and the party client.
+//!   blocks streamed in chunks, both with size limits;
+//! * [`quic`]: the QUIC implementations of [`crate::mpc::channel::Transport`] and
+//!   [`crate::mpc::channel::DealerTransport`]; protocol code runs on them unchanged;
+//! * [`dial`]: outgoing connections to named nodes.
+//!
+//! Jobs, by role:
+//! * [`job`]: the job description and the messages about a job;
+//! * [`upload`]: how a party's shares and tokens travel to a server;
+//! * [`config`]: a `server` process's configuration;
+//! * [`daemon`]: the `server` process, routing streams to jobs;
+//! * [`compute`]: a compute server's job;
+//! * [`dealer_job`]: the dealer's job;
+//! * [`party`]: the party client and its job file.
 
-pub mod deploy;
+pub mod compute;
+pub mod config;
+pub mod daemon;
+pub mod dealer_job;
+pub mod dial;
+pub mod job;
+pub mod party;
 pub mod quic;
 pub mod tls;
+pub mod upload;
 pub mod wire;

@@ -1,8 +1,8 @@
 //! QUIC implementations of the protocol transports. One bidirectional stream per pair of
 //! servers and per server-dealer pair, per job; protocol code is unchanged.
 
-use crate::channel::{DealerTransport, Transport};
 use crate::error::{Error, Result};
+use crate::mpc::channel::{DealerTransport, Transport};
 use crate::net::wire::{FrameRecv, FrameSend};
 use futures::future::try_join_all;
 

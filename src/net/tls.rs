@@ -265,5 +265,5 @@ pub fn write_dev_pki(dir: &Path, names: &[String]) -> Result<()> {
         files.push((format!("{name}.key"), key.serialize_pem()));
     }
     let refs: Vec<(&str, String)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
-    crate::graph::write_atomically(dir, &refs).map_err(io)
+    crate::model::graph::write_atomically(dir, &refs).map_err(io)
 }

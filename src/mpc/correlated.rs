@@ -3,7 +3,7 @@
 //! Every online protocol here spends precomputed, input-independent material (Beaver triples,
 //! masks with their bit decomposition, ...). A [`Request`] names what is needed; a source
 //! implementing [`Correlations`] returns this server's share of it as a [`Material`]. The dealer
-//! ([`crate::dealer`]) is one source; a dealer-free source built on oblivious transfer plugs in
+//! ([`crate::mpc::dealer`]) is one source; a dealer-free source built on oblivious transfer plugs in
 //! behind the same trait.
 //!
 //! Each request's material is a list of *components* ([`Request::components`]). A component is
@@ -12,11 +12,11 @@
 //! the last server receives an explicit correction). Components are drawn in list order from
 //! the PRG stream of the request, so the dealer and the servers agree without talking.
 
-use crate::channel::Transport;
-use crate::compare::tree_and_words;
 use crate::error::{Error, Result};
-use crate::pairs::Pairs;
-use crate::protocol::Session;
+use crate::mpc::carry_tree::tree_and_words;
+use crate::mpc::channel::Transport;
+use crate::mpc::pairs::Pairs;
+use crate::mpc::protocol::Session;
 use std::fmt;
 use std::future::Future;
 

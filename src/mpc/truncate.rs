@@ -17,9 +17,9 @@
 //! result is `floor(x / 2^f)` or `floor(x / 2^f) + 1`**, i.e. `x / 2^f` rounded down or up, an
 //! error below one unit in the last place, never more. One round, one word per value.
 
-use crate::correlated::Material;
 use crate::error::{Error, Result};
-use crate::protocol::{Protocol, Step, check_lengths, open_sum};
+use crate::mpc::correlated::Material;
+use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum};
 
 /// Truncation of `n` shared values by `frac` bits.
 pub struct Truncate {

@@ -1,7 +1,7 @@
 //! The alignment job: party-side preparation, the secure computation on the servers, the
 //! party-side reading of results, and a plaintext reference of exactly the same model.
 //!
-//! **Score.** For a candidate pair `(a, b)`, `S(a, b) = <z_a, z_b>` (see [`crate::features`]):
+//! **Score.** For a candidate pair `(a, b)`, `S(a, b) = <z_a, z_b>` (see [`crate::model::features`]):
 //! name similarity plus weighted level-1 and cross-graph-attention similarity, computed on the
 //! servers as one bilinear form over *both* directions' candidate pairs (each matrix opened once).
 //! Products are kept at scale `2^(2f)`, so everything after is exact integer arithmetic.
@@ -22,16 +22,16 @@
 //! `reveal_best` (evaluation jobs) also its best candidate's row and score; with
 //! `share_partner_ids` the partner's id. Nothing else leaves the servers.
 
-use crate::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
-use crate::channel::Transport;
-use crate::correlated::Correlations;
-use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::features::{ModelParams, embed, sample_neighbours};
-use crate::fixed::FixedPoint;
-use crate::graph::Graph;
-use crate::pairs::Pairs;
-use crate::prg::{Prg, Seed};
+use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
+use crate::model::features::{ModelParams, embed, sample_neighbours};
+use crate::model::graph::Graph;
+use crate::mpc::channel::Transport;
+use crate::mpc::correlated::Correlations;
+use crate::mpc::engine::Engine;
+use crate::mpc::fixed::FixedPoint;
+use crate::mpc::pairs::Pairs;
+use crate::mpc::prg::{Prg, Seed};
 use std::collections::HashMap;
 
 /// Words reserved for a partner id when ids are exchanged (ids up to 64 bytes).
@@ -268,7 +268,7 @@ pub fn job_seed(job_id: &str) -> Seed {
     let mut s = [0u8; 32];
     for (i, c) in s.chunks_exact_mut(8).enumerate() {
         c.copy_from_slice(
-            &crate::features::hash64(&[b"job", job_id.as_bytes(), &[i as u8]]).to_le_bytes(),
+            &crate::model::features::hash64(&[b"job", job_id.as_bytes(), &[i as u8]]).to_le_bytes(),
         );
     }
     Seed(s)
@@ -350,14 +350,14 @@ pub async fn align<T: Transport, C: Correlations>(
         cols.extend(std::iter::repeat_n(b as u32, k));
     }
     let pairs = Pairs::list(na, nb, rows, cols)?;
-    let req = crate::correlated::Request::Bilinear {
+    let req = crate::mpc::correlated::Request::Bilinear {
         d: w,
         pairs: pairs.clone(),
     };
     let mat = eng.prepare(&req).await?;
     step(eng, "score material");
     let me = eng.me();
-    let form = crate::beaver::Bilinear::new(me, pa.z.clone(), pb.z.clone(), w, pairs, mat)?;
+    let form = crate::mpc::beaver::Bilinear::new(me, pa.z.clone(), pb.z.clone(), w, pairs, mat)?;
     let s = eng.run(form).await?;
     step(eng, "scores");
 
@@ -537,7 +537,7 @@ pub fn finish_party(
             n * ow
         )));
     }
-    let sum = crate::ring::sum_all(n * ow, shares.iter().map(Vec::as_slice));
+    let sum = crate::mpc::ring::sum_all(n * ow, shares.iter().map(Vec::as_slice));
     let scale = (1u64 << (2 * p.frac_bits)) as f64;
     let norm = scale * p.model.max_score();
     let mut out = Vec::with_capacity(n);
@@ -600,7 +600,7 @@ pub fn reference(
     let k = cand.per_row;
     let (na, nb) = (za.len() / w, zb.len() / w);
     let dot = |a: usize, b: usize| {
-        crate::ring::dot(&za[a * w..(a + 1) * w], &zb[b * w..(b + 1) * w]) as i64
+        crate::mpc::ring::dot(&za[a * w..(a + 1) * w], &zb[b * w..(b + 1) * w]) as i64
     };
     let sa: Vec<i64> = (0..na * k)
         .map(|q| dot(q / k, cand.a[q] as usize))

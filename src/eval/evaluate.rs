@@ -1,22 +1,22 @@
 //! End-to-end evaluation: both parties and all servers of a job on one machine, judged against
 //! the dataset's gold links (`scripts/eval.sh`).
 //!
-//! The parties prepare and share exactly as in a deployment; the servers run [`crate::align`]
+//! The parties prepare and share exactly as in a deployment; the servers run [`crate::model::align`]
 //! over in-memory channels with a dealer; the parties reconstruct their results. The harness,
 //! which holds both parties' row permutations and the gold links, then computes quality and
 //! fairness, and compares every decision with the plaintext reference of the same model.
 
-use crate::align::{
+use crate::error::{Error, Result};
+use crate::eval::metrics::{Groups, Judged, Quality, degree_bucket, groups, quality};
+use crate::model::align::{
     JobParams, PartyData, PartyShares, ResultRow, align, finish_party, job_seed, prepare_party,
     reference,
 };
-use crate::blocking::{BlockingKey, Candidates};
-use crate::error::{Error, Result};
-use crate::import::Dataset;
-use crate::local::run_local;
-use crate::metrics::{Groups, Judged, Quality, degree_bucket, groups, quality};
-use crate::prg::{Prg, Seed};
-use crate::share::{ShareMsg, share_compressed};
+use crate::model::blocking::{BlockingKey, Candidates};
+use crate::model::import::Dataset;
+use crate::mpc::local::run_local;
+use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::share::{ShareMsg, share_compressed};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -190,7 +190,7 @@ pub struct JobOutcome {
 /// Runs the servers' part in this process.
 pub async fn servers_inprocess(
     k: usize,
-    uploads: [(Vec<ShareMsg>, Vec<ShareMsg>, crate::blocking::Tokens); 2],
+    uploads: [(Vec<ShareMsg>, Vec<ShareMsg>, crate::model::blocking::Tokens); 2],
     params: &JobParams,
     job_id: &str,
 ) -> Result<JobOutcome> {
@@ -453,5 +453,5 @@ pub fn decisions_digest(
         bytes.extend(b.to_le_bytes());
         bytes.extend(p.to_le_bytes());
     }
-    format!("{:016x}", crate::features::hash64(&[&bytes]))
+    format!("{:016x}", crate::model::features::hash64(&[&bytes]))
 }

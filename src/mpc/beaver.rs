@@ -14,13 +14,13 @@
 //! is `(n + m) * d` words per server whatever the number of pairs.
 //!
 //! Results carry twice the fractional bits of the inputs; they are left untruncated so that
-//! comparisons on them are exact (see [`crate::truncate`] for bringing them back to scale).
+//! comparisons on them are exact (see [`crate::mpc::truncate`] for bringing them back to scale).
 
-use crate::correlated::Material;
 use crate::error::{Error, Result};
-use crate::pairs::Pairs;
-use crate::protocol::{Protocol, Step, check_lengths, open_sum};
-use crate::ring;
+use crate::mpc::correlated::Material;
+use crate::mpc::pairs::Pairs;
+use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum};
+use crate::mpc::ring;
 
 /// Element-wise products `x[i] * ys[j*n + i]` for `j < fanout`.
 pub struct Mul {

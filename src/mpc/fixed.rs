@@ -2,7 +2,7 @@
 //!
 //! A real `x` is represented by the ring element `round(x * 2^f)` (two's complement), with
 //! `f = FRAC_BITS` fractional bits by default. Sums of encodings are encodings of sums. A product
-//! of two encodings carries `2f` fractional bits; [`crate::truncate`] brings it back to `f` with
+//! of two encodings carries `2f` fractional bits; [`crate::mpc::truncate`] brings it back to `f` with
 //! an error of at most one unit in the last place (see there).
 //!
 //! The *safe range* is chosen so that one multiplication cannot wrap: an input must satisfy

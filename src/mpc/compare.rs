@@ -25,49 +25,11 @@
 //! ~ 18.8 bytes. Rounds: `1 + L` (7 for `l = 64`). Converting the boolean result to an arithmetic share
 //! ([`B2a`]) adds one round and one bit.
 
-use crate::correlated::Material;
 use crate::error::{Error, Result};
-use crate::protocol::{Protocol, Step, check_lengths, open_sum, open_xor};
-use crate::ring;
-
-/// Number of nodes per tree level, starting with the leaves; the last level has one node.
-fn level_sizes(ell: u32) -> Vec<usize> {
-    let mut sizes = vec![(ell as usize).saturating_sub(1).max(1)];
-    while *sizes.last().expect("non-empty") > 1 {
-        sizes.push(sizes.last().expect("non-empty").div_ceil(2));
-    }
-    sizes
-}
-
-/// Combines at a tree level of `nodes` nodes, and how many of them also need `E` (all but the
-/// one whose low half is the group of bit 0, which is the last node when the count is even).
-fn combines(nodes: usize) -> (usize, usize) {
-    let c = nodes / 2;
-    (c, c - usize::from(c > 0 && nodes.is_multiple_of(2)))
-}
-
-/// Words of AND-triple material the comparison tree uses for `blocks` 64-value blocks.
-pub fn tree_and_words(ell: u32, blocks: usize) -> usize {
-    level_sizes(ell).iter().map(|n| n / 2).sum::<usize>() * blocks
-}
-
-/// Communication rounds of one comparison of width `ell` (without conversion).
-pub fn compare_rounds(ell: u32) -> usize {
-    level_sizes(ell).len()
-}
-
-/// Bits each server sends to each other server per comparison of width `ell`, excluding the
-/// 64-bit opening of the masked value.
-pub fn tree_bits(ell: u32) -> usize {
-    level_sizes(ell)
-        .iter()
-        .map(|&n| {
-            // Each combine opens E_hi and G_lo, and E_lo where it is needed.
-            let (c, with_e) = combines(n);
-            2 * c + with_e
-        })
-        .sum()
-}
+use crate::mpc::carry_tree::{combines, tree_and_words};
+use crate::mpc::correlated::Material;
+use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum, open_xor};
+use crate::mpc::ring;
 
 enum Phase {
     Open,

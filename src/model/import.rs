@@ -6,13 +6,13 @@
 //!   `uea_split/ref_ent_ids` (test) when present, else the first 30% of `ref_ent_ids` lines.
 //! * **OpenEA** (`rel_triples_1`, `rel_triples_2`, optional `attr_triples_1/2`, `ent_links`):
 //!   entities are the URIs that occur; names come from the URI.
-//! * **native**: `a/` and `b/` graph directories (see [`crate::graph`]) and `links.tsv`
+//! * **native**: `a/` and `b/` graph directories (see [`crate::model::graph`]) and `links.tsv`
 //!   (`id_a  id_b`).
 //!
 //! Nothing here depends on the order of ids: the pipeline shuffles rows before anything leaves a
 //! party, and evaluation looks links up by entity.
 
-use crate::graph::{Graph, GraphError, fields, read_lines};
+use crate::model::graph::{Graph, GraphError, fields, read_lines};
 use std::collections::HashMap;
 use std::path::Path;
 

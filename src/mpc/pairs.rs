@@ -192,7 +192,12 @@ impl Pairs {
                             let t1 = (t0 + tile).min(self.m);
                             for r in 0..rows {
                                 let o = &mut chunk[r * self.m + t0..r * self.m + t1];
-                                crate::ring::dot_row_many(row(first + r), q_rows, &iota[t0..t1], o);
+                                crate::mpc::ring::dot_row_many(
+                                    row(first + r),
+                                    q_rows,
+                                    &iota[t0..t1],
+                                    o,
+                                );
                             }
                         }
                     });
@@ -206,7 +211,7 @@ impl Pairs {
                     .zip(cols.par_chunks(per_row))
                     .enumerate()
                     .for_each(|(i, (o, c))| {
-                        crate::ring::dot_row_many(row(i), q_rows, c, o);
+                        crate::mpc::ring::dot_row_many(row(i), q_rows, c, o);
                     });
             }
             Layout::List { rows, cols } => {
@@ -227,7 +232,7 @@ impl Pairs {
                             (q_row(cs[t] as usize), p_rows, rs, same_col)
                         };
                         let end = t + len;
-                        crate::ring::dot_row_many(one, many, &idx[t..end], &mut o[t..end]);
+                        crate::mpc::ring::dot_row_many(one, many, &idx[t..end], &mut o[t..end]);
                         t = end;
                     }
                 });
@@ -267,8 +272,9 @@ mod tests {
             .map(|i| (i as u64).wrapping_mul(0x1234_5678_9ABC_DEF1))
             .collect();
         let q: Vec<u64> = (0..m * w).map(|i| (i as u64) ^ 0xF0F0_F0F0).collect();
-        let naive =
-            |i: usize, j: usize| crate::ring::dot(&p[i * w..(i + 1) * w], &q[j * w..(j + 1) * w]);
+        let naive = |i: usize, j: usize| {
+            crate::mpc::ring::dot(&p[i * w..(i + 1) * w], &q[j * w..(j + 1) * w])
+        };
         let d = Pairs::dense(n, m);
         let mut out = vec![1u64; d.len()];
         d.accumulate_dots(&p, &q, w, &mut out);

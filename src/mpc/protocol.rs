@@ -9,8 +9,8 @@
 //! [`Session`] drives state machines over a transport and meters what crosses it: bytes this
 //! server sent to other servers, communication rounds, and traffic with the dealer.
 
-use crate::channel::Transport;
 use crate::error::{Error, PeerName, Result};
+use crate::mpc::channel::Transport;
 
 /// What a protocol state yields after consuming a round.
 pub enum Step<P: Protocol> {
@@ -47,7 +47,7 @@ pub fn check_lengths(incoming: &[Vec<u64>], expected: usize, what: &str) -> Resu
 /// Reconstructs an arithmetic opening: the wrapping sum of all servers' payloads.
 pub fn open_sum(incoming: &[Vec<u64>]) -> Vec<u64> {
     let len = incoming.first().map_or(0, Vec::len);
-    crate::ring::sum_all(len, incoming.iter().map(Vec::as_slice))
+    crate::mpc::ring::sum_all(len, incoming.iter().map(Vec::as_slice))
 }
 
 /// Reconstructs a boolean opening: the XOR of all servers' payloads.
@@ -55,7 +55,7 @@ pub fn open_xor(incoming: &[Vec<u64>]) -> Vec<u64> {
     let len = incoming.first().map_or(0, Vec::len);
     let mut out = vec![0u64; len];
     for p in incoming {
-        crate::ring::xor_assign(&mut out, p);
+        crate::mpc::ring::xor_assign(&mut out, p);
     }
     out
 }

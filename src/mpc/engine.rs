@@ -6,15 +6,15 @@
 //! [`Engine::run`] separately. All values are this server's additive shares; bit vectors returned
 //! by comparisons are arithmetic shares of 0/1 unless the name says `bits` (boolean, bit-sliced).
 
-use crate::beaver::{Bilinear, Mul};
-use crate::channel::Transport;
-use crate::compare::{B2a, Compare};
-use crate::correlated::{Correlations, Material, Request};
 use crate::error::{Error, Result};
-use crate::pairs::Pairs;
-use crate::protocol::{Protocol, Session, Stats, Step, check_lengths, open_sum};
-use crate::share::add_public_scalar;
-use crate::truncate::Truncate;
+use crate::mpc::beaver::{Bilinear, Mul};
+use crate::mpc::channel::Transport;
+use crate::mpc::compare::{B2a, Compare};
+use crate::mpc::correlated::{Correlations, Material, Request};
+use crate::mpc::pairs::Pairs;
+use crate::mpc::protocol::{Protocol, Session, Stats, Step, check_lengths, open_sum};
+use crate::mpc::share::add_public_scalar;
+use crate::mpc::truncate::Truncate;
 
 /// Opens shared values to all servers (used for outputs that are public by design and in tests).
 pub struct Open(Vec<u64>);
@@ -162,7 +162,7 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         self.bilinear(x, &yt, d, &Pairs::dense(n, m)).await
     }
 
-    /// Truncates by `frac` bits: `floor(x / 2^frac)` or one more (see [`crate::truncate`]).
+    /// Truncates by `frac` bits: `floor(x / 2^frac)` or one more (see [`crate::mpc::truncate`]).
     pub async fn truncate(&mut self, x: &[u64], frac: u32) -> Result<Vec<u64>> {
         let mat = self.prepare(&Request::Trunc { n: x.len(), frac }).await?;
         let me = self.me();
@@ -212,7 +212,7 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         same_len(bit, x, "select")?;
         let diff: Vec<u64> = x.iter().zip(y).map(|(a, b)| a.wrapping_sub(*b)).collect();
         let mut out = self.mul(bit, &diff).await?;
-        crate::ring::add_assign(&mut out, y);
+        crate::mpc::ring::add_assign(&mut out, y);
         Ok(out)
     }
 
@@ -325,7 +325,7 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
                 let g0 = it.next().expect("pair");
                 let g1 = it.next().expect("pair");
                 let mut val = g0.val;
-                crate::ring::add_assign(&mut val, &prod[t * rows..(t + 1) * rows]);
+                crate::mpc::ring::add_assign(&mut val, &prod[t * rows..(t + 1) * rows]);
                 let mut oh = Vec::new();
                 if onehot {
                     oh.reserve((g0.width + g1.width) * rows);

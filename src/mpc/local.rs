@@ -2,11 +2,11 @@
 //! channels. Tests, benchmarks and `--inprocess` evaluation use it; it runs exactly the protocol
 //! code the networked deployment runs.
 
-use crate::channel::{MemoryTransport, memory_network};
-use crate::dealer::{Dealer, DealerClient, DealerStats, serve};
-use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::protocol::{Session, Stats};
+use crate::mpc::channel::{MemoryTransport, memory_network};
+use crate::mpc::dealer::{Dealer, DealerClient, DealerStats, serve};
+use crate::mpc::engine::Engine;
+use crate::mpc::protocol::{Session, Stats};
 use std::future::Future;
 
 /// A server engine on the in-memory network with the dealer as correlation source.

@@ -5,13 +5,13 @@
 //! the online protocol. `online_seconds` runs from the moment the last server holds its
 //! material to the moment the last server has its output, so it excludes waiting for the dealer.
 
-use crate::beaver::Bilinear;
-use crate::compare::Compare;
-use crate::correlated::Request;
 use crate::error::Result;
-use crate::local::run_local;
-use crate::pairs::Pairs;
-use crate::prg::Prg;
+use crate::mpc::beaver::Bilinear;
+use crate::mpc::compare::Compare;
+use crate::mpc::correlated::Request;
+use crate::mpc::local::run_local;
+use crate::mpc::pairs::Pairs;
+use crate::mpc::prg::Prg;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -135,7 +135,7 @@ pub async fn compare(k: usize, count: usize, ell: u32) -> Result<CompareReport> 
         let me = eng.me();
         let bits = eng.run(Compare::new(me, x, ell, cmp)?).await?;
         let z = eng
-            .run(crate::compare::B2a::new(me, bits, count, conv)?)
+            .run(crate::mpc::compare::B2a::new(me, bits, count, conv)?)
             .await?;
         let done = Instant::now();
         std::hint::black_box(z);

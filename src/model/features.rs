@@ -21,7 +21,7 @@
 //! The vector uploaded per entity is `z = [e | sqrt(w1) h | sqrt(w2) T]`, so that
 //! `<z_a, z_b> = cos(e_a, e_b) + w1 cos(h_a, h_b) + w2 att(a, b)`.
 
-use crate::graph::Graph;
+use crate::model::graph::Graph;
 use std::collections::HashMap;
 
 /// Model parameters shared by both parties of a job.

@@ -17,8 +17,8 @@
 //! Leakage (see `docs/design.md`): servers see which keyed tokens are equal across entities,
 //! hence token frequencies and, per candidate pair, the weight of shared tokens.
 
-use crate::features::words;
-use crate::prg::{Prg, Seed};
+use crate::model::features::words;
+use crate::mpc::prg::{Prg, Seed};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fmt;
@@ -88,7 +88,7 @@ pub fn own_token_strings(name: &str) -> Vec<String> {
     let ws = words(name);
     let mut t: Vec<String> = ws.iter().map(|w| format!("w:{w}")).collect();
     t.extend(
-        crate::features::char_ngrams(&ws, 3)
+        crate::model::features::char_ngrams(&ws, 3)
             .into_iter()
             .map(|q| format!("q:{q}")),
     );

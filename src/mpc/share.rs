@@ -13,8 +13,8 @@
 //! Boolean (XOR) sharing works the same way over Z_2, 64 bits per word.
 
 use crate::error::{Error, Result};
-use crate::prg::{Prg, Seed};
-use crate::ring;
+use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::ring;
 use std::fmt;
 
 /// Smallest and largest supported number of compute servers.

@@ -2,7 +2,7 @@
 //!
 //! At the start of a job the dealer sends every server a fresh 32-byte master seed. For the
 //! job's `t`-th request each server expands its seed on PRG stream `t` and draws its share of
-//! every component (see [`crate::correlated`]); servers `0..k-1` never hear from the dealer again.
+//! every component (see [`crate::mpc::correlated`]); servers `0..k-1` never hear from the dealer again.
 //! The dealer draws the same shares, adds them up to learn the random secrets, computes the
 //! correlated values (products, bit decompositions, ...) and sends the last server only the
 //! *corrections* that make the shares sum to them. Dealer traffic is therefore one share of the
@@ -12,13 +12,13 @@
 //! inputs or masked values. The last server learns nothing from corrections: they are its share,
 //! uniformly distributed given everything else it holds.
 
-use crate::channel::{DealerTransport, Transport};
-use crate::correlated::{Correlations, Material, Request, Sum};
 use crate::error::{Error, PeerName, Result};
-use crate::prg::{Prg, Seed};
-use crate::protocol::{Session, blocking};
-use crate::ring;
-use crate::share::check_servers;
+use crate::mpc::channel::{DealerTransport, Transport};
+use crate::mpc::correlated::{Correlations, Material, Request, Sum};
+use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::protocol::{Session, blocking};
+use crate::mpc::ring;
+use crate::mpc::share::check_servers;
 use rayon::prelude::*;
 
 /// Default ceiling on the material one request may ask for (2^31 words = 16 GiB would be absurd

@@ -1,0 +1,15 @@
+//! The alignment model and job.
+//!
+//! * [`graph`], [`import`]: knowledge graphs in the native layout, and importers of DBP15K and
+//!   OpenEA layouts;
+//! * [`features`]: the party-local model (name features, relation-aware weights, level-1 sums,
+//!   the cross-graph attention sketch);
+//! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
+//! * [`align`]: party preparation, the secure pipeline on the servers, reading results, and the
+//!   plaintext reference of the same model.
+
+pub mod align;
+pub mod blocking;
+pub mod features;
+pub mod graph;
+pub mod import;

@@ -1,0 +1,29 @@
+//! The secure computation core.
+//!
+//! * [`ring`], [`fixed`]: arithmetic in Z_2^64 and fixed-point encoding;
+//! * [`prg`], [`share`]: seeds, ChaCha streams, additive (PRG-compressed) sharing;
+//! * [`channel`], [`protocol`]: the sans-IO protocol model and its transports;
+//! * [`correlated`], [`dealer`]: correlated randomness behind one interface;
+//! * [`beaver`], [`truncate`], [`compare`] (with the shape of its carry tree in
+//!   [`carry_tree`]): the online protocols;
+//! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
+//! * [`engine`]: the per-server API that pipeline code calls;
+//! * [`local`]: every server and the dealer in one process, for tests and benchmarks;
+//! * [`bench`]: measured benchmarks of the core operations.
+
+pub mod beaver;
+pub mod bench;
+pub mod carry_tree;
+pub mod channel;
+pub mod compare;
+pub mod correlated;
+pub mod dealer;
+pub mod engine;
+pub mod fixed;
+pub mod local;
+pub mod pairs;
+pub mod prg;
+pub mod protocol;
+pub mod ring;
+pub mod share;
+pub mod truncate;

@@ -1,0 +1,46 @@
+//! Outgoing connections: resolving `host:port` and opening a framed stream to a named node whose
+//! certificate must carry that name.
+
+use crate::error::{Error, PeerName, Result};
+use crate::net::job::Node;
+use crate::net::wire::{FrameRecv, FrameSend, framed};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Resolves `host:port`.
+pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| Error::invalid(format!("cannot resolve {addr:?}: {e}")))?
+        .next()
+        .ok_or_else(|| Error::invalid(format!("{addr:?} resolves to no address")))
+}
+
+/// Connects to `node` (verifying that its certificate is issued for `node.name`) and opens a
+/// framed stream.
+pub(crate) async fn open(
+    ep: &quinn::Endpoint,
+    node: &Node,
+    peer: PeerName,
+    max_bytes: u64,
+    timeout: Duration,
+) -> Result<(quinn::Connection, FrameSend, FrameRecv)> {
+    let addr = resolve(&node.addr).await?;
+    let what = |e: &dyn std::fmt::Display| {
+        Error::transport(
+            peer,
+            format!(
+                "cannot reach {} at {}: {e} (is it running, and does its certificate name it?)",
+                node.name, node.addr
+            ),
+        )
+    };
+    let connecting = ep.connect(addr, &node.name).map_err(|e| what(&e))?;
+    let conn = tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| what(&"timed out"))?
+        .map_err(|e| what(&e))?;
+    let (s, r) = conn.open_bi().await.map_err(|e| what(&e))?;
+    let (s, r) = framed(s, r, peer, max_bytes);
+    Ok((conn, s, r))
+}

@@ -1,0 +1,154 @@
+//! What a job is: the description parties send the servers, and the messages about it
+//! (stream greetings, link answers, outcomes, traffic figures).
+//!
+//! **Flow of a job.** Each party opens one stream to every compute server and sends
+//! `Hello::Upload` (the job description and its side), then its PRG-compressed share, its id
+//! share and its keyed tokens ([`crate::net::upload`]). A server that holds both uploads, with
+//! identical job descriptions, connects to every server with a higher index (`Hello::Server`)
+//! and to the dealer (`Hello::Dealer`), accepts the links of lower-indexed servers, and runs
+//! [`crate::model::align::align`] over those streams. It then sends each party, on that party's
+//! own stream, only the shares of that party's results (or, in aggregate-only jobs, only sums).
+//!
+//! **Isolation and failure.** Every job has its own streams and its own task; messages carry the
+//! job id and a digest of the job description, and a server refuses links whose digest differs
+//! from its own ("servers disagree on parameters"). Any failure ends that job only: the parties
+//! receive `Outcome::Failed` with the reason (or see the connection drop) and the server goes on.
+
+use crate::error::{Error, Result};
+use crate::model::align::JobParams;
+use serde::{Deserialize, Serialize};
+
+/// A named node and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Identity name (in its certificate).
+    pub name: String,
+    /// `host:port`.
+    pub addr: String,
+}
+
+/// What each party receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputMode {
+    /// Per-entity results (matched, score, link token, partner id if both opted in).
+    #[default]
+    Matches,
+    /// Only the number of matched entities and the sum of their scores.
+    Aggregate,
+}
+
+/// A job as the parties describe it to the servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Job id; every message of the job carries it.
+    pub job: String,
+    /// Identities of party A and party B.
+    pub parties: [String; 2],
+    /// The compute servers, in index order.
+    pub servers: Vec<Node>,
+    /// The dealer.
+    pub dealer: Node,
+    /// Model, blocking and matching parameters (`share_partner_ids` is this party's opt-in).
+    pub params: JobParams,
+    /// What the parties receive.
+    pub output: OutputMode,
+}
+
+impl JobSpec {
+    /// A digest of everything both parties and all servers must agree on (the parties' opt-ins
+    /// excluded: each party states its own).
+    pub fn digest(&self) -> u64 {
+        let mut s = self.clone();
+        s.params.share_partner_ids = false;
+        let bytes =
+            bincode::serde::encode_to_vec(&s, bincode::config::standard()).unwrap_or_default();
+        crate::model::features::hash64(&[b"job-spec", &bytes])
+    }
+
+    /// Checks the description.
+    pub fn validate(&self) -> Result<()> {
+        crate::mpc::share::check_servers(self.servers.len())?;
+        self.params.validate()?;
+        if self.job.is_empty() || self.job.len() > 128 {
+            return Err(Error::invalid("job id must be 1 to 128 characters"));
+        }
+        if self.parties[0] == self.parties[1] {
+            return Err(Error::invalid(
+                "the two parties must have different identities",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// First message on every stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Hello {
+    /// A party's upload: job description, side (0 = A, 1 = B), number of rows.
+    Upload {
+        /// The job.
+        spec: Box<JobSpec>,
+        /// 0 for party A, 1 for party B.
+        side: u8,
+        /// Rows uploaded.
+        rows: u64,
+    },
+    /// Server `from` links to another server for `job`.
+    Server {
+        /// Job id.
+        job: String,
+        /// Index of the connecting server.
+        from: u32,
+        /// Its digest of the job description.
+        digest: u64,
+    },
+    /// A server links to the dealer for `job`.
+    Dealer {
+        /// Job id.
+        job: String,
+        /// Index of the connecting server.
+        server: u32,
+        /// Number of servers in the job.
+        servers: u32,
+        /// Its digest of the job description.
+        digest: u64,
+    },
+}
+
+/// Answer to a link request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Ack {
+    /// Accepted.
+    Ok,
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+/// What a server finally sends a party.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Success: a words frame with `rows x width` result shares follows.
+    Done {
+        /// Rows.
+        rows: u64,
+        /// Words per row.
+        width: u64,
+        /// This server's traffic during the job.
+        stats: JobStats,
+    },
+    /// The job failed on this server.
+    Failed(String),
+}
+
+/// A server's traffic figures for one job (sizes and counts only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStats {
+    /// Bytes sent to the other servers.
+    pub bytes_sent: u64,
+    /// Communication rounds among the servers.
+    pub rounds: u64,
+    /// Bytes received from the dealer.
+    pub bytes_from_dealer: u64,
+}

@@ -1,0 +1,288 @@
+//! The party client: the job file a graph owner writes, the upload to every server, and the wait
+//! for each server's result shares.
+
+use crate::error::{Error, PeerName, Result};
+use crate::model::align::{JobParams, PartyData};
+use crate::mpc::share::ShareMsg;
+use crate::net::dial::open;
+use crate::net::job::{Hello, JobSpec, JobStats, Node, Outcome, OutputMode};
+use crate::net::tls::{Identity, TlsFiles};
+use crate::net::upload::{send_share, send_tokens};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What one server returned to a party.
+#[derive(Debug, Clone)]
+pub struct ServerResult {
+    /// Result shares, `rows x width`.
+    pub words: Vec<u64>,
+    /// Words per row.
+    pub width: usize,
+    /// The server's traffic figures.
+    pub stats: JobStats,
+}
+
+/// Uploads one party's share for server `j` of `spec` and waits for that server's result.
+#[allow(clippy::too_many_arguments)]
+pub async fn upload_to(
+    ep: &quinn::Endpoint,
+    spec: &JobSpec,
+    j: usize,
+    side: u8,
+    data: &PartyData,
+    z: &ShareMsg,
+    ids: Option<&ShareMsg>,
+    connect_timeout: Duration,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ServerResult> {
+    let node = spec
+        .servers
+        .get(j)
+        .ok_or_else(|| Error::invalid(format!("the job has no server {j}")))?;
+    let peer = PeerName::Server(j);
+    let attempt = async {
+        let (_conn, mut s, mut r) = open(ep, node, peer, u64::MAX / 2, connect_timeout).await?;
+        let rows = data.rows.len() as u64;
+        let hello = Hello::Upload {
+            spec: Box::new(spec.clone()),
+            side,
+            rows,
+        };
+        let sent = async {
+            s.control(&hello).await?;
+            send_share(&mut s, z).await?;
+            if let Some(ids) = ids {
+                send_share(&mut s, ids).await?;
+            }
+            send_tokens(&mut s, &data.tokens.own).await?;
+            send_tokens(&mut s, &data.tokens.neighbour).await
+        };
+        if let Err(e) = sent.await {
+            // A server that refuses an upload says why before it stops reading.
+            let why = tokio::time::timeout(Duration::from_secs(2), r.control::<Outcome>()).await;
+            if let Ok(Ok(Outcome::Failed(why))) = why {
+                return Err(Error::invalid(format!(
+                    "{} refused the upload: {why}",
+                    node.name
+                )));
+            }
+            return Err(e);
+        }
+        progress(&format!("uploaded to {} ({})", node.name, node.addr));
+        match r.control::<Outcome>().await? {
+            Outcome::Done {
+                rows: n,
+                width,
+                stats,
+            } => {
+                let words = r.words().await?;
+                if words.len() as u64 != n.saturating_mul(width) {
+                    return Err(Error::protocol(peer, "result of the wrong size"));
+                }
+                progress(&format!("results received from {}", node.name));
+                Ok(ServerResult {
+                    words,
+                    width: width as usize,
+                    stats,
+                })
+            }
+            Outcome::Failed(why) => Err(Error::invalid(format!(
+                "{} reports that the job failed: {why}",
+                node.name
+            ))),
+        }
+    };
+    attempt.await.map_err(|e| match e {
+        Error::Transport { what, .. } => Error::transport(
+            peer,
+            format!(
+                "{} at {}: {what} (if this happens right after connecting, {} may not accept \
+                 this party's certificate or identity; otherwise see its log)",
+                node.name, node.addr, node.name
+            ),
+        ),
+        other => other,
+    })
+}
+
+/// A party's side of a job: uploads to every server, waits, and returns each server's result.
+/// Fails if any server fails; nothing partial is returned.
+pub async fn run_party(
+    spec: &JobSpec,
+    side: u8,
+    identity: &Identity,
+    data: &PartyData,
+    connect_timeout: Duration,
+    progress: impl Fn(&str) + Send + Sync,
+) -> Result<Vec<ServerResult>> {
+    spec.validate()?;
+    let k = spec.servers.len();
+    let ep = identity.client_endpoint()?;
+    let z = crate::mpc::share::share_compressed(&data.z, k)?;
+    let ids = if spec.params.share_partner_ids {
+        Some(crate::mpc::share::share_compressed(&data.ids, k)?)
+    } else {
+        None
+    };
+    let progress: &(dyn Fn(&str) + Send + Sync) = &progress;
+    let per_server = (0..k).map(|j| {
+        upload_to(
+            &ep,
+            spec,
+            j,
+            side,
+            data,
+            &z[j],
+            ids.as_ref().map(|v| &v[j]),
+            connect_timeout,
+            progress,
+        )
+    });
+    let results = futures::future::try_join_all(per_server).await?;
+    if results.iter().any(|r| r.width != results[0].width) {
+        return Err(Error::invalid(
+            "servers returned results of different shapes",
+        ));
+    }
+    ep.close(0u32.into(), b"done");
+    Ok(results)
+}
+
+/// A party's job file (TOML): the common job description plus this party's own settings.
+/// `Debug` leaves out the blocking key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyJob {
+    /// Job id (the same in both parties' files).
+    pub job: String,
+    /// `a` or `b`: which party this file is for.
+    pub side: String,
+    /// This party's identity (in its certificate).
+    pub identity: String,
+    /// Identities of party A and party B.
+    pub parties: [String; 2],
+    /// The compute servers, in index order.
+    pub servers: Vec<Node>,
+    /// The dealer.
+    pub dealer: Node,
+    /// The 32-byte blocking key both parties agree on, as 64 hex digits. Never sent to servers.
+    pub blocking_key: String,
+    /// What the parties receive.
+    #[serde(default)]
+    pub output: OutputMode,
+    /// This party opts in to exchanging entity ids for matched pairs (effective only if both do).
+    #[serde(default)]
+    pub share_partner_ids: bool,
+    /// Evaluation job: each party also learns its best candidate, and writes a dump for judging.
+    #[serde(default)]
+    pub evaluation: bool,
+    /// Seconds to wait for each server to answer a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// TLS files of this party (relative paths are relative to the job file).
+    pub tls: TlsFiles,
+    /// Model, blocking and matching parameters (defaults for anything not given).
+    #[serde(default)]
+    pub params: JobParams,
+}
+
+impl std::fmt::Debug for PartyJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartyJob")
+            .field("job", &self.job)
+            .field("side", &self.side)
+            .field("identity", &self.identity)
+            .field("servers", &self.servers)
+            .field("dealer", &self.dealer)
+            .field("blocking_key", &"<redacted>")
+            .field("output", &self.output)
+            .field("share_partner_ids", &self.share_partner_ids)
+            .field("evaluation", &self.evaluation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartyJob {
+    /// Reads and checks a job file.
+    pub fn load(path: &std::path::Path) -> Result<PartyJob> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid(format!("{}: cannot read: {e}", path.display())))?;
+        let mut job: PartyJob = toml::from_str(&text)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        job.tls = job
+            .tls
+            .relative_to(path.parent().unwrap_or(std::path::Path::new(".")));
+        job.side_index()?;
+        job.key()?;
+        if job.parties[job.side_index()? as usize] != job.identity {
+            return Err(Error::invalid(format!(
+                "{}: identity {:?} is not party {} ({:?})",
+                path.display(),
+                job.identity,
+                job.side,
+                job.parties[job.side_index()? as usize]
+            )));
+        }
+        job.spec()
+            .validate()
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        Ok(job)
+    }
+
+    /// 0 for `a`, 1 for `b`.
+    pub fn side_index(&self) -> Result<u8> {
+        match self.side.as_str() {
+            "a" | "A" => Ok(0),
+            "b" | "B" => Ok(1),
+            other => Err(Error::invalid(format!(
+                "side must be \"a\" or \"b\", got {other:?}"
+            ))),
+        }
+    }
+
+    /// The blocking key.
+    pub fn key(&self) -> Result<crate::model::blocking::BlockingKey> {
+        let h = self.blocking_key.trim();
+        let bad = || Error::invalid("blocking_key must be 64 hexadecimal digits (32 bytes)");
+        if h.len() != 64 {
+            return Err(bad());
+        }
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(crate::model::blocking::BlockingKey(k))
+    }
+
+    /// The description sent to the servers.
+    pub fn spec(&self) -> JobSpec {
+        let mut params = self.params.clone();
+        params.share_partner_ids = self.share_partner_ids;
+        params.reveal_best = self.evaluation;
+        JobSpec {
+            job: self.job.clone(),
+            parties: self.parties.clone(),
+            servers: self.servers.clone(),
+            dealer: self.dealer.clone(),
+            params,
+            output: self.output,
+        }
+    }
+}
+
+fn default_connect_timeout() -> u64 {
+    20
+}
+
+/// What an evaluation job leaves for the judge: the party's prepared data and its results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalDump {
+    /// Job id (drives candidate padding).
+    pub job: String,
+    /// Parameters as run (opt-ins resolved).
+    pub params: JobParams,
+    /// The party's prepared data.
+    pub data: PartyData,
+    /// Its reconstructed results.
+    pub results: Vec<crate::model::align::ResultRow>,
+}

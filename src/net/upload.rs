@@ -1,0 +1,89 @@
+//! The upload wire format: how a party's share (a seed or explicit words) and its keyed tokens
+//! travel on its stream to a server, and how the server reads them back with the sizes it
+//! expects.
+
+use crate::error::{Error, PeerName, Result};
+use crate::mpc::prg::Seed;
+use crate::mpc::share::ShareMsg;
+use crate::net::wire::{FrameRecv, FrameSend};
+use serde::{Deserialize, Serialize};
+
+/// How a share travels. No `Debug`: the seed is secret.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) enum ShareHead {
+    Seed([u8; 32], u64),
+    Explicit(u64),
+}
+
+pub(crate) async fn send_share(s: &mut FrameSend, m: &ShareMsg) -> Result<()> {
+    match m {
+        ShareMsg::Seed { seed, len } => s.control(&ShareHead::Seed(seed.0, *len as u64)).await,
+        ShareMsg::Explicit(v) => {
+            s.control(&ShareHead::Explicit(v.len() as u64)).await?;
+            s.words(v).await
+        }
+    }
+}
+
+pub(crate) async fn recv_share(
+    r: &mut FrameRecv,
+    expected: usize,
+    peer: PeerName,
+) -> Result<Vec<u64>> {
+    let v = match r.control::<ShareHead>().await? {
+        ShareHead::Seed(seed, len) if len as usize == expected => {
+            ShareMsg::Seed {
+                seed: Seed(seed),
+                len: expected,
+            }
+            .expand()
+            .0
+        }
+        ShareHead::Explicit(len) if len as usize == expected => r.words().await?,
+        _ => {
+            return Err(Error::protocol(
+                peer,
+                format!("share of the wrong size (expected {expected} words)"),
+            ));
+        }
+    };
+    if v.len() != expected {
+        return Err(Error::protocol(
+            peer,
+            format!("share has {} words, expected {expected}", v.len()),
+        ));
+    }
+    Ok(v)
+}
+
+pub(crate) async fn send_tokens(s: &mut FrameSend, t: &[Vec<u64>]) -> Result<()> {
+    s.words(&t.iter().map(|x| x.len() as u64).collect::<Vec<_>>())
+        .await?;
+    s.words(&t.concat()).await
+}
+
+pub(crate) async fn recv_tokens(
+    r: &mut FrameRecv,
+    rows: usize,
+    peer: PeerName,
+) -> Result<Vec<Vec<u64>>> {
+    let lens = r.words().await?;
+    let flat = r.words().await?;
+    let total: u64 = lens
+        .iter()
+        .try_fold(0u64, |s, &l| s.checked_add(l))
+        .unwrap_or(u64::MAX);
+    if lens.len() != rows || total != flat.len() as u64 {
+        return Err(Error::protocol(
+            peer,
+            "token lists do not match the declared rows",
+        ));
+    }
+    let mut out = Vec::with_capacity(rows);
+    let mut at = 0usize;
+    for l in lens {
+        out.push(flat[at..at + l as usize].to_vec());
+        at += l as usize;
+    }
+    Ok(out)
+}

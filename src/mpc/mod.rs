@@ -4,6 +4,7 @@
 //! * [`prg`], [`share`]: seeds, ChaCha streams, additive (PRG-compressed) sharing;
 //! * [`channel`], [`protocol`]: the sans-IO protocol model and its transports;
 //! * [`correlated`], [`dealer`]: correlated randomness behind one interface;
+//! * [`digest`]: SHA-256 with domain separation, for everything an adversary can feed a hash;
 //! * [`beaver`], [`truncate`], [`compare`] (with the shape of its carry tree in
 //!   [`carry_tree`]): the online protocols;
 //! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
@@ -18,6 +19,7 @@ pub mod channel;
 pub mod compare;
 pub mod correlated;
 pub mod dealer;
+pub mod digest;
 pub mod engine;
 pub mod fixed;
 pub mod local;

@@ -9,7 +9,7 @@ use crate::mpc::protocol::Session;
 use crate::net::config::ServerConfig;
 use crate::net::daemon::{DISAGREE, Event, Upload, answer_link, next_event};
 use crate::net::dial::open;
-use crate::net::job::{Ack, Hello, JobStats, Outcome, OutputMode};
+use crate::net::job::{Ack, DealerHello, Hello, JobStats, Outcome, OutputMode};
 use crate::net::quic::QuicTransport;
 use crate::net::wire::{FrameRecv, FrameSend};
 use std::time::Duration;
@@ -69,7 +69,13 @@ pub(crate) async fn compute_job(
                         .control(&Outcome::Done {
                             rows: rows as u64,
                             width: width as u64,
-                            stats: out.2,
+                            // Traffic figures depend on the candidate lists (hence on
+                            // both parties' data): only evaluation jobs report them.
+                            stats: if up.spec.params.reveal_best {
+                                out.2
+                            } else {
+                                JobStats::default()
+                            },
                         })
                         .await?;
                     up.reply.words(&words).await
@@ -111,8 +117,8 @@ pub(crate) async fn run_compute(
     wait: Duration,
 ) -> Result<(ServerOutput, usize, JobStats)> {
     let spec = &a.spec;
-    let digest = spec.digest();
-    if b.spec.digest() != digest {
+    let digest = spec.digest()?;
+    if b.spec.digest()? != digest {
         return Err(Error::invalid(
             "the two parties' job descriptions differ (servers, dealer, parameters or output mode)",
         ));
@@ -206,12 +212,14 @@ pub(crate) async fn run_compute(
         Duration::from_secs(20),
     )
     .await?;
-    ds.control(&Hello::Dealer {
+    let (na, nb) = (a.shares.tokens.own.len(), b.shares.tokens.own.len());
+    ds.control(&Hello::Dealer(DealerHello {
         job: job.to_string(),
         server: me as u32,
-        servers: k as u32,
+        servers: names.iter().map(|n| n.to_string()).collect(),
         digest,
-    })
+        max_material_words: spec.params.max_material_words(na, nb) as u64,
+    }))
     .await?;
     match dr.control::<Ack>().await? {
         Ack::Ok => {}

@@ -8,7 +8,7 @@ use crate::model::blocking::Tokens;
 use crate::net::compute::compute_job;
 use crate::net::config::{Role, ServerConfig};
 use crate::net::dealer_job::dealer_job;
-use crate::net::job::{Ack, Hello, JobSpec, Outcome};
+use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome};
 use crate::net::tls::{Identity, peer_identity};
 use crate::net::upload::{recv_share, recv_tokens};
 use crate::net::wire::{FrameRecv, FrameSend, framed};
@@ -35,15 +35,13 @@ pub(crate) enum Event {
     Link {
         from: usize,
         peer: String,
-        digest: u64,
+        digest: Digest,
         streams: (FrameSend, FrameRecv),
         conn: quinn::Connection,
     },
     DealerLink {
-        server: usize,
-        servers: usize,
+        hello: DealerHello,
         peer: String,
-        digest: u64,
         streams: (FrameSend, FrameRecv),
         conn: quinn::Connection,
     },
@@ -240,20 +238,11 @@ pub(crate) async fn dispatch(
             };
             deliver(cfg, jobs, ep, &job, ev).await
         }
-        (
-            Role::Dealer,
-            Hello::Dealer {
-                job,
-                server,
-                servers,
-                digest,
-            },
-        ) => {
+        (Role::Dealer, Hello::Dealer(hello)) => {
+            let job = hello.job.clone();
             let ev = Event::DealerLink {
-                server: server as usize,
-                servers: servers as usize,
+                hello,
                 peer: peer.to_string(),
-                digest,
                 streams: (s, r),
                 conn,
             };

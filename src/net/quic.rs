@@ -65,7 +65,9 @@ impl Transport for QuicTransport {
     async fn exchange(&mut self, payload: Vec<u64>) -> Result<Vec<Vec<u64>>> {
         // Send to and receive from every peer concurrently, so flow control never deadlocks.
         let sends = try_join_all(self.sends.iter_mut().flatten().map(|s| s.words(&payload)));
-        let recvs = try_join_all(self.recvs.iter_mut().flatten().map(|r| r.words()));
+        // Every round is symmetric: each peer's message has the length of this server's own.
+        let n = payload.len();
+        let recvs = try_join_all(self.recvs.iter_mut().flatten().map(|r| r.words_exact(n)));
         let (_, got) = futures::future::try_join(sends, recvs).await?;
         let mut got = got.into_iter();
         let mut out = Vec::with_capacity(self.k);
@@ -84,8 +86,8 @@ impl Transport for QuicTransport {
         self.dealer.0.words(&payload).await
     }
 
-    async fn recv_dealer(&mut self) -> Result<Vec<u64>> {
-        self.dealer.1.words().await
+    async fn recv_dealer(&mut self, expected: usize) -> Result<Vec<u64>> {
+        self.dealer.1.words_exact(expected).await
     }
 }
 
@@ -110,8 +112,13 @@ impl DealerTransport for QuicDealer {
         self.links[to].0.words(&payload).await
     }
 
-    async fn recv(&mut self, from: usize) -> Result<Option<Vec<u64>>> {
+    async fn recv(&mut self, from: usize, max_words: usize) -> Result<Option<Vec<u64>>> {
         // The last server finishing its stream ends the job's dealer session.
-        self.links[from].1.next_words().await
+        self.links[from].1.next_words(max_words).await
+    }
+
+    async fn refuse(&mut self, why: &str) {
+        let all = self.links.iter_mut().map(|(s, _)| s.refuse(why));
+        futures::future::join_all(all).await;
     }
 }

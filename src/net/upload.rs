@@ -3,6 +3,7 @@
 //! expects.
 
 use crate::error::{Error, PeerName, Result};
+use crate::model::blocking::MAX_TOKENS_PER_ROW;
 use crate::mpc::prg::Seed;
 use crate::mpc::share::ShareMsg;
 use crate::net::wire::{FrameRecv, FrameSend};
@@ -31,15 +32,13 @@ pub(crate) async fn recv_share(
     peer: PeerName,
 ) -> Result<Vec<u64>> {
     let v = match r.control::<ShareHead>().await? {
-        ShareHead::Seed(seed, len) if len as usize == expected => {
-            ShareMsg::Seed {
-                seed: Seed(seed),
-                len: expected,
-            }
-            .expand()
-            .0
+        ShareHead::Seed(seed, len) if len as usize == expected => ShareMsg::Seed {
+            seed: Seed(seed),
+            len: expected,
         }
-        ShareHead::Explicit(len) if len as usize == expected => r.words().await?,
+        .expand()
+        .into_inner(),
+        ShareHead::Explicit(len) if len as usize == expected => r.words_exact(expected).await?,
         _ => {
             return Err(Error::protocol(
                 peer,
@@ -67,18 +66,18 @@ pub(crate) async fn recv_tokens(
     rows: usize,
     peer: PeerName,
 ) -> Result<Vec<Vec<u64>>> {
-    let lens = r.words().await?;
-    let flat = r.words().await?;
-    let total: u64 = lens
-        .iter()
-        .try_fold(0u64, |s, &l| s.checked_add(l))
-        .unwrap_or(u64::MAX);
-    if lens.len() != rows || total != flat.len() as u64 {
+    let lens = r.words_exact(rows).await?;
+    if let Some(i) = lens.iter().position(|&l| l > MAX_TOKENS_PER_ROW as u64) {
         return Err(Error::protocol(
             peer,
-            "token lists do not match the declared rows",
+            format!(
+                "row {i} has {} tokens; at most {MAX_TOKENS_PER_ROW} are allowed",
+                lens[i]
+            ),
         ));
     }
+    let total: u64 = lens.iter().sum();
+    let flat = r.words_exact(total as usize).await?;
     let mut out = Vec::with_capacity(rows);
     let mut at = 0usize;
     for l in lens {

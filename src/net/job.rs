@@ -149,7 +149,7 @@ pub struct DealerHello {
 }
 
 /// Answer to a link request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ack {
     /// Accepted.
     Ok,

@@ -275,7 +275,7 @@ pub fn peer_identity(conn: &quinn::Connection, allowed: &[String]) -> Result<Str
 }
 
 /// Writes a development CA and one certificate and key per name into `dir` (`ca.pem`,
-/// `ca.key`, `NAME.pem`, `NAME.key`). For local deployments and tests only.
+/// `NAME.pem`, `NAME.key`; the CA key is discarded). For local deployments and tests only.
 pub fn write_dev_pki(dir: &Path, names: &[String]) -> Result<()> {
     let io = |e: std::io::Error| tls_err(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;

@@ -9,10 +9,12 @@ use crate::mpc::share::ShareMsg;
 use crate::net::wire::{FrameRecv, FrameSend};
 use serde::{Deserialize, Serialize};
 
-/// How a share travels. No `Debug`: the seed is secret.
+/// How a share travels (the control frame before it). No `Debug`: the seed is secret.
 #[derive(Clone, Serialize, Deserialize)]
-pub(crate) enum ShareHead {
+pub enum ShareHead {
+    /// Expand this seed into this many words.
     Seed([u8; 32], u64),
+    /// A data frame of this many words follows.
     Explicit(u64),
 }
 

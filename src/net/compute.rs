@@ -237,7 +237,15 @@ pub(crate) async fn run_compute(
     let mut params = spec.params.clone();
     params.share_partner_ids = a.spec.params.share_partner_ids && b.spec.params.share_partner_ids;
     info!(job, me, servers = k, "computing");
-    let (out, _) = align(&mut eng, &a.shares, &b.shares, &params, &job_seed(job)).await?;
+    let (out, _) = match align(&mut eng, &a.shares, &b.shares, &params, &job_seed(job)).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Only the last server reads the dealer's answers; when the dealer refused the job,
+            // the others see a peer vanish. Report the dealer's reason when there is one.
+            let mut t = eng.into_session().into_transport();
+            return Err(t.dealer_refusal(Duration::from_secs(1)).await.unwrap_or(e));
+        }
+    };
     let stats = eng.stats();
     info!(
         job,

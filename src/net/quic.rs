@@ -46,6 +46,15 @@ impl QuicTransport {
 }
 
 impl QuicTransport {
+    /// A refusal the dealer sent on this server's link, if one arrives within `wait` (after a
+    /// failure, to report the dealer's reason rather than its consequence).
+    pub async fn dealer_refusal(&mut self, wait: std::time::Duration) -> Option<Error> {
+        match tokio::time::timeout(wait, self.dealer.1.words_exact(0)).await {
+            Ok(Err(e)) if e.to_string().contains("refused") => Some(e),
+            _ => None,
+        }
+    }
+
     /// Finishes every stream of the job and waits until the peers have received everything.
     pub async fn shutdown(mut self) {
         let peers = self.sends.iter_mut().flatten().map(|s| s.finish());

@@ -22,7 +22,7 @@ use ppea::mpc::share::share_compressed;
 use ppea::net::config::Limits;
 use ppea::net::dial::open;
 use ppea::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, JobStats, Outcome};
-use ppea::net::party::run_party;
+use ppea::net::party::{run_party, upload_to};
 use ppea::net::tls::{Identity, write_dev_pki};
 use ppea::net::upload::ShareHead;
 use rustls_pki_types::pem::PemObject;
@@ -767,4 +767,35 @@ fn certificates_with_several_identities_are_refused() {
         }
     }
     c.still_serves("after-two-names");
+}
+
+/// A party that sends different keyed tokens to different servers (so the servers would compute
+/// different candidate lists and mix shares of different pairs): the servers compare digests of
+/// what they received before computing, and the job fails for both parties naming the party.
+#[test]
+fn a_party_sending_different_tokens_to_different_servers_is_caught() {
+    let c = Cluster::new("attack-tokens", 2, Limits::default());
+    let spec = c.spec("tokens", JobParams::default());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let mut a2 = a.clone();
+    a2.tokens.own[0] = vec![42];
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let z = share_compressed(&a.z, 2).unwrap();
+    let (ra, rb) = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        let quiet = |_: &str| {};
+        let party_a = async {
+            tokio::try_join!(
+                upload_to(&ep, &spec, 0, 0, &a, &z[0], None, T, &quiet),
+                upload_to(&ep, &spec, 1, 0, &a2, &z[1], None, T, &quiet)
+            )
+            .map(|_| ())
+        };
+        tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}))
+    });
+    let (ea, eb) = (ra.unwrap_err().to_string(), rb.unwrap_err().to_string());
+    for e in [&ea, &eb] {
+        assert!(e.contains("party a sent different uploads"), "{e}");
+    }
+    c.still_serves("after-tokens");
 }

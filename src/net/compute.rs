@@ -11,6 +11,7 @@ use crate::net::daemon::{DISAGREE, Event, Upload, answer_link, next_event};
 use crate::net::dial::open;
 use crate::net::job::{Ack, DealerHello, Hello, JobStats, Outcome, OutputMode};
 use crate::net::quic::QuicTransport;
+use crate::net::upload::upload_digest;
 use crate::net::wire::{FrameRecv, FrameSend};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -118,6 +119,10 @@ pub(crate) async fn run_compute(
 ) -> Result<(ServerOutput, usize, JobStats)> {
     let spec = &a.spec;
     let digest = spec.digest()?;
+    let uploads = [
+        upload_digest(&a.shares.tokens),
+        upload_digest(&b.shares.tokens),
+    ];
     if b.spec.digest()? != digest {
         return Err(Error::invalid(
             "the two parties' job descriptions differ (servers, dealer, parameters or output mode)",
@@ -156,6 +161,7 @@ pub(crate) async fn run_compute(
             job: job.to_string(),
             from: me as u32,
             digest,
+            uploads,
         })
         .await?;
         match r.control::<Ack>().await? {
@@ -182,13 +188,23 @@ pub(crate) async fn run_compute(
                 from,
                 peer,
                 digest: d,
+                uploads: u,
                 mut streams,
                 conn,
             } => {
                 let bad = if from >= me || peer != names[from] {
                     Some(format!("{peer} cannot link as server {from}"))
+                } else if d != digest {
+                    Some(DISAGREE.to_string())
                 } else {
-                    (d != digest).then(|| DISAGREE.to_string())
+                    (0..2).find(|&i| u[i] != uploads[i]).map(|i| {
+                        format!(
+                            "party {} sent different uploads (row counts or tokens) to {} and {}",
+                            ["a", "b"][i],
+                            names[from],
+                            names[me]
+                        )
+                    })
                 };
                 answer_link(&mut streams, bad, PeerName::Server(from)).await?;
                 peers[from] = Some(streams);

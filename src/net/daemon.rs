@@ -36,6 +36,7 @@ pub(crate) enum Event {
         from: usize,
         peer: String,
         digest: Digest,
+        uploads: [Digest; 2],
         streams: (FrameSend, FrameRecv),
         conn: quinn::Connection,
     },
@@ -228,11 +229,20 @@ pub(crate) async fn dispatch(
             };
             deliver(cfg, jobs, ep, &job, Event::Upload(side, Box::new(up))).await
         }
-        (Role::Compute, Hello::Server { job, from, digest }) => {
+        (
+            Role::Compute,
+            Hello::Server {
+                job,
+                from,
+                digest,
+                uploads,
+            },
+        ) => {
             let ev = Event::Link {
                 from: from as usize,
                 peer: peer.to_string(),
                 digest,
+                uploads,
                 streams: (s, r),
                 conn,
             };

@@ -121,6 +121,10 @@ pub enum Hello {
         from: u32,
         /// Its digest of the job description.
         digest: Digest,
+        /// Digests of the public part of each party's upload as this server received it (row
+        /// count and keyed tokens): a party that sends different tokens to different servers
+        /// is caught here, before inconsistent candidate lists are used.
+        uploads: [Digest; 2],
     },
     /// A server links to the dealer.
     Dealer(DealerHello),

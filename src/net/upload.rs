@@ -3,9 +3,11 @@
 //! expects.
 
 use crate::error::{Error, PeerName, Result};
-use crate::model::blocking::MAX_TOKENS_PER_ROW;
+use crate::model::blocking::{MAX_TOKENS_PER_ROW, Tokens};
+use crate::mpc::digest::sha256;
 use crate::mpc::prg::Seed;
 use crate::mpc::share::ShareMsg;
+use crate::net::job::Digest;
 use crate::net::wire::{FrameRecv, FrameSend};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,17 @@ pub(crate) async fn recv_share(
         ));
     }
     Ok(v)
+}
+
+/// SHA-256 of the public part of an upload: the row count and every row's keyed tokens.
+pub fn upload_digest(tokens: &Tokens) -> Digest {
+    let mut parts: Vec<Vec<u64>> = vec![vec![tokens.own.len() as u64]];
+    for list in [&tokens.own, &tokens.neighbour] {
+        parts.push(list.iter().map(|t| t.len() as u64).collect());
+        parts.push(list.concat());
+    }
+    let bytes: Vec<&[u8]> = parts.iter().map(|p| bytemuck::cast_slice(p)).collect();
+    Digest(sha256("ppea upload tokens v1", &bytes))
 }
 
 pub(crate) async fn send_tokens(s: &mut FrameSend, t: &[Vec<u64>]) -> Result<()> {

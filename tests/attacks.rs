@@ -565,9 +565,10 @@ fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
     let mut prg = Prg::fresh();
     let n = 6;
     let mut cases = Vec::new();
+    // (min_score, w1, w2, fractional bits: None for the most validation allows).
     for min_score in [-100.0, -50.0, 0.0, 100.0] {
         for (w1, w2) in [(0.0, 0.0), (10.0, 10.0), (10.0, 0.0), (0.9, 0.5)] {
-            cases.push((min_score, w1, w2));
+            cases.push((min_score, w1, w2, None));
         }
     }
     for _ in 0..8 {
@@ -578,9 +579,10 @@ fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
             r(&mut prg, -100.0, 100.0),
             r(&mut prg, 0.0, 10.0),
             r(&mut prg, 0.0, 10.0),
+            Some(8 + (prg.next_u64() % 8) as u32),
         ));
     }
-    for (min_score, w1, w2) in cases {
+    for (min_score, w1, w2, frac) in cases {
         let mut p = JobParams {
             min_score,
             reveal_best: true,
@@ -591,7 +593,7 @@ fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
         p.model.neighbour_weight = w1;
         p.model.attention_weight = w2;
         p.blocking.candidates = n;
-        p.frac_bits = p.max_frac_bits();
+        p.frac_bits = frac.unwrap_or(p.max_frac_bits()).min(p.max_frac_bits());
         p.validate().unwrap();
         let shared: Vec<Vec<f64>> = p
             .model

@@ -34,6 +34,15 @@ pub enum Error {
         /// What was wrong.
         what: String,
     },
+    /// A peer stopped the job on purpose and said why (for example the dealer refusing a
+    /// request the servers did not all agree on).
+    #[error("{peer} refused: {why}")]
+    Refused {
+        /// Who refused.
+        peer: PeerName,
+        /// Its reason.
+        why: String,
+    },
     /// The transport failed: a peer disconnected, a channel closed, a stream reset.
     #[error("transport failure with {peer}: {what}")]
     Transport {

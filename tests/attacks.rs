@@ -644,37 +644,8 @@ fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
             ids: Vec::new(),
         };
         let (a, b) = (data(&mut prg), data(&mut prg));
-        let up = |d: &PartyData| {
-            (
-                share_compressed(&d.z, 2).unwrap(),
-                share_compressed(&d.ids, 2).unwrap(),
-                d.tokens.clone(),
-            )
-        };
-        let out = rt()
-            .block_on(servers_inprocess(2, [up(&a), up(&b)], &p, "extremes"))
-            .unwrap();
-        let cand = candidates(
-            &a.tokens,
-            &b.tokens,
-            &p.blocking,
-            &ppea::model::align::job_seed("extremes"),
-        );
-        let (ref_a, ref_b) = reference(&a.z, &b.z, &p, &cand);
-        let scale = (1u64 << (2 * p.frac_bits)) as f64;
-        for (data, shares, r) in [(&a, &out.a, &ref_a), (&b, &out.b, &ref_b)] {
-            let res = finish_party(data, shares, &p).unwrap();
-            for (row, got) in res.iter().enumerate() {
-                let case = format!(
-                    "min_score {min_score}, w1 {w1}, w2 {w2}, f {}, row {row}",
-                    p.frac_bits
-                );
-                assert_eq!(got.matched, r.matched[row], "{case}");
-                let (best, score) = got.best.unwrap();
-                assert_eq!(best, r.best[row], "{case}");
-                assert_eq!(score, r.score[row] as f64 / scale, "{case}");
-            }
-        }
+        let case = format!("min_score {min_score}, w1 {w1}, w2 {w2}, f {}", p.frac_bits);
+        let (ref_a, _) = secure_equals_plaintext(&p, &a, &b, &case);
         // At the extremes every decision is forced: all or nothing passes the threshold.
         if min_score == -100.0 {
             assert!(ref_a.matched.iter().any(|&m| m));
@@ -683,6 +654,129 @@ fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
             assert!(ref_a.matched.iter().all(|&m| !m));
         }
     }
+}
+
+/// Runs the job in-process (the dealer bounded by the job's declared sizes, as over the
+/// network) and checks every party's decisions (match flag, best candidate, its score) against
+/// the plaintext reference. Returns the reference.
+fn secure_equals_plaintext(
+    p: &JobParams,
+    a: &PartyData,
+    b: &PartyData,
+    case: &str,
+) -> (
+    ppea::model::align::SideReference,
+    ppea::model::align::SideReference,
+) {
+    let up = |d: &PartyData| {
+        (
+            share_compressed(&d.z, 2).unwrap(),
+            share_compressed(&d.ids, 2).unwrap(),
+            d.tokens.clone(),
+        )
+    };
+    let out = rt()
+        .block_on(servers_inprocess(2, [up(a), up(b)], p, "extremes"))
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    let cand = candidates(
+        &a.tokens,
+        &b.tokens,
+        &p.blocking,
+        &ppea::model::align::job_seed("extremes"),
+    );
+    let (ref_a, ref_b) = reference(&a.z, &b.z, p, &cand);
+    let scale = (1u64 << (2 * p.frac_bits)) as f64;
+    for (data, shares, r) in [(a, &out.a, &ref_a), (b, &out.b, &ref_b)] {
+        let res = finish_party(data, shares, p).unwrap_or_else(|e| panic!("{case}: {e}"));
+        for (row, got) in res.iter().enumerate() {
+            assert_eq!(got.matched, r.matched[row], "{case}, row {row}");
+            let (best, score) = got.best.unwrap();
+            assert_eq!(best, r.best[row], "{case}, row {row}");
+            assert_eq!(score, r.score[row] as f64 / scale, "{case}, row {row}");
+        }
+    }
+    (ref_a, ref_b)
+}
+
+/// Rows whose blocks use all the rounding slack the range checks allow (every block filled with
+/// the same small integer up to its norm bound), at few fractional bits and large dimensions,
+/// where that slack is far above the model's nominal maximum score: comparisons must still be
+/// wide enough, and decisions equal to plaintext.
+#[test]
+fn rows_at_the_rounding_slack_keep_secure_decisions_equal_to_plaintext() {
+    let n = 4;
+    for (dim, f, w) in [(4096, 4, 0.0), (1024, 4, 0.9), (300, 4, 0.9), (8, 1, 0.0)] {
+        let mut p = JobParams {
+            reveal_best: true,
+            ..JobParams::default()
+        };
+        p.model.dim = dim;
+        p.model.neighbour_weight = w;
+        p.model.attention_weight = w;
+        p.blocking.candidates = n;
+        p.frac_bits = f;
+        p.validate().unwrap();
+        let bounds = ppea::model::upload_check::UploadBounds::new(&p);
+        let slack_row = |sign: u64| -> Vec<u64> {
+            let mut z = Vec::new();
+            for (&d, &bound) in bounds.blocks.iter().zip(&bounds.norms) {
+                let fill = ((bound as f64 / 4.0).floor() as usize).min(d);
+                z.extend((0..d).map(|i| if i < fill { 2u64.wrapping_mul(sign) } else { 0 }));
+            }
+            z
+        };
+        let mut prg = Prg::fresh();
+        let data = |prg: &mut Prg| {
+            let z: Vec<u64> = (0..n)
+                .flat_map(|_| slack_row(if prg.next_u64() % 2 == 0 { 1 } else { u64::MAX }))
+                .collect();
+            PartyData {
+                rows: (0..n as u32).collect(),
+                z,
+                width: p.model.width(),
+                tokens: Tokens {
+                    own: vec![vec![1]; n],
+                    neighbour: vec![vec![]; n],
+                },
+                ids: Vec::new(),
+            }
+        };
+        let (a, b) = (data(&mut prg), data(&mut prg));
+        assert!(
+            a.z.chunks(p.model.width())
+                .all(|row| bounds.row_in_range(row)),
+            "dim {dim}, f {f}: the slack rows pass the checks"
+        );
+        secure_equals_plaintext(&p, &a, &b, &format!("dim {dim}, f {f}, w {w}"));
+    }
+}
+
+/// The dealer refuses requests above the bound derived from a job's declared sizes; the bound
+/// covers every request of an honest job, even with one candidate per row (where the range
+/// checks, which scale with rows, dominate).
+#[test]
+fn the_dealers_size_bound_covers_every_request_of_a_job() {
+    let n = 500;
+    let mut p = JobParams {
+        reveal_best: true,
+        ..JobParams::default()
+    };
+    p.model.dim = 8;
+    p.model.attention_weight = 0.0;
+    p.blocking.candidates = 1;
+    let mut prg = Prg::fresh();
+    let data = |prg: &mut Prg| PartyData {
+        rows: (0..n as u32).collect(),
+        z: extreme_rows(&p, n, prg, &[vec![1.0; 8], vec![1.0; 8]]),
+        width: p.model.width(),
+        tokens: Tokens {
+            own: (0..n as u64).map(|i| vec![i]).collect(),
+            neighbour: vec![vec![]; n],
+        },
+        ids: Vec::new(),
+    };
+    let (a, b) = (data(&mut prg), data(&mut prg));
+    secure_equals_plaintext(&p, &a, &b, "one candidate per row");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use crate::model::align::{
 };
 use crate::model::blocking::{BlockingKey, Candidates};
 use crate::model::import::Dataset;
-use crate::mpc::local::run_local;
+use crate::mpc::local::run_local_bounded;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::share::{ShareMsg, share_compressed};
 use serde::Serialize;
@@ -195,6 +195,8 @@ pub async fn servers_inprocess(
     job_id: &str,
 ) -> Result<JobOutcome> {
     let [(za, ia, ta), (zb, ib, tb)] = uploads;
+    // The dealer refuses requests above the job's declared bound, as a networked one does.
+    let max_words = params.max_material_words(ta.own.len(), tb.own.len());
     let per_server: Vec<(PartyShares, PartyShares)> = za
         .into_iter()
         .zip(ia)
@@ -219,7 +221,7 @@ pub async fn servers_inprocess(
     ));
     let params = Arc::new(params.clone());
     let seed = Arc::new(job_seed(job_id));
-    let run = run_local(k, move |mut eng| {
+    let run = run_local_bounded(k, max_words, move |mut eng| {
         let (pa, pb) = inputs.lock().expect("inputs")[eng.me()]
             .take()
             .expect("one job per server");

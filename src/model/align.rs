@@ -136,9 +136,23 @@ impl JobParams {
         self.spread_bits() + 2 * self.frac_bits + 2
     }
 
-    /// Integer bits of the largest compared magnitude, `max(6M, 4M + |min_score|)`.
+    /// The largest score `|<z_a, z_b>|` of rows that pass the upload range checks, in real
+    /// units: by Cauchy-Schwarz per block, `sum_b (n_b + sqrt(d_b) / 2^(f+1))^2`, which is
+    /// [`ModelParams::max_score`](crate::model::features::ModelParams::max_score) plus the
+    /// fixed-point rounding the checks allow (negligible at 16 fractional bits, not at 4).
+    pub fn score_bound(&self) -> f64 {
+        let half_ulp = 0.5 / (1u64 << self.frac_bits) as f64;
+        self.model
+            .blocks()
+            .iter()
+            .map(|&(d, n)| (n + (d as f64).sqrt() * half_ulp).powi(2))
+            .sum()
+    }
+
+    /// Integer bits of the largest compared magnitude, `max(6M, 4M + |min_score|)` with `M` the
+    /// [`JobParams::score_bound`].
     fn spread_bits(&self) -> u32 {
-        let m = self.model.max_score();
+        let m = self.score_bound();
         let widest = (6.0 * m).max(4.0 * m + self.min_score.abs());
         widest.log2().ceil().max(0.0) as u32
     }
@@ -153,9 +167,15 @@ impl JobParams {
     /// products over all candidate slots, partner-id selection). The dealer refuses requests
     /// above it, so a server cannot make it generate more than the job's declared sizes allow.
     pub fn max_material_words(&self, na: usize, nb: usize) -> usize {
+        use crate::model::upload_check::AUDIT_SUBSETS;
+        use crate::mpc::correlated::MAX_BLOCKS;
         let rows = na.saturating_add(nb);
         let slots = rows.saturating_mul(self.blocking.candidates);
-        rows.saturating_mul(2 * self.model.width() + 16)
+        // Bilinear masks and block norms; the audit's 64-bit comparisons (at most 8 words of
+        // material per compared value, bit conversion included); comparisons and products over
+        // the candidate slots (partner ids: fan-out ID_WORDS).
+        rows.saturating_mul(self.model.width() + 2 * MAX_BLOCKS)
+            .saturating_add(rows.saturating_mul(8 * (MAX_BLOCKS + 2 * AUDIT_SUBSETS)))
             .saturating_add(slots.saturating_mul(20 * (ID_WORDS + 1)))
             .saturating_add(1 << 16)
     }

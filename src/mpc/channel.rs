@@ -150,7 +150,10 @@ impl Transport for MemoryTransport {
     async fn recv_dealer(&mut self, expected: usize) -> Result<Vec<u64>> {
         match self.from_dealer.recv().await {
             None => Err(closed(PeerName::Dealer)),
-            Some(Err(why)) => Err(Error::protocol(PeerName::Dealer, format!("refused: {why}"))),
+            Some(Err(why)) => Err(Error::Refused {
+                peer: PeerName::Dealer,
+                why,
+            }),
             Some(Ok(m)) if m.len() != expected => Err(Error::protocol(
                 PeerName::Dealer,
                 format!("message of {} words, expected {expected}", m.len()),

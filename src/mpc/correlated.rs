@@ -216,14 +216,14 @@ impl Request {
             Some(3) => (
                 Request::Trunc {
                     n: arg(1)?,
-                    frac: arg(2)? as u32,
+                    frac: u32::try_from(arg(2)?).map_err(|_| bad("oversized argument"))?,
                 },
                 3,
             ),
             Some(4) => (
                 Request::Compare {
                     n: arg(1)?,
-                    ell: arg(2)? as u32,
+                    ell: u32::try_from(arg(2)?).map_err(|_| bad("oversized argument"))?,
                 },
                 3,
             ),

@@ -282,12 +282,24 @@ pub async fn serve<D: DealerTransport>(mut dealer: Dealer, net: &mut D) -> Resul
         net.send(s, msg).await?;
     }
     let max_request = dealer.max_request_words();
-    while let Some(words) = net.recv(k - 1, max_request).await? {
+    loop {
+        let words = match net.recv(k - 1, max_request).await {
+            Ok(Some(w)) => w,
+            Ok(None) => break,
+            Err(e) => {
+                net.refuse(&e.to_string()).await;
+                return Err(e);
+            }
+        };
         let mut commitments = Vec::with_capacity(k - 1);
         for s in 0..k - 1 {
-            match net.recv(s, COMMITMENT_WORDS).await? {
-                Some(c) => commitments.push(c),
-                None => {
+            match net.recv(s, COMMITMENT_WORDS).await {
+                Ok(Some(c)) => commitments.push(c),
+                Err(e) => {
+                    net.refuse(&e.to_string()).await;
+                    return Err(e);
+                }
+                Ok(None) => {
                     let why = format!(
                         "server {s} closed its dealer link while server {} asked for material",
                         k - 1

@@ -31,7 +31,18 @@ where
     Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
     O: Send + 'static,
 {
-    let dealer = Dealer::new(k)?;
+    run_local_bounded(k, crate::mpc::dealer::DEFAULT_MAX_WORDS, job).await
+}
+
+/// [`run_local`] with the dealer refusing requests for more than `max_words` words of material,
+/// as a networked dealer does with a job's declared sizes.
+pub async fn run_local_bounded<F, Fut, O>(k: usize, max_words: usize, job: F) -> Result<LocalRun<O>>
+where
+    F: Fn(LocalEngine) -> Fut,
+    Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
+    O: Send + 'static,
+{
+    let dealer = Dealer::new(k)?.with_max_words(max_words);
     let (transports, mut dnet) = memory_network(k);
     let dealer_task = tokio::spawn(async move { serve(dealer, &mut dnet).await });
     let mut tasks = Vec::new();

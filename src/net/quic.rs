@@ -50,7 +50,7 @@ impl QuicTransport {
     /// failure, to report the dealer's reason rather than its consequence).
     pub async fn dealer_refusal(&mut self, wait: std::time::Duration) -> Option<Error> {
         match tokio::time::timeout(wait, self.dealer.1.words_exact(0)).await {
-            Ok(Err(e)) if e.to_string().contains("refused") => Some(e),
+            Ok(Err(e @ Error::Refused { .. })) => Some(e),
             _ => None,
         }
     }

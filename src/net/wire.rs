@@ -159,6 +159,7 @@ impl FrameRecv {
         while left > 0 {
             let at = body.len();
             let c = left.min(1 << 16);
+            body.reserve_exact(c);
             body.resize(at + c, 0);
             self.r
                 .read_exact(&mut body[at..])
@@ -209,7 +210,10 @@ impl FrameRecv {
                 let Refusal(why) = self.control_body().await.map_err(|_| {
                     Error::protocol(self.peer, "expected a data frame, received a control frame")
                 })?;
-                return Err(Error::protocol(self.peer, format!("refused: {why}")));
+                return Err(Error::Refused {
+                    peer: self.peer,
+                    why,
+                });
             }
             Ok(()) if k[0] != WORDS => {
                 return Err(Error::protocol(
@@ -246,6 +250,7 @@ impl FrameRecv {
         while left > 0 {
             let at = out.len();
             let c = left.min(CHUNK_WORDS);
+            out.reserve_exact(c);
             out.resize(at + c, 0);
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
             self.r.read_exact(bytes).await.map_err(|e| self.lost(e))?;

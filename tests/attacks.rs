@@ -728,7 +728,13 @@ fn rows_at_the_rounding_slack_keep_secure_decisions_equal_to_plaintext() {
         let mut prg = Prg::fresh();
         let data = |prg: &mut Prg| {
             let z: Vec<u64> = (0..n)
-                .flat_map(|_| slack_row(if prg.next_u64() % 2 == 0 { 1 } else { u64::MAX }))
+                .flat_map(|_| {
+                    slack_row(if prg.next_u64().is_multiple_of(2) {
+                        1
+                    } else {
+                        u64::MAX
+                    })
+                })
                 .collect();
             PartyData {
                 rows: (0..n as u32).collect(),

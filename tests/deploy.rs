@@ -1,7 +1,9 @@
 //! The deployment over real QUIC with mutual TLS on loopback: jobs with 2 and 3 servers take the
 //! plaintext reference's decisions, foreign or unlisted certificates are refused, a server killed
 //! mid-job fails the job cleanly without taking the others down, concurrent jobs stay apart, and
-//! every kind of bad input ends the job with a message that says what happened.
+//! every kind of bad input ends the job with a message that says what happened. Job lifecycle:
+//! an upload leaves with its party, a job id runs once, a party waiting is told what for, and a
+//! server that dies silently is reported within the configured idle timeout.
 
 mod common;
 use common::TempDir;
@@ -14,6 +16,7 @@ use ppea::mpc::prg::Prg;
 use ppea::net::config::{Limits, Peers, Role, ServerConfig};
 use ppea::net::daemon::Daemon;
 use ppea::net::job::{JobSpec, Node, OutputMode};
+use ppea::net::liveness::{Liveness, Timing};
 use ppea::net::party::{run_party, upload_to};
 use ppea::net::tls::{Identity, TlsFiles, write_dev_pki};
 use std::net::SocketAddr;
@@ -53,6 +56,7 @@ fn files(dir: &Path, name: &str) -> TlsFiles {
 /// A running daemon.
 struct Running {
     node: Node,
+    admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -72,6 +76,18 @@ struct Cluster {
 }
 
 fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Running {
+    start_on(rt(), dir, name, role, k, limits)
+}
+
+/// Starts a daemon on `rt` (its own runtime, to kill it as `kill -9` would: no goodbye).
+fn start_on(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    name: &str,
+    role: Role,
+    k: usize,
+    limits: Limits,
+) -> Running {
     let cfg = ServerConfig {
         name: name.to_string(),
         listen: "127.0.0.1:0".into(),
@@ -83,12 +99,14 @@ fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Runnin
             dealer: "dealer".into(),
         },
         limits,
+        admin: Some("127.0.0.1:0".into()),
     };
-    let _guard = rt().enter();
+    let _guard = rt.enter();
     let daemon = Daemon::start(cfg).unwrap();
     let addr: SocketAddr = daemon.local_addr().unwrap();
+    let admin = daemon.admin_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let done = rt().spawn(daemon.serve(async move {
+    let done = rt.spawn(daemon.serve(async move {
         let _ = rx.await;
     }));
     Running {
@@ -96,6 +114,7 @@ fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Runnin
             name: name.into(),
             addr: addr.to_string(),
         },
+        admin,
         stop: Some(tx),
         done,
     }
@@ -360,7 +379,10 @@ fn disagreements_end_the_job_with_a_reason() {
     other.params.min_score = -0.25;
     let k = 2;
     let _guard = rt().enter();
-    let (ea, eb) = (ia.client_endpoint().unwrap(), ib.client_endpoint().unwrap());
+    let (ea, eb) = (
+        ia.client_endpoint(&Liveness::default()).unwrap(),
+        ib.client_endpoint(&Liveness::default()).unwrap(),
+    );
     let za = ppea::mpc::share::share_compressed(&a.z, k).unwrap();
     let zb = ppea::mpc::share::share_compressed(&b.z, k).unwrap();
     let quiet = |_: &str| {};
@@ -409,7 +431,7 @@ fn oversized_and_undecodable_messages_are_refused() {
     assert!(e.contains("exceeds"), "{e}");
     // Garbage on a stream: the server drops that stream and carries on.
     rt().block_on(async {
-        let ep = ia.client_endpoint().unwrap();
+        let ep = ia.client_endpoint(&Liveness::default()).unwrap();
         let node = &spec.servers[0];
         let conn = ep
             .connect(node.addr.parse().unwrap(), &node.name)
@@ -473,7 +495,12 @@ fn an_unreachable_server_is_named() {
 /// the same totals a per-entity job yields on the same data.
 #[test]
 fn aggregate_only_jobs_reveal_only_totals() {
-    let c = Cluster::new("aggregate", 2, Limits::default());
+    // The same job id runs twice (same candidate padding), so the servers forget ids at once.
+    let forget = Limits {
+        remember_jobs_secs: 0,
+        ..Limits::default()
+    };
+    let c = Cluster::new("aggregate", 2, forget);
     let spec = c.spec("job-agg", JobParams::default());
     let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
     let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
@@ -511,4 +538,258 @@ fn aggregate_only_jobs_reveal_only_totals() {
     let scale = (1u64 << (2 * spec.params.frac_bits)) as f64 * spec.params.model.max_score();
     let sum: f64 = rows.iter().map(|r| r.score).sum();
     assert!((total[1] as i64 as f64 / scale - sum).abs() < 1e-6);
+}
+
+/// Liveness timers for lifecycle tests: a silent peer counts as dead after 2 s.
+fn quick() -> Limits {
+    Limits {
+        keepalive_secs: 1,
+        idle_timeout_secs: 2,
+        ..Limits::default()
+    }
+}
+
+fn quick_timing() -> Timing {
+    Timing {
+        connect: T,
+        liveness: Liveness::from_secs(1, 2).unwrap(),
+    }
+}
+
+/// A small job: 100 entities a side.
+fn small() -> (JobParams, PartyData, PartyData) {
+    let p = JobParams::default();
+    let ds = sample();
+    let key = BlockingKey::random();
+    let (sa, sb) = scopes(ds, EvalProtocol::Standard, Split::Test);
+    let a = prepare_party(&ds.a, &sa[..100], &p, &key, &mut Prg::fresh()).unwrap();
+    let b = prepare_party(&ds.b, &sb[..100], &p, &key, &mut Prg::fresh()).unwrap();
+    (p, a, b)
+}
+
+fn status(n: &Running) -> ppea::net::admin::Report {
+    rt().block_on(ppea::net::admin::status(n.admin)).unwrap()
+}
+
+/// Waits until `done` holds for every compute server's status. The bound only keeps a broken
+/// build from hanging; nothing is asserted about how long it takes.
+fn until(c: &Cluster, what: &str, done: impl Fn(&ppea::net::admin::Report) -> bool) {
+    for _ in 0..600 {
+        if c.nodes[1..].iter().all(|n| done(&status(n))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("never happened: {what}");
+}
+
+/// Runs `side` of `spec` until it has heard `wanted` from every server, then drops it (as if
+/// the party were killed). Returns what it heard; panics if the job finished instead.
+fn run_until_heard(
+    c: &Cluster,
+    spec: &JobSpec,
+    side: u8,
+    data: &PartyData,
+    wanted: &str,
+) -> Vec<String> {
+    let id = c.identity(if side == 0 { "party-a" } else { "party-b" });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let k = spec.servers.len();
+    rt().block_on(async {
+        let run = run_party(spec, side, &id, data, quick_timing(), |m| {
+            let _ = tx.send(m.to_string());
+        });
+        let listen = async {
+            let mut heard = Vec::new();
+            while let Some(m) = rx.recv().await {
+                heard.push(m);
+                if heard.iter().filter(|m| m.contains(wanted)).count() == k {
+                    return heard;
+                }
+            }
+            heard
+        };
+        tokio::select! {
+            r = run => panic!("party {side} must not finish alone: {:?}", r.map(|_| ())),
+            heard = listen => heard,
+        }
+    })
+}
+
+/// Issue 13, case 1: party A uploads and is killed while it waits; party B then starts the same
+/// job. The servers drop A's upload when A disconnects, so B is not matched against it: B is
+/// told the servers wait for party-a.
+#[test]
+fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
+    let c = Cluster::new("stale", 2, quick());
+    let (params, a, b) = small();
+    let spec = c.spec("job-stale", params);
+    let heard = run_until_heard(&c, &spec, 0, &a, "waiting for party-b");
+    assert!(
+        heard
+            .iter()
+            .any(|m| m.starts_with("server-0: holding this party's upload")),
+        "{heard:?}"
+    );
+    // Party A is gone (its connections closed when it was dropped): every server lets go of the
+    // job, which never started.
+    until(&c, "the abandoned upload is dropped", |r| r.jobs.is_empty());
+    let r = status(&c.nodes[1]);
+    assert_eq!(
+        r.remembered, 0,
+        "a job that never started may be submitted again"
+    );
+    let metrics = rt()
+        .block_on(ppea::net::admin::get(c.nodes[1].admin, "/metrics"))
+        .unwrap();
+    assert!(
+        metrics.contains("ppea_jobs_total{server=\"server-0\",outcome=\"dropped\"} 1"),
+        "{metrics}"
+    );
+    // Party B alone: the servers hold only B's upload and wait for party-a.
+    let heard = run_until_heard(&c, &spec, 1, &b, "waiting for party-a");
+    assert!(heard.iter().all(|m| !m.contains("computing")), "{heard:?}");
+    until(&c, "B's upload is dropped too", |r| r.jobs.is_empty());
+    // Both parties together still run the job id.
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let (ra, rb) = rt().block_on(async {
+        tokio::join!(
+            run_party(&spec, 0, &ia, &a, T, |_| {}),
+            run_party(&spec, 1, &ib, &b, T, |_| {})
+        )
+    });
+    assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
+}
+
+/// Issue 13, case 1 (replay): a job id that ran cannot run again on the servers.
+#[test]
+fn a_job_id_that_ran_is_refused() {
+    let c = Cluster::new("replay", 2, quick());
+    let (params, a, b) = small();
+    let spec = c.spec("job-replay", params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let run = || {
+        rt().block_on(async {
+            tokio::join!(
+                run_party(&spec, 0, &ia, &a, T, |_| {}),
+                run_party(&spec, 1, &ib, &b, T, |_| {})
+            )
+        })
+    };
+    let (ra, rb) = run();
+    assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
+    let (ra, rb) = run();
+    for e in [expect_err(ra), expect_err(rb)] {
+        assert!(
+            e.contains("job \"job-replay\" already ran on this server")
+                && e.contains("use a new job id"),
+            "{e}"
+        );
+    }
+    assert!(c.nodes[1..].iter().all(|n| status(n).remembered == 1));
+    // The dealer remembers it too.
+    assert_eq!(status(&c.nodes[0]).remembered, 1);
+}
+
+/// Issue 13, case 3: two parties with different job ids are each told what the servers wait
+/// for, and after the wait limit why the job gave up and what to check.
+#[test]
+fn mismatched_job_ids_say_what_they_wait_for() {
+    let c = Cluster::new(
+        "mismatch",
+        2,
+        Limits {
+            wait_secs: 2,
+            ..quick()
+        },
+    );
+    let (params, a, b) = small();
+    let (sx, sy) = (c.spec("job-x", params.clone()), c.spec("job-y", params));
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let heard = std::sync::Mutex::new(Vec::<String>::new());
+    let note = |m: &str| heard.lock().unwrap().push(m.to_string());
+    let (ra, rb) = rt().block_on(async {
+        tokio::join!(
+            run_party(&sx, 0, &ia, &a, quick_timing(), note),
+            run_party(&sy, 1, &ib, &b, quick_timing(), note)
+        )
+    });
+    let heard = heard.into_inner().unwrap();
+    for (e, side, other, job) in [
+        (expect_err(ra), 0, "party-b", "job-x"),
+        (expect_err(rb), 1, "party-a", "job-y"),
+    ] {
+        assert!(
+            e.contains(&format!(
+                "timed out after 2 s (wait_secs) waiting for {other} to upload job \"{job}\""
+            )) && e.contains("check that"),
+            "side {side}: {e}"
+        );
+        let told = format!(
+            "holding this party's upload of job \"{job}\", waiting for {other} to upload the same job id"
+        );
+        assert!(
+            heard.iter().any(|m| m.contains(&told)),
+            "side {side}: {heard:?}"
+        );
+    }
+}
+
+/// Issue 13, case 2: a compute server that dies without a word (as `kill -9` does) is noticed
+/// within the configured idle timeout, and the parties are told it stopped answering (not that
+/// it refused their certificate).
+#[test]
+fn a_silently_killed_server_is_reported_within_the_idle_timeout() {
+    let mut c = Cluster::new("silent", 2, quick());
+    // server-1 on its own runtime, so that it can vanish without closing its connections.
+    let own = ppea::mpc::local::runtime().unwrap();
+    c.nodes[2].kill();
+    c.nodes[2] = start_on(&own, &c.dir.0, "server-1", Role::Compute, 2, quick());
+    let spec = c.spec("job-silent", eval_params());
+    let (a, b) = prepare(EvalProtocol::Open, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut own = Some(own);
+    let (ra, rb) = rt().block_on(async {
+        let parties = async {
+            tokio::join!(
+                run_party(&spec, 0, &ia, &a, quick_timing(), |m| {
+                    let _ = tx.send(m.to_string());
+                }),
+                run_party(&spec, 1, &ib, &b, quick_timing(), |_| {})
+            )
+        };
+        let killer = async {
+            while let Some(m) = rx.recv().await {
+                if m.starts_with("server-1: computing")
+                    && let Some(rt) = own.take()
+                {
+                    rt.shutdown_background();
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            r = parties => r,
+            _ = killer => unreachable!("the killer listens until the parties end"),
+        }
+    });
+    assert!(own.is_none(), "server-1 was killed while computing");
+    for e in [expect_err(ra), expect_err(rb)] {
+        assert!(
+            e.contains("server-1") && e.contains("stopped answering") && e.contains("2 s"),
+            "{e}"
+        );
+        assert!(!e.contains("refused"), "{e}");
+    }
+    // server-0 lives on, lets go of the failed job and remembers its id.
+    for _ in 0..600 {
+        let r = status(&c.nodes[1]);
+        if r.jobs.is_empty() {
+            assert_eq!(r.remembered, 1);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server-0 still holds the failed job");
 }

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-echo "== building (release)"
-cargo build --release --quiet -p party -p server
+echo "== building (release; the first build takes several minutes, cargo shows its progress)"
+cargo build --release -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 work=$(mktemp -d)
 out="${bin%/release}/demo"

@@ -567,6 +567,24 @@ fn small() -> (JobParams, PartyData, PartyData) {
     (p, a, b)
 }
 
+type PartyResult = ppea::Result<Vec<ppea::net::party::ServerResult>>;
+
+/// Runs both parties of `spec` at once.
+fn run_both(
+    c: &Cluster,
+    spec: &JobSpec,
+    a: &PartyData,
+    b: &PartyData,
+) -> (PartyResult, PartyResult) {
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    rt().block_on(async {
+        tokio::join!(
+            run_party(spec, 0, &ia, a, T, |_| {}),
+            run_party(spec, 1, &ib, b, T, |_| {})
+        )
+    })
+}
+
 fn status(n: &Running) -> ppea::net::admin::Report {
     rt().block_on(ppea::net::admin::status(n.admin)).unwrap()
 }
@@ -651,13 +669,7 @@ fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
     assert!(heard.iter().all(|m| !m.contains("computing")), "{heard:?}");
     until(&c, "B's upload is dropped too", |r| r.jobs.is_empty());
     // Both parties together still run the job id.
-    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
-    let (ra, rb) = rt().block_on(async {
-        tokio::join!(
-            run_party(&spec, 0, &ia, &a, T, |_| {}),
-            run_party(&spec, 1, &ib, &b, T, |_| {})
-        )
-    });
+    let (ra, rb) = run_both(&c, &spec, &a, &b);
     assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
 }
 
@@ -667,18 +679,9 @@ fn a_job_id_that_ran_is_refused() {
     let c = Cluster::new("replay", 2, quick());
     let (params, a, b) = small();
     let spec = c.spec("job-replay", params);
-    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
-    let run = || {
-        rt().block_on(async {
-            tokio::join!(
-                run_party(&spec, 0, &ia, &a, T, |_| {}),
-                run_party(&spec, 1, &ib, &b, T, |_| {})
-            )
-        })
-    };
-    let (ra, rb) = run();
+    let (ra, rb) = run_both(&c, &spec, &a, &b);
     assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
-    let (ra, rb) = run();
+    let (ra, rb) = run_both(&c, &spec, &a, &b);
     for e in [expect_err(ra), expect_err(rb)] {
         assert!(
             e.contains("job \"job-replay\" already ran on this server")

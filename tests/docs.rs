@@ -80,7 +80,7 @@ fn job_file_errors_name_the_file() {
         (
             "bad-idle.toml",
             example
-                .replace("idle_timeout_secs = 15", "idle_timeout_secs = 2")
+                .replace("idle_timeout_secs = 10", "idle_timeout_secs = 2")
                 .replace("3f1c...64 hex digits...", &"ab".repeat(32)),
             "idle_timeout_secs",
         ),

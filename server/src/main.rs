@@ -41,8 +41,8 @@ enum Command {
     ///   max_message_mib = 4096          # largest single message accepted
     ///   max_jobs = 8                    # jobs held at once
     ///   wait_secs = 600                 # wait for the other party, servers, dealer
-    ///   keepalive_secs = 5              # QUIC keep-alive interval
-    ///   idle_timeout_secs = 15          # a peer silent this long counts as dead
+    ///   keepalive_secs = 3              # QUIC keep-alive interval
+    ///   idle_timeout_secs = 10          # a peer silent this long counts as dead
     ///   remember_jobs_secs = 604800     # a job id that ran is refused this long
     #[command(verbatim_doc_comment)]
     Run {

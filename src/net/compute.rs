@@ -86,34 +86,40 @@ pub(crate) async fn compute_job(
             let _ = r.control(&Outcome::Status(st.clone())).await;
         }
     }
-    for (side, (up, reply)) in parties.iter_mut().enumerate() {
-        let sent = match &result {
-            Ok(out) => {
-                let words = if side == 0 { &out.0.a } else { &out.0.b };
-                let rows = up.shares.tokens.own.len();
-                let (rows, width, words) = match up.spec.output {
-                    OutputMode::Matches => (rows, out.1, words.clone()),
-                    OutputMode::Aggregate => (1, 2, aggregate(words, rows, out.1)),
-                };
-                async {
-                    reply
-                        .control(&Outcome::Done {
-                            rows: rows as u64,
-                            width: width as u64,
-                            stats: out.2,
-                        })
-                        .await?;
-                    reply.words(&words).await
+    // Both parties at once, so a party that is slow to acknowledge does not delay the other.
+    let result = &result;
+    let answers = parties
+        .iter_mut()
+        .enumerate()
+        .map(|(side, (up, reply))| async move {
+            let sent = match result {
+                Ok(out) => {
+                    let words = if side == 0 { &out.0.a } else { &out.0.b };
+                    let rows = up.shares.tokens.own.len();
+                    let (rows, width, words) = match up.spec.output {
+                        OutputMode::Matches => (rows, out.1, words.clone()),
+                        OutputMode::Aggregate => (1, 2, aggregate(words, rows, out.1)),
+                    };
+                    async {
+                        reply
+                            .control(&Outcome::Done {
+                                rows: rows as u64,
+                                width: width as u64,
+                                stats: out.2,
+                            })
+                            .await?;
+                        reply.words(&words).await
+                    }
+                    .await
                 }
-                .await
+                Err(e) => reply.control(&Outcome::Failed(e.to_string())).await,
+            };
+            reply.finish().await;
+            if let Err(e) = sent {
+                warn!(job, party = %up.from, "could not deliver results: {e}");
             }
-            Err(e) => reply.control(&Outcome::Failed(e.to_string())).await,
-        };
-        reply.finish().await;
-        if let Err(e) = sent {
-            warn!(job, party = %up.from, "could not deliver results: {e}");
-        }
-    }
+        });
+    futures::future::join_all(answers).await;
     match result {
         Ok(out) => {
             book(jobs).count_bytes(0, out.2.bytes_sent);

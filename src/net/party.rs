@@ -141,7 +141,16 @@ pub async fn run_party(
             progress,
         )
     });
-    let results = futures::future::try_join_all(per_server).await?;
+    let results = match futures::future::try_join_all(per_server).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Say goodbye, so the servers drop this party's uploads at once rather than after
+            // their idle timeout.
+            ep.close(1u32.into(), b"party gave up");
+            let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+            return Err(e);
+        }
+    };
     if results.iter().any(|r| r.width != results[0].width) {
         return Err(Error::invalid(
             "servers returned results of different shapes",

@@ -30,4 +30,4 @@ print(f"hits1 {r['hits1']:.3f}  precision {r['precision']:.3f}  recall {r['recal
 print(f"secure decisions equal to the plaintext reference: {r['plaintext_agreement']:.3f}")
 print(f"{r['candidate_pairs']} candidate pairs scored on shares; {r['bytes_per_server'] / 1e6:.1f} MB sent per server, {r['rounds']} rounds")
 PY
-echo "== results: $out/party-a/matches.csv and $out/party-b/matches.csv (summary.json beside each)"
+echo "== results: $out/party-a/matches.csv and $out/party-b/matches.csv (summary.json and eval-dump.bin beside each)"

@@ -635,11 +635,17 @@ fn run_until_heard(
 }
 
 /// Issue 13, case 1: party A uploads and is killed while it waits; party B then starts the same
-/// job. The servers drop A's upload when A disconnects, so B is not matched against it: B is
-/// told the servers wait for party-a.
+/// job. The servers drop A's upload when A disconnects (at once if A closed its connections,
+/// when B arrives if A vanished without a word), so B is not matched against it: B is told the
+/// servers wait for party-a.
 #[test]
 fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
-    let c = Cluster::new("stale", 2, quick());
+    // A long idle timeout: a silent party must be found out by the start check, not by it.
+    let limits = Limits {
+        idle_timeout_secs: 30,
+        ..quick()
+    };
+    let c = Cluster::new("stale", 2, limits);
     let (params, a, b) = small();
     let spec = c.spec("job-stale", params);
     let heard = run_until_heard(&c, &spec, 0, &a, "waiting for party-b");
@@ -668,6 +674,41 @@ fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
     let heard = run_until_heard(&c, &spec, 1, &b, "waiting for party-a");
     assert!(heard.iter().all(|m| !m.contains("computing")), "{heard:?}");
     until(&c, "B's upload is dropped too", |r| r.jobs.is_empty());
+    // Party A again, now killed without a word (its runtime vanishes, as with kill -9): its
+    // connections look alive for the 30 s idle timeout. B comes at once; the servers find A
+    // silent when the job would start, drop its upload and tell B they wait for party-a.
+    let own = ppea::mpc::local::runtime().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (ia, spec_a, data_a) = (c.identity("party-a"), spec.clone(), a.clone());
+    let slow = Timing {
+        connect: T,
+        liveness: Liveness::from_secs(1, 30).unwrap(),
+    };
+    own.spawn(async move {
+        let note = move |m: &str| {
+            let _ = tx.send(m.to_string());
+        };
+        let _ = run_party(&spec_a, 0, &ia, &data_a, slow, note).await;
+    });
+    rt().block_on(async {
+        let mut n = 0;
+        while let Some(m) = rx.recv().await {
+            n += usize::from(m.contains("waiting for party-b"));
+            if n == spec.servers.len() {
+                break;
+            }
+        }
+    });
+    own.shutdown_background();
+    let heard = run_until_heard(&c, &spec, 1, &b, "waiting for party-a");
+    assert!(
+        heard
+            .iter()
+            .any(|m| m.contains("checking that party-a, party-b still answer")),
+        "{heard:?}"
+    );
+    assert!(heard.iter().all(|m| !m.contains("computing")), "{heard:?}");
+    until(&c, "B's upload is dropped again", |r| r.jobs.is_empty());
     // Both parties together still run the job id.
     let (ra, rb) = run_both(&c, &spec, &a, &b);
     assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());

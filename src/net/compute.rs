@@ -33,7 +33,8 @@ pub(crate) async fn compute_job(
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) -> Ended {
     let wait = Duration::from_secs(cfg.limits.wait_secs);
-    let (mut parties, stash) = match collect(jobs, job, &mut rx, wait).await {
+    let probe = cfg.liveness().unwrap_or_default().keepalive;
+    let (mut parties, stash) = match collect(jobs, job, &mut rx, wait, probe).await {
         Collected::Both(parties, stash) => (parties, stash),
         Collected::Abandoned => return Ended::Dropped,
         Collected::Failed(mut held, e) => {
@@ -150,15 +151,38 @@ async fn collect(
     job: &str,
     rx: &mut mpsc::UnboundedReceiver<Event>,
     wait: Duration,
+    probe: Duration,
 ) -> Collected {
     let mut held: [Option<Party>; 2] = [None, None];
     let mut stash: Vec<Event> = Vec::new();
     let mut deadline = tokio::time::Instant::now() + wait;
     loop {
         held = match held {
-            [Some(a), Some(b)] => {
-                stash.retain(Event::connected);
-                return Collected::Both([a, b], stash);
+            [Some(mut a), Some(mut b)] => {
+                // A party killed without a word still looks connected until the idle timeout:
+                // both must acknowledge a message now, before their uploads are used.
+                let st = Status {
+                    job: job.to_string(),
+                    phase: Phase::Starting,
+                    waiting_for: vec![a.0.from.clone(), b.0.from.clone()],
+                };
+                book(jobs).set_status(st.clone(), Instant::now());
+                let (ok_a, ok_b) = tokio::join!(
+                    answers(&a.0.conn, &mut a.1, &st, probe),
+                    answers(&b.0.conn, &mut b.1, &st, probe)
+                );
+                if ok_a && ok_b {
+                    stash.retain(Event::connected);
+                    return Collected::Both([a, b], stash);
+                }
+                for (p, ok) in [(&a, ok_a), (&b, ok_b)] {
+                    if !ok {
+                        info!(job, party = %p.0.from, "party did not answer; its upload is dropped");
+                        p.0.conn.close(SILENT_PARTY.into(), b"did not answer");
+                    }
+                }
+                // The closed connection is noticed below, as any disconnection.
+                [Some(a), Some(b)]
             }
             some => some,
         };
@@ -256,6 +280,31 @@ async fn collect(
             }
         }
     }
+}
+
+/// Application close code for a party that did not acknowledge the start of its job.
+const SILENT_PARTY: u32 = 2;
+
+/// Whether the party on `conn` acknowledges `st`, sent on its stream, within `within`. A live
+/// party's QUIC stack acknowledges within a round trip and its ack delay (25 ms).
+async fn answers(
+    conn: &quinn::Connection,
+    reply: &mut FrameSend,
+    st: &Status,
+    within: Duration,
+) -> bool {
+    let before = conn.stats().frame_rx.acks;
+    if reply.control(&Outcome::Status(st.clone())).await.is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + within;
+    while conn.close_reason().is_none() && Instant::now() < deadline {
+        if conn.stats().frame_rx.acks > before {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 /// Resolves with the side of the first of `conns` that closes; never, if there are none.

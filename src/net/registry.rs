@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 pub enum Phase {
     /// Holding uploads, waiting for the rest.
     Waiting,
+    /// Both uploads in: checking that both parties still answer.
+    Starting,
     /// Both uploads in; linking to the other servers and the dealer.
     Linking,
     /// The secure computation runs.
@@ -44,6 +46,11 @@ impl std::fmt::Display for Status {
                 f,
                 "holding this party's upload of job {:?}, waiting for {who} to upload the same \
                  job id",
+                self.job
+            ),
+            Phase::Starting => write!(
+                f,
+                "both uploads of job {:?} in, checking that {who} still answer",
                 self.job
             ),
             Phase::Linking => write!(f, "both uploads of job {:?} in, linking to {who}", self.job),
@@ -187,8 +194,7 @@ impl<E> Registry<E> {
         );
     }
 
-    /// A job's new state; the first phase after `Waiting` marks it started (its id is then
-    /// remembered).
+    /// A job's new state; linking marks it started (its id is then remembered).
     pub(crate) fn set_status(&mut self, status: Status, now: Instant) {
         let counters = &mut self.counters;
         if let Some(h) = self.held.get_mut(&status.job) {
@@ -201,7 +207,7 @@ impl<E> Registry<E> {
                 t.1 += 1;
                 h.phase_since = now;
             }
-            h.started |= status.phase != Phase::Waiting;
+            h.started |= !matches!(status.phase, Phase::Waiting | Phase::Starting);
             h.status = status;
         }
     }
@@ -333,6 +339,7 @@ impl<E> Registry<E> {
 fn phase_name(p: Phase) -> &'static str {
     match p {
         Phase::Waiting => "waiting",
+        Phase::Starting => "starting",
         Phase::Linking => "linking",
         Phase::Computing => "computing",
         Phase::Delivering => "delivering",

@@ -585,6 +585,14 @@ fn run_both(
     })
 }
 
+/// Asserts that a party heard `what` in one of its progress messages.
+fn assert_heard(heard: &[String], what: &str) {
+    assert!(
+        heard.iter().any(|m| m.contains(what)),
+        "{what:?} in {heard:?}"
+    );
+}
+
 fn status(n: &Running) -> ppea::net::admin::Report {
     rt().block_on(ppea::net::admin::status(n.admin)).unwrap()
 }
@@ -649,12 +657,7 @@ fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
     let (params, a, b) = small();
     let spec = c.spec("job-stale", params);
     let heard = run_until_heard(&c, &spec, 0, &a, "waiting for party-b");
-    assert!(
-        heard
-            .iter()
-            .any(|m| m.starts_with("server-0: holding this party's upload")),
-        "{heard:?}"
-    );
+    assert_heard(&heard, "server-0: holding this party's upload");
     // Party A is gone (its connections closed when it was dropped): every server lets go of the
     // job, which never started.
     until(&c, "the abandoned upload is dropped", |r| r.jobs.is_empty());
@@ -701,12 +704,7 @@ fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
     });
     own.shutdown_background();
     let heard = run_until_heard(&c, &spec, 1, &b, "waiting for party-a");
-    assert!(
-        heard
-            .iter()
-            .any(|m| m.contains("checking that party-a, party-b still answer")),
-        "{heard:?}"
-    );
+    assert_heard(&heard, "checking that party-a, party-b still answer");
     assert!(heard.iter().all(|m| !m.contains("computing")), "{heard:?}");
     until(&c, "B's upload is dropped again", |r| r.jobs.is_empty());
     // Both parties together still run the job id.
@@ -772,10 +770,7 @@ fn mismatched_job_ids_say_what_they_wait_for() {
         let told = format!(
             "holding this party's upload of job \"{job}\", waiting for {other} to upload the same job id"
         );
-        assert!(
-            heard.iter().any(|m| m.contains(&told)),
-            "side {side}: {heard:?}"
-        );
+        assert_heard(&heard, &told);
     }
 }
 

@@ -80,14 +80,15 @@ write_jobs() {
   done
 }
 
-# run_parties GRAPH_A GRAPH_B OUT [extra args for both]: runs both parties, fails if either does.
+# run_parties GRAPH_A GRAPH_B OUT [extra args for both]: runs both parties (`party ${party_cmd:-run}`),
+# fails if either does.
 run_parties() {
   local ga=$1 gb=$2 out=$3 p
   shift 3
   local party_pids=()
-  "$bin/party" run --job "$work/job-a.toml" --graph "$ga" --out "$out/party-a" "${args_a[@]}" "$@" 2> "$work/party-a.log" &
+  "$bin/party" "${party_cmd:-run}" --job "$work/job-a.toml" --graph "$ga" --out "$out/party-a" "${args_a[@]}" "$@" 2> "$work/party-a.log" &
   party_pids+=($!); pids+=($!)
-  "$bin/party" run --job "$work/job-b.toml" --graph "$gb" --out "$out/party-b" "${args_b[@]}" "$@" 2> "$work/party-b.log" &
+  "$bin/party" "${party_cmd:-run}" --job "$work/job-b.toml" --graph "$gb" --out "$out/party-b" "${args_b[@]}" "$@" 2> "$work/party-b.log" &
   party_pids+=($!); pids+=($!)
   for p in "${party_pids[@]}"; do wait "$p" || fail "a party exited with an error"; done
 }

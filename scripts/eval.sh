@@ -43,7 +43,7 @@ write_jobs "eval" "evaluation = true"
 args_a=(); args_b=()
 if [ "$protocol" = standard ]; then args_a=(--scope "$work/data/test-a.txt"); args_b=(--scope "$work/data/test-b.txt"); fi
 extra=()
-[ -n "$seed" ] && extra=(--eval-seed "$seed")
+[ -n "$seed" ] && { party_cmd=eval-run; extra=(--seed "$seed"); }
 echo "== running both parties ($protocol protocol)" >&2
 run_parties "$work/data/a" "$work/data/b" "$work/out" "${extra[@]}"
 t1=$(date +%s.%N)

@@ -54,7 +54,7 @@ fn secure_pipeline_equals_reference_for_2_3_4_servers() {
         assert!(r.quality.blocking_recall >= 0.95);
         assert_eq!(r.entities_a, r.quality.pairs);
         // Rounds do not depend on k; bytes per server grow with the number of peers.
-        assert_eq!(r.rounds, 120);
+        assert_eq!(r.rounds, 129); // 120 for the model + 9 for the upload range checks
         digests.push((r.decisions_digest, r.quality.hits1, r.bytes_per_server));
     }
     assert!(
@@ -208,7 +208,7 @@ fn uploads_contain_no_names_or_embeddings_in_the_clear() {
     // What the party sends: per server, its share message and the keyed tokens.
     let mut bytes = Vec::new();
     for msg in share_compressed(&data.z, 2).unwrap() {
-        match msg {
+        match &msg {
             ShareMsg::Seed { seed, .. } => bytes.extend_from_slice(&seed.0),
             ShareMsg::Explicit(v) => v.iter().for_each(|w| bytes.extend(w.to_le_bytes())),
         }

@@ -50,11 +50,27 @@ enum Command {
         /// Align only the entities listed in this file (one id per line) [default: all].
         #[arg(long)]
         scope: Option<PathBuf>,
-        /// Evaluation only: derive the blocking key and this party's row shuffle from a seed (as
-        /// `party eval --seed` does), so a networked run can be compared decision by decision
-        /// with an in-process one. Never use it for real data.
+    },
+    /// Evaluation only: one party of an evaluation job (`evaluation = true` in the job file)
+    /// over the network, like `run`, but with the blocking key and this party's row shuffle
+    /// derived from --seed (as `party eval --seed` does), so that a networked run can be
+    /// compared decision by decision with an in-process one. Refuses other job files.
+    EvalRun {
+        /// The job file (TOML); must say `evaluation = true`.
         #[arg(long)]
-        eval_seed: Option<u64>,
+        job: PathBuf,
+        /// This party's graph directory (native layout).
+        #[arg(long)]
+        graph: PathBuf,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Align only the entities listed in this file (one id per line) [default: all].
+        #[arg(long)]
+        scope: Option<PathBuf>,
+        /// Seed of the blocking key and row shuffle (the same on both parties).
+        #[arg(long)]
+        seed: u64,
     },
     /// Write a development CA and a certificate and key for each name (for local deployments;
     /// production deployments use their own CA).
@@ -179,8 +195,14 @@ fn real_main() -> Result<()> {
             graph,
             out,
             scope,
-            eval_seed,
-        } => run(&job, &graph, &out, scope.as_deref(), eval_seed),
+        } => run(&job, &graph, &out, scope.as_deref(), None),
+        Command::EvalRun {
+            job,
+            graph,
+            out,
+            scope,
+            seed,
+        } => run(&job, &graph, &out, scope.as_deref(), Some(seed)),
         Command::Certs { out, names } => {
             ppea::net::tls::write_dev_pki(&out, &names)?;
             println!(
@@ -317,6 +339,12 @@ fn run(
 ) -> Result<()> {
     let t0 = Instant::now();
     let job = PartyJob::load(job_path)?;
+    if eval_seed.is_some() && !job.evaluation {
+        bail!(
+            "{}: `party eval-run` needs an evaluation job (evaluation = true); use `party run` for real data",
+            job_path.display()
+        );
+    }
     let side = job.side_index()?;
     let identity = Identity::load(&job.identity, &job.tls)?;
     let g = Graph::load_dir(graph_dir)?;
@@ -402,12 +430,21 @@ fn run(
     let mut summary = serde_json::json!({
         "job": job.job, "side": job.side, "rows": data.rows.len(), "servers": spec.servers.len(),
         "wall_seconds": t0.elapsed().as_secs_f64(),
-        "bytes_per_server": results.iter().map(|r| r.stats.bytes_sent).max(),
-        "rounds": results.iter().map(|r| r.stats.rounds).max(),
-        "dealer_bytes": results.iter().map(|r| r.stats.bytes_from_dealer).sum::<u64>(),
         "upload_bytes": data.z.len() * 8 + 40 * (spec.servers.len() - 1)
             + 8 * spec.servers.len() * (data.tokens.own.iter().chain(&data.tokens.neighbour).map(Vec::len).sum::<usize>() + 2 * data.rows.len()),
     });
+    if job.evaluation {
+        // Servers report their traffic only in evaluation jobs (see the leakage table).
+        summary["bytes_per_server"] =
+            serde_json::json!(results.iter().map(|r| r.stats.bytes_sent).max());
+        summary["rounds"] = serde_json::json!(results.iter().map(|r| r.stats.rounds).max());
+        summary["dealer_bytes"] = serde_json::json!(
+            results
+                .iter()
+                .map(|r| r.stats.bytes_from_dealer)
+                .sum::<u64>()
+        );
+    }
     let mut files: Vec<(&str, String)> = Vec::new();
     match job.output {
         OutputMode::Aggregate => {

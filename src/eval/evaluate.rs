@@ -202,13 +202,13 @@ pub async fn servers_inprocess(
         .map(|((za, ia), (zb, ib))| {
             (
                 PartyShares {
-                    z: za.expand().0,
-                    ids: ia.expand().0,
+                    z: za.expand().into_inner(),
+                    ids: ia.expand().into_inner(),
                     tokens: ta.clone(),
                 },
                 PartyShares {
-                    z: zb.expand().0,
-                    ids: ib.expand().0,
+                    z: zb.expand().into_inner(),
+                    ids: ib.expand().into_inner(),
                     tokens: tb.clone(),
                 },
             )

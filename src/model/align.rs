@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
 use crate::model::features::{ModelParams, embed, sample_neighbours};
 use crate::model::graph::Graph;
+use crate::model::upload_check::{UploadBounds, check_uploads};
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::Correlations;
 use crate::mpc::engine::Engine;
@@ -79,42 +80,84 @@ impl JobParams {
                 self.blocking.candidates
             )));
         }
-        if self.score_bits() > 64 {
-            return Err(Error::invalid(format!(
-                "frac_bits = {} leaves no room for scores up to {:.1} in 64-bit comparisons; use at most {}",
-                self.frac_bits,
-                self.model.max_score(),
-                62u32.saturating_sub(self.spread_bits()) / 2
-            )));
-        }
         if !self.min_score.is_finite() || self.min_score.abs() > 100.0 {
             return Err(Error::invalid(format!(
                 "min_score must be within [-100, 100], got {}",
                 self.min_score
             )));
         }
+        if !self.fits_64_bits() {
+            return Err(Error::invalid(format!(
+                "frac_bits = {} leaves no room, in 64-bit arithmetic, for scores up to {:.1} with \
+                 min_score = {} and for the range check of uploads with model.dim = {}; use at most {}",
+                self.frac_bits,
+                self.model.max_score(),
+                self.min_score,
+                self.model.dim,
+                self.max_frac_bits()
+            )));
+        }
         Ok(())
     }
 
-    /// Bit width that holds every difference of ranking scores: `|2S - r| <= 3 max`, so
-    /// differences stay below `6 max * 2^(2f)`, plus sign and margin.
+    /// True when every compared value fits the comparisons and the upload range check is sound
+    /// ([`UploadBounds::sound`]) at these fractional bits.
+    fn fits_64_bits(&self) -> bool {
+        self.score_bits() <= 64 && UploadBounds::new(self).sound()
+    }
+
+    /// The most fractional bits these parameters allow.
+    pub fn max_frac_bits(&self) -> u32 {
+        (1..=62)
+            .rev()
+            .find(|&f| {
+                JobParams {
+                    frac_bits: f,
+                    ..self.clone()
+                }
+                .fits_64_bits()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Bit width of the secure comparisons: it must hold every value the job compares, at
+    /// product scale `2^(2f)`, with its sign. With `M` = [`ModelParams::max_score`], scores are
+    /// `|S| <= M` and row maxima `|r| <= M`, so ranking scores `2S - r` lie in `[-3M, 3M]` and
+    /// their differences in `[-6M, 6M]`; pair scores `2S - r_a - r_b` lie in `[-4M, 4M]` and
+    /// are compared with the threshold, so `|score - min_score| <= 4M + |min_score|`.
+    ///
+    /// [`ModelParams::max_score`]: crate::model::features::ModelParams::max_score
     pub fn compare_bits(&self) -> u32 {
         self.score_bits().min(64)
     }
 
-    /// Bits the ranking-score differences need (validation refuses parameters above 64).
+    /// Bits the compared values need (validation refuses parameters above 64).
     fn score_bits(&self) -> u32 {
         self.spread_bits() + 2 * self.frac_bits + 2
     }
 
-    /// Integer bits of the largest difference of ranking scores, `6 * max_score`.
+    /// Integer bits of the largest compared magnitude, `max(6M, 4M + |min_score|)`.
     fn spread_bits(&self) -> u32 {
-        (6.0 * self.model.max_score()).log2().ceil().max(0.0) as u32
+        let m = self.model.max_score();
+        let widest = (6.0 * m).max(4.0 * m + self.min_score.abs());
+        widest.log2().ceil().max(0.0) as u32
     }
 
     /// The threshold at product scale.
     pub fn min_score_fixed(&self) -> u64 {
         ((self.min_score * (1u64 << (2 * self.frac_bits)) as f64).round() as i64) as u64
+    }
+
+    /// An upper bound on the material words any one correlated-randomness request of a job with
+    /// `na` and `nb` rows can need (the bilinear form's masks and pair products, comparisons and
+    /// products over all candidate slots, partner-id selection). The dealer refuses requests
+    /// above it, so a server cannot make it generate more than the job's declared sizes allow.
+    pub fn max_material_words(&self, na: usize, nb: usize) -> usize {
+        let rows = na.saturating_add(nb);
+        let slots = rows.saturating_mul(self.blocking.candidates);
+        rows.saturating_mul(2 * self.model.width() + 16)
+            .saturating_add(slots.saturating_mul(20 * (ID_WORDS + 1)))
+            .saturating_add(1 << 16)
     }
 
     /// Output words per row.
@@ -124,7 +167,7 @@ impl JobParams {
 }
 
 /// What a party computed locally, in upload order.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct PartyData {
     /// Upload row -> entity index (a random permutation of the aligned entities).
     pub rows: Vec<u32>,
@@ -133,6 +176,7 @@ pub struct PartyData {
     /// Row length of `z`.
     pub width: usize,
     /// Keyed blocking tokens per row.
+    #[zeroize(skip)]
     pub tokens: Tokens,
     /// Entity ids as words, `rows x ID_WORDS` (empty unless ids are shared).
     pub ids: Vec<u64>,
@@ -226,13 +270,14 @@ pub fn prepare_party(
 }
 
 /// One server's inputs from one party.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct PartyShares {
     /// This server's share of `z`.
     pub z: Vec<u64>,
     /// This server's share of the id words (empty unless ids are shared).
     pub ids: Vec<u64>,
     /// The party's keyed tokens (the same for every server).
+    #[zeroize(skip)]
     pub tokens: Tokens,
 }
 
@@ -243,7 +288,7 @@ impl std::fmt::Debug for PartyShares {
 }
 
 /// One server's output shares: `rows x out_width` per party. `Debug` shows only sizes.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct ServerOutput {
     /// Shares for party A's rows.
     pub a: Vec<u64>,
@@ -265,13 +310,10 @@ impl std::fmt::Debug for ServerOutput {
 /// The seed that drives candidate padding: public, derived from the job id, so that every
 /// server computes the same candidate lists.
 pub fn job_seed(job_id: &str) -> Seed {
-    let mut s = [0u8; 32];
-    for (i, c) in s.chunks_exact_mut(8).enumerate() {
-        c.copy_from_slice(
-            &crate::model::features::hash64(&[b"job", job_id.as_bytes(), &[i as u8]]).to_le_bytes(),
-        );
-    }
-    Seed(s)
+    Seed(crate::mpc::digest::sha256(
+        "ppea candidate padding seed v1",
+        &[job_id.as_bytes()],
+    ))
 }
 
 /// For each A-list slot `(a, t)`, the B-list slot of the same pair, if b also lists a.
@@ -350,16 +392,32 @@ pub async fn align<T: Transport, C: Correlations>(
         cols.extend(std::iter::repeat_n(b as u32, k));
     }
     let pairs = Pairs::list(na, nb, rows, cols)?;
+    let bounds = UploadBounds::new(p);
     let req = crate::mpc::correlated::Request::Bilinear {
         d: w,
         pairs: pairs.clone(),
+        blocks: bounds.blocks.clone(),
     };
     let mat = eng.prepare(&req).await?;
     step(eng, "score material");
     let me = eng.me();
-    let form = crate::mpc::beaver::Bilinear::new(me, pa.z.clone(), pb.z.clone(), w, pairs, mat)?;
-    let s = eng.run(form).await?;
+    let form = crate::mpc::beaver::Bilinear::with_audit(
+        me,
+        pa.z.clone(),
+        pb.z.clone(),
+        w,
+        pairs,
+        bounds.audit(),
+        mat,
+    )?;
+    let out = eng.run(form).await?;
     step(eng, "scores");
+    let audit = out
+        .audit
+        .ok_or_else(|| Error::invalid("the bilinear form returned no audit"))?;
+    check_uploads(eng, &audit, &bounds, na, nb).await?;
+    step(eng, "upload range checks");
+    let s = out.scores;
 
     // 2. Row maxima (CSLS, k = 1), both sides in one tournament.
     let r = eng.max_rows(&s, k, ell).await?;
@@ -690,11 +748,18 @@ mod tests {
             e.contains("frac_bits = 30") && e.contains("use at most"),
             "{e}"
         );
+        let max = p.max_frac_bits();
+        assert!((16..30).contains(&max), "{max}");
         let ok = JobParams {
-            frac_bits: 24,
+            frac_bits: max,
             ..JobParams::default()
         };
         assert!(ok.validate().is_ok());
+        let over = JobParams {
+            frac_bits: max + 1,
+            ..JobParams::default()
+        };
+        assert!(over.validate().is_err());
     }
 
     #[test]

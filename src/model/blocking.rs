@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// The parties' shared blocking key. Never sent to servers; never printed.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct BlockingKey(pub [u8; 32]);
 
 impl fmt::Debug for BlockingKey {
@@ -62,13 +62,24 @@ impl Default for BlockingParams {
     }
 }
 
-/// Keyed tokens of the rows a party uploads: one list per row, sorted and deduplicated.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Most tokens of one kind a row may carry (parties keep the first ones in sorted order;
+/// servers refuse uploads with more).
+pub const MAX_TOKENS_PER_ROW: usize = 4096;
+
+/// Keyed tokens of the rows a party uploads: one list per row, sorted and deduplicated, at most
+/// [`MAX_TOKENS_PER_ROW`] each. `Debug` shows only sizes.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tokens {
     /// Own-name tokens per row.
     pub own: Vec<Vec<u64>>,
     /// Neighbour-name tokens per row.
     pub neighbour: Vec<Vec<u64>>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tokens(rows={}, <redacted>)", self.own.len())
+    }
 }
 
 fn keyed(key: &ring::hmac::Key, domain: u8, token: &str) -> u64 {
@@ -111,6 +122,7 @@ pub fn tokens(
             .collect();
         own.sort_unstable();
         own.dedup();
+        own.truncate(MAX_TOKENS_PER_ROW);
         let mut nb: Vec<u64> = neighbours[e]
             .iter()
             .flat_map(|&(n, _)| words(&names[n as usize]))
@@ -118,6 +130,7 @@ pub fn tokens(
             .collect();
         nb.sort_unstable();
         nb.dedup();
+        nb.truncate(MAX_TOKENS_PER_ROW);
         (own, nb)
     };
     let (own, neighbour) = rows.par_iter().map(|&e| per_row(e)).unzip();

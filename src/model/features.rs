@@ -98,6 +98,18 @@ impl ModelParams {
         2 * self.dim + self.sketch_len()
     }
 
+    /// The blocks of `z`, in order: `(length, largest norm)`: the name vector (unit norm), the
+    /// level-1 vector scaled by `sqrt(w1)`, the attention sketch scaled by `sqrt(w2)` (when
+    /// enabled). The servers check every uploaded row against these norms
+    /// (`crate::model::upload_check`).
+    pub fn blocks(&self) -> Vec<(usize, f64)> {
+        let mut b = vec![(self.dim, 1.0), (self.dim, self.neighbour_weight.sqrt())];
+        if self.sketch_len() > 0 {
+            b.push((self.sketch_len(), self.attention_weight.sqrt()));
+        }
+        b
+    }
+
     /// Upper bound on `|<z_a, z_b>|` (each block is at most unit norm).
     pub fn max_score(&self) -> f64 {
         1.0 + self.neighbour_weight

@@ -5,6 +5,8 @@
 //! * [`features`]: the party-local model (name features, relation-aware weights, level-1 sums,
 //!   the cross-graph attention sketch);
 //! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
+//! * [`upload_check`]: range checks of both uploads on shares, so that no party can steer the
+//!   other's results with vectors no graph could produce;
 //! * [`align`]: party preparation, the secure pipeline on the servers, reading results, and the
 //!   plaintext reference of the same model.
 
@@ -13,3 +15,4 @@ pub mod blocking;
 pub mod features;
 pub mod graph;
 pub mod import;
+pub mod upload_check;

@@ -15,12 +15,32 @@
 //!
 //! Results carry twice the fractional bits of the inputs; they are left untruncated so that
 //! comparisons on them are exact (see [`crate::mpc::truncate`] for bringing them back to scale).
+//!
+//! **Row audit.** The openings `E = X - A` and `F = Y - B` also let the servers check, at no
+//! extra communication, that every row is in range ([`RowAudit`]), with `X = E + A`:
+//!
+//! * *Block norms*: `sum_t X_t^2 = sum_t E_t^2 + 2 sum_t E_t A_t + sum_t A_t^2` over each block
+//!   of a row. `E` is public and `A` shared, so the first two terms are local; the dealer adds
+//!   shares of `QA = sum_t A_t^2` per row and block. In `Z_2^64` these norms can wrap for huge
+//!   entries, hence the second check.
+//! * *Random subset sums*: `sum_{t in S_j} X_t` for `j < subsets` public random subsets `S_j`
+//!   of the row positions, drawn from SHA-256 of the opened `E` and `F`, which nobody can
+//!   predict before the masks are applied. If a row has an entry `x` with `|x| > 2T`, then for
+//!   every subset the sums with and without that position differ by `x`, so at most one of the
+//!   two lies in `[-T, T]`: each subset sum is out of `[-T, T]` with probability at least 1/2,
+//!   and the row escapes all of them with probability at most `2^-subsets`.
+//!
+//! The caller compares both against public bounds on shares (see `crate::model::upload_check`);
+//! nothing is opened here beyond `E` and `F`.
 
 use crate::error::{Error, Result};
 use crate::mpc::correlated::Material;
+use crate::mpc::digest::sha256;
 use crate::mpc::pairs::Pairs;
+use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum};
 use crate::mpc::ring;
+use rayon::prelude::*;
 
 /// Element-wise products `x[i] * ys[j*n + i]` for `j < fanout`.
 pub struct Mul {
@@ -99,6 +119,44 @@ impl Protocol for Mul {
     }
 }
 
+/// What the row audit computes alongside the bilinear form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowAudit {
+    /// Lengths of consecutive blocks of a row (summing to the row length `d`).
+    pub blocks: Vec<usize>,
+    /// Random subset sums per row.
+    pub subsets: usize,
+}
+
+/// This server's shares of the audit values, for the rows of `X` then those of `Y`.
+/// `Debug` shows only sizes.
+pub struct AuditShares {
+    /// Squared norms, `(n + m) x blocks`.
+    pub norms: Vec<u64>,
+    /// Subset sums, `(n + m) x subsets`.
+    pub sums: Vec<u64>,
+}
+
+impl std::fmt::Debug for AuditShares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AuditShares(norms: {}, sums: {}, <redacted>)",
+            self.norms.len(),
+            self.sums.len()
+        )
+    }
+}
+
+/// The bilinear form's output: the pair scores, and the audit when one was asked for.
+#[derive(Debug)]
+pub struct BilinearOutput {
+    /// Shares of `<X_i, Y_j>` per pair, in pair order.
+    pub scores: Vec<u64>,
+    /// Shares of the row audit values.
+    pub audit: Option<AuditShares>,
+}
+
 /// Shares of `<X_i, Y_j>` for every pair, opening each row of `X` and `Y` once.
 pub struct Bilinear {
     me: usize,
@@ -106,12 +164,13 @@ pub struct Bilinear {
     pairs: Pairs,
     x: Vec<u64>,
     y: Vec<u64>,
-    mat: [Vec<u64>; 3],
+    mat: Vec<Vec<u64>>,
+    audit: Option<RowAudit>,
 }
 
 impl Bilinear {
     /// Prepares the form over row-major `x` (rows x d) and `y` (cols x d), with material from
-    /// `Request::Bilinear { d, pairs }`.
+    /// `Request::Bilinear { d, pairs, blocks: vec![] }`.
     pub fn new(
         me: usize,
         x: Vec<u64>,
@@ -120,7 +179,41 @@ impl Bilinear {
         pairs: Pairs,
         mat: Material,
     ) -> Result<Bilinear> {
-        let mat: [Vec<u64>; 3] = mat.into_parts()?;
+        Self::build(me, x, y, d, pairs, mat, None)
+    }
+
+    /// Like [`Bilinear::new`], also computing the row audit; the material comes from
+    /// `Request::Bilinear { d, pairs, blocks: audit.blocks }`.
+    pub fn with_audit(
+        me: usize,
+        x: Vec<u64>,
+        y: Vec<u64>,
+        d: usize,
+        pairs: Pairs,
+        audit: RowAudit,
+        mat: Material,
+    ) -> Result<Bilinear> {
+        if audit.blocks.is_empty() || audit.blocks.iter().sum::<usize>() != d {
+            return Err(Error::invalid(
+                "row audit: the blocks must cover the row exactly",
+            ));
+        }
+        Self::build(me, x, y, d, pairs, mat, Some(audit))
+    }
+
+    fn build(
+        me: usize,
+        x: Vec<u64>,
+        y: Vec<u64>,
+        d: usize,
+        pairs: Pairs,
+        mat: Material,
+        audit: Option<RowAudit>,
+    ) -> Result<Bilinear> {
+        let mat: Vec<Vec<u64>> = match &audit {
+            None => mat.into_parts::<3>()?.into(),
+            Some(_) => mat.into_parts::<5>()?.into(),
+        };
         let (n, m) = (pairs.rows(), pairs.cols());
         if x.len() != n * d || y.len() != m * d {
             return Err(Error::invalid(format!(
@@ -129,7 +222,12 @@ impl Bilinear {
                 y.len()
             )));
         }
-        if mat[0].len() != n * d || mat[1].len() != m * d || mat[2].len() != pairs.len() {
+        let nb = audit.as_ref().map_or(0, |a| a.blocks.len());
+        if mat[0].len() != n * d
+            || mat[1].len() != m * d
+            || mat[2].len() != pairs.len()
+            || (nb > 0 && (mat[3].len() != n * nb || mat[4].len() != m * nb))
+        {
             return Err(Error::invalid(
                 "bilinear form: material does not match the pairs",
             ));
@@ -141,12 +239,13 @@ impl Bilinear {
             x,
             y,
             mat,
+            audit,
         })
     }
 }
 
 impl Protocol for Bilinear {
-    type Output = Vec<u64>;
+    type Output = BilinearOutput;
 
     fn start(self) -> Result<Step<Self>> {
         let mut msg = Vec::with_capacity(self.x.len() + self.y.len());
@@ -171,7 +270,27 @@ impl Protocol for Bilinear {
         check_lengths(&incoming, (n + m) * d, "bilinear form")?;
         let opened = open_sum(&incoming);
         let (e, f) = opened.split_at(n * d);
-        let [a, b, mut z] = self.mat;
+        let mut mat = self.mat.into_iter();
+        let (a, b, mut z) = (
+            mat.next().expect("checked"),
+            mat.next().expect("checked"),
+            mat.next().expect("checked"),
+        );
+        let audit = match &self.audit {
+            None => None,
+            Some(audit) => {
+                let (qa, qb) = (mat.next().expect("checked"), mat.next().expect("checked"));
+                Some(row_audit(
+                    self.me,
+                    audit,
+                    d,
+                    &opened,
+                    [e, f],
+                    [&a, &b],
+                    [&qa, &qb],
+                ))
+            }
+        };
         let w = 2 * d;
         let mut p_rows = vec![0u64; n * w];
         for i in 0..n {
@@ -188,6 +307,74 @@ impl Protocol for Bilinear {
             q_rows[j * w + d..(j + 1) * w].copy_from_slice(&f[j * d..(j + 1) * d]);
         }
         self.pairs.accumulate_dots(&p_rows, &q_rows, w, &mut z);
-        Ok(Step::Done(z))
+        Ok(Step::Done(BilinearOutput { scores: z, audit }))
     }
+}
+
+/// The public random subsets of row positions `0..d` for the audit: `count` index lists, drawn
+/// from SHA-256 of everything opened (so fixed only after the masks were applied).
+pub fn audit_subsets(opened: &[u64], d: usize, count: usize) -> Vec<Vec<u32>> {
+    let seed = sha256("ppea row audit subsets v1", &[bytemuck::cast_slice(opened)]);
+    let mut prg = Prg::new(&Seed(seed), 0);
+    (0..count)
+        .map(|_| {
+            let bits = prg.vec(d.div_ceil(64));
+            (0..d as u32)
+                .filter(|&t| bits[t as usize / 64] >> (t % 64) & 1 == 1)
+                .collect()
+        })
+        .collect()
+}
+
+/// This server's shares of the audit values (module docs): per row of `X` then `Y`, block
+/// norms `[me = 0] sum E^2 + 2 sum E A_s + QA_s`, and subset sums `[me = 0] sum E + sum A_s`.
+fn row_audit(
+    me: usize,
+    audit: &RowAudit,
+    d: usize,
+    opened: &[u64],
+    ef: [&[u64]; 2],
+    ab: [&[u64]; 2],
+    q: [&[u64]; 2],
+) -> AuditShares {
+    let subsets = audit_subsets(opened, d, audit.subsets);
+    let nb = audit.blocks.len();
+    let mut norms = Vec::new();
+    let mut sums = Vec::new();
+    for side in 0..2 {
+        let rows = ef[side].len() / d;
+        let per_row: Vec<(Vec<u64>, Vec<u64>)> = (0..rows)
+            .into_par_iter()
+            .map(|r| {
+                let e = &ef[side][r * d..(r + 1) * d];
+                let a = &ab[side][r * d..(r + 1) * d];
+                let mut nrm = q[side][r * nb..(r + 1) * nb].to_vec();
+                let mut at = 0;
+                for (blk, &len) in audit.blocks.iter().enumerate() {
+                    let (eb, ab) = (&e[at..at + len], &a[at..at + len]);
+                    let mut v = ring::dot(eb, ab).wrapping_mul(2);
+                    if me == 0 {
+                        v = v.wrapping_add(ring::dot(eb, eb));
+                    }
+                    nrm[blk] = nrm[blk].wrapping_add(v);
+                    at += len;
+                }
+                let x: Vec<u64> = if me == 0 {
+                    e.iter().zip(a).map(|(e, a)| e.wrapping_add(*a)).collect()
+                } else {
+                    a.to_vec()
+                };
+                let s = subsets
+                    .iter()
+                    .map(|set| set.iter().fold(0u64, |s, &t| s.wrapping_add(x[t as usize])))
+                    .collect();
+                (nrm, s)
+            })
+            .collect();
+        for (nrm, s) in per_row {
+            norms.extend(nrm);
+            sums.extend(s);
+        }
+    }
+    AuditShares { norms, sums }
 }

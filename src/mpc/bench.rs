@@ -93,6 +93,7 @@ pub async fn bilinear(k: usize, n: usize, m: usize, d: usize) -> Result<Bilinear
             .prepare(&Request::Bilinear {
                 d,
                 pairs: pairs.clone(),
+                blocks: Vec::new(),
             })
             .await?;
         let prepared = Instant::now();

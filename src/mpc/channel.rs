@@ -23,8 +23,10 @@ pub trait Transport: Send {
     -> impl Future<Output = Result<Vec<Vec<u64>>>> + Send;
     /// Sends a message to the dealer.
     fn send_dealer(&mut self, payload: Vec<u64>) -> impl Future<Output = Result<()>> + Send;
-    /// Receives the next message from the dealer.
-    fn recv_dealer(&mut self) -> impl Future<Output = Result<Vec<u64>>> + Send;
+    /// Receives the next message from the dealer, which must be exactly `expected` words (a
+    /// longer announcement is refused before anything is allocated). A refusal from the dealer
+    /// is an error carrying its reason.
+    fn recv_dealer(&mut self, expected: usize) -> impl Future<Output = Result<Vec<u64>>> + Send;
 }
 
 /// The dealer's view of the network: one ordered link to each server.
@@ -33,12 +35,24 @@ pub trait DealerTransport: Send {
     fn servers(&self) -> usize;
     /// Sends a message to server `to`.
     fn send(&mut self, to: usize, payload: Vec<u64>) -> impl Future<Output = Result<()>> + Send;
-    /// Receives the next message from server `from`; `Ok(None)` when that server closed the link.
-    fn recv(&mut self, from: usize) -> impl Future<Output = Result<Option<Vec<u64>>>> + Send;
+    /// Receives the next message from server `from`, of at most `max_words` words (a longer
+    /// announcement is refused before anything is allocated); `Ok(None)` when that server
+    /// closed the link.
+    fn recv(
+        &mut self,
+        from: usize,
+        max_words: usize,
+    ) -> impl Future<Output = Result<Option<Vec<u64>>>> + Send;
+    /// Tells every server that the dealer refuses to go on, and why (best effort: a server that
+    /// has gone away is skipped).
+    fn refuse(&mut self, why: &str) -> impl Future<Output = ()> + Send;
 }
 
 type Tx = UnboundedSender<Vec<u64>>;
 type Rx = UnboundedReceiver<Vec<u64>>;
+/// Dealer to server: material, or a refusal with its reason.
+type DTx = UnboundedSender<std::result::Result<Vec<u64>, String>>;
+type DRx = UnboundedReceiver<std::result::Result<Vec<u64>, String>>;
 
 /// A server's end of an in-memory network.
 pub struct MemoryTransport {
@@ -47,12 +61,12 @@ pub struct MemoryTransport {
     to_server: Vec<Option<Tx>>,
     from_server: Vec<Option<Rx>>,
     to_dealer: Tx,
-    from_dealer: Rx,
+    from_dealer: DRx,
 }
 
 /// The dealer's end of an in-memory network.
 pub struct MemoryDealer {
-    to_server: Vec<Tx>,
+    to_server: Vec<DTx>,
     from_server: Vec<Rx>,
 }
 
@@ -133,11 +147,16 @@ impl Transport for MemoryTransport {
             .map_err(|_| closed(PeerName::Dealer))
     }
 
-    async fn recv_dealer(&mut self) -> Result<Vec<u64>> {
-        self.from_dealer
-            .recv()
-            .await
-            .ok_or(closed(PeerName::Dealer))
+    async fn recv_dealer(&mut self, expected: usize) -> Result<Vec<u64>> {
+        match self.from_dealer.recv().await {
+            None => Err(closed(PeerName::Dealer)),
+            Some(Err(why)) => Err(Error::protocol(PeerName::Dealer, format!("refused: {why}"))),
+            Some(Ok(m)) if m.len() != expected => Err(Error::protocol(
+                PeerName::Dealer,
+                format!("message of {} words, expected {expected}", m.len()),
+            )),
+            Some(Ok(m)) => Ok(m),
+        }
     }
 }
 
@@ -148,11 +167,26 @@ impl DealerTransport for MemoryDealer {
 
     async fn send(&mut self, to: usize, payload: Vec<u64>) -> Result<()> {
         self.to_server[to]
-            .send(payload)
+            .send(Ok(payload))
             .map_err(|_| closed(PeerName::Server(to)))
     }
 
-    async fn recv(&mut self, from: usize) -> Result<Option<Vec<u64>>> {
-        Ok(self.from_server[from].recv().await)
+    async fn recv(&mut self, from: usize, max_words: usize) -> Result<Option<Vec<u64>>> {
+        match self.from_server[from].recv().await {
+            Some(m) if m.len() > max_words => Err(Error::protocol(
+                PeerName::Server(from),
+                format!(
+                    "message of {} words exceeds the limit of {max_words}",
+                    m.len()
+                ),
+            )),
+            m => Ok(m),
+        }
+    }
+
+    async fn refuse(&mut self, why: &str) {
+        for tx in &self.to_server {
+            let _ = tx.send(Err(why.to_string()));
+        }
     }
 }

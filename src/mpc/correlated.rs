@@ -31,12 +31,17 @@ pub enum Request {
         /// Right factors per left value.
         fanout: usize,
     },
-    /// A bilinear-form triple: masks `A` (n x d), `B` (m x d) and `C_p = <A_i, B_j>` per pair.
+    /// A bilinear-form triple: masks `A` (n x d), `B` (m x d) and `C_p = <A_i, B_j>` per pair;
+    /// with `blocks`, also the squared norm of every block of every row of `A` and `B`
+    /// (`QA[i * blocks + b] = sum of A[i][t]^2 over block b`), for the row audit of
+    /// [`crate::mpc::beaver::Bilinear`].
     Bilinear {
         /// Row length.
         d: usize,
         /// The pairs.
         pairs: Pairs,
+        /// Lengths of consecutive blocks of a row (summing to `d`), or empty for no norms.
+        blocks: Vec<usize>,
     },
     /// Truncation masks: `r`, `r >> frac` and the top bit of `r`.
     Trunc {
@@ -59,6 +64,9 @@ pub enum Request {
         n: usize,
     },
 }
+
+/// Most norm blocks a bilinear request may name.
+pub const MAX_BLOCKS: usize = 16;
 
 /// How the shares of a component add up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +102,18 @@ impl Request {
                 comp(n * fanout, Arith, true),
                 comp(n * fanout, Arith, false),
             ],
-            Request::Bilinear { d, pairs } => vec![
-                comp(pairs.rows() * d, Arith, true),
-                comp(pairs.cols() * d, Arith, true),
-                comp(pairs.len(), Arith, false),
-            ],
+            Request::Bilinear { d, pairs, blocks } => {
+                let mut c = vec![
+                    comp(pairs.rows() * d, Arith, true),
+                    comp(pairs.cols() * d, Arith, true),
+                    comp(pairs.len(), Arith, false),
+                ];
+                if !blocks.is_empty() {
+                    c.push(comp(pairs.rows() * blocks.len(), Arith, false));
+                    c.push(comp(pairs.cols() * blocks.len(), Arith, false));
+                }
+                c
+            }
             Request::Trunc { n, .. } => vec![
                 comp(*n, Arith, true),
                 comp(*n, Arith, false),
@@ -140,6 +155,16 @@ impl Request {
                 format!("truncation must shift 1 to 62 bits, got {frac}"),
             )),
             Request::Beaver { fanout: 0, .. } => Err(Error::invalid("Beaver fanout must be >= 1")),
+            Request::Bilinear { d, blocks, .. }
+                if !blocks.is_empty()
+                    && (blocks.len() > MAX_BLOCKS
+                        || blocks.contains(&0)
+                        || blocks.iter().sum::<usize>() != *d) =>
+            {
+                Err(Error::invalid(format!(
+                    "bilinear norm blocks must be 1 to {MAX_BLOCKS} non-empty blocks summing to the row length {d}"
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -149,8 +174,9 @@ impl Request {
         let mut w = Vec::new();
         match self {
             Request::Beaver { n, fanout } => w.extend([1, *n as u64, *fanout as u64]),
-            Request::Bilinear { d, pairs } => {
-                w.extend([2, *d as u64]);
+            Request::Bilinear { d, pairs, blocks } => {
+                w.extend([2, *d as u64, blocks.len() as u64]);
+                w.extend(blocks.iter().map(|&b| b as u64));
                 pairs.encode(&mut w);
             }
             Request::Trunc { n, frac } => w.extend([3, *n as u64, *frac as u64]),
@@ -179,8 +205,13 @@ impl Request {
             ),
             Some(2) => {
                 let d = arg(1)?;
-                let (pairs, used) = Pairs::decode(&w[2..])?;
-                (Request::Bilinear { d, pairs }, 2 + used)
+                let nb = arg(2)?;
+                if nb > MAX_BLOCKS {
+                    return Err(bad("too many norm blocks"));
+                }
+                let blocks = (0..nb).map(|i| arg(3 + i)).collect::<Result<Vec<_>>>()?;
+                let (pairs, used) = Pairs::decode(&w[3 + nb..])?;
+                (Request::Bilinear { d, pairs, blocks }, 3 + nb + used)
             }
             Some(3) => (
                 Request::Trunc {
@@ -219,6 +250,7 @@ impl Request {
 
 /// One server's share of a request's material: one vector per component, in order.
 /// `Debug` shows only sizes.
+#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Material(pub Vec<Vec<u64>>);
 
 impl fmt::Debug for Material {
@@ -230,9 +262,9 @@ impl fmt::Debug for Material {
 
 impl Material {
     /// Takes the components out, checking their count.
-    pub fn into_parts<const N: usize>(self) -> Result<[Vec<u64>; N]> {
+    pub fn into_parts<const N: usize>(mut self) -> Result<[Vec<u64>; N]> {
         let got = self.0.len();
-        self.0
+        std::mem::take(&mut self.0)
             .try_into()
             .map_err(|_| Error::invalid(format!("material has {got} components, expected {N}")))
     }

@@ -8,6 +8,16 @@
 //! *corrections* that make the shares sum to them. Dealer traffic is therefore one share of the
 //! correlated components, independent of `k`.
 //!
+//! **Agreement on every request.** Corrections are safe to hand to the last server only for the
+//! request the other servers draw their shares for: corrections for a request of another kind or
+//! size are a function of the other servers' draws, and would reveal their masks (and with them,
+//! once the masked values are opened, the inputs). So every server sends the dealer, for its
+//! `t`-th request, a commitment `SHA-256(tag || t || request)` ([`request_commitment`]); the last
+//! server also sends the request itself. The dealer answers only when every commitment matches
+//! the request it received; otherwise it refuses the job ([`DealerTransport::refuse`]) and sends
+//! no material for it. A server that deviates can make the job fail, but cannot obtain
+//! corrections for anything the others did not agree to.
+//!
 //! Trust: the dealer knows all masks, so it must not collude with any server; it never sees
 //! inputs or masked values. The last server learns nothing from corrections: they are its share,
 //! uniformly distributed given everything else it holds.
@@ -15,11 +25,24 @@
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::channel::{DealerTransport, Transport};
 use crate::mpc::correlated::{Correlations, Material, Request, Sum};
+use crate::mpc::digest::{sha256, to_words};
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::{Session, blocking};
 use crate::mpc::ring;
 use crate::mpc::share::check_servers;
 use rayon::prelude::*;
+
+/// Words of a request commitment (SHA-256).
+pub const COMMITMENT_WORDS: usize = 4;
+
+/// The commitment a server sends the dealer for its `stream`-th request (encoded as words):
+/// SHA-256 over a domain tag, the stream number and the request.
+pub fn request_commitment(stream: u64, request: &[u64]) -> [u64; COMMITMENT_WORDS] {
+    to_words(&sha256(
+        "ppea dealer request v1",
+        &[&stream.to_le_bytes(), bytemuck::cast_slice(request)],
+    ))
+}
 
 /// Default ceiling on the material one request may ask for (2^31 words = 16 GiB would be absurd
 /// on any machine this runs on; 2^28 words = 2 GiB per component set).
@@ -50,10 +73,15 @@ fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u64>> {
             }
             vec![c]
         }
-        Request::Bilinear { d, pairs } => {
+        Request::Bilinear { d, pairs, blocks } => {
             let mut c = vec![0u64; pairs.len()];
             pairs.accumulate_dots(get(0), get(1), *d, &mut c);
-            vec![c]
+            let mut out = vec![c];
+            if !blocks.is_empty() {
+                out.push(ring::block_squares(get(0), *d, blocks));
+                out.push(ring::block_squares(get(1), *d, blocks));
+            }
+            out
         }
         Request::Trunc { frac, .. } => {
             let r = get(0);
@@ -116,18 +144,44 @@ impl Dealer {
         self
     }
 
+    /// The longest request message accepted: an encoded request never needs more words than
+    /// twice the material it asks for, plus a small header.
+    pub fn max_request_words(&self) -> usize {
+        self.max_words.saturating_mul(2).saturating_add(16)
+    }
+
     /// The seed message for each server (four words each), sent once at job start.
     pub fn seed_messages(&self) -> Vec<Vec<u64>> {
         self.seeds.iter().map(|s| s.to_words().to_vec()).collect()
     }
 
-    /// Answers one request from the last server with its corrections.
-    pub fn handle(&mut self, words: &[u64]) -> Result<Vec<u64>> {
+    /// Answers one request from the last server with its corrections, after checking that
+    /// every other server committed to the same request (`commitments[s]` from server `s`).
+    /// Refuses, generating nothing, when any commitment differs.
+    pub fn handle(&mut self, words: &[u64], commitments: &[Vec<u64>]) -> Result<Vec<u64>> {
         let k = self.seeds.len();
+        let stream = self.counter + 1;
+        let expected = request_commitment(stream, words);
+        if commitments.len() != k - 1 {
+            return Err(Error::invalid(format!(
+                "request {stream}: {} commitments for {} servers",
+                commitments.len(),
+                k - 1
+            )));
+        }
+        if let Some(s) = (0..k - 1).find(|&s| commitments[s] != expected) {
+            return Err(Error::protocol(
+                PeerName::Server(s),
+                format!(
+                    "its dealer request {stream} differs from the one server {} sent; \
+                     the dealer serves only requests every server agrees on",
+                    k - 1
+                ),
+            ));
+        }
         let req = Request::decode(words, self.max_words)
             .map_err(|e| Error::protocol(PeerName::Server(k - 1), e.to_string()))?;
-        self.counter += 1;
-        let stream = self.counter;
+        self.counter = stream;
         let draws: Vec<Vec<Option<Vec<u64>>>> = self
             .seeds
             .par_iter()
@@ -175,8 +229,10 @@ impl Dealer {
     /// Every server's material for one request, generated in one place: what the servers would
     /// obtain from [`DealerClient::fetch`], without a network. Used by the lock-step simulator.
     pub fn deal_all(&mut self, req: &Request) -> Result<Vec<Material>> {
-        let corr = self.handle(&req.encode())?;
         let k = self.seeds.len();
+        let words = req.encode();
+        let c = request_commitment(self.counter + 1, &words).to_vec();
+        let corr = self.handle(&words, &vec![c; k - 1])?;
         let stream = self.counter;
         let mut out = Vec::with_capacity(k);
         for (s, seed) in self.seeds.iter().enumerate() {
@@ -225,14 +281,35 @@ pub async fn serve<D: DealerTransport>(mut dealer: Dealer, net: &mut D) -> Resul
         stats.bytes_sent += 8 * msg.len() as u64;
         net.send(s, msg).await?;
     }
-    while let Some(words) = net.recv(k - 1).await? {
+    let max_request = dealer.max_request_words();
+    while let Some(words) = net.recv(k - 1, max_request).await? {
+        let mut commitments = Vec::with_capacity(k - 1);
+        for s in 0..k - 1 {
+            match net.recv(s, COMMITMENT_WORDS).await? {
+                Some(c) => commitments.push(c),
+                None => {
+                    let why = format!(
+                        "server {s} closed its dealer link while server {} asked for material",
+                        k - 1
+                    );
+                    net.refuse(&why).await;
+                    return Err(Error::protocol(PeerName::Server(s), why));
+                }
+            }
+        }
         let (d, corr) = blocking(move || {
-            let r = dealer.handle(&words);
+            let r = dealer.handle(&words, &commitments);
             (dealer, r)
         })
         .await;
         dealer = d;
-        let corr = corr?;
+        let corr = match corr {
+            Ok(c) => c,
+            Err(e) => {
+                net.refuse(&e.to_string()).await;
+                return Err(e);
+            }
+        };
         stats.bytes_sent += 8 * corr.len() as u64;
         stats.requests += 1;
         net.send(k - 1, corr).await?;
@@ -256,7 +333,7 @@ impl std::fmt::Debug for DealerClient {
 impl DealerClient {
     /// Receives this server's master seed from the dealer.
     pub async fn connect<T: Transport>(session: &mut Session<T>) -> Result<DealerClient> {
-        let w = session.recv_dealer().await?;
+        let w = session.recv_dealer(4).await?;
         let words: [u64; 4] = w.as_slice().try_into().map_err(|_| {
             Error::protocol(
                 PeerName::Dealer,
@@ -280,20 +357,18 @@ impl Correlations for DealerClient {
         self.counter += 1;
         let stream = self.counter;
         let last = session.me() + 1 == session.servers();
+        let words = req.encode();
         if last {
-            session.send_dealer(req.encode()).await?;
+            session.send_dealer(words).await?;
+        } else {
+            session
+                .send_dealer(request_commitment(stream, &words).to_vec())
+                .await?;
         }
         let (seed, r) = (self.seed.clone(), req.clone());
         let mut parts = blocking(move || draw_share(&r, &seed, stream, last)).await;
         if last {
-            let corr = session.recv_dealer().await?;
-            let expected = req.correction_words();
-            if corr.len() != expected {
-                return Err(Error::protocol(
-                    PeerName::Dealer,
-                    format!("correction of {} words, expected {expected}", corr.len()),
-                ));
-            }
+            let corr = session.recv_dealer(req.correction_words()).await?;
             fill_corrections(&mut parts, req, &corr);
         }
         Ok(Material(

@@ -125,18 +125,21 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         let req = Request::Bilinear {
             d,
             pairs: pairs.clone(),
+            blocks: Vec::new(),
         };
         let mat = self.prepare(&req).await?;
         let me = self.me();
-        self.run(Bilinear::new(
-            me,
-            x.to_vec(),
-            y.to_vec(),
-            d,
-            pairs.clone(),
-            mat,
-        )?)
-        .await
+        let out = self
+            .run(Bilinear::new(
+                me,
+                x.to_vec(),
+                y.to_vec(),
+                d,
+                pairs.clone(),
+                mat,
+            )?)
+            .await?;
+        Ok(out.scores)
     }
 
     /// Dense matrix product `x (n x d) * y (d x m)`, row-major output `n x m`.

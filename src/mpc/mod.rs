@@ -4,6 +4,9 @@
 //! * [`prg`], [`share`]: seeds, ChaCha streams, additive (PRG-compressed) sharing;
 //! * [`channel`], [`protocol`]: the sans-IO protocol model and its transports;
 //! * [`correlated`], [`dealer`]: correlated randomness behind one interface;
+//! * [`ot`]: oblivious transfer (base OT on Ristretto, IKNP extension, Gilboa products), the
+//!   foundation of dealer-free correlated randomness;
+//! * [`digest`]: SHA-256 with domain separation, for everything an adversary can feed a hash;
 //! * [`beaver`], [`truncate`], [`compare`] (with the shape of its carry tree in
 //!   [`carry_tree`]): the online protocols;
 //! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
@@ -18,9 +21,11 @@ pub mod channel;
 pub mod compare;
 pub mod correlated;
 pub mod dealer;
+pub mod digest;
 pub mod engine;
 pub mod fixed;
 pub mod local;
+pub mod ot;
 pub mod pairs;
 pub mod prg;
 pub mod protocol;

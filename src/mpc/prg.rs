@@ -15,7 +15,7 @@ use rand_core::{Rng, SeedableRng};
 use std::fmt;
 
 /// A 32-byte PRG seed. Its bytes never appear in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Seed(pub [u8; 32]);
 
 impl fmt::Debug for Seed {

@@ -129,9 +129,9 @@ impl<T: Transport> Session<T> {
         self.transport.send_dealer(payload).await
     }
 
-    /// Receives a metered message from the dealer.
-    pub async fn recv_dealer(&mut self) -> Result<Vec<u64>> {
-        let m = self.transport.recv_dealer().await?;
+    /// Receives a metered message of exactly `expected` words from the dealer.
+    pub async fn recv_dealer(&mut self, expected: usize) -> Result<Vec<u64>> {
+        let m = self.transport.recv_dealer(expected).await?;
         self.stats.bytes_from_dealer += 8 * m.len() as u64;
         Ok(m)
     }

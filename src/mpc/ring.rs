@@ -61,6 +61,21 @@ pub fn sum_all<'a>(len: usize, parts: impl IntoIterator<Item = &'a [u64]>) -> Ve
     out
 }
 
+/// Squared norms of consecutive blocks of every row: for row-major `rows` (rows x d) and block
+/// lengths summing to `d`, `out[r * blocks.len() + b]` is the sum of squares of block `b` of
+/// row `r`, in Z_2^64.
+pub fn block_squares(rows: &[u64], d: usize, blocks: &[usize]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(rows.len() / d.max(1) * blocks.len());
+    for row in rows.chunks_exact(d) {
+        let mut at = 0;
+        for &len in blocks {
+            out.push(dot(&row[at..at + len], &row[at..at + len]));
+            at += len;
+        }
+    }
+    out
+}
+
 /// Inner product `sum a[i] * b[i]` in Z_2^64.
 #[inline]
 pub fn dot(a: &[u64], b: &[u64]) -> u64 {

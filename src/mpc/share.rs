@@ -35,7 +35,7 @@ pub fn check_servers(k: usize) -> Result<()> {
 
 /// One server's additive share of a vector of ring elements. `Debug` shows only the length: a
 /// share is secret material.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Share(pub Vec<u64>);
 
 impl fmt::Debug for Share {
@@ -53,10 +53,16 @@ impl Share {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Takes the words out (the share is zeroized when dropped, so its vector cannot simply be
+    /// moved out of it).
+    pub fn into_inner(mut self) -> Vec<u64> {
+        std::mem::take(&mut self.0)
+    }
 }
 
 /// What one server receives when a vector is uploaded with PRG compression.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub enum ShareMsg {
     /// Expand this seed (stream 0) into `len` words.
     Seed {
@@ -80,10 +86,10 @@ impl fmt::Debug for ShareMsg {
 
 impl ShareMsg {
     /// The share this message stands for.
-    pub fn expand(self) -> Share {
-        match self {
-            ShareMsg::Seed { seed, len } => Share(Prg::new(&seed, 0).vec(len)),
-            ShareMsg::Explicit(v) => Share(v),
+    pub fn expand(mut self) -> Share {
+        match &mut self {
+            ShareMsg::Seed { seed, len } => Share(Prg::new(seed, 0).vec(*len)),
+            ShareMsg::Explicit(v) => Share(std::mem::take(v)),
         }
     }
 

@@ -11,9 +11,10 @@ use crate::net::daemon::{
     DISAGREE, Event, Jobs, Upload, answer_link, book, next_event, refuse_event, timed_out,
 };
 use crate::net::dial::open;
-use crate::net::job::{Ack, Hello, JobSpec, JobStats, Outcome, OutputMode};
+use crate::net::job::{Ack, DealerHello, Hello, JobSpec, JobStats, Outcome, OutputMode};
 use crate::net::quic::QuicTransport;
 use crate::net::registry::{Ended, Phase, Status};
+use crate::net::upload::upload_digest;
 use crate::net::wire::{FrameRecv, FrameSend};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -106,7 +107,13 @@ pub(crate) async fn compute_job(
                             .control(&Outcome::Done {
                                 rows: rows as u64,
                                 width: width as u64,
-                                stats: out.2,
+                                // Traffic figures depend on the candidate lists (hence on
+                                // both parties' data): only evaluation jobs report them.
+                                stats: if up.spec.params.reveal_best {
+                                    out.2
+                                } else {
+                                    JobStats::default()
+                                },
                             })
                             .await?;
                         reply.words(&words).await
@@ -242,7 +249,8 @@ async fn collect(
                 let e = timed_out(
                     wait,
                     &format!(
-                        "{who} to upload job {job:?} (check that {who} runs a job file with                          job = {job:?} and the same servers)"
+                        "{who} to upload job {job:?} (check that {who} runs a job file with job = \
+                         {job:?} and the same servers)"
                     ),
                 );
                 return Collected::Failed(held.into_iter().flatten().collect(), e);
@@ -370,8 +378,12 @@ pub(crate) async fn run_compute(
     report: &(dyn Fn(Phase, Vec<String>) + Sync),
 ) -> Result<(ServerOutput, usize, JobStats)> {
     let spec = &a.spec;
-    let digest = spec.digest();
-    if b.spec.digest() != digest {
+    let digest = spec.digest()?;
+    let uploads = [
+        upload_digest(&a.shares.tokens),
+        upload_digest(&b.shares.tokens),
+    ];
+    if b.spec.digest()? != digest {
         return Err(Error::invalid(
             "the two parties' job descriptions differ (servers, dealer, parameters or output mode)",
         ));
@@ -411,6 +423,7 @@ pub(crate) async fn run_compute(
             job: job.to_string(),
             from: me as u32,
             digest,
+            uploads,
         })
         .await?;
         match r.control::<Ack>().await? {
@@ -437,13 +450,23 @@ pub(crate) async fn run_compute(
                 from,
                 peer,
                 digest: d,
+                uploads: u,
                 mut streams,
                 conn,
             } => {
                 let bad = if from >= me || peer != names[from] {
                     Some(format!("{peer} cannot link as server {from}"))
+                } else if d != digest {
+                    Some(DISAGREE.to_string())
                 } else {
-                    (d != digest).then(|| DISAGREE.to_string())
+                    (0..2).find(|&i| u[i] != uploads[i]).map(|i| {
+                        format!(
+                            "party {} sent different uploads (row counts or tokens) to {} and {}",
+                            ["a", "b"][i],
+                            names[from],
+                            names[me]
+                        )
+                    })
                 };
                 answer_link(&mut streams, bad, PeerName::Server(from)).await?;
                 peers[from] = Some(streams);
@@ -467,12 +490,14 @@ pub(crate) async fn run_compute(
         Duration::from_secs(20),
     )
     .await?;
-    ds.control(&Hello::Dealer {
+    let (na, nb) = (a.shares.tokens.own.len(), b.shares.tokens.own.len());
+    ds.control(&Hello::Dealer(DealerHello {
         job: job.to_string(),
         server: me as u32,
-        servers: k as u32,
+        servers: names.iter().map(|n| n.to_string()).collect(),
         digest,
-    })
+        max_material_words: spec.params.max_material_words(na, nb) as u64,
+    }))
     .await?;
     match dr.control::<Ack>().await? {
         Ack::Ok => {}
@@ -491,7 +516,15 @@ pub(crate) async fn run_compute(
     params.share_partner_ids = a.spec.params.share_partner_ids && b.spec.params.share_partner_ids;
     info!(job, me, servers = k, "computing");
     report(Phase::Computing, Vec::new());
-    let (out, _) = align(&mut eng, &a.shares, &b.shares, &params, &job_seed(job)).await?;
+    let (out, _) = match align(&mut eng, &a.shares, &b.shares, &params, &job_seed(job)).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Only the last server reads the dealer's answers; when the dealer refused the job,
+            // the others see a peer vanish. Report the dealer's reason when there is one.
+            let mut t = eng.into_session().into_transport();
+            return Err(t.dealer_refusal(Duration::from_secs(1)).await.unwrap_or(e));
+        }
+    };
     let stats = eng.stats();
     info!(
         job,

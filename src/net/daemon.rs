@@ -9,7 +9,7 @@ use crate::model::blocking::Tokens;
 use crate::net::compute::compute_job;
 use crate::net::config::{Role, ServerConfig};
 use crate::net::dealer_job::dealer_job;
-use crate::net::job::{Ack, Hello, JobSpec, Outcome};
+use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome};
 use crate::net::liveness::REFUSED_IDENTITY;
 use crate::net::registry::{Admit, Ended, Phase, Registry};
 use crate::net::tls::{Identity, peer_identity};
@@ -45,15 +45,14 @@ pub(crate) enum Event {
     Link {
         from: usize,
         peer: String,
-        digest: u64,
+        digest: Digest,
+        uploads: [Digest; 2],
         streams: (FrameSend, FrameRecv),
         conn: quinn::Connection,
     },
     DealerLink {
-        server: usize,
-        servers: usize,
+        hello: DealerHello,
         peer: String,
-        digest: u64,
         streams: (FrameSend, FrameRecv),
         conn: quinn::Connection,
     },
@@ -92,7 +91,7 @@ impl Daemon {
     /// Loads the identity and starts listening.
     pub fn start(cfg: ServerConfig) -> Result<Daemon> {
         let id = Identity::load(&cfg.name, &cfg.tls)?;
-        let endpoint = id.endpoint(cfg.listen_addr()?, &cfg.liveness()?)?;
+        let endpoint = id.endpoint_with(cfg.listen_addr()?, &cfg.liveness()?)?;
         let remember = Duration::from_secs(cfg.limits.remember_jobs_secs);
         Ok(Daemon {
             admin: crate::net::admin::bind(&cfg)?,
@@ -275,30 +274,30 @@ pub(crate) async fn dispatch(
             };
             deliver(cfg, jobs, ep, &job, Event::Upload(side, Box::new(up), s)).await
         }
-        (Role::Compute, Hello::Server { job, from, digest }) => {
+        (
+            Role::Compute,
+            Hello::Server {
+                job,
+                from,
+                digest,
+                uploads,
+            },
+        ) => {
             let ev = Event::Link {
                 from: from as usize,
                 peer: peer.to_string(),
                 digest,
+                uploads,
                 streams: (s, r),
                 conn,
             };
             deliver(cfg, jobs, ep, &job, ev).await
         }
-        (
-            Role::Dealer,
-            Hello::Dealer {
-                job,
-                server,
-                servers,
-                digest,
-            },
-        ) => {
+        (Role::Dealer, Hello::Dealer(hello)) => {
+            let job = hello.job.clone();
             let ev = Event::DealerLink {
-                server: server as usize,
-                servers: servers as usize,
+                hello,
                 peer: peer.to_string(),
-                digest,
                 streams: (s, r),
                 conn,
             };

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Resolves `host:port`.
-pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr> {
+pub async fn resolve(addr: &str) -> Result<SocketAddr> {
     tokio::net::lookup_host(addr)
         .await
         .map_err(|e| Error::invalid(format!("cannot resolve {addr:?}: {e}")))?
@@ -18,7 +18,7 @@ pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr> {
 
 /// Connects to `node` (verifying that its certificate is issued for `node.name`) and opens a
 /// framed stream.
-pub(crate) async fn open(
+pub async fn open(
     ep: &quinn::Endpoint,
     node: &Node,
     peer: PeerName,

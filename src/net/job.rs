@@ -16,6 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::align::JobParams;
+use crate::mpc::digest::sha256;
 use serde::{Deserialize, Serialize};
 
 /// A named node and where it listens.
@@ -58,18 +59,35 @@ pub struct JobSpec {
 
 impl JobSpec {
     /// A digest of everything both parties and all servers must agree on (the parties' opt-ins
-    /// excluded: each party states its own).
-    pub fn digest(&self) -> u64 {
+    /// excluded: each party states its own): SHA-256 over the description's canonical encoding
+    /// (bincode 2, standard configuration: fields in declaration order, integers as varints,
+    /// floats as their IEEE bits, strings and lists length-prefixed), so two descriptions share a
+    /// digest only if they are equal.
+    pub fn digest(&self) -> Result<Digest> {
         let mut s = self.clone();
         s.params.share_partner_ids = false;
-        let bytes =
-            bincode::serde::encode_to_vec(&s, bincode::config::standard()).unwrap_or_default();
-        crate::model::features::hash64(&[b"job-spec", &bytes])
+        let bytes = bincode::serde::encode_to_vec(&s, bincode::config::standard())
+            .map_err(|e| Error::invalid(format!("cannot encode the job description: {e}")))?;
+        Ok(Digest(sha256("ppea job description v1", &[&bytes])))
     }
 
     /// Checks the description.
     pub fn validate(&self) -> Result<()> {
         crate::mpc::share::check_servers(self.servers.len())?;
+        for (i, a) in self.servers.iter().enumerate() {
+            if self.servers[..i].iter().any(|b| b.name == a.name) {
+                return Err(Error::invalid(format!(
+                    "server {:?} is listed twice; the servers of a job must be distinct",
+                    a.name
+                )));
+            }
+            if a.name == self.dealer.name {
+                return Err(Error::invalid(format!(
+                    "{:?} is listed both as a server and as the dealer",
+                    a.name
+                )));
+            }
+        }
         self.params.validate()?;
         if self.job.is_empty() || self.job.len() > 128 {
             return Err(Error::invalid("job id must be 1 to 128 characters"));
@@ -102,23 +120,40 @@ pub enum Hello {
         /// Index of the connecting server.
         from: u32,
         /// Its digest of the job description.
-        digest: u64,
+        digest: Digest,
+        /// Digests of the public part of each party's upload as this server received it (row
+        /// count and keyed tokens): a party that sends different tokens to different servers
+        /// is caught here, before inconsistent candidate lists are used.
+        uploads: [Digest; 2],
     },
-    /// A server links to the dealer for `job`.
-    Dealer {
-        /// Job id.
-        job: String,
-        /// Index of the connecting server.
-        server: u32,
-        /// Number of servers in the job.
-        servers: u32,
-        /// Its digest of the job description.
-        digest: u64,
-    },
+    /// A server links to the dealer.
+    Dealer(DealerHello),
+}
+
+/// SHA-256 digest of a job description ([`JobSpec::digest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 32]);
+
+/// What a server tells the dealer when it links for a job. The dealer serves the job only when
+/// every server sends the same description of it, and binds each index to the certificate of
+/// the server named at that index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealerHello {
+    /// Job id.
+    pub job: String,
+    /// Index of the connecting server.
+    pub server: u32,
+    /// The job's compute servers (identities), in index order.
+    pub servers: Vec<String>,
+    /// Digest of the job description.
+    pub digest: Digest,
+    /// Most words of material any one request of this job can need, derived from the job's
+    /// declared sizes; the dealer refuses larger requests.
+    pub max_material_words: u64,
 }
 
 /// Answer to a link request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ack {
     /// Accepted.
     Ok,

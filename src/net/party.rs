@@ -83,14 +83,13 @@ pub async fn upload_to(
                 width,
                 stats,
             } => {
-                let words = r.words().await?;
-                if words.len() as u64 != n.saturating_mul(width) {
-                    return Err(Error::protocol(peer, "result of the wrong size"));
-                }
+                let (rows, width) = expected_result_shape(spec, data.rows.len(), n, width)
+                    .map_err(|why| Error::protocol(peer, why))?;
+                let words = r.words_exact(rows * width).await?;
                 progress(&format!("results received from {}", node.name));
                 Ok(ServerResult {
                     words,
-                    width: width as usize,
+                    width,
                     stats,
                 })
             }
@@ -107,6 +106,38 @@ pub async fn upload_to(
         .map_err(|e| crate::net::liveness::lost(e, &conn, &who, timing.liveness.idle))
 }
 
+/// Checks a server's announced result shape against what this party's job can produce: one row
+/// per uploaded row and the job's output width (with partner ids only if this party opted in),
+/// or one row of two sums in aggregate jobs. Returns `(rows, width)`.
+fn expected_result_shape(
+    spec: &JobSpec,
+    uploaded: usize,
+    rows: u64,
+    width: u64,
+) -> std::result::Result<(usize, usize), String> {
+    let allowed: Vec<(usize, usize)> = match spec.output {
+        OutputMode::Aggregate => vec![(1, 2)],
+        OutputMode::Matches => {
+            let mut p = spec.params.clone();
+            p.share_partner_ids = false;
+            let mut v = vec![(uploaded, p.out_width())];
+            if spec.params.share_partner_ids {
+                p.share_partner_ids = true;
+                v.push((uploaded, p.out_width()));
+            }
+            v
+        }
+    };
+    allowed
+        .into_iter()
+        .find(|&(r, w)| r as u64 == rows && w as u64 == width)
+        .ok_or_else(|| {
+            format!(
+                "announced a result of {rows} rows x {width} words, which this job cannot produce"
+            )
+        })
+}
+
 /// A party's side of a job: uploads to every server, waits, and returns each server's result.
 /// Fails if any server fails; nothing partial is returned.
 pub async fn run_party(
@@ -120,7 +151,7 @@ pub async fn run_party(
     spec.validate()?;
     let timing = timing.into();
     let k = spec.servers.len();
-    let ep = identity.client_endpoint(&timing.liveness)?;
+    let ep = identity.client_endpoint_with(&timing.liveness)?;
     let z = crate::mpc::share::share_compressed(&data.z, k)?;
     let ids = if spec.params.share_partner_ids {
         Some(crate::mpc::share::share_compressed(&data.ids, k)?)

@@ -46,6 +46,15 @@ impl QuicTransport {
 }
 
 impl QuicTransport {
+    /// A refusal the dealer sent on this server's link, if one arrives within `wait` (after a
+    /// failure, to report the dealer's reason rather than its consequence).
+    pub async fn dealer_refusal(&mut self, wait: std::time::Duration) -> Option<Error> {
+        match tokio::time::timeout(wait, self.dealer.1.words_exact(0)).await {
+            Ok(Err(e)) if e.to_string().contains("refused") => Some(e),
+            _ => None,
+        }
+    }
+
     /// Finishes every stream of the job and waits until the peers have received everything.
     pub async fn shutdown(mut self) {
         let peers = self.sends.iter_mut().flatten().map(|s| s.finish());
@@ -65,7 +74,9 @@ impl Transport for QuicTransport {
     async fn exchange(&mut self, payload: Vec<u64>) -> Result<Vec<Vec<u64>>> {
         // Send to and receive from every peer concurrently, so flow control never deadlocks.
         let sends = try_join_all(self.sends.iter_mut().flatten().map(|s| s.words(&payload)));
-        let recvs = try_join_all(self.recvs.iter_mut().flatten().map(|r| r.words()));
+        // Every round is symmetric: each peer's message has the length of this server's own.
+        let n = payload.len();
+        let recvs = try_join_all(self.recvs.iter_mut().flatten().map(|r| r.words_exact(n)));
         let (_, got) = futures::future::try_join(sends, recvs).await?;
         let mut got = got.into_iter();
         let mut out = Vec::with_capacity(self.k);
@@ -84,8 +95,8 @@ impl Transport for QuicTransport {
         self.dealer.0.words(&payload).await
     }
 
-    async fn recv_dealer(&mut self) -> Result<Vec<u64>> {
-        self.dealer.1.words().await
+    async fn recv_dealer(&mut self, expected: usize) -> Result<Vec<u64>> {
+        self.dealer.1.words_exact(expected).await
     }
 }
 
@@ -110,8 +121,13 @@ impl DealerTransport for QuicDealer {
         self.links[to].0.words(&payload).await
     }
 
-    async fn recv(&mut self, from: usize) -> Result<Option<Vec<u64>>> {
+    async fn recv(&mut self, from: usize, max_words: usize) -> Result<Option<Vec<u64>>> {
         // The last server finishing its stream ends the job's dealer session.
-        self.links[from].1.next_words().await
+        self.links[from].1.next_words(max_words).await
+    }
+
+    async fn refuse(&mut self, why: &str) {
+        let all = self.links.iter_mut().map(|(s, _)| s.refuse(why));
+        futures::future::join_all(all).await;
     }
 }

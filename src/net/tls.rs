@@ -4,7 +4,11 @@
 //! Identities are DNS-style names (`server-0`, `dealer`, `party-a`) carried in the certificate's
 //! subject alternative name. After the handshake, [`peer_identity`] finds which configured name
 //! the peer's (already chain-verified) certificate is valid for; a certificate valid for none is
-//! refused.
+//! refused. A certificate must carry **exactly one** identity, a DNS name without wildcards
+//! ([`single_identity`]): a certificate valid for several names (or for `*.example`) would let
+//! one key act as several roles, for instance as two compute servers of the same job, which
+//! breaks the assumption that at least one server is independent. Such a certificate is refused
+//! when a node loads its own and when a peer presents one.
 
 use crate::error::{Error, Result};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -98,6 +102,8 @@ impl Identity {
         if roots.is_empty() {
             return Err(at(&files.ca, "no CA certificate found")(&""));
         }
+        single_identity(&certs[0])
+            .map_err(|why| tls_err(format!("{}: {why}", files.cert.display())))?;
         if cert_names(&certs[0], &[name.to_string()]).is_none() {
             return Err(tls_err(format!(
                 "{}: the certificate is not issued for {name:?} (its subject alternative names must include it)",
@@ -164,9 +170,15 @@ impl Identity {
         Ok(cc)
     }
 
+    /// A QUIC endpoint that listens on `addr` and can also connect out, with the default
+    /// liveness timers.
+    pub fn endpoint(&self, addr: std::net::SocketAddr) -> Result<quinn::Endpoint> {
+        self.endpoint_with(addr, &crate::net::liveness::Liveness::default())
+    }
+
     /// A QUIC endpoint that listens on `addr` and can also connect out, with these liveness
     /// timers on every connection.
-    pub fn endpoint(
+    pub fn endpoint_with(
         &self,
         addr: std::net::SocketAddr,
         liveness: &crate::net::liveness::Liveness,
@@ -179,8 +191,13 @@ impl Identity {
         Ok(ep)
     }
 
+    /// A client-only QUIC endpoint with the default liveness timers.
+    pub fn client_endpoint(&self) -> Result<quinn::Endpoint> {
+        self.client_endpoint_with(&crate::net::liveness::Liveness::default())
+    }
+
     /// A client-only QUIC endpoint with these liveness timers.
-    pub fn client_endpoint(
+    pub fn client_endpoint_with(
         &self,
         liveness: &crate::net::liveness::Liveness,
     ) -> Result<quinn::Endpoint> {
@@ -197,6 +214,44 @@ impl Identity {
         let mut cc = self.client_config()?;
         cc.transport_config(liveness.transport());
         Ok(cc)
+    }
+}
+
+/// The one identity a certificate carries: its subject alternative names must be exactly one
+/// DNS name, with no wildcard. Returns the name, or why the certificate is unacceptable.
+pub fn single_identity(cert: &CertificateDer<'_>) -> std::result::Result<String, String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| format!("bad subject alternative name extension: {e}"))?
+        .ok_or(
+            "the certificate has no subject alternative name; it must carry exactly one identity",
+        )?;
+    let names = &san.value.general_names;
+    match names.as_slice() {
+        [GeneralName::DNSName(n)] if !n.contains('*') => Ok(n.to_string()),
+        [GeneralName::DNSName(n)] => Err(format!(
+            "the certificate is for the wildcard name {n:?}; each node needs a certificate for \
+             exactly one identity, so that one key cannot act as several nodes"
+        )),
+        [_] => Err(
+            "the certificate's subject alternative name is not a DNS name; it must be exactly one identity such as server-0"
+                .to_string(),
+        ),
+        many => Err(format!(
+            "the certificate carries {} identities ({}); each node needs a certificate for \
+             exactly one identity, so that one key cannot act as several nodes",
+            many.len(),
+            many.iter()
+                .map(|g| match g {
+                    GeneralName::DNSName(n) => n.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 
@@ -226,6 +281,8 @@ pub fn peer_identity(conn: &quinn::Connection, allowed: &[String]) -> Result<Str
     let first = certs
         .first()
         .ok_or_else(|| tls_err("empty certificate chain"))?;
+    single_identity(first)
+        .map_err(|why| tls_err(format!("peer {} refused: {why}", conn.remote_address())))?;
     cert_names(first, allowed).ok_or_else(|| {
         tls_err(format!(
             "peer {} has a valid certificate, but for none of the configured identities {allowed:?}",
@@ -235,7 +292,7 @@ pub fn peer_identity(conn: &quinn::Connection, allowed: &[String]) -> Result<Str
 }
 
 /// Writes a development CA and one certificate and key per name into `dir` (`ca.pem`,
-/// `ca.key`, `NAME.pem`, `NAME.key`). For local deployments and tests only.
+/// `NAME.pem`, `NAME.key`; the CA key is discarded). For local deployments and tests only.
 pub fn write_dev_pki(dir: &Path, names: &[String]) -> Result<()> {
     let io = |e: std::io::Error| tls_err(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;

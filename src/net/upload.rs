@@ -3,15 +3,20 @@
 //! expects.
 
 use crate::error::{Error, PeerName, Result};
+use crate::model::blocking::{MAX_TOKENS_PER_ROW, Tokens};
+use crate::mpc::digest::sha256;
 use crate::mpc::prg::Seed;
 use crate::mpc::share::ShareMsg;
+use crate::net::job::Digest;
 use crate::net::wire::{FrameRecv, FrameSend};
 use serde::{Deserialize, Serialize};
 
-/// How a share travels. No `Debug`: the seed is secret.
+/// How a share travels (the control frame before it). No `Debug`: the seed is secret.
 #[derive(Clone, Serialize, Deserialize)]
-pub(crate) enum ShareHead {
+pub enum ShareHead {
+    /// Expand this seed into this many words.
     Seed([u8; 32], u64),
+    /// A data frame of this many words follows.
     Explicit(u64),
 }
 
@@ -31,15 +36,13 @@ pub(crate) async fn recv_share(
     peer: PeerName,
 ) -> Result<Vec<u64>> {
     let v = match r.control::<ShareHead>().await? {
-        ShareHead::Seed(seed, len) if len as usize == expected => {
-            ShareMsg::Seed {
-                seed: Seed(seed),
-                len: expected,
-            }
-            .expand()
-            .0
+        ShareHead::Seed(seed, len) if len as usize == expected => ShareMsg::Seed {
+            seed: Seed(seed),
+            len: expected,
         }
-        ShareHead::Explicit(len) if len as usize == expected => r.words().await?,
+        .expand()
+        .into_inner(),
+        ShareHead::Explicit(len) if len as usize == expected => r.words_exact(expected).await?,
         _ => {
             return Err(Error::protocol(
                 peer,
@@ -56,6 +59,17 @@ pub(crate) async fn recv_share(
     Ok(v)
 }
 
+/// SHA-256 of the public part of an upload: the row count and every row's keyed tokens.
+pub fn upload_digest(tokens: &Tokens) -> Digest {
+    let mut parts: Vec<Vec<u64>> = vec![vec![tokens.own.len() as u64]];
+    for list in [&tokens.own, &tokens.neighbour] {
+        parts.push(list.iter().map(|t| t.len() as u64).collect());
+        parts.push(list.concat());
+    }
+    let bytes: Vec<&[u8]> = parts.iter().map(|p| bytemuck::cast_slice(p)).collect();
+    Digest(sha256("ppea upload tokens v1", &bytes))
+}
+
 pub(crate) async fn send_tokens(s: &mut FrameSend, t: &[Vec<u64>]) -> Result<()> {
     s.words(&t.iter().map(|x| x.len() as u64).collect::<Vec<_>>())
         .await?;
@@ -67,18 +81,18 @@ pub(crate) async fn recv_tokens(
     rows: usize,
     peer: PeerName,
 ) -> Result<Vec<Vec<u64>>> {
-    let lens = r.words().await?;
-    let flat = r.words().await?;
-    let total: u64 = lens
-        .iter()
-        .try_fold(0u64, |s, &l| s.checked_add(l))
-        .unwrap_or(u64::MAX);
-    if lens.len() != rows || total != flat.len() as u64 {
+    let lens = r.words_exact(rows).await?;
+    if let Some(i) = lens.iter().position(|&l| l > MAX_TOKENS_PER_ROW as u64) {
         return Err(Error::protocol(
             peer,
-            "token lists do not match the declared rows",
+            format!(
+                "row {i} has {} tokens; at most {MAX_TOKENS_PER_ROW} are allowed",
+                lens[i]
+            ),
         ));
     }
+    let total: u64 = lens.iter().sum();
+    let flat = r.words_exact(total as usize).await?;
     let mut out = Vec::with_capacity(rows);
     let mut at = 0usize;
     for l in lens {

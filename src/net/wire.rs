@@ -3,8 +3,18 @@
 //! Every frame starts with a one-byte kind and a length: a **control** frame (`C`, `u32` byte
 //! length, bincode 2 payload) or a **words** frame (`W`, `u64` word count, then the words as
 //! little-endian bytes, written and read in 1 MiB chunks so no second copy of a large vector is
-//! built). Lengths are checked against the receiver's limit before anything is allocated, so a
-//! peer cannot make a node allocate more than it accepts.
+//! built).
+//!
+//! **Every reader states the size it expects.** A words frame is read with [`FrameRecv::words_exact`]
+//! (the receiver knows the length: a share of a declared upload, a result of `rows x width`, a
+//! peer's message in a same-size exchange) or [`FrameRecv::words_max`] (a bound derived from the
+//! job's declared sizes). The announced length is checked against that expectation, and against
+//! the node's configured ceiling, before anything is allocated; the buffer then grows only as
+//! data actually arrives, one chunk at a time, so a peer that announces a large length and sends
+//! nothing costs nothing.
+//!
+//! **Refusals.** In place of any frame a peer may send a [`Refusal`] control frame with its
+//! reason; a reader waiting for data returns it as an error naming the peer.
 
 use crate::error::{Error, PeerName, Result};
 use serde::{Serialize, de::DeserializeOwned};
@@ -18,6 +28,10 @@ pub const MAX_CONTROL: u32 = 16 << 20;
 fn cfg() -> bincode::config::Configuration {
     bincode::config::standard()
 }
+
+/// Sent in place of the next frame by a peer that stops, with its reason.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Refusal(pub String);
 
 /// The sending half of a framed stream.
 pub struct FrameSend {
@@ -45,6 +59,12 @@ pub fn framed(
 /// A stream error, and the connection error behind it if the whole connection ended.
 trait StreamError: std::fmt::Display {
     fn connection(&self) -> Option<&quinn::ConnectionError>;
+}
+
+impl StreamError for &str {
+    fn connection(&self) -> Option<&quinn::ConnectionError> {
+        None
+    }
 }
 
 impl StreamError for quinn::WriteError {
@@ -115,6 +135,11 @@ impl FrameSend {
         Ok(())
     }
 
+    /// Tells the peer that this node stops, and why (in place of the frame it waits for).
+    pub async fn refuse(&mut self, why: &str) -> Result<()> {
+        self.control(&Refusal(why.to_string())).await
+    }
+
     /// Names the peer in later error messages.
     pub fn set_peer(&mut self, peer: PeerName) {
         self.peer = peer;
@@ -159,6 +184,10 @@ impl FrameRecv {
     /// Receives a control message.
     pub async fn control<T: DeserializeOwned>(&mut self) -> Result<T> {
         self.kind(CONTROL).await?;
+        self.control_body().await
+    }
+
+    async fn control_body<T: DeserializeOwned>(&mut self) -> Result<T> {
         let mut len = [0u8; 4];
         self.r
             .read_exact(&mut len)
@@ -171,11 +200,18 @@ impl FrameRecv {
                 format!("control message of {len} bytes exceeds the limit of {MAX_CONTROL}"),
             ));
         }
-        let mut body = vec![0u8; len as usize];
-        self.r
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| self.lost(e))?;
+        let mut body = Vec::with_capacity((len as usize).min(1 << 16));
+        let mut left = len as usize;
+        while left > 0 {
+            let at = body.len();
+            let c = left.min(1 << 16);
+            body.resize(at + c, 0);
+            self.r
+                .read_exact(&mut body[at..])
+                .await
+                .map_err(|e| self.lost(e))?;
+            left -= c;
+        }
         let (msg, used) = bincode::serde::decode_from_slice(&body, cfg()).map_err(|e| {
             Error::protocol(self.peer, format!("control message does not decode: {e}"))
         })?;
@@ -188,13 +224,39 @@ impl FrameRecv {
         Ok(msg)
     }
 
-    /// Receives a vector of ring elements, or `None` if the peer finished the stream cleanly
-    /// before a new frame.
-    pub async fn next_words(&mut self) -> Result<Option<Vec<u64>>> {
+    /// Receives a vector of exactly `n` ring elements.
+    pub async fn words_exact(&mut self, n: usize) -> Result<Vec<u64>> {
+        self.data(n, true)
+            .await?
+            .ok_or_else(|| self.lost("the stream ended before the expected data"))
+    }
+
+    /// Receives a vector of at most `max` ring elements.
+    pub async fn words_max(&mut self, max: usize) -> Result<Vec<u64>> {
+        self.data(max, false)
+            .await?
+            .ok_or_else(|| self.lost("the stream ended before the expected data"))
+    }
+
+    /// Receives a vector of at most `max` ring elements, or `None` if the peer finished the
+    /// stream cleanly before a new frame.
+    pub async fn next_words(&mut self, max: usize) -> Result<Option<Vec<u64>>> {
+        self.data(max, false).await
+    }
+
+    /// The next data frame: exactly `n` words, or at most `n` unless `exact`. A refusal in its
+    /// place becomes an error with the peer's reason.
+    async fn data(&mut self, n: usize, exact: bool) -> Result<Option<Vec<u64>>> {
         let mut k = [0u8; 1];
         match self.r.read_exact(&mut k).await {
             Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
             Err(e) => return Err(self.lost(e)),
+            Ok(()) if k[0] == CONTROL => {
+                let Refusal(why) = self.control_body().await.map_err(|_| {
+                    Error::protocol(self.peer, "expected a data frame, received a control frame")
+                })?;
+                return Err(Error::protocol(self.peer, format!("refused: {why}")));
+            }
             Ok(()) if k[0] != WORDS => {
                 return Err(Error::protocol(
                     self.peer,
@@ -203,40 +265,41 @@ impl FrameRecv {
             }
             Ok(()) => {}
         }
-        self.words_body().await.map(Some)
-    }
-
-    /// Receives a vector of ring elements.
-    pub async fn words(&mut self) -> Result<Vec<u64>> {
-        self.kind(WORDS).await?;
-        self.words_body().await
-    }
-
-    async fn words_body(&mut self) -> Result<Vec<u64>> {
         let mut len = [0u8; 8];
         self.r
             .read_exact(&mut len)
             .await
             .map_err(|e| self.lost(e))?;
-        let n = u64::from_le_bytes(len);
-        if n.saturating_mul(8) > self.max_bytes {
+        let announced = u64::from_le_bytes(len);
+        let bytes = announced.saturating_mul(8);
+        if exact && announced != n as u64 {
+            return Err(Error::protocol(
+                self.peer,
+                format!("data message of {announced} words, expected exactly {n}"),
+            ));
+        }
+        if announced > n as u64 || bytes > self.max_bytes {
             return Err(Error::protocol(
                 self.peer,
                 format!(
-                    "data message of {} bytes exceeds the limit of {} bytes",
-                    n.saturating_mul(8),
-                    self.max_bytes
+                    "data message of {announced} words exceeds the limit of {} words",
+                    (n as u64).min(self.max_bytes / 8)
                 ),
             ));
         }
-        let mut out = vec![0u64; n as usize];
-        for chunk in out.chunks_mut(CHUNK_WORDS) {
-            let bytes: &mut [u8] = bytemuck::cast_slice_mut(chunk);
+        let mut out: Vec<u64> = Vec::with_capacity((announced as usize).min(CHUNK_WORDS));
+        let mut left = announced as usize;
+        while left > 0 {
+            let at = out.len();
+            let c = left.min(CHUNK_WORDS);
+            out.resize(at + c, 0);
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
             self.r.read_exact(bytes).await.map_err(|e| self.lost(e))?;
-            if cfg!(target_endian = "big") {
-                chunk.iter_mut().for_each(|v| *v = u64::from_le(*v));
-            }
+            left -= c;
         }
-        Ok(out)
+        if cfg!(target_endian = "big") {
+            out.iter_mut().for_each(|v| *v = u64::from_le(*v));
+        }
+        Ok(Some(out))
     }
 }

@@ -1,0 +1,155 @@
+//! Range checks of uploads on shares: a party cannot steer the other party's results by
+//! uploading vectors that no graph could produce.
+//!
+//! Every score is `<z_a, z_b>`, and every comparison after it is sized for honest vectors
+//! (blocks of norm at most 1, `sqrt(w1)`, `sqrt(w2)`: see
+//! [`ModelParams::blocks`](crate::model::features::ModelParams::blocks)). A party that uploads
+//! a row ten times too long would win every ranking it enters, and one with entries near
+//! `2^63` would make scores wrap and comparisons return garbage for the other party's rows.
+//! The servers therefore check, on shares and before anything else uses the scores, every row
+//! of both uploads with the row audit of the bilinear form ([`crate::mpc::beaver`]):
+//!
+//! 1. **Entry bound**: each of [`AUDIT_SUBSETS`] public random subset sums of the row lies in
+//!    `[-T, T]`, where `T` bounds the L1 norm of an honest row (`2^f sum_b sqrt(d_b) n_b`
+//!    plus rounding). A row with any entry larger than `2T` in magnitude fails each subset
+//!    with probability at least 1/2, so it passes all of them with probability at most
+//!    `2^-40`.
+//! 2. **Block norms**: the squared norm of each block is at most `(n_b 2^f + sqrt(d_b) / 2)^2`
+//!    (the honest bound, with fixed-point rounding). With entries at most `2T`, a block's
+//!    squared norm is below `d_b (2T)^2 < 2^62`, so it cannot wrap in `Z_2^64` (validation
+//!    refuses parameters where it could: [`UploadBounds::sound`]).
+//!
+//! With both, every score involving the row is at most the honest maximum, and every value the
+//! job compares stays inside the comparison width, whatever the party uploaded. The servers open
+//! only the number of failed checks per party (zero for an honest party). What a party can still
+//! do is upload any *valid* vectors, for example a copy of a name it hopes to find: that is
+//! choosing one's input, which no protocol prevents (see the threat model in `docs/design.md`).
+
+use crate::error::{Error, Result};
+use crate::model::align::JobParams;
+use crate::mpc::beaver::{AuditShares, RowAudit};
+use crate::mpc::channel::Transport;
+use crate::mpc::correlated::Correlations;
+use crate::mpc::engine::Engine;
+
+/// Random subset sums per row: statistical soundness `2^-40` per job.
+pub const AUDIT_SUBSETS: usize = 40;
+
+/// The public bounds a job's uploads are checked against, at the job's fixed-point scale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadBounds {
+    /// Block lengths of a row.
+    pub blocks: Vec<usize>,
+    /// Largest squared norm of each block, at scale `2^(2f)`.
+    pub norms: Vec<u64>,
+    /// Largest magnitude of a subset sum of a row, at scale `2^f`.
+    pub sum: u64,
+}
+
+impl UploadBounds {
+    /// The bounds for `p`.
+    pub fn new(p: &JobParams) -> UploadBounds {
+        let scale = (1u64 << p.frac_bits) as f64;
+        let blocks = p.model.blocks();
+        let norms = blocks
+            .iter()
+            .map(|&(d, n)| {
+                let r = n * scale + (d as f64).sqrt() / 2.0;
+                (r * r).ceil() as u64
+            })
+            .collect();
+        let l1: f64 = blocks
+            .iter()
+            .map(|&(d, n)| n * scale * (d as f64).sqrt() + d as f64 / 2.0)
+            .sum();
+        UploadBounds {
+            blocks: blocks.iter().map(|b| b.0).collect(),
+            norms,
+            sum: l1.ceil() as u64 + 1,
+        }
+    }
+
+    /// True when the checks are sound for these sizes: a block of entries up to `2T` has a
+    /// squared norm below `2^62`, so norms computed in `Z_2^64` are exact.
+    pub fn sound(&self) -> bool {
+        let entry = 2.0 * self.sum as f64;
+        self.blocks
+            .iter()
+            .all(|&d| (d as f64) * entry * entry < (1u64 << 62) as f64)
+    }
+
+    /// The audit the bilinear form computes for these bounds.
+    pub fn audit(&self) -> RowAudit {
+        RowAudit {
+            blocks: self.blocks.clone(),
+            subsets: AUDIT_SUBSETS,
+        }
+    }
+
+    /// The plaintext version of the checks on one row (for tests and references): every entry
+    /// and every block norm within the bounds.
+    pub fn row_in_range(&self, row: &[u64]) -> bool {
+        let mut at = 0;
+        self.blocks.iter().zip(&self.norms).all(|(&d, &bound)| {
+            let b = &row[at..at + d];
+            at += d;
+            let norm: i128 = b.iter().map(|&v| (v as i64 as i128).pow(2)).sum();
+            norm <= bound as i128
+        }) && row.iter().map(|&v| (v as i64).unsigned_abs()).sum::<u64>() <= self.sum
+    }
+}
+
+/// Compares every row's audit values with the bounds on shares and opens only the number of
+/// failed checks per party. `na` rows of party A come first, then party B's. Fails the job,
+/// naming the party, when any check fails.
+pub async fn check_uploads<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    audit: &AuditShares,
+    bounds: &UploadBounds,
+    na: usize,
+    nb: usize,
+) -> Result<()> {
+    let me = eng.me();
+    let nbk = bounds.blocks.len();
+    let rows = na + nb;
+    if audit.norms.len() != rows * nbk || audit.sums.len() != rows * AUDIT_SUBSETS {
+        return Err(Error::invalid("upload check: audit sizes do not match"));
+    }
+    let public = |v: u64| if me == 0 { v } else { 0 };
+    // Norms: N - bound - 1 < 0 passes. Sums: T - v < 0 or v + T < 0 fails.
+    let mut vals = Vec::with_capacity(rows * (nbk + 2 * AUDIT_SUBSETS));
+    for (i, n) in audit.norms.iter().enumerate() {
+        vals.push(n.wrapping_sub(public(bounds.norms[i % nbk] + 1)));
+    }
+    for v in &audit.sums {
+        vals.push(public(bounds.sum).wrapping_sub(*v));
+    }
+    for v in &audit.sums {
+        vals.push(v.wrapping_add(public(bounds.sum)));
+    }
+    let bits = eng.ltz(&vals, 64).await?;
+    let (norm_bits, sum_bits) = bits.split_at(rows * nbk);
+    let mut fails = [0u64; 2];
+    for (i, b) in norm_bits.iter().enumerate() {
+        let side = usize::from(i / nbk >= na);
+        fails[side] = fails[side].wrapping_add(public(1)).wrapping_sub(*b);
+    }
+    let per_copy = rows * AUDIT_SUBSETS;
+    for (i, b) in sum_bits.iter().enumerate() {
+        let side = usize::from((i % per_copy) / AUDIT_SUBSETS >= na);
+        fails[side] = fails[side].wrapping_add(*b);
+    }
+    let opened = eng.open(&fails).await?;
+    for (side, &f) in opened.iter().enumerate() {
+        if f != 0 {
+            return Err(Error::invalid(format!(
+                "party {}'s upload is out of range ({f} failed range checks): every row must be \
+                 a vector the model can produce (blocks of norm at most 1, sqrt(neighbour_weight) \
+                 and sqrt(attention_weight)); the job is refused so that no party can steer the \
+                 other's results",
+                ["a", "b"][side]
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! Oblivious transfer: the building block of dealer-free correlated randomness.
+//!
+//! In a 1-out-of-2 OT a *sender* holds two messages `(m0, m1)` and a *receiver* a choice bit `c`;
+//! the receiver learns `m_c` and nothing about `m_{1-c}`, the sender learns nothing about `c`.
+//! Between any two compute servers, OT turns each server's own random shares into shares of
+//! products (Gilboa), so the servers can make the dealer's material themselves.
+//!
+//! * [`base`]: a few hundred OTs from public-key operations on Ristretto (Chou-Orlandi "simplest
+//!   OT", semi-honest form);
+//! * [`extension`]: millions of random OTs from 128 base OTs and symmetric crypto (IKNP),
+//!   correlated OTs, and Gilboa products of 64-bit values.
+//!
+//! Every protocol here is sans-IO: each party is a chain of states, each consumed by the next
+//! message and producing the message to send (as `u64` words), so illegal orders do not
+//! compile and the same code runs over any channel.
+
+pub mod base;
+pub mod extension;
+
+/// A 32-byte OT key (a hash output). `Debug` is redacted; zeroized on drop.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct Key(pub [u8; 32]);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+/// 64 fresh bytes from the operating system's CSPRNG.
+pub(crate) fn os_bytes64() -> [u8; 64] {
+    let mut b = [0u8; 64];
+    getrandom::fill(&mut b).expect("the operating system's random source is available");
+    b
+}

@@ -1,0 +1,805 @@
+//! Attacks, played by an adversary against honest processes. The rule they check: **a server,
+//! the dealer or a party that deviates may make a job fail, but must never learn more than by
+//! following the protocol**, and honest processes keep serving. Each test either shows that
+//! the job fails cleanly with a message saying what happened, or that the adversary's view is
+//! what an honest run would give it.
+
+mod common;
+use common::cluster::{Cluster, NAMES, T, files, prepare, rt, start};
+use ppea::net::config::Role;
+
+use ppea::error::PeerName;
+use ppea::eval::evaluate::{EvalProtocol, servers_inprocess};
+use ppea::model::align::{JobParams, PartyData, finish_party, reference};
+use ppea::model::blocking::{Tokens, candidates};
+use ppea::mpc::channel::memory_network;
+use ppea::mpc::correlated::{Correlations, Request};
+use ppea::mpc::dealer::{Dealer, DealerClient, serve};
+use ppea::mpc::pairs::Pairs;
+use ppea::mpc::prg::Prg;
+use ppea::mpc::protocol::Session;
+use ppea::mpc::share::share_compressed;
+use ppea::net::config::Limits;
+use ppea::net::dial::open;
+use ppea::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, JobStats, Outcome};
+use ppea::net::party::{run_party, upload_to};
+use ppea::net::tls::{Identity, write_dev_pki};
+use ppea::net::upload::ShareHead;
+use rustls_pki_types::pem::PemObject;
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// A compute server that asks the dealer for other material than the other servers draw.
+// ---------------------------------------------------------------------------------------------
+
+/// The attack from the security review: the last server sends the dealer a request of another
+/// kind or size than the one the other servers draw their masks for on the same stream. Served,
+/// the corrections would reveal the other servers' masks, and with the honest openings both
+/// parties' inputs. The dealer must refuse, sending no material, and say which server differs.
+#[test]
+fn the_dealer_serves_only_requests_every_server_committed_to() {
+    let (n, m, d) = (6, 5, 8);
+    let honest = Request::Bilinear {
+        d,
+        pairs: Pairs::dense(n, m),
+        blocks: Vec::new(),
+    };
+    let swaps = [
+        // The reported attack: bits as many as the masks' words, one correction each.
+        Request::B2a { n: (n + m) * d },
+        // Same kind, other pairs.
+        Request::Bilinear {
+            d,
+            pairs: Pairs::dense(n, m - 1),
+            blocks: Vec::new(),
+        },
+        // Same material size, other kind.
+        Request::Beaver {
+            n: n * d,
+            fanout: 1,
+        },
+    ];
+    for k in [2, 3] {
+        for swap in &swaps {
+            let (attacker_got, dealer) = rt().block_on(swapped_request(k, &honest, swap));
+            let e = attacker_got.expect_err("the attacker must get no material");
+            assert!(e.to_string().contains("refused"), "k = {k}, {swap:?}: {e}");
+            let e = dealer
+                .expect_err("the dealer must refuse the job")
+                .to_string();
+            assert!(
+                e.contains("differs") && e.contains("server 0"),
+                "k = {k}, {swap:?}: {e}"
+            );
+        }
+        // Control: the same harness with the honest request gets its material.
+        let (got, dealer) = rt().block_on(swapped_request(k, &honest, &honest));
+        assert_eq!(got.unwrap().len(), honest.correction_words());
+        assert_eq!(dealer.unwrap().requests, 1);
+    }
+}
+
+/// Servers `0..k-1` fetch `honest` as the protocol says; the last server sends `swap` and reads
+/// the answer. Returns what the last server received and the dealer's result.
+async fn swapped_request(
+    k: usize,
+    honest: &Request,
+    swap: &Request,
+) -> (
+    ppea::Result<Vec<u64>>,
+    ppea::Result<ppea::mpc::dealer::DealerStats>,
+) {
+    let (transports, mut dnet) = memory_network(k);
+    let dealer = tokio::spawn(async move { serve(Dealer::new(k)?, &mut dnet).await });
+    let mut sessions = Vec::new();
+    let mut got = None;
+    for t in transports {
+        let mut session = Session::new(t);
+        let mut client = DealerClient::connect(&mut session).await.unwrap();
+        if session.me() + 1 < k {
+            client.fetch(&mut session, honest).await.unwrap();
+        } else {
+            session.send_dealer(swap.encode()).await.unwrap();
+            got = Some(session.recv_dealer(swap.correction_words()).await);
+        }
+        sessions.push(session);
+    }
+    // Every server is done with the dealer: closing the links ends its session.
+    drop(sessions);
+    let dealer = dealer.await.unwrap();
+    (got.unwrap(), dealer)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A compute server that lies to the dealer about who it is or what the job is.
+// ---------------------------------------------------------------------------------------------
+
+/// What a server sends the dealer for `job` of a 2-server cluster.
+fn dealer_hello(job: &str, server: u32, digest: [u8; 32]) -> DealerHello {
+    DealerHello {
+        job: job.into(),
+        server,
+        servers: vec!["server-0".into(), "server-1".into()],
+        digest: Digest(digest),
+        max_material_words: 1 << 20,
+    }
+}
+
+/// Links to the dealer with `as_identity`'s certificate and sends `hello`; the dealer's answer.
+fn link_to_dealer(c: &Cluster, as_identity: &str, hello: &DealerHello) -> Ack {
+    let id = c.identity(as_identity);
+    let dealer = c.nodes[0].node.clone();
+    rt().block_on(async {
+        let ep = id.client_endpoint().unwrap();
+        let (_conn, mut s, mut r) = open(&ep, &dealer, PeerName::Dealer, 1 << 20, T)
+            .await
+            .unwrap();
+        s.control(&Hello::Dealer(hello.clone())).await.unwrap();
+        let ack = r.control::<Ack>().await.unwrap();
+        ep.close(0u32.into(), b"done");
+        ack
+    })
+}
+
+fn refused(ack: Ack) -> String {
+    match ack {
+        Ack::Refused(why) => why,
+        Ack::Ok => panic!("the dealer accepted a forged link"),
+    }
+}
+
+/// A server that claims another server's index would receive that server's seed, hence its
+/// masks. The dealer binds every index to the certificate named at it, accepts each index
+/// once, and serves only servers it is configured to trust; honest jobs still run afterwards.
+#[test]
+fn the_dealer_binds_each_index_to_its_certificate() {
+    let c = Cluster::new("attack-index", 2, Limits::default());
+    // server-1 claims index 0.
+    let why = refused(link_to_dealer(
+        &c,
+        "server-1",
+        &dealer_hello("forged-index", 0, [1; 32]),
+    ));
+    assert!(why.contains("cannot link as server 0"), "{why}");
+    // server-1 names a server list in which it stands at index 0.
+    let mut h = dealer_hello("forged-list", 0, [1; 32]);
+    h.servers = vec!["server-1".into(), "server-0".into()];
+    assert_eq!(link_to_dealer(&c, "server-1", &h), Ack::Ok);
+    // ... but the real server-0 then describes the job differently: refused.
+    let mut h0 = dealer_hello("forged-list", 0, [1; 32]);
+    h0.servers = vec!["server-0".into(), "server-1".into()];
+    let why = refused(link_to_dealer(&c, "server-0", &h0));
+    assert!(why.contains("disagree"), "{why}");
+    // A list naming a server the dealer does not trust.
+    let mut h = dealer_hello("untrusted", 1, [1; 32]);
+    h.servers = vec!["server-0".into(), "party-c".into()];
+    let why = refused(link_to_dealer(&c, "server-0", &h));
+    assert!(why.contains("does not trust"), "{why}");
+    // The same index twice.
+    assert_eq!(
+        link_to_dealer(&c, "server-1", &dealer_hello("twice", 1, [2; 32])),
+        Ack::Ok
+    );
+    let why = refused(link_to_dealer(
+        &c,
+        "server-1",
+        &dealer_hello("twice", 1, [2; 32]),
+    ));
+    assert!(why.contains("already linked"), "{why}");
+    c.still_serves("after-forged-indices");
+}
+
+/// Two servers that describe the job differently (digest or size bound) are refused by the
+/// dealer before any seed is sent.
+#[test]
+fn the_dealer_refuses_servers_that_disagree_on_the_job() {
+    let c = Cluster::new("attack-disagree", 2, Limits::default());
+    assert_eq!(
+        link_to_dealer(&c, "server-0", &dealer_hello("digest", 0, [3; 32])),
+        Ack::Ok
+    );
+    let why = refused(link_to_dealer(
+        &c,
+        "server-1",
+        &dealer_hello("digest", 1, [4; 32]),
+    ));
+    assert!(why.contains("disagree"), "{why}");
+    assert_eq!(
+        link_to_dealer(&c, "server-0", &dealer_hello("sizes", 0, [3; 32])),
+        Ack::Ok
+    );
+    let mut h = dealer_hello("sizes", 1, [3; 32]);
+    h.max_material_words = 1 << 40;
+    let why = refused(link_to_dealer(&c, "server-1", &h));
+    assert!(why.contains("sizes"), "{why}");
+    c.still_serves("after-disagreement");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Job descriptions: agreement by SHA-256 over a canonical encoding.
+// ---------------------------------------------------------------------------------------------
+
+/// The digest parties and servers compare is SHA-256 of the description's bincode encoding
+/// (with the per-party opt-in cleared), and changing any agreed field changes it.
+#[test]
+fn job_digests_are_sha256_and_cover_every_field() {
+    let c = Cluster::new("attack-digest", 2, Limits::default());
+    let base = c.spec("digest-job", JobParams::default());
+    let d = base.digest().unwrap();
+    let bytes = bincode::serde::encode_to_vec(&base, bincode::config::standard()).unwrap();
+    assert_eq!(
+        d.0,
+        ppea::mpc::digest::sha256("ppea job description v1", &[&bytes])
+    );
+    let mut variants: Vec<JobSpec> = Vec::new();
+    let mut v = base.clone();
+    v.job.push('x');
+    variants.push(v);
+    let mut v = base.clone();
+    v.parties.swap(0, 1);
+    variants.push(v);
+    let mut v = base.clone();
+    v.servers.swap(0, 1);
+    variants.push(v);
+    let mut v = base.clone();
+    v.dealer.addr = "127.0.0.1:1".into();
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.min_score += 1e-9;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.model.dim += 1;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.blocking.candidates -= 1;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.reveal_best = true;
+    variants.push(v);
+    let mut v = base.clone();
+    v.output = ppea::net::job::OutputMode::Aggregate;
+    variants.push(v);
+    for v in &variants {
+        assert_ne!(v.digest().unwrap(), d, "{v:?}");
+    }
+    // The party's own opt-in is not part of the agreement.
+    let mut v = base.clone();
+    v.params.share_partner_ids = true;
+    assert_eq!(v.digest().unwrap(), d);
+}
+
+/// Parties whose descriptions differ in one parameter: both jobs fail with a message saying so,
+/// and the servers keep serving.
+#[test]
+fn a_changed_job_description_fails_the_job_for_both_parties() {
+    let c = Cluster::new("attack-changed", 2, Limits::default());
+    let spec = c.spec("changed", JobParams::default());
+    let mut other = spec.clone();
+    other.params.min_score = 0.9;
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let (ra, rb) = rt().block_on(async {
+        tokio::join!(
+            run_party(&spec, 0, &ia, &a, T, |_| {}),
+            run_party(&other, 1, &ib, &b, T, |_| {})
+        )
+    });
+    for r in [ra, rb] {
+        let e = r.expect_err("the job must fail").to_string();
+        assert!(e.contains("descriptions differ"), "{e}");
+    }
+    c.still_serves("after-changed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peers that announce huge lengths.
+// ---------------------------------------------------------------------------------------------
+
+/// Writes a raw frame header: kind `W` and a word count, with no data behind it.
+async fn raw_words_header(s: &mut quinn::SendStream, words: u64) {
+    let mut head = vec![b'W'];
+    head.extend_from_slice(&words.to_le_bytes());
+    s.write_all(&head).await.unwrap();
+}
+
+/// Writes a raw control frame.
+async fn raw_control<M: serde::Serialize>(s: &mut quinn::SendStream, msg: &M) {
+    let body = bincode::serde::encode_to_vec(msg, bincode::config::standard()).unwrap();
+    let mut head = vec![b'C'];
+    head.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    s.write_all(&head).await.unwrap();
+    s.write_all(&body).await.unwrap();
+}
+
+/// A party that announces a share of 2^61 words (after a valid header), or 5,000 tokens per
+/// row, gets a clear refusal without the server allocating it, and the server keeps serving.
+#[test]
+fn a_server_refuses_huge_announced_uploads_without_allocating() {
+    let c = Cluster::new("attack-huge-upload", 2, Limits::default());
+    let spec = c.spec("huge-upload", JobParams::default());
+    let rows = 10u64;
+    let width = spec.params.model.width() as u64;
+    for case in ["share", "tokens"] {
+        let id = c.identity("party-a");
+        let server = c.nodes[1].node.clone();
+        let spec = spec.clone();
+        let answer = rt().block_on(async move {
+            let ep = id.client_endpoint().unwrap();
+            let addr = ppea::net::dial::resolve(&server.addr).await.unwrap();
+            let conn = ep.connect(addr, &server.name).unwrap().await.unwrap();
+            let (mut s, r) = conn.open_bi().await.unwrap();
+            let hello = Hello::Upload {
+                spec: Box::new(spec),
+                side: 0,
+                rows,
+            };
+            raw_control(&mut s, &hello).await;
+            if case == "share" {
+                raw_control(&mut s, &ShareHead::Explicit(rows * width)).await;
+                raw_words_header(&mut s, 1 << 61).await;
+            } else {
+                raw_control(&mut s, &ShareHead::Seed([9; 32], rows * width)).await;
+                raw_words_header(&mut s, rows).await;
+                let lens: Vec<u8> = (0..rows).flat_map(|_| 5000u64.to_le_bytes()).collect();
+                s.write_all(&lens).await.unwrap();
+            }
+            let (_, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
+            let answer = tokio::time::timeout(Duration::from_secs(10), r.control::<Outcome>())
+                .await
+                .expect("the server answers at once")
+                .unwrap();
+            ep.close(0u32.into(), b"done");
+            answer
+        });
+        match answer {
+            Outcome::Failed(why) if case == "share" => {
+                assert!(why.contains("expected exactly"), "{why}")
+            }
+            Outcome::Failed(why) => assert!(why.contains("at most 4096"), "{why}"),
+            Outcome::Done { .. } | Outcome::Status(_) => {
+                panic!("the server accepted a forged upload")
+            }
+        }
+    }
+    c.still_serves("after-huge-upload");
+}
+
+/// Fake compute servers (holding real server certificates) that announce a result far larger
+/// than the party's job can produce, or a data frame of 2^61 words: the party refuses both
+/// with a message naming the server, without allocating.
+#[test]
+fn a_party_refuses_huge_announced_results_without_allocating() {
+    for case in ["shape", "frame"] {
+        let dir = common::TempDir::new(&format!("attack-huge-result-{case}"));
+        write_dev_pki(
+            &dir.0,
+            &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let _guard = rt().enter();
+        let mut nodes = Vec::new();
+        for i in 0..2 {
+            let name = format!("server-{i}");
+            let id = Identity::load(&name, &files(&dir.0, &name)).unwrap();
+            let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+            nodes.push(ppea::net::job::Node {
+                name,
+                addr: ep.local_addr().unwrap().to_string(),
+            });
+            rt().spawn(fake_server(ep, case));
+        }
+        let spec = JobSpec {
+            job: "huge-result".into(),
+            parties: ["party-a".into(), "party-b".into()],
+            servers: nodes,
+            dealer: ppea::net::job::Node {
+                name: "dealer".into(),
+                addr: "127.0.0.1:9".into(),
+            },
+            params: JobParams::default(),
+            output: ppea::net::job::OutputMode::Matches,
+        };
+        let (a, _) = prepare(EvalProtocol::Standard, &spec.params);
+        let ia = Identity::load("party-a", &files(&dir.0, "party-a")).unwrap();
+        let e = rt()
+            .block_on(run_party(&spec, 0, &ia, &a, T, |_| {}))
+            .expect_err("the party must refuse the result")
+            .to_string();
+        let want = if case == "shape" {
+            "cannot produce"
+        } else {
+            "expected exactly"
+        };
+        assert!(e.contains(want) && e.contains("server"), "{case}: {e}");
+    }
+}
+
+/// Reads one raw control frame.
+async fn read_control<M: serde::de::DeserializeOwned>(r: &mut quinn::RecvStream) -> Option<M> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).await.ok()?;
+    let mut body = vec![0u8; u32::from_le_bytes(head[1..].try_into().ok()?) as usize];
+    r.read_exact(&mut body).await.ok()?;
+    bincode::serde::decode_from_slice(&body, bincode::config::standard())
+        .ok()
+        .map(|(m, _)| m)
+}
+
+/// Accepts one party, reads its greeting and answers with an oversized result: an impossible
+/// shape, or the right shape followed by a data frame announcing 2^61 words.
+async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
+    let Some(inc) = ep.accept().await else { return };
+    let Ok(conn) = inc.await else { return };
+    let Ok((mut s, mut r)) = conn.accept_bi().await else {
+        return;
+    };
+    let Some(Hello::Upload { rows, spec, .. }) = read_control::<Hello>(&mut r).await else {
+        return;
+    };
+    let (rows, width) = if case == "shape" {
+        (1 << 40, 1 << 20)
+    } else {
+        (rows, spec.params.out_width() as u64)
+    };
+    let done = Outcome::Done {
+        rows,
+        width,
+        stats: JobStats::default(),
+    };
+    raw_control(&mut s, &done).await;
+    if case == "frame" {
+        raw_words_header(&mut s, 1 << 61).await;
+    }
+    // Hold the connection until the party has given up.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    drop(conn);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A party that uploads vectors no graph could produce.
+// ---------------------------------------------------------------------------------------------
+
+/// Runs the servers' part in-process on the two parties' data; the job's error, if any.
+fn run_inprocess(a: &PartyData, b: &PartyData, p: &JobParams) -> ppea::Result<()> {
+    let up = |d: &PartyData| -> (Vec<_>, Vec<_>, Tokens) {
+        (
+            share_compressed(&d.z, 2).unwrap(),
+            share_compressed(&d.ids, 2).unwrap(),
+            d.tokens.clone(),
+        )
+    };
+    rt().block_on(servers_inprocess(2, [up(a), up(b)], p, "range"))
+        .map(|_| ())
+}
+
+/// A party that scales its rows (to win every ranking it enters) or plants one huge entry (to
+/// make scores wrap; `2^32` squares to 0 in `Z_2^64`, so the norm alone cannot see it) fails
+/// the job for both parties with a message naming it. Honest uploads pass.
+#[test]
+fn an_out_of_range_upload_fails_the_job_naming_the_party() {
+    let p = JobParams::default();
+    let (a, b) = prepare(EvalProtocol::Standard, &p);
+    run_inprocess(&a, &b, &p).expect("honest uploads pass the range checks");
+    let w = p.model.width();
+    let bounds = ppea::model::upload_check::UploadBounds::new(&p);
+    assert!(b.z.chunks(w).all(|row| bounds.row_in_range(row)));
+
+    // Every row of party B scaled by 4.
+    let mut scaled = b.clone();
+    scaled.z.iter_mut().for_each(|v| *v = v.wrapping_mul(4));
+    let e = run_inprocess(&a, &scaled, &p).unwrap_err().to_string();
+    assert!(e.contains("party b's upload is out of range"), "{e}");
+
+    // One entry of one row of party A set to 2^32: the wrapping norm of its block is unchanged.
+    let mut planted = a.clone();
+    let (row, col) = (3, 5);
+    let before = ppea::mpc::ring::block_squares(
+        &planted.z[row * w..(row + 1) * w],
+        w,
+        &[p.model.dim, w - p.model.dim],
+    );
+    planted.z[row * w + col] = 1 << 32;
+    planted.z[row * w + col + 1] = 0;
+    let after = ppea::mpc::ring::block_squares(
+        &planted.z[row * w..(row + 1) * w],
+        w,
+        &[p.model.dim, w - p.model.dim],
+    );
+    assert!(
+        after[0] <= before[0],
+        "the planted entry hides from the wrapping norm"
+    );
+    assert!(!bounds.row_in_range(&planted.z[row * w..(row + 1) * w]));
+    let e = run_inprocess(&planted, &b, &p).unwrap_err().to_string();
+    assert!(e.contains("party a's upload is out of range"), "{e}");
+}
+
+/// The same over QUIC: both parties are told why, and the servers keep serving.
+#[test]
+fn an_out_of_range_upload_over_quic_fails_cleanly_for_both_parties() {
+    let c = Cluster::new("attack-range", 2, Limits::default());
+    let spec = c.spec("range", JobParams::default());
+    let (mut a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    a.z.iter_mut().for_each(|v| *v = v.wrapping_mul(3));
+    let (ra, rb) = c.run(&spec, &a, &b);
+    for r in [ra, rb] {
+        let e = r.expect_err("the job must fail").to_string();
+        assert!(e.contains("party a's upload is out of range"), "{e}");
+    }
+    c.still_serves("after-range");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters at the edges of what validation permits.
+// ---------------------------------------------------------------------------------------------
+
+/// Rows of `n` vectors in range, built to reach the extremes: every block a unit vector (scaled
+/// to its largest norm) that is shared by all rows, its negation, or a random direction, so
+/// scores reach +max, -max and values between.
+fn extreme_rows(p: &JobParams, n: usize, prg: &mut Prg, shared: &[Vec<f64>]) -> Vec<u64> {
+    let fp = ppea::mpc::fixed::FixedPoint::new(p.frac_bits).unwrap();
+    let mut z = Vec::new();
+    for _ in 0..n {
+        for (blk, &(len, norm)) in p.model.blocks().iter().enumerate() {
+            let mut v: Vec<f64> = match prg.next_u64() % 3 {
+                0 => shared[blk].clone(),
+                1 => shared[blk].iter().map(|x| -x).collect(),
+                _ => (0..len)
+                    .map(|_| (prg.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+                    .collect(),
+            };
+            let l = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            // Slightly inside the bound, so fixed-point rounding cannot push a row past it.
+            v.iter_mut().for_each(|x| *x *= norm * (1.0 - 1e-9) / l);
+            z.extend(v.iter().map(|&x| fp.encode(x).unwrap()));
+        }
+    }
+    z
+}
+
+/// Property test over the permitted parameter ranges, with the extremes always included:
+/// weights 0 and 10, the most fractional bits validation allows, `min_score` at -100, +100 and
+/// values between, scores at +max and -max. The secure decisions (match flags, best candidate
+/// and its score) equal the plaintext reference every time. Before comparison widths covered
+/// `min_score`, `min_score = -50` wrapped and matched nothing.
+#[test]
+fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
+    let mut prg = Prg::fresh();
+    let n = 6;
+    let mut cases = Vec::new();
+    // (min_score, w1, w2, fractional bits: None for the most validation allows).
+    for min_score in [-100.0, -50.0, 0.0, 100.0] {
+        for (w1, w2) in [(0.0, 0.0), (10.0, 10.0), (10.0, 0.0), (0.9, 0.5)] {
+            cases.push((min_score, w1, w2, None));
+        }
+    }
+    for _ in 0..8 {
+        let r = |prg: &mut Prg, lo: f64, hi: f64| {
+            lo + (hi - lo) * ((prg.next_u64() % 1000) as f64 / 999.0)
+        };
+        cases.push((
+            r(&mut prg, -100.0, 100.0),
+            r(&mut prg, 0.0, 10.0),
+            r(&mut prg, 0.0, 10.0),
+            Some(8 + (prg.next_u64() % 8) as u32),
+        ));
+    }
+    for (min_score, w1, w2, frac) in cases {
+        let mut p = JobParams {
+            min_score,
+            reveal_best: true,
+            ..JobParams::default()
+        };
+        p.model.dim = 8;
+        p.model.attention_dim = 2;
+        p.model.neighbour_weight = w1;
+        p.model.attention_weight = w2;
+        p.blocking.candidates = n;
+        p.frac_bits = frac.unwrap_or(p.max_frac_bits()).min(p.max_frac_bits());
+        p.validate().unwrap();
+        let shared: Vec<Vec<f64>> = p
+            .model
+            .blocks()
+            .iter()
+            .map(|&(len, _)| (0..len).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect())
+            .collect();
+        let data = |prg: &mut Prg| PartyData {
+            rows: (0..n as u32).collect(),
+            z: extreme_rows(&p, n, prg, &shared),
+            width: p.model.width(),
+            tokens: Tokens {
+                own: vec![vec![1]; n],
+                neighbour: vec![vec![]; n],
+            },
+            ids: Vec::new(),
+        };
+        let (a, b) = (data(&mut prg), data(&mut prg));
+        let up = |d: &PartyData| {
+            (
+                share_compressed(&d.z, 2).unwrap(),
+                share_compressed(&d.ids, 2).unwrap(),
+                d.tokens.clone(),
+            )
+        };
+        let out = rt()
+            .block_on(servers_inprocess(2, [up(&a), up(&b)], &p, "extremes"))
+            .unwrap();
+        let cand = candidates(
+            &a.tokens,
+            &b.tokens,
+            &p.blocking,
+            &ppea::model::align::job_seed("extremes"),
+        );
+        let (ref_a, ref_b) = reference(&a.z, &b.z, &p, &cand);
+        let scale = (1u64 << (2 * p.frac_bits)) as f64;
+        for (data, shares, r) in [(&a, &out.a, &ref_a), (&b, &out.b, &ref_b)] {
+            let res = finish_party(data, shares, &p).unwrap();
+            for (row, got) in res.iter().enumerate() {
+                let case = format!(
+                    "min_score {min_score}, w1 {w1}, w2 {w2}, f {}, row {row}",
+                    p.frac_bits
+                );
+                assert_eq!(got.matched, r.matched[row], "{case}");
+                let (best, score) = got.best.unwrap();
+                assert_eq!(best, r.best[row], "{case}");
+                assert_eq!(score, r.score[row] as f64 / scale, "{case}");
+            }
+        }
+        // At the extremes every decision is forced: all or nothing passes the threshold.
+        if min_score == -100.0 {
+            assert!(ref_a.matched.iter().any(|&m| m));
+        }
+        if min_score == 100.0 {
+            assert!(ref_a.matched.iter().all(|&m| !m));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates that carry more than one identity.
+// ---------------------------------------------------------------------------------------------
+
+/// A development PKI whose CA key this test keeps: a certificate for each of `NAMES`, plus one
+/// per `(file, names)` of `extra`, all issued by the same CA.
+fn pki_with_extra(dir: &std::path::Path, extra: &[(&str, &[&str])]) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ppea test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let singles: Vec<(String, Vec<String>)> = NAMES
+        .iter()
+        .map(|n| (n.to_string(), vec![n.to_string()]))
+        .collect();
+    let extras = extra
+        .iter()
+        .map(|(f, names)| (f.to_string(), names.iter().map(|s| s.to_string()).collect()));
+    for (file, sans) in singles.into_iter().chain(extras) {
+        let params = rcgen::CertificateParams::new(sans).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// A certificate valid for several names (or a wildcard) would let one key act as several
+/// nodes, for instance as two compute servers of one job. A node refuses to load one, and a
+/// server refuses a peer that presents one; the server keeps serving.
+#[test]
+fn certificates_with_several_identities_are_refused() {
+    let tmp = common::TempDir::new("attack-certs");
+    pki_with_extra(
+        &tmp.0,
+        &[
+            ("two-names", &["party-a", "party-b"]),
+            ("wildcard", &["*.example"]),
+        ],
+    );
+    let mut nodes = vec![start(&tmp.0, "dealer", Role::Dealer, 2, Limits::default())];
+    for i in 0..2 {
+        let name = format!("server-{i}");
+        nodes.push(start(&tmp.0, &name, Role::Compute, 2, Limits::default()));
+    }
+    let c = Cluster { dir: tmp, nodes };
+    let dir = &c.dir.0;
+    for (file, want) in [("two-names", "2 identities"), ("wildcard", "wildcard")] {
+        let e = Identity::load(
+            "party-a",
+            &ppea::net::tls::TlsFiles {
+                ca: dir.join("ca.pem"),
+                cert: dir.join(format!("{file}.pem")),
+                key: dir.join(format!("{file}.key")),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(want) && e.contains(file), "{e}");
+    }
+    // As a peer: a client presenting the two-name certificate, which verifies against the CA.
+    let cert = rustls_pki_types::CertificateDer::from_pem_file(dir.join("two-names.pem")).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("two-names.key")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cert], key)
+        .unwrap();
+    tls.alpn_protocols = vec![ppea::net::tls::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let server = c.nodes[1].node.clone();
+    let spec = c.spec("two-names", JobParams::default());
+    let outcome = rt().block_on(async move {
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
+        let conn = ep
+            .connect(server.addr.parse().unwrap(), &server.name)
+            .unwrap()
+            .await
+            .unwrap();
+        // The handshake completes (the chain is valid); the server then closes the connection.
+        let r = async {
+            let (mut s, r) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            raw_control(
+                &mut s,
+                &Hello::Upload {
+                    spec: Box::new(spec),
+                    side: 0,
+                    rows: 1,
+                },
+            )
+            .await;
+            let (_, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
+            r.control::<Outcome>().await.map_err(|e| e.to_string())
+        };
+        let got = tokio::time::timeout(Duration::from_secs(10), r).await;
+        (got, conn.close_reason())
+    });
+    match outcome {
+        (Ok(Ok(Outcome::Done { .. })), _) => panic!("a two-identity certificate was served"),
+        (_, reason) => {
+            let reason = format!("{reason:?}");
+            assert!(reason.contains("identity not allowed"), "{reason}");
+        }
+    }
+    c.still_serves("after-two-names");
+}
+
+/// A party that sends different keyed tokens to different servers (so the servers would compute
+/// different candidate lists and mix shares of different pairs): the servers compare digests of
+/// what they received before computing, and the job fails for both parties naming the party.
+#[test]
+fn a_party_sending_different_tokens_to_different_servers_is_caught() {
+    let c = Cluster::new("attack-tokens", 2, Limits::default());
+    let spec = c.spec("tokens", JobParams::default());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let mut a2 = a.clone();
+    a2.tokens.own[0] = vec![42];
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let z = share_compressed(&a.z, 2).unwrap();
+    let (ra, rb) = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        let quiet = |_: &str| {};
+        let party_a = async {
+            tokio::try_join!(
+                upload_to(&ep, &spec, 0, 0, &a, &z[0], None, T, &quiet),
+                upload_to(&ep, &spec, 1, 0, &a2, &z[1], None, T, &quiet)
+            )
+            .map(|_| ())
+        };
+        tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}))
+    });
+    let (ea, eb) = (ra.unwrap_err().to_string(), rb.unwrap_err().to_string());
+    for e in [&ea, &eb] {
+        assert!(e.contains("party a sent different uploads"), "{e}");
+    }
+    c.still_serves("after-tokens");
+}

@@ -7,163 +7,18 @@
 
 mod common;
 use common::TempDir;
+use common::cluster::{Cluster, Running, T, files, prepare, rt, sample, start, start_on};
 
 use ppea::eval::evaluate::{EvalProtocol, Split, judge, scopes};
 use ppea::model::align::{JobParams, PartyData, finish_party, job_seed, prepare_party};
 use ppea::model::blocking::{BlockingKey, candidates};
-use ppea::model::import::{Dataset, Format, load};
 use ppea::mpc::prg::Prg;
-use ppea::net::config::{Limits, Peers, Role, ServerConfig};
-use ppea::net::daemon::Daemon;
-use ppea::net::job::{JobSpec, Node, OutputMode};
+use ppea::net::config::{Limits, Role};
+use ppea::net::job::{JobSpec, OutputMode};
 use ppea::net::liveness::{Liveness, Timing};
 use ppea::net::party::{run_party, upload_to};
-use ppea::net::tls::{Identity, TlsFiles, write_dev_pki};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::OnceLock;
+use ppea::net::tls::{Identity, write_dev_pki};
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| ppea::mpc::local::runtime().unwrap())
-}
-
-fn sample() -> &'static Dataset {
-    static DS: OnceLock<Dataset> = OnceLock::new();
-    DS.get_or_init(|| {
-        load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample"),
-            Format::Native,
-        )
-        .unwrap()
-    })
-}
-
-const NAMES: &[&str] = &[
-    "dealer", "server-0", "server-1", "server-2", "server-3", "party-a", "party-b", "party-c",
-];
-
-fn files(dir: &Path, name: &str) -> TlsFiles {
-    TlsFiles {
-        ca: dir.join("ca.pem"),
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    }
-}
-
-/// A running daemon.
-struct Running {
-    node: Node,
-    admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    fn kill(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-/// Dealer and `k` servers, configured to trust party-a and party-b (not party-c).
-struct Cluster {
-    dir: TempDir,
-    nodes: Vec<Running>,
-}
-
-fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Running {
-    start_on(rt(), dir, name, role, k, limits)
-}
-
-/// Starts a daemon on `rt` (its own runtime, to kill it as `kill -9` would: no goodbye).
-fn start_on(
-    rt: &tokio::runtime::Runtime,
-    dir: &Path,
-    name: &str,
-    role: Role,
-    k: usize,
-    limits: Limits,
-) -> Running {
-    let cfg = ServerConfig {
-        name: name.to_string(),
-        listen: "127.0.0.1:0".into(),
-        role,
-        tls: files(dir, name),
-        peers: Peers {
-            parties: vec!["party-a".into(), "party-b".into()],
-            servers: (0..k).map(|i| format!("server-{i}")).collect(),
-            dealer: "dealer".into(),
-        },
-        limits,
-        admin: Some("127.0.0.1:0".into()),
-    };
-    let _guard = rt.enter();
-    let daemon = Daemon::start(cfg).unwrap();
-    let addr: SocketAddr = daemon.local_addr().unwrap();
-    let admin = daemon.admin_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let done = rt.spawn(daemon.serve(async move {
-        let _ = rx.await;
-    }));
-    Running {
-        node: Node {
-            name: name.into(),
-            addr: addr.to_string(),
-        },
-        admin,
-        stop: Some(tx),
-        done,
-    }
-}
-
-impl Cluster {
-    fn new(tag: &str, k: usize, limits: Limits) -> Cluster {
-        let dir = TempDir::new(&format!("deploy-{tag}"));
-        write_dev_pki(
-            &dir.0,
-            &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        let mut nodes = vec![start(&dir.0, "dealer", Role::Dealer, k, limits.clone())];
-        for i in 0..k {
-            nodes.push(start(
-                &dir.0,
-                &format!("server-{i}"),
-                Role::Compute,
-                k,
-                limits.clone(),
-            ));
-        }
-        Cluster { dir, nodes }
-    }
-
-    fn spec(&self, job: &str, params: JobParams) -> JobSpec {
-        JobSpec {
-            job: job.into(),
-            parties: ["party-a".into(), "party-b".into()],
-            servers: self.nodes[1..].iter().map(|n| n.node.clone()).collect(),
-            dealer: self.nodes[0].node.clone(),
-            params,
-            output: OutputMode::Matches,
-        }
-    }
-
-    fn identity(&self, name: &str) -> Identity {
-        Identity::load(name, &files(&self.dir.0, name)).unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for n in &mut self.nodes {
-            n.kill();
-        }
-    }
-}
 
 fn eval_params() -> JobParams {
     JobParams {
@@ -171,17 +26,6 @@ fn eval_params() -> JobParams {
         ..JobParams::default()
     }
 }
-
-fn prepare(protocol: EvalProtocol, p: &JobParams) -> (PartyData, PartyData) {
-    let ds = sample();
-    let (sa, sb) = scopes(ds, protocol, Split::Test);
-    let key = BlockingKey::random();
-    let a = prepare_party(&ds.a, &sa, p, &key, &mut Prg::fresh()).unwrap();
-    let b = prepare_party(&ds.b, &sb, p, &key, &mut Prg::fresh()).unwrap();
-    (a, b)
-}
-
-const T: Duration = Duration::from_secs(10);
 
 /// Runs both parties of `spec` and judges the results against the gold links and the reference.
 fn run_and_judge(
@@ -564,24 +408,6 @@ fn small() -> (JobParams, PartyData, PartyData) {
     (p, a, b)
 }
 
-type PartyResult = ppea::Result<Vec<ppea::net::party::ServerResult>>;
-
-/// Runs both parties of `spec` at once.
-fn run_both(
-    c: &Cluster,
-    spec: &JobSpec,
-    a: &PartyData,
-    b: &PartyData,
-) -> (PartyResult, PartyResult) {
-    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
-    rt().block_on(async {
-        tokio::join!(
-            run_party(spec, 0, &ia, a, T, |_| {}),
-            run_party(spec, 1, &ib, b, T, |_| {})
-        )
-    })
-}
-
 /// Asserts that a party heard `what` in one of its progress messages.
 fn assert_heard(heard: &[String], what: &str) {
     assert!(
@@ -705,7 +531,7 @@ fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
     assert!(heard.iter().all(|m| !m.contains("computing")), "{heard:?}");
     until(&c, "B's upload is dropped again", |r| r.jobs.is_empty());
     // Both parties together still run the job id.
-    let (ra, rb) = run_both(&c, &spec, &a, &b);
+    let (ra, rb) = c.run(&spec, &a, &b);
     assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
 }
 
@@ -715,9 +541,9 @@ fn a_job_id_that_ran_is_refused() {
     let c = Cluster::new("replay", 2, quick());
     let (params, a, b) = small();
     let spec = c.spec("job-replay", params);
-    let (ra, rb) = run_both(&c, &spec, &a, &b);
+    let (ra, rb) = c.run(&spec, &a, &b);
     assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
-    let (ra, rb) = run_both(&c, &spec, &a, &b);
+    let (ra, rb) = c.run(&spec, &a, &b);
     for e in [expect_err(ra), expect_err(rb)] {
         assert!(
             e.contains("job \"job-replay\" already ran on this server")

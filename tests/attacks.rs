@@ -459,8 +459,10 @@ async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
 // A party that uploads vectors no graph could produce.
 // ---------------------------------------------------------------------------------------------
 
-/// Runs the servers' part in-process on the two parties' data; the job's error, if any.
-fn run_inprocess(a: &PartyData, b: &PartyData, p: &JobParams) -> ppea::Result<()> {
+/// Runs the servers' part in-process on the two parties' data, then reconstructs both parties'
+/// results: (servers' rounds and bytes, A's results, B's results).
+type Finished = ppea::Result<Vec<ppea::model::align::ResultRow>>;
+fn run_inprocess(a: &PartyData, b: &PartyData, p: &JobParams) -> ((u64, u64), Finished, Finished) {
     let up = |d: &PartyData| -> (Vec<_>, Vec<_>, Tokens) {
         (
             share_compressed(&d.z, 2).unwrap(),
@@ -468,18 +470,31 @@ fn run_inprocess(a: &PartyData, b: &PartyData, p: &JobParams) -> ppea::Result<()
             d.tokens.clone(),
         )
     };
-    rt().block_on(servers_inprocess(2, [up(a), up(b)], p, "range"))
-        .map(|_| ())
+    let out = rt()
+        .block_on(servers_inprocess(2, [up(a), up(b)], p, "range"))
+        .expect("the servers finish the job whatever the uploads");
+    (
+        (out.rounds, out.bytes_per_server),
+        finish_party(a, &out.a, p),
+        finish_party(b, &out.b, p),
+    )
 }
 
 /// A party that scales its rows (to win every ranking it enters) or plants one huge entry (to
-/// make scores wrap; `2^32` squares to 0 in `Z_2^64`, so the norm alone cannot see it) fails
-/// the job for both parties with a message naming it. Honest uploads pass.
+/// make scores wrap; `2^32` squares to 0 in `Z_2^64`, so the norm alone cannot see it) gets the
+/// job refused for both parties, with a message naming it. The servers cannot tell: they run
+/// the same rounds and send the same bytes as for honest uploads, and open nothing that depends
+/// on the check (a deviating server could otherwise learn threshold bits of an honest party's
+/// row by offsetting its share of an audit value).
 #[test]
 fn an_out_of_range_upload_fails_the_job_naming_the_party() {
     let p = JobParams::default();
     let (a, b) = prepare(EvalProtocol::Standard, &p);
-    run_inprocess(&a, &b, &p).expect("honest uploads pass the range checks");
+    let (honest_view, ra, rb) = run_inprocess(&a, &b, &p);
+    assert!(
+        ra.is_ok() && rb.is_ok(),
+        "honest uploads pass the range checks"
+    );
     let w = p.model.width();
     let bounds = ppea::model::upload_check::UploadBounds::new(&p);
     assert!(b.z.chunks(w).all(|row| bounds.row_in_range(row)));
@@ -487,34 +502,44 @@ fn an_out_of_range_upload_fails_the_job_naming_the_party() {
     // Every row of party B scaled by 4.
     let mut scaled = b.clone();
     scaled.z.iter_mut().for_each(|v| *v = v.wrapping_mul(4));
-    let e = run_inprocess(&a, &scaled, &p).unwrap_err().to_string();
-    assert!(e.contains("party b's upload is out of range"), "{e}");
+    let (view, ra, rb) = run_inprocess(&a, &scaled, &p);
+    assert_eq!(
+        view, honest_view,
+        "the servers' traffic does not depend on the check"
+    );
+    for r in [ra, rb] {
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("party b failed the servers' range checks"),
+            "{e}"
+        );
+    }
 
     // One entry of one row of party A set to 2^32: the wrapping norm of its block is unchanged.
     let mut planted = a.clone();
     let (row, col) = (3, 5);
-    let before = ppea::mpc::ring::block_squares(
-        &planted.z[row * w..(row + 1) * w],
-        w,
-        &[p.model.dim, w - p.model.dim],
-    );
+    let blocks = [p.model.dim, w - p.model.dim];
+    let before = ppea::mpc::ring::block_squares(&planted.z[row * w..(row + 1) * w], w, &blocks);
     planted.z[row * w + col] = 1 << 32;
     planted.z[row * w + col + 1] = 0;
-    let after = ppea::mpc::ring::block_squares(
-        &planted.z[row * w..(row + 1) * w],
-        w,
-        &[p.model.dim, w - p.model.dim],
-    );
+    let after = ppea::mpc::ring::block_squares(&planted.z[row * w..(row + 1) * w], w, &blocks);
     assert!(
         after[0] <= before[0],
         "the planted entry hides from the wrapping norm"
     );
     assert!(!bounds.row_in_range(&planted.z[row * w..(row + 1) * w]));
-    let e = run_inprocess(&planted, &b, &p).unwrap_err().to_string();
-    assert!(e.contains("party a's upload is out of range"), "{e}");
+    let (view, ra, rb) = run_inprocess(&planted, &b, &p);
+    assert_eq!(view, honest_view);
+    for r in [ra, rb] {
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("party a failed the servers' range checks"),
+            "{e}"
+        );
+    }
 }
 
-/// The same over QUIC: both parties are told why, and the servers keep serving.
+/// The same over QUIC: both parties are told why and write nothing; the servers keep serving.
 #[test]
 fn an_out_of_range_upload_over_quic_fails_cleanly_for_both_parties() {
     let c = Cluster::new("attack-range", 2, Limits::default());
@@ -522,9 +547,16 @@ fn an_out_of_range_upload_over_quic_fails_cleanly_for_both_parties() {
     let (mut a, b) = prepare(EvalProtocol::Standard, &spec.params);
     a.z.iter_mut().for_each(|v| *v = v.wrapping_mul(3));
     let (ra, rb) = c.run(&spec, &a, &b);
-    for r in [ra, rb] {
-        let e = r.expect_err("the job must fail").to_string();
-        assert!(e.contains("party a's upload is out of range"), "{e}");
+    let words =
+        |r: Vec<ppea::net::party::ServerResult>| r.into_iter().map(|x| x.words).collect::<Vec<_>>();
+    for (data, r) in [(&a, ra), (&b, rb)] {
+        let e = finish_party(data, &words(r.unwrap()), &spec.params)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("party a failed the servers' range checks"),
+            "{e}"
+        );
     }
     c.still_serves("after-range");
 }

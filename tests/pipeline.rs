@@ -54,7 +54,7 @@ fn secure_pipeline_equals_reference_for_2_3_4_servers() {
         assert!(r.quality.blocking_recall >= 0.95);
         assert_eq!(r.entities_a, r.quality.pairs);
         // Rounds do not depend on k; bytes per server grow with the number of peers.
-        assert_eq!(r.rounds, 129); // 120 for the model + 9 for the upload range checks
+        assert_eq!(r.rounds, 136); // 120 for the model + 16 for the upload range checks
         digests.push((r.decisions_digest, r.quality.hits1, r.bytes_per_server));
     }
     assert!(
@@ -310,7 +310,10 @@ fn partner_ids_only_when_both_opted_in() {
             );
         }
         // Without opt-in the result words hold no id at all.
-        assert_eq!(out.a[0].len(), pa.rows.len() * p.out_width());
+        assert_eq!(
+            out.a[0].len(),
+            pa.rows.len() * p.out_width() + ppea::model::align::STATUS_WORDS
+        );
     }
 }
 

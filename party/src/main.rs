@@ -448,10 +448,9 @@ fn run(
     let mut files: Vec<(&str, String)> = Vec::new();
     match job.output {
         OutputMode::Aggregate => {
-            let total = ppea::mpc::ring::sum_all(2, shares.iter().map(Vec::as_slice));
-            let scale = (1u64 << (2 * params.frac_bits)) as f64;
-            summary["matched"] = serde_json::json!(total[0]);
-            summary["score_sum"] = serde_json::json!(total[1] as i64 as f64 / scale);
+            let (matched, score_sum) = ppea::model::align::finish_aggregate(&shares, &params)?;
+            summary["matched"] = serde_json::json!(matched);
+            summary["score_sum"] = serde_json::json!(score_sum);
         }
         OutputMode::Matches => {
             params.share_partner_ids = width == base + ppea::model::align::ID_WORDS;

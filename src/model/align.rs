@@ -415,7 +415,7 @@ pub async fn align<T: Transport, C: Correlations>(
     let audit = out
         .audit
         .ok_or_else(|| Error::invalid("the bilinear form returned no audit"))?;
-    check_uploads(eng, &audit, &bounds, na, nb).await?;
+    let ok = check_uploads(eng, &audit, &bounds, na, nb).await?;
     step(eng, "upload range checks");
     let s = out.scores;
 
@@ -451,11 +451,15 @@ pub async fn align<T: Transport, C: Correlations>(
         .enumerate()
         .filter_map(|(q, m)| m.map(|m| (q, m)))
         .collect();
+    //    Also in that round: both uploads passed the range checks, `ok_a * ok_b`.
     let mut x: Vec<u64> = present.iter().map(|&(q, _)| oh_a[q]).collect();
     let mut y: Vec<u64> = present.iter().map(|&(_, m)| oh_b[m]).collect();
     x.extend_from_slice(&oh);
     y.extend_from_slice(&s);
-    let prod = eng.mul(&x, &y).await?;
+    x.push(ok[0]);
+    y.push(ok[1]);
+    let mut prod = eng.mul(&x, &y).await?;
+    let both_ok = prod.pop().expect("pushed above");
     let row_sum = |v: &[u64], rows: usize| -> Vec<u64> {
         (0..rows)
             .map(|i| {
@@ -472,10 +476,12 @@ pub async fn align<T: Transport, C: Correlations>(
         mutual[q] = *v;
     }
 
-    // 5. Threshold on a's best pair score; keep = mutual AND above threshold.
+    // 5. Threshold on a's best pair score, gated by the range checks; keep = mutual AND above
+    //    threshold AND both uploads in range.
     let pass = eng
         .threshold(&score[..na], p.min_score_fixed(), ell)
         .await?;
+    let pass = eng.mul_fanout(&[both_ok], pass, na).await?;
     let keep = slot_major(
         &eng.mul_fanout(&pass, slot_major(&mutual, na, k), k).await?,
         k,
@@ -560,7 +566,66 @@ pub async fn align<T: Transport, C: Correlations>(
             side.extend_from_slice(&partner[i * ID_WORDS..(i + 1) * ID_WORDS]);
         }
     }
+    // The status word, the same for both parties: bit 0 = A's upload passed the range checks,
+    // bit 1 = B's (`ok_a + 2 ok_b`, linear on shares).
+    let status = ok[0].wrapping_add(ok[1].wrapping_mul(2));
+    out.a.push(status);
+    out.b.push(status);
     Ok((out, cand))
+}
+
+/// Words after a party's result table: the job's status ([`align`]: bit 0 set when party A's
+/// upload passed the servers' range checks, bit 1 for party B's).
+pub const STATUS_WORDS: usize = 1;
+
+/// The reconstructed status word: an error naming the party whose upload failed the range
+/// checks, if any.
+fn check_status(status: u64) -> Result<()> {
+    let failed: Vec<&str> = [(1, "a"), (2, "b")]
+        .iter()
+        .filter(|(bit, _)| status & bit == 0)
+        .map(|(_, p)| *p)
+        .collect();
+    if status > 3 {
+        return Err(Error::invalid(format!(
+            "the job's status word is {status}, not 0 to 3 (shares from different jobs?)"
+        )));
+    }
+    match failed.as_slice() {
+        [] => Ok(()),
+        parties => Err(Error::invalid(format!(
+            "the job was refused: the upload of party {} failed the servers' range checks \
+             (every row must be a vector the model can produce; a deviating server can also \
+             cause this); no results are given",
+            parties.join(" and party ")
+        ))),
+    }
+}
+
+/// What a party of an aggregate-only job receives from one server: the sums of the match flags
+/// and scores over its rows, then the status word.
+pub fn aggregate_words(words: &[u64], rows: usize, width: usize) -> Vec<u64> {
+    let mut s = vec![0u64; 2];
+    for r in 0..rows {
+        s[0] = s[0].wrapping_add(words[r * width]);
+        s[1] = s[1].wrapping_add(words[r * width + 1]);
+    }
+    s.extend_from_slice(&words[rows * width..]);
+    s
+}
+
+/// Reconstructs an aggregate-only result: the number of matched rows and the sum of their
+/// scores (at product scale), after checking the status.
+pub fn finish_aggregate(shares: &[Vec<u64>], p: &JobParams) -> Result<(u64, f64)> {
+    if shares.iter().any(|s| s.len() != 2 + STATUS_WORDS) {
+        return Err(Error::invalid(
+            "aggregate result shares have the wrong size",
+        ));
+    }
+    let total = crate::mpc::ring::sum_all(2 + STATUS_WORDS, shares.iter().map(Vec::as_slice));
+    check_status(total[2])?;
+    let scale = (1u64 << (2 * p.frac_bits)) as f64;
+    Ok((total[0], total[1] as i64 as f64 / scale))
 }
 
 /// One row of a party's result.
@@ -589,13 +654,14 @@ pub fn finish_party(
 ) -> Result<Vec<ResultRow>> {
     let ow = p.out_width();
     let n = data.rows.len();
-    if shares.iter().any(|s| s.len() != n * ow) {
+    let len = n * ow + STATUS_WORDS;
+    if shares.iter().any(|s| s.len() != len) {
         return Err(Error::invalid(format!(
-            "result shares have the wrong size: expected {} words from every server",
-            n * ow
+            "result shares have the wrong size: expected {len} words from every server"
         )));
     }
-    let sum = crate::mpc::ring::sum_all(n * ow, shares.iter().map(Vec::as_slice));
+    let sum = crate::mpc::ring::sum_all(len, shares.iter().map(Vec::as_slice));
+    check_status(sum[n * ow])?;
     let scale = (1u64 << (2 * p.frac_bits)) as f64;
     let norm = scale * p.model.max_score();
     let mut out = Vec::with_capacity(n);

@@ -20,10 +20,19 @@
 //!    refuses parameters where it could: [`UploadBounds::sound`]).
 //!
 //! With both, every score involving the row is at most the honest maximum, and every value the
-//! job compares stays inside the comparison width, whatever the party uploaded. The servers open
-//! only the number of failed checks per party (zero for an honest party). What a party can still
-//! do is upload any *valid* vectors, for example a copy of a name it hopes to find: that is
-//! choosing one's input, which no protocol prevents (see the threat model in `docs/design.md`).
+//! job compares stays inside the comparison width, whatever the party uploaded.
+//!
+//! **Nothing is opened to the servers.** The outcome stays shared: one bit per party,
+//! `ok = [no check failed]`, which gates every match of the job and reaches the parties in a
+//! status word ([`crate::model::align::STATUS_WORDS`]). Opening the number of failures instead
+//! would hand a deviating server a data-dependent bit: adding an offset to its own share of one
+//! subset sum, it could learn whether that (secret) sum of the honest party's row exceeds a
+//! threshold of its choice. The servers run the same steps and send the same bytes whether an
+//! upload passes or not.
+//!
+//! What a party can still do is upload any *valid* vectors, for example a copy of a name it
+//! hopes to find: that is choosing one's input, which no protocol prevents (see the threat
+//! model in `docs/design.md`).
 
 use crate::error::{Error, Result};
 use crate::model::align::JobParams;
@@ -86,8 +95,10 @@ impl UploadBounds {
         }
     }
 
-    /// The plaintext version of the checks on one row (for tests and references): every entry
-    /// and every block norm within the bounds.
+    /// A plaintext condition under which a row always passes the secure checks (for tests):
+    /// every block norm within its bound and the row's L1 norm at most `T` (so every subset
+    /// sum is within `[-T, T]`). The secure check is looser: it only guarantees entries up to
+    /// `2T`, with probability `1 - 2^-40`.
     pub fn row_in_range(&self, row: &[u64]) -> bool {
         let mut at = 0;
         self.blocks.iter().zip(&self.norms).all(|(&d, &bound)| {
@@ -95,20 +106,20 @@ impl UploadBounds {
             at += d;
             let norm: i128 = b.iter().map(|&v| (v as i64 as i128).pow(2)).sum();
             norm <= bound as i128
-        }) && row.iter().map(|&v| (v as i64).unsigned_abs()).sum::<u64>() <= self.sum
+        }) && row.iter().map(|&v| (v as i64 as i128).abs()).sum::<i128>() <= self.sum as i128
     }
 }
 
-/// Compares every row's audit values with the bounds on shares and opens only the number of
-/// failed checks per party. `na` rows of party A come first, then party B's. Fails the job,
-/// naming the party, when any check fails.
+/// Compares every row's audit values with the bounds on shares. `na` rows of party A come first,
+/// then party B's. Returns shares of `ok` per party (1 when every check of its rows passed),
+/// opening nothing.
 pub async fn check_uploads<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
     audit: &AuditShares,
     bounds: &UploadBounds,
     na: usize,
     nb: usize,
-) -> Result<()> {
+) -> Result<[u64; 2]> {
     let me = eng.me();
     let nbk = bounds.blocks.len();
     let rows = na + nb;
@@ -139,17 +150,8 @@ pub async fn check_uploads<T: Transport, C: Correlations>(
         let side = usize::from((i % per_copy) / AUDIT_SUBSETS >= na);
         fails[side] = fails[side].wrapping_add(*b);
     }
-    let opened = eng.open(&fails).await?;
-    for (side, &f) in opened.iter().enumerate() {
-        if f != 0 {
-            return Err(Error::invalid(format!(
-                "party {}'s upload is out of range ({f} failed range checks): every row must be \
-                 a vector the model can produce (blocks of norm at most 1, sqrt(neighbour_weight) \
-                 and sqrt(attention_weight)); the job is refused so that no party can steer the \
-                 other's results",
-                ["a", "b"][side]
-            )));
-        }
-    }
-    Ok(())
+    // ok = [fails - 1 < 0]: fails counts at most rows * (blocks + 2 subsets) < 2^31 bits.
+    let minus_one: Vec<u64> = fails.iter().map(|f| f.wrapping_sub(public(1))).collect();
+    let ok = eng.ltz(&minus_one, 32).await?;
+    Ok([ok[0], ok[1]])
 }

@@ -148,13 +148,24 @@ impl std::fmt::Debug for AuditShares {
     }
 }
 
-/// The bilinear form's output: the pair scores, and the audit when one was asked for.
-#[derive(Debug)]
+/// The bilinear form's output: the pair scores, and the audit when one was asked for. `Debug`
+/// shows only sizes.
 pub struct BilinearOutput {
     /// Shares of `<X_i, Y_j>` per pair, in pair order.
     pub scores: Vec<u64>,
     /// Shares of the row audit values.
     pub audit: Option<AuditShares>,
+}
+
+impl std::fmt::Debug for BilinearOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BilinearOutput(scores: {}, audit: {:?}, <redacted>)",
+            self.scores.len(),
+            self.audit
+        )
+    }
 }
 
 /// Shares of `<X_i, Y_j>` for every pair, opening each row of `X` and `Y` once.

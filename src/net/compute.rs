@@ -2,7 +2,7 @@
 //! run the secure alignment, and answer each party with only its own result shares.
 
 use crate::error::{Error, PeerName, Result};
-use crate::model::align::{ServerOutput, align, job_seed};
+use crate::model::align::{ServerOutput, aggregate_words, align, job_seed};
 use crate::mpc::dealer::DealerClient;
 use crate::mpc::engine::Engine;
 use crate::mpc::protocol::Session;
@@ -100,7 +100,7 @@ pub(crate) async fn compute_job(
                     let rows = up.shares.tokens.own.len();
                     let (rows, width, words) = match up.spec.output {
                         OutputMode::Matches => (rows, out.1, words.clone()),
-                        OutputMode::Aggregate => (1, 2, aggregate(words, rows, out.1)),
+                        OutputMode::Aggregate => (1, 2, aggregate_words(words, rows, out.1)),
                     };
                     async {
                         reply
@@ -353,16 +353,6 @@ fn name_lost_server(e: Error, spec: &JobSpec, cfg: &ServerConfig) -> Error {
         }
         other => other,
     }
-}
-
-/// Sums of the match flags and scores over all rows: what aggregate-only jobs reveal.
-pub(crate) fn aggregate(words: &[u64], rows: usize, width: usize) -> Vec<u64> {
-    let mut s = vec![0u64; 2];
-    for r in 0..rows {
-        s[0] = s[0].wrapping_add(words[r * width]);
-        s[1] = s[1].wrapping_add(words[r * width + 1]);
-    }
-    s
 }
 
 #[allow(clippy::too_many_arguments)]

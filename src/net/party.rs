@@ -2,7 +2,7 @@
 //! for each server's result shares.
 
 use crate::error::{Error, PeerName, Result};
-use crate::model::align::{JobParams, PartyData};
+use crate::model::align::{JobParams, PartyData, STATUS_WORDS};
 use crate::mpc::share::ShareMsg;
 use crate::net::dial::open;
 use crate::net::job::{Hello, JobSpec, JobStats, Node, Outcome, OutputMode};
@@ -12,15 +12,27 @@ use crate::net::upload::{send_share, send_tokens};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// What one server returned to a party.
-#[derive(Debug, Clone)]
+/// What one server returned to a party. `Debug` shows only sizes: the words are shares.
+#[derive(Clone)]
 pub struct ServerResult {
-    /// Result shares, `rows x width`.
+    /// Result shares, `rows x width`, then the job's status word.
     pub words: Vec<u64>,
     /// Words per row.
     pub width: usize,
     /// The server's traffic figures.
     pub stats: JobStats,
+}
+
+impl std::fmt::Debug for ServerResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ServerResult(words={}, width={}, stats={:?}, <redacted>)",
+            self.words.len(),
+            self.width,
+            self.stats
+        )
+    }
 }
 
 /// Uploads one party's share for server `j` of `spec` and waits for that server's result.
@@ -85,7 +97,7 @@ pub async fn upload_to(
             } => {
                 let (rows, width) = expected_result_shape(spec, data.rows.len(), n, width)
                     .map_err(|why| Error::protocol(peer, why))?;
-                let words = r.words_exact(rows * width).await?;
+                let words = r.words_exact(rows * width + STATUS_WORDS).await?;
                 progress(&format!("results received from {}", node.name));
                 Ok(ServerResult {
                     words,

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-echo "== building (release)"
-cargo build --release --quiet -p party -p server
+echo "== building (release; the first build takes several minutes, cargo shows its progress)"
+cargo build --release -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 work=$(mktemp -d)
 out="${bin%/release}/demo"
@@ -30,4 +30,4 @@ print(f"hits1 {r['hits1']:.3f}  precision {r['precision']:.3f}  recall {r['recal
 print(f"secure decisions equal to the plaintext reference: {r['plaintext_agreement']:.3f}")
 print(f"{r['candidate_pairs']} candidate pairs scored on shares; {r['bytes_per_server'] / 1e6:.1f} MB sent per server, {r['rounds']} rounds")
 PY
-echo "== results: $out/party-a/matches.csv and $out/party-b/matches.csv (summary.json beside each)"
+echo "== results: $out/party-a/matches.csv and $out/party-b/matches.csv (summary.json and eval-dump.bin beside each)"

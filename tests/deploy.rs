@@ -1,150 +1,24 @@
 //! The deployment over real QUIC with mutual TLS on loopback: jobs with 2 and 3 servers take the
 //! plaintext reference's decisions, foreign or unlisted certificates are refused, a server killed
 //! mid-job fails the job cleanly without taking the others down, concurrent jobs stay apart, and
-//! every kind of bad input ends the job with a message that says what happened.
+//! every kind of bad input ends the job with a message that says what happened. Job lifecycle:
+//! an upload leaves with its party, a job id runs once, a party waiting is told what for, and a
+//! server that dies silently is reported within the configured idle timeout.
 
 mod common;
 use common::TempDir;
+use common::cluster::{Cluster, Running, T, files, prepare, rt, sample, start, start_on};
 
 use ppea::eval::evaluate::{EvalProtocol, Split, judge, scopes};
 use ppea::model::align::{JobParams, PartyData, finish_party, job_seed, prepare_party};
 use ppea::model::blocking::{BlockingKey, candidates};
-use ppea::model::import::{Dataset, Format, load};
 use ppea::mpc::prg::Prg;
-use ppea::net::config::{Limits, Peers, Role, ServerConfig};
-use ppea::net::daemon::Daemon;
-use ppea::net::job::{JobSpec, Node, OutputMode};
+use ppea::net::config::{Limits, Role};
+use ppea::net::job::{JobSpec, OutputMode};
+use ppea::net::liveness::{Liveness, Timing};
 use ppea::net::party::{run_party, upload_to};
-use ppea::net::tls::{Identity, TlsFiles, write_dev_pki};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::OnceLock;
+use ppea::net::tls::{Identity, write_dev_pki};
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| ppea::mpc::local::runtime().unwrap())
-}
-
-fn sample() -> &'static Dataset {
-    static DS: OnceLock<Dataset> = OnceLock::new();
-    DS.get_or_init(|| {
-        load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample"),
-            Format::Native,
-        )
-        .unwrap()
-    })
-}
-
-const NAMES: &[&str] = &[
-    "dealer", "server-0", "server-1", "server-2", "server-3", "party-a", "party-b", "party-c",
-];
-
-fn files(dir: &Path, name: &str) -> TlsFiles {
-    TlsFiles {
-        ca: dir.join("ca.pem"),
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    }
-}
-
-/// A running daemon.
-struct Running {
-    node: Node,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    fn kill(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-/// Dealer and `k` servers, configured to trust party-a and party-b (not party-c).
-struct Cluster {
-    dir: TempDir,
-    nodes: Vec<Running>,
-}
-
-fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Running {
-    let cfg = ServerConfig {
-        name: name.to_string(),
-        listen: "127.0.0.1:0".into(),
-        role,
-        tls: files(dir, name),
-        peers: Peers {
-            parties: vec!["party-a".into(), "party-b".into()],
-            servers: (0..k).map(|i| format!("server-{i}")).collect(),
-            dealer: "dealer".into(),
-        },
-        limits,
-    };
-    let _guard = rt().enter();
-    let daemon = Daemon::start(cfg).unwrap();
-    let addr: SocketAddr = daemon.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let done = rt().spawn(daemon.serve(async move {
-        let _ = rx.await;
-    }));
-    Running {
-        node: Node {
-            name: name.into(),
-            addr: addr.to_string(),
-        },
-        stop: Some(tx),
-        done,
-    }
-}
-
-impl Cluster {
-    fn new(tag: &str, k: usize, limits: Limits) -> Cluster {
-        let dir = TempDir::new(&format!("deploy-{tag}"));
-        write_dev_pki(
-            &dir.0,
-            &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        let mut nodes = vec![start(&dir.0, "dealer", Role::Dealer, k, limits.clone())];
-        for i in 0..k {
-            nodes.push(start(
-                &dir.0,
-                &format!("server-{i}"),
-                Role::Compute,
-                k,
-                limits.clone(),
-            ));
-        }
-        Cluster { dir, nodes }
-    }
-
-    fn spec(&self, job: &str, params: JobParams) -> JobSpec {
-        JobSpec {
-            job: job.into(),
-            parties: ["party-a".into(), "party-b".into()],
-            servers: self.nodes[1..].iter().map(|n| n.node.clone()).collect(),
-            dealer: self.nodes[0].node.clone(),
-            params,
-            output: OutputMode::Matches,
-        }
-    }
-
-    fn identity(&self, name: &str) -> Identity {
-        Identity::load(name, &files(&self.dir.0, name)).unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for n in &mut self.nodes {
-            n.kill();
-        }
-    }
-}
 
 fn eval_params() -> JobParams {
     JobParams {
@@ -152,17 +26,6 @@ fn eval_params() -> JobParams {
         ..JobParams::default()
     }
 }
-
-fn prepare(protocol: EvalProtocol, p: &JobParams) -> (PartyData, PartyData) {
-    let ds = sample();
-    let (sa, sb) = scopes(ds, protocol, Split::Test);
-    let key = BlockingKey::random();
-    let a = prepare_party(&ds.a, &sa, p, &key, &mut Prg::fresh()).unwrap();
-    let b = prepare_party(&ds.b, &sb, p, &key, &mut Prg::fresh()).unwrap();
-    (a, b)
-}
-
-const T: Duration = Duration::from_secs(10);
 
 /// Runs both parties of `spec` and judges the results against the gold links and the reference.
 fn run_and_judge(
@@ -473,7 +336,12 @@ fn an_unreachable_server_is_named() {
 /// the same totals a per-entity job yields on the same data.
 #[test]
 fn aggregate_only_jobs_reveal_only_totals() {
-    let c = Cluster::new("aggregate", 2, Limits::default());
+    // The same job id runs twice (same candidate padding), so the servers forget ids at once.
+    let forget = Limits {
+        remember_jobs_secs: 0,
+        ..Limits::default()
+    };
+    let c = Cluster::new("aggregate", 2, forget);
     let spec = c.spec("job-agg", JobParams::default());
     let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
     let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
@@ -508,4 +376,279 @@ fn aggregate_only_jobs_reveal_only_totals() {
     assert_eq!(total_b, matched, "both sides count the same mutual matches");
     let sum: f64 = rows.iter().map(|r| r.score).sum();
     assert!((score_sum / spec.params.model.max_score() - sum).abs() < 1e-6);
+}
+
+/// Liveness timers for lifecycle tests: a silent peer counts as dead after 2 s.
+fn quick() -> Limits {
+    Limits {
+        keepalive_secs: 1,
+        idle_timeout_secs: 2,
+        ..Limits::default()
+    }
+}
+
+fn quick_timing() -> Timing {
+    Timing {
+        connect: T,
+        liveness: Liveness::from_secs(1, 2).unwrap(),
+    }
+}
+
+/// A small job: 100 entities a side.
+fn small() -> (JobParams, PartyData, PartyData) {
+    let p = JobParams::default();
+    let ds = sample();
+    let key = BlockingKey::random();
+    let (sa, sb) = scopes(ds, EvalProtocol::Standard, Split::Test);
+    let a = prepare_party(&ds.a, &sa[..100], &p, &key, &mut Prg::fresh()).unwrap();
+    let b = prepare_party(&ds.b, &sb[..100], &p, &key, &mut Prg::fresh()).unwrap();
+    (p, a, b)
+}
+
+/// Asserts that a party heard `what` in one of its progress messages.
+fn assert_heard(heard: &[String], what: &str) {
+    assert!(
+        heard.iter().any(|m| m.contains(what)),
+        "{what:?} in {heard:?}"
+    );
+}
+
+fn status(n: &Running) -> ppea::net::admin::Report {
+    rt().block_on(ppea::net::admin::status(n.admin)).unwrap()
+}
+
+/// Waits until `done` holds for every compute server's status. The bound only keeps a broken
+/// build from hanging; nothing is asserted about how long it takes.
+fn until(c: &Cluster, what: &str, done: impl Fn(&ppea::net::admin::Report) -> bool) {
+    for _ in 0..600 {
+        if c.nodes[1..].iter().all(|n| done(&status(n))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("never happened: {what}");
+}
+
+/// Runs `side` of `spec` until it has heard `wanted` from every server, then drops it (as if
+/// the party were killed). Returns what it heard; panics if the job finished instead.
+fn run_until_heard(
+    c: &Cluster,
+    spec: &JobSpec,
+    side: u8,
+    data: &PartyData,
+    wanted: &str,
+) -> Vec<String> {
+    let id = c.identity(if side == 0 { "party-a" } else { "party-b" });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let k = spec.servers.len();
+    rt().block_on(async {
+        let run = run_party(spec, side, &id, data, quick_timing(), |m| {
+            let _ = tx.send(m.to_string());
+        });
+        let listen = async {
+            let mut heard = Vec::new();
+            while let Some(m) = rx.recv().await {
+                heard.push(m);
+                if heard.iter().filter(|m| m.contains(wanted)).count() == k {
+                    return heard;
+                }
+            }
+            heard
+        };
+        tokio::select! {
+            r = run => panic!("party {side} must not finish alone: {:?}", r.map(|_| ())),
+            heard = listen => heard,
+        }
+    })
+}
+
+/// Issue 13, case 1: party A uploads and is killed while it waits; party B then starts the same
+/// job. The servers drop A's upload when A disconnects (at once if A closed its connections,
+/// when B arrives if A vanished without a word), so B is not matched against it: B is told the
+/// servers wait for party-a.
+#[test]
+fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
+    // A long idle timeout: a silent party must be found out by the start check, not by it.
+    let limits = Limits {
+        idle_timeout_secs: 30,
+        ..quick()
+    };
+    let c = Cluster::new("stale", 2, limits);
+    let (params, a, b) = small();
+    let spec = c.spec("job-stale", params);
+    let heard = run_until_heard(&c, &spec, 0, &a, "waiting for party-b");
+    assert_heard(&heard, "server-0: holding this party's upload");
+    // Party A is gone (its connections closed when it was dropped): every server lets go of the
+    // job, which never started.
+    until(&c, "the abandoned upload is dropped", |r| r.jobs.is_empty());
+    let r = status(&c.nodes[1]);
+    assert_eq!(
+        r.remembered, 0,
+        "a job that never started may be submitted again"
+    );
+    let metrics = rt()
+        .block_on(ppea::net::admin::get(c.nodes[1].admin, "/metrics"))
+        .unwrap();
+    assert!(
+        metrics.contains("ppea_jobs_total{server=\"server-0\",outcome=\"dropped\"} 1"),
+        "{metrics}"
+    );
+    // Party B alone: the servers hold only B's upload and wait for party-a.
+    let heard = run_until_heard(&c, &spec, 1, &b, "waiting for party-a");
+    assert!(heard.iter().all(|m| !m.contains("computing")), "{heard:?}");
+    until(&c, "B's upload is dropped too", |r| r.jobs.is_empty());
+    // Party A again, now killed without a word (its runtime vanishes, as with kill -9): its
+    // connections look alive for the 30 s idle timeout. B comes at once; the servers find A
+    // silent when the job would start, drop its upload and tell B they wait for party-a.
+    let own = ppea::mpc::local::runtime().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (ia, spec_a, data_a) = (c.identity("party-a"), spec.clone(), a.clone());
+    let slow = Timing {
+        connect: T,
+        liveness: Liveness::from_secs(1, 30).unwrap(),
+    };
+    own.spawn(async move {
+        let note = move |m: &str| {
+            let _ = tx.send(m.to_string());
+        };
+        let _ = run_party(&spec_a, 0, &ia, &data_a, slow, note).await;
+    });
+    rt().block_on(async {
+        let mut n = 0;
+        while let Some(m) = rx.recv().await {
+            n += usize::from(m.contains("waiting for party-b"));
+            if n == spec.servers.len() {
+                break;
+            }
+        }
+    });
+    own.shutdown_background();
+    let heard = run_until_heard(&c, &spec, 1, &b, "waiting for party-a");
+    assert_heard(&heard, "checking that party-a, party-b still answer");
+    assert!(heard.iter().all(|m| !m.contains("computing")), "{heard:?}");
+    until(&c, "B's upload is dropped again", |r| r.jobs.is_empty());
+    // Both parties together still run the job id.
+    let (ra, rb) = c.run(&spec, &a, &b);
+    assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
+}
+
+/// Issue 13, case 1 (replay): a job id that ran cannot run again on the servers.
+#[test]
+fn a_job_id_that_ran_is_refused() {
+    let c = Cluster::new("replay", 2, quick());
+    let (params, a, b) = small();
+    let spec = c.spec("job-replay", params);
+    let (ra, rb) = c.run(&spec, &a, &b);
+    assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
+    let (ra, rb) = c.run(&spec, &a, &b);
+    for e in [expect_err(ra), expect_err(rb)] {
+        assert!(
+            e.contains("job \"job-replay\" already ran on this server")
+                && e.contains("use a new job id"),
+            "{e}"
+        );
+    }
+    assert!(c.nodes[1..].iter().all(|n| status(n).remembered == 1));
+    // The dealer remembers it too.
+    assert_eq!(status(&c.nodes[0]).remembered, 1);
+}
+
+/// Issue 13, case 3: two parties with different job ids are each told what the servers wait
+/// for, and after the wait limit why the job gave up and what to check.
+#[test]
+fn mismatched_job_ids_say_what_they_wait_for() {
+    let c = Cluster::new(
+        "mismatch",
+        2,
+        Limits {
+            wait_secs: 2,
+            ..quick()
+        },
+    );
+    let (params, a, b) = small();
+    let (sx, sy) = (c.spec("job-x", params.clone()), c.spec("job-y", params));
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let heard = std::sync::Mutex::new(Vec::<String>::new());
+    let note = |m: &str| heard.lock().unwrap().push(m.to_string());
+    let (ra, rb) = rt().block_on(async {
+        tokio::join!(
+            run_party(&sx, 0, &ia, &a, quick_timing(), note),
+            run_party(&sy, 1, &ib, &b, quick_timing(), note)
+        )
+    });
+    let heard = heard.into_inner().unwrap();
+    for (e, side, other, job) in [
+        (expect_err(ra), 0, "party-b", "job-x"),
+        (expect_err(rb), 1, "party-a", "job-y"),
+    ] {
+        assert!(
+            e.contains(&format!(
+                "timed out after 2 s (wait_secs) waiting for {other} to upload job \"{job}\""
+            )) && e.contains("check that"),
+            "side {side}: {e}"
+        );
+        let told = format!(
+            "holding this party's upload of job \"{job}\", waiting for {other} to upload the same job id"
+        );
+        assert_heard(&heard, &told);
+    }
+}
+
+/// Issue 13, case 2: a compute server that dies without a word (as `kill -9` does) is noticed
+/// within the configured idle timeout, and the parties are told it stopped answering (not that
+/// it refused their certificate).
+#[test]
+fn a_silently_killed_server_is_reported_within_the_idle_timeout() {
+    let mut c = Cluster::new("silent", 2, quick());
+    // server-1 on its own runtime, so that it can vanish without closing its connections.
+    let own = ppea::mpc::local::runtime().unwrap();
+    c.nodes[2].kill();
+    c.nodes[2] = start_on(&own, &c.dir.0, "server-1", Role::Compute, 2, quick());
+    let spec = c.spec("job-silent", eval_params());
+    let (a, b) = prepare(EvalProtocol::Open, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut own = Some(own);
+    let (ra, rb) = rt().block_on(async {
+        let parties = async {
+            tokio::join!(
+                run_party(&spec, 0, &ia, &a, quick_timing(), |m| {
+                    let _ = tx.send(m.to_string());
+                }),
+                run_party(&spec, 1, &ib, &b, quick_timing(), |_| {})
+            )
+        };
+        let killer = async {
+            while let Some(m) = rx.recv().await {
+                if m.starts_with("server-1: computing")
+                    && let Some(rt) = own.take()
+                {
+                    rt.shutdown_background();
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            r = parties => r,
+            _ = killer => unreachable!("the killer listens until the parties end"),
+        }
+    });
+    assert!(own.is_none(), "server-1 was killed while computing");
+    for e in [expect_err(ra), expect_err(rb)] {
+        assert!(
+            e.contains("server-1") && e.contains("stopped answering") && e.contains("2 s"),
+            "{e}"
+        );
+        assert!(!e.contains("refused"), "{e}");
+    }
+    // server-0 lives on, lets go of the failed job and remembers its id.
+    for _ in 0..600 {
+        let r = status(&c.nodes[1]);
+        if r.jobs.is_empty() {
+            assert_eq!(r.remembered, 1);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server-0 still holds the failed job");
 }

@@ -40,7 +40,11 @@ fn readme_examples_parse() {
         ("server-0", Role::Compute)
     );
     assert!(server.listen_addr().is_ok());
-    assert_eq!(server.limits.max_jobs, 8);
+    assert_eq!(
+        server.limits,
+        ppea::net::config::Limits::default(),
+        "the README states the default limits"
+    );
     let job: PartyJob = toml::from_str(&blocks[1]).expect("party example parses");
     assert_eq!(job.side_index().unwrap(), 0);
     assert_eq!(job.servers.len(), 2);
@@ -53,6 +57,56 @@ fn readme_examples_parse() {
     };
     assert!(real.key().is_ok());
     assert!(real.spec().validate().is_ok());
+    let t = real.timing().unwrap();
+    assert_eq!(t.liveness, ppea::net::liveness::Liveness::default());
+    assert!(!real.evaluation);
+}
+
+/// Every problem in a job file is reported with the file's path, the bad blocking key too.
+#[test]
+fn job_file_errors_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("ppea-test-jobfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = &toml_blocks()[1];
+    let cases = [
+        ("bad-key.toml", example.clone(), "blocking_key"),
+        (
+            "bad-side.toml",
+            example
+                .replace("side = \"a\"", "side = \"c\"")
+                .replace("3f1c...64 hex digits...", &"ab".repeat(32)),
+            "side",
+        ),
+        (
+            "bad-idle.toml",
+            example
+                .replace("idle_timeout_secs = 10", "idle_timeout_secs = 2")
+                .replace("3f1c...64 hex digits...", &"ab".repeat(32)),
+            "idle_timeout_secs",
+        ),
+    ];
+    for (name, text, what) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let e = PartyJob::load(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&path.display().to_string()) && e.contains(what),
+            "{e}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `party certs` (write_dev_pki) leaves private keys readable by their owner only.
+#[cfg(unix)]
+#[test]
+fn development_keys_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("ppea-test-keys-{}", std::process::id()));
+    ppea::net::tls::write_dev_pki(&dir, &["server-0".to_string()]).unwrap();
+    let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("server-0.key"), 0o600);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

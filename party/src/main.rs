@@ -93,7 +93,7 @@ enum Command {
         /// Dataset directory.
         dataset: PathBuf,
         /// Its layout [default: detected].
-        #[arg(long)]
+        #[arg(long, value_parser = choice::<Format>(FORMATS))]
         format: Option<Format>,
         /// Output directory.
         #[arg(long)]
@@ -116,8 +116,8 @@ enum Command {
         /// Party B's output directory.
         #[arg(long)]
         b: PathBuf,
-        /// Which links to judge.
-        #[arg(long, default_value = "test")]
+        /// Which links to judge: `test` (70%) or `tune` (30%).
+        #[arg(long, default_value = "test", value_parser = choice::<Split>(SPLITS))]
         split: Split,
     },
     /// Evaluate the whole pipeline on a benchmark with gold links: both parties and all servers
@@ -128,17 +128,17 @@ enum Command {
         /// Dataset directory (DBP15K/SRPRS, OpenEA, or native `a/`, `b/`, `links.tsv`).
         dataset: PathBuf,
         /// Layout of the dataset directory [default: detected from the files].
-        #[arg(long)]
+        #[arg(long, value_parser = choice::<Format>(FORMATS))]
         format: Option<Format>,
         /// `standard`: align the test entities (literature protocol); `open`: the whole graphs.
-        #[arg(long, default_value = "standard")]
+        #[arg(long, default_value = "standard", value_parser = choice::<EvalProtocol>(PROTOCOLS))]
         protocol: EvalProtocol,
         /// Number of compute servers (2 to 4).
         #[arg(long, default_value_t = 2)]
         servers: usize,
         /// Gold links to judge: `test` (70%, for reporting) or `tune` (30%, for choosing
         /// parameters). Under the standard protocol these links' entities are aligned.
-        #[arg(long, default_value = "test")]
+        #[arg(long, default_value = "test", value_parser = choice::<Split>(SPLITS))]
         split: Split,
         /// Fix the parties' row shuffles and blocking key (evaluation only), so that runs with
         /// different numbers of servers can be compared by `decisions_digest`. Secret shares
@@ -150,6 +150,19 @@ enum Command {
         #[arg(long)]
         params: Option<PathBuf>,
     },
+}
+
+const FORMATS: &[&str] = &["dbp15k", "srprs", "openea", "native"];
+const SPLITS: &[&str] = &["test", "tune"];
+const PROTOCOLS: &[&str] = &["standard", "open"];
+
+/// A parser that accepts exactly `values` (listed by `--help`) and converts with `FromStr`.
+fn choice<T>(values: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(values).try_map(|s| s.parse::<T>())
 }
 
 fn detect(dataset: &Path, format: Option<Format>) -> Result<Format> {
@@ -380,25 +393,35 @@ fn run(
         ),
     );
     let rt = ppea::mpc::local::runtime()?;
-    let waiting = std::sync::atomic::AtomicBool::new(true);
-    let timeout = std::time::Duration::from_secs(job.connect_timeout_secs);
+    let timing = job.timing()?;
+    // What each server last said about the job, repeated while waiting.
+    let latest = std::sync::Mutex::new(std::collections::BTreeMap::<String, String>::new());
+    let report = |m: &str| {
+        progress(t0, m);
+        if let (Some((server, what)), Ok(mut l)) = (m.split_once(": "), latest.lock()) {
+            l.insert(server.to_string(), what.to_string());
+        }
+    };
     let results = rt.block_on(async {
         let ticker = async {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if waiting.load(std::sync::atomic::Ordering::Relaxed) {
-                    progress(t0, "waiting for the servers ...");
+                let said = latest.lock().map(|l| l.clone()).unwrap_or_default();
+                if said.is_empty() {
+                    progress(t0, "waiting for the servers to answer ...");
+                }
+                for (server, what) in said {
+                    progress(t0, &format!("still waiting: {server}: {what}"));
                 }
             }
         };
         tokio::select! {
-            r = run_party(&spec, side, &identity, &data, timeout, |m| progress(t0, m)) => r,
+            r = run_party(&spec, side, &identity, &data, timing, report) => r,
             _ = ticker => unreachable!("the ticker never ends"),
         }
     })?;
-    waiting.store(false, std::sync::atomic::Ordering::Relaxed);
     let width = results[0].width;
     let shares: Vec<Vec<u64>> = results.iter().map(|r| r.words.clone()).collect();
     let mut params = spec.params.clone();

@@ -36,10 +36,14 @@ enum Command {
     ///   parties = ["party-a", "party-b"] # who may submit jobs
     ///   servers = ["server-0", "server-1"]
     ///   dealer = "dealer"
+    ///   admin = "127.0.0.1:7001"         # optional: `server status` and /metrics (loopback only)
     ///   [limits]                        # optional
     ///   max_message_mib = 4096          # largest single message accepted
     ///   max_jobs = 8                    # jobs held at once
     ///   wait_secs = 600                 # wait for the other party, servers, dealer
+    ///   keepalive_secs = 3              # QUIC keep-alive interval
+    ///   idle_timeout_secs = 10          # a peer silent this long counts as dead
+    ///   remember_jobs_secs = 604800     # a job id that ran is refused this long
     #[command(verbatim_doc_comment)]
     Run {
         /// The configuration file.
@@ -48,6 +52,22 @@ enum Command {
         /// Write the bound address to this file once listening (useful with port 0).
         #[arg(long)]
         port_file: Option<std::path::PathBuf>,
+    },
+    /// Show the jobs a running server holds: state, age, and what each waits for (read from its
+    /// admin endpoint, `admin = "127.0.0.1:PORT"` in its configuration).
+    Status {
+        /// The server's configuration file (for its admin address).
+        #[arg(long, required_unless_present = "admin")]
+        config: Option<std::path::PathBuf>,
+        /// The admin address instead of a configuration file.
+        #[arg(long, conflicts_with = "config")]
+        admin: Option<std::net::SocketAddr>,
+        /// Print the JSON status instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print the Prometheus metrics instead.
+        #[arg(long, conflicts_with = "json")]
+        metrics: bool,
     },
     /// Measure the secure computation core on this machine: all servers and the dealer run in
     /// this one process over in-memory channels. Prints one JSON object per line.
@@ -104,6 +124,7 @@ fn real_main() -> Result<()> {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let cfg = ppea::net::config::ServerConfig::load(&config)?;
             let rt = ppea::mpc::local::runtime()?;
@@ -117,6 +138,31 @@ fn real_main() -> Result<()> {
                 daemon.serve(shutdown_signal()).await;
                 anyhow::Ok(())
             })?;
+        }
+        Command::Status {
+            config,
+            admin,
+            json,
+            metrics,
+        } => {
+            let addr = match (admin, config) {
+                (Some(a), _) => a,
+                (None, Some(c)) => {
+                    ppea::net::admin::configured(&ppea::net::config::ServerConfig::load(&c)?)?
+                }
+                (None, None) => anyhow::bail!("give --config or --admin"),
+            };
+            let rt = ppea::mpc::local::runtime()?;
+            if metrics {
+                print!("{}", rt.block_on(ppea::net::admin::get(addr, "/metrics"))?);
+            } else {
+                let report = rt.block_on(ppea::net::admin::status(addr))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{report}");
+                }
+            }
         }
         Command::Bench {
             what,

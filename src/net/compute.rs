@@ -7,92 +7,351 @@ use crate::mpc::dealer::DealerClient;
 use crate::mpc::engine::Engine;
 use crate::mpc::protocol::Session;
 use crate::net::config::ServerConfig;
-use crate::net::daemon::{DISAGREE, Event, Upload, answer_link, next_event};
+use crate::net::daemon::{
+    DISAGREE, Event, Jobs, Upload, answer_link, book, next_event, refuse_event, timed_out,
+};
 use crate::net::dial::open;
-use crate::net::job::{Ack, DealerHello, Hello, JobStats, Outcome, OutputMode};
+use crate::net::job::{Ack, DealerHello, Hello, JobSpec, JobStats, Outcome, OutputMode};
 use crate::net::quic::QuicTransport;
+use crate::net::registry::{Ended, Phase, Status};
 use crate::net::upload::upload_digest;
 use crate::net::wire::{FrameRecv, FrameSend};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-/// A compute server's job: collect both uploads, link up, compute, answer each party.
+/// A party's upload and the stream to answer it on.
+type Party = (Box<Upload>, FrameSend);
+
+/// A compute server's job: collect both uploads, link up, compute, answer each party. A party
+/// that disconnects before the job starts takes its upload with it; a party that disconnects
+/// later fails the job.
 pub(crate) async fn compute_job(
     cfg: &ServerConfig,
     ep: &quinn::Endpoint,
+    jobs: &Jobs,
     job: &str,
     mut rx: mpsc::UnboundedReceiver<Event>,
-) {
+) -> Ended {
     let wait = Duration::from_secs(cfg.limits.wait_secs);
-    let mut uploads: [Option<Box<Upload>>; 2] = [None, None];
-    let mut stash = Vec::new();
-    let mut failure = None;
-    while uploads.iter().any(Option::is_none) {
-        match next_event(&mut rx, wait, "both parties' uploads").await {
-            Ok(Event::Upload(side, up)) => {
-                if let Some(mut old) = uploads[side as usize].replace(up) {
+    let probe = cfg.liveness().unwrap_or_default().keepalive;
+    let (mut parties, stash) = match collect(jobs, job, &mut rx, wait, probe).await {
+        Collected::Both(parties, stash) => (parties, stash),
+        Collected::Abandoned => return Ended::Dropped,
+        Collected::Failed(mut held, e) => {
+            warn!(job, "job ended before it started: {e}");
+            for (up, reply) in &mut held {
+                let _ = reply.control(&Outcome::Failed(e.to_string())).await;
+                reply.finish().await;
+                info!(job, party = %up.from, "upload dropped");
+            }
+            return Ended::Dropped;
+        }
+    };
+    let (tx, mut updates) = mpsc::unbounded_channel::<Status>();
+    let report = |phase: Phase, waiting_for: Vec<String>| {
+        let st = Status {
+            job: job.to_string(),
+            phase,
+            waiting_for,
+        };
+        book(jobs).set_status(st.clone(), Instant::now());
+        let _ = tx.send(st);
+    };
+    let [(a, ra), (b, rb)] = &mut parties;
+    let result = {
+        let run = run_compute(cfg, ep, job, a, b, &mut rx, stash, wait, &report);
+        // Tell both parties where the job stands while it runs.
+        let forward = async {
+            while let Some(st) = updates.recv().await {
+                for r in [&mut *ra, &mut *rb] {
+                    let _ = r.control(&Outcome::Status(st.clone())).await;
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        let names = [a.from.clone(), b.from.clone()];
+        tokio::select! {
+            r = run => r,
+            _ = forward => unreachable!("forwarding ends only with the job"),
+            side = disconnected([Some(&a.conn), Some(&b.conn)]) => Err(Error::invalid(format!(
+                "{} disconnected during the job", names[side]
+            ))),
+        }
+    };
+    let result = result.map_err(|e| name_lost_server(e, &a.spec, cfg));
+    if result.is_ok() {
+        report(Phase::Delivering, Vec::new());
+    }
+    while let Ok(st) = updates.try_recv() {
+        for r in [&mut *ra, &mut *rb] {
+            let _ = r.control(&Outcome::Status(st.clone())).await;
+        }
+    }
+    // Both parties at once, so a party that is slow to acknowledge does not delay the other.
+    let result = &result;
+    let answers = parties
+        .iter_mut()
+        .enumerate()
+        .map(|(side, (up, reply))| async move {
+            let sent = match result {
+                Ok(out) => {
+                    let words = if side == 0 { &out.0.a } else { &out.0.b };
+                    let rows = up.shares.tokens.own.len();
+                    let (rows, width, words) = match up.spec.output {
+                        OutputMode::Matches => (rows, out.1, words.clone()),
+                        OutputMode::Aggregate => (1, 2, aggregate_words(words, rows, out.1)),
+                    };
+                    async {
+                        reply
+                            .control(&Outcome::Done {
+                                rows: rows as u64,
+                                width: width as u64,
+                                // Traffic figures depend on the candidate lists (hence on
+                                // both parties' data): only evaluation jobs report them.
+                                stats: if up.spec.params.reveal_best {
+                                    out.2
+                                } else {
+                                    JobStats::default()
+                                },
+                            })
+                            .await?;
+                        reply.words(&words).await
+                    }
+                    .await
+                }
+                Err(e) => reply.control(&Outcome::Failed(e.to_string())).await,
+            };
+            reply.finish().await;
+            if let Err(e) = sent {
+                warn!(job, party = %up.from, "could not deliver results: {e}");
+            }
+        });
+    futures::future::join_all(answers).await;
+    match result {
+        Ok(out) => {
+            book(jobs).count_bytes(0, out.2.bytes_sent);
+            info!(job, "job done");
+            Ended::Done
+        }
+        Err(e) => {
+            error!(job, "job failed: {e}");
+            Ended::Failed
+        }
+    }
+}
+
+/// How collecting the uploads ended.
+enum Collected {
+    /// Both uploads, and the link requests that came in meanwhile.
+    Both([Party; 2], Vec<Event>),
+    /// Every party that uploaded disconnected: nothing is held any more.
+    Abandoned,
+    /// Waited too long: the uploads still held, and why.
+    Failed(Vec<Party>, Error),
+}
+
+/// Collects both parties' uploads. An upload is dropped when its party disconnects; the wait
+/// limit runs from the latest upload. Each party is told what the job waits for.
+async fn collect(
+    jobs: &Jobs,
+    job: &str,
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    wait: Duration,
+    probe: Duration,
+) -> Collected {
+    let mut held: [Option<Party>; 2] = [None, None];
+    let mut stash: Vec<Event> = Vec::new();
+    let mut deadline = tokio::time::Instant::now() + wait;
+    loop {
+        held = match held {
+            [Some(mut a), Some(mut b)] => {
+                // A party killed without a word still looks connected until the idle timeout:
+                // both must acknowledge a message now, before their uploads are used.
+                let st = Status {
+                    job: job.to_string(),
+                    phase: Phase::Starting,
+                    waiting_for: vec![a.0.from.clone(), b.0.from.clone()],
+                };
+                book(jobs).set_status(st.clone(), Instant::now());
+                let (ok_a, ok_b) = tokio::join!(
+                    answers(&a.0.conn, &mut a.1, &st, probe),
+                    answers(&b.0.conn, &mut b.1, &st, probe)
+                );
+                if ok_a && ok_b {
+                    stash.retain(Event::connected);
+                    return Collected::Both([a, b], stash);
+                }
+                for (p, ok) in [(&a, ok_a), (&b, ok_b)] {
+                    if !ok {
+                        info!(job, party = %p.0.from, "party did not answer; its upload is dropped");
+                        p.0.conn.close(SILENT_PARTY.into(), b"did not answer");
+                    }
+                }
+                // The closed connection is noticed below, as any disconnection.
+                [Some(a), Some(b)]
+            }
+            some => some,
+        };
+        let next = {
+            let conns = [0, 1].map(|i| held[i].as_ref().map(|p| &p.0.conn));
+            tokio::select! {
+                ev = tokio::time::timeout_at(deadline, rx.recv()) => Ok(ev),
+                side = disconnected(conns) => Err(side),
+            }
+        };
+        match next {
+            Ok(Ok(Some(Event::Upload(side, up, mut reply)))) => {
+                let side = side as usize;
+                if let Some((_, mut old)) = held[side].take() {
                     let _ = old
-                        .reply
                         .control(&Outcome::Failed(
                             "replaced by a second upload for the same side".into(),
                         ))
                         .await;
+                    old.finish().await;
                 }
+                if held[1 - side].is_none() {
+                    let other = up.spec.parties[1 - side].clone();
+                    let st = Status {
+                        job: job.to_string(),
+                        phase: Phase::Waiting,
+                        waiting_for: vec![other],
+                    };
+                    book(jobs).set_status(st.clone(), Instant::now());
+                    let _ = reply.control(&Outcome::Status(st)).await;
+                }
+                let words = up.shares.z.len()
+                    + up.shares.ids.len()
+                    + (up.shares.tokens.own.iter())
+                        .chain(&up.shares.tokens.neighbour)
+                        .map(|t| t.len() + 1)
+                        .sum::<usize>();
+                book(jobs).count_bytes(8 * words as u64, 0);
+                held[side] = Some((up, reply));
+                deadline = tokio::time::Instant::now() + wait;
             }
-            Ok(ev) => stash.push(ev),
-            Err(e) => {
-                failure = Some(e);
-                break;
+            Ok(Ok(Some(ev))) => stash.push(ev),
+            Ok(Ok(None)) => {
+                let e = Error::invalid("job channel closed");
+                return Collected::Failed(held.into_iter().flatten().collect(), e);
             }
-        }
-    }
-    let result = match failure {
-        Some(e) => Err(e),
-        None => {
-            let [a, b] = &uploads;
-            let (a, b) = (a.as_ref().expect("present"), b.as_ref().expect("present"));
-            run_compute(cfg, ep, job, a, b, &mut rx, stash, wait).await
-        }
-    };
-    for (side, up) in uploads.iter_mut().enumerate() {
-        let Some(up) = up else { continue };
-        let sent = match &result {
-            Ok(out) => {
-                let words = if side == 0 { &out.0.a } else { &out.0.b };
-                let rows = up.shares.tokens.own.len();
-                let (rows, width, words) = match up.spec.output {
-                    OutputMode::Matches => (rows, out.1, words.clone()),
-                    OutputMode::Aggregate => (1, 2, aggregate_words(words, rows, out.1)),
+            Ok(Err(_)) => {
+                let missing: Vec<String> = (0..2)
+                    .filter(|&i| held[i].is_none())
+                    .filter_map(|i| held[1 - i].as_ref().map(|p| p.0.spec.parties[i].clone()))
+                    .collect();
+                let who = if missing.is_empty() {
+                    "both parties".to_string()
+                } else {
+                    missing.join(" and ")
                 };
-                async {
-                    up.reply
-                        .control(&Outcome::Done {
-                            rows: rows as u64,
-                            width: width as u64,
-                            // Traffic figures depend on the candidate lists (hence on
-                            // both parties' data): only evaluation jobs report them.
-                            stats: if up.spec.params.reveal_best {
-                                out.2
-                            } else {
-                                JobStats::default()
-                            },
-                        })
-                        .await?;
-                    up.reply.words(&words).await
-                }
-                .await
+                let e = timed_out(
+                    wait,
+                    &format!(
+                        "{who} to upload job {job:?} (check that {who} runs a job file with job = \
+                         {job:?} and the same servers)"
+                    ),
+                );
+                return Collected::Failed(held.into_iter().flatten().collect(), e);
             }
-            Err(e) => up.reply.control(&Outcome::Failed(e.to_string())).await,
-        };
-        up.reply.finish().await;
-        if let Err(e) = sent {
-            warn!(job, party = %up.from, "could not deliver results: {e}");
+            Err(side) => {
+                if let Some((up, _)) = held[side].take() {
+                    info!(job, party = %up.from, "party disconnected before the job started; its upload is dropped");
+                }
+                if held.iter().all(Option::is_none) {
+                    let why = format!(
+                        "job {job:?} has no upload any more on this server (its parties disconnected)"
+                    );
+                    for ev in stash {
+                        refuse_event(ev, &why).await;
+                    }
+                    return Collected::Abandoned;
+                }
+                let other = held.iter().flatten().next().map(|p| {
+                    let side = if p.0.spec.parties[0] == p.0.from {
+                        1
+                    } else {
+                        0
+                    };
+                    p.0.spec.parties[side].clone()
+                });
+                let st = Status {
+                    job: job.to_string(),
+                    phase: Phase::Waiting,
+                    waiting_for: other.into_iter().collect(),
+                };
+                book(jobs).set_status(st.clone(), Instant::now());
+                for (_, reply) in held.iter_mut().flatten() {
+                    let _ = reply.control(&Outcome::Status(st.clone())).await;
+                }
+            }
         }
     }
-    match result {
-        Ok(_) => info!(job, "job done"),
-        Err(e) => error!(job, "job failed: {e}"),
+}
+
+/// Application close code for a party that did not acknowledge the start of its job.
+const SILENT_PARTY: u32 = 2;
+
+/// Whether the party on `conn` acknowledges `st`, sent on its stream, within `within`. A live
+/// party's QUIC stack acknowledges within a round trip and its ack delay (25 ms).
+async fn answers(
+    conn: &quinn::Connection,
+    reply: &mut FrameSend,
+    st: &Status,
+    within: Duration,
+) -> bool {
+    let before = conn.stats().frame_rx.acks;
+    if reply.control(&Outcome::Status(st.clone())).await.is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + within;
+    while conn.close_reason().is_none() && Instant::now() < deadline {
+        if conn.stats().frame_rx.acks > before {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Resolves with the side of the first of `conns` that closes; never, if there are none.
+async fn disconnected(conns: [Option<&quinn::Connection>; 2]) -> usize {
+    let watches: Vec<_> = conns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            c.map(|c| {
+                Box::pin(async move {
+                    c.closed().await;
+                    i
+                })
+            })
+        })
+        .collect();
+    if watches.is_empty() {
+        std::future::pending().await
+    } else {
+        futures::future::select_all(watches).await.0
+    }
+}
+
+/// Names the server or dealer a transport failure is with, and the bound on noticing it.
+fn name_lost_server(e: Error, spec: &JobSpec, cfg: &ServerConfig) -> Error {
+    let idle = cfg.limits.idle_timeout_secs;
+    match e {
+        Error::Transport { peer, what } => {
+            let name = match peer {
+                PeerName::Server(j) => spec.servers.get(j).map(|n| n.name.clone()),
+                PeerName::Dealer => Some(spec.dealer.name.clone()),
+                _ => None,
+            }
+            .unwrap_or_else(|| peer.to_string());
+            Error::invalid(format!(
+                "lost {name} mid-job: {what} (this server's idle timeout: {idle} s)"
+            ))
+        }
+        other => other,
     }
 }
 
@@ -106,6 +365,7 @@ pub(crate) async fn run_compute(
     rx: &mut mpsc::UnboundedReceiver<Event>,
     stash: Vec<Event>,
     wait: Duration,
+    report: &(dyn Fn(Phase, Vec<String>) + Sync),
 ) -> Result<(ServerOutput, usize, JobStats)> {
     let spec = &a.spec;
     let digest = spec.digest()?;
@@ -143,6 +403,8 @@ pub(crate) async fn run_compute(
     let max = cfg.max_bytes();
     let mut peers: Vec<Option<(FrameSend, FrameRecv)>> = (0..k).map(|_| None).collect();
     let mut conns = Vec::new();
+    let others = names.iter().filter(|n| **n != cfg.name);
+    report(Phase::Linking, others.map(|n| n.to_string()).collect());
     // Links to higher-indexed servers.
     for (j, node) in spec.servers.iter().enumerate().skip(me + 1) {
         let (conn, mut s, mut r) =
@@ -200,15 +462,15 @@ pub(crate) async fn run_compute(
                 peers[from] = Some(streams);
                 conns.push(conn);
             }
-            Event::Upload(_, mut up) => {
-                let _ = up
-                    .reply
+            Event::Upload(_, _, mut reply) => {
+                let _ = reply
                     .control(&Outcome::Failed("this job already has both uploads".into()))
                     .await;
             }
             Event::DealerLink { .. } => {}
         }
     }
+    report(Phase::Linking, vec![spec.dealer.name.clone()]);
     // The dealer.
     let (dconn, mut ds, mut dr) = open(
         ep,
@@ -243,6 +505,7 @@ pub(crate) async fn run_compute(
     let mut params = spec.params.clone();
     params.share_partner_ids = a.spec.params.share_partner_ids && b.spec.params.share_partner_ids;
     info!(job, me, servers = k, "computing");
+    report(Phase::Computing, Vec::new());
     let (out, _) = match align(&mut eng, &a.shares, &b.shares, &params, &job_seed(job)).await {
         Ok(r) => r,
         Err(e) => {

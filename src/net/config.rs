@@ -2,6 +2,7 @@
 //! the peers it accepts, and resource limits.
 
 use crate::error::{Error, Result};
+use crate::net::liveness::Liveness;
 use crate::net::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -24,6 +25,10 @@ pub struct ServerConfig {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Loopback address (`127.0.0.1:PORT`) of the admin endpoint that `server status` and
+    /// Prometheus read; none if absent.
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 /// The role of a `server` process.
@@ -60,6 +65,12 @@ pub struct Limits {
     pub max_jobs: usize,
     /// Seconds to wait for the second party, the other servers or the dealer.
     pub wait_secs: u64,
+    /// Seconds between QUIC keep-alives.
+    pub keepalive_secs: u64,
+    /// Seconds without any packet after which a peer counts as dead.
+    pub idle_timeout_secs: u64,
+    /// Seconds a job id that ran (or failed) is remembered and refused.
+    pub remember_jobs_secs: u64,
 }
 
 impl Default for Limits {
@@ -68,6 +79,9 @@ impl Default for Limits {
             max_message_mib: 4096,
             max_jobs: 8,
             wait_secs: 600,
+            keepalive_secs: crate::net::liveness::KEEPALIVE_SECS,
+            idle_timeout_secs: crate::net::liveness::IDLE_TIMEOUT_SECS,
+            remember_jobs_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -81,7 +95,10 @@ impl ServerConfig {
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(std::path::Path::new("."));
         cfg.tls = cfg.tls.relative_to(base);
-        cfg.listen_addr()?;
+        let at = |e: Error| Error::invalid(format!("{}: {e}", path.display()));
+        cfg.listen_addr().map_err(at)?;
+        cfg.liveness().map_err(at)?;
+        cfg.admin_addr().map_err(at)?;
         if cfg.role == Role::Compute && !cfg.peers.servers.contains(&cfg.name) {
             return Err(Error::invalid(format!(
                 "{}: peers.servers must list this server's own name {:?}",
@@ -97,6 +114,28 @@ impl ServerConfig {
         self.listen
             .parse()
             .map_err(|e| Error::invalid(format!("listen address {:?}: {e}", self.listen)))
+    }
+
+    /// The keep-alive and idle timeout of this node's connections.
+    pub fn liveness(&self) -> Result<Liveness> {
+        Liveness::from_secs(self.limits.keepalive_secs, self.limits.idle_timeout_secs)
+            .map_err(|e| Error::invalid(format!("[limits] {e}")))
+    }
+
+    /// The admin endpoint's address, which must be on the loopback interface.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>> {
+        let Some(a) = &self.admin else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = a
+            .parse()
+            .map_err(|e| Error::invalid(format!("admin address {a:?}: {e}")))?;
+        if !addr.ip().is_loopback() {
+            return Err(Error::invalid(format!(
+                "admin address {a:?} must be on the loopback interface (127.0.0.1 or ::1)"
+            )));
+        }
+        Ok(Some(addr))
     }
 
     pub(crate) fn max_bytes(&self) -> u64 {

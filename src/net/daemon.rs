@@ -1,6 +1,7 @@
 //! The `server` process: accepts connections, checks each peer's certificate identity, reads
 //! the first message of each stream and routes it to its job's task (a compute job or a dealer
-//! job), creating the task on first contact.
+//! job), creating the task on first contact. The [`Registry`] decides whether a job id may run
+//! (a job id runs once) and records each job's state for `server status`.
 
 use crate::error::{Error, PeerName, Result};
 use crate::model::align::PartyShares;
@@ -9,29 +10,38 @@ use crate::net::compute::compute_job;
 use crate::net::config::{Role, ServerConfig};
 use crate::net::dealer_job::dealer_job;
 use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome};
+use crate::net::liveness::REFUSED_IDENTITY;
+use crate::net::registry::{Admit, Ended, Phase, Registry};
 use crate::net::tls::{Identity, peer_identity};
 use crate::net::upload::{recv_share, recv_tokens};
 use crate::net::wire::{FrameRecv, FrameSend, framed};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-/// One party's upload as a server holds it.
+/// One party's upload as a server holds it (the stream to answer on travels beside it).
 pub(crate) struct Upload {
     pub(crate) spec: JobSpec,
     pub(crate) from: String,
     pub(crate) shares: PartyShares,
-    pub(crate) reply: FrameSend,
-    /// Held so the party's connection stays open until its result is delivered.
-    pub(crate) _conn: quinn::Connection,
+    /// The party's connection: held open until its result is delivered, and watched so the
+    /// upload is dropped when the party disconnects.
+    pub(crate) conn: quinn::Connection,
+}
+
+impl Upload {
+    /// Whether the party is still connected.
+    pub(crate) fn connected(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
 }
 
 /// Events delivered to a job's task.
 pub(crate) enum Event {
-    Upload(u8, Box<Upload>),
+    /// Side, the upload, and the stream to answer the party on.
+    Upload(u8, Box<Upload>, FrameSend),
     Link {
         from: usize,
         peer: String,
@@ -48,24 +58,46 @@ pub(crate) enum Event {
     },
 }
 
-pub(crate) type Jobs = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>>;
+impl Event {
+    /// Whether the peer that sent this event is still connected.
+    pub(crate) fn connected(&self) -> bool {
+        match self {
+            Event::Upload(_, up, _) => up.connected(),
+            Event::Link { conn, .. } | Event::DealerLink { conn, .. } => {
+                conn.close_reason().is_none()
+            }
+        }
+    }
+}
+
+/// The server's jobs, shared by the connection handlers, the job tasks and the admin endpoint.
+pub(crate) type Jobs = Arc<Mutex<Registry<Event>>>;
+
+/// Locks the registry. A panic while holding the lock (a bug) does not stop the server: the
+/// registry's state is consistent after every method.
+pub(crate) fn book(jobs: &Jobs) -> std::sync::MutexGuard<'_, Registry<Event>> {
+    jobs.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A running `server` process (compute or dealer).
 pub struct Daemon {
     cfg: Arc<ServerConfig>,
     endpoint: quinn::Endpoint,
     jobs: Jobs,
+    admin: Option<std::net::TcpListener>,
 }
 
 impl Daemon {
     /// Loads the identity and starts listening.
     pub fn start(cfg: ServerConfig) -> Result<Daemon> {
         let id = Identity::load(&cfg.name, &cfg.tls)?;
-        let endpoint = id.endpoint(cfg.listen_addr()?)?;
+        let endpoint = id.endpoint_with(cfg.listen_addr()?, &cfg.liveness()?)?;
+        let remember = Duration::from_secs(cfg.limits.remember_jobs_secs);
         Ok(Daemon {
+            admin: crate::net::admin::bind(&cfg)?,
+            jobs: Arc::new(Mutex::new(Registry::new(cfg.limits.max_jobs, remember))),
             cfg: Arc::new(cfg),
             endpoint,
-            jobs: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -76,9 +108,20 @@ impl Daemon {
             .map_err(|e| Error::invalid(format!("no local address: {e}")))
     }
 
-    /// Accepts connections until `shutdown` resolves, then closes the endpoint.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+    /// The admin endpoint's address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Accepts connections until `shutdown` resolves, then closes the endpoint. Also serves
+    /// the admin endpoint, if one is configured.
+    pub async fn serve(mut self, shutdown: impl std::future::Future<Output = ()>) {
         info!(name = %self.cfg.name, role = ?self.cfg.role, addr = ?self.endpoint.local_addr().ok(), "listening");
+        let admin = self.admin.take().and_then(|l| {
+            crate::net::admin::serve(l, &self.cfg, self.jobs.clone())
+                .map_err(|e| error!("{e}"))
+                .ok()
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -95,6 +138,9 @@ impl Daemon {
             }
         }
         info!("shutting down");
+        if let Some(a) = admin {
+            a.abort();
+        }
         self.endpoint.close(0u32.into(), b"shutdown");
         self.endpoint.wait_idle().await;
     }
@@ -114,7 +160,7 @@ pub(crate) async fn connection(
     let peer = match peer_identity(&conn, &cfg.allowed()) {
         Ok(p) => p,
         Err(e) => {
-            conn.close(1u32.into(), b"identity not allowed");
+            conn.close(REFUSED_IDENTITY.into(), b"identity not allowed");
             return Err(e);
         }
     };
@@ -224,10 +270,9 @@ pub(crate) async fn dispatch(
                 spec: *spec,
                 from: peer.to_string(),
                 shares,
-                reply: s,
-                _conn: conn,
+                conn,
             };
-            deliver(cfg, jobs, ep, &job, Event::Upload(side, Box::new(up))).await
+            deliver(cfg, jobs, ep, &job, Event::Upload(side, Box::new(up), s)).await
         }
         (
             Role::Compute,
@@ -274,7 +319,8 @@ pub(crate) async fn dispatch(
     }
 }
 
-/// Hands an event to its job's task, creating the job if it is new and the server has room.
+/// Hands an event to its job's task, creating the job if it is new, the server has room and
+/// the job id has not run here before.
 pub(crate) async fn deliver(
     cfg: &Arc<ServerConfig>,
     jobs: &Jobs,
@@ -282,35 +328,42 @@ pub(crate) async fn deliver(
     job: &str,
     ev: Event,
 ) -> Result<()> {
-    let tx = {
-        let mut map = jobs.lock().expect("jobs lock");
-        match map.get(job) {
-            Some(tx) => Some(tx.clone()),
-            None if map.len() >= cfg.limits.max_jobs => None,
-            None => {
+    let admitted = {
+        let mut reg = book(jobs);
+        let now = std::time::Instant::now();
+        match reg.admit(job, now) {
+            Admit::Held(tx) => Ok(tx),
+            Admit::Refused(why) => Err(why),
+            Admit::New => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                map.insert(job.to_string(), tx.clone());
+                // A dealer job starts with its first link (servers link only once they hold
+                // both uploads); a compute job starts once it holds both uploads.
+                let (phase, started) = match cfg.role {
+                    Role::Compute => (Phase::Waiting, false),
+                    Role::Dealer => (Phase::Serving, true),
+                };
+                reg.insert(job, tx.clone(), phase, started, now);
                 let (cfg, jobs, ep, id) = (cfg.clone(), jobs.clone(), ep.clone(), job.to_string());
                 tokio::spawn(async move {
-                    match cfg.role {
-                        Role::Compute => compute_job(&cfg, &ep, &id, rx).await,
-                        Role::Dealer => dealer_job(&cfg, &id, rx).await,
-                    }
-                    jobs.lock().expect("jobs lock").remove(&id);
+                    let how = match cfg.role {
+                        Role::Compute => compute_job(&cfg, &ep, &jobs, &id, rx).await,
+                        // The dealer's outcome is in its log; its job id is remembered either way.
+                        Role::Dealer => {
+                            dealer_job(&cfg, &id, rx).await;
+                            Ended::Done
+                        }
+                    };
+                    book(&jobs).end(&id, how, std::time::Instant::now());
                 });
-                Some(tx)
+                Ok(tx)
             }
         }
     };
-    match tx {
-        Some(tx) => tx
+    match admitted {
+        Ok(tx) => tx
             .send(ev)
             .map_err(|_| Error::invalid(format!("job {job:?} has already ended"))),
-        None => {
-            let why = format!(
-                "this server already holds {} jobs; try again later",
-                cfg.limits.max_jobs
-            );
+        Err(why) => {
             refuse_event(ev, &why).await;
             Err(Error::invalid(why))
         }
@@ -319,9 +372,9 @@ pub(crate) async fn deliver(
 
 pub(crate) async fn refuse_event(ev: Event, why: &str) {
     match ev {
-        Event::Upload(_, mut up) => {
-            let _ = up.reply.control(&Outcome::Failed(why.to_string())).await;
-            up.reply.finish().await;
+        Event::Upload(_, _, mut reply) => {
+            let _ = reply.control(&Outcome::Failed(why.to_string())).await;
+            reply.finish().await;
         }
         Event::Link { mut streams, .. } | Event::DealerLink { mut streams, .. } => {
             let _ = streams.0.control(&Ack::Refused(why.to_string())).await;
@@ -337,11 +390,16 @@ pub(crate) async fn next_event(
     match tokio::time::timeout(wait, rx.recv()).await {
         Ok(Some(ev)) => Ok(ev),
         Ok(None) => Err(Error::invalid("job channel closed")),
-        Err(_) => Err(Error::invalid(format!(
-            "timed out after {} s waiting for {what}",
-            wait.as_secs()
-        ))),
+        Err(_) => Err(timed_out(wait, what)),
     }
+}
+
+/// The error after waiting `wait` in vain for `what`.
+pub(crate) fn timed_out(wait: Duration, what: &str) -> Error {
+    Error::invalid(format!(
+        "timed out after {} s (wait_secs) waiting for {what}",
+        wait.as_secs()
+    ))
 }
 
 /// Why a link is refused when two servers hold different job descriptions.

@@ -175,6 +175,9 @@ pub enum Outcome {
     },
     /// The job failed on this server.
     Failed(String),
+    /// Not an outcome yet: where the job stands on this server (sent when it changes, before
+    /// the final `Done` or `Failed`).
+    Status(crate::net::registry::Status),
 }
 
 /// A server's traffic figures for one job (sizes and counts only).

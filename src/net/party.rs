@@ -6,6 +6,7 @@ use crate::model::align::{JobParams, PartyData, STATUS_WORDS};
 use crate::mpc::share::ShareMsg;
 use crate::net::dial::open;
 use crate::net::job::{Hello, JobSpec, JobStats, Node, Outcome, OutputMode};
+use crate::net::liveness::{Liveness, Timing};
 use crate::net::tls::{Identity, TlsFiles};
 use crate::net::upload::{send_share, send_tokens};
 use serde::{Deserialize, Serialize};
@@ -44,16 +45,17 @@ pub async fn upload_to(
     data: &PartyData,
     z: &ShareMsg,
     ids: Option<&ShareMsg>,
-    connect_timeout: Duration,
+    timing: impl Into<Timing>,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServerResult> {
+    let timing = timing.into();
     let node = spec
         .servers
         .get(j)
         .ok_or_else(|| Error::invalid(format!("the job has no server {j}")))?;
     let peer = PeerName::Server(j);
+    let (conn, mut s, mut r) = open(ep, node, peer, u64::MAX / 2, timing.connect).await?;
     let attempt = async {
-        let (_conn, mut s, mut r) = open(ep, node, peer, u64::MAX / 2, connect_timeout).await?;
         let rows = data.rows.len() as u64;
         let hello = Hello::Upload {
             spec: Box::new(spec.clone()),
@@ -81,7 +83,13 @@ pub async fn upload_to(
             return Err(e);
         }
         progress(&format!("uploaded to {} ({})", node.name, node.addr));
-        match r.control::<Outcome>().await? {
+        let outcome = loop {
+            match r.control::<Outcome>().await? {
+                Outcome::Status(st) => progress(&format!("{}: {st}", node.name)),
+                other => break other,
+            }
+        };
+        match outcome {
             Outcome::Done {
                 rows: n,
                 width,
@@ -101,19 +109,13 @@ pub async fn upload_to(
                 "{} reports that the job failed: {why}",
                 node.name
             ))),
+            Outcome::Status(_) => Err(Error::protocol(peer, "a status where an outcome belongs")),
         }
     };
-    attempt.await.map_err(|e| match e {
-        Error::Transport { what, .. } => Error::transport(
-            peer,
-            format!(
-                "{} at {}: {what} (if this happens right after connecting, {} may not accept \
-                 this party's certificate or identity; otherwise see its log)",
-                node.name, node.addr, node.name
-            ),
-        ),
-        other => other,
-    })
+    let who = format!("{} at {}", node.name, node.addr);
+    attempt
+        .await
+        .map_err(|e| crate::net::liveness::lost(e, &conn, &who, timing.liveness.idle))
 }
 
 /// Checks a server's announced result shape against what this party's job can produce: one row
@@ -155,12 +157,13 @@ pub async fn run_party(
     side: u8,
     identity: &Identity,
     data: &PartyData,
-    connect_timeout: Duration,
+    timing: impl Into<Timing>,
     progress: impl Fn(&str) + Send + Sync,
 ) -> Result<Vec<ServerResult>> {
     spec.validate()?;
+    let timing = timing.into();
     let k = spec.servers.len();
-    let ep = identity.client_endpoint()?;
+    let ep = identity.client_endpoint_with(&timing.liveness)?;
     let z = crate::mpc::share::share_compressed(&data.z, k)?;
     let ids = if spec.params.share_partner_ids {
         Some(crate::mpc::share::share_compressed(&data.ids, k)?)
@@ -177,11 +180,20 @@ pub async fn run_party(
             data,
             &z[j],
             ids.as_ref().map(|v| &v[j]),
-            connect_timeout,
+            timing,
             progress,
         )
     });
-    let results = futures::future::try_join_all(per_server).await?;
+    let results = match futures::future::try_join_all(per_server).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Say goodbye, so the servers drop this party's uploads at once rather than after
+            // their idle timeout.
+            ep.close(1u32.into(), b"party gave up");
+            let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+            return Err(e);
+        }
+    };
     if results.iter().any(|r| r.width != results[0].width) {
         return Err(Error::invalid(
             "servers returned results of different shapes",
@@ -222,6 +234,12 @@ pub struct PartyJob {
     /// Seconds to wait for each server to answer a connection.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// Seconds between QUIC keep-alives.
+    #[serde(default = "default_keepalive")]
+    pub keepalive_secs: u64,
+    /// Seconds without any packet from a server after which it counts as dead.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
     /// TLS files of this party (relative paths are relative to the job file).
     pub tls: TlsFiles,
     /// Model, blocking and matching parameters (defaults for anything not given).
@@ -246,30 +264,38 @@ impl std::fmt::Debug for PartyJob {
 }
 
 impl PartyJob {
-    /// Reads and checks a job file.
+    /// Reads and checks a job file. Every error names the file.
     pub fn load(path: &std::path::Path) -> Result<PartyJob> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::invalid(format!("{}: cannot read: {e}", path.display())))?;
-        let mut job: PartyJob = toml::from_str(&text)
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        let at = |e: &dyn std::fmt::Display| Error::invalid(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| at(&format!("cannot read: {e}")))?;
+        let mut job: PartyJob = toml::from_str(&text).map_err(|e| at(&e))?;
         job.tls = job
             .tls
             .relative_to(path.parent().unwrap_or(std::path::Path::new(".")));
-        job.side_index()?;
-        job.key()?;
-        if job.parties[job.side_index()? as usize] != job.identity {
+        job.check().map_err(|e| at(&e))?;
+        Ok(job)
+    }
+
+    /// Checks the fields against each other.
+    fn check(&self) -> Result<()> {
+        let side = self.side_index()?;
+        self.key()?;
+        if self.parties[side as usize] != self.identity {
             return Err(Error::invalid(format!(
-                "{}: identity {:?} is not party {} ({:?})",
-                path.display(),
-                job.identity,
-                job.side,
-                job.parties[job.side_index()? as usize]
+                "identity {:?} is not party {} ({:?})",
+                self.identity, self.side, self.parties[side as usize]
             )));
         }
-        job.spec()
-            .validate()
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-        Ok(job)
+        self.timing()?;
+        self.spec().validate()
+    }
+
+    /// Connection timing: connect timeout, keep-alive and idle timeout.
+    pub fn timing(&self) -> Result<Timing> {
+        Ok(Timing {
+            connect: Duration::from_secs(self.connect_timeout_secs),
+            liveness: Liveness::from_secs(self.keepalive_secs, self.idle_timeout_secs)?,
+        })
     }
 
     /// 0 for `a`, 1 for `b`.
@@ -315,6 +341,14 @@ impl PartyJob {
 
 fn default_connect_timeout() -> u64 {
     20
+}
+
+fn default_keepalive() -> u64 {
+    crate::net::liveness::KEEPALIVE_SECS
+}
+
+fn default_idle_timeout() -> u64 {
+    crate::net::liveness::IDLE_TIMEOUT_SECS
 }
 
 /// What an evaluation job leaves for the judge: the party's prepared data and its results.

@@ -16,7 +16,6 @@ use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// ALPN protocol identifier.
 pub const ALPN: &[u8] = b"ppea/1";
@@ -119,21 +118,9 @@ impl Identity {
         })
     }
 
-    /// QUIC transport settings: keep-alive so idle links survive long local steps, large flow
-    /// control windows for bulk ring data.
+    /// QUIC transport settings with the default liveness timers (endpoints apply their own).
     fn transport() -> Arc<quinn::TransportConfig> {
-        let mut t = quinn::TransportConfig::default();
-        t.keep_alive_interval(Some(Duration::from_secs(5)));
-        t.max_idle_timeout(Some(
-            Duration::from_secs(120)
-                .try_into()
-                .expect("valid idle timeout"),
-        ));
-        t.stream_receive_window((32u32 << 20).into());
-        t.receive_window((128u32 << 20).into());
-        t.send_window(128 << 20);
-        t.max_concurrent_bidi_streams(256u32.into());
-        Arc::new(t)
+        crate::net::liveness::Liveness::default().transport()
     }
 
     fn misfit(&self, e: rustls::Error) -> Error {
@@ -183,20 +170,50 @@ impl Identity {
         Ok(cc)
     }
 
-    /// A QUIC endpoint that listens on `addr` and can also connect out.
+    /// A QUIC endpoint that listens on `addr` and can also connect out, with the default
+    /// liveness timers.
     pub fn endpoint(&self, addr: std::net::SocketAddr) -> Result<quinn::Endpoint> {
-        let mut ep = quinn::Endpoint::server(self.server_config()?, addr)
+        self.endpoint_with(addr, &crate::net::liveness::Liveness::default())
+    }
+
+    /// A QUIC endpoint that listens on `addr` and can also connect out, with these liveness
+    /// timers on every connection.
+    pub fn endpoint_with(
+        &self,
+        addr: std::net::SocketAddr,
+        liveness: &crate::net::liveness::Liveness,
+    ) -> Result<quinn::Endpoint> {
+        let mut sc = self.server_config()?;
+        sc.transport_config(liveness.transport());
+        let mut ep = quinn::Endpoint::server(sc, addr)
             .map_err(|e| tls_err(format!("cannot listen on {addr}: {e}")))?;
-        ep.set_default_client_config(self.client_config()?);
+        ep.set_default_client_config(self.client_config_with(liveness)?);
         Ok(ep)
     }
 
-    /// A client-only QUIC endpoint.
+    /// A client-only QUIC endpoint with the default liveness timers.
     pub fn client_endpoint(&self) -> Result<quinn::Endpoint> {
+        self.client_endpoint_with(&crate::net::liveness::Liveness::default())
+    }
+
+    /// A client-only QUIC endpoint with these liveness timers.
+    pub fn client_endpoint_with(
+        &self,
+        liveness: &crate::net::liveness::Liveness,
+    ) -> Result<quinn::Endpoint> {
         let mut ep = quinn::Endpoint::client("0.0.0.0:0".parse().expect("address"))
             .map_err(|e| tls_err(format!("cannot open a UDP socket: {e}")))?;
-        ep.set_default_client_config(self.client_config()?);
+        ep.set_default_client_config(self.client_config_with(liveness)?);
         Ok(ep)
+    }
+
+    fn client_config_with(
+        &self,
+        liveness: &crate::net::liveness::Liveness,
+    ) -> Result<quinn::ClientConfig> {
+        let mut cc = self.client_config()?;
+        cc.transport_config(liveness.transport());
+        Ok(cc)
     }
 }
 
@@ -292,6 +309,7 @@ pub fn write_dev_pki(dir: &Path, names: &[String]) -> Result<()> {
     let ca_key = rcgen::KeyPair::generate().map_err(gen_err)?;
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(gen_err)?;
     let mut files = vec![("ca.pem".to_string(), ca.pem())];
+    let mut keys = Vec::new();
     for name in names {
         ServerName::try_from(name.as_str()).map_err(|_| {
             tls_err(format!(
@@ -308,8 +326,27 @@ pub fn write_dev_pki(dir: &Path, names: &[String]) -> Result<()> {
         let key = rcgen::KeyPair::generate().map_err(gen_err)?;
         let cert = p.signed_by(&key, &ca).map_err(gen_err)?;
         files.push((format!("{name}.pem"), cert.pem()));
-        files.push((format!("{name}.key"), key.serialize_pem()));
+        keys.push((format!("{name}.key"), key.serialize_pem()));
+    }
+    for (name, pem) in &keys {
+        write_private(&dir.join(name), pem).map_err(io)?;
     }
     let refs: Vec<(&str, String)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     crate::model::graph::write_atomically(dir, &refs).map_err(io)
+}
+
+/// Writes a private key readable by its owner only (mode 0600 on Unix), through a temporary
+/// file created with that mode, so the key is never readable by others, even briefly.
+fn write_private(path: &Path, body: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut f = open.open(&tmp)?;
+    f.write_all(body.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -56,9 +56,55 @@ pub fn framed(
     (FrameSend { s, peer }, FrameRecv { r, peer, max_bytes })
 }
 
+/// A stream error, and the connection error behind it if the whole connection ended.
+trait StreamError: std::fmt::Display {
+    fn connection(&self) -> Option<&quinn::ConnectionError>;
+}
+
+impl StreamError for &str {
+    fn connection(&self) -> Option<&quinn::ConnectionError> {
+        None
+    }
+}
+
+impl StreamError for quinn::WriteError {
+    fn connection(&self) -> Option<&quinn::ConnectionError> {
+        match self {
+            quinn::WriteError::ConnectionLost(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl StreamError for quinn::ReadError {
+    fn connection(&self) -> Option<&quinn::ConnectionError> {
+        match self {
+            quinn::ReadError::ConnectionLost(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl StreamError for quinn::ReadExactError {
+    fn connection(&self) -> Option<&quinn::ConnectionError> {
+        match self {
+            quinn::ReadExactError::ReadError(e) => e.connection(),
+            _ => None,
+        }
+    }
+}
+
+/// What went wrong, in words: why the connection ended if it did, else the stream error.
+fn describe(e: &impl StreamError) -> String {
+    match e.connection() {
+        Some(c) => crate::net::liveness::explain(c, "the peer", None),
+        None => e.to_string(),
+    }
+}
+
 impl FrameSend {
-    fn lost(&self, e: impl std::fmt::Display) -> Error {
-        Error::transport(self.peer, format!("sending failed: {e}"))
+    fn lost(&self, e: impl StreamError) -> Error {
+        Error::transport(self.peer, format!("sending failed: {}", describe(&e)))
     }
 
     /// Sends a bincode-encoded control message.
@@ -115,8 +161,8 @@ impl FrameRecv {
         self.peer = peer;
     }
 
-    fn lost(&self, e: impl std::fmt::Display) -> Error {
-        Error::transport(self.peer, format!("receiving failed: {e}"))
+    fn lost(&self, e: impl StreamError) -> Error {
+        Error::transport(self.peer, format!("receiving failed: {}", describe(&e)))
     }
 
     async fn kind(&mut self, want: u8) -> Result<()> {

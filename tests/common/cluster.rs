@@ -57,7 +57,9 @@ pub fn files(dir: &Path, name: &str) -> TlsFiles {
 pub struct Running {
     /// Its name and address.
     pub node: Node,
-    stop: Option<oneshot::Sender<()>>,
+    pub stop: Option<oneshot::Sender<()>>,
+    /// Its admin endpoint (`GET /status`, `GET /metrics`).
+    pub admin: SocketAddr,
     /// The serving task.
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -81,6 +83,18 @@ pub struct Cluster {
 
 /// Starts one daemon.
 pub fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Running {
+    start_on(rt(), dir, name, role, k, limits)
+}
+
+/// Starts one daemon on `rt` (its own runtime, to kill it as `kill -9` would: no goodbye).
+pub fn start_on(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    name: &str,
+    role: Role,
+    k: usize,
+    limits: Limits,
+) -> Running {
     let cfg = ServerConfig {
         name: name.to_string(),
         listen: "127.0.0.1:0".into(),
@@ -92,12 +106,14 @@ pub fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Ru
             dealer: "dealer".into(),
         },
         limits,
+        admin: Some("127.0.0.1:0".into()),
     };
-    let _guard = rt().enter();
+    let _guard = rt.enter();
     let daemon = Daemon::start(cfg).unwrap();
     let addr: SocketAddr = daemon.local_addr().unwrap();
+    let admin = daemon.admin_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let done = rt().spawn(daemon.serve(async move {
+    let done = rt.spawn(daemon.serve(async move {
         let _ = rx.await;
     }));
     Running {
@@ -106,6 +122,7 @@ pub fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Ru
             addr: addr.to_string(),
         },
         stop: Some(tx),
+        admin,
         done,
     }
 }

@@ -1,0 +1,426 @@
+//! A server's book of jobs: the jobs it holds (with their state, age and what each waits for),
+//! the job ids that already ran (so a job id cannot run twice; remembered for
+//! `remember_jobs_secs`), and counters for operators.
+//!
+//! Sans-IO: every method takes the current time; the daemon owns the clock and the tasks.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Holding uploads, waiting for the rest.
+    Waiting,
+    /// Both uploads in: checking that both parties still answer.
+    Starting,
+    /// Both uploads in; linking to the other servers and the dealer.
+    Linking,
+    /// The secure computation runs.
+    Computing,
+    /// Sending results to the parties.
+    Delivering,
+    /// A dealer job: serving correlated randomness.
+    Serving,
+}
+
+/// A job's state as a server reports it (to the parties on their streams, and to operators).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The job id.
+    pub job: String,
+    /// Where the job is.
+    pub phase: Phase,
+    /// Who the job waits for (party or server identities, or `dealer`); empty if none.
+    pub waiting_for: Vec<String>,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who = self.waiting_for.join(", ");
+        match self.phase {
+            Phase::Waiting => write!(
+                f,
+                "holding this party's upload of job {:?}, waiting for {who} to upload the same \
+                 job id",
+                self.job
+            ),
+            Phase::Starting => write!(
+                f,
+                "both uploads of job {:?} in, checking that {who} still answer",
+                self.job
+            ),
+            Phase::Linking => write!(f, "both uploads of job {:?} in, linking to {who}", self.job),
+            Phase::Computing => write!(f, "computing job {:?}", self.job),
+            Phase::Delivering => write!(f, "sending the results of job {:?}", self.job),
+            Phase::Serving => write!(f, "serving job {:?}", self.job),
+        }
+    }
+}
+
+/// One held job, as `server status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldJob {
+    /// State and what it waits for.
+    #[serde(flatten)]
+    pub status: Status,
+    /// Seconds since the job was created on this server.
+    pub age_secs: u64,
+    /// Seconds since it entered its current phase.
+    pub phase_secs: u64,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Results delivered.
+    Done,
+    /// Failed after it started.
+    Failed,
+    /// Ended before it started (uploads dropped or timed out); its id may be used again.
+    Dropped,
+}
+
+/// Counters for operators (Prometheus text format via [`Registry::metrics`]).
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    done: u64,
+    failed: u64,
+    dropped: u64,
+    refused: u64,
+    upload_bytes: u64,
+    sent_bytes: u64,
+    /// Seconds spent per phase, and how many phases ended, by phase.
+    phase_secs: HashMap<&'static str, (f64, u64)>,
+}
+
+struct Held<E> {
+    tx: mpsc::UnboundedSender<E>,
+    since: Instant,
+    phase_since: Instant,
+    status: Status,
+    started: bool,
+}
+
+/// What to do with an event for a job.
+pub(crate) enum Admit<E> {
+    /// The job is held: send the event to its task.
+    Held(mpsc::UnboundedSender<E>),
+    /// New job: the caller starts its task and calls [`Registry::insert`].
+    New,
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+/// A server's jobs. `E` is the event type delivered to a job's task.
+pub(crate) struct Registry<E> {
+    held: HashMap<String, Held<E>>,
+    ran: HashMap<String, (Instant, Ended)>,
+    remember: Duration,
+    max_jobs: usize,
+    counters: Counters,
+}
+
+impl<E> Registry<E> {
+    /// An empty registry holding at most `max_jobs` jobs and remembering finished ids for
+    /// `remember`.
+    pub(crate) fn new(max_jobs: usize, remember: Duration) -> Self {
+        Registry {
+            held: HashMap::new(),
+            ran: HashMap::new(),
+            remember,
+            max_jobs,
+            counters: Counters::default(),
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        let remember = self.remember;
+        self.ran
+            .retain(|_, (at, _)| now.saturating_duration_since(*at) < remember);
+    }
+
+    /// Routes an event for `job`: to its task, to a new task, or refused (a job id that already
+    /// ran, or no room).
+    pub(crate) fn admit(&mut self, job: &str, now: Instant) -> Admit<E> {
+        self.prune(now);
+        if let Some(h) = self.held.get(job) {
+            return Admit::Held(h.tx.clone());
+        }
+        let why = if let Some((_, how)) = self.ran.get(job) {
+            format!(
+                "job {job:?} already {} on this server; a job id runs once (use a new job id)",
+                if *how == Ended::Done { "ran" } else { "failed" }
+            )
+        } else if self.held.len() >= self.max_jobs {
+            format!(
+                "this server already holds {} jobs; try again later",
+                self.max_jobs
+            )
+        } else {
+            return Admit::New;
+        };
+        self.counters.refused += 1;
+        Admit::Refused(why)
+    }
+
+    /// Records a new job's task. `started` jobs are remembered when they end, whatever the
+    /// outcome (a dealer job starts with its first link).
+    pub(crate) fn insert(
+        &mut self,
+        job: &str,
+        tx: mpsc::UnboundedSender<E>,
+        phase: Phase,
+        started: bool,
+        now: Instant,
+    ) {
+        let status = Status {
+            job: job.to_string(),
+            phase,
+            waiting_for: Vec::new(),
+        };
+        self.held.insert(
+            job.to_string(),
+            Held {
+                tx,
+                since: now,
+                phase_since: now,
+                status,
+                started,
+            },
+        );
+    }
+
+    /// A job's new state; linking marks it started (its id is then remembered).
+    pub(crate) fn set_status(&mut self, status: Status, now: Instant) {
+        let counters = &mut self.counters;
+        if let Some(h) = self.held.get_mut(&status.job) {
+            if h.status.phase != status.phase {
+                let t = counters
+                    .phase_secs
+                    .entry(phase_name(h.status.phase))
+                    .or_default();
+                t.0 += now.saturating_duration_since(h.phase_since).as_secs_f64();
+                t.1 += 1;
+                h.phase_since = now;
+            }
+            h.started |= !matches!(status.phase, Phase::Waiting | Phase::Starting);
+            h.status = status;
+        }
+    }
+
+    /// Bytes received in uploads and sent to other servers, for the counters.
+    pub(crate) fn count_bytes(&mut self, uploaded: u64, sent: u64) {
+        self.counters.upload_bytes += uploaded;
+        self.counters.sent_bytes += sent;
+    }
+
+    /// A job's task ended. A started job's id is remembered, so it cannot run again; a job that
+    /// never started is forgotten.
+    pub(crate) fn end(&mut self, job: &str, how: Ended, now: Instant) {
+        let Some(h) = self.held.remove(job) else {
+            return;
+        };
+        let t = self
+            .counters
+            .phase_secs
+            .entry(phase_name(h.status.phase))
+            .or_default();
+        t.0 += now.saturating_duration_since(h.phase_since).as_secs_f64();
+        t.1 += 1;
+        let how = match how {
+            Ended::Dropped if h.started => Ended::Failed,
+            how => how,
+        };
+        match how {
+            Ended::Done => self.counters.done += 1,
+            Ended::Failed => self.counters.failed += 1,
+            Ended::Dropped => self.counters.dropped += 1,
+        }
+        if how != Ended::Dropped {
+            self.ran.insert(job.to_string(), (now, how));
+        }
+    }
+
+    /// The held jobs, oldest first.
+    pub(crate) fn held(&self, now: Instant) -> Vec<HeldJob> {
+        let mut v: Vec<(Instant, HeldJob)> = self
+            .held
+            .values()
+            .map(|h| {
+                (
+                    h.since,
+                    HeldJob {
+                        status: h.status.clone(),
+                        age_secs: now.saturating_duration_since(h.since).as_secs(),
+                        phase_secs: now.saturating_duration_since(h.phase_since).as_secs(),
+                    },
+                )
+            })
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v.into_iter().map(|x| x.1).collect()
+    }
+
+    /// Job ids remembered as having run.
+    pub(crate) fn remembered(&self) -> usize {
+        self.ran.len()
+    }
+
+    /// Counters in the Prometheus text exposition format.
+    pub(crate) fn metrics(&self, name: &str) -> String {
+        let c = &self.counters;
+        let mut by_phase: Vec<_> = c.phase_secs.iter().collect();
+        by_phase.sort_by_key(|x| *x.0);
+        let mut m = String::new();
+        let mut line = |help: &str, kind: &str, metric: &str, rows: Vec<(String, String)>| {
+            m.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} {kind}\n"));
+            for (labels, v) in rows {
+                m.push_str(&format!("{metric}{{server=\"{name}\"{labels}}} {v}\n"));
+            }
+        };
+        line(
+            "Jobs held now.",
+            "gauge",
+            "ppea_jobs_held",
+            vec![(String::new(), self.held.len().to_string())],
+        );
+        line(
+            "Jobs ended, by outcome (dropped: ended before starting; refused: replayed id or no room).",
+            "counter",
+            "ppea_jobs_total",
+            [
+                ("done", c.done),
+                ("failed", c.failed),
+                ("dropped", c.dropped),
+                ("refused", c.refused),
+            ]
+            .iter()
+            .map(|(o, v)| (format!(",outcome=\"{o}\""), v.to_string()))
+            .collect(),
+        );
+        line(
+            "Bytes of party uploads accepted (shares as held, seeds expanded; tokens).",
+            "counter",
+            "ppea_upload_bytes_total",
+            vec![(String::new(), c.upload_bytes.to_string())],
+        );
+        line(
+            "Bytes sent to the other servers in secure computations.",
+            "counter",
+            "ppea_sent_bytes_total",
+            vec![(String::new(), c.sent_bytes.to_string())],
+        );
+        line(
+            "Seconds jobs spent per phase.",
+            "counter",
+            "ppea_phase_seconds_sum",
+            by_phase
+                .iter()
+                .map(|(p, t)| (format!(",phase=\"{p}\""), format!("{:.3}", t.0)))
+                .collect(),
+        );
+        line(
+            "Phases ended, by phase.",
+            "counter",
+            "ppea_phase_seconds_count",
+            by_phase
+                .iter()
+                .map(|(p, t)| (format!(",phase=\"{p}\""), t.1.to_string()))
+                .collect(),
+        );
+        m
+    }
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Waiting => "waiting",
+        Phase::Starting => "starting",
+        Phase::Linking => "linking",
+        Phase::Computing => "computing",
+        Phase::Delivering => "delivering",
+        Phase::Serving => "serving",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg() -> (Registry<()>, Instant) {
+        (Registry::new(2, Duration::from_secs(100)), Instant::now())
+    }
+
+    fn add(r: &mut Registry<()>, job: &str, now: Instant) {
+        assert!(matches!(r.admit(job, now), Admit::New));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        r.insert(job, tx, Phase::Waiting, false, now);
+    }
+
+    fn status(job: &str, phase: Phase) -> Status {
+        Status {
+            job: job.into(),
+            phase,
+            waiting_for: vec![],
+        }
+    }
+
+    #[test]
+    fn a_job_that_ran_or_failed_is_refused_for_the_remembered_window() {
+        let (mut r, t0) = reg();
+        for (job, how) in [("ok", Ended::Done), ("bad", Ended::Failed)] {
+            add(&mut r, job, t0);
+            r.set_status(status(job, Phase::Computing), t0);
+            r.end(job, how, t0);
+            match r.admit(job, t0 + Duration::from_secs(99)) {
+                Admit::Refused(why) => assert!(why.contains("use a new job id"), "{why}"),
+                _ => panic!("{job} must be refused"),
+            }
+        }
+        assert_eq!(r.remembered(), 2);
+        assert!(matches!(
+            r.admit("ok", t0 + Duration::from_secs(100)),
+            Admit::New
+        ));
+        assert_eq!(r.remembered(), 0, "forgotten after the window");
+        assert!(
+            r.metrics("s")
+                .contains("ppea_jobs_total{server=\"s\",outcome=\"refused\"} 2")
+        );
+    }
+
+    #[test]
+    fn a_job_dropped_before_it_started_can_be_submitted_again() {
+        let (mut r, t0) = reg();
+        add(&mut r, "j", t0);
+        r.end("j", Ended::Dropped, t0);
+        assert!(matches!(r.admit("j", t0), Admit::New));
+        // Dropped after starting counts as failed, and is remembered.
+        add(&mut r, "k", t0);
+        r.set_status(status("k", Phase::Linking), t0);
+        r.end("k", Ended::Dropped, t0);
+        assert!(matches!(r.admit("k", t0), Admit::Refused(_)));
+    }
+
+    #[test]
+    fn held_jobs_list_state_age_and_waiting_for_and_capacity_is_enforced() {
+        let (mut r, t0) = reg();
+        add(&mut r, "a", t0);
+        add(&mut r, "b", t0 + Duration::from_secs(5));
+        assert!(matches!(r.admit("c", t0), Admit::Refused(w) if w.contains("2 jobs")));
+        assert!(matches!(r.admit("a", t0), Admit::Held(_)));
+        let mut s = status("b", Phase::Waiting);
+        s.waiting_for = vec!["party-b".into()];
+        r.set_status(s.clone(), t0 + Duration::from_secs(6));
+        let held = r.held(t0 + Duration::from_secs(10));
+        assert_eq!(held.len(), 2);
+        assert_eq!((held[0].status.job.as_str(), held[0].age_secs), ("a", 10));
+        assert_eq!(held[1].status, s);
+        assert_eq!(held[1].age_secs, 5);
+        assert!(s.to_string().contains("waiting for party-b"), "{s}");
+    }
+}

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ppea::eval::evaluate::{EvalProtocol, Split};
-use ppea::model::align::{JobParams, finish_party, prepare_party};
+use ppea::model::align::{JobParams, finish_party, prepare_party_known};
 use ppea::model::graph::Graph;
 use ppea::model::import::Format;
 use ppea::mpc::prg::Prg;
@@ -55,6 +55,11 @@ enum Command {
         /// with an in-process one. Never use it for real data.
         #[arg(long)]
         eval_seed: Option<u64>,
+        /// Known links: this party's ids of the anchors both parties hold, one per line, in the
+        /// order agreed with the other party (the job must set `model.known_links = true`).
+        /// They are propagated through this graph and excluded from the results.
+        #[arg(long)]
+        known_links: Option<PathBuf>,
     },
     /// Write a development CA and a certificate and key for each name (for local deployments;
     /// production deployments use their own CA).
@@ -71,8 +76,10 @@ enum Command {
         names: Vec<String>,
     },
     /// Convert a benchmark dataset (DBP15K/SRPRS or OpenEA) to the native layout: OUT/a,
-    /// OUT/b, OUT/links.tsv (tune links first, then test), and OUT/test-a.txt, OUT/test-b.txt
-    /// (the test entities, for --scope).
+    /// OUT/b, OUT/links.tsv (tune links first, then test), OUT/tune-links.tsv and
+    /// OUT/test-links.tsv (the split used), OUT/test-a.txt, OUT/test-b.txt (the test entities,
+    /// for --scope) and OUT/known-a.txt, OUT/known-b.txt (each side's ids of the tune links, in
+    /// the same order, for --known-links).
     Import {
         /// Dataset directory.
         dataset: PathBuf,
@@ -82,6 +89,12 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+        /// OpenEA: fold of the published `721_5fold/` split.
+        #[arg(long, default_value_t = 1)]
+        fold: usize,
+        /// `hidden`: replace every name by an opaque id (to test structure alone).
+        #[arg(long, default_value = "given")]
+        names: Names,
     },
     /// Print a graph's statistics and problems.
     Inspect {
@@ -133,7 +146,52 @@ enum Command {
         /// used for anything not given.
         #[arg(long)]
         params: Option<PathBuf>,
+        /// `train`: the tuning links (DBP15K `sup_ent_ids`, OpenEA `train_links`) are known
+        /// links both parties hold; `none`: no known links.
+        #[arg(long, default_value = "none")]
+        known_links: KnownLinks,
+        /// `hidden`: replace every name by an opaque id (to test structure alone).
+        #[arg(long, default_value = "given")]
+        names: Names,
+        /// OpenEA: fold of the published `721_5fold/` split.
+        #[arg(long, default_value_t = 1)]
+        fold: usize,
     },
+}
+
+/// `--names`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Names {
+    /// The dataset's names.
+    Given,
+    /// Every name replaced by an opaque id.
+    Hidden,
+}
+
+/// `--known-links` of `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KnownLinks {
+    /// No known links.
+    None,
+    /// The tuning (training) links.
+    Train,
+}
+
+/// Loads a benchmark dataset, logging the split, hiding names if asked.
+fn load_dataset(
+    dataset: &Path,
+    format: Format,
+    fold: usize,
+    names: Names,
+) -> Result<ppea::model::import::Dataset> {
+    let mut ds =
+        ppea::model::import::load_with(dataset, format, ppea::model::import::LoadOptions { fold })?;
+    eprintln!("{}: {}", dataset.display(), ds.split);
+    if names == Names::Hidden {
+        ds.hide_names();
+        eprintln!("names hidden: every name replaced by an opaque id");
+    }
+    Ok(ds)
 }
 
 fn detect(dataset: &Path, format: Option<Format>) -> Result<Format> {
@@ -167,7 +225,15 @@ fn real_main() -> Result<()> {
             out,
             scope,
             eval_seed,
-        } => run(&job, &graph, &out, scope.as_deref(), eval_seed),
+            known_links,
+        } => run(
+            &job,
+            &graph,
+            &out,
+            scope.as_deref(),
+            eval_seed,
+            known_links.as_deref(),
+        ),
         Command::Certs { out, names } => {
             ppea::net::tls::write_dev_pki(&out, &names)?;
             println!(
@@ -181,7 +247,13 @@ fn real_main() -> Result<()> {
             dataset,
             format,
             out,
-        } => import(&dataset, detect(&dataset, format)?, &out),
+            fold,
+            names,
+        } => import(
+            &load_dataset(&dataset, detect(&dataset, format)?, fold, names)?,
+            &dataset,
+            &out,
+        ),
         Command::Inspect { graph } => inspect(&graph),
         Command::Judge {
             dataset,
@@ -248,6 +320,10 @@ fn real_main() -> Result<()> {
                     v[key] = x.clone();
                 }
             }
+            let prep = |x: &serde_json::Value| x["prepare_seconds"].as_f64().unwrap_or(0.0);
+            v["plaintext_seconds"] =
+                serde_json::json!(r.plaintext_seconds + prep(&sa).max(prep(&sb)));
+            v["known_links"] = sa["known_links"].clone();
             v["upload_bytes"] = serde_json::json!(
                 sa["upload_bytes"].as_u64().unwrap_or(0) + sb["upload_bytes"].as_u64().unwrap_or(0)
             );
@@ -262,6 +338,9 @@ fn real_main() -> Result<()> {
             split,
             seed,
             params,
+            known_links,
+            names,
+            fold,
         } => {
             ppea::mpc::share::check_servers(servers)?;
             let format = detect(&dataset, format)?;
@@ -275,7 +354,7 @@ fn real_main() -> Result<()> {
                 None => JobParams::default(),
             };
             eprintln!("loading {} ({format:?})", dataset.display());
-            let ds = ppea::model::import::load(&dataset, format)?;
+            let ds = load_dataset(&dataset, format, fold, names)?;
             let rt = ppea::mpc::local::runtime()?;
             let opts = ppea::eval::evaluate::EvalOptions {
                 protocol,
@@ -283,6 +362,7 @@ fn real_main() -> Result<()> {
                 servers,
                 params,
                 seed,
+                known_links: known_links == KnownLinks::Train,
             };
             let report = rt.block_on(ppea::eval::evaluate::evaluate_inprocess(&ds, &opts))?;
             println!("{}", serde_json::to_string(&report)?);
@@ -301,6 +381,7 @@ fn run(
     out: &Path,
     scope: Option<&Path>,
     eval_seed: Option<u64>,
+    known_links: Option<&Path>,
 ) -> Result<()> {
     let t0 = Instant::now();
     let job = PartyJob::load(job_path)?;
@@ -342,7 +423,19 @@ fn run(
         }
         None => (job.key()?, Prg::fresh()),
     };
-    let data = prepare_party(&g, &rows, &spec.params, &key, &mut shuffle)?;
+    let known = match known_links {
+        Some(p) => ppea::model::anchors::read_known_links(p, &g)?,
+        None => Vec::new(),
+    };
+    if known.is_empty() && ppea::model::anchors::names_look_opaque(&g) {
+        eprintln!(
+            "warning: {}: the names look like opaque identifiers and no known links are given (--known-links): alignment has almost nothing to go on",
+            graph_dir.join("entities.tsv").display()
+        );
+    }
+    let t_prep = Instant::now();
+    let data = prepare_party_known(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
+    let prepare_seconds = t_prep.elapsed().as_secs_f64();
     progress(
         t0,
         &format!(
@@ -379,6 +472,8 @@ fn run(
     let mut summary = serde_json::json!({
         "job": job.job, "side": job.side, "rows": data.rows.len(), "servers": spec.servers.len(),
         "wall_seconds": t0.elapsed().as_secs_f64(),
+        "prepare_seconds": prepare_seconds,
+        "known_links": known.len(),
         "bytes_per_server": results.iter().map(|r| r.stats.bytes_sent).max(),
         "rounds": results.iter().map(|r| r.stats.rounds).max(),
         "dealer_bytes": results.iter().map(|r| r.stats.bytes_from_dealer).sum::<u64>(),
@@ -442,8 +537,7 @@ fn run(
     Ok(())
 }
 
-fn import(dataset: &Path, format: Format, out: &Path) -> Result<()> {
-    let ds = ppea::model::import::load(dataset, format)?;
+fn import(ds: &ppea::model::import::Dataset, dataset: &Path, out: &Path) -> Result<()> {
     ds.a.write_dir(&out.join("a"))?;
     ds.b.write_dir(&out.join("b"))?;
     let mut links = String::new();
@@ -459,10 +553,25 @@ fn import(dataset: &Path, format: Format, out: &Path) -> Result<()> {
             .map(|p| format!("{}\n", side.ids[pick(p) as usize]))
             .collect()
     };
+    let pairs = |l: &[(u32, u32)]| -> String {
+        l.iter()
+            .map(|&(a, b)| format!("{}\t{}\n", ds.a.ids[a as usize], ds.b.ids[b as usize]))
+            .collect()
+    };
+    let known = |side: &Graph, pick: &dyn Fn(&(u32, u32)) -> u32| -> String {
+        ds.tune
+            .iter()
+            .map(|p| format!("{}\n", side.ids[pick(p) as usize]))
+            .collect()
+    };
     let files = [
         ("links.tsv", links),
+        ("tune-links.tsv", pairs(&ds.tune)),
+        ("test-links.tsv", pairs(&ds.test)),
         ("test-a.txt", ids(&ds.a, &|p| p.0)),
         ("test-b.txt", ids(&ds.b, &|p| p.1)),
+        ("known-a.txt", known(&ds.a, &|p| p.0)),
+        ("known-b.txt", known(&ds.b, &|p| p.1)),
     ];
     ppea::model::graph::write_atomically(out, &files)?;
     println!(

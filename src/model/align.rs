@@ -23,6 +23,7 @@
 //! `share_partner_ids` the partner's id. Nothing else leaves the servers.
 
 use crate::error::{Error, Result};
+use crate::model::anchors::Structure;
 use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
 use crate::model::features::{ModelParams, embed, sample_neighbours};
 use crate::model::graph::Graph;
@@ -189,18 +190,39 @@ pub fn prepare_party(
     key: &BlockingKey,
     shuffle: &mut Prg,
 ) -> Result<PartyData> {
+    prepare_party_known(g, scope, &[], p, key, shuffle)
+}
+
+/// [`prepare_party`] with known links (this party's entities of the shared anchors, in the
+/// agreed order; see [`crate::model::anchors`]): they are excluded from the rows, propagated
+/// into the anchor block of `z` and into anchor tokens.
+pub fn prepare_party_known(
+    g: &Graph,
+    scope: &[u32],
+    known: &[u32],
+    p: &JobParams,
+    key: &BlockingKey,
+    shuffle: &mut Prg,
+) -> Result<PartyData> {
     p.validate()?;
-    if scope.is_empty() {
+    let st = Structure::new(g, known, &p.model, key)?;
+    let mut rows: Vec<u32> = scope
+        .iter()
+        .copied()
+        .filter(|&e| !st.known.get(e as usize).copied().unwrap_or(false))
+        .collect();
+    if rows.is_empty() {
         return Err(Error::invalid("no entities to align"));
     }
-    let mut rows = scope.to_vec();
+    let g = &*st.graph(g);
     let prg = shuffle;
     for i in (1..rows.len()).rev() {
         let j = (prg.next_u64() % (i as u64 + 1)) as usize;
         rows.swap(i, j);
     }
     let width = p.model.width();
-    let z_all = embed(g, &p.model);
+    let mut z_all = embed(g, &p.model);
+    st.fill(&mut z_all, &p.model);
     let fp = FixedPoint::new(p.frac_bits)?;
     let mut z = Vec::with_capacity(rows.len() * width);
     for &e in &rows {
@@ -209,7 +231,12 @@ pub fn prepare_party(
         }
     }
     let samples = sample_neighbours(g, p.model.level1_cap, &p.model.sampling_salt);
-    let tokens = tokens(key, &g.names, &samples, &rows);
+    let mut tokens = tokens(key, &g.names, &samples, &rows);
+    for (t, &e) in tokens.neighbour.iter_mut().zip(&rows) {
+        t.extend_from_slice(&st.tokens[e as usize]);
+        t.sort_unstable();
+        t.dedup();
+    }
     let mut ids = Vec::new();
     if p.share_partner_ids {
         for &e in &rows {

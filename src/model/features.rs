@@ -42,6 +42,19 @@ pub struct ModelParams {
     pub level1_cap: usize,
     /// Salt of the sampling hash.
     pub sampling_salt: String,
+    /// The job uses known links (anchors): each party appends an anchor-propagation block
+    /// (see [`crate::model::anchors`]) and holds a known-links file.
+    pub known_links: bool,
+    /// Weight of the anchor-propagation block.
+    pub anchor_weight: f64,
+    /// Width of the anchor-propagation block (split evenly over the hops).
+    pub anchor_dim: usize,
+    /// Propagation hops.
+    pub anchor_hops: usize,
+    /// Nearest anchors per entity used as blocking tokens.
+    pub anchor_tokens: usize,
+    /// Public seed of the anchors' random labels (both parties use the same).
+    pub anchor_seed: String,
 }
 
 impl Default for ModelParams {
@@ -54,6 +67,12 @@ impl Default for ModelParams {
             sample_cap: 10,
             level1_cap: 64,
             sampling_salt: "ppea-sampling-v1".to_string(),
+            known_links: false,
+            anchor_weight: 1.0,
+            anchor_dim: 256,
+            anchor_hops: 2,
+            anchor_tokens: 8,
+            anchor_seed: "ppea-anchors-v1".to_string(),
         }
     }
 }
@@ -81,6 +100,34 @@ impl ModelParams {
         if self.level1_cap == 0 || self.sample_cap == 0 {
             return Err("model.level1_cap and model.sample_cap must be at least 1".into());
         }
+        if self.known_links {
+            if !(0.0..=10.0).contains(&self.anchor_weight) {
+                return Err(format!(
+                    "model.anchor_weight must be 0 to 10, got {}",
+                    self.anchor_weight
+                ));
+            }
+            if !(1..=4).contains(&self.anchor_hops) {
+                return Err(format!(
+                    "model.anchor_hops must be 1 to 4, got {}",
+                    self.anchor_hops
+                ));
+            }
+            if !(8..=4096).contains(&self.anchor_dim)
+                || !self.anchor_dim.is_multiple_of(self.anchor_hops)
+            {
+                return Err(format!(
+                    "model.anchor_dim must be 8 to 4096 and a multiple of model.anchor_hops, got {}",
+                    self.anchor_dim
+                ));
+            }
+            if self.anchor_tokens > 256 {
+                return Err(format!(
+                    "model.anchor_tokens must be 0 to 256, got {}",
+                    self.anchor_tokens
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -93,9 +140,14 @@ impl ModelParams {
         }
     }
 
+    /// Length of the anchor-propagation block (0 without known links).
+    pub fn anchor_len(&self) -> usize {
+        if self.known_links { self.anchor_dim } else { 0 }
+    }
+
     /// Length of the uploaded vector `z`.
     pub fn width(&self) -> usize {
-        2 * self.dim + self.sketch_len()
+        2 * self.dim + self.sketch_len() + self.anchor_len()
     }
 
     /// Upper bound on `|<z_a, z_b>|` (each block is at most unit norm).
@@ -103,6 +155,11 @@ impl ModelParams {
         1.0 + self.neighbour_weight
             + if self.sketch_len() > 0 {
                 self.attention_weight
+            } else {
+                0.0
+            }
+            + if self.known_links {
+                self.anchor_weight
             } else {
                 0.0
             }
@@ -324,7 +381,9 @@ pub fn attention_sketch(
     out
 }
 
-/// The vectors `z = [e | sqrt(w1) h | sqrt(w2) T]` of every entity, row-major `len x width`.
+/// The vectors `z = [e | sqrt(w1) h | sqrt(w2) T | 0]` of every entity, row-major
+/// `len x width`; the anchor block (last `anchor_len` entries) is left zero for
+/// [`crate::model::anchors`] to fill.
 pub fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
     let d = p.dim;
     let e = level0(g, d);
@@ -346,7 +405,10 @@ pub fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
         for (o, x) in row[d..2 * d].iter_mut().zip(&h[i * d..(i + 1) * d]) {
             *o = r1 * x;
         }
-        for (o, x) in row[2 * d..].iter_mut().zip(&t[i * sl..(i + 1) * sl]) {
+        for (o, x) in row[2 * d..2 * d + sl]
+            .iter_mut()
+            .zip(&t[i * sl..(i + 1) * sl])
+        {
             *o = r2 * x;
         }
     }

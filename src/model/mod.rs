@@ -4,11 +4,14 @@
 //!   OpenEA layouts;
 //! * [`features`]: the party-local model (name features, relation-aware weights, level-1 sums,
 //!   the cross-graph attention sketch);
+//! * [`anchors`]: known links (anchor-label propagation, anchor tokens) and opaque-name
+//!   detection;
 //! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
 //! * [`align`]: party preparation, the secure pipeline on the servers, reading results, and the
 //!   plaintext reference of the same model.
 
 pub mod align;
+pub mod anchors;
 pub mod blocking;
 pub mod features;
 pub mod graph;

@@ -54,6 +54,8 @@ pub struct JobParams {
     pub share_partner_ids: bool,
     /// Evaluation jobs: each party also learns its best candidate's row and score.
     pub reveal_best: bool,
+    /// Rounds of 1-to-1 assignment after the mutual best ([`crate::model::assign`]; 0: none).
+    pub assignment_rounds: usize,
 }
 
 impl Default for JobParams {
@@ -65,6 +67,7 @@ impl Default for JobParams {
             min_score: -0.5,
             share_partner_ids: false,
             reveal_best: false,
+            assignment_rounds: 0,
         }
     }
 }
@@ -94,7 +97,7 @@ impl JobParams {
                 self.min_score
             )));
         }
-        Ok(())
+        crate::model::assign::check(self)
     }
 
     /// Bit width that holds every difference of ranking scores: `|2S - r| <= 3 max`, so
@@ -450,6 +453,23 @@ pub async fn align<T: Transport, C: Correlations>(
         k,
         na,
     );
+    // 5b. Optional 1-to-1 assignment: further rounds on the rows left unmatched.
+    let (keep, oh, score, similarity) = if p.assignment_rounds > 0 {
+        let st = crate::model::assign::Round1 {
+            cand: &cand,
+            present: &present,
+            f: &f,
+            s: &s,
+            r: &r,
+            onehot: &oh,
+            keep,
+        };
+        let a = crate::model::assign::iterate(eng, p, st).await?;
+        step(eng, "assignment");
+        (a.keep, a.onehot, a.score, a.similarity)
+    } else {
+        (keep, oh, score, similarity)
+    };
     let mut keep_b = vec![0u64; nb * k];
     for &(q, m) in &present {
         keep_b[m] = keep[q];
@@ -672,20 +692,20 @@ pub fn reference(
             best_a[a] as usize == b && matched_a[a]
         })
         .collect();
-    (
-        SideReference {
-            best: best_a,
-            score: score_a,
-            matched: matched_a,
-            ranking: rank_a,
-        },
-        SideReference {
-            best: best_b,
-            score: score_b,
-            matched: matched_b,
-            ranking: rank_b,
-        },
-    )
+    let mut side_a = SideReference {
+        best: best_a,
+        score: score_a,
+        matched: matched_a,
+        ranking: rank_a,
+    };
+    let mut side_b = SideReference {
+        best: best_b,
+        score: score_b,
+        matched: matched_b,
+        ranking: rank_b,
+    };
+    crate::model::assign::reference(&mut side_a, &mut side_b, &ra, p, cand, &rb);
+    (side_a, side_b)
 }
 
 #[cfg(test)]

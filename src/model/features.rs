@@ -68,7 +68,7 @@ impl Default for ModelParams {
             level1_cap: 64,
             sampling_salt: "ppea-sampling-v1".to_string(),
             known_links: false,
-            anchor_weight: 1.0,
+            anchor_weight: 0.5,
             anchor_dim: 256,
             anchor_hops: 2,
             anchor_tokens: 8,

@@ -6,12 +6,15 @@
 //!   the cross-graph attention sketch);
 //! * [`anchors`]: known links (anchor-label propagation, anchor tokens) and opaque-name
 //!   detection;
+//! * [`assign`]: 1-to-1 assignment on shares (iterated mutual best) and its plaintext
+//!   reference;
 //! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
 //! * [`align`]: party preparation, the secure pipeline on the servers, reading results, and the
 //!   plaintext reference of the same model.
 
 pub mod align;
 pub mod anchors;
+pub mod assign;
 pub mod blocking;
 pub mod features;
 pub mod graph;

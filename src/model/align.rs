@@ -25,7 +25,7 @@
 use crate::error::{Error, Result};
 use crate::model::anchors::Structure;
 use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
-use crate::model::features::{ModelParams, embed, sample_neighbours};
+use crate::model::features::{ModelParams, sample_neighbours};
 use crate::model::graph::Graph;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::Correlations;
@@ -224,8 +224,7 @@ pub fn prepare_party_known(
         rows.swap(i, j);
     }
     let width = p.model.width();
-    let mut z_all = embed(g, &p.model);
-    st.fill(&mut z_all, &p.model);
+    let z_all = st.embed(g, &p.model);
     let fp = FixedPoint::new(p.frac_bits)?;
     let mut z = Vec::with_capacity(rows.len() * width);
     for &e in &rows {

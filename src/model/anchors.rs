@@ -7,8 +7,8 @@
 //! * **Label propagation** (after LightEA, Mao et al. 2022): anchor `j` gets a random label
 //!   `l_j` of width `anchor_dim / anchor_hops` (entries `+-1`, from a public seed both parties
 //!   share, so the same anchor has the same label on both sides). Labels are propagated through
-//!   the owner's graph with the relation-aware weights of [`crate::model::features`] (every
-//!   neighbour, weights summing to 1): `Y_0` holds the labels at the anchors, `Y_t = P Y_{t-1}`.
+//!   the owner's graph by the plain random walk `P` (every neighbour, weight `1 / degree`):
+//!   `Y_0` holds the labels at the anchors, `Y_t = P Y_{t-1}`.
 //!   `Y_t` is a random projection of the distribution of `t`-step walks over the anchors, so
 //!   `<Y_t(a), Y_t(b)>` estimates how much `a` and `b` reach the same anchors in `t` steps.
 //!   The block is `[n(Y_1) | ... | n(Y_H)] / sqrt(H)` (`n` = L2-normalised), appended to `z`
@@ -84,27 +84,19 @@ pub fn read_known_links(path: &Path, g: &Graph) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-/// Relation-aware transition weights of every neighbour (weights summing to 1 per entity), as
-/// compressed rows: `(start, (neighbour, weight))`.
+/// Transition weights of the plain random walk (every neighbour, `1 / degree`), as compressed
+/// rows: `(start, (neighbour, weight))`. Relation-aware weights (as in the name model) were
+/// measured too: for anchor labels they lose a fifth of Hits@1 on structure alone (see
+/// `docs/design.md`), because they concentrate a row's mass on rare relations whose tails
+/// are seldom anchors.
 fn transitions(g: &Graph) -> (Vec<usize>, Vec<(u32, f64)>) {
     let adj = g.adjacency();
     let mut start = Vec::with_capacity(adj.len() + 1);
     let mut edges = Vec::new();
-    let mut per_rel: HashMap<(u32, bool), u32> = HashMap::new();
     for ns in &adj {
         start.push(edges.len());
-        per_rel.clear();
-        for &(_, r, out) in ns {
-            *per_rel.entry((r, out)).or_default() += 1;
-        }
-        let at = edges.len();
-        for &(n, r, out) in ns {
-            edges.push((n, 1.0 / per_rel[&(r, out)] as f64));
-        }
-        let total: f64 = edges[at..].iter().map(|e| e.1).sum();
-        if total > 0.0 {
-            edges[at..].iter_mut().for_each(|e| e.1 /= total);
-        }
+        let w = 1.0 / ns.len().max(1) as f64;
+        edges.extend(ns.iter().map(|&(n, _, _)| (n, w)));
     }
     start.push(edges.len());
     (start, edges)
@@ -113,24 +105,51 @@ fn transitions(g: &Graph) -> (Vec<usize>, Vec<(u32, f64)>) {
 /// The anchor-propagation block of every entity, row-major `len x anchor_dim`, unit norm (or
 /// zero for entities no anchor reaches), unweighted.
 pub fn propagate(g: &Graph, anchors: &[u32], p: &ModelParams) -> Vec<f64> {
-    let n = g.len();
     let hops = p.anchor_hops.max(1);
     let dh = p.anchor_dim / hops;
-    let (start, edges) = transitions(g);
+    walks(g, &labels(g.len(), anchors, &p.anchor_seed, dh), dh, hops)
+}
+
+/// Random `+-1` labels of width `dh` at the anchors' rows (zero elsewhere), `len x dh`.
+fn labels(n: usize, anchors: &[u32], seed: &str, dh: usize) -> Vec<f64> {
     let mut y = vec![0f64; n * dh];
     for (j, &a) in anchors.iter().enumerate() {
         let row = &mut y[a as usize * dh..(a as usize + 1) * dh];
         for (c, v) in row.iter_mut().enumerate() {
             let h = hash64(&[
                 b"anchor-label",
-                p.anchor_seed.as_bytes(),
+                seed.as_bytes(),
+                &(dh as u64).to_le_bytes(),
                 &(j as u64).to_le_bytes(),
                 &(c as u64).to_le_bytes(),
             ]);
             *v += if h & 1 == 1 { 1.0 } else { -1.0 };
         }
     }
-    let w = p.anchor_dim;
+    y
+}
+
+/// Structural level-0 vectors for graphs whose names are opaque (width `dim`): an anchor's is
+/// its own label, any other entity's its normalised one-step walk over the anchors. Level 1
+/// and the attention sketch are then built on them exactly as on name vectors.
+pub fn structural_level0(g: &Graph, anchors: &[u32], p: &ModelParams) -> Vec<f64> {
+    let d = p.dim;
+    let y = labels(g.len(), anchors, &p.anchor_seed, d);
+    let mut e = walks(g, &y, d, 1);
+    for &a in anchors {
+        let row = &mut e[a as usize * d..(a as usize + 1) * d];
+        row.copy_from_slice(&y[a as usize * d..(a as usize + 1) * d]);
+        normalize(row);
+    }
+    e
+}
+
+/// `[n(P y) | n(P^2 y) | ...] / sqrt(hops)` for labels `y` of width `dh`.
+fn walks(g: &Graph, y0: &[f64], dh: usize, hops: usize) -> Vec<f64> {
+    let n = g.len();
+    let (start, edges) = transitions(g);
+    let mut y = y0.to_vec();
+    let w = dh * hops;
     let mut out = vec![0f64; n * w];
     let scale = 1.0 / (hops as f64).sqrt();
     for t in 0..hops {
@@ -213,6 +232,8 @@ pub struct Structure {
     pub tokens: Vec<Vec<u64>>,
     /// Entities that are known links (excluded from the aligned rows).
     pub known: Vec<bool>,
+    /// Structural level-0 vectors replacing name vectors (opaque names with known links).
+    pub level0: Option<Vec<f64>>,
 }
 
 impl Structure {
@@ -252,8 +273,11 @@ impl Structure {
         } else {
             (Vec::new(), vec![Vec::new(); g.len()])
         };
+        let opaque_names = names_look_opaque(g);
+        let level0 = (opaque_names && p.known_links).then(|| structural_level0(g, known, p));
         Ok(Structure {
-            opaque_names: names_look_opaque(g),
+            level0,
+            opaque_names,
             block,
             tokens,
             known: is_known,
@@ -271,8 +295,19 @@ impl Structure {
         }
     }
 
+    /// The vectors `z` of every entity (see [`crate::model::features::embed`]) with the anchor
+    /// block, from structural level-0 vectors when names are opaque and links are known.
+    pub fn embed(&self, g: &Graph, p: &ModelParams) -> Vec<f64> {
+        let mut z = match &self.level0 {
+            Some(e) => crate::model::features::embed_from(g, p, e.clone()),
+            None => crate::model::features::embed(g, p),
+        };
+        self.fill(&mut z, p);
+        z
+    }
+
     /// Writes the anchor block into the last `anchor_len` entries of every row of `z`.
-    pub fn fill(&self, z: &mut [f64], p: &ModelParams) {
+    fn fill(&self, z: &mut [f64], p: &ModelParams) {
         let (w, al) = (p.width(), p.anchor_len());
         if al == 0 {
             return;

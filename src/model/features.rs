@@ -385,8 +385,12 @@ pub fn attention_sketch(
 /// `len x width`; the anchor block (last `anchor_len` entries) is left zero for
 /// [`crate::model::anchors`] to fill.
 pub fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
+    embed_from(g, p, level0(g, p.dim))
+}
+
+/// [`embed`] from given level-0 vectors (`len x dim`, unit or zero rows).
+pub fn embed_from(g: &Graph, p: &ModelParams, e: Vec<f64>) -> Vec<f64> {
     let d = p.dim;
-    let e = level0(g, d);
     let s1 = sample_neighbours(g, p.level1_cap, &p.sampling_salt);
     let h = level1(&e, d, &s1);
     let sl = p.sketch_len();

@@ -315,7 +315,19 @@ fn mirror(c: &Candidates, na: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
-fn slot_major(x: &[u64], rows: usize, len: usize) -> Vec<u64> {
+/// Sums of each of the first `rows` rows of length `k` of `v` (in the ring).
+pub(crate) fn row_sums(v: &[u64], rows: usize, k: usize) -> Vec<u64> {
+    (0..rows)
+        .map(|i| {
+            v[i * k..(i + 1) * k]
+                .iter()
+                .fold(0u64, |s, x| s.wrapping_add(*x))
+        })
+        .collect()
+}
+
+/// Transposes a `rows x len` matrix to `len x rows` (the layout of fan-out products).
+pub(crate) fn slot_major(x: &[u64], rows: usize, len: usize) -> Vec<u64> {
     let mut out = vec![0u64; x.len()];
     for r in 0..rows {
         for s in 0..len {
@@ -427,15 +439,7 @@ pub async fn align<T: Transport, C: Correlations>(
     x.extend_from_slice(&oh);
     y.extend_from_slice(&s);
     let prod = eng.mul(&x, &y).await?;
-    let row_sum = |v: &[u64], rows: usize| -> Vec<u64> {
-        (0..rows)
-            .map(|i| {
-                v[i * k..(i + 1) * k]
-                    .iter()
-                    .fold(0u64, |s, x| s.wrapping_add(*x))
-            })
-            .collect()
-    };
+    let row_sum = |v: &[u64], rows: usize| row_sums(v, rows, k);
     let (both, chosen) = prod.split_at(present.len());
     let similarity = row_sum(chosen, na + nb);
     let mut mutual = vec![0u64; na * k];

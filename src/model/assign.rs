@@ -22,7 +22,7 @@
 //! the penalty. [`reference`] is the same algorithm in plaintext integers.
 
 use crate::error::{Error, Result};
-use crate::model::align::{JobParams, SideReference};
+use crate::model::align::{JobParams, SideReference, row_sums, slot_major};
 use crate::model::blocking::Candidates;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::Correlations;
@@ -91,16 +91,6 @@ pub struct Assigned {
     pub similarity: Vec<u64>,
 }
 
-fn row_sum(v: &[u64], rows: usize, k: usize) -> Vec<u64> {
-    (0..rows)
-        .map(|i| {
-            v[i * k..(i + 1) * k]
-                .iter()
-                .fold(0u64, |s, x| s.wrapping_add(*x))
-        })
-        .collect()
-}
-
 fn b_side(keep: &[u64], present: &[(usize, usize)], nb_k: usize) -> Vec<u64> {
     let mut out = vec![0u64; nb_k];
     for &(q, m) in present {
@@ -121,7 +111,7 @@ pub async fn iterate<T: Transport, C: Correlations>(
     let mut keep = st.keep;
     for _ in 0..p.assignment_rounds {
         let keep_b = b_side(&keep, st.present, nb * k);
-        let (ma, mb) = (row_sum(&keep, na, k), row_sum(&keep_b, nb, k));
+        let (ma, mb) = (row_sums(&keep, na, k), row_sums(&keep_b, nb, k));
         // Local: lower every score of a matched row or towards a matched row.
         let mut f = st.f.to_vec();
         for (q, v) in f.iter_mut().enumerate() {
@@ -158,8 +148,8 @@ pub async fn iterate<T: Transport, C: Correlations>(
     }
     // Reported candidate: the match, else the round-1 best.
     let keep_b = b_side(&keep, st.present, nb * k);
-    let mut matched = row_sum(&keep, na, k);
-    matched.extend(row_sum(&keep_b, nb, k));
+    let mut matched = row_sums(&keep, na, k);
+    matched.extend(row_sums(&keep_b, nb, k));
     let rows = na + nb;
     let lost = slot_major(
         &eng.mul_fanout(&matched, slot_major(st.onehot, rows, k), k)
@@ -180,8 +170,8 @@ pub async fn iterate<T: Transport, C: Correlations>(
     y.extend_from_slice(st.f);
     let prod = eng.mul(&x, &y).await?;
     let (ps, pf) = prod.split_at(rows * k);
-    let similarity = row_sum(ps, rows, k);
-    let score = row_sum(pf, rows, k)
+    let similarity = row_sums(ps, rows, k);
+    let score = row_sums(pf, rows, k)
         .iter()
         .zip(st.r)
         .map(|(b, r)| b.wrapping_sub(*r))
@@ -192,16 +182,6 @@ pub async fn iterate<T: Transport, C: Correlations>(
         score,
         similarity,
     })
-}
-
-fn slot_major(x: &[u64], rows: usize, len: usize) -> Vec<u64> {
-    let mut out = vec![0u64; x.len()];
-    for r in 0..rows {
-        for s in 0..len {
-            out[s * rows + r] = x[r * len + s];
-        }
-    }
-    out
 }
 
 /// The same assignment in plaintext integers, applied to the round-1 reference decisions

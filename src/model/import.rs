@@ -124,6 +124,30 @@ fn link_file(path: &Path, a: &Graph, b: &Graph) -> Result<Links, GraphError> {
     link_indices(path, &read_pairs(path)?, a, b)
 }
 
+/// No published split: the first 30% of a link file as tune links, the rest as test links.
+fn first_30(path: &Path, a: &Graph, b: &Graph) -> Result<(Links, Links, String), GraphError> {
+    let (tune, test) = split_30_70(link_file(path, a, b)?);
+    let split = format!(
+        "first 30% of {} ({} tune links), the rest ({} test links)",
+        path.display(),
+        tune.len(),
+        test.len()
+    );
+    Ok((tune, test, split))
+}
+
+/// A dataset without validation links.
+fn dataset(a: Graph, b: Graph, (tune, test, split): (Links, Links, String)) -> Dataset {
+    Dataset {
+        a,
+        b,
+        tune,
+        test,
+        valid: Vec::new(),
+        split,
+    }
+}
+
 /// Removes from `test` the links also in `tune` (a test file that lists every link).
 fn without(test: Links, tune: &Links) -> Links {
     let t: std::collections::HashSet<&(u32, u32)> = tune.iter().collect();
@@ -278,28 +302,14 @@ fn load_dbp15k(dir: &Path) -> Result<Dataset, GraphError> {
             break;
         }
     }
-    let (tune, test, split) = match found {
+    let split = match found {
         Some(f) => f,
         None => {
-            let path = dir.join("ref_ent_ids");
-            let (tune, test) = split_30_70(link_file(&path, &a, &b)?);
-            let split = format!(
-                "no published split: first 30% of {} ({} tune links), the rest ({} test links)",
-                path.display(),
-                tune.len(),
-                test.len()
-            );
-            (tune, test, split)
+            let (tune, test, split) = first_30(&dir.join("ref_ent_ids"), &a, &b)?;
+            (tune, test, format!("no published split: {split}"))
         }
     };
-    Ok(Dataset {
-        a,
-        b,
-        tune,
-        test,
-        valid: Vec::new(),
-        split,
-    })
+    Ok(dataset(a, b, split))
 }
 
 /// Names from `translated_ent_name/*.json` (`[[id, ["tok", ...]], ...]`), if the file exists.
@@ -406,22 +416,9 @@ fn load_openea(dir: &Path, fold: usize) -> Result<Dataset, GraphError> {
             split,
         });
     }
-    let path = dir.join("ent_links");
-    let (tune, test) = split_30_70(link_file(&path, &a, &b)?);
-    let split = format!(
-        "no published split (no 721_5fold/): first 30% of {} ({} tune links), the rest ({} test links)",
-        path.display(),
-        tune.len(),
-        test.len()
-    );
-    Ok(Dataset {
-        a,
-        b,
-        tune,
-        test,
-        valid: Vec::new(),
-        split,
-    })
+    let (tune, test, split) = first_30(&dir.join("ent_links"), &a, &b)?;
+    let split = format!("no published split (no 721_5fold/): {split}");
+    Ok(dataset(a, b, (tune, test, split)))
 }
 
 fn load_native(dir: &Path) -> Result<Dataset, GraphError> {
@@ -440,22 +437,7 @@ fn load_native(dir: &Path) -> Result<Dataset, GraphError> {
         );
         (tune, test, split)
     } else {
-        let path = dir.join("links.tsv");
-        let (tune, test) = split_30_70(link_file(&path, &a, &b)?);
-        let split = format!(
-            "first 30% of {} ({} tune links), the rest ({} test links)",
-            path.display(),
-            tune.len(),
-            test.len()
-        );
-        (tune, test, split)
+        first_30(&dir.join("links.tsv"), &a, &b)?
     };
-    Ok(Dataset {
-        a,
-        b,
-        tune,
-        test,
-        valid: Vec::new(),
-        split,
-    })
+    Ok(dataset(a, b, (tune, test, split)))
 }

@@ -355,6 +355,14 @@ fn real_main() -> Result<()> {
             };
             eprintln!("loading {} ({format:?})", dataset.display());
             let ds = load_dataset(&dataset, format, fold, names)?;
+            for (side, g) in [("first", &ds.a), ("second", &ds.b)] {
+                if known_links == KnownLinks::None && ppea::model::anchors::names_look_opaque(g) {
+                    eprintln!(
+                        "warning: {}: the {side} graph's names look like opaque identifiers and no known links are given (--known-links train): alignment has almost nothing to go on",
+                        dataset.display()
+                    );
+                }
+            }
             let rt = ppea::mpc::local::runtime()?;
             let opts = ppea::eval::evaluate::EvalOptions {
                 protocol,

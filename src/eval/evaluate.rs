@@ -266,13 +266,6 @@ pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<Eval
     } else {
         (Vec::new(), Vec::new())
     };
-    for (side, g) in [("first", &ds.a), ("second", &ds.b)] {
-        if known_a.is_empty() && crate::model::anchors::names_look_opaque(g) {
-            eprintln!(
-                "warning: the {side} graph's names look like opaque identifiers and no known links are given: alignment has almost nothing to go on (use --known-links)"
-            );
-        }
-    }
     let n_known = known_a.len();
     let (key, mut shuffle_a, mut shuffle_b) = match opts.seed {
         Some(s) => seeded(s),

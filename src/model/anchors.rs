@@ -11,8 +11,9 @@
 //!   `Y_0` holds the labels at the anchors, `Y_t = P Y_{t-1}`.
 //!   `Y_t` is a random projection of the distribution of `t`-step walks over the anchors, so
 //!   `<Y_t(a), Y_t(b)>` estimates how much `a` and `b` reach the same anchors in `t` steps.
-//!   The block is `[n(Y_1) | ... | n(Y_H)] / sqrt(H)` (`n` = L2-normalised), appended to `z`
-//!   with weight `anchor_weight`.
+//!   The block is `[n(n(Y_1) + b V) | n(Y_2) | ... | n(Y_H)] / sqrt(H)` (`n` = L2-normalised,
+//!   `V` the relation view below, `b = relation_view_weight`), appended to `z` with weight
+//!   `anchor_weight`.
 //! * **Anchor tokens** for blocking: each entity's `anchor_tokens` nearest anchors, scored by
 //!   their exact one- and two-step walk weights (`w1 + w2 / 2`); they join the neighbour tokens
 //!   (keyed like every token, so the leakage rules of blocking are unchanged).
@@ -107,7 +108,57 @@ fn transitions(g: &Graph) -> (Vec<usize>, Vec<(u32, f64)>) {
 pub fn propagate(g: &Graph, anchors: &[u32], p: &ModelParams) -> Vec<f64> {
     let hops = p.anchor_hops.max(1);
     let dh = p.anchor_dim / hops;
-    walks(g, &labels(g.len(), anchors, &p.anchor_seed, dh), dh, hops)
+    let y0 = labels(g.len(), anchors, &p.anchor_seed, dh);
+    let mut out = walks(g, &y0, dh, hops);
+    let beta = p.relation_view_weight;
+    if beta > 0.0 {
+        let rv = relation_view(g, &y0, dh);
+        let w = dh * hops;
+        let scale = 1.0 / (hops as f64).sqrt();
+        for i in 0..g.len() {
+            let dst = &mut out[i * w..i * w + dh];
+            for (d, r) in dst.iter_mut().zip(&rv[i * dh..(i + 1) * dh]) {
+                *d += beta * scale * r;
+            }
+            normalize(dst);
+            dst.iter_mut().for_each(|x| *x *= scale);
+        }
+    }
+    out
+}
+
+/// The relation view (after LightEA's): each relation, in each direction, is described by the
+/// normalised sum of the labels of the anchors it reaches; an entity by the normalised sum of
+/// the descriptions of its relations (one per neighbour). Relation ids differ between the
+/// graphs, but descriptions built from the shared anchors are comparable, so entities with few
+/// anchor neighbours still get a profile ("has a director, a country, actors like these").
+fn relation_view(g: &Graph, y0: &[f64], dh: usize) -> Vec<f64> {
+    let adj = g.adjacency();
+    let mut sig: HashMap<(u32, bool), Vec<f64>> = HashMap::new();
+    for ns in &adj {
+        for &(n, r, out) in ns {
+            let src = &y0[n as usize * dh..(n as usize + 1) * dh];
+            if src.iter().all(|x| *x == 0.0) {
+                continue;
+            }
+            let e = sig.entry((r, out)).or_insert_with(|| vec![0.0; dh]);
+            e.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+        }
+    }
+    for v in sig.values_mut() {
+        normalize(v);
+    }
+    let mut out = vec![0f64; g.len() * dh];
+    for (i, ns) in adj.iter().enumerate() {
+        let row = &mut out[i * dh..(i + 1) * dh];
+        for &(_, r, o) in ns {
+            if let Some(v) = sig.get(&(r, o)) {
+                row.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+            }
+        }
+        normalize(row);
+    }
+    out
 }
 
 /// Random `+-1` labels of width `dh` at the anchors' rows (zero elsewhere), `len x dh`.

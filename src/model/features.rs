@@ -53,6 +53,8 @@ pub struct ModelParams {
     pub anchor_hops: usize,
     /// Nearest anchors per entity used as blocking tokens.
     pub anchor_tokens: usize,
+    /// Weight of the relation view mixed into the first hop of the anchor block.
+    pub relation_view_weight: f64,
     /// Public seed of the anchors' random labels (both parties use the same).
     pub anchor_seed: String,
 }
@@ -72,6 +74,7 @@ impl Default for ModelParams {
             anchor_dim: 256,
             anchor_hops: 2,
             anchor_tokens: 8,
+            relation_view_weight: 1.0,
             anchor_seed: "ppea-anchors-v1".to_string(),
         }
     }
@@ -101,11 +104,13 @@ impl ModelParams {
             return Err("model.level1_cap and model.sample_cap must be at least 1".into());
         }
         if self.known_links {
-            if !(0.0..=10.0).contains(&self.anchor_weight) {
-                return Err(format!(
-                    "model.anchor_weight must be 0 to 10, got {}",
-                    self.anchor_weight
-                ));
+            for (name, w) in [
+                ("anchor_weight", self.anchor_weight),
+                ("relation_view_weight", self.relation_view_weight),
+            ] {
+                if !(0.0..=10.0).contains(&w) {
+                    return Err(format!("model.{name} must be 0 to 10, got {w}"));
+                }
             }
             if !(1..=4).contains(&self.anchor_hops) {
                 return Err(format!(

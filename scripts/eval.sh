@@ -3,7 +3,13 @@
 # object with quality, agreement with the plaintext reference, and cost figures.
 #
 #   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open]
-#                   [--servers 2|3|4] [--seed N] [--inprocess]
+#                   [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train]
+#                   [--names given|hidden] [--fold N] [--params P.toml]
+#
+# --known-links train: the tuning links (DBP15K sup_ent_ids, OpenEA train_links) are known links
+# both parties hold (model.known_links = true). --names hidden replaces every name by an opaque
+# id (structure alone). --fold picks the OpenEA 721_5fold fold. --params: job parameters
+# (`[model]`, `[blocking]`, `min_score`, `assignment_rounds`).
 #
 # By default the dealer, the servers and the two parties run as separate processes on loopback
 # over QUIC with mutual TLS. --inprocess runs everything in one process over in-memory channels
@@ -12,12 +18,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess]" >&2; exit 2; }
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dataset=$1; shift
-format=""; protocol=standard; servers=2; seed=""; inprocess=""
+format=""; protocol=standard; servers=2; seed=""; inprocess=""; known=none; names=given; fold=1; params=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --known-links) known=$2; shift 2 ;;
+    --names) names=$2; shift 2 ;;
+    --fold) fold=$2; shift 2 ;;
+    --params) params=$2; shift 2 ;;
     --format) format=$2; shift 2 ;;
     --protocol) protocol=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
@@ -27,24 +37,40 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -d "$dataset" ] || { echo "error: $dataset is not a directory" >&2; exit 2; }
+case "$known" in none|train) ;; *) usage ;; esac
+[ -z "$params" ] || [ -f "$params" ] || { echo "error: $params is not a file" >&2; exit 2; }
 cargo build --release --quiet -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 if [ -n "$inprocess" ]; then
-  exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" ${seed:+--seed "$seed"}
+  exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" ${seed:+--seed "$seed"} \
+    --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"}
 fi
 work=$(mktemp -d)
 source scripts/cluster.sh
 t0=$(date +%s.%N)
 echo "== importing $dataset" >&2
-"$bin/party" import "$dataset" ${format:+--format "$format"} --out "$work/data" >&2
+"$bin/party" import "$dataset" ${format:+--format "$format"} --fold "$fold" --names "$names" --out "$work/data" >&2
 echo "== starting a dealer and $servers compute servers" >&2
 start_cluster "$servers"
-write_jobs "eval" "evaluation = true"
+# Job parameters go under [params] of both job files (tables of P.toml as [params.X]).
+job_params="[params]"
+[ -n "$params" ] && job_params+=$'\n'$(sed 's/^[[:space:]]*\[\(.*\)\][[:space:]]*$/[params.\1]/' "$params")
+if [ "$known" = train ]; then
+  if grep -q '^\[params.model\]$' <<< "$job_params"; then
+    job_params=$(sed 's/^\[params.model\]$/[params.model]\nknown_links = true/' <<< "$job_params")
+  else
+    job_params+=$'\n[params.model]\nknown_links = true'
+  fi
+fi
+write_jobs "eval" "evaluation = true"$'\n'"$job_params"
 args_a=(); args_b=()
 if [ "$protocol" = standard ]; then args_a=(--scope "$work/data/test-a.txt"); args_b=(--scope "$work/data/test-b.txt"); fi
 extra=()
 [ -n "$seed" ] && { party_cmd=eval-run; extra=(--seed "$seed"); }
 echo "== running both parties ($protocol protocol)" >&2
+if [ "$known" = train ]; then
+  args_a+=(--known-links "$work/data/known-a.txt"); args_b+=(--known-links "$work/data/known-b.txt")
+fi
 run_parties "$work/data/a" "$work/data/b" "$work/out" "${extra[@]}"
 t1=$(date +%s.%N)
 "$bin/party" judge --dataset "$work/data" --a "$work/out/party-a" --b "$work/out/party-b" > "$work/report.json" || fail "judging failed"

@@ -33,6 +33,7 @@ fn eval(
         servers,
         params: JobParams::default(),
         seed: Some(11),
+        known_links: false,
     };
     runtime()
         .unwrap()

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ppea::eval::evaluate::{EvalProtocol, Split};
-use ppea::model::align::{JobParams, finish_party, prepare_party};
+use ppea::model::align::{JobParams, finish_party, prepare_party_known};
 use ppea::model::graph::Graph;
 use ppea::model::import::Format;
 use ppea::mpc::prg::Prg;
@@ -27,6 +27,30 @@ struct Cli {
     command: Command,
 }
 
+/// What `run` and `eval-run` take.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The job file (TOML): job id, side, identities, servers, dealer, blocking key, TLS
+    /// files, output options and model parameters. See the README.
+    #[arg(long)]
+    job: PathBuf,
+    /// This party's graph directory (native layout: entities.tsv, triples.tsv,
+    /// optional attributes.tsv).
+    #[arg(long)]
+    graph: PathBuf,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Align only the entities listed in this file (one id per line) [default: all].
+    #[arg(long)]
+    scope: Option<PathBuf>,
+    /// Known links: this party's ids of the anchors both parties hold, one per line, in the
+    /// order agreed with the other party (the job must set `model.known_links = true`).
+    /// They are propagated through this graph and excluded from the results.
+    #[arg(long)]
+    known_links: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Align this party's graph with the other party's through the compute servers.
@@ -36,38 +60,16 @@ enum Command {
     /// id, score, link token, partner id when both parties opted in) and OUT/summary.json. In
     /// aggregate-only jobs only the summary is written. Nothing is written if the job fails.
     Run {
-        /// The job file (TOML): job id, side, identities, servers, dealer, blocking key, TLS
-        /// files, output options and model parameters. See the README.
-        #[arg(long)]
-        job: PathBuf,
-        /// This party's graph directory (native layout: entities.tsv, triples.tsv,
-        /// optional attributes.tsv).
-        #[arg(long)]
-        graph: PathBuf,
-        /// Output directory (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-        /// Align only the entities listed in this file (one id per line) [default: all].
-        #[arg(long)]
-        scope: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
     },
     /// Evaluation only: one party of an evaluation job (`evaluation = true` in the job file)
     /// over the network, like `run`, but with the blocking key and this party's row shuffle
     /// derived from --seed (as `party eval --seed` does), so that a networked run can be
     /// compared decision by decision with an in-process one. Refuses other job files.
     EvalRun {
-        /// The job file (TOML); must say `evaluation = true`.
-        #[arg(long)]
-        job: PathBuf,
-        /// This party's graph directory (native layout).
-        #[arg(long)]
-        graph: PathBuf,
-        /// Output directory (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-        /// Align only the entities listed in this file (one id per line) [default: all].
-        #[arg(long)]
-        scope: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
         /// Seed of the blocking key and row shuffle (the same on both parties).
         #[arg(long)]
         seed: u64,
@@ -87,8 +89,10 @@ enum Command {
         names: Vec<String>,
     },
     /// Convert a benchmark dataset (DBP15K/SRPRS or OpenEA) to the native layout: OUT/a,
-    /// OUT/b, OUT/links.tsv (tune links first, then test), and OUT/test-a.txt, OUT/test-b.txt
-    /// (the test entities, for --scope).
+    /// OUT/b, OUT/links.tsv (tune links first, then test), OUT/tune-links.tsv and
+    /// OUT/test-links.tsv (the split used), OUT/test-a.txt, OUT/test-b.txt (the test entities,
+    /// for --scope) and OUT/known-a.txt, OUT/known-b.txt (each side's ids of the tune links, in
+    /// the same order, for --known-links).
     Import {
         /// Dataset directory.
         dataset: PathBuf,
@@ -98,6 +102,12 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+        /// OpenEA: fold of the published `721_5fold/` split.
+        #[arg(long, default_value_t = 1)]
+        fold: usize,
+        /// `hidden`: replace every name by an opaque id (to test structure alone).
+        #[arg(long, default_value = "given")]
+        names: Names,
     },
     /// Print a graph's statistics and problems.
     Inspect {
@@ -149,6 +159,16 @@ enum Command {
         /// used for anything not given.
         #[arg(long)]
         params: Option<PathBuf>,
+        /// `train`: the tuning links (DBP15K `sup_ent_ids`, OpenEA `train_links`) are known
+        /// links both parties hold; `none`: no known links.
+        #[arg(long, default_value = "none")]
+        known_links: KnownLinks,
+        /// `hidden`: replace every name by an opaque id (to test structure alone).
+        #[arg(long, default_value = "given")]
+        names: Names,
+        /// OpenEA: fold of the published `721_5fold/` split.
+        #[arg(long, default_value_t = 1)]
+        fold: usize,
     },
 }
 
@@ -163,6 +183,41 @@ where
 {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(values).try_map(|s| s.parse::<T>())
+}
+
+/// `--names`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Names {
+    /// The dataset's names.
+    Given,
+    /// Every name replaced by an opaque id.
+    Hidden,
+}
+
+/// `--known-links` of `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KnownLinks {
+    /// No known links.
+    None,
+    /// The tuning (training) links.
+    Train,
+}
+
+/// Loads a benchmark dataset, logging the split, hiding names if asked.
+fn load_dataset(
+    dataset: &Path,
+    format: Format,
+    fold: usize,
+    names: Names,
+) -> Result<ppea::model::import::Dataset> {
+    let mut ds =
+        ppea::model::import::load_with(dataset, format, ppea::model::import::LoadOptions { fold })?;
+    eprintln!("{}: {}", dataset.display(), ds.split);
+    if names == Names::Hidden {
+        ds.hide_names();
+        eprintln!("names hidden: every name replaced by an opaque id");
+    }
+    Ok(ds)
 }
 
 fn detect(dataset: &Path, format: Option<Format>) -> Result<Format> {
@@ -190,19 +245,8 @@ fn main() {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run {
-            job,
-            graph,
-            out,
-            scope,
-        } => run(&job, &graph, &out, scope.as_deref(), None),
-        Command::EvalRun {
-            job,
-            graph,
-            out,
-            scope,
-            seed,
-        } => run(&job, &graph, &out, scope.as_deref(), Some(seed)),
+        Command::Run { args } => run(&args, None),
+        Command::EvalRun { args, seed } => run(&args, Some(seed)),
         Command::Certs { out, names } => {
             ppea::net::tls::write_dev_pki(&out, &names)?;
             println!(
@@ -216,7 +260,13 @@ fn real_main() -> Result<()> {
             dataset,
             format,
             out,
-        } => import(&dataset, detect(&dataset, format)?, &out),
+            fold,
+            names,
+        } => import(
+            &load_dataset(&dataset, detect(&dataset, format)?, fold, names)?,
+            &dataset,
+            &out,
+        ),
         Command::Inspect { graph } => inspect(&graph),
         Command::Judge {
             dataset,
@@ -283,6 +333,10 @@ fn real_main() -> Result<()> {
                     v[key] = x.clone();
                 }
             }
+            let prep = |x: &serde_json::Value| x["prepare_seconds"].as_f64().unwrap_or(0.0);
+            v["plaintext_seconds"] =
+                serde_json::json!(r.plaintext_seconds + prep(&sa).max(prep(&sb)));
+            v["known_links"] = sa["known_links"].clone();
             v["upload_bytes"] = serde_json::json!(
                 sa["upload_bytes"].as_u64().unwrap_or(0) + sb["upload_bytes"].as_u64().unwrap_or(0)
             );
@@ -297,6 +351,9 @@ fn real_main() -> Result<()> {
             split,
             seed,
             params,
+            known_links,
+            names,
+            fold,
         } => {
             ppea::mpc::share::check_servers(servers)?;
             let format = detect(&dataset, format)?;
@@ -310,7 +367,15 @@ fn real_main() -> Result<()> {
                 None => JobParams::default(),
             };
             eprintln!("loading {} ({format:?})", dataset.display());
-            let ds = ppea::model::import::load(&dataset, format)?;
+            let ds = load_dataset(&dataset, format, fold, names)?;
+            for (side, g) in [("first", &ds.a), ("second", &ds.b)] {
+                if known_links == KnownLinks::None && ppea::model::anchors::names_look_opaque(g) {
+                    eprintln!(
+                        "warning: {}: the {side} graph's names look like opaque identifiers and no known links are given (--known-links train): alignment has almost nothing to go on",
+                        dataset.display()
+                    );
+                }
+            }
             let rt = ppea::mpc::local::runtime()?;
             let opts = ppea::eval::evaluate::EvalOptions {
                 protocol,
@@ -318,6 +383,7 @@ fn real_main() -> Result<()> {
                 servers,
                 params,
                 seed,
+                known_links: known_links == KnownLinks::Train,
             };
             let report = rt.block_on(ppea::eval::evaluate::evaluate_inprocess(&ds, &opts))?;
             println!("{}", serde_json::to_string(&report)?);
@@ -330,13 +396,9 @@ fn progress(t0: Instant, msg: &str) {
     eprintln!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
-fn run(
-    job_path: &Path,
-    graph_dir: &Path,
-    out: &Path,
-    scope: Option<&Path>,
-    eval_seed: Option<u64>,
-) -> Result<()> {
+fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
+    let (job_path, graph_dir, out) = (&args.job, &args.graph, &args.out);
+    let (scope, known_links) = (args.scope.as_deref(), args.known_links.as_deref());
     let t0 = Instant::now();
     let job = PartyJob::load(job_path)?;
     if eval_seed.is_some() && !job.evaluation {
@@ -383,7 +445,19 @@ fn run(
         }
         None => (job.key()?, Prg::fresh()),
     };
-    let data = prepare_party(&g, &rows, &spec.params, &key, &mut shuffle)?;
+    let known = match known_links {
+        Some(p) => ppea::model::anchors::read_known_links(p, &g)?,
+        None => Vec::new(),
+    };
+    if known.is_empty() && ppea::model::anchors::names_look_opaque(&g) {
+        eprintln!(
+            "warning: {}: the names look like opaque identifiers and no known links are given (--known-links): alignment has almost nothing to go on",
+            graph_dir.join("entities.tsv").display()
+        );
+    }
+    let t_prep = Instant::now();
+    let data = prepare_party_known(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
+    let prepare_seconds = t_prep.elapsed().as_secs_f64();
     progress(
         t0,
         &format!(
@@ -430,6 +504,8 @@ fn run(
     let mut summary = serde_json::json!({
         "job": job.job, "side": job.side, "rows": data.rows.len(), "servers": spec.servers.len(),
         "wall_seconds": t0.elapsed().as_secs_f64(),
+        "prepare_seconds": prepare_seconds,
+        "known_links": known.len(),
         "upload_bytes": data.z.len() * 8 + 40 * (spec.servers.len() - 1)
             + 8 * spec.servers.len() * (data.tokens.own.iter().chain(&data.tokens.neighbour).map(Vec::len).sum::<usize>() + 2 * data.rows.len()),
     });
@@ -501,8 +577,7 @@ fn run(
     Ok(())
 }
 
-fn import(dataset: &Path, format: Format, out: &Path) -> Result<()> {
-    let ds = ppea::model::import::load(dataset, format)?;
+fn import(ds: &ppea::model::import::Dataset, dataset: &Path, out: &Path) -> Result<()> {
     ds.a.write_dir(&out.join("a"))?;
     ds.b.write_dir(&out.join("b"))?;
     let mut links = String::new();
@@ -518,10 +593,25 @@ fn import(dataset: &Path, format: Format, out: &Path) -> Result<()> {
             .map(|p| format!("{}\n", side.ids[pick(p) as usize]))
             .collect()
     };
+    let pairs = |l: &[(u32, u32)]| -> String {
+        l.iter()
+            .map(|&(a, b)| format!("{}\t{}\n", ds.a.ids[a as usize], ds.b.ids[b as usize]))
+            .collect()
+    };
+    let known = |side: &Graph, pick: &dyn Fn(&(u32, u32)) -> u32| -> String {
+        ds.tune
+            .iter()
+            .map(|p| format!("{}\n", side.ids[pick(p) as usize]))
+            .collect()
+    };
     let files = [
         ("links.tsv", links),
+        ("tune-links.tsv", pairs(&ds.tune)),
+        ("test-links.tsv", pairs(&ds.test)),
         ("test-a.txt", ids(&ds.a, &|p| p.0)),
         ("test-b.txt", ids(&ds.b, &|p| p.1)),
+        ("known-a.txt", known(&ds.a, &|p| p.0)),
+        ("known-b.txt", known(&ds.b, &|p| p.1)),
     ];
     ppea::model::graph::write_atomically(out, &files)?;
     println!(

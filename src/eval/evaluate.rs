@@ -9,8 +9,8 @@
 use crate::error::{Error, Result};
 use crate::eval::metrics::{Groups, Judged, Quality, degree_bucket, groups, quality};
 use crate::model::align::{
-    JobParams, PartyData, PartyShares, ResultRow, align, finish_party, job_seed, prepare_party,
-    reference,
+    JobParams, PartyData, PartyShares, ResultRow, align, finish_party, job_seed,
+    prepare_party_known, reference,
 };
 use crate::model::blocking::{BlockingKey, Candidates};
 use crate::model::import::Dataset;
@@ -81,6 +81,9 @@ pub struct EvalOptions {
     /// different numbers of servers can be compared decision by decision. Share randomness
     /// always comes from the operating system's CSPRNG.
     pub seed: Option<u64>,
+    /// Use the tuning links (`sup_ent_ids`, OpenEA `train_links`) as known links both parties
+    /// hold (sets `model.known_links`); they are excluded from the aligned rows.
+    pub known_links: bool,
 }
 
 /// The evaluation report (one JSON line).
@@ -100,6 +103,11 @@ pub struct EvalReport {
     pub candidate_pairs: usize,
     /// Wall time of the whole job (preparation, upload, secure computation, results).
     pub wall_seconds: f64,
+    /// Wall time of the plaintext reference of the same model on the same machine: party
+    /// preparation, candidate lists and the reference decisions.
+    pub plaintext_seconds: f64,
+    /// Known links (anchors) both parties used.
+    pub known_links: usize,
     /// Bytes one server sent to the other servers (largest over servers).
     pub bytes_per_server: u64,
     /// Bytes the parties uploaded to the servers (both parties).
@@ -253,7 +261,14 @@ pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<Eval
     let k = opts.servers;
     let mut params = opts.params.clone();
     params.reveal_best = true;
+    params.model.known_links |= opts.known_links;
     params.validate()?;
+    let (known_a, known_b): (Vec<u32>, Vec<u32>) = if params.model.known_links {
+        ds.tune.iter().copied().unzip()
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let n_known = known_a.len();
     let (key, mut shuffle_a, mut shuffle_b) = match opts.seed {
         Some(s) => seeded(s),
         None => (BlockingKey::random(), Prg::fresh(), Prg::fresh()),
@@ -267,19 +282,23 @@ pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<Eval
         ),
         t0,
     );
+    let t_prep = Instant::now();
     let (pa, pb) = {
         let (a, b, p) = (ds.a.clone(), ds.b.clone(), params.clone());
         let key2 = key.clone();
-        let pa =
-            tokio::task::spawn_blocking(move || prepare_party(&a, &sa, &p, &key2, &mut shuffle_a));
+        let pa = tokio::task::spawn_blocking(move || {
+            prepare_party_known(&a, &sa, &known_a, &p, &key2, &mut shuffle_a)
+        });
         let p = params.clone();
-        let pb =
-            tokio::task::spawn_blocking(move || prepare_party(&b, &sb, &p, &key, &mut shuffle_b));
+        let pb = tokio::task::spawn_blocking(move || {
+            prepare_party_known(&b, &sb, &known_b, &p, &key, &mut shuffle_b)
+        });
         let join = |r: std::result::Result<Result<PartyData>, tokio::task::JoinError>| {
             r.map_err(|e| Error::invalid(format!("party task failed: {e}")))?
         };
         (join(pa.await)?, join(pb.await)?)
     };
+    let prep_seconds = t_prep.elapsed().as_secs_f64();
     let (za, ia) = shares_for(&pa, k)?;
     let (zb, ib) = shares_for(&pb, k)?;
     let upload_bytes: usize = za
@@ -325,6 +344,8 @@ pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<Eval
     );
     report.split = opts.split;
     report.wall_seconds = wall;
+    report.plaintext_seconds += prep_seconds;
+    report.known_links = n_known;
     report.bytes_per_server = out.bytes_per_server;
     report.dealer_bytes = out.dealer_bytes;
     report.rounds = out.rounds;
@@ -346,7 +367,21 @@ pub fn judge(
     cand: &Candidates,
     params: &JobParams,
 ) -> EvalReport {
-    let (ref_a, ref_b) = reference(&pa.z, &pb.z, params, cand);
+    // The plaintext reference of the same job: candidate lists and decisions.
+    let t_ref = Instant::now();
+    let cand_ref = crate::model::blocking::candidates(
+        &pa.tokens,
+        &pb.tokens,
+        &params.blocking,
+        &job_seed(EVAL_JOB),
+    );
+    let (ref_a, ref_b) = reference(&pa.z, &pb.z, params, &cand_ref);
+    let plaintext_seconds = t_ref.elapsed().as_secs_f64();
+    let (ref_a, ref_b) = if &cand_ref == cand {
+        (ref_a, ref_b)
+    } else {
+        reference(&pa.z, &pb.z, params, cand)
+    };
     let k = cand.per_row;
     let row_a: HashMap<u32, usize> = pa.rows.iter().enumerate().map(|(r, &e)| (e, r)).collect();
     let row_b: HashMap<u32, usize> = pb.rows.iter().enumerate().map(|(r, &e)| (e, r)).collect();
@@ -406,6 +441,8 @@ pub fn judge(
         entities_b: pb.rows.len(),
         candidate_pairs: (pa.rows.len() + pb.rows.len()) * k,
         wall_seconds: 0.0,
+        plaintext_seconds,
+        known_links: 0,
         bytes_per_server: 0,
         upload_bytes: 0,
         dealer_bytes: 0,

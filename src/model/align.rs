@@ -23,8 +23,9 @@
 //! `share_partner_ids` the partner's id. Nothing else leaves the servers.
 
 use crate::error::{Error, Result};
+use crate::model::anchors::Structure;
 use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
-use crate::model::features::{ModelParams, embed, sample_neighbours};
+use crate::model::features::{ModelParams, sample_neighbours};
 use crate::model::graph::Graph;
 use crate::model::upload_check::{UploadBounds, check_uploads};
 use crate::mpc::channel::Transport;
@@ -54,6 +55,8 @@ pub struct JobParams {
     pub share_partner_ids: bool,
     /// Evaluation jobs: each party also learns its best candidate's row and score.
     pub reveal_best: bool,
+    /// Rounds of 1-to-1 assignment after the mutual best ([`crate::model::assign`]; 0: none).
+    pub assignment_rounds: usize,
 }
 
 impl Default for JobParams {
@@ -65,6 +68,7 @@ impl Default for JobParams {
             min_score: -0.5,
             share_partner_ids: false,
             reveal_best: false,
+            assignment_rounds: 0,
         }
     }
 }
@@ -97,7 +101,7 @@ impl JobParams {
                 self.max_frac_bits()
             )));
         }
-        Ok(())
+        crate::model::assign::check(self)
     }
 
     /// True when every compared value fits the comparisons and the upload range check is sound
@@ -253,18 +257,38 @@ pub fn prepare_party(
     key: &BlockingKey,
     shuffle: &mut Prg,
 ) -> Result<PartyData> {
+    prepare_party_known(g, scope, &[], p, key, shuffle)
+}
+
+/// [`prepare_party`] with known links (this party's entities of the shared anchors, in the
+/// agreed order; see [`crate::model::anchors`]): they are excluded from the rows, propagated
+/// into the anchor block of `z` and into anchor tokens.
+pub fn prepare_party_known(
+    g: &Graph,
+    scope: &[u32],
+    known: &[u32],
+    p: &JobParams,
+    key: &BlockingKey,
+    shuffle: &mut Prg,
+) -> Result<PartyData> {
     p.validate()?;
-    if scope.is_empty() {
+    let st = Structure::new(g, known, &p.model, key)?;
+    let mut rows: Vec<u32> = scope
+        .iter()
+        .copied()
+        .filter(|&e| !st.known.get(e as usize).copied().unwrap_or(false))
+        .collect();
+    if rows.is_empty() {
         return Err(Error::invalid("no entities to align"));
     }
-    let mut rows = scope.to_vec();
+    let g = &*st.graph(g);
     let prg = shuffle;
     for i in (1..rows.len()).rev() {
         let j = (prg.next_u64() % (i as u64 + 1)) as usize;
         rows.swap(i, j);
     }
     let width = p.model.width();
-    let z_all = embed(g, &p.model);
+    let z_all = st.embed(g, &p.model);
     let fp = FixedPoint::new(p.frac_bits)?;
     let mut z = Vec::with_capacity(rows.len() * width);
     for &e in &rows {
@@ -273,7 +297,12 @@ pub fn prepare_party(
         }
     }
     let samples = sample_neighbours(g, p.model.level1_cap, &p.model.sampling_salt);
-    let tokens = tokens(key, &g.names, &samples, &rows);
+    let mut tokens = tokens(key, &g.names, &samples, &rows);
+    for (t, &e) in tokens.neighbour.iter_mut().zip(&rows) {
+        t.extend_from_slice(&st.tokens[e as usize]);
+        t.sort_unstable();
+        t.dedup();
+    }
     let mut ids = Vec::new();
     if p.share_partner_ids {
         for &e in &rows {
@@ -348,7 +377,19 @@ fn mirror(c: &Candidates, na: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
-fn slot_major(x: &[u64], rows: usize, len: usize) -> Vec<u64> {
+/// Sums of each of the first `rows` rows of length `k` of `v` (in the ring).
+pub(crate) fn row_sums(v: &[u64], rows: usize, k: usize) -> Vec<u64> {
+    (0..rows)
+        .map(|i| {
+            v[i * k..(i + 1) * k]
+                .iter()
+                .fold(0u64, |s, x| s.wrapping_add(*x))
+        })
+        .collect()
+}
+
+/// Transposes a `rows x len` matrix to `len x rows` (the layout of fan-out products).
+pub(crate) fn slot_major(x: &[u64], rows: usize, len: usize) -> Vec<u64> {
     let mut out = vec![0u64; x.len()];
     for r in 0..rows {
         for s in 0..len {
@@ -480,15 +521,7 @@ pub async fn align<T: Transport, C: Correlations>(
     y.push(ok[1]);
     let mut prod = eng.mul(&x, &y).await?;
     let both_ok = prod.pop().expect("pushed above");
-    let row_sum = |v: &[u64], rows: usize| -> Vec<u64> {
-        (0..rows)
-            .map(|i| {
-                v[i * k..(i + 1) * k]
-                    .iter()
-                    .fold(0u64, |s, x| s.wrapping_add(*x))
-            })
-            .collect()
-    };
+    let row_sum = |v: &[u64], rows: usize| row_sums(v, rows, k);
     let (both, chosen) = prod.split_at(present.len());
     let similarity = row_sum(chosen, na + nb);
     let mut mutual = vec![0u64; na * k];
@@ -507,6 +540,25 @@ pub async fn align<T: Transport, C: Correlations>(
         k,
         na,
     );
+    // 5b. Optional 1-to-1 assignment: further rounds on the rows left unmatched.
+    let (keep, oh, score, similarity) = if p.assignment_rounds > 0 {
+        let st = crate::model::assign::Round1 {
+            cand: &cand,
+            present: &present,
+            f: &f,
+            s: &s,
+            r: &r,
+            onehot: &oh,
+            keep,
+        };
+        let a = crate::model::assign::iterate(eng, p, st).await?;
+        // Matches of later rounds are gated by the range checks too.
+        let keep = eng.mul_fanout(&[both_ok], a.keep, na * k).await?;
+        step(eng, "assignment");
+        (keep, a.onehot, a.score, a.similarity)
+    } else {
+        (keep, oh, score, similarity)
+    };
     let mut keep_b = vec![0u64; nb * k];
     for &(q, m) in &present {
         keep_b[m] = keep[q];
@@ -789,20 +841,20 @@ pub fn reference(
             best_a[a] as usize == b && matched_a[a]
         })
         .collect();
-    (
-        SideReference {
-            best: best_a,
-            score: score_a,
-            matched: matched_a,
-            ranking: rank_a,
-        },
-        SideReference {
-            best: best_b,
-            score: score_b,
-            matched: matched_b,
-            ranking: rank_b,
-        },
-    )
+    let mut side_a = SideReference {
+        best: best_a,
+        score: score_a,
+        matched: matched_a,
+        ranking: rank_a,
+    };
+    let mut side_b = SideReference {
+        best: best_b,
+        score: score_b,
+        matched: matched_b,
+        ranking: rank_b,
+    };
+    crate::model::assign::reference(&mut side_a, &mut side_b, &ra, p, cand, &rb);
+    (side_a, side_b)
 }
 
 #[cfg(test)]

@@ -82,7 +82,8 @@ impl fmt::Debug for Tokens {
     }
 }
 
-fn keyed(key: &ring::hmac::Key, domain: u8, token: &str) -> u64 {
+/// A token under the blocking key, in a domain (`o` own, `n` neighbour, `a` anchor).
+pub fn keyed(key: &ring::hmac::Key, domain: u8, token: &str) -> u64 {
     let mut ctx = ring::hmac::Context::with_key(key);
     ctx.update(&[domain]);
     ctx.update(token.as_bytes());

@@ -42,6 +42,21 @@ pub struct ModelParams {
     pub level1_cap: usize,
     /// Salt of the sampling hash.
     pub sampling_salt: String,
+    /// The job uses known links (anchors): each party appends an anchor-propagation block
+    /// (see [`crate::model::anchors`]) and holds a known-links file.
+    pub known_links: bool,
+    /// Weight of the anchor-propagation block.
+    pub anchor_weight: f64,
+    /// Width of the anchor-propagation block (split evenly over the hops).
+    pub anchor_dim: usize,
+    /// Propagation hops.
+    pub anchor_hops: usize,
+    /// Nearest anchors per entity used as blocking tokens.
+    pub anchor_tokens: usize,
+    /// Weight of the relation view mixed into the first hop of the anchor block.
+    pub relation_view_weight: f64,
+    /// Public seed of the anchors' random labels (both parties use the same).
+    pub anchor_seed: String,
 }
 
 impl Default for ModelParams {
@@ -54,6 +69,13 @@ impl Default for ModelParams {
             sample_cap: 10,
             level1_cap: 64,
             sampling_salt: "ppea-sampling-v1".to_string(),
+            known_links: false,
+            anchor_weight: 0.5,
+            anchor_dim: 256,
+            anchor_hops: 2,
+            anchor_tokens: 8,
+            relation_view_weight: 1.0,
+            anchor_seed: "ppea-anchors-v1".to_string(),
         }
     }
 }
@@ -81,6 +103,36 @@ impl ModelParams {
         if self.level1_cap == 0 || self.sample_cap == 0 {
             return Err("model.level1_cap and model.sample_cap must be at least 1".into());
         }
+        if self.known_links {
+            for (name, w) in [
+                ("anchor_weight", self.anchor_weight),
+                ("relation_view_weight", self.relation_view_weight),
+            ] {
+                if !(0.0..=10.0).contains(&w) {
+                    return Err(format!("model.{name} must be 0 to 10, got {w}"));
+                }
+            }
+            if !(1..=4).contains(&self.anchor_hops) {
+                return Err(format!(
+                    "model.anchor_hops must be 1 to 4, got {}",
+                    self.anchor_hops
+                ));
+            }
+            if !(8..=4096).contains(&self.anchor_dim)
+                || !self.anchor_dim.is_multiple_of(self.anchor_hops)
+            {
+                return Err(format!(
+                    "model.anchor_dim must be 8 to 4096 and a multiple of model.anchor_hops, got {}",
+                    self.anchor_dim
+                ));
+            }
+            if self.anchor_tokens > 256 {
+                return Err(format!(
+                    "model.anchor_tokens must be 0 to 256, got {}",
+                    self.anchor_tokens
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -93,19 +145,28 @@ impl ModelParams {
         }
     }
 
+    /// Length of the anchor-propagation block (0 without known links).
+    pub fn anchor_len(&self) -> usize {
+        if self.known_links { self.anchor_dim } else { 0 }
+    }
+
     /// Length of the uploaded vector `z`.
     pub fn width(&self) -> usize {
-        2 * self.dim + self.sketch_len()
+        2 * self.dim + self.sketch_len() + self.anchor_len()
     }
 
     /// The blocks of `z`, in order: `(length, largest norm)`: the name vector (unit norm), the
     /// level-1 vector scaled by `sqrt(w1)`, the attention sketch scaled by `sqrt(w2)` (when
-    /// enabled). The servers check every uploaded row against these norms
-    /// (`crate::model::upload_check`).
+    /// enabled), the anchor-propagation block scaled by `sqrt(anchor_weight)` (with known
+    /// links). The servers check every uploaded row against these norms
+    /// (`crate::model::upload_check`); the lengths add up to [`ModelParams::width`].
     pub fn blocks(&self) -> Vec<(usize, f64)> {
         let mut b = vec![(self.dim, 1.0), (self.dim, self.neighbour_weight.sqrt())];
         if self.sketch_len() > 0 {
             b.push((self.sketch_len(), self.attention_weight.sqrt()));
+        }
+        if self.anchor_len() > 0 {
+            b.push((self.anchor_len(), self.anchor_weight.sqrt()));
         }
         b
     }
@@ -115,6 +176,11 @@ impl ModelParams {
         1.0 + self.neighbour_weight
             + if self.sketch_len() > 0 {
                 self.attention_weight
+            } else {
+                0.0
+            }
+            + if self.known_links {
+                self.anchor_weight
             } else {
                 0.0
             }
@@ -336,10 +402,16 @@ pub fn attention_sketch(
     out
 }
 
-/// The vectors `z = [e | sqrt(w1) h | sqrt(w2) T]` of every entity, row-major `len x width`.
+/// The vectors `z = [e | sqrt(w1) h | sqrt(w2) T | 0]` of every entity, row-major
+/// `len x width`; the anchor block (last `anchor_len` entries) is left zero for
+/// [`crate::model::anchors`] to fill.
 pub fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
+    embed_from(g, p, level0(g, p.dim))
+}
+
+/// [`embed`] from given level-0 vectors (`len x dim`, unit or zero rows).
+pub fn embed_from(g: &Graph, p: &ModelParams, e: Vec<f64>) -> Vec<f64> {
     let d = p.dim;
-    let e = level0(g, d);
     let s1 = sample_neighbours(g, p.level1_cap, &p.sampling_salt);
     let h = level1(&e, d, &s1);
     let sl = p.sketch_len();
@@ -358,7 +430,10 @@ pub fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
         for (o, x) in row[d..2 * d].iter_mut().zip(&h[i * d..(i + 1) * d]) {
             *o = r1 * x;
         }
-        for (o, x) in row[2 * d..].iter_mut().zip(&t[i * sl..(i + 1) * sl]) {
+        for (o, x) in row[2 * d..2 * d + sl]
+            .iter_mut()
+            .zip(&t[i * sl..(i + 1) * sl])
+        {
             *o = r2 * x;
         }
     }

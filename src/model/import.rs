@@ -3,9 +3,15 @@
 //! * **DBP15K / SRPRS** (`ent_ids_1`, `ent_ids_2`, `triples_1`, `triples_2`, `ref_ent_ids`):
 //!   names come from `translated_ent_name/*.json` when present, else from the last segment of
 //!   the entity URI. The standard split is `uea_split/sup_ent_ids` (tune) and
-//!   `uea_split/ref_ent_ids` (test) when present, else the first 30% of `ref_ent_ids` lines.
+//!   `uea_split/ref_ent_ids` (test) when present, else top-level `sup_ent_ids` and
+//!   `ref_ent_ids` (SRPRS; `ref` minus `sup` when `ref` lists every link), else top-level
+//!   `sup_pairs` and `ref_pairs`, else the first 30% of `ref_ent_ids` lines.
 //! * **OpenEA** (`rel_triples_1`, `rel_triples_2`, optional `attr_triples_1/2`, `ent_links`):
-//!   entities are the URIs that occur; names come from the URI.
+//!   entities are the URIs that occur; names come from the URI. The split is the published
+//!   `721_5fold/N/{train,valid,test}_links` (fold `N` from [`LoadOptions`], train = tune)
+//!   when present, else the first 30% of `ent_links`.
+//!
+//! [`Dataset::split`] says which split was used.
 //! * **native**: `a/` and `b/` graph directories (see [`crate::model::graph`]) and `links.tsv`
 //!   (`id_a  id_b`).
 //!
@@ -67,15 +73,85 @@ pub struct Dataset {
     pub tune: Links,
     /// Links that are evaluated.
     pub test: Links,
+    /// Validation links of published splits that have them (OpenEA), else empty.
+    pub valid: Links,
+    /// Which split was used (for the log).
+    pub split: String,
+}
+
+/// Importer options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// OpenEA fold of `721_5fold/` (1 to 5).
+    pub fold: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { fold: 1 }
+    }
+}
+
+impl Dataset {
+    /// Replaces every name with an opaque identifier (a keyed hash of the side and the entity
+    /// id, unrelated across the two graphs and to the id order), to test structure alone.
+    pub fn hide_names(&mut self) {
+        for (side, g) in [(b'a', &mut self.a), (b'b', &mut self.b)] {
+            for (name, id) in g.names.iter_mut().zip(&g.ids) {
+                let h = crate::model::features::hash64(&[b"hidden-name", &[side], id.as_bytes()]);
+                *name = format!("e{h:016x}");
+            }
+        }
+    }
 }
 
 /// Loads a dataset directory in the given layout.
 pub fn load(dir: &Path, format: Format) -> Result<Dataset, GraphError> {
+    load_with(dir, format, LoadOptions::default())
+}
+
+/// Loads a dataset directory in the given layout with options.
+pub fn load_with(dir: &Path, format: Format, opts: LoadOptions) -> Result<Dataset, GraphError> {
     match format {
         Format::Dbp15k => load_dbp15k(dir),
-        Format::OpenEa => load_openea(dir),
+        Format::OpenEa => load_openea(dir, opts.fold),
         Format::Native => load_native(dir),
     }
+}
+
+/// Links of a pair file as indices.
+fn link_file(path: &Path, a: &Graph, b: &Graph) -> Result<Links, GraphError> {
+    link_indices(path, &read_pairs(path)?, a, b)
+}
+
+/// No published split: the first 30% of a link file as tune links, the rest as test links.
+fn first_30(path: &Path, a: &Graph, b: &Graph) -> Result<(Links, Links, String), GraphError> {
+    let (tune, test) = split_30_70(link_file(path, a, b)?);
+    let split = format!(
+        "first 30% of {} ({} tune links), the rest ({} test links)",
+        path.display(),
+        tune.len(),
+        test.len()
+    );
+    Ok((tune, test, split))
+}
+
+/// A dataset without validation links.
+fn dataset(a: Graph, b: Graph, (tune, test, split): (Links, Links, String)) -> Dataset {
+    Dataset {
+        a,
+        b,
+        tune,
+        test,
+        valid: Vec::new(),
+        split,
+    }
+}
+
+/// Removes from `test` the links also in `tune` (a test file that lists every link).
+fn without(test: Links, tune: &Links) -> Links {
+    let t: std::collections::HashSet<&(u32, u32)> = tune.iter().collect();
+    test.into_iter().filter(|l| !t.contains(l)).collect()
 }
 
 /// The readable name in an entity URI: its last path segment, percent-decoded, `_` as space.
@@ -201,18 +277,39 @@ fn load_dbp15k(dir: &Path) -> Result<Dataset, GraphError> {
     }
     let b = graphs.pop().expect("two graphs");
     let a = graphs.pop().expect("two graphs");
-    let sup = dir.join("uea_split").join("sup_ent_ids");
-    let refs = dir.join("uea_split").join("ref_ent_ids");
-    let (tune, test) = if sup.exists() && refs.exists() {
-        (
-            link_indices(&sup, &read_pairs(&sup)?, &a, &b)?,
-            link_indices(&refs, &read_pairs(&refs)?, &a, &b)?,
-        )
-    } else {
-        let path = dir.join("ref_ent_ids");
-        split_30_70(link_indices(&path, &read_pairs(&path)?, &a, &b)?)
+    // Published splits, first found: uea_split/{sup,ref}_ent_ids, top-level sup_ent_ids with
+    // ref_ent_ids (SRPRS and DBP15K releases; ref minus sup when ref lists every link),
+    // top-level sup_pairs with ref_pairs; else the first 30% of ref_ent_ids.
+    let uea = dir.join("uea_split");
+    let published = [
+        (uea.join("sup_ent_ids"), uea.join("ref_ent_ids")),
+        (dir.join("sup_ent_ids"), dir.join("ref_ent_ids")),
+        (dir.join("sup_pairs"), dir.join("ref_pairs")),
+    ];
+    let mut found = None;
+    for (sup, refs) in &published {
+        if sup.exists() && refs.exists() {
+            let tune = link_file(sup, &a, &b)?;
+            let test = without(link_file(refs, &a, &b)?, &tune);
+            let split = format!(
+                "published split: {} ({} tune links), {} ({} test links)",
+                sup.display(),
+                tune.len(),
+                refs.display(),
+                test.len()
+            );
+            found = Some((tune, test, split));
+            break;
+        }
+    }
+    let split = match found {
+        Some(f) => f,
+        None => {
+            let (tune, test, split) = first_30(&dir.join("ref_ent_ids"), &a, &b)?;
+            (tune, test, format!("no published split: {split}"))
+        }
     };
-    Ok(Dataset { a, b, tune, test })
+    Ok(dataset(a, b, split))
 }
 
 /// Names from `translated_ent_name/*.json` (`[[id, ["tok", ...]], ...]`), if the file exists.
@@ -247,7 +344,7 @@ fn dbp15k_names(dir: &Path) -> Result<HashMap<String, String>, GraphError> {
         .collect())
 }
 
-fn load_openea(dir: &Path) -> Result<Dataset, GraphError> {
+fn load_openea(dir: &Path, fold: usize) -> Result<Dataset, GraphError> {
     let mut graphs = Vec::new();
     for side in 1..=2 {
         let mut g = Graph::default();
@@ -285,17 +382,62 @@ fn load_openea(dir: &Path) -> Result<Dataset, GraphError> {
     }
     let b = graphs.pop().expect("two graphs");
     let a = graphs.pop().expect("two graphs");
-    let path = dir.join("ent_links");
-    let links = link_indices(&path, &read_pairs(&path)?, &a, &b)?;
-    let (tune, test) = split_30_70(links);
-    Ok(Dataset { a, b, tune, test })
+    let folds = dir.join("721_5fold");
+    let fold_dir = folds.join(fold.to_string());
+    if folds.is_dir() || fold != 1 {
+        if !fold_dir.is_dir() {
+            return Err(GraphError::at(
+                &fold_dir,
+                0,
+                format!("fold {fold} of the published 721_5fold split is missing"),
+            ));
+        }
+        let tune = link_file(&fold_dir.join("train_links"), &a, &b)?;
+        let test = link_file(&fold_dir.join("test_links"), &a, &b)?;
+        let valid_path = fold_dir.join("valid_links");
+        let valid = if valid_path.exists() {
+            link_file(&valid_path, &a, &b)?
+        } else {
+            Vec::new()
+        };
+        let split = format!(
+            "published split: {} ({} train, {} valid, {} test links)",
+            fold_dir.display(),
+            tune.len(),
+            valid.len(),
+            test.len()
+        );
+        return Ok(Dataset {
+            a,
+            b,
+            tune,
+            test,
+            valid,
+            split,
+        });
+    }
+    let (tune, test, split) = first_30(&dir.join("ent_links"), &a, &b)?;
+    let split = format!("no published split (no 721_5fold/): {split}");
+    Ok(dataset(a, b, (tune, test, split)))
 }
 
 fn load_native(dir: &Path) -> Result<Dataset, GraphError> {
     let a = Graph::load_dir(&dir.join("a"))?;
     let b = Graph::load_dir(&dir.join("b"))?;
-    let path = dir.join("links.tsv");
-    let links = link_indices(&path, &read_pairs(&path)?, &a, &b)?;
-    let (tune, test) = split_30_70(links);
-    Ok(Dataset { a, b, tune, test })
+    // `party import` writes the split it used as tune-links.tsv and test-links.tsv.
+    let (tp, sp) = (dir.join("tune-links.tsv"), dir.join("test-links.tsv"));
+    let (tune, test, split) = if tp.exists() && sp.exists() {
+        let (tune, test) = (link_file(&tp, &a, &b)?, link_file(&sp, &a, &b)?);
+        let split = format!(
+            "split: {} ({} tune links), {} ({} test links)",
+            tp.display(),
+            tune.len(),
+            sp.display(),
+            test.len()
+        );
+        (tune, test, split)
+    } else {
+        first_30(&dir.join("links.tsv"), &a, &b)?
+    };
+    Ok(dataset(a, b, (tune, test, split)))
 }

@@ -4,6 +4,10 @@
 //!   OpenEA layouts;
 //! * [`features`]: the party-local model (name features, relation-aware weights, level-1 sums,
 //!   the cross-graph attention sketch);
+//! * [`anchors`]: known links (anchor-label propagation, anchor tokens) and opaque-name
+//!   detection;
+//! * [`assign`]: 1-to-1 assignment on shares (iterated mutual best) and its plaintext
+//!   reference;
 //! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
 //! * [`upload_check`]: range checks of both uploads on shares, so that no party can steer the
 //!   other's results with vectors no graph could produce;
@@ -11,6 +15,8 @@
 //!   plaintext reference of the same model.
 
 pub mod align;
+pub mod anchors;
+pub mod assign;
 pub mod blocking;
 pub mod features;
 pub mod graph;

@@ -287,7 +287,7 @@ pub async fn serve<D: DealerTransport>(mut dealer: Dealer, net: &mut D) -> Resul
             Ok(Some(w)) => w,
             Ok(None) => break,
             Err(e) => {
-                net.refuse(&e.to_string()).await;
+                refuse_unless_lost(net, &e).await;
                 return Err(e);
             }
         };
@@ -296,7 +296,7 @@ pub async fn serve<D: DealerTransport>(mut dealer: Dealer, net: &mut D) -> Resul
             match net.recv(s, COMMITMENT_WORDS).await {
                 Ok(Some(c)) => commitments.push(c),
                 Err(e) => {
-                    net.refuse(&e.to_string()).await;
+                    refuse_unless_lost(net, &e).await;
                     return Err(e);
                 }
                 Ok(None) => {
@@ -327,6 +327,14 @@ pub async fn serve<D: DealerTransport>(mut dealer: Dealer, net: &mut D) -> Resul
         net.send(k - 1, corr).await?;
     }
     Ok(stats)
+}
+
+/// Tells the servers why the dealer stops, unless the cause is a lost link: then the servers
+/// see the same loss themselves, and their own report names the server that went away.
+async fn refuse_unless_lost<D: DealerTransport>(net: &mut D, e: &Error) {
+    if !matches!(e, Error::Transport { .. }) {
+        net.refuse(&e.to_string()).await;
+    }
 }
 
 /// A server's client of the dealer: expands its master seed and, on the last server, fetches

@@ -171,29 +171,57 @@ pub async fn run_party(
         None
     };
     let progress: &(dyn Fn(&str) + Send + Sync) = &progress;
-    let per_server = (0..k).map(|j| {
-        upload_to(
-            &ep,
-            spec,
-            j,
-            side,
-            data,
-            &z[j],
-            ids.as_ref().map(|v| &v[j]),
-            timing,
-            progress,
-        )
-    });
-    let results = match futures::future::try_join_all(per_server).await {
-        Ok(r) => r,
-        Err(e) => {
-            // Say goodbye, so the servers drop this party's uploads at once rather than after
-            // their idle timeout.
-            ep.close(1u32.into(), b"party gave up");
-            let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
-            return Err(e);
+    let (z, ids, ep_ref) = (&z, &ids, &ep);
+    let mut pending: futures::stream::FuturesUnordered<_> = (0..k)
+        .map(|j| async move {
+            let r = upload_to(
+                ep_ref,
+                spec,
+                j,
+                side,
+                data,
+                &z[j],
+                ids.as_ref().map(|v| &v[j]),
+                timing,
+                progress,
+            )
+            .await;
+            (j, r)
+        })
+        .collect();
+    let mut results: Vec<Option<ServerResult>> = (0..k).map(|_| None).collect();
+    let mut errors = Vec::new();
+    while let Some((j, r)) = futures::StreamExt::next(&mut pending).await {
+        match r {
+            Ok(x) => results[j] = Some(x),
+            Err(e) => {
+                errors.push(e);
+                break;
+            }
         }
-    };
+    }
+    if !errors.is_empty() {
+        // One failure usually brings the others: give them a moment to say why, so the error
+        // names the cause (a server that stopped answering) and not only its consequences.
+        let grace = tokio::time::sleep(FAILURE_GRACE);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                _ = &mut grace => break,
+                next = futures::StreamExt::next(&mut pending) => match next {
+                    None => break,
+                    Some((_, Err(e))) => errors.push(e),
+                    Some((_, Ok(_))) => {}
+                },
+            }
+        }
+        // Say goodbye, so the servers drop this party's uploads at once rather than after
+        // their idle timeout.
+        ep.close(1u32.into(), b"party gave up");
+        let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+        return Err(combine_failures(errors));
+    }
+    let results: Vec<ServerResult> = results.into_iter().flatten().collect();
     if results.iter().any(|r| r.width != results[0].width) {
         return Err(Error::invalid(
             "servers returned results of different shapes",
@@ -201,6 +229,31 @@ pub async fn run_party(
     }
     ep.close(0u32.into(), b"done");
     Ok(results)
+}
+
+/// How long a party waits, after one server failed, for the others' reasons.
+const FAILURE_GRACE: Duration = Duration::from_secs(3);
+
+/// One error from several servers' failures: a lost link first (the likely cause), then what
+/// the servers reported, without repeats.
+fn combine_failures(mut errors: Vec<Error>) -> Error {
+    errors.sort_by_key(|e| !matches!(e, Error::Transport { .. }));
+    let mut seen = Vec::new();
+    for e in &errors {
+        let t = e.to_string();
+        if !seen.contains(&t) {
+            seen.push(t);
+        }
+    }
+    if seen.len() == 1 {
+        return errors.swap_remove(0);
+    }
+    let first = errors.swap_remove(0);
+    let rest = seen[1..].join("; ");
+    match first {
+        Error::Transport { peer, what } => Error::transport(peer, format!("{what}; also: {rest}")),
+        other => Error::invalid(format!("{other}; also: {rest}")),
+    }
 }
 
 /// A party's job file (TOML): the common job description plus this party's own settings.

@@ -173,7 +173,9 @@ enum Command {
         /// Auxiliary knowledge: `other`, `half` or `same` (see above).
         #[arg(long, default_value = "other")]
         aux: ppea::eval::attack::AuxSetting,
-        /// Blocking mode to judge (`tokens`: today's keyed words and trigrams).
+        /// Blocking mode to judge: `tokens` (today: keyed words and trigrams), `party-cap` (parties
+        /// drop tokens held by more than 1% of their rows), `padded` (token lists padded with
+        /// random tokens to multiples of 16), `cap-padded` (both).
         #[arg(long, default_value = "tokens")]
         blocking: ppea::eval::attack::BlockingMode,
         /// Seed of the blocking key, the row shuffles and the auxiliary half.

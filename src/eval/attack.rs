@@ -89,7 +89,9 @@ struct AuxIndex {
 }
 
 impl AuxIndex {
-    fn new(names: &[String]) -> AuxIndex {
+    /// `cap`: the attacker applies the parties' own frequency cap to the auxiliary names
+    /// (drops strings held by more than that share of them), as the parties do before upload.
+    fn new(names: &[String], cap: Option<f64>) -> AuxIndex {
         let mut id: HashMap<String, u32> = HashMap::new();
         let mut text = Vec::new();
         let strings: Vec<Vec<u32>> = names
@@ -110,6 +112,19 @@ impl AuxIndex {
                 s
             })
             .collect();
+        let mut strings = strings;
+        if let Some(cap) = cap {
+            let mut df = vec![0usize; text.len()];
+            for s in &strings {
+                for &x in s {
+                    df[x as usize] += 1;
+                }
+            }
+            let limit = ((cap * names.len() as f64) as usize).max(2);
+            for s in &mut strings {
+                s.retain(|&x| df[x as usize] <= limit);
+            }
+        }
         let mut df = vec![0u32; text.len()];
         let mut postings = vec![Vec::new(); text.len()];
         for (n, s) in strings.iter().enumerate() {
@@ -186,12 +201,22 @@ fn signature(dfs: impl Iterator<Item = u32>, ratio: f32) -> Vec<f32> {
 }
 
 fn distance(x: &[f32], y: &[f32]) -> f32 {
-    x.iter().zip(y).map(|(a, b)| (a - b).abs().min(1.0)).sum()
+    // Sorted signatures of different lengths (padding): unmatched entries cost 1 each.
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| (a - b).abs().min(1.0))
+        .sum::<f32>()
+        + x.len().abs_diff(y.len()) as f32
 }
 
 /// Stage 1: for every row, its best auxiliary name by signature, the distance, and whether the
 /// match is mutual-best and strictly better than the row's second best.
-fn signature_matches(rows: &Rows, aux: &AuxIndex, sizes_only: bool) -> Vec<Option<(u32, bool)>> {
+fn signature_matches(
+    rows: &Rows,
+    aux: &AuxIndex,
+    sizes_only: bool,
+    pad: usize,
+) -> Vec<Option<(u32, bool)>> {
     let totals = [
         rows.party.iter().filter(|&&p| p == 0).count(),
         rows.party.iter().filter(|&&p| p == 1).count(),
@@ -199,7 +224,10 @@ fn signature_matches(rows: &Rows, aux: &AuxIndex, sizes_only: bool) -> Vec<Optio
     let n_aux = aux.strings.len();
     let mut by_len: HashMap<usize, Vec<u32>> = HashMap::new();
     for (n, s) in aux.strings.iter().enumerate() {
-        by_len.entry(s.len()).or_default().push(n as u32);
+        by_len
+            .entry(s.len().div_ceil(pad).max(1) * pad)
+            .or_default()
+            .push(n as u32);
     }
     let aux_sig: Vec<Vec<f32>> = aux
         .strings
@@ -208,7 +236,12 @@ fn signature_matches(rows: &Rows, aux: &AuxIndex, sizes_only: bool) -> Vec<Optio
             if sizes_only {
                 Vec::new()
             } else {
-                signature(s.iter().map(|&x| aux.df[x as usize]), 1.0)
+                signature(
+                    s.iter()
+                        .map(|&x| aux.df[x as usize])
+                        .filter(|&d| pad == 1 || d >= 2),
+                    1.0,
+                )
             }
         })
         .collect();
@@ -220,7 +253,10 @@ fn signature_matches(rows: &Rows, aux: &AuxIndex, sizes_only: bool) -> Vec<Optio
             } else {
                 let p = rows.party[r] as usize;
                 signature(
-                    rows.tokens[r].iter().map(|&t| rows.df[p][t as usize]),
+                    rows.tokens[r]
+                        .iter()
+                        .map(|&t| rows.df[p][t as usize])
+                        .filter(|&d| pad == 1 || d >= 2),
                     n_aux as f32 / totals[p].max(1) as f32,
                 )
             }
@@ -383,7 +419,12 @@ fn decode(
 
 /// Stage 3: rescoring rows against auxiliary names by decoded tokens. Returns, per row, the best
 /// name, its Jaccard similarity, and whether it is confident (strictly best, similarity >= 0.7).
-fn rescore(rows: &Rows, aux: &AuxIndex, decoded: &[Option<u32>]) -> Vec<Option<(u32, f32, bool)>> {
+fn rescore(
+    rows: &Rows,
+    aux: &AuxIndex,
+    decoded: &[Option<u32>],
+    pad: usize,
+) -> Vec<Option<(u32, f32, bool)>> {
     (0..rows.tokens.len())
         .into_par_iter()
         .map(|r| {
@@ -408,7 +449,12 @@ fn rescore(rows: &Rows, aux: &AuxIndex, decoded: &[Option<u32>]) -> Vec<Option<(
             let mut best = (u32::MAX, -1.0f32, -1.0f32);
             for n in cands {
                 let s = &aux.strings[n as usize];
+                if pad > 1 && s.len().div_ceil(pad).max(1) * pad != k {
+                    continue;
+                }
                 let inter = sorted_intersection(&d, s);
+                // With padding the row's true count is unknown: count the name's strings.
+                let k = if pad > 1 { d.len().max(s.len()) } else { k };
                 let j = inter as f32 / (k + s.len() - inter) as f32;
                 if j > best.1 {
                     best = (n, j, best.1);
@@ -441,7 +487,12 @@ fn sorted_intersection(a: &[u32], b: &[u32]) -> usize {
 /// token strings explain every decoded token, number exactly the row's tokens, and whose
 /// strings not decoded on this row are decoded on no other row (else the row would carry that
 /// token). Undecoded tokens are typically rare trigrams across word boundaries.
-fn from_words(strings: &[&str], n_tokens: usize, assigned: &HashSet<&str>) -> Option<String> {
+fn from_words(
+    strings: &[&str],
+    n_tokens: usize,
+    pad: usize,
+    assigned: &HashSet<&str>,
+) -> Option<String> {
     let ws: Vec<&str> = strings
         .iter()
         .filter_map(|s| s.strip_prefix("w:"))
@@ -464,7 +515,7 @@ fn from_words(strings: &[&str], n_tokens: usize, assigned: &HashSet<&str>) -> Op
         let clean = t
             .iter()
             .all(|x| have.contains(x.as_str()) || !assigned.contains(x.as_str()));
-        if t.len() == n_tokens && explains && clean {
+        if t.len().div_ceil(pad).max(1) * pad == n_tokens && explains && clean {
             found = Some(name);
         }
     });
@@ -552,9 +603,29 @@ fn extend(
 
 /// Runs the attack on a server's view with auxiliary names; one guess per row of each party.
 pub fn attack(view: &View, aux: &Aux, strength: Strength) -> [Vec<Guess>; 2] {
+    attack_padded(view, aux, strength, 1)
+}
+
+/// [`attack`] against token lists padded with random tokens to multiples of `pad` (known to the
+/// attacker): names are bucketed by padded size, signatures keep only tokens held by at least
+/// two rows (padding tokens are unique), and counts are checked up to padding.
+pub fn attack_padded(view: &View, aux: &Aux, strength: Strength, pad: usize) -> [Vec<Guess>; 2] {
+    attack_against(view, aux, strength, pad, None)
+}
+
+/// [`attack_padded`] that also knows the parties drop tokens held by more than `cap` of their
+/// rows (it drops the same from the auxiliary names).
+pub fn attack_against(
+    view: &View,
+    aux: &Aux,
+    strength: Strength,
+    pad: usize,
+    cap: Option<f64>,
+) -> [Vec<Guess>; 2] {
+    let pad = pad.max(1);
     let rows = Rows::new(view);
-    let ax = AuxIndex::new(&aux.names);
-    let sig = signature_matches(&rows, &ax, strength == Strength::SizesOnly);
+    let ax = AuxIndex::new(&aux.names, cap);
+    let sig = signature_matches(&rows, &ax, strength == Strength::SizesOnly, pad);
     let mut guesses: Vec<Guess> = sig
         .iter()
         .map(|m| Guess {
@@ -569,7 +640,7 @@ pub fn attack(view: &View, aux: &Aux, strength: Strength) -> [Vec<Guess>; 2] {
         for _ in 0..4 {
             decoded = vec![None; rows.n_tokens];
             decode(&rows, &ax, &matches, &mut decoded);
-            scored = rescore(&rows, &ax, &decoded);
+            scored = rescore(&rows, &ax, &decoded, pad);
             let before = matches
                 .iter()
                 .filter(|m| matches!(m, Some((_, true))))
@@ -611,7 +682,10 @@ pub fn attack(view: &View, aux: &Aux, strength: Strength) -> [Vec<Guess>; 2] {
                     .filter_map(|&t| decoded[t as usize])
                     .map(|s| ax.text[s as usize].as_str())
                     .collect();
-                let complete = strings.len() == rows.tokens[r].len();
+                let k = rows.tokens[r].len();
+                // Every token decoded (with padding: as many as the padded count allows).
+                let complete = strings.len() == k
+                    || (pad > 1 && strings.len().div_ceil(pad).max(1) * pad == k);
                 let by_sig = sig[r].filter(|m| m.1).map(|m| m.0);
                 let by_tokens = scored[r].map(|s| (s.0, s.1));
                 // An auxiliary name whose strings are exactly the row's decoded tokens.
@@ -626,7 +700,10 @@ pub fn attack(view: &View, aux: &Aux, strength: Strength) -> [Vec<Guess>; 2] {
                         true,
                     );
                 }
-                if complete && let Some(name) = reconstruct(&strings, rows.tokens[r].len()) {
+                if complete
+                    && let Some(name) =
+                        reconstruct(&strings, strings.len().max(k * (pad == 1) as usize))
+                {
                     return (
                         Guess {
                             name: Some(name),
@@ -635,7 +712,7 @@ pub fn attack(view: &View, aux: &Aux, strength: Strength) -> [Vec<Guess>; 2] {
                         true,
                     );
                 }
-                if let Some(name) = from_words(&strings, rows.tokens[r].len(), &assigned) {
+                if let Some(name) = from_words(&strings, k, pad, &assigned) {
                     return (
                         Guess {
                             name: Some(name),
@@ -810,6 +887,63 @@ impl std::str::FromStr for AuxSetting {
 pub enum BlockingMode {
     /// Today's blocking: keyed words and trigrams of own names, keyed neighbour words.
     Tokens,
+    /// Party-side frequency caps: each party drops, before upload, the tokens held by more than
+    /// [`PARTY_CAP`] of its own rows (the servers never see frequent tokens).
+    PartyCap,
+    /// Padded token counts: each row's own and neighbour token lists are padded with fresh
+    /// random tokens to the next multiple of [`PAD`] (the attacker knows the multiple).
+    Padded,
+    /// Both.
+    CapPadded,
+}
+
+/// Share of a party's rows above which `party-cap` drops a token.
+pub const PARTY_CAP: f64 = 0.01;
+/// Multiple to which `padded` pads token counts.
+pub const PAD: usize = 16;
+
+impl BlockingMode {
+    fn cap(self) -> Option<f64> {
+        matches!(self, BlockingMode::PartyCap | BlockingMode::CapPadded).then_some(PARTY_CAP)
+    }
+
+    fn pad(self) -> usize {
+        match self {
+            BlockingMode::Padded | BlockingMode::CapPadded => PAD,
+            _ => 1,
+        }
+    }
+
+    /// Applies the mode to a party's tokens (party side, before upload).
+    pub fn apply(self, t: &mut Tokens, prg: &mut crate::mpc::prg::Prg) {
+        if matches!(self, BlockingMode::PartyCap | BlockingMode::CapPadded) {
+            for lists in [&mut t.own, &mut t.neighbour] {
+                let mut df: HashMap<u64, usize> = HashMap::new();
+                for row in lists.iter() {
+                    for &k in row {
+                        *df.entry(k).or_default() += 1;
+                    }
+                }
+                let cap = ((PARTY_CAP * lists.len() as f64) as usize).max(2);
+                for row in lists.iter_mut() {
+                    row.retain(|k| df[k] <= cap);
+                }
+            }
+        }
+        let pad = self.pad();
+        if pad > 1 {
+            for lists in [&mut t.own, &mut t.neighbour] {
+                for row in lists.iter_mut() {
+                    let target = row.len().div_ceil(pad).max(1) * pad;
+                    while row.len() < target {
+                        row.push(prg.next_u64());
+                    }
+                    row.sort_unstable();
+                    row.dedup();
+                }
+            }
+        }
+    }
 }
 
 impl std::str::FromStr for BlockingMode {
@@ -817,7 +951,12 @@ impl std::str::FromStr for BlockingMode {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "tokens" => Ok(BlockingMode::Tokens),
-            _ => Err(format!("unknown blocking mode {s:?} (expected tokens)")),
+            "party-cap" => Ok(BlockingMode::PartyCap),
+            "padded" => Ok(BlockingMode::Padded),
+            "cap-padded" => Ok(BlockingMode::CapPadded),
+            _ => Err(format!(
+                "unknown blocking mode {s:?} (expected tokens, party-cap, padded or cap-padded)"
+            )),
         }
     }
 }
@@ -898,8 +1037,10 @@ pub fn run_harness(
     let m = &opts.params.model;
     let na = sample_neighbours(&ds.a, m.level1_cap, &m.sampling_salt);
     let nb = sample_neighbours(&ds.b, m.level1_cap, &m.sampling_salt);
-    let ta = tokens(&key, &ds.a.names, &na, &rows_a);
-    let tb = tokens(&key, &ds.b.names, &nb, &rows_b);
+    let mut ta = tokens(&key, &ds.a.names, &na, &rows_a);
+    let mut tb = tokens(&key, &ds.b.names, &nb, &rows_b);
+    opts.blocking.apply(&mut ta, &mut pa);
+    opts.blocking.apply(&mut tb, &mut pb);
     let cand = candidates(&ta, &tb, &opts.params.blocking, &job_seed("attack"));
     let view = View {
         parties: [ta, tb],
@@ -950,8 +1091,10 @@ pub fn run_harness(
         .collect();
     let aux = Aux { names: aux_names };
     let t0 = std::time::Instant::now();
-    let full = attack(&view, &aux, Strength::Full);
-    let base = attack(&view, &aux, Strength::SizesOnly);
+    let pad = opts.blocking.pad();
+    let cap = opts.blocking.cap();
+    let full = attack_against(&view, &aux, Strength::Full, pad, cap);
+    let base = attack_against(&view, &aux, Strength::SizesOnly, pad, cap);
     let secs = t0.elapsed().as_secs_f64();
     let pick = |g: &[Guess]| -> Scores {
         let gs: Vec<&Guess> = scored_rows.iter().map(|&r| &g[r]).collect();
@@ -1081,6 +1224,18 @@ mod tests {
         score(&gs, &ts)
     }
 
+    /// Attacks `v` and scores party A's `scored` rows.
+    fn attacked(
+        v: &View,
+        aux: &Aux,
+        st: Strength,
+        names: &[String],
+        ra: &[u32],
+        scored: &[usize],
+    ) -> Scores {
+        rates(&attack(v, aux, st)[0], names, ra, scored)
+    }
+
     #[test]
     fn signatures_reidentify_the_exact_population_keyed_or_not() {
         let names = population(400, 400, 1);
@@ -1098,8 +1253,8 @@ mod tests {
         };
         let all: Vec<usize> = (0..400).collect();
         for v in [&keyed, &plain] {
-            let full = rates(&attack(v, &aux, Strength::Full)[0], &names, &ra, &all);
-            let base = rates(&attack(v, &aux, Strength::SizesOnly)[0], &names, &ra, &all);
+            let full = attacked(v, &aux, Strength::Full, &names, &ra, &all);
+            let base = attacked(v, &aux, Strength::SizesOnly, &names, &ra, &all);
             assert!(full.reidentification_rate >= 0.75, "{full:?}");
             assert!(full.name_recovery_rate >= 0.75, "{full:?}");
             assert!(base.reidentification_rate <= 0.15, "{base:?}");
@@ -1118,13 +1273,8 @@ mod tests {
         };
         let v = view(unkeyed(&names, &ra), unkeyed(&other, &rb));
         let scored: Vec<usize> = (0..600).filter(|&r| ra[r] >= 300).collect();
-        let full = rates(&attack(&v, &aux, Strength::Full)[0], &names, &ra, &scored);
-        let base = rates(
-            &attack(&v, &aux, Strength::SizesOnly)[0],
-            &names,
-            &ra,
-            &scored,
-        );
+        let full = attacked(&v, &aux, Strength::Full, &names, &ra, &scored);
+        let base = attacked(&v, &aux, Strength::SizesOnly, &names, &ra, &scored);
         // Every scored name is outside the auxiliary list: only decoding and reconstruction
         // can re-identify it.
         assert_eq!(base.reidentification_rate, 0.0);
@@ -1151,8 +1301,38 @@ mod tests {
             names: names.clone(),
         };
         let all: Vec<usize> = (0..300).collect();
-        let full = rates(&attack(&v, &aux, Strength::Full)[0], &names, &ra, &all);
+        let full = attacked(&v, &aux, Strength::Full, &names, &ra, &all);
         assert!(full.reidentification_rate <= 0.1, "{full:?}");
+    }
+
+    #[test]
+    fn party_caps_and_padding_do_not_stop_an_attacker_who_knows_them() {
+        // Large enough that a 1% cap keeps tokens held by up to 20 rows.
+        let n = 2000;
+        let names = population(n, 1500, 1);
+        let other = population(n, 1500, 2);
+        let (ra, rb) = (shuffle(n, 1), shuffle(n, 2));
+        let aux = Aux {
+            names: names.clone(),
+        };
+        let all: Vec<usize> = (0..n).collect();
+        let mut prg = Prg::new(&Seed([6; 32]), 0);
+        for mode in [
+            BlockingMode::PartyCap,
+            BlockingMode::Padded,
+            BlockingMode::CapPadded,
+        ] {
+            let (mut ta, mut tb) = (unkeyed(&names, &ra), unkeyed(&other, &rb));
+            mode.apply(&mut ta, &mut prg);
+            mode.apply(&mut tb, &mut prg);
+            if mode.pad() > 1 {
+                assert!(ta.own.iter().all(|r| r.len() % PAD == 0));
+            }
+            let v = view(ta, tb);
+            let full = attack_against(&v, &aux, Strength::Full, mode.pad(), mode.cap());
+            let full = rates(&full[0], &names, &ra, &all);
+            assert!(full.reidentification_rate >= 0.5, "{mode:?} {full:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 # as its last line, one JSON object: reidentification_rate, name_recovery_rate, baseline_rate,
 # blocking, blocking_recall (and sizes).
 #
-#   scripts/attack.sh DATASET_DIR [--format dbp15k|openea|native] [--blocking tokens|party-cap|padded|cap-padded]
+#   scripts/attack.sh DATASET_DIR [--format dbp15k|openea|native] [--blocking tokens|party-cap|padded|cap-padded|words]
 #                     [--aux other|half|same] [--protocol standard|open] [--seed N]
 #
 # The attacker holds exactly a server's view of the job (each party's keyed tokens per shuffled

@@ -175,7 +175,8 @@ enum Command {
         aux: ppea::eval::attack::AuxSetting,
         /// Blocking mode to judge: `tokens` (today: keyed words and trigrams), `party-cap` (parties
         /// drop tokens held by more than 1% of their rows), `padded` (token lists padded with
-        /// random tokens to multiples of 16), `cap-padded` (both).
+        /// random tokens to multiples of 16), `cap-padded` (both), `words` (own tokens are the
+        /// name's words only).
         #[arg(long, default_value = "tokens")]
         blocking: ppea::eval::attack::BlockingMode,
         /// Seed of the blocking key, the row shuffles and the auxiliary half.

@@ -34,6 +34,11 @@
 //!
 //! The **baseline** is the same stage 1 given only each row's token count (what a server would
 //! see with no equality between tokens): a guess among the auxiliary names of the same size.
+//!
+//! **Blocking modes** ([`BlockingMode`]): besides today's tokens, candidate mitigations applied
+//! party side (party frequency caps, padded token counts, words only); [`attack_against`] knows
+//! the scheme (Kerckhoffs), so a mitigation is credited only for what an adaptive server cannot
+//! undo.
 
 use crate::error::{Error, Result};
 use crate::model::blocking::{Candidates, Tokens, own_token_strings};
@@ -91,7 +96,7 @@ struct AuxIndex {
 impl AuxIndex {
     /// `cap`: the attacker applies the parties' own frequency cap to the auxiliary names
     /// (drops strings held by more than that share of them), as the parties do before upload.
-    fn new(names: &[String], cap: Option<f64>) -> AuxIndex {
+    fn new(names: &[String], cap: Option<f64>, words_only: bool) -> AuxIndex {
         let mut id: HashMap<String, u32> = HashMap::new();
         let mut text = Vec::new();
         let strings: Vec<Vec<u32>> = names
@@ -99,6 +104,7 @@ impl AuxIndex {
             .map(|n| {
                 let mut s: Vec<u32> = own_token_strings(n)
                     .into_iter()
+                    .filter(|t| !words_only || t.starts_with("w:"))
                     .map(|t| {
                         let next = id.len() as u32;
                         *id.entry(t.clone()).or_insert_with(|| {
@@ -610,21 +616,39 @@ pub fn attack(view: &View, aux: &Aux, strength: Strength) -> [Vec<Guess>; 2] {
 /// attacker): names are bucketed by padded size, signatures keep only tokens held by at least
 /// two rows (padding tokens are unique), and counts are checked up to padding.
 pub fn attack_padded(view: &View, aux: &Aux, strength: Strength, pad: usize) -> [Vec<Guess>; 2] {
-    attack_against(view, aux, strength, pad, None)
+    attack_scheme(view, aux, strength, pad, None, false)
+}
+
+/// The attack against a blocking mode whose scheme it knows (padding, caps, token kinds).
+pub fn attack_against(
+    view: &View,
+    aux: &Aux,
+    strength: Strength,
+    mode: BlockingMode,
+) -> [Vec<Guess>; 2] {
+    attack_scheme(
+        view,
+        aux,
+        strength,
+        mode.pad(),
+        mode.cap(),
+        mode == BlockingMode::Words,
+    )
 }
 
 /// [`attack_padded`] that also knows the parties drop tokens held by more than `cap` of their
 /// rows (it drops the same from the auxiliary names).
-pub fn attack_against(
+fn attack_scheme(
     view: &View,
     aux: &Aux,
     strength: Strength,
     pad: usize,
     cap: Option<f64>,
+    words_only: bool,
 ) -> [Vec<Guess>; 2] {
     let pad = pad.max(1);
     let rows = Rows::new(view);
-    let ax = AuxIndex::new(&aux.names, cap);
+    let ax = AuxIndex::new(&aux.names, cap, words_only);
     let sig = signature_matches(&rows, &ax, strength == Strength::SizesOnly, pad);
     let mut guesses: Vec<Guess> = sig
         .iter()
@@ -895,6 +919,8 @@ pub enum BlockingMode {
     Padded,
     /// Both.
     CapPadded,
+    /// Fewer tokens: own tokens are the name's words only (no trigrams).
+    Words,
 }
 
 /// Share of a party's rows above which `party-cap` drops a token.
@@ -954,8 +980,9 @@ impl std::str::FromStr for BlockingMode {
             "party-cap" => Ok(BlockingMode::PartyCap),
             "padded" => Ok(BlockingMode::Padded),
             "cap-padded" => Ok(BlockingMode::CapPadded),
+            "words" => Ok(BlockingMode::Words),
             _ => Err(format!(
-                "unknown blocking mode {s:?} (expected tokens, party-cap, padded or cap-padded)"
+                "unknown blocking mode {s:?} (expected tokens, party-cap, padded, cap-padded or words)"
             )),
         }
     }
@@ -1039,6 +1066,10 @@ pub fn run_harness(
     let nb = sample_neighbours(&ds.b, m.level1_cap, &m.sampling_salt);
     let mut ta = tokens(&key, &ds.a.names, &na, &rows_a);
     let mut tb = tokens(&key, &ds.b.names, &nb, &rows_b);
+    if opts.blocking == BlockingMode::Words {
+        ta.own = crate::model::blocking::word_tokens(&key, &ds.a.names, &rows_a);
+        tb.own = crate::model::blocking::word_tokens(&key, &ds.b.names, &rows_b);
+    }
     opts.blocking.apply(&mut ta, &mut pa);
     opts.blocking.apply(&mut tb, &mut pb);
     let cand = candidates(&ta, &tb, &opts.params.blocking, &job_seed("attack"));
@@ -1091,10 +1122,8 @@ pub fn run_harness(
         .collect();
     let aux = Aux { names: aux_names };
     let t0 = std::time::Instant::now();
-    let pad = opts.blocking.pad();
-    let cap = opts.blocking.cap();
-    let full = attack_against(&view, &aux, Strength::Full, pad, cap);
-    let base = attack_against(&view, &aux, Strength::SizesOnly, pad, cap);
+    let full = attack_against(&view, &aux, Strength::Full, opts.blocking);
+    let base = attack_against(&view, &aux, Strength::SizesOnly, opts.blocking);
     let secs = t0.elapsed().as_secs_f64();
     let pick = |g: &[Guess]| -> Scores {
         let gs: Vec<&Guess> = scored_rows.iter().map(|&r| &g[r]).collect();
@@ -1329,9 +1358,24 @@ mod tests {
                 assert!(ta.own.iter().all(|r| r.len() % PAD == 0));
             }
             let v = view(ta, tb);
-            let full = attack_against(&v, &aux, Strength::Full, mode.pad(), mode.cap());
+            let full = attack_against(&v, &aux, Strength::Full, mode);
             let full = rates(&full[0], &names, &ra, &all);
             assert!(full.reidentification_rate >= 0.5, "{mode:?} {full:?}");
+        }
+    }
+
+    #[test]
+    fn word_tokens_are_the_word_part_of_the_uploaded_tokens() {
+        let names = population(50, 100, 9);
+        let rows: Vec<u32> = (0..50).collect();
+        let key = BlockingKey([2; 32]);
+        let none = vec![Vec::new(); 50];
+        let all = tokens(&key, &names, &none, &rows);
+        let ws = crate::model::blocking::word_tokens(&key, &names, &rows);
+        for (r, w) in ws.iter().enumerate() {
+            let distinct: HashSet<String> = words(&names[r]).into_iter().collect();
+            assert_eq!(w.len(), distinct.len());
+            assert!(w.iter().all(|t| all.own[r].contains(t)), "row {r}");
         }
     }
 

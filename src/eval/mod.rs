@@ -2,6 +2,8 @@
 //!
 //! * [`metrics`]: Hits@k, MRR, precision, recall, F1, PR-AUC, per-group figures;
 //! * [`evaluate`]: splits, seeding, running a job in-process or judging a networked one.
+//! * [`attack`]: the attack harness, one curious server re-identifying names from its view.
 
+pub mod attack;
 pub mod evaluate;
 pub mod metrics;

@@ -138,6 +138,24 @@ pub fn tokens(
     Tokens { own, neighbour }
 }
 
+/// Own tokens made of the names' words only (no trigrams), for judging a "fewer tokens" blocking
+/// (`party attack --blocking words`): the same keyed values as the word tokens of [`tokens`].
+pub fn word_tokens(key: &BlockingKey, names: &[String], rows: &[u32]) -> Vec<Vec<u64>> {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key.0);
+    rows.par_iter()
+        .map(|&e| {
+            let mut t: Vec<u64> = words(&names[e as usize])
+                .iter()
+                .map(|w| keyed(&k, b'o', &format!("w:{w}")))
+                .collect();
+            t.sort_unstable();
+            t.dedup();
+            t.truncate(MAX_TOKENS_PER_ROW);
+            t
+        })
+        .collect()
+}
+
 /// `log2(x)` with 8 fractional bits, in integer arithmetic (identical on every machine).
 fn log2_q8(x: u64) -> i64 {
     if x == 0 {

@@ -935,3 +935,54 @@ fn a_party_sending_different_tokens_to_different_servers_is_caught() {
     }
     c.still_serves("after-tokens");
 }
+
+/// A party that opens many jobs to fill a server's memory or job table: its uploads beyond
+/// `max_jobs_per_party` are refused before anything of them is read; its slots come back when
+/// its jobs end, and the server keeps serving.
+#[test]
+fn a_party_cannot_hold_more_uploads_than_its_limit() {
+    let limits = Limits {
+        wait_secs: 3,
+        max_jobs_per_party: 2,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-slots", 2, limits);
+    let (a, _) = prepare(EvalProtocol::Standard, &JobParams::default());
+    let ia = c.identity("party-a");
+    let z = share_compressed(&a.z, 2).unwrap();
+    let specs: Vec<JobSpec> = (0..3)
+        .map(|i| c.spec(&format!("slot-{i}"), JobParams::default()))
+        .collect();
+    let third = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let told = move |m: &str| {
+            let _ = tx.send(m.to_string());
+        };
+        let held = futures::future::join_all(
+            specs[..2]
+                .iter()
+                .map(|s| upload_to(&ep, s, 0, 0, &a, &z[0], None, T, &told)),
+        );
+        tokio::pin!(held);
+        // Wait until the server holds both uploads (it says so), then try a third job.
+        let mut holding = 0;
+        while holding < 2 {
+            tokio::select! {
+                m = rx.recv() => if m.is_some_and(|m| m.contains("holding this party's upload")) {
+                    holding += 1;
+                },
+                _ = &mut held => panic!("the held jobs ended before the third upload"),
+            }
+        }
+        let quiet = |_: &str| {};
+        let third = upload_to(&ep, &specs[2], 0, 0, &a, &z[0], None, T, &quiet).await;
+        // The two held jobs time out (no party B), which gives the slots back.
+        let held = held.await;
+        assert!(held.iter().all(|r| r.is_err()));
+        third
+    });
+    let e = third.expect_err("a third upload is refused").to_string();
+    assert!(e.contains("max_jobs_per_party"), "{e}");
+    c.still_serves("after-slots");
+}

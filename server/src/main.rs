@@ -40,6 +40,7 @@ enum Command {
     ///   [limits]                        # optional
     ///   max_message_mib = 4096          # largest single message accepted
     ///   max_jobs = 8                    # jobs held at once
+    ///   max_jobs_per_party = 2          # uploads one party may have here at once
     ///   wait_secs = 600                 # wait for the other party, servers, dealer
     ///   keepalive_secs = 3              # QUIC keep-alive interval
     ///   idle_timeout_secs = 10          # a peer silent this long counts as dead

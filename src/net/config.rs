@@ -63,6 +63,9 @@ pub struct Limits {
     pub max_message_mib: u64,
     /// Jobs held at once; more are refused.
     pub max_jobs: usize,
+    /// Uploads one party may have on this server at once (being read or waiting in a job);
+    /// more are refused before anything of them is read.
+    pub max_jobs_per_party: usize,
     /// Seconds to wait for the second party, the other servers or the dealer.
     pub wait_secs: u64,
     /// Seconds between QUIC keep-alives.
@@ -78,6 +81,7 @@ impl Default for Limits {
         Limits {
             max_message_mib: 4096,
             max_jobs: 8,
+            max_jobs_per_party: 2,
             wait_secs: 600,
             keepalive_secs: crate::net::liveness::KEEPALIVE_SECS,
             idle_timeout_secs: crate::net::liveness::IDLE_TIMEOUT_SECS,

@@ -29,6 +29,41 @@ pub(crate) struct Upload {
     /// The party's connection: held open until its result is delivered, and watched so the
     /// upload is dropped when the party disconnects.
     pub(crate) conn: quinn::Connection,
+    /// The party's upload slot on this server, given back when the upload is dropped.
+    pub(crate) _slot: PartySlot,
+}
+
+/// One of a party's upload slots ([`Limits::max_jobs_per_party`]), held from the first message
+/// of an upload until the upload is dropped, so one party cannot fill the server's memory or
+/// its job table with uploads.
+///
+/// [`Limits::max_jobs_per_party`]: crate::net::config::Limits::max_jobs_per_party
+pub(crate) struct PartySlot {
+    jobs: Jobs,
+    party: String,
+}
+
+impl PartySlot {
+    /// Takes a slot for `party`, or says why not.
+    fn take(jobs: &Jobs, party: &str, limit: usize) -> Result<PartySlot> {
+        if book(jobs).reserve_party(party) {
+            Ok(PartySlot {
+                jobs: jobs.clone(),
+                party: party.to_string(),
+            })
+        } else {
+            Err(Error::invalid(format!(
+                "{party} already has {limit} uploads on this server (limits.max_jobs_per_party); \
+                 wait for those jobs to end"
+            )))
+        }
+    }
+}
+
+impl Drop for PartySlot {
+    fn drop(&mut self) {
+        book(&self.jobs).release_party(&self.party);
+    }
 }
 
 impl Upload {
@@ -95,7 +130,10 @@ impl Daemon {
         let remember = Duration::from_secs(cfg.limits.remember_jobs_secs);
         Ok(Daemon {
             admin: crate::net::admin::bind(&cfg)?,
-            jobs: Arc::new(Mutex::new(Registry::new(cfg.limits.max_jobs, remember))),
+            jobs: Arc::new(Mutex::new(
+                Registry::new(cfg.limits.max_jobs, remember)
+                    .with_party_limit(cfg.limits.max_jobs_per_party),
+            )),
             cfg: Arc::new(cfg),
             endpoint,
         })
@@ -233,11 +271,16 @@ pub(crate) async fn dispatch(
                 }
                 Ok(())
             })();
-            if let Err(e) = checks {
-                let _ = s.control(&Outcome::Failed(e.to_string())).await;
-                s.finish().await;
-                return Err(e);
-            }
+            let slot =
+                checks.and_then(|()| PartySlot::take(jobs, peer, cfg.limits.max_jobs_per_party));
+            let slot = match slot {
+                Ok(slot) => slot,
+                Err(e) => {
+                    let _ = s.control(&Outcome::Failed(e.to_string())).await;
+                    s.finish().await;
+                    return Err(e);
+                }
+            };
             let rows = rows as usize;
             let recv = async {
                 let z = recv_share(&mut r, rows * spec.params.model.width(), pname).await?;
@@ -271,6 +314,7 @@ pub(crate) async fn dispatch(
                 from: peer.to_string(),
                 shares,
                 conn,
+                _slot: slot,
             };
             deliver(cfg, jobs, ep, &job, Event::Upload(side, Box::new(up), s)).await
         }

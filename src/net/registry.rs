@@ -122,6 +122,9 @@ pub(crate) struct Registry<E> {
     remember: Duration,
     max_jobs: usize,
     counters: Counters,
+    /// Uploads each party identity has on this server (being read or held by a job).
+    party_uploads: HashMap<String, usize>,
+    max_per_party: usize,
 }
 
 impl<E> Registry<E> {
@@ -134,6 +137,35 @@ impl<E> Registry<E> {
             remember,
             max_jobs,
             counters: Counters::default(),
+            party_uploads: HashMap::new(),
+            max_per_party: usize::MAX,
+        }
+    }
+
+    /// Caps the uploads one party identity may have on this server at once.
+    pub(crate) fn with_party_limit(mut self, max_per_party: usize) -> Self {
+        self.max_per_party = max_per_party;
+        self
+    }
+
+    /// Reserves one upload slot for `party`, before anything of its upload is read: false when
+    /// the party already has its limit of uploads here.
+    pub(crate) fn reserve_party(&mut self, party: &str) -> bool {
+        let n = self.party_uploads.entry(party.to_string()).or_insert(0);
+        if *n >= self.max_per_party {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives back a slot taken by [`Registry::reserve_party`].
+    pub(crate) fn release_party(&mut self, party: &str) {
+        if let Some(n) = self.party_uploads.get_mut(party) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.party_uploads.remove(party);
+            }
         }
     }
 

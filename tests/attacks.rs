@@ -79,6 +79,41 @@ fn the_dealer_serves_only_requests_every_server_committed_to() {
     }
 }
 
+/// A non-last server that commits to another request than the last server sends (to make the
+/// dealer serve the last server material it did not draw for): the dealer refuses, naming it,
+/// and the last server gets a refusal instead of corrections.
+#[test]
+fn a_non_last_server_with_another_commitment_is_refused() {
+    let req = Request::Bilinear {
+        d: 4,
+        pairs: Pairs::dense(3, 3),
+        blocks: Vec::new(),
+    };
+    let other = Request::B2a { n: 24 };
+    let (got, dealer) = rt().block_on(async {
+        let (transports, mut dnet) = memory_network(2);
+        let dealer = tokio::spawn(async move { serve(Dealer::new(2)?, &mut dnet).await });
+        let mut sessions = Vec::new();
+        let mut got = None;
+        for t in transports {
+            let mut session = Session::new(t);
+            let mut client = DealerClient::connect(&mut session).await.unwrap();
+            if session.me() == 0 {
+                let c = ppea::mpc::dealer::request_commitment(1, &other.encode());
+                session.send_dealer(c.to_vec()).await.unwrap();
+            } else {
+                got = Some(client.fetch(&mut session, &req).await.map(|_| ()));
+            }
+            sessions.push(session);
+        }
+        drop(sessions);
+        (got.unwrap(), dealer.await.unwrap())
+    });
+    assert!(matches!(got, Err(ppea::Error::Refused { .. })), "{got:?}");
+    let e = dealer.unwrap_err().to_string();
+    assert!(e.contains("server 0") && e.contains("differs"), "{e}");
+}
+
 /// Servers `0..k-1` fetch `honest` as the protocol says; the last server sends `swap` and reads
 /// the answer. Returns what the last server received and the dealer's result.
 async fn swapped_request(

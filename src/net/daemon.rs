@@ -17,7 +17,7 @@ use crate::net::upload::{recv_share, recv_tokens};
 use crate::net::wire::{FrameRecv, FrameSend, framed};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -271,8 +271,14 @@ pub(crate) async fn dispatch(
                 }
                 Ok(())
             })();
-            let slot =
-                checks.and_then(|()| PartySlot::take(jobs, peer, cfg.limits.max_jobs_per_party));
+            // A replayed job id and a party over its upload limit are refused before anything
+            // of the upload is read.
+            let slot = checks
+                .and_then(|()| match book(jobs).replayed(&spec.job, Instant::now()) {
+                    Some(why) => Err(Error::invalid(why)),
+                    None => Ok(()),
+                })
+                .and_then(|()| PartySlot::take(jobs, peer, cfg.limits.max_jobs_per_party));
             let slot = match slot {
                 Ok(slot) => slot,
                 Err(e) => {

@@ -175,6 +175,18 @@ impl<E> Registry<E> {
             .retain(|_, (at, _)| now.saturating_duration_since(*at) < remember);
     }
 
+    /// Why `job` cannot run again, if its id already ran or failed here: checked before an
+    /// upload is read, so a replay costs the server nothing.
+    pub(crate) fn replayed(&mut self, job: &str, now: Instant) -> Option<String> {
+        self.prune(now);
+        self.ran.get(job).map(|(_, how)| {
+            format!(
+                "job {job:?} already {} on this server; a job id runs once (use a new job id)",
+                if *how == Ended::Done { "ran" } else { "failed" }
+            )
+        })
+    }
+
     /// Routes an event for `job`: to its task, to a new task, or refused (a job id that already
     /// ran, or no room).
     pub(crate) fn admit(&mut self, job: &str, now: Instant) -> Admit<E> {
@@ -182,11 +194,8 @@ impl<E> Registry<E> {
         if let Some(h) = self.held.get(job) {
             return Admit::Held(h.tx.clone());
         }
-        let why = if let Some((_, how)) = self.ran.get(job) {
-            format!(
-                "job {job:?} already {} on this server; a job id runs once (use a new job id)",
-                if *how == Ended::Done { "ran" } else { "failed" }
-            )
+        let why = if let Some(why) = self.replayed(job, now) {
+            why
         } else if self.held.len() >= self.max_jobs {
             format!(
                 "this server already holds {} jobs; try again later",

@@ -18,7 +18,7 @@ use ppea::mpc::dealer::{Dealer, DealerClient, serve};
 use ppea::mpc::pairs::Pairs;
 use ppea::mpc::prg::Prg;
 use ppea::mpc::protocol::Session;
-use ppea::mpc::share::share_compressed;
+use ppea::mpc::share::{ShareMsg, share_compressed};
 use ppea::net::config::Limits;
 use ppea::net::dial::open;
 use ppea::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, JobStats, Outcome};
@@ -494,17 +494,19 @@ async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
 // A party that uploads vectors no graph could produce.
 // ---------------------------------------------------------------------------------------------
 
+/// What a party uploads to two servers: its share messages and its tokens.
+fn up(d: &PartyData) -> (Vec<ShareMsg>, Vec<ShareMsg>, Tokens) {
+    (
+        share_compressed(&d.z, 2).unwrap(),
+        share_compressed(&d.ids, 2).unwrap(),
+        d.tokens.clone(),
+    )
+}
+
 /// Runs the servers' part in-process on the two parties' data, then reconstructs both parties'
 /// results: (servers' rounds and bytes, A's results, B's results).
 type Finished = ppea::Result<Vec<ppea::model::align::ResultRow>>;
 fn run_inprocess(a: &PartyData, b: &PartyData, p: &JobParams) -> ((u64, u64), Finished, Finished) {
-    let up = |d: &PartyData| -> (Vec<_>, Vec<_>, Tokens) {
-        (
-            share_compressed(&d.z, 2).unwrap(),
-            share_compressed(&d.ids, 2).unwrap(),
-            d.tokens.clone(),
-        )
-    };
     let out = rt()
         .block_on(servers_inprocess(2, [up(a), up(b)], p, "range"))
         .expect("the servers finish the job whatever the uploads");
@@ -705,13 +707,6 @@ fn secure_equals_plaintext(
     ppea::model::align::SideReference,
     ppea::model::align::SideReference,
 ) {
-    let up = |d: &PartyData| {
-        (
-            share_compressed(&d.z, 2).unwrap(),
-            share_compressed(&d.ids, 2).unwrap(),
-            d.tokens.clone(),
-        )
-    };
     let out = rt()
         .block_on(servers_inprocess(2, [up(a), up(b)], p, "extremes"))
         .unwrap_or_else(|e| panic!("{case}: {e}"));

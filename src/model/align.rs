@@ -653,16 +653,16 @@ pub const STATUS_WORDS: usize = 1;
 /// The reconstructed status word: an error naming the party whose upload failed the range
 /// checks, if any.
 fn check_status(status: u64) -> Result<()> {
-    let failed: Vec<&str> = [(1, "a"), (2, "b")]
-        .iter()
-        .filter(|(bit, _)| status & bit == 0)
-        .map(|(_, p)| *p)
-        .collect();
     if status > 3 {
         return Err(Error::invalid(format!(
             "the job's status word is {status}, not 0 to 3 (shares from different jobs?)"
         )));
     }
+    let failed: Vec<&str> = [(1, "a"), (2, "b")]
+        .iter()
+        .filter(|(bit, _)| status & bit == 0)
+        .map(|(_, p)| *p)
+        .collect();
     match failed.as_slice() {
         [] => Ok(()),
         parties => Err(Error::invalid(format!(

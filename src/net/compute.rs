@@ -508,6 +508,8 @@ pub(crate) async fn run_compute(
     report(Phase::Computing, Vec::new());
     let (out, _) = match align(&mut eng, &a.shares, &b.shares, &params, &job_seed(job)).await {
         Ok(r) => r,
+        // The last server holds the dealer's refusal already: nothing more to wait for.
+        Err(e @ Error::Refused { .. }) => return Err(e),
         Err(e) => {
             // Only the last server reads the dealer's answers; when the dealer refused the job,
             // the others see a peer vanish. Report the dealer's reason when there is one.

@@ -32,12 +32,7 @@ fn random_scalar() -> Scalar {
 }
 
 fn to_words(p: &RistrettoPoint) -> [u64; 4] {
-    let c = p.compress();
-    let mut w = [0u64; 4];
-    for (i, ch) in c.as_bytes().chunks_exact(8).enumerate() {
-        w[i] = u64::from_le_bytes(ch.try_into().expect("8 bytes"));
-    }
-    w
+    crate::mpc::digest::to_words(p.compress().as_bytes())
 }
 
 fn from_words(w: &[u64], peer: PeerName) -> Result<RistrettoPoint> {

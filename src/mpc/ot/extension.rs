@@ -28,6 +28,7 @@
 use super::base;
 use super::{Key, os_bytes64};
 use crate::error::{Error, PeerName, Result};
+use crate::mpc::digest::{sha256, to_words};
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::ring::transpose64;
 
@@ -36,14 +37,15 @@ pub const KAPPA: usize = 128;
 
 /// SHA-256 of (batch, index, 128-bit row), truncated to 64 bits: the correlation-robust hash.
 fn h(batch: u64, i: usize, row: [u64; 2]) -> u64 {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(b"ppea IKNP v1");
-    ctx.update(&batch.to_le_bytes());
-    ctx.update(&(i as u64).to_le_bytes());
-    ctx.update(&row[0].to_le_bytes());
-    ctx.update(&row[1].to_le_bytes());
-    let d = ctx.finish();
-    u64::from_le_bytes(d.as_ref()[..8].try_into().expect("8 bytes"))
+    let d = sha256(
+        "ppea IKNP v1",
+        &[
+            &batch.to_le_bytes(),
+            &(i as u64).to_le_bytes(),
+            bytemuck::cast_slice(&row),
+        ],
+    );
+    to_words(&d)[0]
 }
 
 fn expand(k: &Key, batch: u64, words: usize) -> Vec<u64> {

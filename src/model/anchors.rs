@@ -4,16 +4,11 @@
 //! Wikidata ids). Each party holds a file of *its own* ids of the shared anchors, one per line,
 //! in an order both parties agreed on; anchor `j` is line `j` on both sides.
 //!
-//! * **Label propagation** (after LightEA, Mao et al. 2022): anchor `j` gets a random label
-//!   `l_j` of width `anchor_dim / anchor_hops` (entries `+-1`, from a public seed both parties
-//!   share, so the same anchor has the same label on both sides). Labels are propagated through
-//!   the owner's graph by the plain random walk `P` (every neighbour, weight `1 / degree`):
-//!   `Y_0` holds the labels at the anchors, `Y_t = P Y_{t-1}`.
-//!   `Y_t` is a random projection of the distribution of `t`-step walks over the anchors, so
-//!   `<Y_t(a), Y_t(b)>` estimates how much `a` and `b` reach the same anchors in `t` steps.
-//!   The block is `[n(n(Y_1) + b V) | n(Y_2) | ... | n(Y_H)] / sqrt(H)` (`n` = L2-normalised,
-//!   `V` the relation view below, `b = relation_view_weight`), appended to `z` with weight
-//!   `anchor_weight`.
+//! * **Anchor block**: the three-view label propagation of [`crate::model::three_view`] (after
+//!   LightEA, Mao et al. 2022): random labels at the anchors (from a public seed both parties
+//!   share), propagated between entities and relations through the owner's graph, then a
+//!   tensor random projection of "which relations lead to which kinds of neighbours" of width
+//!   `anchor_dim`, appended to `z` with weight `anchor_weight`.
 //! * **Anchor tokens** for blocking: each entity's `anchor_tokens` nearest anchors, scored by
 //!   their exact one- and two-step walk weights (`w1 + w2 / 2`); they join the neighbour tokens
 //!   (keyed like every token, so the leakage rules of blocking are unchanged).
@@ -22,12 +17,15 @@
 //!   letters), names carry no signal across graphs but do add noise (random character n-grams
 //!   match by chance). Such a graph is embedded and blocked with blank names (types and
 //!   attributes still count), so alignment is driven by structure; callers warn when that
-//!   happens without known links.
+//!   happens without known links. With known links, its level-0 vectors (the name block) are
+//!   the same three-view features at width `dim`, so level 1 and the attention sketch are
+//!   built on structure as they are on names elsewhere.
 
 use crate::error::{Error, Result};
 use crate::model::blocking::{BlockingKey, keyed};
-use crate::model::features::{ModelParams, hash64, normalize, words};
+use crate::model::features::{ModelParams, words};
 use crate::model::graph::Graph;
+use crate::model::three_view::{Propagation, Shape};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -86,10 +84,7 @@ pub fn read_known_links(path: &Path, g: &Graph) -> Result<Vec<u32>> {
 }
 
 /// Transition weights of the plain random walk (every neighbour, `1 / degree`), as compressed
-/// rows: `(start, (neighbour, weight))`. Relation-aware weights (as in the name model) were
-/// measured too: for anchor labels they lose a fifth of Hits@1 on structure alone (see
-/// `docs/design.md`), because they concentrate a row's mass on rare relations whose tails
-/// are seldom anchors.
+/// rows: `(start, (neighbour, weight))`, used to rank each entity's nearest anchors.
 fn transitions(g: &Graph) -> (Vec<usize>, Vec<(u32, f64)>) {
     let adj = g.adjacency();
     let mut start = Vec::with_capacity(adj.len() + 1);
@@ -103,124 +98,20 @@ fn transitions(g: &Graph) -> (Vec<usize>, Vec<(u32, f64)>) {
     (start, edges)
 }
 
-/// The anchor-propagation block of every entity, row-major `len x anchor_dim`, unit norm (or
-/// zero for entities no anchor reaches), unweighted.
-pub fn propagate(g: &Graph, anchors: &[u32], p: &ModelParams) -> Vec<f64> {
-    let hops = p.anchor_hops.max(1);
-    let dh = p.anchor_dim / hops;
-    let y0 = labels(g.len(), anchors, &p.anchor_seed, dh);
-    let mut out = walks(g, &y0, dh, hops);
-    let beta = p.relation_view_weight;
-    if beta > 0.0 {
-        let rv = relation_view(g, &y0, dh);
-        let w = dh * hops;
-        let scale = 1.0 / (hops as f64).sqrt();
-        for i in 0..g.len() {
-            let dst = &mut out[i * w..i * w + dh];
-            for (d, r) in dst.iter_mut().zip(&rv[i * dh..(i + 1) * dh]) {
-                *d += beta * scale * r;
-            }
-            normalize(dst);
-            dst.iter_mut().for_each(|x| *x *= scale);
-        }
-    }
-    out
-}
-
-/// The relation view (after LightEA's): each relation, in each direction, is described by the
-/// normalised sum of the labels of the anchors it reaches; an entity by the normalised sum of
-/// the descriptions of its relations (one per neighbour). Relation ids differ between the
-/// graphs, but descriptions built from the shared anchors are comparable, so entities with few
-/// anchor neighbours still get a profile ("has a director, a country, actors like these").
-fn relation_view(g: &Graph, y0: &[f64], dh: usize) -> Vec<f64> {
-    let adj = g.adjacency();
-    let mut sig: HashMap<(u32, bool), Vec<f64>> = HashMap::new();
-    for ns in &adj {
-        for &(n, r, out) in ns {
-            let src = &y0[n as usize * dh..(n as usize + 1) * dh];
-            if src.iter().all(|x| *x == 0.0) {
-                continue;
-            }
-            let e = sig.entry((r, out)).or_insert_with(|| vec![0.0; dh]);
-            e.iter_mut().zip(src).for_each(|(a, b)| *a += b);
-        }
-    }
-    for v in sig.values_mut() {
-        normalize(v);
-    }
-    let mut out = vec![0f64; g.len() * dh];
-    for (i, ns) in adj.iter().enumerate() {
-        let row = &mut out[i * dh..(i + 1) * dh];
-        for &(_, r, o) in ns {
-            if let Some(v) = sig.get(&(r, o)) {
-                row.iter_mut().zip(v).for_each(|(a, b)| *a += b);
-            }
-        }
-        normalize(row);
-    }
-    out
-}
-
-/// Random `+-1` labels of width `dh` at the anchors' rows (zero elsewhere), `len x dh`.
-fn labels(n: usize, anchors: &[u32], seed: &str, dh: usize) -> Vec<f64> {
-    let mut y = vec![0f64; n * dh];
-    for (j, &a) in anchors.iter().enumerate() {
-        let row = &mut y[a as usize * dh..(a as usize + 1) * dh];
-        for (c, v) in row.iter_mut().enumerate() {
-            let h = hash64(&[
-                b"anchor-label",
-                seed.as_bytes(),
-                &(dh as u64).to_le_bytes(),
-                &(j as u64).to_le_bytes(),
-                &(c as u64).to_le_bytes(),
-            ]);
-            *v += if h & 1 == 1 { 1.0 } else { -1.0 };
-        }
-    }
-    y
-}
-
-/// Structural level-0 vectors for graphs whose names are opaque (width `dim`): an anchor's is
-/// its own label, any other entity's its normalised one-step walk over the anchors. Level 1
-/// and the attention sketch are then built on them exactly as on name vectors.
-pub fn structural_level0(g: &Graph, anchors: &[u32], p: &ModelParams) -> Vec<f64> {
-    let d = p.dim;
-    let y = labels(g.len(), anchors, &p.anchor_seed, d);
-    let mut e = walks(g, &y, d, 1);
-    for &a in anchors {
-        let row = &mut e[a as usize * d..(a as usize + 1) * d];
-        row.copy_from_slice(&y[a as usize * d..(a as usize + 1) * d]);
-        normalize(row);
-    }
-    e
-}
-
-/// `[n(P y) | n(P^2 y) | ...] / sqrt(hops)` for labels `y` of width `dh`.
-fn walks(g: &Graph, y0: &[f64], dh: usize, hops: usize) -> Vec<f64> {
-    let n = g.len();
-    let (start, edges) = transitions(g);
-    let mut y = y0.to_vec();
-    let w = dh * hops;
-    let mut out = vec![0f64; n * w];
-    let scale = 1.0 / (hops as f64).sqrt();
-    for t in 0..hops {
-        let mut next = vec![0f64; n * dh];
-        for i in 0..n {
-            let row = &mut next[i * dh..(i + 1) * dh];
-            for &(nb, wt) in &edges[start[i]..start[i + 1]] {
-                let src = &y[nb as usize * dh..(nb as usize + 1) * dh];
-                row.iter_mut().zip(src).for_each(|(r, x)| *r += wt * x);
-            }
-        }
-        for i in 0..n {
-            let dst = &mut out[i * w + t * dh..i * w + (t + 1) * dh];
-            dst.copy_from_slice(&next[i * dh..(i + 1) * dh]);
-            normalize(dst);
-            dst.iter_mut().for_each(|x| *x *= scale);
-        }
-        y = next;
-    }
-    out
+/// The anchors' labels propagated through the owner's graph ([`crate::model::three_view`]).
+pub fn propagation(g: &Graph, anchors: &[u32], p: &ModelParams) -> Propagation {
+    let shape = Shape {
+        label: p.anchor_label_dim,
+        depth: p.anchor_hops,
+    };
+    Propagation::new(
+        g.len(),
+        g.relations.len(),
+        &g.triples,
+        anchors,
+        shape,
+        &p.anchor_seed,
+    )
 }
 
 /// Each entity's nearest anchors (indices into the anchor list), best first: scored by the
@@ -307,8 +198,14 @@ impl Structure {
                 None => return Err(Error::invalid(format!("known link {e} is not an entity"))),
             }
         }
+        let opaque_names = names_look_opaque(g);
+        let mut level0 = None;
         let (block, tokens) = if p.known_links {
-            let mut block = propagate(g, known, p);
+            let labels = propagation(g, known, p);
+            if opaque_names {
+                level0 = Some(labels.tensor_view(p.dim));
+            }
+            let mut block = labels.tensor_view(p.anchor_dim);
             let r = p.anchor_weight.sqrt();
             block.iter_mut().for_each(|x| *x *= r);
             let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key.0);
@@ -324,8 +221,6 @@ impl Structure {
         } else {
             (Vec::new(), vec![Vec::new(); g.len()])
         };
-        let opaque_names = names_look_opaque(g);
-        let level0 = (opaque_names && p.known_links).then(|| structural_level0(g, known, p));
         Ok(Structure {
             level0,
             opaque_names,
@@ -420,8 +315,8 @@ mod tests {
             ..ModelParams::default()
         };
         let (ya, yb) = (
-            propagate(&ga, &anchors_a, &p),
-            propagate(&gb, &anchors_b, &p),
+            propagation(&ga, &anchors_a, &p).tensor_view(p.anchor_dim),
+            propagation(&gb, &anchors_b, &p).tensor_view(p.anchor_dim),
         );
         let w = p.anchor_dim;
         let dot = |a: usize, b: usize| -> f64 {

@@ -47,14 +47,14 @@ pub struct ModelParams {
     pub known_links: bool,
     /// Weight of the anchor-propagation block.
     pub anchor_weight: f64,
-    /// Width of the anchor-propagation block (split evenly over the hops).
+    /// Width of the anchor block (the three-view features, [`crate::model::three_view`]).
     pub anchor_dim: usize,
-    /// Propagation hops.
+    /// Width of the anchors' random labels during propagation.
+    pub anchor_label_dim: usize,
+    /// Propagation steps.
     pub anchor_hops: usize,
     /// Nearest anchors per entity used as blocking tokens.
     pub anchor_tokens: usize,
-    /// Weight of the relation view mixed into the first hop of the anchor block.
-    pub relation_view_weight: f64,
     /// Public seed of the anchors' random labels (both parties use the same).
     pub anchor_seed: String,
 }
@@ -70,11 +70,11 @@ impl Default for ModelParams {
             level1_cap: 64,
             sampling_salt: "ppea-sampling-v1".to_string(),
             known_links: false,
-            anchor_weight: 0.5,
-            anchor_dim: 256,
+            anchor_weight: 1.0,
+            anchor_dim: 512,
+            anchor_label_dim: 128,
             anchor_hops: 2,
             anchor_tokens: 8,
-            relation_view_weight: 1.0,
             anchor_seed: "ppea-anchors-v1".to_string(),
         }
     }
@@ -104,13 +104,11 @@ impl ModelParams {
             return Err("model.level1_cap and model.sample_cap must be at least 1".into());
         }
         if self.known_links {
-            for (name, w) in [
-                ("anchor_weight", self.anchor_weight),
-                ("relation_view_weight", self.relation_view_weight),
-            ] {
-                if !(0.0..=10.0).contains(&w) {
-                    return Err(format!("model.{name} must be 0 to 10, got {w}"));
-                }
+            if !(0.0..=10.0).contains(&self.anchor_weight) {
+                return Err(format!(
+                    "model.anchor_weight must be 0 to 10, got {}",
+                    self.anchor_weight
+                ));
             }
             if !(1..=4).contains(&self.anchor_hops) {
                 return Err(format!(
@@ -118,13 +116,13 @@ impl ModelParams {
                     self.anchor_hops
                 ));
             }
-            if !(8..=4096).contains(&self.anchor_dim)
-                || !self.anchor_dim.is_multiple_of(self.anchor_hops)
-            {
-                return Err(format!(
-                    "model.anchor_dim must be 8 to 4096 and a multiple of model.anchor_hops, got {}",
-                    self.anchor_dim
-                ));
+            for (name, d) in [
+                ("anchor_dim", self.anchor_dim),
+                ("anchor_label_dim", self.anchor_label_dim),
+            ] {
+                if !(8..=4096).contains(&d) {
+                    return Err(format!("model.{name} must be 8 to 4096, got {d}"));
+                }
             }
             if self.anchor_tokens > 256 {
                 return Err(format!(

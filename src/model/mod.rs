@@ -4,8 +4,8 @@
 //!   OpenEA layouts;
 //! * [`features`]: the party-local model (name features, relation-aware weights, level-1 sums,
 //!   the cross-graph attention sketch);
-//! * [`anchors`]: known links (anchor-label propagation, anchor tokens) and opaque-name
-//!   detection;
+//! * [`anchors`], [`three_view`]: known links (three-view label propagation, anchor tokens) and
+//!   opaque-name detection;
 //! * [`assign`]: 1-to-1 assignment on shares (iterated mutual best) and its plaintext
 //!   reference;
 //! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
@@ -21,4 +21,5 @@ pub mod blocking;
 pub mod features;
 pub mod graph;
 pub mod import;
+pub mod three_view;
 pub mod upload_check;

@@ -5,11 +5,15 @@
 #   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open]
 #                   [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train]
 #                   [--names given|hidden] [--fold N] [--params P.toml]
+#                   [--bootstrap N [--bootstrap-fraction F]]
 #
 # --known-links train: the tuning links (DBP15K sup_ent_ids, OpenEA train_links) are known links
 # both parties hold (model.known_links = true). --names hidden replaces every name by an opaque
 # id (structure alone). --fold picks the OpenEA 721_5fold fold. --params: job parameters
-# (`[model]`, `[blocking]`, `min_score`, `assignment_rounds`).
+# (`[model]`, `[blocking]`, `min_score`, `assignment_rounds`). --bootstrap N (with --known-links
+# train and --inprocess) runs N more jobs, each with the best fraction F (default 0.5) of the
+# previous job's matches promoted to known links (`party bootstrap` does the same between two
+# deployed jobs); the JSON then judges the combined decisions.
 #
 # By default the dealer, the servers and the two parties run as separate processes on loopback
 # over QUIC with mutual TLS. --inprocess runs everything in one process over in-memory channels
@@ -18,16 +22,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml]" >&2; exit 2; }
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--bootstrap N [--bootstrap-fraction F]]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dataset=$1; shift
-format=""; protocol=standard; servers=2; seed=""; inprocess=""; known=none; names=given; fold=1; params=""
+format=""; protocol=standard; servers=2; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5
 while [ $# -gt 0 ]; do
   case "$1" in
     --known-links) known=$2; shift 2 ;;
     --names) names=$2; shift 2 ;;
     --fold) fold=$2; shift 2 ;;
     --params) params=$2; shift 2 ;;
+    --bootstrap) bootstrap=$2; shift 2 ;;
+    --bootstrap-fraction) fraction=$2; shift 2 ;;
     --format) format=$2; shift 2 ;;
     --protocol) protocol=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
@@ -39,11 +45,15 @@ done
 [ -d "$dataset" ] || { echo "error: $dataset is not a directory" >&2; exit 2; }
 case "$known" in none|train) ;; *) usage ;; esac
 [ -z "$params" ] || [ -f "$params" ] || { echo "error: $params is not a file" >&2; exit 2; }
+if [ "$bootstrap" != 0 ] && [ -z "$inprocess" ]; then
+  echo "error: --bootstrap runs in-process (add --inprocess); between deployed jobs use 'party bootstrap'" >&2; exit 2
+fi
 cargo build --release --quiet -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 if [ -n "$inprocess" ]; then
   exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" ${seed:+--seed "$seed"} \
-    --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"}
+    --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"} \
+    --bootstrap "$bootstrap" --bootstrap-fraction "$fraction"
 fi
 work=$(mktemp -d)
 source scripts/cluster.sh

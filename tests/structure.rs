@@ -5,6 +5,7 @@
 mod common;
 use common::TempDir;
 
+use ppea::eval::bootstrap::evaluate_bootstrapped;
 use ppea::eval::evaluate::{EvalOptions, EvalProtocol, EvalReport, Split, evaluate_inprocess};
 use ppea::model::align::JobParams;
 use ppea::model::import::{Dataset, Format, LoadOptions, load, load_with};
@@ -48,6 +49,64 @@ fn known_links_drive_alignment_when_names_are_hidden() {
         with.quality
     );
     assert!(with.quality.blocking_recall > 2.0 * without.quality.blocking_recall);
+}
+
+#[test]
+fn bootstrapping_promotes_the_same_pairs_on_both_sides_and_aligns_the_rest() {
+    let mut ds = sample();
+    ds.hide_names();
+    let opts = EvalOptions {
+        protocol: EvalProtocol::Standard,
+        split: Split::Test,
+        servers: 2,
+        params: JobParams::default(),
+        seed: Some(11),
+        known_links: true,
+    };
+    let rt = runtime().unwrap();
+    let single = rt.block_on(evaluate_inprocess(&ds, &opts)).unwrap();
+    let r = rt
+        .block_on(evaluate_bootstrapped(&ds, &opts, 1, 0.5))
+        .unwrap();
+    eprintln!(
+        "single {:.4}, bootstrapped {:.4} ({} promoted, {} correct)",
+        single.quality.hits1, r.hits1, r.promoted, r.promoted_correct
+    );
+    assert_eq!(r.jobs, 2);
+    assert_eq!(r.plaintext_agreement, 1.0);
+    // The first job is the single job; half of its matches became anchors of the second, which
+    // aligns only the rows left (the two sides promoted the same pairs, or the run fails).
+    assert_eq!(r.per_job[0].decisions_digest, single.decisions_digest);
+    assert!(r.promoted > 0);
+    assert_eq!(
+        r.per_job[1].entities_a,
+        r.per_job[0].entities_a - r.promoted
+    );
+    assert_eq!(r.per_job[1].known_links, ds.tune.len() + r.promoted);
+    assert!(r.promoted_correct * 10 >= r.promoted * 7, "{r:?}");
+    assert!(
+        r.hits1 >= single.quality.hits1 - 0.02,
+        "{} {}",
+        r.hits1,
+        single.quality.hits1
+    );
+    assert_eq!(
+        r.bytes_per_server,
+        r.per_job[0].bytes_per_server + r.per_job[1].bytes_per_server
+    );
+    // Bootstrapping needs known links to start from, and a sensible fraction.
+    let none = EvalOptions {
+        known_links: false,
+        ..opts.clone()
+    };
+    assert!(
+        rt.block_on(evaluate_bootstrapped(&ds, &none, 1, 0.5))
+            .is_err()
+    );
+    assert!(
+        rt.block_on(evaluate_bootstrapped(&ds, &opts, 1, 0.0))
+            .is_err()
+    );
 }
 
 #[test]

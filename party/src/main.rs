@@ -169,6 +169,35 @@ enum Command {
         /// OpenEA: fold of the published `721_5fold/` split.
         #[arg(long, default_value_t = 1)]
         fold: usize,
+        /// Bootstrapping rounds (needs `--known-links train`): after each job but the last, the
+        /// best `--bootstrap-fraction` of its matches become known links of the next job, which
+        /// aligns the rows left; the JSON then judges the combined decisions.
+        #[arg(long, default_value_t = 0)]
+        bootstrap: usize,
+        /// Fraction of a job's matches (by score) promoted to known links.
+        #[arg(long, default_value_t = 0.5)]
+        bootstrap_fraction: f64,
+    },
+    /// Derive the next job's known-links file from a finished job (bootstrapping).
+    ///
+    /// Keeps the best FRACTION of the job's matches by score (ties by link token), orders them by
+    /// link token and appends their ids to the known-links file. Both parties run it with the
+    /// same FRACTION on their own `matches.csv`: score and link token are the same on both sides
+    /// of a pair, so both files list the same new anchors in the same order, with nothing
+    /// exchanged. The next job (with a new job id) then aligns the rows left.
+    Bootstrap {
+        /// This party's known-links file of the finished job (one of its ids per line).
+        #[arg(long)]
+        known: PathBuf,
+        /// This party's `matches.csv` of the finished job.
+        #[arg(long)]
+        matches: PathBuf,
+        /// Fraction of the matches (by score) to promote, in (0, 1].
+        #[arg(long, default_value_t = 0.5)]
+        fraction: f64,
+        /// Where to write the next job's known-links file (written atomically).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Evaluation only: play one curious compute server against the blocking of a benchmark.
     ///
@@ -390,6 +419,8 @@ fn real_main() -> Result<()> {
             known_links,
             names,
             fold,
+            bootstrap,
+            bootstrap_fraction,
         } => {
             ppea::mpc::share::check_servers(servers)?;
             let format = detect(&dataset, format)?;
@@ -421,8 +452,46 @@ fn real_main() -> Result<()> {
                 seed,
                 known_links: known_links == KnownLinks::Train,
             };
+            if bootstrap > 0 {
+                let report = rt.block_on(ppea::eval::bootstrap::evaluate_bootstrapped(
+                    &ds,
+                    &opts,
+                    bootstrap,
+                    bootstrap_fraction,
+                ))?;
+                println!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
             let report = rt.block_on(ppea::eval::evaluate::evaluate_inprocess(&ds, &opts))?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Bootstrap {
+            known,
+            matches,
+            fraction,
+            out,
+        } => {
+            use ppea::model::bootstrap::{extend_known, promote, read_matches};
+            if !(fraction > 0.0 && fraction <= 1.0) {
+                bail!("--fraction must be in (0, 1], got {fraction}");
+            }
+            let text = std::fs::read_to_string(&known)
+                .with_context(|| format!("reading {}", known.display()))?;
+            let m = read_matches(&matches)?;
+            let promoted = promote(&m, fraction);
+            let next = extend_known(&text, &promoted);
+            let tmp = out.with_extension("tmp");
+            std::fs::write(&tmp, &next)
+                .and_then(|()| std::fs::rename(&tmp, &out))
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "{}: {} known links ({} promoted of {} matches)",
+                out.display(),
+                next.lines().count(),
+                promoted.len(),
+                m.len()
+            );
             Ok(())
         }
         Command::Attack {

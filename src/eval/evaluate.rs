@@ -257,6 +257,31 @@ pub async fn servers_inprocess(
 
 /// Runs a whole job in this process and judges it.
 pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<EvalReport> {
+    let known = if opts.known_links || opts.params.model.known_links {
+        ds.tune.clone()
+    } else {
+        Vec::new()
+    };
+    Ok(job_inprocess(ds, opts, &known).await?.report)
+}
+
+/// What one in-process job leaves with the parties (for bootstrapping).
+pub struct JobRun {
+    /// The judged job.
+    pub report: EvalReport,
+    /// A's uploaded rows (row -> entity) and results.
+    pub a: (Vec<u32>, Vec<ResultRow>),
+    /// B's uploaded rows and results.
+    pub b: (Vec<u32>, Vec<ResultRow>),
+}
+
+/// Runs one job in this process with the given known links (pairs of A's and B's entities, in
+/// the agreed order) and judges it.
+pub async fn job_inprocess(
+    ds: &Dataset,
+    opts: &EvalOptions,
+    known: &[(u32, u32)],
+) -> Result<JobRun> {
     let t0 = Instant::now();
     let k = opts.servers;
     let mut params = opts.params.clone();
@@ -264,7 +289,7 @@ pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<Eval
     params.model.known_links |= opts.known_links;
     params.validate()?;
     let (known_a, known_b): (Vec<u32>, Vec<u32>) = if params.model.known_links {
-        ds.tune.iter().copied().unzip()
+        known.iter().copied().unzip()
     } else {
         (Vec::new(), Vec::new())
     };
@@ -352,7 +377,11 @@ pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<Eval
     report.upload_bytes = upload_bytes as u64;
     report.servers = k;
     report.protocol = opts.protocol;
-    Ok(report)
+    Ok(JobRun {
+        report,
+        a: (pa.rows.clone(), ra),
+        b: (pb.rows.clone(), rb),
+    })
 }
 
 /// Judges a job's results against gold links and the plaintext reference.

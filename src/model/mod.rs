@@ -8,6 +8,7 @@
 //!   opaque-name detection;
 //! * [`assign`]: 1-to-1 assignment on shares (iterated mutual best) and its plaintext
 //!   reference;
+//! * [`bootstrap`]: confident matches of one job promoted to known links of the next;
 //! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
 //! * [`upload_check`]: range checks of both uploads on shares, so that no party can steer the
 //!   other's results with vectors no graph could produce;
@@ -18,6 +19,7 @@ pub mod align;
 pub mod anchors;
 pub mod assign;
 pub mod blocking;
+pub mod bootstrap;
 pub mod features;
 pub mod graph;
 pub mod import;

@@ -12,3 +12,5 @@ for k in 2 3; do
   "$bin" bench bilinear --servers "$k" --n 2000 --m 2000 --d 128 --repeat "$REPEAT"
   "$bin" bench compare --servers "$k" --count 1000000 --ell 64 --repeat "$REPEAT"
 done
+# Dealer-free correlations (issue 9's foundation): triples from OT, k = 2.
+"$bin" bench ot-triples --servers 2 --count 100000 --repeat "$REPEAT"

@@ -88,7 +88,7 @@ enum Command {
         /// Bilinear form: row length (embedding dimension).
         #[arg(long, default_value_t = 128)]
         d: usize,
-        /// Comparisons: how many.
+        /// Comparisons (or OT triples): how many.
         #[arg(long, default_value_t = 1_000_000)]
         count: usize,
         /// Comparisons: bit width of the compared values (2 to 64).
@@ -106,6 +106,8 @@ enum BenchKind {
     Bilinear,
     /// Secure comparisons [x < 0] with arithmetic 0/1 output.
     Compare,
+    /// Multiplication triples from OT alone (no dealer; k = 2): base OT, IKNP, Gilboa.
+    OtTriples,
 }
 
 fn main() {
@@ -185,6 +187,12 @@ fn real_main() -> Result<()> {
                     BenchKind::Compare => serde_json::to_string(
                         &rt.block_on(ppea::mpc::bench::compare(servers, count, ell))?,
                     )?,
+                    BenchKind::OtTriples => {
+                        if servers != 2 {
+                            anyhow::bail!("ot-triples pairs two servers (--servers 2)");
+                        }
+                        serde_json::to_string(&ppea::mpc::bench::ot_triples(count)?)?
+                    }
                 };
                 println!("{line}");
             }

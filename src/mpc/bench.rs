@@ -159,3 +159,118 @@ pub async fn compare(k: usize, count: usize, ell: u32) -> Result<CompareReport> 
         rounds: run.stats.iter().map(|s| s.rounds).max().unwrap_or(0),
     })
 }
+
+/// Result line of the OT-triple benchmark (dealer-free correlations, issue 9's foundation).
+#[derive(Debug, Serialize)]
+pub struct OtTriplesReport {
+    /// Always "ot-triples".
+    pub bench: &'static str,
+    /// Always 2 (the OT code pairs two servers).
+    pub servers: usize,
+    /// Where the correlations come from: always "ot".
+    pub correlation: &'static str,
+    /// Multiplication triples over `Z_2^64` produced.
+    pub count: usize,
+    /// Base OTs and IKNP setup, both directions, wall time.
+    pub setup_seconds: f64,
+    /// Everything (setup, extension, Gilboa products) with both servers' work on one thread.
+    pub seconds: f64,
+    /// `count / seconds`.
+    pub per_s: f64,
+    /// Bytes one server sent to the other (largest of the two).
+    pub bytes_per_server: u64,
+    /// `bytes_per_server / count`.
+    pub bytes_per_triple: f64,
+}
+
+/// Multiplication triples over `Z_2^64` between two servers from OT alone (Chou-Orlandi base
+/// OTs, IKNP extension, two Gilboa products per triple for the cross terms `a_0 b_1` and
+/// `a_1 b_0`), both servers' work run on this thread (the messages are counted, not sent).
+/// Every triple is checked (`c_0 + c_1 = (a_0 + a_1)(b_0 + b_1)`).
+pub fn ot_triples(count: usize) -> Result<OtTriplesReport> {
+    use crate::error::Error;
+    use crate::error::PeerName;
+    use crate::mpc::ot::extension::{receiver_finish, receiver_setup, sender_setup};
+    let t0 = Instant::now();
+    let mut sent = [0u64; 2];
+    // Direction 0 -> 1: server 0 sends (its `a`), server 1 receives with choices `b_1`.
+    let (base01, m1) = receiver_setup(PeerName::Server(0));
+    let (mut snd01, m2) = sender_setup(&m1, PeerName::Server(1))?;
+    let mut rcv01 = receiver_finish(base01, &m2, PeerName::Server(0))?;
+    sent[1] += 8 * m1.len() as u64;
+    sent[0] += 8 * m2.len() as u64;
+    // Direction 1 -> 0.
+    let (base10, m1) = receiver_setup(PeerName::Server(1));
+    let (mut snd10, m2) = sender_setup(&m1, PeerName::Server(0))?;
+    let mut rcv10 = receiver_finish(base10, &m2, PeerName::Server(1))?;
+    sent[0] += 8 * m1.len() as u64;
+    sent[1] += 8 * m2.len() as u64;
+    let setup_seconds = t0.elapsed().as_secs_f64();
+    let mut prg = Prg::fresh();
+    let mut done = 0;
+    const BATCH: usize = 1 << 14;
+    while done < count {
+        let n = BATCH.min(count - done);
+        let (a0, b0, a1, b1) = (prg.vec(n), prg.vec(n), prg.vec(n), prg.vec(n));
+        // a0 * b1: server 1 receives with choices b1.
+        let (u, rb) = rcv01.extend(&b1);
+        sent[1] += 8 * u.len() as u64;
+        let sb = snd01.extend(&u, n)?;
+        let (d, x0) = sb.gilboa(&a0)?;
+        sent[0] += 8 * d.len() as u64;
+        let y1 = rb.gilboa(&d)?;
+        // a1 * b0: server 0 receives with choices b0.
+        let (u, rb) = rcv10.extend(&b0);
+        sent[0] += 8 * u.len() as u64;
+        let sb = snd10.extend(&u, n)?;
+        let (d, x1) = sb.gilboa(&a1)?;
+        sent[1] += 8 * d.len() as u64;
+        let y0 = rb.gilboa(&d)?;
+        for i in 0..n {
+            let c0 = a0[i]
+                .wrapping_mul(b0[i])
+                .wrapping_add(x0[i])
+                .wrapping_add(y0[i]);
+            let c1 = a1[i]
+                .wrapping_mul(b1[i])
+                .wrapping_add(x1[i])
+                .wrapping_add(y1[i]);
+            let a = a0[i].wrapping_add(a1[i]);
+            let b = b0[i].wrapping_add(b1[i]);
+            if c0.wrapping_add(c1) != a.wrapping_mul(b) {
+                return Err(Error::invalid("an OT triple does not multiply"));
+            }
+        }
+        done += n;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let bytes = sent[0].max(sent[1]);
+    Ok(OtTriplesReport {
+        bench: "ot-triples",
+        servers: 2,
+        correlation: "ot",
+        count,
+        setup_seconds,
+        seconds,
+        per_s: count as f64 / seconds,
+        bytes_per_server: bytes,
+        bytes_per_triple: bytes as f64 / count.max(1) as f64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ot_triples_multiply_and_cost_what_iknp_and_gilboa_cost() {
+        let r = super::ot_triples(1000).unwrap();
+        assert_eq!(r.count, 1000);
+        // Per triple and direction: 64 OTs x 128 bits of extension (1 KiB) plus 64 correlation
+        // words (512 B); each server sends one of each, plus setup (base OTs, 32-byte points).
+        let per_triple = 1024 + 512;
+        let setup = r.bytes_per_server - 1000 * per_triple;
+        assert!(
+            r.bytes_per_server > 1000 * per_triple && setup < 2 * 129 * 32 + 64,
+            "{r:?}"
+        );
+    }
+}

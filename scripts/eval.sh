@@ -83,10 +83,25 @@ if [ "$known" = train ]; then
 fi
 run_parties "$work/data/a" "$work/data/b" "$work/out" "${extra[@]}"
 t1=$(date +%s.%N)
+# Peak resident memory of the dealer and the servers (still running; Linux VmHWM, in MiB).
+rss="{}"
+for i in "${!nodes[@]}"; do
+  kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${pids[$i]}/status" 2>/dev/null || true)
+  if [ -n "$kib" ]; then rss=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d[sys.argv[2]]=int(sys.argv[3])//1024; print(json.dumps(d))' "$rss" "${nodes[$i]}" "$kib"); fi
+done
 "$bin/party" judge --dataset "$work/data" --a "$work/out/party-a" --b "$work/out/party-b" > "$work/report.json" || fail "judging failed"
-python3 - "$work/report.json" "$protocol" "$t0" "$t1" <<'PY' || cat "$work/report.json"
-import json, sys
+python3 - "$work/report.json" "$protocol" "$t0" "$t1" "$rss" "$work/out" <<'PY' || cat "$work/report.json"
+import json, os, sys
 r = json.load(open(sys.argv[1]))
+rss = json.loads(sys.argv[5])
+for side in ("a", "b"):
+    try:
+        v = json.load(open(os.path.join(sys.argv[6], "party-" + side, "summary.json"))).get("peak_rss_mib")
+        if v is not None:
+            rss["party-" + side] = v
+    except OSError:
+        pass
+r["peak_rss_mib"] = rss
 r["protocol"] = sys.argv[2]
 r["job_wall_seconds"] = r.get("wall_seconds")
 r["wall_seconds"] = float(sys.argv[4]) - float(sys.argv[3])

@@ -1019,3 +1019,45 @@ fn a_party_cannot_hold_more_uploads_than_its_limit() {
     assert!(e.contains("max_jobs_per_party"), "{e}");
     c.still_serves("after-slots");
 }
+
+/// A party whose upload would not fit the server's memory budget (`limits.memory_mib`, the
+/// job's estimated peak from `ppea::model::footprint`) is refused before anything of it is
+/// read, with the estimate and the budget in the reason; the server keeps serving jobs that
+/// fit.
+#[test]
+fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
+    use ppea::model::footprint::{BASE_BYTES, mib, server_bytes};
+    let (a, b) = prepare(EvalProtocol::Standard, &JobParams::default());
+    let p = JobParams::default();
+    // Room for exactly one default job (both sides) beside the process itself.
+    let room = server_bytes(&p, a.rows.len()) + server_bytes(&p, b.rows.len());
+    let limits = Limits {
+        wait_secs: 3,
+        memory_mib: mib(BASE_BYTES + room) + 1,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-memory", 2, limits);
+    // A wider model: the same rows need more memory than the whole budget.
+    let mut wide = JobParams::default();
+    wide.model.dim = 1024;
+    let (big, _) = prepare(EvalProtocol::Standard, &wide);
+    let needed = server_bytes(&wide, big.rows.len());
+    assert!(needed > room + (1 << 20));
+    let ia = c.identity("party-a");
+    let z = share_compressed(&big.z, 2).unwrap();
+    let spec = c.spec("memory-0", wide);
+    let quiet = |_: &str| {};
+    let r = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        upload_to(&ep, &spec, 0, 0, &big, &z[0], None, T, &quiet).await
+    });
+    let e = r.expect_err("the upload is refused").to_string();
+    assert!(e.contains("limits.memory_mib"), "{e}");
+    assert!(
+        e.contains(&format!("needs about {} MiB", mib(needed))),
+        "{e}"
+    );
+    // A job that fits still runs (its memory is booked and given back).
+    c.still_serves("after-memory");
+    c.still_serves("after-memory-again");
+}

@@ -109,6 +109,37 @@ enum Command {
         #[arg(long, default_value = "given")]
         names: Names,
     },
+    /// Grow a large evaluation pair from a real one (for scaling benchmarks): two graphs of N
+    /// entities each, with gold links, heavy-tailed degrees, typed relations and the source's
+    /// real cross-lingual name noise (see `ppea::eval::generate`). Written like `import`:
+    /// OUT/a, OUT/b, OUT/links.tsv, OUT/tune-links.tsv, OUT/test-links.tsv, ... Seeded: the
+    /// same source, N and seed give the same files.
+    Generate {
+        /// Source dataset with gold links (DBP15K, OpenEA or native layout).
+        #[arg(long)]
+        source: PathBuf,
+        /// The source's layout [default: detected].
+        #[arg(long, value_parser = choice::<Format>(FORMATS))]
+        format: Option<Format>,
+        /// Entities per side.
+        #[arg(long)]
+        n: usize,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the generation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of each side's entities that have a counterpart (gold links).
+        #[arg(long, default_value_t = 0.75)]
+        overlap: f64,
+        /// Probability that a side keeps a shared edge.
+        #[arg(long, default_value_t = 0.85)]
+        edge_keep: f64,
+        /// Probability of a character edit in a side's copy of a name.
+        #[arg(long, default_value_t = 0.1)]
+        typo_rate: f64,
+    },
     /// Print a graph's statistics and problems.
     Inspect {
         /// Graph directory (native layout).
@@ -329,9 +360,45 @@ fn real_main() -> Result<()> {
             names,
         } => import(
             &load_dataset(&dataset, detect(&dataset, format)?, fold, names)?,
-            &dataset,
+            &format!("imported {}", dataset.display()),
             &out,
         ),
+        Command::Generate {
+            source,
+            format,
+            n,
+            out,
+            seed,
+            overlap,
+            edge_keep,
+            typo_rate,
+        } => {
+            let src = load_dataset(&source, detect(&source, format)?, 1, Names::Given)?;
+            let opts = ppea::eval::generate::GenerateOptions {
+                n,
+                seed,
+                overlap,
+                edge_keep,
+                typo_rate,
+                ..Default::default()
+            };
+            let t0 = Instant::now();
+            let ds = ppea::eval::generate::generate(&src, &opts)
+                .map_err(|e| anyhow::anyhow!("cannot generate from {}: {e}", source.display()))?;
+            eprintln!(
+                "generated {} + {} entities, {} + {} triples in {:.1} s",
+                ds.a.len(),
+                ds.b.len(),
+                ds.a.triples.len(),
+                ds.b.triples.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            import(
+                &ds,
+                &format!("generated from {} (seed {seed})", source.display()),
+                &out,
+            )
+        }
         Command::Inspect { graph } => inspect(&graph),
         Command::Judge {
             dataset,
@@ -636,6 +703,7 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
         summary["bytes_per_server"] =
             serde_json::json!(results.iter().map(|r| r.stats.bytes_sent).max());
         summary["rounds"] = serde_json::json!(results.iter().map(|r| r.stats.rounds).max());
+        summary["peak_rss_mib"] = serde_json::json!(peak_rss_mib());
         summary["dealer_bytes"] = serde_json::json!(
             results
                 .iter()
@@ -699,7 +767,16 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
     Ok(())
 }
 
-fn import(ds: &ppea::model::import::Dataset, dataset: &Path, out: &Path) -> Result<()> {
+/// This process's peak resident memory in MiB (Linux `VmHWM`), if the system tells.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// Writes a dataset in the native layout; `what` says where it came from (for the last line).
+fn import(ds: &ppea::model::import::Dataset, what: &str, out: &Path) -> Result<()> {
     ds.a.write_dir(&out.join("a"))?;
     ds.b.write_dir(&out.join("b"))?;
     let mut links = String::new();
@@ -737,8 +814,7 @@ fn import(ds: &ppea::model::import::Dataset, dataset: &Path, out: &Path) -> Resu
     ];
     ppea::model::graph::write_atomically(out, &files)?;
     println!(
-        "imported {}: {} + {} entities, {} tune and {} test links -> {}",
-        dataset.display(),
+        "{what}: {} + {} entities, {} tune and {} test links -> {}",
         ds.a.len(),
         ds.b.len(),
         ds.tune.len(),

@@ -13,7 +13,8 @@
 //! * [`upload_check`]: range checks of both uploads on shares, so that no party can steer the
 //!   other's results with vectors no graph could produce;
 //! * [`align`]: party preparation, the secure pipeline on the servers, reading results, and the
-//!   plaintext reference of the same model.
+//!   plaintext reference of the same model;
+//! * [`footprint`]: the memory a job needs on a server and on the dealer, from its sizes.
 
 pub mod align;
 pub mod anchors;
@@ -21,6 +22,7 @@ pub mod assign;
 pub mod blocking;
 pub mod bootstrap;
 pub mod features;
+pub mod footprint;
 pub mod graph;
 pub mod import;
 pub mod three_view;

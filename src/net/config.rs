@@ -74,6 +74,10 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     /// Seconds a job id that ran (or failed) is remembered and refused.
     pub remember_jobs_secs: u64,
+    /// Memory budget of this process in MiB: an upload whose share of its job's estimated peak
+    /// memory ([`crate::model::footprint`]) does not fit beside the uploads already held is
+    /// refused before anything of it is read. 0: 80% of the machine's memory.
+    pub memory_mib: u64,
 }
 
 impl Default for Limits {
@@ -86,8 +90,28 @@ impl Default for Limits {
             keepalive_secs: crate::net::liveness::KEEPALIVE_SECS,
             idle_timeout_secs: crate::net::liveness::IDLE_TIMEOUT_SECS,
             remember_jobs_secs: 7 * 24 * 3600,
+            memory_mib: 0,
         }
     }
+}
+
+impl Limits {
+    /// The memory budget in bytes: `memory_mib`, or 80% of the machine's memory when it is 0
+    /// (no limit when the machine does not say).
+    pub fn memory_budget(&self) -> u64 {
+        if self.memory_mib > 0 {
+            return self.memory_mib.saturating_mul(1 << 20);
+        }
+        machine_memory().map_or(u64::MAX, |b| b / 5 * 4)
+    }
+}
+
+/// The machine's memory in bytes (Linux `MemTotal`), if it can be read.
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
 }
 
 impl ServerConfig {

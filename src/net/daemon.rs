@@ -11,7 +11,7 @@ use crate::net::config::{Role, ServerConfig};
 use crate::net::dealer_job::dealer_job;
 use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome};
 use crate::net::liveness::REFUSED_IDENTITY;
-use crate::net::registry::{Admit, Ended, Phase, Registry};
+use crate::net::registry::{Admit, Ended, Phase, Refusal, Registry};
 use crate::net::tls::{Identity, peer_identity};
 use crate::net::upload::{recv_share, recv_tokens};
 use crate::net::wire::{FrameRecv, FrameSend, framed};
@@ -41,28 +41,44 @@ pub(crate) struct Upload {
 pub(crate) struct PartySlot {
     jobs: Jobs,
     party: String,
+    /// Estimated memory booked for the upload ([`crate::model::footprint`]).
+    bytes: u64,
 }
 
 impl PartySlot {
-    /// Takes a slot for `party`, or says why not.
-    fn take(jobs: &Jobs, party: &str, limit: usize) -> Result<PartySlot> {
-        if book(jobs).reserve_party(party) {
-            Ok(PartySlot {
+    /// Takes a slot for `party` and `bytes` of the memory budget, or says why not.
+    fn take(jobs: &Jobs, party: &str, limit: usize, bytes: u64, rows: u64) -> Result<PartySlot> {
+        use crate::model::footprint::mib;
+        match book(jobs).reserve_party(party, bytes) {
+            Ok(()) => Ok(PartySlot {
                 jobs: jobs.clone(),
                 party: party.to_string(),
-            })
-        } else {
-            Err(Error::invalid(format!(
+                bytes,
+            }),
+            Err(Refusal::PartyLimit) => Err(Error::invalid(format!(
                 "{party} already has {limit} uploads on this server (limits.max_jobs_per_party); \
                  wait for those jobs to end"
-            )))
+            ))),
+            Err(Refusal::Memory {
+                needed,
+                budget,
+                booked,
+            }) => Err(Error::invalid(format!(
+                "an upload of {rows} rows needs about {} MiB on this server (estimated peak of \
+                 its side of the job), which does not fit its memory budget of {} MiB \
+                 (limits.memory_mib) beside the {} MiB booked by the uploads it holds; split \
+                 the job into smaller ones or ask the operator for a larger budget",
+                mib(needed),
+                mib(budget),
+                mib(booked)
+            ))),
         }
     }
 }
 
 impl Drop for PartySlot {
     fn drop(&mut self) {
-        book(&self.jobs).release_party(&self.party);
+        book(&self.jobs).release_party(&self.party, self.bytes);
     }
 }
 
@@ -132,7 +148,8 @@ impl Daemon {
             admin: crate::net::admin::bind(&cfg)?,
             jobs: Arc::new(Mutex::new(
                 Registry::new(cfg.limits.max_jobs, remember)
-                    .with_party_limit(cfg.limits.max_jobs_per_party),
+                    .with_party_limit(cfg.limits.max_jobs_per_party)
+                    .with_memory_budget(cfg.limits.memory_budget()),
             )),
             cfg: Arc::new(cfg),
             endpoint,
@@ -278,7 +295,10 @@ pub(crate) async fn dispatch(
                     Some(why) => Err(Error::invalid(why)),
                     None => Ok(()),
                 })
-                .and_then(|()| PartySlot::take(jobs, peer, cfg.limits.max_jobs_per_party));
+                .and_then(|()| {
+                    let bytes = crate::model::footprint::server_bytes(&spec.params, rows as usize);
+                    PartySlot::take(jobs, peer, cfg.limits.max_jobs_per_party, bytes, rows)
+                });
             let slot = match slot {
                 Ok(slot) => slot,
                 Err(e) => {

@@ -115,6 +115,19 @@ pub(crate) enum Admit<E> {
     Refused(String),
 }
 
+/// Why [`Registry::reserve_party`] refused an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The party already holds its limit of uploads here.
+    PartyLimit,
+    /// The upload's estimated memory does not fit the budget beside what is booked.
+    Memory {
+        needed: u64,
+        budget: u64,
+        booked: u64,
+    },
+}
+
 /// A server's jobs. `E` is the event type delivered to a job's task.
 pub(crate) struct Registry<E> {
     held: HashMap<String, Held<E>>,
@@ -125,6 +138,9 @@ pub(crate) struct Registry<E> {
     /// Uploads each party identity has on this server (being read or held by a job).
     party_uploads: HashMap<String, usize>,
     max_per_party: usize,
+    /// Estimated peak memory booked by the uploads held, and the budget for it.
+    memory_booked: u64,
+    memory_budget: u64,
 }
 
 impl<E> Registry<E> {
@@ -139,7 +155,15 @@ impl<E> Registry<E> {
             counters: Counters::default(),
             party_uploads: HashMap::new(),
             max_per_party: usize::MAX,
+            memory_booked: 0,
+            memory_budget: u64::MAX,
         }
+    }
+
+    /// Sets the memory the held uploads' jobs may need at once (estimated), in bytes.
+    pub(crate) fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
+        self
     }
 
     /// Caps the uploads one party identity may have on this server at once.
@@ -148,19 +172,31 @@ impl<E> Registry<E> {
         self
     }
 
-    /// Reserves one upload slot for `party`, before anything of its upload is read: false when
-    /// the party already has its limit of uploads here.
-    pub(crate) fn reserve_party(&mut self, party: &str) -> bool {
-        let n = self.party_uploads.entry(party.to_string()).or_insert(0);
-        if *n >= self.max_per_party {
-            return false;
+    /// Reserves one upload slot for `party` and `bytes` of estimated memory, before anything of
+    /// its upload is read; says why not when the party already has its limit of uploads here
+    /// or the memory would exceed the budget.
+    pub(crate) fn reserve_party(&mut self, party: &str, bytes: u64) -> Result<(), Refusal> {
+        let held = self.party_uploads.get(party).copied().unwrap_or(0);
+        if held >= self.max_per_party {
+            return Err(Refusal::PartyLimit);
         }
-        *n += 1;
-        true
+        let base = crate::model::footprint::BASE_BYTES;
+        let room = self.memory_budget.saturating_sub(base);
+        if self.memory_booked.saturating_add(bytes) > room {
+            return Err(Refusal::Memory {
+                needed: bytes,
+                budget: self.memory_budget,
+                booked: self.memory_booked,
+            });
+        }
+        *self.party_uploads.entry(party.to_string()).or_insert(0) += 1;
+        self.memory_booked += bytes;
+        Ok(())
     }
 
-    /// Gives back a slot taken by [`Registry::reserve_party`].
-    pub(crate) fn release_party(&mut self, party: &str) {
+    /// Gives back a slot and memory taken by [`Registry::reserve_party`].
+    pub(crate) fn release_party(&mut self, party: &str, bytes: u64) {
+        self.memory_booked = self.memory_booked.saturating_sub(bytes);
         if let Some(n) = self.party_uploads.get_mut(party) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -394,6 +430,28 @@ mod tests {
 
     fn reg() -> (Registry<()>, Instant) {
         (Registry::new(2, Duration::from_secs(100)), Instant::now())
+    }
+
+    #[test]
+    fn memory_is_booked_per_upload_and_given_back() {
+        let base = crate::model::footprint::BASE_BYTES;
+        let mut r: Registry<()> = Registry::new(4, Duration::from_secs(100))
+            .with_party_limit(3)
+            .with_memory_budget(base + 100);
+        assert_eq!(r.reserve_party("a", 60), Ok(()));
+        assert_eq!(
+            r.reserve_party("b", 41),
+            Err(Refusal::Memory {
+                needed: 41,
+                budget: base + 100,
+                booked: 60
+            })
+        );
+        assert_eq!(r.reserve_party("b", 40), Ok(()));
+        r.release_party("a", 60);
+        assert_eq!(r.reserve_party("b", 60), Ok(()));
+        assert_eq!(r.reserve_party("b", 0), Ok(()));
+        assert_eq!(r.reserve_party("b", 0), Err(Refusal::PartyLimit));
     }
 
     fn add(r: &mut Registry<()>, job: &str, now: Instant) {

@@ -1029,8 +1029,8 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     use ppea::model::footprint::{BASE_BYTES, mib, server_bytes};
     let (a, b) = prepare(EvalProtocol::Standard, &JobParams::default());
     let p = JobParams::default();
-    // Room for exactly one default job (both sides) beside the process itself.
-    let room = server_bytes(&p, a.rows.len()) + server_bytes(&p, b.rows.len());
+    // Room for one default job beside the process itself (one party may book half of it).
+    let room = 2 * server_bytes(&p, a.rows.len(), 2).max(server_bytes(&p, b.rows.len(), 2));
     let limits = Limits {
         wait_secs: 3,
         memory_mib: mib(BASE_BYTES + room) + 1,
@@ -1041,7 +1041,7 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     let mut wide = JobParams::default();
     wide.model.dim = 1024;
     let (big, _) = prepare(EvalProtocol::Standard, &wide);
-    let needed = server_bytes(&wide, big.rows.len());
+    let needed = server_bytes(&wide, big.rows.len(), 2);
     assert!(needed > room + (1 << 20));
     let ia = c.identity("party-a");
     let z = share_compressed(&big.z, 2).unwrap();
@@ -1060,4 +1060,68 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     // A job that fits still runs (its memory is booked and given back).
     c.still_serves("after-memory");
     c.still_serves("after-memory-again");
+}
+
+/// A party that announces a large upload (booking memory) and then sends nothing cannot hold
+/// the budget: the server gives up on the upload after `wait_secs`, says why, and gives the
+/// memory back, so the party's next job fits again.
+#[test]
+fn a_party_announcing_an_upload_and_stalling_gives_its_memory_back() {
+    use ppea::model::footprint::{BASE_BYTES, mib, server_bytes};
+    let p = JobParams::default();
+    let (a, b) = prepare(EvalProtocol::Standard, &p);
+    let side = server_bytes(&p, a.rows.len(), 2).max(server_bytes(&p, b.rows.len(), 2));
+    let room = 4 * side;
+    let limits = Limits {
+        wait_secs: 2,
+        memory_mib: mib(BASE_BYTES + room),
+        ..Limits::default()
+    };
+    // The stalled upload books just under half of the room: party-a's next upload would not fit
+    // beside it.
+    let (mut lo, mut hi) = (1usize, 1usize << 30);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if server_bytes(&p, mid, 2) <= room / 2 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let rows = lo as u64;
+    assert!(
+        server_bytes(&p, lo, 2) + side > room / 2,
+        "without the release, A's next upload would not fit"
+    );
+    let c = Cluster::new("attack-stall", 2, limits);
+    let ia = c.identity("party-a");
+    let spec = c.spec("stall", p.clone());
+    let server = c.nodes[1].node.clone();
+    let answer = rt().block_on(async move {
+        let ep = ia.client_endpoint().unwrap();
+        let conn = ep
+            .connect(server.addr.parse().unwrap(), &server.name)
+            .unwrap()
+            .await
+            .unwrap();
+        let (s, r) = conn.open_bi().await.unwrap();
+        let (mut s, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
+        let hello = Hello::Upload {
+            spec: Box::new(spec),
+            side: 0,
+            rows,
+        };
+        s.control(&hello).await.unwrap();
+        // Nothing more is sent; the connection stays alive (keep-alives).
+        tokio::time::timeout(Duration::from_secs(20), r.control::<Outcome>())
+            .await
+            .expect("the server answers within its wait limit")
+    });
+    match answer {
+        Ok(Outcome::Failed(why)) => {
+            assert!(why.contains("wait_secs") && why.contains("upload"), "{why}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    c.still_serves("after-stall");
 }

@@ -547,7 +547,8 @@ fn real_main() -> Result<()> {
                 .with_context(|| format!("reading {}", known.display()))?;
             let m = read_matches(&matches)?;
             let promoted = promote(&m, fraction);
-            let next = extend_known(&text, &promoted);
+            let next = extend_known(&text, &promoted)
+                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", matches.display()))?;
             let tmp = out.with_extension("tmp");
             std::fs::write(&tmp, &next)
                 .and_then(|()| std::fs::rename(&tmp, &out))

@@ -71,7 +71,8 @@ enum Command {
         metrics: bool,
     },
     /// Measure the secure computation core on this machine: all servers and the dealer run in
-    /// this one process over in-memory channels. Prints one JSON object per line.
+    /// this one process over in-memory channels (ot-triples: both servers' steps on one thread,
+    /// messages counted, not sent). Prints one JSON object per line.
     Bench {
         /// What to measure.
         #[arg(value_enum)]

@@ -86,11 +86,16 @@ pub async fn evaluate_bootstrapped(
     for round in 0..=rounds {
         let run = job_inprocess(ds, opts, &known).await?;
         if round < rounds {
-            let pa = promote(&matched(&run.a.1), fraction);
-            let pb = promote(&matched(&run.b.1), fraction);
-            if pa.len() != pb.len() {
+            let (ma, mb) = (matched(&run.a.1), matched(&run.b.1));
+            let (pa, pb) = (promote(&ma, fraction), promote(&mb, fraction));
+            // Each side promotes on its own; the pairs must be the same link tokens, in order.
+            let token = |m: &[Matched<u32>]| -> HashMap<u32, u64> {
+                m.iter().map(|x| (x.entity, x.token)).collect()
+            };
+            let (ta, tb) = (token(&ma), token(&mb));
+            if pa.len() != pb.len() || pa.iter().zip(&pb).any(|(x, y)| ta[x] != tb[y]) {
                 return Err(Error::invalid(
-                    "the two parties promoted different numbers of matches",
+                    "the two parties promoted different matches (link tokens differ)",
                 ));
             }
             let pairs: Vec<(u32, u32)> = pa.into_iter().zip(pb).collect();

@@ -131,8 +131,11 @@ pub fn read_matches(path: &Path) -> Result<Vec<Matched<String>>> {
 }
 
 /// The next job's known-links file: the current one's lines (ids, in order; comments and blank
-/// lines dropped) followed by the promoted ids not already listed.
-pub fn extend_known(known_text: &str, promoted: &[String]) -> String {
+/// lines dropped) followed by the promoted ids. The two parties' files must stay line for line
+/// parallel, so a promoted id that would not read back as one line (empty, starting with `#`,
+/// with a TAB, line break or surrounding space) or that is already a known link (another
+/// job's file?) is an error rather than skipped on one side.
+pub fn extend_known(known_text: &str, promoted: &[String]) -> Result<String, String> {
     let mut seen = HashSet::new();
     let mut out = String::new();
     for line in known_text.lines() {
@@ -145,12 +148,26 @@ pub fn extend_known(known_text: &str, promoted: &[String]) -> String {
         out.push('\n');
     }
     for id in promoted {
-        if seen.insert(id.clone()) {
-            out.push_str(id);
-            out.push('\n');
+        if id.is_empty()
+            || id.starts_with('#')
+            || id.trim() != id
+            || id.contains(['\t', '\n', '\r'])
+        {
+            return Err(format!(
+                "the matched entity id {id:?} cannot be written as a line of a known-links file \
+                 (empty, starts with '#', or has a TAB, line break or surrounding space)"
+            ));
         }
+        if !seen.insert(id.clone()) {
+            return Err(format!(
+                "the matched entity {id:?} is already a known link: is --known the known-links \
+                 file of the job that wrote --matches?"
+            ));
+        }
+        out.push_str(id);
+        out.push('\n');
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -210,8 +227,14 @@ mod tests {
         assert!(read_matches(&f).unwrap_err().to_string().contains(":1"));
         std::fs::remove_dir_all(&dir).ok();
         assert_eq!(
-            extend_known("# c\nk1\n\nk2\n", &["k2".into(), "n1".into()]),
-            "k1\nk2\nn1\n"
+            extend_known("# c\nk1\n\nk2\n", &["n1".into(), "n2".into()]).unwrap(),
+            "k1\nk2\nn1\nn2\n"
         );
+        for bad in ["#x", " x", "x\ty", ""] {
+            let e = extend_known("k1\n", &[bad.into()]).unwrap_err();
+            assert!(e.contains("cannot be written"), "{bad:?}: {e}");
+        }
+        let e = extend_known("k1\n", &["k1".into()]).unwrap_err();
+        assert!(e.contains("already a known link"), "{e}");
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! **Views.** Each triple `(h, r, t)` is read in both directions (`h -r-> t` as relation `2r`,
 //! `t -r-> h` as `2r + 1`). Three sparse matrices carry labels between entities and relations:
-//! `A` (entity to entity: each directed triple counts once, plus a self-loop as heavy as the
-//! entity's number of triple ends, so a row keeps much of its own label), `RE` (a relation
+//! `A` (entity to entity: each directed triple counts once, plus a self-loop as heavy as twice
+//! the entity's number of triple ends, one per direction, so a row keeps much of its own label), `RE` (a relation
 //! collects the labels of its heads) and `ER` (an entity collects the labels of the relations
 //! that point at it). For `i = 1..=depth`:
 //!

@@ -76,7 +76,9 @@ pub struct Limits {
     pub remember_jobs_secs: u64,
     /// Memory budget of this process in MiB: an upload whose share of its job's estimated peak
     /// memory ([`crate::model::footprint`]) does not fit beside the uploads already held is
-    /// refused before anything of it is read. 0: 80% of the machine's memory.
+    /// refused before anything of it is read; one party may book at most half of it. 0: 80% of
+    /// the memory this process may use (the machine's, or its container's limit). Per process:
+    /// several servers on one machine each need their own share.
     pub memory_mib: u64,
 }
 
@@ -106,12 +108,28 @@ impl Limits {
     }
 }
 
-/// The machine's memory in bytes (Linux `MemTotal`), if it can be read.
+/// The memory this process may use in bytes: the machine's (Linux `MemTotal`), or the
+/// container's limit when it is lower (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`);
+/// `None` if none can be read.
 fn machine_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib.saturating_mul(1024))
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024))
+        });
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u64>().ok())
+    .min();
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
 }
 
 impl ServerConfig {
@@ -127,6 +145,15 @@ impl ServerConfig {
         cfg.listen_addr().map_err(at)?;
         cfg.liveness().map_err(at)?;
         cfg.admin_addr().map_err(at)?;
+        let base_mib = crate::model::footprint::mib(crate::model::footprint::BASE_BYTES);
+        if cfg.limits.memory_mib > 0 && cfg.limits.memory_mib <= base_mib {
+            return Err(Error::invalid(format!(
+                "{}: [limits] memory_mib = {} leaves nothing for jobs (the process itself takes \
+                 about {base_mib} MiB); give more, or 0 for 80% of the machine's memory",
+                path.display(),
+                cfg.limits.memory_mib
+            )));
+        }
         if cfg.role == Role::Compute && !cfg.peers.servers.contains(&cfg.name) {
             return Err(Error::invalid(format!(
                 "{}: peers.servers must list this server's own name {:?}",

@@ -63,15 +63,24 @@ impl PartySlot {
                 needed,
                 budget,
                 booked,
-            }) => Err(Error::invalid(format!(
-                "an upload of {rows} rows needs about {} MiB on this server (estimated peak of \
-                 its side of the job), which does not fit its memory budget of {} MiB \
-                 (limits.memory_mib) beside the {} MiB booked by the uploads it holds; split \
-                 the job into smaller ones or ask the operator for a larger budget",
-                mib(needed),
-                mib(budget),
-                mib(booked)
-            ))),
+            }) => {
+                // The party learns only its own need: what other jobs hold is not its business.
+                warn!(
+                    %party,
+                    rows,
+                    needed_mib = mib(needed),
+                    budget_mib = mib(budget),
+                    booked_mib = mib(booked),
+                    "upload refused: over the memory budget"
+                );
+                Err(Error::invalid(format!(
+                    "an upload of {rows} rows needs about {} MiB on this server (estimated peak \
+                     of its side of the job), more than it can take now (limits.memory_mib); \
+                     try again later, split the job into smaller ones, or ask the operator for \
+                     a larger budget",
+                    mib(needed)
+                )))
+            }
         }
     }
 }
@@ -296,7 +305,15 @@ pub(crate) async fn dispatch(
                     None => Ok(()),
                 })
                 .and_then(|()| {
-                    let bytes = crate::model::footprint::server_bytes(&spec.params, rows as usize);
+                    use crate::model::footprint::{MEASURED_ROWS, server_bytes};
+                    let bytes = server_bytes(&spec.params, rows as usize, spec.servers.len());
+                    if rows as usize > MEASURED_ROWS {
+                        info!(
+                            job = %spec.job,
+                            rows,
+                            "memory estimate extrapolated beyond the measured sizes ({MEASURED_ROWS} rows per side)"
+                        );
+                    }
                     PartySlot::take(jobs, peer, cfg.limits.max_jobs_per_party, bytes, rows)
                 });
             let slot = match slot {
@@ -322,6 +339,15 @@ pub(crate) async fn dispatch(
                     ids,
                     tokens: Tokens { own, neighbour },
                 })
+            };
+            // An upload whose memory is booked must arrive within the wait limit: a party that
+            // announces rows and then sends nothing cannot hold the budget.
+            let wait = std::time::Duration::from_secs(cfg.limits.wait_secs);
+            let recv = async {
+                match tokio::time::timeout(wait, recv).await {
+                    Ok(r) => r,
+                    Err(_) => Err(timed_out(wait, "the rest of the upload")),
+                }
             };
             let shares = match recv.await {
                 Ok(x) => x,

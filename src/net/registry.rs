@@ -136,7 +136,8 @@ pub(crate) struct Registry<E> {
     max_jobs: usize,
     counters: Counters,
     /// Uploads each party identity has on this server (being read or held by a job).
-    party_uploads: HashMap<String, usize>,
+    /// and the memory they booked.
+    party_uploads: HashMap<String, (usize, u64)>,
     max_per_party: usize,
     /// Estimated peak memory booked by the uploads held, and the budget for it.
     memory_booked: u64,
@@ -173,23 +174,30 @@ impl<E> Registry<E> {
     }
 
     /// Reserves one upload slot for `party` and `bytes` of estimated memory, before anything of
-    /// its upload is read; says why not when the party already has its limit of uploads here
-    /// or the memory would exceed the budget.
+    /// its upload is read; says why not when the party already has its limit of uploads here,
+    /// when the memory would exceed the budget, or when the party would hold more than half of
+    /// it (a job's two sides share the budget, so one party cannot hold all of it).
     pub(crate) fn reserve_party(&mut self, party: &str, bytes: u64) -> Result<(), Refusal> {
-        let held = self.party_uploads.get(party).copied().unwrap_or(0);
+        let (held, own) = self.party_uploads.get(party).copied().unwrap_or((0, 0));
         if held >= self.max_per_party {
             return Err(Refusal::PartyLimit);
         }
         let base = crate::model::footprint::BASE_BYTES;
         let room = self.memory_budget.saturating_sub(base);
-        if self.memory_booked.saturating_add(bytes) > room {
-            return Err(Refusal::Memory {
-                needed: bytes,
-                budget: self.memory_budget,
-                booked: self.memory_booked,
-            });
+        let refuse = Refusal::Memory {
+            needed: bytes,
+            budget: self.memory_budget,
+            booked: self.memory_booked,
+        };
+        if self.memory_booked.saturating_add(bytes) > room || own.saturating_add(bytes) > room / 2 {
+            return Err(refuse);
         }
-        *self.party_uploads.entry(party.to_string()).or_insert(0) += 1;
+        let e = self
+            .party_uploads
+            .entry(party.to_string())
+            .or_insert((0, 0));
+        e.0 += 1;
+        e.1 += bytes;
         self.memory_booked += bytes;
         Ok(())
     }
@@ -197,8 +205,9 @@ impl<E> Registry<E> {
     /// Gives back a slot and memory taken by [`Registry::reserve_party`].
     pub(crate) fn release_party(&mut self, party: &str, bytes: u64) {
         self.memory_booked = self.memory_booked.saturating_sub(bytes);
-        if let Some(n) = self.party_uploads.get_mut(party) {
+        if let Some((n, own)) = self.party_uploads.get_mut(party) {
             *n = n.saturating_sub(1);
+            *own = own.saturating_sub(bytes);
             if *n == 0 {
                 self.party_uploads.remove(party);
             }
@@ -438,20 +447,32 @@ mod tests {
         let mut r: Registry<()> = Registry::new(4, Duration::from_secs(100))
             .with_party_limit(3)
             .with_memory_budget(base + 100);
-        assert_eq!(r.reserve_party("a", 60), Ok(()));
+        // One party holds at most half of the budget.
+        assert!(matches!(
+            r.reserve_party("a", 51),
+            Err(Refusal::Memory { .. })
+        ));
+        assert_eq!(r.reserve_party("a", 30), Ok(()));
+        assert!(matches!(
+            r.reserve_party("a", 21),
+            Err(Refusal::Memory { .. })
+        ));
+        assert_eq!(r.reserve_party("a", 20), Ok(()));
+        assert_eq!(r.reserve_party("b", 40), Ok(()));
         assert_eq!(
-            r.reserve_party("b", 41),
+            r.reserve_party("c", 11),
             Err(Refusal::Memory {
-                needed: 41,
+                needed: 11,
                 budget: base + 100,
-                booked: 60
+                booked: 90
             })
         );
-        assert_eq!(r.reserve_party("b", 40), Ok(()));
-        r.release_party("a", 60);
-        assert_eq!(r.reserve_party("b", 60), Ok(()));
+        r.release_party("a", 30);
+        assert_eq!(r.reserve_party("b", 10), Ok(()));
         assert_eq!(r.reserve_party("b", 0), Ok(()));
         assert_eq!(r.reserve_party("b", 0), Err(Refusal::PartyLimit));
+        r.release_party("a", 20);
+        assert_eq!(r.reserve_party("c", 40), Ok(()));
     }
 
     fn add(r: &mut Registry<()>, job: &str, now: Instant) {

@@ -229,10 +229,10 @@ fn disagreements_end_the_job_with_a_reason() {
     let quiet = |_: &str| {};
     let results = rt().block_on(async {
         tokio::join!(
-            upload_to(&ea, &spec, 0, 0, &a, &za[0], None, T, &quiet),
-            upload_to(&ea, &other, 1, 0, &a, &za[1], None, T, &quiet),
-            upload_to(&eb, &spec, 0, 1, &b, &zb[0], None, T, &quiet),
-            upload_to(&eb, &other, 1, 1, &b, &zb[1], None, T, &quiet)
+            upload_to(&ea, &spec, 0, 0, &a, &za[0], None, None, T, &quiet),
+            upload_to(&ea, &other, 1, 0, &a, &za[1], None, None, T, &quiet),
+            upload_to(&eb, &spec, 0, 1, &b, &zb[0], None, None, T, &quiet),
+            upload_to(&eb, &other, 1, 1, &b, &zb[1], None, None, T, &quiet)
         )
     });
     let errs = [

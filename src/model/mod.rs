@@ -18,8 +18,10 @@
 pub mod align;
 pub mod anchors;
 pub mod assign;
+pub mod audit;
 pub mod blocking;
 pub mod bootstrap;
+pub mod explain;
 pub mod features;
 pub mod graph;
 pub mod import;

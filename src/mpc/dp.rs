@@ -51,7 +51,7 @@ pub fn add_noise(values: &mut [u64], scales: &[f64], prg: &mut Prg) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::mpc::prg::Seed;
 

@@ -628,8 +628,8 @@ pub async fn align<T: Transport, C: Correlations>(
     }
     let tok_b = row_sum(&kept_tok_b, nb);
 
-    // 6b. Explanations and the audit's per-row selections: the kept pair's block products,
-    //     partner hash and `matched AND labelled`, in one product ([`select_kept`]).
+    // 6b. Explanations and the audit's per-row selection: the kept pair's block products and
+    //     partner hash, in one product ([`select_kept`]).
     let nblk = p.model.blocks().len();
     let audit_w = p.audit.in_width();
     let labels = p.audit.enabled && p.audit.labelled;
@@ -647,17 +647,12 @@ pub async fn align<T: Transport, C: Correlations>(
         per_slot.extend((0..nblk - 1).map(|b| bs[b * np..(b + 1) * np].to_vec()));
     }
     if labels {
-        let g = p.audit.max_groups;
-        let word = |up: &PartyShares, row: usize, c: usize| up.audit[row * audit_w + g + c];
-        // The candidate's own-id hash (word 2 of the other side), and this row's label flag.
+        // The candidate's own-id hash (the last audit word of the other side's row).
+        let own = |up: &PartyShares, row: usize| up.audit[(row + 1) * audit_w - 1];
         let mut hash = Vec::with_capacity((na + nb) * k);
-        hash.extend(cand.a.iter().map(|&b| word(pb, b as usize, 2)));
-        hash.extend(cand.b.iter().map(|&a| word(pa, a as usize, 2)));
-        let mut flag = Vec::with_capacity((na + nb) * k);
-        flag.extend((0..na * k).map(|q| word(pa, q / k, 0)));
-        flag.extend((0..nb * k).map(|q| word(pb, q / k, 0)));
+        hash.extend(cand.a.iter().map(|&b| own(pb, b as usize)));
+        hash.extend(cand.b.iter().map(|&a| own(pa, a as usize)));
         per_slot.push(hash);
-        per_slot.push(flag);
     }
     let selected = if per_slot.is_empty() {
         Vec::new()
@@ -679,13 +674,10 @@ pub async fn align<T: Transport, C: Correlations>(
     };
     let audit_out = if p.audit.enabled {
         let none: &[u64] = &[];
-        let (ph, ml) = if labels {
-            (
-                selected[selected.len() - 2].as_slice(),
-                selected[selected.len() - 1].as_slice(),
-            )
+        let ph = if labels {
+            selected[selected.len() - 1].as_slice()
         } else {
-            (none, none)
+            none
         };
         let side = |i: usize| {
             let (r, up) = if i == 0 {
@@ -696,8 +688,7 @@ pub async fn align<T: Transport, C: Correlations>(
             crate::model::audit::SideValues {
                 matched: &matched[r.clone()],
                 score: &score_out[r.clone()],
-                partner_hash: if labels { &ph[r.clone()] } else { none },
-                matched_labelled: if labels { &ml[r] } else { none },
+                partner_hash: if labels { &ph[r] } else { none },
                 input: &up.audit,
             }
         };

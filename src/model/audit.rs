@@ -4,18 +4,18 @@
 //! **Inputs.** Each party labels its rows with groups: the `group` column of `entities.tsv` when
 //! present, else degree buckets ([`DEGREE_BUCKETS`]). It uploads, secret-shared like its
 //! vectors, per row a one-hot group indicator of width `max_groups` (the group *names* stay with
-//! the party) and, when the job allows labels (`labelled = true`), three more words: whether
-//! the row is in the party's labelled sample, a keyed hash of the labelled partner's id
+//! the party) and, when the job allows labels (`labelled = true`), the same indicator again for
+//! rows of its labelled sample (zeros otherwise), a keyed hash of the labelled partner's id
 //! ([`label_hash`], a sentinel [`NO_LABEL`] otherwise), and the keyed hash of the row's own id
 //! (the other side's labels are compared with it). The hashes are keyed with the parties'
 //! blocking key, which the servers do not hold.
 //!
 //! **On the servers** (all on shares; nothing is opened to them beyond uniformly masked
-//! Beaver openings): the kept pair's partner hash and the row's `matched AND labelled` are
-//! selected in the explanation's selection round ([`crate::model::align`]); `correct = [partner
-//! hash = label hash]` is one equality test (two comparisons); per-group sums of
-//! `matched, score, labelled, matched AND labelled, correct` are one Beaver product with the
-//! group indicators; per-group entity counts are local sums. Every server then adds its own
+//! Beaver openings): the kept pair's partner hash is selected in the explanation's selection
+//! round ([`crate::model::align`]); `correct = [partner hash = label hash]` is one equality test
+//! (two comparisons); per-group sums of `matched, score, correct` (with the group indicators)
+//! and of `matched` (with the labelled-group indicators) are one Beaver product; per-group
+//! entity and labelled counts are local sums. Every server then adds its own
 //! discrete Laplace noise to its share of every aggregate ([`crate::mpc::dp::add_noise`]) and
 //! sends the shares to *both* parties.
 //!
@@ -123,7 +123,12 @@ impl AuditParams {
         if !self.enabled {
             return 0;
         }
-        self.max_groups + if self.labelled { 3 } else { 0 }
+        self.max_groups
+            + if self.labelled {
+                self.max_groups + 2
+            } else {
+                0
+            }
     }
 
     /// Aggregate words each party receives (both sides).
@@ -237,8 +242,8 @@ pub fn row_groups(g: &Graph, rows: &[u32], max_groups: usize) -> Result<(Vec<Str
     Ok((names, idx))
 }
 
-/// Reads a labelled sample: lines `own_id,other_id` (a first line `own_id,other_id` is a
-/// header; `#` starts a comment). Returns `(own entity, other id)`; unknown own ids and
+/// Reads a labelled sample: lines `own_id,other_id`, or `own_id<TAB>other_id` for ids with
+/// commas (a first line `own_id,other_id` is a header; `#` starts a comment). Returns `(own entity, other id)`; unknown own ids and
 /// malformed lines are errors naming the file and line.
 pub fn read_labelled(path: &Path, g: &Graph) -> Result<Vec<(u32, String)>> {
     let lines = crate::model::graph::read_lines(path).map_err(|e| Error::invalid(e.to_string()))?;
@@ -248,14 +253,15 @@ pub fn read_labelled(path: &Path, g: &Graph) -> Result<Vec<(u32, String)>> {
         if i == 0 && line.trim() == "own_id,other_id" {
             continue;
         }
-        let (own, other) = line.split_once(',').ok_or_else(|| {
+        let sep = if line.contains('\t') { '\t' } else { ',' };
+        let (own, other) = line.split_once(sep).ok_or_else(|| {
             Error::invalid(format!(
                 "{}:{no}: expected `own_id,other_id`",
                 path.display()
             ))
         })?;
         let (own, other) = (own.trim(), other.trim());
-        if other.is_empty() || other.contains(',') {
+        if other.is_empty() || other.contains(sep) {
             return Err(Error::invalid(format!(
                 "{}:{no}: expected `own_id,other_id`",
                 path.display()
@@ -297,15 +303,15 @@ pub fn prepare(
         let row = &mut words[r * w..(r + 1) * w];
         row[idx[r]] = 1;
         if a.labelled {
-            let at = a.max_groups;
+            let at = 2 * a.max_groups;
             match labels.get(&e) {
                 Some(other) => {
-                    row[at] = 1;
-                    row[at + 1] = label_hash(key, other);
+                    row[a.max_groups + idx[r]] = 1;
+                    row[at] = label_hash(key, other);
                 }
-                None => row[at + 1] = NO_LABEL,
+                None => row[at] = NO_LABEL,
             }
-            row[at + 2] = label_hash(key, &g.ids[e as usize]);
+            row[at + 1] = label_hash(key, &g.ids[e as usize]);
         }
     }
     Ok(AuditInput { words, groups })
@@ -333,8 +339,6 @@ pub struct SideValues<'a> {
     pub score: &'a [u64],
     /// With labels: the kept pair's partner hash (0 when unmatched).
     pub partner_hash: &'a [u64],
-    /// With labels: `matched AND labelled`.
-    pub matched_labelled: &'a [u64],
     /// The party's uploaded audit words, `rows x in_width`.
     pub input: &'a [u64],
 }
@@ -353,7 +357,7 @@ pub async fn aggregate<T: Transport, C: Correlations>(
     let rows: Vec<usize> = sides.iter().map(|v| v.matched.len()).collect();
     for v in &sides {
         let n = v.matched.len();
-        let labels_ok = !a.labelled || (v.partner_hash.len() == n && v.matched_labelled.len() == n);
+        let labels_ok = !a.labelled || v.partner_hash.len() == n;
         if v.score.len() != n || v.input.len() != n * w || !labels_ok {
             return Err(Error::invalid("audit: per-row values have the wrong size"));
         }
@@ -375,7 +379,7 @@ pub async fn aggregate<T: Transport, C: Correlations>(
     ];
     if a.labelled {
         // correct = [partner hash == label hash] = 1 - [d < 0] - [-d < 0].
-        let label = col(g + 1);
+        let label = col(2 * g);
         let partner: Vec<u64> = sides
             .iter()
             .flat_map(|v| v.partner_hash.iter().copied())
@@ -391,21 +395,21 @@ pub async fn aggregate<T: Transport, C: Correlations>(
             .map(|i| lt[i].wrapping_add(lt[n + i]).wrapping_neg())
             .collect();
         add_public_scalar(&mut correct, 1, me);
-        values.push(col(g));
-        values.push(
-            sides
-                .iter()
-                .flat_map(|v| v.matched_labelled.iter().copied())
-                .collect(),
-        );
         values.push(correct);
+        // `matched` once more, against the labelled-group indicators: matched AND labelled.
+        values.push(values[0].clone());
     }
     let v = values.len();
     let x: Vec<u64> = values.concat();
     let mut ys = vec![0u64; g * v * n];
     for grp in 0..g {
-        let ind = col(grp);
         for j in 0..v {
+            // The last value (with labels) meets the labelled-group indicator.
+            let ind = if a.labelled && j == v - 1 {
+                col(g + grp)
+            } else {
+                col(grp)
+            };
             ys[(grp * v + j) * n..(grp * v + j + 1) * n].copy_from_slice(&ind);
         }
     }
@@ -419,17 +423,21 @@ pub async fn aggregate<T: Transport, C: Correlations>(
             out[at] = ind[range.clone()]
                 .iter()
                 .fold(0u64, |t, x| t.wrapping_add(*x));
-            // Statistic order: entities, matched, score, labelled, matched_labelled, correct.
-            let order: &[usize] = if a.labelled {
-                &[0, 1, 2, 3, 4]
-            } else {
-                &[0, 1]
-            };
-            for (j, &val) in order.iter().enumerate() {
+            let sum = |val: usize| {
                 let base = (grp * v + val) * n;
-                out[at + 1 + j] = prod[base + range.start..base + range.end]
+                prod[base + range.start..base + range.end]
+                    .iter()
+                    .fold(0u64, |t, x| t.wrapping_add(*x))
+            };
+            // Statistic order: entities, matched, score, labelled, matched_labelled, correct.
+            out[at + 1] = sum(0);
+            out[at + 2] = sum(1);
+            if a.labelled {
+                out[at + 3] = col(g + grp)[range.clone()]
                     .iter()
                     .fold(0u64, |t, x| t.wrapping_add(*x));
+                out[at + 4] = sum(3);
+                out[at + 5] = sum(2);
             }
         }
     }
@@ -626,6 +634,8 @@ mod tests {
         assert!(e.contains("l.csv:2"), "{e}");
         std::fs::write(&f, "e1,x\n").unwrap();
         assert_eq!(read_labelled(&f, &g).unwrap(), vec![(1, "x".to_string())]);
+        std::fs::write(&f, "e1\tx,y\n").unwrap();
+        assert_eq!(read_labelled(&f, &g).unwrap(), vec![(1, "x,y".to_string())]);
     }
 
     #[test]
@@ -730,11 +740,12 @@ mod tests {
                 ph.push(partner);
                 ml.push(matched * labelled);
                 let mut row = vec![0u64; a.in_width()];
-                row[((r >> 3) % a.max_groups as u64) as usize] = 1;
+                let grp = ((r >> 3) % a.max_groups as u64) as usize;
+                row[grp] = 1;
                 if a.labelled {
-                    row[a.max_groups] = labelled;
-                    row[a.max_groups + 1] = label;
-                    row[a.max_groups + 2] = own;
+                    row[a.max_groups + grp] = labelled;
+                    row[2 * a.max_groups] = label;
+                    row[2 * a.max_groups + 1] = own;
                 }
                 inp.extend(row);
             }
@@ -763,9 +774,9 @@ mod tests {
                 o[1] += x.matched[side][i];
                 o[2] += x.score[side][i];
                 if a.labelled {
-                    o[3] += row[g];
+                    o[3] += row[g + grp];
                     o[4] += x.ml[side][i];
-                    o[5] += u64::from(x.partner[side][i] == row[g + 1]);
+                    o[5] += u64::from(x.partner[side][i] == row[2 * g]);
                 }
             }
         }
@@ -782,7 +793,7 @@ mod tests {
     ) -> (Vec<u64>, Vec<u64>) {
         let mut prg = Prg::new(&Seed([5; 32]), 9);
         let sh = |v: &Vec<u64>, prg: &mut Prg| share_with(v, k, prg);
-        let per: Vec<[Vec<Vec<u64>>; 2]> = [&x.matched, &x.score, &x.partner, &x.ml, &x.input]
+        let per: Vec<[Vec<Vec<u64>>; 2]> = [&x.matched, &x.score, &x.partner, &x.input]
             .iter()
             .map(|vals| {
                 [0, 1].map(|side| {
@@ -823,8 +834,7 @@ mod tests {
                         matched: &v[0][i],
                         score: &v[1][i],
                         partner_hash: &v[2][i],
-                        matched_labelled: &v[3][i],
-                        input: &v[4][i],
+                        input: &v[3][i],
                     };
                     aggregate(&mut eng, &p, [side(0), side(1)], &mut noise)
                         .await

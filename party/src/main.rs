@@ -690,6 +690,7 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
         "prepare_seconds": prepare_seconds,
         "known_links": known.len(),
         "upload_bytes": data.z.len() * 8 + 40 * (spec.servers.len() - 1)
+            + if data.audit.is_empty() { 0 } else { data.audit.len() * 8 + 40 * (spec.servers.len() - 1) }
             + 8 * spec.servers.len() * (data.tokens.own.iter().chain(&data.tokens.neighbour).map(Vec::len).sum::<usize>() + 2 * data.rows.len()),
     });
     if job.evaluation {

@@ -392,6 +392,7 @@ pub async fn job_inprocess(
         .chain(&ia)
         .chain(&zb)
         .chain(&ib)
+        .chain(audit_shares.iter().flatten().flatten())
         .map(ShareMsg::wire_bytes)
         .sum::<usize>()
         + 8 * [&pa, &pb]

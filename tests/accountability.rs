@@ -113,8 +113,9 @@ fn run(ds: &Dataset, p: &JobParams) -> Job {
 #[test]
 fn explanations_sum_to_the_score_and_match_the_plaintext_blocks() {
     let ds = sample();
-    for known in [false, true] {
-        let p = params(false, 1.0, known);
+    for (known, rounds) in [(false, 0), (true, 0), (false, 2)] {
+        let mut p = params(false, 1.0, known);
+        p.assignment_rounds = rounds;
         let job = run(&ds, &p);
         let w = p.model.width();
         let norm = (1u64 << (2 * p.frac_bits)) as f64 * p.model.max_score();

@@ -295,6 +295,15 @@ fn job_digests_are_sha256_and_cover_every_field() {
     v.params.reveal_best = true;
     variants.push(v);
     let mut v = base.clone();
+    v.params.explain = true;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.audit.enabled = true;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.audit.epsilon = 0.5;
+    variants.push(v);
+    let mut v = base.clone();
     v.output = ppea::net::job::OutputMode::Aggregate;
     variants.push(v);
     for v in &variants {

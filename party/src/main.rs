@@ -62,8 +62,10 @@ enum Command {
     ///
     /// Prepares locally, uploads shares to every server, waits for the job, downloads only this
     /// party's result shares, reconstructs them and writes OUT/matches.csv (matched entities:
-    /// id, score, link token, partner id when both parties opted in) and OUT/summary.json. In
-    /// aggregate-only jobs only the summary is written. Nothing is written if the job fails.
+    /// id, score, link token, partner id when both parties opted in) and OUT/summary.json; with
+    /// `explain = true` also OUT/explanations.csv, with `[params.audit]` OUT/audit.json and
+    /// OUT/audit-other.json (see the README). In aggregate-only jobs only the summary is
+    /// written. Nothing is written if the job fails.
     Run {
         #[command(flatten)]
         args: RunArgs,

@@ -362,6 +362,7 @@ pub async fn aggregate<T: Transport, C: Correlations>(
             return Err(Error::invalid("audit: per-row values have the wrong size"));
         }
     }
+    check_indicators(eng, a, &sides).await?;
     let n = rows[0] + rows[1];
     let col = |c: usize| -> Vec<u64> {
         sides
@@ -445,6 +446,59 @@ pub async fn aggregate<T: Transport, C: Correlations>(
     let all: Vec<f64> = (0..2 * g).flat_map(|_| scales.iter().copied()).collect();
     crate::mpc::dp::add_noise(&mut out, &all, noise);
     Ok(out)
+}
+
+/// Checks both parties' indicators on shares, so that no row weighs more than one in any
+/// aggregate (a party scaling one row's indicator could otherwise read its partner's
+/// correctness through the noise): every group indicator and labelled-group indicator is 0 or 1
+/// (`x (x - 1) = 0`, which in `Z_2^64` holds only for 0 and 1), the group indicators of a row
+/// sum to 1, the labelled ones to 0 or 1. One product, then the products and row sums are
+/// opened: all zero for honest inputs whatever they hold, so the opening reveals nothing about
+/// them; anything else fails the job naming the party.
+async fn check_indicators<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    a: &AuditParams,
+    sides: &[SideValues<'_>; 2],
+) -> Result<()> {
+    let (g, w) = (a.max_groups, a.in_width());
+    let me = eng.me();
+    let ind = if a.labelled { 2 * g } else { g };
+    let mut x = Vec::new();
+    let mut sums = Vec::new();
+    for v in sides {
+        for row in v.input.chunks_exact(w) {
+            x.extend_from_slice(&row[..ind]);
+            let total = |r: &[u64]| r.iter().fold(0u64, |t, v| t.wrapping_add(*v));
+            sums.push(total(&row[..g]));
+            if a.labelled {
+                x.push(total(&row[g..2 * g]));
+            }
+        }
+    }
+    let mut y = x.clone();
+    add_public_scalar(&mut y, 1u64.wrapping_neg(), me);
+    add_public_scalar(&mut sums, 1u64.wrapping_neg(), me);
+    let mut opened = eng.mul(&x, &y).await?;
+    opened.extend_from_slice(&sums);
+    let opened = eng.open(&opened).await?;
+    let per_row = x.len() / sums.len().max(1);
+    let rows_a = sides[0].input.len() / w.max(1);
+    let bad_row = |i: usize| opened[i] != 0;
+    let products_bad = (0..x.len())
+        .filter(|&i| bad_row(i))
+        .map(|i| i / per_row.max(1));
+    let sums_bad = (0..sums.len()).filter(|&r| opened[x.len() + r] != 0);
+    if let Some(r) = products_bad.chain(sums_bad).min() {
+        let (party, row) = if r < rows_a {
+            ("a", r)
+        } else {
+            ("b", r - rows_a)
+        };
+        return Err(Error::invalid(format!(
+            "party {party}'s audit input is malformed at upload row {row}: group indicators must              be one-hot 0/1 (labelled ones 0/1, at most one per row); the job is refused"
+        )));
+    }
+    Ok(())
 }
 
 /// One group's released figures.
@@ -791,6 +845,15 @@ mod tests {
         x: &Plain,
         noise_seed: impl Fn(usize) -> Prg,
     ) -> (Vec<u64>, Vec<u64>) {
+        try_run(k, p, x, noise_seed).unwrap()
+    }
+
+    fn try_run(
+        k: usize,
+        p: &JobParams,
+        x: &Plain,
+        noise_seed: impl Fn(usize) -> Prg,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
         let mut prg = Prg::new(&Seed([5; 32]), 9);
         let sh = |v: &Vec<u64>, prg: &mut Prg| share_with(v, k, prg);
         let per: Vec<[Vec<Vec<u64>>; 2]> = [&x.matched, &x.score, &x.partner, &x.input]
@@ -836,21 +899,51 @@ mod tests {
                         partner_hash: &v[2][i],
                         input: &v[3][i],
                     };
-                    aggregate(&mut eng, &p, [side(0), side(1)], &mut noise)
-                        .await
-                        .unwrap()
+                    aggregate(&mut eng, &p, [side(0), side(1)], &mut noise).await
                 }));
             }
             let mut outs = Vec::new();
             for t in tasks {
-                outs.push(t.await.unwrap());
+                outs.push(t.await.unwrap()?);
             }
-            dealer_task.await.unwrap().unwrap();
-            outs
-        });
+            dealer_task.await.unwrap()?;
+            Ok::<_, Error>(outs)
+        })?;
         let total = crate::mpc::ring::sum_all(out[0].len(), out.iter().map(Vec::as_slice));
         let seen = log.lock().unwrap().clone();
-        (total, seen)
+        Ok((total, seen))
+    }
+
+    /// A party that scales or duplicates a row's group indicator (to read one row's figures
+    /// through the noise) makes the job fail, naming it; honest inputs pass whatever they hold.
+    #[test]
+    fn malformed_indicators_fail_the_job() {
+        let p = audited(true, true, 1.0);
+        let g = p.audit.max_groups;
+        let w = p.audit.in_width();
+        let cases: [(usize, usize, u64, &str); 4] = [
+            (0, 3, 20, "party a"),    // scaled group indicator
+            (1, 5, 1, "party b"),     // a second group
+            (0, g + 1, 7, "party a"), // scaled labelled indicator
+            (1, g, 1, "party b"),     // two labelled groups (with the next one)
+        ];
+        for (side, row, value, who) in cases {
+            let mut x = plain(&p, 50, &mut Prg::new(&Seed([1; 32]), 0));
+            let r = &mut x.input[side][row * w..(row + 1) * w];
+            if value == 1 {
+                // Set every indicator of the kind to 1.
+                let at = if row == 5 { 0 } else { g };
+                r[at..at + g].iter_mut().for_each(|v| *v = 1);
+            } else {
+                let at = if row == 3 { 0 } else { g };
+                let i = r[at..at + g].iter().position(|&v| v == 1).unwrap_or(0);
+                r[at + i] = value;
+            }
+            let e = try_run(2, &p, &x, |s| Prg::new(&Seed([2; 32]), s as u64))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(who) && e.contains("malformed"), "{e}");
+        }
     }
 
     fn audited(labelled: bool, noise: bool, epsilon: f64) -> JobParams {

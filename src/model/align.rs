@@ -20,7 +20,9 @@
 //! Each party receives, per uploaded row, shares of: `matched`, `score` (the match's similarity
 //! `S(a, b)`, reported normalised to [-1, 1]), `token`; with
 //! `reveal_best` (evaluation jobs) also its best candidate's row and score; with
-//! `share_partner_ids` the partner's id. Nothing else leaves the servers.
+//! `share_partner_ids` the partner's id; with `explain` each model block's contribution to the
+//! match ([`crate::model::explain`]). After the rows, the status word and, with the audit, both
+//! sides' noisy per-group aggregates ([`crate::model::audit`]). Nothing else leaves the servers.
 
 use crate::error::{Error, Result};
 use crate::model::anchors::Structure;

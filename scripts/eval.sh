@@ -5,8 +5,10 @@
 #   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open]
 #                   [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train]
 #                   [--names given|hidden] [--fold N] [--params P.toml]
-#                   [--bootstrap N [--bootstrap-fraction F]]
+#                   [--bootstrap N [--bootstrap-fraction F]] [--labelled]
 #
+# --labelled (audited jobs, `[audit] labelled = true` in P.toml): each party gets the judged
+# links as its labelled sample (`party run --labelled`), as `party eval` does in-process.
 # --known-links train: the tuning links (DBP15K sup_ent_ids, OpenEA train_links) are known links
 # both parties hold (model.known_links = true). --names hidden replaces every name by an opaque
 # id (structure alone). --fold picks the OpenEA 721_5fold fold. --params: job parameters
@@ -22,10 +24,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--bootstrap N [--bootstrap-fraction F]]" >&2; exit 2; }
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--bootstrap N [--bootstrap-fraction F]] [--labelled]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dataset=$1; shift
-format=""; protocol=standard; servers=2; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5
+labelled=""; format=""; protocol=standard; servers=2; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5
 while [ $# -gt 0 ]; do
   case "$1" in
     --known-links) known=$2; shift 2 ;;
@@ -39,6 +41,7 @@ while [ $# -gt 0 ]; do
     --servers) servers=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --inprocess) inprocess=1; shift ;;
+    --labelled) labelled=1; shift ;;
     *) usage ;;
   esac
 done
@@ -80,6 +83,11 @@ extra=()
 echo "== running both parties ($protocol protocol)" >&2
 if [ "$known" = train ]; then
   args_a+=(--known-links "$work/data/known-a.txt"); args_b+=(--known-links "$work/data/known-b.txt")
+fi
+if [ -n "$labelled" ]; then
+  awk -F'\t' '{print $1 "\t" $2}' "$work/data/test-links.tsv" > "$work/data/labelled-a.tsv"
+  awk -F'\t' '{print $2 "\t" $1}' "$work/data/test-links.tsv" > "$work/data/labelled-b.tsv"
+  args_a+=(--labelled "$work/data/labelled-a.tsv"); args_b+=(--labelled "$work/data/labelled-b.tsv")
 fi
 run_parties "$work/data/a" "$work/data/b" "$work/out" "${extra[@]}"
 t1=$(date +%s.%N)

@@ -43,6 +43,7 @@ fn the_dealer_serves_only_requests_every_server_committed_to() {
         d,
         pairs: Pairs::dense(n, m),
         blocks: Vec::new(),
+        split: false,
     };
     let swaps = [
         // The reported attack: bits as many as the masks' words, one correction each.
@@ -52,6 +53,7 @@ fn the_dealer_serves_only_requests_every_server_committed_to() {
             d,
             pairs: Pairs::dense(n, m - 1),
             blocks: Vec::new(),
+            split: false,
         },
         // Same material size, other kind.
         Request::Beaver {
@@ -88,6 +90,7 @@ fn a_non_last_server_with_another_commitment_is_refused() {
         d: 4,
         pairs: Pairs::dense(3, 3),
         blocks: Vec::new(),
+        split: false,
     };
     let other = Request::B2a { n: 24 };
     let (got, dealer) = rt().block_on(async {
@@ -290,6 +293,15 @@ fn job_digests_are_sha256_and_cover_every_field() {
     variants.push(v);
     let mut v = base.clone();
     v.params.reveal_best = true;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.explain = true;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.audit.enabled = true;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.audit.epsilon = 0.5;
     variants.push(v);
     let mut v = base.clone();
     v.output = ppea::net::job::OutputMode::Aggregate;
@@ -681,6 +693,8 @@ fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
                 neighbour: vec![vec![]; n],
             },
             ids: Vec::new(),
+            audit: Vec::new(),
+            groups: Vec::new(),
         };
         let (a, b) = (data(&mut prg), data(&mut prg));
         let case = format!("min_score {min_score}, w1 {w1}, w2 {w2}, f {}", p.frac_bits);
@@ -777,6 +791,8 @@ fn rows_at_the_rounding_slack_keep_secure_decisions_equal_to_plaintext() {
                     neighbour: vec![vec![]; n],
                 },
                 ids: Vec::new(),
+                audit: Vec::new(),
+                groups: Vec::new(),
             }
         };
         let (a, b) = (data(&mut prg), data(&mut prg));
@@ -812,6 +828,8 @@ fn the_dealers_size_bound_covers_every_request_of_a_job() {
             neighbour: vec![vec![]; n],
         },
         ids: Vec::new(),
+        audit: Vec::new(),
+        groups: Vec::new(),
     };
     let (a, b) = (data(&mut prg), data(&mut prg));
     secure_equals_plaintext(&p, &a, &b, "one candidate per row");
@@ -955,8 +973,8 @@ fn a_party_sending_different_tokens_to_different_servers_is_caught() {
         let quiet = |_: &str| {};
         let party_a = async {
             tokio::try_join!(
-                upload_to(&ep, &spec, 0, 0, &a, &z[0], None, T, &quiet),
-                upload_to(&ep, &spec, 1, 0, &a2, &z[1], None, T, &quiet)
+                upload_to(&ep, &spec, 0, 0, &a, &z[0], None, None, T, &quiet),
+                upload_to(&ep, &spec, 1, 0, &a2, &z[1], None, None, T, &quiet)
             )
             .map(|_| ())
         };
@@ -995,7 +1013,7 @@ fn a_party_cannot_hold_more_uploads_than_its_limit() {
         let held = futures::future::join_all(
             specs[..2]
                 .iter()
-                .map(|s| upload_to(&ep, s, 0, 0, &a, &z[0], None, T, &told)),
+                .map(|s| upload_to(&ep, s, 0, 0, &a, &z[0], None, None, T, &told)),
         );
         tokio::pin!(held);
         // Wait until the server holds both uploads (it says so), then try a third job.
@@ -1009,7 +1027,7 @@ fn a_party_cannot_hold_more_uploads_than_its_limit() {
             }
         }
         let quiet = |_: &str| {};
-        let third = upload_to(&ep, &specs[2], 0, 0, &a, &z[0], None, T, &quiet).await;
+        let third = upload_to(&ep, &specs[2], 0, 0, &a, &z[0], None, None, T, &quiet).await;
         // The two held jobs time out (no party B), which gives the slots back.
         let held = held.await;
         assert!(held.iter().all(|r| r.is_err()));
@@ -1049,7 +1067,7 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     let quiet = |_: &str| {};
     let r = rt().block_on(async {
         let ep = ia.client_endpoint().unwrap();
-        upload_to(&ep, &spec, 0, 0, &big, &z[0], None, T, &quiet).await
+        upload_to(&ep, &spec, 0, 0, &big, &z[0], None, None, T, &quiet).await
     });
     let e = r.expect_err("the upload is refused").to_string();
     assert!(e.contains("limits.memory_mib"), "{e}");

@@ -229,10 +229,10 @@ fn disagreements_end_the_job_with_a_reason() {
     let quiet = |_: &str| {};
     let results = rt().block_on(async {
         tokio::join!(
-            upload_to(&ea, &spec, 0, 0, &a, &za[0], None, T, &quiet),
-            upload_to(&ea, &other, 1, 0, &a, &za[1], None, T, &quiet),
-            upload_to(&eb, &spec, 0, 1, &b, &zb[0], None, T, &quiet),
-            upload_to(&eb, &other, 1, 1, &b, &zb[1], None, T, &quiet)
+            upload_to(&ea, &spec, 0, 0, &a, &za[0], None, None, T, &quiet),
+            upload_to(&ea, &other, 1, 0, &a, &za[1], None, None, T, &quiet),
+            upload_to(&eb, &spec, 0, 1, &b, &zb[0], None, None, T, &quiet),
+            upload_to(&eb, &other, 1, 1, &b, &zb[1], None, None, T, &quiet)
         )
     });
     let errs = [
@@ -651,4 +651,69 @@ fn a_silently_killed_server_is_reported_within_the_idle_timeout() {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("server-0 still holds the failed job");
+}
+
+/// Explanations and the audit travel over QUIC like the other results: each party's rows carry
+/// their block contributions, and both parties receive the same audit aggregates (exact here:
+/// noise off), whose entity counts cover every uploaded row.
+#[test]
+fn explanations_and_the_audit_reach_both_parties() {
+    let c = Cluster::new("accountability", 2, Limits::default());
+    let mut p = JobParams {
+        explain: true,
+        ..JobParams::default()
+    };
+    p.audit.enabled = true;
+    p.audit.labelled = true;
+    p.audit.noise = false;
+    let spec = c.spec("job-explain-audit", p.clone());
+    let ds = sample();
+    let (sa, sb) = scopes(ds, EvalProtocol::Standard, Split::Test);
+    let key = BlockingKey::random();
+    let mut a = prepare_party(&ds.a, &sa, &p, &key, &mut Prg::fresh()).unwrap();
+    let mut b = prepare_party(&ds.b, &sb, &p, &key, &mut Prg::fresh()).unwrap();
+    let labels: Vec<(u32, String)> = ds
+        .test
+        .iter()
+        .map(|&(x, y)| (x, ds.b.ids[y as usize].clone()))
+        .collect();
+    ppea::model::audit::attach(&mut a, &ds.a, &p, &key, &labels).unwrap();
+    ppea::model::audit::attach(&mut b, &ds.b, &p, &key, &[]).unwrap();
+    let (ra, rb) = c.run(&spec, &a, &b);
+    let words =
+        |r: Vec<ppea::net::party::ServerResult>| r.into_iter().map(|x| x.words).collect::<Vec<_>>();
+    let (wa, wb) = (words(ra.unwrap()), words(rb.unwrap()));
+    let res_a = finish_party(&a, &wa, &p).unwrap();
+    let matched: Vec<_> = res_a.iter().filter(|r| r.matched).collect();
+    assert!(matched.len() > 250);
+    let mut named = 0;
+    for r in &matched {
+        let e = r.explanation.as_ref().unwrap();
+        assert!((e.iter().sum::<f64>() - r.score).abs() < 1e-9);
+        named += (e[0] > 0.0) as usize;
+    }
+    // Names drive most of the sample's matches.
+    assert!(
+        named * 10 > matched.len() * 9,
+        "{named} of {}",
+        matched.len()
+    );
+    let ta = ppea::model::align::audit_totals(&a, &wa, &p).unwrap();
+    let tb = ppea::model::align::audit_totals(&b, &wb, &p).unwrap();
+    assert_eq!(ta, tb, "both parties receive the same aggregates");
+    let [side_a, side_b] = ppea::model::audit::finish(&ta, &p, [Some(&a.groups), None]).unwrap();
+    let count = |r: &ppea::model::audit::AuditReport| -> i64 {
+        r.groups.iter().filter_map(|g| g.entities).sum()
+    };
+    // Every group of the sample but the smallest (10 rows) is reported.
+    assert_eq!(count(&side_a), a.rows.len() as i64 - 10);
+    assert!(
+        side_a
+            .groups
+            .iter()
+            .all(|g| g.suppressed || g.precision.is_some())
+    );
+    // Party B gave no labels: no precision for its side.
+    assert!(side_b.groups.iter().all(|g| g.precision.is_none()));
+    assert!(count(&side_b) > 250);
 }

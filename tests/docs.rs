@@ -31,9 +31,24 @@ fn readme_examples_parse() {
     let blocks = toml_blocks();
     assert_eq!(
         blocks.len(),
-        2,
-        "the README has a server and a party example"
+        3,
+        "the README has a server, a party and an accountability example"
     );
+    #[derive(serde::Deserialize)]
+    struct Params {
+        params: ppea::model::align::JobParams,
+    }
+    let acc: Params = toml::from_str(&blocks[2]).expect("accountability example parses");
+    assert!(acc.params.explain && acc.params.audit.enabled);
+    assert_eq!(
+        acc.params.audit,
+        ppea::model::audit::AuditParams {
+            enabled: true,
+            ..Default::default()
+        },
+        "the README states the audit's defaults"
+    );
+    acc.params.validate().unwrap();
     let server: ServerConfig = toml::from_str(&blocks[0]).expect("server example parses");
     assert_eq!(
         (server.name.as_str(), server.role),

@@ -49,6 +49,11 @@ struct RunArgs {
     /// They are propagated through this graph and excluded from the results.
     #[arg(long)]
     known_links: Option<PathBuf>,
+    /// Audited jobs (`[params.audit] labelled = true`): a labelled sample of true links,
+    /// lines `own_id,other_id` (this party's id, the other party's id), for per-group
+    /// precision and recall.
+    #[arg(long)]
+    labelled: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,8 +62,10 @@ enum Command {
     ///
     /// Prepares locally, uploads shares to every server, waits for the job, downloads only this
     /// party's result shares, reconstructs them and writes OUT/matches.csv (matched entities:
-    /// id, score, link token, partner id when both parties opted in) and OUT/summary.json. In
-    /// aggregate-only jobs only the summary is written. Nothing is written if the job fails.
+    /// id, score, link token, partner id when both parties opted in) and OUT/summary.json; with
+    /// `explain = true` also OUT/explanations.csv, with `[params.audit]` OUT/audit.json and
+    /// OUT/audit-other.json (see the README). In aggregate-only jobs only the summary is
+    /// written. Nothing is written if the job fails.
     Run {
         #[command(flatten)]
         args: RunArgs,
@@ -208,6 +215,10 @@ enum Command {
         /// Fraction of a job's matches (by score) promoted to known links.
         #[arg(long, default_value_t = 0.5)]
         bootstrap_fraction: f64,
+        /// Write each party's outputs of explained or audited jobs to OUT/a and OUT/b
+        /// (`explanations.csv`, `audit.json`, `audit-other.json`), as `party run` does.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Derive the next job's known-links file from a finished job (bootstrapping).
     ///
@@ -488,6 +499,7 @@ fn real_main() -> Result<()> {
             fold,
             bootstrap,
             bootstrap_fraction,
+            out,
         } => {
             ppea::mpc::share::check_servers(servers)?;
             let format = detect(&dataset, format)?;
@@ -529,8 +541,11 @@ fn real_main() -> Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
                 return Ok(());
             }
-            let report = rt.block_on(ppea::eval::evaluate::evaluate_inprocess(&ds, &opts))?;
-            println!("{}", serde_json::to_string(&report)?);
+            let run = rt.block_on(ppea::eval::evaluate::run_inprocess(&ds, &opts))?;
+            if let Some(out) = out {
+                write_eval_outputs(&out, &ds, &opts, &run)?;
+            }
+            println!("{}", serde_json::to_string(&run.report)?);
             Ok(())
         }
         Command::Bootstrap {
@@ -580,6 +595,41 @@ fn real_main() -> Result<()> {
             params.as_deref(),
         ),
     }
+}
+
+/// `party eval --out`: each party's explanations and audit reports, as `party run` writes them.
+fn write_eval_outputs(
+    out: &Path,
+    ds: &ppea::model::import::Dataset,
+    opts: &ppea::eval::evaluate::EvalOptions,
+    run: &ppea::eval::evaluate::JobRun,
+) -> Result<()> {
+    let mut params = opts.params.clone();
+    params.model.known_links |= opts.known_links;
+    for (side, g, results) in [(0, &ds.a, &run.a.1), (1, &ds.b, &run.b.1)] {
+        let mut files: Vec<(&str, String)> = Vec::new();
+        if params.explain {
+            files.push((
+                "explanations.csv",
+                ppea::model::explain::csv(g, results, &params),
+            ));
+        }
+        if let Some(reports) = &run.audit {
+            let own = &reports[side];
+            files.push(("audit.json", serde_json::to_string_pretty(&own[side])?));
+            files.push((
+                "audit-other.json",
+                serde_json::to_string_pretty(&own[1 - side])?,
+            ));
+        }
+        if !files.is_empty() {
+            let dir = out.join(["a", "b"][side]);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            ppea::model::graph::write_atomically(&dir, &files)
+                .with_context(|| format!("writing {}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn progress(t0: Instant, msg: &str) {
@@ -646,7 +696,16 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
         );
     }
     let t_prep = Instant::now();
-    let data = prepare_party_known(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
+    let labelled = match args.labelled.as_deref() {
+        Some(p) => ppea::model::audit::read_labelled(p, &g)?,
+        None => Vec::new(),
+    };
+    let takes_labels = spec.params.audit.enabled && spec.params.audit.labelled;
+    if !labelled.is_empty() && !takes_labels {
+        bail!("--labelled needs a job with [params.audit] enabled = true and labelled = true");
+    }
+    let mut data = prepare_party_known(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
+    ppea::model::audit::attach(&mut data, &g, &spec.params, &key, &labelled)?;
     let prepare_seconds = t_prep.elapsed().as_secs_f64();
     progress(
         t0,
@@ -689,7 +748,11 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
     let width = results[0].width;
     let shares: Vec<Vec<u64>> = results.iter().map(|r| r.words.clone()).collect();
     let mut params = spec.params.clone();
-    let base = 3 + if params.reveal_best { 2 } else { 0 };
+    let base = JobParams {
+        share_partner_ids: false,
+        ..params.clone()
+    }
+    .out_width();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut summary = serde_json::json!({
         "job": job.job, "side": job.side, "rows": data.rows.len(), "servers": spec.servers.len(),
@@ -697,6 +760,7 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
         "prepare_seconds": prepare_seconds,
         "known_links": known.len(),
         "upload_bytes": data.z.len() * 8 + 40 * (spec.servers.len() - 1)
+            + if data.audit.is_empty() { 0 } else { data.audit.len() * 8 + 40 * (spec.servers.len() - 1) }
             + 8 * spec.servers.len() * (data.tokens.own.iter().chain(&data.tokens.neighbour).map(Vec::len).sum::<usize>() + 2 * data.rows.len()),
     });
     if job.evaluation {
@@ -744,6 +808,26 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
             summary["matched"] = serde_json::json!(matched);
             summary["partner_ids"] = serde_json::json!(params.share_partner_ids);
             files.push(("matches.csv", csv));
+            if params.explain {
+                files.push((
+                    "explanations.csv",
+                    ppea::model::explain::csv(&g, &results, &params),
+                ));
+            }
+            if params.audit.enabled {
+                let totals = ppea::model::align::audit_totals(&data, &shares, &params)?;
+                let mut names: [Option<&[String]>; 2] = [None, None];
+                names[side as usize] = Some(&data.groups);
+                let reports = ppea::model::audit::finish(&totals, &params, names)?;
+                files.push((
+                    "audit.json",
+                    serde_json::to_string_pretty(&reports[side as usize])?,
+                ));
+                files.push((
+                    "audit-other.json",
+                    serde_json::to_string_pretty(&reports[1 - side as usize])?,
+                ));
+            }
             if job.evaluation {
                 let dump = EvalDump {
                     job: job.job.clone(),

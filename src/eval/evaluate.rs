@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::eval::metrics::{Groups, Judged, Quality, degree_bucket, groups, quality};
 use crate::model::align::{
-    JobParams, PartyData, PartyShares, ResultRow, align, finish_party, job_seed,
+    JobParams, PartyData, PartyShares, ResultRow, align, audit_totals, finish_party, job_seed,
     prepare_party_known, reference,
 };
 use crate::model::blocking::{BlockingKey, Candidates};
@@ -195,30 +195,56 @@ pub struct JobOutcome {
     pub rounds: u64,
 }
 
+/// A labelled sample: own entity, the other side's id.
+type Labels = Vec<(u32, String)>;
+
+/// One party's shares for the servers: vectors, ids, tokens.
+pub type Uploads = (Vec<ShareMsg>, Vec<ShareMsg>, crate::model::blocking::Tokens);
+
 /// Runs the servers' part in this process.
 pub async fn servers_inprocess(
     k: usize,
-    uploads: [(Vec<ShareMsg>, Vec<ShareMsg>, crate::model::blocking::Tokens); 2],
+    uploads: [Uploads; 2],
+    params: &JobParams,
+    job_id: &str,
+) -> Result<JobOutcome> {
+    servers_inprocess_audited(k, uploads, [None, None], params, job_id).await
+}
+
+/// [`servers_inprocess`] with each party's shares of its audit words (audited jobs).
+pub async fn servers_inprocess_audited(
+    k: usize,
+    uploads: [Uploads; 2],
+    audit: [Option<Vec<ShareMsg>>; 2],
     params: &JobParams,
     job_id: &str,
 ) -> Result<JobOutcome> {
     let [(za, ia, ta), (zb, ib, tb)] = uploads;
+    let [aa, ab] = audit.map(|a| -> Vec<Vec<u64>> {
+        match a {
+            Some(v) => v.into_iter().map(|m| m.expand().into_inner()).collect(),
+            None => vec![Vec::new(); k],
+        }
+    });
     // The dealer refuses requests above the job's declared bound, as a networked one does.
     let max_words = params.max_material_words(ta.own.len(), tb.own.len());
     let per_server: Vec<(PartyShares, PartyShares)> = za
         .into_iter()
         .zip(ia)
         .zip(zb.into_iter().zip(ib))
-        .map(|((za, ia), (zb, ib))| {
+        .zip(aa.into_iter().zip(ab))
+        .map(|(((za, ia), (zb, ib)), (aa, ab))| {
             (
                 PartyShares {
                     z: za.expand().into_inner(),
                     ids: ia.expand().into_inner(),
+                    audit: aa,
                     tokens: ta.clone(),
                 },
                 PartyShares {
                     z: zb.expand().into_inner(),
                     ids: ib.expand().into_inner(),
+                    audit: ab,
                     tokens: tb.clone(),
                 },
             )
@@ -257,12 +283,18 @@ pub async fn servers_inprocess(
 
 /// Runs a whole job in this process and judges it.
 pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<EvalReport> {
+    Ok(run_inprocess(ds, opts).await?.report)
+}
+
+/// Runs a whole job in this process (known links: the tuning links when the options ask for
+/// them) and returns what the parties hold with the judged report.
+pub async fn run_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<JobRun> {
     let known = if opts.known_links || opts.params.model.known_links {
         ds.tune.clone()
     } else {
         Vec::new()
     };
-    Ok(job_inprocess(ds, opts, &known).await?.report)
+    job_inprocess(ds, opts, &known).await
 }
 
 /// What one in-process job leaves with the parties (for bootstrapping).
@@ -273,6 +305,8 @@ pub struct JobRun {
     pub a: (Vec<u32>, Vec<ResultRow>),
     /// B's uploaded rows and results.
     pub b: (Vec<u32>, Vec<ResultRow>),
+    /// Audited jobs: both sides' reports as A and as B read them.
+    pub audit: Option<[[crate::model::audit::AuditReport; 2]; 2]>,
 }
 
 /// Runs one job in this process with the given known links (pairs of A's and B's entities, in
@@ -308,7 +342,8 @@ pub async fn job_inprocess(
         t0,
     );
     let t_prep = Instant::now();
-    let (pa, pb) = {
+    let audit_key = key.clone();
+    let (mut pa, mut pb) = {
         let (a, b, p) = (ds.a.clone(), ds.b.clone(), params.clone());
         let key2 = key.clone();
         let pa = tokio::task::spawn_blocking(move || {
@@ -323,14 +358,41 @@ pub async fn job_inprocess(
         };
         (join(pa.await)?, join(pb.await)?)
     };
+    // The audit's labelled sample: the judged gold links (each side's own view of them).
+    if params.audit.enabled {
+        let gold = links(ds, opts.split);
+        let (la, lb): (Labels, Labels) = if params.audit.labelled {
+            gold.iter()
+                .map(|&(a, b)| {
+                    (
+                        (a, ds.b.ids[b as usize].clone()),
+                        (b, ds.a.ids[a as usize].clone()),
+                    )
+                })
+                .unzip()
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        crate::model::audit::attach(&mut pa, &ds.a, &params, &audit_key, &la)?;
+        crate::model::audit::attach(&mut pb, &ds.b, &params, &audit_key, &lb)?;
+    }
     let prep_seconds = t_prep.elapsed().as_secs_f64();
     let (za, ia) = shares_for(&pa, k)?;
     let (zb, ib) = shares_for(&pb, k)?;
+    let audit_shares = if params.audit.enabled {
+        [
+            Some(share_compressed(&pa.audit, k)?),
+            Some(share_compressed(&pb.audit, k)?),
+        ]
+    } else {
+        [None, None]
+    };
     let upload_bytes: usize = za
         .iter()
         .chain(&ia)
         .chain(&zb)
         .chain(&ib)
+        .chain(audit_shares.iter().flatten().flatten())
         .map(ShareMsg::wire_bytes)
         .sum::<usize>()
         + 8 * [&pa, &pb]
@@ -346,9 +408,10 @@ pub async fn job_inprocess(
             .sum::<usize>()
             * k;
     progress(&format!("secure alignment on {k} servers"), t0);
-    let out = servers_inprocess(
+    let out = servers_inprocess_audited(
         k,
         [(za, ia, pa.tokens.clone()), (zb, ib, pb.tokens.clone())],
+        audit_shares,
         &params,
         EVAL_JOB,
     )
@@ -356,6 +419,16 @@ pub async fn job_inprocess(
     progress("reconstructing results and judging", t0);
     let ra = finish_party(&pa, &out.a, &params)?;
     let rb = finish_party(&pb, &out.b, &params)?;
+    let audit = if params.audit.enabled {
+        let ta = audit_totals(&pa, &out.a, &params)?;
+        let tb = audit_totals(&pb, &out.b, &params)?;
+        let (ga, gb) = (Some(pa.groups.as_slice()), Some(pb.groups.as_slice()));
+        let by_a = crate::model::audit::finish(&ta, &params, [ga, None])?;
+        let by_b = crate::model::audit::finish(&tb, &params, [None, gb])?;
+        Some([by_a, by_b])
+    } else {
+        None
+    };
     let wall = t0.elapsed().as_secs_f64();
     let mut report = judge(
         ds,
@@ -381,6 +454,7 @@ pub async fn job_inprocess(
         report,
         a: (pa.rows.clone(), ra),
         b: (pb.rows.clone(), rb),
+        audit,
     })
 }
 

@@ -20,7 +20,9 @@
 //! Each party receives, per uploaded row, shares of: `matched`, `score` (the match's similarity
 //! `S(a, b)`, reported normalised to [-1, 1]), `token`; with
 //! `reveal_best` (evaluation jobs) also its best candidate's row and score; with
-//! `share_partner_ids` the partner's id. Nothing else leaves the servers.
+//! `share_partner_ids` the partner's id; with `explain` each model block's contribution to the
+//! match ([`crate::model::explain`]). After the rows, the status word and, with the audit, both
+//! sides' noisy per-group aggregates ([`crate::model::audit`]). Nothing else leaves the servers.
 
 use crate::error::{Error, Result};
 use crate::model::anchors::Structure;
@@ -57,6 +59,11 @@ pub struct JobParams {
     pub reveal_best: bool,
     /// Rounds of 1-to-1 assignment after the mutual best ([`crate::model::assign`]; 0: none).
     pub assignment_rounds: usize,
+    /// Each party also receives, per matched row, the contribution of every model block to
+    /// the pair's score ([`crate::model::explain`]).
+    pub explain: bool,
+    /// The private per-group audit ([`crate::model::audit`]).
+    pub audit: crate::model::audit::AuditParams,
 }
 
 impl Default for JobParams {
@@ -69,6 +76,8 @@ impl Default for JobParams {
             share_partner_ids: false,
             reveal_best: false,
             assignment_rounds: 0,
+            explain: false,
+            audit: crate::model::audit::AuditParams::default(),
         }
     }
 }
@@ -101,6 +110,7 @@ impl JobParams {
                 self.max_frac_bits()
             )));
         }
+        self.audit.validate()?;
         crate::model::assign::check(self)
     }
 
@@ -181,12 +191,40 @@ impl JobParams {
         rows.saturating_mul(self.model.width() + 2 * MAX_BLOCKS)
             .saturating_add(rows.saturating_mul(8 * (MAX_BLOCKS + 2 * AUDIT_SUBSETS)))
             .saturating_add(slots.saturating_mul(20 * (ID_WORDS + 1)))
+            .saturating_add(self.explain_material_words(na, nb))
+            .saturating_add(self.audit.material_words(na, nb))
             .saturating_add(1 << 16)
+    }
+
+    /// Material for explanations beyond the default job: the split bilinear form's per-block
+    /// `C` (`blocks x pairs` instead of `pairs`), and the selection of the kept pair's block
+    /// products (one Beaver product over every slot with fan-out `blocks`, hence
+    /// `slots x (1 + 2 blocks)`).
+    fn explain_material_words(&self, na: usize, nb: usize) -> usize {
+        if !self.explain {
+            return 0;
+        }
+        let slots = na
+            .saturating_add(nb)
+            .saturating_mul(self.blocking.candidates);
+        let blocks = self.model.blocks().len();
+        slots.saturating_mul(3 * blocks + 1)
     }
 
     /// Output words per row.
     pub fn out_width(&self) -> usize {
-        3 + if self.reveal_best { 2 } else { 0 } + if self.share_partner_ids { ID_WORDS } else { 0 }
+        3 + if self.reveal_best { 2 } else { 0 }
+            + if self.share_partner_ids { ID_WORDS } else { 0 }
+            + if self.explain {
+                self.model.blocks().len()
+            } else {
+                0
+            }
+    }
+
+    /// Words after a party's result table: the status word, then the audit's aggregates.
+    pub fn trailer_words(&self) -> usize {
+        STATUS_WORDS + self.audit.output_words()
     }
 }
 
@@ -204,6 +242,14 @@ pub struct PartyData {
     pub tokens: Tokens,
     /// Entity ids as words, `rows x ID_WORDS` (empty unless ids are shared).
     pub ids: Vec<u64>,
+    /// Audit words, `rows x audit.in_width` (empty unless the job audits;
+    /// [`crate::model::audit::prepare`]).
+    #[serde(default)]
+    pub audit: Vec<u64>,
+    /// The audit's group names (kept by the party, never uploaded).
+    #[serde(default)]
+    #[zeroize(skip)]
+    pub groups: Vec<String>,
 }
 
 impl std::fmt::Debug for PartyData {
@@ -315,6 +361,8 @@ pub fn prepare_party_known(
         width,
         tokens,
         ids,
+        audit: Vec::new(),
+        groups: Vec::new(),
     })
 }
 
@@ -325,6 +373,8 @@ pub struct PartyShares {
     pub z: Vec<u64>,
     /// This server's share of the id words (empty unless ids are shared).
     pub ids: Vec<u64>,
+    /// This server's share of the audit words (empty unless the job audits).
+    pub audit: Vec<u64>,
     /// The party's keyed tokens (the same for every server).
     #[zeroize(skip)]
     pub tokens: Tokens,
@@ -458,20 +508,19 @@ pub async fn align<T: Transport, C: Correlations>(
         d: w,
         pairs: pairs.clone(),
         blocks: bounds.blocks.clone(),
+        split: p.explain,
     };
     let mat = eng.prepare(&req).await?;
     step(eng, "score material");
     let me = eng.me();
-    let form = crate::mpc::beaver::Bilinear::with_audit(
-        me,
-        pa.z.clone(),
-        pb.z.clone(),
-        w,
-        pairs,
-        bounds.audit(),
-        mat,
-    )?;
+    let (za, zb) = (pa.z.clone(), pb.z.clone());
+    let form = if p.explain {
+        crate::mpc::beaver::Bilinear::split(me, za, zb, w, pairs, bounds.audit(), mat)?
+    } else {
+        crate::mpc::beaver::Bilinear::with_audit(me, za, zb, w, pairs, bounds.audit(), mat)?
+    };
     let out = eng.run(form).await?;
+    let block_scores = out.blocks;
     step(eng, "scores");
     let audit = out
         .audit
@@ -581,6 +630,76 @@ pub async fn align<T: Transport, C: Correlations>(
     }
     let tok_b = row_sum(&kept_tok_b, nb);
 
+    // 6b. Explanations and the audit's per-row selection: the kept pair's block products and
+    //     partner hash, in one product ([`select_kept`]).
+    let nblk = p.model.blocks().len();
+    let audit_w = p.audit.in_width();
+    let labels = p.audit.enabled && p.audit.labelled;
+    if p.audit.enabled && (pa.audit.len() != na * audit_w || pb.audit.len() != nb * audit_w) {
+        return Err(Error::invalid(
+            "the job audits but an upload has no (or malformed) audit words",
+        ));
+    }
+    let mut per_slot: Vec<Vec<u64>> = Vec::new();
+    if p.explain {
+        let bs = block_scores
+            .as_ref()
+            .ok_or_else(|| Error::invalid("the bilinear form returned no block products"))?;
+        let np = (na + nb) * k;
+        per_slot.extend((0..nblk - 1).map(|b| bs[b * np..(b + 1) * np].to_vec()));
+    }
+    if labels {
+        // The candidate's own-id hash (the last audit word of the other side's row).
+        let own = |up: &PartyShares, row: usize| up.audit[(row + 1) * audit_w - 1];
+        let mut hash = Vec::with_capacity((na + nb) * k);
+        hash.extend(cand.a.iter().map(|&b| own(pb, b as usize)));
+        hash.extend(cand.b.iter().map(|&a| own(pa, a as usize)));
+        per_slot.push(hash);
+    }
+    let selected = if per_slot.is_empty() {
+        Vec::new()
+    } else {
+        let mut keep_all = keep.clone();
+        keep_all.extend_from_slice(&keep_b);
+        select_kept(eng, &keep_all, per_slot, k).await?
+    };
+    let explained: Vec<Vec<u64>> = if p.explain {
+        let mut v = selected[..nblk - 1].to_vec();
+        let mut last = score_out.to_vec();
+        for b in &v {
+            crate::mpc::ring::sub_assign(&mut last, b);
+        }
+        v.push(last);
+        v
+    } else {
+        Vec::new()
+    };
+    let audit_out = if p.audit.enabled {
+        let none: &[u64] = &[];
+        let ph = if labels {
+            selected[selected.len() - 1].as_slice()
+        } else {
+            none
+        };
+        let side = |i: usize| {
+            let (r, up) = if i == 0 {
+                (0..na, pa)
+            } else {
+                (na..na + nb, pb)
+            };
+            crate::model::audit::SideValues {
+                matched: &matched[r.clone()],
+                score: &score_out[r.clone()],
+                partner_hash: if labels { &ph[r] } else { none },
+                input: &up.audit,
+            }
+        };
+        let sides = [side(0), side(1)];
+        crate::model::audit::aggregate(eng, p, sides, &mut Prg::fresh()).await?
+    } else {
+        Vec::new()
+    };
+
     // 7. Partner ids (both parties opted in): the kept pair's partner id words.
     let mut partner = Vec::new();
     if ids {
@@ -637,13 +756,36 @@ pub async fn align<T: Transport, C: Correlations>(
         if ids {
             side.extend_from_slice(&partner[i * ID_WORDS..(i + 1) * ID_WORDS]);
         }
+        side.extend(explained.iter().map(|b| b[i]));
     }
     // The status word, the same for both parties: bit 0 = A's upload passed the range checks,
     // bit 1 = B's (`ok_a + 2 ok_b`, linear on shares).
     let status = ok[0].wrapping_add(ok[1].wrapping_mul(2));
     out.a.push(status);
     out.b.push(status);
+    // The audit's noisy aggregates go to both parties.
+    out.a.extend_from_slice(&audit_out);
+    out.b.extend_from_slice(&audit_out);
     Ok((out, cand))
+}
+
+/// For every row (`keep` is `rows x k`, 0/1 with at most one 1 per row) and each per-slot
+/// vector of `values`, the value at the kept slot (0 for a row without one): one Beaver product
+/// with fan-out `values.len()`, opening `keep` once.
+pub(crate) async fn select_kept<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    keep: &[u64],
+    values: Vec<Vec<u64>>,
+    k: usize,
+) -> Result<Vec<Vec<u64>>> {
+    let (n, f) = (keep.len(), values.len());
+    if values.iter().any(|v| v.len() != n) {
+        return Err(Error::invalid("selection: per-slot vectors differ in size"));
+    }
+    let prod = eng.mul_fanout(keep, values.concat(), f).await?;
+    Ok((0..f)
+        .map(|j| row_sums(&prod[j * n..(j + 1) * n], n / k, k))
+        .collect())
 }
 
 /// Words after a party's result table: the job's status ([`align`]: bit 0 set when party A's
@@ -716,6 +858,10 @@ pub struct ResultRow {
     pub best: Option<(u32, f64)>,
     /// The partner's id (when both parties opted in).
     pub partner_id: Option<String>,
+    /// With `explain`: each model block's contribution to the match's similarity, in the units
+    /// of `score` (they sum to it; [`crate::model::explain`]); zeros when unmatched.
+    #[serde(default)]
+    pub explanation: Option<Vec<f64>>,
 }
 
 /// Reconstructs a party's results from every server's output shares for it.
@@ -726,7 +872,7 @@ pub fn finish_party(
 ) -> Result<Vec<ResultRow>> {
     let ow = p.out_width();
     let n = data.rows.len();
-    let len = n * ow + STATUS_WORDS;
+    let len = n * ow + p.trailer_words();
     if shares.iter().any(|s| s.len() != len) {
         return Err(Error::invalid(format!(
             "result shares have the wrong size: expected {len} words from every server"
@@ -760,6 +906,12 @@ pub fn finish_party(
         } else {
             None
         };
+        if p.share_partner_ids {
+            at += ID_WORDS;
+        }
+        let explanation = p
+            .explain
+            .then(|| v[at..ow].iter().map(|&x| x as i64 as f64 / norm).collect());
         out.push(ResultRow {
             entity,
             matched,
@@ -767,9 +919,24 @@ pub fn finish_party(
             token: v[2],
             best,
             partner_id,
+            explanation,
         });
     }
     Ok(out)
+}
+
+/// Reconstructs the audit's aggregates (both sides; [`crate::model::audit::finish`]) from every
+/// server's result shares for this party, after [`finish_party`] checked them.
+pub fn audit_totals(data: &PartyData, shares: &[Vec<u64>], p: &JobParams) -> Result<Vec<u64>> {
+    let at = data.rows.len() * p.out_width() + STATUS_WORDS;
+    let len = at + p.audit.output_words();
+    if shares.iter().any(|s| s.len() != len) {
+        return Err(Error::invalid("result shares have the wrong size"));
+    }
+    Ok(crate::mpc::ring::sum_all(
+        len - at,
+        shares.iter().map(|s| &s[at..]),
+    ))
 }
 
 /// The plaintext reference's decisions for one side.

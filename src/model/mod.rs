@@ -10,6 +10,9 @@
 //!   reference;
 //! * [`bootstrap`]: confident matches of one job promoted to known links of the next;
 //! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
+//! * [`explain`]: per-block contributions of each match (on shares) and the owner's local
+//!   evidence, `explanations.csv`;
+//! * [`audit`]: the private per-group audit with distributed differential-privacy noise;
 //! * [`upload_check`]: range checks of both uploads on shares, so that no party can steer the
 //!   other's results with vectors no graph could produce;
 //! * [`align`]: party preparation, the secure pipeline on the servers, reading results, and the
@@ -19,8 +22,10 @@
 pub mod align;
 pub mod anchors;
 pub mod assign;
+pub mod audit;
 pub mod blocking;
 pub mod bootstrap;
+pub mod explain;
 pub mod features;
 pub mod footprint;
 pub mod graph;

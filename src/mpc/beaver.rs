@@ -155,15 +155,19 @@ pub struct BilinearOutput {
     pub scores: Vec<u64>,
     /// Shares of the row audit values.
     pub audit: Option<AuditShares>,
+    /// With [`Bilinear::split`]: shares of every pair's product over each audit block,
+    /// block-major (`blocks x pairs`); they sum to `scores`.
+    pub blocks: Option<Vec<u64>>,
 }
 
 impl std::fmt::Debug for BilinearOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "BilinearOutput(scores: {}, audit: {:?}, <redacted>)",
+            "BilinearOutput(scores: {}, audit: {:?}, blocks: {:?}, <redacted>)",
             self.scores.len(),
-            self.audit
+            self.audit,
+            self.blocks.as_ref().map(Vec::len)
         )
     }
 }
@@ -177,6 +181,7 @@ pub struct Bilinear {
     y: Vec<u64>,
     mat: Vec<Vec<u64>>,
     audit: Option<RowAudit>,
+    split: bool,
 }
 
 impl Bilinear {
@@ -190,7 +195,7 @@ impl Bilinear {
         pairs: Pairs,
         mat: Material,
     ) -> Result<Bilinear> {
-        Self::build(me, x, y, d, pairs, mat, None)
+        Self::build(me, x, y, d, pairs, mat, None, false)
     }
 
     /// Like [`Bilinear::new`], also computing the row audit; the material comes from
@@ -209,9 +214,31 @@ impl Bilinear {
                 "row audit: the blocks must cover the row exactly",
             ));
         }
-        Self::build(me, x, y, d, pairs, mat, Some(audit))
+        Self::build(me, x, y, d, pairs, mat, Some(audit), false)
     }
 
+    /// Like [`Bilinear::with_audit`], also returning every pair's product per audit block
+    /// ([`BilinearOutput::blocks`]); the material comes from
+    /// `Request::Bilinear { d, pairs, blocks: audit.blocks, split: true }`. The openings are
+    /// the same: only local work and the dealer's per-block `C` grow.
+    pub fn split(
+        me: usize,
+        x: Vec<u64>,
+        y: Vec<u64>,
+        d: usize,
+        pairs: Pairs,
+        audit: RowAudit,
+        mat: Material,
+    ) -> Result<Bilinear> {
+        if audit.blocks.is_empty() || audit.blocks.iter().sum::<usize>() != d {
+            return Err(Error::invalid(
+                "row audit: the blocks must cover the row exactly",
+            ));
+        }
+        Self::build(me, x, y, d, pairs, mat, Some(audit), true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn build(
         me: usize,
         x: Vec<u64>,
@@ -220,6 +247,7 @@ impl Bilinear {
         pairs: Pairs,
         mat: Material,
         audit: Option<RowAudit>,
+        split: bool,
     ) -> Result<Bilinear> {
         let mat: Vec<Vec<u64>> = match &audit {
             None => mat.into_parts::<3>()?.into(),
@@ -234,9 +262,10 @@ impl Bilinear {
             )));
         }
         let nb = audit.as_ref().map_or(0, |a| a.blocks.len());
+        let per_pair = if split { nb } else { 1 };
         if mat[0].len() != n * d
             || mat[1].len() != m * d
-            || mat[2].len() != pairs.len()
+            || mat[2].len() != pairs.len() * per_pair
             || (nb > 0 && (mat[3].len() != n * nb || mat[4].len() != m * nb))
         {
             return Err(Error::invalid(
@@ -251,6 +280,7 @@ impl Bilinear {
             y,
             mat,
             audit,
+            split,
         })
     }
 }
@@ -302,23 +332,53 @@ impl Protocol for Bilinear {
                 ))
             }
         };
-        let w = 2 * d;
-        let mut p_rows = vec![0u64; n * w];
-        for i in 0..n {
-            p_rows[i * w..i * w + d].copy_from_slice(&e[i * d..(i + 1) * d]);
-            p_rows[i * w + d..(i + 1) * w].copy_from_slice(&a[i * d..(i + 1) * d]);
-        }
-        let mut q_rows = vec![0u64; m * w];
-        for j in 0..m {
-            let g = &mut q_rows[j * w..j * w + d];
-            g.copy_from_slice(&b[j * d..(j + 1) * d]);
-            if self.me == 0 {
-                ring::add_assign(g, &f[j * d..(j + 1) * d]);
+        let me = self.me;
+        // One inner product of length 2 * len per pair over the columns `at..at + len`.
+        let kernel = |at: usize, len: usize, z: &mut [u64]| {
+            let w = 2 * len;
+            let mut p_rows = vec![0u64; n * w];
+            for i in 0..n {
+                let r = i * d + at..i * d + at + len;
+                p_rows[i * w..i * w + len].copy_from_slice(&e[r.clone()]);
+                p_rows[i * w + len..(i + 1) * w].copy_from_slice(&a[r]);
             }
-            q_rows[j * w + d..(j + 1) * w].copy_from_slice(&f[j * d..(j + 1) * d]);
-        }
-        self.pairs.accumulate_dots(&p_rows, &q_rows, w, &mut z);
-        Ok(Step::Done(BilinearOutput { scores: z, audit }))
+            let mut q_rows = vec![0u64; m * w];
+            for j in 0..m {
+                let r = j * d + at..j * d + at + len;
+                let g = &mut q_rows[j * w..j * w + len];
+                g.copy_from_slice(&b[r.clone()]);
+                if me == 0 {
+                    ring::add_assign(g, &f[r.clone()]);
+                }
+                q_rows[j * w + len..(j + 1) * w].copy_from_slice(&f[r]);
+            }
+            self.pairs.accumulate_dots(&p_rows, &q_rows, w, z);
+        };
+        let blocks = match (&self.audit, self.split) {
+            (Some(audit), true) => {
+                let np = self.pairs.len();
+                let mut at = 0;
+                for (blk, &len) in audit.blocks.iter().enumerate() {
+                    kernel(at, len, &mut z[blk * np..(blk + 1) * np]);
+                    at += len;
+                }
+                let mut total = z[..np].to_vec();
+                for blk in 1..audit.blocks.len() {
+                    ring::add_assign(&mut total, &z[blk * np..(blk + 1) * np]);
+                }
+                let per_block = std::mem::replace(&mut z, total);
+                Some(per_block)
+            }
+            _ => {
+                kernel(0, d, &mut z);
+                None
+            }
+        };
+        Ok(Step::Done(BilinearOutput {
+            scores: z,
+            audit,
+            blocks,
+        }))
     }
 }
 

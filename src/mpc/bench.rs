@@ -94,6 +94,7 @@ pub async fn bilinear(k: usize, n: usize, m: usize, d: usize) -> Result<Bilinear
                 d,
                 pairs: pairs.clone(),
                 blocks: Vec::new(),
+                split: false,
             })
             .await?;
         let prepared = Instant::now();

@@ -34,7 +34,9 @@ pub enum Request {
     /// A bilinear-form triple: masks `A` (n x d), `B` (m x d) and `C_p = <A_i, B_j>` per pair;
     /// with `blocks`, also the squared norm of every block of every row of `A` and `B`
     /// (`QA[i * blocks + b] = sum of A[i][t]^2 over block b`), for the row audit of
-    /// [`crate::mpc::beaver::Bilinear`].
+    /// [`crate::mpc::beaver::Bilinear`]. With `split` (and `blocks`), `C` is given per block,
+    /// block-major (`C[b * pairs + p]` over block `b` only), so that the form can also return
+    /// every pair's per-block products (explanations, [`crate::model::explain`]).
     Bilinear {
         /// Row length.
         d: usize,
@@ -42,6 +44,8 @@ pub enum Request {
         pairs: Pairs,
         /// Lengths of consecutive blocks of a row (summing to `d`), or empty for no norms.
         blocks: Vec<usize>,
+        /// `C` per block (needs `blocks`).
+        split: bool,
     },
     /// Truncation masks: `r`, `r >> frac` and the top bit of `r`.
     Trunc {
@@ -102,11 +106,17 @@ impl Request {
                 comp(n * fanout, Arith, true),
                 comp(n * fanout, Arith, false),
             ],
-            Request::Bilinear { d, pairs, blocks } => {
+            Request::Bilinear {
+                d,
+                pairs,
+                blocks,
+                split,
+            } => {
+                let per_pair = if *split { blocks.len() } else { 1 };
                 let mut c = vec![
                     comp(pairs.rows() * d, Arith, true),
                     comp(pairs.cols() * d, Arith, true),
-                    comp(pairs.len(), Arith, false),
+                    comp(pairs.len() * per_pair, Arith, false),
                 ];
                 if !blocks.is_empty() {
                     c.push(comp(pairs.rows() * blocks.len(), Arith, false));
@@ -155,6 +165,13 @@ impl Request {
                 format!("truncation must shift 1 to 62 bits, got {frac}"),
             )),
             Request::Beaver { fanout: 0, .. } => Err(Error::invalid("Beaver fanout must be >= 1")),
+            Request::Bilinear {
+                blocks,
+                split: true,
+                ..
+            } if blocks.is_empty() => Err(Error::invalid(
+                "a bilinear request split by blocks must name the blocks",
+            )),
             Request::Bilinear { d, blocks, .. }
                 if !blocks.is_empty()
                     && (blocks.len() > MAX_BLOCKS
@@ -174,8 +191,13 @@ impl Request {
         let mut w = Vec::new();
         match self {
             Request::Beaver { n, fanout } => w.extend([1, *n as u64, *fanout as u64]),
-            Request::Bilinear { d, pairs, blocks } => {
-                w.extend([2, *d as u64, blocks.len() as u64]);
+            Request::Bilinear {
+                d,
+                pairs,
+                blocks,
+                split,
+            } => {
+                w.extend([if *split { 6 } else { 2 }, *d as u64, blocks.len() as u64]);
                 w.extend(blocks.iter().map(|&b| b as u64));
                 pairs.encode(&mut w);
             }
@@ -203,7 +225,7 @@ impl Request {
                 },
                 3,
             ),
-            Some(2) => {
+            Some(kind @ (2 | 6)) => {
                 let d = arg(1)?;
                 let nb = arg(2)?;
                 if nb > MAX_BLOCKS {
@@ -211,7 +233,16 @@ impl Request {
                 }
                 let blocks = (0..nb).map(|i| arg(3 + i)).collect::<Result<Vec<_>>>()?;
                 let (pairs, used) = Pairs::decode(&w[3 + nb..])?;
-                (Request::Bilinear { d, pairs, blocks }, 3 + nb + used)
+                let split = *kind == 6;
+                (
+                    Request::Bilinear {
+                        d,
+                        pairs,
+                        blocks,
+                        split,
+                    },
+                    3 + nb + used,
+                )
             }
             Some(3) => (
                 Request::Trunc {

@@ -26,6 +26,7 @@ use crate::error::{Error, PeerName, Result};
 use crate::mpc::channel::{DealerTransport, Transport};
 use crate::mpc::correlated::{Correlations, Material, Request, Sum};
 use crate::mpc::digest::{sha256, to_words};
+use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::{Session, blocking};
 use crate::mpc::ring;
@@ -73,9 +74,19 @@ fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u64>> {
             }
             vec![c]
         }
-        Request::Bilinear { d, pairs, blocks } => {
-            let mut c = vec![0u64; pairs.len()];
-            pairs.accumulate_dots(get(0), get(1), *d, &mut c);
+        Request::Bilinear {
+            d,
+            pairs,
+            blocks,
+            split,
+        } => {
+            let c = if *split {
+                block_dots(pairs, get(0), get(1), *d, blocks)
+            } else {
+                let mut c = vec![0u64; pairs.len()];
+                pairs.accumulate_dots(get(0), get(1), *d, &mut c);
+                c
+            };
             let mut out = vec![c];
             if !blocks.is_empty() {
                 out.push(ring::block_squares(get(0), *d, blocks));
@@ -100,6 +111,30 @@ fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u64>> {
         }
         Request::B2a { n } => vec![ring::unslice_bit(get(0), *n)],
     }
+}
+
+/// `<x_i, y_j>` over each block of the rows, for every pair: block-major, `blocks.len() x
+/// pairs` (the split `C` of [`Request::Bilinear`]).
+pub fn block_dots(pairs: &Pairs, x: &[u64], y: &[u64], d: usize, blocks: &[usize]) -> Vec<u64> {
+    let (n, m) = (pairs.rows(), pairs.cols());
+    let mut out = vec![0u64; pairs.len() * blocks.len()];
+    let mut at = 0;
+    for (b, &len) in blocks.iter().enumerate() {
+        let cut = |v: &[u64], rows: usize| -> Vec<u64> {
+            (0..rows)
+                .flat_map(|r| v[r * d + at..r * d + at + len].iter().copied())
+                .collect()
+        };
+        let (xb, yb) = (cut(x, n), cut(y, m));
+        pairs.accumulate_dots(
+            &xb,
+            &yb,
+            len,
+            &mut out[b * pairs.len()..(b + 1) * pairs.len()],
+        );
+        at += len;
+    }
+    out
 }
 
 fn combine(sum: Sum, acc: &mut [u64], x: &[u64]) {

@@ -126,6 +126,7 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             d,
             pairs: pairs.clone(),
             blocks: Vec::new(),
+            split: false,
         };
         let mat = self.prepare(&req).await?;
         let me = self.me();

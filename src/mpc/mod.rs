@@ -10,6 +10,7 @@
 //! * [`beaver`], [`truncate`], [`compare`] (with the shape of its carry tree in
 //!   [`carry_tree`]): the online protocols;
 //! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
+//! * [`dp`]: discrete Laplace noise added by every server to its shares (distributed DP);
 //! * [`engine`]: the per-server API that pipeline code calls;
 //! * [`local`]: every server and the dealer in one process, for tests and benchmarks;
 //! * [`bench`]: measured benchmarks of the core operations.
@@ -22,6 +23,7 @@ pub mod compare;
 pub mod correlated;
 pub mod dealer;
 pub mod digest;
+pub mod dp;
 pub mod engine;
 pub mod fixed;
 pub mod local;

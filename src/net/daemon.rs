@@ -332,11 +332,18 @@ pub(crate) async fn dispatch(
                 } else {
                     Vec::new()
                 };
+                let audit_words = rows * spec.params.audit.in_width();
+                let audit = if audit_words > 0 {
+                    recv_share(&mut r, audit_words, pname).await?
+                } else {
+                    Vec::new()
+                };
                 let own = recv_tokens(&mut r, rows, pname).await?;
                 let neighbour = recv_tokens(&mut r, rows, pname).await?;
                 Ok::<_, Error>(PartyShares {
                     z,
                     ids,
+                    audit,
                     tokens: Tokens { own, neighbour },
                 })
             };

@@ -89,6 +89,13 @@ impl JobSpec {
             }
         }
         self.params.validate()?;
+        if self.output == OutputMode::Aggregate
+            && (self.params.explain || self.params.audit.enabled)
+        {
+            return Err(Error::invalid(
+                "explain and audit need per-row results (output = \"matches\"), not an aggregate-only job",
+            ));
+        }
         if self.job.is_empty() || self.job.len() > 128 {
             return Err(Error::invalid("job id must be 1 to 128 characters"));
         }

@@ -2,7 +2,7 @@
 //! for each server's result shares.
 
 use crate::error::{Error, PeerName, Result};
-use crate::model::align::{JobParams, PartyData, STATUS_WORDS};
+use crate::model::align::{JobParams, PartyData};
 use crate::mpc::share::ShareMsg;
 use crate::net::dial::open;
 use crate::net::job::{Hello, JobSpec, JobStats, Node, Outcome, OutputMode};
@@ -45,6 +45,7 @@ pub async fn upload_to(
     data: &PartyData,
     z: &ShareMsg,
     ids: Option<&ShareMsg>,
+    audit: Option<&ShareMsg>,
     timing: impl Into<Timing>,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServerResult> {
@@ -67,6 +68,9 @@ pub async fn upload_to(
             send_share(&mut s, z).await?;
             if let Some(ids) = ids {
                 send_share(&mut s, ids).await?;
+            }
+            if let Some(audit) = audit {
+                send_share(&mut s, audit).await?;
             }
             send_tokens(&mut s, &data.tokens.own).await?;
             send_tokens(&mut s, &data.tokens.neighbour).await
@@ -97,7 +101,9 @@ pub async fn upload_to(
             } => {
                 let (rows, width) = expected_result_shape(spec, data.rows.len(), n, width)
                     .map_err(|why| Error::protocol(peer, why))?;
-                let words = r.words_exact(rows * width + STATUS_WORDS).await?;
+                let words = r
+                    .words_exact(rows * width + spec.params.trailer_words())
+                    .await?;
                 progress(&format!("results received from {}", node.name));
                 Ok(ServerResult {
                     words,
@@ -170,8 +176,18 @@ pub async fn run_party(
     } else {
         None
     };
+    let audit = if spec.params.audit.enabled {
+        if data.audit.len() != data.rows.len() * spec.params.audit.in_width() {
+            return Err(Error::invalid(
+                "the job audits but the prepared data has no audit words",
+            ));
+        }
+        Some(crate::mpc::share::share_compressed(&data.audit, k)?)
+    } else {
+        None
+    };
     let progress: &(dyn Fn(&str) + Send + Sync) = &progress;
-    let (z, ids, ep_ref) = (&z, &ids, &ep);
+    let (z, ids, audit, ep_ref) = (&z, &ids, &audit, &ep);
     let mut pending: futures::stream::FuturesUnordered<_> = (0..k)
         .map(|j| async move {
             let r = upload_to(
@@ -182,6 +198,7 @@ pub async fn run_party(
                 data,
                 &z[j],
                 ids.as_ref().map(|v| &v[j]),
+                audit.as_ref().map(|v| &v[j]),
                 timing,
                 progress,
             )

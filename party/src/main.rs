@@ -177,6 +177,10 @@ enum Command {
         /// Fraction of a job's matches (by score) promoted to known links.
         #[arg(long, default_value_t = 0.5)]
         bootstrap_fraction: f64,
+        /// Also write the HTML report of the evaluation to this file (self-contained: summary,
+        /// score histogram, precision-recall curve, per-group figures). Not with --bootstrap.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Derive the next job's known-links file from a finished job (bootstrapping).
     ///
@@ -421,8 +425,12 @@ fn real_main() -> Result<()> {
             fold,
             bootstrap,
             bootstrap_fraction,
+            report: report_path,
         } => {
             ppea::mpc::share::check_servers(servers)?;
+            if bootstrap > 0 && report_path.is_some() {
+                bail!("--report is not available with --bootstrap (it reports single jobs)");
+            }
             let format = detect(&dataset, format)?;
             let params: JobParams = match params {
                 Some(p) => {
@@ -462,8 +470,25 @@ fn real_main() -> Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
                 return Ok(());
             }
-            let report = rt.block_on(ppea::eval::evaluate::evaluate_inprocess(&ds, &opts))?;
-            println!("{}", serde_json::to_string(&report)?);
+            let run = rt.block_on(ppea::eval::evaluate::evaluate_inprocess_run(&ds, &opts))?;
+            if let Some(path) = &report_path {
+                let scores: Vec<f64> = run
+                    .a
+                    .1
+                    .iter()
+                    .filter(|r| r.matched)
+                    .map(|r| r.score)
+                    .collect();
+                let input = ppea::report::build::from_eval(
+                    &run.report,
+                    scores,
+                    &opts.params,
+                    &dataset.display().to_string(),
+                );
+                ppea::report::files::write_atomically(path, &ppea::report::render(&input))?;
+                eprintln!("report: {}", path.display());
+            }
+            println!("{}", serde_json::to_string(&run.report)?);
             Ok(())
         }
         Command::Bootstrap {
@@ -644,6 +669,7 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
         );
     }
     let mut files: Vec<(&str, String)> = Vec::new();
+    let mut match_scores = None;
     match job.output {
         OutputMode::Aggregate => {
             let (matched, score_sum) = ppea::model::align::finish_aggregate(&shares, &params)?;
@@ -662,8 +688,10 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
                 }
             };
             let mut matched = 0;
+            let mut scores = Vec::new();
             for r in results.iter().filter(|r| r.matched) {
                 matched += 1;
+                scores.push(r.score);
                 csv.push_str(&format!(
                     "{},{:.6},{:016x},{}\n",
                     esc(&g.ids[r.entity as usize]),
@@ -675,6 +703,7 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
             summary["matched"] = serde_json::json!(matched);
             summary["partner_ids"] = serde_json::json!(params.share_partner_ids);
             files.push(("matches.csv", csv));
+            match_scores = Some(scores);
             if job.evaluation {
                 let dump = EvalDump {
                     job: job.job.clone(),
@@ -696,6 +725,25 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
         t0,
         &format!("wrote {} (matched: {})", out.display(), summary["matched"]),
     );
+    // Last: the report reads the explanations and the audit written beside the results.
+    let report = ppea::report::build::from_run(&ppea::report::build::RunFacts {
+        summary: &summary,
+        params: &params,
+        servers: spec.servers.iter().map(|n| n.name.clone()).collect(),
+        scores: match_scores,
+        evaluation: job.evaluation,
+        out,
+    });
+    let path = out.join("report.html");
+    ppea::report::files::write_atomically(&path, &ppea::report::render(&report)).with_context(
+        || {
+            format!(
+                "the results are written, but not the report {}",
+                path.display()
+            )
+        },
+    )?;
+    progress(t0, &format!("report: {}", path.display()));
     Ok(())
 }
 

@@ -127,6 +127,9 @@ pub struct EvalReport {
     pub decisions_digest: String,
     /// Per-group figures and gaps.
     pub groups: Groups,
+    /// The precision-recall curve behind `prauc` (for the HTML report; not in the JSON).
+    #[serde(skip)]
+    pub pr_curve: Vec<crate::eval::metrics::PrPoint>,
 }
 
 fn links(ds: &Dataset, split: Split) -> &[(u32, u32)] {
@@ -257,12 +260,17 @@ pub async fn servers_inprocess(
 
 /// Runs a whole job in this process and judges it.
 pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<EvalReport> {
+    Ok(evaluate_inprocess_run(ds, opts).await?.report)
+}
+
+/// [`evaluate_inprocess`], also returning both parties' rows and results (for the report).
+pub async fn evaluate_inprocess_run(ds: &Dataset, opts: &EvalOptions) -> Result<JobRun> {
     let known = if opts.known_links || opts.params.model.known_links {
         ds.tune.clone()
     } else {
         Vec::new()
     };
-    Ok(job_inprocess(ds, opts, &known).await?.report)
+    job_inprocess(ds, opts, &known).await
 }
 
 /// What one in-process job leaves with the parties (for bootstrapping).
@@ -481,6 +489,7 @@ pub fn judge(
         split: Split::Test,
         decisions_digest: decisions_digest(pa, pb, ra, rb),
         groups: groups(&judged, if labelled { "label" } else { "degree" }),
+        pr_curve: crate::eval::metrics::pr_curve(&judged, 400),
     }
 }
 

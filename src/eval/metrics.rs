@@ -132,6 +132,47 @@ pub fn groups(items: &[Judged], by: &str) -> Groups {
     }
 }
 
+/// One point of a precision-recall curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PrPoint {
+    /// Score threshold of the point (predictions with at least this score count).
+    pub threshold: f64,
+    /// Recall at the threshold.
+    pub recall: f64,
+    /// Precision at the threshold.
+    pub precision: f64,
+}
+
+/// The precision-recall curve of the top-1 predictions ranked by score (the curve whose area
+/// [`Quality::prauc`] is), at most `max_points` points by decreasing threshold.
+pub fn pr_curve(items: &[Judged], max_points: usize) -> Vec<PrPoint> {
+    let mut ranked: Vec<&Judged> = items.iter().collect();
+    ranked.sort_by(|a, b| b.top1_score.total_cmp(&a.top1_score));
+    let n = ranked.len();
+    let mut all = Vec::with_capacity(n);
+    let mut tp = 0usize;
+    for (i, j) in ranked.iter().enumerate() {
+        tp += j.top1_correct as usize;
+        // A point per distinct score: ties enter together.
+        if ranked
+            .get(i + 1)
+            .is_some_and(|k| k.top1_score == j.top1_score)
+        {
+            continue;
+        }
+        all.push(PrPoint {
+            threshold: j.top1_score,
+            recall: ratio(tp, n),
+            precision: ratio(tp, i + 1),
+        });
+    }
+    let m = max_points.max(2);
+    if all.len() <= m {
+        return all;
+    }
+    (0..m).map(|i| all[i * (all.len() - 1) / (m - 1)]).collect()
+}
+
 /// The degree bucket of an entity with `d` neighbours.
 pub fn degree_bucket(d: usize) -> &'static str {
     match d {
@@ -185,6 +226,11 @@ mod tests {
         // Ranked by score: correct at 1, wrong, wrong, correct at 4: AP = (1/1 + 2/4) / 4.
         assert!((q.prauc - (1.0 + 0.5) / 4.0).abs() < 1e-12);
         assert_eq!(q.blocking_recall, 0.75);
+        let c = pr_curve(&items, 100);
+        assert_eq!(c.len(), 4);
+        assert_eq!((c[0].recall, c[0].precision), (0.25, 1.0));
+        assert_eq!((c[3].recall, c[3].precision), (0.5, 0.5));
+        assert_eq!(pr_curve(&items, 2).len(), 2);
         let g = groups(&items, "label");
         assert_eq!(g.groups["x"].hits1, 0.5);
         assert_eq!(g.groups["y"].recall, 0.0);

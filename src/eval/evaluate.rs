@@ -127,7 +127,8 @@ pub struct EvalReport {
     pub decisions_digest: String,
     /// Per-group figures and gaps.
     pub groups: Groups,
-    /// The precision-recall curve behind `prauc` (for the HTML report; not in the JSON).
+    /// Precision and recall of the reported matches as the threshold rises (for the HTML
+    /// report; not in the JSON).
     #[serde(skip)]
     pub pr_curve: Vec<crate::eval::metrics::PrPoint>,
 }
@@ -452,6 +453,7 @@ pub fn judge(
             top1_score: best.1,
             matched: res.matched,
             match_correct: res.matched && rb[ib].matched && rb[ib].token == res.token,
+            match_score: if res.matched { res.score } else { 0.0 },
             in_candidates: rank.is_some(),
         });
     }

@@ -164,16 +164,22 @@ pub fn from_eval(
 ) -> ReportInput {
     let q = &r.quality;
     let pr = if r.pr_curve.is_empty() {
-        Section::Absent("No gold pair was among the aligned entities.".into())
+        Section::Absent("No gold pair of the aligned entities was matched.".into())
     } else {
         Section::Present(PrCurve {
             source: format!(
-                "Top-1 predictions of the first graph's {} gold pairs ({:?} split of {dataset}), \
-                 ranked by score; a prediction is right when it is the gold partner.",
-                q.pairs, r.split
+                "The first graph's reported matches judged against its {} gold pairs ({} \
+                 split of {dataset}), as if the threshold were raised to each match score in \
+                 turn: the last point (the dot) is this job's threshold ({}), with \
+                 precision {} and recall {}.",
+                q.pairs,
+                format!("{:?}", r.split).to_lowercase(),
+                num(params.min_score, 3),
+                crate::report::fmt::ratio(Some(q.precision)),
+                crate::report::fmt::ratio(Some(q.recall))
             ),
             points: r.pr_curve.clone(),
-            auc: Some(q.prauc),
+            auc: None,
         })
     };
     let matched = scores.len();

@@ -235,8 +235,8 @@ fn pr(h: &mut String, pr: &Section<PrCurve>, fig: &mut usize) {
         fig,
         &svg,
         &format!(
-            "{} Each point keeps the predictions scoring at least some threshold: a higher \
-             threshold moves left (fewer pairs found) and usually up (fewer wrong ones).{auc}",
+            "{} A higher threshold moves left (fewer gold pairs found) and usually up (fewer \
+             wrong matches).{auc}",
             c.source
         ),
     );

@@ -213,6 +213,19 @@ pub fn curve(points: &[(f64, f64)], (x_label, y_label): (&str, &str)) -> String 
             COLOURS[0],
             path.join(" ")
         ));
+        if let Some(&(a, b)) = points.last() {
+            out.push_str(&format!(
+                "<circle class=\"end\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{}\">\
+                 <title>{}: {}, {}: {}</title></circle>",
+                x.at(a),
+                y.at(b),
+                COLOURS[5],
+                esc(x_label),
+                num(a, 3),
+                esc(y_label),
+                num(b, 3)
+            ));
+        }
     }
     out.push_str("</svg>");
     out

@@ -10,10 +10,13 @@ use ppea::model::graph::Graph;
 use ppea::model::import::Format;
 use ppea::mpc::prg::Prg;
 use ppea::net::job::OutputMode;
-use ppea::net::party::{EvalDump, PartyJob, run_party};
+use ppea::net::party::{EvalDump, PartyJob, run_party_with};
 use ppea::net::tls::Identity;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod progress;
+use progress::{Mode, Progress};
 
 /// Graph-owner side of privacy-preserving entity alignment.
 ///
@@ -539,14 +542,18 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn progress(t0: Instant, msg: &str) {
-    eprintln!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
+fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
+    let t0 = Instant::now();
+    let bar = Progress::new(Mode::detect());
+    bar.install_logging();
+    let result = run_with(args, eval_seed, t0, &bar);
+    bar.finish();
+    result
 }
 
-fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
+fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress) -> Result<()> {
     let (job_path, graph_dir, out) = (&args.job, &args.graph, &args.out);
     let (scope, known_links) = (args.scope.as_deref(), args.known_links.as_deref());
-    let t0 = Instant::now();
     let job = PartyJob::load(job_path)?;
     if eval_seed.is_some() && !job.evaluation {
         bail!(
@@ -556,16 +563,14 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
     }
     let side = job.side_index()?;
     let identity = Identity::load(&job.identity, &job.tls)?;
+    bar.begin(&format!("loading {}", graph_dir.display()));
     let g = Graph::load_dir(graph_dir)?;
-    progress(
-        t0,
-        &format!(
-            "loaded {}: {} entities, {} triples",
-            graph_dir.display(),
-            g.len(),
-            g.triples.len()
-        ),
-    );
+    bar.done(&format!(
+        "loaded {}: {} entities, {} triples",
+        graph_dir.display(),
+        g.len(),
+        g.triples.len()
+    ));
     let rows: Vec<u32> = match scope {
         None => (0..g.len() as u32).collect(),
         Some(p) => {
@@ -603,46 +608,44 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
         );
     }
     let t_prep = Instant::now();
+    bar.begin(&format!(
+        "preparing {} rows (features, neighbourhoods, keyed tokens, shuffle)",
+        rows.len()
+    ));
     let data = prepare_party_known(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
     let prepare_seconds = t_prep.elapsed().as_secs_f64();
-    progress(
-        t0,
-        &format!(
-            "prepared {} rows of width {} (shuffled, fixed point, keyed tokens)",
-            data.rows.len(),
-            data.width
-        ),
-    );
+    bar.done(&format!(
+        "prepared {} rows of width {} (shuffled, fixed point, keyed tokens)",
+        data.rows.len(),
+        data.width
+    ));
     let rt = ppea::mpc::local::runtime()?;
     let timing = job.timing()?;
-    // What each server last said about the job, repeated while waiting.
-    let latest = std::sync::Mutex::new(std::collections::BTreeMap::<String, String>::new());
-    let report = |m: &str| {
-        progress(t0, m);
-        if let (Some((server, what)), Ok(mut l)) = (m.split_once(": "), latest.lock()) {
-            l.insert(server.to_string(), what.to_string());
-        }
-    };
+    bar.step(&format!(
+        "uploading shares to {} servers: {}",
+        spec.servers.len(),
+        spec.servers
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let results = rt.block_on(async {
+        // What each server last said about the job, repeated while waiting (log lines only).
         let ticker = async {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let said = latest.lock().map(|l| l.clone()).unwrap_or_default();
-                if said.is_empty() {
-                    progress(t0, "waiting for the servers to answer ...");
-                }
-                for (server, what) in said {
-                    progress(t0, &format!("still waiting: {server}: {what}"));
-                }
+                bar.remind();
             }
         };
         tokio::select! {
-            r = run_party(&spec, side, &identity, &data, timing, report) => r,
+            r = run_party_with(&spec, side, &identity, &data, timing, bar) => r,
             _ = ticker => unreachable!("the ticker never ends"),
         }
     })?;
+    bar.finish();
     let width = results[0].width;
     let shares: Vec<Vec<u64>> = results.iter().map(|r| r.words.clone()).collect();
     let mut params = spec.params.clone();
@@ -721,10 +724,11 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
     summary["wall_seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
     files.push(("summary.json", serde_json::to_string_pretty(&summary)?));
     ppea::model::graph::write_atomically(out, &files)?;
-    progress(
-        t0,
-        &format!("wrote {} (matched: {})", out.display(), summary["matched"]),
-    );
+    bar.step(&format!(
+        "wrote {} (matched: {})",
+        out.display(),
+        summary["matched"]
+    ));
     // Last: the report reads the explanations and the audit written beside the results.
     let report = ppea::report::build::from_run(&ppea::report::build::RunFacts {
         summary: &summary,
@@ -743,7 +747,7 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
             )
         },
     )?;
-    progress(t0, &format!("report: {}", path.display()));
+    bar.step(&format!("report: {}", path.display()));
     Ok(())
 }
 

@@ -14,7 +14,7 @@ h1{font-size:1.7em;margin:0 0 4px}h2{font-size:1.25em;margin:32px 0 8px;padding-
 border-bottom:2px solid #dfe3e8}p.lead{color:#50575e;margin-top:0}
 table{border-collapse:collapse;margin:8px 0 12px;font-size:.93em}
 th,td{border:1px solid #dfe3e8;padding:4px 9px;text-align:left;vertical-align:top}
-th{background:#f3f5f7;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f5f7;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.summary th{width:230px}
 .absent{background:#fbf7e9;border-left:4px solid #dba617;padding:8px 12px;margin:8px 0}
 .note{color:#50575e;font-size:.92em}
@@ -282,7 +282,7 @@ fn groups(h: &mut String, g: &Section<GroupFigures>, fig: &mut usize) {
     figure(
         h,
         fig,
-        &bars(&cats, &series, (0.0, 1.0), "share (0 to 1)"),
+        &bars(&cats, &series, (0.0, 1.0), ("group", "share (0 to 1)")),
         &format!(
             "Each group's figures side by side; n/a marks a figure that is not available (no \
              labelled links, or a suppressed group). Disparity, the largest difference between \
@@ -379,7 +379,7 @@ fn explanations(h: &mut String, e: &Section<Vec<Explanation>>, fig: &mut usize) 
                 (lo * 10.0).floor() / 10.0,
                 ((hi * 10.0).ceil() / 10.0).max(0.1),
             ),
-            "contribution",
+            ("model block", "contribution to the score"),
         ),
         &format!(
             "What drove the {} explained matches on average: each block's contribution to the \

@@ -245,7 +245,7 @@ pub fn bars(
     categories: &[String],
     series: &[Series],
     (lo, hi): (f64, f64),
-    y_label: &str,
+    (x_label, y_label): (&str, &str),
 ) -> String {
     let legend = 22.0;
     let height = H + legend;
@@ -278,7 +278,7 @@ pub fn bars(
         y,
         &x_ticks,
         &ticks(lo, hi, 5),
-        ("group", y_label),
+        (x_label, y_label),
     );
     let n = series.len().max(1) as f64;
     let slot = (x.at(1.0) - x.at(0.0)) * 0.8 / n;
@@ -371,7 +371,7 @@ mod tests {
                 values: vec![Some(0.5), None],
             }],
             (0.0, 1.0),
-            "rate",
+            ("group", "rate"),
         );
         assert!(s.contains("&lt;b&gt;"));
         assert!(!s.contains("<b>"));

@@ -5,7 +5,7 @@
 mod common;
 use common::TempDir;
 
-use ppea::eval::evaluate::{EvalOptions, EvalProtocol, JobRun, Split, evaluate_inprocess_run};
+use ppea::eval::evaluate::{EvalOptions, EvalProtocol, JobRun, Split, run_inprocess};
 use ppea::model::align::JobParams;
 use ppea::model::import::{Dataset, Format, load};
 use ppea::mpc::local::runtime;
@@ -38,7 +38,7 @@ fn job() -> &'static JobRun {
         };
         runtime()
             .unwrap()
-            .block_on(evaluate_inprocess_run(sample(), &opts))
+            .block_on(run_inprocess(sample(), &opts))
             .expect("job runs")
     })
 }
@@ -90,6 +90,18 @@ fn run_dir(dir: &Path, with_extras: bool) -> String {
             "disparity": {"match_rate": 0.088, "precision": null, "recall": null}
         });
         std::fs::write(dir.join("audit.json"), audit.to_string()).unwrap();
+        let other = serde_json::json!({
+            "epsilon": 1.0, "delta": 0.0, "mechanism": "discrete_laplace", "spent_epsilon": 1.0,
+            "min_group_size": 20, "side": "b",
+            "groups": [
+                {"group": "1", "entities": 500, "matched": 420, "match_rate": 0.84,
+                 "mean_score": 0.45, "precision": null, "recall": null, "suppressed": false},
+                {"group": "2", "entities": 300, "matched": 200, "match_rate": 0.667,
+                 "mean_score": 0.4, "precision": null, "recall": null, "suppressed": false}
+            ],
+            "disparity": {"match_rate": 0.173, "precision": null, "recall": null}
+        });
+        std::fs::write(dir.join("audit-other.json"), other.to_string()).unwrap();
     }
     let input = from_run(&RunFacts {
         summary: &summary,
@@ -119,6 +131,7 @@ fn eval_report_has_every_figure() {
         scores.clone(),
         &JobParams::default(),
         "data/sample",
+        None,
     ));
     assert!(html.starts_with("<!DOCTYPE html>"));
     for h in [
@@ -158,8 +171,10 @@ fn run_report_reads_explanations_and_audit_and_escapes_them() {
     assert!(html.contains("match rate 0.088"));
     assert!(html.contains("<h2>Why entities matched: explanations</h2>"));
     assert!(html.contains("mean contribution to the match score"));
-    // Histogram, groups, explanation blocks; the curve is explained as absent.
-    assert_eq!(html.matches("<svg class=\"chart").count(), 3);
+    // Histogram, both parties' groups, explanation blocks; the curve is explained as absent.
+    assert_eq!(html.matches("<svg class=\"chart").count(), 4);
+    assert!(html.contains("<h3>The other party&#39;s groups</h3>"));
+    assert!(html.contains("match rate 0.173"));
     assert!(html.contains("No precision-recall curve: this job had no gold"));
     assert_eq!(html.matches("<script>").count(), 2);
     let on_disk = std::fs::read_to_string(dir.0.join("report.html")).unwrap();
@@ -195,7 +210,7 @@ fn report_renders_in_headless_chromium_without_script_errors() {
     let png = dir.0.join("report.png");
     let (ok, text) = check_report(&dir.0.join("report.html"), &png);
     assert!(ok, "{text}");
-    assert!(text.contains("3 charts"), "{text}");
+    assert!(text.contains("4 charts"), "{text}");
     let bytes = std::fs::read(&png).unwrap();
     assert!(
         bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG"),

@@ -473,7 +473,7 @@ fn real_main() -> Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
                 return Ok(());
             }
-            let run = rt.block_on(ppea::eval::evaluate::evaluate_inprocess_run(&ds, &opts))?;
+            let run = rt.block_on(ppea::eval::evaluate::run_inprocess(&ds, &opts))?;
             if let Some(path) = &report_path {
                 let scores: Vec<f64> = run
                     .a
@@ -487,6 +487,7 @@ fn real_main() -> Result<()> {
                     scores,
                     &opts.params,
                     &dataset.display().to_string(),
+                    None,
                 );
                 ppea::report::files::write_atomically(path, &ppea::report::render(&input))?;
                 eprintln!("report: {}", path.display());

@@ -261,11 +261,12 @@ pub async fn servers_inprocess(
 
 /// Runs a whole job in this process and judges it.
 pub async fn evaluate_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<EvalReport> {
-    Ok(evaluate_inprocess_run(ds, opts).await?.report)
+    Ok(run_inprocess(ds, opts).await?.report)
 }
 
-/// [`evaluate_inprocess`], also returning both parties' rows and results (for the report).
-pub async fn evaluate_inprocess_run(ds: &Dataset, opts: &EvalOptions) -> Result<JobRun> {
+/// Runs a whole job in this process (known links: the tuning links when the options ask for
+/// them) and returns what the parties hold with the judged report.
+pub async fn run_inprocess(ds: &Dataset, opts: &EvalOptions) -> Result<JobRun> {
     let known = if opts.known_links || opts.params.model.known_links {
         ds.tune.clone()
     } else {

@@ -3,7 +3,7 @@
 use crate::eval::evaluate::EvalReport;
 use crate::eval::metrics::Groups;
 use crate::model::align::JobParams;
-use crate::report::files::{read_audit, read_explanations};
+use crate::report::files::{read_audit, read_audit_other, read_explanations};
 use crate::report::fmt::num;
 use crate::report::{Audit, GroupFigures, GroupRow, PrCurve, QualityFigures, ReportInput, Section};
 use std::path::Path;
@@ -33,8 +33,9 @@ pub fn flatten_params(p: &JobParams) -> Vec<(String, String)> {
     out
 }
 
-/// The per-group figures of a private audit (`audit.json`).
-pub fn audit_figures(a: &Audit) -> GroupFigures {
+/// The per-group figures of a private audit (`audit.json`, or `audit-other.json` with `own`
+/// false).
+pub fn audit_figures(a: &Audit, own: bool) -> GroupFigures {
     let metrics = ["match rate", "precision", "recall"];
     let rows = a
         .groups
@@ -90,15 +91,26 @@ pub fn audit_figures(a: &Audit) -> GroupFigures {
             + ".",
     );
     GroupFigures {
-        source: format!(
-            "From the private per-group audit (audit.json{}): the servers computed these \
-             aggregates on shares and revealed only them, to both parties. Groups are the \
-             group labels of entities.tsv, or degree buckets when none is given.",
-            a.side
-                .as_deref()
-                .map(|s| format!(", party {s}'s entities"))
-                .unwrap_or_default()
-        ),
+        source: if own {
+            format!(
+                "From the private per-group audit (audit.json{}): the servers computed these \
+                 aggregates on shares and revealed only them, to both parties. Groups are the \
+                 group labels of entities.tsv, or degree buckets when none is given.",
+                a.side
+                    .as_deref()
+                    .map(|s| format!(", party {s}'s entities"))
+                    .unwrap_or_default()
+            )
+        } else {
+            format!(
+                "From audit-other.json: the same audit's figures for the other party's \
+                 entities{} (its groups are numbered: their names stay with that party).",
+                a.side
+                    .as_deref()
+                    .map(|s| format!(" (party {s})"))
+                    .unwrap_or_default()
+            )
+        },
         unit: "entities".into(),
         metrics: metrics.iter().map(|m| m.to_string()).collect(),
         rows,
@@ -155,13 +167,31 @@ pub fn eval_groups(g: &Groups) -> GroupFigures {
 }
 
 /// The report of an in-process evaluation (`party eval`): `scores` are the scores of the first
-/// party's matches, `dataset` names the benchmark.
+/// party's matches, `dataset` names the benchmark; `outputs`: the first party's output
+/// directory of the evaluation, if it wrote one, whose `explanations.csv` and `audit.json` the
+/// report shows (the audit beside the gold figures).
 pub fn from_eval(
     r: &EvalReport,
     scores: Vec<f64>,
     params: &JobParams,
     dataset: &str,
+    outputs: Option<&Path>,
 ) -> ReportInput {
+    let mut more_groups = Vec::new();
+    let mut explanations = Section::Absent(
+        "Explanations were not requested in this job (party eval writes them only for jobs \
+         with explanations, to its output directory)."
+            .into(),
+    );
+    if let Some(dir) = outputs {
+        if let Section::Present(a) = read_audit(dir) {
+            more_groups.push((
+                "The private audit of the same job".to_string(),
+                audit_figures(&a, true),
+            ));
+        }
+        explanations = read_explanations(dir);
+    }
     let q = &r.quality;
     let pr = if r.pr_curve.is_empty() {
         Section::Absent("No gold pair of the aligned entities was matched.".into())
@@ -211,9 +241,8 @@ pub fn from_eval(
         scores: Section::Present(scores),
         pr,
         groups: Section::Present(eval_groups(&r.groups)),
-        explanations: Section::Absent(
-            "Explanations were not requested in this job (party eval does not write them).".into(),
-        ),
+        more_groups,
+        explanations,
         disclosure: vec![
             format!(
                 "In-process evaluation: both parties, the dealer and {} compute servers ran on \
@@ -368,9 +397,18 @@ pub fn from_run(f: &RunFacts) -> ReportInput {
         },
         pr: Section::Absent(pr_why),
         groups: match audit {
-            Section::Present(a) => Section::Present(audit_figures(&a)),
+            Section::Present(a) => Section::Present(audit_figures(&a, true)),
             Section::Absent(why) => Section::Absent(why),
         },
+        more_groups: read_audit_other(f.out)
+            .map(|a| {
+                (
+                    "The other party's groups".to_string(),
+                    audit_figures(&a, false),
+                )
+            })
+            .into_iter()
+            .collect(),
         explanations,
         disclosure,
     }

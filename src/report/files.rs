@@ -125,17 +125,30 @@ pub fn read_explanations(dir: &Path) -> Section<Vec<Explanation>> {
 
 /// Reads `dir/audit.json` if present (same rules as [`read_explanations`]).
 pub fn read_audit(dir: &Path) -> Section<Audit> {
-    let p = dir.join("audit.json");
+    read_audit_file(dir, "audit.json")
+}
+
+/// Reads `dir/audit-other.json` (the other party's groups, as the audit released them to this
+/// party) if present and usable.
+pub fn read_audit_other(dir: &Path) -> Option<Audit> {
+    match read_audit_file(dir, "audit-other.json") {
+        Section::Present(a) => Some(a),
+        Section::Absent(_) => None,
+    }
+}
+
+fn read_audit_file(dir: &Path, name: &str) -> Section<Audit> {
+    let p = dir.join(name);
     match std::fs::read_to_string(&p) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Section::Absent(
             "A per-group audit was not requested in this job (no audit.json in the output \
              directory)."
                 .into(),
         ),
-        Err(e) => Section::Absent(format!("audit.json could not be read: {e}.")),
+        Err(e) => Section::Absent(format!("{name} could not be read: {e}.")),
         Ok(text) => match serde_json::from_str::<Audit>(&text) {
             Ok(a) => Section::Present(a),
-            Err(e) => Section::Absent(format!("audit.json could not be used: {e}.")),
+            Err(e) => Section::Absent(format!("{name} could not be used: {e}.")),
         },
     }
 }

@@ -196,6 +196,9 @@ pub struct ReportInput {
     pub pr: Section<PrCurve>,
     /// Per-group figures.
     pub groups: Section<GroupFigures>,
+    /// Further per-group figures, each under its heading (the other party's groups of the
+    /// audit, `audit-other.json`; an evaluation's private audit beside its gold figures).
+    pub more_groups: Vec<(String, GroupFigures)>,
     /// Explanations of matches.
     pub explanations: Section<Vec<Explanation>>,
     /// What the servers and the other party saw of this job (sentences).

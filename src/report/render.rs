@@ -63,7 +63,7 @@ pub fn render(r: &ReportInput) -> String {
     disclosure(&mut h, r);
     scores(&mut h, r, &mut fig);
     pr(&mut h, &r.pr, &mut fig);
-    groups(&mut h, &r.groups, &mut fig);
+    groups(&mut h, &r.groups, &r.more_groups, &mut fig);
     explanations(&mut h, &r.explanations, &mut fig);
     h.push_str(&format!(
         "<footer>ppea {} &middot; self-contained page: no external resources. \
@@ -242,12 +242,24 @@ fn pr(h: &mut String, pr: &Section<PrCurve>, fig: &mut usize) {
     );
 }
 
-fn groups(h: &mut String, g: &Section<GroupFigures>, fig: &mut usize) {
+fn groups(
+    h: &mut String,
+    g: &Section<GroupFigures>,
+    more: &[(String, GroupFigures)],
+    fig: &mut usize,
+) {
     h.push_str("<h2>Results per group</h2>");
-    let g = match g {
-        Section::Absent(why) => return absent(h, why),
-        Section::Present(g) => g,
-    };
+    match g {
+        Section::Absent(why) => absent(h, why),
+        Section::Present(g) => group_figures(h, g, fig),
+    }
+    for (heading, o) in more {
+        h.push_str(&format!("<h3>{}</h3>", esc(heading)));
+        group_figures(h, o, fig);
+    }
+}
+
+fn group_figures(h: &mut String, g: &GroupFigures, fig: &mut usize) {
     h.push_str(&format!("<p>{}</p>", esc(&g.source)));
     let cats: Vec<String> = g
         .rows
@@ -384,7 +396,8 @@ fn explanations(h: &mut String, e: &Section<Vec<Explanation>>, fig: &mut usize) 
         &format!(
             "What drove the {} explained matches on average: each block's contribution to the \
              pair score (name similarity, neighbourhood, cross-graph attention, known-link \
-             anchors; n/a when the job had no such block). The contributions were computed on \
+             anchors; n/a when the job had no such block; a match's contributions add up to its \
+             score). The contributions were computed on \
              shares and revealed only to the two owners of each pair.",
             count(e.len())
         ),
@@ -464,6 +477,7 @@ mod tests {
             scores: Section::Present(vec![0.2, 0.5, 0.9, 0.91]),
             pr: Section::Absent("No labelled links in this job.".into()),
             groups: Section::Absent("A per-group audit was not requested in this job.".into()),
+            more_groups: Vec::new(),
             explanations: Section::Absent("Explanations were not requested in this job.".into()),
             disclosure: vec!["Servers saw shares only.".into()],
         }
@@ -557,13 +571,23 @@ mod tests {
             disparity: vec![("match rate".into(), Some(0.12))],
             notes: vec!["Noise: discrete Laplace.".into()],
         });
+        if let Section::Present(g) = &r.groups {
+            r.more_groups = vec![(
+                "The other party's groups".into(),
+                GroupFigures {
+                    source: "The other party's.".into(),
+                    ..g.clone()
+                },
+            )];
+        }
         r.explanations = Section::Present(
             (0..40)
                 .map(|i| explanation(&format!("e{i}"), i as f64 / 40.0))
                 .collect(),
         );
         let html = render(&r);
-        assert_eq!(html.matches("<svg").count(), 4);
+        assert_eq!(html.matches("<svg").count(), 5);
+        assert!(html.contains("<h3>The other party&#39;s groups</h3>"));
         assert!(html.contains("class=\"chart histogram\""));
         assert!(html.contains("class=\"chart curve\""));
         assert!(html.contains("class=\"chart bars\""));
@@ -573,7 +597,7 @@ mod tests {
         assert!(html.contains("12.3 s"));
         assert!(html.contains("deg 9 (suppressed)"));
         assert!(html.contains("match rate 0.120"));
-        assert!(html.contains("Figure 4."));
+        assert!(html.contains("Figure 5."));
         // The sample: 15 rows, first the best, last the worst.
         assert_eq!(
             html.matches("<code>00ab</code>").count(),

@@ -7,6 +7,7 @@
 # This script reads the final DOM (chromium --dump-dom) and requires the second without the first.
 # It also requires the page to be self-contained (no http(s) resource but the SVG namespace).
 #
+# The screenshot is 1200x2400 pixels (REPORT_WINDOW=1200,4800 for a taller one).
 # Installs chromium with apt-get when /usr/bin/chromium is missing (needs root, or sudo without
 # a password). Exit status: 0 ok, 1 check failed, 2 usage or setup problem.
 set -euo pipefail
@@ -54,7 +55,7 @@ errlog=$(mktemp)
 trap 'rm -rf "$profile" "$dom" "$errlog"' EXIT
 flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
   --disable-background-networking --disable-component-update --disable-sync
-  --disable-dev-shm-usage --hide-scrollbars --user-data-dir="$profile" --window-size=1200,2400)
+  --disable-dev-shm-usage --hide-scrollbars --user-data-dir="$profile" --window-size="${REPORT_WINDOW:-1200,2400}")
 url="file://$report"
 
 if ! timeout 120 "$browser" "${flags[@]}" --virtual-time-budget=5000 --dump-dom "$url" > "$dom" 2> "$errlog"; then

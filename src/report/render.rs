@@ -13,7 +13,7 @@ max-width:1080px;margin:0 auto;padding:24px 32px 48px;line-height:1.45;backgroun
 h1{font-size:1.7em;margin:0 0 4px}h2{font-size:1.25em;margin:32px 0 8px;padding-bottom:4px;
 border-bottom:2px solid #dfe3e8}p.lead{color:#50575e;margin-top:0}
 table{border-collapse:collapse;margin:8px 0 12px;font-size:.93em}
-th,td{border:1px solid #dfe3e8;padding:4px 9px;text-align:left;vertical-align:top}
+th,td{border:1px solid #dfe3e8;padding:4px 9px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f5f7;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.summary th{width:230px}
 .absent{background:#fbf7e9;border-left:4px solid #dba617;padding:8px 12px;margin:8px 0}

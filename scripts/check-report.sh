@@ -84,4 +84,5 @@ if ! timeout 120 "$browser" "${flags[@]}" --screenshot="$png" "$url" > /dev/null
   tail -n 15 "$errlog" >&2
   exit 1
 fi
-echo "check-report: ok: $report rendered without script errors ($charts charts); screenshot $png"
+unit=charts; [ "$charts" = 1 ] && unit=chart
+echo "check-report: ok: $report rendered without script errors ($charts $unit); screenshot $png"

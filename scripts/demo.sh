@@ -31,3 +31,8 @@ print(f"secure decisions equal to the plaintext reference: {r['plaintext_agreeme
 print(f"{r['candidate_pairs']} candidate pairs scored on shares; {r['bytes_per_server'] / 1e6:.1f} MB sent per server, {r['rounds']} rounds")
 PY
 echo "== results: $out/party-a/matches.csv and $out/party-b/matches.csv (summary.json and eval-dump.bin beside each)"
+echo "== reports (self-contained HTML; check one in a headless browser with scripts/check-report.sh FILE [OUT.png]):"
+for side in a b; do
+  [ -s "$out/party-$side/report.html" ] || fail "party-$side wrote no report"
+  echo "   party-$side: $out/party-$side/report.html"
+done

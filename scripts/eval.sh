@@ -5,7 +5,7 @@
 #   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open]
 #                   [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train]
 #                   [--names given|hidden] [--fold N] [--params P.toml]
-#                   [--bootstrap N [--bootstrap-fraction F]] [--labelled]
+#                   [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]
 #
 # --labelled (audited jobs, `[audit] labelled = true` in P.toml): each party gets the judged
 # links as its labelled sample (`party run --labelled`), as `party eval` does in-process.
@@ -20,14 +20,17 @@
 # By default the dealer, the servers and the two parties run as separate processes on loopback
 # over QUIC with mutual TLS. --inprocess runs everything in one process over in-memory channels
 # (same protocol code). --seed N fixes the parties' row shuffles and blocking key (evaluation
-# only), so both ways give the same decisions_digest.
+# only), so both ways give the same decisions_digest. --report DIR keeps the HTML reports:
+# DIR/report.html (in-process, `party eval --report`: with the precision-recall curve and the
+# per-group figures of the gold links), or each party's own report of the deployed job as
+# DIR/party-a/report.html and DIR/party-b/report.html.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--bootstrap N [--bootstrap-fraction F]] [--labelled]" >&2; exit 2; }
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dataset=$1; shift
-labelled=""; format=""; protocol=standard; servers=2; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5
+labelled=""; format=""; protocol=standard; servers=2; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5; report=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --known-links) known=$2; shift 2 ;;
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
     --seed) seed=$2; shift 2 ;;
     --inprocess) inprocess=1; shift ;;
     --labelled) labelled=1; shift ;;
+    --report) report=$2; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -51,12 +55,16 @@ case "$known" in none|train) ;; *) usage ;; esac
 if [ "$bootstrap" != 0 ] && [ -z "$inprocess" ]; then
   echo "error: --bootstrap runs in-process (add --inprocess); between deployed jobs use 'party bootstrap'" >&2; exit 2
 fi
+if [ -n "$report" ]; then
+  [ "$bootstrap" = 0 ] || { echo "error: --report reports single jobs (not with --bootstrap)" >&2; exit 2; }
+  mkdir -p "$report"
+fi
 cargo build --release --quiet -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 if [ -n "$inprocess" ]; then
   exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" ${seed:+--seed "$seed"} \
     --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"} \
-    --bootstrap "$bootstrap" --bootstrap-fraction "$fraction"
+    --bootstrap "$bootstrap" --bootstrap-fraction "$fraction" ${report:+--report "$report/report.html"}
 fi
 work=$(mktemp -d)
 source scripts/cluster.sh
@@ -97,6 +105,13 @@ for i in "${!nodes[@]}"; do
   kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${pids[$i]}/status" 2>/dev/null || true)
   if [ -n "$kib" ]; then rss=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d[sys.argv[2]]=int(sys.argv[3])//1024; print(json.dumps(d))' "$rss" "${nodes[$i]}" "$kib"); fi
 done
+if [ -n "$report" ]; then
+  for side in a b; do
+    mkdir -p "$report/party-$side"
+    cp "$work/out/party-$side/report.html" "$report/party-$side/report.html"
+    echo "== party-$side's report: $report/party-$side/report.html" >&2
+  done
+fi
 "$bin/party" judge --dataset "$work/data" --a "$work/out/party-a" --b "$work/out/party-b" > "$work/report.json" || fail "judging failed"
 python3 - "$work/report.json" "$protocol" "$t0" "$t1" "$rss" "$work/out" <<'PY' || cat "$work/report.json"
 import json, os, sys

@@ -11,7 +11,8 @@
 //!   (party preparation, the secure pipeline on the servers, the plaintext reference);
 //! * [`eval`]: metrics and the evaluation harness;
 //! * [`net`]: the deployment over QUIC with mutual TLS: configuration, job descriptions, the
-//!   compute and dealer daemons, the party client.
+//!   compute and dealer daemons, the party client;
+//! * [`report`]: the self-contained HTML report of a job.
 #![warn(missing_docs)]
 
 pub mod error;
@@ -19,5 +20,6 @@ pub mod eval;
 pub mod model;
 pub mod mpc;
 pub mod net;
+pub mod report;
 
 pub use error::{Error, Result};

@@ -970,7 +970,7 @@ fn a_party_sending_different_tokens_to_different_servers_is_caught() {
     let z = share_compressed(&a.z, 2).unwrap();
     let (ra, rb) = rt().block_on(async {
         let ep = ia.client_endpoint().unwrap();
-        let quiet = |_: &str| {};
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
         let party_a = async {
             tokio::try_join!(
                 upload_to(&ep, &spec, 0, 0, &a, &z[0], None, None, T, &quiet),
@@ -1007,9 +1007,9 @@ fn a_party_cannot_hold_more_uploads_than_its_limit() {
     let third = rt().block_on(async {
         let ep = ia.client_endpoint().unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let told = move |m: &str| {
+        let told = ppea::net::progress::Lines(move |m: &str| {
             let _ = tx.send(m.to_string());
-        };
+        });
         let held = futures::future::join_all(
             specs[..2]
                 .iter()
@@ -1026,7 +1026,7 @@ fn a_party_cannot_hold_more_uploads_than_its_limit() {
                 _ = &mut held => panic!("the held jobs ended before the third upload"),
             }
         }
-        let quiet = |_: &str| {};
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
         let third = upload_to(&ep, &specs[2], 0, 0, &a, &z[0], None, None, T, &quiet).await;
         // The two held jobs time out (no party B), which gives the slots back.
         let held = held.await;
@@ -1064,7 +1064,7 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     let ia = c.identity("party-a");
     let z = share_compressed(&big.z, 2).unwrap();
     let spec = c.spec("memory-0", wide);
-    let quiet = |_: &str| {};
+    let quiet = ppea::net::progress::Lines(|_: &str| {});
     let r = rt().block_on(async {
         let ep = ia.client_endpoint().unwrap();
         upload_to(&ep, &spec, 0, 0, &big, &z[0], None, None, T, &quiet).await

@@ -226,7 +226,7 @@ fn disagreements_end_the_job_with_a_reason() {
     let (ea, eb) = (ia.client_endpoint().unwrap(), ib.client_endpoint().unwrap());
     let za = ppea::mpc::share::share_compressed(&a.z, k).unwrap();
     let zb = ppea::mpc::share::share_compressed(&b.z, k).unwrap();
-    let quiet = |_: &str| {};
+    let quiet = ppea::net::progress::Lines(|_: &str| {});
     let results = rt().block_on(async {
         tokio::join!(
             upload_to(&ea, &spec, 0, 0, &a, &za[0], None, None, T, &quiet),

@@ -10,10 +10,13 @@ use ppea::model::graph::Graph;
 use ppea::model::import::Format;
 use ppea::mpc::prg::Prg;
 use ppea::net::job::OutputMode;
-use ppea::net::party::{EvalDump, PartyJob, run_party};
+use ppea::net::party::{EvalDump, PartyJob, run_party_with};
 use ppea::net::tls::Identity;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod progress;
+use progress::{Mode, Progress};
 
 /// Graph-owner side of privacy-preserving entity alignment.
 ///
@@ -219,6 +222,10 @@ enum Command {
         /// (`explanations.csv`, `audit.json`, `audit-other.json`), as `party run` does.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write the HTML report of the evaluation to this file (self-contained: summary,
+        /// score histogram, precision-recall curve, per-group figures). Not with --bootstrap.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Derive the next job's known-links file from a finished job (bootstrapping).
     ///
@@ -500,8 +507,12 @@ fn real_main() -> Result<()> {
             bootstrap,
             bootstrap_fraction,
             out,
+            report: report_path,
         } => {
             ppea::mpc::share::check_servers(servers)?;
+            if bootstrap > 0 && report_path.is_some() {
+                bail!("--report is not available with --bootstrap (it reports single jobs)");
+            }
             let format = detect(&dataset, format)?;
             let params: JobParams = match params {
                 Some(p) => {
@@ -542,8 +553,26 @@ fn real_main() -> Result<()> {
                 return Ok(());
             }
             let run = rt.block_on(ppea::eval::evaluate::run_inprocess(&ds, &opts))?;
-            if let Some(out) = out {
-                write_eval_outputs(&out, &ds, &opts, &run)?;
+            if let Some(out) = &out {
+                write_eval_outputs(out, &ds, &opts, &run)?;
+            }
+            if let Some(path) = &report_path {
+                let scores: Vec<f64> = run
+                    .a
+                    .1
+                    .iter()
+                    .filter(|r| r.matched)
+                    .map(|r| r.score)
+                    .collect();
+                let input = ppea::report::build::from_eval(
+                    &run.report,
+                    scores,
+                    &opts.params,
+                    &dataset.display().to_string(),
+                    out.as_ref().map(|o| o.join("a")).as_deref(),
+                );
+                ppea::report::files::write_atomically(path, &ppea::report::render(&input))?;
+                eprintln!("report: {}", path.display());
             }
             println!("{}", serde_json::to_string(&run.report)?);
             Ok(())
@@ -632,14 +661,18 @@ fn write_eval_outputs(
     Ok(())
 }
 
-fn progress(t0: Instant, msg: &str) {
-    eprintln!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
+fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
+    let t0 = Instant::now();
+    let bar = Progress::new(Mode::detect());
+    bar.install_logging();
+    let result = run_with(args, eval_seed, t0, &bar);
+    bar.finish();
+    result
 }
 
-fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
+fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress) -> Result<()> {
     let (job_path, graph_dir, out) = (&args.job, &args.graph, &args.out);
     let (scope, known_links) = (args.scope.as_deref(), args.known_links.as_deref());
-    let t0 = Instant::now();
     let job = PartyJob::load(job_path)?;
     if eval_seed.is_some() && !job.evaluation {
         bail!(
@@ -649,16 +682,14 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
     }
     let side = job.side_index()?;
     let identity = Identity::load(&job.identity, &job.tls)?;
+    bar.begin(&format!("loading {}", graph_dir.display()));
     let g = Graph::load_dir(graph_dir)?;
-    progress(
-        t0,
-        &format!(
-            "loaded {}: {} entities, {} triples",
-            graph_dir.display(),
-            g.len(),
-            g.triples.len()
-        ),
-    );
+    bar.done(&format!(
+        "loaded {}: {} entities, {} triples",
+        graph_dir.display(),
+        g.len(),
+        g.triples.len()
+    ));
     let rows: Vec<u32> = match scope {
         None => (0..g.len() as u32).collect(),
         Some(p) => {
@@ -704,47 +735,45 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
     if !labelled.is_empty() && !takes_labels {
         bail!("--labelled needs a job with [params.audit] enabled = true and labelled = true");
     }
+    bar.begin(&format!(
+        "preparing {} rows (features, neighbourhoods, keyed tokens, shuffle)",
+        rows.len()
+    ));
     let mut data = prepare_party_known(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
     ppea::model::audit::attach(&mut data, &g, &spec.params, &key, &labelled)?;
     let prepare_seconds = t_prep.elapsed().as_secs_f64();
-    progress(
-        t0,
-        &format!(
-            "prepared {} rows of width {} (shuffled, fixed point, keyed tokens)",
-            data.rows.len(),
-            data.width
-        ),
-    );
+    bar.done(&format!(
+        "prepared {} rows of width {} (shuffled, fixed point, keyed tokens)",
+        data.rows.len(),
+        data.width
+    ));
     let rt = ppea::mpc::local::runtime()?;
     let timing = job.timing()?;
-    // What each server last said about the job, repeated while waiting.
-    let latest = std::sync::Mutex::new(std::collections::BTreeMap::<String, String>::new());
-    let report = |m: &str| {
-        progress(t0, m);
-        if let (Some((server, what)), Ok(mut l)) = (m.split_once(": "), latest.lock()) {
-            l.insert(server.to_string(), what.to_string());
-        }
-    };
+    bar.step(&format!(
+        "uploading shares to {} servers: {}",
+        spec.servers.len(),
+        spec.servers
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let results = rt.block_on(async {
+        // What each server last said about the job, repeated while waiting (log lines only).
         let ticker = async {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let said = latest.lock().map(|l| l.clone()).unwrap_or_default();
-                if said.is_empty() {
-                    progress(t0, "waiting for the servers to answer ...");
-                }
-                for (server, what) in said {
-                    progress(t0, &format!("still waiting: {server}: {what}"));
-                }
+                bar.remind();
             }
         };
         tokio::select! {
-            r = run_party(&spec, side, &identity, &data, timing, report) => r,
+            r = run_party_with(&spec, side, &identity, &data, timing, bar) => r,
             _ = ticker => unreachable!("the ticker never ends"),
         }
     })?;
+    bar.finish();
     let width = results[0].width;
     let shares: Vec<Vec<u64>> = results.iter().map(|r| r.words.clone()).collect();
     let mut params = spec.params.clone();
@@ -777,6 +806,7 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
         );
     }
     let mut files: Vec<(&str, String)> = Vec::new();
+    let mut match_scores = None;
     match job.output {
         OutputMode::Aggregate => {
             let (matched, score_sum) = ppea::model::align::finish_aggregate(&shares, &params)?;
@@ -795,8 +825,10 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
                 }
             };
             let mut matched = 0;
+            let mut scores = Vec::new();
             for r in results.iter().filter(|r| r.matched) {
                 matched += 1;
+                scores.push(r.score);
                 csv.push_str(&format!(
                     "{},{:.6},{:016x},{}\n",
                     esc(&g.ids[r.entity as usize]),
@@ -828,6 +860,7 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
                     serde_json::to_string_pretty(&reports[1 - side as usize])?,
                 ));
             }
+            match_scores = Some(scores);
             if job.evaluation {
                 let dump = EvalDump {
                     job: job.job.clone(),
@@ -845,10 +878,30 @@ fn run(args: &RunArgs, eval_seed: Option<u64>) -> Result<()> {
     summary["wall_seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
     files.push(("summary.json", serde_json::to_string_pretty(&summary)?));
     ppea::model::graph::write_atomically(out, &files)?;
-    progress(
-        t0,
-        &format!("wrote {} (matched: {})", out.display(), summary["matched"]),
-    );
+    bar.step(&format!(
+        "wrote {} (matched: {})",
+        out.display(),
+        summary["matched"]
+    ));
+    // Last: the report reads the explanations and the audit written beside the results.
+    let report = ppea::report::build::from_run(&ppea::report::build::RunFacts {
+        summary: &summary,
+        params: &params,
+        servers: spec.servers.iter().map(|n| n.name.clone()).collect(),
+        scores: match_scores,
+        evaluation: job.evaluation,
+        out,
+    });
+    let path = out.join("report.html");
+    ppea::report::files::write_atomically(&path, &ppea::report::render(&report)).with_context(
+        || {
+            format!(
+                "the results are written, but not the report {}",
+                path.display()
+            )
+        },
+    )?;
+    bar.step(&format!("report: {}", path.display()));
     Ok(())
 }
 

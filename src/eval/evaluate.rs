@@ -127,6 +127,10 @@ pub struct EvalReport {
     pub decisions_digest: String,
     /// Per-group figures and gaps.
     pub groups: Groups,
+    /// Precision and recall of the reported matches as the threshold rises (for the HTML
+    /// report; not in the JSON).
+    #[serde(skip)]
+    pub pr_curve: Vec<crate::eval::metrics::PrPoint>,
 }
 
 fn links(ds: &Dataset, split: Split) -> &[(u32, u32)] {
@@ -518,6 +522,7 @@ pub fn judge(
             top1_score: best.1,
             matched: res.matched,
             match_correct: res.matched && rb[ib].matched && rb[ib].token == res.token,
+            match_score: if res.matched { res.score } else { 0.0 },
             in_candidates: rank.is_some(),
         });
     }
@@ -555,6 +560,7 @@ pub fn judge(
         split: Split::Test,
         decisions_digest: decisions_digest(pa, pb, ra, rb),
         groups: groups(&judged, if labelled { "label" } else { "degree" }),
+        pr_curve: crate::eval::metrics::pr_curve(&judged, 400),
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Judged {
     pub matched: bool,
     /// The reported match is the gold partner.
     pub match_correct: bool,
+    /// Score of the reported match (0 when unmatched).
+    pub match_score: f64,
     /// The gold partner is among the candidates.
     pub in_candidates: bool,
 }
@@ -132,6 +134,49 @@ pub fn groups(items: &[Judged], by: &str) -> Groups {
     }
 }
 
+/// One point of a precision-recall curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PrPoint {
+    /// Score threshold of the point (predictions with at least this score count).
+    pub threshold: f64,
+    /// Recall at the threshold.
+    pub recall: f64,
+    /// Precision at the threshold.
+    pub precision: f64,
+}
+
+/// The precision-recall curve of the reported matches as the score threshold rises: for each
+/// distinct match score t, precision and recall of the matches scoring at least t (recall over
+/// all gold pairs of `items`). The last point is the job's own threshold. At most `max_points`
+/// points, by decreasing threshold.
+pub fn pr_curve(items: &[Judged], max_points: usize) -> Vec<PrPoint> {
+    let mut ranked: Vec<&Judged> = items.iter().filter(|j| j.matched).collect();
+    ranked.sort_by(|a, b| b.match_score.total_cmp(&a.match_score));
+    let n = items.len();
+    let mut all = Vec::with_capacity(ranked.len());
+    let mut tp = 0usize;
+    for (i, j) in ranked.iter().enumerate() {
+        tp += j.match_correct as usize;
+        // A point per distinct score: ties enter together.
+        if ranked
+            .get(i + 1)
+            .is_some_and(|k| k.match_score == j.match_score)
+        {
+            continue;
+        }
+        all.push(PrPoint {
+            threshold: j.match_score,
+            recall: ratio(tp, n),
+            precision: ratio(tp, i + 1),
+        });
+    }
+    let m = max_points.max(2);
+    if all.len() <= m {
+        return all;
+    }
+    (0..m).map(|i| all[i * (all.len() - 1) / (m - 1)]).collect()
+}
+
 /// The degree bucket of an entity with `d` neighbours.
 pub fn degree_bucket(d: usize) -> &'static str {
     match d {
@@ -162,6 +207,7 @@ mod tests {
             top1_score: score,
             matched,
             match_correct: correct,
+            match_score: if matched { score } else { 0.0 },
             in_candidates: rank.is_some(),
         }
     }
@@ -185,6 +231,18 @@ mod tests {
         // Ranked by score: correct at 1, wrong, wrong, correct at 4: AP = (1/1 + 2/4) / 4.
         assert!((q.prauc - (1.0 + 0.5) / 4.0).abs() < 1e-12);
         assert_eq!(q.blocking_recall, 0.75);
+        // Matches: 0.9 right, 0.8 wrong; recall over the 4 gold pairs.
+        let c = pr_curve(&items, 100);
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            (c[0].threshold, c[0].recall, c[0].precision),
+            (0.9, 0.25, 1.0)
+        );
+        assert_eq!(
+            (c[1].threshold, c[1].recall, c[1].precision),
+            (0.8, 0.25, 0.5)
+        );
+        assert_eq!(pr_curve(&items, 1).len(), 2);
         let g = groups(&items, "label");
         assert_eq!(g.groups["x"].hits1, 0.5);
         assert_eq!(g.groups["y"].recall, 0.0);

@@ -458,6 +458,19 @@ pub async fn align<T: Transport, C: Correlations>(
     p: &JobParams,
     seed: &Seed,
 ) -> Result<(ServerOutput, Candidates)> {
+    align_reporting(eng, pa, pb, p, seed, &|_| {}).await
+}
+
+/// [`align`], calling `on_step` with the name of each step as it finishes (a fixed list of
+/// public names in protocol order: `candidates`, `score material`, `scores`, ...).
+pub async fn align_reporting<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    pa: &PartyShares,
+    pb: &PartyShares,
+    p: &JobParams,
+    seed: &Seed,
+    on_step: &(dyn Fn(&str) + Sync),
+) -> Result<(ServerOutput, Candidates)> {
     p.validate()?;
     let w = p.model.width();
     let (na, nb) = (pa.tokens.own.len(), pb.tokens.own.len());
@@ -485,6 +498,7 @@ pub async fn align<T: Transport, C: Correlations>(
             rounds = st.rounds,
             "alignment step done"
         );
+        on_step(what);
     };
     let cand = candidates(&pa.tokens, &pb.tokens, &p.blocking, seed);
     let k = cand.per_row;

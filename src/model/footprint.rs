@@ -43,7 +43,8 @@ pub const BASE_BYTES: u64 = 64 << 20;
 /// `servers`-server job (the job's total is the sum of both sides plus [`BASE_BYTES`] for the
 /// process).
 pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
-    let w = p.model.width() as f64;
+    // The audit's group indicators travel and are checked like the row's other words.
+    let w = (p.model.width() + p.audit.in_width()) as f64;
     let per_row = w * PER_WORD + p.blocking.candidates as f64 * PER_PAIR;
     let growth = (2.0 * rows as f64 / FIT_ROWS).max(1.0).powf(GROWTH);
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;

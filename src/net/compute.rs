@@ -2,7 +2,7 @@
 //! run the secure alignment, and answer each party with only its own result shares.
 
 use crate::error::{Error, PeerName, Result};
-use crate::model::align::{ServerOutput, aggregate_words, align, job_seed};
+use crate::model::align::{ServerOutput, aggregate_words, align_reporting, job_seed};
 use crate::mpc::dealer::DealerClient;
 use crate::mpc::engine::Engine;
 use crate::mpc::protocol::Session;
@@ -49,11 +49,12 @@ pub(crate) async fn compute_job(
         }
     };
     let (tx, mut updates) = mpsc::unbounded_channel::<Status>();
-    let report = |phase: Phase, waiting_for: Vec<String>| {
+    let report = |phase: Phase, waiting_for: Vec<String>, step: Option<&str>| {
         let st = Status {
             job: job.to_string(),
             phase,
             waiting_for,
+            step: step.map(str::to_string),
         };
         book(jobs).set_status(st.clone(), Instant::now());
         let _ = tx.send(st);
@@ -81,7 +82,7 @@ pub(crate) async fn compute_job(
     };
     let result = result.map_err(|e| name_lost_server(e, &a.spec, cfg));
     if result.is_ok() {
-        report(Phase::Delivering, Vec::new());
+        report(Phase::Delivering, Vec::new(), None);
     }
     while let Ok(st) = updates.try_recv() {
         for r in [&mut *ra, &mut *rb] {
@@ -172,6 +173,7 @@ async fn collect(
                     job: job.to_string(),
                     phase: Phase::Starting,
                     waiting_for: vec![a.0.from.clone(), b.0.from.clone()],
+                    step: None,
                 };
                 book(jobs).set_status(st.clone(), Instant::now());
                 let (ok_a, ok_b) = tokio::join!(
@@ -217,6 +219,7 @@ async fn collect(
                         job: job.to_string(),
                         phase: Phase::Waiting,
                         waiting_for: vec![other],
+                        step: None,
                     };
                     book(jobs).set_status(st.clone(), Instant::now());
                     let _ = reply.control(&Outcome::Status(st)).await;
@@ -280,6 +283,7 @@ async fn collect(
                     job: job.to_string(),
                     phase: Phase::Waiting,
                     waiting_for: other.into_iter().collect(),
+                    step: None,
                 };
                 book(jobs).set_status(st.clone(), Instant::now());
                 for (_, reply) in held.iter_mut().flatten() {
@@ -355,6 +359,9 @@ fn name_lost_server(e: Error, spec: &JobSpec, cfg: &ServerConfig) -> Error {
     }
 }
 
+/// Reports a job's phase, who it waits for, and the computation step that just finished.
+pub(crate) type Report<'a> = dyn Fn(Phase, Vec<String>, Option<&str>) + Sync + 'a;
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_compute(
     cfg: &ServerConfig,
@@ -365,7 +372,7 @@ pub(crate) async fn run_compute(
     rx: &mut mpsc::UnboundedReceiver<Event>,
     stash: Vec<Event>,
     wait: Duration,
-    report: &(dyn Fn(Phase, Vec<String>) + Sync),
+    report: &Report<'_>,
 ) -> Result<(ServerOutput, usize, JobStats)> {
     let spec = &a.spec;
     let digest = spec.digest()?;
@@ -404,7 +411,11 @@ pub(crate) async fn run_compute(
     let mut peers: Vec<Option<(FrameSend, FrameRecv)>> = (0..k).map(|_| None).collect();
     let mut conns = Vec::new();
     let others = names.iter().filter(|n| **n != cfg.name);
-    report(Phase::Linking, others.map(|n| n.to_string()).collect());
+    report(
+        Phase::Linking,
+        others.map(|n| n.to_string()).collect(),
+        None,
+    );
     // Links to higher-indexed servers.
     for (j, node) in spec.servers.iter().enumerate().skip(me + 1) {
         let (conn, mut s, mut r) =
@@ -470,7 +481,7 @@ pub(crate) async fn run_compute(
             Event::DealerLink { .. } => {}
         }
     }
-    report(Phase::Linking, vec![spec.dealer.name.clone()]);
+    report(Phase::Linking, vec![spec.dealer.name.clone()], None);
     // The dealer.
     let (dconn, mut ds, mut dr) = open(
         ep,
@@ -505,8 +516,12 @@ pub(crate) async fn run_compute(
     let mut params = spec.params.clone();
     params.share_partner_ids = a.spec.params.share_partner_ids && b.spec.params.share_partner_ids;
     info!(job, me, servers = k, "computing");
-    report(Phase::Computing, Vec::new());
-    let (out, _) = match align(&mut eng, &a.shares, &b.shares, &params, &job_seed(job)).await {
+    report(Phase::Computing, Vec::new(), None);
+    // The parties see each finished step's name (public, fixed order; no value, no size).
+    let step = |what: &str| report(Phase::Computing, Vec::new(), Some(what));
+    let seed = job_seed(job);
+    let run = align_reporting(&mut eng, &a.shares, &b.shares, &params, &seed, &step);
+    let (out, _) = match run.await {
         Ok(r) => r,
         // The last server holds the dealer's refusal already: nothing more to wait for.
         Err(e @ Error::Refused { .. }) => return Err(e),

@@ -19,7 +19,8 @@
 //! * [`admin`]: the loopback admin endpoint (`server status`, Prometheus metrics);
 //! * [`compute`]: a compute server's job;
 //! * [`dealer_job`]: the dealer's job;
-//! * [`party`]: the party client and its job file.
+//! * [`party`]: the party client and its job file;
+//! * [`progress`]: the events the party client reports while a job runs.
 
 pub mod admin;
 pub mod compute;
@@ -30,6 +31,7 @@ pub mod dial;
 pub mod job;
 pub mod liveness;
 pub mod party;
+pub mod progress;
 pub mod quic;
 pub mod registry;
 pub mod tls;

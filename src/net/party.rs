@@ -7,6 +7,7 @@ use crate::mpc::share::ShareMsg;
 use crate::net::dial::open;
 use crate::net::job::{Hello, JobSpec, JobStats, Node, Outcome, OutputMode};
 use crate::net::liveness::{Liveness, Timing};
+use crate::net::progress::{Lines, PartyEvent, PartyProgress};
 use crate::net::tls::{Identity, TlsFiles};
 use crate::net::upload::{send_share, send_tokens};
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,7 @@ pub async fn upload_to(
     ids: Option<&ShareMsg>,
     audit: Option<&ShareMsg>,
     timing: impl Into<Timing>,
-    progress: &(dyn Fn(&str) + Send + Sync),
+    progress: &dyn PartyProgress,
 ) -> Result<ServerResult> {
     let timing = timing.into();
     let node = spec
@@ -56,8 +57,11 @@ pub async fn upload_to(
         .ok_or_else(|| Error::invalid(format!("the job has no server {j}")))?;
     let peer = PeerName::Server(j);
     let (conn, mut s, mut r) = open(ep, node, peer, u64::MAX / 2, timing.connect).await?;
+    let server = node.name.as_str();
     let attempt = async {
         let rows = data.rows.len() as u64;
+        let total = upload_bytes(data, z, ids);
+        let before = conn.stats().udp_tx.bytes;
         let hello = Hello::Upload {
             spec: Box::new(spec.clone()),
             side,
@@ -75,7 +79,16 @@ pub async fn upload_to(
             send_tokens(&mut s, &data.tokens.own).await?;
             send_tokens(&mut s, &data.tokens.neighbour).await
         };
-        if let Err(e) = sent.await {
+        let uploading = |sent: u64| PartyEvent::Uploading {
+            server,
+            sent: sent.min(total),
+            total,
+        };
+        let sent = with_ticks(sent, || {
+            progress.event(&uploading(conn.stats().udp_tx.bytes - before))
+        })
+        .await;
+        if let Err(e) = sent {
             // A server that refuses an upload says why before it stops reading.
             let why = tokio::time::timeout(Duration::from_secs(2), r.control::<Outcome>()).await;
             if let Ok(Ok(Outcome::Failed(why))) = why {
@@ -86,10 +99,18 @@ pub async fn upload_to(
             }
             return Err(e);
         }
-        progress(&format!("uploaded to {} ({})", node.name, node.addr));
+        progress.event(&uploading(total));
+        let addr = node.addr.to_string();
+        progress.event(&PartyEvent::Uploaded {
+            server,
+            addr: &addr,
+        });
         let outcome = loop {
             match r.control::<Outcome>().await? {
-                Outcome::Status(st) => progress(&format!("{}: {st}", node.name)),
+                Outcome::Status(status) => progress.event(&PartyEvent::Status {
+                    server,
+                    status: &status,
+                }),
                 other => break other,
             }
         };
@@ -101,10 +122,20 @@ pub async fn upload_to(
             } => {
                 let (rows, width) = expected_result_shape(spec, data.rows.len(), n, width)
                     .map_err(|why| Error::protocol(peer, why))?;
-                let words = r
-                    .words_exact(rows * width + spec.params.trailer_words())
-                    .await?;
-                progress(&format!("results received from {}", node.name));
+                let total = 8 * (rows * width + spec.params.trailer_words()) as u64;
+                let before = conn.stats().udp_rx.bytes;
+                let downloading = |received: u64| PartyEvent::Downloading {
+                    server,
+                    received: received.min(total),
+                    total,
+                };
+                let words = with_ticks(
+                    r.words_exact(rows * width + spec.params.trailer_words()),
+                    || progress.event(&downloading(conn.stats().udp_rx.bytes - before)),
+                )
+                .await?;
+                progress.event(&downloading(total));
+                progress.event(&PartyEvent::Received { server });
                 Ok(ServerResult {
                     words,
                     width,
@@ -156,8 +187,36 @@ fn expected_result_shape(
         })
 }
 
+/// How often transfers report their byte counts.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Runs `fut`, calling `tick` every [`TICK`] until it completes.
+async fn with_ticks<T>(fut: impl std::future::Future<Output = T>, tick: impl Fn()) -> T {
+    tokio::pin!(fut);
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            r = &mut fut => return r,
+            _ = every.tick() => tick(),
+        }
+    }
+}
+
+/// Bytes of an upload to one server as framed on its stream (an estimate for progress: the
+/// control messages are counted at a few bytes each).
+fn upload_bytes(data: &PartyData, z: &ShareMsg, ids: Option<&ShareMsg>) -> u64 {
+    let tokens: usize = (data.tokens.own.iter())
+        .chain(&data.tokens.neighbour)
+        .map(Vec::len)
+        .sum();
+    let frames = z.wire_bytes() + ids.map_or(0, ShareMsg::wire_bytes);
+    (frames + 8 * (tokens + 2 * data.rows.len()) + 4 * 9 + 512) as u64
+}
+
 /// A party's side of a job: uploads to every server, waits, and returns each server's result.
-/// Fails if any server fails; nothing partial is returned.
+/// Fails if any server fails; nothing partial is returned. `progress` gets one line per step
+/// (see [`run_party_with`] for byte counts too).
 pub async fn run_party(
     spec: &JobSpec,
     side: u8,
@@ -165,6 +224,19 @@ pub async fn run_party(
     data: &PartyData,
     timing: impl Into<Timing>,
     progress: impl Fn(&str) + Send + Sync,
+) -> Result<Vec<ServerResult>> {
+    run_party_with(spec, side, identity, data, timing, &Lines(progress)).await
+}
+
+/// [`run_party`] reporting every [`PartyEvent`] (uploads and downloads in bytes, the servers'
+/// status) to `progress`.
+pub async fn run_party_with(
+    spec: &JobSpec,
+    side: u8,
+    identity: &Identity,
+    data: &PartyData,
+    timing: impl Into<Timing>,
+    progress: &dyn PartyProgress,
 ) -> Result<Vec<ServerResult>> {
     spec.validate()?;
     let timing = timing.into();
@@ -186,7 +258,6 @@ pub async fn run_party(
     } else {
         None
     };
-    let progress: &(dyn Fn(&str) + Send + Sync) = &progress;
     let (z, ids, audit, ep_ref) = (&z, &ids, &audit, &ep);
     let mut pending: futures::stream::FuturesUnordered<_> = (0..k)
         .map(|j| async move {

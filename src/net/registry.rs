@@ -36,6 +36,9 @@ pub struct Status {
     pub phase: Phase,
     /// Who the job waits for (party or server identities, or `dealer`); empty if none.
     pub waiting_for: Vec<String>,
+    /// While computing: the last step of the secure computation that finished (one of a fixed,
+    /// public list of names, such as `scores` or `matching`); `None` otherwise.
+    pub step: Option<String>,
 }
 
 impl std::fmt::Display for Status {
@@ -54,7 +57,10 @@ impl std::fmt::Display for Status {
                 self.job
             ),
             Phase::Linking => write!(f, "both uploads of job {:?} in, linking to {who}", self.job),
-            Phase::Computing => write!(f, "computing job {:?}", self.job),
+            Phase::Computing => match &self.step {
+                Some(step) => write!(f, "computing job {:?} (step done: {step})", self.job),
+                None => write!(f, "computing job {:?}", self.job),
+            },
             Phase::Delivering => write!(f, "sending the results of job {:?}", self.job),
             Phase::Serving => write!(f, "serving job {:?}", self.job),
         }
@@ -267,6 +273,7 @@ impl<E> Registry<E> {
             job: job.to_string(),
             phase,
             waiting_for: Vec::new(),
+            step: None,
         };
         self.held.insert(
             job.to_string(),
@@ -486,6 +493,7 @@ mod tests {
             job: job.into(),
             phase,
             waiting_for: vec![],
+            step: None,
         }
     }
 

@@ -17,7 +17,9 @@ args_a=(); args_b=()
 echo "== starting a dealer and 2 compute servers (development CA in a temporary directory)"
 start_cluster 2
 echo "   dealer $(cat "$work/dealer.addr"), server-0 $(cat "$work/server-0.addr"), server-1 $(cat "$work/server-1.addr")"
-write_jobs "demo-$$" "evaluation = true"
+# The demo job also asks for explanations and the private per-group audit (degree groups,
+# epsilon 1), so that the reports show every section.
+write_jobs "demo-$$" "evaluation = true"$'\n[params]\nexplain = true\n[params.audit]\nenabled = true'
 
 echo "== aligning data/sample: party-a (French DBpedia, $(wc -l < data/sample/a/entities.tsv) entities) and party-b (English, $(wc -l < data/sample/b/entities.tsv))"
 rm -rf "$out"
@@ -30,7 +32,7 @@ print(f"hits1 {r['hits1']:.3f}  precision {r['precision']:.3f}  recall {r['recal
 print(f"secure decisions equal to the plaintext reference: {r['plaintext_agreement']:.3f}")
 print(f"{r['candidate_pairs']} candidate pairs scored on shares; {r['bytes_per_server'] / 1e6:.1f} MB sent per server, {r['rounds']} rounds")
 PY
-echo "== results: $out/party-a/matches.csv and $out/party-b/matches.csv (summary.json and eval-dump.bin beside each)"
+echo "== results: $out/party-a/matches.csv and $out/party-b/matches.csv (summary.json, explanations.csv, audit.json and eval-dump.bin beside each)"
 echo "== reports (self-contained HTML; check one in a headless browser with scripts/check-report.sh FILE [OUT.png]):"
 for side in a b; do
   [ -s "$out/party-$side/report.html" ] || fail "party-$side wrote no report"

@@ -285,10 +285,14 @@ impl Bilinear {
     }
 }
 
+/// Columns per pass of the bilinear kernel: each pass copies `2 x KERNEL_COLUMNS` words per
+/// row of each side (masked value and mask interleaved), instead of the whole width at once.
+const KERNEL_COLUMNS: usize = 128;
+
 impl Protocol for Bilinear {
     type Output = BilinearOutput;
 
-    fn start(self) -> Result<Step<Self>> {
+    fn start(mut self) -> Result<Step<Self>> {
         let mut msg = Vec::with_capacity(self.x.len() + self.y.len());
         msg.extend(
             self.x
@@ -302,6 +306,9 @@ impl Protocol for Bilinear {
                 .zip(&self.mat[1])
                 .map(|(y, b)| y.wrapping_sub(*b)),
         );
+        // The inputs are not needed once masked: free them before the exchange (memory).
+        self.x = Vec::new();
+        self.y = Vec::new();
         Ok(Step::Send(self, msg))
     }
 
@@ -310,6 +317,7 @@ impl Protocol for Bilinear {
         let (n, m) = (self.pairs.rows(), self.pairs.cols());
         check_lengths(&incoming, (n + m) * d, "bilinear form")?;
         let opened = open_sum(&incoming);
+        drop(incoming);
         let (e, f) = opened.split_at(n * d);
         let mut mat = self.mat.into_iter();
         let (a, b, mut z) = (
@@ -333,8 +341,7 @@ impl Protocol for Bilinear {
             }
         };
         let me = self.me;
-        // One inner product of length 2 * len per pair over the columns `at..at + len`.
-        let kernel = |at: usize, len: usize, z: &mut [u64]| {
+        let slice_kernel = |at: usize, len: usize, z: &mut [u64]| {
             let w = 2 * len;
             let mut p_rows = vec![0u64; n * w];
             for i in 0..n {
@@ -353,6 +360,16 @@ impl Protocol for Bilinear {
                 q_rows[j * w + len..(j + 1) * w].copy_from_slice(&f[r]);
             }
             self.pairs.accumulate_dots(&p_rows, &q_rows, w, z);
+        };
+        // One inner product of length 2 * len per pair over the columns `at..at + len`, in
+        // slices of at most KERNEL_COLUMNS columns so that the interleaved copies stay small.
+        let kernel = |at: usize, len: usize, z: &mut [u64]| {
+            let mut done = 0;
+            while done < len {
+                let part = (len - done).min(KERNEL_COLUMNS);
+                slice_kernel(at + done, part, z);
+                done += part;
+            }
         };
         let blocks = match (&self.audit, self.split) {
             (Some(audit), true) => {

@@ -500,7 +500,13 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         );
         on_step(what);
     };
-    let cand = candidates(&pa.tokens, &pb.tokens, &p.blocking, seed);
+    // Candidate generation is heavy local work (seconds at 10^5 rows): on the blocking pool, so
+    // that this process keeps answering its peers (keep-alives) meanwhile.
+    let cand = {
+        let (ta, tb) = (pa.tokens.clone(), pb.tokens.clone());
+        let (bp, sd) = (p.blocking.clone(), seed.clone());
+        crate::mpc::protocol::blocking(move || candidates(&ta, &tb, &bp, &sd)).await
+    };
     let k = cand.per_row;
     let ell = p.compare_bits();
     step(eng, "candidates");

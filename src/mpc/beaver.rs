@@ -209,12 +209,7 @@ impl Bilinear {
         audit: RowAudit,
         mat: Material,
     ) -> Result<Bilinear> {
-        if audit.blocks.is_empty() || audit.blocks.iter().sum::<usize>() != d {
-            return Err(Error::invalid(
-                "row audit: the blocks must cover the row exactly",
-            ));
-        }
-        Self::build(me, x, y, d, pairs, mat, Some(audit), false)
+        Self::with_blocks(me, x, y, d, pairs, audit, mat, false)
     }
 
     /// Like [`Bilinear::with_audit`], also returning every pair's product per audit block
@@ -230,12 +225,27 @@ impl Bilinear {
         audit: RowAudit,
         mat: Material,
     ) -> Result<Bilinear> {
+        Self::with_blocks(me, x, y, d, pairs, audit, mat, true)
+    }
+
+    /// [`Bilinear::with_audit`] (`split` false) or [`Bilinear::split`] (true).
+    #[allow(clippy::too_many_arguments)]
+    fn with_blocks(
+        me: usize,
+        x: Vec<u64>,
+        y: Vec<u64>,
+        d: usize,
+        pairs: Pairs,
+        audit: RowAudit,
+        mat: Material,
+        split: bool,
+    ) -> Result<Bilinear> {
         if audit.blocks.is_empty() || audit.blocks.iter().sum::<usize>() != d {
             return Err(Error::invalid(
                 "row audit: the blocks must cover the row exactly",
             ));
         }
-        Self::build(me, x, y, d, pairs, mat, Some(audit), true)
+        Self::build(me, x, y, d, pairs, mat, Some(audit), split)
     }
 
     #[allow(clippy::too_many_arguments)]

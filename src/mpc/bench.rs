@@ -227,20 +227,8 @@ pub fn ot_triples(count: usize) -> Result<OtTriplesReport> {
         let (d, x1) = sb.gilboa(&a1)?;
         sent[1] += 8 * d.len() as u64;
         let y0 = rb.gilboa(&d)?;
-        for i in 0..n {
-            let c0 = a0[i]
-                .wrapping_mul(b0[i])
-                .wrapping_add(x0[i])
-                .wrapping_add(y0[i]);
-            let c1 = a1[i]
-                .wrapping_mul(b1[i])
-                .wrapping_add(x1[i])
-                .wrapping_add(y1[i]);
-            let a = a0[i].wrapping_add(a1[i]);
-            let b = b0[i].wrapping_add(b1[i]);
-            if c0.wrapping_add(c1) != a.wrapping_mul(b) {
-                return Err(Error::invalid("an OT triple does not multiply"));
-            }
+        if !crate::mpc::ot::triples_multiply([&a0, &a1], [&b0, &b1], [&x0, &x1], [&y0, &y1]) {
+            return Err(Error::invalid("an OT triple does not multiply"));
         }
         done += n;
     }

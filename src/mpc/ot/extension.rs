@@ -386,19 +386,12 @@ mod tests {
         let (m, rb) = r10.extend(&b0);
         let (m, x1) = s10.extend(&m, n).unwrap().gilboa(&a1).unwrap();
         let y0 = rb.gilboa(&m).unwrap();
-        for i in 0..n {
-            let c0 = a0[i]
-                .wrapping_mul(b0[i])
-                .wrapping_add(x0[i])
-                .wrapping_add(y0[i]);
-            let c1 = a1[i]
-                .wrapping_mul(b1[i])
-                .wrapping_add(x1[i])
-                .wrapping_add(y1[i]);
-            let a = a0[i].wrapping_add(a1[i]);
-            let b = b0[i].wrapping_add(b1[i]);
-            assert_eq!(c0.wrapping_add(c1), a.wrapping_mul(b));
-        }
+        assert!(crate::mpc::ot::triples_multiply(
+            [&a0, &a1],
+            [&b0, &b1],
+            [&x0, &x1],
+            [&y0, &y1]
+        ));
     }
 
     #[test]

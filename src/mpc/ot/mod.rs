@@ -27,6 +27,27 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// Two servers' triple shares `c_s = a_s b_s + x_s + y_s` (own product plus the two Gilboa
+/// cross-term shares), checked against `c_0 + c_1 = (a_0 + a_1)(b_0 + b_1)` for every index.
+/// Each argument holds server 0's and server 1's vectors.
+pub(crate) fn triples_multiply(
+    a: [&[u64]; 2],
+    b: [&[u64]; 2],
+    x: [&[u64]; 2],
+    y: [&[u64]; 2],
+) -> bool {
+    let c = |s: usize, i: usize| {
+        a[s][i]
+            .wrapping_mul(b[s][i])
+            .wrapping_add(x[s][i])
+            .wrapping_add(y[s][i])
+    };
+    (0..a[0].len()).all(|i| {
+        let (sa, sb) = (a[0][i].wrapping_add(a[1][i]), b[0][i].wrapping_add(b[1][i]));
+        c(0, i).wrapping_add(c(1, i)) == sa.wrapping_mul(sb)
+    })
+}
+
 /// 64 fresh bytes from the operating system's CSPRNG.
 pub(crate) fn os_bytes64() -> [u8; 64] {
     let mut b = [0u8; 64];

@@ -50,6 +50,11 @@ pub struct BlockingParams {
     pub max_df_own: f64,
     /// Neighbour tokens shared by more than this fraction of all entities are ignored.
     pub max_df_neighbour: f64,
+    /// Tokens shared by more than this many entities are ignored whatever the fractions say:
+    /// joining a token costs its posting list per row that carries it, so without an absolute
+    /// cap candidate generation grows with the square of the rows (at 10^5 rows in all, a
+    /// 10% cap admits tokens of 10,000 rows).
+    pub max_postings: usize,
 }
 
 impl Default for BlockingParams {
@@ -58,6 +63,7 @@ impl Default for BlockingParams {
             candidates: 64,
             max_df_own: 0.1,
             max_df_neighbour: 0.025,
+            max_postings: 4096,
         }
     }
 }
@@ -177,7 +183,7 @@ fn log2_q8(x: u64) -> i64 {
 }
 
 /// Token weights (inverse document frequency, Q8) over both sides, 0 for ignored tokens.
-fn weights(x: &[Vec<u64>], y: &[Vec<u64>], max_df: f64) -> HashMap<u64, u32> {
+fn weights(x: &[Vec<u64>], y: &[Vec<u64>], max_df: f64, max_postings: usize) -> HashMap<u64, u32> {
     let mut df: HashMap<u64, u64> = HashMap::new();
     for t in x.iter().chain(y) {
         for &k in t {
@@ -185,7 +191,9 @@ fn weights(x: &[Vec<u64>], y: &[Vec<u64>], max_df: f64) -> HashMap<u64, u32> {
         }
     }
     let total = (x.len() + y.len()) as u64;
-    let cap = ((max_df * total as f64) as u64).max(2);
+    let cap = ((max_df * total as f64) as u64)
+        .min(max_postings as u64)
+        .max(2);
     df.into_iter()
         .map(|(k, d)| {
             let w = if d > cap {
@@ -252,8 +260,13 @@ fn one_direction(
     seed: &Seed,
     stream: u64,
 ) -> Vec<u32> {
-    let w_own = weights(&x.own, &y.own, p.max_df_own);
-    let w_nb = weights(&x.neighbour, &y.neighbour, p.max_df_neighbour);
+    let w_own = weights(&x.own, &y.own, p.max_df_own, p.max_postings);
+    let w_nb = weights(
+        &x.neighbour,
+        &y.neighbour,
+        p.max_df_neighbour,
+        p.max_postings,
+    );
     let own = ranked(&x.own, &y.own, &w_own, c);
     let nb = ranked(&x.neighbour, &y.neighbour, &w_nb, c);
     let m = y.own.len();
@@ -354,6 +367,7 @@ mod tests {
             candidates: 2,
             max_df_own: 0.5,
             max_df_neighbour: 0.5,
+            max_postings: 4096,
         };
         let c = candidates(&ta, &tb, &p, &Seed([1; 32]));
         assert_eq!(c.per_row, 2);
@@ -369,5 +383,17 @@ mod tests {
         assert_eq!(c, candidates(&ta, &tb, &p, &Seed([1; 32])));
         // A different key gives unrelated tokens.
         assert_ne!(tokens(&BlockingKey([6; 32]), &na, &none, &rows), ta);
+    }
+
+    #[test]
+    fn the_absolute_posting_cap_drops_frequent_tokens_whatever_the_fraction() {
+        // Token 7 in 5 of 8 rows, token 8 in 2: a 90% fraction admits both, 3 postings only 8.
+        let x = vec![vec![7, 8], vec![7], vec![7], vec![]];
+        let y = vec![vec![7, 8], vec![7], vec![], vec![]];
+        let w = weights(&x, &y, 0.9, 4096);
+        assert!(w[&7] > 0 && w[&8] > 0);
+        let w = weights(&x, &y, 0.9, 3);
+        assert_eq!(w[&7], 0);
+        assert!(w[&8] > 0);
     }
 }

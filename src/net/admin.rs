@@ -173,7 +173,7 @@ impl std::fmt::Display for Report {
         }
         writeln!(
             f,
-            "{:<32} {:<11} {:>8} {:>8}  waiting for",
+            "{:<32} {:<11} {:>8} {:>8}  waiting for / step done",
             "job", "state", "age s", "state s"
         )?;
         for j in &self.jobs {
@@ -188,10 +188,10 @@ impl std::fmt::Display for Report {
                 phase,
                 j.age_secs,
                 j.phase_secs,
-                if j.status.waiting_for.is_empty() {
-                    "-".to_string()
-                } else {
-                    j.status.waiting_for.join(", ")
+                match (&j.status.step, j.status.waiting_for.is_empty()) {
+                    (Some(step), _) => step.clone(),
+                    (None, true) => "-".to_string(),
+                    (None, false) => j.status.waiting_for.join(", "),
                 }
             )?;
         }
@@ -207,4 +207,43 @@ pub fn configured(cfg: &ServerConfig) -> Result<SocketAddr> {
             cfg.name
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::registry::{HeldJob, Phase, Status};
+
+    #[test]
+    fn the_status_table_shows_what_each_job_waits_for_or_its_last_step() {
+        let job = |name: &str, phase, waiting_for: &[&str], step: Option<&str>| HeldJob {
+            status: Status {
+                job: name.to_string(),
+                phase,
+                waiting_for: waiting_for.iter().map(|s| s.to_string()).collect(),
+                step: step.map(str::to_string),
+            },
+            age_secs: 7,
+            phase_secs: 3,
+        };
+        let report = Report {
+            name: "server-0".into(),
+            role: Role::Compute,
+            jobs: vec![
+                job("j-wait", Phase::Waiting, &["party-b"], None),
+                job("j-run", Phase::Computing, &[], Some("scores")),
+            ],
+            remembered: 1,
+        };
+        let text = report.to_string();
+        let line = |id: &str| {
+            text.lines()
+                .find(|l| l.starts_with(id))
+                .unwrap()
+                .to_string()
+        };
+        assert!(line("j-wait").ends_with("party-b"), "{text}");
+        assert!(line("j-run").ends_with("scores"), "{text}");
+        assert!(text.contains("2 job(s) held"), "{text}");
+    }
 }

@@ -81,7 +81,7 @@ impl Mul {
 impl Protocol for Mul {
     type Output = Vec<u64>;
 
-    fn start(self) -> Result<Step<Self>> {
+    fn start(mut self) -> Result<Step<Self>> {
         let mut msg = Vec::with_capacity(self.n * (1 + self.fanout));
         msg.extend(
             self.x
@@ -95,12 +95,16 @@ impl Protocol for Mul {
                 .zip(&self.mat[1])
                 .map(|(y, b)| y.wrapping_sub(*b)),
         );
+        // The inputs are not needed once masked: free them before the exchange (memory).
+        self.x = Vec::new();
+        self.ys = Vec::new();
         Ok(Step::Send(self, msg))
     }
 
     fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
         check_lengths(&incoming, self.n * (1 + self.fanout), "Beaver product")?;
         let opened = open_sum(&incoming);
+        drop(incoming);
         let (d, e) = opened.split_at(self.n);
         let [a, b, mut z] = self.mat;
         for j in 0..self.fanout {

@@ -298,6 +298,12 @@ fn job_digests_are_sha256_and_cover_every_field() {
     v.params.explain = true;
     variants.push(v);
     let mut v = base.clone();
+    v.params.csls_iterations = 2;
+    variants.push(v);
+    let mut v = base.clone();
+    v.params.blocking.max_postings -= 1;
+    variants.push(v);
+    let mut v = base.clone();
     v.params.audit.enabled = true;
     variants.push(v);
     let mut v = base.clone();

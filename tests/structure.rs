@@ -158,6 +158,55 @@ fn assignment_equals_reference_and_adds_matches() {
     assert!(bad.validate().unwrap_err().to_string().contains("0 to 8"));
 }
 
+/// Iterated CSLS (`csls_iterations`): the secure decisions equal the plaintext reference of the
+/// same iterations for every k, each iteration costs one more row-max tournament, the decisions
+/// differ from one iteration's, and structure alone gains from it on the sample.
+#[test]
+fn iterated_csls_equals_reference_and_costs_one_tournament_each() {
+    let mut ds = sample();
+    ds.hide_names();
+    let base = eval(&ds, JobParams::default(), true, 2);
+    let mut rounds = vec![base.rounds];
+    for t in [2, 3] {
+        let p = JobParams {
+            csls_iterations: t,
+            ..JobParams::default()
+        };
+        let mut digests = Vec::new();
+        for k in [2, 3] {
+            let r = eval(&ds, p.clone(), true, k);
+            assert_eq!(r.plaintext_agreement, 1.0, "t = {t}, k = {k}");
+            digests.push(r.decisions_digest);
+            if k == 2 {
+                rounds.push(r.rounds);
+                assert!(
+                    r.quality.hits1 >= base.quality.hits1 - 0.01,
+                    "{:?}",
+                    r.quality
+                );
+            }
+        }
+        assert_eq!(digests[0], digests[1]);
+        assert_ne!(digests[0], base.decisions_digest);
+    }
+    // Each iteration adds the same tournament (its rounds do not depend on the iteration).
+    assert!(rounds[1] > rounds[0]);
+    assert_eq!(rounds[2] - rounds[1], rounds[1] - rounds[0]);
+    for bad in [0, 9] {
+        let p = JobParams {
+            csls_iterations: bad,
+            ..JobParams::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("1 to 4"));
+    }
+    let both = JobParams {
+        csls_iterations: 2,
+        assignment_rounds: 1,
+        ..JobParams::default()
+    };
+    assert!(both.validate().is_err());
+}
+
 fn write(dir: &Path, name: &str, body: &str) {
     if let Some(parent) = dir.join(name).parent() {
         std::fs::create_dir_all(parent).unwrap();

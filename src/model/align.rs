@@ -41,6 +41,9 @@ use std::collections::HashMap;
 /// Words reserved for a partner id when ids are exchanged (ids up to 64 bytes).
 pub const ID_WORDS: usize = 8;
 
+/// Most CSLS iterations a job may ask for.
+pub const MAX_CSLS_ITERATIONS: usize = 4;
+
 /// Everything the parties and servers of one job must agree on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +67,10 @@ pub struct JobParams {
     pub explain: bool,
     /// The private per-group audit ([`crate::model::audit`]).
     pub audit: crate::model::audit::AuditParams,
+    /// CSLS normalisations of the candidate scores before the best candidate is chosen (1:
+    /// `2S - r_a - r_b` with row maxima `r`; each more applies the same step to the result, one
+    /// more row-max tournament and 2 more comparison bits). `min_score` applies to the last.
+    pub csls_iterations: usize,
 }
 
 impl Default for JobParams {
@@ -78,6 +85,7 @@ impl Default for JobParams {
             assignment_rounds: 0,
             explain: false,
             audit: crate::model::audit::AuditParams::default(),
+            csls_iterations: 1,
         }
     }
 }
@@ -109,6 +117,17 @@ impl JobParams {
                 self.model.dim,
                 self.max_frac_bits()
             )));
+        }
+        if !(1..=MAX_CSLS_ITERATIONS).contains(&self.csls_iterations) {
+            return Err(Error::invalid(format!(
+                "csls_iterations must be 1 to {MAX_CSLS_ITERATIONS}, got {}",
+                self.csls_iterations
+            )));
+        }
+        if self.csls_iterations > 1 && self.assignment_rounds > 0 {
+            return Err(Error::invalid(
+                "csls_iterations above 1 does not combine with assignment_rounds yet; use one",
+            ));
         }
         self.audit.validate()?;
         crate::model::assign::check(self)
@@ -164,9 +183,10 @@ impl JobParams {
     }
 
     /// Integer bits of the largest compared magnitude, `max(6M, 4M + |min_score|)` with `M` the
-    /// [`JobParams::score_bound`].
+    /// [`JobParams::score_bound`] (each CSLS iteration beyond the first multiplies the bound
+    /// on the normalised scores by 4: `max(6 4^(T-1) M, 4^T M + |min_score|)`).
     fn spread_bits(&self) -> u32 {
-        let m = self.score_bound();
+        let m = self.score_bound() * 4f64.powi(self.csls_iterations.max(1) as i32 - 1);
         let widest = (6.0 * m).max(4.0 * m + self.min_score.abs());
         widest.log2().ceil().max(0.0) as u32
     }
@@ -549,18 +569,36 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     step(eng, "upload range checks");
     let s = out.scores;
 
-    // 2. Row maxima (CSLS, k = 1), both sides in one tournament.
-    let r = eng.max_rows(&s, k, ell).await?;
-    let (ra, rb) = r.split_at(na);
-    let mut f = Vec::with_capacity(s.len());
-    for (q, v) in s.iter().enumerate() {
-        let other = if q < na * k {
-            rb[cand.a[q] as usize]
+    // 2. Row maxima (CSLS, k = 1), both sides in one tournament; with `csls_iterations` > 1,
+    //    the normalised scores `2x - r_own - r_other` are normalised again (a local step and
+    //    one more tournament each).
+    let partner_max = |r: &[u64], q: usize| {
+        if q < na * k {
+            r[na + cand.a[q] as usize]
         } else {
-            ra[cand.b[q - na * k] as usize]
-        };
-        f.push(v.wrapping_mul(2).wrapping_sub(other));
+            r[cand.b[q - na * k] as usize]
+        }
+    };
+    let mut r = eng.max_rows(&s, k, ell).await?;
+    let mut x = std::borrow::Cow::Borrowed(&s);
+    for _ in 1..p.csls_iterations {
+        let next: Vec<u64> = x
+            .iter()
+            .enumerate()
+            .map(|(q, v)| {
+                v.wrapping_mul(2)
+                    .wrapping_sub(r[q / k])
+                    .wrapping_sub(partner_max(&r, q))
+            })
+            .collect();
+        r = eng.max_rows(&next, k, ell).await?;
+        x = std::borrow::Cow::Owned(next);
     }
+    let mut f = Vec::with_capacity(s.len());
+    for (q, v) in x.iter().enumerate() {
+        f.push(v.wrapping_mul(2).wrapping_sub(partner_max(&r, q)));
+    }
+    drop(x);
 
     // 3. Best candidate per entity with a one-hot marker; the pair score 2S - r_a - r_b.
     step(eng, "row maxima");
@@ -996,12 +1034,23 @@ pub fn reference(
             .map(|i| *s[i * k..(i + 1) * k].iter().max().expect("k >= 1"))
             .collect()
     };
-    let (ra, rb) = (rowmax(&sa, na), rowmax(&sb, nb));
+    let (mut xa, mut xb) = (sa, sb);
+    let (mut ra, mut rb) = (rowmax(&xa, na), rowmax(&xb, nb));
+    for _ in 1..p.csls_iterations {
+        let ya: Vec<i64> = (0..na * k)
+            .map(|q| 2 * xa[q] - ra[q / k] - rb[cand.a[q] as usize])
+            .collect();
+        let yb: Vec<i64> = (0..nb * k)
+            .map(|q| 2 * xb[q] - rb[q / k] - ra[cand.b[q] as usize])
+            .collect();
+        (xa, xb) = (ya, yb);
+        (ra, rb) = (rowmax(&xa, na), rowmax(&xb, nb));
+    }
     let rank_a: Vec<i64> = (0..na * k)
-        .map(|q| 2 * sa[q] - rb[cand.a[q] as usize])
+        .map(|q| 2 * xa[q] - rb[cand.a[q] as usize])
         .collect();
     let rank_b: Vec<i64> = (0..nb * k)
-        .map(|q| 2 * sb[q] - ra[cand.b[q] as usize])
+        .map(|q| 2 * xb[q] - ra[cand.b[q] as usize])
         .collect();
     // First index of the maximum, as the secure tournament does.
     let argmax = |s: &[i64], rows: usize| -> Vec<usize> {

@@ -245,7 +245,11 @@ fn ranked(x: &[Vec<u64>], y: &[Vec<u64>], w: &HashMap<u64, u32>, keep: usize) ->
                     c.truncate(keep);
                 }
                 c.sort_unstable_by(by);
-                c.into_iter().map(|(_, j)| j).collect()
+                // Not `c.into_iter().map(..).collect()`: that reuses `c`'s buffer in place,
+                // keeping the capacity of every touched row (gigabytes at 10^5 rows).
+                let mut best = Vec::with_capacity(c.len());
+                best.extend(c.iter().map(|&(_, j)| j));
+                best
             },
         )
         .collect()
@@ -383,6 +387,20 @@ mod tests {
         assert_eq!(c, candidates(&ta, &tb, &p, &Seed([1; 32])));
         // A different key gives unrelated tokens.
         assert_ne!(tokens(&BlockingKey([6; 32]), &na, &none, &rows), ta);
+    }
+
+    #[test]
+    fn ranked_lists_hold_no_more_than_they_keep() {
+        // Every row of x shares a token with all 500 rows of y but keeps 3: the lists must not
+        // keep the buffer of the touched rows (the 50,000-per-side job's peak, 7.6 GB).
+        let x = vec![vec![1u64]; 10];
+        let y = vec![vec![1u64]; 500];
+        let w = weights(&x, &y, 1.0, 4096);
+        let lists = ranked(&x, &y, &w, 3);
+        for l in &lists {
+            assert_eq!(l, &[0, 1, 2]);
+            assert!(l.capacity() <= 3, "capacity {}", l.capacity());
+        }
     }
 
     #[test]

@@ -103,8 +103,7 @@ impl Protocol for Mul {
 
     fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
         check_lengths(&incoming, self.n * (1 + self.fanout), "Beaver product")?;
-        let opened = open_sum(&incoming);
-        drop(incoming);
+        let opened = open_sum(incoming);
         let (d, e) = opened.split_at(self.n);
         let [a, b, mut z] = self.mat;
         for j in 0..self.fanout {
@@ -330,8 +329,7 @@ impl Protocol for Bilinear {
         let d = self.d;
         let (n, m) = (self.pairs.rows(), self.pairs.cols());
         check_lengths(&incoming, (n + m) * d, "bilinear form")?;
-        let opened = open_sum(&incoming);
-        drop(incoming);
+        let opened = open_sum(incoming);
         let (e, f) = opened.split_at(n * d);
         let mut mat = self.mat.into_iter();
         let (a, b, mut z) = (

@@ -138,7 +138,7 @@ impl Protocol for Compare {
             Phase::Open => {
                 check_lengths(&incoming, self.n, "comparison opening")?;
                 let ell = self.ell as usize;
-                let mut c = open_sum(&incoming);
+                let mut c = open_sum(incoming);
                 if ell < 64 {
                     let mask = (1u64 << ell) - 1;
                     c.iter_mut().for_each(|v| *v &= mask);

@@ -27,7 +27,7 @@ impl Protocol for Open {
     }
     fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
         check_lengths(&incoming, self.0.len(), "opening")?;
-        Ok(Step::Done(open_sum(&incoming)))
+        Ok(Step::Done(open_sum(incoming)))
     }
 }
 

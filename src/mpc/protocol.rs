@@ -44,10 +44,16 @@ pub fn check_lengths(incoming: &[Vec<u64>], expected: usize, what: &str) -> Resu
     Ok(())
 }
 
-/// Reconstructs an arithmetic opening: the wrapping sum of all servers' payloads.
-pub fn open_sum(incoming: &[Vec<u64>]) -> Vec<u64> {
-    let len = incoming.first().map_or(0, Vec::len);
-    crate::mpc::ring::sum_all(len, incoming.iter().map(Vec::as_slice))
+/// Reconstructs an arithmetic opening: the wrapping sum of all servers' payloads, summed into
+/// the first one in place, each other payload freed once added (a large opening needs no buffer
+/// beyond the payloads it received).
+pub fn open_sum(incoming: Vec<Vec<u64>>) -> Vec<u64> {
+    let mut parts = incoming.into_iter();
+    let mut out = parts.next().unwrap_or_default();
+    for p in parts {
+        crate::mpc::ring::add_assign(&mut out, &p);
+    }
+    out
 }
 
 /// Reconstructs a boolean opening: the XOR of all servers' payloads.

@@ -60,7 +60,7 @@ impl Protocol for Truncate {
 
     fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
         check_lengths(&incoming, self.x.len(), "truncation")?;
-        let c = open_sum(&incoming);
+        let c = open_sum(incoming);
         let f = self.frac;
         let [_, rh, rmsb] = self.mat;
         let out = c

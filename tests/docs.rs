@@ -71,6 +71,16 @@ fn readme_examples_parse() {
         ..job
     };
     assert!(real.key().is_ok());
+    // The key used is bound to the job id: the same agreed key gives other tokens in another job.
+    let other_job = PartyJob {
+        job: format!("{}-next", real.job),
+        ..real.clone()
+    };
+    assert_ne!(real.key().unwrap(), other_job.key().unwrap());
+    assert_eq!(
+        real.key().unwrap(),
+        ppea::model::blocking::BlockingKey([0xab; 32]).for_job(&real.job)
+    );
     assert!(real.spec().validate().is_ok());
     let t = real.timing().unwrap();
     assert_eq!(t.liveness, ppea::net::liveness::Liveness::default());

@@ -38,6 +38,23 @@ impl BlockingKey {
     pub fn random() -> Self {
         BlockingKey(Seed::random().0)
     }
+
+    /// The key of one job: HKDF-SHA256 (RFC 5869) of the parties' agreed key, with the job id
+    /// as the context. Both parties derive the same key, so tokens still match within the job,
+    /// but the tokens of two jobs under the same agreed key are unrelated: a server cannot
+    /// link rows across jobs by their tokens (within one job the leakage is unchanged).
+    pub fn for_job(&self, job: &str) -> BlockingKey {
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"ppea blocking key per job v1");
+        let info = [job.as_bytes()];
+        let prk = salt.extract(&self.0);
+        let okm = prk
+            .expand(&info, ring::hkdf::HKDF_SHA256)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let mut k = [0u8; 32];
+        okm.fill(&mut k)
+            .expect("the output length is the algorithm's");
+        BlockingKey(k)
+    }
 }
 
 /// Blocking parameters (the same for every server of a job).
@@ -387,6 +404,39 @@ mod tests {
         assert_eq!(c, candidates(&ta, &tb, &p, &Seed([1; 32])));
         // A different key gives unrelated tokens.
         assert_ne!(tokens(&BlockingKey([6; 32]), &na, &none, &rows), ta);
+    }
+
+    #[test]
+    fn per_job_keys_unlink_jobs_but_keep_the_candidates() {
+        let agreed = BlockingKey([4; 32]);
+        let (k1, k2) = (agreed.for_job("job-1"), agreed.for_job("job-2"));
+        // Deterministic (both parties derive the same), distinct per job and from the agreed key.
+        assert_eq!(k1, agreed.for_job("job-1"));
+        assert_ne!(k1, k2);
+        assert_ne!(k1, agreed);
+        let names: Vec<String> = ["alpha beta", "gamma", "beta gamma"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let none = vec![Vec::new(); 3];
+        let rows: Vec<u32> = (0..3).collect();
+        let (t1, t2) = (
+            tokens(&k1, &names, &none, &rows),
+            tokens(&k2, &names, &none, &rows),
+        );
+        // No token of one job appears in the other.
+        let all1: std::collections::HashSet<u64> = t1.own.iter().flatten().copied().collect();
+        assert!(t2.own.iter().flatten().all(|t| !all1.contains(t)));
+        // The candidates depend only on token equality within the job.
+        let p = BlockingParams {
+            candidates: 2,
+            ..BlockingParams::default()
+        };
+        let seed = Seed([1; 32]);
+        assert_eq!(
+            candidates(&t1, &t1, &p, &seed),
+            candidates(&t2, &t2, &p, &seed)
+        );
     }
 
     #[test]

@@ -450,7 +450,8 @@ impl PartyJob {
         }
     }
 
-    /// The blocking key.
+    /// This job's blocking key: the agreed `blocking_key` bound to the job id
+    /// ([`crate::model::blocking::BlockingKey::for_job`]), so that two jobs never share tokens.
     pub fn key(&self) -> Result<crate::model::blocking::BlockingKey> {
         let h = self.blocking_key.trim();
         let bad = || Error::invalid("blocking_key must be 64 hexadecimal digits (32 bytes)");
@@ -461,7 +462,7 @@ impl PartyJob {
         for (i, b) in k.iter_mut().enumerate() {
             *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
         }
-        Ok(crate::model::blocking::BlockingKey(k))
+        Ok(crate::model::blocking::BlockingKey(k).for_job(&self.job))
     }
 
     /// The description sent to the servers.

@@ -266,7 +266,7 @@ pub async fn servers_inprocess_audited(
         let params = params.clone();
         let seed = seed.clone();
         async move {
-            let r = align(&mut eng, &pa, &pb, &params, &seed).await?;
+            let r = align(&mut eng, pa, pb, &params, &seed).await?;
             Ok((r, eng))
         }
     })

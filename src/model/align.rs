@@ -473,8 +473,8 @@ pub(crate) fn slot_major(x: &[u64], rows: usize, len: usize) -> Vec<u64> {
 /// shares and the candidate lists (public to the servers).
 pub async fn align<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
-    pa: &PartyShares,
-    pb: &PartyShares,
+    pa: PartyShares,
+    pb: PartyShares,
     p: &JobParams,
     seed: &Seed,
 ) -> Result<(ServerOutput, Candidates)> {
@@ -485,8 +485,8 @@ pub async fn align<T: Transport, C: Correlations>(
 /// public names in protocol order: `candidates`, `score material`, `scores`, ...).
 pub async fn align_reporting<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
-    pa: &PartyShares,
-    pb: &PartyShares,
+    mut pa: PartyShares,
+    mut pb: PartyShares,
     p: &JobParams,
     seed: &Seed,
     on_step: &(dyn Fn(&str) + Sync),
@@ -523,7 +523,11 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     // Candidate generation is heavy local work (seconds at 10^5 rows): on the blocking pool, so
     // that this process keeps answering its peers (keep-alives) meanwhile.
     let cand = {
-        let (ta, tb) = (pa.tokens.clone(), pb.tokens.clone());
+        // The tokens serve only here: moved, not copied (memory).
+        let (ta, tb) = (
+            std::mem::take(&mut pa.tokens),
+            std::mem::take(&mut pb.tokens),
+        );
         let (bp, sd) = (p.blocking.clone(), seed.clone());
         crate::mpc::protocol::blocking(move || candidates(&ta, &tb, &bp, &sd)).await
     };
@@ -553,7 +557,9 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     let mat = eng.prepare(&req).await?;
     step(eng, "score material");
     let me = eng.me();
-    let (za, zb) = (pa.z.clone(), pb.z.clone());
+    // The uploaded vectors serve only the bilinear form, which frees them once masked: moved,
+    // not copied (a copy held one more upload-sized buffer through the form, its peak).
+    let (za, zb) = (std::mem::take(&mut pa.z), std::mem::take(&mut pb.z));
     let form = if p.explain {
         crate::mpc::beaver::Bilinear::split(me, za, zb, w, pairs, bounds.audit(), mat)?
     } else {
@@ -710,8 +716,8 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         // The candidate's own-id hash (the last audit word of the other side's row).
         let own = |up: &PartyShares, row: usize| up.audit[(row + 1) * audit_w - 1];
         let mut hash = Vec::with_capacity((na + nb) * k);
-        hash.extend(cand.a.iter().map(|&b| own(pb, b as usize)));
-        hash.extend(cand.b.iter().map(|&a| own(pa, a as usize)));
+        hash.extend(cand.a.iter().map(|&b| own(&pb, b as usize)));
+        hash.extend(cand.b.iter().map(|&a| own(&pa, a as usize)));
         per_slot.push(hash);
     }
     let selected = if per_slot.is_empty() {
@@ -741,9 +747,9 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         };
         let side = |i: usize| {
             let (r, up) = if i == 0 {
-                (0..na, pa)
+                (0..na, &pa)
             } else {
-                (na..na + nb, pb)
+                (na..na + nb, &pb)
             };
             crate::model::audit::SideValues {
                 matched: &matched[r.clone()],

@@ -2,7 +2,7 @@
 //! run the secure alignment, and answer each party with only its own result shares.
 
 use crate::error::{Error, PeerName, Result};
-use crate::model::align::{ServerOutput, aggregate_words, align_reporting, job_seed};
+use crate::model::align::{PartyShares, ServerOutput, aggregate_words, align_reporting, job_seed};
 use crate::mpc::dealer::DealerClient;
 use crate::mpc::engine::Engine;
 use crate::mpc::protocol::Session;
@@ -59,9 +59,13 @@ pub(crate) async fn compute_job(
         book(jobs).set_status(st.clone(), Instant::now());
         let _ = tx.send(st);
     };
+    // Rows per side, for the answers: the shares themselves are handed to the computation,
+    // which frees them as it goes (memory).
+    let rows = parties.each_ref().map(|(up, _)| up.shares.tokens.own.len());
     let [(a, ra), (b, rb)] = &mut parties;
+    let shares = [std::mem::take(&mut a.shares), std::mem::take(&mut b.shares)];
     let result = {
-        let run = run_compute(cfg, ep, job, a, b, &mut rx, stash, wait, &report);
+        let run = run_compute(cfg, ep, job, [a, b], shares, &mut rx, stash, wait, &report);
         // Tell both parties where the job stands while it runs.
         let forward = async {
             while let Some(st) = updates.recv().await {
@@ -98,7 +102,7 @@ pub(crate) async fn compute_job(
             let sent = match result {
                 Ok(out) => {
                     let words = if side == 0 { &out.0.a } else { &out.0.b };
-                    let rows = up.shares.tokens.own.len();
+                    let rows = rows[side];
                     let (rows, width, words) = match up.spec.output {
                         OutputMode::Matches => (rows, out.1, words.clone()),
                         OutputMode::Aggregate => (1, 2, aggregate_words(words, rows, out.1)),
@@ -367,8 +371,8 @@ pub(crate) async fn run_compute(
     cfg: &ServerConfig,
     ep: &quinn::Endpoint,
     job: &str,
-    a: &Upload,
-    b: &Upload,
+    [a, b]: [&Upload; 2],
+    [sa, sb]: [PartyShares; 2],
     rx: &mut mpsc::UnboundedReceiver<Event>,
     stash: Vec<Event>,
     wait: Duration,
@@ -376,10 +380,7 @@ pub(crate) async fn run_compute(
 ) -> Result<(ServerOutput, usize, JobStats)> {
     let spec = &a.spec;
     let digest = spec.digest()?;
-    let uploads = [
-        upload_digest(&a.shares.tokens),
-        upload_digest(&b.shares.tokens),
-    ];
+    let uploads = [upload_digest(&sa.tokens), upload_digest(&sb.tokens)];
     if b.spec.digest()? != digest {
         return Err(Error::invalid(
             "the two parties' job descriptions differ (servers, dealer, parameters or output mode)",
@@ -491,7 +492,7 @@ pub(crate) async fn run_compute(
         Duration::from_secs(20),
     )
     .await?;
-    let (na, nb) = (a.shares.tokens.own.len(), b.shares.tokens.own.len());
+    let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
     ds.control(&Hello::Dealer(DealerHello {
         job: job.to_string(),
         server: me as u32,
@@ -520,7 +521,7 @@ pub(crate) async fn run_compute(
     // The parties see each finished step's name (public, fixed order; no value, no size).
     let step = |what: &str| report(Phase::Computing, Vec::new(), Some(what));
     let seed = job_seed(job);
-    let run = align_reporting(&mut eng, &a.shares, &b.shares, &params, &seed, &step);
+    let run = align_reporting(&mut eng, sa, sb, &params, &seed, &step);
     let (out, _) = match run.await {
         Ok(r) => r,
         // The last server holds the dealer's refusal already: nothing more to wait for.

@@ -1086,6 +1086,55 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     c.still_serves("after-memory-again");
 }
 
+/// A job whose estimated peak on the dealer (`ppea::model::footprint::dealer_bytes`, from the
+/// material bound the servers' links state) does not fit the dealer's memory budget is refused
+/// when its first link arrives, before any material is generated: both parties are told it is
+/// the dealer's memory budget, with the estimate and the budget, and the dealer and the servers
+/// keep serving jobs that fit (the second one only if the first gave its booking back).
+#[test]
+fn a_job_beyond_the_dealers_memory_budget_is_refused_before_it_starts() {
+    use ppea::model::footprint::{BASE_BYTES, dealer_bytes, mib};
+    let p = JobParams::default();
+    let (a, b) = prepare(EvalProtocol::Standard, &p);
+    // The dealer has room for one default job beside the process itself; the servers have
+    // their default budgets.
+    let words = |p: &JobParams| p.max_material_words(a.rows.len(), b.rows.len()) as u64;
+    let room = dealer_bytes(words(&p), 2);
+    let limits = Limits {
+        wait_secs: 10,
+        ..Limits::default()
+    };
+    let dealer_limits = Limits {
+        memory_mib: mib(BASE_BYTES + room) + 1,
+        ..limits.clone()
+    };
+    let c = Cluster::with_dealer_limits("attack-dealer-memory", 2, limits, dealer_limits.clone());
+    // Twice the candidates per entity: about twice the dealer's material.
+    let mut big = JobParams::default();
+    big.blocking.candidates *= 2;
+    let needed = dealer_bytes(words(&big), 2);
+    assert!(needed > room + (1 << 20));
+    let (ba, bb) = prepare(EvalProtocol::Standard, &big);
+    let spec = c.spec("dealer-memory-0", big);
+    let (ra, rb) = c.run(&spec, &ba, &bb);
+    for (party, r) in [("A", ra), ("B", rb)] {
+        let e = r.expect_err("the job is refused").to_string();
+        assert!(e.contains("the dealer refused the link"), "{party}: {e}");
+        assert!(e.contains("dealer's memory budget"), "{party}: {e}");
+        assert!(
+            e.contains(&format!("needs about {} MiB on the dealer", mib(needed))),
+            "{party}: {e}"
+        );
+        assert!(
+            e.contains(&format!("budget of {} MiB", dealer_limits.memory_mib)),
+            "{party}: {e}"
+        );
+    }
+    // Jobs that fit still run, one after the other (each gives its booking back).
+    c.still_serves("after-dealer-memory");
+    c.still_serves("after-dealer-memory-again");
+}
+
 /// A party that announces a large upload (booking memory) and then sends nothing cannot hold
 /// the budget: the server gives up on the upload after `wait_secs`, says why, and gives the
 /// memory back, so the party's next job fits again.

@@ -19,6 +19,21 @@
 //! (every server keeps every other server's openings). The estimate counts the job as twice
 //! the booked side (the other side's size is not known when an upload arrives) and adds 15%.
 //! Beyond 50,000 rows per side it extrapolates, and says so in the server's log.
+//!
+//! The dealer knows less: each server's link states the job's bound on the material of one
+//! request (`max_material_words`, from [`JobParams::max_material_words`] over both sides'
+//! rows) and the server list, not the rows or the model. Its peak ([`dealer_bytes`]) is fitted
+//! on that bound, from the dealer's peak resident memory in the same runs (3,000 to 100,000
+//! rows per side, default model, 2 servers; 10,000 per side with `dim = 64` and with 3
+//! servers). At two servers the peak is linear in the bound: 1.40 bytes per word of bound
+//! (the bound counts every kind of material a job may ask for, 25,900 words per row per side
+//! at the default model; the dealer's peak is about 36 kB per row per side) plus 9 MiB, from
+//! 113 MiB at 3,000 rows per side to 3,475 MiB at 100,000. A third server adds 31% (the dealer
+//! draws every server's shares to sum them). The bound hardly depends on the model's width
+//! (3% less at `dim = 64`) while the peak does (21% less), so narrow models are over-estimated
+//! by up to 1.6x. The estimate adds the same 15%, and the dealer books it, beside
+//! [`BASE_BYTES`] for the process, when a job's first link arrives, before any material is
+//! generated. Beyond [`DEALER_MEASURED_WORDS`] it extrapolates, and says so in the dealer's log.
 
 use crate::model::align::JobParams;
 
@@ -45,6 +60,22 @@ pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd sizes (f64 to integer casts saturate).
     (MARGIN * rows as f64 * per_row * extra).ceil() as u64
+}
+
+/// Bytes of dealer memory per word of a job's material bound, at two servers.
+const DEALER_PER_WORD: f64 = 1.40;
+/// Extra dealer cost per server beyond two.
+const DEALER_PER_EXTRA_SERVER: f64 = 0.32;
+/// Largest material bound measured on the dealer (100,000 rows per side, default model).
+pub const DEALER_MEASURED_WORDS: u64 = 2_593_665_536;
+
+/// Estimated peak memory a job adds to the dealer, from its material bound
+/// (`max_material_words`, as the servers' links state it) and its number of servers (the
+/// process itself, [`BASE_BYTES`], comes on top).
+pub fn dealer_bytes(max_material_words: u64, servers: usize) -> u64 {
+    let extra = 1.0 + DEALER_PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
+    // Saturates at u64::MAX for absurd bounds (f64 to integer casts saturate).
+    (MARGIN * max_material_words as f64 * DEALER_PER_WORD * extra).ceil() as u64
 }
 
 /// Bytes as MiB, rounded up, for messages.
@@ -81,6 +112,49 @@ mod tests {
                 "{rows}: {s} vs {server}"
             );
         }
+    }
+
+    /// The dealer's estimate, from the material bound the servers state, covers the dealer's
+    /// measured peaks (the same runs) without exceeding them by more than half again (plus
+    /// 100 MiB for the smallest jobs).
+    #[test]
+    fn the_dealer_estimate_covers_the_measured_peaks() {
+        let default = JobParams::default();
+        let mut small = JobParams::default();
+        small.model.dim = 64;
+        // (params, rows per side, servers, measured dealer peak MiB), 2026-12-04.
+        let measured = [
+            (&default, 3_000, 2, 113),
+            (&default, 10_000, 2, 355),
+            (&default, 20_000, 2, 702),
+            (&default, 50_000, 2, 1744),
+            (&default, 100_000, 2, 3475),
+            (&small, 10_000, 2, 281),
+            (&default, 10_000, 3, 464),
+        ];
+        for (p, rows, k, dealer) in measured {
+            let words = p.max_material_words(rows, rows) as u64;
+            assert!(words <= DEALER_MEASURED_WORDS);
+            let d = mib(dealer_bytes(words, k) + BASE_BYTES);
+            assert!(
+                d >= dealer && d < dealer * 3 / 2 + 100,
+                "{rows}, width {}, {k} servers: {d} vs {dealer}",
+                p.model.width()
+            );
+        }
+        assert_eq!(
+            DEALER_MEASURED_WORDS,
+            default.max_material_words(100_000, 100_000) as u64
+        );
+    }
+
+    #[test]
+    fn the_dealer_estimate_grows_with_the_bound_and_servers() {
+        assert_eq!(dealer_bytes(0, 2), 0);
+        assert!(dealer_bytes(2_000, 2) > dealer_bytes(1_000, 2));
+        assert!(dealer_bytes(1_000_000, 3) > dealer_bytes(1_000_000, 2));
+        assert!(dealer_bytes(1_000_000, 4) > dealer_bytes(1_000_000, 3));
+        assert_eq!(dealer_bytes(u64::MAX, 4), u64::MAX);
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub struct Limits {
     pub remember_jobs_secs: u64,
     /// Memory budget of this process in MiB: an upload whose share of its job's estimated peak
     /// memory ([`crate::model::footprint`]) does not fit beside the uploads already held is
-    /// refused before anything of it is read; one party may book at most half of it. 0: 80% of
+    /// refused before anything of it is read; one party may book at most half of it. On the
+    /// dealer, a job whose estimated peak does not fit beside the jobs it serves is refused
+    /// when its first link arrives, before any material is generated. 0: 80% of
     /// the memory this process may use (the machine's, or its container's limit). Per process:
     /// several servers on one machine each need their own share.
     pub memory_mib: u64,

@@ -452,7 +452,7 @@ pub(crate) async fn deliver(
                         Role::Compute => compute_job(&cfg, &ep, &jobs, &id, rx).await,
                         // The dealer's outcome is in its log; its job id is remembered either way.
                         Role::Dealer => {
-                            dealer_job(&cfg, &id, rx).await;
+                            dealer_job(&cfg, &jobs, &id, rx).await;
                             Ended::Done
                         }
                     };

@@ -2,15 +2,17 @@
 //! last server closes its link.
 
 use crate::error::{Error, PeerName};
+use crate::model::footprint::{BASE_BYTES, DEALER_MEASURED_WORDS, dealer_bytes, mib};
 use crate::mpc::dealer::{Dealer, serve};
 use crate::net::config::ServerConfig;
-use crate::net::daemon::{DISAGREE, Event, answer_link, next_event};
+use crate::net::daemon::{DISAGREE, Event, Jobs, answer_link, book, next_event};
 use crate::net::job::DealerHello;
 use crate::net::quic::QuicDealer;
+use crate::net::registry::OverBudget;
 use crate::net::wire::{FrameRecv, FrameSend};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// The dealer's job: collect one link per server, then serve corrections until the last
 /// server closes its link.
@@ -20,8 +22,15 @@ use tracing::{error, info};
 /// and every listed server must be one this dealer is configured to trust. Only then are seeds
 /// sent. A link that breaks a rule is refused and fails the job: seeds go to the servers of one
 /// agreed job, or to nobody.
+///
+/// The job's first valid link books its estimated peak memory against the dealer's budget
+/// ([`Booking`]), before any material is generated; the booking is given back when the job
+/// ends, whatever the outcome. A job that does not fit is refused: every server's link gets
+/// the reason (each server passes it on to its parties), and the job ends once all have linked
+/// or the wait runs out.
 pub(crate) async fn dealer_job(
     cfg: &ServerConfig,
+    jobs: &Jobs,
     job: &str,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) {
@@ -30,6 +39,9 @@ pub(crate) async fn dealer_job(
         let mut links: Vec<Option<(FrameSend, FrameRecv)>> = Vec::new();
         let mut conns = Vec::new();
         let mut agreed: Option<DealerHello> = None;
+        // Held until this block ends (done, failed or timed out), then given back.
+        let mut booking: Option<Booking> = None;
+        let mut over_budget: Option<String> = None;
         loop {
             let ev = next_event(&mut rx, wait, "every server's dealer link").await?;
             let Event::DealerLink {
@@ -43,10 +55,21 @@ pub(crate) async fn dealer_job(
             };
             let first = agreed.get_or_insert_with(|| hello.clone());
             let bad = check_link(cfg, first, &hello, &peer, &links);
-            let failed = bad.clone();
-            answer_link(&mut streams, bad, PeerName::Server(hello.server as usize)).await?;
-            if let Some(why) = failed {
-                return Err(Error::invalid(why));
+            if bad.is_none() && booking.is_none() && over_budget.is_none() {
+                match Booking::take(jobs, job, first) {
+                    Ok(b) => booking = Some(b),
+                    Err(why) => over_budget = Some(why),
+                }
+            }
+            let name = PeerName::Server(hello.server as usize);
+            match (bad, &over_budget) {
+                // Over the budget: refused, and the job waits for the other servers' links to
+                // refuse them too.
+                (None, Some(why)) => {
+                    let _ = answer_link(&mut streams, Some(why.clone()), name).await;
+                }
+                // A link that breaks a rule fails the job at once.
+                (bad, _) => answer_link(&mut streams, bad, name).await?,
             }
             links.resize_with(first.servers.len(), || None);
             links[hello.server as usize] = Some(streams);
@@ -54,6 +77,9 @@ pub(crate) async fn dealer_job(
             if links.iter().all(Option::is_some) {
                 break;
             }
+        }
+        if let Some(why) = over_budget {
+            return Err(Error::invalid(why));
         }
         let hello = agreed.expect("set with the first link");
         let k = links.len();
@@ -73,6 +99,76 @@ pub(crate) async fn dealer_job(
             "dealer done"
         ),
         Err(e) => error!(job, "dealer failed: {e}"),
+    }
+}
+
+/// A dealer job's estimated peak memory ([`dealer_bytes`]), booked against the dealer's
+/// budget (`limits.memory_mib`, shared by the jobs it serves) and given back when dropped.
+struct Booking {
+    jobs: Jobs,
+    bytes: u64,
+}
+
+impl Booking {
+    /// Books the peak of the job `hello` describes (its material bound and server count), or
+    /// says why it does not fit, in words the servers pass on to the parties.
+    fn take(jobs: &Jobs, job: &str, hello: &DealerHello) -> Result<Booking, String> {
+        let words = hello.max_material_words;
+        let bytes = dealer_bytes(words, hello.servers.len());
+        if words > DEALER_MEASURED_WORDS {
+            info!(
+                job,
+                words,
+                "memory estimate extrapolated beyond the measured sizes ({DEALER_MEASURED_WORDS} \
+                 words of material)"
+            );
+        }
+        let refused = book(jobs).reserve_memory(bytes);
+        let OverBudget {
+            needed,
+            budget,
+            booked,
+        } = match refused {
+            Ok(()) => {
+                return Ok(Booking {
+                    jobs: jobs.clone(),
+                    bytes,
+                });
+            }
+            Err(over) => over,
+        };
+        warn!(
+            job,
+            needed_mib = mib(needed),
+            budget_mib = mib(budget),
+            booked_mib = mib(booked),
+            "dealer job refused: over the memory budget"
+        );
+        let what = format!(
+            "job {job:?} needs about {} MiB on the dealer (estimated peak of its correlated \
+             randomness, from the job's sizes), more than the dealer's memory budget of {} MiB \
+             (limits.memory_mib of the dealer, {} MiB of it for the process itself)",
+            mib(needed),
+            mib(budget),
+            mib(BASE_BYTES)
+        );
+        Err(if needed > budget.saturating_sub(BASE_BYTES) {
+            format!(
+                "{what} allows; split the job into smaller ones, or ask the dealer's operator \
+                 for a larger budget"
+            )
+        } else {
+            format!(
+                "{what} has free beside the jobs it is serving now; try again later, split the \
+                 job into smaller ones, or ask the dealer's operator for a larger budget"
+            )
+        })
+    }
+}
+
+impl Drop for Booking {
+    fn drop(&mut self) {
+        book(&self.jobs).release_memory(self.bytes);
     }
 }
 
@@ -124,4 +220,59 @@ fn check_link(
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::job::Digest;
+    use crate::net::registry::Registry;
+    use std::sync::{Arc, Mutex};
+
+    fn hello(words: u64) -> DealerHello {
+        DealerHello {
+            job: "j".into(),
+            server: 0,
+            servers: vec!["server-0".into(), "server-1".into()],
+            digest: Digest([0; 32]),
+            max_material_words: words,
+        }
+    }
+
+    /// A job's booking fits or is refused with the estimate and the budget, and is given back
+    /// when the job ends (the booking is dropped), so the next job fits again.
+    #[test]
+    fn a_dealer_job_books_its_estimate_and_gives_it_back() {
+        // Room for one job of 100 million words beside the process.
+        let one = dealer_bytes(100_000_000, 2);
+        let budget = BASE_BYTES + one + (one / 2);
+        let jobs: Jobs = Arc::new(Mutex::new(
+            Registry::new(8, Duration::from_secs(100)).with_memory_budget(budget),
+        ));
+        let booked = Booking::take(&jobs, "j", &hello(100_000_000)).expect("fits");
+        // A second job does not fit beside it (try again later) ...
+        let why = Booking::take(&jobs, "k", &hello(100_000_000))
+            .err()
+            .expect("does not fit beside the first");
+        assert!(why.contains("dealer's memory budget"), "{why}");
+        assert!(
+            why.contains(&format!("needs about {} MiB", mib(one))),
+            "{why}"
+        );
+        assert!(
+            why.contains(&format!("budget of {} MiB", mib(budget))),
+            "{why}"
+        );
+        assert!(why.contains("try again later"), "{why}");
+        // ... nor does a job larger than the whole budget (never fits).
+        let why = Booking::take(&jobs, "l", &hello(1_000_000_000))
+            .err()
+            .expect("larger than the budget");
+        assert!(why.contains("allows; split the job"), "{why}");
+        // The first job ends: its memory is given back, and the second fits.
+        drop(booked);
+        let again = Booking::take(&jobs, "k", &hello(100_000_000)).expect("fits once given back");
+        drop(again);
+        assert!(Booking::take(&jobs, "m", &hello(100_000_000)).is_ok());
+    }
 }

@@ -134,6 +134,15 @@ pub(crate) enum Refusal {
     },
 }
 
+/// Why [`Registry::reserve_memory`] refused a job: its estimated memory does not fit the
+/// budget beside what is booked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverBudget {
+    pub(crate) needed: u64,
+    pub(crate) budget: u64,
+    pub(crate) booked: u64,
+}
+
 /// A server's jobs. `E` is the event type delivered to a job's task.
 pub(crate) struct Registry<E> {
     held: HashMap<String, Held<E>>,
@@ -206,6 +215,29 @@ impl<E> Registry<E> {
         e.1 += bytes;
         self.memory_booked += bytes;
         Ok(())
+    }
+
+    /// Reserves `bytes` of estimated memory for a whole job (a dealer job, booked when its
+    /// first link arrives), or says why not: when it would exceed the budget beside what is
+    /// booked.
+    pub(crate) fn reserve_memory(&mut self, bytes: u64) -> Result<(), OverBudget> {
+        let room = self
+            .memory_budget
+            .saturating_sub(crate::model::footprint::BASE_BYTES);
+        if self.memory_booked.saturating_add(bytes) > room {
+            return Err(OverBudget {
+                needed: bytes,
+                budget: self.memory_budget,
+                booked: self.memory_booked,
+            });
+        }
+        self.memory_booked += bytes;
+        Ok(())
+    }
+
+    /// Gives back memory taken by [`Registry::reserve_memory`].
+    pub(crate) fn release_memory(&mut self, bytes: u64) {
+        self.memory_booked = self.memory_booked.saturating_sub(bytes);
     }
 
     /// Gives back a slot and memory taken by [`Registry::reserve_party`].
@@ -480,6 +512,38 @@ mod tests {
         assert_eq!(r.reserve_party("b", 0), Err(Refusal::PartyLimit));
         r.release_party("a", 20);
         assert_eq!(r.reserve_party("c", 40), Ok(()));
+    }
+
+    #[test]
+    fn memory_is_booked_per_job_and_given_back() {
+        let base = crate::model::footprint::BASE_BYTES;
+        let mut r: Registry<()> =
+            Registry::new(4, Duration::from_secs(100)).with_memory_budget(base + 100);
+        // Fits.
+        assert_eq!(r.reserve_memory(60), Ok(()));
+        // Does not fit beside the first.
+        assert_eq!(
+            r.reserve_memory(41),
+            Err(OverBudget {
+                needed: 41,
+                budget: base + 100,
+                booked: 60
+            })
+        );
+        assert_eq!(r.reserve_memory(40), Ok(()));
+        assert!(r.reserve_memory(1).is_err());
+        // Given back, it fits again; more than the whole room never fits.
+        r.release_memory(60);
+        assert_eq!(r.reserve_memory(41), Ok(()));
+        r.release_memory(41);
+        r.release_memory(40);
+        assert!(r.reserve_memory(101).is_err());
+        assert_eq!(r.reserve_memory(100), Ok(()));
+        // Shared with uploads on the same budget.
+        assert!(matches!(
+            r.reserve_party("a", 1),
+            Err(Refusal::Memory { booked: 100, .. })
+        ));
     }
 
     fn add(r: &mut Registry<()>, job: &str, now: Instant) {

@@ -130,13 +130,23 @@ pub fn start_on(
 impl Cluster {
     /// A dealer and `k` servers with fresh certificates.
     pub fn new(tag: &str, k: usize, limits: Limits) -> Cluster {
+        Cluster::with_dealer_limits(tag, k, limits.clone(), limits)
+    }
+
+    /// A dealer with `dealer_limits` and `k` servers with `limits`.
+    pub fn with_dealer_limits(
+        tag: &str,
+        k: usize,
+        limits: Limits,
+        dealer_limits: Limits,
+    ) -> Cluster {
         let dir = TempDir::new(tag);
         write_dev_pki(
             &dir.0,
             &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         )
         .unwrap();
-        let mut nodes = vec![start(&dir.0, "dealer", Role::Dealer, k, limits.clone())];
+        let mut nodes = vec![start(&dir.0, "dealer", Role::Dealer, k, dealer_limits)];
         for i in 0..k {
             nodes.push(start(
                 &dir.0,

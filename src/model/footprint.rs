@@ -9,16 +9,23 @@
 //!
 //! The coefficients are measured, not derived: peak resident memory (Linux `VmHWM`) of the
 //! server processes in `scripts/eval.sh` runs over QUIC on generated pairs
-//! (`scripts/make-large.sh`) of 3,000 to 50,000 entities per side, default model and
+//! (`scripts/make-large.sh`) of 3,000 to 100,000 entities per side, default model and
 //! `dim = 64`, 2 and 3 servers (docs/benchmarks.md, "Memory and scale"). Less 64 MiB for the
-//! process, the 10,000-row runs at two widths give 27.2 bytes per word of width plus 183 bytes
-//! per candidate pair, per row, and the cost per row stays flat from 6,000 to 100,000 rows in
-//! all (29-31 kB at the default width). (An earlier fit grew as `rows^0.31`: candidate
-//! generation kept, per row, the buffer of every row it had touched; fixed, it was the peak
-//! at 50,000 per side, 7.6 GB against 2.9 GB now.) Each server beyond two adds about 28%
-//! (every server keeps every other server's openings). The estimate counts the job as twice
-//! the booked side (the other side's size is not known when an upload arrives) and adds 15%.
-//! Beyond 50,000 rows per side it extrapolates, and says so in the server's log.
+//! process, the cost per row is flat from 20,000 to 200,000 rows in all (18.6-19.4 kB at the
+//! default width) and hardly depends on the width (16.9 kB at `dim = 64`): the peak is in the
+//! comparisons over candidate pairs, fitted as 10 bytes per word of width plus 265 bytes per
+//! candidate pair, per row, which also covers the smallest job (26 kB per row at 6,000 rows in
+//! all, where fixed buffers show). The bilinear form holds three copies of every row at its
+//! peak (the masks, this server's masked copy, another server's), 24 bytes per word: for wide
+//! rows (known links, audit words) that phase is the larger, so the estimate takes the larger
+//! of the two. Each server beyond two adds about 45% (every server keeps every other server's
+//! openings). The estimate counts the job as twice the booked side (the other side's size is
+//! not known when an upload arrives) and adds 15%. Beyond 100,000 rows per side it
+//! extrapolates, and says so in the server's log. (Earlier fits were larger: candidate
+//! generation kept, per row, the buffer of every row it had touched, which grew as
+//! `rows^0.31` and was the peak at 50,000 per side, 7.6 GB; the bilinear form worked on a
+//! copy of the uploads and summed the openings into a new buffer. At 100,000 per side the peak
+//! went from 5.7 GB to 3.6 GB.)
 //!
 //! The dealer knows less: each server's link states the job's bound on the material of one
 //! request (`max_material_words`, from [`JobParams::max_material_words`] over both sides'
@@ -37,16 +44,18 @@
 
 use crate::model::align::JobParams;
 
-/// Bytes per word of row width per row, on a compute server.
-const PER_WORD: f64 = 27.2;
-/// Bytes per candidate pair, on a compute server.
-const PER_PAIR: f64 = 183.0;
+/// Bytes per word of row width per row, on a compute server, in the comparisons (fitted).
+const PER_WORD: f64 = 10.0;
+/// Bytes per candidate pair, on a compute server, in the comparisons (fitted).
+const PER_PAIR: f64 = 265.0;
+/// Bytes per word of row width per row in the bilinear form: three copies of the row.
+const BILINEAR_PER_WORD: f64 = 24.0;
 /// Extra cost per server beyond two.
-const PER_EXTRA_SERVER: f64 = 0.28;
+const PER_EXTRA_SERVER: f64 = 0.45;
 /// Safety margin over the fit.
 const MARGIN: f64 = 1.15;
 /// Largest side measured (rows).
-pub const MEASURED_ROWS: usize = 50_000;
+pub const MEASURED_ROWS: usize = 100_000;
 /// The process itself (runtime, TLS, buffers).
 pub const BASE_BYTES: u64 = 64 << 20;
 
@@ -56,7 +65,7 @@ pub const BASE_BYTES: u64 = 64 << 20;
 pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
     // The audit's group indicators travel and are checked like the row's other words.
     let w = (p.model.width() + p.audit.in_width()) as f64;
-    let per_row = w * PER_WORD + p.blocking.candidates as f64 * PER_PAIR;
+    let per_row = (w * PER_WORD + p.blocking.candidates as f64 * PER_PAIR).max(w * BILINEAR_PER_WORD);
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd sizes (f64 to integer casts saturate).
     (MARGIN * rows as f64 * per_row * extra).ceil() as u64
@@ -94,16 +103,17 @@ mod tests {
         let default = JobParams::default();
         let mut small = JobParams::default();
         small.model.dim = 64;
-        // (params, rows per side, servers, measured server peak MiB), the larger of the
-        // servers, after candidate generation stopped keeping touched rows' buffers
-        // (2026-12-04, docs/benchmarks.md).
+        // (params, rows per side, servers, measured server peak MiB), the largest of the
+        // servers, after candidate generation stopped keeping touched rows' buffers and the
+        // bilinear form stopped copying the uploads (2026-12-04, docs/benchmarks.md).
         let measured = [
-            (&default, 3_000, 2, 250),
-            (&default, 10_000, 2, 624),
-            (&default, 20_000, 2, 1229),
-            (&default, 50_000, 2, 2902),
-            (&small, 10_000, 2, 425),
-            (&default, 10_000, 3, 783),
+            (&default, 3_000, 2, 213),
+            (&default, 10_000, 2, 419),
+            (&default, 20_000, 2, 803),
+            (&default, 50_000, 2, 1862),
+            (&default, 100_000, 2, 3616),
+            (&small, 10_000, 2, 387),
+            (&default, 10_000, 3, 579),
         ];
         for (p, rows, k, server) in measured {
             let s = mib(2 * server_bytes(p, rows, k) + BASE_BYTES);

@@ -173,10 +173,13 @@ proptest! {
 
     #[test]
     fn argmax_equals_plaintext(k in 2usize..=4, rows in 1usize..6, len in 1usize..11,
+                               block_rows in 1usize..8,
                                vals in prop::collection::vec(-20i64..20, 60)) {
-        // Small value range so ties are frequent.
+        // Small value range so ties are frequent; tournaments in blocks of `block_rows` rows
+        // (one block when it covers every row).
         let values: Vec<u64> = (0..rows * len).map(|i| vals[i % vals.len()].wrapping_mul(1 << 20) as u64).collect();
         let (out, _) = secure(k, vec![values.clone()], move |mut e, i| async move {
+            e.set_tournament_block(block_rows * len);
             let (m, a) = e.argmax(&i[0], len, 40).await?;
             let (m2, oh) = e.argmax_onehot(&i[0], len, 40).await?;
             let m3 = e.max_rows(&i[0], len, 40).await?;
@@ -195,6 +198,30 @@ proptest! {
             }
         }
     }
+}
+
+/// A tournament in blocks of rows costs the same bytes as in one batch and one batch's rounds
+/// per block, with the same results: the memory bound costs latency only. (Blocks of 64 rows:
+/// comparison bits travel packed 64 to a word, so smaller blocks would pay for padding.)
+#[test]
+fn tournament_blocks_cost_rounds_not_bytes() {
+    let (rows, len) = (256usize, 8usize);
+    let values: Vec<u64> = (0..rows * len)
+        .map(|i| ((i * 7919) % 61) as u64 * (1 << 20))
+        .collect();
+    let run = |block_rows: usize| {
+        secure(2, vec![values.clone()], move |mut e, i| async move {
+            e.set_tournament_block(block_rows * len);
+            let (m, oh) = e.argmax_onehot(&i[0], len, 40).await?;
+            Ok((vec![m, oh], e))
+        })
+    };
+    let (one, one_run) = run(rows);
+    let (four, four_run) = run(rows / 4);
+    assert_eq!(one, four);
+    let (s1, s4) = (&one_run.stats[0], &four_run.stats[0]);
+    assert_eq!(s1.bytes_sent, s4.bytes_sent);
+    assert_eq!(s4.rounds, 4 * s1.rounds);
 }
 
 #[test]

@@ -65,7 +65,8 @@ pub const BASE_BYTES: u64 = 64 << 20;
 pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
     // The audit's group indicators travel and are checked like the row's other words.
     let w = (p.model.width() + p.audit.in_width()) as f64;
-    let per_row = (w * PER_WORD + p.blocking.candidates as f64 * PER_PAIR).max(w * BILINEAR_PER_WORD);
+    let per_row =
+        (w * PER_WORD + p.blocking.candidates as f64 * PER_PAIR).max(w * BILINEAR_PER_WORD);
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd sizes (f64 to integer casts saturate).
     (MARGIN * rows as f64 * per_row * extra).ceil() as u64

@@ -306,22 +306,16 @@ impl Protocol for Bilinear {
     type Output = BilinearOutput;
 
     fn start(mut self) -> Result<Step<Self>> {
-        let mut msg = Vec::with_capacity(self.x.len() + self.y.len());
-        msg.extend(
-            self.x
-                .iter()
-                .zip(&self.mat[0])
-                .map(|(x, a)| x.wrapping_sub(*a)),
-        );
-        msg.extend(
-            self.y
-                .iter()
-                .zip(&self.mat[1])
-                .map(|(y, b)| y.wrapping_sub(*b)),
-        );
-        // The inputs are not needed once masked: free them before the exchange (memory).
-        self.x = Vec::new();
-        self.y = Vec::new();
+        // The message is built in the input's own buffer (masked in place, then extended by the
+        // masked `Y`), and the inputs are freed before the exchange: one upload-sized buffer
+        // fewer at this step. (The form's peak is the exchange: the masks, this server's
+        // message and each other server's, three row-sized buffers at k = 2.)
+        let mut msg = std::mem::take(&mut self.x);
+        ring::sub_assign(&mut msg, &self.mat[0]);
+        let y = std::mem::take(&mut self.y);
+        msg.reserve_exact(y.len());
+        msg.extend(y.iter().zip(&self.mat[1]).map(|(y, b)| y.wrapping_sub(*b)));
+        drop(y);
         Ok(Step::Send(self, msg))
     }
 

@@ -16,6 +16,13 @@ use crate::mpc::protocol::{Protocol, Session, Stats, Step, check_lengths, open_s
 use crate::mpc::share::add_public_scalar;
 use crate::mpc::truncate::Truncate;
 
+/// Most values one batch of a row tournament ([`Engine::max_rows`], [`Engine::argmax_onehot`])
+/// compares: larger inputs run in blocks of whole rows, one after the other (more rounds, the
+/// same bytes and results), so that the comparison state (about 30 words per value at the
+/// first level, 2 GB at this size) stays bounded. 2^23 values are 131,072 rows of 64
+/// candidates: jobs up to 65,536 entities per side run as one block.
+pub const TOURNAMENT_BLOCK_VALUES: usize = 1 << 23;
+
 /// Opens shared values to all servers (used for outputs that are public by design and in tests).
 pub struct Open(Vec<u64>);
 
@@ -35,6 +42,7 @@ impl Protocol for Open {
 pub struct Engine<T: Transport, C: Correlations> {
     session: Session<T>,
     corr: C,
+    tournament_block: usize,
 }
 
 impl<T: Transport, C: Correlations> std::fmt::Debug for Engine<T, C> {
@@ -57,7 +65,18 @@ fn same_len(a: &[u64], b: &[u64], what: &str) -> Result<()> {
 impl<T: Transport, C: Correlations> Engine<T, C> {
     /// Combines a session and a correlation source.
     pub fn new(session: Session<T>, corr: C) -> Self {
-        Engine { session, corr }
+        Engine {
+            session,
+            corr,
+            tournament_block: TOURNAMENT_BLOCK_VALUES,
+        }
+    }
+
+    /// Sets the most values one batch of a row tournament compares (default
+    /// [`TOURNAMENT_BLOCK_VALUES`]). Every server of a job must use the same value (their
+    /// requests to the dealer must agree); tests use it to exercise several blocks.
+    pub fn set_tournament_block(&mut self, values: usize) {
+        self.tournament_block = values.max(1);
     }
 
     /// This server's index.
@@ -261,6 +280,13 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
     /// fan-out product that selects the winner's value (and one-hot marker) with a single
     /// opening of the comparison bit. The winner's marker is the loser's zeroed and the winner's
     /// kept, so it stays one-hot.
+    ///
+    /// Rows are processed in blocks of at most [`TOURNAMENT_BLOCK_VALUES`] values (or what
+    /// [`Engine::set_tournament_block`] set), one block
+    /// after the other, so that the comparison state (about 30 words per value at the first
+    /// level) is bounded by the block rather than by the job; a job within one block runs as
+    /// one batch. Every server derives the same blocks from the sizes, so their requests to the
+    /// dealer agree.
     async fn tournament(
         &mut self,
         values: &[u64],
@@ -274,6 +300,30 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
                 values.len()
             )));
         }
+        let block = (self.tournament_block / len).max(1) * len;
+        if values.len() <= block {
+            return self.tournament_block(values, len, ell, onehot).await;
+        }
+        let mut max = Vec::with_capacity(values.len() / len);
+        let mut marks = onehot.then(|| Vec::with_capacity(values.len()));
+        for part in values.chunks(block) {
+            let (m, oh) = self.tournament_block(part, len, ell, onehot).await?;
+            max.extend_from_slice(&m);
+            if let (Some(all), Some(oh)) = (marks.as_mut(), oh) {
+                all.extend_from_slice(&oh);
+            }
+        }
+        Ok((max, marks))
+    }
+
+    /// [`Engine::tournament`] over one block of rows, as one batch.
+    async fn tournament_block(
+        &mut self,
+        values: &[u64],
+        len: usize,
+        ell: u32,
+        onehot: bool,
+    ) -> Result<(Vec<u64>, Option<Vec<u64>>)> {
         let rows = values.len() / len;
         let me = self.me();
         let one = if me == 0 { 1u64 } else { 0 };

@@ -86,7 +86,8 @@ proptest! {
 
     #[test]
     fn bilinear_equals_plaintext(k in 2usize..=4, n in 1usize..9, m in 1usize..9, d in 1usize..20,
-                                 per in 1usize..5, seed in any::<u64>(), dense in any::<bool>()) {
+                                 per in 1usize..5, seed in any::<u64>(), dense in any::<bool>(),
+                                 chunk in 1usize..400) {
         let mut prg = Prg::new(&Seed([seed as u8; 32]), seed);
         let x = prg.vec(n * d);
         let y = prg.vec(m * d);
@@ -103,13 +104,15 @@ proptest! {
         let (out, run) = secure(k, vec![x, y], move |mut e, i| {
             let p = p2.clone();
             async move {
+                // The masked rows open `chunk` words per exchange.
+                e.set_bilinear_chunk(chunk);
                 let z = e.bilinear(&i[0], &i[1], d, &p).await?;
                 Ok((vec![z], e))
             }
         });
         prop_assert_eq!(&out[0], &expect);
         for s in &run.stats {
-            prop_assert_eq!(s.rounds, 1);
+            prop_assert_eq!(s.rounds as usize, ((n + m) * d).div_ceil(chunk));
             prop_assert_eq!(s.bytes_sent, ((n + m) * d * 8 * (k - 1)) as u64);
         }
     }

@@ -564,7 +564,8 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         crate::mpc::beaver::Bilinear::split(me, za, zb, w, pairs, bounds.audit(), mat)?
     } else {
         crate::mpc::beaver::Bilinear::with_audit(me, za, zb, w, pairs, bounds.audit(), mat)?
-    };
+    }
+    .with_chunk(eng.bilinear_chunk());
     let out = eng.run(form).await?;
     let block_scores = out.blocks;
     step(eng, "scores");

@@ -43,6 +43,7 @@ pub struct Engine<T: Transport, C: Correlations> {
     session: Session<T>,
     corr: C,
     tournament_block: usize,
+    bilinear_chunk: usize,
 }
 
 impl<T: Transport, C: Correlations> std::fmt::Debug for Engine<T, C> {
@@ -69,7 +70,20 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             session,
             corr,
             tournament_block: TOURNAMENT_BLOCK_VALUES,
+            bilinear_chunk: crate::mpc::beaver::BILINEAR_CHUNK_WORDS,
         }
+    }
+
+    /// Sets the words a bilinear form opens per exchange (default
+    /// [`crate::mpc::beaver::BILINEAR_CHUNK_WORDS`]); every server of a job must use the same
+    /// value. Tests use it to exercise several rounds.
+    pub fn set_bilinear_chunk(&mut self, words: usize) {
+        self.bilinear_chunk = words.max(1);
+    }
+
+    /// The words a bilinear form opens per exchange ([`Engine::set_bilinear_chunk`]).
+    pub fn bilinear_chunk(&self) -> usize {
+        self.bilinear_chunk
     }
 
     /// Sets the most values one batch of a row tournament compares (default
@@ -149,16 +163,9 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         };
         let mat = self.prepare(&req).await?;
         let me = self.me();
-        let out = self
-            .run(Bilinear::new(
-                me,
-                x.to_vec(),
-                y.to_vec(),
-                d,
-                pairs.clone(),
-                mat,
-            )?)
-            .await?;
+        let form = Bilinear::new(me, x.to_vec(), y.to_vec(), d, pairs.clone(), mat)?
+            .with_chunk(self.bilinear_chunk);
+        let out = self.run(form).await?;
         Ok(out.scores)
     }
 

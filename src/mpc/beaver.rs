@@ -346,24 +346,34 @@ impl Protocol for Bilinear {
         masked.reserve_exact(y.len());
         masked.extend(y.iter().zip(&self.mat[1]).map(|(y, b)| y.wrapping_sub(*b)));
         drop(y);
+        if masked.len() <= self.chunk {
+            // One exchange: the masked buffer itself is the message (no copy).
+            return Ok(Step::Send(self, masked));
+        }
         self.opened = masked;
         let msg = self.next_payload();
         Ok(Step::Send(self, msg))
     }
 
     fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
-        let end = (self.done + self.chunk).min(self.opened.len());
-        check_lengths(&incoming, end - self.done, "bilinear form")?;
-        self.opened[self.done..end].copy_from_slice(&open_sum(incoming));
-        self.done = end;
-        if self.done < self.opened.len() {
-            let msg = self.next_payload();
-            return Ok(Step::Send(self, msg));
-        }
         let d = self.d;
         let n = self.pairs.rows();
         let m = self.pairs.cols();
-        let opened = std::mem::take(&mut self.opened);
+        let opened = if self.opened.is_empty() {
+            // One exchange (`start` sent the masked buffer itself).
+            check_lengths(&incoming, (n + m) * d, "bilinear form")?;
+            open_sum(incoming)
+        } else {
+            let end = (self.done + self.chunk).min(self.opened.len());
+            check_lengths(&incoming, end - self.done, "bilinear form")?;
+            self.opened[self.done..end].copy_from_slice(&open_sum(incoming));
+            self.done = end;
+            if self.done < self.opened.len() {
+                let msg = self.next_payload();
+                return Ok(Step::Send(self, msg));
+            }
+            std::mem::take(&mut self.opened)
+        };
         let (e, f) = opened.split_at(n * d);
         let mut mat = self.mat.into_iter();
         let (a, b, mut z) = (

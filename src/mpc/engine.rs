@@ -289,11 +289,10 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
     /// kept, so it stays one-hot.
     ///
     /// Rows are processed in blocks of at most [`TOURNAMENT_BLOCK_VALUES`] values (or what
-    /// [`Engine::set_tournament_block`] set), one block
-    /// after the other, so that the comparison state (about 30 words per value at the first
-    /// level) is bounded by the block rather than by the job; a job within one block runs as
-    /// one batch. Every server derives the same blocks from the sizes, so their requests to the
-    /// dealer agree.
+    /// [`Engine::set_tournament_block`] set), one block after the other, so that the comparison
+    /// state (about 30 words per value at the first level) is bounded by the block rather than
+    /// by the job; a job within one block runs as one batch. Every server derives the same
+    /// blocks from the sizes, so their requests to the dealer agree.
     async fn tournament(
         &mut self,
         values: &[u64],

@@ -32,14 +32,15 @@
 //! rows) and the server list, not the rows or the model. Its peak ([`dealer_bytes`]) is fitted
 //! on that bound, from the dealer's peak resident memory in the same runs (3,000 to 100,000
 //! rows per side, default model, 2 servers; 10,000 per side with `dim = 64` and with 3
-//! servers). At two servers the peak is linear in the bound: 1.40 bytes per word of bound
-//! (the bound counts every kind of material a job may ask for, 25,900 words per row per side
-//! at the default model; the dealer's peak is about 36 kB per row per side) plus 9 MiB, from
-//! 113 MiB at 3,000 rows per side to 3,475 MiB at 100,000. A third server adds 31% (the dealer
-//! draws every server's shares to sum them). The bound hardly depends on the model's width
-//! (3% less at `dim = 64`) while the peak does (21% less), so narrow models are over-estimated
-//! by up to 1.6x. The estimate adds the same 15%, and the dealer books it, beside
-//! [`BASE_BYTES`] for the process, when a job's first link arrives, before any material is
+//! servers). Since the dealer sums the servers' random draws in place, part by part, instead
+//! of holding every server's draw ([`crate::mpc::dealer`]), its peak above the process is
+//! 0.38-0.63 bytes per word of bound (the bound counts every kind of material a job may ask
+//! for, 25,900 words per row per side at the default model), from 73 MiB at 3,000 rows per
+//! side to 1,500 MiB at 100,000 (3,475 MiB before); a narrow model (`dim = 64`) is at the top
+//! of that range, since its peak comes from other requests than the bilinear form's. The
+//! estimate is 0.58 bytes per word, +40% per server beyond two (measured +37%: each server's
+//! correlated shares are drawn), +15%, and the dealer books it, beside [`BASE_BYTES`] for the
+//! process, when a job's first link arrives, before any material is
 //! generated. Beyond [`DEALER_MEASURED_WORDS`] it extrapolates, and says so in the dealer's log.
 
 use crate::model::align::JobParams;
@@ -73,9 +74,9 @@ pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
 }
 
 /// Bytes of dealer memory per word of a job's material bound, at two servers.
-const DEALER_PER_WORD: f64 = 1.40;
+const DEALER_PER_WORD: f64 = 0.58;
 /// Extra dealer cost per server beyond two.
-const DEALER_PER_EXTRA_SERVER: f64 = 0.32;
+const DEALER_PER_EXTRA_SERVER: f64 = 0.4;
 /// Largest material bound measured on the dealer (100,000 rows per side, default model).
 pub const DEALER_MEASURED_WORDS: u64 = 2_593_665_536;
 
@@ -133,15 +134,16 @@ mod tests {
         let default = JobParams::default();
         let mut small = JobParams::default();
         small.model.dim = 64;
-        // (params, rows per side, servers, measured dealer peak MiB), 2026-12-04.
+        // (params, rows per side, servers, measured dealer peak MiB), 2026-12-04, after the
+        // dealer stopped holding every server's draws.
         let measured = [
-            (&default, 3_000, 2, 113),
-            (&default, 10_000, 2, 355),
-            (&default, 20_000, 2, 702),
-            (&default, 50_000, 2, 1744),
-            (&default, 100_000, 2, 3475),
-            (&small, 10_000, 2, 281),
-            (&default, 10_000, 3, 464),
+            (&default, 3_000, 2, 73),
+            (&default, 10_000, 2, 158),
+            (&default, 20_000, 2, 306),
+            (&default, 50_000, 2, 752),
+            (&default, 100_000, 2, 1500),
+            (&small, 10_000, 2, 215),
+            (&default, 10_000, 3, 193),
         ];
         for (p, rows, k, dealer) in measured {
             let words = p.max_material_words(rows, rows) as u64;

@@ -137,6 +137,27 @@ pub fn block_dots(pairs: &Pairs, x: &[u64], y: &[u64], d: usize, blocks: &[usize
     out
 }
 
+/// Combines (adds or XORs) the words `at..at + acc.len()` of `seed`'s stream `stream` into
+/// `acc`, in parallel parts of [`DRAW_PART`] words, each through a small buffer.
+fn draw_into(seed: &Seed, stream: u64, at: u64, sum: Sum, acc: &mut [u64]) {
+    acc.par_chunks_mut(DRAW_PART)
+        .enumerate()
+        .for_each(|(p, part)| {
+            let mut prg = Prg::at(seed, stream, at + (p * DRAW_PART) as u64);
+            let mut buf = vec![0u64; DRAW_BUFFER.min(part.len())];
+            for piece in part.chunks_mut(DRAW_BUFFER) {
+                let b = &mut buf[..piece.len()];
+                prg.fill(b);
+                combine(sum, piece, b);
+            }
+        });
+}
+
+/// Words per parallel part of [`draw_into`].
+const DRAW_PART: usize = 1 << 20;
+/// Words drawn at a time within a part.
+const DRAW_BUFFER: usize = 4096;
+
 fn combine(sum: Sum, acc: &mut [u64], x: &[u64]) {
     match sum {
         Sum::Arith => ring::add_assign(acc, x),
@@ -217,26 +238,34 @@ impl Dealer {
         let req = Request::decode(words, self.max_words)
             .map_err(|e| Error::protocol(PeerName::Server(k - 1), e.to_string()))?;
         self.counter = stream;
-        let draws: Vec<Vec<Option<Vec<u64>>>> = self
-            .seeds
-            .par_iter()
-            .enumerate()
-            .map(|(s, seed)| draw_share(&req, seed, stream, s == k - 1))
-            .collect();
         let comps = req.components();
-        // True values of the random components: the sum of all servers' draws.
-        let mut totals: Vec<Option<Vec<u64>>> = vec![None; comps.len()];
-        for (i, c) in comps.iter().enumerate() {
-            if c.random {
-                let mut acc = vec![0u64; c.len];
-                for d in &draws {
-                    combine(
-                        c.sum,
-                        &mut acc,
-                        d[i].as_deref().expect("random drawn by all"),
-                    );
+        // True values of the random components: the sum of all servers' draws, accumulated
+        // server by server in parts (no server's draw is held whole: memory), at the positions
+        // `draw_share` draws them on each server's stream.
+        let mut totals: Vec<Option<Vec<u64>>> = comps
+            .iter()
+            .map(|c| c.random.then(|| vec![0u64; c.len]))
+            .collect();
+        // The servers before the last: their shares of the correlated components.
+        let mut theirs: Vec<Vec<Option<Vec<u64>>>> = Vec::with_capacity(k - 1);
+        for (s, seed) in self.seeds.iter().enumerate() {
+            let last = s == k - 1;
+            let mut at = 0u64;
+            let mut mine: Vec<Option<Vec<u64>>> = vec![None; comps.len()];
+            for (i, c) in comps.iter().enumerate() {
+                if c.random {
+                    let acc = totals[i].as_mut().expect("random components are summed");
+                    draw_into(seed, stream, at, c.sum, acc);
+                } else if !last {
+                    let mut prg = Prg::at(seed, stream, at);
+                    mine[i] = Some(prg.vec(c.len));
+                } else {
+                    continue;
                 }
-                totals[i] = Some(acc);
+                at += c.len as u64;
+            }
+            if !last {
+                theirs.push(mine);
             }
         }
         let truths = correlate(&req, &totals);
@@ -247,7 +276,7 @@ impl Dealer {
             .filter(|(_, c)| !c.random)
             .zip(truths)
         {
-            for d in &draws[..k - 1] {
+            for d in &theirs {
                 let share = d[i].as_deref().expect("drawn by servers before the last");
                 match c.sum {
                     Sum::Arith => ring::sub_assign(&mut truth, share),

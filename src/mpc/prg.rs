@@ -74,6 +74,16 @@ impl Prg {
         Prg { rng }
     }
 
+    /// The generator for `seed` on stream `stream`, positioned after its first `words` ring
+    /// elements: `Prg::at(s, t, w).fill(out)` gives the words `w..w + out.len()` of
+    /// `Prg::new(s, t).vec(..)` (ChaCha is seekable), so a long draw can be made in parts,
+    /// in parallel, without holding it whole.
+    pub fn at(seed: &Seed, stream: u64, words: u64) -> Prg {
+        let mut p = Prg::new(seed, stream);
+        p.rng.set_word_pos(2 * words as u128);
+        p
+    }
+
     /// A generator on a fresh random seed (for one-off masks that nobody else must reproduce).
     pub fn fresh() -> Prg {
         Prg::new(&Seed::random(), 0)
@@ -112,6 +122,18 @@ impl Prg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_positioned_stream_continues_the_stream() {
+        let seed = Seed([7; 32]);
+        let whole = Prg::new(&seed, 3).vec(10_000);
+        for at in [0usize, 1, 2, 63, 4096, 9_999] {
+            let mut p = Prg::at(&seed, 3, at as u64);
+            assert_eq!(p.vec(10_000 - at), whole[at..], "from word {at}");
+        }
+        // Another stream differs.
+        assert_ne!(Prg::at(&seed, 4, 0).vec(4), whole[..4]);
+    }
 
     #[test]
     fn streams_are_deterministic_and_distinct() {

@@ -245,15 +245,16 @@ mod tests {
     /// when the job ends (the booking is dropped), so the next job fits again.
     #[test]
     fn a_dealer_job_books_its_estimate_and_gives_it_back() {
-        // Room for one job of 100 million words beside the process.
-        let one = dealer_bytes(100_000_000, 2);
+        // Room for one job of 150 million words beside the process (an estimate of 96 MiB, a
+        // number that appears nowhere else in the reasons).
+        let one = dealer_bytes(150_000_000, 2);
         let budget = BASE_BYTES + one + (one / 2);
         let jobs: Jobs = Arc::new(Mutex::new(
             Registry::new(8, Duration::from_secs(100)).with_memory_budget(budget),
         ));
-        let booked = Booking::take(&jobs, "j", &hello(100_000_000)).expect("fits");
+        let booked = Booking::take(&jobs, "j", &hello(150_000_000)).expect("fits");
         // A second job does not fit beside it (try again later) ...
-        let why = Booking::take(&jobs, "k", &hello(100_000_000))
+        let why = Booking::take(&jobs, "k", &hello(150_000_000))
             .err()
             .expect("does not fit beside the first");
         assert!(why.contains("dealer's memory budget"), "{why}");
@@ -271,8 +272,8 @@ mod tests {
         assert!(why.contains("allows; split the job"), "{why}");
         // The first job ends: its memory is given back, and the second fits.
         drop(booked);
-        let again = Booking::take(&jobs, "k", &hello(100_000_000)).expect("fits once given back");
+        let again = Booking::take(&jobs, "k", &hello(150_000_000)).expect("fits once given back");
         drop(again);
-        assert!(Booking::take(&jobs, "m", &hello(100_000_000)).is_ok());
+        assert!(Booking::take(&jobs, "m", &hello(150_000_000)).is_ok());
     }
 }

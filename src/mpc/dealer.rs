@@ -49,13 +49,31 @@ pub fn request_commitment(stream: u64, request: &[u64]) -> [u64; COMMITMENT_WORD
 /// on any machine this runs on; 2^28 words = 2 GiB per component set).
 pub const DEFAULT_MAX_WORDS: usize = 1 << 28;
 
+/// Where each component of a request lies on a server's stream: the word offset of every
+/// component the server expands from its seed (all of them, except the correlated components
+/// of the last server, which corrections fill: `None`), in component order. The one rule both
+/// the servers ([`draw_share`]) and the dealer (which draws every server's shares) follow.
+fn stream_offsets(req: &Request, last: bool) -> Vec<Option<u64>> {
+    let mut at = 0u64;
+    req.components()
+        .iter()
+        .map(|c| {
+            (c.random || !last).then(|| {
+                let here = at;
+                at += c.len as u64;
+                here
+            })
+        })
+        .collect()
+}
+
 /// This server's draws for request number `stream`: `Some` for every component it expands from
 /// its seed, `None` for the correlated components of the last server (filled by corrections).
 pub fn draw_share(req: &Request, seed: &Seed, stream: u64, last: bool) -> Vec<Option<Vec<u64>>> {
-    let mut prg = Prg::new(seed, stream);
     req.components()
         .iter()
-        .map(|c| (c.random || !last).then(|| prg.vec(c.len)))
+        .zip(stream_offsets(req, last))
+        .map(|(c, at)| at.map(|at| Prg::at(seed, stream, at).vec(c.len)))
         .collect()
 }
 
@@ -241,7 +259,7 @@ impl Dealer {
         let comps = req.components();
         // True values of the random components: the sum of all servers' draws, accumulated
         // server by server in parts (no server's draw is held whole: memory), at the positions
-        // `draw_share` draws them on each server's stream.
+        // each server draws them ([`stream_offsets`]).
         let mut totals: Vec<Option<Vec<u64>>> = comps
             .iter()
             .map(|c| c.random.then(|| vec![0u64; c.len]))
@@ -250,19 +268,16 @@ impl Dealer {
         let mut theirs: Vec<Vec<Option<Vec<u64>>>> = Vec::with_capacity(k - 1);
         for (s, seed) in self.seeds.iter().enumerate() {
             let last = s == k - 1;
-            let mut at = 0u64;
             let mut mine: Vec<Option<Vec<u64>>> = vec![None; comps.len()];
-            for (i, c) in comps.iter().enumerate() {
-                if c.random {
-                    let acc = totals[i].as_mut().expect("random components are summed");
-                    draw_into(seed, stream, at, c.sum, acc);
-                } else if !last {
-                    let mut prg = Prg::at(seed, stream, at);
-                    mine[i] = Some(prg.vec(c.len));
-                } else {
-                    continue;
+            for (i, (c, at)) in comps.iter().zip(stream_offsets(&req, last)).enumerate() {
+                match (c.random, at) {
+                    (true, Some(at)) => {
+                        let acc = totals[i].as_mut().expect("random components are summed");
+                        draw_into(seed, stream, at, c.sum, acc);
+                    }
+                    (false, Some(at)) => mine[i] = Some(Prg::at(seed, stream, at).vec(c.len)),
+                    (_, None) => {}
                 }
-                at += c.len as u64;
             }
             if !last {
                 theirs.push(mine);

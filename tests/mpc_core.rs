@@ -459,3 +459,87 @@ proptest! {
         prop_assert_eq!(reconstruct(&lin).unwrap(), (0..n).map(|i| x[i].wrapping_mul(c).wrapping_add(c)).collect::<Vec<_>>());
     }
 }
+
+/// The bilinear form's masks stay streams until used (the material holds only `C` and the
+/// block norms), and the form and the dealer, working a pass of columns at a time (passes
+/// within blocks wider than one pass), still give the plaintext scores, per-block products and
+/// block norms, for 2, 3 and 4 servers.
+#[test]
+fn bilinear_masks_are_streamed_and_passes_add_up() {
+    use ppea::mpc::beaver::{Bilinear, BilinearOutput, RowAudit};
+    let (n, m, per, d) = (7usize, 9usize, 3usize, 300usize);
+    let blocks = vec![100usize, 150, 50];
+    let mut prg = Prg::new(&Seed([4; 32]), 1);
+    let x = prg.vec(n * d);
+    let y = prg.vec(m * d);
+    let cols: Vec<u32> = (0..n * per)
+        .map(|_| (prg.next_u64() % m as u64) as u32)
+        .collect();
+    let pairs = Pairs::sparse(n, m, per, cols).unwrap();
+    let np = pairs.len();
+    for k in [2usize, 3, 4] {
+        let req = Request::Bilinear {
+            d,
+            pairs: pairs.clone(),
+            blocks: blocks.clone(),
+            split: true,
+        };
+        let mats = Dealer::new(k).unwrap().deal_all(&req).unwrap();
+        let held = np * blocks.len() + (n + m) * blocks.len();
+        for mat in &mats {
+            assert_eq!(mat.held_words(), held, "only C and the norms are held");
+        }
+        let sx = share_with(&x, k, &mut prg);
+        let sy = share_with(&y, k, &mut prg);
+        let audit = RowAudit {
+            blocks: blocks.clone(),
+            subsets: 2,
+        };
+        let parties: Vec<Bilinear> = mats
+            .into_iter()
+            .enumerate()
+            .map(|(s, mat)| {
+                let (xs, ys) = (sx[s].0.clone(), sy[s].0.clone());
+                Bilinear::split(s, xs, ys, d, pairs.clone(), audit.clone(), mat).unwrap()
+            })
+            .collect();
+        let (outs, _): (Vec<BilinearOutput>, _) = run_lockstep(parties).unwrap();
+        let sum = |get: &dyn Fn(&BilinearOutput) -> Vec<u64>| {
+            outs.iter().fold(None::<Vec<u64>>, |acc, o| {
+                let v = get(o);
+                Some(match acc {
+                    None => v,
+                    Some(mut a) => {
+                        ppea::mpc::ring::add_assign(&mut a, &v);
+                        a
+                    }
+                })
+            })
+        };
+        let scores = sum(&|o| o.scores.clone()).unwrap();
+        let per_block = sum(&|o| o.blocks.clone().unwrap()).unwrap();
+        let norms = sum(&|o| o.audit.as_ref().unwrap().norms.clone()).unwrap();
+        let mut at = 0;
+        for (b, &len) in blocks.iter().enumerate() {
+            for p in 0..np {
+                let (i, j) = pairs.pair(p);
+                let dot = ppea::mpc::ring::dot(
+                    &x[i * d + at..i * d + at + len],
+                    &y[j * d + at..j * d + at + len],
+                );
+                assert_eq!(per_block[b * np + p], dot, "k={k} block {b} pair {p}");
+            }
+            for (r, row) in x.chunks(d).chain(y.chunks(d)).enumerate() {
+                let v = &row[at..at + len];
+                let nrm = ppea::mpc::ring::dot(v, v);
+                assert_eq!(norms[r * blocks.len() + b], nrm, "k={k} norm {r} {b}");
+            }
+            at += len;
+        }
+        for (p, score) in scores.iter().enumerate() {
+            let (i, j) = pairs.pair(p);
+            let dot = ppea::mpc::ring::dot(&x[i * d..(i + 1) * d], &y[j * d..(j + 1) * d]);
+            assert_eq!(*score, dot, "k={k} pair {p}");
+        }
+    }
+}

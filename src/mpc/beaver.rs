@@ -34,7 +34,7 @@
 //! nothing is opened here beyond `E` and `F`.
 
 use crate::error::{Error, Result};
-use crate::mpc::correlated::Material;
+use crate::mpc::correlated::{Material, Part, pass_columns};
 use crate::mpc::digest::sha256;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
@@ -182,6 +182,10 @@ pub struct Bilinear {
     pairs: Pairs,
     x: Vec<u64>,
     y: Vec<u64>,
+    /// This server's masks `A` (`n x d`) and `B` (`m x d`): streams, drawn a pass of columns
+    /// at a time where used (or words, from a source that drew them).
+    masks: [Part; 2],
+    /// `C`, and with the audit `QA`, `QB`.
     mat: Vec<Vec<u64>>,
     audit: Option<RowAudit>,
     split: bool,
@@ -276,10 +280,12 @@ impl Bilinear {
         audit: Option<RowAudit>,
         split: bool,
     ) -> Result<Bilinear> {
-        let mat: Vec<Vec<u64>> = match &audit {
-            None => mat.into_parts::<3>()?.into(),
-            Some(_) => mat.into_parts::<5>()?.into(),
+        let mut parts: Vec<Part> = match &audit {
+            None => mat.into_mixed::<3>()?.into(),
+            Some(_) => mat.into_mixed::<5>()?.into(),
         };
+        let mat: Vec<Vec<u64>> = parts.drain(2..).map(Part::into_words).collect();
+        let masks: [Part; 2] = parts.try_into().expect("two parts left");
         let (n, m) = (pairs.rows(), pairs.cols());
         if x.len() != n * d || y.len() != m * d {
             return Err(Error::invalid(format!(
@@ -290,10 +296,10 @@ impl Bilinear {
         }
         let nb = audit.as_ref().map_or(0, |a| a.blocks.len());
         let per_pair = if split { nb } else { 1 };
-        if mat[0].len() != n * d
-            || mat[1].len() != m * d
-            || mat[2].len() != pairs.len() * per_pair
-            || (nb > 0 && (mat[3].len() != n * nb || mat[4].len() != m * nb))
+        if masks[0].len() != n * d
+            || masks[1].len() != m * d
+            || mat[0].len() != pairs.len() * per_pair
+            || (nb > 0 && (mat[1].len() != n * nb || mat[2].len() != m * nb))
         {
             return Err(Error::invalid(
                 "bilinear form: material does not match the pairs",
@@ -305,6 +311,7 @@ impl Bilinear {
             pairs,
             x,
             y,
+            masks,
             mat,
             audit,
             split,
@@ -328,10 +335,6 @@ impl Bilinear {
     }
 }
 
-/// Columns per pass of the bilinear kernel: each pass copies `2 x KERNEL_COLUMNS` words per
-/// row of each side (masked value and mask interleaved), instead of the whole width at once.
-const KERNEL_COLUMNS: usize = 128;
-
 impl Protocol for Bilinear {
     type Output = BilinearOutput;
 
@@ -341,11 +344,13 @@ impl Protocol for Bilinear {
         // exchange, each opened part written over the masked one (memory: the masks, this
         // buffer and one chunk of each other server's, not three row-sized buffers).
         let mut masked = std::mem::take(&mut self.x);
-        ring::sub_assign(&mut masked, &self.mat[0]);
+        self.masks[0].sub_from(0, &mut masked);
         let y = std::mem::take(&mut self.y);
+        let at = masked.len();
         masked.reserve_exact(y.len());
-        masked.extend(y.iter().zip(&self.mat[1]).map(|(y, b)| y.wrapping_sub(*b)));
+        masked.extend_from_slice(&y);
         drop(y);
+        self.masks[1].sub_from(0, &mut masked[at..]);
         if masked.len() <= self.chunk {
             // One exchange: the masked buffer itself is the message (no copy).
             return Ok(Step::Send(self, masked));
@@ -376,11 +381,8 @@ impl Protocol for Bilinear {
         };
         let (e, f) = opened.split_at(n * d);
         let mut mat = self.mat.into_iter();
-        let (a, b, mut z) = (
-            mat.next().expect("checked"),
-            mat.next().expect("checked"),
-            mat.next().expect("checked"),
-        );
+        let mut z = mat.next().expect("checked");
+        let [a, b] = &self.masks;
         let audit = match &self.audit {
             None => None,
             Some(audit) => {
@@ -391,38 +393,40 @@ impl Protocol for Bilinear {
                     d,
                     &opened,
                     [e, f],
-                    [&a, &b],
+                    [a, b],
                     [&qa, &qb],
                 ))
             }
         };
         let me = self.me;
+        let cols = pass_columns(n + m);
+        // One pass over the columns `at..at + len` (at most `cols`): rows `[E | A_s]` and
+        // `[B_s (+F on server 0) | F]`, the masks drawn for these columns only.
         let slice_kernel = |at: usize, len: usize, z: &mut [u64]| {
             let w = 2 * len;
+            let copy = |o: &mut [u64], x: &[u64]| o.copy_from_slice(x);
             let mut p_rows = vec![0u64; n * w];
-            for i in 0..n {
-                let r = i * d + at..i * d + at + len;
-                p_rows[i * w..i * w + len].copy_from_slice(&e[r.clone()]);
-                p_rows[i * w + len..(i + 1) * w].copy_from_slice(&a[r]);
-            }
+            a.columns(d, at, len, &mut p_rows, w, len, copy);
+            p_rows.par_chunks_mut(w).enumerate().for_each(|(i, row)| {
+                row[..len].copy_from_slice(&e[i * d + at..i * d + at + len]);
+            });
             let mut q_rows = vec![0u64; m * w];
-            for j in 0..m {
-                let r = j * d + at..j * d + at + len;
-                let g = &mut q_rows[j * w..j * w + len];
-                g.copy_from_slice(&b[r.clone()]);
+            b.columns(d, at, len, &mut q_rows, w, 0, copy);
+            q_rows.par_chunks_mut(w).enumerate().for_each(|(j, row)| {
+                let fj = &f[j * d + at..j * d + at + len];
                 if me == 0 {
-                    ring::add_assign(g, &f[r.clone()]);
+                    ring::add_assign(&mut row[..len], fj);
                 }
-                q_rows[j * w + len..(j + 1) * w].copy_from_slice(&f[r]);
-            }
+                row[len..].copy_from_slice(fj);
+            });
             self.pairs.accumulate_dots(&p_rows, &q_rows, w, z);
         };
         // One inner product of length 2 * len per pair over the columns `at..at + len`, in
-        // slices of at most KERNEL_COLUMNS columns so that the interleaved copies stay small.
+        // passes of at most `cols` columns so that the interleaved copies stay small.
         let kernel = |at: usize, len: usize, z: &mut [u64]| {
             let mut done = 0;
             while done < len {
-                let part = (len - done).min(KERNEL_COLUMNS);
+                let part = (len - done).min(cols);
                 slice_kernel(at + done, part, z);
                 done += part;
             }
@@ -478,7 +482,7 @@ fn row_audit(
     d: usize,
     opened: &[u64],
     ef: [&[u64]; 2],
-    ab: [&[u64]; 2],
+    ab: [&Part; 2],
     q: [&[u64]; 2],
 ) -> AuditShares {
     let subsets = audit_subsets(opened, d, audit.subsets);
@@ -491,7 +495,9 @@ fn row_audit(
             .into_par_iter()
             .map(|r| {
                 let e = &ef[side][r * d..(r + 1) * d];
-                let a = &ab[side][r * d..(r + 1) * d];
+                let mut a = vec![0u64; d];
+                ab[side].fill(r * d, &mut a);
+                let a = &a[..];
                 let mut nrm = q[side][r * nb..(r + 1) * nb].to_vec();
                 let mut at = 0;
                 for (blk, &len) in audit.blocks.iter().enumerate() {

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::mpc::carry_tree::tree_and_words;
 use crate::mpc::channel::Transport;
 use crate::mpc::pairs::Pairs;
+use crate::mpc::prg::{Prg, Seed, combine_stream};
 use crate::mpc::protocol::Session;
 use std::fmt;
 use std::future::Future;
@@ -144,6 +145,13 @@ impl Request {
             }
             Request::B2a { n } => vec![comp(n.div_ceil(64), Xor, true), comp(*n, Arith, false)],
         }
+    }
+
+    /// Whether component `i` is handed to the protocol as a [`Stream`] rather than drawn: the
+    /// bilinear form's masks (`A`, `B`), which are as large as the uploads and are used a
+    /// slice of columns at a time.
+    pub fn is_streamed(&self, i: usize) -> bool {
+        matches!(self, Request::Bilinear { .. }) && i < 2
     }
 
     /// Words the last server receives from the dealer for this request.
@@ -279,23 +287,222 @@ impl Request {
     }
 }
 
-/// One server's share of a request's material: one vector per component, in order.
-/// `Debug` shows only sizes.
-#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-pub struct Material(pub Vec<Vec<u64>>);
+/// A random component left undrawn: the words `at..at + len` of a seed's stream, drawn where
+/// they are used, a part at a time. The bilinear form's masks are the size of the uploads; kept
+/// as streams they are never held whole (the form draws the columns it works on, pass by pass).
+/// `Debug` shows only the length (the seed is secret).
+#[derive(Clone)]
+pub struct Stream {
+    seed: Seed,
+    stream: u64,
+    at: u64,
+    len: usize,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Stream(len={}, <redacted>)", self.len)
+    }
+}
+
+impl Stream {
+    /// The words `at..at + len` of `seed`'s stream `stream`.
+    pub fn new(seed: Seed, stream: u64, at: u64, len: usize) -> Stream {
+        Stream {
+            seed,
+            stream,
+            at,
+            len,
+        }
+    }
+
+    /// Words in the component.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the component is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole component (drawn in parallel parts).
+    pub fn draw(&self) -> Vec<u64> {
+        let mut v = vec![0u64; self.len];
+        combine_stream(&self.seed, self.stream, self.at, &mut v, |a, x| {
+            a.copy_from_slice(x)
+        });
+        v
+    }
+
+    /// `acc[i] op= word from + i` of the component, for every `i` (`op(acc_piece, drawn)`).
+    pub fn combine(&self, from: usize, acc: &mut [u64], op: impl Fn(&mut [u64], &[u64]) + Sync) {
+        assert!(from + acc.len() <= self.len, "outside the component");
+        combine_stream(&self.seed, self.stream, self.at + from as u64, acc, op);
+    }
+
+    /// Words `from..from + out.len()` of the component into `out` (one generator, no thread).
+    pub fn fill(&self, from: usize, out: &mut [u64]) {
+        assert!(from + out.len() <= self.len, "outside the component");
+        Prg::at(&self.seed, self.stream, self.at + from as u64).fill(out);
+    }
+}
+
+/// Rows per parallel task of [`Part::columns`].
+const ROWS_PER_TASK: usize = 64;
+
+/// Most columns one pass of [`Part::columns`] may take (its per-thread buffer).
+pub const MAX_PASS_COLUMNS: usize = 128;
+
+/// Columns per pass over `rows` rows of masks: as many as keep one pass's rows within
+/// [`PASS_WORDS`] words, between 8 and [`MAX_PASS_COLUMNS`]. The dealer and the bilinear form
+/// both work on their masks this way.
+pub fn pass_columns(rows: usize) -> usize {
+    (PASS_WORDS / rows.max(1)).clamp(8, MAX_PASS_COLUMNS)
+}
+
+/// Words of mask columns one pass may hold (2^24 words, 128 MiB).
+pub const PASS_WORDS: usize = 1 << 24;
+
+/// One component of a server's material: its words, or the stream to draw them from.
+#[derive(Debug)]
+pub enum Part {
+    /// The words themselves.
+    Words(Vec<u64>),
+    /// A random component, drawn where used.
+    Stream(Stream),
+}
+
+impl Part {
+    /// Words in the component.
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Words(w) => w.len(),
+            Part::Stream(s) => s.len(),
+        }
+    }
+
+    /// Whether the component is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Words `from..from + out.len()` of the component into `out`.
+    pub fn fill(&self, from: usize, out: &mut [u64]) {
+        match self {
+            Part::Words(w) => out.copy_from_slice(&w[from..from + out.len()]),
+            Part::Stream(s) => s.fill(from, out),
+        }
+    }
+
+    /// For a component holding a `rows x d` row-major matrix: combines its columns
+    /// `col..col + w` (at most [`MAX_PASS_COLUMNS`]) of every row `i` into
+    /// `out[i * stride + off..][..w]` with `op(out_piece, columns)`, rows in parallel. The
+    /// bilinear form and the dealer work on the masks a pass of columns at a time this way.
+    #[allow(clippy::too_many_arguments)]
+    pub fn columns(
+        &self,
+        d: usize,
+        col: usize,
+        w: usize,
+        out: &mut [u64],
+        stride: usize,
+        off: usize,
+        op: impl Fn(&mut [u64], &[u64]) + Sync,
+    ) {
+        use rayon::prelude::*;
+        assert!(w <= MAX_PASS_COLUMNS && col + w <= d && off + w <= stride);
+        let rows = out.len() / stride;
+        assert!(rows * d <= self.len(), "outside the component");
+        out.par_chunks_mut(stride * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let mut buf = [0u64; MAX_PASS_COLUMNS];
+                let buf = &mut buf[..w];
+                for (r, row) in chunk.chunks_mut(stride).enumerate() {
+                    let i = task * ROWS_PER_TASK + r;
+                    self.fill(i * d + col, buf);
+                    op(&mut row[off..off + w], buf);
+                }
+            });
+    }
+
+    /// `acc -= ` the component's words `from..from + acc.len()`.
+    pub fn sub_from(&self, from: usize, acc: &mut [u64]) {
+        match self {
+            Part::Words(w) => crate::mpc::ring::sub_assign(acc, &w[from..from + acc.len()]),
+            Part::Stream(s) => s.combine(from, acc, crate::mpc::ring::sub_assign),
+        }
+    }
+
+    /// The words (drawn now for a stream).
+    pub fn into_words(mut self) -> Vec<u64> {
+        match &mut self {
+            Part::Words(w) => std::mem::take(w),
+            Part::Stream(s) => s.draw(),
+        }
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if let Part::Words(w) = self {
+            zeroize::Zeroize::zeroize(w);
+        }
+    }
+}
+
+/// One server's share of a request's material: one part per component, in order. Random
+/// components may be left as streams ([`Request::is_streamed`]); the others are words.
+/// `Debug` shows only sizes; the words are zeroized on drop.
+pub struct Material(Vec<Part>);
 
 impl fmt::Debug for Material {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sizes: Vec<usize> = self.0.iter().map(Vec::len).collect();
+        let sizes: Vec<String> = self
+            .0
+            .iter()
+            .map(|p| match p {
+                Part::Words(w) => w.len().to_string(),
+                Part::Stream(s) => format!("{} (stream)", s.len()),
+            })
+            .collect();
         write!(f, "Material(sizes={sizes:?}, <redacted>)")
     }
 }
 
 impl Material {
-    /// Takes the components out, checking their count.
-    pub fn into_parts<const N: usize>(mut self) -> Result<[Vec<u64>; N]> {
+    /// Material from its parts, in component order.
+    pub fn new(parts: Vec<Part>) -> Material {
+        Material(parts)
+    }
+
+    /// Material whose every component is given as words.
+    pub fn from_words(parts: Vec<Vec<u64>>) -> Material {
+        Material(parts.into_iter().map(Part::Words).collect())
+    }
+
+    /// Words held in memory (streams hold none): what the material costs until it is used.
+    pub fn held_words(&self) -> usize {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Part::Words(w) => w.len(),
+                Part::Stream(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Takes the components out as words (drawing any stream), checking their count.
+    pub fn into_parts<const N: usize>(self) -> Result<[Vec<u64>; N]> {
+        let parts: [Part; N] = self.into_mixed()?;
+        Ok(parts.map(Part::into_words))
+    }
+
+    /// Takes the components out as they are (streams left undrawn), checking their count.
+    pub fn into_mixed<const N: usize>(self) -> Result<[Part; N]> {
         let got = self.0.len();
-        std::mem::take(&mut self.0)
+        self.0
             .try_into()
             .map_err(|_| Error::invalid(format!("material has {got} components, expected {N}")))
     }

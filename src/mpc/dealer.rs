@@ -24,10 +24,9 @@
 
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::channel::{DealerTransport, Transport};
-use crate::mpc::correlated::{Correlations, Material, Request, Sum};
+use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream, Sum, pass_columns};
 use crate::mpc::digest::{sha256, to_words};
-use crate::mpc::pairs::Pairs;
-use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::prg::{Prg, Seed, combine_stream};
 use crate::mpc::protocol::{Session, blocking};
 use crate::mpc::ring;
 use crate::mpc::share::check_servers;
@@ -68,12 +67,22 @@ fn stream_offsets(req: &Request, last: bool) -> Vec<Option<u64>> {
 }
 
 /// This server's draws for request number `stream`: `Some` for every component it expands from
-/// its seed, `None` for the correlated components of the last server (filled by corrections).
-pub fn draw_share(req: &Request, seed: &Seed, stream: u64, last: bool) -> Vec<Option<Vec<u64>>> {
+/// its seed (drawn, or left as a [`Stream`] where [`Request::is_streamed`]), `None` for the
+/// correlated components of the last server (filled by corrections).
+pub fn draw_share(req: &Request, seed: &Seed, stream: u64, last: bool) -> Vec<Option<Part>> {
     req.components()
         .iter()
         .zip(stream_offsets(req, last))
-        .map(|(c, at)| at.map(|at| Prg::at(seed, stream, at).vec(c.len)))
+        .enumerate()
+        .map(|(i, (c, at))| {
+            at.map(|at| {
+                if req.is_streamed(i) {
+                    Part::Stream(Stream::new(seed.clone(), stream, at, c.len))
+                } else {
+                    Part::Words(Prg::at(seed, stream, at).vec(c.len))
+                }
+            })
+        })
         .collect()
 }
 
@@ -92,26 +101,7 @@ fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u64>> {
             }
             vec![c]
         }
-        Request::Bilinear {
-            d,
-            pairs,
-            blocks,
-            split,
-        } => {
-            let c = if *split {
-                block_dots(pairs, get(0), get(1), *d, blocks)
-            } else {
-                let mut c = vec![0u64; pairs.len()];
-                pairs.accumulate_dots(get(0), get(1), *d, &mut c);
-                c
-            };
-            let mut out = vec![c];
-            if !blocks.is_empty() {
-                out.push(ring::block_squares(get(0), *d, blocks));
-                out.push(ring::block_squares(get(1), *d, blocks));
-            }
-            out
-        }
+        Request::Bilinear { .. } => unreachable!("bilinear truths are computed by passes"),
         Request::Trunc { frac, .. } => {
             let r = get(0);
             vec![
@@ -131,50 +121,82 @@ fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u64>> {
     }
 }
 
-/// `<x_i, y_j>` over each block of the rows, for every pair: block-major, `blocks.len() x
-/// pairs` (the split `C` of [`Request::Bilinear`]).
-pub fn block_dots(pairs: &Pairs, x: &[u64], y: &[u64], d: usize, blocks: &[usize]) -> Vec<u64> {
-    let (n, m) = (pairs.rows(), pairs.cols());
-    let mut out = vec![0u64; pairs.len() * blocks.len()];
-    let mut at = 0;
-    for (b, &len) in blocks.iter().enumerate() {
-        let cut = |v: &[u64], rows: usize| -> Vec<u64> {
-            (0..rows)
-                .flat_map(|r| v[r * d + at..r * d + at + len].iter().copied())
-                .collect()
+/// The correlated components of a bilinear request, `C` (per pair, or per block and pair when
+/// split) and the block norms `QA`, `QB`, from every server's streams of the masks `A` and
+/// `B`: a pass of at most [`pass_columns`] columns at a time (never crossing a block), each
+/// pass summing the servers' draws of those columns, so memory holds `(n + m)` rows of one
+/// pass, not the masks (`(n + m) x d`).
+fn bilinear_truths(req: &Request, seeds: &[Seed], stream: u64) -> Vec<Vec<u64>> {
+    let Request::Bilinear {
+        d,
+        pairs,
+        blocks,
+        split,
+    } = req
+    else {
+        unreachable!("a bilinear request")
+    };
+    let (d, n, m, np, nb) = (*d, pairs.rows(), pairs.cols(), pairs.len(), blocks.len());
+    let k = seeds.len();
+    let masks: Vec<[Part; 2]> = seeds
+        .iter()
+        .enumerate()
+        .map(|(s, seed)| {
+            let at = stream_offsets(req, s + 1 == k);
+            let part = |i: usize, len: usize| {
+                let at = at[i].expect("random components are drawn by every server");
+                Part::Stream(Stream::new(seed.clone(), stream, at, len))
+            };
+            [part(0, n * d), part(1, m * d)]
+        })
+        .collect();
+    let whole = [d];
+    let spans: &[usize] = if blocks.is_empty() { &whole } else { blocks };
+    let mut c = vec![0u64; np * if *split { nb } else { 1 }];
+    let (mut qa, mut qb) = (vec![0u64; n * nb], vec![0u64; m * nb]);
+    let cols = pass_columns(n + m);
+    let mut start = 0;
+    for (blk, &len) in spans.iter().enumerate() {
+        let out = if *split {
+            &mut c[blk * np..(blk + 1) * np]
+        } else {
+            &mut c[..]
         };
-        let (xb, yb) = (cut(x, n), cut(y, m));
-        pairs.accumulate_dots(
-            &xb,
-            &yb,
-            len,
-            &mut out[b * pairs.len()..(b + 1) * pairs.len()],
-        );
-        at += len;
+        let mut t = 0;
+        while t < len {
+            let w = cols.min(len - t);
+            let sums = |side: usize, rows: usize| {
+                let mut x = vec![0u64; rows * w];
+                for mask in &masks {
+                    mask[side].columns(d, start + t, w, &mut x, w, 0, ring::add_assign);
+                }
+                x
+            };
+            let (xa, xb) = (sums(0, n), sums(1, m));
+            pairs.accumulate_dots(&xa, &xb, w, out);
+            if nb > 0 {
+                for (x, q) in [(&xa, &mut qa), (&xb, &mut qb)] {
+                    q.par_chunks_mut(nb)
+                        .zip(x.par_chunks(w))
+                        .for_each(|(q, x)| q[blk] = q[blk].wrapping_add(ring::dot(x, x)));
+                }
+            }
+            t += w;
+        }
+        start += len;
+    }
+    let mut out = vec![c];
+    if nb > 0 {
+        out.extend([qa, qb]);
     }
     out
 }
 
 /// Combines (adds or XORs) the words `at..at + acc.len()` of `seed`'s stream `stream` into
-/// `acc`, in parallel parts of [`DRAW_PART`] words, each through a small buffer.
+/// `acc`, in parallel parts.
 fn draw_into(seed: &Seed, stream: u64, at: u64, sum: Sum, acc: &mut [u64]) {
-    acc.par_chunks_mut(DRAW_PART)
-        .enumerate()
-        .for_each(|(p, part)| {
-            let mut prg = Prg::at(seed, stream, at + (p * DRAW_PART) as u64);
-            let mut buf = vec![0u64; DRAW_BUFFER.min(part.len())];
-            for piece in part.chunks_mut(DRAW_BUFFER) {
-                let b = &mut buf[..piece.len()];
-                prg.fill(b);
-                combine(sum, piece, b);
-            }
-        });
+    combine_stream(seed, stream, at, acc, |a, x| combine(sum, a, x));
 }
-
-/// Words per parallel part of [`draw_into`].
-const DRAW_PART: usize = 1 << 20;
-/// Words drawn at a time within a part.
-const DRAW_BUFFER: usize = 4096;
 
 fn combine(sum: Sum, acc: &mut [u64], x: &[u64]) {
     match sum {
@@ -260,9 +282,12 @@ impl Dealer {
         // True values of the random components: the sum of all servers' draws, accumulated
         // server by server in parts (no server's draw is held whole: memory), at the positions
         // each server draws them ([`stream_offsets`]).
+        // Streamed components (the bilinear masks) are summed a pass of columns at a time
+        // where they are used ([`bilinear_truths`]), never whole.
         let mut totals: Vec<Option<Vec<u64>>> = comps
             .iter()
-            .map(|c| c.random.then(|| vec![0u64; c.len]))
+            .enumerate()
+            .map(|(i, c)| (c.random && !req.is_streamed(i)).then(|| vec![0u64; c.len]))
             .collect();
         // The servers before the last: their shares of the correlated components.
         let mut theirs: Vec<Vec<Option<Vec<u64>>>> = Vec::with_capacity(k - 1);
@@ -271,6 +296,7 @@ impl Dealer {
             let mut mine: Vec<Option<Vec<u64>>> = vec![None; comps.len()];
             for (i, (c, at)) in comps.iter().zip(stream_offsets(&req, last)).enumerate() {
                 match (c.random, at) {
+                    (true, Some(_)) if req.is_streamed(i) => {}
                     (true, Some(at)) => {
                         let acc = totals[i].as_mut().expect("random components are summed");
                         draw_into(seed, stream, at, c.sum, acc);
@@ -283,7 +309,10 @@ impl Dealer {
                 theirs.push(mine);
             }
         }
-        let truths = correlate(&req, &totals);
+        let truths = match &req {
+            Request::Bilinear { .. } => bilinear_truths(&req, &self.seeds, stream),
+            _ => correlate(&req, &totals),
+        };
         let mut out = Vec::with_capacity(req.correction_words());
         for ((i, c), mut truth) in comps
             .iter()
@@ -317,24 +346,32 @@ impl Dealer {
         for (s, seed) in self.seeds.iter().enumerate() {
             let mut parts = draw_share(req, seed, stream, s == k - 1);
             fill_corrections(&mut parts, req, &corr);
-            out.push(Material(
-                parts.into_iter().map(Option::unwrap_or_default).collect(),
-            ));
+            out.push(complete(parts));
         }
         Ok(out)
     }
 }
 
 /// Puts the last server's corrections into the components it did not draw.
-fn fill_corrections(parts: &mut [Option<Vec<u64>>], req: &Request, corr: &[u64]) {
+fn fill_corrections(parts: &mut [Option<Part>], req: &Request, corr: &[u64]) {
     let mut rest = corr;
     for (p, c) in parts.iter_mut().zip(req.components()) {
         if p.is_none() {
             let (head, tail) = rest.split_at(c.len);
-            *p = Some(head.to_vec());
+            *p = Some(Part::Words(head.to_vec()));
             rest = tail;
         }
     }
+}
+
+/// The material once every component is present.
+fn complete(parts: Vec<Option<Part>>) -> Material {
+    Material::new(
+        parts
+            .into_iter()
+            .map(|p| p.expect("every component drawn or corrected"))
+            .collect(),
+    )
 }
 
 /// What the dealer sent during a job.
@@ -470,8 +507,6 @@ impl Correlations for DealerClient {
             let corr = session.recv_dealer(req.correction_words()).await?;
             fill_corrections(&mut parts, req, &corr);
         }
-        Ok(Material(
-            parts.into_iter().map(Option::unwrap_or_default).collect(),
-        ))
+        Ok(complete(parts))
     }
 }

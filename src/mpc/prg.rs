@@ -119,6 +119,35 @@ impl Prg {
     }
 }
 
+/// Words per parallel part of [`combine_stream`].
+const PART_WORDS: usize = 1 << 20;
+/// Words drawn at a time within a part.
+const BUFFER_WORDS: usize = 4096;
+
+/// Combines the words `at..at + acc.len()` of `seed`'s stream `stream` into `acc` with `op`
+/// (`op(acc_piece, drawn_piece)`: add, subtract, XOR), in parallel parts of 2^20 words, each
+/// drawn through a small buffer: a long draw is never held whole.
+pub fn combine_stream(
+    seed: &Seed,
+    stream: u64,
+    at: u64,
+    acc: &mut [u64],
+    op: impl Fn(&mut [u64], &[u64]) + Sync,
+) {
+    use rayon::prelude::*;
+    acc.par_chunks_mut(PART_WORDS)
+        .enumerate()
+        .for_each(|(p, part)| {
+            let mut prg = Prg::at(seed, stream, at + (p * PART_WORDS) as u64);
+            let mut buf = vec![0u64; BUFFER_WORDS.min(part.len())];
+            for piece in part.chunks_mut(BUFFER_WORDS) {
+                let b = &mut buf[..piece.len()];
+                prg.fill(b);
+                op(piece, b);
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

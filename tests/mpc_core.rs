@@ -227,6 +227,31 @@ fn tournament_blocks_cost_rounds_not_bytes() {
     assert_eq!(s4.rounds, 4 * s1.rounds);
 }
 
+/// Comparisons longer than one batch run batch by batch: the same results and bytes (batches
+/// of whole 64-value words), the rounds of one comparison per batch.
+#[test]
+fn comparison_batches_cost_rounds_not_bytes() {
+    let n = 64 * 40 + 17; // the last batch is partial
+    let values: Vec<u64> = (0..n as u64)
+        .map(|i| (i * 7919 % 101).wrapping_sub(50).wrapping_mul(1 << 30))
+        .collect();
+    let expect: Vec<u64> = values.iter().map(|&v| ((v as i64) < 0) as u64).collect();
+    let run = |batch: usize| {
+        secure(3, vec![values.clone()], move |mut e, i| async move {
+            e.set_compare_batch(batch);
+            let z = e.ltz(&i[0], 40).await?;
+            Ok((vec![z], e))
+        })
+    };
+    let (one, one_run) = run(n);
+    let (many, many_run) = run(64 * 8);
+    assert_eq!(one[0], expect);
+    assert_eq!(many[0], expect);
+    let (s1, s6) = (&one_run.stats[0], &many_run.stats[0]);
+    assert_eq!(s1.bytes_sent, s6.bytes_sent);
+    assert_eq!(s6.rounds, 6 * s1.rounds);
+}
+
 #[test]
 fn fixed_point_products_within_bound() {
     let fp = FixedPoint::default();

@@ -23,6 +23,14 @@ use crate::mpc::truncate::Truncate;
 /// candidates: jobs up to 65,536 entities per side run as one block.
 pub const TOURNAMENT_BLOCK_VALUES: usize = 1 << 23;
 
+/// Most values one comparison batch ([`Engine::ltz`] and everything built on it) takes: longer
+/// inputs are compared in batches of this many, one after the other (more rounds, the same
+/// bytes and results), so that a comparison's material and state (about 30 words per value,
+/// 480 MiB per batch) stay bounded whatever the job's size. A multiple of 64 (values are
+/// bit-sliced 64 to a word); a protocol constant, so every server's dealer requests agree.
+/// DBP15K fr-en's largest comparison (its range checks, 0.8 M values) is one batch.
+pub const COMPARE_BATCH_VALUES: usize = 1 << 21;
+
 /// Opens shared values to all servers (used for outputs that are public by design and in tests).
 pub struct Open(Vec<u64>);
 
@@ -44,6 +52,7 @@ pub struct Engine<T: Transport, C: Correlations> {
     corr: C,
     tournament_block: usize,
     bilinear_chunk: usize,
+    compare_batch: usize,
 }
 
 impl<T: Transport, C: Correlations> std::fmt::Debug for Engine<T, C> {
@@ -71,7 +80,15 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             corr,
             tournament_block: TOURNAMENT_BLOCK_VALUES,
             bilinear_chunk: crate::mpc::beaver::BILINEAR_CHUNK_WORDS,
+            compare_batch: COMPARE_BATCH_VALUES,
         }
+    }
+
+    /// Sets the most values one comparison batch takes (default [`COMPARE_BATCH_VALUES`],
+    /// rounded up to a multiple of 64). Every server of a job must use the same value; tests
+    /// use it to exercise several batches.
+    pub fn set_compare_batch(&mut self, values: usize) {
+        self.compare_batch = values.max(1).next_multiple_of(64);
     }
 
     /// Sets the words a bilinear form opens per exchange (default
@@ -214,9 +231,18 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
     }
 
     /// Arithmetic shares of `[x < 0]`; `x` must lie in `[-2^(ell-1), 2^(ell-1))`.
+    /// Inputs longer than one batch ([`COMPARE_BATCH_VALUES`]) are compared batch by batch.
     pub async fn ltz(&mut self, x: &[u64], ell: u32) -> Result<Vec<u64>> {
-        let bits = self.ltz_bits(x, ell).await?;
-        self.b2a(&bits, x.len()).await
+        if x.len() <= self.compare_batch {
+            let bits = self.ltz_bits(x, ell).await?;
+            return self.b2a(&bits, x.len()).await;
+        }
+        let mut out = Vec::with_capacity(x.len());
+        for part in x.chunks(self.compare_batch) {
+            let bits = self.ltz_bits(part, ell).await?;
+            out.extend(self.b2a(&bits, part.len()).await?);
+        }
+        Ok(out)
     }
 
     /// Arithmetic shares of `[x < y]`; `x - y` must fit in `ell` signed bits.

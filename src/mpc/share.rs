@@ -130,8 +130,8 @@ pub fn share_compressed(x: &[u64], k: usize) -> Result<Vec<ShareMsg>> {
     let mut out = Vec::with_capacity(k);
     for _ in 0..k - 1 {
         let seed = Seed::random();
-        let s = Prg::new(&seed, 0).vec(x.len());
-        ring::sub_assign(&mut last, &s);
+        // Subtracted part by part as drawn: the seed's expansion is never held whole.
+        crate::mpc::prg::combine_stream(&seed, 0, 0, &mut last, ring::sub_assign);
         out.push(ShareMsg::Seed { seed, len: x.len() });
     }
     out.push(ShareMsg::Explicit(last));

@@ -1067,12 +1067,13 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
         ..Limits::default()
     };
     let c = Cluster::new("attack-memory", 2, limits);
-    // A wider model: the same rows need more memory than the whole budget.
+    // A much wider model: the same rows need more memory than a party may book.
     let mut wide = JobParams::default();
-    wide.model.dim = 1024;
+    wide.model.dim = 2048;
     let (big, _) = prepare(EvalProtocol::Standard, &wide);
     let needed = server_bytes(&wide, big.rows.len(), 2);
-    assert!(needed > room + (1 << 20));
+    // One party may book at most half of the room.
+    assert!(needed > room / 2 + (1 << 20));
     let ia = c.identity("party-a");
     let z = share_compressed(&big.z, 2).unwrap();
     let spec = c.spec("memory-0", wide);

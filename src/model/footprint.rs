@@ -11,21 +11,23 @@
 //! server processes in `scripts/eval.sh` runs over QUIC on generated pairs
 //! (`scripts/make-large.sh`) of 3,000 to 100,000 entities per side, default model and
 //! `dim = 64`, 2 and 3 servers (docs/benchmarks.md, "Memory and scale"). Less 64 MiB for the
-//! process, the cost per row is flat from 20,000 to 200,000 rows in all (18.6-19.4 kB at the
-//! default width) and hardly depends on the width (16.9 kB at `dim = 64`): the peak is in the
-//! comparisons over candidate pairs, fitted as 10 bytes per word of width plus 265 bytes per
-//! candidate pair, per row, which also covers the smallest job (26 kB per row at 6,000 rows in
-//! all, where fixed buffers show). The bilinear form holds three copies of every row at its
-//! peak (the masks, this server's masked copy, another server's), 24 bytes per word: for wide
-//! rows (known links, audit words) that phase is the larger, so the estimate takes the larger
-//! of the two. Each server beyond two adds about 45% (every server keeps every other server's
-//! openings). The estimate counts the job as twice the booked side (the other side's size is
-//! not known when an upload arrives) and adds 15%. Beyond 100,000 rows per side it
-//! extrapolates, and says so in the server's log. (Earlier fits were larger: candidate
-//! generation kept, per row, the buffer of every row it had touched, which grew as
-//! `rows^0.31` and was the peak at 50,000 per side, 7.6 GB; the bilinear form worked on a
-//! copy of the uploads and summed the openings into a new buffer. At 100,000 per side the peak
-//! went from 5.7 GB to 3.6 GB.)
+//! process, the cost per row falls from 22 kB at 6,000 rows in all to 11-12 kB from 40,000 to
+//! 200,000 (fixed buffers show in small jobs: the bilinear form's passes over mask columns and
+//! one comparison batch are bounded, [`crate::mpc::correlated::PASS_WORDS`],
+//! [`crate::mpc::engine::COMPARE_BATCH_VALUES`]) and hardly depends on the width (the same at
+//! `dim = 64`): the peak is in the state kept per candidate pair, fitted as 170 bytes per
+//! candidate pair plus 2 bytes per word of width, per row, plus 64 MiB per side. The bilinear
+//! form holds one copy of every row (masked in place; the masks are drawn a pass of columns at
+//! a time), 8 bytes per word plus bounded buffers: counted as 12 bytes per word, the larger
+//! term only for rows wider than about 900 words. Each server beyond two adds 10-20%
+//! (counted as 25%: every server keeps every other server's openings). The estimate counts the
+//! job as twice the booked side (the other side's size is not known when an upload arrives)
+//! and adds 15%. Beyond 100,000 rows per side it extrapolates, and says so in the server's
+//! log. (Earlier fits were larger: candidate generation kept, per row, the buffer of every row
+//! it had touched, which grew as `rows^0.31` and was the peak at 50,000 per side, 7.6 GB; the
+//! bilinear form worked on a copy of the uploads, summed the openings into a new buffer and
+//! held its masks whole; the range checks compared 7.2 M values in one batch. At 100,000 per
+//! side the peak went from 5.7 GB to 3.6 GB, then to 2.3 GB.)
 //!
 //! The dealer knows less: each server's link states the job's bound on the material of one
 //! request (`max_material_words`, from [`JobParams::max_material_words`] over both sides'
@@ -33,26 +35,30 @@
 //! on that bound, from the dealer's peak resident memory in the same runs (3,000 to 100,000
 //! rows per side, default model, 2 servers; 10,000 per side with `dim = 64` and with 3
 //! servers). Since the dealer sums the servers' random draws in place, part by part, instead
-//! of holding every server's draw ([`crate::mpc::dealer`]), its peak above the process is
-//! 0.38-0.63 bytes per word of bound (the bound counts every kind of material a job may ask
-//! for, 25,900 words per row per side at the default model), from 73 MiB at 3,000 rows per
-//! side to 1,500 MiB at 100,000 (3,475 MiB before); a narrow model (`dim = 64`) is at the top
-//! of that range, since its peak comes from other requests than the bilinear form's. The
-//! estimate is 0.58 bytes per word, +40% per server beyond two (measured +37%: each server's
-//! correlated shares are drawn), +15%, and the dealer books it, beside [`BASE_BYTES`] for the
+//! of holding every server's draw, and computes the bilinear material a pass of mask columns
+//! at a time ([`crate::mpc::dealer`]), its peak above the process is at most 0.44 bytes per
+//! word of bound (the bound counts every kind of material a job may ask for, 25,900 words per
+//! row per side at the default model), from 56 MiB at 3,000 rows per side to 776 MiB at
+//! 100,000 (3,475 MiB, then 1,500 MiB before); at 100,000 per side it is 0.29 bytes per word,
+//! since one comparison batch bounds the largest requests. The estimate is 0.40 bytes per
+//! word, +40% per server beyond two (measured +21%: each server's correlated shares are
+//! drawn), +15%, and the dealer books it, beside [`BASE_BYTES`] for the
 //! process, when a job's first link arrives, before any material is
 //! generated. Beyond [`DEALER_MEASURED_WORDS`] it extrapolates, and says so in the dealer's log.
 
 use crate::model::align::JobParams;
 
-/// Bytes per word of row width per row, on a compute server, in the comparisons (fitted).
-const PER_WORD: f64 = 10.0;
-/// Bytes per candidate pair, on a compute server, in the comparisons (fitted).
-const PER_PAIR: f64 = 265.0;
-/// Bytes per word of row width per row in the bilinear form: three copies of the row.
-const BILINEAR_PER_WORD: f64 = 24.0;
+/// Bytes per word of row width per row, on a compute server, beside the pair state (fitted).
+const PER_WORD: f64 = 2.0;
+/// Bytes per candidate pair, on a compute server (fitted).
+const PER_PAIR: f64 = 170.0;
+/// Bytes per side for the bounded buffers (mask passes, one comparison batch; fitted).
+const PER_SIDE: f64 = (64 << 20) as f64;
+/// Bytes per word of row width per row in the bilinear form: one copy of the row, plus room
+/// for the bounded buffers.
+const BILINEAR_PER_WORD: f64 = 12.0;
 /// Extra cost per server beyond two.
-const PER_EXTRA_SERVER: f64 = 0.45;
+const PER_EXTRA_SERVER: f64 = 0.25;
 /// Safety margin over the fit.
 const MARGIN: f64 = 1.15;
 /// Largest side measured (rows).
@@ -62,19 +68,22 @@ pub const BASE_BYTES: u64 = 64 << 20;
 
 /// Estimated peak memory one side's upload of `rows` rows adds to each compute server of a
 /// `servers`-server job (the job's total is the sum of both sides plus [`BASE_BYTES`] for the
-/// process).
+/// process); nothing for no rows.
 pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
+    if rows == 0 {
+        return 0;
+    }
     // The audit's group indicators travel and are checked like the row's other words.
     let w = (p.model.width() + p.audit.in_width()) as f64;
     let per_row =
         (w * PER_WORD + p.blocking.candidates as f64 * PER_PAIR).max(w * BILINEAR_PER_WORD);
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd sizes (f64 to integer casts saturate).
-    (MARGIN * rows as f64 * per_row * extra).ceil() as u64
+    (MARGIN * (PER_SIDE + rows as f64 * per_row) * extra).ceil() as u64
 }
 
 /// Bytes of dealer memory per word of a job's material bound, at two servers.
-const DEALER_PER_WORD: f64 = 0.58;
+const DEALER_PER_WORD: f64 = 0.40;
 /// Extra dealer cost per server beyond two.
 const DEALER_PER_EXTRA_SERVER: f64 = 0.4;
 /// Largest material bound measured on the dealer (100,000 rows per side, default model).
@@ -106,16 +115,18 @@ mod tests {
         let mut small = JobParams::default();
         small.model.dim = 64;
         // (params, rows per side, servers, measured server peak MiB), the largest of the
-        // servers, after candidate generation stopped keeping touched rows' buffers and the
-        // bilinear form stopped copying the uploads (2026-12-04, docs/benchmarks.md).
+        // servers and of the runs, with the bilinear masks streamed and comparisons in
+        // batches (2026-12-04, docs/benchmarks.md).
         let measured = [
-            (&default, 3_000, 2, 213),
-            (&default, 10_000, 2, 419),
-            (&default, 20_000, 2, 803),
-            (&default, 50_000, 2, 1862),
-            (&default, 100_000, 2, 3616),
-            (&small, 10_000, 2, 387),
-            (&default, 10_000, 3, 579),
+            (&default, 3_000, 2, 195),
+            (&default, 10_000, 2, 442),
+            (&default, 20_000, 2, 648),
+            (&default, 50_000, 2, 1329),
+            (&default, 100_000, 2, 2323),
+            (&small, 10_000, 2, 377),
+            (&small, 50_000, 2, 1271),
+            (&default, 10_000, 3, 478),
+            (&default, 50_000, 3, 1568),
         ];
         for (p, rows, k, server) in measured {
             let s = mib(2 * server_bytes(p, rows, k) + BASE_BYTES);
@@ -134,16 +145,18 @@ mod tests {
         let default = JobParams::default();
         let mut small = JobParams::default();
         small.model.dim = 64;
-        // (params, rows per side, servers, measured dealer peak MiB), 2026-12-04, after the
-        // dealer stopped holding every server's draws.
+        // (params, rows per side, servers, measured dealer peak MiB), 2026-12-04, with the
+        // bilinear material computed a pass of columns at a time and comparisons in batches.
         let measured = [
-            (&default, 3_000, 2, 73),
-            (&default, 10_000, 2, 158),
-            (&default, 20_000, 2, 306),
-            (&default, 50_000, 2, 752),
-            (&default, 100_000, 2, 1500),
-            (&small, 10_000, 2, 215),
-            (&default, 10_000, 3, 193),
+            (&default, 3_000, 2, 56),
+            (&default, 10_000, 2, 166),
+            (&default, 20_000, 2, 272),
+            (&default, 50_000, 2, 602),
+            (&default, 100_000, 2, 776),
+            (&small, 10_000, 2, 167),
+            (&small, 50_000, 2, 555),
+            (&default, 10_000, 3, 201),
+            (&default, 50_000, 3, 569),
         ];
         for (p, rows, k, dealer) in measured {
             let words = p.max_material_words(rows, rows) as u64;
@@ -167,17 +180,18 @@ mod tests {
         assert!(dealer_bytes(2_000, 2) > dealer_bytes(1_000, 2));
         assert!(dealer_bytes(1_000_000, 3) > dealer_bytes(1_000_000, 2));
         assert!(dealer_bytes(1_000_000, 4) > dealer_bytes(1_000_000, 3));
-        assert_eq!(dealer_bytes(u64::MAX, 4), u64::MAX);
+        // Absurd bounds give absurd estimates, without overflow.
+        assert!(dealer_bytes(u64::MAX, 4) > u64::MAX / 2);
     }
 
     #[test]
     fn the_estimate_grows_with_rows_width_and_servers() {
         let p = JobParams::default();
         assert_eq!(server_bytes(&p, 0, 2), 0);
-        // Linear in rows.
-        let one = server_bytes(&p, 1000, 2) as f64;
-        let hundred = server_bytes(&p, 100_000, 2) as f64;
-        assert!((hundred / one - 100.0).abs() < 1e-3);
+        // Affine in rows: a fixed part per side, then linear.
+        let at = |rows: usize| server_bytes(&p, rows, 2) as f64;
+        let (one, hundred, fixed) = (at(1000), at(100_000), MARGIN * PER_SIDE);
+        assert!(((hundred - fixed) / (one - fixed) - 100.0).abs() < 1e-3);
         let mut wide = JobParams::default();
         wide.model.dim *= 2;
         assert!(server_bytes(&wide, 1000, 2) > server_bytes(&p, 1000, 2));

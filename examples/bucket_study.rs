@@ -94,6 +94,54 @@ fn die(msg: &str) -> ! {
     std::process::exit(2)
 }
 
+/// Rarest tokens: for every row (its tokens rarest first), the buckets of its first `l`
+/// tokens, hashed with `seed` into `bk` buckets.
+fn rare_codes(rarest: &[Vec<u64>], l: usize, seed: u64, bk: usize) -> Vec<Vec<u32>> {
+    rarest
+        .iter()
+        .map(|t| {
+            let mut v: Vec<u32> = t
+                .iter()
+                .take(l)
+                .map(|&x| (mix(x ^ seed) % bk as u64) as u32)
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect()
+}
+
+/// MinHash banding: for every row with tokens, `l` bucket ids, band `b` hashing the first `r`
+/// of its `per` minima into one of `bk` buckets (bucket ids `b * bk..(b + 1) * bk`).
+fn band_codes(
+    mins: &[Vec<u64>],
+    tokens: &[Vec<u64>],
+    l: usize,
+    per: usize,
+    r: usize,
+    bk: usize,
+) -> Vec<Vec<u32>> {
+    mins.iter()
+        .zip(tokens)
+        .map(|(m, toks)| {
+            if toks.is_empty() {
+                return Vec::new();
+            }
+            let mut v: Vec<u32> = (0..l)
+                .map(|band| {
+                    let sig = m[band * per..band * per + r]
+                        .iter()
+                        .fold(band as u64, |h, &x| mix(h ^ x));
+                    (band * bk) as u32 + (sig % bk as u64) as u32
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        })
+        .collect()
+}
+
 fn main() {
     let mut dir: Option<PathBuf> = None;
     let mut known_links = false;
@@ -358,26 +406,7 @@ fn main() {
         for r in 1..=per {
             for &l in &[1usize, 2, 4, 8, 16] {
                 for &bk in &[64usize, 256, 1024, 4096, 16384] {
-                    let code = |m: &[Vec<u64>], t: &[Vec<u64>]| -> Vec<Vec<u32>> {
-                        m.iter()
-                            .zip(t)
-                            .map(|(m, toks)| {
-                                if toks.is_empty() {
-                                    return Vec::new();
-                                }
-                                let mut v: Vec<u32> = (0..l)
-                                    .map(|band| {
-                                        let sig = m[band * per..band * per + r]
-                                            .iter()
-                                            .fold(band as u64, |h, &x| mix(h ^ x));
-                                        (band * bk) as u32 + (sig % bk as u64) as u32
-                                    })
-                                    .collect();
-                                v.sort_unstable();
-                                v
-                            })
-                            .collect()
-                    };
+                    let code = |m: &[Vec<u64>], t: &[Vec<u64>]| band_codes(m, t, l, per, r, bk);
                     let asg = Assign {
                         a: code(&ma, &a.tokens),
                         b: code(&mb, &b.tokens),
@@ -394,20 +423,7 @@ fn main() {
         let (ra, rb) = (by_own_df(&a.tokens), by_own_df(&b.tokens));
         for &l in &[1usize, 2, 3, 4, 6, 8] {
             for &bk in &[256usize, 1024, 4096, 16384, 65536] {
-                let code = |r: &[Vec<u64>]| -> Vec<Vec<u32>> {
-                    r.iter()
-                        .map(|t| {
-                            let mut v: Vec<u32> = t
-                                .iter()
-                                .take(l)
-                                .map(|&x| (mix(x ^ seed) % bk as u64) as u32)
-                                .collect();
-                            v.sort_unstable();
-                            v.dedup();
-                            v
-                        })
-                        .collect()
-                };
+                let code = |r: &[Vec<u64>]| rare_codes(r, l, seed, bk);
                 let asg = Assign {
                     a: code(&ra),
                     b: code(&rb),
@@ -495,20 +511,7 @@ fn main() {
             let (na, nb) = (name_code(&a, bn), name_code(&b, bn));
             for &l in &[1usize, 2, 3] {
                 for &bk in &[256usize, 1024, 4096, 16384] {
-                    let code = |r: &[Vec<u64>]| -> Vec<Vec<u32>> {
-                        r.iter()
-                            .map(|t| {
-                                let mut v: Vec<u32> = t
-                                    .iter()
-                                    .take(l)
-                                    .map(|&x| (mix(x ^ seed) % bk as u64) as u32)
-                                    .collect();
-                                v.sort_unstable();
-                                v.dedup();
-                                v
-                            })
-                            .collect()
-                    };
+                    let code = |r: &[Vec<u64>]| rare_codes(r, l, seed, bk);
                     let asg = combine(&na, &nb, bn, &code(&ra), &code(&rb), bk);
                     push(
                         &mut rows,
@@ -521,26 +524,7 @@ fn main() {
             for r in 1..=2 {
                 for &l in &[1usize, 2, 3] {
                     for &bk in &[256usize, 1024, 4096] {
-                        let code = |m: &[Vec<u64>], t: &[Vec<u64>]| -> Vec<Vec<u32>> {
-                            m.iter()
-                                .zip(t)
-                                .map(|(m, toks)| {
-                                    if toks.is_empty() {
-                                        return Vec::new();
-                                    }
-                                    let mut v: Vec<u32> = (0..l)
-                                        .map(|band| {
-                                            let sig = m[band * per..band * per + r]
-                                                .iter()
-                                                .fold(band as u64, |h, &x| mix(h ^ x));
-                                            (band * bk) as u32 + (sig % bk as u64) as u32
-                                        })
-                                        .collect();
-                                    v.sort_unstable();
-                                    v
-                                })
-                                .collect()
-                        };
+                        let code = |m: &[Vec<u64>], t: &[Vec<u64>]| band_codes(m, t, l, per, r, bk);
                         let asg = combine(
                             &na,
                             &nb,

@@ -252,6 +252,33 @@ fn comparison_batches_cost_rounds_not_bytes() {
     assert_eq!(s6.rounds, 6 * s1.rounds);
 }
 
+/// Products longer than one batch run batch by batch (each batch a slice of the left values
+/// with its slice of every right vector): the same results and bytes, one round per batch.
+#[test]
+fn product_batches_cost_rounds_not_bytes() {
+    let (n, fanout) = (1000usize, 3usize);
+    let mut prg = Prg::new(&Seed([5; 32]), 2);
+    let x = prg.vec(n);
+    let ys = prg.vec(n * fanout);
+    let expect: Vec<u64> = (0..n * fanout)
+        .map(|q| x[q % n].wrapping_mul(ys[q]))
+        .collect();
+    let run = |batch: usize| {
+        secure(2, vec![x.clone(), ys.clone()], move |mut e, i| async move {
+            e.set_product_batch(batch);
+            let z = e.mul_fanout(&i[0], i[1].clone(), fanout).await?;
+            Ok((vec![z], e))
+        })
+    };
+    let (one, one_run) = run(n * fanout);
+    let (many, many_run) = run(300 * fanout); // batches of 300, 300, 300, 100 left values
+    assert_eq!(one[0], expect);
+    assert_eq!(many[0], expect);
+    let (s1, s4) = (&one_run.stats[0], &many_run.stats[0]);
+    assert_eq!(s1.bytes_sent, s4.bytes_sent);
+    assert_eq!(s4.rounds, 4 * s1.rounds);
+}
+
 #[test]
 fn fixed_point_products_within_bound() {
     let fp = FixedPoint::default();

@@ -31,6 +31,13 @@ pub const TOURNAMENT_BLOCK_VALUES: usize = 1 << 23;
 /// DBP15K fr-en's largest comparison (its range checks, 0.8 M values) is one batch.
 pub const COMPARE_BATCH_VALUES: usize = 1 << 21;
 
+/// Most right-hand values one product batch ([`Engine::mul`], [`Engine::mul_fanout`]) takes:
+/// longer products run in batches, one after the other (more rounds, the same bytes and
+/// results), so that a product's material and messages (about 6 words per value, 192 MiB per
+/// batch) stay bounded whatever the job's size. A protocol constant, so every server's dealer
+/// requests agree. DBP15K fr-en's products (at most 2.7 M values) are one batch each.
+pub const PRODUCT_BATCH_VALUES: usize = 1 << 22;
+
 /// Opens shared values to all servers (used for outputs that are public by design and in tests).
 pub struct Open(Vec<u64>);
 
@@ -53,6 +60,7 @@ pub struct Engine<T: Transport, C: Correlations> {
     tournament_block: usize,
     bilinear_chunk: usize,
     compare_batch: usize,
+    product_batch: usize,
 }
 
 impl<T: Transport, C: Correlations> std::fmt::Debug for Engine<T, C> {
@@ -81,7 +89,15 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             tournament_block: TOURNAMENT_BLOCK_VALUES,
             bilinear_chunk: crate::mpc::beaver::BILINEAR_CHUNK_WORDS,
             compare_batch: COMPARE_BATCH_VALUES,
+            product_batch: PRODUCT_BATCH_VALUES,
         }
+    }
+
+    /// Sets the most right-hand values one product batch takes (default
+    /// [`PRODUCT_BATCH_VALUES`]). Every server of a job must use the same value; tests use it
+    /// to exercise several batches.
+    pub fn set_product_batch(&mut self, values: usize) {
+        self.product_batch = values.max(1);
     }
 
     /// Sets the most values one comparison batch takes (default [`COMPARE_BATCH_VALUES`],
@@ -157,11 +173,37 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
     }
 
     /// Products of `x` with `fanout` right vectors stored back to back in `ys`, opening `x` once.
+    /// Longer than one batch ([`PRODUCT_BATCH_VALUES`] right values), it runs batch by batch
+    /// over slices of `x` (each with its slice of every right vector).
     pub async fn mul_fanout(&mut self, x: &[u64], ys: Vec<u64>, fanout: usize) -> Result<Vec<u64>> {
-        let req = Request::Beaver { n: x.len(), fanout };
-        let mat = self.prepare(&req).await?;
-        let me = self.me();
-        self.run(Mul::new(me, x.to_vec(), ys, fanout, mat)?).await
+        let n = x.len();
+        let per = (self.product_batch / fanout.max(1)).max(1);
+        if n <= per || ys.len() != n * fanout {
+            // One batch (or sizes that [`Mul::new`] refuses).
+            let req = Request::Beaver { n, fanout };
+            let mat = self.prepare(&req).await?;
+            let me = self.me();
+            return self.run(Mul::new(me, x.to_vec(), ys, fanout, mat)?).await;
+        }
+        let mut out = vec![0u64; n * fanout];
+        for i0 in (0..n).step_by(per) {
+            let i1 = (i0 + per).min(n);
+            let len = i1 - i0;
+            let mut yb = Vec::with_capacity(len * fanout);
+            for j in 0..fanout {
+                yb.extend_from_slice(&ys[j * n + i0..j * n + i1]);
+            }
+            let req = Request::Beaver { n: len, fanout };
+            let mat = self.prepare(&req).await?;
+            let me = self.me();
+            let z = self
+                .run(Mul::new(me, x[i0..i1].to_vec(), yb, fanout, mat)?)
+                .await?;
+            for j in 0..fanout {
+                out[j * n + i0..j * n + i1].copy_from_slice(&z[j * len..(j + 1) * len]);
+            }
+        }
+        Ok(out)
     }
 
     /// `<x_i, y_j>` for every pair, over row-major `x` (rows x d) and `y` (cols x d).

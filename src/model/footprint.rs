@@ -11,7 +11,7 @@
 //! server processes in `scripts/eval.sh` runs over QUIC on generated pairs
 //! (`scripts/make-large.sh`) of 3,000 to 100,000 entities per side, default model and
 //! `dim = 64`, 2 and 3 servers (docs/benchmarks.md, "Memory and scale"). Less 64 MiB for the
-//! process, the cost per row falls from 22 kB at 6,000 rows in all to 11-12 kB from 40,000 to
+//! process, the cost per row falls from 22 kB at 6,000 rows in all to 10-12 kB from 40,000 to
 //! 200,000 (fixed buffers show in small jobs: the bilinear form's passes over mask columns and
 //! one comparison batch are bounded, [`crate::mpc::correlated::PASS_WORDS`],
 //! [`crate::mpc::engine::COMPARE_BATCH_VALUES`]) and hardly depends on the width (the same at
@@ -26,8 +26,8 @@
 //! log. (Earlier fits were larger: candidate generation kept, per row, the buffer of every row
 //! it had touched, which grew as `rows^0.31` and was the peak at 50,000 per side, 7.6 GB; the
 //! bilinear form worked on a copy of the uploads, summed the openings into a new buffer and
-//! held its masks whole; the range checks compared 7.2 M values in one batch. At 100,000 per
-//! side the peak went from 5.7 GB to 3.6 GB, then to 2.3 GB.)
+//! held its masks whole; the range checks and the matching products ran as single batches.
+//! At 100,000 per side the peak went from 5.7 GB to 3.6 GB, then to 2.1 GB.)
 //!
 //! The dealer knows less: each server's link states the job's bound on the material of one
 //! request (`max_material_words`, from [`JobParams::max_material_words`] over both sides'
@@ -36,13 +36,14 @@
 //! rows per side, default model, 2 servers; 10,000 per side with `dim = 64` and with 3
 //! servers). Since the dealer sums the servers' random draws in place, part by part, instead
 //! of holding every server's draw, and computes the bilinear material a pass of mask columns
-//! at a time ([`crate::mpc::dealer`]), its peak above the process is at most 0.44 bytes per
+//! at a time ([`crate::mpc::dealer`]), its peak above the process is at most 0.42 bytes per
 //! word of bound (the bound counts every kind of material a job may ask for, 25,900 words per
-//! row per side at the default model), from 56 MiB at 3,000 rows per side to 776 MiB at
-//! 100,000 (3,475 MiB, then 1,500 MiB before); at 100,000 per side it is 0.29 bytes per word,
-//! since one comparison batch bounds the largest requests. The estimate is 0.40 bytes per
-//! word, +40% per server beyond two (measured +21%: each server's correlated shares are
-//! drawn), +15%, and the dealer books it, beside [`BASE_BYTES`] for the
+//! row per side at the default model), from 56 MiB at 3,000 rows per side to 560 MiB at
+//! 100,000 (3,475 MiB, then 1,500 MiB before); from 50,000 rows per side it grows by only
+//! 0.12 bytes per word, since the largest requests (comparisons, products) come in bounded
+//! batches. The estimate is the smaller of 0.5 bytes per word and 200 MiB plus 0.12 bytes per
+//! word, +40% per server beyond two (measured at most +21%: each server's correlated shares
+//! are drawn), +15%, and the dealer books it, beside [`BASE_BYTES`] for the
 //! process, when a job's first link arrives, before any material is
 //! generated. Beyond [`DEALER_MEASURED_WORDS`] it extrapolates, and says so in the dealer's log.
 
@@ -82,8 +83,12 @@ pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
     (MARGIN * (PER_SIDE + rows as f64 * per_row) * extra).ceil() as u64
 }
 
-/// Bytes of dealer memory per word of a job's material bound, at two servers.
-const DEALER_PER_WORD: f64 = 0.40;
+/// Bytes of dealer memory per word of a job's material bound, at two servers, for small jobs.
+const DEALER_PER_WORD: f64 = 0.5;
+/// For large jobs, whose largest requests come in bounded batches: a fixed part...
+const DEALER_FIXED: f64 = 200.0 * (1 << 20) as f64;
+/// ... plus this many bytes per word of bound.
+const DEALER_PER_WORD_LARGE: f64 = 0.12;
 /// Extra dealer cost per server beyond two.
 const DEALER_PER_EXTRA_SERVER: f64 = 0.4;
 /// Largest material bound measured on the dealer (100,000 rows per side, default model).
@@ -95,7 +100,9 @@ pub const DEALER_MEASURED_WORDS: u64 = 2_593_665_536;
 pub fn dealer_bytes(max_material_words: u64, servers: usize) -> u64 {
     let extra = 1.0 + DEALER_PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd bounds (f64 to integer casts saturate).
-    (MARGIN * max_material_words as f64 * DEALER_PER_WORD * extra).ceil() as u64
+    let words = max_material_words as f64;
+    let fit = (words * DEALER_PER_WORD).min(DEALER_FIXED + words * DEALER_PER_WORD_LARGE);
+    (MARGIN * fit * extra).ceil() as u64
 }
 
 /// Bytes as MiB, rounded up, for messages.
@@ -121,12 +128,12 @@ mod tests {
             (&default, 3_000, 2, 195),
             (&default, 10_000, 2, 442),
             (&default, 20_000, 2, 648),
-            (&default, 50_000, 2, 1329),
-            (&default, 100_000, 2, 2323),
+            (&default, 50_000, 2, 1139),
+            (&default, 100_000, 2, 2095),
             (&small, 10_000, 2, 377),
-            (&small, 50_000, 2, 1271),
+            (&small, 50_000, 2, 1240),
             (&default, 10_000, 3, 478),
-            (&default, 50_000, 3, 1568),
+            (&default, 50_000, 3, 1359),
         ];
         for (p, rows, k, server) in measured {
             let s = mib(2 * server_bytes(p, rows, k) + BASE_BYTES);
@@ -146,17 +153,18 @@ mod tests {
         let mut small = JobParams::default();
         small.model.dim = 64;
         // (params, rows per side, servers, measured dealer peak MiB), 2026-12-04, with the
-        // bilinear material computed a pass of columns at a time and comparisons in batches.
+        // bilinear material computed a pass of columns at a time and comparisons and products
+        // in batches.
         let measured = [
             (&default, 3_000, 2, 56),
             (&default, 10_000, 2, 166),
             (&default, 20_000, 2, 272),
-            (&default, 50_000, 2, 602),
-            (&default, 100_000, 2, 776),
+            (&default, 50_000, 2, 410),
+            (&default, 100_000, 2, 560),
             (&small, 10_000, 2, 167),
-            (&small, 50_000, 2, 555),
+            (&small, 50_000, 2, 347),
             (&default, 10_000, 3, 201),
-            (&default, 50_000, 3, 569),
+            (&default, 50_000, 3, 360),
         ];
         for (p, rows, k, dealer) in measured {
             let words = p.max_material_words(rows, rows) as u64;
@@ -181,7 +189,7 @@ mod tests {
         assert!(dealer_bytes(1_000_000, 3) > dealer_bytes(1_000_000, 2));
         assert!(dealer_bytes(1_000_000, 4) > dealer_bytes(1_000_000, 3));
         // Absurd bounds give absurd estimates, without overflow.
-        assert!(dealer_bytes(u64::MAX, 4) > u64::MAX / 2);
+        assert!(dealer_bytes(u64::MAX, 4) > u64::MAX / 8);
     }
 
     #[test]

@@ -515,11 +515,12 @@ proptest! {
 /// The bilinear form's masks stay streams until used (the material holds only `C` and the
 /// block norms), and the form and the dealer, working a pass of columns at a time (passes
 /// within blocks wider than one pass), still give the plaintext scores, per-block products and
-/// block norms, for 2, 3 and 4 servers.
+/// block norms, for 2, 3 and 4 servers, split by blocks or not, over more rows than one
+/// parallel task of mask columns (64).
 #[test]
 fn bilinear_masks_are_streamed_and_passes_add_up() {
     use ppea::mpc::beaver::{Bilinear, BilinearOutput, RowAudit};
-    let (n, m, per, d) = (7usize, 9usize, 3usize, 300usize);
+    let (n, m, per, d) = (70usize, 90usize, 3usize, 300usize);
     let blocks = vec![100usize, 150, 50];
     let mut prg = Prg::new(&Seed([4; 32]), 1);
     let x = prg.vec(n * d);
@@ -529,15 +530,16 @@ fn bilinear_masks_are_streamed_and_passes_add_up() {
         .collect();
     let pairs = Pairs::sparse(n, m, per, cols).unwrap();
     let np = pairs.len();
-    for k in [2usize, 3, 4] {
+    for (k, split) in [(2usize, true), (3, false), (4, true), (4, false)] {
         let req = Request::Bilinear {
             d,
             pairs: pairs.clone(),
             blocks: blocks.clone(),
-            split: true,
+            split,
         };
         let mats = Dealer::new(k).unwrap().deal_all(&req).unwrap();
-        let held = np * blocks.len() + (n + m) * blocks.len();
+        let per_pair = if split { blocks.len() } else { 1 };
+        let held = np * per_pair + (n + m) * blocks.len();
         for mat in &mats {
             assert_eq!(mat.held_words(), held, "only C and the norms are held");
         }
@@ -551,8 +553,17 @@ fn bilinear_masks_are_streamed_and_passes_add_up() {
             .into_iter()
             .enumerate()
             .map(|(s, mat)| {
-                let (xs, ys) = (sx[s].0.clone(), sy[s].0.clone());
-                Bilinear::split(s, xs, ys, d, pairs.clone(), audit.clone(), mat).unwrap()
+                let (xs, ys, p, a) = (
+                    sx[s].0.clone(),
+                    sy[s].0.clone(),
+                    pairs.clone(),
+                    audit.clone(),
+                );
+                if split {
+                    Bilinear::split(s, xs, ys, d, p, a, mat).unwrap()
+                } else {
+                    Bilinear::with_audit(s, xs, ys, d, p, a, mat).unwrap()
+                }
             })
             .collect();
         let (outs, _): (Vec<BilinearOutput>, _) = run_lockstep(parties).unwrap();
@@ -569,11 +580,12 @@ fn bilinear_masks_are_streamed_and_passes_add_up() {
             })
         };
         let scores = sum(&|o| o.scores.clone()).unwrap();
-        let per_block = sum(&|o| o.blocks.clone().unwrap()).unwrap();
+        let per_block = sum(&|o| o.blocks.clone().unwrap_or_default()).unwrap();
+        assert_eq!(per_block.len(), if split { np * blocks.len() } else { 0 });
         let norms = sum(&|o| o.audit.as_ref().unwrap().norms.clone()).unwrap();
         let mut at = 0;
         for (b, &len) in blocks.iter().enumerate() {
-            for p in 0..np {
+            for p in (0..np).filter(|_| split) {
                 let (i, j) = pairs.pair(p);
                 let dot = ppea::mpc::ring::dot(
                     &x[i * d + at..i * d + at + len],

@@ -16,7 +16,9 @@
 //! one comparison batch are bounded, [`crate::mpc::correlated::PASS_WORDS`],
 //! [`crate::mpc::engine::COMPARE_BATCH_VALUES`]) and hardly depends on the width (the same at
 //! `dim = 64`): the peak is in the state kept per candidate pair, fitted as 170 bytes per
-//! candidate pair plus 2 bytes per word of width, per row, plus 64 MiB per side. The bilinear
+//! candidate pair plus 2 bytes per word of width, per row, plus 64 MiB per side (with
+//! explanations, `explain`, 24 bytes more per pair and model block: every pair's per-block
+//! products are kept; measured +67-70 bytes per pair at 3 blocks). The bilinear
 //! form holds one copy of every row (masked in place; the masks are drawn a pass of columns at
 //! a time), 8 bytes per word plus bounded buffers: counted as 12 bytes per word, the larger
 //! term only for rows wider than about 900 words. Each server beyond two adds 10-20%
@@ -38,11 +40,12 @@
 //! of holding every server's draw, and computes the bilinear material a pass of mask columns
 //! at a time ([`crate::mpc::dealer`]), its peak above the process is at most 0.42 bytes per
 //! word of bound (the bound counts every kind of material a job may ask for, 25,900 words per
-//! row per side at the default model), from 56 MiB at 3,000 rows per side to 560 MiB at
-//! 100,000 (3,475 MiB, then 1,500 MiB before); from 50,000 rows per side it grows by only
-//! 0.12 bytes per word, since the largest requests (comparisons, products) come in bounded
-//! batches. The estimate is the smaller of 0.5 bytes per word and 200 MiB plus 0.12 bytes per
-//! word, +40% per server beyond two (measured at most +21%: each server's correlated shares
+//! row per side at the default model), from 56 MiB at 3,000 rows per side to 458 MiB at
+//! 100,000 (3,475 MiB, then 1,500 MiB before; 641 MiB with explanations, whose per-block `C`
+//! is one unbatched request); from 50,000 rows per side it grows slowly, since the largest
+//! requests (comparisons, products) come in bounded batches and corrections are made in
+//! place. The estimate is the smaller of 0.5 bytes per word and 180 MiB plus 0.15 bytes per
+//! word, +35% per server beyond two (measured at most +21%: each server's correlated shares
 //! are drawn), +15%, and the dealer books it, beside [`BASE_BYTES`] for the
 //! process, when a job's first link arrives, before any material is
 //! generated. Beyond [`DEALER_MEASURED_WORDS`] it extrapolates, and says so in the dealer's log.
@@ -53,6 +56,9 @@ use crate::model::align::JobParams;
 const PER_WORD: f64 = 2.0;
 /// Bytes per candidate pair, on a compute server (fitted).
 const PER_PAIR: f64 = 170.0;
+/// Bytes per candidate pair and model block with explanations (`explain`: every pair's
+/// per-block products are kept; fitted: +67-70 bytes per pair at 3 blocks).
+const PER_PAIR_BLOCK_EXPLAINED: f64 = 24.0;
 /// Bytes per side for the bounded buffers (mask passes, one comparison batch; fitted).
 const PER_SIDE: f64 = (64 << 20) as f64;
 /// Bytes per word of row width per row in the bilinear form: one copy of the row, plus room
@@ -76,8 +82,14 @@ pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
     }
     // The audit's group indicators travel and are checked like the row's other words.
     let w = (p.model.width() + p.audit.in_width()) as f64;
+    let per_pair = PER_PAIR
+        + if p.explain {
+            PER_PAIR_BLOCK_EXPLAINED * p.model.blocks().len() as f64
+        } else {
+            0.0
+        };
     let per_row =
-        (w * PER_WORD + p.blocking.candidates as f64 * PER_PAIR).max(w * BILINEAR_PER_WORD);
+        (w * PER_WORD + p.blocking.candidates as f64 * per_pair).max(w * BILINEAR_PER_WORD);
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd sizes (f64 to integer casts saturate).
     (MARGIN * (PER_SIDE + rows as f64 * per_row) * extra).ceil() as u64
@@ -86,13 +98,14 @@ pub fn server_bytes(p: &JobParams, rows: usize, servers: usize) -> u64 {
 /// Bytes of dealer memory per word of a job's material bound, at two servers, for small jobs.
 const DEALER_PER_WORD: f64 = 0.5;
 /// For large jobs, whose largest requests come in bounded batches: a fixed part...
-const DEALER_FIXED: f64 = 200.0 * (1 << 20) as f64;
+const DEALER_FIXED: f64 = 180.0 * (1 << 20) as f64;
 /// ... plus this many bytes per word of bound.
-const DEALER_PER_WORD_LARGE: f64 = 0.12;
+const DEALER_PER_WORD_LARGE: f64 = 0.15;
 /// Extra dealer cost per server beyond two.
-const DEALER_PER_EXTRA_SERVER: f64 = 0.4;
-/// Largest material bound measured on the dealer (100,000 rows per side, default model).
-pub const DEALER_MEASURED_WORDS: u64 = 2_593_665_536;
+const DEALER_PER_EXTRA_SERVER: f64 = 0.35;
+/// Largest material bound measured on the dealer (100,000 rows per side, default model with
+/// explanations).
+pub const DEALER_MEASURED_WORDS: u64 = 2_721_665_536;
 
 /// Estimated peak memory a job adds to the dealer, from its material bound
 /// (`max_material_words`, as the servers' links state it) and its number of servers (the
@@ -121,6 +134,10 @@ mod tests {
         let default = JobParams::default();
         let mut small = JobParams::default();
         small.model.dim = 64;
+        let explained = JobParams {
+            explain: true,
+            ..JobParams::default()
+        };
         // (params, rows per side, servers, measured server peak MiB), the largest of the
         // servers and of the runs, with the bilinear masks streamed and comparisons in
         // batches (2026-12-04, docs/benchmarks.md).
@@ -134,6 +151,8 @@ mod tests {
             (&small, 50_000, 2, 1240),
             (&default, 10_000, 3, 478),
             (&default, 50_000, 3, 1359),
+            (&explained, 50_000, 2, 1647),
+            (&explained, 100_000, 2, 2915),
         ];
         for (p, rows, k, server) in measured {
             let s = mib(2 * server_bytes(p, rows, k) + BASE_BYTES);
@@ -152,19 +171,26 @@ mod tests {
         let default = JobParams::default();
         let mut small = JobParams::default();
         small.model.dim = 64;
+        let explained = JobParams {
+            explain: true,
+            ..JobParams::default()
+        };
         // (params, rows per side, servers, measured dealer peak MiB), 2026-12-04, with the
-        // bilinear material computed a pass of columns at a time and comparisons and products
-        // in batches.
+        // bilinear material computed a pass of columns at a time, comparisons and products in
+        // batches and the corrections made in place. The 3,000-row, `dim = 64` and 3-server
+        // rows were measured before the corrections were made in place (higher or equal).
         let measured = [
             (&default, 3_000, 2, 56),
-            (&default, 10_000, 2, 166),
-            (&default, 20_000, 2, 272),
-            (&default, 50_000, 2, 410),
-            (&default, 100_000, 2, 560),
+            (&default, 10_000, 2, 115),
+            (&default, 20_000, 2, 214),
+            (&default, 50_000, 2, 269),
+            (&default, 100_000, 2, 458),
             (&small, 10_000, 2, 167),
             (&small, 50_000, 2, 347),
             (&default, 10_000, 3, 201),
             (&default, 50_000, 3, 360),
+            (&explained, 50_000, 2, 354),
+            (&explained, 100_000, 2, 641),
         ];
         for (p, rows, k, dealer) in measured {
             let words = p.max_material_words(rows, rows) as u64;
@@ -178,7 +204,7 @@ mod tests {
         }
         assert_eq!(
             DEALER_MEASURED_WORDS,
-            default.max_material_words(100_000, 100_000) as u64
+            explained.max_material_words(100_000, 100_000) as u64
         );
     }
 

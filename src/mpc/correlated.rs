@@ -365,7 +365,7 @@ pub fn pass_columns(rows: usize) -> usize {
 pub const PASS_WORDS: usize = 1 << 24;
 
 /// One component of a server's material: its words, or the stream to draw them from.
-#[derive(Debug)]
+/// `Debug` shows only the length.
 pub enum Part {
     /// The words themselves.
     Words(Vec<u64>),
@@ -444,6 +444,15 @@ impl Part {
     }
 }
 
+impl fmt::Debug for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Words(w) => write!(f, "Words(len={}, <redacted>)", w.len()),
+            Part::Stream(s) => s.fmt(f),
+        }
+    }
+}
+
 impl Drop for Part {
     fn drop(&mut self) {
         if let Part::Words(w) = self {
@@ -516,4 +525,31 @@ pub trait Correlations: Send {
         session: &mut Session<T>,
         req: &Request,
     ) -> impl Future<Output = Result<Material>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Material's and its parts' `Debug` show sizes, never words or seeds; a stream draws the
+    /// words of its seed's stream.
+    #[test]
+    fn parts_show_sizes_only_and_streams_draw_their_words() {
+        let secret = 0x005e_c2e7_u64;
+        let seed = Seed([3; 32]);
+        let stream = Stream::new(seed.clone(), 5, 10, 4);
+        assert_eq!(stream.draw(), Prg::at(&seed, 5, 10).vec(4));
+        let words = Part::Words(vec![secret; 3]);
+        let shown = format!("{words:?} {:?}", Part::Stream(stream.clone()));
+        assert_eq!(shown, "Words(len=3, <redacted>) Stream(len=4, <redacted>)");
+        let m = Material::new(vec![Part::Words(vec![secret; 2]), Part::Stream(stream)]);
+        let shown = format!("{m:?}");
+        assert!(
+            !shown.contains(&secret.to_string()) && shown.contains("(stream)"),
+            "{shown}"
+        );
+        assert_eq!(m.held_words(), 2);
+        let [w, s] = m.into_parts::<2>().unwrap();
+        assert_eq!((w, s), (vec![secret; 2], Prg::at(&seed, 5, 10).vec(4)));
+    }
 }

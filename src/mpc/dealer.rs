@@ -289,46 +289,50 @@ impl Dealer {
             .enumerate()
             .map(|(i, c)| (c.random && !req.is_streamed(i)).then(|| vec![0u64; c.len]))
             .collect();
-        // The servers before the last: their shares of the correlated components.
-        let mut theirs: Vec<Vec<Option<Vec<u64>>>> = Vec::with_capacity(k - 1);
         for (s, seed) in self.seeds.iter().enumerate() {
-            let last = s == k - 1;
-            let mut mine: Vec<Option<Vec<u64>>> = vec![None; comps.len()];
-            for (i, (c, at)) in comps.iter().zip(stream_offsets(&req, last)).enumerate() {
-                match (c.random, at) {
-                    (true, Some(_)) if req.is_streamed(i) => {}
-                    (true, Some(at)) => {
-                        let acc = totals[i].as_mut().expect("random components are summed");
-                        draw_into(seed, stream, at, c.sum, acc);
-                    }
-                    (false, Some(at)) => mine[i] = Some(Prg::at(seed, stream, at).vec(c.len)),
-                    (_, None) => {}
+            for (i, (c, at)) in comps
+                .iter()
+                .zip(stream_offsets(&req, s == k - 1))
+                .enumerate()
+            {
+                if let (true, Some(at)) = (c.random && !req.is_streamed(i), at) {
+                    let acc = totals[i].as_mut().expect("random components are summed");
+                    draw_into(seed, stream, at, c.sum, acc);
                 }
-            }
-            if !last {
-                theirs.push(mine);
             }
         }
         let truths = match &req {
             Request::Bilinear { .. } => bilinear_truths(&req, &self.seeds, stream),
             _ => correlate(&req, &totals),
         };
-        let mut out = Vec::with_capacity(req.correction_words());
+        drop(totals);
+        // The corrections: each truth less the servers before the last's shares of it, drawn
+        // and subtracted part by part (no server's share is held whole), then the truths
+        // concatenated in place (the first, usually the largest, is not copied).
+        let offsets = stream_offsets(&req, false);
+        let mut out: Option<Vec<u64>> = None;
         for ((i, c), mut truth) in comps
             .iter()
             .enumerate()
             .filter(|(_, c)| !c.random)
             .zip(truths)
         {
-            for d in &theirs {
-                let share = d[i].as_deref().expect("drawn by servers before the last");
-                match c.sum {
-                    Sum::Arith => ring::sub_assign(&mut truth, share),
-                    Sum::Xor => ring::xor_assign(&mut truth, share),
-                }
+            let at = offsets[i].expect("drawn by the servers before the last");
+            for seed in &self.seeds[..k - 1] {
+                combine_stream(seed, stream, at, &mut truth, |a, x| match c.sum {
+                    Sum::Arith => ring::sub_assign(a, x),
+                    Sum::Xor => ring::xor_assign(a, x),
+                });
             }
-            out.extend_from_slice(&truth);
+            match &mut out {
+                None => {
+                    truth.reserve_exact(req.correction_words() - truth.len());
+                    out = Some(truth);
+                }
+                Some(out) => out.extend_from_slice(&truth),
+            }
         }
+        let out = out.unwrap_or_default();
         Ok(out)
     }
 }

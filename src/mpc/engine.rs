@@ -34,8 +34,9 @@ pub const COMPARE_BATCH_VALUES: usize = 1 << 21;
 /// Most right-hand values one product batch ([`Engine::mul`], [`Engine::mul_fanout`]) takes:
 /// longer products run in batches, one after the other (more rounds, the same bytes and
 /// results), so that a product's material and messages (about 6 words per value, 192 MiB per
-/// batch) stay bounded whatever the job's size. A protocol constant, so every server's dealer
-/// requests agree. DBP15K fr-en's products (at most 2.7 M values) are one batch each.
+/// batch) stay bounded whatever the job's size (except one left value with a larger fanout,
+/// which is never split). A protocol constant, so every server's dealer requests agree.
+/// DBP15K fr-en's products (at most 2.7 M values) are one batch each.
 pub const PRODUCT_BATCH_VALUES: usize = 1 << 22;
 
 /// Opens shared values to all servers (used for outputs that are public by design and in tests).
@@ -185,13 +186,15 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             let me = self.me();
             return self.run(Mul::new(me, x.to_vec(), ys, fanout, mat)?).await;
         }
-        let mut out = vec![0u64; n * fanout];
+        // Each batch copies its slices of `ys` before writing the same positions: the results
+        // go over the right factors (one vector, not two).
+        let mut out = ys;
         for i0 in (0..n).step_by(per) {
             let i1 = (i0 + per).min(n);
             let len = i1 - i0;
             let mut yb = Vec::with_capacity(len * fanout);
             for j in 0..fanout {
-                yb.extend_from_slice(&ys[j * n + i0..j * n + i1]);
+                yb.extend_from_slice(&out[j * n + i0..j * n + i1]);
             }
             let req = Request::Beaver { n: len, fanout };
             let mat = self.prepare(&req).await?;

@@ -192,10 +192,10 @@ fn main() {
     let pb = prepare_party_known(&ds.b, &sb, &kb, &params, &key, &mut sh_b)
         .unwrap_or_else(|e| die(&e.to_string()));
     let side = |g: &Graph, rows: &[u32], known: &[u32], tokens: &[Vec<u64>]| {
-        let st =
+        let mut st =
             Structure::new(g, known, &params.model, &key).unwrap_or_else(|e| die(&e.to_string()));
         let gg = st.graph(g);
-        let z = st.embed(&gg, &params.model);
+        let z = st.embedder(&gg, &params.model).all();
         build_side(
             &gg,
             &z,

@@ -22,7 +22,7 @@ use ppea::mpc::share::{ShareMsg, share_compressed};
 use ppea::net::config::Limits;
 use ppea::net::dial::open;
 use ppea::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, JobStats, Outcome};
-use ppea::net::party::{run_party, upload_to};
+use ppea::net::party::{ZShare, run_party, upload_to};
 use ppea::net::tls::{Identity, write_dev_pki};
 use ppea::net::upload::ShareHead;
 use rustls_pki_types::pem::PemObject;
@@ -701,6 +701,7 @@ fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
             ids: Vec::new(),
             audit: Vec::new(),
             groups: Vec::new(),
+            streamed: None,
         };
         let (a, b) = (data(&mut prg), data(&mut prg));
         let case = format!("min_score {min_score}, w1 {w1}, w2 {w2}, f {}", p.frac_bits);
@@ -805,6 +806,7 @@ fn rows_at_the_rounding_slack_keep_secure_decisions_equal_to_plaintext() {
                 ids: Vec::new(),
                 audit: Vec::new(),
                 groups: Vec::new(),
+                streamed: None,
             }
         };
         let (a, b) = (data(&mut prg), data(&mut prg));
@@ -842,6 +844,7 @@ fn the_dealers_size_bound_covers_every_request_of_a_job() {
         ids: Vec::new(),
         audit: Vec::new(),
         groups: Vec::new(),
+        streamed: None,
     };
     let (a, b) = (data(&mut prg), data(&mut prg));
     secure_equals_plaintext(&p, &a, &b, "one candidate per row");
@@ -985,8 +988,30 @@ fn a_party_sending_different_tokens_to_different_servers_is_caught() {
         let quiet = ppea::net::progress::Lines(|_: &str| {});
         let party_a = async {
             tokio::try_join!(
-                upload_to(&ep, &spec, 0, 0, &a, &z[0], None, None, T, &quiet),
-                upload_to(&ep, &spec, 1, 0, &a2, &z[1], None, None, T, &quiet)
+                upload_to(
+                    &ep,
+                    &spec,
+                    0,
+                    0,
+                    &a,
+                    ZShare::Msg(&z[0]),
+                    None,
+                    None,
+                    T,
+                    &quiet
+                ),
+                upload_to(
+                    &ep,
+                    &spec,
+                    1,
+                    0,
+                    &a2,
+                    ZShare::Msg(&z[1]),
+                    None,
+                    None,
+                    T,
+                    &quiet
+                )
             )
             .map(|_| ())
         };
@@ -1025,7 +1050,7 @@ fn a_party_cannot_hold_more_uploads_than_its_limit() {
         let held = futures::future::join_all(
             specs[..2]
                 .iter()
-                .map(|s| upload_to(&ep, s, 0, 0, &a, &z[0], None, None, T, &told)),
+                .map(|s| upload_to(&ep, s, 0, 0, &a, ZShare::Msg(&z[0]), None, None, T, &told)),
         );
         tokio::pin!(held);
         // Wait until the server holds both uploads (it says so), then try a third job.
@@ -1039,7 +1064,19 @@ fn a_party_cannot_hold_more_uploads_than_its_limit() {
             }
         }
         let quiet = ppea::net::progress::Lines(|_: &str| {});
-        let third = upload_to(&ep, &specs[2], 0, 0, &a, &z[0], None, None, T, &quiet).await;
+        let third = upload_to(
+            &ep,
+            &specs[2],
+            0,
+            0,
+            &a,
+            ZShare::Msg(&z[0]),
+            None,
+            None,
+            T,
+            &quiet,
+        )
+        .await;
         // The two held jobs time out (no party B), which gives the slots back.
         let held = held.await;
         assert!(held.iter().all(|r| r.is_err()));
@@ -1080,7 +1117,19 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     let quiet = ppea::net::progress::Lines(|_: &str| {});
     let r = rt().block_on(async {
         let ep = ia.client_endpoint().unwrap();
-        upload_to(&ep, &spec, 0, 0, &big, &z[0], None, None, T, &quiet).await
+        upload_to(
+            &ep,
+            &spec,
+            0,
+            0,
+            &big,
+            ZShare::Msg(&z[0]),
+            None,
+            None,
+            T,
+            &quiet,
+        )
+        .await
     });
     let e = r.expect_err("the upload is refused").to_string();
     assert!(e.contains("limits.memory_mib"), "{e}");

@@ -10,13 +10,15 @@ use common::TempDir;
 use common::cluster::{Cluster, Running, T, files, prepare, rt, sample, start, start_on};
 
 use ppea::eval::evaluate::{EvalProtocol, Split, judge, scopes};
-use ppea::model::align::{JobParams, PartyData, finish_party, job_seed, prepare_party};
+use ppea::model::align::{
+    JobParams, PartyData, finish_party, job_seed, prepare_party, prepare_party_streamed,
+};
 use ppea::model::blocking::{BlockingKey, candidates};
 use ppea::mpc::prg::Prg;
 use ppea::net::config::{Limits, Role};
 use ppea::net::job::{JobSpec, OutputMode};
 use ppea::net::liveness::{Liveness, Timing};
-use ppea::net::party::{run_party, upload_to};
+use ppea::net::party::{ZShare, run_party, upload_to};
 use ppea::net::tls::{Identity, write_dev_pki};
 use std::time::Duration;
 
@@ -34,10 +36,21 @@ fn run_and_judge(
     a: &PartyData,
     b: &PartyData,
 ) -> ppea::eval::evaluate::EvalReport {
+    run_and_judge_uploading(c, spec, a, a, b)
+}
+
+/// [`run_and_judge`], party A uploading `a_up` (the same rows as `a`, perhaps streamed).
+fn run_and_judge_uploading(
+    c: &Cluster,
+    spec: &JobSpec,
+    a_up: &PartyData,
+    a: &PartyData,
+    b: &PartyData,
+) -> ppea::eval::evaluate::EvalReport {
     let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
     let (ra, rb) = rt().block_on(async {
         tokio::join!(
-            run_party(spec, 0, &ia, a, T, |_| {}),
+            run_party(spec, 0, &ia, a_up, T, |_| {}),
             run_party(spec, 1, &ib, b, T, |_| {})
         )
     });
@@ -83,6 +96,42 @@ fn jobs_with_two_three_and_four_servers_take_the_reference_decisions() {
             "k = {k}: {r:?}"
         );
     }
+}
+
+/// The `party` binary never holds its rows: it computes them, and the last server's share of
+/// them, a block at a time while uploading. Such a party's upload (and its evaluation dump)
+/// must be word for word the rows it would hold: same decisions as the reference.
+#[test]
+fn a_party_streaming_its_rows_uploads_the_rows_it_would_hold() {
+    let c = Cluster::new("stream", 3, Limits::default());
+    let spec = c.spec("job-stream", eval_params());
+    let p = &spec.params;
+    let ds = sample();
+    let (sa, sb) = scopes(ds, EvalProtocol::Standard, Split::Test);
+    let key = BlockingKey::random();
+    let seed = ppea::mpc::prg::Seed::random();
+    let held = prepare_party(&ds.a, &sa, p, &key, &mut Prg::new(&seed, 0)).unwrap();
+    let streamed =
+        prepare_party_streamed(&ds.a, &sa, &[], p, &key, &mut Prg::new(&seed, 0)).unwrap();
+    assert!(streamed.z.is_empty() && streamed.streamed.is_some());
+    assert_eq!(streamed.z_words(), held.z.len());
+    let encode = |d: &PartyData| bincode::serde::encode_to_vec(d, bincode::config::standard());
+    assert_eq!(encode(&streamed).unwrap(), encode(&held).unwrap());
+    let mut rows = vec![0u64; 3 * held.width];
+    streamed.z_rows(5, &mut rows).unwrap();
+    assert_eq!(rows, held.z[5 * held.width..8 * held.width]);
+    assert!(
+        streamed.z_rows(5, &mut rows[1..]).is_err(),
+        "not whole rows"
+    );
+    assert!(
+        held.z_rows(held.rows.len() - 1, &mut rows).is_err(),
+        "past the end"
+    );
+    let b = prepare_party(&ds.b, &sb, p, &key, &mut Prg::fresh()).unwrap();
+    let r = run_and_judge_uploading(&c, &spec, &streamed, &held, &b);
+    assert_eq!(r.plaintext_agreement, 1.0);
+    assert!(r.quality.hits1 >= 0.9, "{r:?}");
 }
 
 #[test]
@@ -229,10 +278,54 @@ fn disagreements_end_the_job_with_a_reason() {
     let quiet = ppea::net::progress::Lines(|_: &str| {});
     let results = rt().block_on(async {
         tokio::join!(
-            upload_to(&ea, &spec, 0, 0, &a, &za[0], None, None, T, &quiet),
-            upload_to(&ea, &other, 1, 0, &a, &za[1], None, None, T, &quiet),
-            upload_to(&eb, &spec, 0, 1, &b, &zb[0], None, None, T, &quiet),
-            upload_to(&eb, &other, 1, 1, &b, &zb[1], None, None, T, &quiet)
+            upload_to(
+                &ea,
+                &spec,
+                0,
+                0,
+                &a,
+                ZShare::Msg(&za[0]),
+                None,
+                None,
+                T,
+                &quiet
+            ),
+            upload_to(
+                &ea,
+                &other,
+                1,
+                0,
+                &a,
+                ZShare::Msg(&za[1]),
+                None,
+                None,
+                T,
+                &quiet
+            ),
+            upload_to(
+                &eb,
+                &spec,
+                0,
+                1,
+                &b,
+                ZShare::Msg(&zb[0]),
+                None,
+                None,
+                T,
+                &quiet
+            ),
+            upload_to(
+                &eb,
+                &other,
+                1,
+                1,
+                &b,
+                ZShare::Msg(&zb[1]),
+                None,
+                None,
+                T,
+                &quiet
+            )
         )
     });
     let errs = [

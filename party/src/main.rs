@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ppea::eval::evaluate::{EvalProtocol, Split};
-use ppea::model::align::{JobParams, finish_party, prepare_party_known};
+use ppea::model::align::{JobParams, finish_party, prepare_party_streamed};
 use ppea::model::graph::Graph;
 use ppea::model::import::Format;
 use ppea::mpc::prg::Prg;
@@ -427,12 +427,14 @@ fn real_main() -> Result<()> {
             let ds = ppea::model::import::load(&dataset, Format::Native)?;
             let load = |d: &Path| -> Result<EvalDump> {
                 let p = d.join("eval-dump.bin");
-                let bytes = std::fs::read(&p).with_context(|| {
+                let f = std::fs::File::open(&p).with_context(|| {
                     format!("reading {} (was the job an evaluation job?)", p.display())
                 })?;
-                let (dump, _): (EvalDump, usize) =
-                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-                        .with_context(|| format!("{} does not decode", p.display()))?;
+                let dump: EvalDump = bincode::serde::decode_from_std_read(
+                    &mut std::io::BufReader::new(f),
+                    bincode::config::standard(),
+                )
+                .with_context(|| format!("{} does not decode", p.display()))?;
                 Ok(dump)
             };
             let (da, db) = (load(&a)?, load(&b)?);
@@ -739,7 +741,7 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         "preparing {} rows (features, neighbourhoods, keyed tokens, shuffle)",
         rows.len()
     ));
-    let mut data = prepare_party_known(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
+    let mut data = prepare_party_streamed(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
     ppea::model::audit::attach(&mut data, &g, &spec.params, &key, &labelled)?;
     let prepare_seconds = t_prep.elapsed().as_secs_f64();
     bar.done(&format!(
@@ -788,7 +790,7 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         "wall_seconds": t0.elapsed().as_secs_f64(),
         "prepare_seconds": prepare_seconds,
         "known_links": known.len(),
-        "upload_bytes": data.z.len() * 8 + 40 * (spec.servers.len() - 1)
+        "upload_bytes": data.z_words() * 8 + 40 * (spec.servers.len() - 1)
             + if data.audit.is_empty() { 0 } else { data.audit.len() * 8 + 40 * (spec.servers.len() - 1) }
             + 8 * spec.servers.len() * (data.tokens.own.iter().chain(&data.tokens.neighbour).map(Vec::len).sum::<usize>() + 2 * data.rows.len()),
     });
@@ -865,12 +867,23 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
                 let dump = EvalDump {
                     job: job.job.clone(),
                     params: params.clone(),
-                    data: data.clone(),
+                    data,
                     results,
                 };
-                let bytes = bincode::serde::encode_to_vec(&dump, bincode::config::standard())?;
+                // Written as encoded (a streamed party's rows are computed as they are
+                // written), then renamed: never a half-written dump.
                 let tmp = out.join(".eval-dump.bin.tmp");
-                std::fs::write(&tmp, bytes)?;
+                let write = || -> Result<()> {
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                    bincode::serde::encode_into_std_write(
+                        &dump,
+                        &mut f,
+                        bincode::config::standard(),
+                    )?;
+                    std::io::Write::flush(&mut f)?;
+                    Ok(())
+                };
+                write().with_context(|| format!("writing {}", tmp.display()))?;
                 std::fs::rename(&tmp, out.join("eval-dump.bin"))?;
             }
         }

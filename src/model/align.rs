@@ -27,9 +27,10 @@
 use crate::error::{Error, Result};
 use crate::model::anchors::Structure;
 use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
-use crate::model::features::{ModelParams, sample_neighbours};
+use crate::model::features::ModelParams;
 use crate::model::graph::Graph;
 use crate::model::upload_check::{UploadBounds, check_uploads};
+use crate::model::upload_rows::UploadRows;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::Correlations;
 use crate::mpc::engine::Engine;
@@ -248,12 +249,13 @@ impl JobParams {
     }
 }
 
-/// What a party computed locally, in upload order.
-#[derive(Clone, serde::Serialize, serde::Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+/// What a party computed locally, in upload order. Serialized (for evaluation dumps) with `z`
+/// as words even when it is streamed: the rows are then computed a block at a time as written.
+#[derive(Clone, serde::Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct PartyData {
     /// Upload row -> entity index (a random permutation of the aligned entities).
     pub rows: Vec<u32>,
-    /// Fixed-point vectors, `rows x width`.
+    /// Fixed-point vectors, `rows x width`; empty when they are streamed (`streamed`).
     pub z: Vec<u64>,
     /// Row length of `z`.
     pub width: usize,
@@ -270,6 +272,79 @@ pub struct PartyData {
     #[serde(default)]
     #[zeroize(skip)]
     pub groups: Vec<String>,
+    /// The source of `z`, when the rows are computed as they are uploaded instead of held
+    /// ([`prepare_party_streamed`]; it wipes its own vectors on drop).
+    #[serde(skip)]
+    #[zeroize(skip)]
+    pub streamed: Option<std::sync::Arc<UploadRows>>,
+}
+
+impl serde::Serialize for PartyData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // The derived layout's fields, in order (`streamed` is not serialized).
+        let mut st = s.serialize_struct("PartyData", 7)?;
+        st.serialize_field("rows", &self.rows)?;
+        st.serialize_field("z", &ZWords(self))?;
+        st.serialize_field("width", &self.width)?;
+        st.serialize_field("tokens", &self.tokens)?;
+        st.serialize_field("ids", &self.ids)?;
+        st.serialize_field("audit", &self.audit)?;
+        st.serialize_field("groups", &self.groups)?;
+        st.end()
+    }
+}
+
+/// A party's `z` as a sequence of words, computed a block of rows at a time when streamed.
+struct ZWords<'a>(&'a PartyData);
+
+impl serde::Serialize for ZWords<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq};
+        let d = self.0;
+        let (len, w) = (d.z_words(), d.width.max(1));
+        let mut seq = s.serialize_seq(Some(len))?;
+        let rows = ((1 << 16) / w).max(1);
+        let mut buf = vec![0u64; rows * w];
+        let mut r = 0;
+        while r * w < len {
+            let part = &mut buf[..(len - r * w).min(rows * w)];
+            d.z_rows(r, part).map_err(S::Error::custom)?;
+            for v in part.iter() {
+                seq.serialize_element(v)?;
+            }
+            r += rows;
+        }
+        seq.end()
+    }
+}
+
+impl PartyData {
+    /// Words of `z` (`rows x width`), held or streamed.
+    pub fn z_words(&self) -> usize {
+        self.rows.len() * self.width
+    }
+
+    /// Rows `first..first + out.len() / width` of `z` into `out` (whole rows): copied when
+    /// `z` is held, computed when it is streamed.
+    pub fn z_rows(&self, first: usize, out: &mut [u64]) -> Result<()> {
+        if let Some(src) = &self.streamed {
+            return src.fill(first, out);
+        }
+        let at = first * self.width;
+        match self.z.get(at..at + out.len()) {
+            Some(v) if self.width > 0 && out.len().is_multiple_of(self.width) => {
+                out.copy_from_slice(v);
+                Ok(())
+            }
+            _ => Err(Error::invalid(format!(
+                "upload rows: {} words from row {first} are not whole rows of {} within {} rows",
+                out.len(),
+                self.width,
+                self.rows.len()
+            ))),
+        }
+    }
 }
 
 impl std::fmt::Debug for PartyData {
@@ -337,8 +412,34 @@ pub fn prepare_party_known(
     key: &BlockingKey,
     shuffle: &mut Prg,
 ) -> Result<PartyData> {
+    prepare(g, scope, known, p, key, shuffle, false)
+}
+
+/// [`prepare_party_known`] without computing `z`: its rows are computed from
+/// [`PartyData::streamed`] as they are uploaded (the networked party; memory per party then
+/// grows with the level-0 vectors, `dim` words per entity, not with the upload's width).
+pub fn prepare_party_streamed(
+    g: &Graph,
+    scope: &[u32],
+    known: &[u32],
+    p: &JobParams,
+    key: &BlockingKey,
+    shuffle: &mut Prg,
+) -> Result<PartyData> {
+    prepare(g, scope, known, p, key, shuffle, true)
+}
+
+fn prepare(
+    g: &Graph,
+    scope: &[u32],
+    known: &[u32],
+    p: &JobParams,
+    key: &BlockingKey,
+    shuffle: &mut Prg,
+    stream: bool,
+) -> Result<PartyData> {
     p.validate()?;
-    let st = Structure::new(g, known, &p.model, key)?;
+    let mut st = Structure::new(g, known, &p.model, key)?;
     let mut rows: Vec<u32> = scope
         .iter()
         .copied()
@@ -354,21 +455,19 @@ pub fn prepare_party_known(
         rows.swap(i, j);
     }
     let width = p.model.width();
-    let z_all = st.embed(g, &p.model);
-    let fp = FixedPoint::new(p.frac_bits)?;
-    let mut z = Vec::with_capacity(rows.len() * width);
-    for &e in &rows {
-        for &x in &z_all[e as usize * width..(e as usize + 1) * width] {
-            z.push(fp.encode(x)?);
-        }
-    }
-    let samples = sample_neighbours(g, p.model.level1_cap, &p.model.sampling_salt);
-    let mut tokens = tokens(key, &g.names, &samples, &rows);
+    let embedder = st.embedder(g, &p.model);
+    let mut tokens = tokens(key, &g.names, embedder.level1_samples(), &rows);
     for (t, &e) in tokens.neighbour.iter_mut().zip(&rows) {
         t.extend_from_slice(&st.tokens[e as usize]);
         t.sort_unstable();
         t.dedup();
     }
+    let source = UploadRows::new(embedder, rows.clone(), FixedPoint::new(p.frac_bits)?)?;
+    let (z, streamed) = if stream {
+        (Vec::new(), Some(std::sync::Arc::new(source)))
+    } else {
+        (source.all()?, None)
+    };
     let mut ids = Vec::new();
     if p.share_partner_ids {
         for &e in &rows {
@@ -383,6 +482,7 @@ pub fn prepare_party_known(
         ids,
         audit: Vec::new(),
         groups: Vec::new(),
+        streamed,
     })
 }
 

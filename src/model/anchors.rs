@@ -23,7 +23,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::blocking::{BlockingKey, keyed};
-use crate::model::features::{ModelParams, words};
+use crate::model::features::{Embedder, ModelParams, words};
 use crate::model::graph::Graph;
 use crate::model::three_view::{Propagation, Shape};
 use std::collections::HashMap;
@@ -241,26 +241,15 @@ impl Structure {
         }
     }
 
-    /// The vectors `z` of every entity (see [`crate::model::features::embed`]) with the anchor
-    /// block, from structural level-0 vectors when names are opaque and links are known.
-    pub fn embed(&self, g: &Graph, p: &ModelParams) -> Vec<f64> {
-        let mut z = match &self.level0 {
-            Some(e) => crate::model::features::embed_from(g, p, e.clone()),
-            None => crate::model::features::embed(g, p),
+    /// The rows `z` of every entity (see [`crate::model::features::Embedder`]) with the anchor
+    /// block, from structural level-0 vectors when names are opaque and links are known. Moves
+    /// the block and the structural vectors out of `self` (memory: they are row-sized).
+    pub fn embedder(&mut self, g: &Graph, p: &ModelParams) -> Embedder {
+        let e = match self.level0.take() {
+            Some(e) => e,
+            None => crate::model::features::level0(g, p.dim),
         };
-        self.fill(&mut z, p);
-        z
-    }
-
-    /// Writes the anchor block into the last `anchor_len` entries of every row of `z`.
-    fn fill(&self, z: &mut [f64], p: &ModelParams) {
-        let (w, al) = (p.width(), p.anchor_len());
-        if al == 0 {
-            return;
-        }
-        for (row, src) in z.chunks_exact_mut(w).zip(self.block.chunks_exact(al)) {
-            row[w - al..].copy_from_slice(src);
-        }
+        Embedder::new(g, p, e).with_block(std::mem::take(&mut self.block), p.anchor_len())
     }
 }
 

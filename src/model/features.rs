@@ -22,6 +22,7 @@
 //! `<z_a, z_b> = cos(e_a, e_b) + w1 cos(h_a, h_b) + w2 att(a, b)`.
 
 use crate::model::graph::Graph;
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// Model parameters shared by both parties of a job.
@@ -256,24 +257,37 @@ fn entity_features(g: &Graph, i: usize, attrs: &[Vec<&str>]) -> HashMap<String, 
 }
 
 /// Level-0 vectors of all entities, row-major `len x dim`, each L2-normalised.
+///
+/// Two passes, so that no entity's feature map outlives its use (memory: a million entities'
+/// maps took several GB): the first counts document frequencies, the second recomputes each
+/// entity's features and hashes them into its row, both in parallel.
 pub fn level0(g: &Graph, dim: usize) -> Vec<f64> {
     let mut attrs: Vec<Vec<&str>> = vec![Vec::new(); g.len()];
     for (e, _, v) in &g.attributes {
         attrs[*e as usize].push(v.as_str());
     }
-    let feats: Vec<_> = (0..g.len())
-        .map(|i| entity_features(g, i, &attrs))
-        .collect();
-    let mut df: HashMap<&str, u32> = HashMap::new();
-    for f in &feats {
-        for k in f.keys() {
-            *df.entry(k.as_str()).or_default() += 1;
-        }
-    }
+    let attrs = &attrs;
+    let df: HashMap<String, u32> = (0..g.len())
+        .into_par_iter()
+        .fold(HashMap::new, |mut df: HashMap<String, u32>, i| {
+            for k in entity_features(g, i, attrs).into_keys() {
+                *df.entry(k).or_default() += 1;
+            }
+            df
+        })
+        .reduce(HashMap::new, |mut big, mut small| {
+            if big.len() < small.len() {
+                std::mem::swap(&mut big, &mut small);
+            }
+            for (k, c) in small {
+                *big.entry(k).or_default() += c;
+            }
+            big
+        });
     let n = g.len() as f64;
     let mut out = vec![0f64; g.len() * dim];
-    for (i, f) in feats.iter().enumerate() {
-        let row = &mut out[i * dim..(i + 1) * dim];
+    out.par_chunks_mut(dim).enumerate().for_each(|(i, row)| {
+        let f = entity_features(g, i, attrs);
         // Sorted for a deterministic summation order.
         let mut keys: Vec<_> = f.iter().collect();
         keys.sort_by(|a, b| a.0.cmp(b.0));
@@ -284,7 +298,7 @@ pub fn level0(g: &Graph, dim: usize) -> Vec<f64> {
             row[(h % dim as u64) as usize] += sign * w * idf * (1.0 + (c as f64).ln());
         }
         normalize(row);
-    }
+    });
     out
 }
 
@@ -333,15 +347,19 @@ pub fn sample_neighbours(g: &Graph, cap: usize, salt: &str) -> Vec<Vec<(u32, f64
 /// Level-1 vectors: weighted sums of sampled neighbours' level-0 vectors, L2-normalised.
 pub fn level1(e: &[f64], dim: usize, samples: &[Vec<(u32, f64)>]) -> Vec<f64> {
     let mut out = vec![0f64; samples.len() * dim];
-    for (i, s) in samples.iter().enumerate() {
-        let row = &mut out[i * dim..(i + 1) * dim];
-        for &(n, w) in s {
-            let src = &e[n as usize * dim..(n as usize + 1) * dim];
-            row.iter_mut().zip(src).for_each(|(r, x)| *r += w * x);
-        }
-        normalize(row);
+    for (row, s) in out.chunks_exact_mut(dim).zip(samples) {
+        level1_row(e, dim, s, row);
     }
     out
+}
+
+/// One level-1 vector (`out` zero on entry, `dim` long).
+fn level1_row(e: &[f64], dim: usize, s: &[(u32, f64)], out: &mut [f64]) {
+    for &(n, w) in s {
+        let src = &e[n as usize * dim..(n as usize + 1) * dim];
+        out.iter_mut().zip(src).for_each(|(r, x)| *r += w * x);
+    }
+    normalize(out);
 }
 
 /// The public random projection of the attention sketch (`dim x pdim`, entries +-1).
@@ -357,19 +375,12 @@ fn projection(dim: usize, pdim: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Attention sketches `sum_u w_u sym(p_u (x) p_u)`, row-major `len x pdim (pdim + 1) / 2`.
-pub fn attention_sketch(
-    e: &[f64],
-    dim: usize,
-    pdim: usize,
-    samples: &[Vec<(u32, f64)>],
-) -> Vec<f64> {
+/// The level-0 vectors under the sketch's projection, each L2-normalised (`len x pdim`).
+fn projected(e: &[f64], dim: usize, pdim: usize) -> Vec<f64> {
     let proj = projection(dim, pdim);
-    let n = e.len() / dim;
-    let mut p = vec![0f64; n * pdim];
-    for i in 0..n {
+    let mut p = vec![0f64; e.len() / dim * pdim];
+    p.par_chunks_mut(pdim).enumerate().for_each(|(i, out)| {
         let row = &e[i * dim..(i + 1) * dim];
-        let out = &mut p[i * pdim..(i + 1) * pdim];
         for (r, x) in row.iter().enumerate() {
             if *x != 0.0 {
                 for (c, o) in out.iter_mut().enumerate() {
@@ -378,24 +389,39 @@ pub fn attention_sketch(
             }
         }
         normalize(out);
-    }
-    let len = pdim * (pdim + 1) / 2;
-    let mut out = vec![0f64; samples.len() * len];
+    });
+    p
+}
+
+/// One attention sketch from the projected vectors `p` (`out` zero on entry).
+fn sketch_row(p: &[f64], pdim: usize, s: &[(u32, f64)], out: &mut [f64]) {
     let sqrt2 = std::f64::consts::SQRT_2;
-    for (i, s) in samples.iter().enumerate() {
-        let row = &mut out[i * len..(i + 1) * len];
-        for &(nb, w) in s {
-            let v = &p[nb as usize * pdim..(nb as usize + 1) * pdim];
-            let mut k = 0;
-            for a in 0..pdim {
-                row[k] += w * v[a] * v[a];
+    for &(nb, w) in s {
+        let v = &p[nb as usize * pdim..(nb as usize + 1) * pdim];
+        let mut k = 0;
+        for a in 0..pdim {
+            out[k] += w * v[a] * v[a];
+            k += 1;
+            for b in a + 1..pdim {
+                out[k] += w * sqrt2 * v[a] * v[b];
                 k += 1;
-                for b in a + 1..pdim {
-                    row[k] += w * sqrt2 * v[a] * v[b];
-                    k += 1;
-                }
             }
         }
+    }
+}
+
+/// Attention sketches `sum_u w_u sym(p_u (x) p_u)`, row-major `len x pdim (pdim + 1) / 2`.
+pub fn attention_sketch(
+    e: &[f64],
+    dim: usize,
+    pdim: usize,
+    samples: &[Vec<(u32, f64)>],
+) -> Vec<f64> {
+    let p = projected(e, dim, pdim);
+    let len = pdim * (pdim + 1) / 2;
+    let mut out = vec![0f64; samples.len() * len];
+    for (row, s) in out.chunks_exact_mut(len).zip(samples) {
+        sketch_row(&p, pdim, s, row);
     }
     out
 }
@@ -404,38 +430,134 @@ pub fn attention_sketch(
 /// `len x width`; the anchor block (last `anchor_len` entries) is left zero for
 /// [`crate::model::anchors`] to fill.
 pub fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
-    embed_from(g, p, level0(g, p.dim))
+    Embedder::new(g, p, level0(g, p.dim)).all()
 }
 
-/// [`embed`] from given level-0 vectors (`len x dim`, unit or zero rows).
-pub fn embed_from(g: &Graph, p: &ModelParams, e: Vec<f64>) -> Vec<f64> {
-    let d = p.dim;
-    let s1 = sample_neighbours(g, p.level1_cap, &p.sampling_salt);
-    let h = level1(&e, d, &s1);
-    let sl = p.sketch_len();
-    let t = if sl > 0 {
-        let s2 = sample_neighbours(g, p.sample_cap, &p.sampling_salt);
-        attention_sketch(&e, d, p.attention_dim, &s2)
-    } else {
-        Vec::new()
-    };
-    let w = p.width();
-    let (r1, r2) = (p.neighbour_weight.sqrt(), p.attention_weight.sqrt());
-    let mut z = vec![0f64; g.len() * w];
-    for i in 0..g.len() {
-        let row = &mut z[i * w..(i + 1) * w];
-        row[..d].copy_from_slice(&e[i * d..(i + 1) * d]);
-        for (o, x) in row[d..2 * d].iter_mut().zip(&h[i * d..(i + 1) * d]) {
-            *o = r1 * x;
-        }
-        for (o, x) in row[2 * d..2 * d + sl]
-            .iter_mut()
-            .zip(&t[i * sl..(i + 1) * sl])
-        {
-            *o = r2 * x;
+/// Computes the vectors `z` one row at a time from what they are made of (the level-0
+/// vectors, the neighbour samples, the projected vectors and, with known links, the anchor
+/// block), so that a party never needs every row at once: a million entities' rows are 5 GB
+/// at the default width, the level-0 vectors 2 GB. [`Embedder::all`] gives every row.
+/// `Debug` shows only sizes; the vectors are wiped on drop.
+pub struct Embedder {
+    dim: usize,
+    pdim: usize,
+    sketch: usize,
+    width: usize,
+    r1: f64,
+    r2: f64,
+    e: Vec<f64>,
+    level1: Vec<Vec<(u32, f64)>>,
+    attention: Vec<Vec<(u32, f64)>>,
+    projected: Vec<f64>,
+    block: Vec<f64>,
+    block_len: usize,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Embedder(rows={}, width={}, <redacted>)",
+            self.len(),
+            self.width
+        )
+    }
+}
+
+impl Drop for Embedder {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.e.zeroize();
+        self.projected.zeroize();
+        self.block.zeroize();
+    }
+}
+
+impl Embedder {
+    /// The rows of `g` from level-0 vectors `e` (`len x dim`, unit or zero rows), without an
+    /// anchor block (it stays zero until [`Embedder::with_block`]).
+    pub fn new(g: &Graph, p: &ModelParams, e: Vec<f64>) -> Embedder {
+        let d = p.dim;
+        let sketch = p.sketch_len();
+        let (attention, projected) = if sketch > 0 {
+            (
+                sample_neighbours(g, p.sample_cap, &p.sampling_salt),
+                projected(&e, d, p.attention_dim),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Embedder {
+            dim: d,
+            pdim: p.attention_dim,
+            sketch,
+            width: p.width(),
+            r1: p.neighbour_weight.sqrt(),
+            r2: p.attention_weight.sqrt(),
+            level1: sample_neighbours(g, p.level1_cap, &p.sampling_salt),
+            attention,
+            projected,
+            e,
+            block: Vec::new(),
+            block_len: 0,
         }
     }
-    z
+
+    /// Sets the last `len` entries of every row (`block` is `rows x len`, already weighted).
+    pub fn with_block(mut self, block: Vec<f64>, len: usize) -> Embedder {
+        self.block = block;
+        self.block_len = if self.block.is_empty() { 0 } else { len };
+        self
+    }
+
+    /// Rows (entities).
+    pub fn len(&self) -> usize {
+        self.level1.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Words per row.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The level-1 neighbour samples (`(neighbour, weight)` per entity; they also choose the
+    /// neighbour tokens of blocking).
+    pub fn level1_samples(&self) -> &[Vec<(u32, f64)>] {
+        &self.level1
+    }
+
+    /// Entity `i`'s row into `out` (`width` long; every entry written).
+    pub fn row(&self, i: usize, out: &mut [f64]) {
+        let (d, sl, w) = (self.dim, self.sketch, self.width);
+        out.fill(0.0);
+        out[..d].copy_from_slice(&self.e[i * d..(i + 1) * d]);
+        let h = &mut out[d..2 * d];
+        level1_row(&self.e, d, &self.level1[i], h);
+        h.iter_mut().for_each(|x| *x *= self.r1);
+        if sl > 0 {
+            let t = &mut out[2 * d..2 * d + sl];
+            sketch_row(&self.projected, self.pdim, &self.attention[i], t);
+            t.iter_mut().for_each(|x| *x *= self.r2);
+        }
+        let bl = self.block_len;
+        if bl > 0 {
+            out[w - bl..].copy_from_slice(&self.block[i * bl..(i + 1) * bl]);
+        }
+    }
+
+    /// Every row, row-major `len x width`.
+    pub fn all(&self) -> Vec<f64> {
+        let mut z = vec![0f64; self.len() * self.width];
+        z.par_chunks_mut(self.width)
+            .enumerate()
+            .for_each(|(i, row)| self.row(i, row));
+        z
+    }
 }
 
 #[cfg(test)]
@@ -475,6 +597,61 @@ mod tests {
         assert!((fr[&0] - 0.5).abs() < 1e-9 || (fr[&0] - 0.25 - 0.25).abs() < 1e-9);
         assert!((s[1].iter().map(|x| x.1).sum::<f64>() - 1.0).abs() < 1e-9);
         assert!(sample_neighbours(&g, 1, "x")[1].len() == 1);
+    }
+
+    #[test]
+    fn embedder_rows_are_the_blocks_of_z() {
+        let g = toy();
+        for p in [
+            ModelParams::default(),
+            ModelParams {
+                attention_weight: 0.0,
+                dim: 16,
+                ..ModelParams::default()
+            },
+        ] {
+            let (d, sl, w) = (p.dim, p.sketch_len(), p.width());
+            let e = level0(&g, d);
+            let h = level1(
+                &e,
+                d,
+                &sample_neighbours(&g, p.level1_cap, &p.sampling_salt),
+            );
+            let t = if sl > 0 {
+                let s2 = sample_neighbours(&g, p.sample_cap, &p.sampling_salt);
+                attention_sketch(&e, d, p.attention_dim, &s2)
+            } else {
+                Vec::new()
+            };
+            let (r1, r2) = (p.neighbour_weight.sqrt(), p.attention_weight.sqrt());
+            let z = embed(&g, &p);
+            let mut row = vec![1.5; w];
+            for i in 0..g.len() {
+                let zi = &z[i * w..(i + 1) * w];
+                assert_eq!(zi[..d], e[i * d..(i + 1) * d]);
+                let hi: Vec<f64> = h[i * d..(i + 1) * d].iter().map(|x| r1 * x).collect();
+                assert_eq!(zi[d..2 * d], hi[..]);
+                let ti: Vec<f64> = t[i * sl..(i + 1) * sl].iter().map(|x| r2 * x).collect();
+                assert_eq!(zi[2 * d..2 * d + sl], ti[..]);
+                assert!(zi[2 * d + sl..].iter().all(|&x| x == 0.0));
+                // One row alone (over a dirty buffer) is the same row.
+                let emb = Embedder::new(&g, &p, e.clone());
+                emb.row(i, &mut row);
+                assert_eq!(row, zi);
+            }
+            // An anchor block fills the last entries.
+            let mut pk = p.clone();
+            pk.known_links = true;
+            pk.anchor_dim = 8;
+            let block: Vec<f64> = (0..g.len() * 8).map(|k| k as f64).collect();
+            let emb = Embedder::new(&g, &pk, e.clone()).with_block(block.clone(), 8);
+            let zk = emb.all();
+            let wk = pk.width();
+            for i in 0..g.len() {
+                assert_eq!(zk[i * wk + wk - 8..(i + 1) * wk], block[i * 8..(i + 1) * 8]);
+                assert_eq!(zk[i * wk..i * wk + w], z[i * w..(i + 1) * w]);
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! * [`audit`]: the private per-group audit with distributed differential-privacy noise;
 //! * [`upload_check`]: range checks of both uploads on shares, so that no party can steer the
 //!   other's results with vectors no graph could produce;
+//! * [`upload_rows`]: a party's upload vectors, computed a block of rows at a time;
 //! * [`align`]: party preparation, the secure pipeline on the servers, reading results, and the
 //!   plaintext reference of the same model;
 //! * [`footprint`]: the memory a job needs on a server and on the dealer, from its sizes.
@@ -32,3 +33,4 @@ pub mod graph;
 pub mod import;
 pub mod three_view;
 pub mod upload_check;
+pub mod upload_rows;

@@ -125,17 +125,31 @@ pub fn share_with(x: &[u64], k: usize, prg: &mut Prg) -> Vec<Share> {
 /// Splits `x` into `k` PRG-compressed share messages: `k - 1` fresh seeds and one explicit
 /// correction for the last server.
 pub fn share_compressed(x: &[u64], k: usize) -> Result<Vec<ShareMsg>> {
-    check_servers(k)?;
+    let seeds = share_seeds(k)?;
     let mut last = x.to_vec();
-    let mut out = Vec::with_capacity(k);
-    for _ in 0..k - 1 {
-        let seed = Seed::random();
-        // Subtracted part by part as drawn: the seed's expansion is never held whole.
-        crate::mpc::prg::combine_stream(&seed, 0, 0, &mut last, ring::sub_assign);
-        out.push(ShareMsg::Seed { seed, len: x.len() });
-    }
+    to_last_share(&seeds, 0, &mut last);
+    let mut out: Vec<ShareMsg> = seeds
+        .into_iter()
+        .map(|seed| ShareMsg::Seed { seed, len: x.len() })
+        .collect();
     out.push(ShareMsg::Explicit(last));
     Ok(out)
+}
+
+/// The shares of servers `0..k - 1` of a PRG-compressed sharing: `k - 1` fresh seeds from the
+/// OS-seeded CSPRNG. Server `s` expands its seed (stream 0) into its words.
+pub fn share_seeds(k: usize) -> Result<Vec<Seed>> {
+    check_servers(k)?;
+    Ok((0..k - 1).map(|_| Seed::random()).collect())
+}
+
+/// Turns words `at..at + part.len()` of the shared vector (in `part`) into the same words of the
+/// last server's share, `x - sum_s PRG(seed_s)`, so that the correction can be computed a part
+/// at a time (the seeds' expansions are drawn from position `at`, never held whole).
+pub fn to_last_share(seeds: &[Seed], at: usize, part: &mut [u64]) {
+    for seed in seeds {
+        crate::mpc::prg::combine_stream(seed, 0, at as u64, part, ring::sub_assign);
+    }
 }
 
 /// Adds up all shares.

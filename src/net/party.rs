@@ -3,13 +3,14 @@
 
 use crate::error::{Error, PeerName, Result};
 use crate::model::align::{JobParams, PartyData};
+use crate::mpc::prg::Seed;
 use crate::mpc::share::ShareMsg;
 use crate::net::dial::open;
 use crate::net::job::{Hello, JobSpec, JobStats, Node, Outcome, OutputMode};
 use crate::net::liveness::{Liveness, Timing};
 use crate::net::progress::{Lines, PartyEvent, PartyProgress};
 use crate::net::tls::{Identity, TlsFiles};
-use crate::net::upload::{send_share, send_tokens};
+use crate::net::upload::{send_last_share, send_share, send_tokens};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -36,6 +37,26 @@ impl std::fmt::Debug for ServerResult {
     }
 }
 
+/// One server's share of a party's `z`, as it is sent.
+#[derive(Clone, Copy)]
+pub enum ZShare<'a> {
+    /// A message made beforehand (a seed, or explicit words).
+    Msg(&'a ShareMsg),
+    /// The last server's correction `z - sum_s PRG(seed_s)` for the other servers' seeds,
+    /// computed from the party's data a block of rows at a time while it is sent (memory: a
+    /// block, not the upload).
+    Last(&'a [Seed]),
+}
+
+impl ZShare<'_> {
+    fn wire_bytes(&self, data: &PartyData) -> usize {
+        match self {
+            ZShare::Msg(m) => m.wire_bytes(),
+            ZShare::Last(_) => 8 * data.z_words(),
+        }
+    }
+}
+
 /// Uploads one party's share for server `j` of `spec` and waits for that server's result.
 #[allow(clippy::too_many_arguments)]
 pub async fn upload_to(
@@ -44,7 +65,7 @@ pub async fn upload_to(
     j: usize,
     side: u8,
     data: &PartyData,
-    z: &ShareMsg,
+    z: ZShare<'_>,
     ids: Option<&ShareMsg>,
     audit: Option<&ShareMsg>,
     timing: impl Into<Timing>,
@@ -69,7 +90,10 @@ pub async fn upload_to(
         };
         let sent = async {
             s.control(&hello).await?;
-            send_share(&mut s, z).await?;
+            match z {
+                ZShare::Msg(m) => send_share(&mut s, m).await?,
+                ZShare::Last(seeds) => send_last_share(&mut s, data, seeds).await?,
+            }
             if let Some(ids) = ids {
                 send_share(&mut s, ids).await?;
             }
@@ -205,12 +229,12 @@ async fn with_ticks<T>(fut: impl std::future::Future<Output = T>, tick: impl Fn(
 
 /// Bytes of an upload to one server as framed on its stream (an estimate for progress: the
 /// control messages are counted at a few bytes each).
-fn upload_bytes(data: &PartyData, z: &ShareMsg, ids: Option<&ShareMsg>) -> u64 {
+fn upload_bytes(data: &PartyData, z: ZShare<'_>, ids: Option<&ShareMsg>) -> u64 {
     let tokens: usize = (data.tokens.own.iter())
         .chain(&data.tokens.neighbour)
         .map(Vec::len)
         .sum();
-    let frames = z.wire_bytes() + ids.map_or(0, ShareMsg::wire_bytes);
+    let frames = z.wire_bytes(data) + ids.map_or(0, ShareMsg::wire_bytes);
     (frames + 8 * (tokens + 2 * data.rows.len()) + 4 * 9 + 512) as u64
 }
 
@@ -242,7 +266,16 @@ pub async fn run_party_with(
     let timing = timing.into();
     let k = spec.servers.len();
     let ep = identity.client_endpoint_with(&timing.liveness)?;
-    let z = crate::mpc::share::share_compressed(&data.z, k)?;
+    // `z` is the one row-sized part of the upload: the seed servers get seeds, the last
+    // server's correction is computed as it is sent (never held whole).
+    let seeds = crate::mpc::share::share_seeds(k)?;
+    let z: Vec<ShareMsg> = seeds
+        .iter()
+        .map(|seed| ShareMsg::Seed {
+            seed: seed.clone(),
+            len: data.z_words(),
+        })
+        .collect();
     let ids = if spec.params.share_partner_ids {
         Some(crate::mpc::share::share_compressed(&data.ids, k)?)
     } else {
@@ -258,7 +291,7 @@ pub async fn run_party_with(
     } else {
         None
     };
-    let (z, ids, audit, ep_ref) = (&z, &ids, &audit, &ep);
+    let (z, seeds, ids, audit, ep_ref) = (&z, &seeds[..], &ids, &audit, &ep);
     let mut pending: futures::stream::FuturesUnordered<_> = (0..k)
         .map(|j| async move {
             let r = upload_to(
@@ -267,7 +300,7 @@ pub async fn run_party_with(
                 j,
                 side,
                 data,
-                &z[j],
+                z.get(j).map_or(ZShare::Last(seeds), ZShare::Msg),
                 ids.as_ref().map(|v| &v[j]),
                 audit.as_ref().map(|v| &v[j]),
                 timing,

@@ -3,10 +3,11 @@
 //! expects.
 
 use crate::error::{Error, PeerName, Result};
+use crate::model::align::PartyData;
 use crate::model::blocking::{MAX_TOKENS_PER_ROW, Tokens};
 use crate::mpc::digest::sha256;
 use crate::mpc::prg::Seed;
-use crate::mpc::share::ShareMsg;
+use crate::mpc::share::{ShareMsg, to_last_share};
 use crate::net::job::Digest;
 use crate::net::wire::{FrameRecv, FrameSend};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,36 @@ pub(crate) async fn send_share(s: &mut FrameSend, m: &ShareMsg) -> Result<()> {
         }
     }
 }
+
+/// Sends the last server's share of a party's `z` (`x - sum_s PRG(seed_s)` for the other
+/// servers' `seeds`) as an explicit share, computing it a block of rows at a time from `data`
+/// (the rows themselves are computed there when the party streams them): the same frames as
+/// [`send_share`] of the whole correction, without holding it.
+pub(crate) async fn send_last_share(
+    s: &mut FrameSend,
+    data: &PartyData,
+    seeds: &[Seed],
+) -> Result<()> {
+    let (len, w) = (data.z_words(), data.width.max(1));
+    s.control(&ShareHead::Explicit(len as u64)).await?;
+    // At most 8 MiB per block, and at least 8 blocks, so that every upload (every test too)
+    // crosses block boundaries.
+    let rows = data
+        .rows
+        .len()
+        .div_ceil(8)
+        .clamp(1, (LAST_SHARE_BLOCK_WORDS / w).max(1));
+    let block = w * rows;
+    s.words_with(len, block, |at, out| {
+        data.z_rows(at / w, out)?;
+        to_last_share(seeds, at, out);
+        Ok(())
+    })
+    .await
+}
+
+/// Words of the last server's share computed per block while it is sent (8 MiB).
+const LAST_SHARE_BLOCK_WORDS: usize = 1 << 20;
 
 pub(crate) async fn recv_share(
     r: &mut FrameRecv,

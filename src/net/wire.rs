@@ -120,17 +120,41 @@ impl FrameSend {
 
     /// Streams a vector of ring elements.
     pub async fn words(&mut self, w: &[u64]) -> Result<()> {
+        self.words_with(w.len(), CHUNK_WORDS, |at, out| {
+            out.copy_from_slice(&w[at..at + out.len()]);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Streams `len` ring elements produced `block` at a time by `fill(at, out)` (words
+    /// `at..at + out.len()`), as one data frame like [`FrameSend::words`]: the sender never holds
+    /// more than a block. If `fill` fails, the frame stays incomplete (the peer sees a short
+    /// frame, never a wrong one) and the error is returned.
+    pub async fn words_with(
+        &mut self,
+        len: usize,
+        block: usize,
+        mut fill: impl FnMut(usize, &mut [u64]) -> Result<()>,
+    ) -> Result<()> {
         let mut head = [0u8; 9];
         head[0] = WORDS;
-        head[1..].copy_from_slice(&(w.len() as u64).to_le_bytes());
+        head[1..].copy_from_slice(&(len as u64).to_le_bytes());
         self.s.write_all(&head).await.map_err(|e| self.lost(e))?;
-        let mut buf = Vec::with_capacity(8 * CHUNK_WORDS.min(w.len()));
-        for chunk in w.chunks(CHUNK_WORDS) {
-            buf.clear();
-            for v in chunk {
-                buf.extend_from_slice(&v.to_le_bytes());
+        let mut words = vec![0u64; block.max(1).min(len)];
+        let mut bytes = Vec::with_capacity(8 * CHUNK_WORDS.min(len));
+        let mut at = 0;
+        while at < len {
+            let part = &mut words[..(len - at).min(block.max(1))];
+            fill(at, part)?;
+            for chunk in part.chunks(CHUNK_WORDS) {
+                bytes.clear();
+                for v in chunk {
+                    bytes.extend_from_slice(&v.to_le_bytes());
+                }
+                self.s.write_all(&bytes).await.map_err(|e| self.lost(e))?;
             }
-            self.s.write_all(&buf).await.map_err(|e| self.lost(e))?;
+            at += part.len();
         }
         Ok(())
     }

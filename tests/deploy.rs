@@ -116,7 +116,12 @@ fn a_party_streaming_its_rows_uploads_the_rows_it_would_hold() {
     assert!(streamed.z.is_empty() && streamed.streamed.is_some());
     assert_eq!(streamed.z_words(), held.z.len());
     let encode = |d: &PartyData| bincode::serde::encode_to_vec(d, bincode::config::standard());
-    assert_eq!(encode(&streamed).unwrap(), encode(&held).unwrap());
+    let bytes = encode(&streamed).unwrap();
+    assert_eq!(bytes, encode(&held).unwrap());
+    let (back, _): (PartyData, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+    assert!(back.streamed.is_none());
+    assert_eq!((&back.z, &back.rows), (&held.z, &held.rows));
     let mut rows = vec![0u64; 3 * held.width];
     streamed.z_rows(5, &mut rows).unwrap();
     assert_eq!(rows, held.z[5 * held.width..8 * held.width]);
@@ -128,6 +133,31 @@ fn a_party_streaming_its_rows_uploads_the_rows_it_would_hold() {
         held.z_rows(held.rows.len() - 1, &mut rows).is_err(),
         "past the end"
     );
+    // The computed share is `z` less the other servers' seeds: refused anywhere else (it would
+    // reveal `z`), before anything is sent.
+    let seeds = ppea::mpc::share::share_seeds(3).unwrap();
+    let ia = c.identity("party-a");
+    for (j, seeds) in [(0, &seeds[..]), (2, &seeds[..1]), (2, &[][..])] {
+        let e = rt().block_on(async {
+            let ep = ia.client_endpoint().unwrap();
+            let quiet = ppea::net::progress::Lines(|_: &str| {});
+            upload_to(
+                &ep,
+                &spec,
+                j,
+                0,
+                &streamed,
+                ZShare::Last(seeds),
+                None,
+                None,
+                T,
+                &quiet,
+            )
+            .await
+        });
+        let e = e.expect_err("refused").to_string();
+        assert!(e.contains("goes to the last of 3 servers"), "{e}");
+    }
     let b = prepare_party(&ds.b, &sb, p, &key, &mut Prg::fresh()).unwrap();
     let r = run_and_judge_uploading(&c, &spec, &streamed, &held, &b);
     assert_eq!(r.plaintext_agreement, 1.0);

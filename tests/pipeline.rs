@@ -346,3 +346,37 @@ fn openea_importer_reads_its_layout() {
         "{e}"
     );
 }
+
+/// The words a party uploads are pinned: these hashes of the shipped sample's rows (seeded key
+/// and shuffle, the default model, and with known links) were computed by the code before the
+/// rows were streamed (commit f5ceacc), so any change in the arithmetic of the party-local
+/// model, held or streamed, shows here (and would change every published digest).
+#[test]
+fn prepared_rows_are_the_pinned_words() {
+    use ppea::eval::evaluate::{scopes, seeded};
+    use ppea::model::align::{prepare_party_known, prepare_party_streamed};
+    let ds = load(&sample(), Format::Native).expect("sample loads");
+    let (sa, sb) = scopes(&ds, EvalProtocol::Standard, Split::Test);
+    let hash = |d: &ppea::model::align::PartyData| {
+        let mut z = vec![0u64; d.z_words()];
+        d.z_rows(0, &mut z).expect("whole rows");
+        z.iter().fold(0u64, |h, &x| h.rotate_left(5) ^ x)
+    };
+    let known: Vec<u32> = ds.tune.iter().map(|l| l.0).collect();
+    for (g, scope, links, want) in [
+        (&ds.a, &sa, false, 0xbb45_0f8e_ae6a_3ebb_u64),
+        (&ds.b, &sb, false, 0x0992_eae3_3393_4ad6),
+        (&ds.a, &sa, true, 0xc8a8_0653_85b3_1fe4),
+    ] {
+        let mut p = JobParams::default();
+        p.model.known_links = links;
+        let known = if links { &known[..] } else { &[][..] };
+        let (key, mut shuffle, _) = seeded(1);
+        let held = prepare_party_known(g, scope, known, &p, &key, &mut shuffle).unwrap();
+        let (key, mut shuffle, _) = seeded(1);
+        let streamed = prepare_party_streamed(g, scope, known, &p, &key, &mut shuffle).unwrap();
+        assert_eq!(held.rows.len(), 311);
+        assert_eq!(hash(&held), want, "held rows, known links {links}");
+        assert_eq!(hash(&streamed), want, "streamed rows, known links {links}");
+    }
+}

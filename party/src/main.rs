@@ -883,7 +883,10 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
                     std::io::Write::flush(&mut f)?;
                     Ok(())
                 };
-                write().with_context(|| format!("writing {}", tmp.display()))?;
+                if let Err(e) = write() {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.context(format!("writing {}", tmp.display())));
+                }
                 std::fs::rename(&tmp, out.join("eval-dump.bin"))?;
             }
         }

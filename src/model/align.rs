@@ -282,15 +282,26 @@ pub struct PartyData {
 impl serde::Serialize for PartyData {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        // The derived layout's fields, in order (`streamed` is not serialized).
+        // The derived layout's fields, in order (`streamed` is not serialized); destructured so
+        // that a new field cannot be forgotten here.
+        let PartyData {
+            rows,
+            z: _,
+            width,
+            tokens,
+            ids,
+            audit,
+            groups,
+            streamed: _,
+        } = self;
         let mut st = s.serialize_struct("PartyData", 7)?;
-        st.serialize_field("rows", &self.rows)?;
+        st.serialize_field("rows", rows)?;
         st.serialize_field("z", &ZWords(self))?;
-        st.serialize_field("width", &self.width)?;
-        st.serialize_field("tokens", &self.tokens)?;
-        st.serialize_field("ids", &self.ids)?;
-        st.serialize_field("audit", &self.audit)?;
-        st.serialize_field("groups", &self.groups)?;
+        st.serialize_field("width", width)?;
+        st.serialize_field("tokens", tokens)?;
+        st.serialize_field("ids", ids)?;
+        st.serialize_field("audit", audit)?;
+        st.serialize_field("groups", groups)?;
         st.end()
     }
 }
@@ -305,7 +316,7 @@ impl serde::Serialize for ZWords<'_> {
         let (len, w) = (d.z_words(), d.width.max(1));
         let mut seq = s.serialize_seq(Some(len))?;
         let rows = ((1 << 16) / w).max(1);
-        let mut buf = vec![0u64; rows * w];
+        let mut buf = zeroize::Zeroizing::new(vec![0u64; rows * w]);
         let mut r = 0;
         while r * w < len {
             let part = &mut buf[..(len - r * w).min(rows * w)];
@@ -331,19 +342,10 @@ impl PartyData {
         if let Some(src) = &self.streamed {
             return src.fill(first, out);
         }
+        crate::model::upload_rows::check_whole_rows(first, out.len(), self.width, self.rows.len())?;
         let at = first * self.width;
-        match self.z.get(at..at + out.len()) {
-            Some(v) if self.width > 0 && out.len().is_multiple_of(self.width) => {
-                out.copy_from_slice(v);
-                Ok(())
-            }
-            _ => Err(Error::invalid(format!(
-                "upload rows: {} words from row {first} are not whole rows of {} within {} rows",
-                out.len(),
-                self.width,
-                self.rows.len()
-            ))),
-        }
+        out.copy_from_slice(&self.z[at..at + out.len()]);
+        Ok(())
     }
 }
 
@@ -417,7 +419,8 @@ pub fn prepare_party_known(
 
 /// [`prepare_party_known`] without computing `z`: its rows are computed from
 /// [`PartyData::streamed`] as they are uploaded (the networked party; memory per party then
-/// grows with the level-0 vectors, `dim` words per entity, not with the upload's width).
+/// grows with what the rows are made of, the level-0 vectors (`dim` numbers per entity) and,
+/// with known links, the anchor block, not with the whole upload).
 pub fn prepare_party_streamed(
     g: &Graph,
     scope: &[u32],
@@ -447,6 +450,12 @@ fn prepare(
         .collect();
     if rows.is_empty() {
         return Err(Error::invalid("no entities to align"));
+    }
+    if let Some(&e) = rows.iter().find(|&&e| e as usize >= g.len()) {
+        return Err(Error::invalid(format!(
+            "entity {e} to align is not in the graph ({} entities)",
+            g.len()
+        )));
     }
     let g = &*st.graph(g);
     let prg = shuffle;

@@ -243,7 +243,8 @@ impl Structure {
 
     /// The rows `z` of every entity (see [`crate::model::features::Embedder`]) with the anchor
     /// block, from structural level-0 vectors when names are opaque and links are known. Moves
-    /// the block and the structural vectors out of `self` (memory: they are row-sized).
+    /// the block and the structural vectors out of `self` (memory: they are row-sized), so it
+    /// is called once: a second call would give rows without them.
     pub fn embedder(&mut self, g: &Graph, p: &ModelParams) -> Embedder {
         let e = match self.level0.take() {
             Some(e) => e,

@@ -427,8 +427,8 @@ pub fn attention_sketch(
 }
 
 /// The vectors `z = [e | sqrt(w1) h | sqrt(w2) T | 0]` of every entity, row-major
-/// `len x width`; the anchor block (last `anchor_len` entries) is left zero for
-/// [`crate::model::anchors`] to fill.
+/// `len x width`; the anchor block (last `anchor_len` entries) is left zero (with known links,
+/// [`crate::model::anchors::Structure::embedder`] gives rows with it).
 pub fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
     Embedder::new(g, p, level0(g, p.dim)).all()
 }

@@ -63,15 +63,10 @@ impl UploadRows {
     /// rows within the upload. Rows are computed in parallel.
     pub fn fill(&self, first: usize, out: &mut [u64]) -> Result<()> {
         let w = self.width();
-        if w == 0 || !out.len().is_multiple_of(w) || first + out.len() / w > self.rows() {
-            return Err(Error::invalid(format!(
-                "upload rows: {} words from row {first} are not whole rows of {w} within {} rows",
-                out.len(),
-                self.rows()
-            )));
-        }
+        check_whole_rows(first, out.len(), w, self.rows())?;
         out.par_chunks_mut(w).enumerate().try_for_each_init(
-            || vec![0f64; w],
+            // A row in the clear: wiped when each task's buffer is dropped.
+            || zeroize::Zeroizing::new(vec![0f64; w]),
             |buf, (r, words)| {
                 self.embedder.row(self.order[first + r] as usize, buf);
                 for (o, x) in words.iter_mut().zip(buf.iter()) {
@@ -88,4 +83,14 @@ impl UploadRows {
         self.fill(0, &mut z)?;
         Ok(z)
     }
+}
+
+/// Checks that `len` words from row `first` are whole rows of `width` within `rows` rows.
+pub(crate) fn check_whole_rows(first: usize, len: usize, width: usize, rows: usize) -> Result<()> {
+    if width == 0 || !len.is_multiple_of(width) || first + len / width > rows {
+        return Err(Error::invalid(format!(
+            "upload rows: {len} words from row {first} are not whole rows of {width} within {rows} rows"
+        )));
+    }
+    Ok(())
 }

@@ -76,6 +76,18 @@ pub async fn upload_to(
         .servers
         .get(j)
         .ok_or_else(|| Error::invalid(format!("the job has no server {j}")))?;
+    if let ZShare::Last(seeds) = z
+        && (j + 1 != spec.servers.len() || seeds.len() + 1 != spec.servers.len())
+    {
+        // The correction is `z` itself less the other servers' seeds: sent anywhere else, or
+        // against the wrong seeds, it would reveal `z`.
+        return Err(Error::invalid(format!(
+            "the computed share of z goes to the last of {} servers against the other {} seeds (here: server {j}, {} seeds)",
+            spec.servers.len(),
+            spec.servers.len().saturating_sub(1),
+            seeds.len()
+        )));
+    }
     let peer = PeerName::Server(j);
     let (conn, mut s, mut r) = open(ep, node, peer, u64::MAX / 2, timing.connect).await?;
     let server = node.name.as_str();
@@ -113,6 +125,10 @@ pub async fn upload_to(
         })
         .await;
         if let Err(e) = sent {
+            if matches!(e, Error::Invalid(_) | Error::Range { .. }) {
+                // Failed here (computing the rows), not on the wire: nothing to wait for.
+                return Err(e);
+            }
             // A server that refuses an upload says why before it stops reading.
             let why = tokio::time::timeout(Duration::from_secs(2), r.control::<Outcome>()).await;
             if let Ok(Ok(Outcome::Failed(why))) = why {

@@ -42,8 +42,8 @@ pub(crate) async fn send_last_share(
 ) -> Result<()> {
     let (len, w) = (data.z_words(), data.width.max(1));
     s.control(&ShareHead::Explicit(len as u64)).await?;
-    // At most 8 MiB per block, and at least 8 blocks, so that every upload (every test too)
-    // crosses block boundaries.
+    // At most 8 MiB per block, and about 8 blocks when that is less, so that every upload of
+    // more than one row (every test too) crosses block boundaries.
     let rows = data
         .rows
         .len()
@@ -51,11 +51,25 @@ pub(crate) async fn send_last_share(
         .clamp(1, (LAST_SHARE_BLOCK_WORDS / w).max(1));
     let block = w * rows;
     s.words_with(len, block, |at, out| {
-        data.z_rows(at / w, out)?;
-        to_last_share(seeds, at, out);
-        Ok(())
+        cpu_bound(|| {
+            data.z_rows(at / w, out)?;
+            to_last_share(seeds, at, out);
+            Ok(())
+        })
     })
     .await
+}
+
+/// Runs CPU-heavy work (a block of rows) from async code without stalling the runtime's other
+/// tasks: on a multi-thread runtime the worker hands its other tasks (the other servers'
+/// uploads, the connections' drivers, progress) to the other workers meanwhile, so the blocks
+/// already written keep leaving while the next is computed.
+fn cpu_bound<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Words of the last server's share computed per block while it is sent (8 MiB).

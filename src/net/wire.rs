@@ -141,8 +141,9 @@ impl FrameSend {
         head[0] = WORDS;
         head[1..].copy_from_slice(&(len as u64).to_le_bytes());
         self.s.write_all(&head).await.map_err(|e| self.lost(e))?;
-        let mut words = vec![0u64; block.max(1).min(len)];
-        let mut bytes = Vec::with_capacity(8 * CHUNK_WORDS.min(len));
+        // Both buffers may hold data in the clear (a party's rows): wiped when dropped.
+        let mut words = zeroize::Zeroizing::new(vec![0u64; block.max(1).min(len)]);
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(8 * CHUNK_WORDS.min(len)));
         let mut at = 0;
         while at < len {
             let part = &mut words[..(len - at).min(block.max(1))];

@@ -37,7 +37,6 @@ use crate::mpc::engine::Engine;
 use crate::mpc::fixed::FixedPoint;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
-use std::collections::HashMap;
 
 /// Words reserved for a partner id when ids are exchanged (ids up to 64 bytes).
 pub const ID_WORDS: usize = 8;
@@ -544,16 +543,34 @@ pub fn job_seed(job_id: &str) -> Seed {
     ))
 }
 
-/// For each A-list slot `(a, t)`, the B-list slot of the same pair, if b also lists a.
-fn mirror(c: &Candidates, na: usize) -> Vec<Option<usize>> {
+/// The pairs listed in both directions: `(q, m)` for each A-list slot `q = (a, t)` whose
+/// candidate `b` also lists `a`, at B-list slot `m` (the last such slot), in A-slot order.
+/// Found by scanning `b`'s list (no hash map: memory grows with the slots by 8 bytes each).
+fn present_pairs(c: &Candidates, na: usize) -> Result<Vec<(u32, u32)>> {
+    use rayon::prelude::*;
     let k = c.per_row;
-    let mut at: HashMap<(u32, u32), usize> = HashMap::with_capacity(c.b.len());
-    for (q, &a) in c.b.iter().enumerate() {
-        at.insert((a, (q / k) as u32), q);
+    if c.b.len() > u32::MAX as usize || na * k > u32::MAX as usize {
+        return Err(Error::invalid(format!(
+            "{} candidate slots exceed this server's pair index ({})",
+            na * k + c.b.len(),
+            u32::MAX
+        )));
     }
-    (0..na * k)
-        .map(|p| at.get(&((p / k) as u32, c.a[p])).copied())
-        .collect()
+    let per_row: Vec<Vec<(u32, u32)>> = (0..na)
+        .into_par_iter()
+        .map(|a| {
+            let mut v = Vec::new();
+            for q in a * k..(a + 1) * k {
+                let b = c.a[q] as usize;
+                let list = &c.b[b * k..(b + 1) * k];
+                if let Some(t) = list.iter().rposition(|&x| x as usize == a) {
+                    v.push((q as u32, (b * k + t) as u32));
+                }
+            }
+            v
+        })
+        .collect();
+    Ok(per_row.concat())
 }
 
 /// Sums of each of the first `rows` rows of length `k` of `v` (in the ring).
@@ -664,6 +681,8 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         split: p.explain,
     };
     let mat = eng.prepare(&req).await?;
+    // The request holds a copy of the pair list (8 bytes per slot): not kept (memory).
+    drop(req);
     step(eng, "score material");
     let me = eng.me();
     // The uploaded vectors serve only the bilinear form, which frees them once masked: moved,
@@ -729,15 +748,17 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
 
     // 4. Mutual best: product of the two markers of the same pair; in the same round, the
     //    similarity of each row's chosen pair (marker times score, summed over the row).
-    let mirror = mirror(&cand, na);
-    let present: Vec<(usize, usize)> = mirror
-        .iter()
-        .enumerate()
-        .filter_map(|(q, m)| m.map(|m| (q, m)))
-        .collect();
+    // `f` serves later only the assignment rounds (memory: one word per slot).
+    let f = if p.assignment_rounds > 0 {
+        f
+    } else {
+        drop(f);
+        Vec::new()
+    };
+    let present = present_pairs(&cand, na)?;
     //    Also in that round: both uploads passed the range checks, `ok_a * ok_b`.
-    let mut x: Vec<u64> = present.iter().map(|&(q, _)| oh_a[q]).collect();
-    let mut y: Vec<u64> = present.iter().map(|&(_, m)| oh_b[m]).collect();
+    let mut x: Vec<u64> = present.iter().map(|&(q, _)| oh_a[q as usize]).collect();
+    let mut y: Vec<u64> = present.iter().map(|&(_, m)| oh_b[m as usize]).collect();
     x.extend_from_slice(&oh);
     y.extend_from_slice(&s);
     x.push(ok[0]);
@@ -749,7 +770,7 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     let similarity = row_sum(chosen, na + nb);
     let mut mutual = vec![0u64; na * k];
     for (&(q, _), v) in present.iter().zip(both) {
-        mutual[q] = *v;
+        mutual[q as usize] = *v;
     }
 
     // 5. Threshold on a's best pair score, gated by the range checks; keep = mutual AND above
@@ -784,7 +805,7 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     };
     let mut keep_b = vec![0u64; nb * k];
     for &(q, m) in &present {
-        keep_b[m] = keep[q];
+        keep_b[m as usize] = keep[q as usize];
     }
 
     // 6. Link tokens (random shared values, one per pair, selected by `keep`) and the
@@ -800,7 +821,7 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     let tok_a = row_sum(kept_tok, na);
     let mut kept_tok_b = vec![0u64; nb * k];
     for &(q, m) in &present {
-        kept_tok_b[m] = kept_tok[q];
+        kept_tok_b[m as usize] = kept_tok[q as usize];
     }
     let tok_b = row_sum(&kept_tok_b, nb);
 
@@ -1212,6 +1233,33 @@ pub fn reference(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pairs listed both ways, by scan, are those a map of B's slots finds (the last slot
+    /// when a list repeats an entity), in A-slot order.
+    #[test]
+    fn present_pairs_are_the_mutually_listed_slots() {
+        let mut prg = Prg::new(&Seed([3; 32]), 0);
+        for (na, nb, k) in [(1, 1, 1), (5, 7, 3), (40, 30, 8), (9, 200, 4)] {
+            let mut draw = |n: usize, len: usize| -> Vec<u32> {
+                (0..len)
+                    .map(|_| (prg.next_u64() % n as u64) as u32)
+                    .collect()
+            };
+            let c = Candidates {
+                per_row: k,
+                a: draw(nb, na * k),
+                b: draw(na, nb * k),
+            };
+            let mut last = std::collections::HashMap::new();
+            for (m, &a) in c.b.iter().enumerate() {
+                last.insert((a as usize, m / k), m as u32);
+            }
+            let want: Vec<(u32, u32)> = (0..na * k)
+                .filter_map(|q| last.get(&(q / k, c.a[q] as usize)).map(|&m| (q as u32, m)))
+                .collect();
+            assert_eq!(present_pairs(&c, na).unwrap(), want, "{na} x {nb}, k = {k}");
+        }
+    }
 
     #[test]
     fn id_words_round_trip() {

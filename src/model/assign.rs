@@ -66,7 +66,7 @@ pub struct Round1<'a> {
     /// Candidate lists.
     pub cand: &'a Candidates,
     /// Pairs listed on both sides: (A slot, B slot).
-    pub present: &'a [(usize, usize)],
+    pub present: &'a [(u32, u32)],
     /// Ranking scores, A rows then B rows, `k` each.
     pub f: &'a [u64],
     /// Scores `S`, same layout.
@@ -91,10 +91,10 @@ pub struct Assigned {
     pub similarity: Vec<u64>,
 }
 
-fn b_side(keep: &[u64], present: &[(usize, usize)], nb_k: usize) -> Vec<u64> {
+fn b_side(keep: &[u64], present: &[(u32, u32)], nb_k: usize) -> Vec<u64> {
     let mut out = vec![0u64; nb_k];
     for &(q, m) in present {
-        out[m] = keep[q];
+        out[m as usize] = keep[q as usize];
     }
     out
 }
@@ -129,12 +129,14 @@ pub async fn iterate<T: Transport, C: Correlations>(
             .zip(&st.r[..na])
             .map(|(b, r)| b.wrapping_sub(*r))
             .collect();
-        let x: Vec<u64> = st.present.iter().map(|&(q, _)| oh[q]).collect();
-        let y: Vec<u64> = st.present.iter().map(|&(_, m)| oh[na * k + m]).collect();
+        let x: Vec<u64> = st.present.iter().map(|&(q, _)| oh[q as usize]).collect();
+        let y: Vec<u64> = (st.present.iter())
+            .map(|&(_, m)| oh[na * k + m as usize])
+            .collect();
         let both = eng.mul(&x, &y).await?;
         let mut mutual = vec![0u64; na * k];
         for (&(q, _), v) in st.present.iter().zip(&both) {
-            mutual[q] = *v;
+            mutual[q as usize] = *v;
         }
         let pass = eng.threshold(&score_a, p.min_score_fixed(), ell).await?;
         let new = slot_major(

@@ -776,6 +776,10 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         }
     })?;
     bar.finish();
+    if !job.evaluation {
+        // The rows' source (row-sized vectors) serves only the upload and an evaluation dump.
+        data.streamed = None;
+    }
     let width = results[0].width;
     let shares: Vec<Vec<u64>> = results.iter().map(|r| r.words.clone()).collect();
     let mut params = spec.params.clone();

@@ -69,7 +69,7 @@ const PER_EXTRA_SERVER: f64 = 0.25;
 /// Safety margin over the fit.
 const MARGIN: f64 = 1.15;
 /// Largest side measured (rows).
-pub const MEASURED_ROWS: usize = 200_000;
+pub const MEASURED_ROWS: usize = 300_000;
 /// The process itself (runtime, TLS, buffers).
 pub const BASE_BYTES: u64 = 64 << 20;
 
@@ -103,8 +103,8 @@ const DEALER_FIXED: f64 = 180.0 * (1 << 20) as f64;
 const DEALER_PER_WORD_LARGE: f64 = 0.15;
 /// Extra dealer cost per server beyond two.
 const DEALER_PER_EXTRA_SERVER: f64 = 0.35;
-/// Largest material bound measured on the dealer (200,000 rows per side, default model).
-pub const DEALER_MEASURED_WORDS: u64 = 5_187_265_536;
+/// Largest material bound measured on the dealer (300,000 rows per side, default model).
+pub const DEALER_MEASURED_WORDS: u64 = 7_780_865_536;
 
 /// Estimated peak memory a job adds to the dealer, from its material bound
 /// (`max_material_words`, as the servers' links state it) and its number of servers (the
@@ -147,6 +147,7 @@ mod tests {
             (&default, 50_000, 2, 1139),
             (&default, 100_000, 2, 2095),
             (&default, 200_000, 2, 4004),
+            (&default, 300_000, 2, 5703),
             (&small, 10_000, 2, 377),
             (&small, 50_000, 2, 1240),
             (&default, 10_000, 3, 478),
@@ -186,6 +187,7 @@ mod tests {
             (&default, 50_000, 2, 269),
             (&default, 100_000, 2, 458),
             (&default, 200_000, 2, 769),
+            (&default, 300_000, 2, 1096),
             (&small, 10_000, 2, 167),
             (&small, 50_000, 2, 347),
             (&default, 10_000, 3, 201),
@@ -205,7 +207,7 @@ mod tests {
         }
         assert_eq!(
             DEALER_MEASURED_WORDS,
-            default.max_material_words(200_000, 200_000) as u64
+            default.max_material_words(300_000, 300_000) as u64
         );
     }
 

@@ -404,7 +404,8 @@ pub fn prepare_party(
 
 /// [`prepare_party`] with known links (this party's entities of the shared anchors, in the
 /// agreed order; see [`crate::model::anchors`]): they are excluded from the rows, propagated
-/// into the anchor block of `z` and into anchor tokens.
+/// into the anchor block of `z` and into anchor tokens. `z` is held (in-process evaluation,
+/// tests); see [`prepare_party_streamed`] for the networked party.
 pub fn prepare_party_known(
     g: &Graph,
     scope: &[u32],
@@ -413,7 +414,11 @@ pub fn prepare_party_known(
     key: &BlockingKey,
     shuffle: &mut Prg,
 ) -> Result<PartyData> {
-    prepare(g, scope, known, p, key, shuffle, false)
+    let mut d = prepare_party_streamed(g, scope, known, p, key, shuffle)?;
+    if let Some(src) = d.streamed.take() {
+        d.z = src.all()?;
+    }
+    Ok(d)
 }
 
 /// [`prepare_party_known`] without computing `z`: its rows are computed from
@@ -427,18 +432,6 @@ pub fn prepare_party_streamed(
     p: &JobParams,
     key: &BlockingKey,
     shuffle: &mut Prg,
-) -> Result<PartyData> {
-    prepare(g, scope, known, p, key, shuffle, true)
-}
-
-fn prepare(
-    g: &Graph,
-    scope: &[u32],
-    known: &[u32],
-    p: &JobParams,
-    key: &BlockingKey,
-    shuffle: &mut Prg,
-    stream: bool,
 ) -> Result<PartyData> {
     p.validate()?;
     let mut st = Structure::new(g, known, &p.model, key)?;
@@ -471,11 +464,6 @@ fn prepare(
         t.dedup();
     }
     let source = UploadRows::new(embedder, rows.clone(), FixedPoint::new(p.frac_bits)?)?;
-    let (z, streamed) = if stream {
-        (Vec::new(), Some(std::sync::Arc::new(source)))
-    } else {
-        (source.all()?, None)
-    };
     let mut ids = Vec::new();
     if p.share_partner_ids {
         for &e in &rows {
@@ -484,13 +472,13 @@ fn prepare(
     }
     Ok(PartyData {
         rows,
-        z,
+        z: Vec::new(),
         width,
         tokens,
         ids,
         audit: Vec::new(),
         groups: Vec::new(),
-        streamed,
+        streamed: Some(std::sync::Arc::new(source)),
     })
 }
 

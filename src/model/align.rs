@@ -544,21 +544,16 @@ fn present_pairs(c: &Candidates, na: usize) -> Result<Vec<(u32, u32)>> {
             u32::MAX
         )));
     }
-    let per_row: Vec<Vec<(u32, u32)>> = (0..na)
+    // Rayon's collect keeps the sequential (A-slot) order.
+    Ok((0..na * k)
         .into_par_iter()
-        .map(|a| {
-            let mut v = Vec::new();
-            for q in a * k..(a + 1) * k {
-                let b = c.a[q] as usize;
-                let list = &c.b[b * k..(b + 1) * k];
-                if let Some(t) = list.iter().rposition(|&x| x as usize == a) {
-                    v.push((q as u32, (b * k + t) as u32));
-                }
-            }
-            v
+        .filter_map(|q| {
+            let (a, b) = (q / k, c.a[q] as usize);
+            let list = &c.b[b * k..(b + 1) * k];
+            let t = list.iter().rposition(|&x| x as usize == a)?;
+            Some((q as u32, (b * k + t) as u32))
         })
-        .collect();
-    Ok(per_row.concat())
+        .collect())
 }
 
 /// Sums of each of the first `rows` rows of length `k` of `v` (in the ring).

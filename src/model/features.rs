@@ -344,15 +344,6 @@ pub fn sample_neighbours(g: &Graph, cap: usize, salt: &str) -> Vec<Vec<(u32, f64
         .collect()
 }
 
-/// Level-1 vectors: weighted sums of sampled neighbours' level-0 vectors, L2-normalised.
-pub fn level1(e: &[f64], dim: usize, samples: &[Vec<(u32, f64)>]) -> Vec<f64> {
-    let mut out = vec![0f64; samples.len() * dim];
-    for (row, s) in out.chunks_exact_mut(dim).zip(samples) {
-        level1_row(e, dim, s, row);
-    }
-    out
-}
-
 /// One level-1 vector (`out` zero on entry, `dim` long).
 fn level1_row(e: &[f64], dim: usize, s: &[(u32, f64)], out: &mut [f64]) {
     for &(n, w) in s {
@@ -408,29 +399,6 @@ fn sketch_row(p: &[f64], pdim: usize, s: &[(u32, f64)], out: &mut [f64]) {
             }
         }
     }
-}
-
-/// Attention sketches `sum_u w_u sym(p_u (x) p_u)`, row-major `len x pdim (pdim + 1) / 2`.
-pub fn attention_sketch(
-    e: &[f64],
-    dim: usize,
-    pdim: usize,
-    samples: &[Vec<(u32, f64)>],
-) -> Vec<f64> {
-    let p = projected(e, dim, pdim);
-    let len = pdim * (pdim + 1) / 2;
-    let mut out = vec![0f64; samples.len() * len];
-    for (row, s) in out.chunks_exact_mut(len).zip(samples) {
-        sketch_row(&p, pdim, s, row);
-    }
-    out
-}
-
-/// The vectors `z = [e | sqrt(w1) h | sqrt(w2) T | 0]` of every entity, row-major
-/// `len x width`; the anchor block (last `anchor_len` entries) is left zero (with known links,
-/// [`crate::model::anchors::Structure::embedder`] gives rows with it).
-pub fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
-    Embedder::new(g, p, level0(g, p.dim)).all()
 }
 
 /// Computes the vectors `z` one row at a time from what they are made of (the level-0
@@ -563,6 +531,40 @@ impl Embedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The blocks of `z` one at a time, over every entity (the Embedder computes them per row).
+
+    /// Level-1 vectors: weighted sums of sampled neighbours' level-0 vectors, L2-normalised.
+    fn level1(e: &[f64], dim: usize, samples: &[Vec<(u32, f64)>]) -> Vec<f64> {
+        let mut out = vec![0f64; samples.len() * dim];
+        for (row, s) in out.chunks_exact_mut(dim).zip(samples) {
+            level1_row(e, dim, s, row);
+        }
+        out
+    }
+
+    /// Attention sketches `sum_u w_u sym(p_u (x) p_u)`, row-major `len x pdim (pdim + 1) / 2`.
+    fn attention_sketch(
+        e: &[f64],
+        dim: usize,
+        pdim: usize,
+        samples: &[Vec<(u32, f64)>],
+    ) -> Vec<f64> {
+        let p = projected(e, dim, pdim);
+        let len = pdim * (pdim + 1) / 2;
+        let mut out = vec![0f64; samples.len() * len];
+        for (row, s) in out.chunks_exact_mut(len).zip(samples) {
+            sketch_row(&p, pdim, s, row);
+        }
+        out
+    }
+
+    /// The vectors `z = [e | sqrt(w1) h | sqrt(w2) T | 0]` of every entity, row-major
+    /// `len x width`; the anchor block (last `anchor_len` entries) is left zero (with known links,
+    /// [`crate::model::anchors::Structure::embedder`] gives rows with it).
+    fn embed(g: &Graph, p: &ModelParams) -> Vec<f64> {
+        Embedder::new(g, p, level0(g, p.dim)).all()
+    }
 
     fn toy() -> Graph {
         let mut g = Graph::default();

@@ -100,10 +100,16 @@ fn jobs_with_two_three_and_four_servers_take_the_reference_decisions() {
 
 /// The `party` binary never holds its rows: it computes them, and the last server's share of
 /// them, a block at a time while uploading. Such a party's upload (and its evaluation dump)
-/// must be word for word the rows it would hold: same decisions as the reference.
+/// must be word for word the rows it would hold: same decisions as the reference. The servers
+/// keep such uploads without holding them either: the first two the seeds' streams, the last
+/// its explicit share spilled to disk as it arrives (`spill_above_mib = 0`).
 #[test]
 fn a_party_streaming_its_rows_uploads_the_rows_it_would_hold() {
-    let c = Cluster::new("stream", 3, Limits::default());
+    let spilling = Limits {
+        spill_above_mib: 0,
+        ..Limits::default()
+    };
+    let c = Cluster::new("stream", 3, spilling);
     let spec = c.spec("job-stream", eval_params());
     let p = &spec.params;
     let ds = sample();
@@ -653,6 +659,26 @@ fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
     // Both parties together still run the job id.
     let (ra, rb) = c.run(&spec, &a, &b);
     assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
+}
+
+/// A server that cannot create its spill file refuses the upload before the job starts and
+/// says where it tried; the party hears it.
+#[test]
+fn an_upload_that_cannot_be_spilled_is_refused_naming_the_directory() {
+    let limits = Limits {
+        spill_above_mib: 0,
+        spill_dir: "/nonexistent/ppea-spill".into(),
+        ..quick()
+    };
+    let c = Cluster::new("nospill", 2, limits);
+    let (params, a, b) = small();
+    let spec = c.spec("job-nospill", params);
+    let (ra, _rb) = c.run(&spec, &a, &b);
+    let e = expect_err(ra);
+    assert!(
+        e.contains("spill file in /nonexistent/ppea-spill") && e.contains("limits.spill_dir"),
+        "{e}"
+    );
 }
 
 /// Issue 13, case 1 (replay): a job id that ran cannot run again on the servers.

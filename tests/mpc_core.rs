@@ -111,8 +111,15 @@ proptest! {
             }
         });
         prop_assert_eq!(&out[0], &expect);
+        // The rows open a group of columns at a time (as many as fit in `chunk` words, at least
+        // one), each group in exchanges of at most `chunk` words.
+        let width = (chunk / (n + m)).clamp(1, d);
+        let exchanges: usize = (0..d)
+            .step_by(width)
+            .map(|at| ((n + m) * width.min(d - at)).div_ceil(chunk))
+            .sum();
         for s in &run.stats {
-            prop_assert_eq!(s.rounds as usize, ((n + m) * d).div_ceil(chunk));
+            prop_assert_eq!(s.rounds as usize, exchanges);
             prop_assert_eq!(s.bytes_sent, ((n + m) * d * 8 * (k - 1)) as u64);
         }
     }
@@ -514,12 +521,31 @@ proptest! {
 
 /// The bilinear form's masks stay streams until used (the material holds only `C` and the
 /// block norms), and the form and the dealer, working a pass of columns at a time (passes
-/// within blocks wider than one pass), still give the plaintext scores, per-block products and
-/// block norms, for 2, 3 and 4 servers, split by blocks or not, over more rows than one
-/// parallel task of mask columns (64).
+/// within blocks wider than one pass) and opening the rows a group of columns at a time
+/// (groups across blocks), still give the plaintext scores, per-block products, block norms and
+/// subset sums, for 2, 3 and 4 servers, split by blocks or not, over more rows than one
+/// parallel task of mask columns (64), with the inputs held, drawn from seeds (every server but
+/// the last) or spilled to disk (the last).
 #[test]
 fn bilinear_masks_are_streamed_and_passes_add_up() {
     use ppea::mpc::beaver::{Bilinear, BilinearOutput, RowAudit};
+    use ppea::mpc::correlated::Stream;
+    use ppea::mpc::row_share::{RowShare, Spill};
+    // Server `s`'s share of `v` (rows x d): a seed's stream for all but the last, whose
+    // correction is spilled; or the words of `held`.
+    let compressed = |v: &[u64], rows: usize, k: usize, s: usize, salt: u8| -> RowShare {
+        let stream = |t: usize| Stream::new(Seed([salt + t as u8; 32]), 0, 0, v.len());
+        if s + 1 < k {
+            return RowShare::Seeded(stream(s));
+        }
+        let mut last = v.to_vec();
+        for t in 0..k - 1 {
+            ppea::mpc::ring::sub_assign(&mut last, &stream(t).draw());
+        }
+        let spill = Spill::create(&std::env::temp_dir(), rows, v.len() / rows).unwrap();
+        spill.write_rows(0, &last).unwrap();
+        RowShare::Spilled(Arc::new(spill))
+    };
     let (n, m, per, d) = (70usize, 90usize, 3usize, 300usize);
     let blocks = vec![100usize, 150, 50];
     let mut prg = Prg::new(&Seed([4; 32]), 1);
@@ -530,7 +556,16 @@ fn bilinear_masks_are_streamed_and_passes_add_up() {
         .collect();
     let pairs = Pairs::sparse(n, m, per, cols).unwrap();
     let np = pairs.len();
-    for (k, split) in [(2usize, true), (3, false), (4, true), (4, false)] {
+    // (servers, split, words per exchange, shares compressed): groups of 300 columns (one),
+    // 7 columns (across blocks and the subsets' positions) and 1 column in 2 exchanges.
+    let cases = [
+        (2usize, true, 1usize << 24, false),
+        (3, false, (n + m) * 7, true),
+        (4, true, (n + m) * 7 + 5, true),
+        (2, false, 100, true),
+        (4, false, 1 << 24, false),
+    ];
+    for (k, split, chunk, compress) in cases {
         let req = Request::Bilinear {
             d,
             pairs: pairs.clone(),
@@ -553,17 +588,21 @@ fn bilinear_masks_are_streamed_and_passes_add_up() {
             .into_iter()
             .enumerate()
             .map(|(s, mat)| {
-                let (xs, ys, p, a) = (
-                    sx[s].0.clone(),
-                    sy[s].0.clone(),
-                    pairs.clone(),
-                    audit.clone(),
-                );
+                let (xs, ys) = if compress {
+                    (compressed(&x, n, k, s, 10), compressed(&y, m, k, s, 20))
+                } else {
+                    (
+                        RowShare::Held(sx[s].0.clone()),
+                        RowShare::Held(sy[s].0.clone()),
+                    )
+                };
+                let (p, a) = (pairs.clone(), audit.clone());
                 if split {
                     Bilinear::split(s, xs, ys, d, p, a, mat).unwrap()
                 } else {
                     Bilinear::with_audit(s, xs, ys, d, p, a, mat).unwrap()
                 }
+                .with_chunk(chunk)
             })
             .collect();
         let (outs, _): (Vec<BilinearOutput>, _) = run_lockstep(parties).unwrap();
@@ -583,6 +622,30 @@ fn bilinear_masks_are_streamed_and_passes_add_up() {
         let per_block = sum(&|o| o.blocks.clone().unwrap_or_default()).unwrap();
         assert_eq!(per_block.len(), if split { np * blocks.len() } else { 0 });
         let norms = sum(&|o| o.audit.as_ref().unwrap().norms.clone()).unwrap();
+        let sums = sum(&|o| o.audit.as_ref().unwrap().sums.clone()).unwrap();
+        let subsets = &outs[0].audit.as_ref().unwrap().subsets;
+        assert_eq!(subsets.len(), 2);
+        assert!(
+            outs.iter()
+                .all(|o| &o.audit.as_ref().unwrap().subsets == subsets)
+        );
+        assert!(
+            subsets
+                .iter()
+                .all(|s| s.len() > d / 4 && s.len() < 3 * d / 4)
+        );
+        for (r, row) in x.chunks(d).chain(y.chunks(d)).enumerate() {
+            for (j, set) in subsets.iter().enumerate() {
+                let want = set
+                    .iter()
+                    .fold(0u64, |a, &t| a.wrapping_add(row[t as usize]));
+                assert_eq!(
+                    sums[r * 2 + j],
+                    want,
+                    "k={k} chunk {chunk} subset sum {r} {j}"
+                );
+            }
+        }
         let mut at = 0;
         for (b, &len) in blocks.iter().enumerate() {
             for p in (0..np).filter(|_| split) {

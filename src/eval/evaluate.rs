@@ -240,13 +240,13 @@ pub async fn servers_inprocess_audited(
         .map(|(((za, ia), (zb, ib)), (aa, ab))| {
             (
                 PartyShares {
-                    z: za.expand().into_inner(),
+                    z: za.into_rows(),
                     ids: ia.expand().into_inner(),
                     audit: aa,
                     tokens: ta.clone(),
                 },
                 PartyShares {
-                    z: zb.expand().into_inner(),
+                    z: zb.into_rows(),
                     ids: ib.expand().into_inner(),
                     audit: ab,
                     tokens: tb.clone(),

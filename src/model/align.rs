@@ -37,6 +37,7 @@ use crate::mpc::engine::Engine;
 use crate::mpc::fixed::FixedPoint;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::row_share::RowShare;
 
 /// Words reserved for a partner id when ids are exchanged (ids up to 64 bytes).
 pub const ID_WORDS: usize = 8;
@@ -485,8 +486,8 @@ pub fn prepare_party_streamed(
 /// One server's inputs from one party.
 #[derive(Clone, Default, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct PartyShares {
-    /// This server's share of `z`.
-    pub z: Vec<u64>,
+    /// This server's share of `z`: held, drawn from its seed or spilled to disk.
+    pub z: RowShare,
     /// This server's share of the id words (empty unless ids are shared).
     pub ids: Vec<u64>,
     /// This server's share of the audit words (empty unless the job audits).

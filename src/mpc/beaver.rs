@@ -24,8 +24,9 @@
 //!   shares of `QA = sum_t A_t^2` per row and block. In `Z_2^64` these norms can wrap for huge
 //!   entries, hence the second check.
 //! * *Random subset sums*: `sum_{t in S_j} X_t` for `j < subsets` public random subsets `S_j`
-//!   of the row positions, drawn from SHA-256 of the opened `E` and `F`, which nobody can
-//!   predict before the masks are applied. If a row has an entry `x` with `|x| > 2T`, then for
+//!   of the row positions, drawn from SHA-256 of the first opened group of columns of `E`
+//!   and `F` (the rows are opened a group of columns at a time, [`Bilinear`]), which nobody
+//!   can predict before the masks are applied. If a row has an entry `x` with `|x| > 2T`, then for
 //!   every subset the sums with and without that position differ by `x`, so at most one of the
 //!   two lies in `[-T, T]`: each subset sum is out of `[-T, T]` with probability at least 1/2,
 //!   and the row escapes all of them with probability at most `2^-subsets`.
@@ -34,12 +35,13 @@
 //! nothing is opened here beyond `E` and `F`.
 
 use crate::error::{Error, Result};
-use crate::mpc::correlated::{Material, Part, pass_columns};
+use crate::mpc::correlated::{MAX_PASS_COLUMNS, Material, Part, pass_columns};
 use crate::mpc::digest::sha256;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum};
 use crate::mpc::ring;
+use crate::mpc::row_share::RowShare;
 use rayon::prelude::*;
 
 /// Element-wise products `x[i] * ys[j*n + i]` for `j < fanout`.
@@ -138,6 +140,8 @@ pub struct AuditShares {
     pub norms: Vec<u64>,
     /// Subset sums, `(n + m) x subsets`.
     pub sums: Vec<u64>,
+    /// The subsets (public: drawn from the first opened group, [`audit_subsets`]).
+    pub subsets: Vec<Vec<u32>>,
 }
 
 impl std::fmt::Debug for AuditShares {
@@ -176,33 +180,50 @@ impl std::fmt::Debug for BilinearOutput {
 }
 
 /// Shares of `<X_i, Y_j>` for every pair, opening each row of `X` and `Y` once.
+///
+/// The rows are opened a **group of columns** at a time: group `g` is columns
+/// `g * width..(g + 1) * width` of every row of `X` then of `Y` (`width` = the exchange's words,
+/// [`Bilinear::with_chunk`], over the rows, at least 1), and each group's inner products, block
+/// norms and subset sums are accumulated as soon as it is open. A server therefore never holds
+/// more than one group of the inputs, of the openings or of the masks, whatever the number of
+/// rows; the inputs may be drawn from a seed or read from disk ([`RowShare`]).
 pub struct Bilinear {
     me: usize,
     d: usize,
     pairs: Pairs,
-    x: Vec<u64>,
-    y: Vec<u64>,
+    x: RowShare,
+    y: RowShare,
     /// This server's masks `A` (`n x d`) and `B` (`m x d`): streams, drawn a pass of columns
     /// at a time where used (or words, from a source that drew them).
     masks: [Part; 2],
-    /// `C`, and with the audit `QA`, `QB`.
-    mat: Vec<Vec<u64>>,
+    /// The scores so far: `C` plus every opened group's products (per block with `split`).
+    z: Vec<u64>,
+    /// With the audit: per row of `X` then `Y`, the block norms then the subset sums so far
+    /// (`QA`, `QB` and every opened group's terms), and the subsets, drawn once the first group
+    /// is open.
+    acc: Vec<u64>,
+    subsets: Vec<Vec<u32>>,
     audit: Option<RowAudit>,
     split: bool,
-    /// Words of the masked `[X | Y]` per exchange.
+    /// Words of the masked rows per exchange.
     chunk: usize,
-    /// This server's masked `[X | Y]`, turned into the opened `[E | F]` one exchange at a time.
+    /// Columns per group.
+    width: usize,
+    /// First column of the group being opened.
+    at: usize,
+    /// This server's masked group, opened `chunk` words per exchange (each opened part written
+    /// over the masked one), when the group is longer than one exchange.
     opened: Vec<u64>,
     /// Words of `opened` opened so far.
     done: usize,
 }
 
-/// Words of the masked rows opened per exchange of the bilinear form: larger forms open in
-/// several rounds, so that the payloads in memory at once are at most this long (128 MiB per
-/// server) instead of the whole masked input (two row-sized buffers fewer at the exchange). A
-/// protocol constant: every server splits the same way. DBP15K fr-en's jobs (up to 40,000
-/// rows of 648 words) open in one or two exchanges; 2^22 words measured no lower peak at
-/// 50,000 entities per side (the kernel's working set is then the peak).
+/// Words of the masked rows opened per exchange of the bilinear form: the rows are opened a
+/// group of columns at a time, as many columns as fit in this many words (at least one), so
+/// that the payloads, the openings and the inputs in memory at once are at most this long
+/// (128 MiB per server), whatever the number of rows. A protocol constant: every server
+/// splits the same way. DBP15K fr-en's jobs (up to 40,000 rows of 648 words) open in one or
+/// two exchanges; a million rows per side, in 81 exchanges of 8 columns.
 pub const BILINEAR_CHUNK_WORDS: usize = 1 << 24;
 
 impl Bilinear {
@@ -210,8 +231,8 @@ impl Bilinear {
     /// `Request::Bilinear { d, pairs, blocks: vec![] }`.
     pub fn new(
         me: usize,
-        x: Vec<u64>,
-        y: Vec<u64>,
+        x: RowShare,
+        y: RowShare,
         d: usize,
         pairs: Pairs,
         mat: Material,
@@ -223,8 +244,8 @@ impl Bilinear {
     /// `Request::Bilinear { d, pairs, blocks: audit.blocks }`.
     pub fn with_audit(
         me: usize,
-        x: Vec<u64>,
-        y: Vec<u64>,
+        x: RowShare,
+        y: RowShare,
         d: usize,
         pairs: Pairs,
         audit: RowAudit,
@@ -239,8 +260,8 @@ impl Bilinear {
     /// the same: only local work and the dealer's per-block `C` grow.
     pub fn split(
         me: usize,
-        x: Vec<u64>,
-        y: Vec<u64>,
+        x: RowShare,
+        y: RowShare,
         d: usize,
         pairs: Pairs,
         audit: RowAudit,
@@ -253,8 +274,8 @@ impl Bilinear {
     #[allow(clippy::too_many_arguments)]
     fn with_blocks(
         me: usize,
-        x: Vec<u64>,
-        y: Vec<u64>,
+        x: RowShare,
+        y: RowShare,
         d: usize,
         pairs: Pairs,
         audit: RowAudit,
@@ -272,8 +293,8 @@ impl Bilinear {
     #[allow(clippy::too_many_arguments)]
     fn build(
         me: usize,
-        x: Vec<u64>,
-        y: Vec<u64>,
+        x: RowShare,
+        y: RowShare,
         d: usize,
         pairs: Pairs,
         mat: Material,
@@ -284,10 +305,14 @@ impl Bilinear {
             None => mat.into_mixed::<3>()?.into(),
             Some(_) => mat.into_mixed::<5>()?.into(),
         };
-        let mat: Vec<Vec<u64>> = parts.drain(2..).map(Part::into_words).collect();
+        let mut mat = parts
+            .drain(2..)
+            .map(Part::into_words)
+            .collect::<Vec<_>>()
+            .into_iter();
         let masks: [Part; 2] = parts.try_into().expect("two parts left");
         let (n, m) = (pairs.rows(), pairs.cols());
-        if x.len() != n * d || y.len() != m * d {
+        if d == 0 || x.len() != n * d || y.len() != m * d {
             return Err(Error::invalid(format!(
                 "bilinear form: inputs have {} and {} words, expected {n} x {d} and {m} x {d}",
                 x.len(),
@@ -296,63 +321,100 @@ impl Bilinear {
         }
         let nb = audit.as_ref().map_or(0, |a| a.blocks.len());
         let per_pair = if split { nb } else { 1 };
+        let z = mat.next().expect("checked");
+        let q: Vec<Vec<u64>> = mat.collect();
         if masks[0].len() != n * d
             || masks[1].len() != m * d
-            || mat[0].len() != pairs.len() * per_pair
-            || (nb > 0 && (mat[1].len() != n * nb || mat[2].len() != m * nb))
+            || z.len() != pairs.len() * per_pair
+            || (nb > 0 && (q[0].len() != n * nb || q[1].len() != m * nb))
         {
             return Err(Error::invalid(
                 "bilinear form: material does not match the pairs",
             ));
         }
-        Ok(Bilinear {
+        // The audit's accumulators: per row, its block norms (starting from `QA`, `QB`) then
+        // its subset sums.
+        let mut acc = Vec::new();
+        if let Some(a) = &audit {
+            let per_row = nb + a.subsets;
+            acc = vec![0u64; (n + m) * per_row];
+            for (row, q) in acc
+                .chunks_mut(per_row)
+                .zip(q[0].chunks(nb).chain(q[1].chunks(nb)))
+            {
+                row[..nb].copy_from_slice(q);
+            }
+        }
+        let mut form = Bilinear {
             me,
             d,
             pairs,
             x,
             y,
             masks,
-            mat,
+            z,
+            acc,
+            subsets: Vec::new(),
             audit,
             split,
             chunk: BILINEAR_CHUNK_WORDS,
+            width: 0,
+            at: 0,
             opened: Vec::new(),
             done: 0,
-        })
+        };
+        form.width = form.group_width();
+        Ok(form)
     }
 
     /// Opens at most `words` words per exchange instead of [`BILINEAR_CHUNK_WORDS`] (every
     /// server of the job must use the same value; tests use it to exercise several rounds).
     pub fn with_chunk(mut self, words: usize) -> Self {
         self.chunk = words.max(1);
+        self.width = self.group_width();
         self
     }
 
-    /// The next exchange's payload: a copy of this server's masked words not yet opened.
-    fn next_payload(&self) -> Vec<u64> {
-        let end = (self.done + self.chunk).min(self.opened.len());
-        self.opened[self.done..end].to_vec()
+    /// Columns per group: as many as fit in one exchange, at least one.
+    fn group_width(&self) -> usize {
+        let rows = self.pairs.rows() + self.pairs.cols();
+        (self.chunk / rows.max(1)).clamp(1, self.d)
     }
-}
 
-impl Protocol for Bilinear {
-    type Output = BilinearOutput;
+    /// Columns of the group starting at `self.at`.
+    fn group_len(&self) -> usize {
+        self.width.min(self.d - self.at)
+    }
 
-    fn start(mut self) -> Result<Step<Self>> {
-        // The masked `[X | Y]` is built in the input's own buffer (masked in place, then
-        // extended by the masked `Y`), the inputs freed; it is opened `chunk` words per
-        // exchange, each opened part written over the masked one (memory: the masks, this
-        // buffer and one chunk of each other server's, not three row-sized buffers).
-        let mut masked = std::mem::take(&mut self.x);
-        self.masks[0].sub_from(0, &mut masked);
-        let y = std::mem::take(&mut self.y);
-        let at = masked.len();
+    /// This server's masked group at `self.at`: columns of `X - A`, then of `Y - B`, each
+    /// `rows x len` row-major.
+    fn masked_group(&self) -> Result<Vec<u64>> {
+        let (d, at, len) = (self.d, self.at, self.group_len());
+        let mut masked = self.x.column_block(d, at, len)?;
+        let y = self.y.column_block(d, at, len)?;
+        let split = masked.len();
         masked.reserve_exact(y.len());
         masked.extend_from_slice(&y);
         drop(y);
-        self.masks[1].sub_from(0, &mut masked[at..]);
+        let (x, y) = masked.split_at_mut(split);
+        for (mask, block) in self.masks.iter().zip([x, y]) {
+            let mut done = 0;
+            while done < len {
+                let piece = (len - done).min(MAX_PASS_COLUMNS);
+                mask.columns(d, at + done, piece, block, len, done, ring::sub_assign);
+                done += piece;
+            }
+        }
+        Ok(masked)
+    }
+
+    /// Starts the group at `self.at`: its first payload.
+    fn begin_group(mut self) -> Result<Step<Self>> {
+        let masked = self.masked_group()?;
+        self.done = 0;
         if masked.len() <= self.chunk {
             // One exchange: the masked buffer itself is the message (no copy).
+            self.opened = Vec::new();
             return Ok(Step::Send(self, masked));
         }
         self.opened = masked;
@@ -360,13 +422,148 @@ impl Protocol for Bilinear {
         Ok(Step::Send(self, msg))
     }
 
+    /// The next exchange's payload: a copy of this server's masked words not yet opened.
+    fn next_payload(&self) -> Vec<u64> {
+        let end = (self.done + self.chunk).min(self.opened.len());
+        self.opened[self.done..end].to_vec()
+    }
+
+    /// Accumulates the opened group `[E | F]` at `self.at`: the products of its columns, and
+    /// with the audit its block norms and subset sums (the subsets are drawn from the first
+    /// group).
+    fn accumulate(&mut self, opened: &[u64]) {
+        let (d, at, len) = (self.d, self.at, self.group_len());
+        let (n, m) = (self.pairs.rows(), self.pairs.cols());
+        let (e, f) = opened.split_at(n * len);
+        if let Some(audit) = &self.audit {
+            if at == 0 {
+                self.subsets = audit_subsets(opened, d, audit.subsets);
+            }
+            let nb = audit.blocks.len();
+            let per_row = nb + audit.subsets;
+            let (acc_x, acc_y) = self.acc.split_at_mut(n * per_row);
+            for (side, (ef, acc)) in [(e, acc_x), (f, acc_y)].into_iter().enumerate() {
+                audit_group(
+                    self.me,
+                    audit,
+                    &self.subsets,
+                    [d, at, len],
+                    ef,
+                    &self.masks[side],
+                    acc,
+                );
+            }
+        }
+        let me = self.me;
+        let cols = pass_columns(n + m);
+        let [a, b] = &self.masks;
+        let pairs = &self.pairs;
+        // One pass over the columns `c..c + w` of the group (at most `cols`): rows
+        // `[E | A_s]` and `[B_s (+F on server 0) | F]`, the masks drawn for these columns only.
+        let slice_kernel = |c: usize, w: usize, z: &mut [u64]| {
+            let stride = 2 * w;
+            let copy = |o: &mut [u64], x: &[u64]| o.copy_from_slice(x);
+            let local = c - at;
+            let mut p_rows = vec![0u64; n * stride];
+            a.columns(d, c, w, &mut p_rows, stride, w, copy);
+            p_rows
+                .par_chunks_mut(stride)
+                .enumerate()
+                .for_each(|(i, row)| {
+                    row[..w].copy_from_slice(&e[i * len + local..i * len + local + w]);
+                });
+            let mut q_rows = vec![0u64; m * stride];
+            b.columns(d, c, w, &mut q_rows, stride, 0, copy);
+            q_rows
+                .par_chunks_mut(stride)
+                .enumerate()
+                .for_each(|(j, row)| {
+                    let fj = &f[j * len + local..j * len + local + w];
+                    if me == 0 {
+                        ring::add_assign(&mut row[..w], fj);
+                    }
+                    row[w..].copy_from_slice(fj);
+                });
+            pairs.accumulate_dots(&p_rows, &q_rows, stride, z);
+        };
+        // Columns `c..c + w` of the group, in passes of at most `cols` columns so that the
+        // interleaved copies stay small.
+        let kernel = |c: usize, w: usize, z: &mut [u64]| {
+            let mut done = 0;
+            while done < w {
+                let part = (w - done).min(cols);
+                slice_kernel(c + done, part, z);
+                done += part;
+            }
+        };
+        match (&self.audit, self.split) {
+            (Some(audit), true) => {
+                // Each block's columns that fall in the group, into that block's products.
+                let np = pairs.len();
+                let mut start = 0;
+                for (blk, &bl) in audit.blocks.iter().enumerate() {
+                    let (lo, hi) = (start.max(at), (start + bl).min(at + len));
+                    if lo < hi {
+                        kernel(lo, hi - lo, &mut self.z[blk * np..(blk + 1) * np]);
+                    }
+                    start += bl;
+                }
+            }
+            _ => kernel(at, len, &mut self.z),
+        }
+    }
+
+    /// The output, once every group is accumulated.
+    fn finish(mut self) -> BilinearOutput {
+        let (n, m) = (self.pairs.rows(), self.pairs.cols());
+        let audit = self.audit.as_ref().map(|audit| {
+            let nb = audit.blocks.len();
+            let per_row = nb + audit.subsets;
+            let mut norms = Vec::with_capacity((n + m) * nb);
+            let mut sums = Vec::with_capacity((n + m) * audit.subsets);
+            for row in self.acc.chunks(per_row) {
+                norms.extend_from_slice(&row[..nb]);
+                sums.extend_from_slice(&row[nb..]);
+            }
+            AuditShares {
+                norms,
+                sums,
+                subsets: std::mem::take(&mut self.subsets),
+            }
+        });
+        let mut z = std::mem::take(&mut self.z);
+        let blocks = match (&self.audit, self.split) {
+            (Some(audit), true) => {
+                let np = self.pairs.len();
+                let mut total = z[..np].to_vec();
+                for blk in 1..audit.blocks.len() {
+                    ring::add_assign(&mut total, &z[blk * np..(blk + 1) * np]);
+                }
+                Some(std::mem::replace(&mut z, total))
+            }
+            _ => None,
+        };
+        BilinearOutput {
+            scores: z,
+            audit,
+            blocks,
+        }
+    }
+}
+
+impl Protocol for Bilinear {
+    type Output = BilinearOutput;
+
+    fn start(self) -> Result<Step<Self>> {
+        self.begin_group()
+    }
+
     fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
-        let d = self.d;
-        let n = self.pairs.rows();
-        let m = self.pairs.cols();
+        let rows = self.pairs.rows() + self.pairs.cols();
+        let words = rows * self.group_len();
         let opened = if self.opened.is_empty() {
-            // One exchange (`start` sent the masked buffer itself).
-            check_lengths(&incoming, (n + m) * d, "bilinear form")?;
+            // One exchange for the group (`begin_group` sent the masked buffer itself).
+            check_lengths(&incoming, words, "bilinear form")?;
             open_sum(incoming)
         } else {
             let end = (self.done + self.chunk).min(self.opened.len());
@@ -379,90 +576,21 @@ impl Protocol for Bilinear {
             }
             std::mem::take(&mut self.opened)
         };
-        let (e, f) = opened.split_at(n * d);
-        let mut mat = self.mat.into_iter();
-        let mut z = mat.next().expect("checked");
-        let [a, b] = &self.masks;
-        let audit = match &self.audit {
-            None => None,
-            Some(audit) => {
-                let (qa, qb) = (mat.next().expect("checked"), mat.next().expect("checked"));
-                Some(row_audit(
-                    self.me,
-                    audit,
-                    d,
-                    &opened,
-                    [e, f],
-                    [a, b],
-                    [&qa, &qb],
-                ))
-            }
-        };
-        let me = self.me;
-        let cols = pass_columns(n + m);
-        // One pass over the columns `at..at + len` (at most `cols`): rows `[E | A_s]` and
-        // `[B_s (+F on server 0) | F]`, the masks drawn for these columns only.
-        let slice_kernel = |at: usize, len: usize, z: &mut [u64]| {
-            let w = 2 * len;
-            let copy = |o: &mut [u64], x: &[u64]| o.copy_from_slice(x);
-            let mut p_rows = vec![0u64; n * w];
-            a.columns(d, at, len, &mut p_rows, w, len, copy);
-            p_rows.par_chunks_mut(w).enumerate().for_each(|(i, row)| {
-                row[..len].copy_from_slice(&e[i * d + at..i * d + at + len]);
-            });
-            let mut q_rows = vec![0u64; m * w];
-            b.columns(d, at, len, &mut q_rows, w, 0, copy);
-            q_rows.par_chunks_mut(w).enumerate().for_each(|(j, row)| {
-                let fj = &f[j * d + at..j * d + at + len];
-                if me == 0 {
-                    ring::add_assign(&mut row[..len], fj);
-                }
-                row[len..].copy_from_slice(fj);
-            });
-            self.pairs.accumulate_dots(&p_rows, &q_rows, w, z);
-        };
-        // One inner product of length 2 * len per pair over the columns `at..at + len`, in
-        // passes of at most `cols` columns so that the interleaved copies stay small.
-        let kernel = |at: usize, len: usize, z: &mut [u64]| {
-            let mut done = 0;
-            while done < len {
-                let part = (len - done).min(cols);
-                slice_kernel(at + done, part, z);
-                done += part;
-            }
-        };
-        let blocks = match (&self.audit, self.split) {
-            (Some(audit), true) => {
-                let np = self.pairs.len();
-                let mut at = 0;
-                for (blk, &len) in audit.blocks.iter().enumerate() {
-                    kernel(at, len, &mut z[blk * np..(blk + 1) * np]);
-                    at += len;
-                }
-                let mut total = z[..np].to_vec();
-                for blk in 1..audit.blocks.len() {
-                    ring::add_assign(&mut total, &z[blk * np..(blk + 1) * np]);
-                }
-                let per_block = std::mem::replace(&mut z, total);
-                Some(per_block)
-            }
-            _ => {
-                kernel(0, d, &mut z);
-                None
-            }
-        };
-        Ok(Step::Done(BilinearOutput {
-            scores: z,
-            audit,
-            blocks,
-        }))
+        self.accumulate(&opened);
+        drop(opened);
+        self.at += self.group_len();
+        if self.at < self.d {
+            return self.begin_group();
+        }
+        Ok(Step::Done(self.finish()))
     }
 }
 
-/// The public random subsets of row positions `0..d` for the audit: `count` index lists, drawn
-/// from SHA-256 of everything opened (so fixed only after the masks were applied).
+/// The public random subsets of row positions `0..d` for the audit: `count` index lists (in
+/// increasing order), drawn from SHA-256 of the first opened group of columns, which nobody
+/// can predict before the masks are applied (every row is uploaded before anything is opened).
 pub fn audit_subsets(opened: &[u64], d: usize, count: usize) -> Vec<Vec<u32>> {
-    let seed = sha256("ppea row audit subsets v1", &[bytemuck::cast_slice(opened)]);
+    let seed = sha256("ppea row audit subsets v2", &[bytemuck::cast_slice(opened)]);
     let mut prg = Prg::new(&Seed(seed), 0);
     (0..count)
         .map(|_| {
@@ -474,57 +602,73 @@ pub fn audit_subsets(opened: &[u64], d: usize, count: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// This server's shares of the audit values (module docs): per row of `X` then `Y`, block
-/// norms `[me = 0] sum E^2 + 2 sum E A_s + QA_s`, and subset sums `[me = 0] sum E + sum A_s`.
-fn row_audit(
+/// Rows per parallel task of the audit.
+const AUDIT_ROWS: usize = 64;
+
+/// Adds one opened group's terms to this server's audit shares of one side's rows (module
+/// docs): for columns `at..at + len` of each row, to each block norm its part of
+/// `[me = 0] sum E^2 + 2 sum E A_s`, to each subset sum its part of `[me = 0] sum E + sum A_s`.
+/// `acc` holds per row the block norms then the subset sums; `e` is the group's opening,
+/// `rows x len`.
+fn audit_group(
     me: usize,
     audit: &RowAudit,
-    d: usize,
-    opened: &[u64],
-    ef: [&[u64]; 2],
-    ab: [&Part; 2],
-    q: [&[u64]; 2],
-) -> AuditShares {
-    let subsets = audit_subsets(opened, d, audit.subsets);
+    subsets: &[Vec<u32>],
+    [d, at, len]: [usize; 3],
+    e: &[u64],
+    mask: &Part,
+    acc: &mut [u64],
+) {
     let nb = audit.blocks.len();
-    let mut norms = Vec::new();
-    let mut sums = Vec::new();
-    for side in 0..2 {
-        let rows = ef[side].len() / d;
-        let per_row: Vec<(Vec<u64>, Vec<u64>)> = (0..rows)
-            .into_par_iter()
-            .map(|r| {
-                let e = &ef[side][r * d..(r + 1) * d];
-                let mut a = vec![0u64; d];
-                ab[side].fill(r * d, &mut a);
-                let a = &a[..];
-                let mut nrm = q[side][r * nb..(r + 1) * nb].to_vec();
-                let mut at = 0;
-                for (blk, &len) in audit.blocks.iter().enumerate() {
-                    let (eb, ab) = (&e[at..at + len], &a[at..at + len]);
-                    let mut v = ring::dot(eb, ab).wrapping_mul(2);
-                    if me == 0 {
-                        v = v.wrapping_add(ring::dot(eb, eb));
-                    }
-                    nrm[blk] = nrm[blk].wrapping_add(v);
-                    at += len;
-                }
-                let x: Vec<u64> = if me == 0 {
-                    e.iter().zip(a).map(|(e, a)| e.wrapping_add(*a)).collect()
-                } else {
-                    a.to_vec()
-                };
-                let s = subsets
-                    .iter()
-                    .map(|set| set.iter().fold(0u64, |s, &t| s.wrapping_add(x[t as usize])))
-                    .collect();
-                (nrm, s)
-            })
-            .collect();
-        for (nrm, s) in per_row {
-            norms.extend(nrm);
-            sums.extend(s);
-        }
+    let per_row = nb + subsets.len();
+    // Each block's and each subset's positions within the group.
+    let mut blocks = Vec::with_capacity(nb);
+    let mut start = 0;
+    for &bl in &audit.blocks {
+        let (lo, hi) = (start.max(at), (start + bl).min(at + len));
+        blocks.push(if lo < hi { (lo - at, hi - at) } else { (0, 0) });
+        start += bl;
     }
-    AuditShares { norms, sums }
+    let in_group: Vec<&[u32]> = subsets
+        .iter()
+        .map(|s| {
+            let lo = s.partition_point(|&t| (t as usize) < at);
+            let hi = s.partition_point(|&t| (t as usize) < at + len);
+            &s[lo..hi]
+        })
+        .collect();
+    acc.par_chunks_mut(per_row * AUDIT_ROWS)
+        .enumerate()
+        .for_each(|(task, rows)| {
+            let mut a = vec![0u64; len];
+            let mut x = vec![0u64; len];
+            for (r, out) in rows.chunks_mut(per_row).enumerate() {
+                let i = task * AUDIT_ROWS + r;
+                let e = &e[i * len..(i + 1) * len];
+                mask.fill(i * d + at, &mut a);
+                for (blk, &(lo, hi)) in blocks.iter().enumerate() {
+                    if lo < hi {
+                        let (eb, ab) = (&e[lo..hi], &a[lo..hi]);
+                        let mut v = ring::dot(eb, ab).wrapping_mul(2);
+                        if me == 0 {
+                            v = v.wrapping_add(ring::dot(eb, eb));
+                        }
+                        out[blk] = out[blk].wrapping_add(v);
+                    }
+                }
+                if me == 0 {
+                    for ((x, e), a) in x.iter_mut().zip(e).zip(&a) {
+                        *x = e.wrapping_add(*a);
+                    }
+                } else {
+                    x.copy_from_slice(&a);
+                }
+                for (s, set) in in_group.iter().enumerate() {
+                    let sum = set
+                        .iter()
+                        .fold(0u64, |s, &t| s.wrapping_add(x[t as usize - at]));
+                    out[nb + s] = out[nb + s].wrapping_add(sum);
+                }
+            }
+        });
 }

@@ -12,6 +12,7 @@ use crate::mpc::correlated::Request;
 use crate::mpc::local::run_local;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::Prg;
+use crate::mpc::row_share::RowShare;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -99,7 +100,16 @@ pub async fn bilinear(k: usize, n: usize, m: usize, d: usize) -> Result<Bilinear
             .await?;
         let prepared = Instant::now();
         let me = eng.me();
-        let z = eng.run(Bilinear::new(me, x, y, d, pairs, mat)?).await?;
+        let z = eng
+            .run(Bilinear::new(
+                me,
+                RowShare::Held(x),
+                RowShare::Held(y),
+                d,
+                pairs,
+                mat,
+            )?)
+            .await?;
         let done = Instant::now();
         std::hint::black_box(z);
         Ok((Marks { prepared, done }, eng))

@@ -13,6 +13,7 @@ use crate::mpc::compare::{B2a, Compare};
 use crate::mpc::correlated::{Correlations, Material, Request};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::protocol::{Protocol, Session, Stats, Step, check_lengths, open_sum};
+use crate::mpc::row_share::RowShare;
 use crate::mpc::share::add_public_scalar;
 use crate::mpc::truncate::Truncate;
 
@@ -225,8 +226,15 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         };
         let mat = self.prepare(&req).await?;
         let me = self.me();
-        let form = Bilinear::new(me, x.to_vec(), y.to_vec(), d, pairs.clone(), mat)?
-            .with_chunk(self.bilinear_chunk);
+        let form = Bilinear::new(
+            me,
+            RowShare::Held(x.to_vec()),
+            RowShare::Held(y.to_vec()),
+            d,
+            pairs.clone(),
+            mat,
+        )?
+        .with_chunk(self.bilinear_chunk);
         let out = self.run(form).await?;
         Ok(out.scores)
     }

@@ -9,6 +9,7 @@
 //! * [`digest`]: SHA-256 with domain separation, for everything an adversary can feed a hash;
 //! * [`beaver`], [`truncate`], [`compare`] (with the shape of its carry tree in
 //!   [`carry_tree`]): the online protocols;
+//! * [`row_share`]: a server's share of an upload, held, drawn from its seed or spilled to disk;
 //! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
 //! * [`dp`]: discrete Laplace noise added by every server to its shares (distributed DP);
 //! * [`engine`]: the per-server API that pipeline code calls;
@@ -32,5 +33,6 @@ pub mod pairs;
 pub mod prg;
 pub mod protocol;
 pub mod ring;
+pub mod row_share;
 pub mod share;
 pub mod truncate;

@@ -13,8 +13,10 @@
 //! Boolean (XOR) sharing works the same way over Z_2, 64 bits per word.
 
 use crate::error::{Error, Result};
+use crate::mpc::correlated::Stream;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::ring;
+use crate::mpc::row_share::RowShare;
 use std::fmt;
 
 /// Smallest and largest supported number of compute servers.
@@ -90,6 +92,15 @@ impl ShareMsg {
         match &mut self {
             ShareMsg::Seed { seed, len } => Share(Prg::new(seed, 0).vec(*len)),
             ShareMsg::Explicit(v) => Share(std::mem::take(v)),
+        }
+    }
+
+    /// The share this message stands for, as a server keeps it: a seed's stream stays
+    /// undrawn ([`RowShare::Seeded`]), explicit words are held.
+    pub fn into_rows(mut self) -> RowShare {
+        match &mut self {
+            ShareMsg::Seed { seed, len } => RowShare::Seeded(Stream::new(seed.clone(), 0, 0, *len)),
+            ShareMsg::Explicit(v) => RowShare::Held(std::mem::take(v)),
         }
     }
 

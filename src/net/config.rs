@@ -82,6 +82,17 @@ pub struct Limits {
     /// the memory this process may use (the machine's, or its container's limit). Per process:
     /// several servers on one machine each need their own share.
     pub memory_mib: u64,
+    /// An explicit upload share (the last server's) larger than this many MiB is written, as it
+    /// arrives, to an unlinked file in `spill_dir` instead of being held in memory; the bilinear
+    /// form reads it back a group of columns at a time ([`crate::mpc::row_share`]). 0 spills
+    /// every explicit share.
+    pub spill_above_mib: u64,
+    /// Directory for spilled shares (relative to the configuration file); empty: the system's
+    /// temporary directory (`TMPDIR`, else `/tmp`).
+    pub spill_dir: String,
+    /// Largest spilled share accepted, in GiB (a spilled share is bounded by this, not by
+    /// `max_message_mib`).
+    pub spill_max_gib: u64,
 }
 
 impl Default for Limits {
@@ -95,6 +106,9 @@ impl Default for Limits {
             idle_timeout_secs: crate::net::liveness::IDLE_TIMEOUT_SECS,
             remember_jobs_secs: 7 * 24 * 3600,
             memory_mib: 0,
+            spill_above_mib: 256,
+            spill_dir: String::new(),
+            spill_max_gib: 64,
         }
     }
 }
@@ -143,6 +157,10 @@ impl ServerConfig {
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(std::path::Path::new("."));
         cfg.tls = cfg.tls.relative_to(base);
+        if !cfg.limits.spill_dir.is_empty() {
+            let dir = base.join(&cfg.limits.spill_dir);
+            cfg.limits.spill_dir = dir.to_string_lossy().into_owned();
+        }
         let at = |e: Error| Error::invalid(format!("{}: {e}", path.display()));
         cfg.listen_addr().map_err(at)?;
         cfg.liveness().map_err(at)?;
@@ -193,6 +211,20 @@ impl ServerConfig {
             )));
         }
         Ok(Some(addr))
+    }
+
+    /// Where explicit upload shares too large to hold go (`[limits] spill_*`).
+    pub(crate) fn spill(&self) -> crate::net::upload::SpillPolicy {
+        let dir = if self.limits.spill_dir.is_empty() {
+            std::env::temp_dir()
+        } else {
+            std::path::PathBuf::from(&self.limits.spill_dir)
+        };
+        crate::net::upload::SpillPolicy {
+            dir,
+            above: self.limits.spill_above_mib.saturating_mul(1 << 20),
+            max: self.limits.spill_max_gib.saturating_mul(1 << 30),
+        }
     }
 
     pub(crate) fn max_bytes(&self) -> u64 {

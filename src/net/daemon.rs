@@ -13,7 +13,7 @@ use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome};
 use crate::net::liveness::REFUSED_IDENTITY;
 use crate::net::registry::{Admit, Ended, Phase, Refusal, Registry};
 use crate::net::tls::{Identity, peer_identity};
-use crate::net::upload::{recv_share, recv_tokens};
+use crate::net::upload::{recv_rows, recv_share, recv_tokens};
 use crate::net::wire::{FrameRecv, FrameSend, framed};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -289,10 +289,20 @@ pub(crate) async fn dispatch(
                     )));
                 }
                 spec.validate()?;
-                let words = (rows as u128) * spec.params.model.width() as u128 * 8;
-                if rows == 0 || words > cfg.max_bytes() as u128 {
+                // A share too large to hold is spilled to disk as it arrives, and bounded
+                // there instead.
+                let bytes = (rows as u128) * spec.params.model.width() as u128 * 8;
+                let spill = cfg.spill();
+                let limit = if bytes > spill.above as u128 {
+                    spill.max
+                } else {
+                    cfg.max_bytes()
+                };
+                if rows == 0 || bytes > limit as u128 {
                     return Err(refuse(format!(
-                        "an upload of {rows} rows exceeds this server's message limit"
+                        "an upload of {rows} rows exceeds this server's limit of {} MiB per share \
+                         (limits.max_message_mib, or limits.spill_max_gib for shares spilled to disk)",
+                        limit >> 20
                     )));
                 }
                 Ok(())
@@ -326,7 +336,9 @@ pub(crate) async fn dispatch(
             };
             let rows = rows as usize;
             let recv = async {
-                let z = recv_share(&mut r, rows * spec.params.model.width(), pname).await?;
+                let spill = cfg.spill();
+                let w = spec.params.model.width();
+                let z = recv_rows(&mut r, rows, w, pname, Some(&spill)).await?;
                 let ids = if spec.params.share_partner_ids {
                     recv_share(&mut r, rows * crate::model::align::ID_WORDS, pname).await?
                 } else {

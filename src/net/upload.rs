@@ -7,6 +7,7 @@ use crate::model::align::PartyData;
 use crate::model::blocking::{MAX_TOKENS_PER_ROW, Tokens};
 use crate::mpc::digest::sha256;
 use crate::mpc::prg::Seed;
+use crate::mpc::row_share::{RowShare, Spill};
 use crate::mpc::share::{ShareMsg, to_last_share};
 use crate::net::job::Digest;
 use crate::net::wire::{FrameRecv, FrameSend};
@@ -102,6 +103,63 @@ pub(crate) async fn recv_share(
         ));
     }
     Ok(v)
+}
+
+/// Where a server keeps the explicit upload shares too large to hold
+/// ([`crate::mpc::row_share`]): shares of more than `above` bytes are written to a file in
+/// `dir` as they arrive, up to `max` bytes each.
+#[derive(Debug, Clone)]
+pub(crate) struct SpillPolicy {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) above: u64,
+    pub(crate) max: u64,
+}
+
+/// Receives a share of a `rows x d` matrix as the server keeps it: a seed stays a stream; an
+/// explicit share is held, or, when `spill` says it is too large, written to a spill file a
+/// block of rows at a time as it arrives (never held whole).
+pub(crate) async fn recv_rows(
+    r: &mut FrameRecv,
+    rows: usize,
+    d: usize,
+    peer: PeerName,
+    spill: Option<&SpillPolicy>,
+) -> Result<RowShare> {
+    let expected = rows * d;
+    let bytes = 8 * expected as u64;
+    match r.control::<ShareHead>().await? {
+        ShareHead::Seed(seed, len) if len as usize == expected => Ok(ShareMsg::Seed {
+            seed: Seed(seed),
+            len: expected,
+        }
+        .into_rows()),
+        ShareHead::Explicit(len) if len as usize == expected => match spill {
+            Some(sp) if bytes > sp.above => {
+                if bytes > sp.max {
+                    return Err(Error::protocol(
+                        peer,
+                        format!(
+                            "a share of {} MiB exceeds this server's spill limit \
+                             (limits.spill_max_gib)",
+                            bytes >> 20
+                        ),
+                    ));
+                }
+                let file = Spill::create(&sp.dir, rows, d)?;
+                let block = d * (LAST_SHARE_BLOCK_WORDS / d.max(1)).max(1);
+                r.words_into(expected, block, sp.max, |at, words| {
+                    cpu_bound(|| file.write_rows(at / d, words))
+                })
+                .await?;
+                Ok(RowShare::Spilled(std::sync::Arc::new(file)))
+            }
+            _ => Ok(RowShare::Held(r.words_exact(expected).await?)),
+        },
+        _ => Err(Error::protocol(
+            peer,
+            format!("share of the wrong size (expected {expected} words)"),
+        )),
+    }
 }
 
 /// SHA-256 of the public part of an upload: the row count and every row's keyed tokens.

@@ -270,9 +270,65 @@ impl FrameRecv {
         self.data(max, false).await
     }
 
+    /// Receives a data frame of exactly `n` ring elements without holding it: `sink(at, words)`
+    /// gets words `at..at + words.len()` in pieces of `block` words (the last one shorter). The
+    /// frame may exceed this stream's message limit up to `max_bytes` (the caller bounds what
+    /// it keeps, a file for instance). If `sink` fails, its error is returned and the rest of
+    /// the frame is not read.
+    pub async fn words_into(
+        &mut self,
+        n: usize,
+        block: usize,
+        max_bytes: u64,
+        mut sink: impl FnMut(usize, &[u64]) -> Result<()>,
+    ) -> Result<()> {
+        let announced = self
+            .data_head(n, true, max_bytes)
+            .await?
+            .ok_or_else(|| self.lost("the stream ended before the expected data"))?;
+        let block = block.max(1);
+        let mut buf = zeroize::Zeroizing::new(vec![0u64; block.min(announced)]);
+        let mut at = 0;
+        while at < announced {
+            let piece = &mut buf[..(announced - at).min(block)];
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(piece);
+            self.r.read_exact(bytes).await.map_err(|e| self.lost(e))?;
+            if cfg!(target_endian = "big") {
+                piece.iter_mut().for_each(|v| *v = u64::from_le(*v));
+            }
+            sink(at, piece)?;
+            at += piece.len();
+        }
+        Ok(())
+    }
+
     /// The next data frame: exactly `n` words, or at most `n` unless `exact`. A refusal in its
     /// place becomes an error with the peer's reason.
     async fn data(&mut self, n: usize, exact: bool) -> Result<Option<Vec<u64>>> {
+        let Some(announced) = self.data_head(n, exact, self.max_bytes).await? else {
+            return Ok(None);
+        };
+        let mut out: Vec<u64> = Vec::with_capacity(announced.min(CHUNK_WORDS));
+        let mut left = announced;
+        while left > 0 {
+            let at = out.len();
+            let c = left.min(CHUNK_WORDS);
+            out.reserve_exact(c);
+            out.resize(at + c, 0);
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
+            self.r.read_exact(bytes).await.map_err(|e| self.lost(e))?;
+            left -= c;
+        }
+        if cfg!(target_endian = "big") {
+            out.iter_mut().for_each(|v| *v = u64::from_le(*v));
+        }
+        Ok(Some(out))
+    }
+
+    /// The head of the next data frame: its length in words, checked against `n` (exactly, or
+    /// at most) and `max_bytes`; `None` if the peer finished the stream cleanly first. A
+    /// refusal in its place becomes an error with the peer's reason.
+    async fn data_head(&mut self, n: usize, exact: bool, max_bytes: u64) -> Result<Option<usize>> {
         let mut k = [0u8; 1];
         match self.r.read_exact(&mut k).await {
             Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
@@ -307,29 +363,15 @@ impl FrameRecv {
                 format!("data message of {announced} words, expected exactly {n}"),
             ));
         }
-        if announced > n as u64 || bytes > self.max_bytes {
+        if announced > n as u64 || bytes > max_bytes {
             return Err(Error::protocol(
                 self.peer,
                 format!(
                     "data message of {announced} words exceeds the limit of {} words",
-                    (n as u64).min(self.max_bytes / 8)
+                    (n as u64).min(max_bytes / 8)
                 ),
             ));
         }
-        let mut out: Vec<u64> = Vec::with_capacity((announced as usize).min(CHUNK_WORDS));
-        let mut left = announced as usize;
-        while left > 0 {
-            let at = out.len();
-            let c = left.min(CHUNK_WORDS);
-            out.reserve_exact(c);
-            out.resize(at + c, 0);
-            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
-            self.r.read_exact(bytes).await.map_err(|e| self.lost(e))?;
-            left -= c;
-        }
-        if cfg!(target_endian = "big") {
-            out.iter_mut().for_each(|v| *v = u64::from_le(*v));
-        }
-        Ok(Some(out))
+        Ok(Some(announced as usize))
     }
 }

@@ -1096,19 +1096,23 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     use ppea::model::footprint::{BASE_BYTES, mib, server_bytes};
     let (a, b) = prepare(EvalProtocol::Standard, &JobParams::default());
     let p = JobParams::default();
-    // Room for one default job beside the process itself (one party may book half of it).
-    let room = 2 * server_bytes(&p, a.rows.len(), 2).max(server_bytes(&p, b.rows.len(), 2));
+    // Room for one default job beside the process itself (one party may book half of it), on
+    // the last server too (which holds these small shares: `held`).
+    let room =
+        2 * server_bytes(&p, a.rows.len(), 2, true).max(server_bytes(&p, b.rows.len(), 2, true));
     let limits = Limits {
         wait_secs: 3,
         memory_mib: mib(BASE_BYTES + room) + 1,
         ..Limits::default()
     };
     let c = Cluster::new("attack-memory", 2, limits);
-    // A much wider model: the same rows need more memory than a party may book.
+    // Eight times the candidates per row: the same rows need more memory (the state per
+    // candidate pair) than a party may book.
     let mut wide = JobParams::default();
-    wide.model.dim = 2048;
+    wide.blocking.candidates = 512;
     let (big, _) = prepare(EvalProtocol::Standard, &wide);
-    let needed = server_bytes(&wide, big.rows.len(), 2);
+    // Server 0 draws its share from a seed (not held).
+    let needed = server_bytes(&wide, big.rows.len(), 2, false);
     // One party may book at most half of the room.
     assert!(needed > room / 2 + (1 << 20));
     let ia = c.identity("party-a");
@@ -1197,8 +1201,11 @@ fn a_party_announcing_an_upload_and_stalling_gives_its_memory_back() {
     use ppea::model::footprint::{BASE_BYTES, mib, server_bytes};
     let p = JobParams::default();
     let (a, b) = prepare(EvalProtocol::Standard, &p);
-    let side = server_bytes(&p, a.rows.len(), 2).max(server_bytes(&p, b.rows.len(), 2));
-    let room = 4 * side;
+    // Server 0 (where the upload stalls) draws its shares from seeds; the last server holds
+    // these small ones (`held`), and must fit both sides too.
+    let side_at =
+        |held| server_bytes(&p, a.rows.len(), 2, held).max(server_bytes(&p, b.rows.len(), 2, held));
+    let (side, room) = (side_at(false), 4 * side_at(true));
     let limits = Limits {
         wait_secs: 2,
         memory_mib: mib(BASE_BYTES + room),
@@ -1209,7 +1216,7 @@ fn a_party_announcing_an_upload_and_stalling_gives_its_memory_back() {
     let (mut lo, mut hi) = (1usize, 1usize << 30);
     while hi - lo > 1 {
         let mid = (lo + hi) / 2;
-        if server_bytes(&p, mid, 2) <= room / 2 {
+        if server_bytes(&p, mid, 2, false) <= room / 2 {
             lo = mid;
         } else {
             hi = mid;
@@ -1217,7 +1224,7 @@ fn a_party_announcing_an_upload_and_stalling_gives_its_memory_back() {
     }
     let rows = lo as u64;
     assert!(
-        server_bytes(&p, lo, 2) + side > room / 2,
+        server_bytes(&p, lo, 2, false) + side > room / 2,
         "without the release, A's next upload would not fit"
     );
     let c = Cluster::new("attack-stall", 2, limits);

@@ -164,10 +164,18 @@ fn a_party_streaming_its_rows_uploads_the_rows_it_would_hold() {
         let e = e.expect_err("refused").to_string();
         assert!(e.contains("goes to the last of 3 servers"), "{e}");
     }
+    // A party that writes an evaluation dump records its rows as they are uploaded (the last
+    // server's share is computed from them in order) and drops their source; its dump is
+    // still the held rows' dump.
+    streamed.record_rows(&std::env::temp_dir()).unwrap();
+    let src = streamed.streamed.as_ref().unwrap();
+    assert!(!src.is_recorded());
     let b = prepare_party(&ds.b, &sb, p, &key, &mut Prg::fresh()).unwrap();
     let r = run_and_judge_uploading(&c, &spec, &streamed, &held, &b);
     assert_eq!(r.plaintext_agreement, 1.0);
     assert!(r.quality.hits1 >= 0.9, "{r:?}");
+    assert!(src.is_recorded(), "every row was uploaded in order");
+    assert_eq!(encode(&streamed).unwrap(), encode(&held).unwrap());
 }
 
 #[test]

@@ -190,14 +190,22 @@ fn nodes(docs: &[Doc]) -> Vec<Node> {
             .unwrap()
             .iter()
             .map(|m| {
-                assert_eq!(
-                    m["readOnly"].as_bool(),
-                    Some(true),
-                    "{ctx}: read-only mounts"
-                );
                 let vol = volumes[m["name"].as_str().unwrap()];
+                // Only a scratch volume (emptyDir, for spilled upload shares) is writable.
+                if !vol["emptyDir"].is_mapping() {
+                    assert_eq!(
+                        m["readOnly"].as_bool(),
+                        Some(true),
+                        "{ctx}: read-only mounts"
+                    );
+                }
                 (PathBuf::from(m["mountPath"].as_str().unwrap()), vol)
             })
+            .collect();
+        let writable: Vec<&PathBuf> = mounts
+            .iter()
+            .filter(|(_, v)| v["emptyDir"].is_mapping())
+            .map(|(p, _)| p)
             .collect();
         // The configuration file the command reads, and the ConfigMap behind it.
         let command = strings(&c["command"]);
@@ -231,6 +239,17 @@ fn nodes(docs: &[Doc]) -> Vec<Node> {
         assert!(
             cfg.admin_addr().unwrap().is_some(),
             "{ctx}: the probes need `admin` in {cm_name}"
+        );
+        // The root filesystem is read-only: spilled upload shares go to the one writable
+        // scratch volume, and nothing else is writable.
+        let spill: Vec<PathBuf> = match cfg.role {
+            Role::Compute => vec![PathBuf::from(&cfg.limits.spill_dir)],
+            Role::Dealer => Vec::new(),
+        };
+        assert_eq!(
+            writable,
+            spill.iter().collect::<Vec<_>>(),
+            "{ctx}: a compute server's limits.spill_dir must be its one writable (emptyDir) mount"
         );
         // Every TLS file lies in a mount of Secret items.
         let mut secret_files = BTreeMap::new();

@@ -350,6 +350,7 @@ fn detect(dataset: &Path, format: Option<Format>) -> Result<Format> {
 }
 
 fn main() {
+    ppea::net::heap::return_freed_memory();
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -749,6 +750,12 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         data.rows.len(),
         data.width
     ));
+    if job.evaluation {
+        // The dump needs the rows after the job: recorded to a temporary file ($TMPDIR) as
+        // they are uploaded, so that their source (row-sized vectors) does not wait through
+        // the job.
+        data.record_rows(&std::env::temp_dir())?;
+    }
     let rt = ppea::mpc::local::runtime()?;
     let timing = job.timing()?;
     bar.step(&format!(

@@ -112,6 +112,7 @@ enum BenchKind {
 }
 
 fn main() {
+    ppea::net::heap::return_freed_memory();
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -347,6 +347,23 @@ impl PartyData {
         out.copy_from_slice(&self.z[at..at + out.len()]);
         Ok(())
     }
+
+    /// For a party that needs its rows again after the job (an evaluation dump): streamed rows
+    /// are also written, as they are uploaded, to an unlinked temporary file in `dir`, and the
+    /// rows' source is dropped once all are ([`UploadRows::record_to`]), so it does not wait
+    /// through the job. Nothing for held rows.
+    pub fn record_rows(&self, dir: &std::path::Path) -> Result<()> {
+        if let Some(src) = &self.streamed {
+            let file = tempfile::tempfile_in(dir).map_err(|e| {
+                Error::invalid(format!(
+                    "cannot create a temporary file in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            src.record_to(file);
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for PartyData {
@@ -658,15 +675,18 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     }
     let pairs = Pairs::list(na, nb, rows, cols)?;
     let bounds = UploadBounds::new(p);
+    // The request holds the pair list while the material is fetched, then gives it back (no
+    // copy: 8 bytes per slot).
     let req = crate::mpc::correlated::Request::Bilinear {
         d: w,
-        pairs: pairs.clone(),
+        pairs,
         blocks: bounds.blocks.clone(),
         split: p.explain,
     };
     let mat = eng.prepare(&req).await?;
-    // The request holds a copy of the pair list (8 bytes per slot): not kept (memory).
-    drop(req);
+    let crate::mpc::correlated::Request::Bilinear { pairs, .. } = req else {
+        return Err(Error::invalid("the bilinear request changed kind"));
+    };
     step(eng, "score material");
     let me = eng.me();
     // The uploaded vectors serve only the bilinear form, which frees them once masked: moved,
@@ -686,7 +706,7 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         .ok_or_else(|| Error::invalid("the bilinear form returned no audit"))?;
     let ok = check_uploads(eng, &audit, &bounds, na, nb).await?;
     step(eng, "upload range checks");
-    let s = out.scores;
+    let mut s = out.scores;
 
     // 2. Row maxima (CSLS, k = 1), both sides in one tournament; with `csls_iterations` > 1,
     //    the normalised scores `2x - r_own - r_other` are normalised again (a local step and
@@ -740,22 +760,33 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         Vec::new()
     };
     let present = present_pairs(&cand, na)?;
-    //    Also in that round: both uploads passed the range checks, `ok_a * ok_b`.
-    let mut x: Vec<u64> = present.iter().map(|&(q, _)| oh_a[q as usize]).collect();
-    let mut y: Vec<u64> = present.iter().map(|&(_, m)| oh_b[m as usize]).collect();
+    //    Also in that round: both uploads passed the range checks, `ok_a * ok_b`. The right
+    //    factors start with the scores themselves (moved unless assignment rounds need them),
+    //    and the products are written over them (memory: no copy of either).
+    let s_right = if p.assignment_rounds > 0 {
+        s.clone()
+    } else {
+        std::mem::take(&mut s)
+    };
+    let mut x = Vec::with_capacity(oh.len() + present.len() + 1);
     x.extend_from_slice(&oh);
-    y.extend_from_slice(&s);
+    x.extend(present.iter().map(|&(q, _)| oh_a[q as usize]));
     x.push(ok[0]);
+    let mut y = s_right;
+    y.reserve_exact(present.len() + 1);
+    y.extend(present.iter().map(|&(_, m)| oh_b[m as usize]));
     y.push(ok[1]);
-    let mut prod = eng.mul(&x, &y).await?;
+    let mut prod = eng.mul_fanout(&x, y, 1).await?;
+    drop(x);
     let both_ok = prod.pop().expect("pushed above");
     let row_sum = |v: &[u64], rows: usize| row_sums(v, rows, k);
-    let (both, chosen) = prod.split_at(present.len());
+    let (chosen, both) = prod.split_at(oh.len());
     let similarity = row_sum(chosen, na + nb);
     let mut mutual = vec![0u64; na * k];
     for (&(q, _), v) in present.iter().zip(both) {
         mutual[q as usize] = *v;
     }
+    drop(prod);
 
     // 5. Threshold on a's best pair score, gated by the range checks; keep = mutual AND above
     //    threshold AND both uploads in range.
@@ -800,7 +831,8 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     x.extend_from_slice(&matched);
     let mut y = Prg::fresh().vec(na * k);
     y.extend_from_slice(&similarity);
-    let prod = eng.mul(&x, &y).await?;
+    let prod = eng.mul_fanout(&x, y, 1).await?;
+    drop(x);
     let (kept_tok, score_out) = prod.split_at(na * k);
     let tok_a = row_sum(kept_tok, na);
     let mut kept_tok_b = vec![0u64; nb * k];

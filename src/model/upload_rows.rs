@@ -8,18 +8,34 @@
 //! time while it is sent (`crate::net::party`). In-process evaluation and tests hold `z`
 //! whole ([`UploadRows::all`]); both come from the same [`Embedder`] rows, so they agree word
 //! for word.
+//!
+//! A party that also writes an evaluation dump needs the rows again after its job, but its
+//! [`Embedder`] (3.8 GB at a million entities) should not wait through the job beside the
+//! servers. [`UploadRows::record_to`] makes the rows, as they are computed in order for the
+//! upload, also go to a file (the party's own plaintext rows, on its own machine, as the dump
+//! itself); once every row has been written, the embedder is dropped and later reads come from
+//! the file.
 
 use crate::error::{Error, Result};
 use crate::model::features::Embedder;
 use crate::mpc::fixed::FixedPoint;
+use crate::mpc::row_share::{read_words_at, write_words_at};
 use rayon::prelude::*;
+use std::sync::{Mutex, OnceLock, RwLock};
 
 /// The rows of `z` in upload order (`order[r]` is the entity of row `r`). `Debug` shows only
 /// sizes.
 pub struct UploadRows {
-    embedder: Embedder,
+    /// The rows' source until they are recorded ([`UploadRows::record_to`]).
+    embedder: RwLock<Option<Embedder>>,
+    rows: usize,
+    width: usize,
     order: Vec<u32>,
     fp: FixedPoint,
+    /// Where rows computed in order are also written, and the next row expected.
+    record: Mutex<Option<(std::fs::File, usize)>>,
+    /// The file holding every row, once all were recorded.
+    recorded: OnceLock<std::fs::File>,
 }
 
 impl std::fmt::Debug for UploadRows {
@@ -43,20 +59,37 @@ impl UploadRows {
             )));
         }
         Ok(UploadRows {
-            embedder,
+            rows: order.len(),
+            width: embedder.width(),
+            embedder: RwLock::new(Some(embedder)),
             order,
             fp,
+            record: Mutex::new(None),
+            recorded: OnceLock::new(),
         })
+    }
+
+    /// From now on, rows computed in order from row 0 are also written to `file` (whole
+    /// rows of little-endian words); when the last row is written, the embedder is dropped and
+    /// every later [`UploadRows::fill`] reads the file (module docs). Fills out of that order
+    /// are not recorded (the embedder then stays).
+    pub fn record_to(&self, file: std::fs::File) {
+        *lock(&self.record) = Some((file, 0));
+    }
+
+    /// Whether every row has been recorded and the embedder dropped.
+    pub fn is_recorded(&self) -> bool {
+        self.recorded.get().is_some()
     }
 
     /// Rows of the upload.
     pub fn rows(&self) -> usize {
-        self.order.len()
+        self.rows
     }
 
     /// Words per row.
     pub fn width(&self) -> usize {
-        self.embedder.width()
+        self.width
     }
 
     /// Rows `first..first + out.len() / width` into `out`, which must hold a whole number of
@@ -64,17 +97,39 @@ impl UploadRows {
     pub fn fill(&self, first: usize, out: &mut [u64]) -> Result<()> {
         let w = self.width();
         check_whole_rows(first, out.len(), w, self.rows())?;
-        out.par_chunks_mut(w).enumerate().try_for_each_init(
-            // A row in the clear: wiped when each task's buffer is dropped.
-            || zeroize::Zeroizing::new(vec![0f64; w]),
-            |buf, (r, words)| {
-                self.embedder.row(self.order[first + r] as usize, buf);
-                for (o, x) in words.iter_mut().zip(buf.iter()) {
-                    *o = self.fp.encode(*x)?;
-                }
-                Ok(())
-            },
-        )
+        if let Some(file) = self.recorded.get() {
+            return read_words_at(file, out, first * w);
+        }
+        {
+            let embedder = self.embedder.read().unwrap_or_else(|e| e.into_inner());
+            let embedder = embedder
+                .as_ref()
+                .ok_or_else(|| Error::invalid("upload rows: the source was dropped"))?;
+            out.par_chunks_mut(w).enumerate().try_for_each_init(
+                // A row in the clear: wiped when each task's buffer is dropped.
+                || zeroize::Zeroizing::new(vec![0f64; w]),
+                |buf, (r, words)| {
+                    embedder.row(self.order[first + r] as usize, buf);
+                    for (o, x) in words.iter_mut().zip(buf.iter()) {
+                        *o = self.fp.encode(*x)?;
+                    }
+                    Ok(())
+                },
+            )?;
+        }
+        let mut record = lock(&self.record);
+        if let Some((file, next)) = record.as_mut()
+            && *next == first
+        {
+            write_words_at(file, out, first * w)?;
+            *next += out.len() / w;
+            if *next == self.rows {
+                let (file, _) = record.take().expect("matched above");
+                let _ = self.recorded.set(file);
+                *self.embedder.write().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+        Ok(())
     }
 
     /// Every row, `rows x width`.
@@ -86,6 +141,10 @@ impl UploadRows {
 }
 
 /// Checks that `len` words from row `first` are whole rows of `width` within `rows` rows.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(crate) fn check_whole_rows(first: usize, len: usize, width: usize, rows: usize) -> Result<()> {
     if width == 0 || !len.is_multiple_of(width) || first + len / width > rows {
         return Err(Error::invalid(format!(

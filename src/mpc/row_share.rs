@@ -192,7 +192,7 @@ impl Spill {
             for row in words.chunks_exact(d) {
                 buf.extend_from_slice(&row[t * STRIPE..t * STRIPE + width]);
             }
-            write_at(&self.file, &buf, start + first * width)?;
+            write_words_at(&self.file, &buf, start + first * width)?;
         }
         Ok(())
     }
@@ -214,7 +214,7 @@ impl Spill {
                 for t in at / STRIPE..(at + w).div_ceil(STRIPE) {
                     let (width, start) = self.stripe(t);
                     let b = &mut buf[..n * width];
-                    read_at(&self.file, b, start + r0 * width)?;
+                    read_words_at(&self.file, b, start + r0 * width)?;
                     // The stripe's columns that fall in `at..at + w`.
                     let lo = (t * STRIPE).max(at);
                     let hi = (t * STRIPE + width).min(at + w);
@@ -231,11 +231,11 @@ impl Spill {
 }
 
 fn io_error(what: &str, e: std::io::Error) -> Error {
-    Error::invalid(format!("spill file: {what} failed: {e}"))
+    Error::invalid(format!("temporary file: {what} failed: {e}"))
 }
 
 /// Writes `words` (little-endian) at word offset `at`.
-fn write_at(file: &std::fs::File, words: &[u64], at: usize) -> Result<()> {
+pub(crate) fn write_words_at(file: &std::fs::File, words: &[u64], at: usize) -> Result<()> {
     let bytes: std::borrow::Cow<[u8]> = if cfg!(target_endian = "little") {
         std::borrow::Cow::Borrowed(bytemuck::cast_slice(words))
     } else {
@@ -245,7 +245,7 @@ fn write_at(file: &std::fs::File, words: &[u64], at: usize) -> Result<()> {
 }
 
 /// Reads `out.len()` words (little-endian) from word offset `at`.
-fn read_at(file: &std::fs::File, out: &mut [u64], at: usize) -> Result<()> {
+pub(crate) fn read_words_at(file: &std::fs::File, out: &mut [u64], at: usize) -> Result<()> {
     positioned_read(file, bytemuck::cast_slice_mut(out), (at * 8) as u64)
         .map_err(|e| io_error("read", e))?;
     if cfg!(target_endian = "big") {

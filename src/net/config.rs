@@ -106,7 +106,7 @@ impl Default for Limits {
             idle_timeout_secs: crate::net::liveness::IDLE_TIMEOUT_SECS,
             remember_jobs_secs: 7 * 24 * 3600,
             memory_mib: 0,
-            spill_above_mib: 256,
+            spill_above_mib: 64,
             spill_dir: String::new(),
             spill_max_gib: 64,
         }

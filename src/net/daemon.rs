@@ -316,7 +316,13 @@ pub(crate) async fn dispatch(
                 })
                 .and_then(|()| {
                     use crate::model::footprint::{MEASURED_ROWS, server_bytes};
-                    let bytes = server_bytes(&spec.params, rows as usize, spec.servers.len());
+                    // The last server holds an explicit share below its spill threshold;
+                    // the others draw theirs from seeds.
+                    let last = spec.servers.last().is_some_and(|s| s.name == cfg.name);
+                    let share = rows * spec.params.model.width() as u64 * 8;
+                    let held = last && share <= cfg.spill().above;
+                    let bytes =
+                        server_bytes(&spec.params, rows as usize, spec.servers.len(), held);
                     if rows as usize > MEASURED_ROWS {
                         info!(
                             job = %spec.job,

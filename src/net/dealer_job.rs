@@ -245,7 +245,7 @@ mod tests {
     /// when the job ends (the booking is dropped), so the next job fits again.
     #[test]
     fn a_dealer_job_books_its_estimate_and_gives_it_back() {
-        // Room for one job of 150 million words beside the process (an estimate of 96 MiB, a
+        // Room for one job of 150 million words beside the process (an estimate of 76 MiB, a
         // number that appears nowhere else in the reasons).
         let one = dealer_bytes(150_000_000, 2);
         let budget = BASE_BYTES + one + (one / 2);

@@ -20,7 +20,8 @@
 //! * [`compute`]: a compute server's job;
 //! * [`dealer_job`]: the dealer's job;
 //! * [`party`]: the party client and its job file;
-//! * [`progress`]: the events the party client reports while a job runs.
+//! * [`progress`]: the events the party client reports while a job runs;
+//! * [`heap`]: the processes' allocator settings (freed memory goes back to the system).
 
 pub mod admin;
 pub mod compute;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod daemon;
 pub mod dealer_job;
 pub mod dial;
+pub mod heap;
 pub mod job;
 pub mod liveness;
 pub mod party;

@@ -267,7 +267,7 @@ fn job_digests_are_sha256_and_cover_every_field() {
     let bytes = bincode::serde::encode_to_vec(&base, bincode::config::standard()).unwrap();
     assert_eq!(
         d.0,
-        ppea::mpc::digest::sha256("ppea job description v1", &[&bytes])
+        ppea::mpc::digest::sha256("ppea job description v2", &[&bytes])
     );
     let mut variants: Vec<JobSpec> = Vec::new();
     let mut v = base.clone();
@@ -372,9 +372,12 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
     let spec = c.spec("huge-upload", JobParams::default());
     let rows = 10u64;
     let width = spec.params.model.width() as u64;
-    for case in ["share", "tokens"] {
+    for case in ["share", "tokens", "misplaced"] {
         let id = c.identity("party-a");
-        let server = c.nodes[1].node.clone();
+        // The last server (server-1) is the only one that takes an explicit share; server-0
+        // (which booked no memory for one) refuses it.
+        let at = if case == "misplaced" { 1 } else { 2 };
+        let server = c.nodes[at].node.clone();
         let spec = spec.clone();
         let answer = rt().block_on(async move {
             let ep = id.client_endpoint().unwrap();
@@ -387,7 +390,7 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
                 rows,
             };
             raw_control(&mut s, &hello).await;
-            if case == "share" {
+            if case != "tokens" {
                 raw_control(&mut s, &ShareHead::Explicit(rows * width)).await;
                 raw_words_header(&mut s, 1 << 61).await;
             } else {
@@ -407,6 +410,9 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
         match answer {
             Outcome::Failed(why) if case == "share" => {
                 assert!(why.contains("expected exactly"), "{why}")
+            }
+            Outcome::Failed(why) if case == "misplaced" => {
+                assert!(why.contains("last server only"), "{why}")
             }
             Outcome::Failed(why) => assert!(why.contains("at most 4096"), "{why}"),
             Outcome::Done { .. } | Outcome::Status(_) => {

@@ -164,6 +164,26 @@ fn a_party_streaming_its_rows_uploads_the_rows_it_would_hold() {
         let e = e.expect_err("refused").to_string();
         assert!(e.contains("goes to the last of 3 servers"), "{e}");
     }
+    // Recording: rows filled out of order are not recorded (the source stays); a file that
+    // cannot be written gives recording up, never the fill.
+    let again = prepare_party_streamed(&ds.a, &sa, &[], p, &key, &mut Prg::new(&seed, 0)).unwrap();
+    let src2 = again.streamed.as_ref().unwrap();
+    let read_only = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+    src2.record_to(read_only);
+    let mut all = vec![0u64; held.z.len()];
+    again.z_rows(0, &mut all).unwrap();
+    assert!(!src2.is_recorded() && all == held.z);
+    again.record_rows(&std::env::temp_dir()).unwrap();
+    again.z_rows(5, &mut rows).unwrap();
+    assert!(!src2.is_recorded(), "rows from 5 are not the next ones");
+    again.z_rows(0, &mut all).unwrap();
+    assert!(src2.is_recorded());
+    again.z_rows(5, &mut rows).unwrap();
+    assert_eq!(
+        rows,
+        held.z[5 * held.width..8 * held.width],
+        "read back from the file"
+    );
     // A party that writes an evaluation dump records its rows as they are uploaded (the last
     // server's share is computed from them in order) and drops their source; its dump is
     // still the held rows' dump.
@@ -669,10 +689,10 @@ fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
     assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
 }
 
-/// A server that cannot create its spill file refuses the upload before the job starts and
-/// says where it tried; the party hears it.
+/// A server that cannot create its spill file refuses the upload before the job starts; the
+/// party hears which setting to ask about, the server's log where it tried.
 #[test]
-fn an_upload_that_cannot_be_spilled_is_refused_naming_the_directory() {
+fn an_upload_that_cannot_be_spilled_is_refused_naming_the_setting() {
     let limits = Limits {
         spill_above_mib: 0,
         spill_dir: "/nonexistent/ppea-spill".into(),
@@ -684,9 +704,29 @@ fn an_upload_that_cannot_be_spilled_is_refused_naming_the_directory() {
     let (ra, _rb) = c.run(&spec, &a, &b);
     let e = expect_err(ra);
     assert!(
-        e.contains("spill file in /nonexistent/ppea-spill") && e.contains("limits.spill_dir"),
+        e.contains("cannot store the upload") && e.contains("limits.spill_dir"),
         "{e}"
     );
+    assert!(
+        !e.contains("/nonexistent"),
+        "the server's paths stay in its log: {e}"
+    );
+}
+
+/// A share larger than the spill limit is refused before anything of it is read.
+#[test]
+fn a_share_beyond_the_spill_limit_is_refused() {
+    let limits = Limits {
+        spill_above_mib: 0,
+        spill_max_gib: 0,
+        ..quick()
+    };
+    let c = Cluster::new("spillmax", 2, limits);
+    let (params, a, b) = small();
+    let spec = c.spec("job-spillmax", params);
+    let (ra, _rb) = c.run(&spec, &a, &b);
+    let e = expect_err(ra);
+    assert!(e.contains("limits.spill_max_gib"), "{e}");
 }
 
 /// Issue 13, case 1 (replay): a job id that ran cannot run again on the servers.

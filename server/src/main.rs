@@ -132,6 +132,8 @@ fn real_main() -> Result<()> {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let cfg = ppea::net::config::ServerConfig::load(&config)?;
+            cfg.check_spill_dir()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
             let rt = ppea::mpc::local::runtime()?;
             rt.block_on(async move {
                 let daemon = ppea::net::daemon::Daemon::start(cfg)?;

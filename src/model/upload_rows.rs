@@ -72,7 +72,8 @@ impl UploadRows {
     /// From now on, rows computed in order from row 0 are also written to `file` (whole
     /// rows of little-endian words); when the last row is written, the embedder is dropped and
     /// every later [`UploadRows::fill`] reads the file (module docs). Fills out of that order
-    /// are not recorded (the embedder then stays).
+    /// are not recorded, and a failed write gives recording up (the embedder then stays). A
+    /// `file` on a memory file system (tmpfs) keeps the rows in memory after all.
     pub fn record_to(&self, file: std::fs::File) {
         *lock(&self.record) = Some((file, 0));
     }
@@ -102,9 +103,13 @@ impl UploadRows {
         }
         {
             let embedder = self.embedder.read().unwrap_or_else(|e| e.into_inner());
-            let embedder = embedder
-                .as_ref()
-                .ok_or_else(|| Error::invalid("upload rows: the source was dropped"))?;
+            let Some(embedder) = embedder.as_ref() else {
+                // Recorded meanwhile by another fill: the rows are in the file.
+                let file = self.recorded.get().ok_or_else(|| {
+                    Error::invalid("upload rows: the source was dropped unrecorded")
+                })?;
+                return read_words_at(file, out, first * w);
+            };
             out.par_chunks_mut(w).enumerate().try_for_each_init(
                 // A row in the clear: wiped when each task's buffer is dropped.
                 || zeroize::Zeroizing::new(vec![0f64; w]),
@@ -121,7 +126,13 @@ impl UploadRows {
         if let Some((file, next)) = record.as_mut()
             && *next == first
         {
-            write_words_at(file, out, first * w)?;
+            if let Err(e) = write_words_at(file, out, first * w) {
+                // Recording is a convenience (the rows can still be computed): give it up
+                // rather than fail the upload.
+                tracing::warn!("upload rows: not recorded ({e}); their source is kept");
+                *record = None;
+                return Ok(());
+            }
             *next += out.len() / w;
             if *next == self.rows {
                 let (file, _) = record.take().expect("matched above");

@@ -185,8 +185,9 @@ impl std::fmt::Debug for BilinearOutput {
 /// `g * width..(g + 1) * width` of every row of `X` then of `Y` (`width` = the exchange's words,
 /// [`Bilinear::with_chunk`], over the rows, at least 1), and each group's inner products, block
 /// norms and subset sums are accumulated as soon as it is open. A server therefore never holds
-/// more than one group of the inputs, of the openings or of the masks, whatever the number of
-/// rows; the inputs may be drawn from a seed or read from disk ([`RowShare`]).
+/// more than one group of the openings or of the masks, whatever the number of rows, and, when
+/// its inputs are drawn from a seed or read from disk ([`RowShare`]), one group of the inputs;
+/// held inputs stay whole until the form ends (then wiped).
 pub struct Bilinear {
     me: usize,
     d: usize,
@@ -216,6 +217,14 @@ pub struct Bilinear {
     opened: Vec<u64>,
     /// Words of `opened` opened so far.
     done: usize,
+}
+
+impl Drop for Bilinear {
+    /// A held input is this server's share of a party's rows: wiped, not just freed.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.x);
+        zeroize::Zeroize::zeroize(&mut self.y);
+    }
 }
 
 /// Words of the masked rows opened per exchange of the bilinear form: the rows are opened a
@@ -390,13 +399,11 @@ impl Bilinear {
     /// `rows x len` row-major.
     fn masked_group(&self) -> Result<Vec<u64>> {
         let (d, at, len) = (self.d, self.at, self.group_len());
-        let mut masked = self.x.column_block(d, at, len)?;
-        let y = self.y.column_block(d, at, len)?;
-        let split = masked.len();
-        masked.reserve_exact(y.len());
-        masked.extend_from_slice(&y);
-        drop(y);
-        let (x, y) = masked.split_at_mut(split);
+        let (n, m) = (self.pairs.rows(), self.pairs.cols());
+        let mut masked = vec![0u64; (n + m) * len];
+        let (x, y) = masked.split_at_mut(n * len);
+        self.x.column_block_into(d, at, len, x)?;
+        self.y.column_block_into(d, at, len, y)?;
         for (mask, block) in self.masks.iter().zip([x, y]) {
             let mut done = 0;
             while done < len {

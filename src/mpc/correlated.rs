@@ -216,7 +216,8 @@ impl Request {
         w
     }
 
-    /// Decodes a request; rejects anything malformed or larger than `max_words` of material.
+    /// Decodes a request; rejects anything malformed or with more than `max_words` of material
+    /// held whole (streamed components, [`Request::is_streamed`], are not held).
     pub fn decode(w: &[u64], max_words: usize) -> Result<Request> {
         let bad = |what: &str| Error::invalid(format!("malformed dealer request: {what}"));
         let arg = |i: usize| -> Result<usize> {
@@ -273,10 +274,14 @@ impl Request {
             return Err(bad("trailing words"));
         }
         req.validate()?;
+        // What the dealer holds and sends: the streamed components (the bilinear masks, as
+        // large as the uploads) are drawn a pass of columns at a time, never whole.
         let total: usize = req
             .components()
             .iter()
-            .try_fold(0usize, |s, c| s.checked_add(c.len))
+            .enumerate()
+            .filter(|&(i, _)| !req.is_streamed(i))
+            .try_fold(0usize, |s, (_, c)| s.checked_add(c.len))
             .ok_or_else(|| bad("size overflow"))?;
         if total > max_words {
             return Err(Error::invalid(format!(

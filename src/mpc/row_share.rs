@@ -83,38 +83,44 @@ impl RowShare {
 
     /// Columns `at..at + w` of every row, as a `rows x w` row-major block (`rows = len / d`).
     pub fn column_block(&self, d: usize, at: usize, w: usize) -> Result<Vec<u64>> {
-        if d == 0 || at + w > d || !self.len().is_multiple_of(d) {
+        let mut out = vec![0u64; (self.len() / d.max(1)) * w];
+        self.column_block_into(d, at, w, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`RowShare::column_block`] into `out` (`rows x w` words).
+    pub fn column_block_into(&self, d: usize, at: usize, w: usize, out: &mut [u64]) -> Result<()> {
+        if d == 0 || at + w > d || !self.len().is_multiple_of(d) || out.len() != self.len() / d * w
+        {
             return Err(Error::invalid(format!(
                 "column block {at}..{} of a matrix of {} words and row length {d}",
                 at + w,
                 self.len()
             )));
         }
-        let rows = self.len() / d;
+        if w == 0 {
+            return Ok(());
+        }
         match self {
             RowShare::Held(words) => {
-                let mut out = vec![0u64; rows * w];
-                if w > 0 {
-                    out.par_chunks_mut(w)
-                        .zip(words.par_chunks(d))
-                        .for_each(|(o, row)| o.copy_from_slice(&row[at..at + w]));
-                }
-                Ok(out)
+                out.par_chunks_mut(w)
+                    .zip(words.par_chunks(d))
+                    .for_each(|(o, row)| o.copy_from_slice(&row[at..at + w]));
+                Ok(())
             }
             RowShare::Seeded(s) => {
                 let part = Part::Stream(s.clone());
-                let mut out = vec![0u64; rows * w];
                 let mut done = 0;
                 while done < w {
                     let piece = (w - done).min(MAX_PASS_COLUMNS);
-                    part.columns(d, at + done, piece, &mut out, w, done, |o, x| {
+                    part.columns(d, at + done, piece, out, w, done, |o, x| {
                         o.copy_from_slice(x)
                     });
                     done += piece;
                 }
-                Ok(out)
+                Ok(())
             }
-            RowShare::Spilled(s) => s.column_block(at, w),
+            RowShare::Spilled(s) => s.column_block_into(at, w, out),
         }
     }
 }
@@ -123,7 +129,7 @@ impl RowShare {
 /// [`STRIPE`] columns: stripe `t` (columns `8t..8t + width`) holds every row's words of those
 /// columns, row after row, and starts after the earlier stripes (`rows * 8t` words in). Rows are
 /// written in blocks as they arrive ([`Spill::write_rows`]); a block of columns is read back
-/// stripe by stripe, a run of rows per read ([`Spill::column_block`]). `Debug` shows sizes.
+/// stripe by stripe, a run of rows per read ([`Spill::column_block_into`]). `Debug` shows sizes.
 pub struct Spill {
     file: std::fs::File,
     rows: usize,
@@ -197,17 +203,17 @@ impl Spill {
         Ok(())
     }
 
-    /// Columns `at..at + w` of every row, as a `rows x w` row-major block.
-    pub fn column_block(&self, at: usize, w: usize) -> Result<Vec<u64>> {
-        if at + w > self.d {
+    /// Columns `at..at + w` of every row into `out`, a `rows x w` row-major block.
+    pub fn column_block_into(&self, at: usize, w: usize, out: &mut [u64]) -> Result<()> {
+        if at + w > self.d || out.len() != self.rows * w {
             return Err(Error::invalid("spill: columns outside the matrix"));
         }
-        let mut out = vec![0u64; self.rows * w];
         if w == 0 {
-            return Ok(out);
+            return Ok(());
         }
-        out.par_chunks_mut(READ_ROWS * w).enumerate().try_for_each(
-            |(task, block)| -> Result<()> {
+        out.par_chunks_mut(READ_ROWS * w)
+            .enumerate()
+            .try_for_each(|(task, block)| -> Result<()> {
                 let r0 = task * READ_ROWS;
                 let n = block.len() / w;
                 let mut buf = vec![0u64; n * STRIPE];
@@ -224,9 +230,7 @@ impl Spill {
                     }
                 }
                 Ok(())
-            },
-        )?;
-        Ok(out)
+            })
     }
 }
 

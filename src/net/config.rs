@@ -227,6 +227,21 @@ impl ServerConfig {
         }
     }
 
+    /// On a compute server, checks at start that its spill directory takes files (a job
+    /// would otherwise fail at its first large upload); nothing on the dealer.
+    pub fn check_spill_dir(&self) -> Result<()> {
+        if self.role == Role::Compute {
+            let dir = self.spill().dir;
+            tempfile::tempfile_in(&dir).map_err(|e| {
+                Error::invalid(format!(
+                    "[limits] spill_dir {}: cannot create a file there: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn max_bytes(&self) -> u64 {
         self.limits.max_message_mib.saturating_mul(1 << 20)
     }

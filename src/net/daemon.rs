@@ -344,7 +344,8 @@ pub(crate) async fn dispatch(
             let recv = async {
                 let spill = cfg.spill();
                 let w = spec.params.model.width();
-                let z = recv_rows(&mut r, rows, w, pname, Some(&spill)).await?;
+                let last = spec.servers.last().is_some_and(|s| s.name == cfg.name);
+                let z = recv_rows(&mut r, [rows, w], last, pname, Some(&spill)).await?;
                 let ids = if spec.params.share_partner_ids {
                     recv_share(&mut r, rows * crate::model::align::ID_WORDS, pname).await?
                 } else {

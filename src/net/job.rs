@@ -68,7 +68,11 @@ impl JobSpec {
         s.params.share_partner_ids = false;
         let bytes = bincode::serde::encode_to_vec(&s, bincode::config::standard())
             .map_err(|e| Error::invalid(format!("cannot encode the job description: {e}")))?;
-        Ok(Digest(sha256("ppea job description v1", &[&bytes])))
+        // The label carries the protocol's version, so that parties and servers of different
+        // versions disagree on every digest (a clear mismatch at the start) instead of running
+        // different computations: v2, the row audit's subsets drawn from the bilinear form's
+        // first opened group of columns.
+        Ok(Digest(sha256("ppea job description v2", &[&bytes])))
     }
 
     /// Checks the description.

@@ -116,18 +116,23 @@ pub(crate) struct SpillPolicy {
 }
 
 /// Receives a share of a `rows x d` matrix as the server keeps it: a seed stays a stream; an
-/// explicit share is held, or, when `spill` says it is too large, written to a spill file a
-/// block of rows at a time as it arrives (never held whole).
+/// explicit share (only the job's `last` server receives one: the others book no memory for
+/// it) is held, or, when `spill` says it is too large, written to a spill file a block of rows
+/// at a time as it arrives (never held whole).
 pub(crate) async fn recv_rows(
     r: &mut FrameRecv,
-    rows: usize,
-    d: usize,
+    [rows, d]: [usize; 2],
+    last: bool,
     peer: PeerName,
     spill: Option<&SpillPolicy>,
 ) -> Result<RowShare> {
     let expected = rows * d;
     let bytes = 8 * expected as u64;
     match r.control::<ShareHead>().await? {
+        ShareHead::Explicit(_) if !last => Err(Error::protocol(
+            peer,
+            "an explicit share of the rows goes to the job's last server only",
+        )),
         ShareHead::Seed(seed, len) if len as usize == expected => Ok(ShareMsg::Seed {
             seed: Seed(seed),
             len: expected,
@@ -145,7 +150,14 @@ pub(crate) async fn recv_rows(
                         ),
                     ));
                 }
-                let file = Spill::create(&sp.dir, rows, d)?;
+                let file = Spill::create(&sp.dir, rows, d).map_err(|e| {
+                    // The path stays in this server's log; the party hears what to ask for.
+                    tracing::error!("{e}");
+                    Error::invalid(
+                        "this server cannot store the upload: its spill directory \
+                         (limits.spill_dir) is not usable; its log says why",
+                    )
+                })?;
                 let block = d * (LAST_SHARE_BLOCK_WORDS / d.max(1)).max(1);
                 r.words_into(expected, block, sp.max, |at, words| {
                     cpu_bound(|| file.write_rows(at / d, words))

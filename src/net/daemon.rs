@@ -276,6 +276,11 @@ pub(crate) async fn dispatch(
             let pname = PeerName::Party(side.min(1));
             s.set_peer(pname);
             r.set_peer(pname);
+            // Where large explicit shares go, and whether this server is the job's last (the
+            // only one that receives an explicit share): for the checks, the booking and the
+            // upload alike.
+            let spill = cfg.spill();
+            let last = spec.servers.last().is_some_and(|s| s.name == cfg.name);
             let checks = (|| {
                 if side > 1 {
                     return Err(refuse(format!("side must be 0 or 1, got {side}")));
@@ -292,7 +297,6 @@ pub(crate) async fn dispatch(
                 // A share too large to hold is spilled to disk as it arrives, and bounded
                 // there instead.
                 let bytes = (rows as u128) * spec.params.model.width() as u128 * 8;
-                let spill = cfg.spill();
                 let limit = if bytes > spill.above as u128 {
                     spill.max
                 } else {
@@ -318,9 +322,8 @@ pub(crate) async fn dispatch(
                     use crate::model::footprint::{MEASURED_ROWS, server_bytes};
                     // The last server holds an explicit share below its spill threshold;
                     // the others draw theirs from seeds.
-                    let last = spec.servers.last().is_some_and(|s| s.name == cfg.name);
                     let share = rows * spec.params.model.width() as u64 * 8;
-                    let held = last && share <= cfg.spill().above;
+                    let held = last && share <= spill.above;
                     let bytes =
                         server_bytes(&spec.params, rows as usize, spec.servers.len(), held);
                     if rows as usize > MEASURED_ROWS {
@@ -342,9 +345,7 @@ pub(crate) async fn dispatch(
             };
             let rows = rows as usize;
             let recv = async {
-                let spill = cfg.spill();
                 let w = spec.params.model.width();
-                let last = spec.servers.last().is_some_and(|s| s.name == cfg.name);
                 let z = recv_rows(&mut r, [rows, w], last, pname, Some(&spill)).await?;
                 let ids = if spec.params.share_partner_ids {
                     recv_share(&mut r, rows * crate::model::align::ID_WORDS, pname).await?

@@ -14,3 +14,9 @@ for k in 2 3; do
 done
 # Dealer-free correlations (issue 9's foundation): triples from OT, k = 2.
 "$bin" bench ot-triples --servers 2 --count 100000 --repeat "$REPEAT"
+# The bilinear form's local pair products at 10^5 rows per side (64 candidates each, both
+# ways): passes of 8 and 64 columns (PAIR_ROWS=1000000 for the 10^6 figures; 4 GB).
+rows="${PAIR_ROWS:-100000}"
+for cols in 8 64; do
+  "$bin" bench pair-kernel --n "$rows" --per-row 64 --d "$cols" --repeat "$REPEAT"
+done

@@ -423,6 +423,88 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
     c.still_serves("after-huge-upload");
 }
 
+/// Opens an upload of `rows` rows of side `side` of `spec` on `server` as `party` and returns
+/// the endpoint, the server's answer if it answers at once, and the upload's streams (the
+/// upload stays open, sending nothing, while they are held).
+async fn announce_upload(
+    c: &Cluster,
+    party: &str,
+    server: usize,
+    spec: &JobSpec,
+    side: u8,
+    rows: u64,
+) -> (quinn::Endpoint, Option<Outcome>, impl Sized) {
+    let id = c.identity(party);
+    let node = c.nodes[server].node.clone();
+    let ep = id.client_endpoint().unwrap();
+    let addr = ppea::net::dial::resolve(&node.addr).await.unwrap();
+    let conn = ep.connect(addr, &node.name).unwrap().await.unwrap();
+    let (mut s, r) = conn.open_bi().await.unwrap();
+    let hello = Hello::Upload {
+        spec: Box::new(spec.clone()),
+        side,
+        rows,
+    };
+    raw_control(&mut s, &hello).await;
+    let (s, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
+    // A refusal comes at once; an accepted upload waits for its share (nothing is sent).
+    let answer = tokio::time::timeout(Duration::from_secs(3), r.control::<Outcome>())
+        .await
+        .ok()
+        .map(Result::unwrap);
+    (ep, answer, (s, r, conn))
+}
+
+/// The last server books the disk each spilled share will take against `spill_max_gib`, all
+/// held uploads together: parties that announce shares which fit one by one cannot together
+/// fill the spill directory, and one party cannot take more than half of it.
+#[test]
+fn spilled_shares_are_booked_on_the_disk_budget() {
+    let limits = Limits {
+        spill_above_mib: 0,
+        spill_max_gib: 1,
+        memory_mib: 1 << 20,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-disk", 2, limits);
+    let spec = c.spec("disk-1", JobParams::default());
+    let width = spec.params.model.width() as u64;
+    // Rows whose share takes `mib` MiB on the last server (server-1, node 2).
+    let rows = |mib: u64| (mib << 20) / (8 * width);
+    let refused = |answer: Option<Outcome>| match answer {
+        Some(Outcome::Failed(why)) => {
+            assert!(
+                why.contains("of disk") && why.contains("limits.spill_max_gib"),
+                "{why}"
+            );
+        }
+        _ => panic!("an upload over the disk budget was not refused"),
+    };
+    rt().block_on(async {
+        // More than half of the disk for one party.
+        let (ep, answer, _streams) = announce_upload(&c, "party-a", 2, &spec, 0, rows(600)).await;
+        refused(answer);
+        ep.close(0u32.into(), b"done");
+        // Both sides of one job fit (900 MiB of 1 GiB) and stay booked while they wait for
+        // their shares; a third share of 200 MiB does not fit beside them.
+        let (ea, a, _held_a) = announce_upload(&c, "party-a", 2, &spec, 0, rows(450)).await;
+        let (eb, b, _held_b) = announce_upload(&c, "party-b", 2, &spec, 1, rows(450)).await;
+        let accepted = |o: &Option<Outcome>| !matches!(o, Some(Outcome::Failed(_)));
+        assert!(accepted(&a) && accepted(&b), "{a:?} {b:?}");
+        let other = c.spec("disk-2", JobParams::default());
+        let (ep, answer, _streams) = announce_upload(&c, "party-b", 2, &other, 1, rows(200)).await;
+        refused(answer);
+        ep.close(0u32.into(), b"done");
+        // Seed servers spill nothing: the same upload to server-0 books no disk.
+        let (e0, answer, _held_0) = announce_upload(&c, "party-b", 1, &other, 1, rows(200)).await;
+        assert!(accepted(&answer), "{answer:?}");
+        for ep in [ea, eb, e0] {
+            ep.close(0u32.into(), b"done");
+        }
+    });
+    c.still_serves("after-disk");
+}
+
 /// Fake compute servers (holding real server certificates) that announce a result far larger
 /// than the party's job can produce, or a data frame of 2^61 words: the party refuses both
 /// with a message naming the server, without allocating.

@@ -87,7 +87,7 @@ proptest! {
     #[test]
     fn bilinear_equals_plaintext(k in 2usize..=4, n in 1usize..9, m in 1usize..9, d in 1usize..20,
                                  per in 1usize..5, seed in any::<u64>(), dense in any::<bool>(),
-                                 chunk in 1usize..400) {
+                                 chunk in 1usize..400, min_group in 1usize..=64) {
         let mut prg = Prg::new(&Seed([seed as u8; 32]), seed);
         let x = prg.vec(n * d);
         let y = prg.vec(m * d);
@@ -106,14 +106,15 @@ proptest! {
             async move {
                 // The masked rows open `chunk` words per exchange.
                 e.set_bilinear_chunk(chunk);
+                e.set_bilinear_min_group(min_group);
                 let z = e.bilinear(&i[0], &i[1], d, &p).await?;
                 Ok((vec![z], e))
             }
         });
         prop_assert_eq!(&out[0], &expect);
         // The rows open a group of columns at a time (as many as fit in `chunk` words, at least
-        // one), each group in exchanges of at most `chunk` words.
-        let width = (chunk / (n + m)).clamp(1, d);
+        // `min_group` and at most `d`), each group in exchanges of at most `chunk` words.
+        let width = (chunk / (n + m)).max(min_group).min(d);
         let exchanges: usize = (0..d)
             .step_by(width)
             .map(|at| ((n + m) * width.min(d - at)).div_ceil(chunk))
@@ -603,6 +604,7 @@ fn bilinear_masks_are_streamed_and_passes_add_up() {
                     Bilinear::with_audit(s, xs, ys, d, p, a, mat).unwrap()
                 }
                 .with_chunk(chunk)
+                .with_min_group(1)
             })
             .collect();
         let (outs, _): (Vec<BilinearOutput>, _) = run_lockstep(parties).unwrap();

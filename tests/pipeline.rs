@@ -55,8 +55,18 @@ fn secure_pipeline_equals_reference_for_2_3_4_servers() {
         assert!(r.quality.blocking_recall >= 0.95);
         assert_eq!(r.entities_a, r.quality.pairs);
         // Rounds do not depend on k; bytes per server grow with the number of peers.
-        assert_eq!(r.rounds, 136); // 120 for the model + 16 for the upload range checks
-        digests.push((r.decisions_digest, r.quality.hits1, r.bytes_per_server));
+        // 1 to gather the candidate lists, 120 for the model, 16 for the upload range checks.
+        assert_eq!(r.rounds, 137);
+        // Bytes per server: the model's openings to each of the k - 1 peers, and this
+        // server's part of the candidate lists (dealt by row, 64 per row, two per word, every
+        // payload as long as the longest part) to each peer.
+        let part = |s: usize| ppea::model::blocking::Part { part: s, parts: k };
+        let longest = (0..k)
+            .map(|s| (part(s).len(r.entities_a) + part(s).len(r.entities_b)) * 64)
+            .max()
+            .unwrap();
+        let gather = 8 * longest.div_ceil(2) as u64 * (k as u64 - 1);
+        digests.push((r.decisions_digest, r.quality.hits1, r.bytes_per_server - gather));
     }
     assert!(
         digests
@@ -65,6 +75,7 @@ fn secure_pipeline_equals_reference_for_2_3_4_servers() {
         "{digests:?}"
     );
     assert_eq!(digests[1].2, 2 * digests[0].2);
+    assert_eq!(digests[2].2, 3 * digests[0].2);
 }
 
 #[test]

@@ -95,6 +95,9 @@ enum Command {
         /// Comparisons: bit width of the compared values (2 to 64).
         #[arg(long, default_value_t = 64)]
         ell: u32,
+        /// Pair kernel: candidates per row.
+        #[arg(long, default_value_t = 64)]
+        per_row: usize,
         /// Repetitions (each printed).
         #[arg(long, default_value_t = 1)]
         repeat: usize,
@@ -109,6 +112,9 @@ enum BenchKind {
     Compare,
     /// Multiplication triples from OT alone (no dealer; k = 2): base OT, IKNP, Gilboa.
     OtTriples,
+    /// One server's local pair products in the bilinear form: one pass of --d columns over
+    /// --n rows per side with --per-row random candidates each, listed both ways.
+    PairKernel,
 }
 
 fn main() {
@@ -179,6 +185,7 @@ fn real_main() -> Result<()> {
             d,
             count,
             ell,
+            per_row,
             repeat,
         } => {
             ppea::mpc::share::check_servers(servers)?;
@@ -196,6 +203,9 @@ fn real_main() -> Result<()> {
                             anyhow::bail!("ot-triples pairs two servers (--servers 2)");
                         }
                         serde_json::to_string(&ppea::mpc::bench::ot_triples(count)?)?
+                    }
+                    BenchKind::PairKernel => {
+                        serde_json::to_string(&ppea::mpc::bench::pair_kernel(n, per_row, d)?)?
                     }
                 };
                 println!("{line}");

@@ -26,7 +26,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::anchors::Structure;
-use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, candidates, tokens};
+use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, tokens};
 use crate::model::features::ModelParams;
 use crate::model::graph::Graph;
 use crate::model::upload_check::{UploadBounds, check_uploads};
@@ -37,6 +37,7 @@ use crate::mpc::engine::Engine;
 use crate::mpc::fixed::FixedPoint;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::protocol::cpu_bound;
 use crate::mpc::row_share::RowShare;
 
 /// Words reserved for a partner id when ids are exchanged (ids up to 64 bytes).
@@ -647,33 +648,68 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         );
         on_step(what);
     };
-    // Candidate generation is heavy local work (seconds at 10^5 rows): on the blocking pool, so
-    // that this process keeps answering its peers (keep-alives) meanwhile.
+    // Candidate generation is heavy local work (minutes at 10^6 rows): the servers deal the
+    // rows among themselves (every list depends only on both whole sides' tokens, public to
+    // the servers, so a list is the same whoever computes it), compute their part on the
+    // blocking pool, so that this process keeps answering its peers (keep-alives) meanwhile,
+    // and gather the parts.
     let cand = {
+        use crate::model::blocking::{Part, assemble, candidates_part, per_row};
+        use crate::mpc::gather::{Gather, pack_u32, unpack_u32};
         // The tokens serve only here: moved, not copied (memory).
         let (ta, tb) = (
             std::mem::take(&mut pa.tokens),
             std::mem::take(&mut pb.tokens),
         );
         let (bp, sd) = (p.blocking.clone(), seed.clone());
-        crate::mpc::protocol::blocking(move || candidates(&ta, &tb, &bp, &sd)).await
+        let servers = eng.servers();
+        let part = Part {
+            part: eng.me(),
+            parts: servers,
+        };
+        let mine = crate::mpc::protocol::blocking(move || {
+            pack_u32(&candidates_part(&ta, &tb, &bp, &sd, part))
+        })
+        .await;
+        let c = per_row(na, nb, &p.blocking);
+        let lens: Vec<usize> = (0..servers)
+            .map(|s| {
+                let part = Part {
+                    part: s,
+                    parts: servers,
+                };
+                (part.len(na) + part.len(nb)) * c
+            })
+            .collect();
+        let words = lens.iter().map(|l| l.div_ceil(2)).collect();
+        let parts = eng.run(Gather::new(eng.me(), mine, words)?).await?;
+        cpu_bound(|| {
+            let parts: Vec<Vec<u32>> = parts
+                .into_iter()
+                .zip(&lens)
+                .map(|(w, &l)| unpack_u32(&w, l))
+                .collect();
+            assemble(na, nb, c, &parts)
+        })?
     };
     let k = cand.per_row;
     let ell = p.compare_bits();
     step(eng, "candidates");
 
     // 1. Scores of both directions' pairs in one bilinear form.
-    let mut rows = Vec::with_capacity((na + nb) * k);
-    let mut cols = Vec::with_capacity((na + nb) * k);
-    for a in 0..na {
-        rows.extend(std::iter::repeat_n(a as u32, k));
-        cols.extend_from_slice(&cand.a[a * k..(a + 1) * k]);
-    }
-    for b in 0..nb {
-        rows.extend_from_slice(&cand.b[b * k..(b + 1) * k]);
-        cols.extend(std::iter::repeat_n(b as u32, k));
-    }
-    let pairs = Pairs::list(na, nb, rows, cols)?;
+    let pairs = cpu_bound(|| {
+        let mut rows = Vec::with_capacity((na + nb) * k);
+        let mut cols = Vec::with_capacity((na + nb) * k);
+        for a in 0..na {
+            rows.extend(std::iter::repeat_n(a as u32, k));
+            cols.extend_from_slice(&cand.a[a * k..(a + 1) * k]);
+        }
+        for b in 0..nb {
+            rows.extend_from_slice(&cand.b[b * k..(b + 1) * k]);
+            cols.extend(std::iter::repeat_n(b as u32, k));
+        }
+        Pairs::list(na, nb, rows, cols)
+    })?;
     let bounds = UploadBounds::new(p);
     // The request holds the pair list while the material is fetched, then gives it back (no
     // copy: 8 bytes per slot).
@@ -697,7 +733,8 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     } else {
         crate::mpc::beaver::Bilinear::with_audit(me, za, zb, w, pairs, bounds.audit(), mat)?
     }
-    .with_chunk(eng.bilinear_chunk());
+    .with_chunk(eng.bilinear_chunk())
+    .with_min_group(eng.bilinear_min_group());
     let out = eng.run(form).await?;
     let block_scores = out.blocks;
     step(eng, "scores");
@@ -721,22 +758,25 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     let mut r = eng.max_rows(&s, k, ell).await?;
     let mut x = std::borrow::Cow::Borrowed(&s);
     for _ in 1..p.csls_iterations {
-        let next: Vec<u64> = x
-            .iter()
-            .enumerate()
-            .map(|(q, v)| {
-                v.wrapping_mul(2)
-                    .wrapping_sub(r[q / k])
-                    .wrapping_sub(partner_max(&r, q))
-            })
-            .collect();
+        let next: Vec<u64> = cpu_bound(|| {
+            x.iter()
+                .enumerate()
+                .map(|(q, v)| {
+                    v.wrapping_mul(2)
+                        .wrapping_sub(r[q / k])
+                        .wrapping_sub(partner_max(&r, q))
+                })
+                .collect()
+        });
         r = eng.max_rows(&next, k, ell).await?;
         x = std::borrow::Cow::Owned(next);
     }
-    let mut f = Vec::with_capacity(s.len());
-    for (q, v) in x.iter().enumerate() {
-        f.push(v.wrapping_mul(2).wrapping_sub(partner_max(&r, q)));
-    }
+    let f: Vec<u64> = cpu_bound(|| {
+        x.iter()
+            .enumerate()
+            .map(|(q, v)| v.wrapping_mul(2).wrapping_sub(partner_max(&r, q)))
+            .collect()
+    });
     drop(x);
 
     // 3. Best candidate per entity with a one-hot marker; the pair score 2S - r_a - r_b.
@@ -759,7 +799,7 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         drop(f);
         Vec::new()
     };
-    let present = present_pairs(&cand, na)?;
+    let present = cpu_bound(|| present_pairs(&cand, na))?;
     //    Also in that round: both uploads passed the range checks, `ok_a * ok_b`. The right
     //    factors start with the scores themselves (moved unless assignment rounds need them),
     //    and the products are written over them (memory: no copy of either).
@@ -768,24 +808,29 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     } else {
         std::mem::take(&mut s)
     };
-    let mut x = Vec::with_capacity(oh.len() + present.len() + 1);
-    x.extend_from_slice(&oh);
-    x.extend(present.iter().map(|&(q, _)| oh_a[q as usize]));
-    x.push(ok[0]);
-    let mut y = s_right;
-    y.reserve_exact(present.len() + 1);
-    y.extend(present.iter().map(|&(_, m)| oh_b[m as usize]));
-    y.push(ok[1]);
+    let (x, y) = cpu_bound(|| {
+        let mut x = Vec::with_capacity(oh.len() + present.len() + 1);
+        x.extend_from_slice(&oh);
+        x.extend(present.iter().map(|&(q, _)| oh_a[q as usize]));
+        x.push(ok[0]);
+        let mut y = s_right;
+        y.reserve_exact(present.len() + 1);
+        y.extend(present.iter().map(|&(_, m)| oh_b[m as usize]));
+        y.push(ok[1]);
+        (x, y)
+    });
     let mut prod = eng.mul_fanout(&x, y, 1).await?;
     drop(x);
     let both_ok = prod.pop().expect("pushed above");
     let row_sum = |v: &[u64], rows: usize| row_sums(v, rows, k);
-    let (chosen, both) = prod.split_at(oh.len());
-    let similarity = row_sum(chosen, na + nb);
-    let mut mutual = vec![0u64; na * k];
-    for (&(q, _), v) in present.iter().zip(both) {
-        mutual[q as usize] = *v;
-    }
+    let (similarity, mutual) = cpu_bound(|| {
+        let (chosen, both) = prod.split_at(oh.len());
+        let mut mutual = vec![0u64; na * k];
+        for (&(q, _), v) in present.iter().zip(both) {
+            mutual[q as usize] = *v;
+        }
+        (row_sum(chosen, na + nb), mutual)
+    });
     drop(prod);
 
     // 5. Threshold on a's best pair score, gated by the range checks; keep = mutual AND above
@@ -818,19 +863,21 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     } else {
         (keep, oh, score, similarity)
     };
-    let mut keep_b = vec![0u64; nb * k];
-    for &(q, m) in &present {
-        keep_b[m as usize] = keep[q as usize];
-    }
-
     // 6. Link tokens (random shared values, one per pair, selected by `keep`) and the
     //    matched rows' similarity, in one round.
-    let mut matched = row_sum(&keep, na);
-    matched.extend(row_sum(&keep_b, nb));
-    let mut x = keep.clone();
-    x.extend_from_slice(&matched);
-    let mut y = Prg::fresh().vec(na * k);
-    y.extend_from_slice(&similarity);
+    let (keep_b, matched, x, y) = cpu_bound(|| {
+        let mut keep_b = vec![0u64; nb * k];
+        for &(q, m) in &present {
+            keep_b[m as usize] = keep[q as usize];
+        }
+        let mut matched = row_sum(&keep, na);
+        matched.extend(row_sum(&keep_b, nb));
+        let mut x = keep.clone();
+        x.extend_from_slice(&matched);
+        let mut y = Prg::fresh().vec(na * k);
+        y.extend_from_slice(&similarity);
+        (keep_b, matched, x, y)
+    });
     let prod = eng.mul_fanout(&x, y, 1).await?;
     drop(x);
     let (kept_tok, score_out) = prod.split_at(na * k);

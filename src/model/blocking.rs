@@ -223,9 +223,15 @@ fn weights(x: &[Vec<u64>], y: &[Vec<u64>], max_df: f64, max_postings: usize) -> 
         .collect()
 }
 
-/// For every row of `x`, the rows of `y` sharing tokens, scored, best first (score descending,
-/// then index ascending), at most `keep` of them.
-fn ranked(x: &[Vec<u64>], y: &[Vec<u64>], w: &HashMap<u64, u32>, keep: usize) -> Vec<Vec<u32>> {
+/// For every row of `x` in `rows`, the rows of `y` sharing tokens, scored, best first (score
+/// descending, then index ascending), at most `keep` of them.
+fn ranked(
+    x: &[Vec<u64>],
+    rows: Part,
+    y: &[Vec<u64>],
+    w: &HashMap<u64, u32>,
+    keep: usize,
+) -> Vec<Vec<u32>> {
     let mut postings: HashMap<u64, Vec<u32>> = HashMap::new();
     for (j, t) in y.iter().enumerate() {
         for k in t {
@@ -235,6 +241,8 @@ fn ranked(x: &[Vec<u64>], y: &[Vec<u64>], w: &HashMap<u64, u32>, keep: usize) ->
         }
     }
     x.par_iter()
+        .skip(rows.part)
+        .step_by(rows.parts)
         .map_init(
             || (vec![0u32; y.len()], Vec::new()),
             |(score, touched), t| {
@@ -272,27 +280,31 @@ fn ranked(x: &[Vec<u64>], y: &[Vec<u64>], w: &HashMap<u64, u32>, keep: usize) ->
         .collect()
 }
 
-/// Exactly `c` candidate rows of `y` for every row of `x` (row-major `x.len() x c`).
+/// The token weights of a job, own and neighbour: over both sides, so the same for both
+/// directions.
+struct Weights {
+    own: HashMap<u64, u32>,
+    neighbour: HashMap<u64, u32>,
+}
+
+/// Exactly `c` candidate rows of `y` for every row of `x` in `rows` (row-major, `c` per row
+/// in `rows`, in order).
 fn one_direction(
     x: &Tokens,
+    rows: Part,
     y: &Tokens,
-    p: &BlockingParams,
+    w: &Weights,
     c: usize,
     seed: &Seed,
     stream: u64,
 ) -> Vec<u32> {
-    let w_own = weights(&x.own, &y.own, p.max_df_own, p.max_postings);
-    let w_nb = weights(
-        &x.neighbour,
-        &y.neighbour,
-        p.max_df_neighbour,
-        p.max_postings,
-    );
-    let own = ranked(&x.own, &y.own, &w_own, c);
-    let nb = ranked(&x.neighbour, &y.neighbour, &w_nb, c);
+    let own = ranked(&x.own, rows, &y.own, &w.own, c);
+    let nb = ranked(&x.neighbour, rows, &y.neighbour, &w.neighbour, c);
     let m = y.own.len();
-    let mut out = vec![0u32; x.own.len() * c];
-    out.par_chunks_mut(c).enumerate().for_each(|(i, row)| {
+    let mut out = vec![0u32; rows.len(x.own.len()) * c];
+    out.par_chunks_mut(c).enumerate().for_each(|(t, row)| {
+        // `t` indexes the part's rows; the padding is drawn per row of the whole side.
+        let (i, row_index) = (t, rows.part + t * rows.parts);
         let mut chosen: Vec<u32> = Vec::with_capacity(c);
         let mut seen = std::collections::HashSet::with_capacity(2 * c);
         let half = c / 2;
@@ -318,7 +330,7 @@ fn one_direction(
         );
         take(&own[i], c, &mut chosen, &mut seen);
         take(&nb[i], c, &mut chosen, &mut seen);
-        let mut prg = Prg::new(seed, stream.wrapping_mul(1 << 32) + i as u64);
+        let mut prg = Prg::new(seed, stream.wrapping_mul(1 << 32) + row_index as u64);
         while chosen.len() < c {
             let j = (prg.next_u64() % m as u64) as u32;
             if seen.insert(j) {
@@ -343,15 +355,103 @@ pub struct Candidates {
     pub b: Vec<u32>,
 }
 
+/// The rows `part, part + parts, part + 2 * parts, ...` of a side: the share of the candidate
+/// lists one of `parts` servers computes ([`candidates_part`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// This part's index, below `parts`.
+    pub part: usize,
+    /// How many parts the rows are dealt into.
+    pub parts: usize,
+}
+
+impl Part {
+    /// Every row.
+    pub const ALL: Part = Part { part: 0, parts: 1 };
+
+    /// Rows of a side of `n` rows in this part.
+    pub fn len(&self, n: usize) -> usize {
+        n.saturating_sub(self.part).div_ceil(self.parts)
+    }
+
+    /// Whether this part of a side of `n` rows is empty.
+    pub fn is_empty(&self, n: usize) -> bool {
+        self.len(n) == 0
+    }
+}
+
+/// Candidates per entity of a job with `na` and `nb` rows per side.
+pub fn per_row(na: usize, nb: usize, p: &BlockingParams) -> usize {
+    p.candidates.min(na).min(nb).max(1)
+}
+
+/// The candidate lists of `rows` of both sides: those of A's rows in `rows`, then those of
+/// B's, [`per_row`] each, in order. Every list depends only on the tokens of both whole sides,
+/// the parameters and the seed, never on which part computes it, so that servers can deal the
+/// rows among themselves ([`assemble`]) and obtain the lists [`candidates`] computes.
+pub fn candidates_part(
+    ta: &Tokens,
+    tb: &Tokens,
+    p: &BlockingParams,
+    seed: &Seed,
+    rows: Part,
+) -> Vec<u32> {
+    let (na, nb) = (ta.own.len(), tb.own.len());
+    let c = per_row(na, nb, p);
+    let w = Weights {
+        own: weights(&ta.own, &tb.own, p.max_df_own, p.max_postings),
+        neighbour: weights(
+            &ta.neighbour,
+            &tb.neighbour,
+            p.max_df_neighbour,
+            p.max_postings,
+        ),
+    };
+    let mut out = one_direction(ta, rows, tb, &w, c, seed, 1);
+    out.extend(one_direction(tb, rows, ta, &w, c, seed, 2));
+    out
+}
+
+/// The candidate lists of a job with `na` and `nb` rows per side from the lists of every part
+/// ([`candidates_part`] of part `s` of `parts.len()`), or an error naming the part whose
+/// length is wrong.
+pub fn assemble(
+    na: usize,
+    nb: usize,
+    c: usize,
+    parts: &[Vec<u32>],
+) -> crate::error::Result<Candidates> {
+    let k = parts.len();
+    let mut a = vec![0u32; na * c];
+    let mut b = vec![0u32; nb * c];
+    for (s, lists) in parts.iter().enumerate() {
+        let part = Part { part: s, parts: k };
+        let (la, lb) = (part.len(na), part.len(nb));
+        if lists.len() != (la + lb) * c {
+            return Err(crate::error::Error::invalid(format!(
+                "candidate lists of part {s}: {} entries, expected {}",
+                lists.len(),
+                (la + lb) * c
+            )));
+        }
+        let (xa, xb) = lists.split_at(la * c);
+        for (side, x) in [(&mut a, xa), (&mut b, xb)] {
+            for (t, list) in x.chunks(c).enumerate() {
+                let r = s + t * k;
+                side[r * c..(r + 1) * c].copy_from_slice(list);
+            }
+        }
+    }
+    Ok(Candidates { per_row: c, a, b })
+}
+
 /// Joins the two parties' tokens into candidate lists.
 pub fn candidates(ta: &Tokens, tb: &Tokens, p: &BlockingParams, seed: &Seed) -> Candidates {
     let (na, nb) = (ta.own.len(), tb.own.len());
-    let c = p.candidates.min(na).min(nb).max(1);
-    Candidates {
-        per_row: c,
-        a: one_direction(ta, tb, p, c, seed, 1),
-        b: one_direction(tb, ta, p, c, seed, 2),
-    }
+    let mut a = candidates_part(ta, tb, p, seed, Part::ALL);
+    let c = per_row(na, nb, p);
+    let b = a.split_off(na * c);
+    Candidates { per_row: c, a, b }
 }
 
 #[cfg(test)]
@@ -407,6 +507,45 @@ mod tests {
     }
 
     #[test]
+    fn lists_dealt_among_servers_assemble_to_the_whole() {
+        let key = BlockingKey([7; 32]);
+        let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
+        let name = |i: usize| format!("{} {}", words[i % 7], words[(i * 3 + 1) % 7]);
+        // Few shared tokens: most lists are padded, so the padding's row index matters.
+        let (na, nb) = (23, 17);
+        let an: Vec<String> = (0..na).map(name).collect();
+        let bn: Vec<String> = (0..nb).map(|i| name(i * 5 + 2)).collect();
+        let (ra, rb): (Vec<u32>, Vec<u32>) = ((0..na as u32).collect(), (0..nb as u32).collect());
+        let ta = tokens(&key, &an, &vec![Vec::new(); na], &ra);
+        let tb = tokens(&key, &bn, &vec![Vec::new(); nb], &rb);
+        let p = BlockingParams {
+            candidates: 6,
+            ..BlockingParams::default()
+        };
+        let seed = Seed([3; 32]);
+        let whole = candidates(&ta, &tb, &p, &seed);
+        for k in 1..=4 {
+            let parts: Vec<Vec<u32>> = (0..k)
+                .map(|s| candidates_part(&ta, &tb, &p, &seed, Part { part: s, parts: k }))
+                .collect();
+            assert_eq!(
+                assemble(na, nb, whole.per_row, &parts).unwrap(),
+                whole,
+                "{k} parts"
+            );
+            // A part of the wrong length is refused, naming it.
+            let mut bad = parts.clone();
+            bad[k - 1].pop();
+            let e = assemble(na, nb, whole.per_row, &bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("part {}", k - 1)), "{e}");
+        }
+        assert_eq!(Part { part: 3, parts: 4 }.len(23), 5);
+        assert!(Part { part: 5, parts: 6 }.is_empty(4));
+    }
+
+    #[test]
     fn per_job_keys_unlink_jobs_but_keep_the_candidates() {
         let agreed = BlockingKey([4; 32]);
         let (k1, k2) = (agreed.for_job("job-1"), agreed.for_job("job-2"));
@@ -446,7 +585,7 @@ mod tests {
         let x = vec![vec![1u64]; 10];
         let y = vec![vec![1u64]; 500];
         let w = weights(&x, &y, 1.0, 4096);
-        let lists = ranked(&x, &y, &w, 3);
+        let lists = ranked(&x, Part::ALL, &y, &w, 3);
         for l in &lists {
             assert_eq!(l, &[0, 1, 2]);
             assert!(l.capacity() <= 3, "capacity {}", l.capacity());

@@ -16,7 +16,8 @@
 //! freed memory returned to the system ([`crate::net::heap`]). The bilinear form holds one
 //! group of columns of the openings at a time (at most 2^24 words, and its kernel passes as
 //! much again), and comparisons and products run in bounded batches: those buffers are counted
-//! as 72 MiB per side. Beyond them the peak is in the state kept per candidate pair (scores,
+//! as 72 MiB per side; beyond 131,072 rows per side a group is 64 columns of every row, which
+//! grows with the rows and is counted apart (24 bytes per word of a group, beyond 2^24 words). Beyond them the peak is in the state kept per candidate pair (scores,
 //! one-hot markers, the products of the matching step), fitted as 52 bytes per candidate pair
 //! plus 1 byte per word of width, per row (with explanations, `explain`, 24 bytes more per
 //! pair and model block: every pair's per-block products are kept). Each server beyond two
@@ -87,7 +88,18 @@ pub fn server_bytes(p: &JobParams, rows: usize, servers: usize, held: bool) -> u
     let per_row = w * per_word + p.blocking.candidates as f64 * per_pair;
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd sizes (f64 to integer casts saturate).
-    (MARGIN * (PER_SIDE + rows as f64 * per_row) * extra).ceil() as u64
+    (MARGIN * (PER_SIDE + rows as f64 * per_row + wide_group_bytes(rows)) * extra).ceil() as u64
+}
+
+/// One side's part of the bilinear form's group buffers beyond the fixed part in
+/// [`PER_SIDE`]: past 2^24 / 64 rows in all, a group is 64 columns of every row
+/// ([`crate::mpc::beaver::group_columns`]), held three times while its kernel pass is built
+/// (the openings, then the pass's two sides of twice the columns), counted for a job of two
+/// sides of `rows` rows, half each.
+fn wide_group_bytes(rows: usize) -> f64 {
+    let group = 2.0 * rows as f64 * crate::mpc::correlated::MIN_PASS_COLUMNS as f64;
+    let beyond = (group - crate::mpc::beaver::BILINEAR_CHUNK_WORDS as f64).max(0.0);
+    3.0 * 8.0 * beyond / 2.0
 }
 
 /// Bytes of dealer memory per word of a job's material bound, at two servers, for small jobs.

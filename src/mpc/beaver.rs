@@ -35,7 +35,7 @@
 //! nothing is opened here beyond `E` and `F`.
 
 use crate::error::{Error, Result};
-use crate::mpc::correlated::{MAX_PASS_COLUMNS, Material, Part, pass_columns};
+use crate::mpc::correlated::{MAX_PASS_COLUMNS, MIN_PASS_COLUMNS, Material, Part, pass_columns};
 use crate::mpc::digest::sha256;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
@@ -208,6 +208,8 @@ pub struct Bilinear {
     split: bool,
     /// Words of the masked rows per exchange.
     chunk: usize,
+    /// Fewest columns per group.
+    min_group: usize,
     /// Columns per group.
     width: usize,
     /// First column of the group being opened.
@@ -228,12 +230,22 @@ impl Drop for Bilinear {
 }
 
 /// Words of the masked rows opened per exchange of the bilinear form: the rows are opened a
-/// group of columns at a time, as many columns as fit in this many words (at least one), so
-/// that the payloads, the openings and the inputs in memory at once are at most this long
-/// (128 MiB per server), whatever the number of rows. A protocol constant: every server
-/// splits the same way. DBP15K fr-en's jobs (up to 40,000 rows of 648 words) open in one or
-/// two exchanges; a million rows per side, in 81 exchanges of 8 columns.
+/// group of columns at a time ([`group_columns`]), as many columns as fit in this many words
+/// but at least [`MIN_PASS_COLUMNS`], each group in exchanges of at most this many words. Up
+/// to 2^24 / 64 rows (131,072 per side) the payloads, the openings and the inputs in memory at
+/// once are therefore at most this long (128 MiB per server); beyond, a group of 64 columns
+/// of every row, which keeps the pair kernel's row fetches long enough to stream
+/// ([`MIN_PASS_COLUMNS`]). A protocol constant: every server splits the same way. DBP15K
+/// fr-en's jobs (up to 40,000 rows of 648 words) open in one or two exchanges; 10^5 rows per
+/// side in 8 groups of 83 columns; 10^6 per side in 11 groups of 64 columns, 8 exchanges each.
 pub const BILINEAR_CHUNK_WORDS: usize = 1 << 24;
+
+/// Columns per group of a bilinear form over `rows` rows (both sides) of `d` words opened
+/// `chunk` words per exchange: as many as fit in one exchange, at least `min_columns` and at
+/// least one, at most `d`.
+pub fn group_columns(rows: usize, d: usize, chunk: usize, min_columns: usize) -> usize {
+    (chunk / rows.max(1)).max(min_columns).clamp(1, d.max(1))
+}
 
 impl Bilinear {
     /// Prepares the form over row-major `x` (rows x d) and `y` (cols x d), with material from
@@ -367,6 +379,7 @@ impl Bilinear {
             audit,
             split,
             chunk: BILINEAR_CHUNK_WORDS,
+            min_group: MIN_PASS_COLUMNS,
             width: 0,
             at: 0,
             opened: Vec::new(),
@@ -384,10 +397,19 @@ impl Bilinear {
         self
     }
 
-    /// Columns per group: as many as fit in one exchange, at least one.
+    /// Groups at least `columns` wide (default [`MIN_PASS_COLUMNS`]) instead, however many
+    /// exchanges they take (every server of the job must use the same value; tests use it to
+    /// exercise narrow groups).
+    pub fn with_min_group(mut self, columns: usize) -> Self {
+        self.min_group = columns;
+        self.width = self.group_width();
+        self
+    }
+
+    /// Columns per group ([`group_columns`]).
     fn group_width(&self) -> usize {
         let rows = self.pairs.rows() + self.pairs.cols();
-        (self.chunk / rows.max(1)).clamp(1, self.d)
+        group_columns(rows, self.d, self.chunk, self.min_group)
     }
 
     /// Columns of the group starting at `self.at`.
@@ -438,13 +460,13 @@ impl Bilinear {
     /// Accumulates the opened group `[E | F]` at `self.at`: the products of its columns, and
     /// with the audit its block norms and subset sums (the subsets are drawn from the first
     /// group).
-    fn accumulate(&mut self, opened: &[u64]) {
+    fn accumulate(&mut self, opened: Vec<u64>) {
         let (d, at, len) = (self.d, self.at, self.group_len());
         let (n, m) = (self.pairs.rows(), self.pairs.cols());
         let (e, f) = opened.split_at(n * len);
         if let Some(audit) = &self.audit {
             if at == 0 {
-                self.subsets = audit_subsets(opened, d, audit.subsets);
+                self.subsets = audit_subsets(&opened, d, audit.subsets);
             }
             let nb = audit.blocks.len();
             let per_row = nb + audit.subsets;
@@ -461,63 +483,84 @@ impl Bilinear {
                 );
             }
         }
-        let me = self.me;
+        // The group's passes: (first column, columns, block of `z` they add to), never
+        // crossing a block when the products are kept per block.
         let cols = pass_columns(n + m);
-        let [a, b] = &self.masks;
-        let pairs = &self.pairs;
-        // One pass over the columns `c..c + w` of the group (at most `cols`): rows
-        // `[E | A_s]` and `[B_s (+F on server 0) | F]`, the masks drawn for these columns only.
-        let slice_kernel = |c: usize, w: usize, z: &mut [u64]| {
-            let stride = 2 * w;
-            let copy = |o: &mut [u64], x: &[u64]| o.copy_from_slice(x);
-            let local = c - at;
-            let mut p_rows = vec![0u64; n * stride];
-            a.columns(d, c, w, &mut p_rows, stride, w, copy);
-            p_rows
-                .par_chunks_mut(stride)
-                .enumerate()
-                .for_each(|(i, row)| {
-                    row[..w].copy_from_slice(&e[i * len + local..i * len + local + w]);
-                });
-            let mut q_rows = vec![0u64; m * stride];
-            b.columns(d, c, w, &mut q_rows, stride, 0, copy);
-            q_rows
-                .par_chunks_mut(stride)
-                .enumerate()
-                .for_each(|(j, row)| {
-                    let fj = &f[j * len + local..j * len + local + w];
-                    if me == 0 {
-                        ring::add_assign(&mut row[..w], fj);
-                    }
-                    row[w..].copy_from_slice(fj);
-                });
-            pairs.accumulate_dots(&p_rows, &q_rows, stride, z);
-        };
-        // Columns `c..c + w` of the group, in passes of at most `cols` columns so that the
-        // interleaved copies stay small.
-        let kernel = |c: usize, w: usize, z: &mut [u64]| {
-            let mut done = 0;
-            while done < w {
-                let part = (w - done).min(cols);
-                slice_kernel(c + done, part, z);
-                done += part;
-            }
-        };
-        match (&self.audit, self.split) {
+        let spans = match (&self.audit, self.split) {
             (Some(audit), true) => {
-                // Each block's columns that fall in the group, into that block's products.
-                let np = pairs.len();
+                let mut spans = Vec::new();
                 let mut start = 0;
                 for (blk, &bl) in audit.blocks.iter().enumerate() {
                     let (lo, hi) = (start.max(at), (start + bl).min(at + len));
                     if lo < hi {
-                        kernel(lo, hi - lo, &mut self.z[blk * np..(blk + 1) * np]);
+                        spans.push((lo, hi - lo, blk));
                     }
                     start += bl;
                 }
+                spans
             }
-            _ => kernel(at, len, &mut self.z),
+            _ => vec![(at, len, 0)],
+        };
+        let mut passes = Vec::new();
+        for (c, w, blk) in spans {
+            let mut done = 0;
+            while done < w {
+                let part = (w - done).min(cols);
+                passes.push((c + done, part, blk));
+                done += part;
+            }
         }
+        let per_block = if self.split {
+            self.pairs.len()
+        } else {
+            self.z.len()
+        };
+        let mut opened = Some(opened);
+        let last = passes.len().saturating_sub(1);
+        for (t, (c, w, blk)) in passes.into_iter().enumerate() {
+            let (p_rows, q_rows) = self.pass_rows(opened.as_deref().expect("until the last"), c, w);
+            if t == last {
+                // The group's openings are in the pass rows now: freed before the products.
+                drop(opened.take());
+            }
+            let z = &mut self.z[blk * per_block..(blk + 1) * per_block];
+            self.pairs.accumulate_dots(&p_rows, &q_rows, 2 * w, z);
+        }
+    }
+
+    /// One kernel pass over the columns `c..c + w` of the opened group `[E | F]` at
+    /// `self.at`: rows `[E | A_s]` and `[B_s (+F on server 0) | F]`, the masks drawn for these
+    /// columns only.
+    fn pass_rows(&self, opened: &[u64], c: usize, w: usize) -> (Vec<u64>, Vec<u64>) {
+        let (d, len) = (self.d, self.group_len());
+        let (n, m) = (self.pairs.rows(), self.pairs.cols());
+        let (e, f) = opened.split_at(n * len);
+        let [a, b] = &self.masks;
+        let stride = 2 * w;
+        let copy = |o: &mut [u64], x: &[u64]| o.copy_from_slice(x);
+        let local = c - self.at;
+        let mut p_rows = vec![0u64; n * stride];
+        a.columns(d, c, w, &mut p_rows, stride, w, copy);
+        p_rows
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(|(i, row)| {
+                row[..w].copy_from_slice(&e[i * len + local..i * len + local + w]);
+            });
+        let mut q_rows = vec![0u64; m * stride];
+        b.columns(d, c, w, &mut q_rows, stride, 0, copy);
+        let me = self.me;
+        q_rows
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(|(j, row)| {
+                let fj = &f[j * len + local..j * len + local + w];
+                if me == 0 {
+                    ring::add_assign(&mut row[..w], fj);
+                }
+                row[w..].copy_from_slice(fj);
+            });
+        (p_rows, q_rows)
     }
 
     /// The output, once every group is accumulated.
@@ -583,8 +626,7 @@ impl Protocol for Bilinear {
             }
             std::mem::take(&mut self.opened)
         };
-        self.accumulate(&opened);
-        drop(opened);
+        self.accumulate(opened);
         self.at += self.group_len();
         if self.at < self.d {
             return self.begin_group();

@@ -45,6 +45,76 @@ pub struct BilinearReport {
     pub rounds: u64,
 }
 
+/// Result line of the pair-kernel benchmark.
+#[derive(Debug, Serialize)]
+pub struct PairKernelReport {
+    /// Always "pair-kernel".
+    pub bench: &'static str,
+    /// Rows per side.
+    pub rows: usize,
+    /// Candidates per row, listed both ways (as the alignment lists them).
+    pub per_row: usize,
+    /// Pairs: `2 * rows * per_row`.
+    pub pairs: usize,
+    /// Columns of one pass (each row of a pass is `2 * columns` words, as in the form).
+    pub columns: usize,
+    /// One pass over every pair, wall time.
+    pub seconds: f64,
+    /// Partner-row bytes read per second.
+    pub gb_per_s: f64,
+    /// Seconds for a row of 648 words (the default model's width) in passes this wide.
+    pub seconds_per_648: f64,
+}
+
+/// One server's local work in the bilinear form: a pass of `columns` columns over every pair
+/// of `rows` rows per side with `per_row` random candidates each, listed both ways (the
+/// kernel of [`Pairs::accumulate_dots`]). Its speed depends on how far apart the partner rows
+/// are and how long each is, which is what the pass width ([`crate::mpc::correlated::pass_columns`]) trades
+/// against memory.
+pub fn pair_kernel(rows: usize, per_row: usize, columns: usize) -> Result<PairKernelReport> {
+    if rows == 0 || per_row == 0 || columns == 0 {
+        return Err(crate::error::Error::invalid(
+            "pair-kernel: rows, candidates and columns must be positive",
+        ));
+    }
+    let mut prg = Prg::fresh();
+    let mut partner = || (prg.next_u64() % rows as u64) as u32;
+    let n = rows * per_row;
+    let mut r = Vec::with_capacity(2 * n);
+    let mut c = Vec::with_capacity(2 * n);
+    for i in 0..rows as u32 {
+        for _ in 0..per_row {
+            r.push(i);
+            c.push(partner());
+        }
+    }
+    for j in 0..rows as u32 {
+        for _ in 0..per_row {
+            r.push(partner());
+            c.push(j);
+        }
+    }
+    let pairs = Pairs::list(rows, rows, r, c)?;
+    let stride = 2 * columns;
+    let mut prg = Prg::fresh();
+    let (p, q) = (prg.vec(rows * stride), prg.vec(rows * stride));
+    let mut out = vec![0u64; pairs.len()];
+    let t0 = Instant::now();
+    pairs.accumulate_dots(&p, &q, stride, &mut out);
+    let seconds = t0.elapsed().as_secs_f64();
+    std::hint::black_box(&out);
+    Ok(PairKernelReport {
+        bench: "pair-kernel",
+        rows,
+        per_row,
+        pairs: pairs.len(),
+        columns,
+        seconds,
+        gb_per_s: (pairs.len() * stride * 8) as f64 / seconds / 1e9,
+        seconds_per_648: seconds * 648usize.div_ceil(columns) as f64,
+    })
+}
+
 /// Result line of the comparison benchmark.
 #[derive(Debug, Serialize)]
 pub struct CompareReport {

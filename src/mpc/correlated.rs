@@ -359,11 +359,19 @@ const ROWS_PER_TASK: usize = 64;
 /// Most columns one pass of [`Part::columns`] may take (its per-thread buffer).
 pub const MAX_PASS_COLUMNS: usize = 128;
 
+/// Fewest columns one pass takes, whatever the number of rows. The pair kernel
+/// ([`crate::mpc::pairs::Pairs::accumulate_dots`]) fetches each pair's partner row at random;
+/// rows of a few columns are too short to stream, so narrow passes pay the memory latency per
+/// pair and pass: at 10^6 rows per side and 64 candidates each, passes of 8 columns moved
+/// 2.9 GB/s of rows, passes of 64 columns 8.1 GB/s (this machine, docs/benchmarks.md), at the
+/// price of memory that grows with the rows beyond [`PASS_WORDS`].
+pub const MIN_PASS_COLUMNS: usize = 64;
+
 /// Columns per pass over `rows` rows of masks: as many as keep one pass's rows within
-/// [`PASS_WORDS`] words, between 8 and [`MAX_PASS_COLUMNS`]. The dealer and the bilinear form
-/// both work on their masks this way.
+/// [`PASS_WORDS`] words, between [`MIN_PASS_COLUMNS`] and [`MAX_PASS_COLUMNS`]. The dealer and
+/// the bilinear form both work on their masks this way.
 pub fn pass_columns(rows: usize) -> usize {
-    (PASS_WORDS / rows.max(1)).clamp(8, MAX_PASS_COLUMNS)
+    (PASS_WORDS / rows.max(1)).clamp(MIN_PASS_COLUMNS, MAX_PASS_COLUMNS)
 }
 
 /// Words of mask columns one pass may hold (2^24 words, 128 MiB).

@@ -61,6 +61,7 @@ pub struct Engine<T: Transport, C: Correlations> {
     corr: C,
     tournament_block: usize,
     bilinear_chunk: usize,
+    bilinear_min_group: usize,
     compare_batch: usize,
     product_batch: usize,
 }
@@ -90,6 +91,7 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             corr,
             tournament_block: TOURNAMENT_BLOCK_VALUES,
             bilinear_chunk: crate::mpc::beaver::BILINEAR_CHUNK_WORDS,
+            bilinear_min_group: crate::mpc::correlated::MIN_PASS_COLUMNS,
             compare_batch: COMPARE_BATCH_VALUES,
             product_batch: PRODUCT_BATCH_VALUES,
         }
@@ -119,6 +121,18 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
     /// The words a bilinear form opens per exchange ([`Engine::set_bilinear_chunk`]).
     pub fn bilinear_chunk(&self) -> usize {
         self.bilinear_chunk
+    }
+
+    /// Sets the fewest columns a group of the bilinear form's openings takes (default
+    /// [`crate::mpc::correlated::MIN_PASS_COLUMNS`]); every server of a job must use the same
+    /// value. Tests use it to exercise several groups.
+    pub fn set_bilinear_min_group(&mut self, columns: usize) {
+        self.bilinear_min_group = columns;
+    }
+
+    /// The fewest columns per group of a bilinear form ([`Engine::set_bilinear_min_group`]).
+    pub fn bilinear_min_group(&self) -> usize {
+        self.bilinear_min_group
     }
 
     /// Sets the most values one batch of a row tournament compares (default
@@ -234,7 +248,8 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             pairs.clone(),
             mat,
         )?
-        .with_chunk(self.bilinear_chunk);
+        .with_chunk(self.bilinear_chunk)
+        .with_min_group(self.bilinear_min_group);
         let out = self.run(form).await?;
         Ok(out.scores)
     }

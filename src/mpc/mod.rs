@@ -3,6 +3,7 @@
 //! * [`ring`], [`fixed`]: arithmetic in Z_2^64 and fixed-point encoding;
 //! * [`prg`], [`share`]: seeds, ChaCha streams, additive (PRG-compressed) sharing;
 //! * [`channel`], [`protocol`]: the sans-IO protocol model and its transports;
+//! * [`gather`]: public parts every server computes one of and all need (an all-gather);
 //! * [`correlated`], [`dealer`]: correlated randomness behind one interface;
 //! * [`ot`]: oblivious transfer (base OT on Ristretto, IKNP extension, Gilboa products), the
 //!   foundation of dealer-free correlated randomness;
@@ -27,6 +28,7 @@ pub mod digest;
 pub mod dp;
 pub mod engine;
 pub mod fixed;
+pub mod gather;
 pub mod local;
 pub mod ot;
 pub mod pairs;

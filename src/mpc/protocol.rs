@@ -171,6 +171,20 @@ pub async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static)
     }
 }
 
+/// Runs CPU-heavy work from async code without stalling the runtime's other tasks: on a
+/// multi-thread runtime the worker hands its other tasks (the connections' drivers and their
+/// keep-alives, other jobs, progress) to another thread meanwhile. Unlike [`blocking`], `f` may
+/// borrow. A worker that computes for seconds without this can hold a connection's driver in
+/// its queue past the peers' idle timeout: at 10^6 rows per side a job lost its server link
+/// that way (work over every candidate slot takes seconds there).
+pub fn cpu_bound<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Runs one state machine per server in lock step, delivering messages directly: the whole
 /// protocol with no transport and no runtime. Returns each server's output and the number of
 /// rounds.

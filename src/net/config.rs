@@ -90,8 +90,12 @@ pub struct Limits {
     /// Directory for spilled shares (relative to the configuration file); empty: the system's
     /// temporary directory (`TMPDIR`, else `/tmp`).
     pub spill_dir: String,
-    /// Largest spilled share accepted, in GiB (a spilled share is bounded by this, not by
-    /// `max_message_mib`).
+    /// Disk the spilled shares of all the uploads this server holds may take at once, in GiB:
+    /// each upload whose share will spill books its size (`rows x width x 8` bytes) when it
+    /// arrives, before anything of it is read, and is refused if it does not fit beside the
+    /// others, or would give one party more than half (a spilled share is bounded by this,
+    /// not by `max_message_mib`). Size it, with `spill_dir`'s volume, for the jobs held at
+    /// once.
     pub spill_max_gib: u64,
 }
 

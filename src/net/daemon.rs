@@ -11,7 +11,7 @@ use crate::net::config::{Role, ServerConfig};
 use crate::net::dealer_job::dealer_job;
 use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome};
 use crate::net::liveness::REFUSED_IDENTITY;
-use crate::net::registry::{Admit, Ended, Phase, Refusal, Registry};
+use crate::net::registry::{Admit, Booking, Ended, Phase, Refusal, Registry};
 use crate::net::tls::{Identity, peer_identity};
 use crate::net::upload::{recv_rows, recv_share, recv_tokens};
 use crate::net::wire::{FrameRecv, FrameSend, framed};
@@ -41,19 +41,26 @@ pub(crate) struct Upload {
 pub(crate) struct PartySlot {
     jobs: Jobs,
     party: String,
-    /// Estimated memory booked for the upload ([`crate::model::footprint`]).
-    bytes: u64,
+    /// Estimated memory ([`crate::model::footprint`]) and spill disk booked for the upload.
+    booking: Booking,
 }
 
 impl PartySlot {
-    /// Takes a slot for `party` and `bytes` of the memory budget, or says why not.
-    fn take(jobs: &Jobs, party: &str, limit: usize, bytes: u64, rows: u64) -> Result<PartySlot> {
+    /// Takes a slot for `party` and its booking of the memory and disk budgets, or says why
+    /// not.
+    fn take(
+        jobs: &Jobs,
+        party: &str,
+        limit: usize,
+        booking: Booking,
+        rows: u64,
+    ) -> Result<PartySlot> {
         use crate::model::footprint::mib;
-        match book(jobs).reserve_party(party, bytes) {
+        match book(jobs).reserve_party(party, booking) {
             Ok(()) => Ok(PartySlot {
                 jobs: jobs.clone(),
                 party: party.to_string(),
-                bytes,
+                booking,
             }),
             Err(Refusal::PartyLimit) => Err(Error::invalid(format!(
                 "{party} already has {limit} uploads on this server (limits.max_jobs_per_party); \
@@ -81,13 +88,34 @@ impl PartySlot {
                     mib(needed)
                 )))
             }
+            Err(Refusal::Disk {
+                needed,
+                budget,
+                booked,
+            }) => {
+                warn!(
+                    %party,
+                    rows,
+                    needed_mib = mib(needed),
+                    budget_mib = mib(budget),
+                    booked_mib = mib(booked),
+                    "upload refused: its spilled share is over the disk budget"
+                );
+                Err(Error::invalid(format!(
+                    "an upload of {rows} rows needs {} MiB of disk on this server for its share, \
+                     more than it can take now beside the other jobs' (limits.spill_max_gib); \
+                     try again later, split the job into smaller ones, or ask the operator for \
+                     more disk",
+                    mib(needed)
+                )))
+            }
         }
     }
 }
 
 impl Drop for PartySlot {
     fn drop(&mut self) {
-        book(&self.jobs).release_party(&self.party, self.bytes);
+        book(&self.jobs).release_party(&self.party, self.booking);
     }
 }
 
@@ -158,7 +186,8 @@ impl Daemon {
             jobs: Arc::new(Mutex::new(
                 Registry::new(cfg.limits.max_jobs, remember)
                     .with_party_limit(cfg.limits.max_jobs_per_party)
-                    .with_memory_budget(cfg.limits.memory_budget()),
+                    .with_memory_budget(cfg.limits.memory_budget())
+                    .with_disk_budget(cfg.spill().max),
             )),
             cfg: Arc::new(cfg),
             endpoint,
@@ -324,8 +353,15 @@ pub(crate) async fn dispatch(
                     // the others draw theirs from seeds.
                     let share = rows * spec.params.model.width() as u64 * 8;
                     let held = last && share <= spill.above;
-                    let bytes =
-                        server_bytes(&spec.params, rows as usize, spec.servers.len(), held);
+                    let booking = Booking {
+                        memory: server_bytes(
+                            &spec.params,
+                            rows as usize,
+                            spec.servers.len(),
+                            held,
+                        ),
+                        disk: if last && !held { share } else { 0 },
+                    };
                     if rows as usize > MEASURED_ROWS {
                         info!(
                             job = %spec.job,
@@ -333,7 +369,7 @@ pub(crate) async fn dispatch(
                             "memory estimate extrapolated beyond the measured sizes ({MEASURED_ROWS} rows per side)"
                         );
                     }
-                    PartySlot::take(jobs, peer, cfg.limits.max_jobs_per_party, bytes, rows)
+                    PartySlot::take(jobs, peer, cfg.limits.max_jobs_per_party, booking, rows)
                 });
             let slot = match slot {
                 Ok(slot) => slot,

@@ -132,6 +132,12 @@ pub(crate) enum Refusal {
         budget: u64,
         booked: u64,
     },
+    /// The upload's spilled share does not fit the disk budget beside what is booked.
+    Disk {
+        needed: u64,
+        budget: u64,
+        booked: u64,
+    },
 }
 
 /// Why [`Registry::reserve_memory`] refused a job: its estimated memory does not fit the
@@ -150,13 +156,40 @@ pub(crate) struct Registry<E> {
     remember: Duration,
     max_jobs: usize,
     counters: Counters,
-    /// Uploads each party identity has on this server (being read or held by a job).
-    /// and the memory they booked.
-    party_uploads: HashMap<String, (usize, u64)>,
+    /// Uploads each party identity has on this server (being read or held by a job), and
+    /// what they booked.
+    party_uploads: HashMap<String, (usize, Booking)>,
     max_per_party: usize,
     /// Estimated peak memory booked by the uploads held, and the budget for it.
     memory_booked: u64,
     memory_budget: u64,
+    /// Disk booked by the uploads' spilled shares, and the budget for it.
+    disk_booked: u64,
+    disk_budget: u64,
+}
+
+/// What one upload books on a server: estimated peak memory, and the disk its share takes
+/// when it is spilled ([`crate::mpc::row_share`]; 0 when it is not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Booking {
+    pub(crate) memory: u64,
+    pub(crate) disk: u64,
+}
+
+impl Booking {
+    fn add(self, o: Booking) -> Booking {
+        Booking {
+            memory: self.memory.saturating_add(o.memory),
+            disk: self.disk.saturating_add(o.disk),
+        }
+    }
+
+    fn sub(self, o: Booking) -> Booking {
+        Booking {
+            memory: self.memory.saturating_sub(o.memory),
+            disk: self.disk.saturating_sub(o.disk),
+        }
+    }
 }
 
 impl<E> Registry<E> {
@@ -173,7 +206,15 @@ impl<E> Registry<E> {
             max_per_party: usize::MAX,
             memory_booked: 0,
             memory_budget: u64::MAX,
+            disk_booked: 0,
+            disk_budget: u64::MAX,
         }
+    }
+
+    /// Sets the disk the held uploads' spilled shares may take at once, in bytes.
+    pub(crate) fn with_disk_budget(mut self, bytes: u64) -> Self {
+        self.disk_budget = bytes;
+        self
     }
 
     /// Sets the memory the held uploads' jobs may need at once (estimated), in bytes.
@@ -188,32 +229,43 @@ impl<E> Registry<E> {
         self
     }
 
-    /// Reserves one upload slot for `party` and `bytes` of estimated memory, before anything of
-    /// its upload is read; says why not when the party already has its limit of uploads here,
-    /// when the memory would exceed the budget, or when the party would hold more than half of
-    /// it (a job's two sides share the budget, so one party cannot hold all of it).
-    pub(crate) fn reserve_party(&mut self, party: &str, bytes: u64) -> Result<(), Refusal> {
-        let (held, own) = self.party_uploads.get(party).copied().unwrap_or((0, 0));
+    /// Reserves one upload slot for `party`, its estimated memory and its spilled share's
+    /// disk, before anything of its upload is read; says why not when the party already has
+    /// its limit of uploads here, when the memory or the disk would exceed its budget, or when
+    /// the party would hold more than half of either (a job's two sides share the budgets, so
+    /// one party cannot hold all of them).
+    pub(crate) fn reserve_party(&mut self, party: &str, b: Booking) -> Result<(), Refusal> {
+        let (held, own) = self.party_uploads.get(party).copied().unwrap_or_default();
         if held >= self.max_per_party {
             return Err(Refusal::PartyLimit);
         }
         let base = crate::model::footprint::BASE_BYTES;
         let room = self.memory_budget.saturating_sub(base);
-        let refuse = Refusal::Memory {
-            needed: bytes,
-            budget: self.memory_budget,
-            booked: self.memory_booked,
-        };
-        if self.memory_booked.saturating_add(bytes) > room || own.saturating_add(bytes) > room / 2 {
-            return Err(refuse);
+        if self.memory_booked.saturating_add(b.memory) > room
+            || own.memory.saturating_add(b.memory) > room / 2
+        {
+            return Err(Refusal::Memory {
+                needed: b.memory,
+                budget: self.memory_budget,
+                booked: self.memory_booked,
+            });
         }
-        let e = self
-            .party_uploads
-            .entry(party.to_string())
-            .or_insert((0, 0));
+        let disk = self.disk_budget;
+        if b.disk > 0
+            && (self.disk_booked.saturating_add(b.disk) > disk
+                || own.disk.saturating_add(b.disk) > disk / 2)
+        {
+            return Err(Refusal::Disk {
+                needed: b.disk,
+                budget: disk,
+                booked: self.disk_booked,
+            });
+        }
+        let e = self.party_uploads.entry(party.to_string()).or_default();
         e.0 += 1;
-        e.1 += bytes;
-        self.memory_booked += bytes;
+        e.1 = e.1.add(b);
+        self.memory_booked += b.memory;
+        self.disk_booked += b.disk;
         Ok(())
     }
 
@@ -240,12 +292,13 @@ impl<E> Registry<E> {
         self.memory_booked = self.memory_booked.saturating_sub(bytes);
     }
 
-    /// Gives back a slot and memory taken by [`Registry::reserve_party`].
-    pub(crate) fn release_party(&mut self, party: &str, bytes: u64) {
-        self.memory_booked = self.memory_booked.saturating_sub(bytes);
+    /// Gives back a slot, memory and disk taken by [`Registry::reserve_party`].
+    pub(crate) fn release_party(&mut self, party: &str, b: Booking) {
+        self.memory_booked = self.memory_booked.saturating_sub(b.memory);
+        self.disk_booked = self.disk_booked.saturating_sub(b.disk);
         if let Some((n, own)) = self.party_uploads.get_mut(party) {
             *n = n.saturating_sub(1);
-            *own = own.saturating_sub(bytes);
+            *own = own.sub(b);
             if *n == 0 {
                 self.party_uploads.remove(party);
             }
@@ -480,6 +533,41 @@ mod tests {
         (Registry::new(2, Duration::from_secs(100)), Instant::now())
     }
 
+    fn mem(memory: u64) -> Booking {
+        Booking { memory, disk: 0 }
+    }
+
+    #[test]
+    fn disk_for_spilled_shares_is_booked_per_upload_and_given_back() {
+        let mut r: Registry<()> = Registry::new(8, Duration::from_secs(100))
+            .with_party_limit(4)
+            .with_disk_budget(100);
+        let disk = |disk: u64| Booking { memory: 1, disk };
+        // One party holds at most half of the disk; shares that are not spilled book none.
+        assert!(matches!(
+            r.reserve_party("a", disk(51)),
+            Err(Refusal::Disk { .. })
+        ));
+        assert_eq!(r.reserve_party("a", disk(50)), Ok(()));
+        assert_eq!(r.reserve_party("a", disk(0)), Ok(()));
+        assert_eq!(r.reserve_party("b", disk(40)), Ok(()));
+        // Two uploads that fit one by one do not fit together.
+        assert_eq!(
+            r.reserve_party("c", disk(11)),
+            Err(Refusal::Disk {
+                needed: 11,
+                budget: 100,
+                booked: 90
+            })
+        );
+        r.release_party("a", disk(50));
+        assert_eq!(r.reserve_party("c", disk(11)), Ok(()));
+        r.release_party("b", disk(40));
+        r.release_party("c", disk(11));
+        r.release_party("a", disk(0));
+        assert_eq!(r.reserve_party("d", disk(50)), Ok(()));
+    }
+
     #[test]
     fn memory_is_booked_per_upload_and_given_back() {
         let base = crate::model::footprint::BASE_BYTES;
@@ -488,30 +576,30 @@ mod tests {
             .with_memory_budget(base + 100);
         // One party holds at most half of the budget.
         assert!(matches!(
-            r.reserve_party("a", 51),
+            r.reserve_party("a", mem(51)),
             Err(Refusal::Memory { .. })
         ));
-        assert_eq!(r.reserve_party("a", 30), Ok(()));
+        assert_eq!(r.reserve_party("a", mem(30)), Ok(()));
         assert!(matches!(
-            r.reserve_party("a", 21),
+            r.reserve_party("a", mem(21)),
             Err(Refusal::Memory { .. })
         ));
-        assert_eq!(r.reserve_party("a", 20), Ok(()));
-        assert_eq!(r.reserve_party("b", 40), Ok(()));
+        assert_eq!(r.reserve_party("a", mem(20)), Ok(()));
+        assert_eq!(r.reserve_party("b", mem(40)), Ok(()));
         assert_eq!(
-            r.reserve_party("c", 11),
+            r.reserve_party("c", mem(11)),
             Err(Refusal::Memory {
                 needed: 11,
                 budget: base + 100,
                 booked: 90
             })
         );
-        r.release_party("a", 30);
-        assert_eq!(r.reserve_party("b", 10), Ok(()));
-        assert_eq!(r.reserve_party("b", 0), Ok(()));
-        assert_eq!(r.reserve_party("b", 0), Err(Refusal::PartyLimit));
-        r.release_party("a", 20);
-        assert_eq!(r.reserve_party("c", 40), Ok(()));
+        r.release_party("a", mem(30));
+        assert_eq!(r.reserve_party("b", mem(10)), Ok(()));
+        assert_eq!(r.reserve_party("b", mem(0)), Ok(()));
+        assert_eq!(r.reserve_party("b", mem(0)), Err(Refusal::PartyLimit));
+        r.release_party("a", mem(20));
+        assert_eq!(r.reserve_party("c", mem(40)), Ok(()));
     }
 
     #[test]
@@ -541,7 +629,7 @@ mod tests {
         assert_eq!(r.reserve_memory(100), Ok(()));
         // Shared with uploads on the same budget.
         assert!(matches!(
-            r.reserve_party("a", 1),
+            r.reserve_party("a", mem(1)),
             Err(Refusal::Memory { booked: 100, .. })
         ));
     }

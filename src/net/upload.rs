@@ -7,6 +7,7 @@ use crate::model::align::PartyData;
 use crate::model::blocking::{MAX_TOKENS_PER_ROW, Tokens};
 use crate::mpc::digest::sha256;
 use crate::mpc::prg::Seed;
+use crate::mpc::protocol::cpu_bound;
 use crate::mpc::row_share::{RowShare, Spill};
 use crate::mpc::share::{ShareMsg, to_last_share};
 use crate::net::job::Digest;
@@ -59,18 +60,6 @@ pub(crate) async fn send_last_share(
         })
     })
     .await
-}
-
-/// Runs CPU-heavy work (a block of rows) from async code without stalling the runtime's other
-/// tasks: on a multi-thread runtime the worker hands its other tasks (the other servers'
-/// uploads, the connections' drivers, progress) to the other workers meanwhile, so the blocks
-/// already written keep leaving while the next is computed.
-fn cpu_bound<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 /// Words of the last server's share computed per block while it is sent (8 MiB).

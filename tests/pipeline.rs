@@ -66,7 +66,11 @@ fn secure_pipeline_equals_reference_for_2_3_4_servers() {
             .max()
             .unwrap();
         let gather = 8 * longest.div_ceil(2) as u64 * (k as u64 - 1);
-        digests.push((r.decisions_digest, r.quality.hits1, r.bytes_per_server - gather));
+        digests.push((
+            r.decisions_digest,
+            r.quality.hits1,
+            r.bytes_per_server - gather,
+        ));
     }
     assert!(
         digests

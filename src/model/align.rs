@@ -575,6 +575,52 @@ fn present_pairs(c: &Candidates, na: usize) -> Result<Vec<(u32, u32)>> {
         .collect())
 }
 
+/// The distinct pairs of both directions' lists, for the bilinear form: A's slots in order,
+/// then B's slots whose pair A does not list (`present` gives those it does), and, for each of
+/// B's slots, the index of its pair in that list.
+fn distinct_pairs(
+    c: &Candidates,
+    na: usize,
+    nb: usize,
+    present: &[(u32, u32)],
+) -> Result<(Pairs, Vec<u32>)> {
+    let k = c.per_row;
+    if (na + nb) * k >= u32::MAX as usize {
+        return Err(Error::invalid(format!(
+            "{} candidate slots exceed this server's pair index ({})",
+            (na + nb) * k,
+            u32::MAX
+        )));
+    }
+    let mut in_a = vec![u32::MAX; nb * k];
+    for &(q, m) in present {
+        in_a[m as usize] = q;
+    }
+    let mut rows = Vec::with_capacity(na * k + nb * k - present.len());
+    let mut cols = Vec::with_capacity(rows.capacity());
+    for a in 0..na {
+        rows.extend(std::iter::repeat_n(a as u32, k));
+    }
+    cols.extend_from_slice(&c.a);
+    for (m, at) in in_a.iter_mut().enumerate() {
+        if *at == u32::MAX {
+            *at = rows.len() as u32;
+            rows.push(c.b[m]);
+            cols.push((m / k) as u32);
+        }
+    }
+    Ok((Pairs::list(na, nb, rows, cols)?, in_a))
+}
+
+/// Per-slot values (A's `a_slots` slots, then B's) from per-distinct-pair values `z`
+/// ([`distinct_pairs`]: A's slots first, `b_slots` mapping B's).
+fn slot_scores(z: &[u64], a_slots: usize, b_slots: &[u32]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a_slots + b_slots.len());
+    out.extend_from_slice(&z[..a_slots]);
+    out.extend(b_slots.iter().map(|&i| z[i as usize]));
+    out
+}
+
 /// Sums of each of the first `rows` rows of length `k` of `v` (in the ring).
 pub(crate) fn row_sums(v: &[u64], rows: usize, k: usize) -> Vec<u64> {
     (0..rows)
@@ -696,20 +742,10 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     let ell = p.compare_bits();
     step(eng, "candidates");
 
-    // 1. Scores of both directions' pairs in one bilinear form.
-    let pairs = cpu_bound(|| {
-        let mut rows = Vec::with_capacity((na + nb) * k);
-        let mut cols = Vec::with_capacity((na + nb) * k);
-        for a in 0..na {
-            rows.extend(std::iter::repeat_n(a as u32, k));
-            cols.extend_from_slice(&cand.a[a * k..(a + 1) * k]);
-        }
-        for b in 0..nb {
-            rows.extend_from_slice(&cand.b[b * k..(b + 1) * k]);
-            cols.extend(std::iter::repeat_n(b as u32, k));
-        }
-        Pairs::list(na, nb, rows, cols)
-    })?;
+    // 1. Scores of both directions' pairs in one bilinear form, each distinct pair once (a
+    //    pair listed both ways, `present`, is scored in A's slot and copied to B's).
+    let present = cpu_bound(|| present_pairs(&cand, na))?;
+    let (pairs, b_slots) = cpu_bound(|| distinct_pairs(&cand, na, nb, &present))?;
     let bounds = UploadBounds::new(p);
     // The request holds the pair list while the material is fetched, then gives it back (no
     // copy: 8 bytes per slot).
@@ -736,14 +772,22 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     .with_chunk(eng.bilinear_chunk())
     .with_min_group(eng.bilinear_min_group());
     let out = eng.run(form).await?;
-    let block_scores = out.blocks;
+    let expand = |z: &[u64]| slot_scores(z, na * k, &b_slots);
+    let block_scores = out.blocks.map(|bs| {
+        cpu_bound(|| {
+            let per = bs.len() / p.model.blocks().len().max(1);
+            bs.chunks(per.max(1)).flat_map(expand).collect::<Vec<u64>>()
+        })
+    });
     step(eng, "scores");
     let audit = out
         .audit
         .ok_or_else(|| Error::invalid("the bilinear form returned no audit"))?;
     let ok = check_uploads(eng, &audit, &bounds, na, nb).await?;
     step(eng, "upload range checks");
-    let mut s = out.scores;
+    let mut s = cpu_bound(|| expand(&out.scores));
+    drop(out.scores);
+    drop(b_slots);
 
     // 2. Row maxima (CSLS, k = 1), both sides in one tournament; with `csls_iterations` > 1,
     //    the normalised scores `2x - r_own - r_other` are normalised again (a local step and
@@ -799,7 +843,6 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         drop(f);
         Vec::new()
     };
-    let present = cpu_bound(|| present_pairs(&cand, na))?;
     //    Also in that round: both uploads passed the range checks, `ok_a * ok_b`. The right
     //    factors start with the scores themselves (moved unless assignment rounds need them),
     //    and the products are written over them (memory: no copy of either).
@@ -1321,6 +1364,47 @@ mod tests {
                 .filter_map(|q| last.get(&(q / k, c.a[q] as usize)).map(|&m| (q as u32, m)))
                 .collect();
             assert_eq!(present_pairs(&c, na).unwrap(), want, "{na} x {nb}, k = {k}");
+        }
+    }
+
+    #[test]
+    fn pairs_listed_both_ways_are_scored_once() {
+        let mut prg = Prg::new(&Seed([5; 32]), 0);
+        for (na, nb, k) in [(1, 1, 1), (9, 7, 3), (40, 30, 8)] {
+            // Lists of distinct entries, as blocking makes them.
+            let mut lists = |n: usize, m: usize| -> Vec<u32> {
+                let mut out = Vec::new();
+                for _ in 0..n {
+                    let mut row: Vec<u32> = Vec::new();
+                    while row.len() < k.min(m) {
+                        let j = (prg.next_u64() % m as u64) as u32;
+                        if !row.contains(&j) {
+                            row.push(j);
+                        }
+                    }
+                    out.extend(row);
+                }
+                out
+            };
+            let c = Candidates {
+                per_row: k,
+                a: lists(na, nb),
+                b: lists(nb, na),
+            };
+            let present = present_pairs(&c, na).unwrap();
+            let (pairs, b_slots) = distinct_pairs(&c, na, nb, &present).unwrap();
+            let listed: Vec<(usize, usize)> = (0..na * k)
+                .map(|q| (q / k, c.a[q] as usize))
+                .chain((0..nb * k).map(|m| (c.b[m] as usize, m / k)))
+                .collect();
+            let distinct: std::collections::BTreeSet<_> = listed.iter().copied().collect();
+            assert_eq!(pairs.len(), distinct.len(), "{na} x {nb}, k = {k}");
+            // Every slot reads the product of its own pair.
+            let index: Vec<u64> = (0..pairs.len() as u64).collect();
+            let per_slot = slot_scores(&index, na * k, &b_slots);
+            for (q, &want) in listed.iter().enumerate() {
+                assert_eq!(pairs.pair(per_slot[q] as usize), want, "slot {q}");
+            }
         }
     }
 

@@ -169,48 +169,13 @@ pub fn unpack_u32(words: &[u64], count: usize) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mpc::protocol::run_lockstep;
 
     fn parts(lens: &[usize]) -> Vec<Vec<u64>> {
         lens.iter()
             .enumerate()
             .map(|(s, &l)| (0..l as u64).map(|i| (s as u64) << 40 | i).collect())
             .collect()
-    }
-
-    /// Like [`crate::mpc::protocol::run_lockstep`], also checking that every payload of an exchange has the same length
-    /// (transports require it).
-    fn lockstep_equal_lengths(servers: Vec<Gather>) -> (Vec<Vec<Vec<u64>>>, usize) {
-        let mut steps: Vec<Step<Gather>> =
-            servers.into_iter().map(|g| g.start().unwrap()).collect();
-        let mut rounds = 0;
-        loop {
-            if steps.iter().all(|s| matches!(s, Step::Done(_))) {
-                let outs = steps
-                    .into_iter()
-                    .map(|s| match s {
-                        Step::Done(o) => o,
-                        Step::Send(..) => unreachable!(),
-                    })
-                    .collect();
-                return (outs, rounds);
-            }
-            let (states, msgs): (Vec<Gather>, Vec<Vec<u64>>) = steps
-                .into_iter()
-                .map(|s| match s {
-                    Step::Send(g, m) => (g, m),
-                    Step::Done(_) => panic!("servers finish together"),
-                })
-                .unzip();
-            assert!(
-                msgs.iter().all(|m| m.len() == msgs[0].len()),
-                "round {rounds}"
-            );
-            rounds += 1;
-            steps = states
-                .into_iter()
-                .map(|g| g.receive(msgs.clone()).unwrap())
-                .collect();
-        }
     }
 
     #[test]
@@ -229,7 +194,7 @@ mod tests {
                         .with_chunk(chunk)
                 })
                 .collect();
-            let (outs, rounds) = lockstep_equal_lengths(servers);
+            let (outs, rounds) = run_lockstep(servers).unwrap();
             let longest = lens.iter().max().copied().unwrap_or(0);
             assert_eq!(rounds, longest.div_ceil(chunk), "{lens:?} {chunk}");
             for out in outs {

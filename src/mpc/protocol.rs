@@ -186,7 +186,8 @@ pub fn cpu_bound<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Runs one state machine per server in lock step, delivering messages directly: the whole
-/// protocol with no transport and no runtime. Returns each server's output and the number of
+/// protocol with no transport and no runtime; like the transports, it refuses an exchange
+/// whose payloads differ in length. Returns each server's output and the number of
 /// rounds.
 pub fn run_lockstep<P: Protocol>(parties: Vec<P>) -> Result<(Vec<P::Output>, usize)> {
     let k = parties.len();
@@ -221,6 +222,18 @@ pub fn run_lockstep<P: Protocol>(parties: Vec<P>) -> Result<(Vec<P::Output>, usi
                     ));
                 }
             }
+        }
+        // Transports deliver one payload length per exchange (a peer's payload of another
+        // length is refused): so does the simulator.
+        if let Some(i) = msgs.iter().position(|m| m.len() != msgs[0].len()) {
+            return Err(Error::protocol(
+                PeerName::Server(i),
+                format!(
+                    "payload of {} words where server 0 sent {}",
+                    msgs[i].len(),
+                    msgs[0].len()
+                ),
+            ));
         }
         rounds += 1;
         steps = states

@@ -11,7 +11,7 @@ use crate::net::config::{Role, ServerConfig};
 use crate::net::dealer_job::dealer_job;
 use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome};
 use crate::net::liveness::REFUSED_IDENTITY;
-use crate::net::registry::{Admit, Booking, Ended, Phase, Refusal, Registry};
+use crate::net::registry::{Admit, Booking, Ended, Phase, Refusal, Registry, Resource};
 use crate::net::tls::{Identity, peer_identity};
 use crate::net::upload::{recv_rows, recv_share, recv_tokens};
 use crate::net::wire::{FrameRecv, FrameSend, framed};
@@ -66,11 +66,34 @@ impl PartySlot {
                 "{party} already has {limit} uploads on this server (limits.max_jobs_per_party); \
                  wait for those jobs to end"
             ))),
-            Err(Refusal::Memory {
+            Err(Refusal::Over {
+                what,
                 needed,
                 budget,
                 booked,
             }) => {
+                let (log, msg) = match what {
+                    Resource::Memory => (
+                        "upload refused: over the memory budget",
+                        format!(
+                            "an upload of {rows} rows needs about {} MiB on this server \
+                             (estimated peak of its side of the job), more than it can take now \
+                             (limits.memory_mib); try again later, split the job into smaller \
+                             ones, or ask the operator for a larger budget",
+                            mib(needed)
+                        ),
+                    ),
+                    Resource::Disk => (
+                        "upload refused: its spilled share is over the disk budget",
+                        format!(
+                            "an upload of {rows} rows needs {} MiB of disk on this server for \
+                             its share, more than it can take now beside the other jobs' \
+                             (limits.spill_max_gib); try again later, split the job into smaller \
+                             ones, or ask the operator for more disk",
+                            mib(needed)
+                        ),
+                    ),
+                };
                 // The party learns only its own need: what other jobs hold is not its business.
                 warn!(
                     %party,
@@ -78,36 +101,9 @@ impl PartySlot {
                     needed_mib = mib(needed),
                     budget_mib = mib(budget),
                     booked_mib = mib(booked),
-                    "upload refused: over the memory budget"
+                    "{log}"
                 );
-                Err(Error::invalid(format!(
-                    "an upload of {rows} rows needs about {} MiB on this server (estimated peak \
-                     of its side of the job), more than it can take now (limits.memory_mib); \
-                     try again later, split the job into smaller ones, or ask the operator for \
-                     a larger budget",
-                    mib(needed)
-                )))
-            }
-            Err(Refusal::Disk {
-                needed,
-                budget,
-                booked,
-            }) => {
-                warn!(
-                    %party,
-                    rows,
-                    needed_mib = mib(needed),
-                    budget_mib = mib(budget),
-                    booked_mib = mib(booked),
-                    "upload refused: its spilled share is over the disk budget"
-                );
-                Err(Error::invalid(format!(
-                    "an upload of {rows} rows needs {} MiB of disk on this server for its share, \
-                     more than it can take now beside the other jobs' (limits.spill_max_gib); \
-                     try again later, split the job into smaller ones, or ask the operator for \
-                     more disk",
-                    mib(needed)
-                )))
+                Err(Error::invalid(msg))
             }
         }
     }

@@ -126,18 +126,21 @@ pub(crate) enum Admit<E> {
 pub(crate) enum Refusal {
     /// The party already holds its limit of uploads here.
     PartyLimit,
-    /// The upload's estimated memory does not fit the budget beside what is booked.
-    Memory {
+    /// The upload's estimated memory, or its spilled share's disk, does not fit that budget
+    /// beside what is booked.
+    Over {
+        what: Resource,
         needed: u64,
         budget: u64,
         booked: u64,
     },
-    /// The upload's spilled share does not fit the disk budget beside what is booked.
-    Disk {
-        needed: u64,
-        budget: u64,
-        booked: u64,
-    },
+}
+
+/// What an upload books beside its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resource {
+    Memory,
+    Disk,
 }
 
 /// Why [`Registry::reserve_memory`] refused a job: its estimated memory does not fit the
@@ -244,7 +247,8 @@ impl<E> Registry<E> {
         if self.memory_booked.saturating_add(b.memory) > room
             || own.memory.saturating_add(b.memory) > room / 2
         {
-            return Err(Refusal::Memory {
+            return Err(Refusal::Over {
+                what: Resource::Memory,
                 needed: b.memory,
                 budget: self.memory_budget,
                 booked: self.memory_booked,
@@ -255,7 +259,8 @@ impl<E> Registry<E> {
             && (self.disk_booked.saturating_add(b.disk) > disk
                 || own.disk.saturating_add(b.disk) > disk / 2)
         {
-            return Err(Refusal::Disk {
+            return Err(Refusal::Over {
+                what: Resource::Disk,
                 needed: b.disk,
                 budget: disk,
                 booked: self.disk_booked,
@@ -546,7 +551,10 @@ mod tests {
         // One party holds at most half of the disk; shares that are not spilled book none.
         assert!(matches!(
             r.reserve_party("a", disk(51)),
-            Err(Refusal::Disk { .. })
+            Err(Refusal::Over {
+                what: Resource::Disk,
+                ..
+            })
         ));
         assert_eq!(r.reserve_party("a", disk(50)), Ok(()));
         assert_eq!(r.reserve_party("a", disk(0)), Ok(()));
@@ -554,7 +562,8 @@ mod tests {
         // Two uploads that fit one by one do not fit together.
         assert_eq!(
             r.reserve_party("c", disk(11)),
-            Err(Refusal::Disk {
+            Err(Refusal::Over {
+                what: Resource::Disk,
                 needed: 11,
                 budget: 100,
                 booked: 90
@@ -577,18 +586,25 @@ mod tests {
         // One party holds at most half of the budget.
         assert!(matches!(
             r.reserve_party("a", mem(51)),
-            Err(Refusal::Memory { .. })
+            Err(Refusal::Over {
+                what: Resource::Memory,
+                ..
+            })
         ));
         assert_eq!(r.reserve_party("a", mem(30)), Ok(()));
         assert!(matches!(
             r.reserve_party("a", mem(21)),
-            Err(Refusal::Memory { .. })
+            Err(Refusal::Over {
+                what: Resource::Memory,
+                ..
+            })
         ));
         assert_eq!(r.reserve_party("a", mem(20)), Ok(()));
         assert_eq!(r.reserve_party("b", mem(40)), Ok(()));
         assert_eq!(
             r.reserve_party("c", mem(11)),
-            Err(Refusal::Memory {
+            Err(Refusal::Over {
+                what: Resource::Memory,
                 needed: 11,
                 budget: base + 100,
                 booked: 90
@@ -630,7 +646,11 @@ mod tests {
         // Shared with uploads on the same budget.
         assert!(matches!(
             r.reserve_party("a", mem(1)),
-            Err(Refusal::Memory { booked: 100, .. })
+            Err(Refusal::Over {
+                what: Resource::Memory,
+                booked: 100,
+                ..
+            })
         ));
     }
 

@@ -363,7 +363,7 @@ pub const MAX_PASS_COLUMNS: usize = 128;
 /// ([`crate::mpc::pairs::Pairs::accumulate_dots`]) fetches each pair's partner row at random;
 /// rows of a few columns are too short to stream, so narrow passes pay the memory latency per
 /// pair and pass: at 10^6 rows per side and 64 candidates each, passes of 8 columns moved
-/// 2.9 GB/s of rows, passes of 64 columns 8.1 GB/s (this machine, docs/benchmarks.md), at the
+/// 2.5 GB/s of rows, passes of 64 columns 7.0 GB/s (this machine, `server bench pair-kernel`), at the
 /// price of memory that grows with the rows beyond [`PASS_WORDS`].
 pub const MIN_PASS_COLUMNS: usize = 64;
 

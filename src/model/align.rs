@@ -576,7 +576,7 @@ fn present_pairs(c: &Candidates, na: usize) -> Result<Vec<(u32, u32)>> {
                 .iter()
                 .enumerate()
                 .fold(usize::MAX, |at, (t, &x)| if x == a { t } else { at });
-            (t != usize::MAX).then_some((q as u32, (b * k + t) as u32))
+            (t != usize::MAX).then(|| (q as u32, (b * k + t) as u32))
         })
         .collect())
 }

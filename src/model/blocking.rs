@@ -413,8 +413,8 @@ pub fn candidates_part(
 }
 
 /// The candidate lists of a job with `na` and `nb` rows per side from the lists of every part
-/// ([`candidates_part`] of part `s` of `parts.len()`), or an error naming the part whose
-/// length is wrong.
+/// ([`candidates_part`] of part `s` of `parts.len()`, computed by server `s`), or a protocol
+/// error naming the server whose part has the wrong length or a row outside the other side.
 pub fn assemble(
     na: usize,
     nb: usize,
@@ -427,14 +427,27 @@ pub fn assemble(
     for (s, lists) in parts.iter().enumerate() {
         let part = Part { part: s, parts: k };
         let (la, lb) = (part.len(na), part.len(nb));
+        let refuse = |why: String| {
+            crate::error::Error::protocol(
+                crate::error::PeerName::Server(s),
+                format!("candidate lists of part {s}: {why}"),
+            )
+        };
         if lists.len() != (la + lb) * c {
-            return Err(crate::error::Error::invalid(format!(
-                "candidate lists of part {s}: {} entries, expected {}",
+            return Err(refuse(format!(
+                "{} entries, expected {}",
                 lists.len(),
                 (la + lb) * c
             )));
         }
         let (xa, xb) = lists.split_at(la * c);
+        // Every later step indexes the other side by these entries.
+        if let Some(e) = xa.iter().find(|&&e| e as usize >= nb) {
+            return Err(refuse(format!("row {e} of B, which has {nb}")));
+        }
+        if let Some(e) = xb.iter().find(|&&e| e as usize >= na) {
+            return Err(refuse(format!("row {e} of A, which has {na}")));
+        }
         for (side, x) in [(&mut a, xa), (&mut b, xb)] {
             for (t, list) in x.chunks(c).enumerate() {
                 let r = s + t * k;
@@ -533,13 +546,25 @@ mod tests {
                 whole,
                 "{k} parts"
             );
-            // A part of the wrong length is refused, naming it.
+            // A part of the wrong length, or naming a row the other side lacks, is refused,
+            // naming the server that sent it.
             let mut bad = parts.clone();
             bad[k - 1].pop();
             let e = assemble(na, nb, whole.per_row, &bad)
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains(&format!("part {}", k - 1)), "{e}");
+            assert!(e.contains(&format!("server {}", k - 1)), "{e}");
+            for (at, beyond) in [(0, nb), (parts[k - 1].len() - 1, na)] {
+                let mut bad = parts.clone();
+                bad[k - 1][at] = beyond as u32;
+                let e = assemble(na, nb, whole.per_row, &bad)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains(&format!("server {}", k - 1)) && e.contains("which has"),
+                    "{e}"
+                );
+            }
         }
         assert_eq!(Part { part: 3, parts: 4 }.len(23), 5);
         assert!(Part { part: 5, parts: 6 }.is_empty(4));

@@ -242,3 +242,31 @@ pub fn run_lockstep<P: Protocol>(parties: Vec<P>) -> Result<(Vec<P::Output>, usi
             .collect::<Result<_>>()?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends one payload of its length, then finishes.
+    struct Once(usize);
+
+    impl Protocol for Once {
+        type Output = ();
+        fn start(self) -> Result<Step<Self>> {
+            let n = self.0;
+            Ok(Step::Send(self, vec![0; n]))
+        }
+        fn receive(self, _: Vec<Vec<u64>>) -> Result<Step<Self>> {
+            Ok(Step::Done(()))
+        }
+    }
+
+    #[test]
+    fn the_simulator_refuses_payloads_of_unequal_length() {
+        assert_eq!(run_lockstep(vec![Once(2), Once(2)]).unwrap().1, 1);
+        let e = run_lockstep(vec![Once(2), Once(2), Once(3)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server 2") && e.contains("3 words"), "{e}");
+    }
+}

@@ -87,9 +87,10 @@ impl PartySlot {
                         "upload refused: its spilled share is over the disk budget",
                         format!(
                             "an upload of {rows} rows needs {} MiB of disk on this server for \
-                             its share, more than it can take now beside the other jobs' \
-                             (limits.spill_max_gib); try again later, split the job into smaller \
-                             ones, or ask the operator for more disk",
+                             its share, more than it can take now (limits.spill_max_gib: the \
+                             spilled shares of all held uploads together, one party at most \
+                             half); try again later, split the job into smaller ones, or ask the \
+                             operator for more disk",
                             mib(needed)
                         ),
                     ),
@@ -330,7 +331,8 @@ pub(crate) async fn dispatch(
                 if rows == 0 || bytes > limit as u128 {
                     return Err(refuse(format!(
                         "an upload of {rows} rows exceeds this server's limit of {} MiB per share \
-                         (limits.max_message_mib, or limits.spill_max_gib for shares spilled to disk)",
+                         (limits.max_message_mib, or limits.spill_max_gib for shares spilled to disk, all held \
+                         uploads' together)",
                         limit >> 20
                     )));
                 }

@@ -304,6 +304,9 @@ fn job_digests_are_sha256_and_cover_every_field() {
     v.params.blocking.max_postings -= 1;
     variants.push(v);
     let mut v = base.clone();
+    v.params.blocking.pair_tokens = 6;
+    variants.push(v);
+    let mut v = base.clone();
     v.params.audit.enabled = true;
     variants.push(v);
     let mut v = base.clone();

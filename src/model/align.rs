@@ -103,6 +103,13 @@ impl JobParams {
                 self.blocking.candidates
             )));
         }
+        if self.blocking.pair_tokens > crate::model::blocking::MAX_PAIR_TOKENS {
+            return Err(Error::invalid(format!(
+                "blocking.pair_tokens must be at most {}, got {}",
+                crate::model::blocking::MAX_PAIR_TOKENS,
+                self.blocking.pair_tokens
+            )));
+        }
         if !self.min_score.is_finite() || self.min_score.abs() > 100.0 {
             return Err(Error::invalid(format!(
                 "min_score must be within [-100, 100], got {}",

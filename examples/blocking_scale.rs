@@ -8,8 +8,7 @@
 //! Each party computes its tokens exactly as `party eval --protocol open` does (key and shuffles
 //! from `seeded(seed)`), the servers' candidate lists are computed for one part of A's rows
 //! (every `n / sample`-th row, `blocking::candidates_part`), and the line printed gives the share
-//! of those rows' gold partners among their candidates, the time taken, and how many tokens the
-//! caps drop.
+//! of those rows' gold partners among their candidates and the time taken.
 
 use ppea::eval::evaluate::{EVAL_JOB, EvalProtocol, Split, scopes, seeded};
 use ppea::model::align::{JobParams, job_seed, prepare_party_streamed};

@@ -9,12 +9,13 @@ use common::cluster::{Cluster, NAMES, T, files, prepare, rt, start};
 use ppea::net::config::Role;
 
 use ppea::error::PeerName;
-use ppea::eval::evaluate::{EvalProtocol, servers_inprocess};
-use ppea::model::align::{JobParams, PartyData, finish_party, reference};
+use ppea::eval::evaluate::{EvalProtocol, inprocess_inputs, servers_inprocess};
+use ppea::model::align::{JobParams, PartyData, align, finish_party, job_seed, reference};
 use ppea::model::blocking::{Tokens, candidates};
-use ppea::mpc::channel::memory_network;
+use ppea::mpc::channel::{Deviation, memory_network};
 use ppea::mpc::correlated::{Correlations, Request};
 use ppea::mpc::dealer::{Dealer, DealerClient, serve};
+use ppea::mpc::local::run_local_deviating;
 use ppea::mpc::pairs::Pairs;
 use ppea::mpc::prg::Prg;
 use ppea::mpc::protocol::Session;
@@ -26,6 +27,7 @@ use ppea::net::party::{ZShare, run_party, upload_to};
 use ppea::net::tls::{Identity, write_dev_pki};
 use ppea::net::upload::ShareHead;
 use rustls_pki_types::pem::PemObject;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
@@ -600,14 +602,100 @@ async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A server that equivocates in the candidate gather.
+// ---------------------------------------------------------------------------------------------
+
+/// Every server's outcome of one in-process job in which server `liar` rewrites what it sends
+/// as `deviation` says, and the dealer's (`Err` when it refused).
+fn job_with_liar(
+    k: usize,
+    a: &PartyData,
+    b: &PartyData,
+    p: &JobParams,
+    liar: usize,
+    deviation: Deviation,
+) -> (Vec<Result<(), String>>, Result<(), String>) {
+    let (max_words, inputs) = inprocess_inputs(k, [up_to(a, k), up_to(b, k)], [None, None], p);
+    let inputs = Arc::new(Mutex::new(inputs.into_iter().map(Some).collect::<Vec<_>>()));
+    let outcomes = Arc::new(Mutex::new(vec![Err("did not finish".to_string()); k]));
+    let (p, seed) = (Arc::new(p.clone()), Arc::new(job_seed("equivocate")));
+    let seen = outcomes.clone();
+    let dealer = rt().block_on(run_local_deviating(
+        k,
+        max_words,
+        Some((liar, deviation)),
+        move |mut eng| {
+            let (pa, pb) = inputs.lock().unwrap()[eng.me()].take().unwrap();
+            let (p, seed, seen) = (p.clone(), seed.clone(), seen.clone());
+            async move {
+                let r = align(&mut eng, pa, pb, &p, &seed).await;
+                seen.lock().unwrap()[eng.me()] = r.map(|_| ()).map_err(|e| e.to_string());
+                Ok(((), eng))
+            }
+        },
+    ));
+    let outcomes = outcomes.lock().unwrap().clone();
+    (outcomes, dealer.map(|_| ()).map_err(|e| e.to_string()))
+}
+
+/// The servers deal candidate generation among themselves and all-gather the parts (the job's
+/// first exchange). A server that equivocates there, sending one honest server a forged part of
+/// the lists (two candidates of its first row swapped: in range and distinct, so `assemble`
+/// accepts it) and the others the true part, would make the honest servers score different
+/// pairs and combine shares of different pairs. The dealer serves the bilinear form's material
+/// only for a request every server committed to, so it refuses: the last server, the only one
+/// that waits for corrections, fails with the dealer's reason, and every server's job fails.
+/// Cases: the liar is the last server (k = 2 and 3) or not (k = 3). The same run without the
+/// forgery finishes, so the harness alone does not fail the job.
+#[test]
+fn a_server_equivocating_in_the_candidate_gather_gets_the_job_refused() {
+    let p = JobParams::default();
+    let (a, b) = prepare(EvalProtocol::Standard, &p);
+    let cases = [
+        (2, 1, 0, true),
+        (3, 2, 1, true),
+        (3, 1, 0, true),
+        (3, 1, 0, false),
+    ];
+    for (k, liar, victim, forge) in cases {
+        let deviation: Deviation = Box::new(move |round, to, payload| {
+            if forge && round == 0 && to == victim {
+                // The first word packs the first two candidates of the liar's first row.
+                payload[0] = payload[0].rotate_left(32);
+            }
+        });
+        let (outcomes, dealer) = job_with_liar(k, &a, &b, &p, liar, deviation);
+        let case = format!("k = {k}, server {liar} lies to server {victim}, forged {forge}");
+        if !forge {
+            assert!(outcomes.iter().all(Result::is_ok), "{case}: {outcomes:?}");
+            assert!(dealer.is_ok(), "{case}: {dealer:?}");
+            continue;
+        }
+        assert!(outcomes.iter().all(Result::is_err), "{case}: {outcomes:?}");
+        let refusal = dealer.expect_err("the dealer refuses");
+        assert!(refusal.contains("differs from"), "{case}: {refusal}");
+        let last = outcomes[k - 1].as_ref().unwrap_err();
+        assert!(
+            last.contains("the dealer refused") && last.contains("differs from"),
+            "{case}: {last}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // A party that uploads vectors no graph could produce.
 // ---------------------------------------------------------------------------------------------
 
 /// What a party uploads to two servers: its share messages and its tokens.
 fn up(d: &PartyData) -> (Vec<ShareMsg>, Vec<ShareMsg>, Tokens) {
+    up_to(d, 2)
+}
+
+/// What a party uploads to `k` servers.
+fn up_to(d: &PartyData, k: usize) -> (Vec<ShareMsg>, Vec<ShareMsg>, Tokens) {
     (
-        share_compressed(&d.z, 2).unwrap(),
-        share_compressed(&d.ids, 2).unwrap(),
+        share_compressed(&d.z, k).unwrap(),
+        share_compressed(&d.ids, k).unwrap(),
         d.tokens.clone(),
     )
 }

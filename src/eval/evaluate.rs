@@ -14,7 +14,7 @@ use crate::model::align::{
 };
 use crate::model::blocking::{BlockingKey, Candidates};
 use crate::model::import::Dataset;
-use crate::mpc::local::run_local_bounded;
+use crate::mpc::local::run_local_deviating;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::share::{ShareMsg, share_compressed};
 use serde::Serialize;
@@ -223,6 +223,17 @@ pub async fn servers_inprocess_audited(
     params: &JobParams,
     job_id: &str,
 ) -> Result<JobOutcome> {
+    servers_inprocess_deviating(k, uploads, audit, params, job_id, None).await
+}
+
+/// What each of `k` in-process servers receives from the two parties (by server), and the
+/// dealer's bound on material for the job.
+pub fn inprocess_inputs(
+    k: usize,
+    uploads: [Uploads; 2],
+    audit: [Option<Vec<ShareMsg>>; 2],
+    params: &JobParams,
+) -> (usize, Vec<(PartyShares, PartyShares)>) {
     let [(za, ia, ta), (zb, ib, tb)] = uploads;
     let [aa, ab] = audit.map(|a| -> Vec<Vec<u64>> {
         match a {
@@ -254,12 +265,26 @@ pub async fn servers_inprocess_audited(
             )
         })
         .collect();
+    (max_words, per_server)
+}
+
+/// [`servers_inprocess_audited`] with one server deviating from the protocol (attack tests:
+/// [`crate::mpc::channel::Deviation`]).
+pub async fn servers_inprocess_deviating(
+    k: usize,
+    uploads: [Uploads; 2],
+    audit: [Option<Vec<ShareMsg>>; 2],
+    params: &JobParams,
+    job_id: &str,
+    deviation: Option<(usize, crate::mpc::channel::Deviation)>,
+) -> Result<JobOutcome> {
+    let (max_words, per_server) = inprocess_inputs(k, uploads, audit, params);
     let inputs = Arc::new(std::sync::Mutex::new(
         per_server.into_iter().map(Some).collect::<Vec<_>>(),
     ));
     let params = Arc::new(params.clone());
     let seed = Arc::new(job_seed(job_id));
-    let run = run_local_bounded(k, max_words, move |mut eng| {
+    let run = run_local_deviating(k, max_words, deviation, move |mut eng| {
         let (pa, pb) = inputs.lock().expect("inputs")[eng.me()]
             .take()
             .expect("one job per server");

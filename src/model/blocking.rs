@@ -322,24 +322,20 @@ impl<'a> Evidence<'a> {
         }
     }
 
-    /// Adds row `i`'s weighted shared tokens to `score` (recording rows first touched).
-    fn score(
-        &self,
-        i: usize,
-        score: &mut [u32],
-        touched: &mut Vec<u32>,
-        fresh: impl Fn(usize) -> bool,
-    ) {
+    /// Adds row `i`'s weighted shared tokens to `scores[j][KIND]` for every row `j` of the
+    /// other side holding one (recording in `touched` the rows first touched by any kind).
+    fn score<const KIND: usize>(&self, i: usize, scores: &mut [[u32; 2]], touched: &mut Vec<u32>) {
         for k in &self.x[i] {
             let wk = self.w.get(k).copied().unwrap_or(0);
             if wk == 0 {
                 continue;
             }
             for &j in self.postings.get(k).map_or(&[][..], Vec::as_slice) {
-                if fresh(j as usize) && score[j as usize] == 0 {
+                let s = &mut scores[j as usize];
+                if *s == [0, 0] {
                     touched.push(j);
                 }
-                score[j as usize] += wk;
+                s[KIND] += wk;
             }
         }
     }
@@ -349,7 +345,8 @@ impl<'a> Evidence<'a> {
 /// at most `keep` each: by own-name score (own and pair tokens), ties broken by the neighbour
 /// score, and by neighbour score, ties broken by the own score (then by index ascending). The
 /// tie-breaks matter at scale: at 10^6 rows per side dozens of entities share a name's tokens
-/// (same base name), and their neighbourhoods tell them apart.
+/// (same base name), and their neighbourhoods tell them apart. Both scores of a row of `y` sit
+/// side by side (one cache line for both: the scan is bound by these random accesses).
 fn ranked(
     x: &Tokens,
     pairs_x: &[Vec<u64>],
@@ -359,6 +356,8 @@ fn ranked(
     w: &Weights,
     keep: usize,
 ) -> Vec<(Vec<u32>, Vec<u32>)> {
+    const OWN: usize = 0;
+    const NEIGHBOUR: usize = 1;
     let own = Evidence::new(&x.own, &y.own, &w.own);
     let pairs = Evidence::new(pairs_x, pairs_y, &w.pairs);
     let nb = Evidence::new(&x.neighbour, &y.neighbour, &w.neighbour);
@@ -368,28 +367,21 @@ fn ranked(
         .into_par_iter()
         .step_by(rows.parts)
         .map_init(
-            || (vec![0u32; ny], vec![0u32; ny], Vec::new()),
-            |(so, sn, touched), i| {
-                own.score(i, so, touched, |_| true);
+            || (vec![[0u32; 2]; ny], Vec::new(), Vec::new(), Vec::new()),
+            |(scores, touched, by_own, by_nb), i| {
+                own.score::<OWN>(i, scores, touched);
                 if !pairs_x.is_empty() {
-                    pairs.score(i, so, touched, |_| true);
+                    pairs.score::<OWN>(i, scores, touched);
                 }
-                {
-                    let so = &*so;
-                    nb.score(i, sn, touched, |j| so[j] == 0);
-                }
-                let mut by_own: Vec<(u32, u32, u32)> = Vec::new();
-                let mut by_nb: Vec<(u32, u32, u32)> = Vec::new();
+                nb.score::<NEIGHBOUR>(i, scores, touched);
                 for &j in touched.iter() {
-                    let (o, g) = (so[j as usize], sn[j as usize]);
+                    let [o, g] = std::mem::take(&mut scores[j as usize]);
                     if o > 0 {
-                        by_own.push((o, g, j));
+                        by_own.push((u64::from(o) << 32 | u64::from(g), j));
                     }
                     if g > 0 {
-                        by_nb.push((g, o, j));
+                        by_nb.push((u64::from(g) << 32 | u64::from(o), j));
                     }
-                    so[j as usize] = 0;
-                    sn[j as usize] = 0;
                 }
                 touched.clear();
                 (best(by_own, keep), best(by_nb, keep))
@@ -398,21 +390,20 @@ fn ranked(
         .collect()
 }
 
-/// The `keep` best of `(score, tie-break, row)`, best first: scores descending, then
-/// tie-breaks descending, then rows ascending.
-fn best(mut c: Vec<(u32, u32, u32)>, keep: usize) -> Vec<u32> {
-    let by = |a: &(u32, u32, u32), b: &(u32, u32, u32)| {
-        b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2))
-    };
+/// The `keep` best of `(score << 32 | tie-break, row)`, best first: scores descending, then
+/// tie-breaks descending, then rows ascending. Empties `c` (its buffer serves the next row).
+fn best(c: &mut Vec<(u64, u32)>, keep: usize) -> Vec<u32> {
+    let by = |a: &(u64, u32), b: &(u64, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
     if c.len() > keep {
         c.select_nth_unstable_by(keep, by);
         c.truncate(keep);
     }
     c.sort_unstable_by(by);
-    // Not `c.into_iter().map(..).collect()`: that reuses `c`'s buffer in place, keeping the
-    // capacity of every touched row (gigabytes at 10^5 rows).
+    // A list of its own length: the buffer keeps the capacity of every touched row (gigabytes
+    // at 10^5 rows if the lists kept it).
     let mut out = Vec::with_capacity(c.len());
-    out.extend(c.iter().map(|&(_, _, j)| j));
+    out.extend(c.iter().map(|&(_, j)| j));
+    c.clear();
     out
 }
 

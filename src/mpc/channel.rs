@@ -54,6 +54,12 @@ type Rx = UnboundedReceiver<Vec<u64>>;
 type DTx = UnboundedSender<std::result::Result<Vec<u64>, String>>;
 type DRx = UnboundedReceiver<std::result::Result<Vec<u64>, String>>;
 
+/// How a deviating server rewrites what it sends: called, for every exchange, with the round
+/// (0 for the first exchange of the transport), the receiving server and the payload about to be
+/// sent to it. Attack tests use it to make a server equivocate (send different peers different
+/// values) or forge a value; honest runs never set one.
+pub type Deviation = Box<dyn FnMut(u64, usize, &mut Vec<u64>) + Send>;
+
 /// A server's end of an in-memory network.
 pub struct MemoryTransport {
     me: usize,
@@ -62,6 +68,16 @@ pub struct MemoryTransport {
     from_server: Vec<Option<Rx>>,
     to_dealer: Tx,
     from_dealer: DRx,
+    deviation: Option<Deviation>,
+    round: u64,
+}
+
+impl MemoryTransport {
+    /// This server deviates from the protocol as `f` says (see [`Deviation`]).
+    pub fn deviating(mut self, f: Deviation) -> Self {
+        self.deviation = Some(f);
+        self
+    }
 }
 
 /// The dealer's end of an in-memory network.
@@ -99,6 +115,8 @@ pub fn memory_network(k: usize) -> (Vec<MemoryTransport>, MemoryDealer) {
             from_server,
             to_dealer: s_tx,
             from_dealer: d_rx,
+            deviation: None,
+            round: 0,
         });
     }
     (
@@ -126,10 +144,14 @@ impl Transport for MemoryTransport {
     async fn exchange(&mut self, payload: Vec<u64>) -> Result<Vec<Vec<u64>>> {
         for (to, tx) in self.to_server.iter().enumerate() {
             if let Some(tx) = tx {
-                tx.send(payload.clone())
-                    .map_err(|_| closed(PeerName::Server(to)))?;
+                let mut sent = payload.clone();
+                if let Some(f) = &mut self.deviation {
+                    f(self.round, to, &mut sent);
+                }
+                tx.send(sent).map_err(|_| closed(PeerName::Server(to)))?;
             }
         }
+        self.round += 1;
         let mut out = Vec::with_capacity(self.k);
         for from in 0..self.k {
             match &mut self.from_server[from] {

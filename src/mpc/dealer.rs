@@ -269,8 +269,9 @@ impl Dealer {
             return Err(Error::protocol(
                 PeerName::Server(s),
                 format!(
-                    "its dealer request {stream} differs from the one server {} sent; \
-                     the dealer serves only requests every server agrees on",
+                    "its dealer request {stream} differs from the one server {} sent (one of \
+                     the two deviates, or another server sent them different values); the \
+                     dealer serves only requests every server agrees on",
                     k - 1
                 ),
             ));

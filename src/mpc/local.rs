@@ -3,7 +3,7 @@
 //! code the networked deployment runs.
 
 use crate::error::{Error, Result};
-use crate::mpc::channel::{MemoryTransport, memory_network};
+use crate::mpc::channel::{Deviation, MemoryTransport, memory_network};
 use crate::mpc::dealer::{Dealer, DealerClient, DealerStats, serve};
 use crate::mpc::engine::Engine;
 use crate::mpc::protocol::{Session, Stats};
@@ -42,11 +42,37 @@ where
     Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
     O: Send + 'static,
 {
+    run_local_deviating(k, max_words, None, job).await
+}
+
+/// [`run_local_bounded`] with server `deviation.0` deviating from the protocol as
+/// `deviation.1` says (attack tests).
+pub async fn run_local_deviating<F, Fut, O>(
+    k: usize,
+    max_words: usize,
+    deviation: Option<(usize, Deviation)>,
+    job: F,
+) -> Result<LocalRun<O>>
+where
+    F: Fn(LocalEngine) -> Fut,
+    Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
+    O: Send + 'static,
+{
     let dealer = Dealer::new(k)?.with_max_words(max_words);
+    let mut deviation = deviation;
+    if let Some((s, _)) = &deviation
+        && *s >= k
+    {
+        return Err(Error::invalid(format!("no server {s} of {k} to deviate")));
+    }
     let (transports, mut dnet) = memory_network(k);
     let dealer_task = tokio::spawn(async move { serve(dealer, &mut dnet).await });
     let mut tasks = Vec::new();
-    for t in transports {
+    for (i, t) in transports.into_iter().enumerate() {
+        let t = match deviation.take_if(|(s, _)| *s == i) {
+            Some((_, f)) => t.deviating(f),
+            None => t,
+        };
         let mut session = Session::new(t);
         let client = DealerClient::connect(&mut session).await?;
         let fut = job(Engine::new(session, client));

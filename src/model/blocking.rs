@@ -9,10 +9,12 @@
 //! **Server side.** Every server joins the two parties' tokens the same deterministic way: for
 //! each entity on one side, candidates on the other side are scored by the summed inverse
 //! document frequency of shared tokens (integer arithmetic, identical on every machine); the top
-//! `candidates / 2` by own tokens and the top `candidates / 2` by neighbour tokens are merged,
-//! topped up from the own-token ranking, and padded with pseudo-random entities, so that **every
-//! entity has exactly `candidates` candidates**. Tokens shared by too large a fraction of
-//! entities are ignored (they cost time and carry no signal).
+//! `candidates / 2` by own tokens (ties broken by the neighbour score) and the top
+//! `candidates / 2` by neighbour tokens (ties broken by the own score) are merged, topped up
+//! from the own-token ranking, and padded with pseudo-random entities, so that **every entity
+//! has exactly `candidates` candidates**. Tokens shared by too large a fraction of entities are
+//! ignored (they cost time and carry no signal); optionally, pairs of them join as tokens of
+//! their own ([`BlockingParams::pair_tokens`]).
 //!
 //! Leakage (see `docs/design.md`): servers see which keyed tokens are equal across entities,
 //! hence token frequencies and, per candidate pair, the weight of shared tokens.

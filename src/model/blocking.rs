@@ -349,17 +349,19 @@ impl<'a> Evidence<'a> {
 /// tie-breaks matter at scale: at 10^6 rows per side dozens of entities share a name's tokens
 /// (same base name), and their neighbourhoods tell them apart. Both scores of a row of `y` sit
 /// side by side (one cache line for both: the scan is bound by these random accesses).
-fn ranked(
-    x: &Tokens,
-    pairs_x: &[Vec<u64>],
-    rows: Part,
-    y: &Tokens,
-    pairs_y: &[Vec<u64>],
-    w: &Weights,
-    keep: usize,
-) -> Vec<(Vec<u32>, Vec<u32>)> {
+fn ranked(x: Side, rows: Part, y: Side, w: &Weights, keep: usize) -> Vec<(Vec<u32>, Vec<u32>)> {
     const OWN: usize = 0;
     const NEIGHBOUR: usize = 1;
+    let (
+        Side {
+            tokens: x,
+            pairs: pairs_x,
+        },
+        Side {
+            tokens: y,
+            pairs: pairs_y,
+        },
+    ) = (x, y);
     let own = Evidence::new(&x.own, &y.own, &w.own);
     let pairs = Evidence::new(pairs_x, pairs_y, &w.pairs);
     let nb = Evidence::new(&x.neighbour, &y.neighbour, &w.neighbour);
@@ -417,23 +419,27 @@ struct Weights {
     neighbour: HashMap<u64, u32>,
 }
 
+/// A side's tokens as uploaded and its pair tokens (computed by the servers).
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    tokens: &'a Tokens,
+    pairs: &'a [Vec<u64>],
+}
+
 /// Exactly `c` candidate rows of `y` for every row of `x` in `rows` (row-major, `c` per row
 /// in `rows`, in order).
-#[allow(clippy::too_many_arguments)]
 fn one_direction(
-    x: &Tokens,
-    pairs_x: &[Vec<u64>],
+    x: Side,
     rows: Part,
-    y: &Tokens,
-    pairs_y: &[Vec<u64>],
+    y: Side,
     w: &Weights,
     c: usize,
     seed: &Seed,
     stream: u64,
 ) -> Vec<u32> {
-    let lists = ranked(x, pairs_x, rows, y, pairs_y, w, c);
-    let m = y.own.len();
-    let mut out = vec![0u32; rows.len(x.own.len()) * c];
+    let lists = ranked(x, rows, y, w, c);
+    let m = y.tokens.own.len();
+    let mut out = vec![0u32; rows.len(x.tokens.own.len()) * c];
     out.par_chunks_mut(c).enumerate().for_each(|(t, row)| {
         // `t` indexes the part's rows; the padding is drawn per row of the whole side.
         let ((own, nb), row_index) = (&lists[t], rows.part + t * rows.parts);
@@ -546,8 +552,18 @@ pub fn candidates_part(
             p.max_postings,
         ),
     };
-    let mut out = one_direction(ta, &pa, rows, tb, &pb, &w, c, seed, 1);
-    out.extend(one_direction(tb, &pb, rows, ta, &pa, &w, c, seed, 2));
+    let (a, b) = (
+        Side {
+            tokens: ta,
+            pairs: &pa,
+        },
+        Side {
+            tokens: tb,
+            pairs: &pb,
+        },
+    );
+    let mut out = one_direction(a, rows, b, &w, c, seed, 1);
+    out.extend(one_direction(b, rows, a, &w, c, seed, 2));
     out
 }
 
@@ -760,13 +776,17 @@ mod tests {
             pairs: HashMap::new(),
             neighbour: weights(&x.neighbour, &y.neighbour, 1.0, 4096),
         };
-        let lists = ranked(&x, &[], Part::ALL, &y, &[], &w, 3);
+        let lists = ranked(side(&x, &[]), Part::ALL, side(&y, &[]), &w, 3);
         for (own, nb) in &lists {
             for l in [own, nb] {
                 assert_eq!(l, &[0, 1, 2]);
                 assert!(l.capacity() <= 3, "capacity {}", l.capacity());
             }
         }
+    }
+
+    fn side<'a>(tokens: &'a Tokens, pairs: &'a [Vec<u64>]) -> Side<'a> {
+        Side { tokens, pairs }
     }
 
     /// Weights as [`candidates_part`] computes them.
@@ -808,7 +828,7 @@ mod tests {
             ..BlockingParams::default()
         };
         let w = job_weights(&x, &[], &y, &[], &p);
-        let lists = ranked(&x, &[], Part::ALL, &y, &[], &w, 2);
+        let lists = ranked(side(&x, &[]), Part::ALL, side(&y, &[]), &w, 2);
         assert_eq!(lists, vec![(vec![2, 0], vec![2])]);
     }
 
@@ -842,12 +862,12 @@ mod tests {
         assert!(pair_token(1, 2) != 1 && pair_token(1, 2) != 2);
         let w = job_weights(&x, &px, &y, &py, &p);
         assert_eq!(
-            ranked(&x, &px, Part::ALL, &y, &py, &w, 3),
+            ranked(side(&x, &px), Part::ALL, side(&y, &py), &w, 3),
             vec![(vec![2], vec![])]
         );
         let w = job_weights(&x, &[], &y, &[], &p);
         assert_eq!(
-            ranked(&x, &[], Part::ALL, &y, &[], &w, 3),
+            ranked(side(&x, &[]), Part::ALL, side(&y, &[]), &w, 3),
             vec![(vec![], vec![])]
         );
         // Through the whole candidate generation: b2 is a0's first candidate.

@@ -50,6 +50,7 @@ fn main() {
             s => die(&format!("unknown argument {s:?}")),
         }
     }
+    params.validate().unwrap_or_else(|e| die(&e.to_string()));
     let dir = dir.unwrap_or_else(|| {
         die("usage: blocking_scale DATASET_DIR [--sample N] [--max-postings N] [--pair-tokens N] [--candidates N] [--seed N]")
     });

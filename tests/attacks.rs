@@ -11,7 +11,7 @@ use ppea::net::config::Role;
 use ppea::error::PeerName;
 use ppea::eval::evaluate::{EvalProtocol, inprocess_inputs, servers_inprocess};
 use ppea::model::align::{JobParams, PartyData, align, finish_party, job_seed, reference};
-use ppea::model::blocking::{Tokens, candidates};
+use ppea::model::blocking::{Part, Tokens, candidates};
 use ppea::mpc::channel::{Deviation, memory_network};
 use ppea::mpc::correlated::{Correlations, Request};
 use ppea::mpc::dealer::{Dealer, DealerClient, serve};
@@ -638,47 +638,102 @@ fn job_with_liar(
     (outcomes, dealer.map(|_| ()).map_err(|e| e.to_string()))
 }
 
+/// Where, in the part of the candidate lists server `liar` of `k` sends in the gather (its A
+/// rows' lists, then its B rows', two entries per word), two entries of one of its B rows
+/// point at pairs A lists too: swapping them changes which pair each B slot stands for but not
+/// the pair list the dealer is asked for.
+fn mutually_listed_b_entries(
+    cand: &ppea::model::blocking::Candidates,
+    na: usize,
+    liar: usize,
+    k: usize,
+) -> (usize, usize) {
+    let c = cand.per_row;
+    let la = Part {
+        part: liar,
+        parts: k,
+    }
+    .len(na);
+    let listed =
+        |a: u32, b: usize| cand.a[a as usize * c..(a as usize + 1) * c].contains(&(b as u32));
+    for (t, b) in (liar..cand.b.len() / c).step_by(k).enumerate() {
+        let row = &cand.b[b * c..(b + 1) * c];
+        let both: Vec<usize> = (0..c).filter(|&i| listed(row[i], b)).collect();
+        if both.len() >= 2 {
+            let at = (la + t) * c;
+            return (at + both[0], at + both[1]);
+        }
+    }
+    panic!("no B row of server {liar} lists two pairs A lists too");
+}
+
+/// Swaps entries `i` and `j` of a payload of `u32` entries packed two per word.
+fn swap_packed(payload: &mut [u64], i: usize, j: usize) {
+    let get = |p: &[u64], x: usize| (p[x / 2] >> (32 * (x % 2))) as u32;
+    let set = |p: &mut [u64], x: usize, v: u32| {
+        let shift = 32 * (x % 2);
+        p[x / 2] = (p[x / 2] & !(0xffff_ffffu64 << shift)) | (u64::from(v) << shift);
+    };
+    let (vi, vj) = (get(payload, i), get(payload, j));
+    set(payload, i, vj);
+    set(payload, j, vi);
+}
+
 /// The servers deal candidate generation among themselves and all-gather the parts (the job's
 /// first exchange). A server that equivocates there, sending one honest server a forged part of
-/// the lists (two candidates of its first row swapped: in range and distinct, so `assemble`
-/// accepts it) and the others the true part, would make the honest servers score different
-/// pairs and combine shares of different pairs. The dealer serves the bilinear form's material
-/// only for a request every server committed to, so it refuses: the last server, the only one
-/// that waits for corrections, fails with the dealer's reason, and every server's job fails.
-/// Cases: the liar is the last server (k = 2 and 3) or not (k = 3). The same run without the
-/// forgery finishes, so the harness alone does not fail the job.
+/// the lists (two entries of one row swapped: in range and distinct, so `assemble` accepts it)
+/// and the others the true part, would make the honest servers add shares of different pairs.
+/// The servers then compare digests of the lists they assembled (the second exchange), so every
+/// server's job fails there, before the dealer is asked for anything. The dealer's commitment
+/// check alone would not do: swapping two entries of a B row that point at pairs A lists too
+/// leaves the pair list it is asked for unchanged (a review found this). Cases: A rows and such B
+/// rows; the liar last or not; k = 2, 3 and 4. The same run without the forgery finishes, so the
+/// harness alone does not fail the job.
 #[test]
 fn a_server_equivocating_in_the_candidate_gather_gets_the_job_refused() {
     let p = JobParams::default();
     let (a, b) = prepare(EvalProtocol::Standard, &p);
-    let cases = [
-        (2, 1, 0, true),
-        (3, 2, 1, true),
-        (3, 1, 0, true),
-        (3, 1, 0, false),
+    let cand = candidates(&a.tokens, &b.tokens, &p.blocking, &job_seed("equivocate"));
+    let na = a.tokens.own.len();
+    // (servers, liar, victim, entries swapped in the liar's part; none: the control run)
+    let mut cases = vec![
+        (2, 1, 0, Some((0, 1))),
+        (3, 2, 1, Some((0, 1))),
+        (3, 1, 0, Some((0, 1))),
+        (4, 1, 3, Some((0, 1))),
+        (3, 1, 0, None),
     ];
-    for (k, liar, victim, forge) in cases {
+    for (k, liar, victim) in [(2, 1, 0), (3, 1, 2), (4, 3, 0)] {
+        cases.push((
+            k,
+            liar,
+            victim,
+            Some(mutually_listed_b_entries(&cand, na, liar, k)),
+        ));
+    }
+    for (k, liar, victim, swap) in cases {
         let deviation: Deviation = Box::new(move |round, to, payload| {
-            if forge && round == 0 && to == victim {
-                // The first word packs the first two candidates of the liar's first row.
-                payload[0] = payload[0].rotate_left(32);
+            if let Some((i, j)) = swap
+                && round == 0
+                && to == victim
+            {
+                swap_packed(payload, i, j);
             }
         });
         let (outcomes, dealer) = job_with_liar(k, &a, &b, &p, liar, deviation);
-        let case = format!("k = {k}, server {liar} lies to server {victim}, forged {forge}");
-        if !forge {
+        let case = format!("k = {k}, server {liar} lies to server {victim}, swapped {swap:?}");
+        assert!(dealer.is_ok(), "{case}: {dealer:?}");
+        if swap.is_none() {
             assert!(outcomes.iter().all(Result::is_ok), "{case}: {outcomes:?}");
-            assert!(dealer.is_ok(), "{case}: {dealer:?}");
             continue;
         }
-        assert!(outcomes.iter().all(Result::is_err), "{case}: {outcomes:?}");
-        let refusal = dealer.expect_err("the dealer refuses");
-        assert!(refusal.contains("differs from"), "{case}: {refusal}");
-        let last = outcomes[k - 1].as_ref().unwrap_err();
-        assert!(
-            last.contains("the dealer refused") && last.contains("differs from"),
-            "{case}: {last}"
-        );
+        for (s, o) in outcomes.iter().enumerate() {
+            let e = o.as_ref().expect_err(&case);
+            assert!(
+                e.contains("assembled other candidate lists"),
+                "{case}, server {s}: {e}"
+            );
+        }
     }
 }
 

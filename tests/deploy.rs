@@ -69,7 +69,7 @@ fn run_and_judge_uploading(
     // Byte counts the servers report: one opening per round among k servers.
     assert!(
         ra.iter()
-            .all(|r| r.stats.rounds == 137 && r.stats.bytes_sent > 0)
+            .all(|r| r.stats.rounds == 138 && r.stats.bytes_sent > 0)
     );
     judge(
         sample(),

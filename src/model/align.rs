@@ -488,6 +488,7 @@ pub fn prepare_party_streamed(
         t.extend_from_slice(&st.tokens[e as usize]);
         t.sort_unstable();
         t.dedup();
+        t.truncate(crate::model::blocking::MAX_TOKENS_PER_ROW);
     }
     let source = UploadRows::new(embedder, rows.clone(), FixedPoint::new(p.frac_bits)?)?;
     let mut ids = Vec::new();
@@ -751,6 +752,7 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
             assemble(na, nb, c, &parts)
         })?
     };
+    agree_on_candidates(eng, &cand).await?;
     let k = cand.per_row;
     let ell = p.compare_bits();
     step(eng, "candidates");
@@ -1081,6 +1083,40 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     out.a.extend_from_slice(&audit_out);
     out.b.extend_from_slice(&audit_out);
     Ok((out, cand))
+}
+
+/// Every server checks that all servers assembled the same candidate lists: one exchange of
+/// SHA-256 digests of both sides' lists. A server that sent different servers different parts
+/// of the lists (equivocated in the gather) would otherwise make honest servers add shares of
+/// different pairs; the dealer's commitment check catches that only for the pair list it is
+/// asked for, not for which slot of B's lists points at which pair. With `k = 2` there is no
+/// one to equivocate to (a server's forged part is then forged lists, outside the semi-honest
+/// model); from `k = 3` on, two honest servers that received different parts see different
+/// digests, whatever the liar claims.
+pub(crate) async fn agree_on_candidates<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    cand: &Candidates,
+) -> Result<()> {
+    use crate::mpc::digest::{sha256, to_words};
+    let lists = [cand.a.as_slice(), cand.b.as_slice()].map(bytemuck::cast_slice::<u32, u8>);
+    let mine = to_words(&sha256("ppea candidate lists v1", &lists)).to_vec();
+    let servers = eng.servers();
+    let all = eng
+        .run(crate::mpc::gather::Gather::new(
+            eng.me(),
+            mine.clone(),
+            vec![mine.len(); servers],
+        )?)
+        .await?;
+    if let Some(s) = all.iter().position(|d| *d != mine) {
+        return Err(Error::invalid(format!(
+            "server {s} assembled other candidate lists than server {} (a server sent \
+             different servers different parts of the lists); the job stops before anything \
+             is computed on them",
+            eng.me()
+        )));
+    }
+    Ok(())
 }
 
 /// For every row (`keep` is `rows x k`, 0/1 with at most one 1 per row) and each per-slot

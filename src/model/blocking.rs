@@ -95,8 +95,8 @@ impl Default for BlockingParams {
     }
 }
 
-/// Most frequent tokens per row combined into pair tokens (`BlockingParams::pair_tokens`):
-/// at most 120 pairs per row.
+/// The largest `BlockingParams::pair_tokens`: of a row's tokens that the caps drop, at most
+/// this many (the least frequent) are paired, so at most 120 pair tokens per row.
 pub const MAX_PAIR_TOKENS: usize = 16;
 
 /// Most tokens of one kind a row may carry (parties keep the first ones in sorted order;

@@ -266,15 +266,14 @@ impl Dealer {
             )));
         }
         if let Some(s) = (0..k - 1).find(|&s| commitments[s] != expected) {
-            return Err(Error::protocol(
-                PeerName::Server(s),
-                format!(
-                    "its dealer request {stream} differs from the one server {} sent (one of \
-                     the two deviates, or another server sent them different values); the \
-                     dealer serves only requests every server agrees on",
-                    k - 1
-                ),
-            ));
+            // Not a protocol violation by either: the dealer cannot tell which of the two
+            // deviated, or whether a third server sent them different values.
+            return Err(Error::invalid(format!(
+                "server {s}'s dealer request {stream} differs from the one server {} sent (one \
+                 of the two deviates, or another server sent them different values); the dealer \
+                 serves only requests every server agrees on",
+                k - 1
+            )));
         }
         let req = Request::decode(words, self.max_words)
             .map_err(|e| Error::protocol(PeerName::Server(k - 1), e.to_string()))?;

@@ -197,11 +197,41 @@ pub(crate) async fn recv_tokens(
     }
     let total: u64 = lens.iter().sum();
     let flat = r.words_exact(total as usize).await?;
-    let mut out = Vec::with_capacity(rows);
+    token_rows(&lens, &flat).map_err(|what| Error::protocol(peer, what))
+}
+
+/// Splits received tokens into rows of the announced lengths (which sum to `flat.len()`),
+/// refusing a row whose tokens are not strictly increasing: parties send each row's tokens
+/// sorted and distinct, and candidate generation's integer scores rely on it (a token repeated
+/// 4,096 times in a row, and in a row of the other side, would add its weight 4,096^2 times).
+fn token_rows(lens: &[u64], flat: &[u64]) -> std::result::Result<Vec<Vec<u64>>, String> {
+    let mut out = Vec::with_capacity(lens.len());
     let mut at = 0usize;
-    for l in lens {
-        out.push(flat[at..at + l as usize].to_vec());
+    for (i, &l) in lens.iter().enumerate() {
+        let row = &flat[at..at + l as usize];
+        if let Some(j) = row.windows(2).position(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "row {i}'s tokens are not sorted and distinct (at token {})",
+                j + 1
+            ));
+        }
+        out.push(row.to_vec());
         at += l as usize;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_rows_must_be_sorted_and_distinct() {
+        let rows = token_rows(&[2, 0, 3], &[1, 5, 2, 3, 9]).unwrap();
+        assert_eq!(rows, vec![vec![1, 5], vec![], vec![2, 3, 9]]);
+        let e = token_rows(&[2, 2], &[1, 5, 7, 7]).unwrap_err();
+        assert!(e.contains("row 1") && e.contains("at token 1"), "{e}");
+        let e = token_rows(&[3], &[4, 2, 9]).unwrap_err();
+        assert!(e.contains("row 0"), "{e}");
+    }
 }

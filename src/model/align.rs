@@ -1098,8 +1098,12 @@ pub(crate) async fn agree_on_candidates<T: Transport, C: Correlations>(
     cand: &Candidates,
 ) -> Result<()> {
     use crate::mpc::digest::{sha256, to_words};
-    let lists = [cand.a.as_slice(), cand.b.as_slice()].map(bytemuck::cast_slice::<u32, u8>);
-    let mine = to_words(&sha256("ppea candidate lists v1", &lists)).to_vec();
+    // Half a gigabyte at 10^6 rows per side: off the runtime's workers, like the other work
+    // over every slot.
+    let mine = cpu_bound(|| {
+        let lists = [cand.a.as_slice(), cand.b.as_slice()].map(bytemuck::cast_slice::<u32, u8>);
+        to_words(&sha256("ppea candidate lists v1", &lists)).to_vec()
+    });
     let servers = eng.servers();
     let all = eng
         .run(crate::mpc::gather::Gather::new(

@@ -62,6 +62,8 @@ pub enum PeerName {
     Dealer,
     /// Party A (0) or B (1).
     Party(u8),
+    /// Another worker process of the same logical compute server ([`crate::mpc::mesh`]).
+    Worker(usize),
     /// A peer whose role is not known yet (before its first message).
     Unknown,
 }
@@ -73,6 +75,7 @@ impl fmt::Display for PeerName {
             PeerName::Dealer => write!(f, "the dealer"),
             PeerName::Party(0) => write!(f, "party A"),
             PeerName::Party(_) => write!(f, "party B"),
+            PeerName::Worker(i) => write!(f, "worker {i}"),
             PeerName::Unknown => write!(f, "a peer"),
         }
     }

@@ -270,6 +270,7 @@ fn decisions_do_not_change() {
             protocol: EvalProtocol::Standard,
             split: Split::Test,
             servers: 2,
+            workers: 1,
             params: p,
             seed: Some(11),
             known_links: false,

@@ -31,6 +31,7 @@ fn eval(
         protocol,
         split: Split::Test,
         servers,
+        workers: 1,
         params: JobParams::default(),
         seed: Some(11),
         known_links: false,

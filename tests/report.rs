@@ -32,6 +32,7 @@ fn job() -> &'static JobRun {
             protocol: EvalProtocol::Standard,
             split: Split::Test,
             servers: 2,
+            workers: 1,
             params: JobParams::default(),
             seed: Some(11),
             known_links: false,

@@ -187,6 +187,12 @@ enum Command {
         /// Number of compute servers (2 to 4).
         #[arg(long, default_value_t = 2)]
         servers: usize,
+        /// Worker processes per server, run here as tasks: each server's rows are dealt among
+        /// them and worker j of every server computes with worker j of the others (the same
+        /// decisions as one worker; not with explanations, the audit, partner ids or
+        /// assignment rounds yet).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: u16,
         /// Gold links to judge: `test` (70%, for reporting) or `tune` (30%, for choosing
         /// parameters). Under the standard protocol these links' entities are aligned.
         #[arg(long, default_value = "test", value_parser = choice::<Split>(SPLITS))]
@@ -501,6 +507,7 @@ fn real_main() -> Result<()> {
             format,
             protocol,
             servers,
+            workers,
             split,
             seed,
             params,
@@ -541,6 +548,7 @@ fn real_main() -> Result<()> {
                 protocol,
                 split,
                 servers,
+                workers: workers as usize,
                 params,
                 seed,
                 known_links: known_links == KnownLinks::Train,

@@ -9,12 +9,13 @@
 use crate::error::{Error, Result};
 use crate::eval::metrics::{Groups, Judged, Quality, degree_bucket, groups, quality};
 use crate::model::align::{
-    JobParams, PartyData, PartyShares, ResultRow, align, audit_totals, finish_party, job_seed,
-    prepare_party_known, reference,
+    JobParams, PartyData, PartyShares, ResultRow, align_worker, audit_totals, finish_party,
+    job_seed, prepare_party_known, reference,
 };
 use crate::model::blocking::{BlockingKey, Candidates};
 use crate::model::import::Dataset;
-use crate::mpc::local::run_local_deviating;
+use crate::mpc::local::run_local_workers;
+use crate::mpc::mesh::Mesh;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::share::{ShareMsg, share_compressed};
 use serde::Serialize;
@@ -75,6 +76,9 @@ pub struct EvalOptions {
     pub split: Split,
     /// Number of compute servers.
     pub servers: usize,
+    /// Worker processes per server (1: each server is one process; more: each server's rows
+    /// are dealt among that many workers, [`crate::model::shard`]).
+    pub workers: usize,
     /// Job parameters.
     pub params: JobParams,
     /// Fixes the parties' row shuffles and blocking key (evaluation only) so that runs with
@@ -118,6 +122,8 @@ pub struct EvalReport {
     pub rounds: u64,
     /// Number of compute servers.
     pub servers: usize,
+    /// Worker processes per server (in-process runs; 1 over the network).
+    pub workers: usize,
     /// Evaluation protocol.
     pub protocol: EvalProtocol,
     /// Judged split.
@@ -278,35 +284,81 @@ pub async fn servers_inprocess_deviating(
     job_id: &str,
     deviation: Option<(usize, crate::mpc::channel::Deviation)>,
 ) -> Result<JobOutcome> {
+    servers_inprocess_workers(k, 1, uploads, audit, params, job_id, deviation).await
+}
+
+/// [`servers_inprocess_deviating`] with every server split into `workers` workers
+/// ([`crate::model::align::align_worker`]); each server's result is its workers' rows in order
+/// with worker 0's trailer, its traffic the sum of its workers'.
+pub async fn servers_inprocess_workers(
+    k: usize,
+    workers: usize,
+    uploads: [Uploads; 2],
+    audit: [Option<Vec<ShareMsg>>; 2],
+    params: &JobParams,
+    job_id: &str,
+    deviation: Option<(usize, crate::mpc::channel::Deviation)>,
+) -> Result<JobOutcome> {
     let (max_words, per_server) = inprocess_inputs(k, uploads, audit, params);
+    let trailer = params.trailer_words();
+    // Every worker of a server starts from the server's inputs (in a deployment the workers
+    // would draw or receive only the rows they touch).
     let inputs = Arc::new(std::sync::Mutex::new(
-        per_server.into_iter().map(Some).collect::<Vec<_>>(),
+        per_server
+            .into_iter()
+            .map(|x| vec![Some(x); workers])
+            .collect::<Vec<_>>(),
     ));
     let params = Arc::new(params.clone());
     let seed = Arc::new(job_seed(job_id));
-    let run = run_local_deviating(k, max_words, deviation, move |mut eng| {
-        let (pa, pb) = inputs.lock().expect("inputs")[eng.me()]
-            .take()
-            .expect("one job per server");
-        let params = params.clone();
-        let seed = seed.clone();
-        async move {
-            let r = align(&mut eng, pa, pb, &params, &seed).await?;
-            Ok((r, eng))
-        }
-    })
+    let runs = run_local_workers(
+        k,
+        workers,
+        max_words,
+        deviation,
+        move |mut eng, mut mesh| {
+            let (pa, pb) = inputs.lock().expect("inputs")[eng.me()][mesh.me()]
+                .take()
+                .expect("one job per worker");
+            let params = params.clone();
+            let seed = seed.clone();
+            async move {
+                let r = align_worker(&mut eng, &mut mesh, pa, pb, &params, &seed, &|_| {}).await?;
+                Ok((r, eng))
+            }
+        },
+    )
     .await?;
-    let cand = run.outputs[0].1.clone();
-    if run.outputs.iter().any(|o| o.1 != cand) {
+    let cand = runs[0].outputs[0].1.clone();
+    if runs.iter().flat_map(|r| &r.outputs).any(|o| o.1 != cand) {
         return Err(Error::invalid("servers computed different candidate lists"));
     }
+    let join = |s: usize, side: fn(&crate::model::align::ServerOutput) -> &Vec<u64>| {
+        let mut out = Vec::new();
+        for run in &runs {
+            let words = side(&run.outputs[s].0);
+            out.extend_from_slice(&words[..words.len() - trailer]);
+        }
+        let first = side(&runs[0].outputs[s].0);
+        out.extend_from_slice(&first[first.len() - trailer..]);
+        out
+    };
+    let per_server = |f: fn(&crate::mpc::protocol::Stats) -> u64| -> Vec<u64> {
+        (0..k)
+            .map(|s| runs.iter().map(|r| f(&r.stats[s])).sum())
+            .collect()
+    };
     Ok(JobOutcome {
-        a: run.outputs.iter().map(|o| o.0.a.clone()).collect(),
-        b: run.outputs.iter().map(|o| o.0.b.clone()).collect(),
+        a: (0..k).map(|s| join(s, |o| &o.a)).collect(),
+        b: (0..k).map(|s| join(s, |o| &o.b)).collect(),
         candidates: cand,
-        bytes_per_server: run.stats.iter().map(|s| s.bytes_sent).max().unwrap_or(0),
-        dealer_bytes: run.dealer.bytes_sent,
-        rounds: run.stats.iter().map(|s| s.rounds).max().unwrap_or(0),
+        bytes_per_server: per_server(|s| s.bytes_sent).into_iter().max().unwrap_or(0),
+        dealer_bytes: runs.iter().map(|r| r.dealer.bytes_sent).sum(),
+        rounds: runs
+            .iter()
+            .flat_map(|r| r.stats.iter().map(|s| s.rounds))
+            .max()
+            .unwrap_or(0),
     })
 }
 
@@ -437,12 +489,14 @@ pub async fn job_inprocess(
             .sum::<usize>()
             * k;
     progress(&format!("secure alignment on {k} servers"), t0);
-    let out = servers_inprocess_audited(
+    let out = servers_inprocess_workers(
         k,
+        opts.workers,
         [(za, ia, pa.tokens.clone()), (zb, ib, pb.tokens.clone())],
         audit_shares,
         &params,
         EVAL_JOB,
+        None,
     )
     .await?;
     progress("reconstructing results and judging", t0);
@@ -478,6 +532,7 @@ pub async fn job_inprocess(
     report.rounds = out.rounds;
     report.upload_bytes = upload_bytes as u64;
     report.servers = k;
+    report.workers = opts.workers;
     report.protocol = opts.protocol;
     Ok(JobRun {
         report,
@@ -581,6 +636,7 @@ pub fn judge(
         dealer_bytes: 0,
         rounds: 0,
         servers: 0,
+        workers: 1,
         protocol: EvalProtocol::Standard,
         split: Split::Test,
         decisions_digest: decisions_digest(pa, pb, ra, rb),

@@ -29,13 +29,14 @@ use crate::model::anchors::Structure;
 use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, tokens};
 use crate::model::features::ModelParams;
 use crate::model::graph::Graph;
-use crate::model::upload_check::{UploadBounds, check_uploads};
+use crate::model::shard::{ShardPairs, Shards};
+use crate::model::upload_check::{UploadBounds, fails_ok, upload_fails};
 use crate::model::upload_rows::UploadRows;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::Correlations;
 use crate::mpc::engine::Engine;
 use crate::mpc::fixed::FixedPoint;
-use crate::mpc::pairs::Pairs;
+use crate::mpc::mesh::{At, Mesh, Solo};
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::cpu_bound;
 use crate::mpc::row_share::RowShare;
@@ -589,15 +590,9 @@ fn present_pairs(c: &Candidates, na: usize) -> Result<Vec<(u32, u32)>> {
         .collect())
 }
 
-/// The distinct pairs of both directions' lists, for the bilinear form: A's slots in order,
-/// then B's slots whose pair A does not list (`present` gives those it does), and, for each of
-/// B's slots, the index of its pair in that list.
-fn distinct_pairs(
-    c: &Candidates,
-    na: usize,
-    nb: usize,
-    present: &[(u32, u32)],
-) -> Result<(Pairs, Vec<u32>)> {
+/// For every slot of B's lists, the A slot listing the same pair (the last one `present`
+/// names), or `u32::MAX` when A does not list it.
+fn pair_index(c: &Candidates, na: usize, nb: usize, present: &[(u32, u32)]) -> Result<Vec<u32>> {
     let k = c.per_row;
     if (na + nb) * k >= u32::MAX as usize {
         return Err(Error::invalid(format!(
@@ -610,29 +605,136 @@ fn distinct_pairs(
     for &(q, m) in present {
         in_a[m as usize] = q;
     }
-    let mut rows = Vec::with_capacity(na * k + nb * k - present.len());
-    let mut cols = Vec::with_capacity(rows.capacity());
-    for a in 0..na {
-        rows.extend(std::iter::repeat_n(a as u32, k));
-    }
-    cols.extend_from_slice(&c.a);
-    for (m, at) in in_a.iter_mut().enumerate() {
-        if *at == u32::MAX {
-            *at = rows.len() as u32;
-            rows.push(c.b[m]);
-            cols.push((m / k) as u32);
-        }
-    }
-    Ok((Pairs::list(na, nb, rows, cols)?, in_a))
+    Ok(in_a)
 }
 
-/// Per-slot values (A's `a_slots` slots, then B's) from per-distinct-pair values `z`
-/// ([`distinct_pairs`]: A's slots first, `b_slots` mapping B's).
-fn slot_scores(z: &[u64], a_slots: usize, b_slots: &[u32]) -> Vec<u64> {
+/// Per-slot values (a worker's `a_slots` A slots, then its B slots) from per-pair values `z`
+/// ([`ShardPairs`]: A's slots first, `b_slots` mapping B's; `remote` B slots take `fetched`,
+/// their A slots' values read from other workers, in order).
+fn slot_scores(
+    z: &[u64],
+    a_slots: usize,
+    b_slots: &[u32],
+    remote: &[(u32, u32)],
+    fetched: &[u64],
+) -> Vec<u64> {
     let mut out = Vec::with_capacity(a_slots + b_slots.len());
     out.extend_from_slice(&z[..a_slots]);
-    out.extend(b_slots.iter().map(|&i| z[i as usize]));
+    out.extend(
+        b_slots
+            .iter()
+            .map(|&i| if i == u32::MAX { 0 } else { z[i as usize] }),
+    );
+    for (&(m, _), v) in remote.iter().zip(fetched) {
+        out[a_slots + m as usize] = *v;
+    }
     out
+}
+
+/// A worker's B slots' view of the pairs A lists too: for a per-A-slot vector of the job
+/// (`keep`, kept link tokens), each own B slot's value at its pair's A slot, 0 where A does not
+/// list the pair; A slots of other workers are read over the mesh.
+struct BSidePairs<'a> {
+    /// This worker's A slots.
+    oa: usize,
+    /// [`ShardPairs::b_slots`].
+    b_slots: &'a [u32],
+    /// [`ShardPairs::remote`].
+    remote: &'a [(u32, u32)],
+    /// Where the remote A slots live.
+    at: &'a [At],
+}
+
+impl BSidePairs<'_> {
+    async fn read<M: Mesh>(
+        &self,
+        mesh: &mut M,
+        per_a_slot: &[u64],
+        b_slots: usize,
+        max: usize,
+    ) -> Result<Vec<u64>> {
+        let fetched = crate::mpc::mesh::fetch(mesh, per_a_slot, self.at, max).await?;
+        let mut out = vec![0u64; b_slots];
+        for (o, &i) in out.iter_mut().zip(self.b_slots) {
+            if (i as usize) < self.oa {
+                *o = per_a_slot[i as usize];
+            }
+        }
+        for (&(m, _), v) in self.remote.iter().zip(fetched) {
+            out[m as usize] = v;
+        }
+        Ok(out)
+    }
+}
+
+/// Every row's value (A's rows, then B's) from this worker's rows' values `own` (its A rows,
+/// then its B rows) and the other workers'.
+async fn all_rows<M: Mesh>(mesh: &mut M, sh: &Shards, own: &[u64], max: usize) -> Result<Vec<u64>> {
+    if sh.workers() == 1 {
+        return Ok(own.to_vec());
+    }
+    let parts = crate::mpc::mesh::all_gather(mesh, own.to_vec(), max).await?;
+    sh.join_rows(&parts)
+}
+
+/// Worker `j`'s words of the candidate-list parts of every server (`lens` words each, in
+/// server order), split; a wrong total is a protocol violation by that worker.
+fn split_parts(
+    j: usize,
+    all: Vec<u64>,
+    lens: impl Iterator<Item = usize> + Clone,
+) -> Result<Vec<Vec<u64>>> {
+    let total: usize = lens.clone().sum();
+    if all.len() != total {
+        return Err(Error::protocol(
+            crate::error::PeerName::Worker(j),
+            format!(
+                "sent {} words of candidate lists, expected {total}",
+                all.len()
+            ),
+        ));
+    }
+    let mut at = 0;
+    Ok(lens
+        .map(|l| {
+            at += l;
+            all[at - l..at].to_vec()
+        })
+        .collect())
+}
+
+/// Position of row `row` of side `side` (0 = A, 1 = B) among the bilinear form's rows: the
+/// rows a worker's pairs touch ([`ShardPairs::rows`], A's then B's), or all rows.
+fn sp_row(touched: &Option<(Vec<u32>, Vec<u32>)>, side: usize, row: usize) -> usize {
+    match touched {
+        None => row,
+        Some((ka, kb)) => {
+            let (list, before) = if side == 0 { (ka, 0) } else { (kb, ka.len()) };
+            before
+                + list
+                    .binary_search(&(row as u32))
+                    .expect("a worker's pairs touch its own rows")
+        }
+    }
+}
+
+/// The audit values of the form's rows `own` (positions among its rows), in that order.
+fn own_audit(
+    a: crate::mpc::beaver::AuditShares,
+    own: &[usize],
+    blocks: usize,
+) -> crate::mpc::beaver::AuditShares {
+    let subsets = crate::model::upload_check::AUDIT_SUBSETS;
+    let pick = |v: &[u64], per: usize| -> Vec<u64> {
+        own.iter()
+            .flat_map(|&r| v[r * per..(r + 1) * per].iter().copied())
+            .collect()
+    };
+    crate::mpc::beaver::AuditShares {
+        norms: pick(&a.norms, blocks),
+        sums: pick(&a.sums, subsets),
+        subsets: a.subsets.clone(),
+    }
 }
 
 /// Sums of each of the first `rows` rows of length `k` of `v` (in the ring).
@@ -673,6 +775,24 @@ pub async fn align<T: Transport, C: Correlations>(
 /// public names in protocol order: `candidates`, `score material`, `scores`, ...).
 pub async fn align_reporting<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
+    pa: PartyShares,
+    pb: PartyShares,
+    p: &JobParams,
+    seed: &Seed,
+    on_step: &(dyn Fn(&str) + Sync),
+) -> Result<(ServerOutput, Candidates)> {
+    align_worker(eng, &mut Solo, pa, pb, p, seed, on_step).await
+}
+
+/// [`align_reporting`] on one worker of a server split into `mesh.workers()` workers
+/// ([`crate::model::shard`]): the worker runs the job on its shard of the rows with the
+/// matching worker of every other server (`eng`), and reads other shards' values over `mesh`.
+/// Its output holds its own rows only (A's, then B's, with the trailer: status and aggregates,
+/// the same on every worker); every worker returns all candidate lists. With one worker
+/// ([`Solo`]) this is the whole job, message for message.
+pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
+    eng: &mut Engine<T, C>,
+    mesh: &mut M,
     mut pa: PartyShares,
     mut pb: PartyShares,
     p: &JobParams,
@@ -695,6 +815,18 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
             "partner ids requested but an upload has none",
         ));
     }
+    let sh = Shards::new(na, nb, mesh.workers())?;
+    let (workers, wk) = (sh.workers(), mesh.me());
+    if workers > 1 && (p.explain || p.audit.enabled || ids || p.assignment_rounds > 0) {
+        return Err(Error::invalid(
+            "a server split into workers does not yet run explanations, the audit, partner ids \
+             or assignment rounds: run it as one process",
+        ));
+    }
+    // This worker's rows (all of them with one worker), and the most values a mesh message
+    // of this job may hold (a per-slot vector of both sides).
+    let (ra, rb) = (sh.a(wk), sh.b(wk));
+    let (oa, ob) = (ra.len(), rb.len());
     let t0 = std::time::Instant::now();
     // Progress for operators: step, elapsed time and traffic so far (sizes only, no values).
     let step = |eng: &Engine<T, C>, what: &str| {
@@ -723,44 +855,81 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         );
         let (bp, sd) = (p.blocking.clone(), seed.clone());
         let servers = eng.servers();
-        let part = Part {
-            part: eng.me(),
-            parts: servers,
+        // Part `s * W + j` is worker j of server s's: worker j gathers its parts of every
+        // server from the other servers' worker j, then its server's workers share theirs.
+        let part_of = |s: usize, j: usize| Part {
+            part: s * workers + j,
+            parts: servers * workers,
         };
+        let part = part_of(eng.me(), wk);
         let mine = crate::mpc::protocol::blocking(move || {
             pack_u32(&candidates_part(&ta, &tb, &bp, &sd, part))
         })
         .await;
         let c = per_row(na, nb, &p.blocking);
-        let lens: Vec<usize> = (0..servers)
-            .map(|s| {
-                let part = Part {
-                    part: s,
-                    parts: servers,
-                };
-                (part.len(na) + part.len(nb)) * c
-            })
-            .collect();
-        let words = lens.iter().map(|l| l.div_ceil(2)).collect();
+        let len = |s: usize, j: usize| {
+            let part = part_of(s, j);
+            (part.len(na) + part.len(nb)) * c
+        };
+        let words: Vec<usize> = (0..servers).map(|s| len(s, wk).div_ceil(2)).collect();
         let parts = eng.run(Gather::new(eng.me(), mine, words)?).await?;
+        let by_worker = if workers == 1 {
+            vec![parts]
+        } else {
+            let max = (na + nb) * c;
+            let got = crate::mpc::mesh::all_gather(mesh, parts.concat(), max).await?;
+            got.into_iter()
+                .enumerate()
+                .map(|(j, all)| split_parts(j, all, (0..servers).map(|s| len(s, j).div_ceil(2))))
+                .collect::<Result<Vec<_>>>()?
+        };
         cpu_bound(|| {
-            let parts: Vec<Vec<u32>> = parts
-                .into_iter()
-                .zip(&lens)
-                .map(|(w, &l)| unpack_u32(&w, l))
-                .collect();
-            assemble(na, nb, c, &parts)
+            let mut parts: Vec<Vec<u32>> = vec![Vec::new(); servers * workers];
+            for (j, of_worker) in by_worker.into_iter().enumerate() {
+                for (s, w) in of_worker.into_iter().enumerate() {
+                    parts[s * workers + j] = unpack_u32(&w, len(s, j));
+                }
+            }
+            // Another server's part came from its worker of this worker's index; this
+            // server's other parts from its own workers.
+            let me = eng.me();
+            let by = |p: usize| {
+                let (s, j) = (p / workers, p % workers);
+                if s == me && j != wk {
+                    crate::error::PeerName::Worker(j)
+                } else {
+                    crate::error::PeerName::Server(s)
+                }
+            };
+            assemble(na, nb, c, &parts, &by)
         })?
     };
     agree_on_candidates(eng, &cand).await?;
     let k = cand.per_row;
     let ell = p.compare_bits();
+    // Bound on one mesh message: a per-slot vector of both sides.
+    let mesh_max = (na + nb) * k;
     step(eng, "candidates");
 
     // 1. Scores of both directions' pairs in one bilinear form, each distinct pair once (a
     //    pair listed both ways, `present`, is scored in A's slot and copied to B's).
+    //    A worker scores its A slots' pairs and its B slots' pairs that A does not list; a B
+    //    slot whose pair another worker's A slot lists reads that score over the mesh.
     let present = cpu_bound(|| present_pairs(&cand, na))?;
-    let (pairs, b_slots) = cpu_bound(|| distinct_pairs(&cand, na, nb, &present))?;
+    let sp = cpu_bound(|| {
+        let in_a = pair_index(&cand, na, nb, &present)?;
+        ShardPairs::new(&cand, &sh, wk, &in_a)
+    })?;
+    let ShardPairs {
+        pairs,
+        rows: touched,
+        b_slots,
+        remote,
+    } = sp;
+    let (qa, qb) = (ra.start * k..ra.end * k, rb.start * k..rb.end * k);
+    // The pairs listed both ways whose A slot is this worker's (A-slot order).
+    let own_present = present.partition_point(|&(q, _)| (q as usize) < qa.start)
+        ..present.partition_point(|&(q, _)| (q as usize) < qa.end);
     let bounds = UploadBounds::new(p);
     // The request holds the pair list while the material is fetched, then gives it back (no
     // copy: 8 bytes per slot).
@@ -778,7 +947,11 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     let me = eng.me();
     // The uploaded vectors serve only the bilinear form, which frees them once masked: moved,
     // not copied (a copy held one more upload-sized buffer through the form, its peak).
-    let (za, zb) = (std::mem::take(&mut pa.z), std::mem::take(&mut pb.z));
+    let (mut za, mut zb) = (std::mem::take(&mut pa.z), std::mem::take(&mut pb.z));
+    if let Some((ka, kb)) = &touched {
+        za = za.subset(w, ka.clone())?;
+        zb = zb.subset(w, kb.clone())?;
+    }
     let form = if p.explain {
         crate::mpc::beaver::Bilinear::split(me, za, zb, w, pairs, bounds.audit(), mat)?
     } else {
@@ -787,7 +960,15 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     .with_chunk(eng.bilinear_chunk())
     .with_min_group(eng.bilinear_min_group());
     let out = eng.run(form).await?;
-    let expand = |z: &[u64]| slot_scores(z, na * k, &b_slots);
+    // Per own slot (A's, then B's) from per-pair values; B slots scored by another worker
+    // read their A slot's value there.
+    let remote_at: Vec<At> = remote
+        .iter()
+        .map(|&(_, q)| sh.a_slot(q as usize, k))
+        .collect();
+    let remote_scores =
+        crate::mpc::mesh::fetch(mesh, &out.scores[..oa * k], &remote_at, mesh_max).await?;
+    let expand = |z: &[u64]| slot_scores(z, oa * k, &b_slots, &remote, &remote_scores);
     let block_scores = out.blocks.map(|bs| {
         cpu_bound(|| {
             let per = bs.len() / p.model.blocks().len().max(1);
@@ -798,23 +979,54 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     let audit = out
         .audit
         .ok_or_else(|| Error::invalid("the bilinear form returned no audit"))?;
-    let ok = check_uploads(eng, &audit, &bounds, na, nb).await?;
+    //    Each worker checks its own rows (the form's audit covers every row it touched); the
+    //    failure counts add up over the workers.
+    let audit = match &touched {
+        None => audit,
+        Some(_) => {
+            let own: Vec<usize> = ra
+                .clone()
+                .map(|a| sp_row(&touched, 0, a))
+                .chain(rb.clone().map(|b| sp_row(&touched, 1, b)))
+                .collect();
+            own_audit(audit, &own, bounds.blocks.len())
+        }
+    };
+    let mut fails = upload_fails(eng, &audit, &bounds, oa, ob).await?;
+    drop(audit);
+    if workers > 1 {
+        let all = crate::mpc::mesh::all_gather(mesh, fails.to_vec(), 2).await?;
+        fails = [0, 1].map(|i| {
+            all.iter()
+                .fold(0u64, |s, f| s.wrapping_add(f.get(i).copied().unwrap_or(0)))
+        });
+        if let Some(j) = all.iter().position(|f| f.len() != 2) {
+            return Err(Error::protocol(
+                crate::error::PeerName::Worker(j),
+                "sent a malformed failure count",
+            ));
+        }
+    }
+    let ok = fails_ok(eng, fails).await?;
     step(eng, "upload range checks");
     let mut s = cpu_bound(|| expand(&out.scores));
     drop(out.scores);
-    drop(b_slots);
+    drop(remote_scores);
 
     // 2. Row maxima (CSLS, k = 1), both sides in one tournament; with `csls_iterations` > 1,
     //    the normalised scores `2x - r_own - r_other` are normalised again (a local step and
     //    one more tournament each).
-    let partner_max = |r: &[u64], q: usize| {
-        if q < na * k {
-            r[na + cand.a[q] as usize]
+    //    `r` holds this worker's rows' maxima, `r_all` every row's (A's, then B's), read from
+    //    the other workers.
+    let partner_max = |r_all: &[u64], q: usize| {
+        if q < oa * k {
+            r_all[na + cand.a[qa.start + q] as usize]
         } else {
-            r[cand.b[q - na * k] as usize]
+            r_all[cand.b[qb.start + q - oa * k] as usize]
         }
     };
     let mut r = eng.max_rows(&s, k, ell).await?;
+    let mut r_all = all_rows(mesh, &sh, &r, mesh_max).await?;
     let mut x = std::borrow::Cow::Borrowed(&s);
     for _ in 1..p.csls_iterations {
         let next: Vec<u64> = cpu_bound(|| {
@@ -823,19 +1035,21 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
                 .map(|(q, v)| {
                     v.wrapping_mul(2)
                         .wrapping_sub(r[q / k])
-                        .wrapping_sub(partner_max(&r, q))
+                        .wrapping_sub(partner_max(&r_all, q))
                 })
                 .collect()
         });
         r = eng.max_rows(&next, k, ell).await?;
+        r_all = all_rows(mesh, &sh, &r, mesh_max).await?;
         x = std::borrow::Cow::Owned(next);
     }
     let f: Vec<u64> = cpu_bound(|| {
         x.iter()
             .enumerate()
-            .map(|(q, v)| v.wrapping_mul(2).wrapping_sub(partner_max(&r, q)))
+            .map(|(q, v)| v.wrapping_mul(2).wrapping_sub(partner_max(&r_all, q)))
             .collect()
     });
+    drop(r_all);
     drop(x);
 
     // 3. Best candidate per entity with a one-hot marker; the pair score 2S - r_a - r_b.
@@ -847,7 +1061,16 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         .zip(r.iter())
         .map(|(b, r)| b.wrapping_sub(*r))
         .collect();
-    let (oh_a, oh_b) = oh.split_at(na * k);
+    let (oh_a, oh_b) = oh.split_at(oa * k);
+    let present_own = &present[own_present];
+    //    The other side's markers of the pairs listed both ways (B slots, possibly another
+    //    worker's).
+    let oh_b_at: Vec<At> = present_own
+        .iter()
+        .map(|&(_, m)| sh.b_slot(m as usize, k))
+        .collect();
+    let oh_b_present = crate::mpc::mesh::fetch(mesh, oh_b, &oh_b_at, mesh_max).await?;
+    drop(oh_b_at);
 
     // 4. Mutual best: product of the two markers of the same pair; in the same round, the
     //    similarity of each row's chosen pair (marker times score, summed over the row).
@@ -867,40 +1090,45 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
         std::mem::take(&mut s)
     };
     let (x, y) = cpu_bound(|| {
-        let mut x = Vec::with_capacity(oh.len() + present.len() + 1);
+        let mut x = Vec::with_capacity(oh.len() + present_own.len() + 1);
         x.extend_from_slice(&oh);
-        x.extend(present.iter().map(|&(q, _)| oh_a[q as usize]));
+        x.extend(
+            present_own
+                .iter()
+                .map(|&(q, _)| oh_a[q as usize - qa.start]),
+        );
         x.push(ok[0]);
         let mut y = s_right;
-        y.reserve_exact(present.len() + 1);
-        y.extend(present.iter().map(|&(_, m)| oh_b[m as usize]));
+        y.reserve_exact(present_own.len() + 1);
+        y.extend_from_slice(&oh_b_present);
         y.push(ok[1]);
         (x, y)
     });
+    drop(oh_b_present);
     let mut prod = eng.mul_fanout(&x, y, 1).await?;
     drop(x);
     let both_ok = prod.pop().expect("pushed above");
     let row_sum = |v: &[u64], rows: usize| row_sums(v, rows, k);
     let (similarity, mutual) = cpu_bound(|| {
         let (chosen, both) = prod.split_at(oh.len());
-        let mut mutual = vec![0u64; na * k];
-        for (&(q, _), v) in present.iter().zip(both) {
-            mutual[q as usize] = *v;
+        let mut mutual = vec![0u64; oa * k];
+        for (&(q, _), v) in present_own.iter().zip(both) {
+            mutual[q as usize - qa.start] = *v;
         }
-        (row_sum(chosen, na + nb), mutual)
+        (row_sum(chosen, oa + ob), mutual)
     });
     drop(prod);
 
     // 5. Threshold on a's best pair score, gated by the range checks; keep = mutual AND above
     //    threshold AND both uploads in range.
     let pass = eng
-        .threshold(&score[..na], p.min_score_fixed(), ell)
+        .threshold(&score[..oa], p.min_score_fixed(), ell)
         .await?;
-    let pass = eng.mul_fanout(&[both_ok], pass, na).await?;
+    let pass = eng.mul_fanout(&[both_ok], pass, oa).await?;
     let keep = slot_major(
-        &eng.mul_fanout(&pass, slot_major(&mutual, na, k), k).await?,
+        &eng.mul_fanout(&pass, slot_major(&mutual, oa, k), k).await?,
         k,
-        na,
+        oa,
     );
     // 5b. Optional 1-to-1 assignment: further rounds on the rows left unmatched.
     let (keep, oh, score, similarity) = if p.assignment_rounds > 0 {
@@ -923,28 +1151,30 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     };
     // 6. Link tokens (random shared values, one per pair, selected by `keep`) and the
     //    matched rows' similarity, in one round.
-    let (keep_b, matched, x, y) = cpu_bound(|| {
-        let mut keep_b = vec![0u64; nb * k];
-        for &(q, m) in &present {
-            keep_b[m as usize] = keep[q as usize];
-        }
-        let mut matched = row_sum(&keep, na);
-        matched.extend(row_sum(&keep_b, nb));
+    //    A B slot's `keep` (and, below, its kept link token) is its pair's A slot's.
+    let b_pairs = BSidePairs {
+        oa: oa * k,
+        b_slots: &b_slots,
+        remote: &remote,
+        at: &remote_at,
+    };
+    let keep_b = b_pairs.read(mesh, &keep, ob * k, mesh_max).await?;
+    let (matched, x, y) = cpu_bound(|| {
+        let mut matched = row_sum(&keep, oa);
+        matched.extend(row_sum(&keep_b, ob));
         let mut x = keep.clone();
         x.extend_from_slice(&matched);
-        let mut y = Prg::fresh().vec(na * k);
+        let mut y = Prg::fresh().vec(oa * k);
         y.extend_from_slice(&similarity);
-        (keep_b, matched, x, y)
+        (matched, x, y)
     });
     let prod = eng.mul_fanout(&x, y, 1).await?;
     drop(x);
-    let (kept_tok, score_out) = prod.split_at(na * k);
-    let tok_a = row_sum(kept_tok, na);
-    let mut kept_tok_b = vec![0u64; nb * k];
-    for &(q, m) in &present {
-        kept_tok_b[m as usize] = kept_tok[q as usize];
-    }
-    let tok_b = row_sum(&kept_tok_b, nb);
+    let (kept_tok, score_out) = prod.split_at(oa * k);
+    let tok_a = row_sum(kept_tok, oa);
+    let kept_tok_b = b_pairs.read(mesh, kept_tok, ob * k, mesh_max).await?;
+    let tok_b = row_sum(&kept_tok_b, ob);
+    drop(kept_tok_b);
 
     // 6b. Explanations and the audit's per-row selection: the kept pair's block products and
     //     partner hash, in one product ([`select_kept`]).
@@ -1051,21 +1281,22 @@ pub async fn align_reporting<T: Transport, C: Correlations>(
     // 8. Assemble per-row outputs.
     let ow = p.out_width();
     let mut out = ServerOutput {
-        a: Vec::with_capacity(na * ow),
-        b: Vec::with_capacity(nb * ow),
+        a: Vec::with_capacity(oa * ow),
+        b: Vec::with_capacity(ob * ow),
     };
-    for i in 0..na + nb {
-        let (side, local, list) = if i < na {
-            (&mut out.a, i, &cand.a)
+    for i in 0..oa + ob {
+        let (side, local, list, first) = if i < oa {
+            (&mut out.a, i, &cand.a, ra.start)
         } else {
-            (&mut out.b, i - na, &cand.b)
+            (&mut out.b, i - oa, &cand.b, rb.start)
         };
-        let tok = if i < na { tok_a[local] } else { tok_b[local] };
+        let tok = if i < oa { tok_a[local] } else { tok_b[local] };
         side.extend([matched[i], score_out[i], tok]);
         if p.reveal_best {
+            let row = first + local;
             let best_row = oh[i * k..(i + 1) * k]
                 .iter()
-                .zip(&list[local * k..(local + 1) * k])
+                .zip(&list[row * k..(row + 1) * k])
                 .fold(0u64, |s, (o, &c)| s.wrapping_add(o.wrapping_mul(c as u64)));
             side.extend([best_row, score[i]]);
         }
@@ -1445,18 +1676,59 @@ mod tests {
                 b: lists(nb, na),
             };
             let present = present_pairs(&c, na).unwrap();
-            let (pairs, b_slots) = distinct_pairs(&c, na, nb, &present).unwrap();
+            let in_a = pair_index(&c, na, nb, &present).unwrap();
             let listed: Vec<(usize, usize)> = (0..na * k)
                 .map(|q| (q / k, c.a[q] as usize))
                 .chain((0..nb * k).map(|m| (c.b[m] as usize, m / k)))
                 .collect();
             let distinct: std::collections::BTreeSet<_> = listed.iter().copied().collect();
-            assert_eq!(pairs.len(), distinct.len(), "{na} x {nb}, k = {k}");
-            // Every slot reads the product of its own pair.
-            let index: Vec<u64> = (0..pairs.len() as u64).collect();
-            let per_slot = slot_scores(&index, na * k, &b_slots);
-            for (q, &want) in listed.iter().enumerate() {
-                assert_eq!(pairs.pair(per_slot[q] as usize), want, "slot {q}");
+            // Every worker's slots read the product of their own pair, and every distinct pair
+            // is scored once over all workers.
+            for w in 1..=na.min(nb).min(3) {
+                let sh = Shards::new(na, nb, w).unwrap();
+                let per: Vec<ShardPairs> = (0..w)
+                    .map(|j| ShardPairs::new(&c, &sh, j, &in_a).unwrap())
+                    .collect();
+                let global = |sp: &ShardPairs, i: usize| {
+                    let (r, col) = sp.pairs.pair(i);
+                    match &sp.rows {
+                        None => (r, col),
+                        Some((ka, kb)) => (ka[r] as usize, kb[col] as usize),
+                    }
+                };
+                let tag = 1u64 << 40;
+                for (j, sp) in per.iter().enumerate() {
+                    let (ra, rb) = (sh.a(j), sh.b(j));
+                    let index: Vec<u64> = (0..sp.pairs.len() as u64).collect();
+                    let fetched: Vec<u64> = sp
+                        .remote
+                        .iter()
+                        .map(|&(_, q)| {
+                            let at = sh.a_slot(q as usize, k);
+                            tag | (at.worker as u64) << 32 | at.index as u64
+                        })
+                        .collect();
+                    let per_slot =
+                        slot_scores(&index, ra.len() * k, &sp.b_slots, &sp.remote, &fetched);
+                    let own = (ra.start * k..ra.end * k)
+                        .chain(na * k + rb.start * k..na * k + rb.end * k);
+                    for (v, q) in per_slot.iter().zip(own) {
+                        let got = if v & tag != 0 {
+                            global(
+                                &per[((v >> 32) & 0xff) as usize],
+                                (v & 0xffff_ffff) as usize,
+                            )
+                        } else {
+                            global(sp, *v as usize)
+                        };
+                        assert_eq!(
+                            got, listed[q],
+                            "{na} x {nb}, k = {k}, {w} workers, slot {q}"
+                        );
+                    }
+                }
+                let scored: usize = per.iter().map(|sp| sp.pairs.len()).sum();
+                assert_eq!(scored, distinct.len(), "{na} x {nb}, k = {k}, {w} workers");
             }
         }
     }

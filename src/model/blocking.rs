@@ -568,13 +568,15 @@ pub fn candidates_part(
 }
 
 /// The candidate lists of a job with `na` and `nb` rows per side from the lists of every part
-/// ([`candidates_part`] of part `s` of `parts.len()`, computed by server `s`), or a protocol
-/// error naming the server whose part has the wrong length or a row outside the other side.
+/// ([`candidates_part`] of part `s` of `parts.len()`, computed by `by(s)`: server `s`, or a
+/// worker of a split server), or a protocol error naming who sent a part of the wrong length
+/// or with a row outside the other side.
 pub fn assemble(
     na: usize,
     nb: usize,
     c: usize,
     parts: &[Vec<u32>],
+    by: &dyn Fn(usize) -> crate::error::PeerName,
 ) -> crate::error::Result<Candidates> {
     let k = parts.len();
     let mut a = vec![0u32; na * c];
@@ -583,10 +585,7 @@ pub fn assemble(
         let part = Part { part: s, parts: k };
         let (la, lb) = (part.len(na), part.len(nb));
         let refuse = |why: String| {
-            crate::error::Error::protocol(
-                crate::error::PeerName::Server(s),
-                format!("candidate lists of part {s}: {why}"),
-            )
+            crate::error::Error::protocol(by(s), format!("candidate lists of part {s}: {why}"))
         };
         if lists.len() != (la + lb) * c {
             return Err(refuse(format!(
@@ -625,6 +624,7 @@ pub fn candidates(ta: &Tokens, tb: &Tokens, p: &BlockingParams, seed: &Seed) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::PeerName;
 
     #[test]
     fn integer_log2() {
@@ -698,7 +698,7 @@ mod tests {
                 .map(|s| candidates_part(&ta, &tb, &p, &seed, Part { part: s, parts: k }))
                 .collect();
             assert_eq!(
-                assemble(na, nb, whole.per_row, &parts).unwrap(),
+                assemble(na, nb, whole.per_row, &parts, &PeerName::Server).unwrap(),
                 whole,
                 "{k} parts"
             );
@@ -706,14 +706,14 @@ mod tests {
             // naming the server that sent it.
             let mut bad = parts.clone();
             bad[k - 1].pop();
-            let e = assemble(na, nb, whole.per_row, &bad)
+            let e = assemble(na, nb, whole.per_row, &bad, &PeerName::Server)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(&format!("server {}", k - 1)), "{e}");
             for (at, beyond) in [(0, nb), (parts[k - 1].len() - 1, na)] {
                 let mut bad = parts.clone();
                 bad[k - 1][at] = beyond as u32;
-                let e = assemble(na, nb, whole.per_row, &bad)
+                let e = assemble(na, nb, whole.per_row, &bad, &PeerName::Server)
                     .unwrap_err()
                     .to_string();
                 assert!(

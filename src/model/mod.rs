@@ -18,6 +18,7 @@
 //! * [`upload_rows`]: a party's upload vectors, computed a block of rows at a time;
 //! * [`align`]: party preparation, the secure pipeline on the servers, reading results, and the
 //!   plaintext reference of the same model;
+//! * [`shard`]: a job's rows dealt among the worker processes of one logical server;
 //! * [`footprint`]: the memory a job needs on a server and on the dealer, from its sizes.
 
 pub mod align;
@@ -31,6 +32,7 @@ pub mod features;
 pub mod footprint;
 pub mod graph;
 pub mod import;
+pub mod shard;
 pub mod three_view;
 pub mod upload_check;
 pub mod upload_rows;

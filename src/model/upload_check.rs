@@ -120,6 +120,20 @@ pub async fn check_uploads<T: Transport, C: Correlations>(
     na: usize,
     nb: usize,
 ) -> Result<[u64; 2]> {
+    let fails = upload_fails(eng, audit, bounds, na, nb).await?;
+    fails_ok(eng, fails).await
+}
+
+/// The first half of [`check_uploads`]: shares of the number of failed checks per party. A
+/// server split into workers sums its workers' counts (linear, on shares) before
+/// [`fails_ok`].
+pub async fn upload_fails<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    audit: &AuditShares,
+    bounds: &UploadBounds,
+    na: usize,
+    nb: usize,
+) -> Result<[u64; 2]> {
     let me = eng.me();
     let nbk = bounds.blocks.len();
     let rows = na + nb;
@@ -150,7 +164,17 @@ pub async fn check_uploads<T: Transport, C: Correlations>(
         let side = usize::from((i % per_copy) / AUDIT_SUBSETS >= na);
         fails[side] = fails[side].wrapping_add(*b);
     }
-    // ok = [fails - 1 < 0]: fails counts at most rows * (blocks + 2 subsets) < 2^31 bits.
+    Ok(fails)
+}
+
+/// The second half of [`check_uploads`]: `ok = [fails - 1 < 0]` per party. The counts are at
+/// most `rows * (blocks + 2 subsets)` < 2^31 bits.
+pub async fn fails_ok<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    fails: [u64; 2],
+) -> Result<[u64; 2]> {
+    let me = eng.me();
+    let public = |v: u64| if me == 0 { v } else { 0 };
     let minus_one: Vec<u64> = fails.iter().map(|f| f.wrapping_sub(public(1))).collect();
     let ok = eng.ltz(&minus_one, 32).await?;
     Ok([ok[0], ok[1]])

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::mpc::channel::{Deviation, MemoryTransport, memory_network};
 use crate::mpc::dealer::{Dealer, DealerClient, DealerStats, serve};
 use crate::mpc::engine::Engine;
+use crate::mpc::mesh::{MemoryMesh, memory_mesh};
 use crate::mpc::protocol::{Session, Stats};
 use std::future::Future;
 
@@ -58,60 +59,104 @@ where
     Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
     O: Send + 'static,
 {
-    let dealer = Dealer::new(k)?.with_max_words(max_words);
+    let mut runs = run_local_workers(k, 1, max_words, deviation, |eng, _mesh| job(eng)).await?;
+    Ok(runs.pop().expect("one worker"))
+}
+
+/// Runs `job` on each of `workers` workers of each of `k` servers: worker `j` of every server
+/// talks to worker `j` of the others over its own network, with its own dealer, and to the
+/// other workers of its server over a [`MemoryMesh`]. Returns one run per worker (its `k`
+/// servers' outputs and its dealer's traffic). With `deviation`, server `deviation.0`'s first
+/// worker deviates as `deviation.1` says. Any worker's error fails the whole run; the others
+/// see its links close.
+pub async fn run_local_workers<F, Fut, O>(
+    k: usize,
+    workers: usize,
+    max_words: usize,
+    deviation: Option<(usize, Deviation)>,
+    job: F,
+) -> Result<Vec<LocalRun<O>>>
+where
+    F: Fn(LocalEngine, MemoryMesh) -> Fut,
+    Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
+    O: Send + 'static,
+{
     let mut deviation = deviation;
     if let Some((s, _)) = &deviation
         && *s >= k
     {
         return Err(Error::invalid(format!("no server {s} of {k} to deviate")));
     }
-    let (transports, mut dnet) = memory_network(k);
-    let dealer_task = tokio::spawn(async move { serve(dealer, &mut dnet).await });
-    let mut tasks = Vec::new();
-    for (i, t) in transports.into_iter().enumerate() {
-        let t = match deviation.take_if(|(s, _)| *s == i) {
-            Some((_, f)) => t.deviating(f),
-            None => t,
-        };
-        let mut session = Session::new(t);
-        let client = DealerClient::connect(&mut session).await?;
-        let fut = job(Engine::new(session, client));
-        tasks.push(tokio::spawn(async move {
-            let (out, engine) = fut.await?;
-            Ok::<_, Error>((out, engine.stats()))
-        }));
+    if workers == 0 {
+        return Err(Error::invalid("a server needs at least one worker"));
     }
-    let mut outputs = Vec::new();
-    let mut stats = Vec::new();
+    // meshes[s][j]: worker j of server s.
+    let mut meshes: Vec<std::vec::IntoIter<MemoryMesh>> =
+        (0..k).map(|_| memory_mesh(workers).into_iter()).collect();
+    let mut dealers = Vec::new();
+    let mut tasks: Vec<Vec<_>> = Vec::new();
+    for _ in 0..workers {
+        let dealer = Dealer::new(k)?.with_max_words(max_words);
+        let (transports, mut dnet) = memory_network(k);
+        dealers.push(tokio::spawn(async move { serve(dealer, &mut dnet).await }));
+        let mut group = Vec::new();
+        for (i, t) in transports.into_iter().enumerate() {
+            let t = match deviation.take_if(|(s, _)| *s == i) {
+                Some((_, f)) => t.deviating(f),
+                None => t,
+            };
+            let mut session = Session::new(t);
+            let client = DealerClient::connect(&mut session).await?;
+            let mesh = meshes[i].next().expect("one mesh end per worker");
+            let fut = job(Engine::new(session, client), mesh);
+            group.push(tokio::spawn(async move {
+                let (out, engine) = fut.await?;
+                Ok::<_, Error>((out, engine.stats()))
+            }));
+        }
+        tasks.push(group);
+    }
     let mut first_err = None;
-    for t in tasks {
-        match t.await {
-            Ok(Ok((o, s))) => {
-                outputs.push(o);
-                stats.push(s);
-            }
-            Ok(Err(e)) => {
-                first_err.get_or_insert(e);
-            }
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => {
-                first_err.get_or_insert(Error::invalid(format!("server task failed: {e}")));
+    let mut results = Vec::new();
+    for group in tasks {
+        let mut outputs = Vec::new();
+        let mut stats = Vec::new();
+        for t in group {
+            match t.await {
+                Ok(Ok((o, s))) => {
+                    outputs.push(o);
+                    stats.push(s);
+                }
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    first_err.get_or_insert(Error::invalid(format!("server task failed: {e}")));
+                }
             }
         }
+        results.push((outputs, stats));
     }
     if let Some(e) = first_err {
-        dealer_task.abort();
+        for d in &dealers {
+            d.abort();
+        }
         return Err(e);
     }
-    let dealer = match dealer_task.await {
-        Ok(r) => r?,
-        Err(e) => return Err(Error::invalid(format!("dealer task failed: {e}"))),
-    };
-    Ok(LocalRun {
-        outputs,
-        stats,
-        dealer,
-    })
+    let mut runs = Vec::new();
+    for ((outputs, stats), dealer_task) in results.into_iter().zip(dealers) {
+        let dealer = match dealer_task.await {
+            Ok(r) => r?,
+            Err(e) => return Err(Error::invalid(format!("dealer task failed: {e}"))),
+        };
+        runs.push(LocalRun {
+            outputs,
+            stats,
+            dealer,
+        });
+    }
+    Ok(runs)
 }
 
 /// A multi-threaded tokio runtime sized for in-process runs.

@@ -14,6 +14,7 @@
 //! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
 //! * [`dp`]: discrete Laplace noise added by every server to its shares (distributed DP);
 //! * [`engine`]: the per-server API that pipeline code calls;
+//! * [`mesh`]: the links among the worker processes of one logical server (shards of a job);
 //! * [`local`]: every server and the dealer in one process, for tests and benchmarks;
 //! * [`bench`]: measured benchmarks of the core operations.
 
@@ -30,6 +31,7 @@ pub mod engine;
 pub mod fixed;
 pub mod gather;
 pub mod local;
+pub mod mesh;
 pub mod ot;
 pub mod pairs;
 pub mod prg;

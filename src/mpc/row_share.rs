@@ -38,6 +38,17 @@ pub enum RowShare {
     Seeded(Stream),
     /// The words in a temporary file.
     Spilled(Arc<Spill>),
+    /// Some rows of another share, in the order given ([`RowShare::subset`]): a worker of a
+    /// sharded server ([`crate::mpc::mesh`]) works on the rows its pairs touch.
+    Subset(Box<Subset>),
+}
+
+/// Rows `rows` of a `_ x d` share ([`RowShare::Subset`]).
+#[derive(Clone)]
+pub struct Subset {
+    of: RowShare,
+    rows: Vec<u32>,
+    d: usize,
 }
 
 impl Default for RowShare {
@@ -52,6 +63,9 @@ impl std::fmt::Debug for RowShare {
             RowShare::Held(w) => write!(f, "RowShare::Held(len={}, <redacted>)", w.len()),
             RowShare::Seeded(s) => write!(f, "RowShare::Seeded(len={}, <redacted>)", s.len()),
             RowShare::Spilled(s) => write!(f, "RowShare::Spilled(len={})", s.len()),
+            RowShare::Subset(s) => {
+                write!(f, "RowShare::Subset({} rows of {:?})", s.rows.len(), s.of)
+            }
         }
     }
 }
@@ -60,6 +74,7 @@ impl zeroize::Zeroize for RowShare {
     fn zeroize(&mut self) {
         match self {
             RowShare::Held(w) => w.zeroize(),
+            RowShare::Subset(s) => s.of.zeroize(),
             // The seed is wiped when the stream drops; the file's blocks are freed.
             _ => *self = RowShare::default(),
         }
@@ -73,7 +88,20 @@ impl RowShare {
             RowShare::Held(w) => w.len(),
             RowShare::Seeded(s) => s.len(),
             RowShare::Spilled(s) => s.len(),
+            RowShare::Subset(s) => s.rows.len() * s.d,
         }
+    }
+
+    /// Rows `rows` (each below the share's rows) of this `_ x d` share, in that order.
+    pub fn subset(self, d: usize, rows: Vec<u32>) -> Result<RowShare> {
+        let n = self.len().checked_div(d).unwrap_or(0);
+        if d == 0 || !self.len().is_multiple_of(d) || rows.iter().any(|&r| r as usize >= n) {
+            return Err(Error::invalid(format!(
+                "a subset of rows of a matrix of {} words and row length {d} names a row beyond it",
+                self.len()
+            )));
+        }
+        Ok(RowShare::Subset(Box::new(Subset { of: self, rows, d })))
     }
 
     /// Whether the matrix is empty.
@@ -121,6 +149,42 @@ impl RowShare {
                 Ok(())
             }
             RowShare::Spilled(s) => s.column_block_into(at, w, out),
+            RowShare::Subset(s) => s.column_block_into(d, at, w, out),
+        }
+    }
+}
+
+impl Subset {
+    /// [`RowShare::column_block_into`] over the chosen rows.
+    fn column_block_into(&self, d: usize, at: usize, w: usize, out: &mut [u64]) -> Result<()> {
+        if d != self.d {
+            return Err(Error::invalid(format!(
+                "a subset of rows of length {} read with row length {d}",
+                self.d
+            )));
+        }
+        match &self.of {
+            RowShare::Held(words) => {
+                out.par_chunks_mut(w)
+                    .zip(self.rows.par_iter())
+                    .for_each(|(o, &r)| o.copy_from_slice(&words[r as usize * d + at..][..w]));
+                Ok(())
+            }
+            RowShare::Seeded(s) => {
+                out.par_chunks_mut(w)
+                    .zip(self.rows.par_iter())
+                    .for_each(|(o, &r)| s.fill(r as usize * d + at, o));
+                Ok(())
+            }
+            // A file (or a subset of one) is read a block of columns of every row at a time,
+            // in long sequential reads, and the rows picked from it.
+            of => {
+                let all = of.column_block(d, at, w)?;
+                out.par_chunks_mut(w)
+                    .zip(self.rows.par_iter())
+                    .for_each(|(o, &r)| o.copy_from_slice(&all[r as usize * w..][..w]));
+                Ok(())
+            }
         }
     }
 }
@@ -333,8 +397,28 @@ mod tests {
                         "{share:?} {at} {w}"
                     );
                 }
+                // A subset of rows (repeated, out of order) reads the same rows of each.
+                let pick: Vec<u32> = (0..rows.min(50))
+                    .rev()
+                    .chain([0, 0])
+                    .map(|r| (r * 7 % rows) as u32)
+                    .collect();
+                let want_sub: Vec<u64> = pick
+                    .iter()
+                    .flat_map(|&r| want[r as usize * w..][..w].to_vec())
+                    .collect();
+                for share in [&held, &seeded, &spilled] {
+                    let sub = share.clone().subset(d, pick.clone()).unwrap();
+                    assert_eq!(sub.len(), pick.len() * d);
+                    assert_eq!(
+                        sub.column_block(d, at, w).unwrap(),
+                        want_sub,
+                        "subset of {share:?} {at} {w}"
+                    );
+                }
             }
             assert!(spilled.column_block(d, d, 1).is_err());
+            assert!(held.clone().subset(d, vec![rows as u32]).is_err());
         }
     }
 

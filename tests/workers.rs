@@ -1,0 +1,116 @@
+//! One logical server over several workers (`model::shard`, `mpc::mesh`): every server's rows
+//! are dealt among W workers, worker j of every server computes with worker j of the others
+//! (its own dealer stream) and reads other shards' values from its server's other workers. The
+//! decisions and every reconstructed result must be those of one worker per server, and of the
+//! plaintext reference; what a worker cannot do yet is refused by name.
+
+use ppea::eval::evaluate::{EvalOptions, EvalProtocol, JobRun, Split, run_inprocess};
+use ppea::model::align::{JobParams, ResultRow};
+use ppea::model::import::{Format, load};
+use ppea::mpc::local::runtime;
+use std::path::Path;
+
+fn job(
+    servers: usize,
+    workers: usize,
+    protocol: EvalProtocol,
+    params: JobParams,
+) -> ppea::error::Result<JobRun> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample");
+    let ds = load(&dir, Format::Native).expect("the sample loads");
+    let opts = EvalOptions {
+        protocol,
+        split: Split::Test,
+        servers,
+        workers,
+        params,
+        seed: Some(11),
+        known_links: false,
+    };
+    runtime().unwrap().block_on(run_inprocess(&ds, &opts))
+}
+
+/// A row's entity, match, similarity bits and best candidate with its score's bits.
+type Decision = (u32, bool, u64, Option<(u32, u64)>);
+
+/// A party's results without the link tokens (fresh random values in every run).
+fn decisions(rows: &[ResultRow]) -> Vec<Decision> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.entity,
+                r.matched,
+                r.score.to_bits(),
+                r.best.map(|(b, s)| (b, s.to_bits())),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_split_into_workers_takes_the_same_decisions() {
+    // Two rounds of CSLS read every row's maximum from the other workers twice.
+    let csls2 = JobParams {
+        csls_iterations: 2,
+        ..JobParams::default()
+    };
+    for (protocol, params) in [
+        (EvalProtocol::Standard, JobParams::default()),
+        (EvalProtocol::Open, csls2),
+    ] {
+        let one = job(2, 1, protocol, params.clone()).expect("one worker");
+        assert_eq!(one.report.plaintext_agreement, 1.0);
+        for (k, w) in [(2, 2), (3, 3), (2, 4)] {
+            let split = job(k, w, protocol, params.clone()).expect("workers");
+            let r = &split.report;
+            let what = format!("{protocol:?}, {k} servers of {w} workers");
+            assert_eq!(r.plaintext_agreement, 1.0, "{what}");
+            assert_eq!(r.decisions_digest, one.report.decisions_digest, "{what}");
+            assert_eq!(r.workers, w);
+            // Every row's match, similarity and best candidate, exactly.
+            assert_eq!(decisions(&split.a.1), decisions(&one.a.1), "{what}");
+            assert_eq!(decisions(&split.b.1), decisions(&one.b.1), "{what}");
+            // The link tokens still pair up: equal on both sides of every match.
+            let tokens = |rows: &[ResultRow]| -> Vec<u64> {
+                let mut t: Vec<u64> = rows.iter().filter(|r| r.matched).map(|r| r.token).collect();
+                t.sort_unstable();
+                t
+            };
+            let (ta, tb) = (tokens(&split.a.1), tokens(&split.b.1));
+            assert!(!ta.is_empty(), "{what}");
+            assert_eq!(ta, tb, "{what}");
+            // The same protocol among the servers, cut per worker: as many rounds; each worker
+            // opens the rows its pairs touch, so more bytes in all.
+            assert_eq!(r.rounds, one.report.rounds, "{what}");
+            assert!(r.bytes_per_server > one.report.bytes_per_server, "{what}");
+        }
+    }
+}
+
+#[test]
+fn what_workers_do_not_run_yet_is_refused_by_name() {
+    let explain = JobParams {
+        explain: true,
+        ..JobParams::default()
+    };
+    let assign = JobParams {
+        assignment_rounds: 1,
+        ..JobParams::default()
+    };
+    for params in [explain, assign] {
+        let err = match job(2, 2, EvalProtocol::Standard, params) {
+            Ok(_) => panic!("a split server ran a job it cannot run"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("split into workers") && err.contains("one process"),
+            "{err}"
+        );
+    }
+    // More workers than rows of a side.
+    let err = match job(2, 400, EvalProtocol::Standard, JobParams::default()) {
+        Ok(_) => panic!("400 workers for 311 rows"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("400 workers"), "{err}");
+}

@@ -9,7 +9,9 @@ use common::cluster::{Cluster, NAMES, T, files, prepare, rt, start};
 use ppea::net::config::Role;
 
 use ppea::error::PeerName;
-use ppea::eval::evaluate::{EvalProtocol, inprocess_inputs, servers_inprocess};
+use ppea::eval::evaluate::{
+    EvalProtocol, inprocess_inputs, servers_inprocess, servers_inprocess_workers,
+};
 use ppea::model::align::{JobParams, PartyData, align, finish_party, job_seed, reference};
 use ppea::model::blocking::{Part, Tokens, candidates};
 use ppea::mpc::channel::{Deviation, memory_network};
@@ -825,6 +827,40 @@ fn an_out_of_range_upload_fails_the_job_naming_the_party() {
             e.contains("party a failed the servers' range checks"),
             "{e}"
         );
+    }
+
+    // Servers split into workers: the planted row is the last worker's (the last row), and
+    // worker 0, which delivers the status, still sees its failure (the counts add up).
+    let mut planted = a.clone();
+    let last = planted.z.len() / w - 1;
+    planted.z[last * w + col] = 1 << 32;
+    planted.z[last * w + col + 1] = 0;
+    assert!(!bounds.row_in_range(&planted.z[last * w..]));
+    for workers in [2, 3] {
+        for (data, ok) in [(&a, true), (&planted, false)] {
+            let out = rt()
+                .block_on(servers_inprocess_workers(
+                    2,
+                    workers,
+                    [up(data), up(&b)],
+                    [None, None],
+                    &p,
+                    "range",
+                    None,
+                ))
+                .expect("the servers finish the job whatever the uploads");
+            for r in [finish_party(data, &out.a, &p), finish_party(&b, &out.b, &p)] {
+                match r {
+                    Ok(_) => assert!(ok, "{workers} workers passed a planted row"),
+                    Err(e) => assert!(
+                        !ok && e
+                            .to_string()
+                            .contains("party a failed the servers' range checks"),
+                        "{workers} workers: {e}"
+                    ),
+                }
+            }
+        }
     }
 }
 

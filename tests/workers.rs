@@ -60,6 +60,7 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
     ] {
         let one = job(2, 1, protocol, params.clone()).expect("one worker");
         assert_eq!(one.report.plaintext_agreement, 1.0);
+        assert_eq!(one.report.worker_bytes_per_server, 0);
         for (k, w) in [(2, 2), (3, 3), (2, 4)] {
             let split = job(k, w, protocol, params.clone()).expect("workers");
             let r = &split.report;
@@ -83,6 +84,7 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
             // opens the rows its pairs touch, so more bytes in all.
             assert_eq!(r.rounds, one.report.rounds, "{what}");
             assert!(r.bytes_per_server > one.report.bytes_per_server, "{what}");
+            assert!(r.worker_bytes_per_server > 0, "{what}");
         }
     }
 }

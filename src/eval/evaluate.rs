@@ -124,6 +124,8 @@ pub struct EvalReport {
     pub servers: usize,
     /// Worker processes per server (in-process runs; 1 over the network).
     pub workers: usize,
+    /// Bytes one server's workers sent each other (largest over servers; 0 with one worker).
+    pub worker_bytes_per_server: u64,
     /// Evaluation protocol.
     pub protocol: EvalProtocol,
     /// Judged split.
@@ -201,6 +203,8 @@ pub struct JobOutcome {
     pub bytes_per_server: u64,
     /// Dealer bytes.
     pub dealer_bytes: u64,
+    /// Bytes one server's workers sent each other (largest over servers; 0 with one worker).
+    pub worker_bytes_per_server: u64,
     /// Rounds.
     pub rounds: u64,
 }
@@ -324,22 +328,22 @@ pub async fn servers_inprocess_workers(
             let seed = seed.clone();
             async move {
                 let r = align_worker(&mut eng, &mut mesh, pa, pb, &params, &seed, &|_| {}).await?;
-                Ok((r, eng))
+                Ok(((r, mesh.words_sent()), eng))
             }
         },
     )
     .await?;
-    let cand = runs[0].outputs[0].1.clone();
-    if runs.iter().flat_map(|r| &r.outputs).any(|o| o.1 != cand) {
+    let cand = runs[0].outputs[0].0.1.clone();
+    if runs.iter().flat_map(|r| &r.outputs).any(|o| o.0.1 != cand) {
         return Err(Error::invalid("servers computed different candidate lists"));
     }
     let join = |s: usize, side: fn(&crate::model::align::ServerOutput) -> &Vec<u64>| {
         let mut out = Vec::new();
         for run in &runs {
-            let words = side(&run.outputs[s].0);
+            let words = side(&run.outputs[s].0.0);
             out.extend_from_slice(&words[..words.len() - trailer]);
         }
-        let first = side(&runs[0].outputs[s].0);
+        let first = side(&runs[0].outputs[s].0.0);
         out.extend_from_slice(&first[first.len() - trailer..]);
         out
     };
@@ -354,6 +358,10 @@ pub async fn servers_inprocess_workers(
         candidates: cand,
         bytes_per_server: per_server(|s| s.bytes_sent).into_iter().max().unwrap_or(0),
         dealer_bytes: runs.iter().map(|r| r.dealer.bytes_sent).sum(),
+        worker_bytes_per_server: (0..k)
+            .map(|s| runs.iter().map(|r| 8 * r.outputs[s].1).sum())
+            .max()
+            .unwrap_or(0),
         rounds: runs
             .iter()
             .flat_map(|r| r.stats.iter().map(|s| s.rounds))
@@ -533,6 +541,7 @@ pub async fn job_inprocess(
     report.upload_bytes = upload_bytes as u64;
     report.servers = k;
     report.workers = opts.workers;
+    report.worker_bytes_per_server = out.worker_bytes_per_server;
     report.protocol = opts.protocol;
     Ok(JobRun {
         report,
@@ -637,6 +646,7 @@ pub fn judge(
         rounds: 0,
         servers: 0,
         workers: 1,
+        worker_bytes_per_server: 0,
         protocol: EvalProtocol::Standard,
         split: Split::Test,
         decisions_digest: decisions_digest(pa, pb, ra, rb),

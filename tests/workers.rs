@@ -1,6 +1,7 @@
 //! One logical server over several workers (`model::shard`, `mpc::mesh`): every server's rows
 //! are dealt among W workers, worker j of every server computes with worker j of the others
-//! (its own dealer stream) and reads other shards' values from its server's other workers. The
+//! (its own dealer stream) and reads other shards' values from its server's other workers; the
+//! scores are computed by columns, each worker a slice of every row, and added up. The
 //! decisions and every reconstructed result must be those of one worker per server, and of the
 //! plaintext reference; what a worker cannot do yet is refused by name.
 
@@ -61,7 +62,9 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
         let one = job(2, 1, protocol, params.clone()).expect("one worker");
         assert_eq!(one.report.plaintext_agreement, 1.0);
         assert_eq!(one.report.worker_bytes_per_server, 0);
+        let three = job(3, 1, protocol, params.clone()).expect("one worker");
         for (k, w) in [(2, 2), (3, 3), (2, 4)] {
+            let one = if k == 2 { &one } else { &three };
             let split = job(k, w, protocol, params.clone()).expect("workers");
             let r = &split.report;
             let what = format!("{protocol:?}, {k} servers of {w} workers");
@@ -80,10 +83,15 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
             let (ta, tb) = (tokens(&split.a.1), tokens(&split.b.1));
             assert!(!ta.is_empty(), "{what}");
             assert_eq!(ta, tb, "{what}");
-            // The same protocol among the servers, cut per worker: as many rounds; each worker
-            // opens the rows its pairs touch, so more bytes in all.
-            assert_eq!(r.rounds, one.report.rounds, "{what}");
-            assert!(r.bytes_per_server > one.report.bytes_per_server, "{what}");
+            // The same protocol among the servers, cut per worker: each worker opens its slice
+            // of the columns of every row, so a server's workers together send what one
+            // process sends, but for a few words per group (digests, the failure counts).
+            assert!(r.rounds <= one.report.rounds, "{what}");
+            let (split_bytes, one_bytes) = (r.bytes_per_server, one.report.bytes_per_server);
+            assert!(
+                split_bytes >= one_bytes && split_bytes <= one_bytes + one_bytes / 100,
+                "{what}: {split_bytes} bytes per server, {one_bytes} with one worker"
+            );
             assert!(r.worker_bytes_per_server > 0, "{what}");
         }
     }

@@ -29,7 +29,7 @@ use crate::model::anchors::Structure;
 use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, tokens};
 use crate::model::features::ModelParams;
 use crate::model::graph::Graph;
-use crate::model::shard::{ShardPairs, Shards};
+use crate::model::shard::{ShardPairs, Shards, pair_ranges};
 use crate::model::upload_check::{UploadBounds, fails_ok, upload_fails};
 use crate::model::upload_rows::UploadRows;
 use crate::mpc::channel::Transport;
@@ -632,13 +632,15 @@ fn slot_scores(
 }
 
 /// A worker's B slots' view of the pairs A lists too: for a per-A-slot vector of the job
-/// (`keep`, kept link tokens), each own B slot's value at its pair's A slot, 0 where A does not
-/// list the pair; A slots of other workers are read over the mesh.
+/// (`keep`, kept link tokens), each own B slot's value at its pair's A slot (the last one
+/// listing it), 0 where A does not list the pair; A slots of other workers are read over the
+/// mesh.
 struct BSidePairs<'a> {
-    /// This worker's A slots.
-    oa: usize,
-    /// [`ShardPairs::b_slots`].
-    b_slots: &'a [u32],
+    /// This worker's A slots and B slots (in A's and B's lists).
+    qa: std::ops::Range<usize>,
+    qb: std::ops::Range<usize>,
+    /// The pairs listed both ways whose A slot is this worker's (A-slot order).
+    present: &'a [(u32, u32)],
     /// [`ShardPairs::remote`].
     remote: &'a [(u32, u32)],
     /// Where the remote A slots live.
@@ -650,14 +652,15 @@ impl BSidePairs<'_> {
         &self,
         mesh: &mut M,
         per_a_slot: &[u64],
-        b_slots: usize,
         max: usize,
     ) -> Result<Vec<u64>> {
         let fetched = crate::mpc::mesh::fetch(mesh, per_a_slot, self.at, max).await?;
-        let mut out = vec![0u64; b_slots];
-        for (o, &i) in out.iter_mut().zip(self.b_slots) {
-            if (i as usize) < self.oa {
-                *o = per_a_slot[i as usize];
+        let mut out = vec![0u64; self.qb.len()];
+        // Every A slot listing a B slot's pair is in one A row, so on one worker: here, in
+        // A-slot order (the last one wins), or remote.
+        for &(q, m) in self.present {
+            if self.qb.contains(&(m as usize)) {
+                out[m as usize - self.qb.start] = per_a_slot[q as usize - self.qa.start];
             }
         }
         for (&(m, _), v) in self.remote.iter().zip(fetched) {
@@ -703,38 +706,45 @@ fn split_parts(
         .collect())
 }
 
-/// Position of row `row` of side `side` (0 = A, 1 = B) among the bilinear form's rows: the
-/// rows a worker's pairs touch ([`ShardPairs::rows`], A's then B's), or all rows.
-fn sp_row(touched: &Option<(Vec<u32>, Vec<u32>)>, side: usize, row: usize) -> usize {
-    match touched {
-        None => row,
-        Some((ka, kb)) => {
-            let (list, before) = if side == 0 { (ka, 0) } else { (kb, ka.len()) };
-            before
-                + list
-                    .binary_search(&(row as u32))
-                    .expect("a worker's pairs touch its own rows")
+/// The pieces of the blocks `blocks` (lengths of consecutive blocks of a row) within the
+/// columns `cols`: (block, length) for every block they meet, in order.
+fn block_pieces(blocks: &[usize], cols: &std::ops::Range<usize>) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, &len) in blocks.iter().enumerate() {
+        let (lo, hi) = (start.max(cols.start), (start + len).min(cols.end));
+        if lo < hi {
+            out.push((i, hi - lo));
         }
+        start += len;
     }
+    out
 }
 
-/// The audit values of the form's rows `own` (positions among its rows), in that order.
+/// This worker's partial audit values of rows `rows` (A's, then B's), as the rows' owner
+/// checks them: every row's norms per block of the whole row (this worker's pieces in their
+/// blocks, 0 for the others), then every row's subset sums. `a` holds the form's values of
+/// all rows (A's rows, then B's, `na` of A), per piece.
 fn own_audit(
-    a: crate::mpc::beaver::AuditShares,
-    own: &[usize],
-    blocks: usize,
-) -> crate::mpc::beaver::AuditShares {
+    a: &crate::mpc::beaver::AuditShares,
+    pieces: &[(usize, usize)],
+    bounds: &UploadBounds,
+    na: usize,
+    [ra, rb]: [std::ops::Range<usize>; 2],
+) -> Vec<u64> {
+    let (nbk, np) = (bounds.blocks.len(), pieces.len());
     let subsets = crate::model::upload_check::AUDIT_SUBSETS;
-    let pick = |v: &[u64], per: usize| -> Vec<u64> {
-        own.iter()
-            .flat_map(|&r| v[r * per..(r + 1) * per].iter().copied())
-            .collect()
-    };
-    crate::mpc::beaver::AuditShares {
-        norms: pick(&a.norms, blocks),
-        sums: pick(&a.sums, subsets),
-        subsets: a.subsets.clone(),
+    let rows: Vec<usize> = ra.chain(rb.map(|b| na + b)).collect();
+    let mut out = vec![0u64; rows.len() * (nbk + subsets)];
+    let (norms, sums) = out.split_at_mut(rows.len() * nbk);
+    for (i, &r) in rows.iter().enumerate() {
+        for (t, &(blk, _)) in pieces.iter().enumerate() {
+            norms[i * nbk + blk] = a.norms[r * np + t];
+        }
+        sums[i * subsets..(i + 1) * subsets]
+            .copy_from_slice(&a.sums[r * subsets..(r + 1) * subsets]);
     }
+    out
 }
 
 /// Sums of each of the first `rows` rows of length `k` of `v` (in the ring).
@@ -825,6 +835,12 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     }
     // This worker's rows (all of them with one worker), and the most values a mesh message
     // of this job may hold (a per-slot vector of both sides).
+    if workers > w {
+        return Err(Error::invalid(format!(
+            "{workers} workers cannot share rows of {w} words (each computes the scores over \
+             a slice of the columns)"
+        )));
+    }
     let (ra, rb) = (sh.a(wk), sh.b(wk));
     let (oa, ob) = (ra.len(), rb.len());
     let t0 = std::time::Instant::now();
@@ -833,6 +849,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         let st = eng.stats();
         tracing::info!(
             step = what,
+            worker = wk,
             ms = t0.elapsed().as_millis() as u64,
             bytes_sent = st.bytes_sent,
             rounds = st.rounds,
@@ -913,30 +930,49 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
 
     // 1. Scores of both directions' pairs in one bilinear form, each distinct pair once (a
     //    pair listed both ways, `present`, is scored in A's slot and copied to B's).
-    //    A worker scores its A slots' pairs and its B slots' pairs that A does not list; a B
-    //    slot whose pair another worker's A slot lists reads that score over the mesh.
+    //    A worker owns its A slots' pairs and its B slots' pairs that A does not list; a B
+    //    slot whose pair another worker's A slot lists reads that score over the mesh. Split
+    //    into workers, each computes every pair's product over its slice of the columns, and
+    //    the workers add up the partial products of the pairs each owns.
     let present = cpu_bound(|| present_pairs(&cand, na))?;
-    let sp = cpu_bound(|| {
+    let (sp, whole) = cpu_bound(|| {
         let in_a = pair_index(&cand, na, nb, &present)?;
-        ShardPairs::new(&cand, &sh, wk, &in_a)
+        let sp = ShardPairs::new(&cand, &sh, wk, &in_a)?;
+        let whole = if workers == 1 {
+            None
+        } else {
+            let all = ShardPairs::new(&cand, &Shards::new(na, nb, 1)?, 0, &in_a)?;
+            Some((all.pairs, pair_ranges(&cand, &sh, &in_a)))
+        };
+        Ok::<_, Error>((sp, whole))
     })?;
     let ShardPairs {
         pairs,
-        rows: touched,
         b_slots,
         remote,
     } = sp;
+    let (pairs, owners) = match whole {
+        None => (pairs, None),
+        Some((all, ranges)) => (all, Some(ranges)),
+    };
     let (qa, qb) = (ra.start * k..ra.end * k, rb.start * k..rb.end * k);
     // The pairs listed both ways whose A slot is this worker's (A-slot order).
     let own_present = present.partition_point(|&(q, _)| (q as usize) < qa.start)
         ..present.partition_point(|&(q, _)| (q as usize) < qa.end);
     let bounds = UploadBounds::new(p);
+    // This worker's columns, and the pieces of the audit's blocks they hold (block, length).
+    let cols = sh.columns(w, wk);
+    let pieces = block_pieces(&bounds.blocks, &cols);
+    let row_audit = crate::mpc::beaver::RowAudit {
+        blocks: pieces.iter().map(|&(_, l)| l).collect(),
+        subsets: crate::model::upload_check::AUDIT_SUBSETS,
+    };
     // The request holds the pair list while the material is fetched, then gives it back (no
     // copy: 8 bytes per slot).
     let req = crate::mpc::correlated::Request::Bilinear {
-        d: w,
+        d: cols.len(),
         pairs,
-        blocks: bounds.blocks.clone(),
+        blocks: row_audit.blocks.clone(),
         split: p.explain,
     };
     let mat = eng.prepare(&req).await?;
@@ -948,18 +984,45 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     // The uploaded vectors serve only the bilinear form, which frees them once masked: moved,
     // not copied (a copy held one more upload-sized buffer through the form, its peak).
     let (mut za, mut zb) = (std::mem::take(&mut pa.z), std::mem::take(&mut pb.z));
-    if let Some((ka, kb)) = &touched {
-        za = za.subset(w, ka.clone())?;
-        zb = zb.subset(w, kb.clone())?;
+    if workers > 1 {
+        za = za.columns(w, cols.start, cols.len())?;
+        zb = zb.columns(w, cols.start, cols.len())?;
     }
+    let d = cols.len();
     let form = if p.explain {
-        crate::mpc::beaver::Bilinear::split(me, za, zb, w, pairs, bounds.audit(), mat)?
+        crate::mpc::beaver::Bilinear::split(me, za, zb, d, pairs, row_audit, mat)?
     } else {
-        crate::mpc::beaver::Bilinear::with_audit(me, za, zb, w, pairs, bounds.audit(), mat)?
+        crate::mpc::beaver::Bilinear::with_audit(me, za, zb, d, pairs, row_audit, mat)?
     }
     .with_chunk(eng.bilinear_chunk())
     .with_min_group(eng.bilinear_min_group());
-    let out = eng.run(form).await?;
+    let mut out = eng.run(form).await?;
+    let audit = out
+        .audit
+        .take()
+        .ok_or_else(|| Error::invalid("the bilinear form returned no audit"))?;
+    //    Split into workers: every worker's partial products of this worker's pairs, and
+    //    partial audit sums of its rows, added up.
+    let audit = if let Some(ranges) = &owners {
+        let parts = ranges
+            .iter()
+            .map(|[ra, rb]| [&out.scores[ra.clone()], &out.scores[rb.clone()]].concat())
+            .collect();
+        out.scores = crate::mpc::mesh::reduce_scatter(mesh, parts).await?;
+        let parts = (0..workers)
+            .map(|j| own_audit(&audit, &pieces, &bounds, na, [sh.a(j), sh.b(j)]))
+            .collect();
+        drop(audit);
+        let sums = crate::mpc::mesh::reduce_scatter(mesh, parts).await?;
+        let (norms, sums) = sums.split_at((oa + ob) * bounds.blocks.len());
+        crate::mpc::beaver::AuditShares {
+            norms: norms.to_vec(),
+            sums: sums.to_vec(),
+            subsets: Vec::new(),
+        }
+    } else {
+        audit
+    };
     // Per own slot (A's, then B's) from per-pair values; B slots scored by another worker
     // read their A slot's value there.
     let remote_at: Vec<At> = remote
@@ -976,22 +1039,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         })
     });
     step(eng, "scores");
-    let audit = out
-        .audit
-        .ok_or_else(|| Error::invalid("the bilinear form returned no audit"))?;
-    //    Each worker checks its own rows (the form's audit covers every row it touched); the
-    //    failure counts add up over the workers.
-    let audit = match &touched {
-        None => audit,
-        Some(_) => {
-            let own: Vec<usize> = ra
-                .clone()
-                .map(|a| sp_row(&touched, 0, a))
-                .chain(rb.clone().map(|b| sp_row(&touched, 1, b)))
-                .collect();
-            own_audit(audit, &own, bounds.blocks.len())
-        }
-    };
+    //    Each worker checks its own rows; the failure counts add up over the workers.
     let mut fails = upload_fails(eng, &audit, &bounds, oa, ob).await?;
     drop(audit);
     if workers > 1 {
@@ -1012,6 +1060,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     let mut s = cpu_bound(|| expand(&out.scores));
     drop(out.scores);
     drop(remote_scores);
+    drop(b_slots);
 
     // 2. Row maxima (CSLS, k = 1), both sides in one tournament; with `csls_iterations` > 1,
     //    the normalised scores `2x - r_own - r_other` are normalised again (a local step and
@@ -1065,12 +1114,15 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     let present_own = &present[own_present];
     //    The other side's markers of the pairs listed both ways (B slots, possibly another
     //    worker's).
-    let oh_b_at: Vec<At> = present_own
-        .iter()
-        .map(|&(_, m)| sh.b_slot(m as usize, k))
-        .collect();
-    let oh_b_present = crate::mpc::mesh::fetch(mesh, oh_b, &oh_b_at, mesh_max).await?;
-    drop(oh_b_at);
+    let oh_b_present = if workers == 1 {
+        None
+    } else {
+        let at: Vec<At> = present_own
+            .iter()
+            .map(|&(_, m)| sh.b_slot(m as usize, k))
+            .collect();
+        Some(crate::mpc::mesh::fetch(mesh, oh_b, &at, mesh_max).await?)
+    };
 
     // 4. Mutual best: product of the two markers of the same pair; in the same round, the
     //    similarity of each row's chosen pair (marker times score, summed over the row).
@@ -1100,7 +1152,10 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         x.push(ok[0]);
         let mut y = s_right;
         y.reserve_exact(present_own.len() + 1);
-        y.extend_from_slice(&oh_b_present);
+        match &oh_b_present {
+            Some(v) => y.extend_from_slice(v),
+            None => y.extend(present_own.iter().map(|&(_, m)| oh_b[m as usize])),
+        }
         y.push(ok[1]);
         (x, y)
     });
@@ -1153,12 +1208,13 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     //    matched rows' similarity, in one round.
     //    A B slot's `keep` (and, below, its kept link token) is its pair's A slot's.
     let b_pairs = BSidePairs {
-        oa: oa * k,
-        b_slots: &b_slots,
+        qa: qa.clone(),
+        qb: qb.clone(),
+        present: present_own,
         remote: &remote,
         at: &remote_at,
     };
-    let keep_b = b_pairs.read(mesh, &keep, ob * k, mesh_max).await?;
+    let keep_b = b_pairs.read(mesh, &keep, mesh_max).await?;
     let (matched, x, y) = cpu_bound(|| {
         let mut matched = row_sum(&keep, oa);
         matched.extend(row_sum(&keep_b, ob));
@@ -1172,7 +1228,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     drop(x);
     let (kept_tok, score_out) = prod.split_at(oa * k);
     let tok_a = row_sum(kept_tok, oa);
-    let kept_tok_b = b_pairs.read(mesh, kept_tok, ob * k, mesh_max).await?;
+    let kept_tok_b = b_pairs.read(mesh, kept_tok, mesh_max).await?;
     let tok_b = row_sum(&kept_tok_b, ob);
     drop(kept_tok_b);
 
@@ -1689,13 +1745,16 @@ mod tests {
                 let per: Vec<ShardPairs> = (0..w)
                     .map(|j| ShardPairs::new(&c, &sh, j, &in_a).unwrap())
                     .collect();
-                let global = |sp: &ShardPairs, i: usize| {
-                    let (r, col) = sp.pairs.pair(i);
-                    match &sp.rows {
-                        None => (r, col),
-                        Some((ka, kb)) => (ka[r] as usize, kb[col] as usize),
-                    }
-                };
+                let global = |sp: &ShardPairs, i: usize| sp.pairs.pair(i);
+                // Each worker's pairs are its ranges of the list of all pairs.
+                let all = &ShardPairs::new(&c, &Shards::new(na, nb, 1).unwrap(), 0, &in_a)
+                    .unwrap()
+                    .pairs;
+                for (sp, [x, y]) in per.iter().zip(pair_ranges(&c, &sh, &in_a)) {
+                    let mine: Vec<_> = (0..sp.pairs.len()).map(|i| sp.pairs.pair(i)).collect();
+                    let there: Vec<_> = x.chain(y).map(|i| all.pair(i)).collect();
+                    assert_eq!(mine, there, "{na} x {nb}, k = {k}, {w} workers");
+                }
                 let tag = 1u64 << 40;
                 for (j, sp) in per.iter().enumerate() {
                     let (ra, rb) = (sh.a(j), sh.b(j));

@@ -7,10 +7,14 @@
 //! worker's rows (a candidate's row maximum, the other side's marker of a pair listed both
 //! ways, a kept pair's link token) come over the server's [`crate::mpc::mesh::Mesh`].
 //!
-//! The bilinear form scores the distinct pairs of a worker's slots ([`ShardPairs`]): every slot
-//! of its A rows, and every slot of its B rows whose pair A does not list. A pair listed both
-//! ways is scored once, by the worker of its A row, and the worker of its B row reads the
-//! score from it. With one worker this is exactly the single-process job.
+//! The bilinear form is the one step cut the other way, **by columns**: worker `j` computes
+//! every distinct pair's inner product over its slice [`Shards::columns`]`(j)` of the row width
+//! (opening that slice of every row once: a server's workers together open each row once, as
+//! one process does), and the workers add their partial products up, each receiving those of
+//! the pairs it owns ([`pair_ranges`]: the pairs of its A slots, and of its B slots whose pair A
+//! does not list), likewise the range checks' per-row sums. A pair listed both ways belongs to
+//! the worker of its A row; the worker of its B row reads the score from it ([`ShardPairs`]).
+//! With one worker this is exactly the single-process job.
 
 use crate::error::{Error, Result};
 use crate::model::blocking::Candidates;
@@ -67,6 +71,12 @@ impl Shards {
             .unwrap_or(0)
     }
 
+    /// Columns of a row of `d` words whose part of the bilinear form worker `j` computes (every
+    /// worker has at least one when `d >= workers`).
+    pub fn columns(&self, d: usize, j: usize) -> Range<usize> {
+        Self::cut(d, self.workers, j)..Self::cut(d, self.workers, j + 1)
+    }
+
     /// Where slot `q` of A's lists (`per_row` slots per row) lives: its row's worker and the
     /// position among that worker's A slots.
     pub fn a_slot(&self, q: usize, per_row: usize) -> At {
@@ -116,14 +126,8 @@ impl Shards {
 /// ([module docs](self)).
 #[derive(Debug)]
 pub struct ShardPairs {
-    /// The pairs, over the rows of A and B they touch ([`ShardPairs::rows`]) when the job is
-    /// sharded, over all rows otherwise: the worker's A slots in order, then its B slots whose
-    /// pair A does not list.
+    /// The pairs: the worker's A slots in order, then its B slots whose pair A does not list.
     pub pairs: Pairs,
-    /// With more than one worker: the rows of A, then of B, the pairs' rows and columns stand
-    /// for (sorted; the worker's own rows always among them); `None` when they are all rows,
-    /// in order.
-    pub rows: Option<(Vec<u32>, Vec<u32>)>,
     /// For each of the worker's B slots, in order: its pair's number (below the worker's A
     /// slots when A lists the pair too: that A slot), or `u32::MAX` when another worker owns
     /// the A slot listing it ([`ShardPairs::remote`]).
@@ -165,43 +169,41 @@ impl ShardPairs {
                 u32::MAX
             });
         }
-        if sh.workers() == 1 {
-            return Ok(ShardPairs {
-                pairs: Pairs::list(na, nb, rows, cols)?,
-                rows: None,
-                b_slots,
-                remote,
-            });
-        }
-        // The rows the pairs touch and the worker's own rows (whose uploads it checks, even a
-        // B row whose every pair another worker's A slot scores), renumbered in order.
-        let compact = |ix: &mut Vec<u32>, n: usize, own: Range<usize>| -> Vec<u32> {
-            let mut used = vec![false; n];
-            for &r in ix.iter() {
-                used[r as usize] = true;
-            }
-            for r in own {
-                used[r] = true;
-            }
-            let kept: Vec<u32> = (0..n as u32).filter(|&r| used[r as usize]).collect();
-            let mut at = vec![0u32; n];
-            for (i, &r) in kept.iter().enumerate() {
-                at[r as usize] = i as u32;
-            }
-            for r in ix.iter_mut() {
-                *r = at[*r as usize];
-            }
-            kept
-        };
-        let ka = compact(&mut rows, na, ra);
-        let kb = compact(&mut cols, nb, rb);
         Ok(ShardPairs {
-            pairs: Pairs::list(ka.len(), kb.len(), rows, cols)?,
-            rows: Some((ka, kb)),
+            pairs: Pairs::list(na, nb, rows, cols)?,
             b_slots,
             remote,
         })
     }
+}
+
+/// Where each worker's pairs ([`ShardPairs`] of that worker) sit in the list of all pairs (the
+/// [`ShardPairs`] of a single worker): its A slots' pairs, then its B slots' pairs that A does
+/// not list, two ranges of that list per worker. `in_a` as for [`ShardPairs::new`].
+pub fn pair_ranges(c: &Candidates, sh: &Shards, in_a: &[u32]) -> Vec<[Range<usize>; 2]> {
+    let k = c.per_row;
+    let na = c.a.len() / k;
+    // B slots whose pair A does not list, before each worker's first B slot.
+    let mut before = Vec::with_capacity(sh.workers() + 1);
+    let mut count = 0;
+    for j in 0..sh.workers() {
+        before.push(count);
+        let rb = sh.b(j);
+        count += in_a[rb.start * k..rb.end * k]
+            .iter()
+            .filter(|&&q| q == u32::MAX)
+            .count();
+    }
+    before.push(count);
+    (0..sh.workers())
+        .map(|j| {
+            let ra = sh.a(j);
+            [
+                ra.start * k..ra.end * k,
+                na * k + before[j]..na * k + before[j + 1],
+            ]
+        })
+        .collect()
 }
 
 #[cfg(test)]

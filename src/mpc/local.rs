@@ -127,9 +127,18 @@ where
                     outputs.push(o);
                     stats.push(s);
                 }
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
+                // A worker's real failure makes the others see its links close: report the
+                // failure, not the closed link.
+                Ok(Err(e)) => match &first_err {
+                    Some(Error::Transport { .. }) | None
+                        if !matches!(e, Error::Transport { .. }) =>
+                    {
+                        first_err = Some(e)
+                    }
+                    _ => {
+                        first_err.get_or_insert(e);
+                    }
+                },
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(e) => {
                     first_err.get_or_insert(Error::invalid(format!("server task failed: {e}")));

@@ -6,13 +6,15 @@
 //! them on its shard alone; the few that reach across rows (a candidate's row maximum, the
 //! other side's marker of a pair listed both ways, a kept pair's link token) read values that
 //! another worker of the *same* server holds. A [`Mesh`] carries those values between the
-//! workers of one server: [`all_gather`] (every worker's part to every worker) and [`fetch`]
-//! (the values at given positions of other workers' vectors, one request and one reply).
+//! workers of one server: [`all_gather`] (every worker's part to every worker), [`fetch`]
+//! (the values at given positions of other workers' vectors, one request and one reply) and
+//! [`reduce_scatter`] (every worker's partial sums of the values each other worker owns).
 //!
 //! What travels on a mesh are this server's own shares (or public values): one server's
 //! workers together hold exactly what a single-process server holds, so a mesh reveals nothing
-//! to anyone else, and a job's transcript among the servers does not depend on `W` beyond how
-//! the same values are cut into messages. With one worker ([`Solo`]) nothing is sent at all.
+//! to anyone else. The servers' transcript is the same protocol cut into groups (worker `j` of
+//! every server forms one); each group opens its part of the values once. With one worker
+//! ([`Solo`]) nothing is sent at all.
 //! The mesh is part of one operator's deployment (mutually authenticated like every other
 //! link); a worker that sends a malformed request or reply is named in the error, never trusted
 //! with an out-of-range index.
@@ -32,7 +34,8 @@ pub trait Mesh: Send {
     /// Sends `payloads[w]` to every other worker `w` and returns what each sent this worker in
     /// the same round, indexed by worker (this worker's own slot holds `payloads[me]`). Every
     /// worker calls it the same number of times, in the same order. A payload from a peer longer
-    /// than `max_words` words is refused before it is allocated.
+    /// than `max_words` words is refused (a network mesh checks the announced length before
+    /// allocating; the in-memory one after receiving).
     fn all_to_all(
         &mut self,
         payloads: Vec<Vec<u64>>,
@@ -183,6 +186,44 @@ pub async fn all_gather<M: Mesh>(
     mesh.all_to_all(payloads, max_words).await
 }
 
+/// Every worker's partial values of the part each worker owns, added up: `parts[j]` is this
+/// worker's partial values of worker `j`'s part; the result is the sum, over all workers, of
+/// their partial values of this worker's part. Every worker's part for a given owner has the
+/// same length; a worker that sends another length is named.
+pub async fn reduce_scatter<M: Mesh>(mesh: &mut M, parts: Vec<Vec<u64>>) -> Result<Vec<u64>> {
+    let (me, w) = (mesh.me(), mesh.workers());
+    if parts.len() != w {
+        return Err(Error::invalid(format!(
+            "mesh: {} parts for {w} workers",
+            parts.len()
+        )));
+    }
+    let len = parts[me].len();
+    let got = if w == 1 {
+        parts
+    } else {
+        mesh.all_to_all(parts, len).await?
+    };
+    let mut it = got.into_iter().enumerate();
+    let mut sum = it.next().map(|(_, v)| v).unwrap_or_default();
+    if sum.len() != len {
+        return Err(Error::protocol(
+            PeerName::Worker(0),
+            format!("sent {} partial values, expected {len}", sum.len()),
+        ));
+    }
+    for (j, v) in it {
+        if v.len() != len {
+            return Err(Error::protocol(
+                PeerName::Worker(j),
+                format!("sent {} partial values, expected {len}", v.len()),
+            ));
+        }
+        crate::mpc::ring::add_assign(&mut sum, &v);
+    }
+    Ok(sum)
+}
+
 /// Where a value lives: the worker holding it and its position in that worker's vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct At {
@@ -331,6 +372,13 @@ mod tests {
                     assert_eq!(got, want);
                     let all = all_gather(&mut mesh, vecs[me].clone(), 64).await.unwrap();
                     assert_eq!(all, vecs);
+                    // Worker `me`'s partial values of worker j's part: j + 1 values, each
+                    // `me * 100 + j`; the sums are over all workers.
+                    let parts: Vec<Vec<u64>> =
+                        (0..w).map(|j| vec![(me * 100 + j) as u64; j + 1]).collect();
+                    let sum = reduce_scatter(&mut mesh, parts).await.unwrap();
+                    let want: u64 = (0..w).map(|i| (i * 100 + me) as u64).sum();
+                    assert_eq!(sum, vec![want; me + 1]);
                     mesh.words_sent()
                 }));
             }

@@ -38,17 +38,19 @@ pub enum RowShare {
     Seeded(Stream),
     /// The words in a temporary file.
     Spilled(Arc<Spill>),
-    /// Some rows of another share, in the order given ([`RowShare::subset`]): a worker of a
-    /// sharded server ([`crate::mpc::mesh`]) works on the rows its pairs touch.
-    Subset(Box<Subset>),
+    /// Some columns of every row of another share ([`RowShare::columns`]): a worker of a
+    /// server split into workers ([`crate::model::shard`]) computes the bilinear form over its
+    /// slice of the columns.
+    Columns(Box<Columns>),
 }
 
-/// Rows `rows` of a `_ x d` share ([`RowShare::Subset`]).
+/// Columns `first..first + width` of every row of a `_ x d` share ([`RowShare::Columns`]).
 #[derive(Clone)]
-pub struct Subset {
+pub struct Columns {
     of: RowShare,
-    rows: Vec<u32>,
     d: usize,
+    first: usize,
+    width: usize,
 }
 
 impl Default for RowShare {
@@ -63,9 +65,13 @@ impl std::fmt::Debug for RowShare {
             RowShare::Held(w) => write!(f, "RowShare::Held(len={}, <redacted>)", w.len()),
             RowShare::Seeded(s) => write!(f, "RowShare::Seeded(len={}, <redacted>)", s.len()),
             RowShare::Spilled(s) => write!(f, "RowShare::Spilled(len={})", s.len()),
-            RowShare::Subset(s) => {
-                write!(f, "RowShare::Subset({} rows of {:?})", s.rows.len(), s.of)
-            }
+            RowShare::Columns(c) => write!(
+                f,
+                "RowShare::Columns({}..{} of {:?})",
+                c.first,
+                c.first + c.width,
+                c.of
+            ),
         }
     }
 }
@@ -74,7 +80,7 @@ impl zeroize::Zeroize for RowShare {
     fn zeroize(&mut self) {
         match self {
             RowShare::Held(w) => w.zeroize(),
-            RowShare::Subset(s) => s.of.zeroize(),
+            RowShare::Columns(c) => c.of.zeroize(),
             // The seed is wiped when the stream drops; the file's blocks are freed.
             _ => *self = RowShare::default(),
         }
@@ -88,20 +94,25 @@ impl RowShare {
             RowShare::Held(w) => w.len(),
             RowShare::Seeded(s) => s.len(),
             RowShare::Spilled(s) => s.len(),
-            RowShare::Subset(s) => s.rows.len() * s.d,
+            RowShare::Columns(c) => c.of.len().checked_div(c.d).unwrap_or(0) * c.width,
         }
     }
 
-    /// Rows `rows` (each below the share's rows) of this `_ x d` share, in that order.
-    pub fn subset(self, d: usize, rows: Vec<u32>) -> Result<RowShare> {
-        let n = self.len().checked_div(d).unwrap_or(0);
-        if d == 0 || !self.len().is_multiple_of(d) || rows.iter().any(|&r| r as usize >= n) {
+    /// Columns `first..first + width` of every row of this `_ x d` share.
+    pub fn columns(self, d: usize, first: usize, width: usize) -> Result<RowShare> {
+        if d == 0 || !self.len().is_multiple_of(d) || first + width > d {
             return Err(Error::invalid(format!(
-                "a subset of rows of a matrix of {} words and row length {d} names a row beyond it",
+                "columns {first}..{} of a matrix of {} words and row length {d}",
+                first + width,
                 self.len()
             )));
         }
-        Ok(RowShare::Subset(Box::new(Subset { of: self, rows, d })))
+        Ok(RowShare::Columns(Box::new(Columns {
+            of: self,
+            d,
+            first,
+            width,
+        })))
     }
 
     /// Whether the matrix is empty.
@@ -149,42 +160,13 @@ impl RowShare {
                 Ok(())
             }
             RowShare::Spilled(s) => s.column_block_into(at, w, out),
-            RowShare::Subset(s) => s.column_block_into(d, at, w, out),
-        }
-    }
-}
-
-impl Subset {
-    /// [`RowShare::column_block_into`] over the chosen rows.
-    fn column_block_into(&self, d: usize, at: usize, w: usize, out: &mut [u64]) -> Result<()> {
-        if d != self.d {
-            return Err(Error::invalid(format!(
-                "a subset of rows of length {} read with row length {d}",
-                self.d
-            )));
-        }
-        match &self.of {
-            RowShare::Held(words) => {
-                out.par_chunks_mut(w)
-                    .zip(self.rows.par_iter())
-                    .for_each(|(o, &r)| o.copy_from_slice(&words[r as usize * d + at..][..w]));
-                Ok(())
+            RowShare::Columns(c) if d == c.width => {
+                c.of.column_block_into(c.d, c.first + at, w, out)
             }
-            RowShare::Seeded(s) => {
-                out.par_chunks_mut(w)
-                    .zip(self.rows.par_iter())
-                    .for_each(|(o, &r)| s.fill(r as usize * d + at, o));
-                Ok(())
-            }
-            // A file (or a subset of one) is read a block of columns of every row at a time,
-            // in long sequential reads, and the rows picked from it.
-            of => {
-                let all = of.column_block(d, at, w)?;
-                out.par_chunks_mut(w)
-                    .zip(self.rows.par_iter())
-                    .for_each(|(o, &r)| o.copy_from_slice(&all[r as usize * w..][..w]));
-                Ok(())
-            }
+            RowShare::Columns(c) => Err(Error::invalid(format!(
+                "a slice of {} columns read with row length {d}",
+                c.width
+            ))),
         }
     }
 }
@@ -397,28 +379,27 @@ mod tests {
                         "{share:?} {at} {w}"
                     );
                 }
-                // A subset of rows (repeated, out of order) reads the same rows of each.
-                let pick: Vec<u32> = (0..rows.min(50))
-                    .rev()
-                    .chain([0, 0])
-                    .map(|r| (r * 7 % rows) as u32)
-                    .collect();
-                let want_sub: Vec<u64> = pick
-                    .iter()
-                    .flat_map(|&r| want[r as usize * w..][..w].to_vec())
-                    .collect();
-                for share in [&held, &seeded, &spilled] {
-                    let sub = share.clone().subset(d, pick.clone()).unwrap();
-                    assert_eq!(sub.len(), pick.len() * d);
-                    assert_eq!(
-                        sub.column_block(d, at, w).unwrap(),
-                        want_sub,
-                        "subset of {share:?} {at} {w}"
-                    );
+                // A slice of columns reads the same columns of each.
+                let (first, width) = (d / 4, d - d / 4 - d / 5);
+                if at + w <= width {
+                    let want_cols: Vec<u64> = words
+                        .chunks(d)
+                        .flat_map(|r| r[first + at..first + at + w].to_vec())
+                        .collect();
+                    for share in [&held, &seeded, &spilled] {
+                        let cols = share.clone().columns(d, first, width).unwrap();
+                        assert_eq!(cols.len(), rows * width);
+                        assert_eq!(
+                            cols.column_block(width, at, w).unwrap(),
+                            want_cols,
+                            "slice of {share:?} {at} {w}"
+                        );
+                        assert!(width == d || cols.column_block(d, at, w).is_err());
+                    }
                 }
             }
             assert!(spilled.column_block(d, d, 1).is_err());
-            assert!(held.clone().subset(d, vec![rows as u32]).is_err());
+            assert!(held.clone().columns(d, d / 2, d - d / 2 + 1).is_err());
         }
     }
 

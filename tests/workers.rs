@@ -31,8 +31,16 @@ fn job(
     runtime().unwrap().block_on(run_inprocess(&ds, &opts))
 }
 
-/// A row's entity, match, similarity bits and best candidate with its score's bits.
-type Decision = (u32, bool, u64, Option<(u32, u64)>);
+/// A row's entity, match, similarity bits, best candidate with its score's bits, partner id
+/// and explanation (bits).
+type Decision = (
+    u32,
+    bool,
+    u64,
+    Option<(u32, u64)>,
+    Option<String>,
+    Option<Vec<u64>>,
+);
 
 /// A party's results without the link tokens (fresh random values in every run).
 fn decisions(rows: &[ResultRow]) -> Vec<Decision> {
@@ -43,6 +51,10 @@ fn decisions(rows: &[ResultRow]) -> Vec<Decision> {
                 r.matched,
                 r.score.to_bits(),
                 r.best.map(|(b, s)| (b, s.to_bits())),
+                r.partner_id.clone(),
+                r.explanation
+                    .as_ref()
+                    .map(|e| e.iter().map(|x| x.to_bits()).collect()),
             )
         })
         .collect()
@@ -55,11 +67,23 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
         csls_iterations: 2,
         ..JobParams::default()
     };
+    // Explanations (per-block products, added up per block over the workers' column slices)
+    // and partner ids.
+    let explained = JobParams {
+        explain: true,
+        share_partner_ids: true,
+        ..JobParams::default()
+    };
     for (protocol, params) in [
         (EvalProtocol::Standard, JobParams::default()),
         (EvalProtocol::Open, csls2),
+        (EvalProtocol::Standard, explained),
     ] {
         let one = job(2, 1, protocol, params.clone()).expect("one worker");
+        if params.explain {
+            let m = one.a.1.iter().find(|r| r.matched).expect("a match");
+            assert!(m.explanation.is_some() && m.partner_id.is_some(), "{m:?}");
+        }
         assert_eq!(one.report.plaintext_agreement, 1.0);
         assert_eq!(one.report.worker_bytes_per_server, 0);
         let three = job(3, 1, protocol, params.clone()).expect("one worker");
@@ -99,15 +123,13 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
 
 #[test]
 fn what_workers_do_not_run_yet_is_refused_by_name() {
-    let explain = JobParams {
-        explain: true,
-        ..JobParams::default()
-    };
+    let mut audit = JobParams::default();
+    audit.audit.enabled = true;
     let assign = JobParams {
         assignment_rounds: 1,
         ..JobParams::default()
     };
-    for params in [explain, assign] {
+    for params in [audit, assign] {
         let err = match job(2, 2, EvalProtocol::Standard, params) {
             Ok(_) => panic!("a split server ran a job it cannot run"),
             Err(e) => e.to_string(),

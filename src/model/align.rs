@@ -827,10 +827,10 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     }
     let sh = Shards::new(na, nb, mesh.workers())?;
     let (workers, wk) = (sh.workers(), mesh.me());
-    if workers > 1 && (p.explain || p.audit.enabled || ids || p.assignment_rounds > 0) {
+    if workers > 1 && (p.audit.enabled || p.assignment_rounds > 0) {
         return Err(Error::invalid(
-            "a server split into workers does not yet run explanations, the audit, partner ids \
-             or assignment rounds: run it as one process",
+            "a server split into workers does not yet run the audit or assignment rounds: run \
+             it as one process",
         ));
     }
     // This worker's rows (all of them with one worker), and the most values a mesh message
@@ -1003,7 +1003,29 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         .ok_or_else(|| Error::invalid("the bilinear form returned no audit"))?;
     //    Split into workers: every worker's partial products of this worker's pairs, and
     //    partial audit sums of its rows, added up.
+    let mut block_pairs = out.blocks.take();
     let audit = if let Some(ranges) = &owners {
+        // Per-block products (explanations): this worker's pieces in their blocks, 0 for the
+        // others.
+        if let Some(bs) = block_pairs.take() {
+            let (all, nblk) = (bs.len() / pieces.len(), bounds.blocks.len());
+            let parts = ranges
+                .iter()
+                .map(|[ra, rb]| {
+                    let own = ra.len() + rb.len();
+                    let mut v = vec![0u64; nblk * own];
+                    for (t, &(blk, _)) in pieces.iter().enumerate() {
+                        let piece = &bs[t * all..(t + 1) * all];
+                        let dst = &mut v[blk * own..(blk + 1) * own];
+                        dst[..ra.len()].copy_from_slice(&piece[ra.clone()]);
+                        dst[ra.len()..].copy_from_slice(&piece[rb.clone()]);
+                    }
+                    v
+                })
+                .collect();
+            drop(bs);
+            block_pairs = Some(crate::mpc::mesh::reduce_scatter(mesh, parts).await?);
+        }
         let parts = ranges
             .iter()
             .map(|[ra, rb]| [&out.scores[ra.clone()], &out.scores[rb.clone()]].concat())
@@ -1032,12 +1054,23 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     let remote_scores =
         crate::mpc::mesh::fetch(mesh, &out.scores[..oa * k], &remote_at, mesh_max).await?;
     let expand = |z: &[u64]| slot_scores(z, oa * k, &b_slots, &remote, &remote_scores);
-    let block_scores = out.blocks.map(|bs| {
-        cpu_bound(|| {
+    // With explanations: every own slot's products per block (block-major), the remote B
+    // slots' read from their A slots' workers block by block.
+    let block_scores = match block_pairs {
+        None => None,
+        Some(bs) => {
             let per = bs.len() / p.model.blocks().len().max(1);
-            bs.chunks(per.max(1)).flat_map(expand).collect::<Vec<u64>>()
-        })
-    });
+            let mut all = Vec::with_capacity(bs.len() / per.max(1) * (oa + ob) * k);
+            for z in bs.chunks(per.max(1)) {
+                let fetched =
+                    crate::mpc::mesh::fetch(mesh, &z[..oa * k], &remote_at, mesh_max).await?;
+                all.extend(cpu_bound(|| {
+                    slot_scores(z, oa * k, &b_slots, &remote, &fetched)
+                }));
+            }
+            Some(all)
+        }
+    };
     step(eng, "scores");
     //    Each worker checks its own rows; the failure counts add up over the workers.
     let mut fails = upload_fails(eng, &audit, &bounds, oa, ob).await?;
@@ -1247,7 +1280,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         let bs = block_scores
             .as_ref()
             .ok_or_else(|| Error::invalid("the bilinear form returned no block products"))?;
-        let np = (na + nb) * k;
+        let np = (oa + ob) * k;
         per_slot.extend((0..nblk - 1).map(|b| bs[b * np..(b + 1) * np].to_vec()));
     }
     if labels {
@@ -1309,20 +1342,21 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         x.extend_from_slice(&keep_b);
         let n = x.len();
         let mut ys = vec![0u64; ID_WORDS * n];
-        for q in 0..na * k {
-            let b = cand.a[q] as usize;
+        // Every worker holds both sides' id shares (small): its slots' partners are anywhere.
+        for q in 0..oa * k {
+            let b = cand.a[qa.start + q] as usize;
             for wd in 0..ID_WORDS {
                 ys[wd * n + q] = pb.ids[b * ID_WORDS + wd];
             }
         }
-        for q in 0..nb * k {
-            let a = cand.b[q] as usize;
+        for q in 0..ob * k {
+            let a = cand.b[qb.start + q] as usize;
             for wd in 0..ID_WORDS {
-                ys[wd * n + na * k + q] = pa.ids[a * ID_WORDS + wd];
+                ys[wd * n + oa * k + q] = pa.ids[a * ID_WORDS + wd];
             }
         }
         let prod = eng.mul_fanout(&x, ys, ID_WORDS).await?;
-        partner = vec![0u64; (na + nb) * ID_WORDS];
+        partner = vec![0u64; (oa + ob) * ID_WORDS];
         for q in 0..n {
             let row = q / k;
             for wd in 0..ID_WORDS {

@@ -530,20 +530,17 @@ fn a_party_refuses_huge_announced_results_without_allocating() {
             let name = format!("server-{i}");
             let id = Identity::load(&name, &files(&dir.0, &name)).unwrap();
             let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-            nodes.push(ppea::net::job::Node {
+            nodes.push(ppea::net::job::Node::new(
                 name,
-                addr: ep.local_addr().unwrap().to_string(),
-            });
+                ep.local_addr().unwrap().to_string(),
+            ));
             rt().spawn(fake_server(ep, case));
         }
         let spec = JobSpec {
             job: "huge-result".into(),
             parties: ["party-a".into(), "party-b".into()],
             servers: nodes,
-            dealer: ppea::net::job::Node {
-                name: "dealer".into(),
-                addr: "127.0.0.1:9".into(),
-            },
+            dealer: ppea::net::job::Node::new("dealer", "127.0.0.1:9"),
             params: JobParams::default(),
             output: ppea::net::job::OutputMode::Matches,
         };
@@ -1169,7 +1166,11 @@ fn certificates_with_several_identities_are_refused() {
         let name = format!("server-{i}");
         nodes.push(start(&tmp.0, &name, Role::Compute, 2, Limits::default()));
     }
-    let c = Cluster { dir: tmp, nodes };
+    let c = Cluster {
+        dir: tmp,
+        nodes,
+        workers: Vec::new(),
+    };
     let dir = &c.dir.0;
     for (file, want) in [("two-names", "2 identities"), ("wildcard", "wildcard")] {
         let e = Identity::load(

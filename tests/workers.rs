@@ -5,10 +5,15 @@
 //! decisions and every reconstructed result must be those of one worker per server, and of the
 //! plaintext reference; what a worker cannot do yet is refused by name.
 
+mod common;
+use common::cluster::{Cluster, prepare};
+
 use ppea::eval::evaluate::{EvalOptions, EvalProtocol, JobRun, Split, run_inprocess};
+use ppea::model::align::finish_party;
 use ppea::model::align::{JobParams, ResultRow};
 use ppea::model::import::{Format, load};
 use ppea::mpc::local::runtime;
+use ppea::net::config::Limits;
 use std::path::Path;
 
 fn job(
@@ -145,4 +150,47 @@ fn what_workers_do_not_run_yet_is_refused_by_name() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("400 workers"), "{err}");
+}
+
+/// Over QUIC: servers of 2 and 3 worker processes each (every worker a daemon with its
+/// server's identity; the job description lists their addresses) give each party the results
+/// that servers of one process give for the same uploads.
+#[test]
+fn servers_of_worker_processes_over_quic_give_the_same_results() {
+    let params = JobParams {
+        reveal_best: true,
+        ..JobParams::default()
+    };
+    let (a, b) = prepare(EvalProtocol::Standard, &params);
+    let results = |c: &Cluster, job: &str| {
+        let spec = c.spec(job, params.clone());
+        let (ra, rb) = c.run(&spec, &a, &b);
+        let words = |r: ppea::Result<Vec<ppea::net::party::ServerResult>>| {
+            r.expect("the job runs")
+                .into_iter()
+                .map(|x| x.words)
+                .collect::<Vec<_>>()
+        };
+        (
+            decisions(&finish_party(&a, &words(ra), &params).unwrap()),
+            decisions(&finish_party(&b, &words(rb), &params).unwrap()),
+        )
+    };
+    // The same job id everywhere: it seeds the candidate lists' padding.
+    let one = results(&Cluster::new("workers-1", 2, Limits::default()), "job");
+    assert!(one.0.iter().filter(|d| d.1).count() > 100);
+    for w in [2, 3] {
+        let c = Cluster::with_workers(&format!("workers-{w}"), 2, w);
+        let split = results(&c, "job");
+        let same = |x: &[Decision], y: &[Decision]| x.iter().zip(y).filter(|(p, q)| p == q).count();
+        assert!(
+            split == one,
+            "{w} workers per server: {} of {} rows of A and {} of {} of B as with one",
+            same(&split.0, &one.0),
+            one.0.len(),
+            same(&split.1, &one.1),
+            one.1.len()
+        );
+        c.still_serves("after");
+    }
 }

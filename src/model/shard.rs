@@ -52,6 +52,12 @@ impl Shards {
         (n as u128 * j as u128 / workers as u128) as usize
     }
 
+    /// Rows of a side of `n` rows that worker `j` of `workers` owns (what [`Shards::a`] and
+    /// [`Shards::b`] give for that side).
+    pub fn rows(n: usize, workers: usize, j: usize) -> Range<usize> {
+        Self::cut(n, workers, j)..Self::cut(n, workers, j + 1)
+    }
+
     /// Rows of A that worker `j` owns.
     pub fn a(&self, j: usize) -> Range<usize> {
         Self::cut(self.na, self.workers, j)..Self::cut(self.na, self.workers, j + 1)

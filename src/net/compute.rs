@@ -2,9 +2,10 @@
 //! run the secure alignment, and answer each party with only its own result shares.
 
 use crate::error::{Error, PeerName, Result};
-use crate::model::align::{PartyShares, ServerOutput, aggregate_words, align_reporting, job_seed};
+use crate::model::align::{PartyShares, ServerOutput, aggregate_words, align_worker, job_seed};
 use crate::mpc::dealer::DealerClient;
 use crate::mpc::engine::Engine;
+use crate::mpc::mesh::Solo;
 use crate::mpc::protocol::Session;
 use crate::net::config::ServerConfig;
 use crate::net::daemon::{
@@ -12,7 +13,7 @@ use crate::net::daemon::{
 };
 use crate::net::dial::open;
 use crate::net::job::{Ack, DealerHello, Hello, JobSpec, JobStats, Outcome, OutputMode};
-use crate::net::quic::QuicTransport;
+use crate::net::quic::{QuicMesh, QuicTransport};
 use crate::net::registry::{Ended, Phase, Status};
 use crate::net::upload::upload_digest;
 use crate::net::wire::{FrameRecv, FrameSend};
@@ -102,7 +103,8 @@ pub(crate) async fn compute_job(
             let sent = match result {
                 Ok(out) => {
                     let words = if side == 0 { &out.0.a } else { &out.0.b };
-                    let rows = rows[side];
+                    // A worker of a split server answers for its own rows.
+                    let rows = own_rows(&up.spec, cfg, rows, side);
                     let (rows, width, words) = match up.spec.output {
                         OutputMode::Matches => (rows, out.1, words.clone()),
                         OutputMode::Aggregate => (1, 2, aggregate_words(words, rows, out.1)),
@@ -298,6 +300,25 @@ async fn collect(
     }
 }
 
+/// The rows of side `side` this process answers for: all of them, or a worker's shard.
+fn own_rows(spec: &JobSpec, cfg: &ServerConfig, rows: [usize; 2], side: usize) -> usize {
+    let workers = spec
+        .servers
+        .iter()
+        .find(|n| n.name == cfg.name)
+        .map_or(1, crate::net::job::Node::worker_count);
+    match crate::model::shard::Shards::new(rows[0], rows[1], workers) {
+        Ok(sh) if workers > 1 => {
+            if side == 0 {
+                sh.a(cfg.worker).len()
+            } else {
+                sh.b(cfg.worker).len()
+            }
+        }
+        _ => rows[side],
+    }
+}
+
 /// Application close code for a party that did not acknowledge the start of its job.
 const SILENT_PARTY: u32 = 2;
 
@@ -408,8 +429,18 @@ pub(crate) async fn run_compute(
         )));
     }
     let k = names.len();
+    // A server split into workers: this process is worker `wk`; it links to worker `wk` of
+    // every other server and to its own server's other workers.
+    let (workers, wk) = (spec.servers[me].worker_count(), cfg.worker);
+    if wk >= workers {
+        return Err(Error::invalid(format!(
+            "this process is worker {wk} of {}, but the job lists {workers} worker(s) for it",
+            cfg.name
+        )));
+    }
     let max = cfg.max_bytes();
     let mut peers: Vec<Option<(FrameSend, FrameRecv)>> = (0..k).map(|_| None).collect();
+    let mut mesh: Vec<Option<(FrameSend, FrameRecv)>> = (0..workers).map(|_| None).collect();
     let mut conns = Vec::new();
     let others = names.iter().filter(|n| **n != cfg.name);
     report(
@@ -419,11 +450,13 @@ pub(crate) async fn run_compute(
     );
     // Links to higher-indexed servers.
     for (j, node) in spec.servers.iter().enumerate().skip(me + 1) {
+        let node = node.worker(wk);
         let (conn, mut s, mut r) =
-            open(ep, node, PeerName::Server(j), max, Duration::from_secs(20)).await?;
+            open(ep, &node, PeerName::Server(j), max, Duration::from_secs(20)).await?;
         s.control(&Hello::Server {
             job: job.to_string(),
             from: me as u32,
+            worker: wk as u32,
             digest,
             uploads,
         })
@@ -440,9 +473,32 @@ pub(crate) async fn run_compute(
         peers[j] = Some((s, r));
         conns.push(conn);
     }
-    // Links from lower-indexed servers.
+    // Links to this server's higher-indexed workers.
+    for (w, slot) in mesh.iter_mut().enumerate().skip(wk + 1) {
+        let node = spec.servers[me].worker(w);
+        let (conn, mut s, mut r) =
+            open(ep, &node, PeerName::Worker(w), max, Duration::from_secs(20)).await?;
+        s.control(&Hello::Mesh {
+            job: job.to_string(),
+            from: wk as u32,
+            digest,
+        })
+        .await?;
+        match r.control::<Ack>().await? {
+            Ack::Ok => {}
+            Ack::Refused(why) => {
+                return Err(Error::invalid(format!(
+                    "worker {w} of {} refused the link: {why}",
+                    node.name
+                )));
+            }
+        }
+        *slot = Some((s, r));
+        conns.push(conn);
+    }
+    // Links from lower-indexed servers and workers.
     let mut pending: std::collections::VecDeque<Event> = stash.into();
-    while peers.iter().take(me).any(Option::is_none) {
+    while peers.iter().take(me).any(Option::is_none) || mesh.iter().take(wk).any(Option::is_none) {
         let ev = match pending.pop_front() {
             Some(ev) => ev,
             None => next_event(rx, wait, "the other servers").await?,
@@ -450,6 +506,7 @@ pub(crate) async fn run_compute(
         match ev {
             Event::Link {
                 from,
+                worker,
                 peer,
                 digest: d,
                 uploads: u,
@@ -458,6 +515,12 @@ pub(crate) async fn run_compute(
             } => {
                 let bad = if from >= me || peer != names[from] {
                     Some(format!("{peer} cannot link as server {from}"))
+                } else if worker != wk {
+                    Some(format!(
+                        "worker {worker} of {peer} linked to worker {wk} of {}: the job's server \
+                         lists disagree on the workers' addresses",
+                        names[me]
+                    ))
                 } else if d != digest {
                     Some(DISAGREE.to_string())
                 } else {
@@ -479,6 +542,23 @@ pub(crate) async fn run_compute(
                     .control(&Outcome::Failed("this job already has both uploads".into()))
                     .await;
             }
+            Event::Mesh {
+                from,
+                digest: d,
+                mut streams,
+                conn,
+            } => {
+                let bad = if from >= wk || mesh[from].is_some() {
+                    Some(format!("worker {from} cannot link to worker {wk} now"))
+                } else if d != digest {
+                    Some(DISAGREE.to_string())
+                } else {
+                    None
+                };
+                answer_link(&mut streams, bad, PeerName::Worker(from)).await?;
+                mesh[from] = Some(streams);
+                conns.push(conn);
+            }
             Event::DealerLink { .. } => {}
         }
     }
@@ -493,8 +573,14 @@ pub(crate) async fn run_compute(
     )
     .await?;
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
+    // Each group of workers (worker `wk` of every server) is one job for the dealer.
+    let dealer_job = if workers == 1 {
+        job.to_string()
+    } else {
+        format!("{job}#worker-{wk}")
+    };
     ds.control(&Hello::Dealer(DealerHello {
-        job: job.to_string(),
+        job: dealer_job,
         server: me as u32,
         servers: names.iter().map(|n| n.to_string()).collect(),
         digest,
@@ -521,7 +607,17 @@ pub(crate) async fn run_compute(
     // The parties see each finished step's name (public, fixed order; no value, no size).
     let step = |what: &str| report(Phase::Computing, Vec::new(), Some(what));
     let seed = job_seed(job);
-    let run = align_reporting(&mut eng, sa, sb, &params, &seed, &step);
+    let mut mesh = if workers > 1 {
+        Some(QuicMesh::new(wk, mesh)?)
+    } else {
+        None
+    };
+    let run = async {
+        match &mut mesh {
+            Some(m) => align_worker(&mut eng, m, sa, sb, &params, &seed, &step).await,
+            None => align_worker(&mut eng, &mut Solo, sa, sb, &params, &seed, &step).await,
+        }
+    };
     let (out, _) = match run.await {
         Ok(r) => r,
         // The last server holds the dealer's refusal already: nothing more to wait for.
@@ -541,6 +637,9 @@ pub(crate) async fn run_compute(
         "secure computation finished"
     );
     eng.into_session().into_transport().shutdown().await;
+    if let Some(m) = mesh {
+        m.shutdown().await;
+    }
     drop(conns);
     let stats = JobStats {
         bytes_sent: stats.bytes_sent,

@@ -29,6 +29,11 @@ pub struct ServerConfig {
     /// Prometheus read; none if absent.
     #[serde(default)]
     pub admin: Option<String>,
+    /// A compute server that runs as several worker processes (the job description lists their
+    /// addresses, [`crate::net::job::Node::workers`]): this process's index among them, 0 to
+    /// W - 1. Every worker of a server has the server's identity and certificate.
+    #[serde(default)]
+    pub worker: usize,
 }
 
 /// The role of a `server` process.

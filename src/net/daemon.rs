@@ -129,6 +129,7 @@ pub(crate) enum Event {
     Upload(u8, Box<Upload>, FrameSend),
     Link {
         from: usize,
+        worker: usize,
         peer: String,
         digest: Digest,
         uploads: [Digest; 2],
@@ -141,6 +142,13 @@ pub(crate) enum Event {
         streams: (FrameSend, FrameRecv),
         conn: quinn::Connection,
     },
+    /// Another worker of this server links for the job.
+    Mesh {
+        from: usize,
+        digest: Digest,
+        streams: (FrameSend, FrameRecv),
+        conn: quinn::Connection,
+    },
 }
 
 impl Event {
@@ -148,9 +156,9 @@ impl Event {
     pub(crate) fn connected(&self) -> bool {
         match self {
             Event::Upload(_, up, _) => up.connected(),
-            Event::Link { conn, .. } | Event::DealerLink { conn, .. } => {
-                conn.close_reason().is_none()
-            }
+            Event::Link { conn, .. }
+            | Event::DealerLink { conn, .. }
+            | Event::Mesh { conn, .. } => conn.close_reason().is_none(),
         }
     }
 }
@@ -291,7 +299,10 @@ pub(crate) async fn dispatch(
     peer: &str,
 ) -> Result<()> {
     let refuse = |why: String| Error::invalid(why);
-    let link = matches!(hello, Hello::Server { .. } | Hello::Dealer { .. });
+    let link = matches!(
+        hello,
+        Hello::Server { .. } | Hello::Dealer { .. } | Hello::Mesh { .. }
+    );
     if link && !cfg.peers.servers.iter().any(|p| p == peer) {
         let why = format!("{peer} is not a configured server");
         let _ = s.control(&Ack::Refused(why.clone())).await;
@@ -436,12 +447,14 @@ pub(crate) async fn dispatch(
             Hello::Server {
                 job,
                 from,
+                worker,
                 digest,
                 uploads,
             },
         ) => {
             let ev = Event::Link {
                 from: from as usize,
+                worker: worker as usize,
                 peer: peer.to_string(),
                 digest,
                 uploads,
@@ -460,6 +473,21 @@ pub(crate) async fn dispatch(
             };
             deliver(cfg, jobs, ep, &job, ev).await
         }
+        (Role::Compute, Hello::Mesh { job, from, digest }) => {
+            // Only this server's own workers hold its identity.
+            if peer != cfg.name {
+                let why = format!("{peer} is not a worker of {}", cfg.name);
+                let _ = s.control(&Ack::Refused(why.clone())).await;
+                return Err(refuse(why));
+            }
+            let ev = Event::Mesh {
+                from: from as usize,
+                digest,
+                streams: (s, r),
+                conn,
+            };
+            deliver(cfg, jobs, ep, &job, ev).await
+        }
         (role, hello) => {
             let why = format!(
                 "this node is a {role:?} node and does not accept {}",
@@ -467,6 +495,7 @@ pub(crate) async fn dispatch(
                     Hello::Upload { .. } => "uploads",
                     Hello::Server { .. } => "server links",
                     Hello::Dealer { .. } => "dealer links",
+                    Hello::Mesh { .. } => "worker links",
                 }
             );
             let _ = s.control(&Outcome::Failed(why.clone())).await;
@@ -533,7 +562,9 @@ pub(crate) async fn refuse_event(ev: Event, why: &str) {
             let _ = reply.control(&Outcome::Failed(why.to_string())).await;
             reply.finish().await;
         }
-        Event::Link { mut streams, .. } | Event::DealerLink { mut streams, .. } => {
+        Event::Link { mut streams, .. }
+        | Event::DealerLink { mut streams, .. }
+        | Event::Mesh { mut streams, .. } => {
             let _ = streams.0.control(&Ack::Refused(why.to_string())).await;
         }
     }

@@ -27,6 +27,43 @@ pub struct Node {
     pub name: String,
     /// `host:port`.
     pub addr: String,
+    /// A compute server that runs as several worker processes: the addresses (`host:port`) of
+    /// its workers 1, 2, ... (worker 0 is `addr`); every worker holds the server's identity.
+    /// Every server of a job has the same number of workers. Empty: one process.
+    /// (Always encoded: the wire format, bincode, has no optional fields.)
+    #[serde(default)]
+    pub workers: Vec<String>,
+}
+
+/// Most worker processes one compute server may run as.
+pub const MAX_WORKERS: usize = 64;
+
+impl Node {
+    /// A node named `name` at `addr`, one process.
+    pub fn new(name: impl Into<String>, addr: impl Into<String>) -> Node {
+        Node {
+            name: name.into(),
+            addr: addr.into(),
+            workers: Vec::new(),
+        }
+    }
+
+    /// Worker processes of this server (1 without `workers`).
+    pub fn worker_count(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Worker `w` of this server, as a node to dial (its identity is the server's).
+    pub fn worker(&self, w: usize) -> Node {
+        Node::new(
+            self.name.clone(),
+            if w == 0 {
+                self.addr.clone()
+            } else {
+                self.workers[w - 1].clone()
+            },
+        )
+    }
 }
 
 /// What each party receives.
@@ -85,6 +122,17 @@ impl JobSpec {
                     a.name
                 )));
             }
+            if a.worker_count() != self.servers[0].worker_count() || a.workers.len() >= MAX_WORKERS
+            {
+                return Err(Error::invalid(format!(
+                    "server {:?} lists {} workers and server {:?} {}: every server of a job runs \
+                     as the same number of workers (1 to {MAX_WORKERS})",
+                    a.name,
+                    a.worker_count(),
+                    self.servers[0].name,
+                    self.servers[0].worker_count()
+                )));
+            }
             if a.name == self.dealer.name {
                 return Err(Error::invalid(format!(
                     "{:?} is listed both as a server and as the dealer",
@@ -93,6 +141,16 @@ impl JobSpec {
             }
         }
         self.params.validate()?;
+        if self.servers[0].worker_count() > 1
+            && (self.output == OutputMode::Aggregate
+                || self.params.audit.enabled
+                || self.params.assignment_rounds > 0)
+        {
+            return Err(Error::invalid(
+                "servers split into workers do not yet run aggregate-only jobs, the audit or \
+                 assignment rounds: list no workers for this job",
+            ));
+        }
         if self.output == OutputMode::Aggregate
             && (self.params.explain || self.params.audit.enabled)
         {
@@ -130,6 +188,9 @@ pub enum Hello {
         job: String,
         /// Index of the connecting server.
         from: u32,
+        /// Which worker of the connecting server (0 for a server of one process): it links to
+        /// the same worker of the other server.
+        worker: u32,
         /// Its digest of the job description.
         digest: Digest,
         /// Digests of the public part of each party's upload as this server received it (row
@@ -139,6 +200,16 @@ pub enum Hello {
     },
     /// A server links to the dealer.
     Dealer(DealerHello),
+    /// Worker `from` of a compute server links to another worker of the same server (same
+    /// identity) for `job` ([`crate::mpc::mesh`]).
+    Mesh {
+        /// Job id.
+        job: String,
+        /// Index of the connecting worker.
+        from: u32,
+        /// Its digest of the job description.
+        digest: Digest,
+    },
 }
 
 /// SHA-256 digest of a job description ([`JobSpec::digest`]).

@@ -71,11 +71,36 @@ pub async fn upload_to(
     timing: impl Into<Timing>,
     progress: &dyn PartyProgress,
 ) -> Result<ServerResult> {
+    let to = (j, 0);
+    upload_to_worker(ep, spec, to, side, data, z, ids, audit, timing, progress).await
+}
+
+/// [`upload_to`] worker `w` of server `j` (`to = (j, w)`): the same upload (every worker of a
+/// server holds the server's shares), and that worker's result, for its shard of this party's
+/// rows ([`crate::model::shard`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn upload_to_worker(
+    ep: &quinn::Endpoint,
+    spec: &JobSpec,
+    (j, w): (usize, usize),
+    side: u8,
+    data: &PartyData,
+    z: ZShare<'_>,
+    ids: Option<&ShareMsg>,
+    audit: Option<&ShareMsg>,
+    timing: impl Into<Timing>,
+    progress: &dyn PartyProgress,
+) -> Result<ServerResult> {
     let timing = timing.into();
     let node = spec
         .servers
         .get(j)
-        .ok_or_else(|| Error::invalid(format!("the job has no server {j}")))?;
+        .filter(|n| w < n.worker_count())
+        .ok_or_else(|| Error::invalid(format!("the job has no worker {w} of server {j}")))?;
+    let workers = node.worker_count();
+    let node = &node.worker(w);
+    // The rows this worker answers for.
+    let own_rows = crate::model::shard::Shards::rows(data.rows.len(), workers, w).len();
     if let ZShare::Last(seeds) = z
         && (j + 1 != spec.servers.len() || seeds.len() + 1 != spec.servers.len())
     {
@@ -160,7 +185,7 @@ pub async fn upload_to(
                 width,
                 stats,
             } => {
-                let (rows, width) = expected_result_shape(spec, data.rows.len(), n, width)
+                let (rows, width) = expected_result_shape(spec, own_rows, n, width)
                     .map_err(|why| Error::protocol(peer, why))?;
                 let total = 8 * (rows * width + spec.params.trailer_words()) as u64;
                 let before = conn.stats().udp_rx.bytes;
@@ -308,25 +333,31 @@ pub async fn run_party_with(
         None
     };
     let (z, seeds, ids, audit, ep_ref) = (&z, &seeds[..], &ids, &audit, &ep);
+    // Servers split into workers get the same upload on every worker; only worker 0's
+    // progress is shown (the others' is the same job).
+    let workers = spec.servers[0].worker_count();
+    let quiet = Lines(|_: &str| {});
+    let quiet: &dyn PartyProgress = &quiet;
     let mut pending: futures::stream::FuturesUnordered<_> = (0..k)
-        .map(|j| async move {
-            let r = upload_to(
+        .flat_map(|j| (0..workers).map(move |w| (j, w)))
+        .map(|(j, w)| async move {
+            let r = upload_to_worker(
                 ep_ref,
                 spec,
-                j,
+                (j, w),
                 side,
                 data,
                 z.get(j).map_or(ZShare::Last(seeds), ZShare::Msg),
                 ids.as_ref().map(|v| &v[j]),
                 audit.as_ref().map(|v| &v[j]),
                 timing,
-                progress,
+                if w == 0 { progress } else { quiet },
             )
             .await;
-            (j, r)
+            (j * workers + w, r)
         })
         .collect();
-    let mut results: Vec<Option<ServerResult>> = (0..k).map(|_| None).collect();
+    let mut results: Vec<Option<ServerResult>> = (0..k * workers).map(|_| None).collect();
     let mut errors = Vec::new();
     while let Some((j, r)) = futures::StreamExt::next(&mut pending).await {
         match r {
@@ -359,6 +390,7 @@ pub async fn run_party_with(
         return Err(combine_failures(errors));
     }
     let results: Vec<ServerResult> = results.into_iter().flatten().collect();
+    let results = join_workers(results, workers, spec.params.trailer_words());
     if results.iter().any(|r| r.width != results[0].width) {
         return Err(Error::invalid(
             "servers returned results of different shapes",
@@ -366,6 +398,36 @@ pub async fn run_party_with(
     }
     ep.close(0u32.into(), b"done");
     Ok(results)
+}
+
+/// Each server's result from its workers' (`workers` per server, in order): their rows in
+/// order, then worker 0's trailer (`trailer` words: the status and aggregates, of the same
+/// value on every worker); traffic added up (rounds: the largest).
+fn join_workers(results: Vec<ServerResult>, workers: usize, trailer: usize) -> Vec<ServerResult> {
+    if workers == 1 {
+        return results;
+    }
+    results
+        .chunks(workers)
+        .map(|ws| {
+            let mut words = Vec::with_capacity(ws.iter().map(|r| r.words.len()).sum());
+            for r in ws {
+                words.extend_from_slice(&r.words[..r.words.len() - trailer]);
+            }
+            words.extend_from_slice(&ws[0].words[ws[0].words.len() - trailer..]);
+            let mut stats = ws[0].stats;
+            for r in &ws[1..] {
+                stats.bytes_sent += r.stats.bytes_sent;
+                stats.bytes_from_dealer += r.stats.bytes_from_dealer;
+                stats.rounds = stats.rounds.max(r.stats.rounds);
+            }
+            ServerResult {
+                words,
+                width: ws[0].width,
+                stats,
+            }
+        })
+        .collect()
 }
 
 /// How long a party waits, after one server failed, for the others' reasons.

@@ -131,3 +131,81 @@ impl DealerTransport for QuicDealer {
         futures::future::join_all(all).await;
     }
 }
+
+/// The links among the workers of one logical compute server for one job
+/// ([`crate::mpc::mesh`]): one bidirectional stream per pair of workers.
+pub struct QuicMesh {
+    me: usize,
+    sends: Vec<Option<FrameSend>>,
+    recvs: Vec<Option<FrameRecv>>,
+}
+
+impl QuicMesh {
+    /// Assembles the links: `peers[w]` is the stream to worker `w` (`None` for this worker).
+    pub fn new(me: usize, peers: Vec<Option<(FrameSend, FrameRecv)>>) -> Result<Self> {
+        if me >= peers.len()
+            || peers
+                .iter()
+                .enumerate()
+                .any(|(w, p)| p.is_some() == (w == me))
+        {
+            return Err(Error::invalid("every other worker needs exactly one link"));
+        }
+        let (sends, recvs) = peers
+            .into_iter()
+            .map(|p| p.map_or((None, None), |(s, r)| (Some(s), Some(r))))
+            .unzip();
+        Ok(QuicMesh { me, sends, recvs })
+    }
+
+    /// Finishes every stream and waits until the other workers have received everything.
+    pub async fn shutdown(mut self) {
+        futures::future::join_all(self.sends.iter_mut().flatten().map(|s| s.finish())).await;
+    }
+}
+
+impl crate::mpc::mesh::Mesh for QuicMesh {
+    fn me(&self) -> usize {
+        self.me
+    }
+
+    fn workers(&self) -> usize {
+        self.sends.len()
+    }
+
+    async fn all_to_all(
+        &mut self,
+        mut payloads: Vec<Vec<u64>>,
+        max_words: usize,
+    ) -> Result<Vec<Vec<u64>>> {
+        if payloads.len() != self.sends.len() {
+            return Err(Error::invalid(format!(
+                "mesh: {} payloads for {} workers",
+                payloads.len(),
+                self.sends.len()
+            )));
+        }
+        // Send to and receive from every worker concurrently (flow control cannot deadlock);
+        // a peer's announced length is checked against the bound before anything is allocated.
+        let sends = try_join_all(
+            self.sends
+                .iter_mut()
+                .zip(&payloads)
+                .filter_map(|(s, p)| s.as_mut().map(|s| s.words(p))),
+        );
+        let recvs = try_join_all(
+            self.recvs
+                .iter_mut()
+                .flatten()
+                .map(|r| r.words_max(max_words)),
+        );
+        let (_, got) = futures::future::try_join(sends, recvs).await?;
+        let mut got = got.into_iter();
+        for (w, p) in payloads.iter_mut().enumerate() {
+            if w != self.me {
+                *p = got.next().expect("one message per peer");
+            }
+        }
+        Ok(payloads)
+    }
+}

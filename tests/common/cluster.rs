@@ -77,13 +77,20 @@ impl Running {
 pub struct Cluster {
     /// Holds the certificates.
     pub dir: TempDir,
-    /// The dealer, then the servers by index.
+    /// The dealer, then the servers by index (worker 0 of a server split into workers).
     pub nodes: Vec<Running>,
+    /// Servers split into workers: workers 1, 2, ... of each server.
+    pub workers: Vec<Vec<Running>>,
 }
 
 /// Starts one daemon.
 pub fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Running {
     start_on(rt(), dir, name, role, k, limits)
+}
+
+/// Starts worker `worker` of compute server `name` (the server's identity).
+pub fn start_worker(dir: &Path, name: &str, worker: usize, k: usize, limits: Limits) -> Running {
+    start_with(rt(), dir, name, Role::Compute, k, limits, worker)
 }
 
 /// Starts one daemon on `rt` (its own runtime, to kill it as `kill -9` would: no goodbye).
@@ -94,6 +101,19 @@ pub fn start_on(
     role: Role,
     k: usize,
     limits: Limits,
+) -> Running {
+    start_with(rt, dir, name, role, k, limits, 0)
+}
+
+/// [`start_on`] as worker `worker` of its server.
+fn start_with(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    name: &str,
+    role: Role,
+    k: usize,
+    limits: Limits,
+    worker: usize,
 ) -> Running {
     let cfg = ServerConfig {
         name: name.to_string(),
@@ -107,6 +127,7 @@ pub fn start_on(
         },
         limits,
         admin: Some("127.0.0.1:0".into()),
+        worker,
     };
     let _guard = rt.enter();
     let daemon = Daemon::start(cfg).unwrap();
@@ -117,10 +138,7 @@ pub fn start_on(
         let _ = rx.await;
     }));
     Running {
-        node: Node {
-            name: name.into(),
-            addr: addr.to_string(),
-        },
+        node: Node::new(name, addr.to_string()),
         stop: Some(tx),
         admin,
         done,
@@ -156,7 +174,25 @@ impl Cluster {
                 limits.clone(),
             ));
         }
-        Cluster { dir, nodes }
+        Cluster {
+            dir,
+            nodes,
+            workers: Vec::new(),
+        }
+    }
+
+    /// A dealer and `k` servers of `w` worker processes each (default limits).
+    pub fn with_workers(tag: &str, k: usize, w: usize) -> Cluster {
+        let mut c = Cluster::new(tag, k, Limits::default());
+        for i in 0..k {
+            let name = format!("server-{i}");
+            c.workers.push(
+                (1..w)
+                    .map(|j| start_worker(&c.dir.0, &name, j, k, Limits::default()))
+                    .collect(),
+            );
+        }
+        c
     }
 
     /// A job description for this cluster.
@@ -164,7 +200,17 @@ impl Cluster {
         JobSpec {
             job: job.into(),
             parties: ["party-a".into(), "party-b".into()],
-            servers: self.nodes[1..].iter().map(|n| n.node.clone()).collect(),
+            servers: self.nodes[1..]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let mut node = n.node.clone();
+                    if let Some(ws) = self.workers.get(i) {
+                        node.workers = ws.iter().map(|w| w.node.addr.clone()).collect();
+                    }
+                    node
+                })
+                .collect(),
             dealer: self.nodes[0].node.clone(),
             params,
             output: OutputMode::Matches,
@@ -214,7 +260,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for n in &mut self.nodes {
+        for n in self
+            .nodes
+            .iter_mut()
+            .chain(self.workers.iter_mut().flatten())
+        {
             n.kill();
         }
     }

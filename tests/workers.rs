@@ -194,3 +194,39 @@ fn servers_of_worker_processes_over_quic_give_the_same_results() {
         c.still_serves("after");
     }
 }
+
+/// Only a server's own workers (its identity) may join its mesh: another server's certificate
+/// is refused at once, naming it, and the servers still serve.
+#[test]
+fn another_servers_identity_cannot_join_a_servers_mesh() {
+    use common::cluster::{T, rt};
+    use ppea::error::PeerName;
+    use ppea::net::dial::open;
+    use ppea::net::job::{Ack, Digest, Hello};
+    let c = Cluster::with_workers("mesh-identity", 2, 2);
+    let target = c.nodes[1].node.clone(); // worker 0 of server-0
+    let ack = rt().block_on(async {
+        let ep = c.identity("server-1").client_endpoint().unwrap();
+        let (_conn, mut s, mut r) = open(&ep, &target, PeerName::Worker(0), 1 << 20, T)
+            .await
+            .unwrap();
+        s.control(&Hello::Mesh {
+            job: "steal".into(),
+            from: 1,
+            digest: Digest([0; 32]),
+        })
+        .await
+        .unwrap();
+        let ack = r.control::<Ack>().await.unwrap();
+        ep.close(0u32.into(), b"done");
+        ack
+    });
+    match ack {
+        Ack::Refused(why) => assert!(
+            why.contains("server-1 is not a worker of server-0"),
+            "{why}"
+        ),
+        Ack::Ok => panic!("server-0 took server-1 into its mesh"),
+    }
+    c.still_serves("after-mesh-attempt");
+}

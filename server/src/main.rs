@@ -53,6 +53,11 @@ enum Command {
         /// Write the bound address to this file once listening (useful with port 0).
         #[arg(long)]
         port_file: Option<std::path::PathBuf>,
+        /// This process's index among its compute server's worker processes (overrides
+        /// `worker` in the configuration; a Kubernetes StatefulSet passes its pod's index, so
+        /// every pod can share one configuration).
+        #[arg(long)]
+        worker: Option<usize>,
     },
     /// Show the jobs a running server holds: state, age, and what each waits for (read from its
     /// admin endpoint, `admin = "127.0.0.1:PORT"` in its configuration).
@@ -128,7 +133,11 @@ fn main() {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, port_file } => {
+        Command::Run {
+            config,
+            port_file,
+            worker,
+        } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -137,7 +146,10 @@ fn real_main() -> Result<()> {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            let cfg = ppea::net::config::ServerConfig::load(&config)?;
+            let mut cfg = ppea::net::config::ServerConfig::load(&config)?;
+            if let Some(w) = worker {
+                cfg.worker = w;
+            }
             cfg.check_spill_dir()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
             let rt = ppea::mpc::local::runtime()?;

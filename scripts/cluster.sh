@@ -18,9 +18,14 @@ fail() {
   exit 1
 }
 
-# start_cluster K: certificates, then the dealer and server-0 .. server-(K-1).
+# start_cluster K [W]: certificates, then the dealer and server-0 .. server-(K-1), each
+# compute server as W worker processes (default 1): worker 0 writes NODE.addr, worker j
+# NODE-wJ.addr (their names and pids also in wnames and wpids).
+workers=1
+wnames=(); wpids=()
 start_cluster() {
   local k=$1 node role servers=""
+  workers=${2:-1}
   for ((i = 0; i < k; i++)); do servers+="${servers:+, }\"server-$i\""; done
   local names="dealer,party-a,party-b"
   for ((i = 0; i < k; i++)); do names+=",server-$i"; done
@@ -46,6 +51,13 @@ TOML
     pids+=($!)
   done
   for node in "${nodes[@]}"; do
+    [ "$node" = dealer ] && continue
+    for ((j = 1; j < workers; j++)); do
+      "$bin/server" run --config "$work/$node.toml" --worker "$j" --port-file "$work/$node-w$j.addr" 2> "$work/$node-w$j.log" &
+      pids+=($!); wpids+=($!); wnames+=("$node-w$j")
+    done
+  done
+  for node in "${nodes[@]}" "${wnames[@]}"; do
     for _ in $(seq 100); do [ -s "$work/$node.addr" ] && break; sleep 0.1; done
     [ -s "$work/$node.addr" ] || fail "$node did not start"
   done
@@ -72,6 +84,11 @@ write_jobs() {
         echo "[[servers]]"
         echo "name = \"$node\""
         echo "addr = \"$(cat "$work/$node.addr")\""
+        if [ "$workers" -gt 1 ]; then
+          local list="" j
+          for ((j = 1; j < workers; j++)); do list+="${list:+, }\"$(cat "$work/$node-w$j.addr")\""; done
+          echo "workers = [$list]"
+        fi
       done
       echo "[dealer]"
       echo 'name = "dealer"'

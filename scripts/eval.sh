@@ -3,7 +3,7 @@
 # object with quality, agreement with the plaintext reference, and cost figures.
 #
 #   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open]
-#                   [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train]
+#                   [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train]
 #                   [--names given|hidden] [--fold N] [--params P.toml]
 #                   [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]
 #
@@ -27,10 +27,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]" >&2; exit 2; }
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dataset=$1; shift
-labelled=""; format=""; protocol=standard; servers=2; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5; report=""
+labelled=""; format=""; protocol=standard; servers=2; nworkers=1; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5; report=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --known-links) known=$2; shift 2 ;;
@@ -42,6 +42,7 @@ while [ $# -gt 0 ]; do
     --format) format=$2; shift 2 ;;
     --protocol) protocol=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
+    --workers) nworkers=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --inprocess) inprocess=1; shift ;;
     --labelled) labelled=1; shift ;;
@@ -62,7 +63,7 @@ fi
 cargo build --release --quiet -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 if [ -n "$inprocess" ]; then
-  exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" ${seed:+--seed "$seed"} \
+  exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" --workers "$nworkers" ${seed:+--seed "$seed"} \
     --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"} \
     --bootstrap "$bootstrap" --bootstrap-fraction "$fraction" ${report:+--report "$report/report.html"}
 fi
@@ -71,8 +72,8 @@ source scripts/cluster.sh
 t0=$(date +%s.%N)
 echo "== importing $dataset" >&2
 "$bin/party" import "$dataset" ${format:+--format "$format"} --fold "$fold" --names "$names" --out "$work/data" >&2
-echo "== starting a dealer and $servers compute servers" >&2
-start_cluster "$servers"
+echo "== starting a dealer and $servers compute servers ($nworkers worker process(es) each)" >&2
+start_cluster "$servers" "$nworkers"
 # Job parameters go under [params] of both job files (tables of P.toml as [params.X]).
 job_params="[params]"
 [ -n "$params" ] && job_params+=$'\n'$(sed 's/^[[:space:]]*\[\(.*\)\][[:space:]]*$/[params.\1]/' "$params")
@@ -105,6 +106,10 @@ for i in "${!nodes[@]}"; do
   kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${pids[$i]}/status" 2>/dev/null || true)
   if [ -n "$kib" ]; then rss=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d[sys.argv[2]]=int(sys.argv[3])//1024; print(json.dumps(d))' "$rss" "${nodes[$i]}" "$kib"); fi
 done
+for i in "${!wnames[@]}"; do
+  kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${wpids[$i]}/status" 2>/dev/null || true)
+  if [ -n "$kib" ]; then rss=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d[sys.argv[2]]=int(sys.argv[3])//1024; print(json.dumps(d))' "$rss" "${wnames[$i]}" "$kib"); fi
+done
 if [ -n "$report" ]; then
   for side in a b; do
     mkdir -p "$report/party-$side"
@@ -113,7 +118,7 @@ if [ -n "$report" ]; then
   done
 fi
 "$bin/party" judge --dataset "$work/data" --a "$work/out/party-a" --b "$work/out/party-b" > "$work/report.json" || fail "judging failed"
-python3 - "$work/report.json" "$protocol" "$t0" "$t1" "$rss" "$work/out" <<'PY' || cat "$work/report.json"
+python3 - "$work/report.json" "$protocol" "$t0" "$t1" "$rss" "$work/out" "$nworkers" <<'PY' || cat "$work/report.json"
 import json, os, sys
 r = json.load(open(sys.argv[1]))
 rss = json.loads(sys.argv[5])
@@ -129,5 +134,6 @@ r["protocol"] = sys.argv[2]
 r["job_wall_seconds"] = r.get("wall_seconds")
 r["wall_seconds"] = float(sys.argv[4]) - float(sys.argv[3])
 r["transport"] = "quic"
+r["workers"] = int(sys.argv[7])
 print(json.dumps(r))
 PY

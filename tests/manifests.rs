@@ -3,7 +3,8 @@
 //! StatefulSet mounts from Secrets; every Service selects exactly one StatefulSet on the port
 //! that node listens on; the nodes' peers are the Services and certificate identities; the
 //! kustomization lists every manifest; the example party job and `scripts/k8s-secrets.sh`
-//! match the manifests. Nothing here needs a cluster.
+//! match the manifests; the `workers` overlay scales every compute server to the same number of
+//! worker pods and gives each further worker its Service. Nothing here needs a cluster.
 
 use ppea::net::config::{Role, ServerConfig};
 use ppea::net::party::PartyJob;
@@ -416,8 +417,10 @@ fn services_select_one_statefulset_on_its_listen_port() {
     assert_eq!(services.len(), nodes.len(), "a Service per node");
     let mut selected = BTreeSet::new();
     for s in &services {
-        let sel = str_map(&s.v["spec"]["selector"]);
+        let mut sel = str_map(&s.v["spec"]["selector"]);
         assert!(!sel.is_empty(), "Service {} has no selector", s.name());
+        // A compute server's Service picks its worker 0 (pod index 0), whatever the replicas.
+        let pod = sel.remove(POD_NAME);
         let hits: Vec<&Node> = nodes
             .iter()
             .filter(|n| sel.iter().all(|(k, v)| n.pod_labels.get(k) == Some(v)))
@@ -431,6 +434,14 @@ fn services_select_one_statefulset_on_its_listen_port() {
         );
         let n = hits[0];
         assert_eq!(s.name(), n.cfg.name, "Service named after the identity");
+        if n.cfg.role == Role::Compute {
+            assert_eq!(
+                pod,
+                Some(format!("{}-0", n.statefulset)),
+                "Service {}: worker 0's pod",
+                s.name()
+            );
+        }
         selected.insert(n.statefulset.clone());
         let listen = n.cfg.listen_addr().unwrap().port() as u64;
         let ports = s.v["spec"]["ports"].as_sequence().unwrap();
@@ -499,6 +510,110 @@ fn peers_are_the_services_and_identities() {
     }
 }
 
+/// The label the StatefulSet controller gives each pod: its name, `STATEFULSET-INDEX`.
+const POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
+
+/// Every compute pod passes its index in the StatefulSet as its worker index; the `workers`
+/// overlay scales every compute StatefulSet to the same number of pods and gives worker `j`
+/// of each a Service `NAME-wJ` on the server's port, selecting pod `NAME-J`.
+#[test]
+fn workers_overlay_scales_servers_and_exposes_every_worker() {
+    let docs = docs();
+    let nodes = nodes(&docs);
+    for ss in of_kind(&docs, "StatefulSet") {
+        let c = &ss.v["spec"]["template"]["spec"]["containers"][0];
+        let command = strings(&c["command"]);
+        let compute = nodes
+            .iter()
+            .any(|n| n.statefulset == ss.name() && n.cfg.role == Role::Compute);
+        if !compute {
+            continue;
+        }
+        let at = command.iter().position(|a| a == "--worker").unwrap();
+        assert_eq!(command[at + 1], "$(PPEA_WORKER)", "{}", ss.name());
+        let env = c["env"].as_sequence().unwrap();
+        let var = env
+            .iter()
+            .find(|e| e["name"].as_str() == Some("PPEA_WORKER"))
+            .unwrap();
+        assert_eq!(
+            var["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            Some("metadata.labels['apps.kubernetes.io/pod-index']"),
+            "{}: the pod's index",
+            ss.name()
+        );
+    }
+    let dir = k8s_dir().join("workers");
+    let k: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(strings(&k["resources"]), ["../", "services.yaml"]);
+    let mut replicas = BTreeMap::new();
+    for p in k["patches"].as_sequence().unwrap() {
+        assert_eq!(p["target"]["kind"].as_str(), Some("StatefulSet"));
+        let ops: Value = serde_yaml_ng::from_str(p["patch"].as_str().unwrap()).unwrap();
+        let op = &ops.as_sequence().unwrap()[0];
+        assert_eq!(op["path"].as_str(), Some("/spec/replicas"));
+        replicas.insert(
+            p["target"]["name"].as_str().unwrap().to_string(),
+            op["value"].as_u64().unwrap() as usize,
+        );
+    }
+    let compute: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.cfg.role == Role::Compute)
+        .collect();
+    let w = replicas[&compute[0].statefulset];
+    assert!(w >= 2, "the overlay runs several workers");
+    let mut services: BTreeMap<String, Value> = BTreeMap::new();
+    for d in serde_yaml_ng::Deserializer::from_str(
+        &std::fs::read_to_string(dir.join("services.yaml")).unwrap(),
+    ) {
+        let v = Value::deserialize(d).unwrap();
+        assert_eq!(v["kind"].as_str(), Some("Service"));
+        services.insert(v["metadata"]["name"].as_str().unwrap().to_string(), v);
+    }
+    let mut expected = BTreeSet::new();
+    for n in &compute {
+        assert_eq!(
+            replicas.get(&n.statefulset),
+            Some(&w),
+            "{}: every server the same",
+            n.cfg.name
+        );
+        for j in 1..w {
+            let name = format!("{}-w{j}", n.cfg.name);
+            let s = services
+                .get(&name)
+                .unwrap_or_else(|| panic!("no Service {name}"));
+            let sel = str_map(&s["spec"]["selector"]);
+            assert_eq!(
+                sel.get(POD_NAME),
+                Some(&format!("{}-{j}", n.statefulset)),
+                "{name}"
+            );
+            assert_eq!(
+                sel.get("ppea/server"),
+                n.pod_labels.get("ppea/server"),
+                "{name}"
+            );
+            let p = &s["spec"]["ports"][0];
+            assert_eq!(p["protocol"].as_str(), Some("UDP"), "{name}");
+            assert_eq!(
+                p["port"].as_u64(),
+                Some(n.cfg.listen_addr().unwrap().port() as u64),
+                "{name}: the server's port"
+            );
+            assert_eq!(
+                n.ports[p["targetPort"].as_str().unwrap()],
+                p["port"].as_u64().unwrap()
+            );
+            expected.insert(name);
+        }
+    }
+    assert_eq!(services.keys().cloned().collect::<BTreeSet<_>>(), expected);
+}
+
 /// `deploy/party-job.example.toml` names the Services and their ports.
 #[test]
 fn party_job_example_points_at_the_services() {
@@ -531,6 +646,21 @@ fn party_job_example_points_at_the_services() {
         "the dealer's in-cluster Service name"
     );
     // Otherwise a valid job: only the placeholder blocking key is missing.
+    let real = PartyJob {
+        blocking_key: "ab".repeat(32),
+        ..job
+    };
+    assert!(real.spec().validate().is_ok());
+    // With the workers overlay: the commented lines name each server's worker 1 Service on the
+    // server's port.
+    let text = text.replace("# workers = ", "workers = ");
+    let job: PartyJob = toml::from_str(&text).unwrap();
+    for s in &job.servers {
+        assert_eq!(s.workers.len(), 1, "{}", s.name);
+        let (host, port) = s.workers[0].rsplit_once(':').unwrap();
+        assert!(host.starts_with(&format!("{}-w1.", s.name)), "{host}");
+        assert_eq!(port.parse::<u16>().unwrap(), port_of(&s.name), "{}", s.name);
+    }
     let real = PartyJob {
         blocking_key: "ab".repeat(32),
         ..job

@@ -994,7 +994,9 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     } else {
         crate::mpc::beaver::Bilinear::with_audit(me, za, zb, d, pairs, row_audit, mat)?
     }
-    .with_chunk(eng.bilinear_chunk())
+    // A worker's groups of columns hold every row: it opens 1/W of the words per exchange, so
+    // that a server's workers together hold what one process holds.
+    .with_chunk((eng.bilinear_chunk() / workers).max(1))
     .with_min_group(eng.bilinear_min_group());
     let mut out = eng.run(form).await?;
     let audit = out

@@ -357,17 +357,24 @@ pub(crate) async fn dispatch(
                     None => Ok(()),
                 })
                 .and_then(|()| {
-                    use crate::model::footprint::{MEASURED_ROWS, server_bytes};
+                    use crate::model::footprint::{MEASURED_ROWS, worker_bytes};
                     // The last server holds an explicit share below its spill threshold;
-                    // the others draw theirs from seeds.
+                    // the others draw theirs from seeds. A worker of a split server books its
+                    // share of the job.
                     let share = rows * spec.params.model.width() as u64 * 8;
                     let held = last && share <= spill.above;
+                    let workers = spec
+                        .servers
+                        .iter()
+                        .find(|s| s.name == cfg.name)
+                        .map_or(1, crate::net::job::Node::worker_count);
                     let booking = Booking {
-                        memory: server_bytes(
+                        memory: worker_bytes(
                             &spec.params,
                             rows as usize,
                             spec.servers.len(),
                             held,
+                            workers,
                         ),
                         disk: if last && !held { share } else { 0 },
                     };

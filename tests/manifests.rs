@@ -3,8 +3,9 @@
 //! StatefulSet mounts from Secrets; every Service selects exactly one StatefulSet on the port
 //! that node listens on; the nodes' peers are the Services and certificate identities; the
 //! kustomization lists every manifest; the example party job and `scripts/k8s-secrets.sh`
-//! match the manifests; the `workers` overlay scales every compute server to the same number of
-//! worker pods and gives each further worker its Service. Nothing here needs a cluster.
+//! match the manifests; the overlay `deploy/kubernetes-workers` scales every compute server to
+//! the same number of worker pods and gives each further worker its Service. Nothing here needs
+//! a cluster (`kubectl kustomize` renders both where kubectl is installed: not checked here).
 
 use ppea::net::config::{Role, ServerConfig};
 use ppea::net::party::PartyJob;
@@ -543,11 +544,13 @@ fn workers_overlay_scales_servers_and_exposes_every_worker() {
             ss.name()
         );
     }
-    let dir = k8s_dir().join("workers");
+    let dir = Path::new(ROOT).join("deploy/kubernetes-workers");
     let k: Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
             .unwrap();
-    assert_eq!(strings(&k["resources"]), ["../", "services.yaml"]);
+    // The base lies beside the overlay, not above it (kustomize refuses a base that contains
+    // its overlay).
+    assert_eq!(strings(&k["resources"]), ["../kubernetes", "services.yaml"]);
     let mut replicas = BTreeMap::new();
     for p in k["patches"].as_sequence().unwrap() {
         assert_eq!(p["target"]["kind"].as_str(), Some("StatefulSet"));

@@ -214,6 +214,7 @@ fn another_servers_identity_cannot_join_a_servers_mesh() {
             job: "steal".into(),
             from: 1,
             digest: Digest([0; 32]),
+            uploads: [Digest([0; 32]); 2],
         })
         .await
         .unwrap();
@@ -229,4 +230,48 @@ fn another_servers_identity_cannot_join_a_servers_mesh() {
         Ack::Ok => panic!("server-0 took server-1 into its mesh"),
     }
     c.still_serves("after-mesh-attempt");
+}
+
+/// A party that sends one server's workers different tokens (to have one job's candidate lists
+/// built from several token sets) gets the job refused, naming it: the workers of a server
+/// compare their uploads' digests when they link, as the servers do.
+#[test]
+fn a_party_sending_workers_different_uploads_is_refused() {
+    use common::cluster::{T, rt};
+    use ppea::mpc::share::ShareMsg;
+    use ppea::net::party::{ZShare, run_party, upload_to_worker};
+    let c = Cluster::with_workers("worker-uploads", 2, 2);
+    let spec = c.spec("mixed", JobParams::default());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    // The same rows with their tokens rotated by one row.
+    let mut rotated = a.clone();
+    rotated.tokens.own.rotate_left(1);
+    rotated.tokens.neighbour.rotate_left(1);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let (ra, rb) = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        let seeds = ppea::mpc::share::share_seeds(2).unwrap();
+        let seed = ShareMsg::Seed {
+            seed: seeds[0].clone(),
+            len: a.z_words(),
+        };
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
+        let up = |(j, w): (usize, usize)| {
+            let data = if w == 0 { &a } else { &rotated };
+            let z = if j == 0 {
+                ZShare::Msg(&seed)
+            } else {
+                ZShare::Last(&seeds)
+            };
+            upload_to_worker(&ep, &spec, (j, w), 0, data, z, None, None, T, &quiet)
+        };
+        let party_a = futures::future::join_all([(0, 0), (0, 1), (1, 0), (1, 1)].map(up));
+        let (ra, rb) = tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}));
+        ep.close(0u32.into(), b"done");
+        (ra, rb)
+    });
+    let why = rb.expect_err("the job is refused").to_string();
+    assert!(why.contains("party a sent different uploads"), "{why}");
+    assert!(ra.iter().all(Result::is_err), "{ra:?}");
+    c.still_serves("after-mixed");
 }

@@ -160,11 +160,12 @@ impl RowShare {
                 Ok(())
             }
             RowShare::Spilled(s) => s.column_block_into(at, w, out),
-            RowShare::Columns(c) if d == c.width => {
+            RowShare::Columns(c) if d == c.width && at + w <= c.width => {
                 c.of.column_block_into(c.d, c.first + at, w, out)
             }
             RowShare::Columns(c) => Err(Error::invalid(format!(
-                "a slice of {} columns read with row length {d}",
+                "columns {at}..{} of a slice of {} columns read with row length {d}",
+                at + w,
                 c.width
             ))),
         }

@@ -482,6 +482,7 @@ pub(crate) async fn run_compute(
             job: job.to_string(),
             from: wk as u32,
             digest,
+            uploads,
         })
         .await?;
         match r.control::<Ack>().await? {
@@ -545,6 +546,7 @@ pub(crate) async fn run_compute(
             Event::Mesh {
                 from,
                 digest: d,
+                uploads: u,
                 mut streams,
                 conn,
             } => {
@@ -553,7 +555,14 @@ pub(crate) async fn run_compute(
                 } else if d != digest {
                     Some(DISAGREE.to_string())
                 } else {
-                    None
+                    (0..2).find(|&i| u[i] != uploads[i]).map(|i| {
+                        format!(
+                            "party {} sent different uploads (row counts or tokens) to workers \
+                             {from} and {wk} of {}",
+                            ["a", "b"][i],
+                            names[me]
+                        )
+                    })
                 };
                 answer_link(&mut streams, bad, PeerName::Worker(from)).await?;
                 mesh[from] = Some(streams);

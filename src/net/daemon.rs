@@ -146,6 +146,7 @@ pub(crate) enum Event {
     Mesh {
         from: usize,
         digest: Digest,
+        uploads: [Digest; 2],
         streams: (FrameSend, FrameRecv),
         conn: quinn::Connection,
     },
@@ -480,7 +481,15 @@ pub(crate) async fn dispatch(
             };
             deliver(cfg, jobs, ep, &job, ev).await
         }
-        (Role::Compute, Hello::Mesh { job, from, digest }) => {
+        (
+            Role::Compute,
+            Hello::Mesh {
+                job,
+                from,
+                digest,
+                uploads,
+            },
+        ) => {
             // Only this server's own workers hold its identity.
             if peer != cfg.name {
                 let why = format!("{peer} is not a worker of {}", cfg.name);
@@ -490,6 +499,7 @@ pub(crate) async fn dispatch(
             let ev = Event::Mesh {
                 from: from as usize,
                 digest,
+                uploads,
                 streams: (s, r),
                 conn,
             };

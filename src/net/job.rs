@@ -108,8 +108,8 @@ impl JobSpec {
         // The label carries the protocol's version, so that parties and servers of different
         // versions disagree on every digest (a clear mismatch at the start) instead of running
         // different computations: v2, the row audit's subsets drawn from the bilinear form's
-        // first opened group of columns.
-        Ok(Digest(sha256("ppea job description v2", &[&bytes])))
+        // first opened group of columns; v3, servers that run as workers.
+        Ok(Digest(sha256("ppea job description v3", &[&bytes])))
     }
 
     /// Checks the description.
@@ -161,6 +161,13 @@ impl JobSpec {
         if self.job.is_empty() || self.job.len() > 128 {
             return Err(Error::invalid("job id must be 1 to 128 characters"));
         }
+        // `#` separates a job id from a worker group's index in the dealer's job ids.
+        if self.job.contains('#') {
+            return Err(Error::invalid(format!(
+                "job id {:?} contains '#', which is reserved",
+                self.job
+            )));
+        }
         if self.parties[0] == self.parties[1] {
             return Err(Error::invalid(
                 "the two parties must have different identities",
@@ -209,6 +216,9 @@ pub enum Hello {
         from: u32,
         /// Its digest of the job description.
         digest: Digest,
+        /// Digests of the public part of each party's upload as this worker received it: a
+        /// party that sends different tokens to different workers of a server is caught here.
+        uploads: [Digest; 2],
     },
 }
 

@@ -390,7 +390,7 @@ pub async fn run_party_with(
         return Err(combine_failures(errors));
     }
     let results: Vec<ServerResult> = results.into_iter().flatten().collect();
-    let results = join_workers(results, workers, spec.params.trailer_words());
+    let results = join_workers(results, workers, spec.params.trailer_words())?;
     if results.iter().any(|r| r.width != results[0].width) {
         return Err(Error::invalid(
             "servers returned results of different shapes",
@@ -403,13 +403,22 @@ pub async fn run_party_with(
 /// Each server's result from its workers' (`workers` per server, in order): their rows in
 /// order, then worker 0's trailer (`trailer` words: the status and aggregates, of the same
 /// value on every worker); traffic added up (rounds: the largest).
-fn join_workers(results: Vec<ServerResult>, workers: usize, trailer: usize) -> Vec<ServerResult> {
+fn join_workers(
+    results: Vec<ServerResult>,
+    workers: usize,
+    trailer: usize,
+) -> Result<Vec<ServerResult>> {
     if workers == 1 {
-        return results;
+        return Ok(results);
     }
     results
         .chunks(workers)
         .map(|ws| {
+            if ws.iter().any(|r| r.width != ws[0].width) {
+                return Err(Error::invalid(
+                    "a server's workers returned results of different shapes",
+                ));
+            }
             let mut words = Vec::with_capacity(ws.iter().map(|r| r.words.len()).sum());
             for r in ws {
                 words.extend_from_slice(&r.words[..r.words.len() - trailer]);
@@ -421,11 +430,11 @@ fn join_workers(results: Vec<ServerResult>, workers: usize, trailer: usize) -> V
                 stats.bytes_from_dealer += r.stats.bytes_from_dealer;
                 stats.rounds = stats.rounds.max(r.stats.rounds);
             }
-            ServerResult {
+            Ok(ServerResult {
                 words,
                 width: ws[0].width,
                 stats,
-            }
+            })
         })
         .collect()
 }

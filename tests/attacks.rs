@@ -271,7 +271,7 @@ fn job_digests_are_sha256_and_cover_every_field() {
     let bytes = bincode::serde::encode_to_vec(&base, bincode::config::standard()).unwrap();
     assert_eq!(
         d.0,
-        ppea::mpc::digest::sha256("ppea job description v2", &[&bytes])
+        ppea::mpc::digest::sha256("ppea job description v3", &[&bytes])
     );
     let mut variants: Vec<JobSpec> = Vec::new();
     let mut v = base.clone();
@@ -285,6 +285,12 @@ fn job_digests_are_sha256_and_cover_every_field() {
     variants.push(v);
     let mut v = base.clone();
     v.dealer.addr = "127.0.0.1:1".into();
+    variants.push(v);
+    // Servers as workers: their addresses are part of the job.
+    let mut v = base.clone();
+    for s in &mut v.servers {
+        s.workers.push("127.0.0.1:2".into());
+    }
     variants.push(v);
     let mut v = base.clone();
     v.params.min_score += 1e-9;

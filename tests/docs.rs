@@ -4,7 +4,24 @@
 use ppea::net::config::{Role, ServerConfig};
 use ppea::net::party::PartyJob;
 
+/// The README's whole TOML examples (a server's, a party's, an accountability job's), without
+/// the fragments that show one part of a party's job file ([`fragments`]).
 fn toml_blocks() -> Vec<String> {
+    all_toml_blocks()
+        .into_iter()
+        .filter(|b| !b.starts_with("[[servers]]"))
+        .collect()
+}
+
+/// The README's TOML fragments: the `[[servers]]` list of a party's job file.
+fn fragments() -> Vec<String> {
+    all_toml_blocks()
+        .into_iter()
+        .filter(|b| b.starts_with("[[servers]]"))
+        .collect()
+}
+
+fn all_toml_blocks() -> Vec<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let mut blocks = Vec::new();
@@ -142,4 +159,26 @@ fn debug_output_hides_the_blocking_key() {
         shown.contains("<redacted>") && !shown.contains(&job.blocking_key),
         "{shown}"
     );
+}
+
+/// The README's job-file fragment for servers of several worker processes parses as a party
+/// job's server list that a job may use (every server the same number of workers).
+#[test]
+fn readme_workers_fragment_parses() {
+    let f = fragments();
+    assert_eq!(f.len(), 1, "one [[servers]] fragment (workers)");
+    #[derive(serde::Deserialize)]
+    struct Servers {
+        servers: Vec<ppea::net::job::Node>,
+    }
+    let s: Servers = toml::from_str(&f[0]).expect("the workers fragment parses");
+    assert_eq!(s.servers.len(), 2);
+    assert!(s.servers.iter().all(|n| n.worker_count() == 2));
+    let job: PartyJob = toml::from_str(&toml_blocks()[1]).unwrap();
+    let real = PartyJob {
+        blocking_key: "ab".repeat(32),
+        servers: s.servers,
+        ..job
+    };
+    real.spec().validate().unwrap();
 }

@@ -959,6 +959,14 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     // The pairs listed both ways whose A slot is this worker's (A-slot order).
     let own_present = present.partition_point(|&(q, _)| (q as usize) < qa.start)
         ..present.partition_point(|&(q, _)| (q as usize) < qa.end);
+    // A worker keeps only its own part of that list (memory).
+    let (present, own_present) = if workers > 1 {
+        let own = present[own_present].to_vec();
+        let n = own.len();
+        (own, 0..n)
+    } else {
+        (present, own_present)
+    };
     let bounds = UploadBounds::new(p);
     // This worker's columns, and the pieces of the audit's blocks they hold (block, length).
     let cols = sh.columns(w, wk);
@@ -997,7 +1005,8 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     // A worker's groups of columns hold every row: it opens 1/W of the words per exchange, so
     // that a server's workers together hold what one process holds.
     .with_chunk((eng.bilinear_chunk() / workers).max(1))
-    .with_min_group(eng.bilinear_min_group());
+    // ... and its groups are at least 1/W as wide (their rows are every row).
+    .with_min_group((eng.bilinear_min_group() / workers).max(1));
     let mut out = eng.run(form).await?;
     let audit = out
         .audit
@@ -1032,6 +1041,8 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
             .iter()
             .map(|[ra, rb]| [&out.scores[ra.clone()], &out.scores[rb.clone()]].concat())
             .collect();
+        // Every pair's partial products are in the parts now (memory).
+        out.scores = Vec::new();
         out.scores = crate::mpc::mesh::reduce_scatter(mesh, parts).await?;
         let parts = (0..workers)
             .map(|j| own_audit(&audit, &pieces, &bounds, na, [sh.a(j), sh.b(j)]))

@@ -300,6 +300,24 @@ async fn collect(
     }
 }
 
+/// Dials `node`, sends `hello` and waits for its answer: the link, or the refusal it gave
+/// (`who` names it in the error).
+async fn link(
+    ep: &quinn::Endpoint,
+    node: &crate::net::job::Node,
+    peer: PeerName,
+    max: u64,
+    hello: &Hello,
+    who: &str,
+) -> Result<(quinn::Connection, FrameSend, FrameRecv)> {
+    let (conn, mut s, mut r) = open(ep, node, peer, max, Duration::from_secs(20)).await?;
+    s.control(hello).await?;
+    match r.control::<Ack>().await? {
+        Ack::Ok => Ok((conn, s, r)),
+        Ack::Refused(why) => Err(Error::invalid(format!("{who} refused the link: {why}"))),
+    }
+}
+
 /// The rows of side `side` this process answers for: all of them, or a worker's shard.
 fn own_rows(spec: &JobSpec, cfg: &ServerConfig, rows: [usize; 2], side: usize) -> usize {
     let workers = spec
@@ -450,50 +468,30 @@ pub(crate) async fn run_compute(
     );
     // Links to higher-indexed servers.
     for (j, node) in spec.servers.iter().enumerate().skip(me + 1) {
-        let node = node.worker(wk);
-        let (conn, mut s, mut r) =
-            open(ep, &node, PeerName::Server(j), max, Duration::from_secs(20)).await?;
-        s.control(&Hello::Server {
+        let hello = Hello::Server {
             job: job.to_string(),
             from: me as u32,
             worker: wk as u32,
             digest,
             uploads,
-        })
-        .await?;
-        match r.control::<Ack>().await? {
-            Ack::Ok => {}
-            Ack::Refused(why) => {
-                return Err(Error::invalid(format!(
-                    "{} refused the link: {why}",
-                    node.name
-                )));
-            }
-        }
+        };
+        let who = node.name.clone();
+        let (conn, s, r) =
+            link(ep, &node.worker(wk), PeerName::Server(j), max, &hello, &who).await?;
         peers[j] = Some((s, r));
         conns.push(conn);
     }
     // Links to this server's higher-indexed workers.
     for (w, slot) in mesh.iter_mut().enumerate().skip(wk + 1) {
-        let node = spec.servers[me].worker(w);
-        let (conn, mut s, mut r) =
-            open(ep, &node, PeerName::Worker(w), max, Duration::from_secs(20)).await?;
-        s.control(&Hello::Mesh {
+        let hello = Hello::Mesh {
             job: job.to_string(),
             from: wk as u32,
             digest,
             uploads,
-        })
-        .await?;
-        match r.control::<Ack>().await? {
-            Ack::Ok => {}
-            Ack::Refused(why) => {
-                return Err(Error::invalid(format!(
-                    "worker {w} of {} refused the link: {why}",
-                    node.name
-                )));
-            }
-        }
+        };
+        let who = format!("worker {w} of {}", cfg.name);
+        let node = spec.servers[me].worker(w);
+        let (conn, s, r) = link(ep, &node, PeerName::Worker(w), max, &hello, &who).await?;
         *slot = Some((s, r));
         conns.push(conn);
     }

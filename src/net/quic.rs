@@ -6,6 +6,30 @@ use crate::mpc::channel::{DealerTransport, Transport};
 use crate::net::wire::{FrameRecv, FrameSend};
 use futures::future::try_join_all;
 
+/// Per-peer send and receive halves of `peers`, which must hold a link to every peer but
+/// `me` (`what`: "server" or "worker", for the error).
+type Halves = (Vec<Option<FrameSend>>, Vec<Option<FrameRecv>>);
+fn split_links(
+    me: usize,
+    peers: Vec<Option<(FrameSend, FrameRecv)>>,
+    what: &str,
+) -> Result<Halves> {
+    if me >= peers.len()
+        || peers
+            .iter()
+            .enumerate()
+            .any(|(j, p)| p.is_some() == (j == me))
+    {
+        return Err(Error::invalid(format!(
+            "every other {what} needs exactly one link"
+        )));
+    }
+    Ok(peers
+        .into_iter()
+        .map(|p| p.map_or((None, None), |(s, r)| (Some(s), Some(r))))
+        .unzip())
+}
+
 /// A compute server's links for one job.
 pub struct QuicTransport {
     me: usize,
@@ -23,18 +47,7 @@ impl QuicTransport {
         dealer: (FrameSend, FrameRecv),
     ) -> Result<Self> {
         let k = peers.len();
-        if me >= k
-            || peers
-                .iter()
-                .enumerate()
-                .any(|(j, p)| p.is_some() == (j == me))
-        {
-            return Err(Error::invalid("every other server needs exactly one link"));
-        }
-        let (sends, recvs) = peers
-            .into_iter()
-            .map(|p| p.map_or((None, None), |(s, r)| (Some(s), Some(r))))
-            .unzip();
+        let (sends, recvs) = split_links(me, peers, "server")?;
         Ok(QuicTransport {
             me,
             k,
@@ -143,18 +156,7 @@ pub struct QuicMesh {
 impl QuicMesh {
     /// Assembles the links: `peers[w]` is the stream to worker `w` (`None` for this worker).
     pub fn new(me: usize, peers: Vec<Option<(FrameSend, FrameRecv)>>) -> Result<Self> {
-        if me >= peers.len()
-            || peers
-                .iter()
-                .enumerate()
-                .any(|(w, p)| p.is_some() == (w == me))
-        {
-            return Err(Error::invalid("every other worker needs exactly one link"));
-        }
-        let (sends, recvs) = peers
-            .into_iter()
-            .map(|p| p.map_or((None, None), |(s, r)| (Some(s), Some(r))))
-            .unzip();
+        let (sends, recvs) = split_links(me, peers, "worker")?;
         Ok(QuicMesh { me, sends, recvs })
     }
 

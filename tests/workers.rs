@@ -79,10 +79,17 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
         share_partner_ids: true,
         ..JobParams::default()
     };
+    // The per-group audit, exact (no noise) so that its figures compare: the workers' sums
+    // add up to the server's.
+    let mut audited = JobParams::default();
+    audited.audit.enabled = true;
+    audited.audit.noise = false;
+    audited.audit.labelled = true;
     for (protocol, params) in [
         (EvalProtocol::Standard, JobParams::default()),
         (EvalProtocol::Open, csls2),
         (EvalProtocol::Standard, explained),
+        (EvalProtocol::Standard, audited),
     ] {
         let one = job(2, 1, protocol, params.clone()).expect("one worker");
         if params.explain {
@@ -103,6 +110,11 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
             // Every row's match, similarity and best candidate, exactly.
             assert_eq!(decisions(&split.a.1), decisions(&one.a.1), "{what}");
             assert_eq!(decisions(&split.b.1), decisions(&one.b.1), "{what}");
+            let reports = |r: &JobRun| r.audit.as_ref().map(|a| format!("{a:?}"));
+            assert_eq!(reports(&split), reports(one), "{what}: the audit");
+            if params.audit.enabled {
+                assert!(one.audit.is_some());
+            }
             // The link tokens still pair up: equal on both sides of every match.
             let tokens = |rows: &[ResultRow]| -> Vec<u64> {
                 let mut t: Vec<u64> = rows.iter().filter(|r| r.matched).map(|r| r.token).collect();
@@ -128,22 +140,22 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
 
 #[test]
 fn what_workers_do_not_run_yet_is_refused_by_name() {
-    let mut audit = JobParams::default();
-    audit.audit.enabled = true;
     let assign = JobParams {
         assignment_rounds: 1,
         ..JobParams::default()
     };
-    for params in [audit, assign] {
-        let err = match job(2, 2, EvalProtocol::Standard, params) {
-            Ok(_) => panic!("a split server ran a job it cannot run"),
-            Err(e) => e.to_string(),
-        };
-        assert!(
-            err.contains("split into workers") && err.contains("one process"),
-            "{err}"
-        );
-    }
+    let err = match job(2, 2, EvalProtocol::Standard, assign.clone()) {
+        Ok(_) => panic!("a split server ran a job it cannot run"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("split into workers") && err.contains("one process"),
+        "{err}"
+    );
+    // Over the network the job description is refused before anything is uploaded.
+    let c = Cluster::with_workers("refused-options", 2, 2);
+    let e = c.spec("x", assign).validate().unwrap_err().to_string();
+    assert!(e.contains("assignment rounds"), "{e}");
     // More workers than rows of a side.
     let err = match job(2, 400, EvalProtocol::Standard, JobParams::default()) {
         Ok(_) => panic!("400 workers for 311 rows"),
@@ -274,4 +286,82 @@ fn a_party_sending_workers_different_uploads_is_refused() {
     assert!(why.contains("party a sent different uploads"), "{why}");
     assert!(ra.iter().all(Result::is_err), "{ra:?}");
     c.still_serves("after-mixed");
+}
+
+/// With the audit, only worker 0 of each server releases its shares of the noisy aggregates:
+/// the other workers' shares of the exact sums would let a party rebuild them, so they send
+/// zeros in their place, and the noisy figures still reach both parties.
+#[test]
+fn only_worker_0_releases_the_audit_aggregates() {
+    use common::cluster::{T, rt};
+    use ppea::mpc::share::ShareMsg;
+    use ppea::net::party::{ZShare, run_party, upload_to_worker};
+    let c = Cluster::with_workers("worker-audit", 2, 2);
+    let mut params = JobParams::default();
+    params.audit.enabled = true;
+    let spec = c.spec("audited", params.clone());
+    let (mut a, mut b) = prepare(EvalProtocol::Standard, &spec.params);
+    let ds = common::cluster::sample();
+    let key = ppea::model::blocking::BlockingKey::random();
+    ppea::model::audit::attach(&mut a, &ds.a, &params, &key, &[]).unwrap();
+    ppea::model::audit::attach(&mut b, &ds.b, &params, &key, &[]).unwrap();
+    assert!(!a.audit.is_empty());
+    let ib = c.identity("party-b");
+    let ia = c.identity("party-a");
+    let (ra, rb) = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        let seeds = ppea::mpc::share::share_seeds(2).unwrap();
+        let z0 = ShareMsg::Seed {
+            seed: seeds[0].clone(),
+            len: a.z_words(),
+        };
+        let audit = ppea::mpc::share::share_compressed(&a.audit, 2).unwrap();
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
+        let up = |(j, w): (usize, usize)| {
+            let z = if j == 0 {
+                ZShare::Msg(&z0)
+            } else {
+                ZShare::Last(&seeds)
+            };
+            upload_to_worker(
+                &ep,
+                &spec,
+                (j, w),
+                0,
+                &a,
+                z,
+                None,
+                Some(&audit[j]),
+                T,
+                &quiet,
+            )
+        };
+        let party_a = futures::future::join_all([(0, 0), (0, 1), (1, 0), (1, 1)].map(up));
+        let (ra, rb) = tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}));
+        ep.close(0u32.into(), b"done");
+        (ra, rb)
+    });
+    let ra: Vec<_> = ra
+        .into_iter()
+        .map(|r| r.expect("party A's workers answer"))
+        .collect();
+    rb.expect("party B's job runs");
+    let aggregates = params.trailer_words() - 1;
+    let tail = |r: &ppea::net::party::ServerResult| r.words[r.words.len() - aggregates..].to_vec();
+    // ra: (server 0, worker 0), (0, 1), (1, 0), (1, 1).
+    for r in [&ra[1], &ra[3]] {
+        assert!(
+            tail(r).iter().all(|&v| v == 0),
+            "worker 1 released aggregates"
+        );
+    }
+    let sums: Vec<u64> = tail(&ra[0])
+        .iter()
+        .zip(tail(&ra[2]))
+        .map(|(x, y)| x.wrapping_add(y))
+        .collect();
+    assert!(
+        sums.iter().any(|&v| v != 0),
+        "worker 0 released the aggregates"
+    );
 }

@@ -189,7 +189,7 @@ enum Command {
         servers: usize,
         /// Worker processes per server, run here as tasks: each server's rows are dealt among
         /// them and worker j of every server computes with worker j of the others (the same
-        /// decisions as one worker; not with the audit or assignment rounds yet).
+        /// decisions as one worker; not with assignment rounds yet).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         workers: u16,
         /// Gold links to judge: `test` (70%, for reporting) or `tune` (30%, for choosing

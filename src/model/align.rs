@@ -827,10 +827,10 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     }
     let sh = Shards::new(na, nb, mesh.workers())?;
     let (workers, wk) = (sh.workers(), mesh.me());
-    if workers > 1 && (p.audit.enabled || p.assignment_rounds > 0) {
+    if workers > 1 && p.assignment_rounds > 0 {
         return Err(Error::invalid(
-            "a server split into workers does not yet run the audit or assignment rounds: run \
-             it as one process",
+            "a server split into workers does not yet run assignment rounds: run it as one \
+             process",
         ));
     }
     // This worker's rows (all of them with one worker), and the most values a mesh message
@@ -1299,9 +1299,9 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     if labels {
         // The candidate's own-id hash (the last audit word of the other side's row).
         let own = |up: &PartyShares, row: usize| up.audit[(row + 1) * audit_w - 1];
-        let mut hash = Vec::with_capacity((na + nb) * k);
-        hash.extend(cand.a.iter().map(|&b| own(&pb, b as usize)));
-        hash.extend(cand.b.iter().map(|&a| own(&pa, a as usize)));
+        let mut hash = Vec::with_capacity((oa + ob) * k);
+        hash.extend(cand.a[qa.clone()].iter().map(|&b| own(&pb, b as usize)));
+        hash.extend(cand.b[qb.clone()].iter().map(|&a| own(&pa, a as usize)));
         per_slot.push(hash);
     }
     let selected = if per_slot.is_empty() {
@@ -1329,21 +1329,41 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         } else {
             none
         };
+        // This worker's rows (all rows with one worker).
         let side = |i: usize| {
-            let (r, up) = if i == 0 {
-                (0..na, &pa)
+            let (r, up, own) = if i == 0 {
+                (0..oa, &pa, ra.clone())
             } else {
-                (na..na + nb, &pb)
+                (oa..oa + ob, &pb, rb.clone())
             };
             crate::model::audit::SideValues {
                 matched: &matched[r.clone()],
                 score: &score_out[r.clone()],
                 partner_hash: if labels { &ph[r] } else { none },
-                input: &up.audit,
+                input: &up.audit[own.start * audit_w..own.end * audit_w],
             }
         };
         let sides = [side(0), side(1)];
-        crate::model::audit::aggregate(eng, p, sides, &mut Prg::fresh()).await?
+        let mut out = crate::model::audit::group_sums(eng, p, sides, [ra.start, rb.start]).await?;
+        // A split server's workers add up their sums; one worker adds the server's noise,
+        // and the others release nothing (the parties read worker 0's aggregates: the others'
+        // exact sums must not reach them).
+        if workers > 1 {
+            let all = crate::mpc::mesh::all_gather(mesh, out.clone(), out.len()).await?;
+            if let Some(j) = all.iter().position(|v| v.len() != out.len()) {
+                return Err(Error::protocol(
+                    crate::error::PeerName::Worker(j),
+                    "sent malformed audit sums",
+                ));
+            }
+            out = crate::mpc::ring::sum_all(out.len(), all.iter().map(Vec::as_slice));
+        }
+        if wk == 0 {
+            crate::model::audit::add_group_noise(p, &mut out, &mut Prg::fresh());
+        } else {
+            out.iter_mut().for_each(|v| *v = 0);
+        }
+        out
     } else {
         Vec::new()
     };

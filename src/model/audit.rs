@@ -351,6 +351,31 @@ pub async fn aggregate<T: Transport, C: Correlations>(
     sides: [SideValues<'_>; 2],
     noise: &mut Prg,
 ) -> Result<Vec<u64>> {
+    let mut out = group_sums(eng, p, sides, [0, 0]).await?;
+    add_group_noise(p, &mut out, noise);
+    Ok(out)
+}
+
+/// This server's noise on its shares of the aggregates ([`aggregate`]): once per server, on
+/// the sums of all its rows (a server split into workers adds it on its workers' summed
+/// [`group_sums`], in one worker).
+pub fn add_group_noise(p: &JobParams, out: &mut [u64], noise: &mut Prg) {
+    let scales = p.audit.scales(p);
+    let all: Vec<f64> = (0..2 * p.audit.max_groups)
+        .flat_map(|_| scales.iter().copied())
+        .collect();
+    crate::mpc::dp::add_noise(out, &all, noise);
+}
+
+/// [`aggregate`] without the noise: this server's shares of the exact per-group sums over the
+/// rows of `sides` (linear in the rows: a split server's workers add theirs up).
+/// `first_rows`: the upload row of each side's first row here, for error messages.
+pub async fn group_sums<T: Transport, C: Correlations>(
+    eng: &mut Engine<T, C>,
+    p: &JobParams,
+    sides: [SideValues<'_>; 2],
+    first_rows: [usize; 2],
+) -> Result<Vec<u64>> {
     let a = &p.audit;
     let (g, w, s) = (a.max_groups, a.in_width(), a.stats());
     let me = eng.me();
@@ -362,7 +387,7 @@ pub async fn aggregate<T: Transport, C: Correlations>(
             return Err(Error::invalid("audit: per-row values have the wrong size"));
         }
     }
-    check_indicators(eng, a, &sides).await?;
+    check_indicators(eng, a, &sides, first_rows).await?;
     let n = rows[0] + rows[1];
     let col = |c: usize| -> Vec<u64> {
         sides
@@ -442,9 +467,6 @@ pub async fn aggregate<T: Transport, C: Correlations>(
             }
         }
     }
-    let scales = a.scales(p);
-    let all: Vec<f64> = (0..2 * g).flat_map(|_| scales.iter().copied()).collect();
-    crate::mpc::dp::add_noise(&mut out, &all, noise);
     Ok(out)
 }
 
@@ -459,6 +481,7 @@ async fn check_indicators<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
     a: &AuditParams,
     sides: &[SideValues<'_>; 2],
+    first_rows: [usize; 2],
 ) -> Result<()> {
     let (g, w) = (a.max_groups, a.in_width());
     let me = eng.me();
@@ -490,9 +513,9 @@ async fn check_indicators<T: Transport, C: Correlations>(
     let sums_bad = (0..sums.len()).filter(|&r| opened[x.len() + r] != 0);
     if let Some(r) = products_bad.chain(sums_bad).min() {
         let (party, row) = if r < rows_a {
-            ("a", r)
+            ("a", first_rows[0] + r)
         } else {
-            ("b", r - rows_a)
+            ("b", first_rows[1] + r - rows_a)
         };
         return Err(Error::invalid(format!(
             "party {party}'s audit input is malformed at upload row {row}: group indicators must              be one-hot 0/1 (labelled ones 0/1, at most one per row); the job is refused"

@@ -142,13 +142,11 @@ impl JobSpec {
         }
         self.params.validate()?;
         if self.servers[0].worker_count() > 1
-            && (self.output == OutputMode::Aggregate
-                || self.params.audit.enabled
-                || self.params.assignment_rounds > 0)
+            && (self.output == OutputMode::Aggregate || self.params.assignment_rounds > 0)
         {
             return Err(Error::invalid(
-                "servers split into workers do not yet run aggregate-only jobs, the audit or \
-                 assignment rounds: list no workers for this job",
+                "servers split into workers do not yet run aggregate-only jobs or assignment \
+                 rounds: list no workers for this job",
             ));
         }
         if self.output == OutputMode::Aggregate

@@ -247,11 +247,53 @@ fn another_servers_identity_cannot_join_a_servers_mesh() {
 /// A party that sends one server's workers different tokens (to have one job's candidate lists
 /// built from several token sets) gets the job refused, naming it: the workers of a server
 /// compare their uploads' digests when they link, as the servers do.
-#[test]
-fn a_party_sending_workers_different_uploads_is_refused() {
+/// Party A uploads to every worker of both servers of `c` itself (worker `w` gets
+/// `data[w]`, with its audit shares when the job audits), party B runs normally; the result of
+/// each of party A's uploads (server 0's workers, then server 1's) and party B's.
+fn party_a_by_worker(
+    c: &Cluster,
+    spec: &ppea::net::job::JobSpec,
+    data: [&ppea::model::align::PartyData; 2],
+    b: &ppea::model::align::PartyData,
+) -> (
+    Vec<ppea::Result<ppea::net::party::ServerResult>>,
+    ppea::Result<Vec<ppea::net::party::ServerResult>>,
+) {
     use common::cluster::{T, rt};
     use ppea::mpc::share::ShareMsg;
     use ppea::net::party::{ZShare, run_party, upload_to_worker};
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        let seeds = ppea::mpc::share::share_seeds(2).unwrap();
+        let z0 = ShareMsg::Seed {
+            seed: seeds[0].clone(),
+            len: data[0].z_words(),
+        };
+        let audit = if spec.params.audit.enabled {
+            Some(ppea::mpc::share::share_compressed(&data[0].audit, 2).unwrap())
+        } else {
+            None
+        };
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
+        let up = |(j, w): (usize, usize)| {
+            let z = if j == 0 {
+                ZShare::Msg(&z0)
+            } else {
+                ZShare::Last(&seeds)
+            };
+            let audit = audit.as_ref().map(|v| &v[j]);
+            upload_to_worker(&ep, spec, (j, w), 0, data[w], z, None, audit, T, &quiet)
+        };
+        let party_a = futures::future::join_all([(0, 0), (0, 1), (1, 0), (1, 1)].map(up));
+        let (ra, rb) = tokio::join!(party_a, run_party(spec, 1, &ib, b, T, |_| {}));
+        ep.close(0u32.into(), b"done");
+        (ra, rb)
+    })
+}
+
+#[test]
+fn a_party_sending_workers_different_uploads_is_refused() {
     let c = Cluster::with_workers("worker-uploads", 2, 2);
     let spec = c.spec("mixed", JobParams::default());
     let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
@@ -259,29 +301,7 @@ fn a_party_sending_workers_different_uploads_is_refused() {
     let mut rotated = a.clone();
     rotated.tokens.own.rotate_left(1);
     rotated.tokens.neighbour.rotate_left(1);
-    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
-    let (ra, rb) = rt().block_on(async {
-        let ep = ia.client_endpoint().unwrap();
-        let seeds = ppea::mpc::share::share_seeds(2).unwrap();
-        let seed = ShareMsg::Seed {
-            seed: seeds[0].clone(),
-            len: a.z_words(),
-        };
-        let quiet = ppea::net::progress::Lines(|_: &str| {});
-        let up = |(j, w): (usize, usize)| {
-            let data = if w == 0 { &a } else { &rotated };
-            let z = if j == 0 {
-                ZShare::Msg(&seed)
-            } else {
-                ZShare::Last(&seeds)
-            };
-            upload_to_worker(&ep, &spec, (j, w), 0, data, z, None, None, T, &quiet)
-        };
-        let party_a = futures::future::join_all([(0, 0), (0, 1), (1, 0), (1, 1)].map(up));
-        let (ra, rb) = tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}));
-        ep.close(0u32.into(), b"done");
-        (ra, rb)
-    });
+    let (ra, rb) = party_a_by_worker(&c, &spec, [&a, &rotated], &b);
     let why = rb.expect_err("the job is refused").to_string();
     assert!(why.contains("party a sent different uploads"), "{why}");
     assert!(ra.iter().all(Result::is_err), "{ra:?}");
@@ -293,9 +313,6 @@ fn a_party_sending_workers_different_uploads_is_refused() {
 /// zeros in their place, and the noisy figures still reach both parties.
 #[test]
 fn only_worker_0_releases_the_audit_aggregates() {
-    use common::cluster::{T, rt};
-    use ppea::mpc::share::ShareMsg;
-    use ppea::net::party::{ZShare, run_party, upload_to_worker};
     let c = Cluster::with_workers("worker-audit", 2, 2);
     let mut params = JobParams::default();
     params.audit.enabled = true;
@@ -306,41 +323,7 @@ fn only_worker_0_releases_the_audit_aggregates() {
     ppea::model::audit::attach(&mut a, &ds.a, &params, &key, &[]).unwrap();
     ppea::model::audit::attach(&mut b, &ds.b, &params, &key, &[]).unwrap();
     assert!(!a.audit.is_empty());
-    let ib = c.identity("party-b");
-    let ia = c.identity("party-a");
-    let (ra, rb) = rt().block_on(async {
-        let ep = ia.client_endpoint().unwrap();
-        let seeds = ppea::mpc::share::share_seeds(2).unwrap();
-        let z0 = ShareMsg::Seed {
-            seed: seeds[0].clone(),
-            len: a.z_words(),
-        };
-        let audit = ppea::mpc::share::share_compressed(&a.audit, 2).unwrap();
-        let quiet = ppea::net::progress::Lines(|_: &str| {});
-        let up = |(j, w): (usize, usize)| {
-            let z = if j == 0 {
-                ZShare::Msg(&z0)
-            } else {
-                ZShare::Last(&seeds)
-            };
-            upload_to_worker(
-                &ep,
-                &spec,
-                (j, w),
-                0,
-                &a,
-                z,
-                None,
-                Some(&audit[j]),
-                T,
-                &quiet,
-            )
-        };
-        let party_a = futures::future::join_all([(0, 0), (0, 1), (1, 0), (1, 1)].map(up));
-        let (ra, rb) = tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}));
-        ep.close(0u32.into(), b"done");
-        (ra, rb)
-    });
+    let (ra, rb) = party_a_by_worker(&c, &spec, [&a, &a], &b);
     let ra: Vec<_> = ra
         .into_iter()
         .map(|r| r.expect("party A's workers answer"))

@@ -1089,17 +1089,8 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     let mut fails = upload_fails(eng, &audit, &bounds, oa, ob).await?;
     drop(audit);
     if workers > 1 {
-        let all = crate::mpc::mesh::all_gather(mesh, fails.to_vec(), 2).await?;
-        fails = [0, 1].map(|i| {
-            all.iter()
-                .fold(0u64, |s, f| s.wrapping_add(f.get(i).copied().unwrap_or(0)))
-        });
-        if let Some(j) = all.iter().position(|f| f.len() != 2) {
-            return Err(Error::protocol(
-                crate::error::PeerName::Worker(j),
-                "sent a malformed failure count",
-            ));
-        }
+        let all = crate::mpc::mesh::all_reduce(mesh, fails.to_vec()).await?;
+        fails = [all[0], all[1]];
     }
     let ok = fails_ok(eng, fails).await?;
     step(eng, "upload range checks");
@@ -1349,14 +1340,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         // and the others release nothing (the parties read worker 0's aggregates: the others'
         // exact sums must not reach them).
         if workers > 1 {
-            let all = crate::mpc::mesh::all_gather(mesh, out.clone(), out.len()).await?;
-            if let Some(j) = all.iter().position(|v| v.len() != out.len()) {
-                return Err(Error::protocol(
-                    crate::error::PeerName::Worker(j),
-                    "sent malformed audit sums",
-                ));
-            }
-            out = crate::mpc::ring::sum_all(out.len(), all.iter().map(Vec::as_slice));
+            out = crate::mpc::mesh::all_reduce(mesh, out).await?;
         }
         if wk == 0 {
             crate::model::audit::add_group_noise(p, &mut out, &mut Prg::fresh());

@@ -60,12 +60,12 @@ impl Shards {
 
     /// Rows of A that worker `j` owns.
     pub fn a(&self, j: usize) -> Range<usize> {
-        Self::cut(self.na, self.workers, j)..Self::cut(self.na, self.workers, j + 1)
+        Self::rows(self.na, self.workers, j)
     }
 
     /// Rows of B that worker `j` owns.
     pub fn b(&self, j: usize) -> Range<usize> {
-        Self::cut(self.nb, self.workers, j)..Self::cut(self.nb, self.workers, j + 1)
+        Self::rows(self.nb, self.workers, j)
     }
 
     /// The worker owning row `row` of a side of `n` rows.
@@ -80,7 +80,7 @@ impl Shards {
     /// Columns of a row of `d` words whose part of the bilinear form worker `j` computes (every
     /// worker has at least one when `d >= workers`).
     pub fn columns(&self, d: usize, j: usize) -> Range<usize> {
-        Self::cut(d, self.workers, j)..Self::cut(d, self.workers, j + 1)
+        Self::rows(d, self.workers, j)
     }
 
     /// Where slot `q` of A's lists (`per_row` slots per row) lives: its row's worker and the

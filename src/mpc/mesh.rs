@@ -186,6 +186,23 @@ pub async fn all_gather<M: Mesh>(
     mesh.all_to_all(payloads, max_words).await
 }
 
+/// The sum, over every worker, of each worker's `mine` (every worker passes as many values);
+/// a worker that sends another number of values is named.
+pub async fn all_reduce<M: Mesh>(mesh: &mut M, mine: Vec<u64>) -> Result<Vec<u64>> {
+    let len = mine.len();
+    let all = all_gather(mesh, mine, len).await?;
+    if let Some(j) = all.iter().position(|v| v.len() != len) {
+        return Err(Error::protocol(
+            PeerName::Worker(j),
+            format!("sent {} values to add up, expected {len}", all[j].len()),
+        ));
+    }
+    Ok(crate::mpc::ring::sum_all(
+        len,
+        all.iter().map(Vec::as_slice),
+    ))
+}
+
 /// Every worker's partial values of the part each worker owns, added up: `parts[j]` is this
 /// worker's partial values of worker `j`'s part; the result is the sum, over all workers, of
 /// their partial values of this worker's part. Every worker's part for a given owner has the
@@ -372,6 +389,8 @@ mod tests {
                     assert_eq!(got, want);
                     let all = all_gather(&mut mesh, vecs[me].clone(), 64).await.unwrap();
                     assert_eq!(all, vecs);
+                    let total = all_reduce(&mut mesh, vec![me as u64 + 1; 3]).await.unwrap();
+                    assert_eq!(total, vec![(w * (w + 1) / 2) as u64; 3]);
                     // Worker `me`'s partial values of worker j's part: j + 1 values, each
                     // `me * 100 + j`; the sums are over all workers.
                     let parts: Vec<Vec<u64>> =

@@ -320,21 +320,8 @@ async fn link(
 
 /// The rows of side `side` this process answers for: all of them, or a worker's shard.
 fn own_rows(spec: &JobSpec, cfg: &ServerConfig, rows: [usize; 2], side: usize) -> usize {
-    let workers = spec
-        .servers
-        .iter()
-        .find(|n| n.name == cfg.name)
-        .map_or(1, crate::net::job::Node::worker_count);
-    match crate::model::shard::Shards::new(rows[0], rows[1], workers) {
-        Ok(sh) if workers > 1 => {
-            if side == 0 {
-                sh.a(cfg.worker).len()
-            } else {
-                sh.b(cfg.worker).len()
-            }
-        }
-        _ => rows[side],
-    }
+    let workers = spec.workers_of(&cfg.name);
+    crate::model::shard::Shards::rows(rows[side], workers, cfg.worker.min(workers - 1)).len()
 }
 
 /// Application close code for a party that did not acknowledge the start of its job.

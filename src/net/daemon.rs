@@ -364,11 +364,7 @@ pub(crate) async fn dispatch(
                     // share of the job.
                     let share = rows * spec.params.model.width() as u64 * 8;
                     let held = last && share <= spill.above;
-                    let workers = spec
-                        .servers
-                        .iter()
-                        .find(|s| s.name == cfg.name)
-                        .map_or(1, crate::net::job::Node::worker_count);
+                    let workers = spec.workers_of(&cfg.name);
                     let booking = Booking {
                         memory: worker_bytes(
                             &spec.params,

@@ -112,6 +112,15 @@ impl JobSpec {
         Ok(Digest(sha256("ppea job description v3", &[&bytes])))
     }
 
+    /// Worker processes of the job's server `name` (1 for a server of one process or one the
+    /// job does not list).
+    pub fn workers_of(&self, name: &str) -> usize {
+        self.servers
+            .iter()
+            .find(|n| n.name == name)
+            .map_or(1, Node::worker_count)
+    }
+
     /// Checks the description.
     pub fn validate(&self) -> Result<()> {
         crate::mpc::share::check_servers(self.servers.len())?;

@@ -377,15 +377,16 @@ async fn raw_control<M: serde::Serialize>(s: &mut quinn::SendStream, msg: &M) {
     s.write_all(&body).await.unwrap();
 }
 
-/// A party that announces a share of 2^61 words (after a valid header), or 5,000 tokens per
-/// row, gets a clear refusal without the server allocating it, and the server keeps serving.
+/// A party that announces a share of 2^61 words (after a valid header), 5,000 tokens per row,
+/// or more tokens than its hello announced (and the server booked), gets a clear refusal
+/// without the server allocating them, and the server keeps serving.
 #[test]
 fn a_server_refuses_huge_announced_uploads_without_allocating() {
     let c = Cluster::new("attack-huge-upload", 2, Limits::default());
     let spec = c.spec("huge-upload", JobParams::default());
     let rows = 10u64;
     let width = spec.params.model.width() as u64;
-    for case in ["share", "tokens", "misplaced"] {
+    for case in ["share", "tokens", "misplaced", "unannounced"] {
         let id = c.identity("party-a");
         // The last server (server-1) is the only one that takes an explicit share; server-0
         // (which booked no memory for one) refuses it.
@@ -397,19 +398,26 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
             let addr = ppea::net::dial::resolve(&server.addr).await.unwrap();
             let conn = ep.connect(addr, &server.name).unwrap().await.unwrap();
             let (mut s, r) = conn.open_bi().await.unwrap();
+            // "unannounced": 100 tokens per row after announcing 10 in all.
+            let per_row = if case == "tokens" { 5000 } else { 100 };
             let hello = Hello::Upload {
                 spec: Box::new(spec),
                 side: 0,
                 rows,
+                tokens: if case == "unannounced" {
+                    10
+                } else {
+                    rows * per_row
+                },
             };
             raw_control(&mut s, &hello).await;
-            if case != "tokens" {
+            if case == "share" || case == "misplaced" {
                 raw_control(&mut s, &ShareHead::Explicit(rows * width)).await;
                 raw_words_header(&mut s, 1 << 61).await;
             } else {
                 raw_control(&mut s, &ShareHead::Seed([9; 32], rows * width)).await;
                 raw_words_header(&mut s, rows).await;
-                let lens: Vec<u8> = (0..rows).flat_map(|_| 5000u64.to_le_bytes()).collect();
+                let lens: Vec<u8> = (0..rows).flat_map(|_| per_row.to_le_bytes()).collect();
                 s.write_all(&lens).await.unwrap();
             }
             let (_, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
@@ -426,6 +434,9 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
             }
             Outcome::Failed(why) if case == "misplaced" => {
                 assert!(why.contains("last server only"), "{why}")
+            }
+            Outcome::Failed(why) if case == "unannounced" => {
+                assert!(why.contains("at most 10 remain"), "{why}")
             }
             Outcome::Failed(why) => assert!(why.contains("at most 4096"), "{why}"),
             Outcome::Done { .. } | Outcome::Status(_) => {
@@ -457,6 +468,7 @@ async fn announce_upload(
         spec: Box::new(spec.clone()),
         side,
         rows,
+        tokens: 0,
     };
     raw_control(&mut s, &hello).await;
     let (s, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
@@ -803,10 +815,7 @@ fn an_out_of_range_upload_fails_the_job_naming_the_party() {
     );
     for r in [ra, rb] {
         let e = r.unwrap_err().to_string();
-        assert!(
-            e.contains("party b failed the servers' range checks"),
-            "{e}"
-        );
+        assert!(e.contains("party b failed the servers' checks"), "{e}");
     }
 
     // One entry of one row of party A set to 2^32: the wrapping norm of its block is unchanged.
@@ -826,10 +835,7 @@ fn an_out_of_range_upload_fails_the_job_naming_the_party() {
     assert_eq!(view, honest_view);
     for r in [ra, rb] {
         let e = r.unwrap_err().to_string();
-        assert!(
-            e.contains("party a failed the servers' range checks"),
-            "{e}"
-        );
+        assert!(e.contains("party a failed the servers' checks"), "{e}");
     }
 
     // Servers split into workers: the planted row is the last worker's (the last row), and
@@ -856,9 +862,7 @@ fn an_out_of_range_upload_fails_the_job_naming_the_party() {
                 match r {
                     Ok(_) => assert!(ok, "{workers} workers passed a planted row"),
                     Err(e) => assert!(
-                        !ok && e
-                            .to_string()
-                            .contains("party a failed the servers' range checks"),
+                        !ok && e.to_string().contains("party a failed the servers' checks"),
                         "{workers} workers: {e}"
                     ),
                 }
@@ -881,12 +885,65 @@ fn an_out_of_range_upload_over_quic_fails_cleanly_for_both_parties() {
         let e = finish_party(data, &words(r.unwrap()), &spec.params)
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("party a failed the servers' range checks"),
-            "{e}"
-        );
+        assert!(e.contains("party a failed the servers' checks"), "{e}");
     }
     c.still_serves("after-range");
+}
+
+/// With the per-group audit, a party whose group indicators are not one-hot 0/1 (one row's
+/// indicator scaled, to read that row's figures above the noise) gets the job refused for both
+/// parties, naming it, through the same status word as the range checks; the servers run the
+/// same rounds and send the same bytes as for honest indicators (nothing about the check is
+/// opened to them: `model::audit`'s unit tests show what a deviating server sees).
+#[test]
+fn malformed_audit_indicators_fail_the_job_naming_the_party() {
+    let mut p = JobParams::default();
+    p.audit.enabled = true;
+    p.audit.noise = false;
+    let (mut a, mut b) = prepare(EvalProtocol::Standard, &p);
+    let ds = common::cluster::sample();
+    let key = ppea::model::blocking::BlockingKey::random();
+    ppea::model::audit::attach(&mut a, &ds.a, &p, &key, &[]).unwrap();
+    ppea::model::audit::attach(&mut b, &ds.b, &p, &key, &[]).unwrap();
+    let run = |a: &PartyData, b: &PartyData| {
+        let audit = [a, b].map(|d| Some(share_compressed(&d.audit, 2).unwrap()));
+        let out = rt()
+            .block_on(ppea::eval::evaluate::servers_inprocess_audited(
+                2,
+                [up(a), up(b)],
+                audit,
+                &p,
+                "indicators",
+            ))
+            .expect("the servers finish the job whatever the uploads");
+        (
+            (out.rounds, out.bytes_per_server),
+            finish_party(a, &out.a, &p),
+            finish_party(b, &out.b, &p),
+        )
+    };
+    let (honest_view, ra, rb) = run(&a, &b);
+    assert!(ra.is_ok() && rb.is_ok(), "honest indicators pass");
+    let w = p.audit.in_width();
+    for (side, scale) in [(0usize, 1000u64), (1, 2)] {
+        let mut bad = [a.clone(), b.clone()];
+        let row = &mut bad[side].audit[7 * w..8 * w];
+        let g = row[..p.audit.max_groups]
+            .iter()
+            .position(|&v| v == 1)
+            .unwrap();
+        row[g] = scale;
+        let (view, ra, rb) = run(&bad[0], &bad[1]);
+        assert_eq!(
+            view, honest_view,
+            "the servers' traffic does not depend on the check"
+        );
+        let who = format!("party {} failed the servers' checks", ["a", "b"][side]);
+        for r in [ra, rb] {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(&who), "{e}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1229,6 +1286,7 @@ fn certificates_with_several_identities_are_refused() {
                 spec: Box::new(spec),
                 side: 0,
                 rows: 1,
+                tokens: 0,
             };
             s.control(&hello).await.map_err(|e| e.to_string())?;
             r.control::<Outcome>().await.map_err(|e| e.to_string())
@@ -1418,9 +1476,169 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
         e.contains(&format!("needs about {} MiB", mib(needed))),
         "{e}"
     );
+    // Tokens beyond what the fit covers are booked as the hello announces them (a review
+    // found them unbooked: 4,096 own and 4,096 neighbour tokens per row, 128 times the
+    // typical count, let one party hold several times the budget). The default rows fit;
+    // with every row's lists full they do not.
+    let mut full = a.clone();
+    let fill = || (0..4096u64).map(|t| 7 * t + 1).collect::<Vec<u64>>();
+    full.tokens.own.iter_mut().for_each(|t| *t = fill());
+    full.tokens.neighbour.iter_mut().for_each(|t| *t = fill());
+    let rows = full.rows.len();
+    assert!(server_bytes(&p, rows, 2, false) <= room / 2);
+    let needed = server_bytes(&p, rows, 2, false)
+        + ppea::model::footprint::token_bytes(rows as u64, full.tokens.count());
+    assert!(needed > room / 2 + (1 << 20));
+    let z = share_compressed(&full.z, 2).unwrap();
+    let spec = c.spec("memory-tokens", p.clone());
+    let r = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        upload_to(
+            &ep,
+            &spec,
+            0,
+            0,
+            &full,
+            ZShare::Msg(&z[0]),
+            None,
+            None,
+            T,
+            &quiet,
+        )
+        .await
+    });
+    let e = r.expect_err("the upload is refused").to_string();
+    assert!(
+        e.contains("limits.memory_mib") && e.contains(&format!("needs about {} MiB", mib(needed))),
+        "{e}"
+    );
     // A job that fits still runs (its memory is booked and given back).
     c.still_serves("after-memory");
     c.still_serves("after-memory-again");
+}
+
+/// A configured party cannot evict another party's held upload: party B, naming itself
+/// party a of the same job id, uploads for side 0 while party A's upload waits there. Before a
+/// review caught it, the server replaced A's upload ("replaced by a second upload"), failing
+/// A's job and burning its id; now B's upload is refused, naming the holder, and A's job runs
+/// when B uploads its own side.
+#[test]
+fn a_party_cannot_evict_another_partys_upload() {
+    // Short waits: without the check, party B's own upload would wait for an evicted A.
+    let quick = Limits {
+        wait_secs: 5,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-evict", 2, quick);
+    let spec = c.spec("evict", JobParams::default());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let mut evil = spec.clone();
+    evil.parties = ["party-b".into(), "party-a".into()];
+    let z = share_compressed(&b.z, 2).unwrap();
+    let quiet = ppea::net::progress::Lines(|_: &str| {});
+    let (ra, (evicting, rb)) = rt().block_on(async {
+        let party_b = async {
+            // Party A's upload is held by then.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let ep = ib.client_endpoint().unwrap();
+            let evicting = upload_to(
+                &ep,
+                &evil,
+                0,
+                0,
+                &b,
+                ZShare::Msg(&z[0]),
+                None,
+                None,
+                T,
+                &quiet,
+            )
+            .await;
+            ep.close(0u32.into(), b"done");
+            (evicting, run_party(&spec, 1, &ib, &b, T, |_| {}).await)
+        };
+        tokio::join!(run_party(&spec, 0, &ia, &a, T, |_| {}), party_b)
+    });
+    let why = evicting
+        .expect_err("the second upload for side 0 is refused")
+        .to_string();
+    assert!(
+        why.contains("already holds party-a's upload as party a"),
+        "{why}"
+    );
+    let words = |r: Vec<ppea::net::party::ServerResult>| -> Vec<Vec<u64>> {
+        r.into_iter().map(|x| x.words).collect()
+    };
+    let rows = finish_party(&a, &words(ra.expect("party A's job runs")), &spec.params).unwrap();
+    assert!(rows.iter().filter(|r| r.matched).count() > 100);
+    rb.expect("party B's own upload runs the job");
+    c.still_serves("after-evict");
+}
+
+/// A live server that stops answering (here one holding server-1's real certificate, that
+/// accepts server-0's link and never acknowledges it; its keep-alives keep the connection
+/// open) fails the job after `silence_secs`, naming it, instead of holding server-0's job and
+/// both parties' bookings forever; both parties get the reason, and server-0 serves on.
+#[test]
+fn a_silent_server_fails_the_job_after_the_silence_limit() {
+    let limits = Limits {
+        wait_secs: 2,
+        silence_secs: 4,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-silent", 2, limits);
+    let _guard = rt().enter();
+    let id = Identity::load("server-1", &files(&c.dir.0, "server-1")).unwrap();
+    let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut spec = c.spec("silent", JobParams::default());
+    spec.servers[1] = ppea::net::job::Node::new("server-1", ep.local_addr().unwrap().to_string());
+    rt().spawn(async move {
+        while let Some(inc) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = inc.await else { return };
+                // Holds every stream opened to it and answers nothing.
+                let mut held = Vec::new();
+                while let Ok(st) = conn.accept_bi().await {
+                    held.push(st);
+                }
+            });
+        }
+    });
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    async fn up(spec: &JobSpec, side: u8, data: &PartyData, id: &Identity) -> ppea::Result<()> {
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
+        let z = share_compressed(&data.z, 2).unwrap();
+        let ep = id.client_endpoint().unwrap();
+        let r = upload_to(
+            &ep,
+            spec,
+            0,
+            side,
+            data,
+            ZShare::Msg(&z[0]),
+            None,
+            None,
+            T,
+            &quiet,
+        )
+        .await;
+        ep.close(0u32.into(), b"done");
+        r.map(|_| ())
+    }
+    // A watchdog far above the limit, so that a regression fails instead of hanging.
+    let (ra, rb) = rt().block_on(async {
+        let both = async { tokio::join!(up(&spec, 0, &a, &ia), up(&spec, 1, &b, &ib)) };
+        tokio::time::timeout(Duration::from_secs(600), both)
+            .await
+            .expect("the parties got no answer: the silent server held the job")
+    });
+    for r in [ra, rb] {
+        let e = r.expect_err("the job fails").to_string();
+        assert!(e.contains("silence_secs") && e.contains("server 1"), "{e}");
+    }
+    c.still_serves("after-silent");
 }
 
 /// A job whose estimated peak on the dealer (`ppea::model::footprint::dealer_bytes`, from the
@@ -1521,6 +1739,7 @@ fn a_party_announcing_an_upload_and_stalling_gives_its_memory_back() {
             spec: Box::new(spec),
             side: 0,
             rows,
+            tokens: 0,
         };
         s.control(&hello).await.unwrap();
         // Nothing more is sent; the connection stays alive (keep-alives).

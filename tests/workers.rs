@@ -3,7 +3,7 @@
 //! (its own dealer stream) and reads other shards' values from its server's other workers; the
 //! scores are computed by columns, each worker a slice of every row, and added up. The
 //! decisions and every reconstructed result must be those of one worker per server, and of the
-//! plaintext reference; what a worker cannot do yet is refused by name.
+//! plaintext reference.
 
 mod common;
 use common::cluster::{Cluster, prepare};
@@ -85,13 +85,29 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
     audited.audit.enabled = true;
     audited.audit.noise = false;
     audited.audit.labelled = true;
+    // Assignment rounds: every round shares the rows' matched flags among the workers and
+    // reads the other side's markers of the pairs listed both ways.
+    let assigned = JobParams {
+        assignment_rounds: 2,
+        ..JobParams::default()
+    };
     for (protocol, params) in [
         (EvalProtocol::Standard, JobParams::default()),
         (EvalProtocol::Open, csls2),
         (EvalProtocol::Standard, explained),
         (EvalProtocol::Standard, audited),
+        (EvalProtocol::Open, assigned),
     ] {
         let one = job(2, 1, protocol, params.clone()).expect("one worker");
+        if params.assignment_rounds > 0 {
+            // The later rounds match rows that round 1 left unmatched.
+            let round1 = job(2, 1, protocol, JobParams::default()).expect("one worker");
+            let matched = |r: &JobRun| r.a.1.iter().filter(|r| r.matched).count();
+            assert!(
+                matched(&one) > matched(&round1),
+                "assignment rounds matched nothing"
+            );
+        }
         if params.explain {
             let m = one.a.1.iter().find(|r| r.matched).expect("a match");
             assert!(m.explanation.is_some() && m.partner_id.is_some(), "{m:?}");
@@ -139,23 +155,7 @@ fn a_server_split_into_workers_takes_the_same_decisions() {
 }
 
 #[test]
-fn what_workers_do_not_run_yet_is_refused_by_name() {
-    let assign = JobParams {
-        assignment_rounds: 1,
-        ..JobParams::default()
-    };
-    let err = match job(2, 2, EvalProtocol::Standard, assign.clone()) {
-        Ok(_) => panic!("a split server ran a job it cannot run"),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        err.contains("split into workers") && err.contains("one process"),
-        "{err}"
-    );
-    // Over the network the job description is refused before anything is uploaded.
-    let c = Cluster::with_workers("refused-options", 2, 2);
-    let e = c.spec("x", assign).validate().unwrap_err().to_string();
-    assert!(e.contains("assignment rounds"), "{e}");
+fn what_workers_cannot_run_is_refused_by_name() {
     // More workers than rows of a side.
     let err = match job(2, 400, EvalProtocol::Standard, JobParams::default()) {
         Ok(_) => panic!("400 workers for 311 rows"),
@@ -347,4 +347,53 @@ fn only_worker_0_releases_the_audit_aggregates() {
         sums.iter().any(|&v| v != 0),
         "worker 0 released the aggregates"
     );
+}
+
+/// Aggregate-only jobs on split servers: each worker sums its own rows, the workers add their
+/// sums up, and worker 0 alone releases the server's (the others send zeros: their own rows'
+/// sums would tell a party how the matches fall across the shards). The totals are those of
+/// the same job's per-row results.
+#[test]
+fn aggregate_only_jobs_release_a_servers_sums_from_worker_0() {
+    use ppea::net::job::{JobSpec, OutputMode};
+    // The same job id runs three times (same candidate padding), so the servers forget ids.
+    let forget = Limits {
+        remember_jobs_secs: 0,
+        ..Limits::default()
+    };
+    let c = Cluster::with_workers_limits("worker-aggregate", 2, 2, forget);
+    let spec = c.spec("job", JobParams::default());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let words = |r: Vec<ppea::net::party::ServerResult>| -> Vec<Vec<u64>> {
+        r.into_iter().map(|x| x.words).collect()
+    };
+    let (ra, _) = c.run(&spec, &a, &b);
+    let rows = finish_party(&a, &words(ra.unwrap()), &spec.params).unwrap();
+    let matched = rows.iter().filter(|r| r.matched).count() as u64;
+    assert!(matched > 100);
+    let agg = JobSpec {
+        output: OutputMode::Aggregate,
+        ..spec.clone()
+    };
+    let (ra, rb) = c.run(&agg, &a, &b);
+    let finish = |r: ppea::Result<Vec<ppea::net::party::ServerResult>>| {
+        ppea::model::align::finish_aggregate(&words(r.unwrap()), &spec.params).unwrap()
+    };
+    let (total_a, score_sum) = finish(ra);
+    assert_eq!(total_a, matched);
+    assert_eq!(
+        finish(rb).0,
+        matched,
+        "both sides count the same mutual matches"
+    );
+    let sum: f64 = rows.iter().map(|r| r.score).sum();
+    assert!((score_sum / spec.params.model.max_score() - sum).abs() < 1e-6);
+    // Worker by worker: (server 0, worker 0), (0, 1), (1, 0), (1, 1).
+    let (ra, rb) = party_a_by_worker(&c, &agg, [&a, &a], &b);
+    assert_eq!(finish(rb).0, matched);
+    let ra: Vec<Vec<u64>> = ra.into_iter().map(|r| r.unwrap().words).collect();
+    for r in [&ra[1], &ra[3]] {
+        assert_eq!(r[..2], [0, 0], "worker 1 released sums");
+    }
+    assert_eq!(ra[0][0].wrapping_add(ra[2][0]), matched);
 }

@@ -30,7 +30,7 @@ use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, to
 use crate::model::features::ModelParams;
 use crate::model::graph::Graph;
 use crate::model::shard::{ShardPairs, Shards, pair_ranges};
-use crate::model::upload_check::{UploadBounds, fails_ok, upload_fails};
+use crate::model::upload_check::{UploadBounds, fails_ok, max_fails, upload_fails};
 use crate::model::upload_rows::UploadRows;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::Correlations;
@@ -635,12 +635,12 @@ fn slot_scores(
 /// (`keep`, kept link tokens), each own B slot's value at its pair's A slot (the last one
 /// listing it), 0 where A does not list the pair; A slots of other workers are read over the
 /// mesh.
-struct BSidePairs<'a> {
+pub(crate) struct BSidePairs<'a> {
     /// This worker's A slots and B slots (in A's and B's lists).
     qa: std::ops::Range<usize>,
     qb: std::ops::Range<usize>,
     /// The pairs listed both ways whose A slot is this worker's (A-slot order).
-    present: &'a [(u32, u32)],
+    pub(crate) present: &'a [(u32, u32)],
     /// [`ShardPairs::remote`].
     remote: &'a [(u32, u32)],
     /// Where the remote A slots live.
@@ -648,7 +648,7 @@ struct BSidePairs<'a> {
 }
 
 impl BSidePairs<'_> {
-    async fn read<M: Mesh>(
+    pub(crate) async fn read<M: Mesh>(
         &self,
         mesh: &mut M,
         per_a_slot: &[u64],
@@ -672,7 +672,12 @@ impl BSidePairs<'_> {
 
 /// Every row's value (A's rows, then B's) from this worker's rows' values `own` (its A rows,
 /// then its B rows) and the other workers'.
-async fn all_rows<M: Mesh>(mesh: &mut M, sh: &Shards, own: &[u64], max: usize) -> Result<Vec<u64>> {
+pub(crate) async fn all_rows<M: Mesh>(
+    mesh: &mut M,
+    sh: &Shards,
+    own: &[u64],
+    max: usize,
+) -> Result<Vec<u64>> {
     if sh.workers() == 1 {
         return Ok(own.to_vec());
     }
@@ -827,12 +832,6 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     }
     let sh = Shards::new(na, nb, mesh.workers())?;
     let (workers, wk) = (sh.workers(), mesh.me());
-    if workers > 1 && p.assignment_rounds > 0 {
-        return Err(Error::invalid(
-            "a server split into workers does not yet run assignment rounds: run it as one \
-             process",
-        ));
-    }
     // This worker's rows (all of them with one worker), and the most values a mesh message
     // of this job may hold (a per-slot vector of both sides).
     if workers > w {
@@ -1088,11 +1087,24 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     //    Each worker checks its own rows; the failure counts add up over the workers.
     let mut fails = upload_fails(eng, &audit, &bounds, oa, ob).await?;
     drop(audit);
+    //    With the per-group audit, the parties' group indicators too (one-hot 0/1): their
+    //    failures join the same counts, which gate every match.
+    if p.audit.enabled {
+        let aw = p.audit.in_width();
+        let missing = || Error::invalid("the job audits but an upload has no audit words");
+        let inputs = [
+            (pa.audit.get(ra.start * aw..ra.end * aw)).ok_or_else(missing)?,
+            (pb.audit.get(rb.start * aw..rb.end * aw)).ok_or_else(missing)?,
+        ];
+        let bad = crate::model::audit::indicator_fails(eng, &p.audit, inputs).await?;
+        fails = [fails[0].wrapping_add(bad[0]), fails[1].wrapping_add(bad[1])];
+    }
     if workers > 1 {
         let all = crate::mpc::mesh::all_reduce(mesh, fails.to_vec()).await?;
         fails = [all[0], all[1]];
     }
-    let ok = fails_ok(eng, fails).await?;
+    let audited = p.audit.enabled.then_some(p.audit.max_groups);
+    let ok = fails_ok(eng, fails, max_fails(&bounds, audited, na + nb)).await?;
     step(eng, "upload range checks");
     let mut s = cpu_bound(|| expand(&out.scores));
     drop(out.scores);
@@ -1222,28 +1234,8 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         k,
         oa,
     );
-    // 5b. Optional 1-to-1 assignment: further rounds on the rows left unmatched.
-    let (keep, oh, score, similarity) = if p.assignment_rounds > 0 {
-        let st = crate::model::assign::Round1 {
-            cand: &cand,
-            present: &present,
-            f: &f,
-            s: &s,
-            r: &r,
-            onehot: &oh,
-            keep,
-        };
-        let a = crate::model::assign::iterate(eng, p, st).await?;
-        // Matches of later rounds are gated by the range checks too.
-        let keep = eng.mul_fanout(&[both_ok], a.keep, na * k).await?;
-        step(eng, "assignment");
-        (keep, a.onehot, a.score, a.similarity)
-    } else {
-        (keep, oh, score, similarity)
-    };
-    // 6. Link tokens (random shared values, one per pair, selected by `keep`) and the
-    //    matched rows' similarity, in one round.
-    //    A B slot's `keep` (and, below, its kept link token) is its pair's A slot's.
+    // A B slot's values (`keep`, link tokens, the assignment's markers) are its pair's A
+    // slot's.
     let b_pairs = BSidePairs {
         qa: qa.clone(),
         qb: qb.clone(),
@@ -1251,6 +1243,27 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         remote: &remote,
         at: &remote_at,
     };
+    // 5b. Optional 1-to-1 assignment: further rounds on the rows left unmatched.
+    let (keep, oh, score, similarity) = if p.assignment_rounds > 0 {
+        let st = crate::model::assign::Round1 {
+            cand: &cand,
+            shards: &sh,
+            f: &f,
+            s: &s,
+            r: &r,
+            onehot: &oh,
+            keep,
+        };
+        let a = crate::model::assign::iterate(eng, mesh, p, st, &b_pairs, mesh_max).await?;
+        // Matches of later rounds are gated by the range checks too.
+        let keep = eng.mul_fanout(&[both_ok], a.keep, oa * k).await?;
+        step(eng, "assignment");
+        (keep, a.onehot, a.score, a.similarity)
+    } else {
+        (keep, oh, score, similarity)
+    };
+    // 6. Link tokens (random shared values, one per pair, selected by `keep`) and the
+    //    matched rows' similarity, in one round.
     let keep_b = b_pairs.read(mesh, &keep, mesh_max).await?;
     let (matched, x, y) = cpu_bound(|| {
         let mut matched = row_sum(&keep, oa);
@@ -1335,7 +1348,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
             }
         };
         let sides = [side(0), side(1)];
-        let mut out = crate::model::audit::group_sums(eng, p, sides, [ra.start, rb.start]).await?;
+        let mut out = crate::model::audit::group_sums(eng, p, sides).await?;
         // A split server's workers add up their sums; one worker adds the server's noise,
         // and the others release nothing (the parties read worker 0's aggregates: the others'
         // exact sums must not reach them).
@@ -1481,7 +1494,7 @@ pub(crate) async fn select_kept<T: Transport, C: Correlations>(
 }
 
 /// Words after a party's result table: the job's status ([`align`]: bit 0 set when party A's
-/// upload passed the servers' range checks, bit 1 for party B's).
+/// upload passed the servers' checks, bit 1 for party B's).
 pub const STATUS_WORDS: usize = 1;
 
 /// The reconstructed status word: an error naming the party whose upload failed the range
@@ -1500,9 +1513,9 @@ fn check_status(status: u64) -> Result<()> {
     match failed.as_slice() {
         [] => Ok(()),
         parties => Err(Error::invalid(format!(
-            "the job was refused: the upload of party {} failed the servers' range checks \
-             (every row must be a vector the model can produce; a deviating server can also \
-             cause this); no results are given",
+            "the job was refused: the upload of party {} failed the servers' checks (every \
+             row must be a vector the model can produce, and with the audit carry one-hot 0/1 \
+             group indicators; a deviating server can also cause this); no results are given",
             parties.join(" and party ")
         ))),
     }
@@ -1518,6 +1531,33 @@ pub fn aggregate_words(words: &[u64], rows: usize, width: usize) -> Vec<u64> {
     }
     s.extend_from_slice(&words[rows * width..]);
     s
+}
+
+/// What a worker answers both parties in an aggregate-only job: [`aggregate_words`] over its
+/// own rows (`rows`: its A rows and B rows). Split into workers, the workers add their sums up
+/// and worker 0 alone releases the server's; the others send zeros in their place (their own
+/// rows' sums would tell a party how the matches fall across the shards).
+pub async fn aggregate_answers<M: Mesh>(
+    mesh: &mut M,
+    out: &ServerOutput,
+    rows: [usize; 2],
+    width: usize,
+) -> Result<[Vec<u64>; 2]> {
+    let mut ans = [
+        aggregate_words(&out.a, rows[0], width),
+        aggregate_words(&out.b, rows[1], width),
+    ];
+    if mesh.workers() > 1 {
+        let own = vec![ans[0][0], ans[0][1], ans[1][0], ans[1][1]];
+        let all = crate::mpc::mesh::all_reduce(mesh, own).await?;
+        let release = mesh.me() == 0;
+        for (side, a) in ans.iter_mut().enumerate() {
+            for t in 0..2 {
+                a[t] = if release { all[2 * side + t] } else { 0 };
+            }
+        }
+    }
+    Ok(ans)
 }
 
 /// Reconstructs an aggregate-only result: the number of matched rows and the sum of their

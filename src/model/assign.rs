@@ -22,11 +22,13 @@
 //! the penalty. [`reference`] is the same algorithm in plaintext integers.
 
 use crate::error::{Error, Result};
-use crate::model::align::{JobParams, SideReference, row_sums, slot_major};
+use crate::model::align::{BSidePairs, JobParams, SideReference, all_rows, row_sums, slot_major};
 use crate::model::blocking::Candidates;
+use crate::model::shard::Shards;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::Correlations;
 use crate::mpc::engine::Engine;
+use crate::mpc::mesh::{At, Mesh};
 
 /// Most assignment rounds a job may ask for.
 pub const MAX_ROUNDS: usize = 8;
@@ -61,98 +63,108 @@ pub fn check(p: &JobParams) -> Result<()> {
     Ok(())
 }
 
-/// The round-1 state of the secure pipeline (all vectors are this server's shares).
+/// The round-1 state of the secure pipeline on one worker (all vectors are this server's
+/// shares over the worker's own rows: its A rows, then its B rows; with one worker, every row).
 pub struct Round1<'a> {
-    /// Candidate lists.
+    /// Candidate lists (every row's).
     pub cand: &'a Candidates,
-    /// Pairs listed on both sides: (A slot, B slot).
-    pub present: &'a [(u32, u32)],
-    /// Ranking scores, A rows then B rows, `k` each.
+    /// How the rows are dealt among the server's workers, and which one this is.
+    pub shards: &'a Shards,
+    /// Ranking scores, own A rows then own B rows, `k` each.
     pub f: &'a [u64],
     /// Scores `S`, same layout.
     pub s: &'a [u64],
-    /// Row maxima of `S`, A rows then B rows.
+    /// Row maxima of `S`, own A rows then own B rows.
     pub r: &'a [u64],
     /// Round-1 best markers, same layout as `f`.
     pub onehot: &'a [u64],
-    /// Round-1 matches on A's slots.
+    /// Round-1 matches on the own A slots.
     pub keep: Vec<u64>,
 }
 
 /// What the assignment reports, replacing the round-1 values.
 pub struct Assigned {
-    /// Matches on A's slots (one-hot per matched row, all rounds).
+    /// Matches on the own A slots (one-hot per matched row, all rounds).
     pub keep: Vec<u64>,
-    /// Reported candidate per row (the match, else the round-1 best), layout of `f`.
+    /// Reported candidate per own row (the match, else the round-1 best), layout of `f`.
     pub onehot: Vec<u64>,
-    /// Pair score `f - r` of the reported candidate, per row.
+    /// Pair score `f - r` of the reported candidate, per own row.
     pub score: Vec<u64>,
-    /// Similarity `S` of the reported candidate, per row.
+    /// Similarity `S` of the reported candidate, per own row.
     pub similarity: Vec<u64>,
 }
 
-fn b_side(keep: &[u64], present: &[(u32, u32)], nb_k: usize) -> Vec<u64> {
-    let mut out = vec![0u64; nb_k];
-    for &(q, m) in present {
-        out[m as usize] = keep[q as usize];
-    }
-    out
-}
-
 /// Further rounds of mutual best on the rows left unmatched, then the reported candidates.
-pub async fn iterate<T: Transport, C: Correlations>(
+///
+/// Split into workers, each worker runs its own rows; per round the workers share the rows'
+/// "already matched" flags (one all-gather of a word per row) and read the other side's
+/// markers of the pairs listed both ways where another worker holds them (`b_pairs`).
+pub(crate) async fn iterate<T: Transport, C: Correlations, M: Mesh>(
     eng: &mut Engine<T, C>,
+    mesh: &mut M,
     p: &JobParams,
     st: Round1<'_>,
+    b_pairs: &BSidePairs<'_>,
+    mesh_max: usize,
 ) -> Result<Assigned> {
     let (big, ell) = widths(p)?;
     let k = st.cand.per_row;
-    let (na, nb) = (st.cand.a.len() / k, st.cand.b.len() / k);
+    let (na, wk) = (st.cand.a.len() / k, mesh.me());
+    let (ra, rb) = (st.shards.a(wk), st.shards.b(wk));
+    let (oa, ob) = (ra.len(), rb.len());
+    let (qa, qb) = (ra.start * k, rb.start * k);
+    // The other side's marker of each pair listed both ways, where it lives.
+    let b_at: Vec<At> = (b_pairs.present.iter())
+        .map(|&(_, m)| st.shards.b_slot(m as usize, k))
+        .collect();
     let mut keep = st.keep;
     for _ in 0..p.assignment_rounds {
-        let keep_b = b_side(&keep, st.present, nb * k);
-        let (ma, mb) = (row_sums(&keep, na, k), row_sums(&keep_b, nb, k));
+        let keep_b = b_pairs.read(mesh, &keep, mesh_max).await?;
+        let mut own = row_sums(&keep, oa, k);
+        own.extend(row_sums(&keep_b, ob, k));
+        let m = all_rows(mesh, st.shards, &own, mesh_max).await?;
         // Local: lower every score of a matched row or towards a matched row.
         let mut f = st.f.to_vec();
         for (q, v) in f.iter_mut().enumerate() {
-            let m = if q < na * k {
-                ma[q / k].wrapping_add(mb[st.cand.a[q] as usize])
+            let other = if q < oa * k {
+                na + st.cand.a[qa + q] as usize
             } else {
-                let qb = q - na * k;
-                mb[qb / k].wrapping_add(ma[st.cand.b[qb] as usize])
+                st.cand.b[qb + q - oa * k] as usize
             };
-            *v = v.wrapping_sub(m.wrapping_mul(big));
+            let lowered = own[q / k].wrapping_add(m[other]);
+            *v = v.wrapping_sub(lowered.wrapping_mul(big));
         }
         let (best, oh) = eng.argmax_onehot(&f, k, ell).await?;
-        let score_a: Vec<u64> = best[..na]
+        let score_a: Vec<u64> = best[..oa]
             .iter()
-            .zip(&st.r[..na])
+            .zip(&st.r[..oa])
             .map(|(b, r)| b.wrapping_sub(*r))
             .collect();
-        let x: Vec<u64> = st.present.iter().map(|&(q, _)| oh[q as usize]).collect();
-        let y: Vec<u64> = (st.present.iter())
-            .map(|&(_, m)| oh[na * k + m as usize])
+        let (oh_a, oh_b) = oh.split_at(oa * k);
+        let x: Vec<u64> = (b_pairs.present.iter())
+            .map(|&(q, _)| oh_a[q as usize - qa])
             .collect();
+        let y = crate::mpc::mesh::fetch(mesh, oh_b, &b_at, mesh_max).await?;
         let both = eng.mul(&x, &y).await?;
-        let mut mutual = vec![0u64; na * k];
-        for (&(q, _), v) in st.present.iter().zip(&both) {
-            mutual[q as usize] = *v;
+        let mut mutual = vec![0u64; oa * k];
+        for (&(q, _), v) in b_pairs.present.iter().zip(&both) {
+            mutual[q as usize - qa] = *v;
         }
         let pass = eng.threshold(&score_a, p.min_score_fixed(), ell).await?;
         let new = slot_major(
-            &eng.mul_fanout(&pass, slot_major(&mutual, na, k), k).await?,
+            &eng.mul_fanout(&pass, slot_major(&mutual, oa, k), k).await?,
             k,
-            na,
+            oa,
         );
         keep.iter_mut()
             .zip(&new)
             .for_each(|(a, b)| *a = a.wrapping_add(*b));
     }
     // Reported candidate: the match, else the round-1 best.
-    let keep_b = b_side(&keep, st.present, nb * k);
-    let mut matched = row_sums(&keep, na, k);
-    matched.extend(row_sums(&keep_b, nb, k));
-    let rows = na + nb;
+    let keep_b = b_pairs.read(mesh, &keep, mesh_max).await?;
+    let mut matched = row_sums(&keep, oa, k);
+    matched.extend(row_sums(&keep_b, ob, k));
+    let rows = oa + ob;
     let lost = slot_major(
         &eng.mul_fanout(&matched, slot_major(st.onehot, rows, k), k)
             .await?,

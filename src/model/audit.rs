@@ -351,7 +351,7 @@ pub async fn aggregate<T: Transport, C: Correlations>(
     sides: [SideValues<'_>; 2],
     noise: &mut Prg,
 ) -> Result<Vec<u64>> {
-    let mut out = group_sums(eng, p, sides, [0, 0]).await?;
+    let mut out = group_sums(eng, p, sides).await?;
     add_group_noise(p, &mut out, noise);
     Ok(out)
 }
@@ -369,12 +369,13 @@ pub fn add_group_noise(p: &JobParams, out: &mut [u64], noise: &mut Prg) {
 
 /// [`aggregate`] without the noise: this server's shares of the exact per-group sums over the
 /// rows of `sides` (linear in the rows: a split server's workers add theirs up).
-/// `first_rows`: the upload row of each side's first row here, for error messages.
+/// The indicators are not checked here: the job checks them first ([`indicator_fails`]) and
+/// gates every match on the outcome, so a party's malformed indicators weigh only rows whose
+/// match figures are all zero.
 pub async fn group_sums<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
     p: &JobParams,
     sides: [SideValues<'_>; 2],
-    first_rows: [usize; 2],
 ) -> Result<Vec<u64>> {
     let a = &p.audit;
     let (g, w, s) = (a.max_groups, a.in_width(), a.stats());
@@ -387,7 +388,6 @@ pub async fn group_sums<T: Transport, C: Correlations>(
             return Err(Error::invalid("audit: per-row values have the wrong size"));
         }
     }
-    check_indicators(eng, a, &sides, first_rows).await?;
     let n = rows[0] + rows[1];
     let col = |c: usize| -> Vec<u64> {
         sides
@@ -474,54 +474,58 @@ pub async fn group_sums<T: Transport, C: Correlations>(
 /// aggregate (a party scaling one row's indicator could otherwise read its partner's
 /// correctness through the noise): every group indicator and labelled-group indicator is 0 or 1
 /// (`x (x - 1) = 0`, which in `Z_2^64` holds only for 0 and 1), the group indicators of a row
-/// sum to 1, the labelled ones to 0 or 1. One product, then the products and row sums are
-/// opened: all zero for honest inputs whatever they hold, so the opening reveals nothing about
-/// them; anything else fails the job naming the party.
-async fn check_indicators<T: Transport, C: Correlations>(
+/// sum to 1, the labelled ones to 0 or 1. Returns this server's shares of the number of failed
+/// checks per party (`inputs[0]`: party A's audit words, `rows x in_width`), like
+/// [`crate::model::upload_check::upload_fails`], whose counts they join: the outcome gates
+/// every match and reaches the parties in the status word.
+///
+/// Nothing is opened: one product, then each product and row sum `v` is tested `v != 0` as
+/// `[v < 0] + [-v < 0]` (64-bit comparisons). An earlier version opened the products and sums,
+/// all zero for honest inputs; but a server that shifts its share of an indicator by one makes
+/// the opened product `(x + 1) x`, 0 or 2: it read every row's group (test
+/// `a_deviating_server_learns_nothing_from_the_indicator_check`).
+pub async fn indicator_fails<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
     a: &AuditParams,
-    sides: &[SideValues<'_>; 2],
-    first_rows: [usize; 2],
-) -> Result<()> {
+    inputs: [&[u64]; 2],
+) -> Result<[u64; 2]> {
     let (g, w) = (a.max_groups, a.in_width());
+    if inputs.iter().any(|v| v.len() % w != 0) {
+        return Err(Error::invalid("audit: per-row values have the wrong size"));
+    }
     let me = eng.me();
     let ind = if a.labelled { 2 * g } else { g };
+    let total = |r: &[u64]| r.iter().fold(0u64, |t, v| t.wrapping_add(*v));
     let mut x = Vec::new();
     let mut sums = Vec::new();
-    for v in sides {
-        for row in v.input.chunks_exact(w) {
+    for v in inputs {
+        for row in v.chunks_exact(w) {
             x.extend_from_slice(&row[..ind]);
-            let total = |r: &[u64]| r.iter().fold(0u64, |t, v| t.wrapping_add(*v));
             sums.push(total(&row[..g]));
             if a.labelled {
                 x.push(total(&row[g..2 * g]));
             }
         }
     }
+    let per_row = ind + usize::from(a.labelled);
     let mut y = x.clone();
     add_public_scalar(&mut y, 1u64.wrapping_neg(), me);
     add_public_scalar(&mut sums, 1u64.wrapping_neg(), me);
-    let mut opened = eng.mul(&x, &y).await?;
-    opened.extend_from_slice(&sums);
-    let opened = eng.open(&opened).await?;
-    let per_row = x.len() / sums.len().max(1);
-    let rows_a = sides[0].input.len() / w.max(1);
-    let bad_row = |i: usize| opened[i] != 0;
-    let products_bad = (0..x.len())
-        .filter(|&i| bad_row(i))
-        .map(|i| i / per_row.max(1));
-    let sums_bad = (0..sums.len()).filter(|&r| opened[x.len() + r] != 0);
-    if let Some(r) = products_bad.chain(sums_bad).min() {
-        let (party, row) = if r < rows_a {
-            ("a", first_rows[0] + r)
-        } else {
-            ("b", first_rows[1] + r - rows_a)
-        };
-        return Err(Error::invalid(format!(
-            "party {party}'s audit input is malformed at upload row {row}: group indicators must              be one-hot 0/1 (labelled ones 0/1, at most one per row); the job is refused"
-        )));
+    let mut v = eng.mul(&x, &y).await?;
+    v.extend_from_slice(&sums);
+    let neg: Vec<u64> = v.iter().map(|t| t.wrapping_neg()).collect();
+    v.extend(neg);
+    let bits = eng.ltz(&v, 64).await?;
+    let (rows_a, half) = (inputs[0].len() / w, v.len() / 2);
+    let n_prod = x.len();
+    let mut fails = [0u64; 2];
+    for (i, b) in bits.iter().enumerate() {
+        let i = i % half;
+        let row = if i < n_prod { i / per_row } else { i - n_prod };
+        let side = usize::from(row >= rows_a);
+        fails[side] = fails[side].wrapping_add(*b);
     }
-    Ok(())
+    Ok(fails)
 }
 
 /// One group's released figures.
@@ -746,10 +750,13 @@ mod tests {
     use crate::mpc::share::share_with;
     use std::sync::{Arc, Mutex};
 
-    /// A transport that records everything this server receives from the other servers.
+    /// A transport that records everything this server receives from the other servers, and
+    /// (in `opened`) every exchange's words added up over all servers: what an opening in that
+    /// round reveals.
     struct Recording {
         inner: MemoryTransport,
         log: Arc<Mutex<Vec<u64>>>,
+        opened: Arc<Mutex<Vec<u64>>>,
     }
 
     impl Transport for Recording {
@@ -768,6 +775,8 @@ mod tests {
                     l.extend_from_slice(m);
                 }
             }
+            let sum = crate::mpc::ring::sum_all(got[me].len(), got.iter().map(Vec::as_slice));
+            self.opened.lock().unwrap().extend(sum);
             Ok(got)
         }
         async fn send_dealer(&mut self, payload: Vec<u64>) -> Result<()> {
@@ -905,6 +914,7 @@ mod tests {
                     } else {
                         Arc::new(Mutex::new(Vec::new()))
                     },
+                    opened: Arc::new(Mutex::new(Vec::new())),
                 };
                 let mut session = Session::new(t);
                 let client = DealerClient::connect(&mut session).await.unwrap();
@@ -937,20 +947,89 @@ mod tests {
         Ok((total, seen))
     }
 
+    /// Runs [`indicator_fails`] on `k` servers over a recording network, server 0 adding
+    /// `shift` to its share of every indicator (a deviating server; 0 for an honest one).
+    /// Returns the failure counts per party (opened here, by the test) and every exchange's
+    /// words added up over the servers (what the rounds would reveal if they were openings).
+    fn run_checks(k: usize, p: &JobParams, x: &Plain, shift: u64) -> ([u64; 2], Vec<u64>) {
+        let mut prg = Prg::fresh();
+        let w = p.audit.in_width();
+        let ind = if p.audit.labelled {
+            2 * p.audit.max_groups
+        } else {
+            p.audit.max_groups
+        };
+        let shares: [Vec<Vec<u64>>; 2] = [0, 1].map(|side| {
+            let mut sh: Vec<Vec<u64>> = share_with(&x.input[side], k, &mut prg)
+                .into_iter()
+                .map(|s| s.into_inner())
+                .collect();
+            for row in sh[0].chunks_exact_mut(w) {
+                row[..ind]
+                    .iter_mut()
+                    .for_each(|v| *v = v.wrapping_add(shift));
+            }
+            sh
+        });
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let rt = crate::mpc::local::runtime().unwrap();
+        let fails = rt.block_on(async {
+            let (transports, mut dnet) = memory_network(k);
+            let dealer_task = tokio::spawn(async move { serve(Dealer::new(k)?, &mut dnet).await });
+            let mut tasks = Vec::new();
+            for (s, t) in transports.into_iter().enumerate() {
+                let t = Recording {
+                    inner: t,
+                    log: Arc::new(Mutex::new(Vec::new())),
+                    opened: if s == 0 {
+                        opened.clone()
+                    } else {
+                        Arc::new(Mutex::new(Vec::new()))
+                    },
+                };
+                let mut session = Session::new(t);
+                let client = DealerClient::connect(&mut session).await.unwrap();
+                let mut eng = Engine::new(session, client);
+                let (a, b) = (shares[0][s].clone(), shares[1][s].clone());
+                let p = p.clone();
+                tasks.push(tokio::spawn(async move {
+                    let f = indicator_fails(&mut eng, &p.audit, [&a, &b]).await?;
+                    // The test opens the counts.
+                    eng.open(&f).await
+                }));
+            }
+            let mut outs = Vec::new();
+            for t in tasks {
+                outs.push(t.await.unwrap().unwrap());
+            }
+            dealer_task.await.unwrap().unwrap();
+            outs
+        });
+        assert!(fails.iter().all(|f| f == &fails[0]));
+        let seen = opened.lock().unwrap().clone();
+        ([fails[0][0], fails[0][1]], seen)
+    }
+
     /// A party that scales or duplicates a row's group indicator (to read one row's figures
-    /// through the noise) makes the job fail, naming it; honest inputs pass whatever they hold.
+    /// through the noise) fails the check, and the failure is counted against it alone;
+    /// honest inputs pass whatever they hold. The job gates every match on the outcome
+    /// (`tests/attacks.rs` runs it whole).
     #[test]
-    fn malformed_indicators_fail_the_job() {
+    fn malformed_indicators_are_counted_against_their_party() {
         let p = audited(true, true, 1.0);
         let g = p.audit.max_groups;
         let w = p.audit.in_width();
-        let cases: [(usize, usize, u64, &str); 4] = [
-            (0, 3, 20, "party a"),    // scaled group indicator
-            (1, 5, 1, "party b"),     // a second group
-            (0, g + 1, 7, "party a"), // scaled labelled indicator
-            (1, g, 1, "party b"),     // two labelled groups (with the next one)
+        for k in [2, 3] {
+            let x = plain(&p, 50, &mut Prg::new(&Seed([1; 32]), 0));
+            assert_eq!(run_checks(k, &p, &x, 0).0, [0, 0], "honest inputs");
+        }
+        let cases: [(usize, usize, u64); 4] = [
+            (0, 3, 20),    // scaled group indicator
+            (1, 5, 1),     // a second group
+            (0, g + 1, 7), // scaled labelled indicator
+            (1, g, 1),     // two labelled groups (with the next one)
         ];
-        for (side, row, value, who) in cases {
+        for (side, row, value) in cases {
             let mut x = plain(&p, 50, &mut Prg::new(&Seed([1; 32]), 0));
             let r = &mut x.input[side][row * w..(row + 1) * w];
             if value == 1 {
@@ -962,10 +1041,27 @@ mod tests {
                 let i = r[at..at + g].iter().position(|&v| v == 1).unwrap_or(0);
                 r[at + i] = value;
             }
-            let e = try_run(2, &p, &x, |s| Prg::new(&Seed([2; 32]), s as u64))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(who) && e.contains("malformed"), "{e}");
+            let fails = run_checks(2, &p, &x, 0).0;
+            assert!(fails[side] > 0, "side {side}, row {row}: {fails:?}");
+            assert_eq!(fails[1 - side], 0, "side {side}, row {row}");
+        }
+    }
+
+    /// The attack an earlier version allowed: a server shifts its share of every indicator by
+    /// one, so that the check's products become `(x + 1) x` (0 or 2 by the row's group). What
+    /// it sees must still be uniform: nothing is opened but masked values, whatever the
+    /// parties' groups. (With the products opened, as before, this fails: mutation-checked.)
+    #[test]
+    fn a_deviating_server_learns_nothing_from_the_indicator_check() {
+        let p = audited(true, true, 1.0);
+        for seed in [4u8, 5] {
+            let x = plain(&p, 400, &mut Prg::new(&Seed([seed; 32]), 0));
+            let (fails, seen) = run_checks(2, &p, &x, 1);
+            // The shifted shares fail the check (the job is refused, for both parties) ...
+            assert!(fails[0] > 0 && fails[1] > 0, "{fails:?}");
+            // ... and every round's words, added up over the servers, look uniform.
+            assert!(seen.len() > 10_000, "{}", seen.len());
+            assert_uniform(&seen, "opened during the indicator check");
         }
     }
 

@@ -113,6 +113,14 @@ pub struct Tokens {
     pub neighbour: Vec<Vec<u64>>,
 }
 
+impl Tokens {
+    /// Tokens in all rows, own and neighbour lists together.
+    pub fn count(&self) -> u64 {
+        let n = |l: &[Vec<u64>]| l.iter().map(|t| t.len() as u64).sum::<u64>();
+        n(&self.own) + n(&self.neighbour)
+    }
+}
+
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Tokens(rows={}, <redacted>)", self.own.len())

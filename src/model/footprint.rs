@@ -76,6 +76,23 @@ pub fn server_bytes(p: &JobParams, rows: usize, servers: usize, held: bool) -> u
     worker_bytes(p, rows, servers, held, 1)
 }
 
+/// Tokens per row (own and neighbour lists together) that the fit covers: twice the measured
+/// average (DBpedia names and their neighbours: about 30 per row).
+pub const TYPICAL_TOKENS_PER_ROW: u64 = 64;
+/// Bytes a token costs a server while an upload is held and its candidates built: the
+/// received word, its row's copy and the upload digest's.
+const BYTES_PER_TOKEN: u64 = 24;
+
+/// Memory an upload's `tokens` (own and neighbour lists of `rows` rows together) add to a
+/// compute server beyond the fit ([`worker_bytes`]), which covers
+/// [`TYPICAL_TOKENS_PER_ROW`]: a party may send up to 4,096 of each per row, 128 times that,
+/// and books what it announces.
+pub fn token_bytes(rows: u64, tokens: u64) -> u64 {
+    tokens
+        .saturating_sub(rows.saturating_mul(TYPICAL_TOKENS_PER_ROW))
+        .saturating_mul(BYTES_PER_TOKEN)
+}
+
 /// Bytes per candidate pair that every worker of a server split into workers holds whatever
 /// their number ([`crate::model::shard`]): both sides' candidate lists, the list of all pairs
 /// and every pair's partial product of the bilinear form.

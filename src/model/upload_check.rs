@@ -121,7 +121,15 @@ pub async fn check_uploads<T: Transport, C: Correlations>(
     nb: usize,
 ) -> Result<[u64; 2]> {
     let fails = upload_fails(eng, audit, bounds, na, nb).await?;
-    fails_ok(eng, fails).await
+    fails_ok(eng, fails, max_fails(bounds, None, na + nb)).await
+}
+
+/// The most failures [`upload_fails`] (and, with the audit's indicators of `max_groups`
+/// groups, [`crate::model::audit::indicator_fails`]) can count over `rows` rows.
+pub fn max_fails(bounds: &UploadBounds, max_groups: Option<usize>, rows: usize) -> u64 {
+    let range = bounds.blocks.len() + 2 * AUDIT_SUBSETS;
+    let indicators = max_groups.map_or(0, |g| 2 * (2 * g + 2));
+    (rows as u64).saturating_mul((range + indicators) as u64)
 }
 
 /// The first half of [`check_uploads`]: shares of the number of failed checks per party. A
@@ -167,15 +175,18 @@ pub async fn upload_fails<T: Transport, C: Correlations>(
     Ok(fails)
 }
 
-/// The second half of [`check_uploads`]: `ok = [fails - 1 < 0]` per party. The counts are at
-/// most `rows * (blocks + 2 subsets)` < 2^31 bits.
+/// The second half of [`check_uploads`]: `ok = [fails - 1 < 0]` per party, where no count
+/// exceeds `max_count` (public, from the job's sizes: [`max_fails`]). The comparison is 32 bits
+/// wide while counts stay below 2^31 (every job measured so far), else 48 (one round more).
 pub async fn fails_ok<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
     fails: [u64; 2],
+    max_count: u64,
 ) -> Result<[u64; 2]> {
+    let bits = if max_count < 1 << 31 { 32 } else { 48 };
     let me = eng.me();
     let public = |v: u64| if me == 0 { v } else { 0 };
     let minus_one: Vec<u64> = fails.iter().map(|f| f.wrapping_sub(public(1))).collect();
-    let ok = eng.ltz(&minus_one, 32).await?;
+    let ok = eng.ltz(&minus_one, bits).await?;
     Ok([ok[0], ok[1]])
 }

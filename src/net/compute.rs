@@ -2,7 +2,8 @@
 //! run the secure alignment, and answer each party with only its own result shares.
 
 use crate::error::{Error, PeerName, Result};
-use crate::model::align::{PartyShares, ServerOutput, aggregate_words, align_worker, job_seed};
+use crate::model::align::{PartyShares, ServerOutput, aggregate_answers, align_worker, job_seed};
+use crate::model::shard::Shards;
 use crate::mpc::dealer::DealerClient;
 use crate::mpc::engine::Engine;
 use crate::mpc::mesh::Solo;
@@ -103,12 +104,13 @@ pub(crate) async fn compute_job(
             let sent = match result {
                 Ok(out) => {
                     let words = if side == 0 { &out.0.a } else { &out.0.b };
-                    // A worker of a split server answers for its own rows.
-                    let rows = own_rows(&up.spec, cfg, rows, side);
-                    let (rows, width, words) = match up.spec.output {
-                        OutputMode::Matches => (rows, out.1, words.clone()),
-                        OutputMode::Aggregate => (1, 2, aggregate_words(words, rows, out.1)),
+                    // A worker of a split server answers for its own rows; aggregate-only
+                    // jobs' sums are in `words` already.
+                    let (rows, width) = match up.spec.output {
+                        OutputMode::Matches => (own_rows(&up.spec, cfg, rows, side), out.1),
+                        OutputMode::Aggregate => (1, 2),
                     };
+                    let words = words.clone();
                     async {
                         reply
                             .control(&Outcome::Done {
@@ -156,6 +158,32 @@ enum Collected {
     Abandoned,
     /// Waited too long: the uploads still held, and why.
     Failed(Vec<Party>, Error),
+}
+
+/// Why an upload from `from` for `side` may not join the uploads `held` for `job`: another
+/// party holds that side, or the other side's upload names another party for it.
+fn upload_conflict(
+    job: &str,
+    held: &[Option<Party>; 2],
+    side: usize,
+    from: &str,
+) -> Option<String> {
+    let name = ["a", "b"][side];
+    if let Some((old, _)) = &held[side]
+        && old.from != from
+    {
+        return Some(format!(
+            "job {job:?} already holds {}'s upload as party {name}",
+            old.from
+        ));
+    }
+    match &held[1 - side] {
+        Some((other, _)) if other.spec.parties[side] != from => Some(format!(
+            "job {job:?} is {}'s with {} as party {name}",
+            other.from, other.spec.parties[side]
+        )),
+        _ => None,
+    }
 }
 
 /// Collects both parties' uploads. An upload is dropped when its party disconnects; the wait
@@ -211,6 +239,15 @@ async fn collect(
         match next {
             Ok(Ok(Some(Event::Upload(side, up, mut reply)))) => {
                 let side = side as usize;
+                // Only the party the held uploads name may upload a side, and a held upload
+                // is replaced only by its own party's (a retry): another configured party
+                // must not evict it, nor claim the other side, and so fail the job.
+                if let Some(why) = upload_conflict(job, &held, side, &up.from) {
+                    info!(job, party = %up.from, "upload refused: {why}");
+                    let _ = reply.control(&Outcome::Failed(why)).await;
+                    reply.finish().await;
+                    continue;
+                }
                 if let Some((_, mut old)) = held[side].take() {
                     let _ = old
                         .control(&Outcome::Failed(
@@ -309,8 +346,10 @@ async fn link(
     max: u64,
     hello: &Hello,
     who: &str,
+    silence: Duration,
 ) -> Result<(quinn::Connection, FrameSend, FrameRecv)> {
     let (conn, mut s, mut r) = open(ep, node, peer, max, Duration::from_secs(20)).await?;
+    r.set_silence(silence);
     s.control(hello).await?;
     match r.control::<Ack>().await? {
         Ack::Ok => Ok((conn, s, r)),
@@ -444,6 +483,8 @@ pub(crate) async fn run_compute(
         )));
     }
     let max = cfg.max_bytes();
+    // A linked peer that stops sending fails the job after this long.
+    let silence = cfg.silence();
     let mut peers: Vec<Option<(FrameSend, FrameRecv)>> = (0..k).map(|_| None).collect();
     let mut mesh: Vec<Option<(FrameSend, FrameRecv)>> = (0..workers).map(|_| None).collect();
     let mut conns = Vec::new();
@@ -463,8 +504,16 @@ pub(crate) async fn run_compute(
             uploads,
         };
         let who = node.name.clone();
-        let (conn, s, r) =
-            link(ep, &node.worker(wk), PeerName::Server(j), max, &hello, &who).await?;
+        let (conn, s, r) = link(
+            ep,
+            &node.worker(wk),
+            PeerName::Server(j),
+            max,
+            &hello,
+            &who,
+            silence,
+        )
+        .await?;
         peers[j] = Some((s, r));
         conns.push(conn);
     }
@@ -478,7 +527,7 @@ pub(crate) async fn run_compute(
         };
         let who = format!("worker {w} of {}", cfg.name);
         let node = spec.servers[me].worker(w);
-        let (conn, s, r) = link(ep, &node, PeerName::Worker(w), max, &hello, &who).await?;
+        let (conn, s, r) = link(ep, &node, PeerName::Worker(w), max, &hello, &who, silence).await?;
         *slot = Some((s, r));
         conns.push(conn);
     }
@@ -501,6 +550,8 @@ pub(crate) async fn run_compute(
             } => {
                 let bad = if from >= me || peer != names[from] {
                     Some(format!("{peer} cannot link as server {from}"))
+                } else if peers[from].is_some() {
+                    Some(format!("{peer} linked twice for this job"))
                 } else if worker != wk {
                     Some(format!(
                         "worker {worker} of {peer} linked to worker {wk} of {}: the job's server \
@@ -520,6 +571,7 @@ pub(crate) async fn run_compute(
                     })
                 };
                 answer_link(&mut streams, bad, PeerName::Server(from)).await?;
+                streams.1.set_silence(silence);
                 peers[from] = Some(streams);
                 conns.push(conn);
             }
@@ -550,6 +602,7 @@ pub(crate) async fn run_compute(
                     })
                 };
                 answer_link(&mut streams, bad, PeerName::Worker(from)).await?;
+                streams.1.set_silence(silence);
                 mesh[from] = Some(streams);
                 conns.push(conn);
             }
@@ -566,6 +619,7 @@ pub(crate) async fn run_compute(
         Duration::from_secs(20),
     )
     .await?;
+    dr.set_silence(silence);
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
     // Each group of workers (worker `wk` of every server) is one job for the dealer.
     let dealer_job = if workers == 1 {
@@ -612,7 +666,7 @@ pub(crate) async fn run_compute(
             None => align_worker(&mut eng, &mut Solo, sa, sb, &params, &seed, &step).await,
         }
     };
-    let (out, _) = match run.await {
+    let (mut out, _) = match run.await {
         Ok(r) => r,
         // The last server holds the dealer's refusal already: nothing more to wait for.
         Err(e @ Error::Refused { .. }) => return Err(e),
@@ -623,6 +677,16 @@ pub(crate) async fn run_compute(
             return Err(t.dealer_refusal(Duration::from_secs(1)).await.unwrap_or(e));
         }
     };
+    // Aggregate-only jobs answer with sums over the rows, added up over a server's workers.
+    if spec.output == OutputMode::Aggregate {
+        let sh = Shards::new(na, nb, workers)?;
+        let (rows, width) = ([sh.a(wk).len(), sh.b(wk).len()], params.out_width());
+        let [a, b] = match &mut mesh {
+            Some(m) => aggregate_answers(m, &out, rows, width).await?,
+            None => aggregate_answers(&mut Solo, &out, rows, width).await?,
+        };
+        out = ServerOutput { a, b };
+    }
     let stats = eng.stats();
     info!(
         job,

@@ -79,6 +79,13 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     /// Seconds a job id that ran (or failed) is remembered and refused.
     pub remember_jobs_secs: u64,
+    /// Seconds this node waits, during a job, for the next bytes of a server, worker or the
+    /// dealer it is linked with: a live peer (its keep-alives hold the connection open) that
+    /// stops sending fails the job, naming it, after this long, instead of holding the job
+    /// and its parties' bookings forever. Longer than `wait_secs` (a peer answers a link once
+    /// it has its own uploads) and than the longest local step of your largest jobs (minutes
+    /// at 10^6 rows per side on 2 cores).
+    pub silence_secs: u64,
     /// Memory budget of this process in MiB: an upload whose share of its job's estimated peak
     /// memory ([`crate::model::footprint`]) does not fit beside the uploads already held is
     /// refused before anything of it is read; one party may book at most half of it. On the
@@ -114,6 +121,7 @@ impl Default for Limits {
             keepalive_secs: crate::net::liveness::KEEPALIVE_SECS,
             idle_timeout_secs: crate::net::liveness::IDLE_TIMEOUT_SECS,
             remember_jobs_secs: 7 * 24 * 3600,
+            silence_secs: 3600,
             memory_mib: 0,
             spill_above_mib: 64,
             spill_dir: String::new(),
@@ -183,6 +191,15 @@ impl ServerConfig {
                 cfg.limits.memory_mib
             )));
         }
+        if cfg.limits.silence_secs <= cfg.limits.wait_secs {
+            return Err(Error::invalid(format!(
+                "{}: [limits] silence_secs = {} must exceed wait_secs = {} (a server answers \
+                 a link once it holds its own uploads, which may take wait_secs)",
+                path.display(),
+                cfg.limits.silence_secs,
+                cfg.limits.wait_secs
+            )));
+        }
         if cfg.role == Role::Compute && !cfg.peers.servers.contains(&cfg.name) {
             return Err(Error::invalid(format!(
                 "{}: peers.servers must list this server's own name {:?}",
@@ -198,6 +215,11 @@ impl ServerConfig {
         self.listen
             .parse()
             .map_err(|e| Error::invalid(format!("listen address {:?}: {e}", self.listen)))
+    }
+
+    /// The longest wait for a linked peer's next bytes during a job (`silence_secs`).
+    pub fn silence(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.limits.silence_secs.max(1))
     }
 
     /// The keep-alive and idle timeout of this node's connections.

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, PeerName, Result};
 use crate::model::align::PartyShares;
-use crate::model::blocking::Tokens;
+use crate::model::blocking::{MAX_TOKENS_PER_ROW, Tokens};
 use crate::net::compute::compute_job;
 use crate::net::config::{Role, ServerConfig};
 use crate::net::dealer_job::dealer_job;
@@ -310,7 +310,15 @@ pub(crate) async fn dispatch(
         return Err(refuse(why));
     }
     match (cfg.role, hello) {
-        (Role::Compute, Hello::Upload { spec, side, rows }) => {
+        (
+            Role::Compute,
+            Hello::Upload {
+                spec,
+                side,
+                rows,
+                tokens,
+            },
+        ) => {
             let pname = PeerName::Party(side.min(1));
             s.set_peer(pname);
             r.set_peer(pname);
@@ -340,6 +348,14 @@ pub(crate) async fn dispatch(
                 } else {
                     cfg.max_bytes()
                 };
+                let most = rows.saturating_mul(2 * MAX_TOKENS_PER_ROW as u64);
+                if tokens > most {
+                    return Err(refuse(format!(
+                        "an upload of {rows} rows announces {tokens} tokens; at most \
+                         {MAX_TOKENS_PER_ROW} own and {MAX_TOKENS_PER_ROW} neighbour tokens per \
+                         row are allowed"
+                    )));
+                }
                 if rows == 0 || bytes > limit as u128 {
                     return Err(refuse(format!(
                         "an upload of {rows} rows exceeds this server's limit of {} MiB per share \
@@ -358,13 +374,14 @@ pub(crate) async fn dispatch(
                     None => Ok(()),
                 })
                 .and_then(|()| {
-                    use crate::model::footprint::{MEASURED_ROWS, worker_bytes};
+                    use crate::model::footprint::{MEASURED_ROWS, token_bytes, worker_bytes};
                     // The last server holds an explicit share below its spill threshold;
                     // the others draw theirs from seeds. A worker of a split server books its
                     // share of the job.
                     let share = rows * spec.params.model.width() as u64 * 8;
                     let held = last && share <= spill.above;
                     let workers = spec.workers_of(&cfg.name);
+                    // Tokens beyond the typical count are booked on top of the fit.
                     let booking = Booking {
                         memory: worker_bytes(
                             &spec.params,
@@ -372,7 +389,8 @@ pub(crate) async fn dispatch(
                             spec.servers.len(),
                             held,
                             workers,
-                        ),
+                        )
+                        .saturating_add(token_bytes(rows, tokens)),
                         disk: if last && !held { share } else { 0 },
                     };
                     if rows as usize > MEASURED_ROWS {
@@ -407,8 +425,16 @@ pub(crate) async fn dispatch(
                 } else {
                     Vec::new()
                 };
-                let own = recv_tokens(&mut r, rows, pname).await?;
-                let neighbour = recv_tokens(&mut r, rows, pname).await?;
+                // No more tokens than announced (and booked).
+                let mut left = tokens;
+                let own = recv_tokens(&mut r, rows, pname, &mut left).await?;
+                let neighbour = recv_tokens(&mut r, rows, pname, &mut left).await?;
+                if left != 0 {
+                    return Err(Error::protocol(
+                        pname,
+                        format!("announced {tokens} tokens and sent {}", tokens - left),
+                    ));
+                }
                 Ok::<_, Error>(PartyShares {
                     z,
                     ids,

@@ -72,6 +72,8 @@ pub(crate) async fn dealer_job(
                 (bad, _) => answer_link(&mut streams, bad, name).await?,
             }
             links.resize_with(first.servers.len(), || None);
+            // A server that stops sending (requests, commitments) fails the job after this.
+            streams.1.set_silence(cfg.silence());
             links[hello.server as usize] = Some(streams);
             conns.push(conn);
             if links.iter().all(Option::is_some) {

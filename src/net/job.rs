@@ -150,14 +150,6 @@ impl JobSpec {
             }
         }
         self.params.validate()?;
-        if self.servers[0].worker_count() > 1
-            && (self.output == OutputMode::Aggregate || self.params.assignment_rounds > 0)
-        {
-            return Err(Error::invalid(
-                "servers split into workers do not yet run aggregate-only jobs or assignment \
-                 rounds: list no workers for this job",
-            ));
-        }
         if self.output == OutputMode::Aggregate
             && (self.params.explain || self.params.audit.enabled)
         {
@@ -195,6 +187,9 @@ pub enum Hello {
         side: u8,
         /// Rows uploaded.
         rows: u64,
+        /// Keyed tokens in all rows, own and neighbour lists together: the server books their
+        /// memory before reading anything, and refuses an upload that sends more.
+        tokens: u64,
     },
     /// Server `from` links to another server for `job`.
     Server {

@@ -124,6 +124,7 @@ pub async fn upload_to_worker(
             spec: Box::new(spec.clone()),
             side,
             rows,
+            tokens: data.tokens.count(),
         };
         let sent = async {
             s.control(&hello).await?;
@@ -390,7 +391,11 @@ pub async fn run_party_with(
         return Err(combine_failures(errors));
     }
     let results: Vec<ServerResult> = results.into_iter().flatten().collect();
-    let results = join_workers(results, workers, spec.params.trailer_words())?;
+    let rows = match spec.output {
+        OutputMode::Matches => Joined::Rows,
+        OutputMode::Aggregate => Joined::Sums(2),
+    };
+    let results = join_workers(results, workers, rows, spec.params.trailer_words())?;
     if results.iter().any(|r| r.width != results[0].width) {
         return Err(Error::invalid(
             "servers returned results of different shapes",
@@ -400,12 +405,23 @@ pub async fn run_party_with(
     Ok(results)
 }
 
+/// How a server's workers' results join.
+#[derive(Debug, Clone, Copy)]
+enum Joined {
+    /// Each worker's rows, in worker order.
+    Rows,
+    /// The sum of the workers' first `n` words (aggregate-only jobs: worker 0 holds the
+    /// server's sums, the others zeros).
+    Sums(usize),
+}
+
 /// Each server's result from its workers' (`workers` per server, in order): their rows in
-/// order, then worker 0's trailer (`trailer` words: the status and aggregates, of the same
+/// order (or their sums), then worker 0's trailer (`trailer` words: the status and aggregates, of the same
 /// value on every worker); traffic added up (rounds: the largest).
 fn join_workers(
     results: Vec<ServerResult>,
     workers: usize,
+    rows: Joined,
     trailer: usize,
 ) -> Result<Vec<ServerResult>> {
     if workers == 1 {
@@ -420,8 +436,21 @@ fn join_workers(
                 ));
             }
             let mut words = Vec::with_capacity(ws.iter().map(|r| r.words.len()).sum());
-            for r in ws {
-                words.extend_from_slice(&r.words[..r.words.len() - trailer]);
+            match rows {
+                Joined::Rows => {
+                    for r in ws {
+                        words.extend_from_slice(&r.words[..r.words.len() - trailer]);
+                    }
+                }
+                Joined::Sums(n) => {
+                    if ws.iter().any(|r| r.words.len() != n + trailer) {
+                        return Err(Error::invalid(
+                            "a server's workers returned aggregates of different sizes",
+                        ));
+                    }
+                    let heads = ws.iter().map(|r| &r.words[..n]);
+                    words = crate::mpc::ring::sum_all(n, heads);
+                }
             }
             words.extend_from_slice(&ws[0].words[ws[0].words.len() - trailer..]);
             let mut stats = ws[0].stats;

@@ -180,10 +180,14 @@ pub(crate) async fn send_tokens(s: &mut FrameSend, t: &[Vec<u64>]) -> Result<()>
     s.words(&t.concat()).await
 }
 
+/// Receives one list of tokens per row (own or neighbour), at most `*left` tokens in all, which
+/// it lowers by what it received: an upload cannot send more tokens than it announced (and
+/// the server booked) before they are read.
 pub(crate) async fn recv_tokens(
     r: &mut FrameRecv,
     rows: usize,
     peer: PeerName,
+    left: &mut u64,
 ) -> Result<Vec<Vec<u64>>> {
     let lens = r.words_exact(rows).await?;
     if let Some(i) = lens.iter().position(|&l| l > MAX_TOKENS_PER_ROW as u64) {
@@ -196,6 +200,16 @@ pub(crate) async fn recv_tokens(
         ));
     }
     let total: u64 = lens.iter().sum();
+    if total > *left {
+        return Err(Error::protocol(
+            peer,
+            format!(
+                "sends {total} tokens where at most {left} remain of those it announced",
+                left = *left
+            ),
+        ));
+    }
+    *left -= total;
     let flat = r.words_exact(total as usize).await?;
     token_rows(&lens, &flat).map_err(|what| Error::protocol(peer, what))
 }

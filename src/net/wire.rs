@@ -44,6 +44,8 @@ pub struct FrameRecv {
     r: quinn::RecvStream,
     peer: PeerName,
     max_bytes: u64,
+    /// Longest wait for the peer's next bytes (none: unbounded), [`FrameRecv::set_silence`].
+    silence: Option<std::time::Duration>,
 }
 
 /// Wraps a bidirectional QUIC stream to `peer`, accepting frames up to `max_bytes`.
@@ -53,7 +55,15 @@ pub fn framed(
     peer: PeerName,
     max_bytes: u64,
 ) -> (FrameSend, FrameRecv) {
-    (FrameSend { s, peer }, FrameRecv { r, peer, max_bytes })
+    (
+        FrameSend { s, peer },
+        FrameRecv {
+            r,
+            peer,
+            max_bytes,
+            silence: None,
+        },
+    )
 }
 
 /// A stream error, and the connection error behind it if the whole connection ended.
@@ -186,13 +196,48 @@ impl FrameRecv {
         self.peer = peer;
     }
 
+    /// Bounds every wait for the peer's next bytes by `d`: a live peer (its keep-alives hold
+    /// the connection open) that stops sending while this node waits on it fails the wait,
+    /// naming it, instead of holding this node's job (and its parties' bookings) forever.
+    pub fn set_silence(&mut self, d: std::time::Duration) {
+        self.silence = Some(d);
+    }
+
     fn lost(&self, e: impl StreamError) -> Error {
         Error::transport(self.peer, format!("receiving failed: {}", describe(&e)))
     }
 
+    /// `read_exact`, bounded by the silence limit: the stream's own outcome, or an error for a
+    /// peer that sent nothing for that long.
+    async fn read_raw(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<std::result::Result<(), quinn::ReadExactError>> {
+        match self.silence {
+            None => Ok(self.r.read_exact(buf).await),
+            Some(d) => tokio::time::timeout(d, self.r.read_exact(buf))
+                .await
+                .map_err(|_| {
+                    Error::protocol(
+                        self.peer,
+                        format!(
+                            "sent nothing for {} s while this node waited on it (limits.silence_secs): \
+                             a live peer that stopped following the protocol",
+                            d.as_secs()
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// [`FrameRecv::read_raw`], a stream error as a lost link.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.read_raw(buf).await?.map_err(|e| self.lost(e))
+    }
+
     async fn kind(&mut self, want: u8) -> Result<()> {
         let mut k = [0u8; 1];
-        self.r.read_exact(&mut k).await.map_err(|e| self.lost(e))?;
+        self.read(&mut k).await?;
         if k[0] != want {
             return Err(Error::protocol(
                 self.peer,
@@ -214,10 +259,7 @@ impl FrameRecv {
 
     async fn control_body<T: DeserializeOwned>(&mut self) -> Result<T> {
         let mut len = [0u8; 4];
-        self.r
-            .read_exact(&mut len)
-            .await
-            .map_err(|e| self.lost(e))?;
+        self.read(&mut len).await?;
         let len = u32::from_le_bytes(len);
         if len > MAX_CONTROL {
             return Err(Error::protocol(
@@ -232,10 +274,7 @@ impl FrameRecv {
             let c = left.min(1 << 16);
             body.reserve_exact(c);
             body.resize(at + c, 0);
-            self.r
-                .read_exact(&mut body[at..])
-                .await
-                .map_err(|e| self.lost(e))?;
+            self.read(&mut body[at..]).await?;
             left -= c;
         }
         let (msg, used) = bincode::serde::decode_from_slice(&body, cfg()).map_err(|e| {
@@ -292,7 +331,7 @@ impl FrameRecv {
         while at < announced {
             let piece = &mut buf[..(announced - at).min(block)];
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(piece);
-            self.r.read_exact(bytes).await.map_err(|e| self.lost(e))?;
+            self.read(bytes).await?;
             if cfg!(target_endian = "big") {
                 piece.iter_mut().for_each(|v| *v = u64::from_le(*v));
             }
@@ -316,7 +355,7 @@ impl FrameRecv {
             out.reserve_exact(c);
             out.resize(at + c, 0);
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
-            self.r.read_exact(bytes).await.map_err(|e| self.lost(e))?;
+            self.read(bytes).await?;
             left -= c;
         }
         if cfg!(target_endian = "big") {
@@ -330,7 +369,7 @@ impl FrameRecv {
     /// refusal in its place becomes an error with the peer's reason.
     async fn data_head(&mut self, n: usize, exact: bool, max_bytes: u64) -> Result<Option<usize>> {
         let mut k = [0u8; 1];
-        match self.r.read_exact(&mut k).await {
+        match self.read_raw(&mut k).await? {
             Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
             Err(e) => return Err(self.lost(e)),
             Ok(()) if k[0] == CONTROL => {
@@ -351,10 +390,7 @@ impl FrameRecv {
             Ok(()) => {}
         }
         let mut len = [0u8; 8];
-        self.r
-            .read_exact(&mut len)
-            .await
-            .map_err(|e| self.lost(e))?;
+        self.read(&mut len).await?;
         let announced = u64::from_le_bytes(len);
         let bytes = announced.saturating_mul(8);
         if exact && announced != n as u64 {

@@ -183,12 +183,18 @@ impl Cluster {
 
     /// A dealer and `k` servers of `w` worker processes each (default limits).
     pub fn with_workers(tag: &str, k: usize, w: usize) -> Cluster {
-        let mut c = Cluster::new(tag, k, Limits::default());
+        Cluster::with_workers_limits(tag, k, w, Limits::default())
+    }
+
+    /// A dealer and `k` servers of `w` worker processes each, every process with `limits`.
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn with_workers_limits(tag: &str, k: usize, w: usize, limits: Limits) -> Cluster {
+        let mut c = Cluster::new(tag, k, limits.clone());
         for i in 0..k {
             let name = format!("server-{i}");
             c.workers.push(
                 (1..w)
-                    .map(|j| start_worker(&c.dir.0, &name, j, k, Limits::default()))
+                    .map(|j| start_worker(&c.dir.0, &name, j, k, limits.clone()))
                     .collect(),
             );
         }

@@ -1359,6 +1359,67 @@ fn a_party_sending_different_tokens_to_different_servers_is_caught() {
     c.still_serves("after-tokens");
 }
 
+/// A party that opts in to partner ids on one server and not on the other (the opt-in is not
+/// part of the job digest: each party chooses its own) would have the servers run different
+/// protocols (each runs with ids only if both parties opted in there). The servers compare
+/// the opt-in with the uploads' digests when they link, and the job fails for both parties
+/// naming the party, before anything is computed (found in a review of the attack surface).
+#[test]
+fn a_party_opting_in_to_partner_ids_on_one_server_only_is_caught() {
+    let c = Cluster::new("attack-ids", 2, Limits::default());
+    let ids_on = JobParams {
+        share_partner_ids: true,
+        ..JobParams::default()
+    };
+    let spec = c.spec("ids", ids_on);
+    let mut spec_off = spec.clone();
+    spec_off.params.share_partner_ids = false;
+    assert_eq!(spec.digest().unwrap(), spec_off.digest().unwrap());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let z = share_compressed(&a.z, 2).unwrap();
+    let ids = share_compressed(&a.ids, 2).unwrap();
+    let (ra, rb) = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
+        let party_a = async {
+            tokio::try_join!(
+                upload_to(
+                    &ep,
+                    &spec,
+                    0,
+                    0,
+                    &a,
+                    ZShare::Msg(&z[0]),
+                    Some(&ids[0]),
+                    None,
+                    T,
+                    &quiet
+                ),
+                upload_to(
+                    &ep,
+                    &spec_off,
+                    1,
+                    0,
+                    &a,
+                    ZShare::Msg(&z[1]),
+                    None,
+                    None,
+                    T,
+                    &quiet
+                )
+            )
+            .map(|_| ())
+        };
+        tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}))
+    });
+    let (ea, eb) = (ra.unwrap_err().to_string(), rb.unwrap_err().to_string());
+    for e in [&ea, &eb] {
+        assert!(e.contains("party a sent different uploads"), "{e}");
+    }
+    c.still_serves("after-ids");
+}
+
 /// A party that opens many jobs to fill a server's memory or job table: its uploads beyond
 /// `max_jobs_per_party` are refused before anything of them is read; its slots come back when
 /// its jobs end, and the server keeps serving.

@@ -445,7 +445,11 @@ pub(crate) async fn run_compute(
 ) -> Result<(ServerOutput, usize, JobStats)> {
     let spec = &a.spec;
     let digest = spec.digest()?;
-    let uploads = [upload_digest(&sa.tokens), upload_digest(&sb.tokens)];
+    let uploads = [a, b].map(|up| up.spec.params.share_partner_ids);
+    let uploads = [
+        upload_digest(&sa.tokens, uploads[0]),
+        upload_digest(&sb.tokens, uploads[1]),
+    ];
     if b.spec.digest()? != digest {
         return Err(Error::invalid(
             "the two parties' job descriptions differ (servers, dealer, parameters or output mode)",
@@ -563,7 +567,7 @@ pub(crate) async fn run_compute(
                 } else {
                     (0..2).find(|&i| u[i] != uploads[i]).map(|i| {
                         format!(
-                            "party {} sent different uploads (row counts or tokens) to {} and {}",
+                            "party {} sent different uploads (row counts, tokens or partner-id opt-in) to {} and {}",
                             ["a", "b"][i],
                             names[from],
                             names[me]
@@ -594,7 +598,7 @@ pub(crate) async fn run_compute(
                 } else {
                     (0..2).find(|&i| u[i] != uploads[i]).map(|i| {
                         format!(
-                            "party {} sent different uploads (row counts or tokens) to workers \
+                            "party {} sent different uploads (row counts, tokens or partner-id opt-in) to workers \
                              {from} and {wk} of {}",
                             ["a", "b"][i],
                             names[me]

@@ -163,15 +163,17 @@ pub(crate) async fn recv_rows(
     }
 }
 
-/// SHA-256 of the public part of an upload: the row count and every row's keyed tokens.
-pub fn upload_digest(tokens: &Tokens) -> Digest {
-    let mut parts: Vec<Vec<u64>> = vec![vec![tokens.own.len() as u64]];
+/// SHA-256 of the public part of an upload: the row count, whether its party shares partner
+/// ids (`share_ids`: the job runs with ids only if both parties opt in, so servers that saw
+/// different opt-ins would run different protocols), and every row's keyed tokens.
+pub fn upload_digest(tokens: &Tokens, share_ids: bool) -> Digest {
+    let mut parts: Vec<Vec<u64>> = vec![vec![tokens.own.len() as u64, u64::from(share_ids)]];
     for list in [&tokens.own, &tokens.neighbour] {
         parts.push(list.iter().map(|t| t.len() as u64).collect());
         parts.push(list.concat());
     }
     let bytes: Vec<&[u8]> = parts.iter().map(|p| bytemuck::cast_slice(p)).collect();
-    Digest(sha256("ppea upload tokens v1", &bytes))
+    Digest(sha256("ppea upload tokens v2", &bytes))
 }
 
 pub(crate) async fn send_tokens(s: &mut FrameSend, t: &[Vec<u64>]) -> Result<()> {

@@ -577,6 +577,53 @@ fn a_party_refuses_huge_announced_results_without_allocating() {
     }
 }
 
+/// A server that keeps a party waiting with status messages (they keep the connection busy, so
+/// no idle timeout ends it) after the other server delivered: the party gives up after its
+/// results grace, naming that server, instead of waiting forever.
+#[test]
+fn a_party_stops_waiting_for_a_server_that_never_delivers() {
+    let dir = common::TempDir::new("attack-endless-status");
+    write_dev_pki(
+        &dir.0,
+        &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let _guard = rt().enter();
+    let mut nodes = Vec::new();
+    for (i, case) in ["done", "status"].into_iter().enumerate() {
+        let name = format!("server-{i}");
+        let id = Identity::load(&name, &files(&dir.0, &name)).unwrap();
+        let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+        nodes.push(ppea::net::job::Node::new(
+            name,
+            ep.local_addr().unwrap().to_string(),
+        ));
+        rt().spawn(fake_server(ep, case));
+    }
+    let spec = JobSpec {
+        job: "endless-status".into(),
+        parties: ["party-a".into(), "party-b".into()],
+        servers: nodes,
+        dealer: ppea::net::job::Node::new("dealer", "127.0.0.1:9"),
+        params: JobParams::default(),
+        output: ppea::net::job::OutputMode::Matches,
+    };
+    let (a, _) = prepare(EvalProtocol::Standard, &spec.params);
+    let ia = Identity::load("party-a", &files(&dir.0, "party-a")).unwrap();
+    let timing = ppea::net::liveness::Timing {
+        results_grace: Duration::from_secs(2),
+        ..ppea::net::liveness::Timing::from(T)
+    };
+    let e = rt()
+        .block_on(run_party(&spec, 0, &ia, &a, timing, |_| {}))
+        .expect_err("the party must give up")
+        .to_string();
+    assert!(
+        e.contains("server-1 did not deliver results within 2 s after server-0 did"),
+        "{e}"
+    );
+}
+
 /// Reads one raw control frame.
 async fn read_control<M: serde::de::DeserializeOwned>(r: &mut quinn::RecvStream) -> Option<M> {
     let mut head = [0u8; 5];
@@ -599,6 +646,20 @@ async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
     let Some(Hello::Upload { rows, spec, .. }) = read_control::<Hello>(&mut r).await else {
         return;
     };
+    if case == "status" {
+        // Status messages, never an outcome.
+        for _ in 0..300 {
+            let st = ppea::net::registry::Status {
+                job: spec.job.clone(),
+                phase: ppea::net::registry::Phase::Computing,
+                waiting_for: Vec::new(),
+                step: None,
+            };
+            raw_control(&mut s, &Outcome::Status(st)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return;
+    }
     let (rows, width) = if case == "shape" {
         (1 << 40, 1 << 20)
     } else {
@@ -612,6 +673,12 @@ async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
     raw_control(&mut s, &done).await;
     if case == "frame" {
         raw_words_header(&mut s, 1 << 61).await;
+    }
+    if case == "done" {
+        // A well-formed result (zeros).
+        let n = rows * width + spec.params.trailer_words() as u64;
+        raw_words_header(&mut s, n).await;
+        s.write_all(&vec![0u8; 8 * n as usize]).await.unwrap();
     }
     // Hold the connection until the party has given up.
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -1616,7 +1683,30 @@ fn a_party_cannot_evict_another_partys_upload() {
                 &quiet,
             )
             .await;
+            // Its own side, under a job description naming another party a.
+            let mut other = spec.clone();
+            other.parties = ["party-c".into(), "party-b".into()];
+            let z1 = share_compressed(&b.z, 2).unwrap();
+            let misnamed = upload_to(
+                &ep,
+                &other,
+                0,
+                1,
+                &b,
+                ZShare::Msg(&z1[0]),
+                None,
+                None,
+                T,
+                &quiet,
+            )
+            .await;
             ep.close(0u32.into(), b"done");
+            let why = misnamed.expect_err("an upload naming another party a is refused");
+            assert!(
+                why.to_string()
+                    .contains("is held by party-a as party a, not party-c"),
+                "{why}"
+            );
             (evicting, run_party(&spec, 1, &ib, &b, T, |_| {}).await)
         };
         tokio::join!(run_party(&spec, 0, &ia, &a, T, |_| {}), party_b)

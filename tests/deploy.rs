@@ -546,8 +546,8 @@ fn quick() -> Limits {
 
 fn quick_timing() -> Timing {
     Timing {
-        connect: T,
         liveness: Liveness::from_secs(1, 2).unwrap(),
+        ..Timing::from(T)
     }
 }
 
@@ -661,8 +661,8 @@ fn an_upload_leaves_with_its_party_and_is_never_matched_stale() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (ia, spec_a, data_a) = (c.identity("party-a"), spec.clone(), a.clone());
     let slow = Timing {
-        connect: T,
         liveness: Liveness::from_secs(1, 30).unwrap(),
+        ..Timing::from(T)
     };
     own.spawn(async move {
         let note = move |m: &str| {

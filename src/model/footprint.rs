@@ -79,9 +79,13 @@ pub fn server_bytes(p: &JobParams, rows: usize, servers: usize, held: bool) -> u
 /// Tokens per row (own and neighbour lists together) that the fit covers: twice the measured
 /// average (DBpedia names and their neighbours: about 30 per row).
 pub const TYPICAL_TOKENS_PER_ROW: u64 = 64;
-/// Bytes a token costs a server while an upload is held and its candidates built: the
-/// received word, its row's copy and the upload digest's.
-const BYTES_PER_TOKEN: u64 = 24;
+/// Bytes a token costs a server while an upload is held and its candidates built, when every
+/// token is distinct (tokens are opaque words: a party can make them so): the received word,
+/// its row's copy and the upload digest's (24), and the blocking's tables per distinct token
+/// (document frequency, weight, postings list), measured at 93 bytes per token (1,000 rows a
+/// side of 4,096 own and 4,096 neighbour tokens each, all distinct: peak resident memory of
+/// `blocking::candidates`, 2026-12-05); rounded up.
+const BYTES_PER_TOKEN: u64 = 128;
 
 /// Memory an upload's `tokens` (own and neighbour lists of `rows` rows together) add to a
 /// compute server beyond the fit ([`worker_bytes`]), which covers

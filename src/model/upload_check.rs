@@ -177,13 +177,13 @@ pub async fn upload_fails<T: Transport, C: Correlations>(
 
 /// The second half of [`check_uploads`]: `ok = [fails - 1 < 0]` per party, where no count
 /// exceeds `max_count` (public, from the job's sizes: [`max_fails`]). The comparison is 32 bits
-/// wide while counts stay below 2^31 (every job measured so far), else 48 (one round more).
+/// wide while counts stay below 2^31 (every job measured so far), else 64 (one round more).
 pub async fn fails_ok<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
     fails: [u64; 2],
     max_count: u64,
 ) -> Result<[u64; 2]> {
-    let bits = if max_count < 1 << 31 { 32 } else { 48 };
+    let bits = if max_count < 1 << 31 { 32 } else { 64 };
     let me = eng.me();
     let public = |v: u64| if me == 0 { v } else { 0 };
     let minus_one: Vec<u64> = fails.iter().map(|f| f.wrapping_sub(public(1))).collect();

@@ -160,15 +160,16 @@ enum Collected {
     Failed(Vec<Party>, Error),
 }
 
-/// Why an upload from `from` for `side` may not join the uploads `held` for `job`: another
-/// party holds that side, or the other side's upload names another party for it.
+/// Why the upload `up` for `side` may not join the uploads `held` for `job`: another party
+/// holds that side, the other side's upload names another party for it, or it names another
+/// party for the other side than the one holding it.
 fn upload_conflict(
     job: &str,
     held: &[Option<Party>; 2],
     side: usize,
-    from: &str,
+    up: &Upload,
 ) -> Option<String> {
-    let name = ["a", "b"][side];
+    let (name, from) = (["a", "b"][side], up.from.as_str());
     if let Some((old, _)) = &held[side]
         && old.from != from
     {
@@ -181,6 +182,12 @@ fn upload_conflict(
         Some((other, _)) if other.spec.parties[side] != from => Some(format!(
             "job {job:?} is {}'s with {} as party {name}",
             other.from, other.spec.parties[side]
+        )),
+        Some((other, _)) if up.spec.parties[1 - side] != other.from => Some(format!(
+            "job {job:?} is held by {} as party {}, not {}",
+            other.from,
+            ["a", "b"][1 - side],
+            up.spec.parties[1 - side]
         )),
         _ => None,
     }
@@ -242,10 +249,15 @@ async fn collect(
                 // Only the party the held uploads name may upload a side, and a held upload
                 // is replaced only by its own party's (a retry): another configured party
                 // must not evict it, nor claim the other side, and so fail the job.
-                if let Some(why) = upload_conflict(job, &held, side, &up.from) {
+                if let Some(why) = upload_conflict(job, &held, side, &up) {
                     info!(job, party = %up.from, "upload refused: {why}");
-                    let _ = reply.control(&Outcome::Failed(why)).await;
-                    reply.finish().await;
+                    // Answered aside: finishing a stream can wait for the peer, and the held
+                    // uploads must not wait for that.
+                    tokio::spawn(async move {
+                        let _ = reply.control(&Outcome::Failed(why)).await;
+                        reply.finish().await;
+                        drop(up);
+                    });
                     continue;
                 }
                 if let Some((_, mut old)) = held[side].take() {
@@ -350,6 +362,7 @@ async fn link(
 ) -> Result<(quinn::Connection, FrameSend, FrameRecv)> {
     let (conn, mut s, mut r) = open(ep, node, peer, max, Duration::from_secs(20)).await?;
     r.set_silence(silence);
+    s.set_silence(silence);
     s.control(hello).await?;
     match r.control::<Ack>().await? {
         Ack::Ok => Ok((conn, s, r)),
@@ -575,6 +588,7 @@ pub(crate) async fn run_compute(
                     })
                 };
                 answer_link(&mut streams, bad, PeerName::Server(from)).await?;
+                streams.0.set_silence(silence);
                 streams.1.set_silence(silence);
                 peers[from] = Some(streams);
                 conns.push(conn);
@@ -606,6 +620,7 @@ pub(crate) async fn run_compute(
                     })
                 };
                 answer_link(&mut streams, bad, PeerName::Worker(from)).await?;
+                streams.0.set_silence(silence);
                 streams.1.set_silence(silence);
                 mesh[from] = Some(streams);
                 conns.push(conn);
@@ -624,6 +639,7 @@ pub(crate) async fn run_compute(
     )
     .await?;
     dr.set_silence(silence);
+    ds.set_silence(silence);
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
     // Each group of workers (worker `wk` of every server) is one job for the dealer.
     let dealer_job = if workers == 1 {

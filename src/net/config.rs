@@ -81,10 +81,10 @@ pub struct Limits {
     pub remember_jobs_secs: u64,
     /// Seconds this node waits, during a job, for the next bytes of a server, worker or the
     /// dealer it is linked with: a live peer (its keep-alives hold the connection open) that
-    /// stops sending fails the job, naming it, after this long, instead of holding the job
-    /// and its parties' bookings forever. Longer than `wait_secs` (a peer answers a link once
-    /// it has its own uploads) and than the longest local step of your largest jobs (minutes
-    /// at 10^6 rows per side on 2 cores).
+    /// stops sending (or reading) fails the job, naming it, after this long, instead of holding
+    /// the job and its parties' bookings forever. At least twice `wait_secs` (a peer answers a
+    /// link once it has its own uploads) and longer than the longest local step of your
+    /// largest jobs (minutes at 10^6 rows per side on 2 cores).
     pub silence_secs: u64,
     /// Memory budget of this process in MiB: an upload whose share of its job's estimated peak
     /// memory ([`crate::model::footprint`]) does not fit beside the uploads already held is
@@ -191,10 +191,11 @@ impl ServerConfig {
                 cfg.limits.memory_mib
             )));
         }
-        if cfg.limits.silence_secs <= cfg.limits.wait_secs {
+        if cfg.limits.silence_secs < cfg.limits.wait_secs.saturating_mul(2) {
             return Err(Error::invalid(format!(
-                "{}: [limits] silence_secs = {} must exceed wait_secs = {} (a server answers \
-                 a link once it holds its own uploads, which may take wait_secs)",
+                "{}: [limits] silence_secs = {} must be at least twice wait_secs = {} (a server \
+                 answers a link once it holds its own uploads, which may take wait_secs, and \
+                 the servers link one after the other)",
                 path.display(),
                 cfg.limits.silence_secs,
                 cfg.limits.wait_secs

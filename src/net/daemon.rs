@@ -322,6 +322,9 @@ pub(crate) async fn dispatch(
             let pname = PeerName::Party(side.min(1));
             s.set_peer(pname);
             r.set_peer(pname);
+            // A party that stops reading what this server sends it (statuses, results) fails
+            // that send after this long, instead of holding the job and both bookings.
+            s.set_silence(cfg.silence());
             // Where large explicit shares go, and whether this server is the job's last (the
             // only one that receives an explicit share): for the checks, the booking and the
             // upload alike.

@@ -72,7 +72,9 @@ pub(crate) async fn dealer_job(
                 (bad, _) => answer_link(&mut streams, bad, name).await?,
             }
             links.resize_with(first.servers.len(), || None);
-            // A server that stops sending (requests, commitments) fails the job after this.
+            // A server that stops sending (requests, commitments) or reading (material) fails
+            // the job after this.
+            streams.0.set_silence(cfg.silence());
             streams.1.set_silence(cfg.silence());
             links[hello.server as usize] = Some(streams);
             conns.push(conn);

@@ -82,14 +82,23 @@ pub struct Timing {
     pub connect: Duration,
     /// Keep-alive and idle timeout.
     pub liveness: Liveness,
+    /// Once one server delivered its results, how long the others may take to deliver theirs
+    /// (they finish the same job in lock-step, seconds apart): a server that keeps the party
+    /// waiting beyond this (for example with status messages, which keep the connection busy)
+    /// fails the party's job, naming it.
+    pub results_grace: Duration,
 }
 
+/// Default [`Timing::results_grace`], seconds.
+pub const RESULTS_GRACE_SECS: u64 = 600;
+
 impl From<Duration> for Timing {
-    /// A connect timeout with the default liveness timers.
+    /// A connect timeout with the default liveness timers and results grace.
     fn from(connect: Duration) -> Timing {
         Timing {
             connect,
             liveness: Liveness::default(),
+            results_grace: Duration::from_secs(RESULTS_GRACE_SECS),
         }
     }
 }

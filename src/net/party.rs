@@ -360,9 +360,47 @@ pub async fn run_party_with(
         .collect();
     let mut results: Vec<Option<ServerResult>> = (0..k * workers).map(|_| None).collect();
     let mut errors = Vec::new();
-    while let Some((j, r)) = futures::StreamExt::next(&mut pending).await {
+    // Once one server delivered, the others have `results_grace` to deliver theirs.
+    let mut first: Option<(tokio::time::Instant, usize)> = None;
+    loop {
+        let next = futures::StreamExt::next(&mut pending);
+        let got = match first {
+            None => next.await,
+            Some((at, by)) => {
+                match tokio::time::timeout_at(at + timing.results_grace, next).await {
+                    Ok(got) => got,
+                    Err(_) => {
+                        let name = |j: usize| match workers {
+                            1 => spec.servers[j].name.clone(),
+                            _ => format!(
+                                "worker {} of {}",
+                                j % workers,
+                                spec.servers[j / workers].name
+                            ),
+                        };
+                        let late: Vec<String> = (0..k * workers)
+                            .filter(|&j| results[j].is_none())
+                            .map(name)
+                            .collect();
+                        errors.push(Error::invalid(format!(
+                            "{} did not deliver results within {} s after {} did (servers finish \
+                         a job together; one that keeps a party waiting deviates or is stuck: \
+                         see its log)",
+                            late.join(" and "),
+                            timing.results_grace.as_secs(),
+                            name(by)
+                        )));
+                        break;
+                    }
+                }
+            }
+        };
+        let Some((j, r)) = got else { break };
         match r {
-            Ok(x) => results[j] = Some(x),
+            Ok(x) => {
+                results[j] = Some(x);
+                first.get_or_insert((tokio::time::Instant::now(), j));
+            }
             Err(e) => {
                 errors.push(e);
                 break;
@@ -439,7 +477,12 @@ fn join_workers(
             match rows {
                 Joined::Rows => {
                     for r in ws {
-                        words.extend_from_slice(&r.words[..r.words.len() - trailer]);
+                        let rows = r.words.len().checked_sub(trailer).ok_or_else(|| {
+                            Error::invalid(
+                                "a server's worker returned fewer words than its trailer",
+                            )
+                        })?;
+                        words.extend_from_slice(&r.words[..rows]);
                     }
                 }
                 Joined::Sums(n) => {
@@ -585,6 +628,7 @@ impl PartyJob {
         Ok(Timing {
             connect: Duration::from_secs(self.connect_timeout_secs),
             liveness: Liveness::from_secs(self.keepalive_secs, self.idle_timeout_secs)?,
+            results_grace: Duration::from_secs(crate::net::liveness::RESULTS_GRACE_SECS),
         })
     }
 

@@ -37,6 +37,9 @@ pub struct Refusal(pub String);
 pub struct FrameSend {
     s: quinn::SendStream,
     peer: PeerName,
+    /// Longest wait for flow control to take the next bytes (none: unbounded),
+    /// [`FrameSend::set_silence`].
+    silence: Option<std::time::Duration>,
 }
 
 /// The receiving half of a framed stream.
@@ -56,7 +59,11 @@ pub fn framed(
     max_bytes: u64,
 ) -> (FrameSend, FrameRecv) {
     (
-        FrameSend { s, peer },
+        FrameSend {
+            s,
+            peer,
+            silence: None,
+        },
         FrameRecv {
             r,
             peer,
@@ -112,9 +119,40 @@ fn describe(e: &impl StreamError) -> String {
     }
 }
 
+/// The error for a peer that let a wait of `d` pass (`what`: "sent nothing" or "read
+/// nothing").
+fn silent(peer: PeerName, d: std::time::Duration, what: &str) -> Error {
+    Error::protocol(
+        peer,
+        format!(
+            "{what} for {} s while this node waited on it (limits.silence_secs): a live peer \
+             that stopped following the protocol",
+            d.as_secs()
+        ),
+    )
+}
+
 impl FrameSend {
     fn lost(&self, e: impl StreamError) -> Error {
         Error::transport(self.peer, format!("sending failed: {}", describe(&e)))
+    }
+
+    /// Bounds every wait for the peer to take this node's next bytes (QUIC flow control) by
+    /// `d`: a live peer that stops reading fails the send, naming it, instead of holding this
+    /// node's job forever.
+    pub fn set_silence(&mut self, d: std::time::Duration) {
+        self.silence = Some(d);
+    }
+
+    /// `write_all`, bounded by the silence limit.
+    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let r = match self.silence {
+            None => self.s.write_all(bytes).await,
+            Some(d) => tokio::time::timeout(d, self.s.write_all(bytes))
+                .await
+                .map_err(|_| silent(self.peer, d, "read nothing"))?,
+        };
+        r.map_err(|e| self.lost(e))
     }
 
     /// Sends a bincode-encoded control message.
@@ -124,8 +162,8 @@ impl FrameSend {
         let mut head = [0u8; 5];
         head[0] = CONTROL;
         head[1..].copy_from_slice(&(body.len() as u32).to_le_bytes());
-        self.s.write_all(&head).await.map_err(|e| self.lost(e))?;
-        self.s.write_all(&body).await.map_err(|e| self.lost(e))
+        self.write(&head).await?;
+        self.write(&body).await
     }
 
     /// Streams a vector of ring elements.
@@ -150,7 +188,7 @@ impl FrameSend {
         let mut head = [0u8; 9];
         head[0] = WORDS;
         head[1..].copy_from_slice(&(len as u64).to_le_bytes());
-        self.s.write_all(&head).await.map_err(|e| self.lost(e))?;
+        self.write(&head).await?;
         // Both buffers may hold data in the clear (a party's rows): wiped when dropped.
         let mut words = zeroize::Zeroizing::new(vec![0u64; block.max(1).min(len)]);
         let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(8 * CHUNK_WORDS.min(len)));
@@ -163,7 +201,7 @@ impl FrameSend {
                 for v in chunk {
                     bytes.extend_from_slice(&v.to_le_bytes());
                 }
-                self.s.write_all(&bytes).await.map_err(|e| self.lost(e))?;
+                self.write(&bytes).await?;
             }
             at += part.len();
         }
@@ -217,16 +255,7 @@ impl FrameRecv {
             None => Ok(self.r.read_exact(buf).await),
             Some(d) => tokio::time::timeout(d, self.r.read_exact(buf))
                 .await
-                .map_err(|_| {
-                    Error::protocol(
-                        self.peer,
-                        format!(
-                            "sent nothing for {} s while this node waited on it (limits.silence_secs): \
-                             a live peer that stopped following the protocol",
-                            d.as_secs()
-                        ),
-                    )
-                }),
+                .map_err(|_| silent(self.peer, d, "sent nothing")),
         }
     }
 

@@ -536,32 +536,7 @@ fn spilled_shares_are_booked_on_the_disk_budget() {
 #[test]
 fn a_party_refuses_huge_announced_results_without_allocating() {
     for case in ["shape", "frame"] {
-        let dir = common::TempDir::new(&format!("attack-huge-result-{case}"));
-        write_dev_pki(
-            &dir.0,
-            &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        let _guard = rt().enter();
-        let mut nodes = Vec::new();
-        for i in 0..2 {
-            let name = format!("server-{i}");
-            let id = Identity::load(&name, &files(&dir.0, &name)).unwrap();
-            let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-            nodes.push(ppea::net::job::Node::new(
-                name,
-                ep.local_addr().unwrap().to_string(),
-            ));
-            rt().spawn(fake_server(ep, case));
-        }
-        let spec = JobSpec {
-            job: "huge-result".into(),
-            parties: ["party-a".into(), "party-b".into()],
-            servers: nodes,
-            dealer: ppea::net::job::Node::new("dealer", "127.0.0.1:9"),
-            params: JobParams::default(),
-            output: ppea::net::job::OutputMode::Matches,
-        };
+        let (dir, spec) = fake_servers(&format!("attack-huge-result-{case}"), [case, case]);
         let (a, _) = prepare(EvalProtocol::Standard, &spec.params);
         let ia = Identity::load("party-a", &files(&dir.0, "party-a")).unwrap();
         let e = rt()
@@ -582,32 +557,7 @@ fn a_party_refuses_huge_announced_results_without_allocating() {
 /// results grace, naming that server, instead of waiting forever.
 #[test]
 fn a_party_stops_waiting_for_a_server_that_never_delivers() {
-    let dir = common::TempDir::new("attack-endless-status");
-    write_dev_pki(
-        &dir.0,
-        &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-    )
-    .unwrap();
-    let _guard = rt().enter();
-    let mut nodes = Vec::new();
-    for (i, case) in ["done", "status"].into_iter().enumerate() {
-        let name = format!("server-{i}");
-        let id = Identity::load(&name, &files(&dir.0, &name)).unwrap();
-        let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-        nodes.push(ppea::net::job::Node::new(
-            name,
-            ep.local_addr().unwrap().to_string(),
-        ));
-        rt().spawn(fake_server(ep, case));
-    }
-    let spec = JobSpec {
-        job: "endless-status".into(),
-        parties: ["party-a".into(), "party-b".into()],
-        servers: nodes,
-        dealer: ppea::net::job::Node::new("dealer", "127.0.0.1:9"),
-        params: JobParams::default(),
-        output: ppea::net::job::OutputMode::Matches,
-    };
+    let (dir, spec) = fake_servers("attack-endless-status", ["done", "status"]);
     let (a, _) = prepare(EvalProtocol::Standard, &spec.params);
     let ia = Identity::load("party-a", &files(&dir.0, "party-a")).unwrap();
     let timing = ppea::net::liveness::Timing {
@@ -622,6 +572,39 @@ fn a_party_stops_waiting_for_a_server_that_never_delivers() {
         e.contains("server-1 did not deliver results within 2 s after server-0 did"),
         "{e}"
     );
+}
+
+/// Two fake compute servers holding real server certificates, server `i` answering as
+/// [`fake_server`]'s `cases[i]`, and a job description naming them (the certificates' directory
+/// must outlive the job).
+fn fake_servers(tag: &str, cases: [&'static str; 2]) -> (common::TempDir, JobSpec) {
+    let dir = common::TempDir::new(tag);
+    write_dev_pki(
+        &dir.0,
+        &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let _guard = rt().enter();
+    let mut nodes = Vec::new();
+    for (i, case) in cases.into_iter().enumerate() {
+        let name = format!("server-{i}");
+        let id = Identity::load(&name, &files(&dir.0, &name)).unwrap();
+        let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+        nodes.push(ppea::net::job::Node::new(
+            name,
+            ep.local_addr().unwrap().to_string(),
+        ));
+        rt().spawn(fake_server(ep, case));
+    }
+    let spec = JobSpec {
+        job: tag.into(),
+        parties: ["party-a".into(), "party-b".into()],
+        servers: nodes,
+        dealer: ppea::net::job::Node::new("dealer", "127.0.0.1:9"),
+        params: JobParams::default(),
+        output: ppea::net::job::OutputMode::Matches,
+    };
+    (dir, spec)
 }
 
 /// Reads one raw control frame.
@@ -1383,47 +1366,47 @@ fn a_party_sending_different_tokens_to_different_servers_is_caught() {
     let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
     let mut a2 = a.clone();
     a2.tokens.own[0] = vec![42];
-    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
-    let z = share_compressed(&a.z, 2).unwrap();
-    let (ra, rb) = rt().block_on(async {
-        let ep = ia.client_endpoint().unwrap();
-        let quiet = ppea::net::progress::Lines(|_: &str| {});
-        let party_a = async {
-            tokio::try_join!(
-                upload_to(
-                    &ep,
-                    &spec,
-                    0,
-                    0,
-                    &a,
-                    ZShare::Msg(&z[0]),
-                    None,
-                    None,
-                    T,
-                    &quiet
-                ),
-                upload_to(
-                    &ep,
-                    &spec,
-                    1,
-                    0,
-                    &a2,
-                    ZShare::Msg(&z[1]),
-                    None,
-                    None,
-                    T,
-                    &quiet
-                )
-            )
-            .map(|_| ())
-        };
-        tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}))
-    });
-    let (ea, eb) = (ra.unwrap_err().to_string(), rb.unwrap_err().to_string());
+    let (ea, eb) =
+        party_a_uploads_per_server(&c, [(&spec, &a, None), (&spec, &a2, None)], &spec, &b);
     for e in [&ea, &eb] {
         assert!(e.contains("party a sent different uploads"), "{e}");
     }
     c.still_serves("after-tokens");
+}
+
+/// Party A uploads to each server of `c` what `uploads[j]` says (job description, data, its
+/// share of partner ids; `z` shared from the first data), party B runs `spec_b` normally; both
+/// parties' errors (the job must fail).
+fn party_a_uploads_per_server(
+    c: &Cluster,
+    uploads: [(&JobSpec, &PartyData, Option<&ShareMsg>); 2],
+    spec_b: &JobSpec,
+    b: &PartyData,
+) -> (String, String) {
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let z = share_compressed(&uploads[0].1.z, 2).unwrap();
+    let (ra, rb) = rt().block_on(async {
+        let ep = ia.client_endpoint().unwrap();
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
+        let up = |j: usize| {
+            let (spec, data, ids) = uploads[j];
+            upload_to(
+                &ep,
+                spec,
+                j,
+                0,
+                data,
+                ZShare::Msg(&z[j]),
+                ids,
+                None,
+                T,
+                &quiet,
+            )
+        };
+        let party_a = async { tokio::try_join!(up(0), up(1)).map(|_| ()) };
+        tokio::join!(party_a, run_party(spec_b, 1, &ib, b, T, |_| {}))
+    });
+    (ra.unwrap_err().to_string(), rb.unwrap_err().to_string())
 }
 
 /// A party that opts in to partner ids on one server and not on the other (the opt-in is not
@@ -1443,44 +1426,9 @@ fn a_party_opting_in_to_partner_ids_on_one_server_only_is_caught() {
     spec_off.params.share_partner_ids = false;
     assert_eq!(spec.digest().unwrap(), spec_off.digest().unwrap());
     let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
-    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
-    let z = share_compressed(&a.z, 2).unwrap();
     let ids = share_compressed(&a.ids, 2).unwrap();
-    let (ra, rb) = rt().block_on(async {
-        let ep = ia.client_endpoint().unwrap();
-        let quiet = ppea::net::progress::Lines(|_: &str| {});
-        let party_a = async {
-            tokio::try_join!(
-                upload_to(
-                    &ep,
-                    &spec,
-                    0,
-                    0,
-                    &a,
-                    ZShare::Msg(&z[0]),
-                    Some(&ids[0]),
-                    None,
-                    T,
-                    &quiet
-                ),
-                upload_to(
-                    &ep,
-                    &spec_off,
-                    1,
-                    0,
-                    &a,
-                    ZShare::Msg(&z[1]),
-                    None,
-                    None,
-                    T,
-                    &quiet
-                )
-            )
-            .map(|_| ())
-        };
-        tokio::join!(party_a, run_party(&spec, 1, &ib, &b, T, |_| {}))
-    });
-    let (ea, eb) = (ra.unwrap_err().to_string(), rb.unwrap_err().to_string());
+    let uploads = [(&spec, &a, Some(&ids[0])), (&spec_off, &a, None)];
+    let (ea, eb) = party_a_uploads_per_server(&c, uploads, &spec, &b);
     for e in [&ea, &eb] {
         assert!(e.contains("party a sent different uploads"), "{e}");
     }
@@ -1578,27 +1526,19 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     let needed = server_bytes(&wide, big.rows.len(), 2, false);
     // One party may book at most half of the room.
     assert!(needed > room / 2 + (1 << 20));
-    let ia = c.identity("party-a");
-    let z = share_compressed(&big.z, 2).unwrap();
-    let spec = c.spec("memory-0", wide);
-    let quiet = ppea::net::progress::Lines(|_: &str| {});
-    let r = rt().block_on(async {
-        let ep = ia.client_endpoint().unwrap();
-        upload_to(
-            &ep,
-            &spec,
-            0,
-            0,
-            &big,
-            ZShare::Msg(&z[0]),
-            None,
-            None,
-            T,
-            &quiet,
-        )
-        .await
-    });
-    let e = r.expect_err("the upload is refused").to_string();
+    // Party A's upload of `data` to server 0 for `spec`: refused, with this message.
+    let refused = |spec: &JobSpec, data: &PartyData| {
+        let z = share_compressed(&data.z, 2).unwrap();
+        let quiet = ppea::net::progress::Lines(|_: &str| {});
+        let id = c.identity("party-a");
+        let r = rt().block_on(async {
+            let ep = id.client_endpoint().unwrap();
+            let up = ZShare::Msg(&z[0]);
+            upload_to(&ep, spec, 0, 0, data, up, None, None, T, &quiet).await
+        });
+        r.expect_err("the upload is refused").to_string()
+    };
+    let e = refused(&c.spec("memory-0", wide), &big);
     assert!(e.contains("limits.memory_mib"), "{e}");
     assert!(
         e.contains(&format!("needs about {} MiB", mib(needed))),
@@ -1617,25 +1557,7 @@ fn an_upload_beyond_the_memory_budget_is_refused_before_it_is_read() {
     let needed = server_bytes(&p, rows, 2, false)
         + ppea::model::footprint::token_bytes(rows as u64, full.tokens.count());
     assert!(needed > room / 2 + (1 << 20));
-    let z = share_compressed(&full.z, 2).unwrap();
-    let spec = c.spec("memory-tokens", p.clone());
-    let r = rt().block_on(async {
-        let ep = ia.client_endpoint().unwrap();
-        upload_to(
-            &ep,
-            &spec,
-            0,
-            0,
-            &full,
-            ZShare::Msg(&z[0]),
-            None,
-            None,
-            T,
-            &quiet,
-        )
-        .await
-    });
-    let e = r.expect_err("the upload is refused").to_string();
+    let e = refused(&c.spec("memory-tokens", p.clone()), &full);
     assert!(
         e.contains("limits.memory_mib") && e.contains(&format!("needs about {} MiB", mib(needed))),
         "{e}"
@@ -1670,36 +1592,19 @@ fn a_party_cannot_evict_another_partys_upload() {
             // Party A's upload is held by then.
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let ep = ib.client_endpoint().unwrap();
-            let evicting = upload_to(
-                &ep,
-                &evil,
-                0,
-                0,
-                &b,
-                ZShare::Msg(&z[0]),
-                None,
-                None,
-                T,
-                &quiet,
-            )
-            .await;
+            // Party B's upload to server 0 as side `side` under `spec`.
+            let up = |spec: JobSpec, side: u8| {
+                let (ep, b, z, quiet) = (&ep, &b, &z, &quiet);
+                async move {
+                    let share = ZShare::Msg(&z[0]);
+                    upload_to(ep, &spec, 0, side, b, share, None, None, T, quiet).await
+                }
+            };
+            let evicting = up(evil.clone(), 0).await;
             // Its own side, under a job description naming another party a.
             let mut other = spec.clone();
             other.parties = ["party-c".into(), "party-b".into()];
-            let z1 = share_compressed(&b.z, 2).unwrap();
-            let misnamed = upload_to(
-                &ep,
-                &other,
-                0,
-                1,
-                &b,
-                ZShare::Msg(&z1[0]),
-                None,
-                None,
-                T,
-                &quiet,
-            )
-            .await;
+            let misnamed = up(other, 1).await;
             ep.close(0u32.into(), b"done");
             let why = misnamed.expect_err("an upload naming another party a is refused");
             assert!(

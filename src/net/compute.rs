@@ -95,12 +95,14 @@ pub(crate) async fn compute_job(
             let _ = r.control(&Outcome::Status(st.clone())).await;
         }
     }
-    // Both parties at once, so a party that is slow to acknowledge does not delay the other.
+    // Both parties at once, so a party that is slow to acknowledge (or to read: bounded by
+    // `silence_secs`) does not delay the other; each upload, with its booking, goes as soon as
+    // its own party's answer is sent.
     let result = &result;
     let answers = parties
-        .iter_mut()
+        .into_iter()
         .enumerate()
-        .map(|(side, (up, reply))| async move {
+        .map(|(side, (up, mut reply))| async move {
             let sent = match result {
                 Ok(out) => {
                     let words = if side == 0 { &out.0.a } else { &out.0.b };
@@ -135,6 +137,7 @@ pub(crate) async fn compute_job(
             if let Err(e) = sent {
                 warn!(job, party = %up.from, "could not deliver results: {e}");
             }
+            drop(up);
         });
     futures::future::join_all(answers).await;
     match result {

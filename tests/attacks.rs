@@ -804,6 +804,42 @@ fn a_server_equivocating_in_the_candidate_gather_gets_the_job_refused() {
     }
 }
 
+/// Servers split into workers: worker 0 of a server equivocates in its group's candidate
+/// gather (it sends one server's worker 0 a part with two entries swapped). Every worker holds
+/// all lists (its group's parts from the other servers, its server's from its mesh), so the
+/// group's digest exchange sees the difference and the job is refused; without the lie the
+/// same job runs.
+#[test]
+fn a_worker_equivocating_in_the_candidate_gather_gets_the_job_refused() {
+    let p = JobParams::default();
+    let (a, b) = prepare(EvalProtocol::Standard, &p);
+    for (k, liar, victim, lie) in [(2, 1, 0, true), (3, 2, 1, true), (3, 2, 1, false)] {
+        let deviation: Deviation = Box::new(move |round, to, payload| {
+            if lie && round == 0 && to == victim {
+                swap_packed(payload, 0, 1);
+            }
+        });
+        let r = rt().block_on(servers_inprocess_workers(
+            k,
+            2,
+            [up_to(&a, k), up_to(&b, k)],
+            [None, None],
+            &p,
+            "equivocate",
+            Some((liar, deviation)),
+        ));
+        let case = format!("k = {k}, worker 0 of server {liar} lies to server {victim}: {lie}");
+        match r {
+            Ok(_) => assert!(!lie, "{case}: the job ran"),
+            Err(e) => {
+                assert!(lie, "{case}: {e}");
+                let e = e.to_string();
+                assert!(e.contains("assembled other candidate lists"), "{case}: {e}");
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // A party that uploads vectors no graph could produce.
 // ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use crate::net::job::{Ack, DealerHello, Hello, JobSpec, JobStats, Outcome, Outpu
 use crate::net::quic::{QuicMesh, QuicTransport};
 use crate::net::registry::{Ended, Phase, Status};
 use crate::net::upload::upload_digest;
-use crate::net::wire::{FrameRecv, FrameSend};
+use crate::net::wire::{FrameRecv, FrameSend, set_silence};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -352,6 +352,14 @@ async fn collect(
     }
 }
 
+/// Why a link is refused when party `side` sent its two ends different uploads (`to`: who).
+fn different_uploads(side: usize, to: &str) -> String {
+    format!(
+        "party {} sent different uploads (row counts, tokens or partner-id opt-in) to {to}",
+        ["a", "b"][side]
+    )
+}
+
 /// Dials `node`, sends `hello` and waits for its answer: the link, or the refusal it gave
 /// (`who` names it in the error).
 async fn link(
@@ -364,8 +372,8 @@ async fn link(
     silence: Duration,
 ) -> Result<(quinn::Connection, FrameSend, FrameRecv)> {
     let (conn, mut s, mut r) = open(ep, node, peer, max, Duration::from_secs(20)).await?;
-    r.set_silence(silence);
     s.set_silence(silence);
+    r.set_silence(silence);
     s.control(hello).await?;
     match r.control::<Ack>().await? {
         Ack::Ok => Ok((conn, s, r)),
@@ -461,11 +469,8 @@ pub(crate) async fn run_compute(
 ) -> Result<(ServerOutput, usize, JobStats)> {
     let spec = &a.spec;
     let digest = spec.digest()?;
-    let uploads = [a, b].map(|up| up.spec.params.share_partner_ids);
-    let uploads = [
-        upload_digest(&sa.tokens, uploads[0]),
-        upload_digest(&sb.tokens, uploads[1]),
-    ];
+    let uploads = [(a, &sa), (b, &sb)]
+        .map(|(up, sh)| upload_digest(&sh.tokens, up.spec.params.share_partner_ids));
     if b.spec.digest()? != digest {
         return Err(Error::invalid(
             "the two parties' job descriptions differ (servers, dealer, parameters or output mode)",
@@ -582,17 +587,11 @@ pub(crate) async fn run_compute(
                     Some(DISAGREE.to_string())
                 } else {
                     (0..2).find(|&i| u[i] != uploads[i]).map(|i| {
-                        format!(
-                            "party {} sent different uploads (row counts, tokens or partner-id opt-in) to {} and {}",
-                            ["a", "b"][i],
-                            names[from],
-                            names[me]
-                        )
+                        different_uploads(i, &format!("{} and {}", names[from], names[me]))
                     })
                 };
                 answer_link(&mut streams, bad, PeerName::Server(from)).await?;
-                streams.0.set_silence(silence);
-                streams.1.set_silence(silence);
+                set_silence(&mut streams, silence);
                 peers[from] = Some(streams);
                 conns.push(conn);
             }
@@ -614,17 +613,11 @@ pub(crate) async fn run_compute(
                     Some(DISAGREE.to_string())
                 } else {
                     (0..2).find(|&i| u[i] != uploads[i]).map(|i| {
-                        format!(
-                            "party {} sent different uploads (row counts, tokens or partner-id opt-in) to workers \
-                             {from} and {wk} of {}",
-                            ["a", "b"][i],
-                            names[me]
-                        )
+                        different_uploads(i, &format!("workers {from} and {wk} of {}", names[me]))
                     })
                 };
                 answer_link(&mut streams, bad, PeerName::Worker(from)).await?;
-                streams.0.set_silence(silence);
-                streams.1.set_silence(silence);
+                set_silence(&mut streams, silence);
                 mesh[from] = Some(streams);
                 conns.push(conn);
             }
@@ -641,8 +634,8 @@ pub(crate) async fn run_compute(
         Duration::from_secs(20),
     )
     .await?;
-    dr.set_silence(silence);
     ds.set_silence(silence);
+    dr.set_silence(silence);
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
     // Each group of workers (worker `wk` of every server) is one job for the dealer.
     let dealer_job = if workers == 1 {

@@ -74,8 +74,7 @@ pub(crate) async fn dealer_job(
             links.resize_with(first.servers.len(), || None);
             // A server that stops sending (requests, commitments) or reading (material) fails
             // the job after this.
-            streams.0.set_silence(cfg.silence());
-            streams.1.set_silence(cfg.silence());
+            crate::net::wire::set_silence(&mut streams, cfg.silence());
             links[hello.server as usize] = Some(streams);
             conns.push(conn);
             if links.iter().all(Option::is_some) {

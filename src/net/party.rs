@@ -370,26 +370,7 @@ pub async fn run_party_with(
                 match tokio::time::timeout_at(at + timing.results_grace, next).await {
                     Ok(got) => got,
                     Err(_) => {
-                        let name = |j: usize| match workers {
-                            1 => spec.servers[j].name.clone(),
-                            _ => format!(
-                                "worker {} of {}",
-                                j % workers,
-                                spec.servers[j / workers].name
-                            ),
-                        };
-                        let late: Vec<String> = (0..k * workers)
-                            .filter(|&j| results[j].is_none())
-                            .map(name)
-                            .collect();
-                        errors.push(Error::invalid(format!(
-                            "{} did not deliver results within {} s after {} did (servers finish \
-                         a job together; one that keeps a party waiting deviates or is stuck: \
-                         see its log)",
-                            late.join(" and "),
-                            timing.results_grace.as_secs(),
-                            name(by)
-                        )));
+                        errors.push(late(spec, workers, &results, by, timing.results_grace));
                         break;
                     }
                 }
@@ -443,6 +424,36 @@ pub async fn run_party_with(
     Ok(results)
 }
 
+/// The error for servers (or workers: `workers` per server) that have not delivered, in
+/// `results`, within `grace` after server `by` did.
+fn late(
+    spec: &JobSpec,
+    workers: usize,
+    results: &[Option<ServerResult>],
+    by: usize,
+    grace: Duration,
+) -> Error {
+    let name = |j: usize| match workers {
+        1 => spec.servers[j].name.clone(),
+        _ => format!(
+            "worker {} of {}",
+            j % workers,
+            spec.servers[j / workers].name
+        ),
+    };
+    let missing: Vec<String> = (0..results.len())
+        .filter(|&j| results[j].is_none())
+        .map(name)
+        .collect();
+    Error::invalid(format!(
+        "{} did not deliver results within {} s after {} did (servers finish a job together; \
+         one that keeps a party waiting deviates or is stuck: see its log)",
+        missing.join(" and "),
+        grace.as_secs(),
+        name(by)
+    ))
+}
+
 /// How a server's workers' results join.
 #[derive(Debug, Clone, Copy)]
 enum Joined {
@@ -454,8 +465,8 @@ enum Joined {
 }
 
 /// Each server's result from its workers' (`workers` per server, in order): their rows in
-/// order (or their sums), then worker 0's trailer (`trailer` words: the status and aggregates, of the same
-/// value on every worker); traffic added up (rounds: the largest).
+/// order (or their sums), then worker 0's trailer (`trailer` words: the status and aggregates,
+/// of the same value on every worker); traffic added up (rounds: the largest).
 fn join_workers(
     results: Vec<ServerResult>,
     workers: usize,

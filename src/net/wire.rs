@@ -73,6 +73,13 @@ pub fn framed(
     )
 }
 
+/// Bounds both directions of a link by `d` ([`FrameRecv::set_silence`],
+/// [`FrameSend::set_silence`]).
+pub fn set_silence(link: &mut (FrameSend, FrameRecv), d: std::time::Duration) {
+    link.0.set_silence(d);
+    link.1.set_silence(d);
+}
+
 /// A stream error, and the connection error behind it if the whole connection ended.
 trait StreamError: std::fmt::Display {
     fn connection(&self) -> Option<&quinn::ConnectionError>;

@@ -396,3 +396,67 @@ fn prepared_rows_are_the_pinned_words() {
         assert_eq!(hash(&streamed), want, "streamed rows, known links {links}");
     }
 }
+
+/// Dealer-free mode (`correlation = "ot"`): the servers make every correlation among
+/// themselves over OT, and the job takes exactly the dealer mode's decisions for 2, 3 and 4
+/// servers, with no byte from a dealer. A small generated pair with a narrow model keeps the
+/// OT bilinear form (one Gilboa product per pair and dimension) quick.
+#[test]
+fn dealer_free_jobs_take_the_dealer_jobs_decisions() {
+    use ppea::eval::generate::{GenerateOptions, generate};
+    use ppea::mpc::source::Correlation;
+    let source = load(&sample(), Format::Native).expect("sample loads");
+    let ds = generate(
+        &source,
+        &GenerateOptions {
+            n: 60,
+            ..GenerateOptions::default()
+        },
+    )
+    .expect("pair generated");
+    let mut params = JobParams::default();
+    params.model.dim = 16;
+    params.model.attention_dim = 4;
+    params.blocking.candidates = 8;
+    let run = |k: usize, correlation: Correlation| {
+        let opts = EvalOptions {
+            protocol: EvalProtocol::Standard,
+            split: Split::Test,
+            servers: k,
+            workers: 1,
+            params: JobParams {
+                correlation,
+                ..params.clone()
+            },
+            seed: Some(5),
+            known_links: false,
+        };
+        runtime()
+            .unwrap()
+            .block_on(evaluate_inprocess(&ds, &opts))
+            .expect("job runs")
+    };
+    for k in [2, 3, 4] {
+        let dealer = run(k, Correlation::Dealer);
+        let ot = run(k, Correlation::Ot);
+        assert_eq!(ot.plaintext_agreement, 1.0, "k = {k}");
+        assert!(dealer.dealer_bytes > 0);
+        assert_eq!(ot.dealer_bytes, 0, "k = {k}: no dealer");
+        assert_eq!(ot.decisions_digest, dealer.decisions_digest, "k = {k}");
+        assert!(ot.quality.hits1 > 0.5, "k = {k}: {}", ot.quality.hits1);
+        // The OT messages cross the servers' links: more rounds and bytes than with a dealer.
+        assert!(ot.rounds > dealer.rounds && ot.bytes_per_server > dealer.bytes_per_server);
+        eprintln!(
+            "k = {k}: hits1 {:.3}, rounds {} / {}, MB per server {:.1} / {:.1}, dealer MB {:.1}, \
+             wall {:.1} s / {:.1} s",
+            ot.quality.hits1,
+            ot.rounds,
+            dealer.rounds,
+            ot.bytes_per_server as f64 / 1e6,
+            dealer.bytes_per_server as f64 / 1e6,
+            dealer.dealer_bytes as f64 / 1e6,
+            ot.wall_seconds,
+            dealer.wall_seconds
+        );
+    }
+}

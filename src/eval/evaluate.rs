@@ -315,9 +315,11 @@ pub async fn servers_inprocess_workers(
     ));
     let params = Arc::new(params.clone());
     let seed = Arc::new(job_seed(job_id));
+    let correlation = params.correlation;
     let runs = run_local_workers(
         k,
         workers,
+        correlation,
         max_words,
         deviation,
         move |mut eng, mut mesh| {

@@ -521,6 +521,12 @@ impl Material {
         Ok(parts.map(Part::into_words))
     }
 
+    /// Every component, as it is (streams left undrawn).
+    #[cfg(test)]
+    pub(crate) fn into_vec(self) -> Vec<Part> {
+        self.0
+    }
+
     /// Takes the components out as they are (streams left undrawn), checking their count.
     pub fn into_mixed<const N: usize>(self) -> Result<[Part; N]> {
         let got = self.0.len();

@@ -88,7 +88,7 @@ pub fn draw_share(req: &Request, seed: &Seed, stream: u64, last: bool) -> Vec<Op
 
 /// The true values of the correlated components, given the true values of the random ones
 /// (`Some` at the random positions of `parts`).
-fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u64>> {
+pub(crate) fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u64>> {
     let get = |i: usize| parts[i].as_deref().expect("random component present");
     match req {
         Request::Beaver { n, fanout } => {

@@ -4,14 +4,15 @@
 
 use crate::error::{Error, Result};
 use crate::mpc::channel::{Deviation, MemoryTransport, memory_network};
-use crate::mpc::dealer::{Dealer, DealerClient, DealerStats, serve};
+use crate::mpc::dealer::{Dealer, DealerStats, serve};
 use crate::mpc::engine::Engine;
 use crate::mpc::mesh::{MemoryMesh, memory_mesh};
 use crate::mpc::protocol::{Session, Stats};
+use crate::mpc::source::{Correlation, Source};
 use std::future::Future;
 
-/// A server engine on the in-memory network with the dealer as correlation source.
-pub type LocalEngine = Engine<MemoryTransport, DealerClient>;
+/// A server engine on the in-memory network (with the dealer, or OT, as correlation source).
+pub type LocalEngine = Engine<MemoryTransport, Source>;
 
 /// What an in-process run produced.
 #[derive(Debug)]
@@ -20,7 +21,7 @@ pub struct LocalRun<O> {
     pub outputs: Vec<O>,
     /// Each server's traffic counters.
     pub stats: Vec<Stats>,
-    /// The dealer's traffic.
+    /// The dealer's traffic (nothing with OT as the correlation source).
     pub dealer: DealerStats,
 }
 
@@ -59,12 +60,21 @@ where
     Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
     O: Send + 'static,
 {
-    let mut runs = run_local_workers(k, 1, max_words, deviation, |eng, _mesh| job(eng)).await?;
+    let mut runs = run_local_workers(
+        k,
+        1,
+        Correlation::Dealer,
+        max_words,
+        deviation,
+        |eng, _mesh| job(eng),
+    )
+    .await?;
     Ok(runs.pop().expect("one worker"))
 }
 
 /// Runs `job` on each of `workers` workers of each of `k` servers: worker `j` of every server
-/// talks to worker `j` of the others over its own network, with its own dealer, and to the
+/// talks to worker `j` of the others over its own network, with its own dealer (or, with
+/// [`Correlation::Ot`], making its material with them over OT), and to the
 /// other workers of its server over a [`MemoryMesh`]. Returns one run per worker (its `k`
 /// servers' outputs and its dealer's traffic). With `deviation`, server `deviation.0`'s first
 /// worker deviates as `deviation.1` says. Any worker's error fails the whole run; the others
@@ -72,6 +82,7 @@ where
 pub async fn run_local_workers<F, Fut, O>(
     k: usize,
     workers: usize,
+    correlation: Correlation,
     max_words: usize,
     deviation: Option<(usize, Deviation)>,
     job: F,
@@ -98,7 +109,12 @@ where
     for _ in 0..workers {
         let dealer = Dealer::new(k)?.with_max_words(max_words);
         let (transports, mut dnet) = memory_network(k);
-        dealers.push(tokio::spawn(async move { serve(dealer, &mut dnet).await }));
+        dealers.push(tokio::spawn(async move {
+            match correlation {
+                Correlation::Dealer => serve(dealer, &mut dnet).await,
+                Correlation::Ot => Ok(DealerStats::default()),
+            }
+        }));
         let mut group = Vec::new();
         for (i, t) in transports.into_iter().enumerate() {
             let t = match deviation.take_if(|(s, _)| *s == i) {
@@ -106,7 +122,7 @@ where
                 None => t,
             };
             let mut session = Session::new(t);
-            let client = DealerClient::connect(&mut session).await?;
+            let client = Source::connect(correlation, &mut session).await?;
             let mesh = meshes[i].next().expect("one mesh end per worker");
             let fut = job(Engine::new(session, client), mesh);
             group.push(tokio::spawn(async move {

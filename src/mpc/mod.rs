@@ -5,8 +5,9 @@
 //! * [`channel`], [`protocol`]: the sans-IO protocol model and its transports;
 //! * [`gather`]: public parts every server computes one of and all need (an all-gather);
 //! * [`correlated`], [`dealer`]: correlated randomness behind one interface;
-//! * [`ot`]: oblivious transfer (base OT on Ristretto, IKNP extension, Gilboa products), the
-//!   foundation of dealer-free correlated randomness;
+//! * [`ot`]: oblivious transfer (base OT on Ristretto, IKNP extension, Gilboa products) and the
+//!   dealer-free correlation source built on it;
+//! * [`source`]: the job's choice between the dealer and OT, and the source a server runs;
 //! * [`digest`]: SHA-256 with domain separation, for everything an adversary can feed a hash;
 //! * [`beaver`], [`truncate`], [`compare`] (with the shape of its carry tree in
 //!   [`carry_tree`]): the online protocols;
@@ -39,4 +40,5 @@ pub mod protocol;
 pub mod ring;
 pub mod row_share;
 pub mod share;
+pub mod source;
 pub mod truncate;

@@ -4,10 +4,10 @@
 use crate::error::{Error, PeerName, Result};
 use crate::model::align::{PartyShares, ServerOutput, aggregate_answers, align_worker, job_seed};
 use crate::model::shard::Shards;
-use crate::mpc::dealer::DealerClient;
 use crate::mpc::engine::Engine;
 use crate::mpc::mesh::Solo;
 use crate::mpc::protocol::Session;
+use crate::mpc::source::Source;
 use crate::net::config::ServerConfig;
 use crate::net::daemon::{
     DISAGREE, Event, Jobs, Upload, answer_link, book, next_event, refuse_event, timed_out,
@@ -662,7 +662,7 @@ pub(crate) async fn run_compute(
     conns.push(dconn);
     let transport = QuicTransport::new(me, peers, (ds, dr))?;
     let mut session = Session::new(transport);
-    let client = DealerClient::connect(&mut session).await?;
+    let client = Source::connect(spec.params.correlation, &mut session).await?;
     let mut eng = Engine::new(session, client);
     let mut params = spec.params.clone();
     params.share_partner_ids = a.spec.params.share_partner_ids && b.spec.params.share_partner_ids;

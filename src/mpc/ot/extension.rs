@@ -244,6 +244,26 @@ impl SendBatch {
         Ok((msg, v))
     }
 
+    /// Correlated OT over bits: `deltas` packs one correlation bit per OT (64 to a word).
+    /// Returns the message for the receiver (one bit per OT, packed) and this side's bits `v`
+    /// (packed), with `w ^ v = r & D` on the receiver's side: XOR shares of the AND of the
+    /// receiver's choices and the correlations. 1 bit of message per OT instead of 64.
+    pub fn correlated_bits(&self, deltas: &[u64]) -> Result<(Vec<u64>, Vec<u64>)> {
+        let words = self.rows.len() / 64;
+        if deltas.len() != words {
+            return Err(Error::invalid(
+                "bit-correlated OT: one correlation bit per OT is needed",
+            ));
+        }
+        let mut msg = deltas.to_vec();
+        let mut v = vec![0u64; words];
+        for (i, (x0, x1)) in self.random().into_iter().enumerate() {
+            v[i / 64] |= (x0 & 1) << (i % 64);
+            msg[i / 64] ^= ((x0 ^ x1) & 1) << (i % 64);
+        }
+        Ok((msg, v))
+    }
+
     /// Gilboa: this side's shares of `a_i * b_i`, where the receiver's choices were the words
     /// `b` (64 OTs per value). Returns the message for the receiver and this side's shares.
     pub fn gilboa(&self, a: &[u64]) -> Result<(Vec<u64>, Vec<u64>)> {
@@ -298,6 +318,26 @@ impl RecvBatch {
                 }
             })
             .collect())
+    }
+
+    /// Bit-correlated OT: this side's bits `w = v ^ (r & D)` (packed) from the sender's
+    /// message.
+    pub fn correlated_bits(&self, msg: &[u64]) -> Result<Vec<u64>> {
+        if msg.len() != self.choices.len() {
+            return Err(Error::protocol(
+                self.peer,
+                format!(
+                    "bit-correlated OT: {} words, expected {}",
+                    msg.len(),
+                    self.choices.len()
+                ),
+            ));
+        }
+        let mut w: Vec<u64> = msg.iter().zip(&self.choices).map(|(m, c)| m & c).collect();
+        for (i, x) in self.random().into_iter().enumerate() {
+            w[i / 64] ^= (x & 1) << (i % 64);
+        }
+        Ok(w)
     }
 
     /// Gilboa: this side's shares of `a_i * b_i` (the choices were the words `b`).
@@ -392,6 +432,23 @@ mod tests {
             [&x0, &x1],
             [&y0, &y1]
         ));
+    }
+
+    #[test]
+    fn bit_correlated_ots_share_the_and_of_choices_and_correlations() {
+        let (mut snd, mut rcv) = setup();
+        let mut prg = Prg::fresh();
+        let (r, d) = (prg.vec(3), prg.vec(3));
+        let (msg, rb) = rcv.extend(&r);
+        let (m, v) = snd.extend(&msg, 3).unwrap().correlated_bits(&d).unwrap();
+        assert_eq!(m.len(), 3, "one bit of message per OT");
+        let w = rb.correlated_bits(&m).unwrap();
+        for i in 0..3 {
+            assert_eq!(w[i] ^ v[i], r[i] & d[i], "word {i}");
+        }
+        // The sender's bits alone are not the AND (they are masked by the random messages).
+        assert_ne!(v, (0..3).map(|i| r[i] & d[i]).collect::<Vec<_>>());
+        assert!(rb.correlated_bits(&m[..2]).is_err());
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! compile and the same code runs over any channel.
 
 pub mod base;
+pub mod cross;
 pub mod extension;
+pub mod links;
+pub mod source;
 
 /// A 32-byte OT key (a hash output). `Debug` is redacted; zeroized on drop.
 #[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]

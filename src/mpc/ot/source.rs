@@ -1,0 +1,558 @@
+//! The dealer-free correlation source: the servers make every request's material among
+//! themselves, over OT, with no dealer.
+//!
+//! Each server draws its own shares of the random components from a seed of its own (fresh from
+//! the operating system's CSPRNG for every job; no other party ever holds it); the correlated
+//! components are computed by the protocols of [`super::cross`] over the links of
+//! [`super::links`]:
+//!
+//! * **Beaver** `c = a b`: each server's `a_s b_s` plus Gilboa cross terms of every ordered pair.
+//! * **Bilinear form** `C_p = <A_i, B_j>` and block norms: the same, one Gilboa product per pair
+//!   and dimension (and per row and dimension for the norms). This costs 1.5 KB per product per
+//!   server and is bounded ([`OtSource::with_max_products`]); the issue-9 design replaces it by
+//!   a construction whose cost grows with the rows (design.md, "Dealer-free correlations").
+//! * **Random bits shared both ways** (daBits): each server draws bits `b_s`, whose XOR is the
+//!   bit `b`; arithmetic shares of `b` come from `x <- x + b_t - 2 x b_t` for `t = 1 .. k-1`
+//!   (`x` starts as server 0's bit), the product `x b_t` by correlated OT from every server
+//!   below `t` into `t`. From them:
+//!   * **B2a**: the bits, as drawn and converted;
+//!   * **truncation masks**: `r = sum_i 2^i b_i` over 64 arithmetic bits, `r >> frac` and the top
+//!     bit from the same bits;
+//!   * **comparison masks**: the low `ell` bits of `r` as boolean shares (bit-sliced) and
+//!     arithmetic (`r = sum_{i < ell} 2^i b_i + 2^ell h`, `h` a random share of each server),
+//!     and the carry tree's AND triples `(a, b1, b2, a & b1, a & b2)` from bit cross terms.
+//!
+//! Semi-honest security against any `k - 1` colluding servers: each server's view is its own
+//! draws and OT messages, pseudorandom to the others (IKNP's receiver columns hide the choices
+//! under the base-OT keys; senders' corrections hide under hashes of the unknown rows).
+//! A deviating server can make the material wrong, which the job's checks do not all detect
+//! (IKNP without the KOS consistency check; design.md, threat model).
+
+use super::cross::{Active, Cross, Kind};
+use super::links::{Links, Setup};
+use crate::error::{Error, Result};
+use crate::mpc::carry_tree::tree_and_words;
+use crate::mpc::channel::Transport;
+use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
+use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::protocol::Session;
+
+/// Default bound on the Gilboa products one bilinear request may need (pairs x dimension, plus
+/// rows x dimension for the norms): 2^21, about 3 GB of traffic per server.
+pub const DEFAULT_MAX_PRODUCTS: usize = 1 << 21;
+
+/// A server's dealer-free source for one job. `Debug` is redacted.
+pub struct OtSource {
+    seed: Seed,
+    links: Option<Links>,
+    counter: u64,
+    max_products: usize,
+    chunk: usize,
+}
+
+impl std::fmt::Debug for OtSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OtSource(requests={}, <redacted>)", self.counter)
+    }
+}
+
+impl Default for OtSource {
+    fn default() -> Self {
+        OtSource::new()
+    }
+}
+
+impl OtSource {
+    /// A source with a fresh seed; the OT links are set up with the first request.
+    pub fn new() -> OtSource {
+        OtSource {
+            seed: Seed::random(),
+            links: None,
+            counter: 0,
+            max_products: DEFAULT_MAX_PRODUCTS,
+            chunk: super::cross::DEFAULT_CHUNK,
+        }
+    }
+
+    /// Refuses bilinear requests that need more than `n` Gilboa products.
+    pub fn with_max_products(mut self, n: usize) -> OtSource {
+        self.max_products = n;
+        self
+    }
+
+    /// OT chunks of `words` choice words (tests use small chunks to exercise pipelining).
+    pub fn with_chunk(mut self, words: usize) -> OtSource {
+        self.chunk = words.max(1);
+        self
+    }
+}
+
+/// The running state of one request: the session, the links and this server's seed stream.
+struct Gen<'a, T: Transport> {
+    session: &'a mut Session<T>,
+    links: Option<Links>,
+    chunk: usize,
+}
+
+impl<T: Transport> Gen<'_, T> {
+    fn me(&self) -> usize {
+        self.session.me()
+    }
+
+    fn k(&self) -> usize {
+        self.session.servers()
+    }
+
+    /// This server's share of the cross terms (see [`Cross`]).
+    async fn cross(
+        &mut self,
+        kind: Kind,
+        active: Active,
+        x: Vec<u64>,
+        y: Vec<u64>,
+    ) -> Result<Vec<u64>> {
+        let links = self.links.take().expect("links are set up");
+        let p = Cross::new(links, kind, active, x, y)?.with_chunk(self.chunk);
+        let (links, out) = self.session.run(p).await?;
+        self.links = Some(links);
+        Ok(out)
+    }
+
+    /// Shares of the products `x y` of shared values (own term plus cross terms).
+    async fn products(&mut self, x: Vec<u64>, y: Vec<u64>) -> Result<Vec<u64>> {
+        let own: Vec<u64> = x.iter().zip(&y).map(|(a, b)| a.wrapping_mul(*b)).collect();
+        let mut out = self.cross(Kind::Gilboa, Active::All, x, y).await?;
+        crate::mpc::ring::add_assign(&mut out, &own);
+        Ok(out)
+    }
+
+    /// XOR shares of `a & b` for XOR-shared words.
+    async fn and(&mut self, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+        let mut out = self
+            .cross(Kind::Bits, Active::All, a.to_vec(), b.to_vec())
+            .await?;
+        out.iter_mut()
+            .zip(a.iter().zip(b))
+            .for_each(|(o, (a, b))| *o ^= a & b);
+        Ok(out)
+    }
+
+    /// Arithmetic shares of the bits whose XOR shares are `bits` (64 per word, bit `i` of the
+    /// result at index `i`).
+    async fn arith_bits(&mut self, bits: &[u64]) -> Result<Vec<u64>> {
+        let (me, k) = (self.me(), self.k());
+        let mine = crate::mpc::ring::unslice_bit(bits, 64 * bits.len());
+        let mut x = if me == 0 {
+            mine.clone()
+        } else {
+            vec![0; mine.len()]
+        };
+        for t in 1..k {
+            let p = self
+                .cross(Kind::Cot, Active::Into(t), x.clone(), bits.to_vec())
+                .await?;
+            // x <- x + b_t - 2 x b_t, with `p` this server's share of x b_t.
+            for (i, (x, p)) in x.iter_mut().zip(&p).enumerate() {
+                let b = if me == t { mine[i] } else { 0 };
+                *x = x.wrapping_add(b).wrapping_sub(p.wrapping_mul(2));
+            }
+        }
+        Ok(x)
+    }
+}
+
+impl Correlations for OtSource {
+    async fn fetch<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        req: &Request,
+    ) -> Result<Material> {
+        req.validate()?;
+        let links = match self.links.take() {
+            Some(l) => l,
+            None => {
+                session
+                    .run(Setup::new(session.me(), session.servers()))
+                    .await?
+            }
+        };
+        let stream = self.counter;
+        self.counter += 1;
+        let mut g = Gen {
+            session,
+            links: Some(links),
+            chunk: self.chunk,
+        };
+        let mut prg = Prg::new(&self.seed, stream);
+        let parts = generate(&mut g, req, &self.seed, stream, &mut prg, self.max_products).await?;
+        self.links = g.links.take();
+        Ok(Material::new(parts))
+    }
+}
+
+/// This server's parts of `req`'s material.
+async fn generate<T: Transport>(
+    g: &mut Gen<'_, T>,
+    req: &Request,
+    seed: &Seed,
+    stream: u64,
+    prg: &mut Prg,
+    max_products: usize,
+) -> Result<Vec<Part>> {
+    match req {
+        Request::Beaver { n, fanout } => {
+            let a = prg.vec(*n);
+            let b = prg.vec(n * fanout);
+            let x: Vec<u64> = (0..n * fanout).map(|p| a[p % n]).collect();
+            let c = g.products(x, b.clone()).await?;
+            Ok(vec![Part::Words(a), Part::Words(b), Part::Words(c)])
+        }
+        Request::Bilinear {
+            d,
+            pairs,
+            blocks,
+            split,
+        } => {
+            let (d, n, m, np) = (*d, pairs.rows(), pairs.cols(), pairs.len());
+            let norms = if blocks.is_empty() { 0 } else { n + m };
+            let products = (np + norms).saturating_mul(d);
+            if products > max_products {
+                return Err(Error::invalid(format!(
+                    "the dealer-free source computes the bilinear form with one OT product per \
+                     pair and dimension: this request needs {products} ({np} pairs, {d} \
+                     dimensions), above the limit of {max_products}; run the job with \
+                     correlation = \"dealer\""
+                )));
+            }
+            // The masks are streams of this server's seed, as the dealer's servers draw them.
+            let sa = Stream::new(seed.clone(), stream, 0, n * d);
+            let sb = Stream::new(seed.clone(), stream, (n * d) as u64, m * d);
+            let (a, b) = (sa.draw(), sb.draw());
+            let (mut x, mut y) = (Vec::with_capacity(products), Vec::with_capacity(products));
+            for p in 0..np {
+                let (i, j) = pairs.pair(p);
+                x.extend_from_slice(&a[i * d..(i + 1) * d]);
+                y.extend_from_slice(&b[j * d..(j + 1) * d]);
+            }
+            if norms > 0 {
+                x.extend_from_slice(&a);
+                x.extend_from_slice(&b);
+                y.extend_from_slice(&a);
+                y.extend_from_slice(&b);
+            }
+            let prods = g.products(x, y).await?;
+            let whole = [d];
+            let spans: &[usize] = if blocks.is_empty() { &whole } else { blocks };
+            // Sum each row's products over a block of dimensions.
+            let block_sums = |row: &[u64]| -> Vec<u64> {
+                let mut at = 0;
+                spans
+                    .iter()
+                    .map(|&len| {
+                        let s = row[at..at + len]
+                            .iter()
+                            .fold(0u64, |s, v| s.wrapping_add(*v));
+                        at += len;
+                        s
+                    })
+                    .collect()
+            };
+            let per_pair: Vec<Vec<u64>> =
+                prods[..np * d].chunks(d.max(1)).map(block_sums).collect();
+            let c: Vec<u64> = if *split {
+                (0..spans.len())
+                    .flat_map(|b| per_pair.iter().map(move |s| s[b]))
+                    .collect()
+            } else {
+                per_pair
+                    .iter()
+                    .map(|s| s.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+                    .collect()
+            };
+            let mut parts = vec![Part::Stream(sa), Part::Stream(sb), Part::Words(c)];
+            if norms > 0 {
+                let q: Vec<u64> = prods[np * d..]
+                    .chunks(d.max(1))
+                    .flat_map(block_sums)
+                    .collect();
+                let (qa, qb) = q.split_at(n * spans.len());
+                parts.push(Part::Words(qa.to_vec()));
+                parts.push(Part::Words(qb.to_vec()));
+            }
+            Ok(parts)
+        }
+        Request::Trunc { n, frac } => {
+            // 64 random bits per value, value-major: bit i of value v at 64 v + i.
+            let bits = g.arith_bits(&prg.vec(*n)).await?;
+            let (mut r, mut hi, mut top) = (vec![0u64; *n], vec![0u64; *n], vec![0u64; *n]);
+            for v in 0..*n {
+                let b = &bits[64 * v..64 * (v + 1)];
+                for (i, &bi) in b.iter().enumerate() {
+                    r[v] = r[v].wrapping_add(bi << i);
+                    if i as u32 >= *frac {
+                        hi[v] = hi[v].wrapping_add(bi << (i as u32 - frac));
+                    }
+                }
+                top[v] = b[63];
+            }
+            Ok(vec![Part::Words(r), Part::Words(hi), Part::Words(top)])
+        }
+        Request::Compare { n, ell } => {
+            let (n, ell) = (*n, *ell as usize);
+            let blocks = n.div_ceil(64);
+            // Bit-sliced: bit i of value v is bit v % 64 of word i * blocks + v / 64. Lanes past
+            // `n` are zero, as in the dealer's material.
+            let mut sliced = prg.vec(ell * blocks);
+            if n % 64 != 0 {
+                let keep = (1u64 << (n % 64)) - 1;
+                for i in 0..ell {
+                    sliced[i * blocks + blocks - 1] &= keep;
+                }
+            }
+            let high = prg.vec(n);
+            let t = tree_and_words(ell as u32, blocks);
+            let (ta, tb1, tb2) = (prg.vec(t), prg.vec(t), prg.vec(t));
+            let bits = g.arith_bits(&sliced).await?;
+            let r: Vec<u64> = (0..n)
+                .map(|v| {
+                    let low = (0..ell).fold(0u64, |s, i| {
+                        s.wrapping_add(bits[64 * (i * blocks + v / 64) + v % 64] << i)
+                    });
+                    let high = if ell < 64 { high[v] << ell } else { 0 };
+                    low.wrapping_add(high)
+                })
+                .collect();
+            let c1 = g.and(&ta, &tb1).await?;
+            let c2 = g.and(&ta, &tb2).await?;
+            Ok([r, sliced, ta, tb1, tb2, c1, c2].map(Part::Words).into())
+        }
+        Request::B2a { n } => {
+            let bits = prg.vec(n.div_ceil(64));
+            let mut arith = g.arith_bits(&bits).await?;
+            arith.truncate(*n);
+            Ok(vec![Part::Words(bits), Part::Words(arith)])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::channel::memory_network;
+    use crate::mpc::correlated::Sum;
+    use crate::mpc::dealer::correlate;
+    use crate::mpc::pairs::Pairs;
+    use crate::mpc::protocol::Stats;
+
+    /// Every server's material for `req` (and then for a small Beaver request on the same links),
+    /// with its traffic.
+    fn fetch_all(
+        k: usize,
+        req: &Request,
+        chunk: usize,
+    ) -> Result<Vec<(Material, Material, Stats)>> {
+        let rt = crate::mpc::local::runtime()?;
+        rt.block_on(async {
+            let (ts, _dealer) = memory_network(k);
+            let tasks: Vec<_> = ts
+                .into_iter()
+                .map(|t| {
+                    let req = req.clone();
+                    tokio::spawn(async move {
+                        let mut s = Session::new(t);
+                        let mut src = OtSource::new().with_chunk(chunk).with_max_products(1 << 14);
+                        let m = src.fetch(&mut s, &req).await?;
+                        let again = src
+                            .fetch(&mut s, &Request::Beaver { n: 3, fanout: 2 })
+                            .await?;
+                        Ok::<_, Error>((m, again, s.stats()))
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("server task")?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The components' true values: every server's shares combined.
+    fn reconstruct(req: &Request, mats: Vec<Material>) -> Vec<Vec<u64>> {
+        let comps = req.components();
+        let mut acc: Vec<Vec<u64>> = comps.iter().map(|c| vec![0; c.len]).collect();
+        for m in mats {
+            let parts = m.into_vec();
+            assert_eq!(parts.len(), comps.len());
+            for ((a, p), c) in acc.iter_mut().zip(parts).zip(&comps) {
+                let w = p.into_words();
+                assert_eq!(w.len(), c.len);
+                match c.sum {
+                    Sum::Arith => crate::mpc::ring::add_assign(a, &w),
+                    Sum::Xor => crate::mpc::ring::xor_assign(a, &w),
+                }
+            }
+        }
+        acc
+    }
+
+    /// Whether the correlated components are the dealer's function of the random ones (or, for
+    /// the bilinear form, the inner products and norms of the masks).
+    fn correct(req: &Request, truth: &[Vec<u64>]) -> bool {
+        let comps = req.components();
+        let want: Vec<Vec<u64>> = match req {
+            Request::Bilinear {
+                d,
+                pairs,
+                blocks,
+                split,
+            } => {
+                let whole = [*d];
+                let spans: &[usize] = if blocks.is_empty() { &whole } else { blocks };
+                let (a, b) = (&truth[0], &truth[1]);
+                let dot = |x: &[u64], y: &[u64], from: usize, len: usize| {
+                    (from..from + len).fold(0u64, |s, t| s.wrapping_add(x[t].wrapping_mul(y[t])))
+                };
+                let row = |m: &[u64], i: usize| m[i * d..(i + 1) * d].to_vec();
+                let starts: Vec<usize> = spans
+                    .iter()
+                    .scan(0, |s, &l| {
+                        let at = *s;
+                        *s += l;
+                        Some(at)
+                    })
+                    .collect();
+                let mut c = Vec::new();
+                if *split {
+                    for (bk, &len) in spans.iter().enumerate() {
+                        for p in 0..pairs.len() {
+                            let (i, j) = pairs.pair(p);
+                            c.push(dot(&row(a, i), &row(b, j), starts[bk], len));
+                        }
+                    }
+                } else {
+                    for p in 0..pairs.len() {
+                        let (i, j) = pairs.pair(p);
+                        c.push(dot(&row(a, i), &row(b, j), 0, *d));
+                    }
+                }
+                let mut out = vec![c];
+                if !blocks.is_empty() {
+                    for (m, rows) in [(a, pairs.rows()), (b, pairs.cols())] {
+                        out.push(
+                            (0..rows)
+                                .flat_map(|i| {
+                                    let r = row(m, i);
+                                    spans
+                                        .iter()
+                                        .zip(&starts)
+                                        .map(move |(&len, &at)| dot(&r, &r, at, len))
+                                        .collect::<Vec<_>>()
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+                out
+            }
+            _ => {
+                let random: Vec<Option<Vec<u64>>> = comps
+                    .iter()
+                    .zip(truth)
+                    .map(|(c, t)| c.random.then(|| t.clone()))
+                    .collect();
+                correlate(req, &random)
+            }
+        };
+        let got: Vec<&Vec<u64>> = comps
+            .iter()
+            .zip(truth)
+            .filter(|(c, _)| !c.random)
+            .map(|(_, t)| t)
+            .collect();
+        got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| *g == w)
+    }
+
+    fn requests() -> Vec<Request> {
+        let pairs = Pairs::sparse(3, 4, 2, vec![0, 1, 3, 2, 1, 0]).unwrap();
+        vec![
+            Request::Beaver { n: 5, fanout: 3 },
+            Request::Trunc { n: 7, frac: 16 },
+            Request::Compare { n: 70, ell: 38 },
+            Request::Compare { n: 64, ell: 64 },
+            Request::B2a { n: 100 },
+            Request::Bilinear {
+                d: 6,
+                pairs: pairs.clone(),
+                blocks: vec![],
+                split: false,
+            },
+            Request::Bilinear {
+                d: 6,
+                pairs,
+                blocks: vec![2, 4],
+                split: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_request_is_made_right_without_a_dealer() {
+        for k in 2..=4 {
+            for req in requests() {
+                let runs = fetch_all(k, &req, 2).unwrap();
+                let (mats, again): (Vec<_>, Vec<_>) =
+                    runs.into_iter().map(|(m, a, _)| (m, a)).unzip();
+                let truth = reconstruct(&req, mats);
+                assert!(correct(&req, &truth), "k {k}: {req:?}");
+                let beaver = Request::Beaver { n: 3, fanout: 2 };
+                assert!(
+                    correct(&beaver, &reconstruct(&beaver, again)),
+                    "k {k}: after {req:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_check_catches_wrong_material() {
+        let req = Request::Compare { n: 70, ell: 38 };
+        let mut truth = reconstruct(
+            &req,
+            fetch_all(2, &req, 4)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.0)
+                .collect(),
+        );
+        assert!(correct(&req, &truth));
+        truth[5][0] ^= 1; // one AND triple wrong
+        assert!(!correct(&req, &truth));
+        let req = Request::Trunc { n: 3, frac: 8 };
+        let mut truth = reconstruct(
+            &req,
+            fetch_all(2, &req, 4)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.0)
+                .collect(),
+        );
+        truth[1][1] = truth[1][1].wrapping_add(1);
+        assert!(!correct(&req, &truth), "r >> frac no longer matches r");
+    }
+
+    #[test]
+    fn oversized_bilinear_requests_are_refused_with_the_alternative() {
+        let req = Request::Bilinear {
+            d: 1 << 10,
+            pairs: Pairs::dense(8, 8),
+            blocks: vec![],
+            split: false,
+        };
+        let e = fetch_all(2, &req, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("65536") && e.contains("correlation = \"dealer\""),
+            "{e}"
+        );
+    }
+}

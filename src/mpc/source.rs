@@ -1,0 +1,69 @@
+//! Where a job's correlated randomness comes from: the choice an operator makes
+//! ([`Correlation`], the job option `correlation`) and the source a server runs ([`Source`]).
+//!
+//! * `dealer` (the default): a dealer that colludes with no server sends seeds and corrections
+//!   ([`crate::mpc::dealer`]); cheap, but the dealer is one more party every job must trust.
+//! * `ot`: the servers make the material among themselves over oblivious transfer
+//!   ([`crate::mpc::ot::source`]); privacy then rests on the servers alone (any one honest),
+//!   at a much higher cost for the bilinear form (design.md, "Dealer-free correlations").
+
+use crate::error::Result;
+use crate::mpc::channel::Transport;
+use crate::mpc::correlated::{Correlations, Material, Request};
+use crate::mpc::dealer::DealerClient;
+use crate::mpc::ot::source::OtSource;
+use crate::mpc::protocol::Session;
+
+/// The job option `correlation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Correlation {
+    /// A dealer that colludes with no server.
+    #[default]
+    Dealer,
+    /// The servers themselves, over oblivious transfer; no dealer.
+    Ot,
+}
+
+impl Correlation {
+    /// The name used in job files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Correlation::Dealer => "dealer",
+            Correlation::Ot => "ot",
+        }
+    }
+}
+
+/// A server's correlation source for one job.
+#[derive(Debug)]
+pub enum Source {
+    /// The dealer's seed and corrections.
+    Dealer(DealerClient),
+    /// Oblivious transfer among the servers.
+    Ot(OtSource),
+}
+
+impl Source {
+    /// The source `c` names: for the dealer, this server's seed is received on the session's
+    /// dealer link; for OT, a fresh seed (the OT links are set up with the first request).
+    pub async fn connect<T: Transport>(c: Correlation, session: &mut Session<T>) -> Result<Source> {
+        Ok(match c {
+            Correlation::Dealer => Source::Dealer(DealerClient::connect(session).await?),
+            Correlation::Ot => Source::Ot(OtSource::new()),
+        })
+    }
+}
+
+impl Correlations for Source {
+    async fn fetch<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        req: &Request,
+    ) -> Result<Material> {
+        match self {
+            Source::Dealer(d) => d.fetch(session, req).await,
+            Source::Ot(o) => o.fetch(session, req).await,
+        }
+    }
+}

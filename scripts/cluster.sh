@@ -18,19 +18,21 @@ fail() {
   exit 1
 }
 
-# start_cluster K [W]: certificates, then the dealer and server-0 .. server-(K-1), each
-# compute server as W worker processes (default 1): worker 0 writes NODE.addr, worker j
-# NODE-wJ.addr (their names and pids also in wnames and wpids).
+# start_cluster K [W] [dealer|ot]: certificates, then the dealer (none with `ot`) and server-0 ..
+# server-(K-1), each compute server as W worker processes (default 1): worker 0 writes NODE.addr,
+# worker j NODE-wJ.addr (their names and pids also in wnames and wpids).
 workers=1
 wnames=(); wpids=()
 start_cluster() {
-  local k=$1 node role servers=""
+  local k=$1 node role servers="" trust_dealer='dealer = "dealer"'
   workers=${2:-1}
+  [ "${3:-dealer}" = ot ] && trust_dealer=
   for ((i = 0; i < k; i++)); do servers+="${servers:+, }\"server-$i\""; done
   local names="dealer,party-a,party-b"
   for ((i = 0; i < k; i++)); do names+=",server-$i"; done
   "$bin/party" certs --out "$work/certs" --names "$names" > /dev/null
-  nodes=(dealer)
+  nodes=()
+  [ -n "$trust_dealer" ] && nodes+=(dealer)
   for ((i = 0; i < k; i++)); do nodes+=("server-$i"); done
   for node in "${nodes[@]}"; do
     role=compute; [ "$node" = dealer ] && role=dealer
@@ -45,7 +47,7 @@ key = "certs/$node.key"
 [peers]
 parties = ["party-a", "party-b"]
 servers = [$servers]
-dealer = "dealer"
+$trust_dealer
 TOML
     "$bin/server" run --config "$work/$node.toml" --port-file "$work/$node.addr" 2> "$work/$node.log" &
     pids+=($!)
@@ -90,9 +92,11 @@ write_jobs() {
           echo "workers = [$list]"
         fi
       done
-      echo "[dealer]"
-      echo 'name = "dealer"'
-      echo "addr = \"$(cat "$work/dealer.addr")\""
+      if [ -s "$work/dealer.addr" ]; then
+        echo "[dealer]"
+        echo 'name = "dealer"'
+        echo "addr = \"$(cat "$work/dealer.addr")\""
+      fi
     } > "$work/job-$side.toml"
   done
 }

@@ -4,9 +4,12 @@
 #
 #   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open]
 #                   [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train]
-#                   [--names given|hidden] [--fold N] [--params P.toml]
+#                   [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot]
 #                   [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]
 #
+# --correlation ot: no dealer; the servers make the correlated randomness among themselves over
+# oblivious transfer (`correlation = "ot"` under [params]; small jobs only for now: its bilinear
+# form costs one OT product per candidate pair and dimension).
 # --labelled (audited jobs, `[audit] labelled = true` in P.toml): each party gets the judged
 # links as its labelled sample (`party run --labelled`), as `party eval` does in-process.
 # --known-links train: the tuning links (DBP15K sup_ent_ids, OpenEA train_links) are known links
@@ -27,16 +30,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]" >&2; exit 2; }
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dataset=$1; shift
-labelled=""; format=""; protocol=standard; servers=2; nworkers=1; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5; report=""
+labelled=""; format=""; protocol=standard; servers=2; nworkers=1; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5; report=""; correlation=dealer
 while [ $# -gt 0 ]; do
   case "$1" in
     --known-links) known=$2; shift 2 ;;
     --names) names=$2; shift 2 ;;
     --fold) fold=$2; shift 2 ;;
     --params) params=$2; shift 2 ;;
+    --correlation) correlation=$2; shift 2 ;;
     --bootstrap) bootstrap=$2; shift 2 ;;
     --bootstrap-fraction) fraction=$2; shift 2 ;;
     --format) format=$2; shift 2 ;;
@@ -52,6 +56,7 @@ while [ $# -gt 0 ]; do
 done
 [ -d "$dataset" ] || { echo "error: $dataset is not a directory" >&2; exit 2; }
 case "$known" in none|train) ;; *) usage ;; esac
+case "$correlation" in dealer|ot) ;; *) usage ;; esac
 [ -z "$params" ] || [ -f "$params" ] || { echo "error: $params is not a file" >&2; exit 2; }
 if [ "$bootstrap" != 0 ] && [ -z "$inprocess" ]; then
   echo "error: --bootstrap runs in-process (add --inprocess); between deployed jobs use 'party bootstrap'" >&2; exit 2
@@ -62,6 +67,12 @@ if [ -n "$report" ]; then
 fi
 cargo build --release --quiet -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
+if [ "$correlation" = ot ]; then
+  # `correlation` is a top-level parameter: it goes before any table of P.toml.
+  ot_params=$(mktemp)
+  { echo 'correlation = "ot"'; [ -z "$params" ] || cat "$params"; } > "$ot_params"
+  params=$ot_params
+fi
 if [ -n "$inprocess" ]; then
   exec "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" --workers "$nworkers" ${seed:+--seed "$seed"} \
     --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"} \
@@ -72,8 +83,8 @@ source scripts/cluster.sh
 t0=$(date +%s.%N)
 echo "== importing $dataset" >&2
 "$bin/party" import "$dataset" ${format:+--format "$format"} --fold "$fold" --names "$names" --out "$work/data" >&2
-echo "== starting a dealer and $servers compute servers ($nworkers worker process(es) each)" >&2
-start_cluster "$servers" "$nworkers"
+echo "== starting $([ "$correlation" = ot ] && echo "(no dealer)" || echo "a dealer and") $servers compute servers ($nworkers worker process(es) each)" >&2
+start_cluster "$servers" "$nworkers" "$correlation"
 # Job parameters go under [params] of both job files (tables of P.toml as [params.X]).
 job_params="[params]"
 [ -n "$params" ] && job_params+=$'\n'$(sed 's/^[[:space:]]*\[\(.*\)\][[:space:]]*$/[params.\1]/' "$params")

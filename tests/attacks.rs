@@ -271,7 +271,7 @@ fn job_digests_are_sha256_and_cover_every_field() {
     let bytes = bincode::serde::encode_to_vec(&base, bincode::config::standard()).unwrap();
     assert_eq!(
         d.0,
-        ppea::mpc::digest::sha256("ppea job description v3", &[&bytes])
+        ppea::mpc::digest::sha256("ppea job description v4", &[&bytes])
     );
     let mut variants: Vec<JobSpec> = Vec::new();
     let mut v = base.clone();
@@ -284,7 +284,7 @@ fn job_digests_are_sha256_and_cover_every_field() {
     v.servers.swap(0, 1);
     variants.push(v);
     let mut v = base.clone();
-    v.dealer.addr = "127.0.0.1:1".into();
+    v.dealer.as_mut().expect("a dealer").addr = "127.0.0.1:1".into();
     variants.push(v);
     // Servers as workers: their addresses are part of the job.
     let mut v = base.clone();
@@ -294,6 +294,11 @@ fn job_digests_are_sha256_and_cover_every_field() {
     variants.push(v);
     let mut v = base.clone();
     v.params.min_score += 1e-9;
+    variants.push(v);
+    // The correlation source (no dealer in a dealer-free job).
+    let mut v = base.clone();
+    v.params.correlation = ppea::mpc::source::Correlation::Ot;
+    v.dealer = None;
     variants.push(v);
     let mut v = base.clone();
     v.params.model.dim += 1;
@@ -600,7 +605,7 @@ fn fake_servers(tag: &str, cases: [&'static str; 2]) -> (common::TempDir, JobSpe
         job: tag.into(),
         parties: ["party-a".into(), "party-b".into()],
         servers: nodes,
-        dealer: ppea::net::job::Node::new("dealer", "127.0.0.1:9"),
+        dealer: Some(ppea::net::job::Node::new("dealer", "127.0.0.1:9")),
         params: JobParams::default(),
         output: ppea::net::job::OutputMode::Matches,
     };
@@ -1318,6 +1323,7 @@ fn certificates_with_several_identities_are_refused() {
     let c = Cluster {
         dir: tmp,
         nodes,
+        has_dealer: true,
         workers: Vec::new(),
     };
     let dir = &c.dir.0;

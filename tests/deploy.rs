@@ -914,3 +914,66 @@ fn explanations_and_the_audit_reach_both_parties() {
     assert!(side_b.groups.iter().all(|g| g.precision.is_none()));
     assert!(count(&side_b) > 250);
 }
+
+/// A dealer-free deployment: servers that trust no dealer, no dealer running, and a job with
+/// `correlation = "ot"` over QUIC takes the same decisions as the same job with a dealer (and
+/// the plaintext reference's). The servers refuse, naming why, a job that names a dealer they
+/// do not trust; the parties' job checks refuse a dealer named beside `ot`, or none without it.
+#[test]
+fn a_dealer_free_deployment_takes_the_dealer_deployments_decisions() {
+    use ppea::mpc::source::Correlation;
+    let mut p = eval_params();
+    p.model.dim = 16;
+    p.model.attention_dim = 4;
+    p.blocking.candidates = 8;
+    let ds = sample();
+    let key = BlockingKey::random();
+    let (sa, sb) = scopes(ds, EvalProtocol::Standard, Split::Test);
+    let a = prepare_party(&ds.a, &sa[..40], &p, &key, &mut Prg::fresh()).unwrap();
+    let b = prepare_party(&ds.b, &sb[..40], &p, &key, &mut Prg::fresh()).unwrap();
+    let run = |c: &Cluster, spec: &JobSpec| {
+        let (ra, rb) = c.run(spec, &a, &b);
+        let words = |r: Vec<ppea::net::party::ServerResult>| {
+            r.into_iter().map(|x| x.words).collect::<Vec<_>>()
+        };
+        let ra = finish_party(&a, &words(ra.expect("party A succeeds")), &spec.params).unwrap();
+        let rb = finish_party(&b, &words(rb.expect("party B succeeds")), &spec.params).unwrap();
+        (ra, rb)
+    };
+    let with_dealer = Cluster::new("ot-vs-dealer", 2, Limits::default());
+    // The same job id on both clusters: candidate lists depend on it.
+    let (da, db) = run(&with_dealer, &with_dealer.spec("job", p.clone()));
+    let free = Cluster::dealer_free("ot", 2);
+    let ot_params = JobParams {
+        correlation: Correlation::Ot,
+        ..p.clone()
+    };
+    let spec = free.spec("job", ot_params.clone());
+    assert!(spec.dealer.is_none());
+    let (oa, ob) = run(&free, &spec);
+    let decisions = |r: &[ppea::model::align::ResultRow]| {
+        r.iter()
+            .map(|x| (x.entity, x.best.map(|b| b.0), x.matched))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(decisions(&oa), decisions(&da));
+    assert_eq!(decisions(&ob), decisions(&db));
+    assert!(oa.iter().filter(|r| r.matched).count() >= 10);
+    let cand = candidates(&a.tokens, &b.tokens, &p.blocking, &job_seed("job"));
+    let r = judge(ds, &ds.test, &a, &b, &oa, &ob, &cand, &ot_params);
+    assert_eq!(r.plaintext_agreement, 1.0);
+    // A job naming a dealer, sent to servers that trust none, is refused with the reason.
+    let mut named = free.spec("dealer-on-free", p.clone());
+    named.dealer = Some(with_dealer.nodes[0].node.clone());
+    let (ra, _) = free.run(&named, &a, &b);
+    let e = expect_err(ra);
+    assert!(e.contains("trusts no dealer"), "{e}");
+    // The job checks: `ot` with a dealer, or the dealer mode without one.
+    let mut both = with_dealer.spec("both", ot_params);
+    let e = both.validate().unwrap_err().to_string();
+    assert!(e.contains("remove the [dealer] table"), "{e}");
+    both.params.correlation = Correlation::Dealer;
+    both.dealer = None;
+    let e = both.validate().unwrap_err().to_string();
+    assert!(e.contains("names no [dealer]"), "{e}");
+}

@@ -48,14 +48,14 @@ fn readme_examples_parse() {
     let blocks = toml_blocks();
     assert_eq!(
         blocks.len(),
-        3,
-        "the README has a server, a party and an accountability example"
+        4,
+        "the README has a server, a party, a dealer-free and an accountability example"
     );
     #[derive(serde::Deserialize)]
     struct Params {
         params: ppea::model::align::JobParams,
     }
-    let acc: Params = toml::from_str(&blocks[2]).expect("accountability example parses");
+    let acc: Params = toml::from_str(&blocks[3]).expect("accountability example parses");
     assert!(acc.params.explain && acc.params.audit.enabled);
     assert_eq!(
         acc.params.audit,
@@ -99,6 +99,18 @@ fn readme_examples_parse() {
         ppea::model::blocking::BlockingKey([0xab; 32]).for_job(&real.job)
     );
     assert!(real.spec().validate().is_ok());
+    // The dealer-free example: the party example with its [params] line and without its
+    // [dealer] table is a valid job; with the table it is refused.
+    let free: Params = toml::from_str(&blocks[2]).expect("dealer-free example parses");
+    assert_eq!(free.params.correlation, ppea::mpc::source::Correlation::Ot);
+    let mut ot = real.clone();
+    ot.params.correlation = free.params.correlation;
+    assert!(
+        ot.spec().validate().is_err(),
+        "a dealer beside correlation = \"ot\""
+    );
+    ot.dealer = None;
+    ot.spec().validate().unwrap();
     let t = real.timing().unwrap();
     assert_eq!(t.liveness, ppea::net::liveness::Liveness::default());
     assert!(!real.evaluation);

@@ -486,6 +486,73 @@ fn server_view_looks_uniform() {
     }
 }
 
+/// Dealer-free material (`correlation = "ot"`): everything server 0 receives while the servers
+/// make, over OT, the material of products, comparisons and truncations (after the two rounds of
+/// link setup, whose Ristretto points are uniform group elements but not uniform bytes) is
+/// statistically uniform, for k = 2 and 3. Control: the same words with the rounds that carry
+/// only padding (a server with nothing to send in a round of one receiver) fail the statistic.
+#[test]
+fn a_servers_view_of_dealer_free_material_looks_uniform() {
+    use ppea::mpc::channel::memory_network;
+    use ppea::mpc::correlated::Correlations;
+    use ppea::mpc::ot::source::OtSource;
+    use ppea::mpc::protocol::Session;
+    for k in [2usize, 3] {
+        let log = Arc::new(Mutex::new(Vec::<Vec<u64>>::new()));
+        runtime().unwrap().block_on(async {
+            let (ts, _dealer) = memory_network(k);
+            let tasks: Vec<_> = ts
+                .into_iter()
+                .enumerate()
+                .map(|(s, t)| {
+                    let log = log.clone();
+                    // Every other server records what it sends server 0 (unchanged).
+                    let t = if s == 0 {
+                        t
+                    } else {
+                        t.deviating(Box::new(move |round, to, payload: &mut Vec<u64>| {
+                            if to == 0 && round >= 2 {
+                                log.lock().unwrap().push(payload.clone());
+                            }
+                        }))
+                    };
+                    tokio::spawn(async move {
+                        let mut session = Session::new(t);
+                        let mut src = OtSource::new();
+                        for req in [
+                            Request::Beaver { n: 256, fanout: 2 },
+                            Request::Compare { n: 256, ell: 40 },
+                            Request::Trunc { n: 64, frac: 16 },
+                        ] {
+                            src.fetch(&mut session, &req).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let log = log.lock().unwrap().clone();
+        let padding = log.iter().filter(|p| p.iter().all(|&w| w == 0)).count();
+        assert!(
+            padding > 0,
+            "k = {k}: rounds of one receiver pad the others' payloads"
+        );
+        let view: Vec<u64> = log
+            .iter()
+            .filter(|p| p.iter().any(|&w| w != 0))
+            .flatten()
+            .copied()
+            .collect();
+        assert!(view.len() > 100_000, "k = {k}: {} words", view.len());
+        assert_uniform(&view, &format!("k = {k}: server 0's received OT messages"));
+        let all: Vec<u64> = log.into_iter().flatten().collect();
+        let caught = std::panic::catch_unwind(|| assert_uniform(&all, "with padding"));
+        assert!(caught.is_err(), "k = {k}: the statistic sees the padding");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
 

@@ -106,6 +106,11 @@ enum Command {
         /// Repetitions (each printed).
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Bilinear form and comparisons: where the correlated randomness comes from, `dealer`
+        /// or `ot` (the servers over oblivious transfer; its time is in `seconds`, not in
+        /// `online_seconds`).
+        #[arg(long, default_value = "dealer", value_parser = ["dealer", "ot"])]
+        correlation: String,
     },
 }
 
@@ -199,16 +204,21 @@ fn real_main() -> Result<()> {
             ell,
             per_row,
             repeat,
+            correlation,
         } => {
             ppea::mpc::share::check_servers(servers)?;
+            let correlation = match correlation.as_str() {
+                "ot" => ppea::mpc::source::Correlation::Ot,
+                _ => ppea::mpc::source::Correlation::Dealer,
+            };
             let rt = ppea::mpc::local::runtime()?;
             for _ in 0..repeat {
                 let line = match what {
                     BenchKind::Bilinear => serde_json::to_string(
-                        &rt.block_on(ppea::mpc::bench::bilinear(servers, n, m, d))?,
+                        &rt.block_on(ppea::mpc::bench::bilinear(servers, correlation, n, m, d))?,
                     )?,
                     BenchKind::Compare => serde_json::to_string(
-                        &rt.block_on(ppea::mpc::bench::compare(servers, count, ell))?,
+                        &rt.block_on(ppea::mpc::bench::compare(servers, correlation, count, ell))?,
                     )?,
                     BenchKind::OtTriples => {
                         if servers != 2 {

@@ -116,8 +116,10 @@ pub struct EvalReport {
     pub bytes_per_server: u64,
     /// Bytes the parties uploaded to the servers (both parties).
     pub upload_bytes: u64,
-    /// Bytes the dealer sent.
+    /// Bytes the dealer sent (0 with `correlation = "ot"`).
     pub dealer_bytes: u64,
+    /// Where the correlated randomness came from (`dealer` or `ot`).
+    pub correlation: crate::mpc::source::Correlation,
     /// Communication rounds among the servers.
     pub rounds: u64,
     /// Number of compute servers.
@@ -645,6 +647,7 @@ pub fn judge(
         bytes_per_server: 0,
         upload_bytes: 0,
         dealer_bytes: 0,
+        correlation: params.correlation,
         rounds: 0,
         servers: 0,
         workers: 1,

@@ -9,10 +9,11 @@ use crate::error::Result;
 use crate::mpc::beaver::Bilinear;
 use crate::mpc::compare::Compare;
 use crate::mpc::correlated::Request;
-use crate::mpc::local::run_local;
+use crate::mpc::local::{LocalEngine, LocalRun, run_local_workers};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::Prg;
 use crate::mpc::row_share::RowShare;
+use crate::mpc::source::Correlation;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -23,6 +24,8 @@ pub struct BilinearReport {
     pub bench: &'static str,
     /// Number of compute servers.
     pub servers: usize,
+    /// Where the correlations come from: "dealer" or "ot".
+    pub correlation: &'static str,
     /// Rows of X.
     pub n: usize,
     /// Rows of Y.
@@ -122,6 +125,9 @@ pub struct CompareReport {
     pub bench: &'static str,
     /// Number of compute servers.
     pub servers: usize,
+    /// Where the correlations come from: "dealer" or "ot" (made by the servers, in the whole
+    /// time but not the online time).
+    pub correlation: &'static str,
     /// Bit width of the compared values.
     pub ell: u32,
     /// Comparisons.
@@ -140,6 +146,18 @@ pub struct CompareReport {
     pub rounds: u64,
 }
 
+/// Runs `job` on `k` in-process servers with `correlation` as the source.
+async fn run_one<F, Fut, O>(k: usize, correlation: Correlation, job: F) -> Result<LocalRun<O>>
+where
+    F: Fn(LocalEngine) -> Fut,
+    Fut: std::future::Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
+    O: Send + 'static,
+{
+    let max = crate::mpc::dealer::DEFAULT_MAX_WORDS;
+    let mut runs = run_local_workers(k, 1, correlation, max, None, |eng, _| job(eng)).await?;
+    Ok(runs.pop().expect("one worker"))
+}
+
 /// Timestamps each server takes around its online phase.
 struct Marks {
     prepared: Instant,
@@ -153,9 +171,15 @@ fn online(marks: &[Marks]) -> f64 {
 }
 
 /// Secure `<X_i, Y_j>` for all `n * m` pairs of random shared matrices.
-pub async fn bilinear(k: usize, n: usize, m: usize, d: usize) -> Result<BilinearReport> {
+pub async fn bilinear(
+    k: usize,
+    correlation: Correlation,
+    n: usize,
+    m: usize,
+    d: usize,
+) -> Result<BilinearReport> {
     let t0 = Instant::now();
-    let run = run_local(k, move |mut eng| async move {
+    let run = run_one(k, correlation, move |mut eng| async move {
         let mut prg = Prg::fresh();
         let x = prg.vec(n * d);
         let y = prg.vec(m * d);
@@ -191,6 +215,7 @@ pub async fn bilinear(k: usize, n: usize, m: usize, d: usize) -> Result<Bilinear
     Ok(BilinearReport {
         bench: "bilinear",
         servers: k,
+        correlation: correlation.name(),
         n,
         m,
         d,
@@ -206,9 +231,14 @@ pub async fn bilinear(k: usize, n: usize, m: usize, d: usize) -> Result<Bilinear
 
 /// `count` secure comparisons `[x < 0]` of random `ell`-bit shared values, with arithmetic
 /// (0/1) shares as output.
-pub async fn compare(k: usize, count: usize, ell: u32) -> Result<CompareReport> {
+pub async fn compare(
+    k: usize,
+    correlation: Correlation,
+    count: usize,
+    ell: u32,
+) -> Result<CompareReport> {
     let t0 = Instant::now();
-    let run = run_local(k, move |mut eng| async move {
+    let run = run_one(k, correlation, move |mut eng| async move {
         let mut prg = Prg::fresh();
         let x = prg.vec(count);
         let cmp = eng.prepare(&Request::Compare { n: count, ell }).await?;
@@ -230,6 +260,7 @@ pub async fn compare(k: usize, count: usize, ell: u32) -> Result<CompareReport> 
     Ok(CompareReport {
         bench: "compare",
         servers: k,
+        correlation: correlation.name(),
         ell,
         count,
         seconds,

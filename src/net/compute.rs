@@ -440,7 +440,7 @@ fn name_lost_server(e: Error, spec: &JobSpec, cfg: &ServerConfig) -> Error {
         Error::Transport { peer, what } => {
             let name = match peer {
                 PeerName::Server(j) => spec.servers.get(j).map(|n| n.name.clone()),
-                PeerName::Dealer => Some(spec.dealer.name.clone()),
+                PeerName::Dealer => spec.dealer.as_ref().map(|d| d.name.clone()),
                 _ => None,
             }
             .unwrap_or_else(|| peer.to_string());
@@ -491,11 +491,21 @@ pub(crate) async fn run_compute(
             "the job names server {n:?}, which this server does not trust"
         )));
     }
-    if spec.dealer.name != cfg.peers.dealer {
-        return Err(Error::invalid(format!(
-            "the job names dealer {:?}, but this server trusts {:?}",
-            spec.dealer.name, cfg.peers.dealer
-        )));
+    match (&spec.dealer, &cfg.peers.dealer) {
+        (Some(d), Some(trusted)) if d.name != *trusted => {
+            return Err(Error::invalid(format!(
+                "the job names dealer {:?}, but this server trusts {trusted:?}",
+                d.name
+            )));
+        }
+        (Some(d), None) => {
+            return Err(Error::invalid(format!(
+                "the job names dealer {:?}, but this server trusts no dealer (it runs only \
+                 jobs with correlation = \"ot\")",
+                d.name
+            )));
+        }
+        _ => {}
     }
     let k = names.len();
     // A server split into workers: this process is worker `wk`; it links to worker `wk` of
@@ -624,43 +634,43 @@ pub(crate) async fn run_compute(
             Event::DealerLink { .. } => {}
         }
     }
-    report(Phase::Linking, vec![spec.dealer.name.clone()], None);
-    // The dealer.
-    let (dconn, mut ds, mut dr) = open(
-        ep,
-        &spec.dealer,
-        PeerName::Dealer,
-        max,
-        Duration::from_secs(20),
-    )
-    .await?;
-    ds.set_silence(silence);
-    dr.set_silence(silence);
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
-    // Each group of workers (worker `wk` of every server) is one job for the dealer.
-    let dealer_job = if workers == 1 {
-        job.to_string()
-    } else {
-        format!("{job}#worker-{wk}")
-    };
-    ds.control(&Hello::Dealer(DealerHello {
-        job: dealer_job,
-        server: me as u32,
-        servers: names.iter().map(|n| n.to_string()).collect(),
-        digest,
-        max_material_words: spec.params.max_material_words(na, nb) as u64,
-    }))
-    .await?;
-    match dr.control::<Ack>().await? {
-        Ack::Ok => {}
-        Ack::Refused(why) => {
-            return Err(Error::invalid(format!(
-                "the dealer refused the link: {why}"
-            )));
+    // The dealer, unless the servers make the correlated randomness themselves.
+    let dealer_link = match &spec.dealer {
+        None => None,
+        Some(dealer) => {
+            report(Phase::Linking, vec![dealer.name.clone()], None);
+            let (dconn, mut ds, mut dr) =
+                open(ep, dealer, PeerName::Dealer, max, Duration::from_secs(20)).await?;
+            ds.set_silence(silence);
+            dr.set_silence(silence);
+            // Each group of workers (worker `wk` of every server) is one job for the dealer.
+            let dealer_job = if workers == 1 {
+                job.to_string()
+            } else {
+                format!("{job}#worker-{wk}")
+            };
+            ds.control(&Hello::Dealer(DealerHello {
+                job: dealer_job,
+                server: me as u32,
+                servers: names.iter().map(|n| n.to_string()).collect(),
+                digest,
+                max_material_words: spec.params.max_material_words(na, nb) as u64,
+            }))
+            .await?;
+            match dr.control::<Ack>().await? {
+                Ack::Ok => {}
+                Ack::Refused(why) => {
+                    return Err(Error::invalid(format!(
+                        "the dealer refused the link: {why}"
+                    )));
+                }
+            }
+            conns.push(dconn);
+            Some((ds, dr))
         }
-    }
-    conns.push(dconn);
-    let transport = QuicTransport::new(me, peers, (ds, dr))?;
+    };
+    let transport = QuicTransport::new(me, peers, dealer_link)?;
     let mut session = Session::new(transport);
     let client = Source::connect(spec.params.correlation, &mut session).await?;
     let mut eng = Engine::new(session, client);

@@ -56,8 +56,10 @@ pub struct Peers {
     pub parties: Vec<String>,
     /// Compute servers (including this one, if it is one).
     pub servers: Vec<String>,
-    /// The dealer.
-    pub dealer: String,
+    /// The dealer this server trusts; servers that only run dealer-free jobs
+    /// (`correlation = "ot"`) leave it out.
+    #[serde(default)]
+    pub dealer: Option<String>,
 }
 
 /// Resource limits of a server.
@@ -281,7 +283,7 @@ impl ServerConfig {
     pub(crate) fn allowed(&self) -> Vec<String> {
         let mut a = self.peers.parties.clone();
         a.extend(self.peers.servers.iter().cloned());
-        a.push(self.peers.dealer.clone());
+        a.extend(self.peers.dealer.iter().cloned());
         a
     }
 }

@@ -17,6 +17,7 @@
 use crate::error::{Error, Result};
 use crate::model::align::JobParams;
 use crate::mpc::digest::sha256;
+use crate::mpc::source::Correlation;
 use serde::{Deserialize, Serialize};
 
 /// A named node and where it listens.
@@ -86,8 +87,8 @@ pub struct JobSpec {
     pub parties: [String; 2],
     /// The compute servers, in index order.
     pub servers: Vec<Node>,
-    /// The dealer.
-    pub dealer: Node,
+    /// The dealer (none when `params.correlation` is `ot`).
+    pub dealer: Option<Node>,
     /// Model, blocking and matching parameters (`share_partner_ids` is this party's opt-in).
     pub params: JobParams,
     /// What the parties receive.
@@ -108,8 +109,9 @@ impl JobSpec {
         // The label carries the protocol's version, so that parties and servers of different
         // versions disagree on every digest (a clear mismatch at the start) instead of running
         // different computations: v2, the row audit's subsets drawn from the bilinear form's
-        // first opened group of columns; v3, servers that run as workers.
-        Ok(Digest(sha256("ppea job description v3", &[&bytes])))
+        // first opened group of columns; v3, servers that run as workers; v4, the dealer-free
+        // correlation source (an optional dealer).
+        Ok(Digest(sha256("ppea job description v4", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the
@@ -142,7 +144,7 @@ impl JobSpec {
                     self.servers[0].worker_count()
                 )));
             }
-            if a.name == self.dealer.name {
+            if self.dealer.as_ref().is_some_and(|d| d.name == a.name) {
                 return Err(Error::invalid(format!(
                     "{:?} is listed both as a server and as the dealer",
                     a.name
@@ -150,6 +152,22 @@ impl JobSpec {
             }
         }
         self.params.validate()?;
+        match (self.params.correlation, &self.dealer) {
+            (Correlation::Dealer, None) => {
+                return Err(Error::invalid(
+                    "the job names no [dealer]: name one, or set correlation = \"ot\" under \
+                     [params] so that the servers make the correlated randomness themselves",
+                ));
+            }
+            (Correlation::Ot, Some(d)) => {
+                return Err(Error::invalid(format!(
+                    "the job names dealer {:?} but sets correlation = \"ot\", which runs \
+                     without one: remove the [dealer] table, or use correlation = \"dealer\"",
+                    d.name
+                )));
+            }
+            _ => {}
+        }
         if self.output == OutputMode::Aggregate
             && (self.params.explain || self.params.audit.enabled)
         {

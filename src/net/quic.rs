@@ -36,15 +36,20 @@ pub struct QuicTransport {
     k: usize,
     sends: Vec<Option<FrameSend>>,
     recvs: Vec<Option<FrameRecv>>,
-    dealer: (FrameSend, FrameRecv),
+    dealer: Option<(FrameSend, FrameRecv)>,
+}
+
+fn no_dealer() -> Error {
+    Error::invalid("this job has no dealer (correlation = \"ot\")")
 }
 
 impl QuicTransport {
-    /// Assembles the links: `peers[j]` is the stream to server `j` (`None` for this server).
+    /// Assembles the links: `peers[j]` is the stream to server `j` (`None` for this server),
+    /// `dealer` the dealer's (`None` in a dealer-free job).
     pub fn new(
         me: usize,
         peers: Vec<Option<(FrameSend, FrameRecv)>>,
-        dealer: (FrameSend, FrameRecv),
+        dealer: Option<(FrameSend, FrameRecv)>,
     ) -> Result<Self> {
         let k = peers.len();
         let (sends, recvs) = split_links(me, peers, "server")?;
@@ -62,7 +67,8 @@ impl QuicTransport {
     /// A refusal the dealer sent on this server's link, if one arrives within `wait` (after a
     /// failure, to report the dealer's reason rather than its consequence).
     pub async fn dealer_refusal(&mut self, wait: std::time::Duration) -> Option<Error> {
-        match tokio::time::timeout(wait, self.dealer.1.words_exact(0)).await {
+        let (_, recv) = self.dealer.as_mut()?;
+        match tokio::time::timeout(wait, recv.words_exact(0)).await {
             Ok(Err(e @ Error::Refused { .. })) => Some(e),
             _ => None,
         }
@@ -71,7 +77,12 @@ impl QuicTransport {
     /// Finishes every stream of the job and waits until the peers have received everything.
     pub async fn shutdown(mut self) {
         let peers = self.sends.iter_mut().flatten().map(|s| s.finish());
-        futures::future::join(futures::future::join_all(peers), self.dealer.0.finish()).await;
+        let dealer = self.dealer.as_mut().map(|d| d.0.finish());
+        futures::future::join(
+            futures::future::join_all(peers),
+            futures::future::OptionFuture::from(dealer),
+        )
+        .await;
     }
 }
 
@@ -105,11 +116,21 @@ impl Transport for QuicTransport {
     }
 
     async fn send_dealer(&mut self, payload: Vec<u64>) -> Result<()> {
-        self.dealer.0.words(&payload).await
+        self.dealer
+            .as_mut()
+            .ok_or_else(no_dealer)?
+            .0
+            .words(&payload)
+            .await
     }
 
     async fn recv_dealer(&mut self, expected: usize) -> Result<Vec<u64>> {
-        self.dealer.1.words_exact(expected).await
+        self.dealer
+            .as_mut()
+            .ok_or_else(no_dealer)?
+            .1
+            .words_exact(expected)
+            .await
     }
 }
 

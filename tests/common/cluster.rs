@@ -77,8 +77,11 @@ impl Running {
 pub struct Cluster {
     /// Holds the certificates.
     pub dir: TempDir,
-    /// The dealer, then the servers by index (worker 0 of a server split into workers).
+    /// The dealer, then the servers by index (worker 0 of a server split into workers); only
+    /// the servers in a dealer-free cluster ([`Cluster::dealer_free`]).
     pub nodes: Vec<Running>,
+    /// Whether `nodes[0]` is a dealer the servers trust.
+    pub has_dealer: bool,
     /// Servers split into workers: workers 1, 2, ... of each server.
     pub workers: Vec<Vec<Running>>,
 }
@@ -90,7 +93,7 @@ pub fn start(dir: &Path, name: &str, role: Role, k: usize, limits: Limits) -> Ru
 
 /// Starts worker `worker` of compute server `name` (the server's identity).
 pub fn start_worker(dir: &Path, name: &str, worker: usize, k: usize, limits: Limits) -> Running {
-    start_with(rt(), dir, name, Role::Compute, k, limits, worker)
+    start_with(rt(), dir, name, Role::Compute, k, limits, worker, true)
 }
 
 /// Starts one daemon on `rt` (its own runtime, to kill it as `kill -9` would: no goodbye).
@@ -102,10 +105,12 @@ pub fn start_on(
     k: usize,
     limits: Limits,
 ) -> Running {
-    start_with(rt, dir, name, role, k, limits, 0)
+    start_with(rt, dir, name, role, k, limits, 0, true)
 }
 
-/// [`start_on`] as worker `worker` of its server.
+/// [`start_on`] as worker `worker` of its server; with `trust_dealer` false the server trusts
+/// no dealer (it runs only dealer-free jobs).
+#[allow(clippy::too_many_arguments)]
 fn start_with(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
@@ -114,6 +119,7 @@ fn start_with(
     k: usize,
     limits: Limits,
     worker: usize,
+    trust_dealer: bool,
 ) -> Running {
     let cfg = ServerConfig {
         name: name.to_string(),
@@ -123,7 +129,7 @@ fn start_with(
         peers: Peers {
             parties: vec!["party-a".into(), "party-b".into()],
             servers: (0..k).map(|i| format!("server-{i}")).collect(),
-            dealer: "dealer".into(),
+            dealer: trust_dealer.then(|| "dealer".into()),
         },
         limits,
         admin: Some("127.0.0.1:0".into()),
@@ -177,6 +183,32 @@ impl Cluster {
         Cluster {
             dir,
             nodes,
+            has_dealer: true,
+            workers: Vec::new(),
+        }
+    }
+
+    /// `k` servers that trust no dealer, and no dealer: a deployment for jobs with
+    /// `correlation = "ot"`.
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn dealer_free(tag: &str, k: usize) -> Cluster {
+        let dir = TempDir::new(tag);
+        write_dev_pki(
+            &dir.0,
+            &NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let nodes = (0..k)
+            .map(|i| {
+                let name = format!("server-{i}");
+                let limits = Limits::default();
+                start_with(rt(), &dir.0, &name, Role::Compute, k, limits, 0, false)
+            })
+            .collect();
+        Cluster {
+            dir,
+            nodes,
+            has_dealer: false,
             workers: Vec::new(),
         }
     }
@@ -206,7 +238,7 @@ impl Cluster {
         JobSpec {
             job: job.into(),
             parties: ["party-a".into(), "party-b".into()],
-            servers: self.nodes[1..]
+            servers: self.nodes[usize::from(self.has_dealer)..]
                 .iter()
                 .enumerate()
                 .map(|(i, n)| {
@@ -217,7 +249,7 @@ impl Cluster {
                     node
                 })
                 .collect(),
-            dealer: self.nodes[0].node.clone(),
+            dealer: self.has_dealer.then(|| self.nodes[0].node.clone()),
             params,
             output: OutputMode::Matches,
         }

@@ -217,11 +217,20 @@ async fn generate<T: Transport>(
             let norms = if blocks.is_empty() { 0 } else { n + m };
             let products = (np + norms).saturating_mul(d);
             if products > max_products {
+                // The figures stay in the server's log: the pair count depends on both parties'
+                // rows, and the message reaches each party.
+                tracing::warn!(
+                    products,
+                    pairs = np,
+                    d,
+                    max_products,
+                    "dealer-free job too large"
+                );
                 return Err(Error::invalid(format!(
                     "the dealer-free source computes the bilinear form with one OT product per \
-                     pair and dimension: this request needs {products} ({np} pairs, {d} \
-                     dimensions), above the limit of {max_products}; run the job with \
-                     correlation = \"dealer\""
+                     candidate pair and dimension, and this job needs more than the limit of \
+                     {max_products} (figures in the servers' logs); run it with correlation = \
+                     \"dealer\", or with fewer candidates or dimensions"
                 )));
             }
             // The masks are streams of this server's seed, as the dealer's servers draw them.
@@ -551,8 +560,11 @@ mod tests {
         };
         let e = fetch_all(2, &req, 4).unwrap_err().to_string();
         assert!(
-            e.contains("65536") && e.contains("correlation = \"dealer\""),
+            e.contains("limit of 16384") && e.contains("correlation = \"dealer\""),
             "{e}"
         );
+        // The message reaches both parties: it does not state the pair count, which depends
+        // on the other party's rows.
+        assert!(!e.contains("64 pairs") && !e.contains("65536"), "{e}");
     }
 }

@@ -12,8 +12,13 @@ for k in 2 3; do
   "$bin" bench bilinear --servers "$k" --n 2000 --m 2000 --d 128 --repeat "$REPEAT"
   "$bin" bench compare --servers "$k" --count 1000000 --ell 64 --repeat "$REPEAT"
 done
-# Dealer-free correlations (issue 9's foundation): triples from OT, k = 2.
+# Dealer-free correlations (issue 9): triples from OT, k = 2; comparisons with their material
+# made by the servers over OT (correlation = "ot"), k = 2 and 3; a small dense bilinear form.
 "$bin" bench ot-triples --servers 2 --count 100000 --repeat "$REPEAT"
+for k in 2 3; do
+  "$bin" bench compare --servers "$k" --count 100000 --ell 64 --correlation ot --repeat "$REPEAT"
+done
+"$bin" bench bilinear --servers 2 --n 40 --m 40 --d 128 --correlation ot --repeat "$REPEAT"
 # The bilinear form's local pair products at 10^5 rows per side (64 candidates each, both
 # ways): passes of 8 and 64 columns (PAIR_ROWS=1000000 for the 10^6 figures; 4 GB).
 rows="${PAIR_ROWS:-100000}"

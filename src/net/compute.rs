@@ -6,8 +6,9 @@ use crate::model::align::{PartyShares, ServerOutput, aggregate_answers, align_wo
 use crate::model::shard::Shards;
 use crate::mpc::engine::Engine;
 use crate::mpc::mesh::Solo;
+use crate::mpc::ot;
 use crate::mpc::protocol::Session;
-use crate::mpc::source::Source;
+use crate::mpc::source::{Correlation, Source};
 use crate::net::config::ServerConfig;
 use crate::net::daemon::{
     DISAGREE, Event, Jobs, Upload, answer_link, book, next_event, refuse_event, timed_out,
@@ -635,6 +636,10 @@ pub(crate) async fn run_compute(
         }
     }
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
+    if spec.params.correlation == Correlation::Ot {
+        let p = &spec.params;
+        ot::source::check_job(k, na + nb, p.blocking.candidates, p.model.width())?;
+    }
     // The dealer, unless the servers make the correlated randomness themselves.
     let dealer_link = match &spec.dealer {
         None => None,

@@ -110,8 +110,10 @@ impl JobSpec {
         // versions disagree on every digest (a clear mismatch at the start) instead of running
         // different computations: v2, the row audit's subsets drawn from the bilinear form's
         // first opened group of columns; v3, servers that run as workers; v4, the dealer-free
-        // correlation source (an optional dealer).
-        Ok(Digest(sha256("ppea job description v4", &[&bytes])))
+        // correlation source (an optional dealer); v5, its OT hash from fixed-key AES instead
+        // of SHA-256 and the KOS check (servers of v4 and v5 would exchange different OT
+        // messages).
+        Ok(Digest(sha256("ppea job description v5", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

@@ -22,6 +22,7 @@ use crate::error::{Error, PeerName, Result};
 use crate::mpc::digest::sha256;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::Identity;
 use zeroize::Zeroize;
 
 fn random_scalar() -> Scalar {
@@ -40,9 +41,17 @@ fn from_words(w: &[u64], peer: PeerName) -> Result<RistrettoPoint> {
     for (i, v) in w.iter().enumerate() {
         b[8 * i..8 * i + 8].copy_from_slice(&v.to_le_bytes());
     }
-    CompressedRistretto(b)
+    let p = CompressedRistretto(b)
         .decompress()
-        .ok_or_else(|| Error::protocol(peer, "base OT: a point does not decode"))
+        .ok_or_else(|| Error::protocol(peer, "base OT: a point does not decode"))?;
+    // The identity would make every key computable by anyone who sees the messages.
+    if p == RistrettoPoint::identity() {
+        return Err(Error::protocol(
+            peer,
+            "base OT: the identity point is not a key",
+        ));
+    }
+    Ok(p)
 }
 
 fn key(i: usize, a: &RistrettoPoint, b: &RistrettoPoint, shared: &RistrettoPoint) -> Key {
@@ -163,5 +172,13 @@ mod tests {
         // Not a valid encoding of a point (the top bit must be clear).
         assert!(sender.finish(&[u64::MAX; 4], 1).is_err());
         assert!(receive(&[0; 3], &[true], PeerName::Server(0)).is_err());
+        // The identity (all-zero encoding) would make every key public: refused either way.
+        let e = receive(&[0; 4], &[true], PeerName::Server(0)).unwrap_err();
+        assert!(e.to_string().contains("identity"), "{e}");
+        let (sender, _) = Sender::start(PeerName::Server(1));
+        assert!(sender.finish(&[0; 4], 1).is_err());
+        let (sender, first) = Sender::start(PeerName::Server(1));
+        let (answer, _) = receive(&first, &[false], PeerName::Server(0)).unwrap();
+        assert!(sender.finish(&answer, 1).is_ok(), "a valid point passes");
     }
 }

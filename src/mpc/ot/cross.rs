@@ -18,7 +18,7 @@
 //! link, the receiver's IKNP columns for chunk `r` and the sender's corrections for chunk
 //! `r - 1`, so `c` chunks take `c + 1` rounds.
 
-use super::extension::{KAPPA, RecvBatch};
+use super::extension::{RecvBatch, receiver_msg_words};
 use super::links::{Links, pack, round_total, unpack};
 use crate::error::{Error, Result};
 use crate::mpc::protocol::{Protocol, Step};
@@ -160,7 +160,7 @@ impl Cross {
             n += self.span(r - 1).len() * self.kind.corr_per_word();
         }
         if self.active.has(t, f) && r < self.chunks() {
-            n += self.span(r).len() * KAPPA;
+            n += receiver_msg_words(self.span(r).len());
         }
         n
     }

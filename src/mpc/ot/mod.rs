@@ -6,9 +6,16 @@
 //! products (Gilboa), so the servers can make the dealer's material themselves.
 //!
 //! * [`base`]: a few hundred OTs from public-key operations on Ristretto (Chou-Orlandi "simplest
-//!   OT", semi-honest form);
-//! * [`extension`]: millions of random OTs from 128 base OTs and symmetric crypto (IKNP),
-//!   correlated OTs, and Gilboa products of 64-bit values.
+//!   OT"; points are checked to decode and not to be the identity);
+//! * [`extension`]: millions of random OTs from 128 base OTs and symmetric crypto (IKNP with
+//!   the KOS consistency check, a fixed-key AES hash), correlated OTs over `Z_2^64` and over
+//!   bits, and Gilboa products of 64-bit values;
+//! * [`gf128`]: the field arithmetic of the consistency check;
+//! * [`links`]: one extension per ordered pair of servers, set up in two rounds, and the framing
+//!   of pairwise messages over the servers' broadcast rounds;
+//! * [`cross`]: cross terms of every active pair of servers' values (products, bit x value,
+//!   bit AND), chunked and pipelined;
+//! * [`source`]: the dealer-free [`crate::mpc::correlated::Correlations`] source built on them.
 //!
 //! Every protocol here is sans-IO: each party is a chain of states, each consumed by the next
 //! message and producing the message to send (as `u64` words), so illegal orders do not
@@ -17,6 +24,7 @@
 pub mod base;
 pub mod cross;
 pub mod extension;
+pub mod gf128;
 pub mod links;
 pub mod source;
 

@@ -8,9 +8,11 @@
 //!
 //! * **Beaver** `c = a b`: each server's `a_s b_s` plus Gilboa cross terms of every ordered pair.
 //! * **Bilinear form** `C_p = <A_i, B_j>` and block norms: the same, one Gilboa product per pair
-//!   and dimension (and per row and dimension for the norms). This costs 1.5 KB per product per
-//!   server and is bounded ([`OtSource::with_max_products`]); the issue-9 design replaces it by
-//!   a construction whose cost grows with the rows (design.md, "Dealer-free correlations").
+//!   and dimension (and per row and dimension for the norms). This costs 1.5 KB per product
+//!   per server and peer, and every round is a broadcast, so `(k - 1)^2 x 1.5 KB` per product
+//!   per server; it is bounded ([`OtSource::with_max_products`], [`check_job`]); the issue-9
+//!   design replaces it by a construction whose cost grows with the rows (design.md,
+//!   "Dealer-free correlations").
 //! * **Random bits shared both ways** (daBits): each server draws bits `b_s`, whose XOR is the
 //!   bit `b`; arithmetic shares of `b` come from `x <- x + b_t - 2 x b_t` for `t = 1 .. k-1`
 //!   (`x` starts as server 0's bit), the product `x b_t` by correlated OT from every server
@@ -22,11 +24,12 @@
 //!     arithmetic (`r = sum_{i < ell} 2^i b_i + 2^ell h`, `h` a random share of each server),
 //!     and the carry tree's AND triples `(a, b1, b2, a & b1, a & b2)` from bit cross terms.
 //!
-//! Semi-honest security against any `k - 1` colluding servers: each server's view is its own
-//! draws and OT messages, pseudorandom to the others (IKNP's receiver columns hide the choices
-//! under the base-OT keys; senders' corrections hide under hashes of the unknown rows).
-//! A deviating server can make the material wrong, which the job's checks do not all detect
-//! (IKNP without the KOS consistency check; design.md, threat model).
+//! Privacy against any `k - 1` colluding servers: each server's view is its own draws and OT
+//! messages, pseudorandom to the others (IKNP's receiver columns hide the choices under the
+//! base-OT keys; senders' corrections hide under hashes of the unknown rows). A server that
+//! deviates as an OT receiver is caught by the KOS check (except for guessing a few bits of the
+//! sender's secret); as a sender it can only make the material wrong, which makes results
+//! wrong (semi-honest correctness, as with a dealer) but reveals nothing to it.
 
 use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};
@@ -38,8 +41,40 @@ use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::Session;
 
 /// Default bound on the Gilboa products one bilinear request may need (pairs x dimension, plus
-/// rows x dimension for the norms): 2^21, about 3 GB of traffic per server.
+/// rows x dimension for the norms) with 2 servers: 2^21, about 3 GB of traffic per server. With
+/// `k` servers the bound is divided by `(k - 1)^2` (what each product costs grows so, rounds
+/// being broadcasts), keeping the traffic per server about the same.
 pub const DEFAULT_MAX_PRODUCTS: usize = 1 << 21;
+
+/// The product bound for `k` servers (see [`DEFAULT_MAX_PRODUCTS`]).
+fn products_for(max_products: usize, k: usize) -> usize {
+    max_products / (k.saturating_sub(1).max(1)).pow(2)
+}
+
+/// The refusal of a job too large for the dealer-free source. It reaches both parties, so it
+/// states no size that depends on the other party's rows (the figures go to the servers' log).
+fn too_large(limit: usize) -> Error {
+    Error::invalid(format!(
+        "the dealer-free source computes the bilinear form with one OT product per candidate \
+         pair and dimension, and this job needs more than the limit of {limit} (figures in the \
+         servers' logs); run it with correlation = \"dealer\", or with fewer candidates or \
+         dimensions"
+    ))
+}
+
+/// Refuses, before anything is computed, a dealer-free job whose bilinear form may need more
+/// than the default bound: `rows` (both sides) with `candidates` each, rows of `width`.
+pub fn check_job(k: usize, rows: usize, candidates: usize, width: usize) -> Result<()> {
+    let products = rows
+        .saturating_mul(candidates.saturating_add(1))
+        .saturating_mul(width);
+    let limit = products_for(DEFAULT_MAX_PRODUCTS, k);
+    if products > limit {
+        tracing::warn!(products, rows, width, limit, "dealer-free job too large");
+        return Err(too_large(limit));
+    }
+    Ok(())
+}
 
 /// A server's dealer-free source for one job. `Debug` is redacted.
 pub struct OtSource {
@@ -216,22 +251,12 @@ async fn generate<T: Transport>(
             let (d, n, m, np) = (*d, pairs.rows(), pairs.cols(), pairs.len());
             let norms = if blocks.is_empty() { 0 } else { n + m };
             let products = (np + norms).saturating_mul(d);
-            if products > max_products {
+            let limit = products_for(max_products, g.k());
+            if products > limit {
                 // The figures stay in the server's log: the pair count depends on both parties'
                 // rows, and the message reaches each party.
-                tracing::warn!(
-                    products,
-                    pairs = np,
-                    d,
-                    max_products,
-                    "dealer-free job too large"
-                );
-                return Err(Error::invalid(format!(
-                    "the dealer-free source computes the bilinear form with one OT product per \
-                     candidate pair and dimension, and this job needs more than the limit of \
-                     {max_products} (figures in the servers' logs); run it with correlation = \
-                     \"dealer\", or with fewer candidates or dimensions"
-                )));
+                tracing::warn!(products, pairs = np, d, limit, "dealer-free job too large");
+                return Err(too_large(limit));
             }
             // The masks are streams of this server's seed, as the dealer's servers draw them.
             let sa = Stream::new(seed.clone(), stream, 0, n * d);
@@ -548,6 +573,22 @@ mod tests {
         );
         truth[1][1] = truth[1][1].wrapping_add(1);
         assert!(!correct(&req, &truth), "r >> frac no longer matches r");
+    }
+
+    #[test]
+    fn jobs_too_large_for_ot_are_refused_before_they_start() {
+        // 31 + 31 rows, 8 candidates, width 42 (the tests' narrow model) fit; the default
+        // model on the shipped sample (311 + 311 rows, 64 candidates, width 648) does not.
+        check_job(2, 62, 8, 42).unwrap();
+        check_job(4, 62, 8, 42).unwrap();
+        let e = check_job(2, 622, 64, 648).unwrap_err().to_string();
+        assert!(e.contains("limit of 2097152") && !e.contains("622"), "{e}");
+        // Each product costs (k - 1)^2 times more traffic with k servers: a quarter of the
+        // products at k = 3.
+        let rows = (1 << 21) / 9 / 42;
+        check_job(2, rows, 8, 42).unwrap();
+        let e = check_job(3, rows, 8, 42).unwrap_err().to_string();
+        assert!(e.contains("limit of 524288"), "{e}");
     }
 
     #[test]

@@ -67,17 +67,18 @@ if [ -n "$report" ]; then
 fi
 cargo build --release --quiet -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
-ot_params=""
-if [ "$correlation" = ot ]; then
-  if [ -n "$params" ] && grep -q '^[[:space:]]*correlation[[:space:]]*=' "$params"; then
-    echo "error: $params sets correlation already; drop that line or --correlation" >&2; exit 2
-  fi
-  # `correlation` is a top-level parameter: it goes before any table of P.toml.
-  ot_params=$(mktemp)
-  { echo 'correlation = "ot"'; [ -z "$params" ] || cat "$params"; } > "$ot_params"
-  params=$ot_params
+if [ "$correlation" = ot ] && [ -n "$params" ] && grep -q '^[[:space:]]*correlation[[:space:]]*=' "$params"; then
+  echo "error: $params sets correlation already; drop that line or --correlation" >&2; exit 2
 fi
+# with_correlation FILE: the job parameters with `correlation = "ot"` (a top-level parameter:
+# it goes before any table of P.toml) into FILE, which then serves as --params.
+with_correlation() {
+  { echo 'correlation = "ot"'; [ -z "$params" ] || cat "$params"; } > "$1"
+  params=$1
+}
+ot_params=""
 if [ -n "$inprocess" ]; then
+  if [ "$correlation" = ot ]; then ot_params=$(mktemp); with_correlation "$ot_params"; fi
   rc=0
   "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" --workers "$nworkers" ${seed:+--seed "$seed"} \
     --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"} \
@@ -87,6 +88,7 @@ if [ -n "$inprocess" ]; then
 fi
 work=$(mktemp -d)
 source scripts/cluster.sh
+[ "$correlation" = ot ] && with_correlation "$work/ot-params.toml"
 t0=$(date +%s.%N)
 echo "== importing $dataset" >&2
 "$bin/party" import "$dataset" ${format:+--format "$format"} --fold "$fold" --names "$names" --out "$work/data" >&2
@@ -95,7 +97,6 @@ start_cluster "$servers" "$nworkers" "$correlation"
 # Job parameters go under [params] of both job files (tables of P.toml as [params.X]).
 job_params="[params]"
 [ -n "$params" ] && job_params+=$'\n'$(sed 's/^[[:space:]]*\[\(.*\)\][[:space:]]*$/[params.\1]/' "$params")
-[ -z "$ot_params" ] || rm -f "$ot_params"
 if [ "$known" = train ]; then
   if grep -q '^\[params.model\]$' <<< "$job_params"; then
     job_params=$(sed 's/^\[params.model\]$/[params.model]\nknown_links = true/' <<< "$job_params")

@@ -638,7 +638,9 @@ pub(crate) async fn run_compute(
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
     if spec.params.correlation == Correlation::Ot {
         let p = &spec.params;
-        ot::source::check_job(k, na + nb, p.blocking.candidates, p.model.width())?;
+        // Each worker's bilinear form covers its share of the columns.
+        let width = p.model.width().div_ceil(workers);
+        ot::source::check_job(k, na + nb, p.blocking.candidates, width)?;
     }
     // The dealer, unless the servers make the correlated randomness themselves.
     let dealer_link = match &spec.dealer {

@@ -16,7 +16,7 @@
 //!
 //! **The hash** is the tweakable correlation-robust hash of Guo, Katz, Wang and Yu (IEEE S&P
 //! 2020) from a fixed-key block cipher, `H(x, t) = pi(pi(x) ^ t) ^ pi(x)` with `pi` AES-128 under
-//! a public key and the tweak `t = (batch, i)` unique per OT of an extension (secure in the
+//! a public key and the tweak `t = i + 2^64 batch` unique per OT of an extension (secure in the
 //! random-permutation model, as in EMP and libOTe). It replaced SHA-256, which took two thirds
 //! of the time of making comparison material (AES-NI makes it about 20 times cheaper).
 //!
@@ -69,10 +69,13 @@ pub fn receiver_msg_words(words: usize) -> usize {
 /// The check's challenges: one element of GF(2^128) per OT of the batch, from a hash of the
 /// receiver's columns and the batch number.
 fn challenges(batch: u64, columns: &[u64], count: usize) -> Vec<u128> {
-    let seed = sha256(
-        "ppea KOS challenge v1",
-        &[&batch.to_le_bytes(), bytemuck::cast_slice(columns)],
-    );
+    // The columns as little-endian bytes (their memory layout on little-endian machines).
+    let le: std::borrow::Cow<[u8]> = if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(columns))
+    } else {
+        std::borrow::Cow::Owned(columns.iter().flat_map(|w| w.to_le_bytes()).collect())
+    };
+    let seed = sha256("ppea KOS challenge v1", &[&batch.to_le_bytes(), &le]);
     let w = Prg::new(&Seed(seed), 0).vec(2 * count);
     w.chunks_exact(2)
         .map(|c| u128::from(c[0]) | u128::from(c[1]) << 64)
@@ -157,6 +160,9 @@ pub struct ExtSender {
     keys: Vec<Key>,
     batch: u64,
     peer: PeerName,
+    /// The receiver failed a consistency check: `s` and the keys are erased and every further
+    /// batch is refused (a receiver that could retry would learn `s` a bit per failure).
+    caught: bool,
 }
 
 /// The extension receiver after setup. `Debug` is redacted.
@@ -205,6 +211,7 @@ pub fn sender_setup(first: &[u64], peer: PeerName) -> Result<(ExtSender, Vec<u64
             keys,
             batch: 0,
             peer,
+            caught: false,
         },
         msg,
     ))
@@ -282,6 +289,12 @@ impl ExtReceiver {
 impl ExtSender {
     /// Answers a batch of `64 * words` OTs started by the receiver's message.
     pub fn extend(&mut self, msg: &[u64], words: usize) -> Result<SendBatch> {
+        if self.caught {
+            return Err(Error::protocol(
+                self.peer,
+                "OT extension: this receiver already failed a consistency check",
+            ));
+        }
         if msg.len() != receiver_msg_words(words) {
             return Err(Error::protocol(
                 self.peer,
@@ -309,6 +322,9 @@ impl ExtSender {
         let (x, t) = (to_u128([check[0], check[1]]), to_u128([check[2], check[3]]));
         let mut rows = transpose(&cols, all);
         if gf128::sum_products(&cols, &rows, &chi) != t ^ gf128::mul(x, to_u128(self.s)) {
+            self.caught = true;
+            self.s.zeroize();
+            self.keys.clear();
             return Err(Error::protocol(
                 self.peer,
                 "OT extension: the receiver's columns fail the consistency check (KOS); \
@@ -596,15 +612,16 @@ mod tests {
     /// columns and the challenges of what it sends. If `s_j = 0` the sender never uses that
     /// column's `u`, so nothing changes and the receiver learns `s_j` from not being caught:
     /// the one bit KOS lets it guess, at the risk of being caught. If `s_j = 1` the check
-    /// catches it, and adjusting `X` (as if OT 0's choice were flipped everywhere) does not
-    /// help unless `s` has a single bit set.
+    /// catches it, and the sender then refuses every further batch (a receiver that could
+    /// retry would learn `s` a bit per failure). Adjusting `X` (as if OT 0's choice were
+    /// flipped everywhere) does not help unless `s` has a single bit set, and changing a word
+    /// of the check's own columns after computing `X` and `T` changes the challenges.
     #[test]
     fn a_receiver_with_inconsistent_columns_is_caught_unless_it_guessed_the_bit() {
-        let (mut snd, mut rcv) = setup();
         let words = 2;
         let all = words + CHECK_WORDS;
-        // The receiver's message for `choices` with column `column` tampered, and its check
-        // values recomputed (`adjust`: X also as if OT 0's choice were flipped).
+        // The receiver's message with column `column` tampered, and its check values
+        // recomputed (`adjust`: X also as if OT 0's choice were flipped).
         let attack = |rcv: &mut ExtReceiver, column: usize, adjust: bool| {
             let (mut msg, _) = rcv.extend(&Prg::fresh().vec(words));
             let b = rcv.batch;
@@ -631,26 +648,48 @@ mod tests {
             ]);
             msg
         };
-        let mut caught = 0;
-        for column in [0, 5, 64, 100, 127, 1, 2, 3] {
+        // Until both outcomes were seen (each column is a fresh extension, a fresh `s`).
+        let (mut caught, mut passed) = (0, 0);
+        for column in (0..KAPPA).cycle().step_by(37).take(64) {
+            let (mut snd, mut rcv) = setup();
             let s_bit = snd.s[column / 64] >> (column % 64) & 1 == 1;
             let r = snd.extend(&attack(&mut rcv, column, false), words);
             assert_eq!(r.is_err(), s_bit, "column {column}");
-            if let Err(e) = r {
-                assert!(e.to_string().contains("consistency check"), "{e}");
-                caught += 1;
+            match r {
+                Err(e) => {
+                    assert!(e.to_string().contains("consistency check"), "{e}");
+                    caught += 1;
+                    let (msg, _) = rcv.extend(&Prg::fresh().vec(words));
+                    let e = snd
+                        .extend(&msg, words)
+                        .err()
+                        .expect("refused after a failure");
+                    assert!(e.to_string().contains("already failed"), "{e}");
+                }
+                Ok(_) => passed += 1,
             }
+            let (mut snd, mut rcv) = setup();
             let msg = attack(&mut rcv, column, true);
             assert!(
                 snd.extend(&msg, words).is_err(),
                 "column {column}, X adjusted"
             );
+            if caught > 0 && passed > 0 {
+                break;
+            }
         }
         assert!(
-            caught > 0,
-            "eight columns with none of s set is a 2^-8 event"
+            caught > 0 && passed > 0,
+            "64 fresh secrets with one outcome is a 2^-63 event"
         );
-        // The counters stayed in step through the refusals: an honest batch still works.
+        // The challenges cover the check's own columns: changing one after X and T were
+        // computed is caught.
+        let (mut snd, mut rcv) = setup();
+        let (mut msg, _) = rcv.extend(&Prg::fresh().vec(words));
+        msg[5 * all + words] ^= 1 << 9;
+        assert!(snd.extend(&msg, words).is_err());
+        // An honest batch passes and gives the chosen messages.
+        let (mut snd, mut rcv) = setup();
         let choices = Prg::fresh().vec(words);
         let (msg, rb) = rcv.extend(&choices);
         let sb = snd.extend(&msg, words).unwrap();

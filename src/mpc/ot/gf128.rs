@@ -4,7 +4,7 @@
 //!
 //! The check needs `sum_i chi_i m_i` over every OT `i` of a batch, where `m_i` is the 128-bit
 //! row of OT `i`. [`sum_products`] computes it with the CPU's carry-less multiplication
-//! (PCLMULQDQ, three products per row, one reduction per batch) where the CPU has it, and
+//! (PCLMULQDQ, four 64-bit products per row, one reduction per batch) where the CPU has it, and
 //! otherwise from the columns: `sum_j x^j (XOR of chi_i over the OTs whose bit j is set)`,
 //! the same element (multiplication distributes over XOR), about 64 XORs per OT.
 

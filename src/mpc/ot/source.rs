@@ -24,12 +24,14 @@
 //!     arithmetic (`r = sum_{i < ell} 2^i b_i + 2^ell h`, `h` a random share of each server),
 //!     and the carry tree's AND triples `(a, b1, b2, a & b1, a & b2)` from bit cross terms.
 //!
-//! Privacy against any `k - 1` colluding servers: each server's view is its own draws and OT
-//! messages, pseudorandom to the others (IKNP's receiver columns hide the choices under the
-//! base-OT keys; senders' corrections hide under hashes of the unknown rows). A server that
-//! deviates as an OT receiver is caught by the KOS check (except for guessing a few bits of the
-//! sender's secret); as a sender it can only make the material wrong, which makes results
-//! wrong (semi-honest correctness, as with a dealer) but reveals nothing to it.
+//! Privacy against any `k - 1` colluding servers that follow the protocol: each server's view
+//! is its own draws and OT messages, pseudorandom to the others (IKNP's receiver columns hide
+//! the choices under the base-OT keys; senders' corrections hide under hashes of the unknown
+//! rows). A server that deviates as an OT receiver to learn the sender's secret is caught by
+//! the KOS check (except for guessing a few of its bits). Not yet covered: a deviating sender
+//! (a wrong correction) or a server using other values than its shares in a product makes the
+//! material wrong *depending on an honest server's share bits*, which a party colluding with it
+//! could observe in the results (design.md, threat model).
 
 use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};

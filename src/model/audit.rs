@@ -781,6 +781,16 @@ mod tests {
             self.opened.lock().unwrap().extend(sum);
             Ok(got)
         }
+        async fn exchange_each(
+            &mut self,
+            payloads: Vec<Vec<u64>>,
+            expected: Vec<usize>,
+        ) -> Result<Vec<Vec<u64>>> {
+            let got = self.inner.exchange_each(payloads, expected).await?;
+            let mut l = self.log.lock().unwrap();
+            got.iter().for_each(|m| l.extend_from_slice(m));
+            Ok(got)
+        }
         async fn send_dealer(&mut self, payload: Vec<u64>) -> Result<()> {
             self.inner.send_dealer(payload).await
         }

@@ -21,6 +21,16 @@ pub trait Transport: Send {
     /// indexed by server (this server's own slot holds `payload`).
     fn exchange(&mut self, payload: Vec<u64>)
     -> impl Future<Output = Result<Vec<Vec<u64>>>> + Send;
+    /// Sends each other server `p` its own `payloads[p]` (this server's slot is ignored) and
+    /// returns what each sent this server in the same round, which must be exactly
+    /// `expected[p]` words (a longer announcement is refused before anything is allocated;
+    /// any other length is an error naming the peer). This server's slot of the result is
+    /// empty.
+    fn exchange_each(
+        &mut self,
+        payloads: Vec<Vec<u64>>,
+        expected: Vec<usize>,
+    ) -> impl Future<Output = Result<Vec<Vec<u64>>>> + Send;
     /// Sends a message to the dealer.
     fn send_dealer(&mut self, payload: Vec<u64>) -> impl Future<Output = Result<()>> + Send;
     /// Receives the next message from the dealer, which must be exactly `expected` words (a
@@ -160,6 +170,40 @@ impl Transport for MemoryTransport {
             }
         }
         out[self.me] = payload;
+        Ok(out)
+    }
+
+    async fn exchange_each(
+        &mut self,
+        mut payloads: Vec<Vec<u64>>,
+        expected: Vec<usize>,
+    ) -> Result<Vec<Vec<u64>>> {
+        for (to, tx) in self.to_server.iter().enumerate() {
+            if let Some(tx) = tx {
+                let mut sent = std::mem::take(&mut payloads[to]);
+                if let Some(f) = &mut self.deviation {
+                    f(self.round, to, &mut sent);
+                }
+                tx.send(sent).map_err(|_| closed(PeerName::Server(to)))?;
+            }
+        }
+        self.round += 1;
+        let mut out = Vec::with_capacity(self.k);
+        for (from, (rx, &want)) in self.from_server.iter_mut().zip(&expected).enumerate() {
+            match rx {
+                None => out.push(Vec::new()),
+                Some(rx) => {
+                    let m = rx.recv().await.ok_or(closed(PeerName::Server(from)))?;
+                    if m.len() != want {
+                        return Err(Error::protocol(
+                            PeerName::Server(from),
+                            format!("message of {} words, expected {want}", m.len()),
+                        ));
+                    }
+                    out.push(m);
+                }
+            }
+        }
         Ok(out)
     }
 

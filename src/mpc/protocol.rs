@@ -16,6 +16,10 @@ use crate::mpc::channel::Transport;
 pub enum Step<P: Protocol> {
     /// Broadcast this payload to every other server, then feed the replies to the new state.
     Send(P, Vec<u64>),
+    /// Send each other server its own payload (`payloads[p]` to server `p`; this server's slot
+    /// is ignored), expecting exactly `expected[p]` words from each, then feed the replies to
+    /// the new state (pairwise protocols: OT between every pair of servers).
+    SendEach(P, Vec<Vec<u64>>, Vec<usize>),
     /// The protocol finished with this output.
     Done(P::Output),
 }
@@ -129,6 +133,22 @@ impl<T: Transport> Session<T> {
         self.transport.exchange(payload).await
     }
 
+    /// One metered round of a payload per peer ([`Transport::exchange_each`]).
+    pub async fn exchange_each(
+        &mut self,
+        payloads: Vec<Vec<u64>>,
+        expected: Vec<usize>,
+    ) -> Result<Vec<Vec<u64>>> {
+        let me = self.me();
+        let sent: usize = (payloads.iter().enumerate())
+            .filter(|&(p, _)| p != me)
+            .map(|(_, m)| m.len())
+            .sum();
+        self.stats.bytes_sent += 8 * sent as u64;
+        self.stats.rounds += 1;
+        self.transport.exchange_each(payloads, expected).await
+    }
+
     /// Sends a metered message to the dealer.
     pub async fn send_dealer(&mut self, payload: Vec<u64>) -> Result<()> {
         self.stats.bytes_to_dealer += 8 * payload.len() as u64;
@@ -149,6 +169,10 @@ impl<T: Transport> Session<T> {
         loop {
             match step {
                 Step::Done(out) => return Ok(out),
+                Step::SendEach(p, msgs, expected) => {
+                    let incoming = self.exchange_each(msgs, expected).await?;
+                    step = blocking(move || p.receive(incoming)).await?;
+                }
                 Step::Send(p, msg) => {
                     let incoming = self.exchange(msg).await?;
                     step = blocking(move || p.receive(incoming)).await?;
@@ -202,18 +226,23 @@ pub fn run_lockstep<P: Protocol>(parties: Vec<P>) -> Result<(Vec<P::Output>, usi
                 .into_iter()
                 .map(|s| match s {
                     Step::Done(o) => o,
-                    Step::Send(..) => unreachable!("checked above"),
+                    Step::Send(..) | Step::SendEach(..) => unreachable!("checked above"),
                 })
                 .collect();
             return Ok((outs, rounds));
         }
         let mut states = Vec::with_capacity(k);
         let mut msgs = Vec::with_capacity(k);
+        let mut each = Vec::with_capacity(k);
         for (i, s) in steps.into_iter().enumerate() {
             match s {
                 Step::Send(p, m) => {
                     states.push(p);
                     msgs.push(m);
+                }
+                Step::SendEach(p, m, expected) => {
+                    states.push(p);
+                    each.push((m, expected));
                 }
                 Step::Done(_) => {
                     return Err(Error::protocol(
@@ -222,6 +251,41 @@ pub fn run_lockstep<P: Protocol>(parties: Vec<P>) -> Result<(Vec<P::Output>, usi
                     ));
                 }
             }
+        }
+        if !each.is_empty() {
+            if each.len() != k {
+                return Err(Error::invalid(
+                    "servers disagree on the kind of round (broadcast or pairwise)",
+                ));
+            }
+            // Server `t` receives `each[f].0[t]` from every `f`, of exactly `each[t].1[f]` words.
+            let mut incoming: Vec<Vec<Vec<u64>>> = vec![Vec::with_capacity(k); k];
+            for (f, (payloads, _)) in each.iter_mut().enumerate() {
+                for (t, inc) in incoming.iter_mut().enumerate() {
+                    inc.push(if t == f {
+                        Vec::new()
+                    } else {
+                        std::mem::take(&mut payloads[t])
+                    });
+                }
+            }
+            for (t, inc) in incoming.iter().enumerate() {
+                for (f, m) in inc.iter().enumerate() {
+                    if f != t && m.len() != each[t].1[f] {
+                        return Err(Error::protocol(
+                            PeerName::Server(f),
+                            format!("payload of {} words, expected {}", m.len(), each[t].1[f]),
+                        ));
+                    }
+                }
+            }
+            rounds += 1;
+            steps = states
+                .into_iter()
+                .zip(incoming)
+                .map(|(p, inc)| p.receive(inc))
+                .collect::<Result<_>>()?;
+            continue;
         }
         // Transports deliver one payload length per exchange (a peer's payload of another
         // length is refused): so does the simulator.
@@ -259,6 +323,35 @@ mod tests {
         fn receive(self, _: Vec<Vec<u64>>) -> Result<Step<Self>> {
             Ok(Step::Done(()))
         }
+    }
+
+    /// Sends every peer `p` a payload of `p + 1` words, expecting `me + 1` from each.
+    struct Pairwise(usize, usize);
+
+    impl Protocol for Pairwise {
+        type Output = Vec<usize>;
+        fn start(self) -> Result<Step<Self>> {
+            let Pairwise(me, k) = self;
+            let msgs = (0..k).map(|p| vec![me as u64; p + 1]).collect();
+            Ok(Step::SendEach(self, msgs, vec![me + 1; k]))
+        }
+        fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
+            Ok(Step::Done(
+                incoming
+                    .iter()
+                    .map(|m| m.first().map_or(99, |&w| w as usize))
+                    .collect(),
+            ))
+        }
+    }
+
+    #[test]
+    fn pairwise_rounds_deliver_each_peer_its_own_payload() {
+        let (outs, rounds) = run_lockstep((0..3).map(|me| Pairwise(me, 3)).collect()).unwrap();
+        assert_eq!(rounds, 1);
+        // Server t got from f the words `f`, and nothing from itself.
+        assert_eq!(outs[1], vec![0, 99, 2]);
+        assert_eq!(outs[2], vec![0, 1, 99]);
     }
 
     #[test]

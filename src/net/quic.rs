@@ -115,6 +115,33 @@ impl Transport for QuicTransport {
         Ok(out)
     }
 
+    async fn exchange_each(
+        &mut self,
+        payloads: Vec<Vec<u64>>,
+        expected: Vec<usize>,
+    ) -> Result<Vec<Vec<u64>>> {
+        // Send to and receive from every peer concurrently, so flow control never deadlocks.
+        let sends = try_join_all(
+            (self.sends.iter_mut().zip(&payloads))
+                .filter_map(|(s, m)| s.as_mut().map(|s| s.words(m))),
+        );
+        let recvs = try_join_all(
+            (self.recvs.iter_mut().zip(&expected))
+                .filter_map(|(r, &n)| r.as_mut().map(|r| r.words_exact(n))),
+        );
+        let (_, got) = futures::future::try_join(sends, recvs).await?;
+        let mut got = got.into_iter();
+        Ok((0..self.k)
+            .map(|j| {
+                if j == self.me {
+                    Vec::new()
+                } else {
+                    got.next().expect("one message per peer")
+                }
+            })
+            .collect())
+    }
+
     async fn send_dealer(&mut self, payload: Vec<u64>) -> Result<()> {
         self.dealer
             .as_mut()

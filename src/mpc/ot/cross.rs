@@ -19,8 +19,8 @@
 //! `r - 1`, so `c` chunks take `c + 1` rounds.
 
 use super::extension::{RecvBatch, receiver_msg_words};
-use super::links::{Links, pack, round_total, unpack};
-use crate::error::{Error, Result};
+use super::links::Links;
+use crate::error::{Error, PeerName, Result};
 use crate::mpc::protocol::{Protocol, Step};
 use std::collections::VecDeque;
 
@@ -165,8 +165,9 @@ impl Cross {
         n
     }
 
-    /// This round's payload: corrections for the previous chunk, columns for this one.
-    fn payload(&mut self) -> Vec<u64> {
+    /// This round's messages, one per peer: corrections for the previous chunk, columns for
+    /// this one; and the words expected from each peer.
+    fn payload(&mut self) -> (Vec<Vec<u64>>, Vec<usize>) {
         let (me, k, r) = (self.links.me(), self.links.servers(), self.round);
         let span = if r < self.chunks() {
             self.span(r)
@@ -186,8 +187,8 @@ impl Cross {
                 self.pending[p].push_back(batch);
             }
         }
-        let total = round_total(k, &|f, t| self.section_len(r, f, t));
-        pack(me, sections, total)
+        let expected = (0..k).map(|f| self.section_len(r, f, me)).collect();
+        (sections, expected)
     }
 
     fn add(&mut self, at: usize, share: &[u64], negate: bool) {
@@ -213,18 +214,26 @@ impl Protocol for Cross {
         if self.chunks() == 0 {
             return Ok(Step::Done((self.links, self.out)));
         }
-        let msg = self.payload();
-        Ok(Step::Send(self, msg))
+        let (msgs, expected) = self.payload();
+        Ok(Step::SendEach(self, msgs, expected))
     }
 
-    fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
+    fn receive(mut self, got: Vec<Vec<u64>>) -> Result<Step<Self>> {
         let (me, r) = (self.links.me(), self.round);
-        let got = unpack(
-            me,
-            &incoming,
-            &|f, t| self.section_len(r, f, t),
-            "OT cross terms",
-        )?;
+        // The transport delivered exactly the expected words from every peer; checked again
+        // here, where a peer's section is cut.
+        for (f, sec) in got.iter().enumerate() {
+            if f != me && sec.len() != self.section_len(r, f, me) {
+                return Err(Error::protocol(
+                    PeerName::Server(f),
+                    format!(
+                        "OT cross terms: expected {} words, received {}",
+                        self.section_len(r, f, me),
+                        sec.len()
+                    ),
+                ));
+            }
+        }
         let per = self.kind.x_per_word();
         for (p, sec) in got.into_iter().enumerate() {
             if p == me {
@@ -274,8 +283,8 @@ impl Protocol for Cross {
         if self.round > self.chunks() {
             return Ok(Step::Done((self.links, self.out)));
         }
-        let msg = self.payload();
-        Ok(Step::Send(self, msg))
+        let (msgs, expected) = self.payload();
+        Ok(Step::SendEach(self, msgs, expected))
     }
 }
 
@@ -385,14 +394,16 @@ mod tests {
             .collect();
         let p1 = parties.pop().unwrap();
         let p0 = parties.pop().unwrap();
-        let Step::Send(p0, m0) = p0.start().unwrap() else {
-            panic!("a round")
+        let Step::SendEach(p0, _, expected) = p0.start().unwrap() else {
+            panic!("a pairwise round")
         };
-        let Step::Send(_, mut m1) = p1.start().unwrap() else {
-            panic!("a round")
+        let Step::SendEach(_, mut m1, _) = p1.start().unwrap() else {
+            panic!("a pairwise round")
         };
-        m1.pop();
-        let Err(e) = p0.receive(vec![m0, m1]) else {
+        // Only the peer's section travels, and it is what server 0 expects.
+        assert!(m1[1].is_empty() && m1[0].len() == expected[1]);
+        m1[0].pop();
+        let Err(e) = p0.receive(vec![Vec::new(), std::mem::take(&mut m1[0])]) else {
             panic!("a short payload is refused")
         };
         assert!(e.to_string().contains("server 1"), "{e}");

@@ -1,20 +1,11 @@
-//! OT links between every pair of servers, and the framing that carries pairwise messages over a
-//! broadcast round.
+//! OT links between every pair of servers.
 //!
 //! Every ordered pair of servers `(s, t)` holds one IKNP extension with `s` as sender and `t` as
 //! receiver, so each server holds, for each peer, an [`ExtSender`] (towards it) and an
 //! [`ExtReceiver`] (from it). [`Setup`] builds all of them in two rounds: each server first
 //! sends, as base-OT sender of every extension it will receive on, its Ristretto point; then,
-//! as extension sender towards every peer, its 128 base-OT choices' points.
-//!
-//! **Framing.** The servers' transport broadcasts one payload per round and requires every
-//! server's payload to have the same length. A pairwise round therefore sends, from server `f`,
-//! the sections addressed to every other server in index order, padded with zeros to the
-//! longest server's total ([`pack`], [`unpack`]). Section lengths are a public function of the
-//! request, so every server knows them. A third server sees sections between two others; they
-//! are IKNP columns and OT corrections, pseudorandom to anyone who does not hold that pair's
-//! keys, so broadcasting them reveals nothing (the cost is `k - 1` times the bandwidth of
-//! point-to-point links when `k > 2`).
+//! as extension sender towards every peer, its 128 base-OT choices' points. Messages are
+//! pairwise ([`Step::SendEach`]): each peer receives only what is addressed to it.
 
 use super::extension::{self, ExtReceiver, ExtSender, KAPPA};
 use crate::error::{Error, PeerName, Result};
@@ -48,55 +39,6 @@ impl Links {
     pub fn servers(&self) -> usize {
         self.k
     }
-}
-
-/// The payload of server `me`: its sections to every other server in index order, padded with
-/// zeros to `total` words.
-pub(crate) fn pack(me: usize, sections: Vec<Vec<u64>>, total: usize) -> Vec<u64> {
-    let mut out = Vec::with_capacity(total);
-    for (to, s) in sections.into_iter().enumerate() {
-        if to != me {
-            out.extend(s);
-        }
-    }
-    debug_assert!(out.len() <= total, "sections exceed the round's length");
-    out.resize(total, 0);
-    out
-}
-
-/// The longest server's total over a round in which server `f` sends `len(f, t)` words to `t`.
-pub(crate) fn round_total(k: usize, len: &impl Fn(usize, usize) -> usize) -> usize {
-    (0..k)
-        .map(|f| (0..k).filter(|&t| t != f).map(|t| len(f, t)).sum())
-        .max()
-        .unwrap_or(0)
-}
-
-/// The sections addressed to `me` (empty for `me` itself), checking every payload's length.
-pub(crate) fn unpack(
-    me: usize,
-    incoming: &[Vec<u64>],
-    len: &impl Fn(usize, usize) -> usize,
-    what: &str,
-) -> Result<Vec<Vec<u64>>> {
-    let k = incoming.len();
-    let total = round_total(k, len);
-    let mut out = Vec::with_capacity(k);
-    for (f, payload) in incoming.iter().enumerate() {
-        if f == me {
-            out.push(Vec::new());
-            continue;
-        }
-        if payload.len() != total {
-            return Err(Error::protocol(
-                PeerName::Server(f),
-                format!("{what}: expected {total} words, received {}", payload.len()),
-            ));
-        }
-        let at: usize = (0..me).filter(|&t| t != f).map(|t| len(f, t)).sum();
-        out.push(payload[at..at + len(f, me)].to_vec());
-    }
-    Ok(out)
 }
 
 /// Setup of every pairwise extension, as a state machine: after two rounds it yields the
@@ -135,12 +77,9 @@ impl Setup {
     }
 }
 
-fn point_len(f: usize, t: usize) -> usize {
-    if f == t { 0 } else { POINT_WORDS }
-}
-
-fn answer_len(f: usize, t: usize) -> usize {
-    if f == t { 0 } else { POINT_WORDS * KAPPA }
+/// Words every peer expects from every other peer (none from itself).
+fn expect(me: usize, k: usize, words: usize) -> Vec<usize> {
+    (0..k).map(|p| if p == me { 0 } else { words }).collect()
 }
 
 impl Protocol for Setup {
@@ -162,10 +101,10 @@ impl Protocol for Setup {
                 sections.push(m);
             }
         }
-        let total = round_total(k, &point_len);
-        Ok(Step::Send(
+        Ok(Step::SendEach(
             Setup::Points { me, base },
-            pack(me, sections, total),
+            sections,
+            expect(me, k, POINT_WORDS),
         ))
     }
 
@@ -173,10 +112,9 @@ impl Protocol for Setup {
         let k = incoming.len();
         match self {
             Setup::Points { me, base } => {
-                let got = unpack(me, &incoming, &point_len, "OT setup")?;
                 let mut send = Vec::with_capacity(k);
                 let mut sections = Vec::with_capacity(k);
-                for (p, first) in got.iter().enumerate() {
+                for (p, first) in incoming.iter().enumerate() {
                     if p == me {
                         send.push(None);
                         sections.push(Vec::new());
@@ -186,17 +124,16 @@ impl Protocol for Setup {
                         sections.push(m);
                     }
                 }
-                let total = round_total(k, &answer_len);
-                Ok(Step::Send(
+                Ok(Step::SendEach(
                     Setup::Answers { me, base, send },
-                    pack(me, sections, total),
+                    sections,
+                    expect(me, k, POINT_WORDS * KAPPA),
                 ))
             }
             Setup::Answers { me, base, send } => {
-                let got = unpack(me, &incoming, &answer_len, "OT setup")?;
                 let recv = base
                     .into_iter()
-                    .zip(&got)
+                    .zip(&incoming)
                     .enumerate()
                     .map(|(p, (b, msg))| {
                         b.map(|b| extension::receiver_finish(b, msg, PeerName::Server(p)))
@@ -214,37 +151,6 @@ impl Protocol for Setup {
 mod tests {
     use super::*;
     use crate::mpc::protocol::run_lockstep;
-
-    #[test]
-    fn sections_travel_to_their_server_only() {
-        let k = 3;
-        // Server f sends t the words [10 f + t; f + t + 1].
-        let len = |f: usize, t: usize| if f == t { 0 } else { f + t + 1 };
-        let total = round_total(k, &len);
-        let payloads: Vec<Vec<u64>> = (0..k)
-            .map(|f| {
-                let secs = (0..k)
-                    .map(|t| vec![(10 * f + t) as u64; len(f, t)])
-                    .collect();
-                pack(f, secs, total)
-            })
-            .collect();
-        for me in 0..k {
-            let got = unpack(me, &payloads, &len, "test").unwrap();
-            for (f, s) in got.iter().enumerate() {
-                let want = if f == me {
-                    vec![]
-                } else {
-                    vec![(10 * f + me) as u64; len(f, me)]
-                };
-                assert_eq!(s, &want, "from {f} to {me}");
-            }
-        }
-        let mut short = payloads.clone();
-        short[2].pop();
-        let e = unpack(0, &short, &len, "test").unwrap_err().to_string();
-        assert!(e.contains("server 2"), "{e}");
-    }
 
     #[test]
     fn setup_links_every_ordered_pair() {

@@ -9,8 +9,7 @@
 //! * **Beaver** `c = a b`: each server's `a_s b_s` plus Gilboa cross terms of every ordered pair.
 //! * **Bilinear form** `C_p = <A_i, B_j>` and block norms: the same, one Gilboa product per pair
 //!   and dimension (and per row and dimension for the norms). This costs 1.5 KB per product
-//!   per server and peer, and every round is a broadcast, so `(k - 1)^2 x 1.5 KB` per product
-//!   per server; it is bounded ([`OtSource::with_max_products`], [`check_job`]); the issue-9
+//!   per server and peer, `(k - 1) x 1.5 KB` per product per server; it is bounded ([`OtSource::with_max_products`], [`check_job`]); the issue-9
 //!   design replaces it by a construction whose cost grows with the rows (design.md,
 //!   "Dealer-free correlations").
 //! * **Random bits shared both ways** (daBits): each server draws bits `b_s`, whose XOR is the
@@ -44,13 +43,13 @@ use crate::mpc::protocol::Session;
 
 /// Default bound on the Gilboa products one bilinear request may need (pairs x dimension, plus
 /// rows x dimension for the norms) with 2 servers: 2^21, about 3 GB of traffic per server. With
-/// `k` servers the bound is divided by `(k - 1)^2` (what each product costs grows so, rounds
-/// being broadcasts), keeping the traffic per server about the same.
+/// `k` servers the bound is divided by `k - 1` (each server runs OT with each peer), keeping
+/// the traffic per server about the same.
 pub const DEFAULT_MAX_PRODUCTS: usize = 1 << 21;
 
 /// The product bound for `k` servers (see [`DEFAULT_MAX_PRODUCTS`]).
 fn products_for(max_products: usize, k: usize) -> usize {
-    max_products / (k.saturating_sub(1).max(1)).pow(2)
+    max_products / k.saturating_sub(1).max(1)
 }
 
 /// The refusal of a job too large for the dealer-free source. It reaches both parties, so it
@@ -585,12 +584,12 @@ mod tests {
         check_job(4, 62, 8, 42).unwrap();
         let e = check_job(2, 622, 64, 648).unwrap_err().to_string();
         assert!(e.contains("limit of 2097152") && !e.contains("622"), "{e}");
-        // Each product costs (k - 1)^2 times more traffic with k servers: a quarter of the
+        // Each product costs k - 1 times more traffic per server with k servers: half the
         // products at k = 3.
         let rows = (1 << 21) / 9 / 42;
         check_job(2, rows, 8, 42).unwrap();
         let e = check_job(3, rows, 8, 42).unwrap_err().to_string();
-        assert!(e.contains("limit of 524288"), "{e}");
+        assert!(e.contains("limit of 1048576"), "{e}");
     }
 
     #[test]

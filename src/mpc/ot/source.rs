@@ -549,29 +549,21 @@ mod tests {
         }
     }
 
+    /// The true values of `req`'s material made by 2 servers.
+    fn truth_of(req: &Request) -> Vec<Vec<u64>> {
+        let runs = fetch_all(2, req, 4).unwrap();
+        reconstruct(req, runs.into_iter().map(|r| r.0).collect())
+    }
+
     #[test]
     fn the_check_catches_wrong_material() {
         let req = Request::Compare { n: 70, ell: 38 };
-        let mut truth = reconstruct(
-            &req,
-            fetch_all(2, &req, 4)
-                .unwrap()
-                .into_iter()
-                .map(|r| r.0)
-                .collect(),
-        );
+        let mut truth = truth_of(&req);
         assert!(correct(&req, &truth));
         truth[5][0] ^= 1; // one AND triple wrong
         assert!(!correct(&req, &truth));
         let req = Request::Trunc { n: 3, frac: 8 };
-        let mut truth = reconstruct(
-            &req,
-            fetch_all(2, &req, 4)
-                .unwrap()
-                .into_iter()
-                .map(|r| r.0)
-                .collect(),
-        );
+        let mut truth = truth_of(&req);
         truth[1][1] = truth[1][1].wrapping_add(1);
         assert!(!correct(&req, &truth), "r >> frac no longer matches r");
     }

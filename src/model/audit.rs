@@ -753,8 +753,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     /// A transport that records everything this server receives from the other servers, and
-    /// (in `opened`) every exchange's words added up over all servers: what an opening in that
-    /// round reveals.
+    /// (in `opened`) every broadcast exchange's words added up over all servers: what an
+    /// opening in that round reveals (pairwise rounds are OT messages, not openings).
     struct Recording {
         inner: MemoryTransport,
         log: Arc<Mutex<Vec<u64>>>,

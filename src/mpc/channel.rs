@@ -1,8 +1,9 @@
 //! The channel abstraction that protocol code runs over, and its in-memory implementation.
 //!
-//! Protocols never touch sockets. A compute server sees a [`Transport`]: one broadcast-and-gather
-//! operation among the `k` servers (every MPC round in this crate is "send my masked share to every
-//! other server, receive theirs") plus a link to the dealer. The dealer sees a
+//! Protocols never touch sockets. A compute server sees a [`Transport`]: a broadcast-and-gather
+//! operation among the `k` servers (an online round: "send my masked share to every other
+//! server, receive theirs"), a pairwise one (an OT round: each peer its own message, of a length
+//! it expects) and a link to the dealer. The dealer sees a
 //! [`DealerTransport`]. Payloads are vectors of ring elements; bit vectors are packed 64 to a
 //! word. QUIC is one implementation (in `net`); [`memory_network`] runs the same protocol code
 //! with all servers as tasks of one process, for tests and benchmarks.

@@ -1,7 +1,8 @@
 //! Sans-IO protocol state machines and the driver that connects them to a [`Transport`].
 //!
 //! An MPC step is a value implementing [`Protocol`]: it is *consumed* by each round's incoming
-//! messages and returns either the next state with the payload to broadcast, or its output. It
+//! messages and returns either the next state with the payload to broadcast (or one payload per
+//! peer, [`Step::SendEach`]), or its output. It
 //! never performs I/O, so the same state machine runs over QUIC, over in-memory channels, or in
 //! the lock-step simulator [`run_lockstep`] used by tests, and a state that has finished cannot be
 //! fed again (it no longer exists).
@@ -30,7 +31,8 @@ pub trait Protocol: Sized + Send + 'static {
     type Output: Send + 'static;
     /// The first step (usually computes and sends masked shares).
     fn start(self) -> Result<Step<Self>>;
-    /// Consumes one round of messages, indexed by server, this server's own payload included.
+    /// Consumes one round of messages, indexed by server: this server's own payload included
+    /// after a broadcast, an empty slot after a pairwise round.
     fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>>;
 }
 
@@ -140,6 +142,14 @@ impl<T: Transport> Session<T> {
         expected: Vec<usize>,
     ) -> Result<Vec<Vec<u64>>> {
         let me = self.me();
+        let k = self.servers();
+        if payloads.len() != k || expected.len() != k {
+            return Err(Error::invalid(format!(
+                "a pairwise round needs a payload and an expected length per server ({k}), got {} and {}",
+                payloads.len(),
+                expected.len()
+            )));
+        }
         let sent: usize = (payloads.iter().enumerate())
             .filter(|&(p, _)| p != me)
             .map(|(_, m)| m.len())
@@ -241,6 +251,11 @@ pub fn run_lockstep<P: Protocol>(parties: Vec<P>) -> Result<(Vec<P::Output>, usi
                     msgs.push(m);
                 }
                 Step::SendEach(p, m, expected) => {
+                    if m.len() != k || expected.len() != k {
+                        return Err(Error::invalid(format!(
+                            "server {i}: a pairwise round needs a payload and an expected length per server"
+                        )));
+                    }
                     states.push(p);
                     each.push((m, expected));
                 }
@@ -259,7 +274,7 @@ pub fn run_lockstep<P: Protocol>(parties: Vec<P>) -> Result<(Vec<P::Output>, usi
                 ));
             }
             // Server `t` receives `each[f].0[t]` from every `f`, of exactly `each[t].1[f]` words.
-            let mut incoming: Vec<Vec<Vec<u64>>> = vec![Vec::with_capacity(k); k];
+            let mut incoming: Vec<Vec<Vec<u64>>> = (0..k).map(|_| Vec::with_capacity(k)).collect();
             for (f, (payloads, _)) in each.iter_mut().enumerate() {
                 for (t, inc) in incoming.iter_mut().enumerate() {
                     inc.push(if t == f {
@@ -352,6 +367,75 @@ mod tests {
         // Server t got from f the words `f`, and nothing from itself.
         assert_eq!(outs[1], vec![0, 99, 2]);
         assert_eq!(outs[2], vec![0, 1, 99]);
+    }
+
+    /// Sends server `p` `p + 1` words and expects `want` words from every peer.
+    struct Expects(usize, usize);
+
+    impl Protocol for Expects {
+        type Output = ();
+        fn start(self) -> Result<Step<Self>> {
+            let Expects(k, want) = self;
+            let msgs = (0..k).map(|p| vec![0; p + 1]).collect();
+            Ok(Step::SendEach(self, msgs, vec![want; k]))
+        }
+        fn receive(self, _: Vec<Vec<u64>>) -> Result<Step<Self>> {
+            Ok(Step::Done(()))
+        }
+    }
+
+    /// A peer's pairwise message of another length than expected is refused naming the peer,
+    /// by the simulator and by the in-memory transport; so are mixed broadcast and pairwise
+    /// rounds.
+    #[test]
+    fn pairwise_rounds_refuse_unexpected_lengths_and_mixed_rounds() {
+        // Each server f sends server t `t + 1` words: server 1 expecting 5 is refused them.
+        let parties = vec![Expects(3, 1), Expects(3, 5), Expects(3, 3)];
+        let e = run_lockstep(parties).unwrap_err().to_string();
+        assert!(e.contains("server") && e.contains("expected"), "{e}");
+        let e = format!("{}", run_lockstep_mixed().unwrap_err());
+        assert!(e.contains("broadcast or pairwise"), "{e}");
+        let rt = crate::mpc::local::runtime().unwrap();
+        let e = rt.block_on(async {
+            let mut ts = crate::mpc::channel::memory_network(2).0.into_iter();
+            let (mut t0, mut t1) = (ts.next().unwrap(), ts.next().unwrap());
+            let other = tokio::spawn(async move {
+                t1.exchange_each(vec![vec![7; 3], vec![]], vec![0, 0]).await
+            });
+            let r = t0.exchange_each(vec![vec![], vec![1]], vec![0, 2]).await;
+            let _ = other.await;
+            r.unwrap_err().to_string()
+        });
+        assert!(
+            e.contains("server 1") && e.contains("3 words, expected 2"),
+            "{e}"
+        );
+    }
+
+    fn run_lockstep_mixed() -> Result<((), ())> {
+        enum Either {
+            B(Once),
+            P(Expects),
+        }
+        impl Protocol for Either {
+            type Output = ();
+            fn start(self) -> Result<Step<Self>> {
+                Ok(match self {
+                    Either::B(o) => match o.start()? {
+                        Step::Send(p, m) => Step::Send(Either::B(p), m),
+                        _ => unreachable!("a broadcast"),
+                    },
+                    Either::P(o) => match o.start()? {
+                        Step::SendEach(p, m, e) => Step::SendEach(Either::P(p), m, e),
+                        _ => unreachable!("a pairwise round"),
+                    },
+                })
+            }
+            fn receive(self, _: Vec<Vec<u64>>) -> Result<Step<Self>> {
+                Ok(Step::Done(()))
+            }
+        }
+        run_lockstep(vec![Either::B(Once(1)), Either::P(Expects(2, 1))]).map(|_| ((), ()))
     }
 
     #[test]

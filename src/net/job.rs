@@ -112,8 +112,8 @@ impl JobSpec {
         // first opened group of columns; v3, servers that run as workers; v4, the dealer-free
         // correlation source (an optional dealer); v5, its OT hash from fixed-key AES instead
         // of SHA-256 and the KOS check (servers of v4 and v5 would exchange different OT
-        // messages).
-        Ok(Digest(sha256("ppea job description v5", &[&bytes])))
+        // messages); v6, point-to-point OT messages instead of padded broadcast sections.
+        Ok(Digest(sha256("ppea job description v6", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

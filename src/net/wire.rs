@@ -7,7 +7,7 @@
 //!
 //! **Every reader states the size it expects.** A words frame is read with [`FrameRecv::words_exact`]
 //! (the receiver knows the length: a share of a declared upload, a result of `rows x width`, a
-//! peer's message in a same-size exchange) or [`FrameRecv::words_max`] (a bound derived from the
+//! peer's message in an exchange, whose length the round fixes) or [`FrameRecv::words_max`] (a bound derived from the
 //! job's declared sizes). The announced length is checked against that expectation, and against
 //! the node's configured ceiling, before anything is allocated; the buffer then grows only as
 //! data actually arrives, one chunk at a time, so a peer that announces a large length and sends

@@ -11,8 +11,7 @@
 //!   the KOS consistency check, a fixed-key AES hash), correlated OTs over `Z_2^64` and over
 //!   bits, and Gilboa products of 64-bit values;
 //! * [`gf128`]: the field arithmetic of the consistency check;
-//! * [`links`]: one extension per ordered pair of servers, set up in two rounds, and the framing
-//!   of pairwise messages over the servers' broadcast rounds;
+//! * [`links`]: one extension per ordered pair of servers, set up in two pairwise rounds;
 //! * [`cross`]: cross terms of every active pair of servers' values (products, bit x value,
 //!   bit AND), chunked and pipelined;
 //! * [`source`]: the dealer-free [`crate::mpc::correlated::Correlations`] source built on them.

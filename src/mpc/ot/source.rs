@@ -9,7 +9,8 @@
 //! * **Beaver** `c = a b`: each server's `a_s b_s` plus Gilboa cross terms of every ordered pair.
 //! * **Bilinear form** `C_p = <A_i, B_j>` and block norms: the same, one Gilboa product per pair
 //!   and dimension (and per row and dimension for the norms). This costs 1.5 KB per product
-//!   per server and peer, `(k - 1) x 1.5 KB` per product per server; it is bounded ([`OtSource::with_max_products`], [`check_job`]); the issue-9
+//!   per server and peer; it is bounded ([`OtSource::with_max_products`], [`check_job`]); the
+//!   issue-9
 //!   design replaces it by a construction whose cost grows with the rows (design.md,
 //!   "Dealer-free correlations").
 //! * **Random bits shared both ways** (daBits): each server draws bits `b_s`, whose XOR is the

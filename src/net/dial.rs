@@ -16,6 +16,17 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::invalid(format!("{addr:?} resolves to no address")))
 }
 
+/// Whether a connection failed because the peer offers no common application protocol (TLS
+/// alert 120, no_application_protocol): it speaks another version ([`crate::net::tls::ALPN`]).
+fn other_version(e: &quinn::ConnectionError) -> bool {
+    let no_common = quinn::TransportErrorCode::crypto(120);
+    match e {
+        quinn::ConnectionError::ConnectionClosed(c) => c.error_code == no_common,
+        quinn::ConnectionError::TransportError(t) => t.code == no_common,
+        _ => false,
+    }
+}
+
 /// Connects to `node` (verifying that its certificate is issued for `node.name`) and opens a
 /// framed stream.
 pub async fn open(
@@ -39,7 +50,19 @@ pub async fn open(
     let conn = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| what(&"timed out"))?
-        .map_err(|e| what(&e))?;
+        .map_err(|e| match other_version(&e) {
+            true => Error::transport(
+                peer,
+                format!(
+                    "{} at {} runs another protocol version than this program ({}): run the \
+                     same release on every node of a deployment",
+                    node.name,
+                    node.addr,
+                    String::from_utf8_lossy(crate::net::tls::ALPN)
+                ),
+            ),
+            false => what(&e),
+        })?;
     let (s, r) = conn.open_bi().await.map_err(|e| what(&e))?;
     let (s, r) = framed(s, r, peer, max_bytes);
     Ok((conn, s, r))

@@ -17,8 +17,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObjec
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// ALPN protocol identifier.
-pub const ALPN: &[u8] = b"ppea/1";
+/// ALPN protocol identifier: the version of the wire protocol. Nodes of different versions
+/// refuse each other in the TLS handshake (no common application protocol), which
+/// [`crate::net::dial`] reports as a version mismatch. 2: optional dealer in job descriptions,
+/// pairwise OT rounds.
+pub const ALPN: &[u8] = b"ppea/2";
 
 /// Where a node's TLS material lives.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -156,13 +159,19 @@ impl Identity {
     /// Client-side configuration: TLS 1.3, server verified against the CA, this node's
     /// certificate presented.
     pub fn client_config(&self) -> Result<quinn::ClientConfig> {
+        self.client_config_speaking(ALPN)
+    }
+
+    /// [`Identity::client_config`] offering the protocol version `alpn` (compatibility tests:
+    /// a node of another version).
+    pub fn client_config_speaking(&self, alpn: &[u8]) -> Result<quinn::ClientConfig> {
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| tls_err(format!("TLS versions: {e}")))?
             .with_root_certificates(self.roots.clone())
             .with_client_auth_cert(self.certs.clone(), self.key.clone_key())
             .map_err(|e| self.misfit(e))?;
-        cfg.alpn_protocols = vec![ALPN.to_vec()];
+        cfg.alpn_protocols = vec![alpn.to_vec()];
         let quic =
             QuicClientConfig::try_from(cfg).map_err(|e| tls_err(format!("QUIC TLS: {e}")))?;
         let mut cc = quinn::ClientConfig::new(Arc::new(quic));

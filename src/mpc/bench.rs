@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::mpc::beaver::Bilinear;
 use crate::mpc::compare::Compare;
 use crate::mpc::correlated::Request;
-use crate::mpc::local::{LocalEngine, LocalRun, run_local_workers};
+use crate::mpc::local::run_local_with;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::Prg;
 use crate::mpc::row_share::RowShare;
@@ -146,18 +146,6 @@ pub struct CompareReport {
     pub rounds: u64,
 }
 
-/// Runs `job` on `k` in-process servers with `correlation` as the source.
-async fn run_one<F, Fut, O>(k: usize, correlation: Correlation, job: F) -> Result<LocalRun<O>>
-where
-    F: Fn(LocalEngine) -> Fut,
-    Fut: std::future::Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
-    O: Send + 'static,
-{
-    let max = crate::mpc::dealer::DEFAULT_MAX_WORDS;
-    let mut runs = run_local_workers(k, 1, correlation, max, None, |eng, _| job(eng)).await?;
-    Ok(runs.pop().expect("one worker"))
-}
-
 /// Timestamps each server takes around its online phase.
 struct Marks {
     prepared: Instant,
@@ -179,7 +167,7 @@ pub async fn bilinear(
     d: usize,
 ) -> Result<BilinearReport> {
     let t0 = Instant::now();
-    let run = run_one(k, correlation, move |mut eng| async move {
+    let run = run_local_with(k, correlation, move |mut eng| async move {
         let mut prg = Prg::fresh();
         let x = prg.vec(n * d);
         let y = prg.vec(m * d);
@@ -238,7 +226,7 @@ pub async fn compare(
     ell: u32,
 ) -> Result<CompareReport> {
     let t0 = Instant::now();
-    let run = run_one(k, correlation, move |mut eng| async move {
+    let run = run_local_with(k, correlation, move |mut eng| async move {
         let mut prg = Prg::fresh();
         let x = prg.vec(count);
         let cmp = eng.prepare(&Request::Compare { n: count, ell }).await?;

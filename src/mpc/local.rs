@@ -60,15 +60,39 @@ where
     Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
     O: Send + 'static,
 {
-    let mut runs = run_local_workers(
-        k,
-        1,
-        Correlation::Dealer,
-        max_words,
-        deviation,
-        |eng, _mesh| job(eng),
-    )
-    .await?;
+    run_single(k, Correlation::Dealer, max_words, deviation, job).await
+}
+
+/// [`run_local`] with `correlation` as the source of correlated randomness.
+pub async fn run_local_with<F, Fut, O>(
+    k: usize,
+    correlation: Correlation,
+    job: F,
+) -> Result<LocalRun<O>>
+where
+    F: Fn(LocalEngine) -> Fut,
+    Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
+    O: Send + 'static,
+{
+    let max_words = crate::mpc::dealer::DEFAULT_MAX_WORDS;
+    run_single(k, correlation, max_words, None, job).await
+}
+
+/// One worker per server: [`run_local_workers`]'s one run.
+async fn run_single<F, Fut, O>(
+    k: usize,
+    correlation: Correlation,
+    max_words: usize,
+    deviation: Option<(usize, Deviation)>,
+    job: F,
+) -> Result<LocalRun<O>>
+where
+    F: Fn(LocalEngine) -> Fut,
+    Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
+    O: Send + 'static,
+{
+    let run = |eng, _mesh| job(eng);
+    let mut runs = run_local_workers(k, 1, correlation, max_words, deviation, run).await?;
     Ok(runs.pop().expect("one worker"))
 }
 

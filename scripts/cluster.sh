@@ -18,7 +18,8 @@ fail() {
   exit 1
 }
 
-# start_cluster K [W] [dealer|ot]: certificates, then the dealer (none with `ot`) and server-0 ..
+# start_cluster K [W] [dealer|ot|replicated]: certificates, then the dealer (none in the dealer-free
+# modes `ot` and `replicated`) and server-0 ..
 # server-(K-1), each compute server as W worker processes (default 1): worker 0 writes NODE.addr,
 # worker j NODE-wJ.addr (their names and pids also in wnames and wpids).
 workers=1
@@ -26,7 +27,7 @@ wnames=(); wpids=()
 start_cluster() {
   local k=$1 node role servers="" trust_dealer='dealer = "dealer"'
   workers=${2:-1}
-  [ "${3:-dealer}" = ot ] && trust_dealer=
+  [ "${3:-dealer}" = dealer ] || trust_dealer=
   for ((i = 0; i < k; i++)); do servers+="${servers:+, }\"server-$i\""; done
   local names="dealer,party-a,party-b"
   for ((i = 0; i < k; i++)); do names+=",server-$i"; done

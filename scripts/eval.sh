@@ -4,12 +4,14 @@
 #
 #   scripts/eval.sh DATASET_DIR [--format dbp15k|openea|native] [--protocol standard|open]
 #                   [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train]
-#                   [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot]
+#                   [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot|replicated]
 #                   [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]
 #
 # --correlation ot: no dealer; the servers make the correlated randomness among themselves over
 # oblivious transfer (`correlation = "ot"` under [params]; small jobs only for now: its bilinear
-# form costs one OT product per candidate pair and dimension).
+# form costs one OT product per candidate pair and dimension). --correlation replicated (with
+# --servers 3): no dealer; the three servers make it from replicated seeds, at about a dealer
+# job's cost, private against any one server (not two colluding).
 # --labelled (audited jobs, `[audit] labelled = true` in P.toml): each party gets the judged
 # links as its labelled sample (`party run --labelled`), as `party eval` does in-process.
 # --known-links train: the tuning links (DBP15K sup_ent_ids, OpenEA train_links) are known links
@@ -30,7 +32,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]" >&2; exit 2; }
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot|replicated] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dataset=$1; shift
 labelled=""; format=""; protocol=standard; servers=2; nworkers=1; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5; report=""; correlation=dealer
@@ -56,7 +58,7 @@ while [ $# -gt 0 ]; do
 done
 [ -d "$dataset" ] || { echo "error: $dataset is not a directory" >&2; exit 2; }
 case "$known" in none|train) ;; *) usage ;; esac
-case "$correlation" in dealer|ot) ;; *) usage ;; esac
+case "$correlation" in dealer|ot|replicated) ;; *) usage ;; esac
 [ -z "$params" ] || [ -f "$params" ] || { echo "error: $params is not a file" >&2; exit 2; }
 if [ "$bootstrap" != 0 ] && [ -z "$inprocess" ]; then
   echo "error: --bootstrap runs in-process (add --inprocess); between deployed jobs use 'party bootstrap'" >&2; exit 2
@@ -67,32 +69,32 @@ if [ -n "$report" ]; then
 fi
 cargo build --release --quiet -p party -p server
 bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
-if [ "$correlation" = ot ] && [ -n "$params" ] && grep -q '^[[:space:]]*correlation[[:space:]]*=' "$params"; then
+if [ "$correlation" != dealer ] && [ -n "$params" ] && grep -q '^[[:space:]]*correlation[[:space:]]*=' "$params"; then
   echo "error: $params sets correlation already; drop that line or --correlation" >&2; exit 2
 fi
-# with_correlation FILE: the job parameters with `correlation = "ot"` (a top-level parameter:
-# it goes before any table of P.toml) into FILE, which then serves as --params.
+# with_correlation FILE: the job parameters with `correlation = "ot"` or `"replicated"` (a
+# top-level parameter: it goes before any table of P.toml) into FILE, which then serves as --params.
 with_correlation() {
-  { echo 'correlation = "ot"'; [ -z "$params" ] || cat "$params"; } > "$1"
+  { echo "correlation = \"$correlation\""; [ -z "$params" ] || cat "$params"; } > "$1"
   params=$1
 }
-ot_params=""
+free_params=""
 if [ -n "$inprocess" ]; then
-  if [ "$correlation" = ot ]; then ot_params=$(mktemp); with_correlation "$ot_params"; fi
+  if [ "$correlation" != dealer ]; then free_params=$(mktemp); with_correlation "$free_params"; fi
   rc=0
   "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" --workers "$nworkers" ${seed:+--seed "$seed"} \
     --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"} \
     --bootstrap "$bootstrap" --bootstrap-fraction "$fraction" ${report:+--report "$report/report.html"} || rc=$?
-  [ -z "$ot_params" ] || rm -f "$ot_params"
+  [ -z "$free_params" ] || rm -f "$free_params"
   exit "$rc"
 fi
 work=$(mktemp -d)
 source scripts/cluster.sh
-[ "$correlation" = ot ] && with_correlation "$work/ot-params.toml"
+[ "$correlation" != dealer ] && with_correlation "$work/free-params.toml"
 t0=$(date +%s.%N)
 echo "== importing $dataset" >&2
 "$bin/party" import "$dataset" ${format:+--format "$format"} --fold "$fold" --names "$names" --out "$work/data" >&2
-echo "== starting $([ "$correlation" = ot ] && echo "(no dealer)" || echo "a dealer and") $servers compute servers ($nworkers worker process(es) each)" >&2
+echo "== starting $([ "$correlation" != dealer ] && echo "(no dealer)" || echo "a dealer and") $servers compute servers ($nworkers worker process(es) each)" >&2
 start_cluster "$servers" "$nworkers" "$correlation"
 # Job parameters go under [params] of both job files (tables of P.toml as [params.X]).
 job_params="[params]"

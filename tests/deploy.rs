@@ -916,9 +916,10 @@ fn explanations_and_the_audit_reach_both_parties() {
 }
 
 /// A dealer-free deployment: servers that trust no dealer, no dealer running, and a job with
-/// `correlation = "ot"` over QUIC takes the same decisions as the same job with a dealer (and
-/// the plaintext reference's). The servers refuse, naming why, a job that names a dealer they
-/// do not trust; the parties' job checks refuse a dealer named beside `ot`, or none without it.
+/// `correlation = "ot"` (2 servers) or `"replicated"` (3 servers) over QUIC takes the same
+/// decisions as the same job with a dealer (and the plaintext reference's). The servers refuse,
+/// naming why, a job that names a dealer they do not trust; the parties' job checks refuse a
+/// dealer named beside `ot`, none without it, and `replicated` without exactly 3 servers.
 #[test]
 fn a_dealer_free_deployment_takes_the_dealer_deployments_decisions() {
     use ppea::mpc::source::Correlation;
@@ -962,6 +963,24 @@ fn a_dealer_free_deployment_takes_the_dealer_deployments_decisions() {
     let cand = candidates(&a.tokens, &b.tokens, &p.blocking, &job_seed("job"));
     let r = judge(ds, &ds.test, &a, &b, &oa, &ob, &cand, &ot_params);
     assert_eq!(r.plaintext_agreement, 1.0);
+    // Three servers holding replicated seeds: the same decisions (they do not depend on k).
+    let three = Cluster::dealer_free("replicated", 3);
+    let rep_params = JobParams {
+        correlation: Correlation::Replicated,
+        ..p.clone()
+    };
+    let (pa, pb) = run(&three, &three.spec("job", rep_params.clone()));
+    assert_eq!(decisions(&pa), decisions(&da));
+    assert_eq!(decisions(&pb), decisions(&db));
+    let mut two = free.spec("two", rep_params);
+    let e = two.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("exactly 3 servers") && e.contains("lists 2"),
+        "{e}"
+    );
+    two.dealer = Some(with_dealer.nodes[0].node.clone());
+    let e = two.validate().unwrap_err().to_string();
+    assert!(e.contains("correlation = \"replicated\""), "{e}");
     // A job naming a dealer, sent to servers that trust none, is refused with the reason.
     let mut named = free.spec("dealer-on-free", p.clone());
     named.dealer = Some(with_dealer.nodes[0].node.clone());

@@ -488,57 +488,93 @@ fn server_view_looks_uniform() {
     }
 }
 
-/// Dealer-free material (`correlation = "ot"`): everything server 0 receives while the servers
-/// make, over OT, the material of products, comparisons and truncations (after the two rounds of
-/// link setup, whose Ristretto points are uniform group elements but not uniform bytes) is
-/// statistically uniform, for k = 2 and 3. Control: the correlations the OT corrections hide
-/// (a Gilboa sender's `a 2^j`) fail the statistic.
-#[test]
-fn a_servers_view_of_dealer_free_material_looks_uniform() {
+/// Everything server 0 of `k` receives, from round `from` on, while the servers make the
+/// material of `reqs` with the dealer-free source `c`.
+fn dealer_free_view(
+    k: usize,
+    c: ppea::mpc::source::Correlation,
+    from: usize,
+    reqs: &[Request],
+) -> Vec<u64> {
     use ppea::mpc::channel::memory_network;
     use ppea::mpc::correlated::Correlations;
-    use ppea::mpc::ot::source::OtSource;
     use ppea::mpc::protocol::Session;
-    for k in [2usize, 3] {
-        let log = Arc::new(Mutex::new(Vec::<Vec<u64>>::new()));
-        runtime().unwrap().block_on(async {
-            let (ts, _dealer) = memory_network(k);
-            let tasks: Vec<_> = ts
-                .into_iter()
-                .enumerate()
-                .map(|(s, t)| {
-                    let log = log.clone();
-                    // Every other server records what it sends server 0 (unchanged).
-                    let t = if s == 0 {
-                        t
-                    } else {
-                        t.deviating(Box::new(move |round, to, payload: &mut Vec<u64>| {
-                            if to == 0 && round >= 2 {
-                                log.lock().unwrap().push(payload.clone());
-                            }
-                        }))
-                    };
-                    tokio::spawn(async move {
-                        let mut session = Session::new(t);
-                        let mut src = OtSource::new();
-                        for req in [
-                            Request::Beaver { n: 256, fanout: 2 },
-                            Request::Compare { n: 256, ell: 40 },
-                            Request::Trunc { n: 64, frac: 16 },
-                        ] {
-                            src.fetch(&mut session, &req).await.unwrap();
+    use ppea::mpc::source::Source;
+    let log = Arc::new(Mutex::new(Vec::<Vec<u64>>::new()));
+    runtime().unwrap().block_on(async {
+        let (ts, _dealer) = memory_network(k);
+        let tasks: Vec<_> = ts
+            .into_iter()
+            .enumerate()
+            .map(|(s, t)| {
+                let log = log.clone();
+                // Every other server records what it sends server 0 (unchanged).
+                let t = if s == 0 {
+                    t
+                } else {
+                    t.deviating(Box::new(move |round, to, payload: &mut Vec<u64>| {
+                        if to == 0 && round >= from as u64 {
+                            log.lock().unwrap().push(payload.clone());
                         }
-                    })
+                    }))
+                };
+                let reqs = reqs.to_vec();
+                tokio::spawn(async move {
+                    let mut session = Session::new(t);
+                    let mut src = Source::connect(c, &mut session).await.unwrap();
+                    for req in reqs {
+                        src.fetch(&mut session, &req).await.unwrap();
+                    }
                 })
-                .collect();
-            for t in tasks {
-                t.await.unwrap();
-            }
-        });
-        let view: Vec<u64> = log.lock().unwrap().iter().flatten().copied().collect();
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let view = log.lock().unwrap();
+    view.iter().flatten().copied().collect()
+}
+
+/// Dealer-free material: everything server 0 receives while the servers make the material of
+/// products, comparisons and truncations is statistically uniform. Over OT (`correlation =
+/// "ot"`, k = 2 and 3; after the two rounds of link setup, whose Ristretto points are uniform
+/// group elements but not uniform bytes). From replicated seeds (`"replicated"`, k = 3; after
+/// the seed setup): the random bits' split cubic terms `m - u`. Controls: the correlations the OT
+/// corrections hide (a Gilboa sender's `a 2^j`) and the cubic terms `m` the splits hide fail
+/// the statistic.
+#[test]
+fn a_servers_view_of_dealer_free_material_looks_uniform() {
+    use ppea::mpc::source::Correlation;
+    for k in [2usize, 3] {
+        let reqs = [
+            Request::Beaver { n: 256, fanout: 2 },
+            Request::Compare { n: 256, ell: 40 },
+            Request::Trunc { n: 64, frac: 16 },
+        ];
+        let view = dealer_free_view(k, Correlation::Ot, 2, &reqs);
         assert!(view.len() > 100_000, "k = {k}: {} words", view.len());
         assert_uniform(&view, &format!("k = {k}: server 0's received OT messages"));
     }
+    let reqs = [
+        Request::Beaver { n: 256, fanout: 2 },
+        Request::Compare { n: 4096, ell: 40 },
+        Request::Trunc { n: 1024, frac: 16 },
+        Request::B2a { n: 8192 },
+    ];
+    let view = dealer_free_view(3, Correlation::Replicated, 1, &reqs);
+    assert!(view.len() > 50_000, "{} words", view.len());
+    assert_uniform(&view, "server 0's received replicated splits");
+    // Control: the cubic terms themselves (a product of two random bits: 1 in 4).
+    let mut prg = Prg::fresh();
+    let m: Vec<u64> = (0..50_000)
+        .map(|_| (prg.next_u64() & prg.next_u64()) & 1)
+        .collect();
+    let caught = std::panic::catch_unwind(|| assert_uniform(&m, "cubic terms"));
+    assert!(
+        caught.is_err(),
+        "the statistic sees the cubic terms in the clear"
+    );
     let a = Prg::fresh().vec(2048);
     let hidden: Vec<u64> = a
         .iter()

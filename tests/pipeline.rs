@@ -397,10 +397,12 @@ fn prepared_rows_are_the_pinned_words() {
     }
 }
 
-/// Dealer-free mode (`correlation = "ot"`): the servers make every correlation among
+/// Dealer-free modes: with `correlation = "ot"` the servers make every correlation among
 /// themselves over OT, and the job takes exactly the dealer mode's decisions for 2, 3 and 4
-/// servers, with no byte from a dealer. A small generated pair with a narrow model keeps the
-/// OT bilinear form (one Gilboa product per pair and dimension) quick.
+/// servers, with no byte from a dealer; with `correlation = "replicated"` three servers make
+/// them from replicated seeds, with the same decisions, and other server counts are refused.
+/// A small generated pair with a narrow model keeps the OT bilinear form (one Gilboa product
+/// per pair and dimension) quick.
 #[test]
 fn dealer_free_jobs_take_the_dealer_jobs_decisions() {
     use ppea::eval::generate::{GenerateOptions, generate};
@@ -418,7 +420,7 @@ fn dealer_free_jobs_take_the_dealer_jobs_decisions() {
     params.model.dim = 16;
     params.model.attention_dim = 4;
     params.blocking.candidates = 8;
-    let run = |k: usize, correlation: Correlation| {
+    let try_run = |k: usize, correlation: Correlation| {
         let opts = EvalOptions {
             protocol: EvalProtocol::Standard,
             split: Split::Test,
@@ -431,11 +433,9 @@ fn dealer_free_jobs_take_the_dealer_jobs_decisions() {
             seed: Some(5),
             known_links: false,
         };
-        runtime()
-            .unwrap()
-            .block_on(evaluate_inprocess(&ds, &opts))
-            .expect("job runs")
+        runtime().unwrap().block_on(evaluate_inprocess(&ds, &opts))
     };
+    let run = |k: usize, correlation: Correlation| try_run(k, correlation).expect("job runs");
     for k in [2, 3, 4] {
         let dealer = run(k, Correlation::Dealer);
         let ot = run(k, Correlation::Ot);
@@ -458,5 +458,17 @@ fn dealer_free_jobs_take_the_dealer_jobs_decisions() {
             ot.wall_seconds,
             dealer.wall_seconds
         );
+        if k == 3 {
+            let rep = run(k, Correlation::Replicated);
+            assert_eq!(rep.plaintext_agreement, 1.0);
+            assert_eq!(rep.dealer_bytes, 0, "no dealer");
+            assert_eq!(rep.decisions_digest, dealer.decisions_digest);
+            // Random bits cost one word each; OT costs far more.
+            assert!(rep.bytes_per_server > dealer.bytes_per_server);
+            assert!(rep.bytes_per_server < ot.bytes_per_server / 10);
+        } else {
+            let e = try_run(k, Correlation::Replicated).unwrap_err().to_string();
+            assert!(e.contains("exactly 3 servers"), "k = {k}: {e}");
+        }
     }
 }

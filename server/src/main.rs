@@ -106,10 +106,11 @@ enum Command {
         /// Repetitions (each printed).
         #[arg(long, default_value_t = 1)]
         repeat: usize,
-        /// Bilinear form and comparisons: where the correlated randomness comes from, `dealer`
-        /// or `ot` (the servers over oblivious transfer; its time is in `seconds`, not in
-        /// `online_seconds`).
-        #[arg(long, default_value = "dealer", value_parser = ["dealer", "ot"])]
+        /// Bilinear form and comparisons: where the correlated randomness comes from, `dealer`,
+        /// `ot` (the servers over oblivious transfer) or `replicated` (3 servers holding
+        /// replicated seeds); a dealer-free source's time is in `seconds`, not in
+        /// `online_seconds`.
+        #[arg(long, default_value = "dealer", value_parser = ["dealer", "ot", "replicated"])]
         correlation: String,
     },
 }
@@ -209,6 +210,7 @@ fn real_main() -> Result<()> {
             ppea::mpc::share::check_servers(servers)?;
             let correlation = match correlation.as_str() {
                 "ot" => ppea::mpc::source::Correlation::Ot,
+                "replicated" => ppea::mpc::source::Correlation::Replicated,
                 _ => ppea::mpc::source::Correlation::Dealer,
             };
             let rt = ppea::mpc::local::runtime()?;

@@ -116,7 +116,7 @@ pub struct EvalReport {
     pub bytes_per_server: u64,
     /// Bytes the parties uploaded to the servers (both parties).
     pub upload_bytes: u64,
-    /// Bytes the dealer sent (0 with `correlation = "ot"`).
+    /// Bytes the dealer sent (0 in a dealer-free job).
     pub dealer_bytes: u64,
     /// Where the correlated randomness came from (`dealer` or `ot`).
     pub correlation: crate::mpc::source::Correlation,

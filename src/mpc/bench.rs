@@ -24,7 +24,7 @@ pub struct BilinearReport {
     pub bench: &'static str,
     /// Number of compute servers.
     pub servers: usize,
-    /// Where the correlations come from: "dealer" or "ot".
+    /// Where the correlations come from: "dealer", "ot" or "replicated".
     pub correlation: &'static str,
     /// Rows of X.
     pub n: usize,
@@ -125,8 +125,8 @@ pub struct CompareReport {
     pub bench: &'static str,
     /// Number of compute servers.
     pub servers: usize,
-    /// Where the correlations come from: "dealer" or "ot" (made by the servers, in the whole
-    /// time but not the online time).
+    /// Where the correlations come from: "dealer", "ot" or "replicated" (the last two made by
+    /// the servers, in the whole time but not the online time).
     pub correlation: &'static str,
     /// Bit width of the compared values.
     pub ell: u32,

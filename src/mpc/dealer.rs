@@ -121,22 +121,13 @@ pub(crate) fn correlate(req: &Request, parts: &[Option<Vec<u64>>]) -> Vec<Vec<u6
     }
 }
 
-/// The correlated components of a bilinear request, `C` (per pair, or per block and pair when
-/// split) and the block norms `QA`, `QB`, from every server's streams of the masks `A` and
-/// `B`: a pass of at most [`pass_columns`] columns at a time (never crossing a block), each
-/// pass summing the servers' draws of those columns, so memory holds `(n + m)` rows of one
-/// pass, not the masks (`(n + m) x d`).
+/// The correlated components of a bilinear request, `C` and the block norms `QA`, `QB`, from
+/// every server's streams of the masks `A` and `B` ([`bilinear_products`]).
 fn bilinear_truths(req: &Request, seeds: &[Seed], stream: u64) -> Vec<Vec<u64>> {
-    let Request::Bilinear {
-        d,
-        pairs,
-        blocks,
-        split,
-    } = req
-    else {
+    let Request::Bilinear { d, pairs, .. } = req else {
         unreachable!("a bilinear request")
     };
-    let (d, n, m, np, nb) = (*d, pairs.rows(), pairs.cols(), pairs.len(), blocks.len());
+    let (d, n, m) = (*d, pairs.rows(), pairs.cols());
     let k = seeds.len();
     let masks: Vec<[Part; 2]> = seeds
         .iter()
@@ -150,6 +141,24 @@ fn bilinear_truths(req: &Request, seeds: &[Seed], stream: u64) -> Vec<Vec<u64>> 
             [part(0, n * d), part(1, m * d)]
         })
         .collect();
+    bilinear_products(req, &masks)
+}
+
+/// `C` (per pair, or per block and pair when split) and the block norms of the masks
+/// `A = sum_s masks[s][0]` and `B = sum_s masks[s][1]` of a bilinear request, a pass of at
+/// most [`pass_columns`] columns at a time (never crossing a block), each pass summing the
+/// parts' draws of those columns, so memory holds `(n + m)` rows of one pass, not the masks.
+pub(crate) fn bilinear_products(req: &Request, masks: &[[Part; 2]]) -> Vec<Vec<u64>> {
+    let Request::Bilinear {
+        d,
+        pairs,
+        blocks,
+        split,
+    } = req
+    else {
+        unreachable!("a bilinear request")
+    };
+    let (d, n, m, np, nb) = (*d, pairs.rows(), pairs.cols(), pairs.len(), blocks.len());
     let whole = [d];
     let spans: &[usize] = if blocks.is_empty() { &whole } else { blocks };
     let mut c = vec![0u64; np * if *split { nb } else { 1 }];
@@ -167,7 +176,7 @@ fn bilinear_truths(req: &Request, seeds: &[Seed], stream: u64) -> Vec<Vec<u64>> 
             let w = cols.min(len - t);
             let sums = |side: usize, rows: usize| {
                 let mut x = vec![0u64; rows * w];
-                for mask in &masks {
+                for mask in masks {
                     mask[side].columns(d, start + t, w, &mut x, w, 0, ring::add_assign);
                 }
                 x

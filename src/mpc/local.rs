@@ -98,7 +98,7 @@ where
 
 /// Runs `job` on each of `workers` workers of each of `k` servers: worker `j` of every server
 /// talks to worker `j` of the others over its own network, with its own dealer (or, with
-/// [`Correlation::Ot`], making its material with them over OT), and to the
+/// a dealer-free [`Correlation`], making its material with them), and to the
 /// other workers of its server over a [`MemoryMesh`]. Returns one run per worker (its `k`
 /// servers' outputs and its dealer's traffic). With `deviation`, server `deviation.0`'s first
 /// worker deviates as `deviation.1` says. Any worker's error fails the whole run; the others
@@ -134,9 +134,10 @@ where
         let dealer = Dealer::new(k)?.with_max_words(max_words);
         let (transports, mut dnet) = memory_network(k);
         dealers.push(tokio::spawn(async move {
-            match correlation {
-                Correlation::Dealer => serve(dealer, &mut dnet).await,
-                Correlation::Ot => Ok(DealerStats::default()),
+            if correlation.has_dealer() {
+                serve(dealer, &mut dnet).await
+            } else {
+                Ok(DealerStats::default())
             }
         }));
         let mut group = Vec::new();

@@ -5,9 +5,12 @@
 //! * [`channel`], [`protocol`]: the sans-IO protocol model and its transports;
 //! * [`gather`]: public parts every server computes one of and all need (an all-gather);
 //! * [`correlated`], [`dealer`]: correlated randomness behind one interface;
+//! * [`bit_masks`]: truncation and comparison masks from random bits held both ways (daBits);
 //! * [`ot`]: oblivious transfer (base OT on Ristretto, IKNP extension, Gilboa products) and the
 //!   dealer-free correlation source built on it;
-//! * [`source`]: the job's choice between the dealer and OT, and the source a server runs;
+//! * [`replicated`]: the dealer-free source of three servers holding replicated seeds;
+//! * [`source`]: the job's choice of correlation source (dealer, OT, replicated), and the
+//!   source a server runs;
 //! * [`digest`]: SHA-256 with domain separation, for everything an adversary can feed a hash;
 //! * [`beaver`], [`truncate`], [`compare`] (with the shape of its carry tree in
 //!   [`carry_tree`]): the online protocols;
@@ -21,6 +24,7 @@
 
 pub mod beaver;
 pub mod bench;
+pub mod bit_masks;
 pub mod carry_tree;
 pub mod channel;
 pub mod compare;
@@ -32,11 +36,14 @@ pub mod engine;
 pub mod fixed;
 pub mod gather;
 pub mod local;
+#[cfg(test)]
+pub(crate) mod material_check;
 pub mod mesh;
 pub mod ot;
 pub mod pairs;
 pub mod prg;
 pub mod protocol;
+pub mod replicated;
 pub mod ring;
 pub mod row_share;
 pub mod share;

@@ -5,7 +5,10 @@
 //!   ([`crate::mpc::dealer`]); cheap, but the dealer is one more party every job must trust.
 //! * `ot`: the servers make the material among themselves over oblivious transfer
 //!   ([`crate::mpc::ot::source`]); privacy then rests on the servers alone (any one honest),
-//!   at a much higher cost for the bilinear form (design.md, "Dealer-free correlations").
+//!   at a much higher cost for the bilinear form (design.md, "Dealer-free correlations");
+//! * `replicated`: exactly three servers make the material from seeds each shares with one
+//!   neighbour ([`crate::mpc::replicated`]); no dealer and about a dealer job's cost, but any
+//!   two colluding servers hold every mask (one dishonest server of three is tolerated).
 
 use crate::error::Result;
 use crate::mpc::channel::Transport;
@@ -13,6 +16,7 @@ use crate::mpc::correlated::{Correlations, Material, Request};
 use crate::mpc::dealer::DealerClient;
 use crate::mpc::ot::source::OtSource;
 use crate::mpc::protocol::Session;
+use crate::mpc::replicated::ReplicatedSource;
 
 /// The job option `correlation`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +27,8 @@ pub enum Correlation {
     Dealer,
     /// The servers themselves, over oblivious transfer; no dealer.
     Ot,
+    /// Three servers holding replicated seeds; no dealer.
+    Replicated,
 }
 
 impl Correlation {
@@ -31,7 +37,13 @@ impl Correlation {
         match self {
             Correlation::Dealer => "dealer",
             Correlation::Ot => "ot",
+            Correlation::Replicated => "replicated",
         }
+    }
+
+    /// Whether the job runs with a dealer.
+    pub fn has_dealer(self) -> bool {
+        self == Correlation::Dealer
     }
 }
 
@@ -42,15 +54,19 @@ pub enum Source {
     Dealer(DealerClient),
     /// Oblivious transfer among the servers.
     Ot(OtSource),
+    /// Replicated seeds among three servers.
+    Replicated(ReplicatedSource),
 }
 
 impl Source {
     /// The source `c` names: for the dealer, this server's seed is received on the session's
-    /// dealer link; for OT, a fresh seed (the OT links are set up with the first request).
+    /// dealer link; for OT, a fresh seed (the OT links are set up with the first request); for
+    /// replicated seeds, nothing yet (they are agreed on with the first request).
     pub async fn connect<T: Transport>(c: Correlation, session: &mut Session<T>) -> Result<Source> {
         Ok(match c {
             Correlation::Dealer => Source::Dealer(DealerClient::connect(session).await?),
             Correlation::Ot => Source::Ot(OtSource::new()),
+            Correlation::Replicated => Source::Replicated(ReplicatedSource::new()),
         })
     }
 }
@@ -64,6 +80,7 @@ impl Correlations for Source {
         match self {
             Source::Dealer(d) => d.fetch(session, req).await,
             Source::Ot(o) => o.fetch(session, req).await,
+            Source::Replicated(r) => r.fetch(session, req).await,
         }
     }
 }

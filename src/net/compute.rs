@@ -502,7 +502,7 @@ pub(crate) async fn run_compute(
         (Some(d), None) => {
             return Err(Error::invalid(format!(
                 "the job names dealer {:?}, but this server trusts no dealer (it runs only \
-                 jobs with correlation = \"ot\")",
+                 dealer-free jobs: correlation = \"ot\" or \"replicated\")",
                 d.name
             )));
         }

@@ -57,7 +57,7 @@ pub struct Peers {
     /// Compute servers (including this one, if it is one).
     pub servers: Vec<String>,
     /// The dealer this server trusts; servers that only run dealer-free jobs
-    /// (`correlation = "ot"`) leave it out.
+    /// (`correlation = "ot"` or `"replicated"`) leave it out.
     #[serde(default)]
     pub dealer: Option<String>,
 }

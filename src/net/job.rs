@@ -87,7 +87,7 @@ pub struct JobSpec {
     pub parties: [String; 2],
     /// The compute servers, in index order.
     pub servers: Vec<Node>,
-    /// The dealer (none when `params.correlation` is `ot`).
+    /// The dealer (none in a dealer-free job: `params.correlation` is `ot` or `replicated`).
     pub dealer: Option<Node>,
     /// Model, blocking and matching parameters (`share_partner_ids` is this party's opt-in).
     pub params: JobParams,
@@ -161,11 +161,20 @@ impl JobSpec {
                      [params] so that the servers make the correlated randomness themselves",
                 ));
             }
-            (Correlation::Ot, Some(d)) => {
+            (c @ (Correlation::Ot | Correlation::Replicated), Some(d)) => {
                 return Err(Error::invalid(format!(
-                    "the job names dealer {:?} but sets correlation = \"ot\", which runs \
+                    "the job names dealer {:?} but sets correlation = \"{}\", which runs \
                      without one: remove the [dealer] table, or use correlation = \"dealer\"",
-                    d.name
+                    d.name,
+                    c.name()
+                )));
+            }
+            (Correlation::Replicated, None) if self.servers.len() != 3 => {
+                return Err(Error::invalid(format!(
+                    "correlation = \"replicated\" needs exactly 3 servers (any one of them may \
+                     be dishonest), the job lists {}: list 3 [[servers]], or use \
+                     correlation = \"ot\" (no dealer) or \"dealer\"",
+                    self.servers.len()
                 )));
             }
             _ => {}

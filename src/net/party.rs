@@ -562,7 +562,7 @@ pub struct PartyJob {
     pub parties: [String; 2],
     /// The compute servers, in index order.
     pub servers: Vec<Node>,
-    /// The dealer (leave it out with `correlation = "ot"` under `[params]`).
+    /// The dealer (leave it out with `correlation = "ot"` or `"replicated"` under `[params]`).
     #[serde(default)]
     pub dealer: Option<Node>,
     /// The 32-byte blocking key both parties agree on, as 64 hex digits. Never sent to servers.

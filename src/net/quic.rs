@@ -40,7 +40,7 @@ pub struct QuicTransport {
 }
 
 fn no_dealer() -> Error {
-    Error::invalid("this job has no dealer (correlation = \"ot\")")
+    Error::invalid("this job has no dealer (a dealer-free correlation source)")
 }
 
 impl QuicTransport {

@@ -188,8 +188,8 @@ impl Cluster {
         }
     }
 
-    /// `k` servers that trust no dealer, and no dealer: a deployment for jobs with
-    /// `correlation = "ot"`.
+    /// `k` servers that trust no dealer, and no dealer: a deployment for dealer-free jobs
+    /// (`correlation = "ot"` or `"replicated"`).
     #[allow(dead_code)] // not every test binary uses every helper
     pub fn dealer_free(tag: &str, k: usize) -> Cluster {
         let dir = TempDir::new(tag);

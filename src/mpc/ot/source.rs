@@ -36,6 +36,7 @@
 use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};
 use crate::error::{Error, Result};
+use crate::mpc::bit_masks::{compare_mask, trunc_masks};
 use crate::mpc::carry_tree::tree_and_words;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
@@ -320,18 +321,7 @@ async fn generate<T: Transport>(
         Request::Trunc { n, frac } => {
             // 64 random bits per value, value-major: bit i of value v at 64 v + i.
             let bits = g.arith_bits(&prg.vec(*n)).await?;
-            let (mut r, mut hi, mut top) = (vec![0u64; *n], vec![0u64; *n], vec![0u64; *n]);
-            for v in 0..*n {
-                let b = &bits[64 * v..64 * (v + 1)];
-                for (i, &bi) in b.iter().enumerate() {
-                    r[v] = r[v].wrapping_add(bi << i);
-                    if i as u32 >= *frac {
-                        hi[v] = hi[v].wrapping_add(bi << (i as u32 - frac));
-                    }
-                }
-                top[v] = b[63];
-            }
-            Ok(vec![Part::Words(r), Part::Words(hi), Part::Words(top)])
+            Ok(trunc_masks(&bits, *n, *frac).map(Part::Words).into())
         }
         Request::Compare { n, ell } => {
             let (n, ell) = (*n, *ell as usize);
@@ -349,15 +339,7 @@ async fn generate<T: Transport>(
             let t = tree_and_words(ell as u32, blocks);
             let (ta, tb1, tb2) = (prg.vec(t), prg.vec(t), prg.vec(t));
             let bits = g.arith_bits(&sliced).await?;
-            let r: Vec<u64> = (0..n)
-                .map(|v| {
-                    let low = (0..ell).fold(0u64, |s, i| {
-                        s.wrapping_add(bits[64 * (i * blocks + v / 64) + v % 64] << i)
-                    });
-                    let high = if ell < 64 { high[v] << ell } else { 0 };
-                    low.wrapping_add(high)
-                })
-                .collect();
+            let r = compare_mask(&bits, n, ell as u32, &high);
             let c1 = g.and(&ta, &tb1).await?;
             let c2 = g.and(&ta, &tb2).await?;
             Ok([r, sliced, ta, tb1, tb2, c1, c2].map(Part::Words).into())
@@ -375,8 +357,7 @@ async fn generate<T: Transport>(
 mod tests {
     use super::*;
     use crate::mpc::channel::memory_network;
-    use crate::mpc::correlated::Sum;
-    use crate::mpc::dealer::correlate;
+    use crate::mpc::material_check::{correct, reconstruct, requests};
     use crate::mpc::pairs::Pairs;
     use crate::mpc::protocol::Stats;
 
@@ -411,125 +392,6 @@ mod tests {
             }
             Ok(out)
         })
-    }
-
-    /// The components' true values: every server's shares combined.
-    fn reconstruct(req: &Request, mats: Vec<Material>) -> Vec<Vec<u64>> {
-        let comps = req.components();
-        let mut acc: Vec<Vec<u64>> = comps.iter().map(|c| vec![0; c.len]).collect();
-        for m in mats {
-            let parts = m.into_vec();
-            assert_eq!(parts.len(), comps.len());
-            for ((a, p), c) in acc.iter_mut().zip(parts).zip(&comps) {
-                let w = p.into_words();
-                assert_eq!(w.len(), c.len);
-                match c.sum {
-                    Sum::Arith => crate::mpc::ring::add_assign(a, &w),
-                    Sum::Xor => crate::mpc::ring::xor_assign(a, &w),
-                }
-            }
-        }
-        acc
-    }
-
-    /// Whether the correlated components are the dealer's function of the random ones (or, for
-    /// the bilinear form, the inner products and norms of the masks).
-    fn correct(req: &Request, truth: &[Vec<u64>]) -> bool {
-        let comps = req.components();
-        let want: Vec<Vec<u64>> = match req {
-            Request::Bilinear {
-                d,
-                pairs,
-                blocks,
-                split,
-            } => {
-                let whole = [*d];
-                let spans: &[usize] = if blocks.is_empty() { &whole } else { blocks };
-                let (a, b) = (&truth[0], &truth[1]);
-                let dot = |x: &[u64], y: &[u64], from: usize, len: usize| {
-                    (from..from + len).fold(0u64, |s, t| s.wrapping_add(x[t].wrapping_mul(y[t])))
-                };
-                let row = |m: &[u64], i: usize| m[i * d..(i + 1) * d].to_vec();
-                let starts: Vec<usize> = spans
-                    .iter()
-                    .scan(0, |s, &l| {
-                        let at = *s;
-                        *s += l;
-                        Some(at)
-                    })
-                    .collect();
-                let mut c = Vec::new();
-                if *split {
-                    for (bk, &len) in spans.iter().enumerate() {
-                        for p in 0..pairs.len() {
-                            let (i, j) = pairs.pair(p);
-                            c.push(dot(&row(a, i), &row(b, j), starts[bk], len));
-                        }
-                    }
-                } else {
-                    for p in 0..pairs.len() {
-                        let (i, j) = pairs.pair(p);
-                        c.push(dot(&row(a, i), &row(b, j), 0, *d));
-                    }
-                }
-                let mut out = vec![c];
-                if !blocks.is_empty() {
-                    for (m, rows) in [(a, pairs.rows()), (b, pairs.cols())] {
-                        out.push(
-                            (0..rows)
-                                .flat_map(|i| {
-                                    let r = row(m, i);
-                                    spans
-                                        .iter()
-                                        .zip(&starts)
-                                        .map(move |(&len, &at)| dot(&r, &r, at, len))
-                                        .collect::<Vec<_>>()
-                                })
-                                .collect(),
-                        );
-                    }
-                }
-                out
-            }
-            _ => {
-                let random: Vec<Option<Vec<u64>>> = comps
-                    .iter()
-                    .zip(truth)
-                    .map(|(c, t)| c.random.then(|| t.clone()))
-                    .collect();
-                correlate(req, &random)
-            }
-        };
-        let got: Vec<&Vec<u64>> = comps
-            .iter()
-            .zip(truth)
-            .filter(|(c, _)| !c.random)
-            .map(|(_, t)| t)
-            .collect();
-        got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| *g == w)
-    }
-
-    fn requests() -> Vec<Request> {
-        let pairs = Pairs::sparse(3, 4, 2, vec![0, 1, 3, 2, 1, 0]).unwrap();
-        vec![
-            Request::Beaver { n: 5, fanout: 3 },
-            Request::Trunc { n: 7, frac: 16 },
-            Request::Compare { n: 70, ell: 38 },
-            Request::Compare { n: 64, ell: 64 },
-            Request::B2a { n: 100 },
-            Request::Bilinear {
-                d: 6,
-                pairs: pairs.clone(),
-                blocks: vec![],
-                split: false,
-            },
-            Request::Bilinear {
-                d: 6,
-                pairs,
-                blocks: vec![2, 4],
-                split: true,
-            },
-        ]
     }
 
     #[test]

@@ -1,0 +1,635 @@
+//! The three-server replicated correlation source (`correlation = "replicated"`): no dealer and
+//! no OT. Three servers make every request's material from seeds each shares with one
+//! neighbour; random bits cost one word each, everything else costs no message at all.
+//!
+//! **Replicated seeds.** Indices are taken mod 3. Server `i` holds the seeds `σ_i` and
+//! `σ_{i+1}`: seed `σ_s` is known to servers `s` and `s - 1`, never to `s + 1`. Both holders
+//! contribute 32 random bytes to it in one pairwise round when the job starts
+//! (`σ_s = SHA-256(s, c_s, c'_{s-1})`), so neither chooses it alone. A random value of a request
+//! is `x = x_0 + x_1 + x_2` with `x_s` drawn from `σ_s`; server `i` knows `x_i` and `x_{i+1}`,
+//! never `x_{i+2}`, so `x` is uniform to it. Its additive share, what the engine sees, is `x_i`.
+//!
+//! **Products are local.** For `c = a b` server `i` takes `c_i = a_i b_i + a_i b_{i+1} +
+//! a_{i+1} b_i`; over the three servers these terms cover each of the nine `a_s b_t` once.
+//! The same holds for AND triples (AND and XOR instead of product and sum), and for the
+//! bilinear form:
+//! `C_i = <A_i + A_{i+1}, B_i + B_{i+1}> - <A_{i+1}, B_{i+1}>` per pair, with the block norms
+//! taken the same way. This is the dealer's work per server, done twice, with no traffic. That
+//! is what makes a dealer-free job of the real size possible (OT mode pays 1.5 KB per product).
+//!
+//! **Bits held both ways (daBits).** A random bit `β = β_0 ⊕ β_1 ⊕ β_2` (XOR shares drawn as
+//! above) is, as an integer, `Σ β_s - 2 Σ β_s β_{s+1} + 4 β_0 β_1 β_2`. Server `i` knows
+//! `β_i β_{i+1}` and adds `β_i - 2 β_i β_{i+1}`. The cubic term costs one word. A bit's *role*
+//! `r` is its word's index mod 3. Server `r` knows `m = β_r β_{r+1}`. It draws `u` from `σ_r`,
+//! which server `r - 1` also holds, and sends `v = m - u` to server `r + 1`. To `r + 1`, `v` is
+//! uniform, because it does not hold `σ_r`. Then `4 m β_{r+2} = 4 u β_{r+2} + 4 v β_{r+2}`:
+//! server `r - 1` adds the first term and server `r + 1` the second. Both of them hold
+//! `β_{r+2}`. Truncation, comparison and B2a masks follow from the bits
+//! ([`crate::mpc::bit_masks`]).
+//!
+//! **Trust.** Private against any *one* server that follows the protocol: each value it could
+//! use is masked by a share drawn from the seed it lacks. Two colluding servers hold all three
+//! seeds, hence every mask. So this mode tolerates one dishonest server of three, where a
+//! dealer job with three servers tolerates two (design.md, threat model). A server that sends
+//! a wrong `v` makes a bit wrong exactly when the honest `β_{r+2}` is 1. This is the same
+//! selective-failure gap as OT mode's wrong corrections, left open in both.
+
+use crate::error::{Error, PeerName, Result};
+use crate::mpc::bit_masks::{compare_mask, trunc_masks};
+use crate::mpc::carry_tree::tree_and_words;
+use crate::mpc::channel::Transport;
+use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
+use crate::mpc::dealer::bilinear_products;
+use crate::mpc::digest::sha256;
+use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::protocol::{Protocol, Session, Step};
+
+/// The number of servers this source works with.
+pub const SERVERS: usize = 3;
+
+/// PRG streams per request: the components, the bits of truncation masks, the splits `u` of
+/// the cubic terms, and the high parts of comparison masks.
+const STREAMS: u64 = 4;
+const COMPONENTS: u64 = 0;
+const BITS: u64 = 1;
+const SPLITS: u64 = 2;
+const HIGH: u64 = 3;
+
+fn next(i: usize) -> usize {
+    (i + 1) % SERVERS
+}
+
+fn prev(i: usize) -> usize {
+    (i + SERVERS - 1) % SERVERS
+}
+
+/// A seed from its two holders' contributions, bound to its index.
+fn derive(s: usize, from_s: &Seed, from_prev: &Seed) -> Seed {
+    Seed(sha256(
+        "ppea replicated seed v1",
+        &[&(s as u64).to_le_bytes(), &from_s.0, &from_prev.0],
+    ))
+}
+
+/// The two seeds a server holds (`σ_me`, `σ_{me+1}`). `Debug` is redacted.
+#[derive(Clone)]
+pub struct Seeds {
+    me: usize,
+    own: Seed,
+    next: Seed,
+}
+
+impl std::fmt::Debug for Seeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Seeds(me={}, <redacted>)", self.me)
+    }
+}
+
+impl Seeds {
+    fn of(&self, s: usize) -> &Seed {
+        match s {
+            _ if s == self.me => &self.own,
+            _ if s == next(self.me) => &self.next,
+            _ => unreachable!("server {} does not hold seed {s}", self.me),
+        }
+    }
+
+    /// Share `s` (this server's own, or the next one) of `len` words at `at` of `stream`.
+    fn draw(&self, s: usize, stream: u64, at: usize, len: usize) -> Vec<u64> {
+        Prg::at(self.of(s), stream, at as u64).vec(len)
+    }
+
+    /// This server's two shares, `(x_me, x_{me+1})`.
+    fn pair(&self, stream: u64, at: usize, len: usize) -> (Vec<u64>, Vec<u64>) {
+        let me = self.me;
+        (
+            self.draw(me, stream, at, len),
+            self.draw(next(me), stream, at, len),
+        )
+    }
+}
+
+/// The seed setup, as a state machine: one pairwise round of contributions.
+pub enum Setup {
+    /// Not started.
+    Start {
+        /// This server.
+        me: usize,
+        /// Servers in the job.
+        k: usize,
+    },
+    /// Contributions sent: to `me - 1` for `σ_me`, to `me + 1` for `σ_{me+1}`.
+    Sent {
+        /// This server.
+        me: usize,
+        /// This server's contribution to `σ_me`.
+        own: Seed,
+        /// This server's contribution to `σ_{me+1}`.
+        next: Seed,
+    },
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setup::Start { me, k } => write!(f, "Setup::Start(me={me}, k={k})"),
+            Setup::Sent { me, .. } => write!(f, "Setup::Sent(me={me}, <redacted>)"),
+        }
+    }
+}
+
+impl Setup {
+    /// Server `me` of `k`.
+    pub fn new(me: usize, k: usize) -> Setup {
+        Setup::Start { me, k }
+    }
+}
+
+impl Protocol for Setup {
+    type Output = Seeds;
+
+    fn start(self) -> Result<Step<Self>> {
+        let Setup::Start { me, k } = self else {
+            return Err(Error::invalid("replicated seed setup started twice"));
+        };
+        if k != SERVERS {
+            return Err(Error::invalid(format!(
+                "correlation = \"replicated\" needs exactly {SERVERS} servers (any one of them \
+                 may be dishonest), this job has {k}: use correlation = \"dealer\" or \"ot\""
+            )));
+        }
+        let (own, nxt) = (Seed::random(), Seed::random());
+        let mut payloads = vec![Vec::new(); SERVERS];
+        payloads[prev(me)] = own.to_words().to_vec();
+        payloads[next(me)] = nxt.to_words().to_vec();
+        let expected = (0..SERVERS).map(|p| if p == me { 0 } else { 4 }).collect();
+        Ok(Step::SendEach(
+            Setup::Sent { me, own, next: nxt },
+            payloads,
+            expected,
+        ))
+    }
+
+    fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
+        let Setup::Sent { me, own, next: nxt } = self else {
+            return Err(Error::invalid(
+                "replicated seed setup fed before it started",
+            ));
+        };
+        let from = |p: usize| -> Result<Seed> {
+            let w: &[u64; 4] = incoming
+                .get(p)
+                .and_then(|m| m.as_slice().try_into().ok())
+                .ok_or_else(|| {
+                    Error::protocol(
+                        PeerName::Server(p),
+                        "replicated seed setup: expected 4 words",
+                    )
+                })?;
+            Ok(Seed::from_words(w))
+        };
+        // Server `me - 1` contributes to `σ_me`, server `me + 1` to `σ_{me+1}`.
+        let (for_own, for_next) = (from(prev(me))?, from(next(me))?);
+        Ok(Step::Done(Seeds {
+            me,
+            own: derive(me, &own, &for_own),
+            next: derive(next(me), &for_next, &nxt),
+        }))
+    }
+}
+
+/// Arithmetic shares of random bits, waiting for the cubic terms of the bits of role `me - 1`.
+struct DaBits {
+    /// 64 arithmetic shares per word of bits (bit `l` of word `w` at `64 w + l`).
+    arith: Vec<u64>,
+    /// This server's second share (`β_{me+1}`) of the bits, by word.
+    next: Vec<u64>,
+}
+
+impl DaBits {
+    /// Starts the conversion of the bits whose shares this server holds (`own` = `β_me`,
+    /// `nxt` = `β_{me+1}`, by word); returns the words `v` for server `me + 1`.
+    fn start(seeds: &Seeds, stream: u64, own: &[u64], nxt: Vec<u64>) -> (DaBits, Vec<u64>) {
+        let me = seeds.me;
+        let len = 64 * own.len();
+        let (u_own, u_next) = seeds.pair(stream, 0, len);
+        let mut arith = vec![0u64; len];
+        let mut send = Vec::with_capacity(len.div_ceil(SERVERS));
+        for (w, (&b0, &b1)) in own.iter().zip(&nxt).enumerate() {
+            let role = w % SERVERS;
+            for l in 0..64 {
+                let (x, y) = ((b0 >> l) & 1, (b1 >> l) & 1);
+                let at = 64 * w + l;
+                let mut a = x.wrapping_sub(2 * (x & y));
+                if role == me {
+                    // m = β_me β_{me+1}, split with u from σ_me (server me - 1 adds 4 u β).
+                    send.push((x & y).wrapping_sub(u_own[at]));
+                } else if role == next(me) {
+                    // Server me + 1 split its m with u from σ_{me+1}: add 4 u β_{role+2}, and
+                    // role + 2 = me.
+                    a = a.wrapping_add(u_next[at].wrapping_mul(4 * x));
+                }
+                arith[at] = a;
+            }
+        }
+        (DaBits { arith, next: nxt }, send)
+    }
+
+    /// Words expected from server `me - 1`: 64 per word of its role.
+    fn expected(words: usize, me: usize) -> usize {
+        64 * (0..words).filter(|w| w % SERVERS == prev(me)).count()
+    }
+
+    /// Adds `4 v β_{me+1}` for the bits of role `me - 1` (`v` from server `me - 1`).
+    fn finish(mut self, me: usize, v: &[u64]) -> Result<Vec<u64>> {
+        if v.len() != DaBits::expected(self.next.len(), me) {
+            return Err(Error::protocol(
+                PeerName::Server(prev(me)),
+                format!(
+                    "replicated random bits: expected {} words, received {}",
+                    DaBits::expected(self.next.len(), me),
+                    v.len()
+                ),
+            ));
+        }
+        let mut v = v.iter();
+        for (w, &b1) in self.next.iter().enumerate() {
+            if w % SERVERS != prev(me) {
+                continue;
+            }
+            for l in 0..64 {
+                let v = v.next().expect("length checked");
+                let at = 64 * w + l;
+                self.arith[at] = self.arith[at].wrapping_add(v.wrapping_mul(4 * ((b1 >> l) & 1)));
+            }
+        }
+        Ok(self.arith)
+    }
+}
+
+/// Where each component of `req` starts on the components' stream.
+fn offsets(req: &Request) -> Vec<usize> {
+    req.components()
+        .iter()
+        .scan(0, |at, c| {
+            let here = *at;
+            *at += c.len;
+            Some(here)
+        })
+        .collect()
+}
+
+/// `x_me y_me + x_me y_next + x_next y_me` under `mul` and `add`: this server's share of the
+/// products, where `x` repeats every `x.0.len()` words.
+fn local_products(
+    x: &(Vec<u64>, Vec<u64>),
+    y: &(Vec<u64>, Vec<u64>),
+    mul: impl Fn(u64, u64) -> u64,
+    add: impl Fn(u64, u64) -> u64,
+) -> Vec<u64> {
+    let n = x.0.len();
+    (0..y.0.len())
+        .map(|p| {
+            let (a0, a1, b0, b1) = (x.0[p % n], x.1[p % n], y.0[p], y.1[p]);
+            add(add(mul(a0, b0), mul(a0, b1)), mul(a1, b0))
+        })
+        .collect()
+}
+
+fn arith_products(x: &(Vec<u64>, Vec<u64>), y: &(Vec<u64>, Vec<u64>)) -> Vec<u64> {
+    local_products(x, y, u64::wrapping_mul, u64::wrapping_add)
+}
+
+fn and_products(x: &(Vec<u64>, Vec<u64>), y: &(Vec<u64>, Vec<u64>)) -> Vec<u64> {
+    local_products(x, y, |a, b| a & b, |a, b| a ^ b)
+}
+
+/// One request's material, as a state machine: local draws and products at the start, then,
+/// when the request holds random bits, one pairwise round for their cubic terms.
+pub struct Deal {
+    seeds: Seeds,
+    req: Request,
+    stream: u64,
+    /// Finished components (comparisons: all but `r`).
+    parts: Vec<Part>,
+    /// Random bits awaiting their cubic terms.
+    bits: Option<DaBits>,
+    /// This server's share of the comparison masks' high parts.
+    high: Vec<u64>,
+}
+
+impl std::fmt::Debug for Deal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Deal({:?}, <redacted>)", self.req)
+    }
+}
+
+impl Deal {
+    /// Request number `t` of the job, made with `seeds`.
+    pub fn new(seeds: Seeds, req: Request, t: u64) -> Deal {
+        Deal {
+            seeds,
+            req,
+            stream: t * STREAMS,
+            parts: Vec::new(),
+            bits: None,
+            high: Vec::new(),
+        }
+    }
+
+    fn comps(&self) -> u64 {
+        self.stream + COMPONENTS
+    }
+
+    /// Every component that needs no message; random bits started.
+    fn local(&mut self) -> Option<Vec<u64>> {
+        let (seeds, comps, at) = (&self.seeds, self.comps(), offsets(&self.req));
+        let me = seeds.me;
+        let start_bits =
+            |own: &[u64], nxt: Vec<u64>| DaBits::start(seeds, self.stream + SPLITS, own, nxt);
+        match &self.req {
+            Request::Beaver { n, fanout } => {
+                let a = seeds.pair(comps, at[0], *n);
+                let b = seeds.pair(comps, at[1], n * fanout);
+                let c = arith_products(&a, &b);
+                self.parts = vec![Part::Words(a.0), Part::Words(b.0), Part::Words(c)];
+                None
+            }
+            Request::Bilinear { d, pairs, .. } => {
+                let (n, m) = (pairs.rows() * d, pairs.cols() * d);
+                let mask = |s: usize| {
+                    let seed = seeds.of(s).clone();
+                    [
+                        Part::Stream(Stream::new(seed.clone(), comps, at[0] as u64, n)),
+                        Part::Stream(Stream::new(seed, comps, at[1] as u64, m)),
+                    ]
+                };
+                let mut out = bilinear_products(&self.req, &[mask(me), mask(next(me))]);
+                let next_only = bilinear_products(&self.req, &[mask(next(me))]);
+                for (o, x) in out.iter_mut().zip(&next_only) {
+                    crate::mpc::ring::sub_assign(o, x);
+                }
+                let [a, b] = mask(me);
+                self.parts = vec![a, b];
+                self.parts.extend(out.into_iter().map(Part::Words));
+                None
+            }
+            Request::Trunc { n, .. } => {
+                let (own, nxt) = seeds.pair(self.stream + BITS, 0, *n);
+                let (bits, send) = start_bits(&own, nxt);
+                self.bits = Some(bits);
+                Some(send)
+            }
+            Request::Compare { n, ell } => {
+                let (n, ell) = (*n, *ell as usize);
+                let blocks = n.div_ceil(64);
+                let t = tree_and_words(ell as u32, blocks);
+                let (mut own, mut nxt) = seeds.pair(comps, at[1], ell * blocks);
+                if n % 64 != 0 {
+                    // Lanes past `n` are zero, as in the dealer's material.
+                    let keep = (1u64 << (n % 64)) - 1;
+                    for i in 0..ell {
+                        own[i * blocks + blocks - 1] &= keep;
+                        nxt[i * blocks + blocks - 1] &= keep;
+                    }
+                }
+                let ta = seeds.pair(comps, at[2], t);
+                let tb1 = seeds.pair(comps, at[3], t);
+                let tb2 = seeds.pair(comps, at[4], t);
+                let (c1, c2) = (and_products(&ta, &tb1), and_products(&ta, &tb2));
+                let (bits, send) = start_bits(&own, nxt);
+                self.bits = Some(bits);
+                self.high = seeds.draw(me, self.stream + HIGH, 0, n);
+                self.parts = [own, ta.0, tb1.0, tb2.0, c1, c2].map(Part::Words).into();
+                Some(send)
+            }
+            Request::B2a { n } => {
+                let (own, nxt) = seeds.pair(comps, at[0], n.div_ceil(64));
+                let (bits, send) = start_bits(&own, nxt);
+                self.bits = Some(bits);
+                self.parts = vec![Part::Words(own)];
+                Some(send)
+            }
+        }
+    }
+
+    /// The material, once the random bits' arithmetic shares are complete.
+    fn finish(mut self, arith: Vec<u64>) -> Material {
+        match self.req {
+            Request::Trunc { n, frac } => {
+                self.parts = trunc_masks(&arith, n, frac).map(Part::Words).into();
+            }
+            Request::Compare { n, ell } => {
+                let r = compare_mask(&arith, n, ell, &self.high);
+                self.parts.insert(0, Part::Words(r));
+            }
+            Request::B2a { n } => {
+                let mut arith = arith;
+                arith.truncate(n);
+                self.parts.push(Part::Words(arith));
+            }
+            Request::Beaver { .. } | Request::Bilinear { .. } => {
+                unreachable!("no random bits")
+            }
+        }
+        Material::new(std::mem::take(&mut self.parts))
+    }
+}
+
+impl Protocol for Deal {
+    type Output = Material;
+
+    fn start(mut self) -> Result<Step<Self>> {
+        self.req.validate()?;
+        let me = self.seeds.me;
+        let Some(send) = self.local() else {
+            return Ok(Step::Done(Material::new(std::mem::take(&mut self.parts))));
+        };
+        let words = self.bits.as_ref().map_or(0, |b| b.next.len());
+        let mut payloads = vec![Vec::new(); SERVERS];
+        payloads[next(me)] = send;
+        let mut expected = vec![0; SERVERS];
+        expected[prev(me)] = DaBits::expected(words, me);
+        Ok(Step::SendEach(self, payloads, expected))
+    }
+
+    fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
+        let me = self.seeds.me;
+        for (p, m) in incoming.iter().enumerate() {
+            if p != me && p != prev(me) && !m.is_empty() {
+                return Err(Error::protocol(
+                    PeerName::Server(p),
+                    "replicated random bits: a message from a server that sends none",
+                ));
+            }
+        }
+        let bits = self
+            .bits
+            .take()
+            .ok_or_else(|| Error::invalid("replicated material fed with no bits pending"))?;
+        let v = incoming.get(prev(me)).map_or(&[][..], |m| &m[..]);
+        let arith = bits.finish(me, v)?;
+        Ok(Step::Done(self.finish(arith)))
+    }
+}
+
+/// A server's replicated source for one job. `Debug` is redacted.
+#[derive(Default)]
+pub struct ReplicatedSource {
+    seeds: Option<Seeds>,
+    counter: u64,
+}
+
+impl std::fmt::Debug for ReplicatedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplicatedSource(requests={}, <redacted>)", self.counter)
+    }
+}
+
+impl ReplicatedSource {
+    /// A source whose seeds are agreed on with the first request.
+    pub fn new() -> ReplicatedSource {
+        ReplicatedSource::default()
+    }
+}
+
+impl Correlations for ReplicatedSource {
+    async fn fetch<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        req: &Request,
+    ) -> Result<Material> {
+        req.validate()?;
+        let seeds = match &self.seeds {
+            Some(s) => s.clone(),
+            None => {
+                let s = session
+                    .run(Setup::new(session.me(), session.servers()))
+                    .await?;
+                self.seeds = Some(s.clone());
+                s
+            }
+        };
+        let t = self.counter;
+        self.counter += 1;
+        session.run(Deal::new(seeds, req.clone(), t)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::channel::memory_network;
+    use crate::mpc::material_check::{correct, reconstruct, requests};
+    use crate::mpc::protocol::Stats;
+
+    /// Every server's material for each of `reqs` in turn, with its traffic.
+    fn fetch_all(k: usize, reqs: &[Request]) -> Result<Vec<(Vec<Material>, Stats)>> {
+        let rt = crate::mpc::local::runtime()?;
+        rt.block_on(async {
+            let (ts, _dealer) = memory_network(k);
+            let tasks: Vec<_> = ts
+                .into_iter()
+                .map(|t| {
+                    let reqs = reqs.to_vec();
+                    tokio::spawn(async move {
+                        let mut s = Session::new(t);
+                        let mut src = ReplicatedSource::new();
+                        let mut out = Vec::new();
+                        for req in &reqs {
+                            out.push(src.fetch(&mut s, req).await?);
+                        }
+                        Ok::<_, Error>((out, s.stats()))
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("server task")?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The true values of each request's material, and every server's traffic.
+    fn truths(reqs: &[Request]) -> (Vec<Vec<Vec<u64>>>, Vec<Stats>) {
+        let runs = fetch_all(SERVERS, reqs).unwrap();
+        let stats = runs.iter().map(|r| r.1).collect();
+        let mut per_req: Vec<Vec<Material>> = reqs.iter().map(|_| Vec::new()).collect();
+        for (mats, _) in runs {
+            for (i, m) in mats.into_iter().enumerate() {
+                per_req[i].push(m);
+            }
+        }
+        let truths = reqs
+            .iter()
+            .zip(per_req)
+            .map(|(r, m)| reconstruct(r, m))
+            .collect();
+        (truths, stats)
+    }
+
+    #[test]
+    fn every_request_is_made_right_by_three_servers() {
+        let mut reqs = requests();
+        reqs.push(Request::Beaver { n: 3, fanout: 2 });
+        let (truths, _) = truths(&reqs);
+        for (req, truth) in reqs.iter().zip(&truths) {
+            assert!(correct(req, truth), "{req:?}");
+        }
+    }
+
+    #[test]
+    fn random_bits_are_uniform_and_the_only_traffic() {
+        // Setup: 4 words to each peer. Beaver and the bilinear form: no message at all.
+        let (_, stats) = truths(&[Request::Beaver { n: 50, fanout: 2 }, requests()[6].clone()]);
+        for s in &stats {
+            assert_eq!((s.bytes_sent, s.rounds), (2 * 4 * 8, 1), "{s:?}");
+        }
+        // 4 words of bits (roles 0, 1, 2, 0): one word per bit, from the bit's role server.
+        let (truths, stats) = truths(&[Request::B2a { n: 256 }]);
+        let sent: Vec<u64> = stats.iter().map(|s| s.bytes_sent - 64).collect();
+        assert_eq!(sent, vec![2 * 64 * 8, 64 * 8, 64 * 8]);
+        assert!(stats.iter().all(|s| s.rounds == 2));
+        // The bits are balanced (about half ones) and distinct between requests.
+        let ones: u32 = truths[0][0].iter().map(|w| w.count_ones()).sum();
+        assert!((80..=176).contains(&ones), "{ones} ones of 256");
+    }
+
+    #[test]
+    fn other_server_counts_are_refused_naming_the_alternatives() {
+        for k in [2, 4] {
+            let e = fetch_all(k, &[Request::B2a { n: 8 }])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("exactly 3 servers") && e.contains(&format!("has {k}")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_seed_is_held_by_exactly_two_servers() {
+        // The trust statement in the module docs: each server lacks exactly one seed (so one
+        // share of every random value), and any two servers together hold all three.
+        let (seeds, rounds) =
+            crate::mpc::protocol::run_lockstep((0..3).map(|me| Setup::new(me, 3)).collect())
+                .unwrap();
+        assert_eq!(rounds, 1);
+        let held = |s: usize| -> Vec<usize> {
+            let sigma = seeds[s].own.clone();
+            (0..3)
+                .filter(|&i| seeds[i].own == sigma || seeds[i].next == sigma)
+                .collect()
+        };
+        assert_eq!(held(0), vec![0, 2]);
+        assert_eq!(held(1), vec![0, 1]);
+        assert_eq!(held(2), vec![1, 2]);
+        // Fresh contributions: another setup agrees on other seeds.
+        let (again, _) =
+            crate::mpc::protocol::run_lockstep((0..3).map(|me| Setup::new(me, 3)).collect())
+                .unwrap();
+        assert!(again[0].own != seeds[0].own);
+    }
+}

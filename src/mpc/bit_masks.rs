@@ -7,41 +7,122 @@
 //! with the dealer's relations ([`crate::mpc::correlated::Request`]) by construction:
 //!
 //! * truncation: `r = sum_i 2^i b_i` over 64 bits, `r >> frac = sum_{i >= frac} 2^(i - frac) b_i`
-//!   and the top bit `b_63`;
+//!   and the top bit `b_63` (bits value-major: bit `i` of value `v` is bit `i` of word `v`);
 //! * comparison: `r = sum_{i < ell} 2^i b_i + 2^ell h` with `h` any random share (the bits above
-//!   `ell` need no boolean form).
+//!   `ell` need no boolean form; bits bit-sliced: bit `i` of value `v` is bit `v % 64` of word
+//!   `i * ceil(n / 64) + v / 64`);
+//! * B2a: the bits themselves (bit `i` is bit `i % 64` of word `i / 64`).
+//!
+//! A source may add each bit's share as soon as it has it ([`Masks::add`]), so that it never
+//! holds 64 words per word of bits.
 
-/// Truncation masks `[r, r >> frac, top bit]` from arithmetic bits stored value-major (bit `i`
-/// of value `v` at `64 v + i`).
-pub fn trunc_masks(bits: &[u64], n: usize, frac: u32) -> [Vec<u64>; 3] {
-    assert_eq!(bits.len(), 64 * n, "64 bits per value");
-    let (mut r, mut hi, mut top) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
-    for (v, b) in bits.chunks_exact(64).enumerate() {
-        for (i, &bi) in b.iter().enumerate() {
-            r[v] = r[v].wrapping_add(bi << i);
-            if i as u32 >= frac {
-                hi[v] = hi[v].wrapping_add(bi << (i as u32 - frac));
-            }
-        }
-        top[v] = b[63];
-    }
-    [r, hi, top]
+use crate::mpc::correlated::Request;
+
+/// The masks a request builds from its random bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Masks {
+    /// `n` bits as arithmetic shares.
+    B2a {
+        /// Bits.
+        n: usize,
+    },
+    /// `[r, r >> frac, top bit]` of `n` values.
+    Trunc {
+        /// Values.
+        n: usize,
+        /// Bits shifted away.
+        frac: u32,
+    },
+    /// `[r]` of `n` values, without the high part (see [`add_high`]).
+    Compare {
+        /// Values.
+        n: usize,
+        /// Bits held both ways.
+        ell: u32,
+    },
 }
 
-/// The comparison mask `r` of `n` values from arithmetic bits of the bit-sliced low bits (bit
-/// `i` of value `v` at `64 (i * blocks + v / 64) + v % 64`, `blocks = ceil(n / 64)`) and a
-/// random share `high` per value for the bits above `ell`.
-pub fn compare_mask(bits: &[u64], n: usize, ell: u32, high: &[u64]) -> Vec<u64> {
-    let (ell, blocks) = (ell as usize, n.div_ceil(64));
-    assert_eq!(bits.len(), 64 * ell * blocks, "ell bit-sliced words");
-    assert_eq!(high.len(), n, "one high share per value");
-    (0..n)
-        .map(|v| {
-            let low = (0..ell).fold(0u64, |s, i| {
-                s.wrapping_add(bits[64 * (i * blocks + v / 64) + v % 64] << i)
-            });
-            let high = if ell < 64 { high[v] << ell } else { 0 };
-            low.wrapping_add(high)
-        })
-        .collect()
+impl Masks {
+    /// The masks of `req`, if it is made from random bits.
+    pub fn of(req: &Request) -> Option<Masks> {
+        match *req {
+            Request::B2a { n } => Some(Masks::B2a { n }),
+            Request::Trunc { n, frac } => Some(Masks::Trunc { n, frac }),
+            Request::Compare { n, ell } => Some(Masks::Compare { n, ell }),
+            Request::Beaver { .. } | Request::Bilinear { .. } => None,
+        }
+    }
+
+    /// Words of random bits the masks are built from.
+    pub fn bit_words(&self) -> usize {
+        match *self {
+            Masks::B2a { n } => n.div_ceil(64),
+            Masks::Trunc { n, .. } => n,
+            Masks::Compare { n, ell } => ell as usize * n.div_ceil(64),
+        }
+    }
+
+    /// The masks, all zero.
+    pub fn zeros(&self) -> Vec<Vec<u64>> {
+        match *self {
+            Masks::B2a { n } | Masks::Compare { n, .. } => vec![vec![0; n]],
+            Masks::Trunc { n, .. } => vec![vec![0; n]; 3],
+        }
+    }
+
+    /// Adds `x`, a share of the integer value of bit `l` of word `w` of the random bits, to the
+    /// masks that hold it (lanes past the last value hold nothing).
+    #[inline]
+    pub fn add(&self, out: &mut [Vec<u64>], w: usize, l: usize, x: u64) {
+        match *self {
+            Masks::B2a { n } => {
+                if let Some(o) = out[0].get_mut(64 * w + l) {
+                    debug_assert!(64 * w + l < n);
+                    *o = o.wrapping_add(x);
+                }
+            }
+            Masks::Trunc { frac, .. } => {
+                out[0][w] = out[0][w].wrapping_add(x << l);
+                if l as u32 >= frac {
+                    out[1][w] = out[1][w].wrapping_add(x << (l as u32 - frac));
+                }
+                if l == 63 {
+                    out[2][w] = out[2][w].wrapping_add(x);
+                }
+            }
+            Masks::Compare { n, .. } => {
+                let blocks = n.div_ceil(64);
+                let (i, v) = (w / blocks, (w % blocks) * 64 + l);
+                if let Some(o) = out[0].get_mut(v) {
+                    *o = o.wrapping_add(x << i);
+                }
+            }
+        }
+    }
+
+    /// The masks from arithmetic shares of every bit (bit `l` of word `w` at `64 w + l`).
+    pub fn from_bits(&self, bits: &[u64]) -> Vec<Vec<u64>> {
+        assert_eq!(
+            bits.len(),
+            64 * self.bit_words(),
+            "64 shares per word of bits"
+        );
+        let mut out = self.zeros();
+        for (w, word) in bits.chunks_exact(64).enumerate() {
+            for (l, &x) in word.iter().enumerate() {
+                self.add(&mut out, w, l, x);
+            }
+        }
+        out
+    }
+}
+
+/// Adds `2^ell h` to comparison masks `r` (nothing when `ell` is 64).
+pub fn add_high(r: &mut [u64], ell: u32, high: &[u64]) {
+    assert_eq!(r.len(), high.len(), "one high share per value");
+    if ell < 64 {
+        r.iter_mut()
+            .zip(high)
+            .for_each(|(r, h)| *r = r.wrapping_add(h << ell));
+    }
 }

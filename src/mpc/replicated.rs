@@ -35,7 +35,7 @@
 //! selective-failure gap as OT mode's wrong corrections, left open in both.
 
 use crate::error::{Error, PeerName, Result};
-use crate::mpc::bit_masks::{compare_mask, trunc_masks};
+use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::tree_and_words;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
@@ -198,72 +198,89 @@ impl Protocol for Setup {
     }
 }
 
-/// Arithmetic shares of random bits, waiting for the cubic terms of the bits of role `me - 1`.
+/// Random bits held both ways, added into their masks ([`Masks`]) as their arithmetic shares
+/// complete, so that no array of 64 words per word of bits is ever held.
 struct DaBits {
-    /// 64 arithmetic shares per word of bits (bit `l` of word `w` at `64 w + l`).
-    arith: Vec<u64>,
+    masks: Masks,
+    out: Vec<Vec<u64>>,
     /// This server's second share (`β_{me+1}`) of the bits, by word.
     next: Vec<u64>,
 }
 
 impl DaBits {
     /// Starts the conversion of the bits whose shares this server holds (`own` = `β_me`,
-    /// `nxt` = `β_{me+1}`, by word); returns the words `v` for server `me + 1`.
-    fn start(seeds: &Seeds, stream: u64, own: &[u64], nxt: Vec<u64>) -> (DaBits, Vec<u64>) {
+    /// `nxt` = `β_{me+1}`, by word): adds every share it can complete, and returns the words
+    /// `v` for server `me + 1`.
+    fn start(
+        seeds: &Seeds,
+        stream: u64,
+        masks: Masks,
+        own: &[u64],
+        nxt: Vec<u64>,
+    ) -> (DaBits, Vec<u64>) {
         let me = seeds.me;
-        let len = 64 * own.len();
-        let (u_own, u_next) = seeds.pair(stream, 0, len);
-        let mut arith = vec![0u64; len];
-        let mut send = Vec::with_capacity(len.div_ceil(SERVERS));
+        let mut out = masks.zeros();
+        let mut send = Vec::with_capacity(DaBits::expected(own.len(), me));
+        let mut u = [0u64; 64];
         for (w, (&b0, &b1)) in own.iter().zip(&nxt).enumerate() {
             let role = w % SERVERS;
-            for l in 0..64 {
+            // The splits `u` of role `r` come from `σ_r`, held by servers `r` and `r - 1`.
+            if role == me || role == next(me) {
+                Prg::at(seeds.of(role), stream, 64 * w as u64).fill(&mut u);
+            }
+            for (l, &u) in u.iter().enumerate() {
                 let (x, y) = ((b0 >> l) & 1, (b1 >> l) & 1);
-                let at = 64 * w + l;
                 let mut a = x.wrapping_sub(2 * (x & y));
                 if role == me {
-                    // m = β_me β_{me+1}, split with u from σ_me (server me - 1 adds 4 u β).
-                    send.push((x & y).wrapping_sub(u_own[at]));
+                    // m = β_me β_{me+1}; server me - 1 adds 4 u β_{me+2}.
+                    send.push((x & y).wrapping_sub(u));
                 } else if role == next(me) {
-                    // Server me + 1 split its m with u from σ_{me+1}: add 4 u β_{role+2}, and
-                    // role + 2 = me.
-                    a = a.wrapping_add(u_next[at].wrapping_mul(4 * x));
+                    // Server me + 1 split its m with u: add 4 u β_{role+2}, and role + 2 = me.
+                    a = a.wrapping_add(u.wrapping_mul(4 * x));
                 }
-                arith[at] = a;
+                masks.add(&mut out, w, l, a);
             }
         }
-        (DaBits { arith, next: nxt }, send)
+        (
+            DaBits {
+                masks,
+                out,
+                next: nxt,
+            },
+            send,
+        )
     }
 
-    /// Words expected from server `me - 1`: 64 per word of its role.
-    fn expected(words: usize, me: usize) -> usize {
-        64 * (0..words).filter(|w| w % SERVERS == prev(me)).count()
+    /// Words server `from` sends the next server: 64 per word of its role.
+    fn expected(words: usize, from: usize) -> usize {
+        64 * (0..words).filter(|w| w % SERVERS == from).count()
     }
 
-    /// Adds `4 v β_{me+1}` for the bits of role `me - 1` (`v` from server `me - 1`).
-    fn finish(mut self, me: usize, v: &[u64]) -> Result<Vec<u64>> {
-        if v.len() != DaBits::expected(self.next.len(), me) {
+    /// Adds `4 v β_{me+1}` for the bits of role `me - 1` (`v` from server `me - 1`) and returns
+    /// the masks.
+    fn finish(mut self, me: usize, v: &[u64]) -> Result<Vec<Vec<u64>>> {
+        let want = DaBits::expected(self.next.len(), prev(me));
+        if v.len() != want {
             return Err(Error::protocol(
                 PeerName::Server(prev(me)),
                 format!(
-                    "replicated random bits: expected {} words, received {}",
-                    DaBits::expected(self.next.len(), me),
+                    "replicated random bits: expected {want} words, received {}",
                     v.len()
                 ),
             ));
         }
-        let mut v = v.iter();
+        let mut v = v.chunks_exact(64);
         for (w, &b1) in self.next.iter().enumerate() {
             if w % SERVERS != prev(me) {
                 continue;
             }
-            for l in 0..64 {
-                let v = v.next().expect("length checked");
-                let at = 64 * w + l;
-                self.arith[at] = self.arith[at].wrapping_add(v.wrapping_mul(4 * ((b1 >> l) & 1)));
+            let v = v.next().expect("length checked");
+            for (l, v) in v.iter().enumerate() {
+                let t = v.wrapping_mul(4 * ((b1 >> l) & 1));
+                self.masks.add(&mut self.out, w, l, t);
             }
         }
-        Ok(self.arith)
+        Ok(self.out)
     }
 }
 
@@ -345,8 +362,11 @@ impl Deal {
     fn local(&mut self) -> Option<Vec<u64>> {
         let (seeds, comps, at) = (&self.seeds, self.comps(), offsets(&self.req));
         let me = seeds.me;
-        let start_bits =
-            |own: &[u64], nxt: Vec<u64>| DaBits::start(seeds, self.stream + SPLITS, own, nxt);
+        let masks = Masks::of(&self.req);
+        let start_bits = |own: &[u64], nxt: Vec<u64>| {
+            let masks = masks.expect("a request made from bits");
+            DaBits::start(seeds, self.stream + SPLITS, masks, own, nxt)
+        };
         match &self.req {
             Request::Beaver { n, fanout } => {
                 let a = seeds.pair(comps, at[0], *n);
@@ -413,21 +433,16 @@ impl Deal {
         }
     }
 
-    /// The material, once the random bits' arithmetic shares are complete.
-    fn finish(mut self, arith: Vec<u64>) -> Material {
+    /// The material, once the masks built from random bits are complete.
+    fn finish(mut self, mut masks: Vec<Vec<u64>>) -> Material {
         match self.req {
-            Request::Trunc { n, frac } => {
-                self.parts = trunc_masks(&arith, n, frac).map(Part::Words).into();
-            }
-            Request::Compare { n, ell } => {
-                let r = compare_mask(&arith, n, ell, &self.high);
+            Request::Trunc { .. } => self.parts = masks.into_iter().map(Part::Words).collect(),
+            Request::Compare { ell, .. } => {
+                let mut r = masks.pop().expect("one mask");
+                add_high(&mut r, ell, &self.high);
                 self.parts.insert(0, Part::Words(r));
             }
-            Request::B2a { n } => {
-                let mut arith = arith;
-                arith.truncate(n);
-                self.parts.push(Part::Words(arith));
-            }
+            Request::B2a { .. } => self.parts.extend(masks.into_iter().map(Part::Words)),
             Request::Beaver { .. } | Request::Bilinear { .. } => {
                 unreachable!("no random bits")
             }
@@ -449,7 +464,7 @@ impl Protocol for Deal {
         let mut payloads = vec![Vec::new(); SERVERS];
         payloads[next(me)] = send;
         let mut expected = vec![0; SERVERS];
-        expected[prev(me)] = DaBits::expected(words, me);
+        expected[prev(me)] = DaBits::expected(words, prev(me));
         Ok(Step::SendEach(self, payloads, expected))
     }
 
@@ -468,8 +483,8 @@ impl Protocol for Deal {
             .take()
             .ok_or_else(|| Error::invalid("replicated material fed with no bits pending"))?;
         let v = incoming.get(prev(me)).map_or(&[][..], |m| &m[..]);
-        let arith = bits.finish(me, v)?;
-        Ok(Step::Done(self.finish(arith)))
+        let masks = bits.finish(me, v)?;
+        Ok(Step::Done(self.finish(masks)))
     }
 }
 

@@ -36,7 +36,7 @@
 use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};
 use crate::error::{Error, Result};
-use crate::mpc::bit_masks::{compare_mask, trunc_masks};
+use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::tree_and_words;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
@@ -318,10 +318,11 @@ async fn generate<T: Transport>(
             }
             Ok(parts)
         }
-        Request::Trunc { n, frac } => {
+        Request::Trunc { n, .. } => {
             // 64 random bits per value, value-major: bit i of value v at 64 v + i.
             let bits = g.arith_bits(&prg.vec(*n)).await?;
-            Ok(trunc_masks(&bits, *n, *frac).map(Part::Words).into())
+            let masks = Masks::of(req).expect("made from bits").from_bits(&bits);
+            Ok(masks.into_iter().map(Part::Words).collect())
         }
         Request::Compare { n, ell } => {
             let (n, ell) = (*n, *ell as usize);
@@ -339,7 +340,10 @@ async fn generate<T: Transport>(
             let t = tree_and_words(ell as u32, blocks);
             let (ta, tb1, tb2) = (prg.vec(t), prg.vec(t), prg.vec(t));
             let bits = g.arith_bits(&sliced).await?;
-            let r = compare_mask(&bits, n, ell as u32, &high);
+            let [mut r] =
+                <[Vec<u64>; 1]>::try_from(Masks::of(req).expect("made from bits").from_bits(&bits))
+                    .expect("one mask");
+            add_high(&mut r, ell as u32, &high);
             let c1 = g.and(&ta, &tb1).await?;
             let c2 = g.and(&ta, &tb2).await?;
             Ok([r, sliced, ta, tb1, tb2, c1, c2].map(Part::Words).into())

@@ -647,4 +647,68 @@ mod tests {
                 .unwrap();
         assert!(again[0].own != seeds[0].own);
     }
+
+    /// Server 1 sends fixed contributions instead of fresh ones (all zero).
+    enum Setups {
+        Honest(Setup),
+        Fixed(usize),
+    }
+
+    impl Protocol for Setups {
+        type Output = Seeds;
+
+        fn start(self) -> Result<Step<Self>> {
+            match self {
+                Setups::Honest(p) => Ok(match p.start()? {
+                    Step::SendEach(p, m, e) => Step::SendEach(Setups::Honest(p), m, e),
+                    _ => unreachable!("setup sends"),
+                }),
+                Setups::Fixed(me) => {
+                    let zero = Seed([0; 32]).to_words().to_vec();
+                    let mut m = vec![Vec::new(); 3];
+                    (m[prev(me)], m[next(me)]) = (zero.clone(), zero);
+                    let e = (0..3).map(|p| if p == me { 0 } else { 4 }).collect();
+                    Ok(Step::SendEach(Setups::Fixed(me), m, e))
+                }
+            }
+        }
+
+        fn receive(self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
+            let p = match self {
+                Setups::Honest(p) => p,
+                Setups::Fixed(me) => Setup::Sent {
+                    me,
+                    own: Seed([0; 32]),
+                    next: Seed([0; 32]),
+                },
+            };
+            match p.receive(incoming)? {
+                Step::Done(s) => Ok(Step::Done(s)),
+                _ => unreachable!("setup ends"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_server_choosing_its_contributions_chooses_no_seed() {
+        let parties = (0..3)
+            .map(|me| {
+                if me == 1 {
+                    Setups::Fixed(1)
+                } else {
+                    Setups::Honest(Setup::new(me, 3))
+                }
+            })
+            .collect();
+        let (seeds, _) = crate::mpc::protocol::run_lockstep(parties).unwrap();
+        // Each seed is still held by its two servers only, the three differ, and the two that
+        // server 1 contributed to are not what its contributions alone would give.
+        let sigma: Vec<Seed> = (0..3).map(|s| seeds[s].own.clone()).collect();
+        assert!(sigma[0] != sigma[1] && sigma[1] != sigma[2] && sigma[0] != sigma[2]);
+        assert!(
+            seeds[0].next == sigma[1] && seeds[1].next == sigma[2] && seeds[2].next == sigma[0]
+        );
+        let zero = Seed([0; 32]);
+        assert!(sigma[1] != derive(1, &zero, &zero) && sigma[2] != derive(2, &zero, &zero));
+    }
 }

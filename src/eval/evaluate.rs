@@ -118,7 +118,7 @@ pub struct EvalReport {
     pub upload_bytes: u64,
     /// Bytes the dealer sent (0 in a dealer-free job).
     pub dealer_bytes: u64,
-    /// Where the correlated randomness came from (`dealer` or `ot`).
+    /// Where the correlated randomness came from (`dealer`, `ot` or `replicated`).
     pub correlation: crate::mpc::source::Correlation,
     /// Communication rounds among the servers.
     pub rounds: u64,

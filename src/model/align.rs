@@ -74,8 +74,8 @@ pub struct JobParams {
     /// `2S - r_a - r_b` with row maxima `r`; each more applies the same step to the result, one
     /// more row-max tournament and 2 more comparison bits). `min_score` applies to the last.
     pub csls_iterations: usize,
-    /// Where the correlated randomness comes from: `dealer` (default) or `ot` (the servers
-    /// alone, [`crate::mpc::source`]).
+    /// Where the correlated randomness comes from: `dealer` (default), `ot` or `replicated`
+    /// (the servers alone, [`crate::mpc::source`]).
     pub correlation: crate::mpc::source::Correlation,
 }
 

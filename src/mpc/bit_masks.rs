@@ -76,9 +76,8 @@ impl Masks {
     pub fn add(&self, out: &mut [Vec<u64>], w: usize, l: usize, x: u64) {
         match *self {
             Masks::B2a { n } => {
-                if let Some(o) = out[0].get_mut(64 * w + l) {
-                    debug_assert!(64 * w + l < n);
-                    *o = o.wrapping_add(x);
+                if 64 * w + l < n {
+                    out[0][64 * w + l] = out[0][64 * w + l].wrapping_add(x);
                 }
             }
             Masks::Trunc { frac, .. } => {

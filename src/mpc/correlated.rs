@@ -3,14 +3,17 @@
 //! Every online protocol here spends precomputed, input-independent material (Beaver triples,
 //! masks with their bit decomposition, ...). A [`Request`] names what is needed; a source
 //! implementing [`Correlations`] returns this server's share of it as a [`Material`]. The dealer
-//! ([`crate::mpc::dealer`]) is one source; a dealer-free source built on oblivious transfer plugs in
-//! behind the same trait.
+//! ([`crate::mpc::dealer`]) is one source; the dealer-free sources, over oblivious transfer
+//! ([`crate::mpc::ot::source`]) and from three servers' replicated seeds
+//! ([`crate::mpc::replicated`]), plug in behind the same trait. The relations between
+//! components are what every source must meet; how each server's shares arise is the source's.
 //!
 //! Each request's material is a list of *components* ([`Request::components`]). A component is
-//! either **random** (every server draws its share from its PRG; the secret is whatever they sum
-//! to) or **correlated** (a function of the random ones; servers `0..k-1` draw their shares and
-//! the last server receives an explicit correction). Components are drawn in list order from
-//! the PRG stream of the request, so the dealer and the servers agree without talking.
+//! either **random** (with the dealer, every server draws its share from its PRG; the secret is
+//! whatever they sum to) or **correlated** (a function of the random ones; with the dealer,
+//! servers `0..k-1` draw their shares and the last server receives an explicit correction).
+//! With the dealer, components are drawn in list order from the PRG stream of the request, so
+//! the dealer and the servers agree without talking.
 
 use crate::error::{Error, Result};
 use crate::mpc::carry_tree::tree_and_words;

@@ -102,6 +102,7 @@ pub fn correct(req: &Request, truth: &[Vec<u64>]) -> bool {
     got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| *g == w)
 }
 
+/// One request of every kind (two of the comparison and of the bilinear form), small.
 pub fn requests() -> Vec<Request> {
     let pairs = Pairs::sparse(3, 4, 2, vec![0, 1, 3, 2, 1, 0]).unwrap();
     vec![

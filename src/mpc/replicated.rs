@@ -27,33 +27,49 @@
 //! `β_{r+2}`. Truncation, comparison and B2a masks follow from the bits
 //! ([`crate::mpc::bit_masks`]).
 //!
-//! **Trust.** Private against any *one* server that follows the protocol: each value it could
-//! use is masked by a share drawn from the seed it lacks. Two colluding servers hold all three
-//! seeds, hence every mask. So this mode tolerates one dishonest server of three, where a
-//! dealer job with three servers tolerates two (design.md, threat model). A server that sends
-//! a wrong `v` makes a bit wrong exactly when the honest `β_{r+2}` is 1. This is the same
-//! selective-failure gap as OT mode's wrong corrections, left open in both.
+//! **Zero-sharing.** Server `i - 1` holds `σ_i`, so it can compute every *drawn* share of server
+//! `i` (`a_i`, `A_i`, `β_i`, ...). The engine was built for dealer material, whose shares are
+//! private to their server, and it opens values masked with them: `x_i - a_i` tells server
+//! `i - 1` server `i`'s share `x_i`. That is harmless when `x_i` is uniform to server `i - 1`.
+//! But a *computed* share is not: `c_i = a_i b_i + a_i b_{i+1} + a_{i+1} b_i` is known to server
+//! `i - 1` up to terms in `a_{i+1}, b_{i+1}`, and once a product is opened again it learns
+//! `x b_i + y a_i`; a random bit's `β_i - 2 β_i β_{i+1}` gives it `β_{i+1}` wherever `β_i = 1`.
+//! So every computed share gets a fresh sharing of zero, `ρ_i - ρ_{i+1}` (XOR for boolean
+//! parts) with `ρ_s` drawn from `σ_s` (Araki, Furukawa, Lindell, Nof and Ohara, CCS 2016):
+//! server `i - 1` lacks `σ_{i+1}` and server `i + 1` lacks `σ_i`, so the share is uniform to
+//! each, and the zero-sharings cancel in the sum. A first version without it was found in
+//! review; `a_server_holding_its_neighbours_seed_cannot_read_the_bits` is the attack.
+//!
+//! **Trust.** Private against any *one* server that follows the protocol: what it receives is
+//! the other servers' openings and splits, and each is masked by a draw from the seed it lacks
+//! (directly, or through a zero-sharing). Two colluding servers hold all three seeds, hence
+//! every mask. So this mode tolerates one dishonest server of three, where a dealer job with
+//! three servers tolerates two (design.md, threat model). A server that sends a wrong `v` makes
+//! a bit wrong exactly when the honest `β_{r+2}` is 1. This is the same selective-failure gap
+//! as OT mode's wrong corrections, left open in both.
 
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::tree_and_words;
 use crate::mpc::channel::Transport;
-use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
+use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream, Sum};
 use crate::mpc::dealer::bilinear_products;
 use crate::mpc::digest::sha256;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::{Protocol, Session, Step};
+use zeroize::Zeroize;
 
 /// The number of servers this source works with.
 pub const SERVERS: usize = 3;
 
 /// PRG streams per request: the components, the bits of truncation masks, the splits `u` of
-/// the cubic terms, and the high parts of comparison masks.
-const STREAMS: u64 = 4;
+/// the cubic terms, the high parts of comparison masks, and the zero-sharings.
+const STREAMS: u64 = 5;
 const COMPONENTS: u64 = 0;
 const BITS: u64 = 1;
 const SPLITS: u64 = 2;
 const HIGH: u64 = 3;
+const ZERO: u64 = 4;
 
 fn next(i: usize) -> usize {
     (i + 1) % SERVERS
@@ -189,7 +205,10 @@ impl Protocol for Setup {
             Ok(Seed::from_words(w))
         };
         // Server `me - 1` contributes to `σ_me`, server `me + 1` to `σ_{me+1}`.
-        let (for_own, for_next) = (from(prev(me))?, from(next(me))?);
+        let got = (from(prev(me)), from(next(me)));
+        let mut incoming = incoming;
+        incoming.iter_mut().for_each(|m| m.zeroize());
+        let (for_own, for_next) = (got.0?, got.1?);
         Ok(Step::Done(Seeds {
             me,
             own: derive(me, &own, &for_own),
@@ -221,12 +240,16 @@ impl DaBits {
         let me = seeds.me;
         let mut out = masks.zeros();
         let mut send = Vec::with_capacity(DaBits::expected(own.len(), me));
+        // The splits `u` of the bits of role `r` come from `σ_r`, held by servers `r` and
+        // `r - 1`: 64 words per word of that role, in order.
+        let mut splits = [me, next(me)].map(|r| Prg::new(seeds.of(r), stream));
         let mut u = [0u64; 64];
         for (w, (&b0, &b1)) in own.iter().zip(&nxt).enumerate() {
             let role = w % SERVERS;
-            // The splits `u` of role `r` come from `σ_r`, held by servers `r` and `r - 1`.
-            if role == me || role == next(me) {
-                Prg::at(seeds.of(role), stream, 64 * w as u64).fill(&mut u);
+            if role == me {
+                splits[0].fill(&mut u);
+            } else if role == next(me) {
+                splits[1].fill(&mut u);
             }
             for (l, &u) in u.iter().enumerate() {
                 let (x, y) = ((b0 >> l) & 1, (b1 >> l) & 1);
@@ -284,6 +307,47 @@ impl DaBits {
     }
 }
 
+/// Whether component `c` of `req` is a plain draw from the seeds (each server's share is its
+/// share `x_me`), not a value computed from them.
+fn drawn(req: &Request, c: usize) -> bool {
+    match req {
+        Request::Beaver { .. } | Request::Bilinear { .. } => c < 2,
+        Request::Compare { .. } => (1..5).contains(&c),
+        Request::B2a { .. } => c == 0,
+        Request::Trunc { .. } => false,
+    }
+}
+
+/// Adds a fresh sharing of zero to every computed component: `ρ_me - ρ_{me+1}` (XOR for boolean
+/// components), `ρ_s` drawn from `σ_s`. Server `me - 1` holds `σ_me`, so it can compute every
+/// draw of this server; without the zero-sharing it would also know enough of a computed share
+/// (a product's `a_me b_me + a_me b_{me+1} + a_{me+1} b_me`, a random bit's
+/// `β_me - 2 β_me β_{me+1}`) to learn this server's inputs once the engine opens a value masked
+/// with it. With it, each such share is uniform to that server (it lacks `σ_{me+1}`) and to
+/// server `me + 1` (it lacks `σ_me`); the zero-sharings cancel in the sum.
+fn rerandomize(seeds: &Seeds, stream: u64, req: &Request, parts: &mut [Part]) {
+    let comps = req.components();
+    for (c, (at, part)) in offsets(req).into_iter().zip(parts.iter_mut()).enumerate() {
+        let Part::Words(w) = part else { continue };
+        if drawn(req, c) {
+            continue;
+        }
+        let (own, nxt) = seeds.pair(stream, at, w.len());
+        match comps[c].sum {
+            Sum::Arith => w
+                .iter_mut()
+                .zip(own.iter().zip(&nxt))
+                .for_each(|(x, (a, b))| {
+                    *x = x.wrapping_add(a.wrapping_sub(*b));
+                }),
+            Sum::Xor => w
+                .iter_mut()
+                .zip(own.iter().zip(&nxt))
+                .for_each(|(x, (a, b))| *x ^= a ^ b),
+        }
+    }
+}
+
 /// Where each component of `req` starts on the components' stream.
 fn offsets(req: &Request) -> Vec<usize> {
     req.components()
@@ -322,8 +386,9 @@ fn and_products(x: &(Vec<u64>, Vec<u64>), y: &(Vec<u64>, Vec<u64>)) -> Vec<u64> 
 }
 
 /// One request's material, as a state machine: local draws and products at the start, then,
-/// when the request holds random bits, one pairwise round for their cubic terms.
-pub struct Deal {
+/// when the request holds random bits, one pairwise round for their cubic terms. The request
+/// must be valid ([`Request::validate`]).
+struct Deal {
     seeds: Seeds,
     req: Request,
     stream: u64,
@@ -343,7 +408,7 @@ impl std::fmt::Debug for Deal {
 
 impl Deal {
     /// Request number `t` of the job, made with `seeds`.
-    pub fn new(seeds: Seeds, req: Request, t: u64) -> Deal {
+    fn new(seeds: Seeds, req: Request, t: u64) -> Deal {
         Deal {
             seeds,
             req,
@@ -419,7 +484,9 @@ impl Deal {
                 let (c1, c2) = (and_products(&ta, &tb1), and_products(&ta, &tb2));
                 let (bits, send) = start_bits(&own, nxt);
                 self.bits = Some(bits);
-                self.high = seeds.draw(me, self.stream + HIGH, 0, n);
+                if ell < 64 {
+                    self.high = seeds.draw(me, self.stream + HIGH, 0, n);
+                }
                 self.parts = [own, ta.0, tb1.0, tb2.0, c1, c2].map(Part::Words).into();
                 Some(send)
             }
@@ -433,13 +500,22 @@ impl Deal {
         }
     }
 
+    /// The material: this server's parts, every computed one re-randomised.
+    fn material(mut self) -> Material {
+        let mut parts = std::mem::take(&mut self.parts);
+        rerandomize(&self.seeds, self.stream + ZERO, &self.req, &mut parts);
+        Material::new(parts)
+    }
+
     /// The material, once the masks built from random bits are complete.
     fn finish(mut self, mut masks: Vec<Vec<u64>>) -> Material {
         match self.req {
             Request::Trunc { .. } => self.parts = masks.into_iter().map(Part::Words).collect(),
             Request::Compare { ell, .. } => {
                 let mut r = masks.pop().expect("one mask");
-                add_high(&mut r, ell, &self.high);
+                if ell < 64 {
+                    add_high(&mut r, ell, &self.high);
+                }
                 self.parts.insert(0, Part::Words(r));
             }
             Request::B2a { .. } => self.parts.extend(masks.into_iter().map(Part::Words)),
@@ -447,7 +523,7 @@ impl Deal {
                 unreachable!("no random bits")
             }
         }
-        Material::new(std::mem::take(&mut self.parts))
+        self.material()
     }
 }
 
@@ -455,10 +531,9 @@ impl Protocol for Deal {
     type Output = Material;
 
     fn start(mut self) -> Result<Step<Self>> {
-        self.req.validate()?;
         let me = self.seeds.me;
         let Some(send) = self.local() else {
-            return Ok(Step::Done(Material::new(std::mem::take(&mut self.parts))));
+            return Ok(Step::Done(self.material()));
         };
         let words = self.bits.as_ref().map_or(0, |b| b.next.len());
         let mut payloads = vec![Vec::new(); SERVERS];
@@ -468,7 +543,7 @@ impl Protocol for Deal {
         Ok(Step::SendEach(self, payloads, expected))
     }
 
-    fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
+    fn receive(mut self, mut incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
         let me = self.seeds.me;
         for (p, m) in incoming.iter().enumerate() {
             if p != me && p != prev(me) && !m.is_empty() {
@@ -483,8 +558,9 @@ impl Protocol for Deal {
             .take()
             .ok_or_else(|| Error::invalid("replicated material fed with no bits pending"))?;
         let v = incoming.get(prev(me)).map_or(&[][..], |m| &m[..]);
-        let masks = bits.finish(me, v)?;
-        Ok(Step::Done(self.finish(masks)))
+        let masks = bits.finish(me, v);
+        incoming.iter_mut().for_each(|m| m.zeroize());
+        Ok(Step::Done(self.finish(masks?)))
     }
 }
 
@@ -595,20 +671,103 @@ mod tests {
     }
 
     #[test]
-    fn random_bits_are_uniform_and_the_only_traffic() {
+    fn random_bits_are_the_only_traffic_and_requests_differ() {
         // Setup: 4 words to each peer. Beaver and the bilinear form: no message at all.
         let (_, stats) = truths(&[Request::Beaver { n: 50, fanout: 2 }, requests()[6].clone()]);
         for s in &stats {
             assert_eq!((s.bytes_sent, s.rounds), (2 * 4 * 8, 1), "{s:?}");
         }
         // 4 words of bits (roles 0, 1, 2, 0): one word per bit, from the bit's role server.
-        let (truths, stats) = truths(&[Request::B2a { n: 256 }]);
+        let b2a = Request::B2a { n: 256 };
+        let (truths, stats) = truths(&[b2a.clone(), b2a]);
         let sent: Vec<u64> = stats.iter().map(|s| s.bytes_sent - 64).collect();
-        assert_eq!(sent, vec![2 * 64 * 8, 64 * 8, 64 * 8]);
-        assert!(stats.iter().all(|s| s.rounds == 2));
-        // The bits are balanced (about half ones) and distinct between requests.
+        assert_eq!(sent, vec![2 * 2 * 64 * 8, 2 * 64 * 8, 2 * 64 * 8]);
+        assert!(stats.iter().all(|s| s.rounds == 3));
+        // The same request twice: other bits (each request has its own streams).
+        assert_ne!(truths[0][0], truths[1][0]);
         let ones: u32 = truths[0][0].iter().map(|w| w.count_ones()).sum();
         assert!((80..=176).contains(&ones), "{ones} ones of 256");
+    }
+
+    /// Every server's shares of every computed component (products, bilinear `C` and norms,
+    /// AND triples, masks from random bits) have balanced low bits. Without the zero-sharing, a
+    /// product share `a_0 b_0 + a_0 b_1 + a_1 b_0` has bit 0 set with probability 3/8.
+    #[test]
+    fn computed_shares_have_balanced_bits() {
+        let pairs = crate::mpc::pairs::Pairs::dense(64, 64);
+        let reqs = [
+            Request::Beaver { n: 4096, fanout: 1 },
+            Request::Bilinear {
+                d: 4,
+                pairs,
+                blocks: vec![1, 3],
+                split: true,
+            },
+            Request::Compare { n: 4096, ell: 20 },
+            Request::Trunc { n: 4096, frac: 8 },
+            Request::B2a { n: 4096 },
+        ];
+        let runs = fetch_all(SERVERS, &reqs).unwrap();
+        for (s, (mats, _)) in runs.into_iter().enumerate() {
+            for (req, m) in reqs.iter().zip(mats) {
+                for (c, part) in m.into_vec().into_iter().enumerate() {
+                    let Part::Words(w) = &part else { continue };
+                    if drawn(req, c) || w.len() < 1024 {
+                        continue;
+                    }
+                    for bit in 0..4 {
+                        let ones = w.iter().filter(|x| (*x >> bit) & 1 == 1).count();
+                        let share = ones as f64 / w.len() as f64;
+                        assert!(
+                            (0.44..=0.56).contains(&share),
+                            "server {s}, {req:?} component {c}, bit {bit}: {share:.3} ones"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The attack the zero-sharing stops: server 0 holds `σ_1`, so it knows server 1's boolean
+    /// share `β_1` of every random bit. Without the zero-sharing, where `β_1 = 1` server 1's
+    /// arithmetic share is `1 - 2 β_2` modulo 4, which gives server 0 the bit itself once the
+    /// engine opens a value masked with that share. With it, the guess is a coin toss.
+    #[test]
+    fn a_server_holding_its_neighbours_seed_cannot_read_the_bits() {
+        let req = Request::B2a { n: 8192 };
+        let runs = fetch_all(SERVERS, std::slice::from_ref(&req)).unwrap();
+        let mats: Vec<Vec<Vec<u64>>> = runs
+            .into_iter()
+            .map(|(m, _)| {
+                let [bits, arith] = m.into_iter().next().unwrap().into_parts::<2>().unwrap();
+                vec![bits, arith]
+            })
+            .collect();
+        let bit = |words: &[u64], i: usize| (words[i / 64] >> (i % 64)) & 1;
+        let truth: Vec<u64> = (0..8192)
+            .map(|i| (0..3).fold(0, |b, s| b ^ bit(&mats[s][0], i)))
+            .collect();
+        let (b0, b1, a1) = (&mats[0][0], &mats[1][0], &mats[1][1]);
+        let (mut tried, mut right) = (0, 0);
+        for i in 0..8192 {
+            if bit(b1, i) == 1 {
+                let b2 = u64::from(a1[i] % 4 == 3);
+                tried += 1;
+                right += usize::from(bit(b0, i) ^ 1 ^ b2 == truth[i]);
+            }
+        }
+        let rate = right as f64 / tried as f64;
+        assert!(
+            tried > 3000 && (0.45..=0.55).contains(&rate),
+            "{right} of {tried}"
+        );
+    }
+
+    #[test]
+    fn seeds_are_bound_to_their_index() {
+        let (a, b) = (Seed([1; 32]), Seed([2; 32]));
+        assert!(derive(1, &a, &b) != derive(2, &a, &b));
+        assert!(derive(1, &a, &b) != derive(1, &b, &a));
     }
 
     #[test]

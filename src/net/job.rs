@@ -112,8 +112,10 @@ impl JobSpec {
         // first opened group of columns; v3, servers that run as workers; v4, the dealer-free
         // correlation source (an optional dealer); v5, its OT hash from fixed-key AES instead
         // of SHA-256 and the KOS check (servers of v4 and v5 would exchange different OT
-        // messages); v6, point-to-point OT messages instead of padded broadcast sections.
-        Ok(Digest(sha256("ppea job description v6", &[&bytes])))
+        // messages); v6, point-to-point OT messages instead of padded broadcast sections; v7,
+        // replicated material re-randomised by zero-sharings (servers of v6 and v7 would add up
+        // different shares).
+        Ok(Digest(sha256("ppea job description v7", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

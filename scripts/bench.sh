@@ -19,6 +19,9 @@ for k in 2 3; do
   "$bin" bench compare --servers "$k" --count 100000 --ell 64 --correlation ot --repeat "$REPEAT"
 done
 "$bin" bench bilinear --servers 2 --n 40 --m 40 --d 128 --correlation ot --repeat "$REPEAT"
+# Three servers from replicated seeds (correlation = "replicated"): issue 9's sizes.
+"$bin" bench compare --servers 3 --count 1000000 --ell 64 --correlation replicated --repeat "$REPEAT"
+"$bin" bench bilinear --servers 3 --n 1000 --m 1000 --d 128 --correlation replicated --repeat "$REPEAT"
 # The bilinear form's local pair products at 10^5 rows per side (64 candidates each, both
 # ways): passes of 8 and 64 columns (PAIR_ROWS=1000000 for the 10^6 figures; 4 GB).
 rows="${PAIR_ROWS:-100000}"

@@ -27,26 +27,28 @@
 //! `β_{r+2}`. Truncation, comparison and B2a masks follow from the bits
 //! ([`crate::mpc::bit_masks`]).
 //!
-//! **Zero-sharing.** Server `i - 1` holds `σ_i`, so it can compute every *drawn* share of server
-//! `i` (`a_i`, `A_i`, `β_i`, ...). The engine was built for dealer material, whose shares are
-//! private to their server, and it opens values masked with them: `x_i - a_i` tells server
-//! `i - 1` server `i`'s share `x_i`. That is harmless when `x_i` is uniform to server `i - 1`.
-//! But a *computed* share is not: `c_i = a_i b_i + a_i b_{i+1} + a_{i+1} b_i` is known to server
-//! `i - 1` up to terms in `a_{i+1}, b_{i+1}`, and once a product is opened again it learns
-//! `x b_i + y a_i`; a random bit's `β_i - 2 β_i β_{i+1}` gives it `β_{i+1}` wherever `β_i = 1`.
-//! So every computed share gets a fresh sharing of zero, `ρ_i - ρ_{i+1}` (XOR for boolean
-//! parts) with `ρ_s` drawn from `σ_s` (Araki, Furukawa, Lindell, Nof and Ohara, CCS 2016):
-//! server `i - 1` lacks `σ_{i+1}` and server `i + 1` lacks `σ_i`, so the share is uniform to
-//! each, and the zero-sharings cancel in the sum. A first version without it was found in
-//! review; `a_server_holding_its_neighbours_seed_cannot_read_the_bits` is the attack.
+//! **Zero-sharing.** Server `i - 1` holds `σ_i`, so it can compute every plain draw of server
+//! `i` (`a_i`, `β_i`, ...). The engine was built for dealer material, whose shares are private
+//! to their server, and it opens values masked with them: `x_i - a_i` tells server `i - 1`
+//! server `i`'s share `x_i`. Computed shares made that fatal: `c_i = a_i b_i + a_i b_{i+1} +
+//! a_{i+1} b_i` is known to server `i - 1` up to terms in `a_{i+1}, b_{i+1}`, so once a product
+//! is opened again it learns `x b_i + y a_i`; a random bit's `β_i - 2 β_i β_{i+1}` gives it
+//! `β_{i+1}` wherever `β_i = 1`. So every share held as words gets a fresh sharing of zero,
+//! `ρ_i - ρ_{i+1}` (XOR for boolean parts) with `ρ_s` drawn from `σ_s` (Araki, Furukawa,
+//! Lindell, Nof and Ohara, CCS 2016). The three shares are then uniform subject to their sum, as
+//! the dealer's are, and the zero-sharings cancel. Only the bilinear form's masks stay streams
+//! of `σ_i`, which server `i - 1` can draw. A first version without the zero-sharing was found
+//! in review; `a_server_holding_its_neighbours_seed_cannot_read_the_bits` is the attack.
 //!
-//! **Trust.** Private against any *one* server that follows the protocol: what it receives is
-//! the other servers' openings and splits, and each is masked by a draw from the seed it lacks
-//! (directly, or through a zero-sharing). Two colluding servers hold all three seeds, hence
-//! every mask. So this mode tolerates one dishonest server of three, where a dealer job with
-//! three servers tolerates two (design.md, threat model). A server that sends a wrong `v` makes
-//! a bit wrong exactly when the honest `β_{r+2}` is 1. This is the same selective-failure gap
-//! as OT mode's wrong corrections, left open in both.
+//! **Trust.** Private against any *one* server that follows the protocol. Server `i - 1` can
+//! still read server `i`'s share of a value opened against one of those masks. But everything
+//! it sees is no more than what servers `i - 1` and `i` would see together in a dealer job with
+//! the same three servers, which stays private against two colluding servers. Each opened
+//! *total* stays masked by a share drawn from `σ_{i+1}`, the seed it lacks. Two colluding
+//! servers hold all three seeds, hence every mask. So this mode tolerates one curious server of
+//! three, where a dealer job with three servers tolerates two (design.md, threat model). A
+//! server that sends a wrong `v` makes a bit wrong exactly when the honest `β_{r+2}` is 1. This is
+//! the same selective-failure gap as OT mode's wrong corrections, left open in both.
 
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::bit_masks::{Masks, add_high};
@@ -170,8 +172,8 @@ impl Protocol for Setup {
         };
         if k != SERVERS {
             return Err(Error::invalid(format!(
-                "correlation = \"replicated\" needs exactly {SERVERS} servers (any one of them \
-                 may be dishonest), this job has {k}: use correlation = \"dealer\" or \"ot\""
+                "correlation = \"replicated\" needs exactly {SERVERS} servers (private while \
+                 no two of them collude), this job has {k}: use correlation = \"dealer\" or \"ot\""
             )));
         }
         let (own, nxt) = (Seed::random(), Seed::random());
@@ -307,31 +309,20 @@ impl DaBits {
     }
 }
 
-/// Whether component `c` of `req` is a plain draw from the seeds (each server's share is its
-/// share `x_me`), not a value computed from them.
-fn drawn(req: &Request, c: usize) -> bool {
-    match req {
-        Request::Beaver { .. } | Request::Bilinear { .. } => c < 2,
-        Request::Compare { .. } => (1..5).contains(&c),
-        Request::B2a { .. } => c == 0,
-        Request::Trunc { .. } => false,
-    }
-}
-
-/// Adds a fresh sharing of zero to every computed component: `ρ_me - ρ_{me+1}` (XOR for boolean
-/// components), `ρ_s` drawn from `σ_s`. Server `me - 1` holds `σ_me`, so it can compute every
-/// draw of this server; without the zero-sharing it would also know enough of a computed share
-/// (a product's `a_me b_me + a_me b_{me+1} + a_{me+1} b_me`, a random bit's
+/// Adds a fresh sharing of zero to every component held as words: `ρ_me - ρ_{me+1}` (XOR for
+/// boolean components), `ρ_s` drawn from `σ_s`. Server `me - 1` holds `σ_me`, so it can compute
+/// every draw of this server; without the zero-sharing it would also know enough of a computed
+/// share (a product's `a_me b_me + a_me b_{me+1} + a_{me+1} b_me`, a random bit's
 /// `β_me - 2 β_me β_{me+1}`) to learn this server's inputs once the engine opens a value masked
-/// with it. With it, each such share is uniform to that server (it lacks `σ_{me+1}`) and to
-/// server `me + 1` (it lacks `σ_me`); the zero-sharings cancel in the sum.
+/// with it. With it, each share is uniform to that server (it lacks `σ_{me+1}`) and to server
+/// `me + 1` (it lacks `σ_me`), and the material is distributed as the dealer's; the
+/// zero-sharings cancel in the sum. Plain draws get one too, so that no list of which
+/// components are computed has to be kept right: only the bilinear form's masks, left as
+/// streams of `σ_me`, stay known to server `me - 1`.
 fn rerandomize(seeds: &Seeds, stream: u64, req: &Request, parts: &mut [Part]) {
     let comps = req.components();
     for (c, (at, part)) in offsets(req).into_iter().zip(parts.iter_mut()).enumerate() {
         let Part::Words(w) = part else { continue };
-        if drawn(req, c) {
-            continue;
-        }
         let (own, nxt) = seeds.pair(stream, at, w.len());
         match comps[c].sum {
             Sum::Arith => w
@@ -712,7 +703,7 @@ mod tests {
             for (req, m) in reqs.iter().zip(mats) {
                 for (c, part) in m.into_vec().into_iter().enumerate() {
                     let Part::Words(w) = &part else { continue };
-                    if drawn(req, c) || w.len() < 1024 {
+                    if w.len() < 1024 {
                         continue;
                     }
                     for bit in 0..4 {
@@ -761,6 +752,34 @@ mod tests {
             tried > 3000 && (0.45..=0.55).contains(&rate),
             "{right} of {tried}"
         );
+    }
+
+    /// Server 0 holds `σ_1`, so it can draw server 1's plain shares; none of server 1's shares
+    /// held as words is such a draw (each carries a zero-sharing with a draw from `σ_2`).
+    #[test]
+    fn no_share_held_as_words_is_a_draw_the_neighbour_can_make() {
+        use crate::mpc::protocol::run_lockstep;
+        let (seeds, _) = run_lockstep((0..3).map(|me| Setup::new(me, 3)).collect()).unwrap();
+        let reqs = requests();
+        for (t, req) in reqs.iter().enumerate() {
+            let deals = seeds
+                .iter()
+                .map(|s| Deal::new(s.clone(), req.clone(), t as u64))
+                .collect();
+            let (mats, _) = run_lockstep(deals).unwrap();
+            let parts = mats.into_iter().nth(1).unwrap().into_vec();
+            for ((c, at), part) in offsets(req).into_iter().enumerate().zip(parts) {
+                let Part::Words(w) = &part else { continue };
+                // What server 0 draws for server 1 at that place of each of its streams.
+                for stream in 0..STREAMS {
+                    let guess = seeds[0].draw(1, t as u64 * STREAMS + stream, at, w.len());
+                    assert!(
+                        w.is_empty() || *w != guess,
+                        "{req:?} component {c} is server 0's draw (stream {stream})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   at a much higher cost for the bilinear form (design.md, "Dealer-free correlations");
 //! * `replicated`: exactly three servers make the material from seeds each shares with one
 //!   neighbour ([`crate::mpc::replicated`]); no dealer and about a dealer job's cost, but any
-//!   two colluding servers hold every mask (one dishonest server of three is tolerated).
+//!   two colluding servers hold every mask (private against one curious server of three).
 
 use crate::error::Result;
 use crate::mpc::channel::Transport;

@@ -113,9 +113,9 @@ impl JobSpec {
         // correlation source (an optional dealer); v5, its OT hash from fixed-key AES instead
         // of SHA-256 and the KOS check (servers of v4 and v5 would exchange different OT
         // messages); v6, point-to-point OT messages instead of padded broadcast sections; v7,
-        // replicated material re-randomised by zero-sharings (servers of v6 and v7 would add up
-        // different shares).
-        Ok(Digest(sha256("ppea job description v7", &[&bytes])))
+        // replicated material's computed shares re-randomised by zero-sharings, v8 every share
+        // held as words (servers of different versions would add up different shares).
+        Ok(Digest(sha256("ppea job description v8", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the
@@ -173,8 +173,8 @@ impl JobSpec {
             }
             (Correlation::Replicated, None) if self.servers.len() != 3 => {
                 return Err(Error::invalid(format!(
-                    "correlation = \"replicated\" needs exactly 3 servers (any one of them may \
-                     be dishonest), the job lists {}: list 3 [[servers]], or use \
+                    "correlation = \"replicated\" needs exactly 3 servers (private while no \
+                     two of them collude), the job lists {}: list 3 [[servers]], or use \
                      correlation = \"ot\" (no dealer) or \"dealer\"",
                     self.servers.len()
                 )));

@@ -99,6 +99,24 @@ impl Masks {
         }
     }
 
+    /// The smallest power of two (its exponent) that [`Masks::add`] multiplies the share of
+    /// bit `l` of word `w` by, or `None` when the bit is added nowhere. A share only matters
+    /// modulo `2^(64 - shift)`.
+    pub fn min_shift(&self, w: usize, l: usize) -> Option<u32> {
+        match *self {
+            Masks::B2a { n } => (64 * w + l < n).then_some(0),
+            Masks::Trunc { frac, .. } => Some(match l as u32 {
+                63 => 0,
+                l if l >= frac => l - frac,
+                l => l,
+            }),
+            Masks::Compare { n, .. } => {
+                let blocks = n.div_ceil(64);
+                ((w % blocks) * 64 + l < n).then_some((w / blocks) as u32)
+            }
+        }
+    }
+
     /// The masks from arithmetic shares of every bit (bit `l` of word `w` at `64 w + l`).
     pub fn from_bits(&self, bits: &[u64]) -> Vec<Vec<u64>> {
         assert_eq!(

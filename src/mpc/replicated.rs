@@ -241,7 +241,7 @@ impl DaBits {
     ) -> (DaBits, Vec<u64>) {
         let me = seeds.me;
         let mut out = masks.zeros();
-        let mut send = Vec::with_capacity(DaBits::expected(own.len(), me));
+        let mut send = Packer::with_capacity(DaBits::expected(&masks, own.len(), me));
         // The splits `u` of the bits of role `r` come from `σ_r`, held by servers `r` and
         // `r - 1`: 64 words per word of that role, in order.
         let mut splits = [me, next(me)].map(|r| Prg::new(seeds.of(r), stream));
@@ -258,7 +258,7 @@ impl DaBits {
                 let mut a = x.wrapping_sub(2 * (x & y));
                 if role == me {
                     // m = β_me β_{me+1}; server me - 1 adds 4 u β_{me+2}.
-                    send.push((x & y).wrapping_sub(u));
+                    send.push((x & y).wrapping_sub(u), split_bits(&masks, w, l));
                 } else if role == next(me) {
                     // Server me + 1 split its m with u: add 4 u β_{role+2}, and role + 2 = me.
                     a = a.wrapping_add(u.wrapping_mul(4 * x));
@@ -272,19 +272,27 @@ impl DaBits {
                 out,
                 next: nxt,
             },
-            send,
+            send.words,
         )
     }
 
-    /// Words server `from` sends the next server: 64 per word of its role.
-    fn expected(words: usize, from: usize) -> usize {
-        64 * (0..words).filter(|w| w % SERVERS == from).count()
+    /// Words server `from` sends the next server: the splits of the bits of its role, packed.
+    fn expected(masks: &Masks, words: usize, from: usize) -> usize {
+        let bits: usize = (from..words)
+            .step_by(SERVERS)
+            .map(|w| {
+                (0..64)
+                    .map(|l| split_bits(masks, w, l) as usize)
+                    .sum::<usize>()
+            })
+            .sum();
+        bits.div_ceil(64)
     }
 
     /// Adds `4 v β_{me+1}` for the bits of role `me - 1` (`v` from server `me - 1`) and returns
     /// the masks.
     fn finish(mut self, me: usize, v: &[u64]) -> Result<Vec<Vec<u64>>> {
-        let want = DaBits::expected(self.next.len(), prev(me));
+        let want = DaBits::expected(&self.masks, self.next.len(), prev(me));
         if v.len() != want {
             return Err(Error::protocol(
                 PeerName::Server(prev(me)),
@@ -294,18 +302,78 @@ impl DaBits {
                 ),
             ));
         }
-        let mut v = v.chunks_exact(64);
+        let mut v = Unpacker { words: v, at: 0 };
         for (w, &b1) in self.next.iter().enumerate() {
             if w % SERVERS != prev(me) {
                 continue;
             }
-            let v = v.next().expect("length checked");
-            for (l, v) in v.iter().enumerate() {
+            for l in 0..64 {
+                let v = v.take(split_bits(&self.masks, w, l));
                 let t = v.wrapping_mul(4 * ((b1 >> l) & 1));
                 self.masks.add(&mut self.out, w, l, t);
             }
         }
         Ok(self.out)
+    }
+}
+
+/// Bits of the split of bit `l` of word `w` that are sent. Its share is added times 4 and times
+/// at least `2^shift` ([`Masks::min_shift`]), modulo `2^64`, so only the split's low
+/// `62 - shift` bits matter (none for a bit added nowhere). The split stays uniform in them.
+fn split_bits(masks: &Masks, w: usize, l: usize) -> u32 {
+    masks.min_shift(w, l).map_or(0, |s| 62u32.saturating_sub(s))
+}
+
+/// Values of given bit widths packed into words, low bits first.
+struct Packer {
+    words: Vec<u64>,
+    at: usize,
+}
+
+impl Packer {
+    fn with_capacity(words: usize) -> Packer {
+        Packer {
+            words: Vec::with_capacity(words),
+            at: 0,
+        }
+    }
+
+    /// Appends the low `bits` (at most 63) bits of `v`.
+    fn push(&mut self, v: u64, bits: u32) {
+        if bits == 0 {
+            return;
+        }
+        let v = v & ((1u64 << bits) - 1);
+        let (i, off) = (self.at / 64, (self.at % 64) as u32);
+        if off == 0 {
+            self.words.push(0);
+        }
+        self.words[i] |= v << off;
+        if off + bits > 64 {
+            self.words.push(v >> (64 - off));
+        }
+        self.at += bits as usize;
+    }
+}
+
+/// Reads what a [`Packer`] wrote, given the same widths. The length was checked against them.
+struct Unpacker<'a> {
+    words: &'a [u64],
+    at: usize,
+}
+
+impl Unpacker<'_> {
+    fn take(&mut self, bits: u32) -> u64 {
+        if bits == 0 {
+            return 0;
+        }
+        let (i, off) = (self.at / 64, (self.at % 64) as u32);
+        let mut v = self.words[i] >> off;
+        if off + bits > 64 {
+            v |= self.words[i + 1] << (64 - off);
+        }
+        self.at += bits as usize;
+        v & ((1u64 << bits) - 1)
     }
 }
 
@@ -526,11 +594,11 @@ impl Protocol for Deal {
         let Some(send) = self.local() else {
             return Ok(Step::Done(self.material()));
         };
-        let words = self.bits.as_ref().map_or(0, |b| b.next.len());
+        let bits = self.bits.as_ref().expect("a request made from bits");
         let mut payloads = vec![Vec::new(); SERVERS];
         payloads[next(me)] = send;
         let mut expected = vec![0; SERVERS];
-        expected[prev(me)] = DaBits::expected(words, prev(me));
+        expected[prev(me)] = DaBits::expected(&bits.masks, bits.next.len(), prev(me));
         Ok(Step::SendEach(self, payloads, expected))
     }
 
@@ -668,11 +736,12 @@ mod tests {
         for s in &stats {
             assert_eq!((s.bytes_sent, s.rounds), (2 * 4 * 8, 1), "{s:?}");
         }
-        // 4 words of bits (roles 0, 1, 2, 0): one word per bit, from the bit's role server.
+        // 4 words of bits (roles 0, 1, 2, 0): a 62-bit split per bit, from the bit's role
+        // server (62 words per word of bits).
         let b2a = Request::B2a { n: 256 };
         let (truths, stats) = truths(&[b2a.clone(), b2a]);
         let sent: Vec<u64> = stats.iter().map(|s| s.bytes_sent - 64).collect();
-        assert_eq!(sent, vec![2 * 2 * 64 * 8, 2 * 64 * 8, 2 * 64 * 8]);
+        assert_eq!(sent, vec![2 * 2 * 62 * 8, 2 * 62 * 8, 2 * 62 * 8]);
         assert!(stats.iter().all(|s| s.rounds == 3));
         // The same request twice: other bits (each request has its own streams).
         assert_ne!(truths[0][0], truths[1][0]);
@@ -780,6 +849,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn packed_splits_read_back_and_fill_their_words() {
+        let mut prg = Prg::new(&Seed([7; 32]), 0);
+        let vals: Vec<(u64, u32)> = (0..1000)
+            .map(|i| (prg.next_u64(), [0, 1, 2, 31, 61, 62, 63][i % 7]))
+            .collect();
+        let mut p = Packer::with_capacity(0);
+        vals.iter().for_each(|&(v, b)| p.push(v, b));
+        let bits: usize = vals.iter().map(|v| v.1 as usize).sum();
+        assert_eq!(p.words.len(), bits.div_ceil(64));
+        let mut u = Unpacker {
+            words: &p.words,
+            at: 0,
+        };
+        for &(v, b) in &vals {
+            let want = if b == 0 { 0 } else { v & ((1 << b) - 1) };
+            assert_eq!(u.take(b), want);
+        }
+        // Comparison bits of weight 2^i need 62 - i bits; the top two none.
+        let m = Masks::Compare { n: 64, ell: 64 };
+        assert_eq!((split_bits(&m, 0, 0), split_bits(&m, 10, 5)), (62, 52));
+        assert_eq!((split_bits(&m, 62, 0), split_bits(&m, 63, 0)), (0, 0));
     }
 
     #[test]

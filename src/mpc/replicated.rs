@@ -1,6 +1,6 @@
 //! The three-server replicated correlation source (`correlation = "replicated"`): no dealer and
 //! no OT. Three servers make every request's material from seeds each shares with one
-//! neighbour; random bits cost one word each, everything else costs no message at all.
+//! neighbour; random bits cost at most 62 bits each, everything else no message at all.
 //!
 //! **Replicated seeds.** Indices are taken mod 3. Server `i` holds the seeds `σ_i` and
 //! `σ_{i+1}`: seed `σ_s` is known to servers `s` and `s - 1`, never to `s + 1`. Both holders
@@ -19,13 +19,15 @@
 //!
 //! **Bits held both ways (daBits).** A random bit `β = β_0 ⊕ β_1 ⊕ β_2` (XOR shares drawn as
 //! above) is, as an integer, `Σ β_s - 2 Σ β_s β_{s+1} + 4 β_0 β_1 β_2`. Server `i` knows
-//! `β_i β_{i+1}` and adds `β_i - 2 β_i β_{i+1}`. The cubic term costs one word. A bit's *role*
+//! `β_i β_{i+1}` and adds `β_i - 2 β_i β_{i+1}`. The cubic term costs one split. A bit's *role*
 //! `r` is its word's index mod 3. Server `r` knows `m = β_r β_{r+1}`. It draws `u` from `σ_r`,
 //! which server `r - 1` also holds, and sends `v = m - u` to server `r + 1`. To `r + 1`, `v` is
 //! uniform, because it does not hold `σ_r`. Then `4 m β_{r+2} = 4 u β_{r+2} + 4 v β_{r+2}`:
 //! server `r - 1` adds the first term and server `r + 1` the second. Both of them hold
 //! `β_{r+2}`. Truncation, comparison and B2a masks follow from the bits
-//! ([`crate::mpc::bit_masks`]).
+//! ([`crate::mpc::bit_masks`]). A bit's share enters them times 4 and times at least `2^s`
+//! modulo `2^64` ([`Masks::min_shift`]), so `v` is sent with its low `62 - s` bits only,
+//! packed.
 //!
 //! **Zero-sharing.** Server `i - 1` holds `σ_i`, so it can compute every plain draw of server
 //! `i` (`a_i`, `β_i`, ...). The engine was built for dealer material, whose shares are private

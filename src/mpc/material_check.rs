@@ -2,9 +2,44 @@
 //! check that they satisfy the dealer's relations. Every correlation source's tests use it, so
 //! each source is held to the same definition of right material.
 
-use crate::mpc::correlated::{Material, Request, Sum};
+use crate::error::{Error, Result};
+use crate::mpc::channel::memory_network;
+use crate::mpc::correlated::{Correlations, Material, Request, Sum};
 use crate::mpc::dealer::correlate;
 use crate::mpc::pairs::Pairs;
+use crate::mpc::protocol::{Session, Stats};
+
+/// Every one of `k` servers' material for each of `reqs` in turn, from a source `make` builds
+/// per server, over the in-memory network, with its traffic.
+pub fn fetch_all<S: Correlations + 'static>(
+    k: usize,
+    make: impl Fn() -> S,
+    reqs: &[Request],
+) -> Result<Vec<(Vec<Material>, Stats)>> {
+    let rt = crate::mpc::local::runtime()?;
+    rt.block_on(async {
+        let (ts, _dealer) = memory_network(k);
+        let tasks: Vec<_> = ts
+            .into_iter()
+            .map(|t| {
+                let (reqs, mut src) = (reqs.to_vec(), make());
+                tokio::spawn(async move {
+                    let mut s = Session::new(t);
+                    let mut out = Vec::new();
+                    for req in &reqs {
+                        out.push(src.fetch(&mut s, req).await?);
+                    }
+                    Ok::<_, Error>((out, s.stats()))
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("server task")?);
+        }
+        Ok(out)
+    })
+}
 
 /// The components' true values: every server's shares combined.
 pub fn reconstruct(req: &Request, mats: Vec<Material>) -> Vec<Vec<u64>> {

@@ -671,36 +671,12 @@ impl Correlations for ReplicatedSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpc::channel::memory_network;
     use crate::mpc::material_check::{correct, reconstruct, requests};
     use crate::mpc::protocol::Stats;
 
     /// Every server's material for each of `reqs` in turn, with its traffic.
     fn fetch_all(k: usize, reqs: &[Request]) -> Result<Vec<(Vec<Material>, Stats)>> {
-        let rt = crate::mpc::local::runtime()?;
-        rt.block_on(async {
-            let (ts, _dealer) = memory_network(k);
-            let tasks: Vec<_> = ts
-                .into_iter()
-                .map(|t| {
-                    let reqs = reqs.to_vec();
-                    tokio::spawn(async move {
-                        let mut s = Session::new(t);
-                        let mut src = ReplicatedSource::new();
-                        let mut out = Vec::new();
-                        for req in &reqs {
-                            out.push(src.fetch(&mut s, req).await?);
-                        }
-                        Ok::<_, Error>((out, s.stats()))
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.expect("server task")?);
-            }
-            Ok(out)
-        })
+        crate::mpc::material_check::fetch_all(k, ReplicatedSource::new, reqs)
     }
 
     /// The true values of each request's material, and every server's traffic.

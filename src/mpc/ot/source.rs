@@ -360,42 +360,27 @@ async fn generate<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpc::channel::memory_network;
     use crate::mpc::material_check::{correct, reconstruct, requests};
     use crate::mpc::pairs::Pairs;
     use crate::mpc::protocol::Stats;
 
-    /// Every server's material for `req` (and then for a small Beaver request on the same links),
+    /// Every server's material for `req` and then for a small Beaver request on the same links,
     /// with its traffic.
     fn fetch_all(
         k: usize,
         req: &Request,
         chunk: usize,
     ) -> Result<Vec<(Material, Material, Stats)>> {
-        let rt = crate::mpc::local::runtime()?;
-        rt.block_on(async {
-            let (ts, _dealer) = memory_network(k);
-            let tasks: Vec<_> = ts
-                .into_iter()
-                .map(|t| {
-                    let req = req.clone();
-                    tokio::spawn(async move {
-                        let mut s = Session::new(t);
-                        let mut src = OtSource::new().with_chunk(chunk).with_max_products(1 << 14);
-                        let m = src.fetch(&mut s, &req).await?;
-                        let again = src
-                            .fetch(&mut s, &Request::Beaver { n: 3, fanout: 2 })
-                            .await?;
-                        Ok::<_, Error>((m, again, s.stats()))
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.expect("server task")?);
-            }
-            Ok(out)
-        })
+        let make = || OtSource::new().with_chunk(chunk).with_max_products(1 << 14);
+        let reqs = [req.clone(), Request::Beaver { n: 3, fanout: 2 }];
+        let runs = crate::mpc::material_check::fetch_all(k, make, &reqs)?;
+        Ok(runs
+            .into_iter()
+            .map(|(m, stats)| {
+                let [m, again] = <[Material; 2]>::try_from(m).expect("two requests");
+                (m, again, stats)
+            })
+            .collect())
     }
 
     #[test]

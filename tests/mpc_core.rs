@@ -558,7 +558,7 @@ fn a_servers_view_of_dealer_free_material_looks_uniform() {
     }
     let reqs = [
         Request::Beaver { n: 256, fanout: 2 },
-        Request::Compare { n: 4096, ell: 40 },
+        Request::Compare { n: 16384, ell: 40 },
         Request::Trunc { n: 1024, frac: 16 },
         Request::B2a { n: 8192 },
     ];

@@ -99,20 +99,37 @@ impl Masks {
         }
     }
 
-    /// The smallest power of two (its exponent) that [`Masks::add`] multiplies the share of
-    /// bit `l` of word `w` by, or `None` when the bit is added nowhere. A share only matters
-    /// modulo `2^(64 - shift)`.
-    pub fn min_shift(&self, w: usize, l: usize) -> Option<u32> {
+    /// How many low bits of a share of bit `l` of word `w` the masks depend on: what
+    /// [`Masks::add`] does with the share is unchanged by adding a multiple of `2^bits` to it.
+    /// The masks are taken modulo `2^64`, except a comparison mask `r`, whose bits from `ell` up
+    /// may be anything: they are the random high part `h` (uniform to any server that lacks
+    /// one of its shares), so only `r mod 2^ell` must be right. A bit added nowhere (lanes past
+    /// the last value) has 0.
+    pub fn significant_bits(&self, w: usize, l: usize) -> u32 {
         match *self {
-            Masks::B2a { n } => (64 * w + l < n).then_some(0),
-            Masks::Trunc { frac, .. } => Some(match l as u32 {
-                63 => 0,
-                l if l >= frac => l - frac,
-                l => l,
-            }),
-            Masks::Compare { n, .. } => {
+            Masks::B2a { n } => {
+                if 64 * w + l < n {
+                    64
+                } else {
+                    0
+                }
+            }
+            // Smallest shift: 0 for the top bit (its own mask), `l - frac` in `r >> frac`,
+            // else `l` in `r`.
+            Masks::Trunc { frac, .. } => {
+                64 - match l as u32 {
+                    63 => 0,
+                    l if l >= frac => l - frac,
+                    l => l,
+                }
+            }
+            Masks::Compare { n, ell } => {
                 let blocks = n.div_ceil(64);
-                ((w % blocks) * 64 + l < n).then_some((w / blocks) as u32)
+                if (w % blocks) * 64 + l < n {
+                    ell.saturating_sub((w / blocks) as u32)
+                } else {
+                    0
+                }
             }
         }
     }
@@ -141,5 +158,45 @@ pub fn add_high(r: &mut [u64], ell: u32, high: &[u64]) {
         r.iter_mut()
             .zip(high)
             .for_each(|(r, h)| *r = r.wrapping_add(h << ell));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `significant_bits` agrees with what `add` does: adding 1 for a bit changes masks at
+    /// shifts `t`, each mask taken modulo `2^64` (a comparison's `r`: `2^ell`), so the share's
+    /// low `modulus - min t` bits matter (none if nothing changes).
+    #[test]
+    fn significant_bits_follow_add() {
+        let layouts = [
+            Masks::B2a { n: 100 },
+            Masks::Trunc { n: 3, frac: 1 },
+            Masks::Trunc { n: 3, frac: 16 },
+            Masks::Trunc { n: 3, frac: 62 },
+            Masks::Compare { n: 70, ell: 38 },
+            Masks::Compare { n: 64, ell: 64 },
+        ];
+        for m in layouts {
+            let modulus = match m {
+                Masks::Compare { ell, .. } => ell,
+                _ => 64,
+            };
+            for w in 0..m.bit_words() {
+                for l in 0..64 {
+                    let mut out = m.zeros();
+                    m.add(&mut out, w, l, 1);
+                    let shift = out
+                        .iter()
+                        .flatten()
+                        .filter(|&&x| x != 0)
+                        .map(|x| x.trailing_zeros())
+                        .min();
+                    let want = shift.map_or(0, |t| modulus.saturating_sub(t));
+                    assert_eq!(m.significant_bits(w, l), want, "{m:?} word {w} lane {l}");
+                }
+            }
+        }
     }
 }

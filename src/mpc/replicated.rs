@@ -25,9 +25,9 @@
 //! uniform, because it does not hold `σ_r`. Then `4 m β_{r+2} = 4 u β_{r+2} + 4 v β_{r+2}`:
 //! server `r - 1` adds the first term and server `r + 1` the second. Both of them hold
 //! `β_{r+2}`. Truncation, comparison and B2a masks follow from the bits
-//! ([`crate::mpc::bit_masks`]). A bit's share enters them times 4 and times at least `2^s`
-//! modulo `2^64` ([`Masks::min_shift`]), so `v` is sent with its low `62 - s` bits only,
-//! packed.
+//! ([`crate::mpc::bit_masks`]). The masks depend on the low `b` bits of a bit's share only
+//! ([`Masks::significant_bits`]), and the split enters it times 4, so `v` is sent with its low
+//! `b - 2` bits only, packed.
 //!
 //! **Zero-sharing.** Server `i - 1` holds `σ_i`, so it can compute every plain draw of server
 //! `i` (`a_i`, `β_i`, ...). The engine was built for dealer material, whose shares are private
@@ -228,6 +228,8 @@ struct DaBits {
     out: Vec<Vec<u64>>,
     /// This server's second share (`β_{me+1}`) of the bits, by word.
     next: Vec<u64>,
+    /// Words expected from server `me - 1`.
+    incoming: usize,
 }
 
 impl DaBits {
@@ -270,6 +272,7 @@ impl DaBits {
         }
         (
             DaBits {
+                incoming: DaBits::expected(&masks, nxt.len(), prev(me)),
                 masks,
                 out,
                 next: nxt,
@@ -294,7 +297,7 @@ impl DaBits {
     /// Adds `4 v β_{me+1}` for the bits of role `me - 1` (`v` from server `me - 1`) and returns
     /// the masks.
     fn finish(mut self, me: usize, v: &[u64]) -> Result<Vec<Vec<u64>>> {
-        let want = DaBits::expected(&self.masks, self.next.len(), prev(me));
+        let want = self.incoming;
         if v.len() != want {
             return Err(Error::protocol(
                 PeerName::Server(prev(me)),
@@ -319,11 +322,11 @@ impl DaBits {
     }
 }
 
-/// Bits of the split of bit `l` of word `w` that are sent. Its share is added times 4 and times
-/// at least `2^shift` ([`Masks::min_shift`]), modulo `2^64`, so only the split's low
-/// `62 - shift` bits matter (none for a bit added nowhere). The split stays uniform in them.
+/// Bits of the split of bit `l` of word `w` that are sent. The masks depend on the low `b` bits
+/// of the bit's share only ([`Masks::significant_bits`]) and the split enters it times 4, so
+/// only the split's low `b - 2` bits matter. The split stays uniform in them.
 fn split_bits(masks: &Masks, w: usize, l: usize) -> u32 {
-    masks.min_shift(w, l).map_or(0, |s| 62u32.saturating_sub(s))
+    masks.significant_bits(w, l).saturating_sub(2)
 }
 
 /// Values of given bit widths packed into words, low bits first.
@@ -342,6 +345,7 @@ impl Packer {
 
     /// Appends the low `bits` (at most 63) bits of `v`.
     fn push(&mut self, v: u64, bits: u32) {
+        debug_assert!(bits < 64);
         if bits == 0 {
             return;
         }
@@ -366,6 +370,7 @@ struct Unpacker<'a> {
 
 impl Unpacker<'_> {
     fn take(&mut self, bits: u32) -> u64 {
+        debug_assert!(bits < 64);
         if bits == 0 {
             return 0;
         }
@@ -600,7 +605,7 @@ impl Protocol for Deal {
         let mut payloads = vec![Vec::new(); SERVERS];
         payloads[next(me)] = send;
         let mut expected = vec![0; SERVERS];
-        expected[prev(me)] = DaBits::expected(&bits.masks, bits.next.len(), prev(me));
+        expected[prev(me)] = bits.incoming;
         Ok(Step::SendEach(self, payloads, expected))
     }
 
@@ -723,6 +728,18 @@ mod tests {
         assert!(stats.iter().all(|s| s.rounds == 3));
         // The same request twice: other bits (each request has its own streams).
         assert_ne!(truths[0][0], truths[1][0]);
+        // 100 bits: word 0 (role 0) 64 splits of 62 bits, word 1 (role 1) 36 lanes in use.
+        let (_, stats) = self::truths(&[Request::B2a { n: 100 }]);
+        let sent: Vec<u64> = stats.iter().map(|s| s.bytes_sent / 8 - 8).collect();
+        assert_eq!(sent, vec![62, (36 * 62usize).div_ceil(64) as u64, 0]);
+        // A comparison of 64 values of 38 bits: bit i (word i, role i mod 3) needs
+        // 38 - 2 - i bits per lane, 64 lanes: 36 - i words.
+        let (_, stats) = self::truths(&[Request::Compare { n: 64, ell: 38 }]);
+        let sent: Vec<u64> = stats.iter().map(|s| s.bytes_sent / 8 - 8).collect();
+        let want: Vec<u64> = (0..3)
+            .map(|r| (r..36).step_by(3).map(|i| 36 - i as u64).sum())
+            .collect();
+        assert_eq!(sent, want);
         let ones: u32 = truths[0][0].iter().map(|w| w.count_ones()).sum();
         assert!((80..=176).contains(&ones), "{ones} ones of 256");
     }

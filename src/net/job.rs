@@ -115,8 +115,9 @@ impl JobSpec {
         // messages); v6, point-to-point OT messages instead of padded broadcast sections; v7,
         // replicated material's computed shares re-randomised by zero-sharings, v8 every share
         // held as words (servers of different versions would add up different shares); v9, the
-        // replicated random bits' splits packed to the bits that matter.
-        Ok(Digest(sha256("ppea job description v9", &[&bytes])))
+        // replicated random bits' splits packed to the bits that matter; v10, comparison bits'
+        // splits cut to `ell - 2 - i` bits.
+        Ok(Digest(sha256("ppea job description v10", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

@@ -566,7 +566,7 @@ impl Deal {
         }
     }
 
-    /// The material: this server's parts, every computed one re-randomised.
+    /// The material: this server's parts, every one held as words re-randomised.
     fn material(mut self) -> Material {
         let mut parts = std::mem::take(&mut self.parts);
         rerandomize(&self.seeds, self.stream + ZERO, &self.req, &mut parts);

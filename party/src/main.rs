@@ -719,6 +719,7 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         }
     };
     let spec = job.spec();
+    bar.step(&spec.params.correlation.trust(spec.servers.len()));
     let (key, mut shuffle) = match eval_seed {
         Some(seed) => {
             let (key, a, b) = ppea::eval::evaluate::seeded(seed);

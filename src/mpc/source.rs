@@ -45,6 +45,25 @@ impl Correlation {
     pub fn has_dealer(self) -> bool {
         self == Correlation::Dealer
     }
+
+    /// Whom a job of `k` servers with this source asks its parties to trust, in one line (a
+    /// party logs it before it uploads anything).
+    pub fn trust(self, k: usize) -> String {
+        match self {
+            Correlation::Dealer => format!(
+                "correlated randomness from the dealer: private while the dealer colludes with \
+                 none of the {k} servers and not all of them collude"
+            ),
+            Correlation::Ot => format!(
+                "no dealer (correlation = \"ot\"): private while not all {k} servers collude, \
+                 if they follow the protocol"
+            ),
+            Correlation::Replicated => format!(
+                "no dealer (correlation = \"replicated\"): private against any one of the {k} \
+                 servers that follows the protocol; two colluding servers would see both inputs"
+            ),
+        }
+    }
 }
 
 /// A server's correlation source for one job.
@@ -82,5 +101,29 @@ impl Correlations for Source {
             Source::Ot(o) => o.fetch(session, req).await,
             Source::Replicated(r) => r.fetch(session, req).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_source_states_whom_it_trusts() {
+        assert!(
+            Correlation::Dealer
+                .trust(2)
+                .contains("dealer colludes with none of the 2")
+        );
+        assert!(
+            Correlation::Ot
+                .trust(3)
+                .contains("not all 3 servers collude")
+        );
+        let r = Correlation::Replicated.trust(3);
+        assert!(
+            r.contains("any one of the 3") && r.contains("two colluding servers"),
+            "{r}"
+        );
     }
 }

@@ -59,8 +59,9 @@ use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream, Sum};
 use crate::mpc::dealer::bilinear_products;
 use crate::mpc::digest::sha256;
-use crate::mpc::prg::{Prg, Seed};
+use crate::mpc::prg::{Prg, Seed, combine_stream};
 use crate::mpc::protocol::{Protocol, Session, Step};
+use crate::mpc::ring;
 use zeroize::Zeroize;
 
 /// The number of servers this source works with.
@@ -398,18 +399,17 @@ fn rerandomize(seeds: &Seeds, stream: u64, req: &Request, parts: &mut [Part]) {
     let comps = req.components();
     for (c, (at, part)) in offsets(req).into_iter().zip(parts.iter_mut()).enumerate() {
         let Part::Words(w) = part else { continue };
-        let (own, nxt) = seeds.pair(stream, at, w.len());
+        // Combined into the share in place, a part of the streams at a time (no copies).
+        let (me, nx) = (seeds.of(seeds.me), seeds.of(next(seeds.me)));
         match comps[c].sum {
-            Sum::Arith => w
-                .iter_mut()
-                .zip(own.iter().zip(&nxt))
-                .for_each(|(x, (a, b))| {
-                    *x = x.wrapping_add(a.wrapping_sub(*b));
-                }),
-            Sum::Xor => w
-                .iter_mut()
-                .zip(own.iter().zip(&nxt))
-                .for_each(|(x, (a, b))| *x ^= a ^ b),
+            Sum::Arith => {
+                combine_stream(me, stream, at as u64, w, ring::add_assign);
+                combine_stream(nx, stream, at as u64, w, ring::sub_assign);
+            }
+            Sum::Xor => {
+                combine_stream(me, stream, at as u64, w, ring::xor_assign);
+                combine_stream(nx, stream, at as u64, w, ring::xor_assign);
+            }
         }
     }
 }

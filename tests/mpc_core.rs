@@ -538,8 +538,10 @@ fn dealer_free_view(
 
 /// Dealer-free material: everything server 0 receives while the servers make the material of
 /// products, comparisons and truncations is statistically uniform. Over OT (`correlation =
-/// "ot"`, k = 2 and 3; after the two rounds of link setup, whose Ristretto points are uniform
-/// group elements but not uniform bytes). From replicated seeds (`"replicated"`, k = 3; after
+/// "ot"`, k = 2 and 3): from the third round on (after the base OTs, whose Ristretto points
+/// are uniform group elements but not uniform bytes: the IKNP batch seeding each silent
+/// extension, its first iterations, then choice messages, refills and corrections), and from
+/// the fifth (the material alone). From replicated seeds (`"replicated"`, k = 3; after
 /// the seed setup): the random bits' split cubic terms `m - u`. Controls: the correlations the OT
 /// corrections hide (a Gilboa sender's `a 2^j`) and the cubic terms `m` the splits hide fail
 /// the statistic.
@@ -555,6 +557,12 @@ fn a_servers_view_of_dealer_free_material_looks_uniform() {
         let view = dealer_free_view(k, Correlation::Ot, 2, &reqs);
         assert!(view.len() > 100_000, "k = {k}: {} words", view.len());
         assert_uniform(&view, &format!("k = {k}: server 0's received OT messages"));
+        let view = dealer_free_view(k, Correlation::Ot, 4, &reqs);
+        assert!(view.len() > 20_000, "k = {k}: {} words", view.len());
+        assert_uniform(
+            &view,
+            &format!("k = {k}: server 0's OT messages after setup"),
+        );
     }
     let reqs = [
         Request::Beaver { n: 256, fanout: 2 },

@@ -123,6 +123,8 @@ enum BenchKind {
     Compare,
     /// Multiplication triples from OT alone (no dealer; k = 2): base OT, IKNP, Gilboa.
     OtTriples,
+    /// Correlated OTs on one link from the silent extension (Ferret), at least --count.
+    SilentOt,
     /// One server's local pair products in the bilinear form: one pass of --d columns over
     /// --n rows per side with --per-row random candidates each, listed both ways.
     PairKernel,
@@ -227,6 +229,9 @@ fn real_main() -> Result<()> {
                             anyhow::bail!("ot-triples pairs two servers (--servers 2)");
                         }
                         serde_json::to_string(&ppea::mpc::bench::ot_triples(count)?)?
+                    }
+                    BenchKind::SilentOt => {
+                        serde_json::to_string(&ppea::mpc::bench::silent_ot(count)?)?
                     }
                     BenchKind::PairKernel => {
                         serde_json::to_string(&ppea::mpc::bench::pair_kernel(n, per_row, d)?)?

@@ -260,6 +260,82 @@ pub async fn compare(
     })
 }
 
+/// Result line of the silent-OT benchmark.
+#[derive(Debug, Serialize)]
+pub struct SilentOtReport {
+    /// Always "silent-ot".
+    pub bench: &'static str,
+    /// Correlated OTs made (whole iterations, at least the count asked).
+    pub count: usize,
+    /// Iterations run.
+    pub iterations: usize,
+    /// The sender's time in its iterations.
+    pub sender_seconds: f64,
+    /// The receiver's time in its iterations.
+    pub receiver_seconds: f64,
+    /// `count` over the larger of the two (each side runs on its own machine).
+    pub per_s: f64,
+    /// Bytes the sender sent per OT made (the receiver sends nothing; the IKNP batch that
+    /// seeds the link is not counted).
+    pub bytes_per_ot: f64,
+}
+
+/// Correlated OTs on one link from the silent extension ([`crate::mpc::ot::silent`]), seeded
+/// by an IKNP batch; both sides run here, one after the other, over both cores. Every OT is
+/// checked afterwards (`w = v ^ u Δ`, through a batch of random OTs).
+pub fn silent_ot(count: usize) -> Result<SilentOtReport> {
+    use crate::error::{Error, PeerName};
+    use crate::mpc::ot::{extension, silent};
+    let p = silent::PARAMS;
+    let (bs, m1) = extension::receiver_setup(PeerName::Server(0));
+    let (mut snd, m2) = extension::sender_setup(&m1, PeerName::Server(1))?;
+    let mut rcv = extension::receiver_finish(bs, &m2, PeerName::Server(0))?;
+    let words = silent::boot_words(&p);
+    let (msg, rb) = rcv.extend(&Prg::fresh().vec(words));
+    let sb = snd.extend(&msg, words)?;
+    let (mut s, mut r) = (
+        silent::SilentSender::new(p, sb)?,
+        silent::SilentReceiver::new(p, rb)?,
+    );
+    let iterations = silent::iterations_for(&p, 0, count.max(1));
+    let (mut ts, mut tr, mut bytes) = (0.0, 0.0, 0u64);
+    for _ in 0..iterations {
+        let t0 = Instant::now();
+        let m = s.iterate();
+        ts += t0.elapsed().as_secs_f64();
+        bytes += 8 * m.len() as u64;
+        let t0 = Instant::now();
+        r.absorb(&m)?;
+        tr += t0.elapsed().as_secs_f64();
+    }
+    let made = s.available();
+    // Check every OT: random OTs over the whole pool give the chosen message.
+    let choices = Prg::fresh().vec(made / 64);
+    let (d, rb) = r.extend(&choices)?;
+    let sb = s.extend(&d, made / 64, PeerName::Server(1))?;
+    let (got, pairs) = (rb.random(), sb.random());
+    let ok = got
+        .iter()
+        .zip(&pairs)
+        .enumerate()
+        .all(|(i, (g, (x0, x1)))| {
+            let c = choices[i / 64] >> (i % 64) & 1 == 1;
+            g == if c { x1 } else { x0 }
+        });
+    if !ok {
+        return Err(Error::invalid("a silent OT does not hold its correlation"));
+    }
+    Ok(SilentOtReport {
+        bench: "silent-ot",
+        count: made,
+        iterations,
+        sender_seconds: ts,
+        receiver_seconds: tr,
+        per_s: made as f64 / ts.max(tr),
+        bytes_per_ot: bytes as f64 / made as f64,
+    })
+}
+
 /// Result line of the OT-triple benchmark (dealer-free correlations, issue 9's foundation).
 #[derive(Debug, Serialize)]
 pub struct OtTriplesReport {

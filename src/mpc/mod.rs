@@ -6,6 +6,8 @@
 //! * [`gather`]: public parts every server computes one of and all need (an all-gather);
 //! * [`correlated`], [`dealer`]: correlated randomness behind one interface;
 //! * [`bit_masks`]: truncation and comparison masks from random bits held both ways (daBits);
+//! * [`bit_pack`]: values of given bit widths packed into words (messages that carry only
+//!   the bits that matter);
 //! * [`ot`]: oblivious transfer (base OT on Ristretto, IKNP extension, Gilboa products) and the
 //!   dealer-free correlation source built on it;
 //! * [`replicated`]: the dealer-free source of three servers holding replicated seeds;
@@ -25,6 +27,7 @@
 pub mod beaver;
 pub mod bench;
 pub mod bit_masks;
+pub mod bit_pack;
 pub mod carry_tree;
 pub mod channel;
 pub mod compare;

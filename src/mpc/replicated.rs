@@ -54,6 +54,7 @@
 
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::bit_masks::{Masks, add_high};
+use crate::mpc::bit_pack::{Packer, Unpacker};
 use crate::mpc::carry_tree::tree_and_words;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream, Sum};
@@ -308,7 +309,7 @@ impl DaBits {
                 ),
             ));
         }
-        let mut v = Unpacker { words: v, at: 0 };
+        let mut v = Unpacker::new(v);
         for (w, &b1) in self.next.iter().enumerate() {
             if w % SERVERS != prev(me) {
                 continue;
@@ -328,61 +329,6 @@ impl DaBits {
 /// only the split's low `b - 2` bits matter. The split stays uniform in them.
 fn split_bits(masks: &Masks, w: usize, l: usize) -> u32 {
     masks.significant_bits(w, l).saturating_sub(2)
-}
-
-/// Values of given bit widths packed into words, low bits first.
-struct Packer {
-    words: Vec<u64>,
-    at: usize,
-}
-
-impl Packer {
-    fn with_capacity(words: usize) -> Packer {
-        Packer {
-            words: Vec::with_capacity(words),
-            at: 0,
-        }
-    }
-
-    /// Appends the low `bits` (at most 63) bits of `v`.
-    fn push(&mut self, v: u64, bits: u32) {
-        debug_assert!(bits < 64);
-        if bits == 0 {
-            return;
-        }
-        let v = v & ((1u64 << bits) - 1);
-        let (i, off) = (self.at / 64, (self.at % 64) as u32);
-        if off == 0 {
-            self.words.push(0);
-        }
-        self.words[i] |= v << off;
-        if off + bits > 64 {
-            self.words.push(v >> (64 - off));
-        }
-        self.at += bits as usize;
-    }
-}
-
-/// Reads what a [`Packer`] wrote, given the same widths. The length was checked against them.
-struct Unpacker<'a> {
-    words: &'a [u64],
-    at: usize,
-}
-
-impl Unpacker<'_> {
-    fn take(&mut self, bits: u32) -> u64 {
-        debug_assert!(bits < 64);
-        if bits == 0 {
-            return 0;
-        }
-        let (i, off) = (self.at / 64, (self.at % 64) as u32);
-        let mut v = self.words[i] >> off;
-        if off + bits > 64 {
-            v |= self.words[i + 1] << (64 - off);
-        }
-        self.at += bits as usize;
-        v & ((1u64 << bits) - 1)
-    }
 }
 
 /// Adds a fresh sharing of zero to every component held as words: `ρ_me - ρ_{me+1}` (XOR for
@@ -856,10 +802,7 @@ mod tests {
         vals.iter().for_each(|&(v, b)| p.push(v, b));
         let bits: usize = vals.iter().map(|v| v.1 as usize).sum();
         assert_eq!(p.words.len(), bits.div_ceil(64));
-        let mut u = Unpacker {
-            words: &p.words,
-            at: 0,
-        };
+        let mut u = Unpacker::new(&p.words);
         for &(v, b) in &vals {
             let want = if b == 0 { 0 } else { v & ((1 << b) - 1) };
             assert_eq!(u.take(b), want);

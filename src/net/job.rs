@@ -116,8 +116,9 @@ impl JobSpec {
         // replicated material's computed shares re-randomised by zero-sharings, v8 every share
         // held as words (servers of different versions would add up different shares); v9, the
         // replicated random bits' splits packed to the bits that matter; v10, comparison bits'
-        // splits cut to `ell - 2 - i` bits.
-        Ok(Digest(sha256("ppea job description v10", &[&bytes])))
+        // splits cut to `ell - 2 - i` bits; v11, OT batches from silent OT (Ferret) instead of
+        // IKNP, with two more setup rounds.
+        Ok(Digest(sha256("ppea job description v11", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

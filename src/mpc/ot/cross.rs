@@ -10,17 +10,29 @@
 //!
 //! * [`Kind::Gilboa`]: `x` and `y` are 64-bit values, one product per choice word (64 OTs);
 //! * [`Kind::Cot`]: each choice word holds 64 choice bits `r_i`, `x` one 64-bit value per bit;
-//!   the sum of the shares is `sum r_i x_i` over the active pairs (bit times value);
+//!   the sum of the shares is `sum r_i x_i` over the active pairs (bit times value). With
+//!   [`Cross::with_masks`], only the low bits of each product that the masks depend on are
+//!   right, and only those bits of each correction travel (packed);
 //! * [`Kind::Bits`]: each choice word holds 64 bits, `x` 64 bits per word; XOR shares of the
 //!   bitwise AND (the cross terms of boolean AND triples).
 //!
 //! Work is cut into chunks of choice words and pipelined: round `r` carries, on every active
-//! link, the receiver's IKNP columns for chunk `r` and the sender's corrections for chunk
-//! `r - 1`, so `c` chunks take `c + 1` rounds.
+//! link, the receiver's choice message for chunk `r` (one bit per OT, [`super::silent`]) and
+//! the sender's corrections for chunk `r - 1`, so `c` chunks take `c + 1` rounds.
+//!
+//! **Refills.** Each link's pool of correlated OTs is refilled by its sender, whose iteration
+//! messages ride with its corrections: in round `r` the sender runs the iterations that bring
+//! the pool to chunk `r`'s OTs plus [`Links::ready`] (both sides count the same pool, so the
+//! receiver knows how many to expect). The receiver takes chunk `r` before the refill arrives,
+//! from the `ready` OTs every pool keeps between rounds, and that floor holds again when the
+//! protocol ends.
 
-use super::extension::{RecvBatch, receiver_msg_words};
+use super::extension::RecvBatch;
 use super::links::Links;
+use super::silent;
 use crate::error::{Error, PeerName, Result};
+use crate::mpc::bit_masks::Masks;
+use crate::mpc::bit_pack::{Packer, Unpacker};
 use crate::mpc::protocol::{Protocol, Step};
 use std::collections::VecDeque;
 
@@ -57,7 +69,7 @@ impl Kind {
     }
 }
 
-/// Choice words per chunk by default: IKNP columns of `128 x 2^13` words (8 MiB) per link.
+/// Choice words per chunk by default (and at most): 2^19 OTs per link and round.
 pub const DEFAULT_CHUNK: usize = 1 << 13;
 
 /// Which ordered pairs `(sender, receiver)` take part.
@@ -91,6 +103,11 @@ pub struct Cross {
     /// Receiver batches awaiting their corrections, by peer (the oldest first).
     pending: Vec<VecDeque<RecvBatch>>,
     corrections: Vec<Vec<u64>>,
+    /// Iterations each peer sends this server this round (as sender on its link to it).
+    refills: Vec<usize>,
+    /// [`Kind::Cot`] for the random bits of these masks: corrections cut to
+    /// [`Cross::width`] bits.
+    masks: Option<Masks>,
     out: Vec<u64>,
 }
 
@@ -125,24 +142,61 @@ impl Cross {
             )));
         }
         let k = links.servers();
+        let chunk = DEFAULT_CHUNK.min(links.ready() / 64).max(1);
         Ok(Cross {
+            chunk,
+            refills: vec![0; k],
+            masks: None,
             out: vec![0; x.len()],
             links,
             kind,
             active,
             x,
             y,
-            chunk: DEFAULT_CHUNK,
             round: 0,
             pending: (0..k).map(|_| VecDeque::new()).collect(),
             corrections: vec![Vec::new(); k],
         })
     }
 
-    /// Uses chunks of `words` choice words (at least 1).
+    /// Uses chunks of `words` choice words (at least 1, at most what the links keep ready).
     pub fn with_chunk(mut self, words: usize) -> Cross {
-        self.chunk = words.max(1);
+        self.chunk = words.clamp(1, (self.links.ready() / 64).max(1));
         self
+    }
+
+    /// [`Kind::Cot`] computing the products `x b_t` that make arithmetic shares of the random
+    /// bits behind `masks` (bit `l` of choice word `w` is bit `l` of word `w` of the masks'
+    /// layout): a product enters the bit's share times 2, so only its low
+    /// `masks.significant_bits(w, l) - 1` bits matter, and only those of each correction are
+    /// sent. The other bits of the shares come out wrong.
+    pub fn with_masks(mut self, masks: Masks) -> Result<Cross> {
+        if self.kind != Kind::Cot {
+            return Err(Error::invalid(
+                "cross terms: masks cut only bit-times-value products",
+            ));
+        }
+        self.masks = Some(masks);
+        Ok(self)
+    }
+
+    /// Bits of OT `i`'s correction that are sent.
+    fn width(&self, i: usize) -> u32 {
+        match self.masks {
+            Some(m) => m.significant_bits(i / 64, i % 64).saturating_sub(1),
+            None => 64,
+        }
+    }
+
+    /// Words of the corrections of the chunk of choice words `span`.
+    fn corr_words(&self, span: std::ops::Range<usize>) -> usize {
+        match self.masks {
+            Some(_) => (64 * span.start..64 * span.end)
+                .map(|i| self.width(i) as usize)
+                .sum::<usize>()
+                .div_ceil(64),
+            None => span.len() * self.kind.corr_per_word(),
+        }
     }
 
     fn chunks(&self) -> usize {
@@ -153,42 +207,69 @@ impl Cross {
         (c * self.chunk).min(self.y.len())..((c + 1) * self.chunk).min(self.y.len())
     }
 
-    /// Words server `f` sends server `t` in round `r`.
-    fn section_len(&self, r: usize, f: usize, t: usize) -> usize {
-        let mut n = 0;
-        if self.active.has(f, t) && r >= 1 {
-            n += self.span(r - 1).len() * self.kind.corr_per_word();
+    /// Choice words of round `r`'s chunk (none in the last round).
+    fn span_at(&self, r: usize) -> std::ops::Range<usize> {
+        if r < self.chunks() {
+            self.span(r)
+        } else {
+            0..0
         }
-        if self.active.has(t, f) && r < self.chunks() {
-            n += receiver_msg_words(self.span(r).len());
+    }
+
+    /// Words peer `f` sends this server in the current round: as sender on its link to this
+    /// server, the corrections of the previous chunk and its refills; as receiver on this
+    /// server's link to it, its choice message for this round's chunk.
+    fn section_len(&self, f: usize) -> usize {
+        let (me, r) = (self.links.me(), self.round);
+        let mut n = 0;
+        if self.active.has(f, me) {
+            if r >= 1 {
+                n += self.corr_words(self.span(r - 1));
+            }
+            n += self.refills[f] * self.links.params().msg_words();
+        }
+        if self.active.has(me, f) {
+            n += self.span_at(r).len();
         }
         n
     }
 
-    /// This round's messages, one per peer: corrections for the previous chunk, columns for
-    /// this one; and the words expected from each peer.
-    fn payload(&mut self) -> (Vec<Vec<u64>>, Vec<usize>) {
-        let (me, k, r) = (self.links.me(), self.links.servers(), self.round);
-        let span = if r < self.chunks() {
-            self.span(r)
-        } else {
-            0..0
-        };
+    /// This round's messages, one per peer: corrections for the previous chunk and refills
+    /// (as sender), the choice message for this one (as receiver); and the words expected
+    /// from each peer.
+    fn payload(&mut self) -> Result<(Vec<Vec<u64>>, Vec<usize>)> {
+        let (me, k) = (self.links.me(), self.links.servers());
+        let span = self.span_at(self.round);
+        let need = 64 * span.len() + self.links.ready();
+        let params = *self.links.params();
         let mut sections = vec![Vec::new(); k];
         for (p, sec) in sections.iter_mut().enumerate() {
             if p == me {
                 continue;
             }
             sec.append(&mut self.corrections[p]);
-            if self.active.has(p, me) && !span.is_empty() {
+            if self.active.has(me, p) {
+                let snd = self.links.send[p].as_mut().expect("a link to every peer");
+                for _ in 0..silent::iterations_for(&params, snd.available(), need) {
+                    sec.extend(snd.iterate());
+                }
+            }
+            self.refills[p] = 0;
+            if self.active.has(p, me) {
                 let rcv = self.links.recv[p].as_mut().expect("a link to every peer");
-                let (msg, batch) = rcv.extend(&self.y[span.clone()]);
-                sec.extend(msg);
-                self.pending[p].push_back(batch);
+                // Counted before this chunk is taken: the sender's pool is the same now.
+                self.refills[p] = silent::iterations_for(&params, rcv.available(), need);
+                if !span.is_empty() {
+                    let (msg, batch) = rcv.extend(&self.y[span.clone()])?;
+                    sec.extend(msg);
+                    self.pending[p].push_back(batch);
+                }
             }
         }
-        let expected = (0..k).map(|f| self.section_len(r, f, me)).collect();
-        (sections, expected)
+        let expected = (0..k)
+            .map(|f| if f == me { 0 } else { self.section_len(f) })
+            .collect();
+        Ok((sections, expected))
     }
 
     fn add(&mut self, at: usize, share: &[u64], negate: bool) {
@@ -214,7 +295,7 @@ impl Protocol for Cross {
         if self.chunks() == 0 {
             return Ok(Step::Done((self.links, self.out)));
         }
-        let (msgs, expected) = self.payload();
+        let (msgs, expected) = self.payload()?;
         Ok(Step::SendEach(self, msgs, expected))
     }
 
@@ -223,17 +304,18 @@ impl Protocol for Cross {
         // The transport delivered exactly the expected words from every peer; checked again
         // here, where a peer's section is cut.
         for (f, sec) in got.iter().enumerate() {
-            if f != me && sec.len() != self.section_len(r, f, me) {
+            if f != me && sec.len() != self.section_len(f) {
                 return Err(Error::protocol(
                     PeerName::Server(f),
                     format!(
                         "OT cross terms: expected {} words, received {}",
-                        self.section_len(r, f, me),
+                        self.section_len(f),
                         sec.len()
                     ),
                 ));
             }
         }
+        let msg_words = self.links.params().msg_words();
         let per = self.kind.x_per_word();
         for (p, sec) in got.into_iter().enumerate() {
             if p == me {
@@ -243,23 +325,39 @@ impl Protocol for Cross {
             // Corrections for the chunk this server received on last round.
             if self.active.has(p, me) && r >= 1 {
                 let span = self.span(r - 1);
-                let (corr, rest) = sec.split_at(span.len() * self.kind.corr_per_word());
+                let (corr, rest) = sec.split_at(self.corr_words(span.clone()));
                 sec = rest;
                 let batch = self.pending[p]
                     .pop_front()
                     .expect("a batch awaits its corrections");
                 let share = match self.kind {
                     Kind::Gilboa => batch.gilboa(corr)?,
+                    Kind::Cot if self.masks.is_some() => {
+                        let mut u = Unpacker::new(corr);
+                        let full: Vec<u64> = (64 * span.start..64 * span.end)
+                            .map(|i| u.take(self.width(i)))
+                            .collect();
+                        batch.correlated(&full)?
+                    }
                     Kind::Cot => batch.correlated(corr)?,
                     Kind::Bits => batch.correlated_bits(corr)?,
                 };
                 self.add(span.start * per, &share, false);
             }
-            // Columns of this round's chunk, on which this server is the sender.
+            // The sender's refills of this server's pool.
+            if self.active.has(p, me) {
+                let (fills, rest) = sec.split_at(self.refills[p] * msg_words);
+                sec = rest;
+                let rcv = self.links.recv[p].as_mut().expect("a link to every peer");
+                for m in fills.chunks(msg_words) {
+                    rcv.absorb(m)?;
+                }
+            }
+            // The choice message of this round's chunk, on which this server is the sender.
             if self.active.has(me, p) && r < self.chunks() {
                 let span = self.span(r);
                 let snd = self.links.send[p].as_mut().expect("a link to every peer");
-                let batch = snd.extend(sec, span.len())?;
+                let batch = snd.extend(sec, span.len(), PeerName::Server(p))?;
                 let x = &self.x[span.start * per..span.end * per];
                 let (corr, share, negate) = match self.kind {
                     Kind::Gilboa => {
@@ -268,6 +366,16 @@ impl Protocol for Cross {
                     }
                     Kind::Cot => {
                         let (c, v) = batch.correlated(x)?;
+                        let c = match self.masks {
+                            Some(_) => {
+                                let mut p = Packer::with_capacity(self.corr_words(span.clone()));
+                                for (j, c) in c.iter().enumerate() {
+                                    p.push(*c, self.width(64 * span.start + j));
+                                }
+                                p.words
+                            }
+                            None => c,
+                        };
                         (c, v, true)
                     }
                     Kind::Bits => {
@@ -283,7 +391,7 @@ impl Protocol for Cross {
         if self.round > self.chunks() {
             return Ok(Step::Done((self.links, self.out)));
         }
-        let (msgs, expected) = self.payload();
+        let (msgs, expected) = self.payload()?;
         Ok(Step::SendEach(self, msgs, expected))
     }
 }
@@ -295,10 +403,16 @@ mod tests {
     use crate::mpc::prg::Prg;
     use crate::mpc::protocol::run_lockstep;
 
+    /// Links with the small test parameters, ready for chunks of up to 64 words.
     fn links(k: usize) -> Vec<Links> {
-        run_lockstep((0..k).map(|me| Setup::new(me, k)).collect())
-            .unwrap()
-            .0
+        let small = crate::mpc::ot::silent::tests::SMALL;
+        run_lockstep(
+            (0..k)
+                .map(|me| Setup::with_params(me, k, small, 64 * 64))
+                .collect(),
+        )
+        .unwrap()
+        .0
     }
 
     /// Runs one cross-term protocol on every server; returns the shares and the rounds.
@@ -363,6 +477,59 @@ mod tests {
             let got = outs.iter().fold(0u64, |a, o| a.wrapping_add(o[i]));
             assert_eq!(got, want, "bit {i}");
         }
+    }
+
+    #[test]
+    fn cot_for_masks_is_right_in_the_bits_that_matter_and_sends_only_those() {
+        let (k, t, words) = (2, 1, 6);
+        let masks = Masks::Compare { n: 128, ell: 40 };
+        let mut prg = Prg::fresh();
+        let xs: Vec<_> = (0..k).map(|_| prg.vec(64 * words)).collect();
+        let ys: Vec<_> = (0..k).map(|_| prg.vec(words)).collect();
+        let parties: Vec<Cross> = links(k)
+            .into_iter()
+            .enumerate()
+            .map(|(s, l)| {
+                Cross::new(l, Kind::Cot, Active::Into(t), xs[s].clone(), ys[s].clone())
+                    .unwrap()
+                    .with_chunk(2)
+                    .with_masks(masks)
+                    .unwrap()
+            })
+            .collect();
+        let widths: Vec<u32> = (0..64 * words)
+            .map(|i| masks.significant_bits(i / 64, i % 64).saturating_sub(1))
+            .collect();
+        // Exactly the widths' bits travel: the corrections of a chunk of 2 choice words.
+        assert_eq!(
+            parties[0].corr_words(0..2),
+            widths[..128].iter().sum::<u32>().div_ceil(64) as usize
+        );
+        assert!(parties[0].corr_words(0..2) < 2 * 64);
+        let (outs, _) = run_lockstep(parties).unwrap();
+        let mut cut = 0;
+        for i in 0..64 * words {
+            let bit = ys[t][i / 64] >> (i % 64) & 1;
+            let want = bit.wrapping_mul(xs[0][i]);
+            let got = outs[0].1[i].wrapping_add(outs[1].1[i]);
+            let w = widths[i];
+            let low = |v: u64| if w >= 64 { v } else { v & ((1u64 << w) - 1) };
+            assert_eq!(low(got), low(want), "ot {i}, width {w}");
+            cut += usize::from(w < 64 && got != want);
+        }
+        assert!(cut > 0, "the bits beyond the widths are not sent");
+        assert!(
+            Cross::new(
+                links(2).remove(0),
+                Kind::Gilboa,
+                Active::All,
+                vec![0],
+                vec![0]
+            )
+            .unwrap()
+            .with_masks(masks)
+            .is_err()
+        );
     }
 
     #[test]

@@ -99,15 +99,28 @@ fn pi() -> &'static Aes128 {
 /// The tweakable correlation-robust hash (module docs) of `rows[i] ^ xor`, tweak `(batch, i)`,
 /// truncated to 64 bits, for every row.
 fn hash_rows(batch: u64, rows: &[[u64; 2]], xor: [u64; 2]) -> Vec<u64> {
-    const CHUNK: usize = 64;
     let mut out = Vec::with_capacity(rows.len());
+    hash_each(batch, rows, xor, |h| out.push(h[0]));
+    out
+}
+
+/// The same hash at its full 128 bits (the silent extension's tree messages,
+/// [`super::silent`]).
+pub(super) fn hash_rows_wide(batch: u64, rows: &[[u64; 2]], xor: [u64; 2]) -> Vec<[u64; 2]> {
+    let mut out = Vec::with_capacity(rows.len());
+    hash_each(batch, rows, xor, |h| out.push(h));
+    out
+}
+
+/// The hash of `rows[i] ^ xor` under tweak `(batch, i)`, handed to `emit` row by row.
+fn hash_each(batch: u64, rows: &[[u64; 2]], xor: [u64; 2], mut emit: impl FnMut([u64; 2])) {
+    const CHUNK: usize = 64;
     let mut x = [Block::default(); CHUNK];
     let mut y = [Block::default(); CHUNK];
     for (c, part) in rows.chunks(CHUNK).enumerate() {
         let n = part.len();
         for (b, r) in x.iter_mut().zip(part) {
-            b[..8].copy_from_slice(&(r[0] ^ xor[0]).to_le_bytes());
-            b[8..].copy_from_slice(&(r[1] ^ xor[1]).to_le_bytes());
+            *b = words_block([r[0] ^ xor[0], r[1] ^ xor[1]]);
         }
         pi().encrypt_blocks(&mut x[..n]);
         for (j, (yb, xb)) in y.iter_mut().zip(&x[..n]).enumerate() {
@@ -124,11 +137,26 @@ fn hash_rows(batch: u64, rows: &[[u64; 2]], xor: [u64; 2]) -> Vec<u64> {
         }
         pi().encrypt_blocks(&mut y[..n]);
         for (xb, yb) in x[..n].iter().zip(&y[..n]) {
-            let lo = |b: &Block| u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-            out.push(lo(xb) ^ lo(yb));
+            let (xw, yw) = (block_words(xb), block_words(yb));
+            emit([xw[0] ^ yw[0], xw[1] ^ yw[1]]);
         }
     }
-    out
+}
+
+/// A block's two little-endian words.
+pub(super) fn block_words(b: &Block) -> [u64; 2] {
+    [
+        u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+        u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
+    ]
+}
+
+/// The block of two little-endian words.
+pub(super) fn words_block(w: [u64; 2]) -> Block {
+    let mut b = Block::default();
+    b[..8].copy_from_slice(&w[0].to_le_bytes());
+    b[8..].copy_from_slice(&w[1].to_le_bytes());
+    b
 }
 
 fn expand(k: &Key, batch: u64, words: usize) -> Vec<u64> {
@@ -228,18 +256,18 @@ pub fn receiver_finish(sender: base::Sender, msg: &[u64], peer: PeerName) -> Res
 
 /// A batch on the receiver's side, waiting for the sender's corrections.
 pub struct RecvBatch {
-    batch: u64,
-    choices: Vec<u64>,
-    rows: Vec<[u64; 2]>,
-    peer: PeerName,
+    pub(super) batch: u64,
+    pub(super) choices: Vec<u64>,
+    pub(super) rows: Vec<[u64; 2]>,
+    pub(super) peer: PeerName,
 }
 
 /// A batch on the sender's side (it holds a copy of the extension's secret `s`, zeroized on
 /// drop).
 pub struct SendBatch {
-    batch: u64,
-    s: [u64; 2],
-    rows: Vec<[u64; 2]>,
+    pub(super) batch: u64,
+    pub(super) s: [u64; 2],
+    pub(super) rows: Vec<[u64; 2]>,
 }
 
 impl Drop for SendBatch {

@@ -7,11 +7,14 @@
 //!
 //! * [`base`]: a few hundred OTs from public-key operations on Ristretto (Chou-Orlandi "simplest
 //!   OT"; points are checked to decode and not to be the identity);
-//! * [`extension`]: millions of random OTs from 128 base OTs and symmetric crypto (IKNP with
-//!   the KOS consistency check, a fixed-key AES hash), correlated OTs over `Z_2^64` and over
-//!   bits, and Gilboa products of 64-bit values;
+//! * [`extension`]: random OTs from 128 base OTs and symmetric crypto (IKNP with the KOS
+//!   consistency check, a fixed-key AES hash), correlated OTs over `Z_2^64` and over bits, and
+//!   Gilboa products of 64-bit values;
+//! * [`silent`]: millions of correlated OTs per link for a fraction of a byte each (Ferret's
+//!   GGM trees and LPN), seeded by one IKNP batch; its batches are IKNP batches to the rest;
 //! * [`gf128`]: the field arithmetic of the consistency check;
-//! * [`links`]: one extension per ordered pair of servers, set up in two pairwise rounds;
+//! * [`links`]: one silent extension per ordered pair of servers, set up in four pairwise
+//!   rounds;
 //! * [`cross`]: cross terms of every active pair of servers' values (products, bit x value,
 //!   bit AND), chunked and pipelined;
 //! * [`source`]: the dealer-free [`crate::mpc::correlated::Correlations`] source built on them.
@@ -25,6 +28,7 @@ pub mod cross;
 pub mod extension;
 pub mod gf128;
 pub mod links;
+pub mod silent;
 pub mod source;
 
 /// A 32-byte OT key (a hash output). `Debug` is redacted; zeroized on drop.

@@ -149,8 +149,23 @@ impl<T: Transport> Gen<'_, T> {
         x: Vec<u64>,
         y: Vec<u64>,
     ) -> Result<Vec<u64>> {
+        self.cross_for(kind, active, x, y, None).await
+    }
+
+    /// [`Gen::cross`], for random bits behind `masks` if given ([`Cross::with_masks`]).
+    async fn cross_for(
+        &mut self,
+        kind: Kind,
+        active: Active,
+        x: Vec<u64>,
+        y: Vec<u64>,
+        masks: Option<Masks>,
+    ) -> Result<Vec<u64>> {
         let links = self.links.take().expect("links are set up");
-        let p = Cross::new(links, kind, active, x, y)?.with_chunk(self.chunk);
+        let mut p = Cross::new(links, kind, active, x, y)?.with_chunk(self.chunk);
+        if let Some(m) = masks {
+            p = p.with_masks(m)?;
+        }
         let (links, out) = self.session.run(p).await?;
         self.links = Some(links);
         Ok(out)
@@ -176,8 +191,9 @@ impl<T: Transport> Gen<'_, T> {
     }
 
     /// Arithmetic shares of the bits whose XOR shares are `bits` (64 per word, bit `i` of the
-    /// result at index `i`).
-    async fn arith_bits(&mut self, bits: &[u64]) -> Result<Vec<u64>> {
+    /// result at index `i`), right in the bits `masks` depend on
+    /// ([`Masks::significant_bits`]; the corrections carry no others).
+    async fn arith_bits(&mut self, bits: &[u64], masks: Masks) -> Result<Vec<u64>> {
         let (me, k) = (self.me(), self.k());
         let mine = crate::mpc::ring::unslice_bit(bits, 64 * bits.len());
         let mut x = if me == 0 {
@@ -187,7 +203,13 @@ impl<T: Transport> Gen<'_, T> {
         };
         for t in 1..k {
             let p = self
-                .cross(Kind::Cot, Active::Into(t), x.clone(), bits.to_vec())
+                .cross_for(
+                    Kind::Cot,
+                    Active::Into(t),
+                    x.clone(),
+                    bits.to_vec(),
+                    Some(masks),
+                )
                 .await?;
             // x <- x + b_t - 2 x b_t, with `p` this server's share of x b_t.
             for (i, (x, p)) in x.iter_mut().zip(&p).enumerate() {
@@ -320,8 +342,9 @@ async fn generate<T: Transport>(
         }
         Request::Trunc { n, .. } => {
             // 64 random bits per value, value-major: bit i of value v at 64 v + i.
-            let bits = g.arith_bits(&prg.vec(*n)).await?;
-            let masks = Masks::of(req).expect("made from bits").from_bits(&bits);
+            let masks = Masks::of(req).expect("made from bits");
+            let bits = g.arith_bits(&prg.vec(*n), masks).await?;
+            let masks = masks.from_bits(&bits);
             Ok(masks.into_iter().map(Part::Words).collect())
         }
         Request::Compare { n, ell } => {
@@ -339,10 +362,9 @@ async fn generate<T: Transport>(
             let high = prg.vec(n);
             let t = tree_and_words(ell as u32, blocks);
             let (ta, tb1, tb2) = (prg.vec(t), prg.vec(t), prg.vec(t));
-            let bits = g.arith_bits(&sliced).await?;
-            let [mut r] =
-                <[Vec<u64>; 1]>::try_from(Masks::of(req).expect("made from bits").from_bits(&bits))
-                    .expect("one mask");
+            let masks = Masks::of(req).expect("made from bits");
+            let bits = g.arith_bits(&sliced, masks).await?;
+            let [mut r] = <[Vec<u64>; 1]>::try_from(masks.from_bits(&bits)).expect("one mask");
             add_high(&mut r, ell as u32, &high);
             let c1 = g.and(&ta, &tb1).await?;
             let c2 = g.and(&ta, &tb2).await?;
@@ -350,7 +372,8 @@ async fn generate<T: Transport>(
         }
         Request::B2a { n } => {
             let bits = prg.vec(n.div_ceil(64));
-            let mut arith = g.arith_bits(&bits).await?;
+            let masks = Masks::of(req).expect("made from bits");
+            let mut arith = g.arith_bits(&bits, masks).await?;
             arith.truncate(*n);
             Ok(vec![Part::Words(bits), Part::Words(arith)])
         }

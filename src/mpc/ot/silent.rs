@@ -1,0 +1,875 @@
+//! Silent OT extension: millions of correlated OTs per pair of servers for a few hundred
+//! kilobytes of traffic, in place of IKNP's 16 bytes per OT (Ferret: Yang, Weng, Lan, Zhang
+//! and Wang, CCS 2020; semi-honest).
+//!
+//! **Correlated OT (COT).** The sender holds a global `Δ` of 128 bits; for each OT `i` the
+//! receiver holds a choice bit `u_i` and a block `w_i`, the sender a block `v_i`, with
+//! `w_i = v_i ^ u_i Δ`. IKNP makes exactly this (its secret `s` is `Δ`, its rows are `v` and
+//! `w`) at one column bit per base OT per OT. Ferret expands `M` such COTs into `N > M`:
+//!
+//! 1. **Single-point COT** on `t` trees of `2^h` leaves. For tree `b` the sender grows a GGM
+//!    tree from a fresh root: node `x` has children `G_0(x) = π_0(x) ^ x` and
+//!    `G_1(x) = π_1(x) ^ x` (`π_0`, `π_1`: AES-128 under public keys). The receiver's punctured
+//!    leaf `α_b` is not chosen but read off the choice bits of `h` base COTs: its bit at level
+//!    `l` (from the root) is `a_l = !u_j`. For each level the sender sends
+//!    `M_0 = K_0 ^ H(v_j)` and `M_1 = K_1 ^ H(v_j ^ Δ)`, with `K_0` (`K_1`) the XOR of the left
+//!    (right) children at that level. The receiver opens `K_{u_j} = M_{u_j} ^ H(w_j)`, the sum
+//!    of the side *off* its path, and not the other (it would need `Δ`). One sibling sum per
+//!    level lets it regrow every leaf but `α_b` ([`regrow`]). Last the sender sends
+//!    `c_b = Δ ^ (XOR of all leaves)`, from which the receiver gets `leaf(α_b) ^ Δ`. So both
+//!    hold the leaves, but the receiver's at `α_b` differs by `Δ`: a COT whose choices are the
+//!    unit vector at `α_b`.
+//! 2. **LPN.** Over the `N = t 2^h` outputs these choices `e` (one 1 per tree: *regular*
+//!    noise) are hidden by a public sparse code: output `i` also adds [`D`] = 10 of `k` further
+//!    base COTs, at positions drawn from a public key. The sender's `y_i = s_i ^ XOR v[p_ij]`,
+//!    the receiver's `z_i = s'_i ^ XOR w[p_ij]` and choice `c_i = e_i ^ XOR u[p_ij]`, so that
+//!    `z_i ^ y_i = c_i Δ` still. The choices `c` are pseudorandom to the sender under primal
+//!    learning parity with noise with regular noise over a `D`-local code (Ferret's
+//!    assumption).
+//! 3. The first `M = k + t h` outputs are the next iteration's base COTs; the others join a
+//!    pool.
+//!
+//! An iteration is **one message, from the sender**: `2 h + 1` blocks per tree. With
+//! [`PARAMS`] (`t` = 1,170, `h` = 11, `k` = 2^17: the `ferret_b11` set of EMP's current tuning,
+//! chosen there for 128-bit security against the published attacks on regular LPN, the hybrid
+//! attack binding) an iteration adds 2,252,160 COTs to the pool for 430.6 KB: 0.19 bytes per
+//! OT. The first base COTs come from one IKNP batch at setup, with its KOS check.
+//!
+//! **Chosen choices.** The pool's choices are random. A batch with choices `r` costs the
+//! receiver one bit per OT, `d = r ^ u`, and the sender sets `q_i = v_i ^ d_i Δ`; then
+//! `w_i = q_i ^ r_i Δ`, exactly the rows of an IKNP batch, so [`RecvBatch`] and [`SendBatch`]
+//! make random, correlated and Gilboa OTs from them unchanged. `d` is uniform to the sender
+//! (`u` is pseudorandom to it).
+//!
+//! **Tweaks.** Tree messages hash with the tweak `(2^63 + iteration, j)`, batches with
+//! `(batch, i)` for batches numbered from 1, so no tweak is used twice under one `Δ`.
+//!
+//! **Security.** Semi-honest, as Ferret without its consistency check. A receiver only
+//! receives, and sends `d` (any `d` is a choice). A *sender* that sends a wrong level message
+//! or `c_b` makes the receiver's outputs wrong depending on `α_b`, hence on the receiver's
+//! choice bits: the selective-failure class of wrong OT corrections, open for the same reason
+//! (design.md, threat model).
+
+use super::extension::{RecvBatch, SendBatch, block_words, hash_rows_wide, words_block};
+use crate::error::{Error, PeerName, Result};
+use crate::mpc::digest::sha256;
+use crate::mpc::prg::Prg;
+use aes::Aes128;
+use aes::cipher::generic_array::GenericArray;
+use aes::cipher::{BlockEncrypt, KeyInit};
+use rayon::prelude::*;
+use zeroize::Zeroize;
+
+type Row = [u64; 2];
+type Block = aes::Block;
+
+/// Base COTs each output adds (the code's row weight).
+pub const D: usize = 10;
+
+/// The high bit of a tree message's tweak, apart from the batches' tweaks.
+const TREE_TWEAK: u64 = 1 << 63;
+
+/// Outputs of one parallel part of the LPN step (a multiple of 64: whole choice words).
+const LPN_PART: usize = 1 << 12;
+
+/// A parameter set: primal LPN with regular noise, as Ferret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// Trees, the noise weight `t`.
+    pub trees: usize,
+    /// Tree depth `h`: `2^h` leaves per tree.
+    pub depth: usize,
+    /// `log2 k`, the LPN secret's length (at most 21).
+    pub log_k: usize,
+}
+
+/// The production set (module docs): `N` = 2,396,160 outputs per iteration, 2,252,160 kept.
+pub const PARAMS: Params = Params {
+    trees: 1170,
+    depth: 11,
+    log_k: 17,
+};
+
+impl Params {
+    /// Leaves per tree.
+    pub const fn leaves(&self) -> usize {
+        1 << self.depth
+    }
+
+    /// Outputs of an iteration, `N`.
+    pub const fn n(&self) -> usize {
+        self.trees << self.depth
+    }
+
+    /// The LPN secret's length `k`.
+    pub const fn k(&self) -> usize {
+        1 << self.log_k
+    }
+
+    /// Base COTs an iteration consumes, `M = k + t h`.
+    pub const fn base(&self) -> usize {
+        self.k() + self.trees * self.depth
+    }
+
+    /// COTs an iteration adds to the pool (whole choice words).
+    pub const fn out(&self) -> usize {
+        (self.n() - self.base()) / 64 * 64
+    }
+
+    /// Words of an iteration's message: `2 h + 1` blocks per tree.
+    pub const fn msg_words(&self) -> usize {
+        2 * self.trees * (2 * self.depth + 1)
+    }
+
+    /// Refuses sets the code cannot run: at least 64 leaves per tree (whole choice words),
+    /// `k` at most 2^21 (three positions per word), and a pool that grows.
+    pub fn validate(&self) -> Result<()> {
+        if self.trees == 0 || self.depth < 6 || self.depth > 20 || self.log_k > 21 {
+            return Err(Error::invalid(format!("silent OT parameters {self:?}")));
+        }
+        if self.n() < self.base() + 64 {
+            return Err(Error::invalid(format!(
+                "silent OT parameters {self:?} make no more COTs than they use"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Iterations to run so that a pool of `available` COTs holds at least `need`.
+pub fn iterations_for(p: &Params, available: usize, need: usize) -> usize {
+    need.saturating_sub(available).div_ceil(p.out())
+}
+
+/// AES-128 under a public key named `name` (the first 16 bytes of its SHA-256).
+fn public_aes(name: &str) -> Aes128 {
+    let key = sha256(name, &[]);
+    Aes128::new(GenericArray::from_slice(&key[..16]))
+}
+
+/// The GGM tree's two fixed-key permutations `π_0`, `π_1`.
+fn ggm() -> &'static [Aes128; 2] {
+    static K: std::sync::OnceLock<[Aes128; 2]> = std::sync::OnceLock::new();
+    K.get_or_init(|| {
+        [
+            public_aes("ppea GGM left v1"),
+            public_aes("ppea GGM right v1"),
+        ]
+    })
+}
+
+/// The public code's key: output `i`'s positions come from encrypting `2 i` and `2 i + 1`.
+fn code() -> &'static Aes128 {
+    static K: std::sync::OnceLock<Aes128> = std::sync::OnceLock::new();
+    K.get_or_init(|| public_aes("ppea Ferret LPN code v1"))
+}
+
+fn xor(a: Row, b: Row) -> Row {
+    [a[0] ^ b[0], a[1] ^ b[1]]
+}
+
+/// Buffers of one tree's growth, reused across trees.
+#[derive(Default)]
+struct Scratch {
+    cur: Vec<Row>,
+    next: Vec<Row>,
+    blocks: Vec<Block>,
+}
+
+/// The children of every node of `level` into `next`: `2 i` and `2 i + 1` for node `i`.
+fn expand(level: &[Row], next: &mut [Row], blocks: &mut Vec<Block>) {
+    for (side, key) in ggm().iter().enumerate() {
+        blocks.clear();
+        blocks.extend(level.iter().map(|r| words_block(*r)));
+        key.encrypt_blocks(blocks);
+        for (i, (b, x)) in blocks.iter().zip(level).enumerate() {
+            next[2 * i + side] = xor(block_words(b), *x);
+        }
+    }
+}
+
+/// XOR of the left (even) and of the right (odd) nodes of a level.
+fn side_sums(level: &[Row]) -> [Row; 2] {
+    let mut s = [[0u64; 2]; 2];
+    for (i, x) in level.iter().enumerate() {
+        s[i & 1] = xor(s[i & 1], *x);
+    }
+    s
+}
+
+/// Grows the tree of `root` into `leaves` (`2^depth` of them); returns each level's
+/// [`side_sums`], from the root's children down.
+fn grow(root: Row, leaves: &mut [Row], sc: &mut Scratch) -> Vec<[Row; 2]> {
+    let depth = leaves.len().trailing_zeros() as usize;
+    let Scratch { cur, next, blocks } = sc;
+    let mut sums = Vec::with_capacity(depth);
+    cur.clear();
+    cur.push(root);
+    for l in 1..=depth {
+        if l == depth {
+            expand(cur, leaves, blocks);
+            sums.push(side_sums(leaves));
+        } else {
+            next.clear();
+            next.resize(1 << l, [0; 2]);
+            expand(cur, next, blocks);
+            sums.push(side_sums(next));
+            std::mem::swap(cur, next);
+        }
+    }
+    sums
+}
+
+/// Every leaf but `alpha`'s (left zero) of a tree of `leaves.len()` leaves, from the sums
+/// `known[l - 1]` of the nodes off the path to `alpha` at each level `l`.
+fn regrow(alpha: usize, known: &[Row], leaves: &mut [Row], sc: &mut Scratch) {
+    let depth = known.len();
+    debug_assert_eq!(leaves.len(), 1 << depth);
+    let bit = |l: usize| alpha >> (depth - l) & 1;
+    let Scratch { cur, next, blocks } = sc;
+    // Level 1: the off-path node is its side's sum; the path node is unknown (zero).
+    let a = bit(1);
+    cur.clear();
+    cur.resize(2, [0; 2]);
+    cur[1 - a] = known[0];
+    let mut path = a;
+    for l in 2..=depth {
+        let out: &mut [Row] = if l == depth {
+            &mut *leaves
+        } else {
+            next.clear();
+            next.resize(1 << l, [0; 2]);
+            &mut next[..]
+        };
+        // The unknown path node's children come out as garbage; both are set below.
+        expand(cur, out, blocks);
+        let a = bit(l);
+        let (on, off) = (2 * path + a, 2 * path + 1 - a);
+        out[on] = [0; 2];
+        out[off] = [0; 2];
+        let others = out
+            .iter()
+            .skip(1 - a)
+            .step_by(2)
+            .fold([0u64; 2], |s, x| xor(s, *x));
+        out[off] = xor(known[l - 1], others);
+        path = on;
+        if l < depth {
+            std::mem::swap(cur, next);
+        }
+    }
+    if depth == 1 {
+        leaves.copy_from_slice(cur);
+    }
+}
+
+/// The positions of output `i0 + i` for `i < count` into `out`, [`D`] each (`k` a power of
+/// two), through the buffer `blocks`.
+fn positions_into(i0: usize, count: usize, k: usize, blocks: &mut Vec<Block>, out: &mut Vec<u32>) {
+    blocks.clear();
+    blocks.extend((2 * i0..2 * (i0 + count)).map(|c| words_block([c as u64, 0])));
+    code().encrypt_blocks(blocks);
+    let mask = (k - 1) as u64;
+    out.clear();
+    for pair in blocks.chunks_exact(2) {
+        let w = [block_words(&pair[0]), block_words(&pair[1])];
+        let words = [w[0][0], w[0][1], w[1][0], w[1][1]];
+        for j in 0..D {
+            out.push((words[j / 3] >> (21 * (j % 3)) & mask) as u32);
+        }
+    }
+}
+
+#[cfg(test)]
+fn positions(i0: usize, count: usize, k: usize) -> Vec<u32> {
+    let mut out = Vec::new();
+    positions_into(i0, count, k, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The LPN step in place: output `i` adds the base values at its positions, and with
+/// `bits = (choices, base choices)` its choice bit adds theirs.
+fn lpn(out: &mut [Row], base: &[Row], bits: Option<(&mut [u64], &[u64])>) {
+    let k = base.len();
+    type Buffers = (Vec<Block>, Vec<u32>);
+    let mix = |buf: &mut Buffers,
+               p0: usize,
+               part: &mut [Row],
+               choices: Option<&mut [u64]>,
+               ubits: &[u64]| {
+        let (blocks, pos) = buf;
+        positions_into(p0, part.len(), k, blocks, pos);
+        for (r, ps) in part.iter_mut().zip(pos.chunks_exact(D)) {
+            *r = ps.iter().fold(*r, |acc, &p| xor(acc, base[p as usize]));
+        }
+        if let Some(choices) = choices {
+            for (i, ps) in pos.chunks_exact(D).enumerate() {
+                let b = ps.iter().fold(0u64, |acc, &p| {
+                    acc ^ (ubits[p as usize / 64] >> (p % 64) & 1)
+                });
+                choices[i / 64] ^= b << (i % 64);
+            }
+        }
+    };
+    let init = || -> Buffers { (Vec::new(), Vec::new()) };
+    match bits {
+        None => out
+            .par_chunks_mut(LPN_PART)
+            .enumerate()
+            .for_each_init(init, |buf, (c, part)| {
+                mix(buf, c * LPN_PART, part, None, &[])
+            }),
+        Some((choices, ubits)) => out
+            .par_chunks_mut(LPN_PART)
+            .zip(choices.par_chunks_mut(LPN_PART / 64))
+            .enumerate()
+            .for_each_init(init, |buf, (c, (part, ch))| {
+                mix(buf, c * LPN_PART, part, Some(ch), ubits)
+            }),
+    }
+}
+
+/// A pool of COTs (and, on the receiver's side, their choice words), taken from the front.
+/// Taken entries stay until the next refill moves the rest to the front, so the buffer is
+/// reused. Zeroized on drop.
+#[derive(Default)]
+struct Pool<T: Copy + Default + Zeroize> {
+    items: Vec<T>,
+    at: usize,
+}
+
+impl<T: Copy + Default + Zeroize> Pool<T> {
+    fn len(&self) -> usize {
+        self.items.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> &[T] {
+        let s = &self.items[self.at..self.at + n];
+        self.at += n;
+        s
+    }
+
+    #[cfg(test)]
+    fn get(&self, i: usize) -> T {
+        self.items[self.at + i]
+    }
+
+    fn refill(&mut self, new: &[T]) {
+        self.items.drain(..self.at);
+        self.at = 0;
+        self.items.extend_from_slice(new);
+    }
+}
+
+impl<T: Copy + Default + Zeroize> Drop for Pool<T> {
+    fn drop(&mut self) {
+        self.items.zeroize();
+    }
+}
+
+/// Bits `start .. start + len` of `words` (bit `i` in word `i / 64`), as words.
+fn bit_range(words: &[u64], start: usize, len: usize) -> Vec<u64> {
+    let (w, s) = (start / 64, start % 64);
+    (0..len.div_ceil(64))
+        .map(|i| {
+            let lo = words[w + i] >> s;
+            let hi = match (s, words.get(w + i + 1)) {
+                (0, _) | (_, None) => 0,
+                (_, Some(x)) => x << (64 - s),
+            };
+            lo | hi
+        })
+        .collect()
+}
+
+/// The silent extension's sender on one link. `Debug` is redacted; secrets are zeroized on
+/// drop.
+pub struct SilentSender {
+    params: Params,
+    delta: Row,
+    base: Vec<Row>,
+    pool: Pool<Row>,
+    /// An iteration's outputs (kept between iterations, zeroized on drop).
+    work: Vec<Row>,
+    iteration: u64,
+    batch: u64,
+}
+
+/// The silent extension's receiver on one link. `Debug` is redacted; secrets are zeroized on
+/// drop.
+pub struct SilentReceiver {
+    params: Params,
+    base: Vec<Row>,
+    base_bits: Vec<u64>,
+    pool: Pool<Row>,
+    pool_bits: Pool<u64>,
+    work: Vec<Row>,
+    iteration: u64,
+    batch: u64,
+    peer: PeerName,
+}
+
+impl std::fmt::Debug for SilentSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SilentSender(pool={}, <redacted>)", self.pool.len())
+    }
+}
+
+impl std::fmt::Debug for SilentReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SilentReceiver(pool={}, <redacted>)", self.pool.len())
+    }
+}
+
+impl Drop for SilentSender {
+    fn drop(&mut self) {
+        self.delta.zeroize();
+        self.base.zeroize();
+        self.work.zeroize();
+    }
+}
+
+impl Drop for SilentReceiver {
+    fn drop(&mut self) {
+        self.base.zeroize();
+        self.base_bits.zeroize();
+        self.work.zeroize();
+    }
+}
+
+/// Words of choices of the IKNP batch that seeds a link's first iteration.
+pub fn boot_words(p: &Params) -> usize {
+    p.base().div_ceil(64)
+}
+
+impl SilentSender {
+    /// The sender of a link seeded by an IKNP batch of [`boot_words`] choice words.
+    pub fn new(params: Params, mut boot: SendBatch) -> Result<SilentSender> {
+        params.validate()?;
+        if boot.rows.len() < params.base() {
+            return Err(Error::invalid("silent OT: the seeding batch is too small"));
+        }
+        let base = boot.rows[..params.base()].to_vec();
+        boot.rows.zeroize();
+        Ok(SilentSender {
+            params,
+            delta: boot.s,
+            base,
+            pool: Pool::default(),
+            work: Vec::new(),
+            iteration: 0,
+            batch: 0,
+        })
+    }
+
+    /// COTs in the pool.
+    pub fn available(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Runs one iteration: adds [`Params::out`] COTs to the pool; returns the message for the
+    /// receiver.
+    pub fn iterate(&mut self) -> Vec<u64> {
+        let p = self.params;
+        self.iteration += 1;
+        let (k, depth) = (p.k(), p.depth);
+        let tweak = TREE_TWEAK | self.iteration;
+        let tree_base = &self.base[k..p.base()];
+        let h0 = hash_rows_wide(tweak, tree_base, [0, 0]);
+        let h1 = hash_rows_wide(tweak, tree_base, self.delta);
+        let mut roots = Prg::fresh().vec(2 * p.trees);
+        let mut leaves = std::mem::take(&mut self.work);
+        leaves.resize(p.n(), [0; 2]);
+        let sums: Vec<Vec<[Row; 2]>> = leaves
+            .par_chunks_mut(p.leaves())
+            .enumerate()
+            .map_init(Scratch::default, |sc, (b, tree)| {
+                grow([roots[2 * b], roots[2 * b + 1]], tree, sc)
+            })
+            .collect();
+        roots.zeroize();
+        let mut msg = Vec::with_capacity(p.msg_words());
+        for (b, levels) in sums.iter().enumerate() {
+            for (l, [s0, s1]) in levels.iter().enumerate() {
+                let i = b * depth + l;
+                msg.extend(xor(*s0, h0[i]));
+                msg.extend(xor(*s1, h1[i]));
+            }
+            let tree = &leaves[b * p.leaves()..(b + 1) * p.leaves()];
+            let all = tree.iter().fold(self.delta, |s, x| xor(s, *x));
+            msg.extend(all);
+        }
+        lpn(&mut leaves, &self.base[..k], None);
+        self.base.copy_from_slice(&leaves[..p.base()]);
+        self.pool.refill(&leaves[p.base()..p.base() + p.out()]);
+        self.work = leaves;
+        msg
+    }
+
+    /// Answers the receiver's batch of `words` choice words: its message `d` (one bit per
+    /// OT) turns the next `64 words` pool COTs into the batch's rows.
+    pub fn extend(&mut self, msg: &[u64], words: usize, peer: PeerName) -> Result<SendBatch> {
+        if msg.len() != words {
+            return Err(Error::protocol(
+                peer,
+                format!("silent OT: {} choice words, expected {words}", msg.len()),
+            ));
+        }
+        if self.pool.len() < 64 * words {
+            return Err(Error::invalid(
+                "silent OT: a batch larger than the pool (a refill was missed)",
+            ));
+        }
+        let mut rows = self.pool.take(64 * words).to_vec();
+        for (i, r) in rows.iter_mut().enumerate() {
+            if msg[i / 64] >> (i % 64) & 1 == 1 {
+                *r = xor(*r, self.delta);
+            }
+        }
+        self.batch += 1;
+        Ok(SendBatch {
+            batch: self.batch,
+            s: self.delta,
+            rows,
+        })
+    }
+}
+
+impl SilentReceiver {
+    /// The receiver of a link seeded by an IKNP batch of [`boot_words`] random choice words.
+    pub fn new(params: Params, mut boot: RecvBatch) -> Result<SilentReceiver> {
+        params.validate()?;
+        if boot.rows.len() < params.base() {
+            return Err(Error::invalid("silent OT: the seeding batch is too small"));
+        }
+        let base = boot.rows[..params.base()].to_vec();
+        let base_bits = std::mem::take(&mut boot.choices);
+        boot.rows.zeroize();
+        Ok(SilentReceiver {
+            params,
+            base,
+            base_bits,
+            pool: Pool::default(),
+            pool_bits: Pool::default(),
+            work: Vec::new(),
+            iteration: 0,
+            batch: 0,
+            peer: boot.peer,
+        })
+    }
+
+    /// COTs in the pool.
+    pub fn available(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Takes in one iteration's message from the sender: adds [`Params::out`] COTs to the
+    /// pool.
+    pub fn absorb(&mut self, msg: &[u64]) -> Result<()> {
+        let p = self.params;
+        if msg.len() != p.msg_words() {
+            return Err(Error::protocol(
+                self.peer,
+                format!(
+                    "silent OT: an iteration of {} words, expected {}",
+                    msg.len(),
+                    p.msg_words()
+                ),
+            ));
+        }
+        self.iteration += 1;
+        let (k, depth) = (p.k(), p.depth);
+        let h = hash_rows_wide(TREE_TWEAK | self.iteration, &self.base[k..p.base()], [0, 0]);
+        let ubits = &self.base_bits;
+        let u = |j: usize| (ubits[j / 64] >> (j % 64) & 1) as usize;
+        let per_tree = 2 * (2 * depth + 1);
+        let mut leaves = std::mem::take(&mut self.work);
+        leaves.resize(p.n(), [0; 2]);
+        let mut alphas = vec![0usize; p.trees];
+        leaves
+            .par_chunks_mut(p.leaves())
+            .zip(msg.par_chunks(per_tree))
+            .zip(alphas.par_iter_mut())
+            .enumerate()
+            .for_each_init(Scratch::default, |sc, (b, ((tree, m), alpha_out))| {
+                let mut alpha = 0;
+                let mut known = Vec::with_capacity(depth);
+                for l in 0..depth {
+                    let c = u(k + b * depth + l);
+                    alpha |= (1 - c) << (depth - 1 - l);
+                    let at = 4 * l + 2 * c;
+                    known.push(xor([m[at], m[at + 1]], h[b * depth + l]));
+                }
+                regrow(alpha, &known, tree, sc);
+                let c = [m[4 * depth], m[4 * depth + 1]];
+                tree[alpha] = tree.iter().fold(c, |s, x| xor(s, *x));
+                *alpha_out = alpha;
+            });
+        let mut choices = vec![0u64; p.n() / 64];
+        for (b, a) in alphas.iter().enumerate() {
+            let i = b * p.leaves() + a;
+            choices[i / 64] |= 1 << (i % 64);
+        }
+        lpn(
+            &mut leaves,
+            &self.base[..k],
+            Some((&mut choices, &self.base_bits)),
+        );
+        self.base.copy_from_slice(&leaves[..p.base()]);
+        self.base_bits.zeroize();
+        self.base_bits = bit_range(&choices, 0, p.base());
+        self.pool.refill(&leaves[p.base()..p.base() + p.out()]);
+        self.pool_bits
+            .refill(&bit_range(&choices, p.base(), p.out()));
+        self.work = leaves;
+        choices.zeroize();
+        Ok(())
+    }
+
+    /// Starts a batch of `64 choices.len()` OTs with the bits of `choices` as choices (bit `j`
+    /// of word `w` is OT `64 w + j`) from the next pool COTs; returns the message `d` for the
+    /// sender.
+    pub fn extend(&mut self, choices: &[u64]) -> Result<(Vec<u64>, RecvBatch)> {
+        let words = choices.len();
+        if self.pool_bits.len() < words {
+            return Err(Error::invalid(
+                "silent OT: a batch larger than the pool (a refill was missed)",
+            ));
+        }
+        let msg = self
+            .pool_bits
+            .take(words)
+            .iter()
+            .zip(choices)
+            .map(|(u, r)| u ^ r)
+            .collect();
+        let rows = self.pool.take(64 * words).to_vec();
+        self.batch += 1;
+        Ok((
+            msg,
+            RecvBatch {
+                batch: self.batch,
+                choices: choices.to_vec(),
+                rows,
+                peer: self.peer,
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::mpc::ot::extension::{self, ExtReceiver, ExtSender};
+
+    /// A small set for tests: 64 trees of 64 leaves, `k` = 1,024 (2,688 COTs an iteration).
+    pub(crate) const SMALL: Params = Params {
+        trees: 64,
+        depth: 6,
+        log_k: 10,
+    };
+
+    fn iknp() -> (ExtSender, ExtReceiver) {
+        let (bs, m1) = extension::receiver_setup(PeerName::Server(0));
+        let (snd, m2) = extension::sender_setup(&m1, PeerName::Server(1)).unwrap();
+        let rcv = extension::receiver_finish(bs, &m2, PeerName::Server(0)).unwrap();
+        (snd, rcv)
+    }
+
+    pub(crate) fn link(p: Params) -> (SilentSender, SilentReceiver) {
+        let (mut snd, mut rcv) = iknp();
+        let words = boot_words(&p);
+        let (msg, rb) = rcv.extend(&Prg::fresh().vec(words));
+        let sb = snd.extend(&msg, words).unwrap();
+        (
+            SilentSender::new(p, sb).unwrap(),
+            SilentReceiver::new(p, rb).unwrap(),
+        )
+    }
+
+    fn bit(words: &[u64], i: usize) -> bool {
+        words[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    #[test]
+    fn regrowing_a_punctured_tree_gives_every_other_leaf() {
+        let mut sc = Scratch::default();
+        for depth in [1, 2, 3, 6] {
+            let n = 1 << depth;
+            let mut leaves = vec![[0u64; 2]; n];
+            let sums = grow([3, 9], &mut leaves, &mut sc);
+            for alpha in 0..n {
+                let known: Vec<Row> = (1..=depth)
+                    .map(|l| sums[l - 1][1 - (alpha >> (depth - l) & 1)])
+                    .collect();
+                let mut got = vec![[7u64; 2]; n];
+                regrow(alpha, &known, &mut got, &mut sc);
+                for i in 0..n {
+                    let want = if i == alpha { [0, 0] } else { leaves[i] };
+                    assert_eq!(got[i], want, "depth {depth}, alpha {alpha}, leaf {i}");
+                }
+            }
+        }
+        // A wrong sibling sum changes the leaves below it.
+        let depth = 4;
+        let mut leaves = vec![[0u64; 2]; 16];
+        let sums = grow([1, 2], &mut leaves, &mut sc);
+        let mut known: Vec<Row> = (1..=depth).map(|l| sums[l - 1][1]).collect();
+        known[0][0] ^= 1;
+        let mut got = vec![[0u64; 2]; 16];
+        regrow(0, &known, &mut got, &mut sc);
+        assert_ne!(got[8], leaves[8]);
+    }
+
+    #[test]
+    fn every_pool_cot_holds_the_correlation_and_choices_look_random() {
+        let (mut s, mut r) = link(SMALL);
+        let mut ones = 0usize;
+        for _ in 0..3 {
+            let msg = s.iterate();
+            assert_eq!(msg.len(), SMALL.msg_words());
+            r.absorb(&msg).unwrap();
+            assert_eq!(s.available(), r.available());
+            ones = 0;
+            for i in 0..s.pool.len() {
+                let c = r.pool_bits.get(i / 64) >> (i % 64) & 1 == 1;
+                ones += c as usize;
+                let want = if c {
+                    xor(s.pool.get(i), s.delta)
+                } else {
+                    s.pool.get(i)
+                };
+                assert_eq!(r.pool.get(i), want, "cot {i}");
+            }
+            // The next iteration's base holds the correlation too.
+            for j in 0..SMALL.base() {
+                let want = if bit(&r.base_bits, j) {
+                    xor(s.base[j], s.delta)
+                } else {
+                    s.base[j]
+                };
+                assert_eq!(r.base[j], want, "base {j}");
+            }
+        }
+        // 3 iterations of 2,688 choices: about half are ones.
+        let all = 3 * SMALL.out();
+        assert_eq!(s.available(), all);
+        assert!(
+            (ones as f64 / all as f64 - 0.5).abs() < 0.05,
+            "{ones} of {all}"
+        );
+    }
+
+    #[test]
+    fn batches_with_chosen_choices_are_iknp_batches() {
+        let (mut s, mut r) = link(SMALL);
+        let m = s.iterate();
+        r.absorb(&m).unwrap();
+        let mut prg = Prg::fresh();
+        for words in [1, 5] {
+            let choices = prg.vec(words);
+            let (d, rb) = r.extend(&choices).unwrap();
+            let sb = s.extend(&d, words, PeerName::Server(1)).unwrap();
+            let (got, pairs) = (rb.random(), sb.random());
+            for (i, (g, (x0, x1))) in got.iter().zip(&pairs).enumerate() {
+                assert_ne!(x0, x1);
+                assert_eq!(g, if bit(&choices, i) { x1 } else { x0 }, "ot {i}");
+            }
+            let (a, b) = (prg.vec(words), prg.vec(words));
+            let (d, rb) = r.extend(&b).unwrap();
+            let sb = s.extend(&d, words, PeerName::Server(1)).unwrap();
+            let (m, s_share) = sb.gilboa(&a).unwrap();
+            let r_share = rb.gilboa(&m).unwrap();
+            for i in 0..words {
+                let sum = s_share[i].wrapping_add(r_share[i]);
+                assert_eq!(sum, a[i].wrapping_mul(b[i]), "product {i}");
+            }
+        }
+        assert_eq!(s.available(), r.available());
+        // A batch beyond the pool is refused, not served from nothing.
+        let words = r.available() / 64 + 1;
+        assert!(r.extend(&vec![0; words]).is_err());
+        assert!(
+            s.extend(&vec![0; words], words, PeerName::Server(1))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_choice_message_is_the_choices_masked_by_the_pool() {
+        // d = r ^ u: the same choices give unrelated messages on fresh COTs, and a receiver
+        // whose choices are all zero sends its pool's (random) choice bits.
+        let (mut s, mut r) = link(SMALL);
+        let m = s.iterate();
+        r.absorb(&m).unwrap();
+        let (d1, _) = r.extend(&[0; 4]).unwrap();
+        let (d2, _) = r.extend(&[0; 4]).unwrap();
+        assert_ne!(d1, d2);
+        let ones: u32 = d1.iter().chain(&d2).map(|w| w.count_ones()).sum();
+        assert!((180..=332).contains(&ones), "{ones} of 512");
+    }
+
+    #[test]
+    fn a_wrong_iteration_length_names_the_sender() {
+        let (mut s, mut r) = link(SMALL);
+        let mut m = s.iterate();
+        m.pop();
+        let e = r.absorb(&m).unwrap_err();
+        assert!(e.to_string().contains("server"), "{e}");
+        assert!(format!("{s:?}{r:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn a_changed_tree_message_breaks_the_correlation() {
+        // What a deviating sender can do (semi-honest scheme, design.md): the receiver's
+        // outputs then go wrong, here in tree 0's leaves, which become the next base.
+        let (mut s, mut r) = link(SMALL);
+        let mut m = s.iterate();
+        m[0] ^= 1;
+        m[2] ^= 1;
+        r.absorb(&m).unwrap();
+        let broken = (0..SMALL.base()).any(|j| {
+            let want = if bit(&r.base_bits, j) {
+                xor(s.base[j], s.delta)
+            } else {
+                s.base[j]
+            };
+            r.base[j] != want
+        });
+        assert!(broken, "a changed tree message must show in the outputs");
+    }
+
+    #[test]
+    fn production_parameters_are_ferret_b11() {
+        PARAMS.validate().unwrap();
+        assert_eq!(PARAMS.n(), 2_396_160);
+        assert_eq!(PARAMS.base(), 131_072 + 1170 * 11);
+        assert_eq!(PARAMS.out(), 2_252_160);
+        assert_eq!(PARAMS.msg_words() * 8, 430_560);
+        assert!(SMALL.validate().is_ok());
+        assert!(
+            Params {
+                trees: 1,
+                depth: 6,
+                log_k: 10
+            }
+            .validate()
+            .is_err()
+        );
+        assert_eq!(iterations_for(&SMALL, 0, 1), 1);
+        assert_eq!(iterations_for(&SMALL, 100, 100), 0);
+        assert_eq!(iterations_for(&SMALL, 0, SMALL.out() + 1), 2);
+    }
+
+    #[test]
+    fn positions_are_public_and_in_range() {
+        let a = positions(100, 50, 1 << 10);
+        assert_eq!(a, positions(100, 50, 1 << 10));
+        assert_eq!(&a[D * 10..], &positions(110, 40, 1 << 10)[..]);
+        assert!(a.iter().all(|&p| p < 1 << 10));
+        let spread: std::collections::HashSet<u32> =
+            positions(0, 1000, 1 << 10).into_iter().collect();
+        assert!(spread.len() > 1000, "{}", spread.len());
+        assert_eq!(bit_range(&[0b1011 << 60, 0b1], 61, 4), vec![0b1101]);
+    }
+}

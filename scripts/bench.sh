@@ -12,9 +12,11 @@ for k in 2 3; do
   "$bin" bench bilinear --servers "$k" --n 2000 --m 2000 --d 128 --repeat "$REPEAT"
   "$bin" bench compare --servers "$k" --count 1000000 --ell 64 --repeat "$REPEAT"
 done
-# Dealer-free correlations (issue 9): triples from OT, k = 2; comparisons with their material
+# Dealer-free correlations (issue 9): triples from OT (IKNP), k = 2; the silent extension
+# alone (one link); comparisons with their material
 # made by the servers over OT (correlation = "ot"), k = 2 and 3; a small dense bilinear form.
 "$bin" bench ot-triples --servers 2 --count 100000 --repeat "$REPEAT"
+"$bin" bench silent-ot --count 20000000 --repeat "$REPEAT"
 for k in 2 3; do
   "$bin" bench compare --servers "$k" --count 100000 --ell 64 --correlation ot --repeat "$REPEAT"
 done

@@ -8,8 +8,8 @@
 //! * [`bit_masks`]: truncation and comparison masks from random bits held both ways (daBits);
 //! * [`bit_pack`]: values of given bit widths packed into words (messages that carry only
 //!   the bits that matter);
-//! * [`ot`]: oblivious transfer (base OT on Ristretto, IKNP extension, Gilboa products) and the
-//!   dealer-free correlation source built on it;
+//! * [`ot`]: oblivious transfer (base OT on Ristretto, an IKNP batch seeding a silent
+//!   extension, Gilboa products) and the dealer-free correlation source built on it;
 //! * [`replicated`]: the dealer-free source of three servers holding replicated seeds;
 //! * [`source`]: the job's choice of correlation source (dealer, OT, replicated), and the
 //!   source a server runs;

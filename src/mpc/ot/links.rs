@@ -73,7 +73,7 @@ pub struct Plan {
     ready: usize,
 }
 
-/// Setup of every pairwise extension, as a state machine: after two rounds it yields the
+/// Setup of every pairwise extension, as a state machine: after four rounds it yields the
 /// [`Links`].
 pub enum Setup {
     /// Not started.
@@ -163,6 +163,11 @@ impl Protocol for Setup {
             return Err(Error::invalid("OT setup started twice"));
         };
         plan.params.validate()?;
+        if plan.ready < 64 {
+            return Err(Error::invalid(
+                "OT setup: the pools must keep at least one word of OTs between rounds",
+            ));
+        }
         let me = plan.me;
         let mut base = Vec::with_capacity(k);
         let mut sections = Vec::with_capacity(k);
@@ -351,6 +356,10 @@ mod tests {
                 }
             }
             assert!(format!("{:?}", links[0]).contains("redacted"));
+        }
+        // Pools that could not serve one word of OTs between rounds are refused.
+        for ready in [0, 63] {
+            assert!(Setup::with_params(0, 2, small, ready).start().is_err());
         }
     }
 }

@@ -48,7 +48,8 @@
 //! receives, and sends `d` (any `d` is a choice). A *sender* that sends a wrong level message
 //! or `c_b` makes the receiver's outputs wrong depending on `α_b`, hence on the receiver's
 //! choice bits: the selective-failure class of wrong OT corrections, open for the same reason
-//! (design.md, threat model).
+//! (design.md, threat model). Ferret's check would bound it to guessing a few noise bits at the
+//! risk of an abort. Such an error spreads: an iteration's first outputs seed the next.
 
 use super::extension::{RecvBatch, SendBatch, block_words, hash_rows_wide, words_block};
 use crate::error::{Error, PeerName, Result};
@@ -174,6 +175,16 @@ struct Scratch {
     cur: Vec<Row>,
     next: Vec<Row>,
     blocks: Vec<Block>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.cur.zeroize();
+        self.next.zeroize();
+        self.blocks
+            .iter_mut()
+            .for_each(|b| b.as_mut_slice().zeroize());
+    }
 }
 
 /// The children of every node of `level` into `next`: `2 i` and `2 i + 1` for node `i`.
@@ -357,6 +368,13 @@ impl<T: Copy + Default + Zeroize> Pool<T> {
     fn refill(&mut self, new: &[T]) {
         self.items.drain(..self.at);
         self.at = 0;
+        if self.items.capacity() < self.items.len() + new.len() {
+            // Grown by hand, so that the old buffer is wiped before it is freed.
+            let mut grown = Vec::with_capacity(self.items.len() + new.len());
+            grown.extend_from_slice(&self.items);
+            self.items.zeroize();
+            self.items = grown;
+        }
         self.items.extend_from_slice(new);
     }
 }
@@ -499,6 +517,12 @@ impl SilentSender {
             let all = tree.iter().fold(self.delta, |s, x| xor(s, *x));
             msg.extend(all);
         }
+        let (mut h0, mut h1) = (h0, h1);
+        h0.zeroize();
+        h1.zeroize();
+        for mut levels in sums {
+            levels.iter_mut().for_each(|l| l.zeroize());
+        }
         lpn(&mut leaves, &self.base[..k], None);
         self.base.copy_from_slice(&leaves[..p.base()]);
         self.pool.refill(&leaves[p.base()..p.base() + p.out()]);
@@ -601,10 +625,13 @@ impl SilentReceiver {
                     known.push(xor([m[at], m[at + 1]], h[b * depth + l]));
                 }
                 regrow(alpha, &known, tree, sc);
+                known.zeroize();
                 let c = [m[4 * depth], m[4 * depth + 1]];
                 tree[alpha] = tree.iter().fold(c, |s, x| xor(s, *x));
                 *alpha_out = alpha;
             });
+        let mut h = h;
+        h.zeroize();
         let mut choices = vec![0u64; p.n() / 64];
         for (b, a) in alphas.iter().enumerate() {
             let i = b * p.leaves() + a;
@@ -623,6 +650,7 @@ impl SilentReceiver {
             .refill(&bit_range(&choices, p.base(), p.out()));
         self.work = leaves;
         choices.zeroize();
+        alphas.zeroize();
         Ok(())
     }
 

@@ -25,13 +25,15 @@
 //!     and the carry tree's AND triples `(a, b1, b2, a & b1, a & b2)` from bit cross terms.
 //!
 //! Privacy against any `k - 1` colluding servers that follow the protocol: each server's view
-//! is its own draws and OT messages, pseudorandom to the others (IKNP's receiver columns hide
-//! the choices under the base-OT keys; senders' corrections hide under hashes of the unknown
-//! rows). A server that deviates as an OT receiver to learn the sender's secret is caught by
-//! the KOS check (except for guessing a few of its bits). Not yet covered: a deviating sender
-//! (a wrong correction) or a server using other values than its shares in a product makes the
-//! material wrong *depending on an honest server's share bits*, which a party colluding with it
-//! could observe in the results (design.md, threat model).
+//! is its own draws and OT messages, pseudorandom to the others (the seeding IKNP batch's
+//! columns hide its choices under the base-OT keys; a silent batch's choice message `d = r ^ u`
+//! hides them under pool choices pseudorandom by LPN; tree messages and corrections hide under
+//! hashes of rows the receiver cannot compute). A server that deviates as an IKNP receiver to
+//! learn the sender's secret is caught by the KOS check (except for guessing a few of its
+//! bits). Not yet covered: a deviating sender (a wrong correction or tree message) or a server
+//! using other values than its shares in a product makes the material wrong *depending on an
+//! honest server's share or choice bits*, which a party colluding with it could observe in the
+//! results (design.md, threat model).
 
 use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};

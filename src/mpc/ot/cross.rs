@@ -13,6 +13,9 @@
 //!   the sum of the shares is `sum r_i x_i` over the active pairs (bit times value). With
 //!   [`Cross::with_masks`], only the low bits of each product that the masks depend on are
 //!   right, and only those bits of each correction travel (packed);
+//! * [`Kind::BitPairs`]: as [`Kind::Bits`] with two words of `x` per choice word (two
+//!   correlation bits per OT, one choice): the cross terms of two AND triples sharing one
+//!   input, `a & b1` and `a & b2`, for the OTs of one;
 //! * [`Kind::Bits`]: each choice word holds 64 bits, `x` 64 bits per word; XOR shares of the
 //!   bitwise AND (the cross terms of boolean AND triples).
 //!
@@ -45,6 +48,8 @@ pub enum Kind {
     Cot,
     /// Bit AND, XOR-shared.
     Bits,
+    /// Two bit ANDs with the same choice bits, XOR-shared (outputs interleaved like `x`).
+    BitPairs,
 }
 
 impl Kind {
@@ -52,6 +57,7 @@ impl Kind {
     pub fn x_per_word(self) -> usize {
         match self {
             Kind::Gilboa | Kind::Bits => 1,
+            Kind::BitPairs => 2,
             Kind::Cot => 64,
         }
     }
@@ -60,6 +66,7 @@ impl Kind {
         match self {
             Kind::Gilboa | Kind::Cot => 64,
             Kind::Bits => 1,
+            Kind::BitPairs => 2,
         }
     }
 
@@ -275,7 +282,9 @@ impl Cross {
     fn add(&mut self, at: usize, share: &[u64], negate: bool) {
         let out = &mut self.out[at..at + share.len()];
         match (self.kind, negate) {
-            (Kind::Bits, _) => out.iter_mut().zip(share).for_each(|(o, s)| *o ^= s),
+            (Kind::Bits | Kind::BitPairs, _) => {
+                out.iter_mut().zip(share).for_each(|(o, s)| *o ^= s)
+            }
             (_, false) => out
                 .iter_mut()
                 .zip(share)
@@ -341,6 +350,7 @@ impl Protocol for Cross {
                     }
                     Kind::Cot => batch.correlated(corr)?,
                     Kind::Bits => batch.correlated_bits(corr)?,
+                    Kind::BitPairs => batch.correlated_bit_lanes(corr, 2)?,
                 };
                 self.add(span.start * per, &share, false);
             }
@@ -380,6 +390,10 @@ impl Protocol for Cross {
                     }
                     Kind::Bits => {
                         let (c, v) = batch.correlated_bits(x)?;
+                        (c, v, false)
+                    }
+                    Kind::BitPairs => {
+                        let (c, v) = batch.correlated_bit_lanes(x, 2)?;
                         (c, v, false)
                     }
                 };
@@ -530,6 +544,28 @@ mod tests {
             .with_masks(masks)
             .is_err()
         );
+    }
+
+    #[test]
+    fn bit_pair_cross_terms_xor_to_both_ands_with_the_shared_choice() {
+        let k = 3;
+        let mut prg = Prg::fresh();
+        let words = 4;
+        let xs: Vec<_> = (0..k).map(|_| prg.vec(2 * words)).collect();
+        let ys: Vec<_> = (0..k).map(|_| prg.vec(words)).collect();
+        let (outs, _) = run(Kind::BitPairs, Active::All, &xs, &ys, 3);
+        for w in 0..words {
+            for lane in 0..2 {
+                let got = outs.iter().fold(0u64, |a, o| a ^ o[2 * w + lane]);
+                let mut want = 0u64;
+                for (s, x) in xs.iter().enumerate() {
+                    for (_, y) in ys.iter().enumerate().filter(|&(t, _)| t != s) {
+                        want ^= x[2 * w + lane] & y[w];
+                    }
+                }
+                assert_eq!(got, want, "word {w}, lane {lane}");
+            }
+        }
     }
 
     #[test]

@@ -398,17 +398,32 @@ impl SendBatch {
     /// (packed), with `w ^ v = r & D` on the receiver's side: XOR shares of the AND of the
     /// receiver's choices and the correlations. 1 bit of message per OT instead of 64.
     pub fn correlated_bits(&self, deltas: &[u64]) -> Result<(Vec<u64>, Vec<u64>)> {
+        self.correlated_bit_lanes(deltas, 1)
+    }
+
+    /// Bit-correlated OT with `lanes` correlation bits per OT (from as many bits of each
+    /// hash): word `lanes w + j` of `deltas` holds lane `j` of the OTs of choice word `w`;
+    /// the message and this side's bits `v` are laid out the same way, with
+    /// `w ^ v = r & D` lane by lane on the receiver's side. `lanes` bits of message per OT.
+    pub fn correlated_bit_lanes(
+        &self,
+        deltas: &[u64],
+        lanes: usize,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
         let words = self.rows.len() / 64;
-        if deltas.len() != words {
+        if !(1..=64).contains(&lanes) || deltas.len() != lanes * words {
             return Err(Error::invalid(
-                "bit-correlated OT: one correlation bit per OT is needed",
+                "bit-correlated OT: one correlation bit per OT and lane is needed",
             ));
         }
         let mut msg = deltas.to_vec();
-        let mut v = vec![0u64; words];
+        let mut v = vec![0u64; lanes * words];
         for (i, (x0, x1)) in self.random().into_iter().enumerate() {
-            v[i / 64] |= (x0 & 1) << (i % 64);
-            msg[i / 64] ^= ((x0 ^ x1) & 1) << (i % 64);
+            let (w, l) = (i / 64, i % 64);
+            for j in 0..lanes {
+                v[lanes * w + j] |= (x0 >> j & 1) << l;
+                msg[lanes * w + j] ^= ((x0 ^ x1) >> j & 1) << l;
+            }
         }
         Ok((msg, v))
     }
@@ -468,19 +483,32 @@ impl RecvBatch {
     /// Bit-correlated OT: this side's bits `w = v ^ (r & D)` (packed) from the sender's
     /// message.
     pub fn correlated_bits(&self, msg: &[u64]) -> Result<Vec<u64>> {
-        if msg.len() != self.choices.len() {
+        self.correlated_bit_lanes(msg, 1)
+    }
+
+    /// Bit-correlated OT with `lanes` bits per OT (see [`SendBatch::correlated_bit_lanes`]):
+    /// this side's bits from the sender's message.
+    pub fn correlated_bit_lanes(&self, msg: &[u64], lanes: usize) -> Result<Vec<u64>> {
+        let expected = lanes * self.choices.len();
+        if !(1..=64).contains(&lanes) || msg.len() != expected {
             return Err(Error::protocol(
                 self.peer,
                 format!(
-                    "bit-correlated OT: {} words, expected {}",
-                    msg.len(),
-                    self.choices.len()
+                    "bit-correlated OT: {} words, expected {expected}",
+                    msg.len()
                 ),
             ));
         }
-        let mut w: Vec<u64> = msg.iter().zip(&self.choices).map(|(m, c)| m & c).collect();
+        let mut w: Vec<u64> = msg
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m & self.choices[i / lanes])
+            .collect();
         for (i, x) in self.random().into_iter().enumerate() {
-            w[i / 64] ^= (x & 1) << (i % 64);
+            let (word, l) = (i / 64, i % 64);
+            for j in 0..lanes {
+                w[lanes * word + j] ^= (x >> j & 1) << l;
+            }
         }
         Ok(w)
     }

@@ -22,7 +22,8 @@
 //!     bit from the same bits;
 //!   * **comparison masks**: the low `ell` bits of `r` as boolean shares (bit-sliced) and
 //!     arithmetic (`r = sum_{i < ell} 2^i b_i + 2^ell h`, `h` a random share of each server),
-//!     and the carry tree's AND triples `(a, b1, b2, a & b1, a & b2)` from bit cross terms.
+//!     and the carry tree's AND triples `(a, b1, b2, a & b1, a & b2)` from bit cross terms,
+//!     both ANDs of a triple from one OT per bit (`a` chooses, two correlation bits).
 //!
 //! Privacy against any `k - 1` colluding servers that follow the protocol: each server's view
 //! is its own draws and OT messages, pseudorandom to the others (the seeding IKNP batch's
@@ -181,15 +182,25 @@ impl<T: Transport> Gen<'_, T> {
         Ok(out)
     }
 
-    /// XOR shares of `a & b` for XOR-shared words.
-    async fn and(&mut self, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
-        let mut out = self
-            .cross(Kind::Bits, Active::All, a.to_vec(), b.to_vec())
+    /// XOR shares of `a & b1` and `a & b2` for XOR-shared words, from one OT per bit with two
+    /// correlation bits ([`Kind::BitPairs`]: `a` chooses).
+    async fn and_pair(
+        &mut self,
+        a: &[u64],
+        b1: &[u64],
+        b2: &[u64],
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let x: Vec<u64> = b1.iter().zip(b2).flat_map(|(p, q)| [*p, *q]).collect();
+        let out = self
+            .cross(Kind::BitPairs, Active::All, x, a.to_vec())
             .await?;
-        out.iter_mut()
-            .zip(a.iter().zip(b))
-            .for_each(|(o, (a, b))| *o ^= a & b);
-        Ok(out)
+        let (mut c1, mut c2): (Vec<u64>, Vec<u64>) =
+            out.chunks_exact(2).map(|c| (c[0], c[1])).unzip();
+        for (w, a) in a.iter().enumerate() {
+            c1[w] ^= a & b1[w];
+            c2[w] ^= a & b2[w];
+        }
+        Ok((c1, c2))
     }
 
     /// Arithmetic shares of the bits whose XOR shares are `bits` (64 per word, bit `i` of the
@@ -368,8 +379,7 @@ async fn generate<T: Transport>(
             let bits = g.arith_bits(&sliced, masks).await?;
             let [mut r] = <[Vec<u64>; 1]>::try_from(masks.from_bits(&bits)).expect("one mask");
             add_high(&mut r, ell as u32, &high);
-            let c1 = g.and(&ta, &tb1).await?;
-            let c2 = g.and(&ta, &tb2).await?;
+            let (c1, c2) = g.and_pair(&ta, &tb1, &tb2).await?;
             Ok([r, sliced, ta, tb1, tb2, c1, c2].map(Part::Words).into())
         }
         Request::B2a { n } => {

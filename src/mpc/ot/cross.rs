@@ -112,9 +112,9 @@ pub struct Cross {
     corrections: Vec<Vec<u64>>,
     /// Iterations each peer sends this server this round (as sender on its link to it).
     refills: Vec<usize>,
-    /// [`Kind::Cot`] for the random bits of these masks: corrections cut to
-    /// [`Cross::width`] bits.
-    masks: Option<Masks>,
+    /// [`Kind::Cot`] for the random bits of these masks, from this word of theirs on:
+    /// corrections cut to [`Cross::width`] bits.
+    masks: Option<(Masks, usize)>,
     out: Vec<u64>,
 }
 
@@ -173,24 +173,24 @@ impl Cross {
     }
 
     /// [`Kind::Cot`] computing the products `x b_t` that make arithmetic shares of the random
-    /// bits behind `masks` (bit `l` of choice word `w` is bit `l` of word `w` of the masks'
-    /// layout): a product enters the bit's share times 2, so only its low
-    /// `masks.significant_bits(w, l) - 1` bits matter, and only those of each correction are
-    /// sent. The other bits of the shares come out wrong.
-    pub fn with_masks(mut self, masks: Masks) -> Result<Cross> {
+    /// bits behind `masks` (bit `l` of choice word `w` is bit `l` of word `from + w` of the
+    /// masks' layout): a product enters the bit's share times 2, so only its low
+    /// `masks.significant_bits(from + w, l) - 1` bits matter, and only those of each
+    /// correction are sent. The other bits of the shares come out wrong.
+    pub fn with_masks(mut self, masks: Masks, from: usize) -> Result<Cross> {
         if self.kind != Kind::Cot {
             return Err(Error::invalid(
                 "cross terms: masks cut only bit-times-value products",
             ));
         }
-        self.masks = Some(masks);
+        self.masks = Some((masks, from));
         Ok(self)
     }
 
     /// Bits of OT `i`'s correction that are sent.
     fn width(&self, i: usize) -> u32 {
         match self.masks {
-            Some(m) => m.significant_bits(i / 64, i % 64).saturating_sub(1),
+            Some((m, from)) => m.significant_bits(from + i / 64, i % 64).saturating_sub(1),
             None => 64,
         }
     }
@@ -507,7 +507,7 @@ mod tests {
                 Cross::new(l, Kind::Cot, Active::Into(t), xs[s].clone(), ys[s].clone())
                     .unwrap()
                     .with_chunk(2)
-                    .with_masks(masks)
+                    .with_masks(masks, 0)
                     .unwrap()
             })
             .collect();
@@ -541,7 +541,7 @@ mod tests {
                 vec![0]
             )
             .unwrap()
-            .with_masks(masks)
+            .with_masks(masks, 0)
             .is_err()
         );
     }

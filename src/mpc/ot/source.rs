@@ -46,6 +46,10 @@ use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::Session;
 
+/// Words of random bits (2^21 bits) a pass of [`Gen::masks_from_bits`] converts: its arrays of
+/// 64-bit shares hold 16 MiB each.
+const BIT_PASS_WORDS: usize = 1 << 15;
+
 /// Default bound on the Gilboa products one bilinear request may need (pairs x dimension, plus
 /// rows x dimension for the norms) with 2 servers: 2^21, about 3 GB of traffic per server. With
 /// `k` servers the bound is divided by `k - 1` (each server runs OT with each peer), keeping
@@ -89,6 +93,7 @@ pub struct OtSource {
     counter: u64,
     max_products: usize,
     chunk: usize,
+    bit_pass: usize,
 }
 
 impl std::fmt::Debug for OtSource {
@@ -112,6 +117,7 @@ impl OtSource {
             counter: 0,
             max_products: DEFAULT_MAX_PRODUCTS,
             chunk: super::cross::DEFAULT_CHUNK,
+            bit_pass: BIT_PASS_WORDS,
         }
     }
 
@@ -126,6 +132,12 @@ impl OtSource {
         self.chunk = words.max(1);
         self
     }
+
+    /// Random bits converted `words` words per pass (tests use small passes).
+    pub fn with_bit_pass(mut self, words: usize) -> OtSource {
+        self.bit_pass = words.max(1);
+        self
+    }
 }
 
 /// The running state of one request: the session, the links and this server's seed stream.
@@ -133,6 +145,7 @@ struct Gen<'a, T: Transport> {
     session: &'a mut Session<T>,
     links: Option<Links>,
     chunk: usize,
+    bit_pass: usize,
 }
 
 impl<T: Transport> Gen<'_, T> {
@@ -155,19 +168,20 @@ impl<T: Transport> Gen<'_, T> {
         self.cross_for(kind, active, x, y, None).await
     }
 
-    /// [`Gen::cross`], for random bits behind `masks` if given ([`Cross::with_masks`]).
+    /// [`Gen::cross`], for random bits behind `masks` from their word `from` on, if given
+    /// ([`Cross::with_masks`]).
     async fn cross_for(
         &mut self,
         kind: Kind,
         active: Active,
         x: Vec<u64>,
         y: Vec<u64>,
-        masks: Option<Masks>,
+        masks: Option<(Masks, usize)>,
     ) -> Result<Vec<u64>> {
         let links = self.links.take().expect("links are set up");
         let mut p = Cross::new(links, kind, active, x, y)?.with_chunk(self.chunk);
-        if let Some(m) = masks {
-            p = p.with_masks(m)?;
+        if let Some((m, from)) = masks {
+            p = p.with_masks(m, from)?;
         }
         let (links, out) = self.session.run(p).await?;
         self.links = Some(links);
@@ -203,10 +217,27 @@ impl<T: Transport> Gen<'_, T> {
         Ok((c1, c2))
     }
 
+    /// The masks built from random bits whose XOR shares are `bits` (the masks' layout),
+    /// converted to arithmetic shares [`BIT_PASS_WORDS`] words at a time and added into the
+    /// masks as each pass ends, so that no pass holds more than a few of its 64-word arrays.
+    async fn masks_from_bits(&mut self, bits: &[u64], masks: Masks) -> Result<Vec<Vec<u64>>> {
+        let mut out = masks.zeros();
+        for (p, part) in bits.chunks(self.bit_pass).enumerate() {
+            let from = p * self.bit_pass;
+            let arith = self.arith_bits(part, masks, from).await?;
+            for (j, word) in arith.chunks_exact(64).enumerate() {
+                for (l, &x) in word.iter().enumerate() {
+                    masks.add(&mut out, from + j, l, x);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Arithmetic shares of the bits whose XOR shares are `bits` (64 per word, bit `i` of the
-    /// result at index `i`), right in the bits `masks` depend on
-    /// ([`Masks::significant_bits`]; the corrections carry no others).
-    async fn arith_bits(&mut self, bits: &[u64], masks: Masks) -> Result<Vec<u64>> {
+    /// result at index `i`), words `from ..` of `masks`' random bits, right in the bits the
+    /// masks depend on ([`Masks::significant_bits`]; the corrections carry no others).
+    async fn arith_bits(&mut self, bits: &[u64], masks: Masks, from: usize) -> Result<Vec<u64>> {
         let (me, k) = (self.me(), self.k());
         let mine = crate::mpc::ring::unslice_bit(bits, 64 * bits.len());
         let mut x = if me == 0 {
@@ -221,7 +252,7 @@ impl<T: Transport> Gen<'_, T> {
                     Active::Into(t),
                     x.clone(),
                     bits.to_vec(),
-                    Some(masks),
+                    Some((masks, from)),
                 )
                 .await?;
             // x <- x + b_t - 2 x b_t, with `p` this server's share of x b_t.
@@ -255,6 +286,7 @@ impl Correlations for OtSource {
             session,
             links: Some(links),
             chunk: self.chunk,
+            bit_pass: self.bit_pass,
         };
         let mut prg = Prg::new(&self.seed, stream);
         let parts = generate(&mut g, req, &self.seed, stream, &mut prg, self.max_products).await?;
@@ -356,8 +388,7 @@ async fn generate<T: Transport>(
         Request::Trunc { n, .. } => {
             // 64 random bits per value, value-major: bit i of value v at 64 v + i.
             let masks = Masks::of(req).expect("made from bits");
-            let bits = g.arith_bits(&prg.vec(*n), masks).await?;
-            let masks = masks.from_bits(&bits);
+            let masks = g.masks_from_bits(&prg.vec(*n), masks).await?;
             Ok(masks.into_iter().map(Part::Words).collect())
         }
         Request::Compare { n, ell } => {
@@ -376,8 +407,8 @@ async fn generate<T: Transport>(
             let t = tree_and_words(ell as u32, blocks);
             let (ta, tb1, tb2) = (prg.vec(t), prg.vec(t), prg.vec(t));
             let masks = Masks::of(req).expect("made from bits");
-            let bits = g.arith_bits(&sliced, masks).await?;
-            let [mut r] = <[Vec<u64>; 1]>::try_from(masks.from_bits(&bits)).expect("one mask");
+            let [mut r] = <[Vec<u64>; 1]>::try_from(g.masks_from_bits(&sliced, masks).await?)
+                .expect("one mask");
             add_high(&mut r, ell as u32, &high);
             let (c1, c2) = g.and_pair(&ta, &tb1, &tb2).await?;
             Ok([r, sliced, ta, tb1, tb2, c1, c2].map(Part::Words).into())
@@ -385,8 +416,8 @@ async fn generate<T: Transport>(
         Request::B2a { n } => {
             let bits = prg.vec(n.div_ceil(64));
             let masks = Masks::of(req).expect("made from bits");
-            let mut arith = g.arith_bits(&bits, masks).await?;
-            arith.truncate(*n);
+            let [arith] = <[Vec<u64>; 1]>::try_from(g.masks_from_bits(&bits, masks).await?)
+                .expect("one mask");
             Ok(vec![Part::Words(bits), Part::Words(arith)])
         }
     }
@@ -406,7 +437,13 @@ mod tests {
         req: &Request,
         chunk: usize,
     ) -> Result<Vec<(Material, Material, Stats)>> {
-        let make = || OtSource::new().with_chunk(chunk).with_max_products(1 << 14);
+        // Passes of 3 words: every request of several words of bits takes several.
+        let make = || {
+            OtSource::new()
+                .with_chunk(chunk)
+                .with_bit_pass(3)
+                .with_max_products(1 << 14)
+        };
         let reqs = [req.clone(), Request::Beaver { n: 3, fanout: 2 }];
         let runs = crate::mpc::material_check::fetch_all(k, make, &reqs)?;
         Ok(runs

@@ -16,6 +16,11 @@
 //! * [`Kind::BitPairs`]: as [`Kind::Bits`] with two words of `x` per choice word (two
 //!   correlation bits per OT, one choice): the cross terms of two AND triples sharing one
 //!   input, `a & b1` and `a & b2`, for the OTs of one;
+//! * [`Kind::RandomBitPairs`] (two servers): no inputs and no messages but the refills; the
+//!   pool's random OTs themselves give random AND-triple pairs. On each link the receiver's
+//!   pool choices are its bits `a`, two bits of the hash difference `x_0 ^ x_1` of each OT the
+//!   sender's bits `b1`, `b2`, and the hashes' bits XOR shares of `a & b1`, `a & b2` (Gilboa's
+//!   bit trick with random instead of chosen inputs);
 //! * [`Kind::Bits`]: each choice word holds 64 bits, `x` 64 bits per word; XOR shares of the
 //!   bitwise AND (the cross terms of boolean AND triples).
 //!
@@ -50,6 +55,9 @@ pub enum Kind {
     Bits,
     /// Two bit ANDs with the same choice bits, XOR-shared (outputs interleaved like `x`).
     BitPairs,
+    /// Random AND-triple pairs from random OTs, two servers only: per choice word the cross
+    /// terms' shares of `a & b1` and `a & b2`, then this server's `a`, `b1`, `b2`.
+    RandomBitPairs,
 }
 
 impl Kind {
@@ -59,6 +67,7 @@ impl Kind {
             Kind::Gilboa | Kind::Bits => 1,
             Kind::BitPairs => 2,
             Kind::Cot => 64,
+            Kind::RandomBitPairs => 0,
         }
     }
 
@@ -67,12 +76,21 @@ impl Kind {
             Kind::Gilboa | Kind::Cot => 64,
             Kind::Bits => 1,
             Kind::BitPairs => 2,
+            Kind::RandomBitPairs => 0,
         }
     }
 
     /// Words of output per choice word.
     pub fn out_per_word(self) -> usize {
-        self.x_per_word()
+        match self {
+            Kind::RandomBitPairs => 5,
+            k => k.x_per_word(),
+        }
+    }
+
+    /// Whether the receiver sends a choice message (not for random OTs).
+    fn chooses(self) -> bool {
+        self != Kind::RandomBitPairs
     }
 }
 
@@ -84,8 +102,16 @@ pub const DEFAULT_CHUNK: usize = 1 << 13;
 pub enum Active {
     /// Every ordered pair of distinct servers.
     All,
-    /// Every server below `t` sends to `t`.
-    Into(usize),
+    /// Every server before `to` sends to `to`, in the order `first, first + 1, ...` (modulo
+    /// the `servers`): with `first = 0`, every server below `to`.
+    Into {
+        /// The receiver.
+        to: usize,
+        /// The first server of the order.
+        first: usize,
+        /// Servers.
+        servers: usize,
+    },
 }
 
 impl Active {
@@ -93,7 +119,10 @@ impl Active {
         s != t
             && match self {
                 Active::All => true,
-                Active::Into(r) => t == r && s < r,
+                Active::Into { to, first, servers } => {
+                    let pos = |x: usize| (x + servers - first % servers) % servers;
+                    t == to && pos(s) < pos(t)
+                }
             }
     }
 }
@@ -141,6 +170,11 @@ impl Cross {
         x: Vec<u64>,
         y: Vec<u64>,
     ) -> Result<Cross> {
+        if kind == Kind::RandomBitPairs && (links.servers() != 2 || active != Active::All) {
+            return Err(Error::invalid(
+                "cross terms: random AND triples are made between two servers",
+            ));
+        }
         if x.len() != y.len() * kind.x_per_word() {
             return Err(Error::invalid(format!(
                 "cross terms: {} values for {} choice words ({kind:?})",
@@ -154,7 +188,7 @@ impl Cross {
             chunk,
             refills: vec![0; k],
             masks: None,
-            out: vec![0; x.len()],
+            out: vec![0; y.len() * kind.out_per_word()],
             links,
             kind,
             active,
@@ -235,7 +269,7 @@ impl Cross {
             }
             n += self.refills[f] * self.links.params().msg_words();
         }
-        if self.active.has(me, f) {
+        if self.active.has(me, f) && self.kind.chooses() {
             n += self.span_at(r).len();
         }
         n
@@ -266,7 +300,10 @@ impl Cross {
                 let rcv = self.links.recv[p].as_mut().expect("a link to every peer");
                 // Counted before this chunk is taken: the sender's pool is the same now.
                 self.refills[p] = silent::iterations_for(&params, rcv.available(), need);
-                if !span.is_empty() {
+                if !span.is_empty() && !self.kind.chooses() {
+                    let batch = rcv.extend_random(span.len())?;
+                    random_receiver(&mut self.out, span.start, &batch);
+                } else if !span.is_empty() {
                     let (msg, batch) = rcv.extend(&self.y[span.clone()])?;
                     sec.extend(msg);
                     self.pending[p].push_back(batch);
@@ -332,7 +369,7 @@ impl Protocol for Cross {
             }
             let mut sec = &sec[..];
             // Corrections for the chunk this server received on last round.
-            if self.active.has(p, me) && r >= 1 {
+            if self.active.has(p, me) && r >= 1 && self.kind.chooses() {
                 let span = self.span(r - 1);
                 let (corr, rest) = sec.split_at(self.corr_words(span.clone()));
                 sec = rest;
@@ -351,6 +388,11 @@ impl Protocol for Cross {
                     Kind::Cot => batch.correlated(corr)?,
                     Kind::Bits => batch.correlated_bits(corr)?,
                     Kind::BitPairs => batch.correlated_bit_lanes(corr, 2)?,
+                    Kind::RandomBitPairs => {
+                        return Err(Error::invalid(
+                            "cross terms: random OTs take no corrections",
+                        ));
+                    }
                 };
                 self.add(span.start * per, &share, false);
             }
@@ -363,8 +405,14 @@ impl Protocol for Cross {
                     rcv.absorb(m)?;
                 }
             }
+            // The random OTs of this round's chunk, on which this server is the sender.
+            if self.active.has(me, p) && r < self.chunks() && !self.kind.chooses() {
+                let span = self.span(r);
+                let snd = self.links.send[p].as_mut().expect("a link to every peer");
+                random_sender(&mut self.out, span.start, &snd.extend_random(span.len())?);
+            }
             // The choice message of this round's chunk, on which this server is the sender.
-            if self.active.has(me, p) && r < self.chunks() {
+            if self.active.has(me, p) && r < self.chunks() && self.kind.chooses() {
                 let span = self.span(r);
                 let snd = self.links.send[p].as_mut().expect("a link to every peer");
                 let batch = snd.extend(sec, span.len(), PeerName::Server(p))?;
@@ -396,6 +444,11 @@ impl Protocol for Cross {
                         let (c, v) = batch.correlated_bit_lanes(x, 2)?;
                         (c, v, false)
                     }
+                    Kind::RandomBitPairs => {
+                        return Err(Error::invalid(
+                            "cross terms: random OTs send no corrections",
+                        ));
+                    }
                 };
                 self.corrections[p] = corr;
                 self.add(span.start * per, &share, negate);
@@ -407,6 +460,33 @@ impl Protocol for Cross {
         }
         let (msgs, expected) = self.payload()?;
         Ok(Step::SendEach(self, msgs, expected))
+    }
+}
+
+/// The receiver's part of [`Kind::RandomBitPairs`] for the choice words from `first` on: its
+/// pool choices are its `a` (word 2 of each 5), and bits 0 and 1 of each chosen hash add to
+/// the cross-term shares (words 0 and 1).
+fn random_receiver(out: &mut [u64], first: usize, batch: &RecvBatch) {
+    for (w, a) in batch.choices.iter().enumerate() {
+        out[5 * (first + w) + 2] = *a;
+    }
+    for (i, x) in batch.random().into_iter().enumerate() {
+        let (w, l) = (first + i / 64, i % 64);
+        out[5 * w] ^= (x & 1) << l;
+        out[5 * w + 1] ^= (x >> 1 & 1) << l;
+    }
+}
+
+/// The sender's part of [`Kind::RandomBitPairs`]: bits 0 and 1 of `x_0 ^ x_1` are its `b1`,
+/// `b2` (words 3 and 4), those of `x_0` add to the cross-term shares.
+fn random_sender(out: &mut [u64], first: usize, batch: &super::extension::SendBatch) {
+    for (i, (x0, x1)) in batch.random().into_iter().enumerate() {
+        let (w, l) = (first + i / 64, i % 64);
+        let b = x0 ^ x1;
+        out[5 * w] ^= (x0 & 1) << l;
+        out[5 * w + 1] ^= (x0 >> 1 & 1) << l;
+        out[5 * w + 3] |= (b & 1) << l;
+        out[5 * w + 4] |= (b >> 1 & 1) << l;
     }
 }
 
@@ -483,7 +563,12 @@ mod tests {
         let xs: Vec<_> = (0..k).map(|_| prg.vec(64 * words)).collect();
         let ys: Vec<_> = (0..k).map(|_| prg.vec(words)).collect();
         let t = 2;
-        let (outs, _) = run(Kind::Cot, Active::Into(t), &xs, &ys, 2);
+        let into = Active::Into {
+            to: t,
+            first: 0,
+            servers: k,
+        };
+        let (outs, _) = run(Kind::Cot, into, &xs, &ys, 2);
         assert!(outs[3].iter().all(|&v| v == 0), "server 3 takes no part");
         for i in 0..64 * words {
             let bit = ys[t][i / 64] >> (i % 64) & 1;
@@ -504,7 +589,12 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(s, l)| {
-                Cross::new(l, Kind::Cot, Active::Into(t), xs[s].clone(), ys[s].clone())
+                let into = Active::Into {
+                    to: t,
+                    first: 0,
+                    servers: k,
+                };
+                Cross::new(l, Kind::Cot, into, xs[s].clone(), ys[s].clone())
                     .unwrap()
                     .with_chunk(2)
                     .with_masks(masks, 0)
@@ -566,6 +656,40 @@ mod tests {
                 assert_eq!(got, want, "word {w}, lane {lane}");
             }
         }
+    }
+
+    #[test]
+    fn random_bit_pairs_make_and_triples_with_no_message_but_refills() {
+        let words = 5;
+        let parties: Vec<Cross> = links(2)
+            .into_iter()
+            .map(|l| {
+                Cross::new(l, Kind::RandomBitPairs, Active::All, vec![], vec![0; words])
+                    .unwrap()
+                    .with_chunk(2)
+            })
+            .collect();
+        // Nothing but refills: the first round's expected sections are empty.
+        let (outs, rounds) = run_lockstep(parties).unwrap();
+        assert_eq!(rounds, words.div_ceil(2) + 1);
+        let o: Vec<&Vec<u64>> = outs.iter().map(|(_, o)| o).collect();
+        let mut ones = 0;
+        for w in 0..words {
+            let at = |s: usize, j: usize| o[s][5 * w + j];
+            let a = at(0, 2) ^ at(1, 2);
+            for lane in 0..2 {
+                let b = at(0, 3 + lane) ^ at(1, 3 + lane);
+                let own = (at(0, 2) & at(0, 3 + lane)) ^ (at(1, 2) & at(1, 3 + lane));
+                let c = at(0, lane) ^ at(1, lane) ^ own;
+                assert_eq!(c, a & b, "word {w}, lane {lane}");
+                ones += b.count_ones();
+            }
+            ones += a.count_ones();
+        }
+        // a, b1 and b2 are random: about half their bits are ones.
+        assert!((300..=660).contains(&ones), "{ones} of 960");
+        let three = links(3).remove(0);
+        assert!(Cross::new(three, Kind::RandomBitPairs, Active::All, vec![], vec![0]).is_err());
     }
 
     #[test]

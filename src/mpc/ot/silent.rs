@@ -365,17 +365,32 @@ impl<T: Copy + Default + Zeroize> Pool<T> {
         self.items[self.at + i]
     }
 
-    fn refill(&mut self, new: &[T]) {
+    /// Drops the taken entries and appends `n` default ones; returns where they start. The old
+    /// buffer is wiped if it must grow.
+    fn extend_zeroed(&mut self, n: usize) -> usize {
         self.items.drain(..self.at);
         self.at = 0;
-        if self.items.capacity() < self.items.len() + new.len() {
+        let start = self.items.len();
+        if self.items.capacity() < start + n {
             // Grown by hand, so that the old buffer is wiped before it is freed.
-            let mut grown = Vec::with_capacity(self.items.len() + new.len());
+            let mut grown = Vec::with_capacity(start + n);
             grown.extend_from_slice(&self.items);
             self.items.zeroize();
             self.items = grown;
         }
-        self.items.extend_from_slice(new);
+        self.items.resize(start + n, T::default());
+        start
+    }
+
+    /// Of the entries from `start` on, keeps those at `keep` (counted from `start`).
+    fn keep_only(&mut self, start: usize, keep: std::ops::Range<usize>) {
+        self.items.truncate(start + keep.end);
+        self.items.drain(start..start + keep.start);
+    }
+
+    fn refill(&mut self, new: &[T]) {
+        let start = self.extend_zeroed(new.len());
+        self.items[start..].copy_from_slice(new);
     }
 }
 
@@ -406,9 +421,8 @@ pub struct SilentSender {
     params: Params,
     delta: Row,
     base: Vec<Row>,
+    /// The pool; an iteration computes its outputs in place at its end.
     pool: Pool<Row>,
-    /// An iteration's outputs (kept between iterations, zeroized on drop).
-    work: Vec<Row>,
     iteration: u64,
     batch: u64,
 }
@@ -421,7 +435,6 @@ pub struct SilentReceiver {
     base_bits: Vec<u64>,
     pool: Pool<Row>,
     pool_bits: Pool<u64>,
-    work: Vec<Row>,
     iteration: u64,
     batch: u64,
     peer: PeerName,
@@ -443,7 +456,6 @@ impl Drop for SilentSender {
     fn drop(&mut self) {
         self.delta.zeroize();
         self.base.zeroize();
-        self.work.zeroize();
     }
 }
 
@@ -451,7 +463,6 @@ impl Drop for SilentReceiver {
     fn drop(&mut self) {
         self.base.zeroize();
         self.base_bits.zeroize();
-        self.work.zeroize();
     }
 }
 
@@ -474,7 +485,6 @@ impl SilentSender {
             delta: boot.s,
             base,
             pool: Pool::default(),
-            work: Vec::new(),
             iteration: 0,
             batch: 0,
         })
@@ -496,8 +506,8 @@ impl SilentSender {
         let h0 = hash_rows_wide(tweak, tree_base, [0, 0]);
         let h1 = hash_rows_wide(tweak, tree_base, self.delta);
         let mut roots = Prg::fresh().vec(2 * p.trees);
-        let mut leaves = std::mem::take(&mut self.work);
-        leaves.resize(p.n(), [0; 2]);
+        let start = self.pool.extend_zeroed(p.n());
+        let leaves = &mut self.pool.items[start..];
         let sums: Vec<Vec<[Row; 2]>> = leaves
             .par_chunks_mut(p.leaves())
             .enumerate()
@@ -523,10 +533,9 @@ impl SilentSender {
         for mut levels in sums {
             levels.iter_mut().for_each(|l| l.zeroize());
         }
-        lpn(&mut leaves, &self.base[..k], None);
+        lpn(leaves, &self.base[..k], None);
         self.base.copy_from_slice(&leaves[..p.base()]);
-        self.pool.refill(&leaves[p.base()..p.base() + p.out()]);
-        self.work = leaves;
+        self.pool.keep_only(start, p.base()..p.base() + p.out());
         msg
     }
 
@@ -539,15 +548,27 @@ impl SilentSender {
                 format!("silent OT: {} choice words, expected {words}", msg.len()),
             ));
         }
+        self.batch_of(Some(msg), words)
+    }
+
+    /// A batch of the next `64 words` pool COTs as they are: random OTs whose choices are the
+    /// receiver's pool choices ([`SilentReceiver::extend_random`]); nothing travels.
+    pub fn extend_random(&mut self, words: usize) -> Result<SendBatch> {
+        self.batch_of(None, words)
+    }
+
+    fn batch_of(&mut self, flips: Option<&[u64]>, words: usize) -> Result<SendBatch> {
         if self.pool.len() < 64 * words {
             return Err(Error::invalid(
                 "silent OT: a batch larger than the pool (a refill was missed)",
             ));
         }
         let mut rows = self.pool.take(64 * words).to_vec();
-        for (i, r) in rows.iter_mut().enumerate() {
-            if msg[i / 64] >> (i % 64) & 1 == 1 {
-                *r = xor(*r, self.delta);
+        if let Some(d) = flips {
+            for (i, r) in rows.iter_mut().enumerate() {
+                if d[i / 64] >> (i % 64) & 1 == 1 {
+                    *r = xor(*r, self.delta);
+                }
             }
         }
         self.batch += 1;
@@ -575,7 +596,6 @@ impl SilentReceiver {
             base_bits,
             pool: Pool::default(),
             pool_bits: Pool::default(),
-            work: Vec::new(),
             iteration: 0,
             batch: 0,
             peer: boot.peer,
@@ -607,8 +627,8 @@ impl SilentReceiver {
         let ubits = &self.base_bits;
         let u = |j: usize| (ubits[j / 64] >> (j % 64) & 1) as usize;
         let per_tree = 2 * (2 * depth + 1);
-        let mut leaves = std::mem::take(&mut self.work);
-        leaves.resize(p.n(), [0; 2]);
+        let start = self.pool.extend_zeroed(p.n());
+        let leaves = &mut self.pool.items[start..];
         let mut alphas = vec![0usize; p.trees];
         leaves
             .par_chunks_mut(p.leaves())
@@ -638,17 +658,16 @@ impl SilentReceiver {
             choices[i / 64] |= 1 << (i % 64);
         }
         lpn(
-            &mut leaves,
+            leaves,
             &self.base[..k],
             Some((&mut choices, &self.base_bits)),
         );
         self.base.copy_from_slice(&leaves[..p.base()]);
         self.base_bits.zeroize();
         self.base_bits = bit_range(&choices, 0, p.base());
-        self.pool.refill(&leaves[p.base()..p.base() + p.out()]);
+        self.pool.keep_only(start, p.base()..p.base() + p.out());
         self.pool_bits
             .refill(&bit_range(&choices, p.base(), p.out()));
-        self.work = leaves;
         choices.zeroize();
         alphas.zeroize();
         Ok(())
@@ -658,30 +677,35 @@ impl SilentReceiver {
     /// of word `w` is OT `64 w + j`) from the next pool COTs; returns the message `d` for the
     /// sender.
     pub fn extend(&mut self, choices: &[u64]) -> Result<(Vec<u64>, RecvBatch)> {
-        let words = choices.len();
+        let mut batch = self.extend_random(choices.len())?;
+        let msg = batch
+            .choices
+            .iter()
+            .zip(choices)
+            .map(|(u, r)| u ^ r)
+            .collect();
+        batch.choices.zeroize();
+        batch.choices = choices.to_vec();
+        Ok((msg, batch))
+    }
+
+    /// A batch of the next `64 words` pool COTs with their own random choices (in the batch):
+    /// random OTs, for which nothing travels ([`SilentSender::extend_random`]).
+    pub fn extend_random(&mut self, words: usize) -> Result<RecvBatch> {
         if self.pool_bits.len() < words {
             return Err(Error::invalid(
                 "silent OT: a batch larger than the pool (a refill was missed)",
             ));
         }
-        let msg = self
-            .pool_bits
-            .take(words)
-            .iter()
-            .zip(choices)
-            .map(|(u, r)| u ^ r)
-            .collect();
+        let choices = self.pool_bits.take(words).to_vec();
         let rows = self.pool.take(64 * words).to_vec();
         self.batch += 1;
-        Ok((
-            msg,
-            RecvBatch {
-                batch: self.batch,
-                choices: choices.to_vec(),
-                rows,
-                peer: self.peer,
-            },
-        ))
+        Ok(RecvBatch {
+            batch: self.batch,
+            choices,
+            rows,
+            peer: self.peer,
+        })
     }
 }
 

@@ -196,6 +196,30 @@ impl<T: Transport> Gen<'_, T> {
         Ok(out)
     }
 
+    /// Random AND-triple pairs `[a, b1, b2, a & b1, a & b2]` (XOR-shared words) between two
+    /// servers, from the pools' random OTs with nothing sent but refills
+    /// ([`Kind::RandomBitPairs`]).
+    async fn random_and_pairs(&mut self, words: usize) -> Result<[Vec<u64>; 5]> {
+        let out = self
+            .cross(
+                Kind::RandomBitPairs,
+                Active::All,
+                Vec::new(),
+                vec![0; words],
+            )
+            .await?;
+        let mut parts: [Vec<u64>; 5] = std::array::from_fn(|_| Vec::with_capacity(words));
+        for o in out.chunks_exact(5) {
+            let (a, b1, b2) = (o[2], o[3], o[4]);
+            parts[0].push(a);
+            parts[1].push(b1);
+            parts[2].push(b2);
+            parts[3].push(o[0] ^ (a & b1));
+            parts[4].push(o[1] ^ (a & b2));
+        }
+        Ok(parts)
+    }
+
     /// XOR shares of `a & b1` and `a & b2` for XOR-shared words, from one OT per bit with two
     /// correlation bits ([`Kind::BitPairs`]: `a` chooses).
     async fn and_pair(
@@ -224,7 +248,8 @@ impl<T: Transport> Gen<'_, T> {
         let mut out = masks.zeros();
         for (p, part) in bits.chunks(self.bit_pass).enumerate() {
             let from = p * self.bit_pass;
-            let arith = self.arith_bits(part, masks, from).await?;
+            // The roles rotate from pass to pass, so that the servers send alike.
+            let arith = self.arith_bits(part, masks, from, p % self.k()).await?;
             for (j, word) in arith.chunks_exact(64).enumerate() {
                 for (l, &x) in word.iter().enumerate() {
                     masks.add(&mut out, from + j, l, x);
@@ -236,20 +261,34 @@ impl<T: Transport> Gen<'_, T> {
 
     /// Arithmetic shares of the bits whose XOR shares are `bits` (64 per word, bit `i` of the
     /// result at index `i`), words `from ..` of `masks`' random bits, right in the bits the
-    /// masks depend on ([`Masks::significant_bits`]; the corrections carry no others).
-    async fn arith_bits(&mut self, bits: &[u64], masks: Masks, from: usize) -> Result<Vec<u64>> {
+    /// masks depend on ([`Masks::significant_bits`]; the corrections carry no others). The
+    /// servers join in the order `first, first + 1, ...`: `x` starts as server `first`'s bit,
+    /// and each next server `t` adds its bit `b_t` as `x + b_t - 2 x b_t`, the product from
+    /// the servers before it.
+    async fn arith_bits(
+        &mut self,
+        bits: &[u64],
+        masks: Masks,
+        from: usize,
+        first: usize,
+    ) -> Result<Vec<u64>> {
         let (me, k) = (self.me(), self.k());
         let mine = crate::mpc::ring::unslice_bit(bits, 64 * bits.len());
-        let mut x = if me == 0 {
+        let mut x = if me == first {
             mine.clone()
         } else {
             vec![0; mine.len()]
         };
-        for t in 1..k {
+        for j in 1..k {
+            let t = (first + j) % k;
             let p = self
                 .cross_for(
                     Kind::Cot,
-                    Active::Into(t),
+                    Active::Into {
+                        to: t,
+                        first,
+                        servers: k,
+                    },
                     x.clone(),
                     bits.to_vec(),
                     Some((masks, from)),
@@ -405,12 +444,19 @@ async fn generate<T: Transport>(
             }
             let high = prg.vec(n);
             let t = tree_and_words(ell as u32, blocks);
-            let (ta, tb1, tb2) = (prg.vec(t), prg.vec(t), prg.vec(t));
             let masks = Masks::of(req).expect("made from bits");
             let [mut r] = <[Vec<u64>; 1]>::try_from(g.masks_from_bits(&sliced, masks).await?)
                 .expect("one mask");
             add_high(&mut r, ell as u32, &high);
-            let (c1, c2) = g.and_pair(&ta, &tb1, &tb2).await?;
+            // Two servers take the carry tree's AND triples from random OTs as they are; more
+            // choose random inputs (a server's inputs must be the same on all its links).
+            let [ta, tb1, tb2, c1, c2] = if g.k() == 2 {
+                g.random_and_pairs(t).await?
+            } else {
+                let (ta, tb1, tb2) = (prg.vec(t), prg.vec(t), prg.vec(t));
+                let (c1, c2) = g.and_pair(&ta, &tb1, &tb2).await?;
+                [ta, tb1, tb2, c1, c2]
+            };
             Ok([r, sliced, ta, tb1, tb2, c1, c2].map(Part::Words).into())
         }
         Request::B2a { n } => {

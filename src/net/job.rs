@@ -117,8 +117,10 @@ impl JobSpec {
         // held as words (servers of different versions would add up different shares); v9, the
         // replicated random bits' splits packed to the bits that matter; v10, comparison bits'
         // splits cut to `ell - 2 - i` bits; v11, OT batches from silent OT (Ferret) instead of
-        // IKNP, with two more setup rounds; v12, both ANDs of a carry-tree triple from one OT.
-        Ok(Digest(sha256("ppea job description v12", &[&bytes])))
+        // IKNP, with two more setup rounds; v12, both ANDs of a carry-tree triple from one OT;
+        // v13, random-bit conversion in passes with rotating roles, and two servers' AND
+        // triples from random OTs.
+        Ok(Digest(sha256("ppea job description v13", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

@@ -8,8 +8,8 @@
 //!
 //! * **Beaver** `c = a b`: each server's `a_s b_s` plus Gilboa cross terms of every ordered pair.
 //! * **Bilinear form** `C_p = <A_i, B_j>` and block norms: the same, one Gilboa product per pair
-//!   and dimension (and per row and dimension for the norms). This costs 1.5 KB per product
-//!   per server and peer; it is bounded ([`OtSource::with_max_products`], [`check_job`]); the
+//!   and dimension (and per row and dimension for the norms). This costs about 520 bytes per
+//!   product per server and peer (64 silent OTs, 8 bytes of correction and a choice bit each); it is bounded ([`OtSource::with_max_products`], [`check_job`]); the
 //!   issue-9
 //!   design replaces it by a construction whose cost grows with the rows (design.md,
 //!   "Dealer-free correlations").
@@ -51,7 +51,7 @@ use crate::mpc::protocol::Session;
 const BIT_PASS_WORDS: usize = 1 << 15;
 
 /// Default bound on the Gilboa products one bilinear request may need (pairs x dimension, plus
-/// rows x dimension for the norms) with 2 servers: 2^21, about 3 GB of traffic per server. With
+/// rows x dimension for the norms) with 2 servers: 2^21, about 1.1 GB of traffic per server. With
 /// `k` servers the bound is divided by `k - 1` (each server runs OT with each peer), keeping
 /// the traffic per server about the same.
 pub const DEFAULT_MAX_PRODUCTS: usize = 1 << 21;

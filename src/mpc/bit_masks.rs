@@ -135,6 +135,7 @@ impl Masks {
     }
 
     /// The masks from arithmetic shares of every bit (bit `l` of word `w` at `64 w + l`).
+    #[cfg(test)]
     pub fn from_bits(&self, bits: &[u64]) -> Vec<Vec<u64>> {
         assert_eq!(
             bits.len(),

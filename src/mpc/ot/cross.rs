@@ -6,7 +6,7 @@
 //! *cross terms* need OT between the two servers involved, server `s` as extension sender
 //! holding `x_s` and server `t` as receiver whose choices are (the bits of) `y_t`. [`Cross`]
 //! runs them for a set of active ordered pairs (all of them, or one receiver and its senders)
-//! and returns this server's share of their sum, in one of three [`Kind`]s:
+//! and returns this server's share of their sum, in one of the [`Kind`]s:
 //!
 //! * [`Kind::Gilboa`]: `x` and `y` are 64-bit values, one product per choice word (64 OTs);
 //! * [`Kind::Cot`]: each choice word holds 64 choice bits `r_i`, `x` one 64-bit value per bit;
@@ -26,7 +26,8 @@
 //!
 //! Work is cut into chunks of choice words and pipelined: round `r` carries, on every active
 //! link, the receiver's choice message for chunk `r` (one bit per OT, [`super::silent`]) and
-//! the sender's corrections for chunk `r - 1`, so `c` chunks take `c + 1` rounds.
+//! the sender's corrections for chunk `r - 1`, so `c` chunks take `c + 1` rounds
+//! ([`Kind::RandomBitPairs`], with neither, `c` rounds: only refills travel).
 //!
 //! **Refills.** Each link's pool of correlated OTs is refilled by its sender, whose iteration
 //! messages ride with its corrections: in round `r` the sender runs the iterations that bring
@@ -455,7 +456,9 @@ impl Protocol for Cross {
             }
         }
         self.round += 1;
-        if self.round > self.chunks() {
+        // Random OTs leave nothing to correct after the last chunk.
+        let last = self.chunks() + usize::from(self.kind.chooses());
+        if self.round >= last {
             return Ok(Step::Done((self.links, self.out)));
         }
         let (msgs, expected) = self.payload()?;
@@ -671,7 +674,7 @@ mod tests {
             .collect();
         // Nothing but refills: the first round's expected sections are empty.
         let (outs, rounds) = run_lockstep(parties).unwrap();
-        assert_eq!(rounds, words.div_ceil(2) + 1);
+        assert_eq!(rounds, words.div_ceil(2));
         let o: Vec<&Vec<u64>> = outs.iter().map(|(_, o)| o).collect();
         let mut ones = 0;
         for w in 0..words {

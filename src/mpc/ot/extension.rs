@@ -273,6 +273,14 @@ pub struct SendBatch {
 impl Drop for SendBatch {
     fn drop(&mut self) {
         self.s.zeroize();
+        self.rows.zeroize();
+    }
+}
+
+impl Drop for RecvBatch {
+    fn drop(&mut self) {
+        self.choices.zeroize();
+        self.rows.zeroize();
     }
 }
 

@@ -2,8 +2,9 @@
 //! themselves, over OT, with no dealer.
 //!
 //! Each server draws its own shares of the random components from a seed of its own (fresh from
-//! the operating system's CSPRNG for every job; no other party ever holds it); the correlated
-//! components are computed by the protocols of [`super::cross`] over the links of
+//! the operating system's CSPRNG for every job; no other party ever holds it), except the
+//! carry tree's AND triples of two servers, which are the pools' random OTs themselves; the
+//! correlated components are computed by the protocols of [`super::cross`] over the links of
 //! [`super::links`]:
 //!
 //! * **Beaver** `c = a b`: each server's `a_s b_s` plus Gilboa cross terms of every ordered pair.
@@ -14,16 +15,19 @@
 //!   design replaces it by a construction whose cost grows with the rows (design.md,
 //!   "Dealer-free correlations").
 //! * **Random bits shared both ways** (daBits): each server draws bits `b_s`, whose XOR is the
-//!   bit `b`; arithmetic shares of `b` come from `x <- x + b_t - 2 x b_t` for `t = 1 .. k-1`
-//!   (`x` starts as server 0's bit), the product `x b_t` by correlated OT from every server
-//!   below `t` into `t`. From them:
+//!   bit `b`; arithmetic shares of `b` come from `x <- x + b_t - 2 x b_t` for each server `t`
+//!   after the first of an order (`x` starts as the first server's bit), the product `x b_t`
+//!   by correlated OT from the servers before `t` into `t`; the order rotates from one pass of
+//!   [`BIT_PASS_WORDS`] words to the next, so that the servers send alike. From them:
 //!   * **B2a**: the bits, as drawn and converted;
 //!   * **truncation masks**: `r = sum_i 2^i b_i` over 64 arithmetic bits, `r >> frac` and the top
 //!     bit from the same bits;
 //!   * **comparison masks**: the low `ell` bits of `r` as boolean shares (bit-sliced) and
 //!     arithmetic (`r = sum_{i < ell} 2^i b_i + 2^ell h`, `h` a random share of each server),
 //!     and the carry tree's AND triples `(a, b1, b2, a & b1, a & b2)` from bit cross terms,
-//!     both ANDs of a triple from one OT per bit (`a` chooses, two correlation bits).
+//!     both ANDs of a triple from one OT per bit (`a` chooses, two correlation bits); with two
+//!     servers from random OTs as they are, `a`, `b1`, `b2` included (nothing sent but
+//!     refills).
 //!
 //! Privacy against any `k - 1` colluding servers that follow the protocol: each server's view
 //! is its own draws and OT messages, pseudorandom to the others (the seeding IKNP batch's

@@ -125,8 +125,28 @@ pub fn worker_bytes(p: &JobParams, rows: usize, servers: usize, held: bool, work
     let per_row = w * per_word + p.blocking.candidates as f64 * per_pair;
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd sizes (f64 to integer casts saturate).
-    (MARGIN * (PER_SIDE + rows as f64 * per_row + wide_group_bytes(rows)) * extra).ceil() as u64
+    let fit = (MARGIN * (PER_SIDE + rows as f64 * per_row + wide_group_bytes(rows)) * extra).ceil();
+    (fit + MARGIN * ot_bytes(p.correlation, servers)) as u64
 }
+
+/// What a dealer-free (`ot`) job holds beyond a dealer job: on each of its `2 (k - 1)` links
+/// (one per peer and direction) a pool of silent OTs between rounds (twice the largest chunk),
+/// an iteration's outputs and the next base, 16 bytes each (55 MiB with the production
+/// parameters); and the random bits' conversion, a pass of [`OT_PASS_BYTES`]. Measured on the
+/// tiny generated job (2026-12-06): 124, 230 and 337 MiB above the dealer job's 10 MiB at
+/// k = 2, 3, 4.
+fn ot_bytes(c: crate::mpc::source::Correlation, servers: usize) -> f64 {
+    use crate::mpc::ot::{cross::DEFAULT_CHUNK, silent::PARAMS};
+    if c != crate::mpc::source::Correlation::Ot {
+        return 0.0;
+    }
+    let link = 16 * (2 * 64 * DEFAULT_CHUNK + PARAMS.n() + PARAMS.base());
+    (2 * servers.saturating_sub(1) * link) as f64 + OT_PASS_BYTES
+}
+
+/// A pass of the random bits' conversion over OT: a few arrays of 2^21 64-bit shares and a
+/// chunk's OT rows and hashes.
+const OT_PASS_BYTES: f64 = (128u64 << 20) as f64;
 
 /// One side's part of the bilinear form's group buffers beyond the fixed part in
 /// [`PER_SIDE`]: past 2^24 / 64 rows in all, a group is 64 columns of every row
@@ -262,6 +282,32 @@ mod tests {
         assert!(dealer_bytes(1_000_000, 4) > dealer_bytes(1_000_000, 3));
         // Absurd bounds give absurd estimates, without overflow.
         assert!(dealer_bytes(u64::MAX, 4) > u64::MAX / 8);
+    }
+
+    #[test]
+    fn dealer_free_jobs_book_their_ot_pools() {
+        use crate::mpc::source::Correlation;
+        let mut p = JobParams::default();
+        let (dealer, rows) = (server_bytes(&p, 1000, 2, false), 1000);
+        p.correlation = Correlation::Ot;
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        // At least the measured extra of the tiny job (124, 230, 337 MiB at k = 2, 3, 4).
+        for (k, measured) in [(2, 124.0), (3, 230.0), (4, 337.0)] {
+            p.correlation = Correlation::Dealer;
+            let dealer_k = server_bytes(&p, rows, k, false);
+            p.correlation = Correlation::Ot;
+            let extra = mib(server_bytes(&p, rows, k, false) - dealer_k);
+            assert!(
+                extra >= measured && extra <= 1.5 * measured + 150.0,
+                "k {k}: {extra}"
+            );
+        }
+        p.correlation = Correlation::Replicated;
+        assert_eq!(server_bytes(&p, rows, 3, false), {
+            p.correlation = Correlation::Dealer;
+            server_bytes(&p, rows, 3, false)
+        });
+        assert!(dealer > 0);
     }
 
     #[test]

@@ -13,16 +13,15 @@
 //!   the sum of the shares is `sum r_i x_i` over the active pairs (bit times value). With
 //!   [`Cross::with_masks`], only the low bits of each product that the masks depend on are
 //!   right, and only those bits of each correction travel (packed);
-//! * [`Kind::BitPairs`]: as [`Kind::Bits`] with two words of `x` per choice word (two
-//!   correlation bits per OT, one choice): the cross terms of two AND triples sharing one
-//!   input, `a & b1` and `a & b2`, for the OTs of one;
 //! * [`Kind::RandomBitPairs`] (two servers): no inputs and no messages but the refills; the
 //!   pool's random OTs themselves give random AND-triple pairs. On each link the receiver's
 //!   pool choices are its bits `a`, two bits of the hash difference `x_0 ^ x_1` of each OT the
 //!   sender's bits `b1`, `b2`, and the hashes' bits XOR shares of `a & b1`, `a & b2` (Gilboa's
 //!   bit trick with random instead of chosen inputs);
-//! * [`Kind::Bits`]: each choice word holds 64 bits, `x` 64 bits per word; XOR shares of the
-//!   bitwise AND (the cross terms of boolean AND triples).
+//! * [`Kind::Bits`]: each choice word holds 64 bits, `x` `lanes` words per choice word; XOR
+//!   shares of the bitwise AND of each lane with the choices (the cross terms of boolean AND
+//!   triples; two lanes give both ANDs of two triples sharing one input, `a & b1` and
+//!   `a & b2`, for the OTs of one).
 //!
 //! Work is cut into chunks of choice words and pipelined: round `r` carries, on every active
 //! link, the receiver's choice message for chunk `r` (one bit per OT, [`super::silent`]) and
@@ -52,10 +51,12 @@ pub enum Kind {
     Gilboa,
     /// Bit times 64-bit value.
     Cot,
-    /// Bit AND, XOR-shared.
-    Bits,
-    /// Two bit ANDs with the same choice bits, XOR-shared (outputs interleaved like `x`).
-    BitPairs,
+    /// Bit ANDs of `lanes` words of `x` with each choice word, XOR-shared (outputs laid out
+    /// like `x`).
+    Bits {
+        /// Words of `x` (correlation bits per OT).
+        lanes: usize,
+    },
     /// Random AND-triple pairs from random OTs, two servers only: per choice word the cross
     /// terms' shares of `a & b1` and `a & b2`, then this server's `a`, `b1`, `b2`.
     RandomBitPairs,
@@ -65,8 +66,8 @@ impl Kind {
     /// Words of `x` per choice word.
     pub fn x_per_word(self) -> usize {
         match self {
-            Kind::Gilboa | Kind::Bits => 1,
-            Kind::BitPairs => 2,
+            Kind::Gilboa => 1,
+            Kind::Bits { lanes } => lanes,
             Kind::Cot => 64,
             Kind::RandomBitPairs => 0,
         }
@@ -75,8 +76,7 @@ impl Kind {
     fn corr_per_word(self) -> usize {
         match self {
             Kind::Gilboa | Kind::Cot => 64,
-            Kind::Bits => 1,
-            Kind::BitPairs => 2,
+            Kind::Bits { lanes } => lanes,
             Kind::RandomBitPairs => 0,
         }
     }
@@ -320,9 +320,7 @@ impl Cross {
     fn add(&mut self, at: usize, share: &[u64], negate: bool) {
         let out = &mut self.out[at..at + share.len()];
         match (self.kind, negate) {
-            (Kind::Bits | Kind::BitPairs, _) => {
-                out.iter_mut().zip(share).for_each(|(o, s)| *o ^= s)
-            }
+            (Kind::Bits { .. }, _) => out.iter_mut().zip(share).for_each(|(o, s)| *o ^= s),
             (_, false) => out
                 .iter_mut()
                 .zip(share)
@@ -387,8 +385,7 @@ impl Protocol for Cross {
                         batch.correlated(&full)?
                     }
                     Kind::Cot => batch.correlated(corr)?,
-                    Kind::Bits => batch.correlated_bits(corr)?,
-                    Kind::BitPairs => batch.correlated_bit_lanes(corr, 2)?,
+                    Kind::Bits { lanes } => batch.correlated_bits(corr, lanes)?,
                     Kind::RandomBitPairs => {
                         return Err(Error::invalid(
                             "cross terms: random OTs take no corrections",
@@ -437,12 +434,8 @@ impl Protocol for Cross {
                         };
                         (c, v, true)
                     }
-                    Kind::Bits => {
-                        let (c, v) = batch.correlated_bits(x)?;
-                        (c, v, false)
-                    }
-                    Kind::BitPairs => {
-                        let (c, v) = batch.correlated_bit_lanes(x, 2)?;
+                    Kind::Bits { lanes } => {
+                        let (c, v) = batch.correlated_bits(x, lanes)?;
                         (c, v, false)
                     }
                     Kind::RandomBitPairs => {
@@ -646,7 +639,7 @@ mod tests {
         let words = 4;
         let xs: Vec<_> = (0..k).map(|_| prg.vec(2 * words)).collect();
         let ys: Vec<_> = (0..k).map(|_| prg.vec(words)).collect();
-        let (outs, _) = run(Kind::BitPairs, Active::All, &xs, &ys, 3);
+        let (outs, _) = run(Kind::Bits { lanes: 2 }, Active::All, &xs, &ys, 3);
         for w in 0..words {
             for lane in 0..2 {
                 let got = outs.iter().fold(0u64, |a, o| a ^ o[2 * w + lane]);
@@ -702,7 +695,7 @@ mod tests {
         let words = 4;
         let xs: Vec<_> = (0..k).map(|_| prg.vec(words)).collect();
         let ys: Vec<_> = (0..k).map(|_| prg.vec(words)).collect();
-        let (outs, _) = run(Kind::Bits, Active::All, &xs, &ys, 3);
+        let (outs, _) = run(Kind::Bits { lanes: 1 }, Active::All, &xs, &ys, 3);
         for w in 0..words {
             let got = outs.iter().fold(0u64, |a, o| a ^ o[w]);
             let mut want = 0u64;

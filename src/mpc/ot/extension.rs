@@ -401,23 +401,13 @@ impl SendBatch {
         Ok((msg, v))
     }
 
-    /// Correlated OT over bits: `deltas` packs one correlation bit per OT (64 to a word).
-    /// Returns the message for the receiver (one bit per OT, packed) and this side's bits `v`
-    /// (packed), with `w ^ v = r & D` on the receiver's side: XOR shares of the AND of the
-    /// receiver's choices and the correlations. 1 bit of message per OT instead of 64.
-    pub fn correlated_bits(&self, deltas: &[u64]) -> Result<(Vec<u64>, Vec<u64>)> {
-        self.correlated_bit_lanes(deltas, 1)
-    }
-
-    /// Bit-correlated OT with `lanes` correlation bits per OT (from as many bits of each
-    /// hash): word `lanes w + j` of `deltas` holds lane `j` of the OTs of choice word `w`;
-    /// the message and this side's bits `v` are laid out the same way, with
-    /// `w ^ v = r & D` lane by lane on the receiver's side. `lanes` bits of message per OT.
-    pub fn correlated_bit_lanes(
-        &self,
-        deltas: &[u64],
-        lanes: usize,
-    ) -> Result<(Vec<u64>, Vec<u64>)> {
+    /// Correlated OT over bits, `lanes` correlation bits per OT (from as many bits of each
+    /// hash): word `lanes w + j` of `deltas` holds lane `j` of the OTs of choice word `w`
+    /// (64 OTs to a word). Returns the message for the receiver and this side's bits `v`, laid
+    /// out the same way, with `w ^ v = r & D` lane by lane on the receiver's side: XOR shares
+    /// of the AND of the receiver's choices and the correlations. `lanes` bits of message per
+    /// OT instead of 64.
+    pub fn correlated_bits(&self, deltas: &[u64], lanes: usize) -> Result<(Vec<u64>, Vec<u64>)> {
         let words = self.rows.len() / 64;
         if !(1..=64).contains(&lanes) || deltas.len() != lanes * words {
             return Err(Error::invalid(
@@ -488,15 +478,9 @@ impl RecvBatch {
             .collect())
     }
 
-    /// Bit-correlated OT: this side's bits `w = v ^ (r & D)` (packed) from the sender's
-    /// message.
-    pub fn correlated_bits(&self, msg: &[u64]) -> Result<Vec<u64>> {
-        self.correlated_bit_lanes(msg, 1)
-    }
-
-    /// Bit-correlated OT with `lanes` bits per OT (see [`SendBatch::correlated_bit_lanes`]):
-    /// this side's bits from the sender's message.
-    pub fn correlated_bit_lanes(&self, msg: &[u64], lanes: usize) -> Result<Vec<u64>> {
+    /// Bit-correlated OT with `lanes` bits per OT (see [`SendBatch::correlated_bits`]): this
+    /// side's bits `w = v ^ (r & D)` from the sender's message.
+    pub fn correlated_bits(&self, msg: &[u64], lanes: usize) -> Result<Vec<u64>> {
         let expected = lanes * self.choices.len();
         if !(1..=64).contains(&lanes) || msg.len() != expected {
             return Err(Error::protocol(
@@ -654,15 +638,30 @@ mod tests {
         let mut prg = Prg::fresh();
         let (r, d) = (prg.vec(3), prg.vec(3));
         let (msg, rb) = rcv.extend(&r);
-        let (m, v) = snd.extend(&msg, 3).unwrap().correlated_bits(&d).unwrap();
+        let sb = snd.extend(&msg, 3).unwrap();
+        let (m, v) = sb.correlated_bits(&d, 1).unwrap();
         assert_eq!(m.len(), 3, "one bit of message per OT");
-        let w = rb.correlated_bits(&m).unwrap();
+        let w = rb.correlated_bits(&m, 1).unwrap();
         for i in 0..3 {
             assert_eq!(w[i] ^ v[i], r[i] & d[i], "word {i}");
         }
         // The sender's bits alone are not the AND (they are masked by the random messages).
         assert_ne!(v, (0..3).map(|i| r[i] & d[i]).collect::<Vec<_>>());
-        assert!(rb.correlated_bits(&m[..2]).is_err());
+        assert!(rb.correlated_bits(&m[..2], 1).is_err());
+        // Two lanes: each lane of a word against the same choices.
+        let d2 = prg.vec(6);
+        let (m, v) = sb.correlated_bits(&d2, 2).unwrap();
+        let w = rb.correlated_bits(&m, 2).unwrap();
+        for i in 0..6 {
+            assert_eq!(
+                w[i] ^ v[i],
+                r[i / 2] & d2[i],
+                "word {}, lane {}",
+                i / 2,
+                i % 2
+            );
+        }
+        assert!(sb.correlated_bits(&d2, 0).is_err());
     }
 
     #[test]

@@ -225,7 +225,7 @@ impl<T: Transport> Gen<'_, T> {
     }
 
     /// XOR shares of `a & b1` and `a & b2` for XOR-shared words, from one OT per bit with two
-    /// correlation bits ([`Kind::BitPairs`]: `a` chooses).
+    /// correlation bits ([`Kind::Bits`] with two lanes: `a` chooses).
     async fn and_pair(
         &mut self,
         a: &[u64],
@@ -234,7 +234,7 @@ impl<T: Transport> Gen<'_, T> {
     ) -> Result<(Vec<u64>, Vec<u64>)> {
         let x: Vec<u64> = b1.iter().zip(b2).flat_map(|(p, q)| [*p, *q]).collect();
         let out = self
-            .cross(Kind::BitPairs, Active::All, x, a.to_vec())
+            .cross(Kind::Bits { lanes: 2 }, Active::All, x, a.to_vec())
             .await?;
         let (mut c1, mut c2): (Vec<u64>, Vec<u64>) =
             out.chunks_exact(2).map(|c| (c[0], c[1])).unzip();

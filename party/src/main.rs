@@ -354,6 +354,10 @@ fn detect(dataset: &Path, format: Option<Format>) -> Result<Format> {
     }
 }
 
+/// Large blocks on huge pages (`ppea::net::heap`).
+#[global_allocator]
+static HEAP: ppea::net::heap::Heap = ppea::net::heap::Heap;
+
 fn main() {
     ppea::net::heap::return_freed_memory();
     if let Err(e) = real_main() {

@@ -130,6 +130,10 @@ enum BenchKind {
     PairKernel,
 }
 
+/// Large blocks on huge pages (`ppea::net::heap`).
+#[global_allocator]
+static HEAP: ppea::net::heap::Heap = ppea::net::heap::Heap;
+
 fn main() {
     ppea::net::heap::return_freed_memory();
     if let Err(e) = real_main() {

@@ -6,12 +6,14 @@ use ppea::mpc::carry_tree::{compare_rounds, tree_and_words, tree_bits};
 use ppea::mpc::compare::Compare;
 use ppea::mpc::correlated::Request;
 use ppea::mpc::dealer::Dealer;
+use ppea::mpc::engine::CompareMaterial;
 use ppea::mpc::fixed::FixedPoint;
-use ppea::mpc::local::{LocalEngine, LocalRun, run_local, runtime};
+use ppea::mpc::local::{LocalEngine, LocalRun, run_local_with, runtime};
 use ppea::mpc::pairs::Pairs;
 use ppea::mpc::prg::{Prg, Seed};
 use ppea::mpc::protocol::{Protocol, Step, run_lockstep};
 use ppea::mpc::share::{Share, reconstruct, share_with};
+use ppea::mpc::source::Correlation;
 use proptest::prelude::*;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -32,11 +34,25 @@ where
     F: Fn(LocalEngine, Vec<Vec<u64>>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ppea::Result<(Vec<Vec<u64>>, LocalEngine)>> + Send + 'static,
 {
+    secure_with(k, Correlation::Dealer, inputs, job)
+}
+
+/// [`secure`] with the given correlation source.
+fn secure_with<F, Fut>(
+    k: usize,
+    correlation: Correlation,
+    inputs: Vec<Vec<u64>>,
+    job: F,
+) -> (Vec<Vec<u64>>, LocalRun<Vec<Vec<u64>>>)
+where
+    F: Fn(LocalEngine, Vec<Vec<u64>>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ppea::Result<(Vec<Vec<u64>>, LocalEngine)>> + Send + 'static,
+{
     let mut prg = Prg::new(&Seed([42; 32]), 0);
     let shared: Vec<Vec<Share>> = inputs.iter().map(|x| share_with(x, k, &mut prg)).collect();
     let shared = Arc::new(shared);
     let run = rt()
-        .block_on(run_local(k, move |eng: LocalEngine| {
+        .block_on(run_local_with(k, correlation, move |eng: LocalEngine| {
             let mine: Vec<Vec<u64>> = shared.iter().map(|s| s[eng.me()].0.clone()).collect();
             job.clone()(eng, mine)
         }))
@@ -159,6 +175,59 @@ proptest! {
         prop_assert_eq!(&out[0], &expect);
         for s in &run.stats {
             prop_assert_eq!(s.rounds as usize, compare_rounds(ell) + 1);
+        }
+    }
+
+    /// Two servers without a dealer compare by the millionaires' protocol: the same results,
+    /// for every width (one 4-bit group at `ell` <= 5, a short top group at 8, 17, 32, 63),
+    /// the edges of the range, and several 64-value blocks; two batches, so both servers act
+    /// as the OT sender; online, the chooser sends one word per value and the sender one per
+    /// two groups (the rest is the tree's bits and the conversion's).
+    #[test]
+    fn millionaires_comparison_equals_plaintext(ell in prop::sample::select(vec![2u32, 3, 5, 6, 8, 17, 32, 63, 64]),
+                                                seed in any::<u64>(), n in 1usize..150) {
+        let lim = if ell == 64 { i64::MAX } else { (1i64 << (ell - 1)) - 1 };
+        let mut prg = Prg::new(&Seed([9; 32]), seed);
+        let edges = [-lim - 1, lim, 0, -1, 1, -lim, lim - 1];
+        let xs: Vec<u64> = (0..n).map(|i| {
+            if i < edges.len() { edges[i] as u64 } else {
+                let span = (lim as i128) * 2 + 2;
+                ((prg.next_u64() as i128 % span) - lim as i128 - 1) as i64 as u64
+            }
+        }).collect();
+        let expect: Vec<u64> = xs.iter().map(|&x| ((x as i64) < 0) as u64).collect();
+        let (out, run) = secure_with(2, Correlation::Ot, vec![xs], move |mut e, i| async move {
+            let mut senders = Vec::new();
+            let mut outs = Vec::new();
+            for _ in 0..2 {
+                let mat = e.prepare_compare(i[0].len(), ell).await?;
+                let CompareMaterial::Millionaire(m) = &mat else {
+                    return Err(ppea::Error::invalid("two dealer-free servers compare as millionaires"));
+                };
+                senders.push(m.sender() as u64);
+                let before = e.stats().bytes_sent;
+                let bits = e.compare_with(i[0].clone(), ell, mat).await?;
+                outs.push(vec![e.stats().bytes_sent - before]);
+                outs.push(e.b2a(&bits, i[0].len()).await?);
+            }
+            outs.push(senders);
+            Ok((outs, e))
+        });
+        prop_assert_eq!(&out[1], &expect);
+        prop_assert_eq!(&out[3], &expect);
+        let senders = &run.outputs[0][4];
+        prop_assert!(senders[0] != senders[1], "the sender alternates: {:?}", senders);
+        // Online bytes: the chooser's masked groups or the sender's answers, then the tree.
+        let groups = (ell as usize - 1).div_ceil(4);
+        let blocks = n.div_ceil(64) as u64;
+        let tree = ppea::mpc::carry_tree::level_sizes_for(groups).iter().map(|&nodes| {
+            let c = nodes / 2;
+            (2 * c + c - usize::from(c > 0 && nodes % 2 == 0)) as u64
+        }).sum::<u64>() * blocks * 8;
+        for (s, srv) in run.outputs.iter().enumerate() {
+            let sent = srv[0][0];
+            let first = if srv[4][0] as usize == s { groups.div_ceil(2) * n } else { n } as u64;
+            prop_assert_eq!(sent, 8 * first + tree, "server {}", s);
         }
     }
 
@@ -547,7 +616,6 @@ fn dealer_free_view(
 /// the statistic.
 #[test]
 fn a_servers_view_of_dealer_free_material_looks_uniform() {
-    use ppea::mpc::source::Correlation;
     for k in [2usize, 3] {
         let reqs = [
             Request::Beaver { n: 256, fanout: 2 },

@@ -7,7 +7,6 @@
 
 use crate::error::Result;
 use crate::mpc::beaver::Bilinear;
-use crate::mpc::compare::Compare;
 use crate::mpc::correlated::Request;
 use crate::mpc::local::run_local_with;
 use crate::mpc::pairs::Pairs;
@@ -229,11 +228,11 @@ pub async fn compare(
     let run = run_local_with(k, correlation, move |mut eng| async move {
         let mut prg = Prg::fresh();
         let x = prg.vec(count);
-        let cmp = eng.prepare(&Request::Compare { n: count, ell }).await?;
+        let cmp = eng.prepare_compare(count, ell).await?;
         let conv = eng.prepare(&Request::B2a { n: count }).await?;
         let prepared = Instant::now();
         let me = eng.me();
-        let bits = eng.run(Compare::new(me, x, ell, cmp)?).await?;
+        let bits = eng.compare_with(x, ell, cmp).await?;
         let z = eng
             .run(crate::mpc::compare::B2a::new(me, bits, count, conv)?)
             .await?;

@@ -26,23 +26,14 @@
 //! ([`B2a`]) adds one round and one bit.
 
 use crate::error::{Error, Result};
-use crate::mpc::carry_tree::{combines, tree_and_words};
+use crate::mpc::carry_tree::{Tree, tree_and_words};
 use crate::mpc::correlated::Material;
 use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum, open_xor};
 use crate::mpc::ring;
 
 enum Phase {
     Open,
-    Tree {
-        /// G per node, `blocks` words each.
-        g: Vec<u64>,
-        /// E per node (unused for the last node).
-        e: Vec<u64>,
-        /// `NOT c_{l-1} XOR r_{l-1}` share.
-        top: Vec<u64>,
-        /// Offset into the AND-triple material.
-        off: usize,
-    },
+    Tree(Tree),
 }
 
 /// Boolean shares of `[x < 0]` for `n` shared values of bit width `ell`, bit-sliced
@@ -85,31 +76,14 @@ impl Compare {
         })
     }
 
-    fn finish_or_send(mut self, g: Vec<u64>, e: Vec<u64>, top: Vec<u64>, off: usize) -> Step<Self> {
-        let b = self.blocks;
-        let nodes = g.len() / b;
-        if nodes == 1 {
-            let mut out = top;
-            ring::xor_assign(&mut out, &g);
-            return Step::Done(out);
+    fn finish_or_send(mut self, tree: Tree) -> Step<Self> {
+        match tree.message(&self.mat[2..]) {
+            None => Step::Done(tree.finish()),
+            Some(msg) => {
+                self.phase = Phase::Tree(tree);
+                Step::Send(self, msg)
+            }
         }
-        let (combines, with_e) = combines(nodes);
-        let [_, _, ta, tb1, tb2, _, _] = &self.mat;
-        let mut msg = Vec::with_capacity((2 * combines + with_e) * b);
-        for j in 0..combines {
-            let (hi, o) = (2 * j * b, off + j * b);
-            msg.extend((0..b).map(|w| e[hi + w] ^ ta[o + w]));
-        }
-        for j in 0..combines {
-            let (lo, o) = ((2 * j + 1) * b, off + j * b);
-            msg.extend((0..b).map(|w| g[lo + w] ^ tb1[o + w]));
-        }
-        for j in 0..with_e {
-            let (lo, o) = ((2 * j + 1) * b, off + j * b);
-            msg.extend((0..b).map(|w| e[lo + w] ^ tb2[o + w]));
-        }
-        self.phase = Phase::Tree { g, e, top, off };
-        Step::Send(self, msg)
     }
 }
 
@@ -167,46 +141,12 @@ impl Protocol for Compare {
                         }
                     })
                     .collect();
-                Ok(self.finish_or_send(g, e, top, 0))
+                let tree = Tree::new(self.me, b, g, e, top);
+                Ok(self.finish_or_send(tree))
             }
-            Phase::Tree { g, e, top, off } => {
-                let nodes = g.len() / b;
-                let (combines, with_e) = combines(nodes);
-                check_lengths(&incoming, (2 * combines + with_e) * b, "comparison tree")?;
-                let opened = open_xor(&incoming);
-                let (d, rest) = opened.split_at(combines * b);
-                let (e1, e2) = rest.split_at(combines * b);
-                let [_, _, ta, tb1, tb2, tc1, tc2] = &self.mat;
-                let next = nodes.div_ceil(2);
-                let mut ng = vec![0u64; next * b];
-                let mut ne = vec![0u64; next * b];
-                let me0 = self.me == 0;
-                for j in 0..combines {
-                    let o = off + j * b;
-                    for w in 0..b {
-                        let (dj, aj) = (d[j * b + w], ta[o + w]);
-                        let (x1, b1) = (e1[j * b + w], tb1[o + w]);
-                        let mut z1 = tc1[o + w] ^ (dj & b1) ^ (x1 & aj);
-                        if me0 {
-                            z1 ^= dj & x1;
-                        }
-                        ng[j * b + w] = g[2 * j * b + w] ^ z1;
-                        if j < with_e {
-                            let (x2, b2) = (e2[j * b + w], tb2[o + w]);
-                            let mut z2 = tc2[o + w] ^ (dj & b2) ^ (x2 & aj);
-                            if me0 {
-                                z2 ^= dj & x2;
-                            }
-                            ne[j * b + w] = z2;
-                        }
-                    }
-                }
-                if nodes % 2 == 1 {
-                    let last = (nodes - 1) * b;
-                    ng[combines * b..].copy_from_slice(&g[last..last + b]);
-                    ne[combines * b..].copy_from_slice(&e[last..last + b]);
-                }
-                Ok(self.finish_or_send(ng, ne, top, off + combines * b))
+            Phase::Tree(tree) => {
+                let tree = tree.combine(&incoming, &self.mat[2..], "comparison tree")?;
+                Ok(self.finish_or_send(tree))
             }
         }
     }

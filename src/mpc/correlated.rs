@@ -18,6 +18,7 @@
 use crate::error::{Error, Result};
 use crate::mpc::carry_tree::tree_and_words;
 use crate::mpc::channel::Transport;
+use crate::mpc::millionaire::MillionaireMaterial;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed, combine_stream};
 use crate::mpc::protocol::Session;
@@ -547,6 +548,20 @@ pub trait Correlations: Send {
         session: &mut Session<T>,
         req: &Request,
     ) -> impl Future<Output = Result<Material>> + Send;
+
+    /// Material for `n` two-server millionaires' comparisons of width `ell`
+    /// ([`crate::mpc::millionaire`]), where this source makes it at less cost than the masked
+    /// comparison's (two servers without a dealer); `None` (the default) where it does not, and
+    /// the comparison takes [`Request::Compare`].
+    fn millionaire<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        n: usize,
+        ell: u32,
+    ) -> impl Future<Output = Result<Option<MillionaireMaterial>>> + Send {
+        let _ = (session, n, ell);
+        async { Ok(None) }
+    }
 }
 
 #[cfg(test)]

@@ -11,11 +11,22 @@ use crate::mpc::beaver::{Bilinear, Mul};
 use crate::mpc::channel::Transport;
 use crate::mpc::compare::{B2a, Compare};
 use crate::mpc::correlated::{Correlations, Material, Request};
+use crate::mpc::millionaire::{Millionaire, MillionaireMaterial};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::protocol::{Protocol, Session, Stats, Step, check_lengths, open_sum};
 use crate::mpc::row_share::RowShare;
 use crate::mpc::share::add_public_scalar;
 use crate::mpc::truncate::Truncate;
+
+/// A comparison's material: the masked comparison's ([`Compare`]) or, with two servers and no
+/// dealer, the millionaires' ([`Millionaire`]); [`Engine::prepare_compare`] picks.
+#[derive(Debug)]
+pub enum CompareMaterial {
+    /// For [`Compare`].
+    Masked(Material),
+    /// For [`Millionaire`].
+    Millionaire(MillionaireMaterial),
+}
 
 /// Most values one batch of a row tournament ([`Engine::max_rows`], [`Engine::argmax_onehot`])
 /// compares: larger inputs run in blocks of whole rows, one after the other (more rounds, the
@@ -284,11 +295,35 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         self.run(Truncate::new(me, x.to_vec(), frac, mat)?).await
     }
 
+    /// Material for `n` comparisons of width `ell` (the offline phase of [`Engine::ltz_bits`]):
+    /// for a millionaires' comparison where the source makes that cheaper (two servers without
+    /// a dealer), else for the masked comparison.
+    pub async fn prepare_compare(&mut self, n: usize, ell: u32) -> Result<CompareMaterial> {
+        if let Some(m) = self.corr.millionaire(&mut self.session, n, ell).await? {
+            return Ok(CompareMaterial::Millionaire(m));
+        }
+        let req = Request::Compare { n, ell };
+        Ok(CompareMaterial::Masked(self.prepare(&req).await?))
+    }
+
+    /// The online phase of [`Engine::ltz_bits`] with material from [`Engine::prepare_compare`].
+    pub async fn compare_with(
+        &mut self,
+        x: Vec<u64>,
+        ell: u32,
+        mat: CompareMaterial,
+    ) -> Result<Vec<u64>> {
+        let me = self.me();
+        match mat {
+            CompareMaterial::Masked(m) => self.run(Compare::new(me, x, ell, m)?).await,
+            CompareMaterial::Millionaire(m) => self.run(Millionaire::new(me, x, ell, m)?).await,
+        }
+    }
+
     /// Boolean, bit-sliced shares of `[x < 0]` for values of bit width `ell`.
     pub async fn ltz_bits(&mut self, x: &[u64], ell: u32) -> Result<Vec<u64>> {
-        let mat = self.prepare(&Request::Compare { n: x.len(), ell }).await?;
-        let me = self.me();
-        self.run(Compare::new(me, x.to_vec(), ell, mat)?).await
+        let mat = self.prepare_compare(x.len(), ell).await?;
+        self.compare_with(x.to_vec(), ell, mat).await
     }
 
     /// Arithmetic shares of 0/1 from boolean bit-sliced shares of `n` bits.

@@ -14,8 +14,8 @@
 //! * [`source`]: the job's choice of correlation source (dealer, OT, replicated), and the
 //!   source a server runs;
 //! * [`digest`]: SHA-256 with domain separation, for everything an adversary can feed a hash;
-//! * [`beaver`], [`truncate`], [`compare`] (with the shape of its carry tree in
-//!   [`carry_tree`]): the online protocols;
+//! * [`beaver`], [`truncate`], [`compare`] (with its carry tree in [`carry_tree`]),
+//!   [`millionaire`] (two servers without a dealer): the online protocols;
 //! * [`row_share`]: a server's share of an upload, held, drawn from its seed or spilled to disk;
 //! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
 //! * [`dp`]: discrete Laplace noise added by every server to its shares (distributed DP);
@@ -42,6 +42,7 @@ pub mod local;
 #[cfg(test)]
 pub(crate) mod material_check;
 pub mod mesh;
+pub mod millionaire;
 pub mod ot;
 pub mod pairs;
 pub mod prg;

@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Request};
 use crate::mpc::dealer::DealerClient;
+use crate::mpc::millionaire::MillionaireMaterial;
 use crate::mpc::ot::source::OtSource;
 use crate::mpc::protocol::Session;
 use crate::mpc::replicated::ReplicatedSource;
@@ -100,6 +101,18 @@ impl Correlations for Source {
             Source::Dealer(d) => d.fetch(session, req).await,
             Source::Ot(o) => o.fetch(session, req).await,
             Source::Replicated(r) => r.fetch(session, req).await,
+        }
+    }
+
+    async fn millionaire<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        n: usize,
+        ell: u32,
+    ) -> Result<Option<MillionaireMaterial>> {
+        match self {
+            Source::Ot(o) => o.millionaire(session, n, ell).await,
+            Source::Dealer(_) | Source::Replicated(_) => Ok(None),
         }
     }
 }

@@ -119,8 +119,9 @@ impl JobSpec {
         // splits cut to `ell - 2 - i` bits; v11, OT batches from silent OT (Ferret) instead of
         // IKNP, with two more setup rounds; v12, both ANDs of a carry-tree triple from one OT;
         // v13, random-bit conversion in passes with rotating roles, and two servers' AND
-        // triples from random OTs; v14, no empty last round after random OTs.
-        Ok(Digest(sha256("ppea job description v14", &[&bytes])))
+        // triples from random OTs; v14, no empty last round after random OTs; v15, two
+        // dealer-free servers compare by the millionaires' protocol.
+        Ok(Digest(sha256("ppea job description v15", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

@@ -18,10 +18,21 @@
 //!   pool choices are its bits `a`, two bits of the hash difference `x_0 ^ x_1` of each OT the
 //!   sender's bits `b1`, `b2`, and the hashes' bits XOR shares of `a & b1`, `a & b2` (Gilboa's
 //!   bit trick with random instead of chosen inputs);
+//! * [`Kind::RandomSixteen`] (one link): no inputs and no messages but the refills; every 4
+//!   random OTs make one random 1-out-of-16 OT of 2-bit messages (below), 16 per choice word,
+//!   for the millionaires' comparison ([`crate::mpc::millionaire`]);
 //! * [`Kind::Bits`]: each choice word holds 64 bits, `x` `lanes` words per choice word; XOR
 //!   shares of the bitwise AND of each lane with the choices (the cross terms of boolean AND
 //!   triples; two lanes give both ANDs of two triples sharing one input, `a & b1` and
 //!   `a & b2`, for the OTs of one).
+//!
+//! **1-out-of-16 from 4 random OTs.** The sender holds 64-bit hashes `x_i^0`, `x_i^1` of OTs
+//! `i = 0..4`, the receiver its choices `c_i` and `x_i^(c_i)`. Message `w` (of 16) is the XOR
+//! over `i` of bits `2w, 2w + 1` of `x_i^(w_i)`, `w_i` bit `i` of `w`. The receiver can compute
+//! message `c = sum 2^i c_i` only: any other `w` differs from `c` in some bit `i` and takes
+//! two bits of `x_i^(1 - c_i)`, a hash it cannot compute, at positions no other message uses,
+//! so the 15 others are independent and pseudorandom to it (Naor and Pinkas's 1-out-of-N from
+//! 1-out-of-2, with the PRF of each key read off its hash).
 //!
 //! Work is cut into chunks of choice words and pipelined: round `r` carries, on every active
 //! link, the receiver's choice message for chunk `r` (one bit per OT, [`super::silent`]) and
@@ -41,6 +52,7 @@ use super::silent;
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::bit_masks::Masks;
 use crate::mpc::bit_pack::{Packer, Unpacker};
+use crate::mpc::millionaire::FIELDS;
 use crate::mpc::protocol::{Protocol, Step};
 use std::collections::VecDeque;
 
@@ -60,6 +72,11 @@ pub enum Kind {
     /// Random AND-triple pairs from random OTs, two servers only: per choice word the cross
     /// terms' shares of `a & b1` and `a & b2`, then this server's `a`, `b1`, `b2`.
     RandomBitPairs,
+    /// Random 1-out-of-16 OTs of 2-bit messages, four random OTs each, on one link of two
+    /// servers ([`Active::Into`]): per choice word (16 of them) the sender's 16 messages of
+    /// each in 32 bits (two to a word: 8 words), the receiver's choices (a 4-bit group per OT,
+    /// one word) and the chosen messages (2 bits each, one word), then 6 zero words.
+    RandomSixteen,
 }
 
 impl Kind {
@@ -69,7 +86,7 @@ impl Kind {
             Kind::Gilboa => 1,
             Kind::Bits { lanes } => lanes,
             Kind::Cot => 64,
-            Kind::RandomBitPairs => 0,
+            Kind::RandomBitPairs | Kind::RandomSixteen => 0,
         }
     }
 
@@ -77,7 +94,7 @@ impl Kind {
         match self {
             Kind::Gilboa | Kind::Cot => 64,
             Kind::Bits { lanes } => lanes,
-            Kind::RandomBitPairs => 0,
+            Kind::RandomBitPairs | Kind::RandomSixteen => 0,
         }
     }
 
@@ -85,13 +102,14 @@ impl Kind {
     pub fn out_per_word(self) -> usize {
         match self {
             Kind::RandomBitPairs => 5,
+            Kind::RandomSixteen => 8,
             k => k.x_per_word(),
         }
     }
 
     /// Whether the receiver sends a choice message (not for random OTs).
     fn chooses(self) -> bool {
-        self != Kind::RandomBitPairs
+        !matches!(self, Kind::RandomBitPairs | Kind::RandomSixteen)
     }
 }
 
@@ -174,6 +192,13 @@ impl Cross {
         if kind == Kind::RandomBitPairs && (links.servers() != 2 || active != Active::All) {
             return Err(Error::invalid(
                 "cross terms: random AND triples are made between two servers",
+            ));
+        }
+        if kind == Kind::RandomSixteen
+            && (links.servers() != 2 || !matches!(active, Active::Into { .. }))
+        {
+            return Err(Error::invalid(
+                "cross terms: random 1-out-of-16 OTs are made on one link of two servers",
             ));
         }
         if x.len() != y.len() * kind.x_per_word() {
@@ -303,7 +328,10 @@ impl Cross {
                 self.refills[p] = silent::iterations_for(&params, rcv.available(), need);
                 if !span.is_empty() && !self.kind.chooses() {
                     let batch = rcv.extend_random(span.len())?;
-                    random_receiver(&mut self.out, span.start, &batch);
+                    match self.kind {
+                        Kind::RandomSixteen => sixteen_receiver(&mut self.out, span.start, &batch),
+                        _ => random_receiver(&mut self.out, span.start, &batch),
+                    }
                 } else if !span.is_empty() {
                     let (msg, batch) = rcv.extend(&self.y[span.clone()])?;
                     sec.extend(msg);
@@ -386,7 +414,7 @@ impl Protocol for Cross {
                     }
                     Kind::Cot => batch.correlated(corr)?,
                     Kind::Bits { lanes } => batch.correlated_bits(corr, lanes)?,
-                    Kind::RandomBitPairs => {
+                    Kind::RandomBitPairs | Kind::RandomSixteen => {
                         return Err(Error::invalid(
                             "cross terms: random OTs take no corrections",
                         ));
@@ -407,7 +435,11 @@ impl Protocol for Cross {
             if self.active.has(me, p) && r < self.chunks() && !self.kind.chooses() {
                 let span = self.span(r);
                 let snd = self.links.send[p].as_mut().expect("a link to every peer");
-                random_sender(&mut self.out, span.start, &snd.extend_random(span.len())?);
+                let batch = snd.extend_random(span.len())?;
+                match self.kind {
+                    Kind::RandomSixteen => sixteen_sender(&mut self.out, span.start, &batch),
+                    _ => random_sender(&mut self.out, span.start, &batch),
+                }
             }
             // The choice message of this round's chunk, on which this server is the sender.
             if self.active.has(me, p) && r < self.chunks() && self.kind.chooses() {
@@ -438,7 +470,7 @@ impl Protocol for Cross {
                         let (c, v) = batch.correlated_bits(x, lanes)?;
                         (c, v, false)
                     }
-                    Kind::RandomBitPairs => {
+                    Kind::RandomBitPairs | Kind::RandomSixteen => {
                         return Err(Error::invalid(
                             "cross terms: random OTs send no corrections",
                         ));
@@ -483,6 +515,36 @@ fn random_sender(out: &mut [u64], first: usize, batch: &super::extension::SendBa
         out[5 * w + 1] ^= (x0 >> 1 & 1) << l;
         out[5 * w + 3] |= (b & 1) << l;
         out[5 * w + 4] |= (b >> 1 & 1) << l;
+    }
+}
+
+/// The sender's part of [`Kind::RandomSixteen`]: each 4 OTs' 16 messages (module docs), 32 bits
+/// for each, two to a word, 8 words per choice word from `first` on.
+fn sixteen_sender(out: &mut [u64], first: usize, batch: &super::extension::SendBatch) {
+    for (q, quad) in batch.random().chunks_exact(4).enumerate() {
+        let pads = quad
+            .iter()
+            .zip(&FIELDS)
+            .fold(0u64, |p, ((x0, x1), f)| p ^ (x0 & f[0]) ^ (x1 & f[1]));
+        let (w, s) = (first + q / 16, q % 16);
+        out[8 * w + s / 2] |= pads << (32 * (s % 2));
+    }
+}
+
+/// The receiver's part of [`Kind::RandomSixteen`]: per choice word from `first` on, the word
+/// itself (a 4-bit choice per 4 OTs) and the 16 chosen 2-bit messages.
+fn sixteen_receiver(out: &mut [u64], first: usize, batch: &RecvBatch) {
+    let xs = batch.random();
+    for (w, &c) in batch.choices.iter().enumerate() {
+        let mut pads = 0u64;
+        for s in 0..16 {
+            let ch = (c >> (4 * s) & 15) as u32;
+            let quad = &xs[64 * w + 4 * s..64 * w + 4 * s + 4];
+            let pad = quad.iter().fold(0, |p, x| p ^ (x >> (2 * ch) & 3));
+            pads |= pad << (2 * s);
+        }
+        out[8 * (first + w)] = c;
+        out[8 * (first + w) + 1] = pads;
     }
 }
 
@@ -652,6 +714,66 @@ mod tests {
                 assert_eq!(got, want, "word {w}, lane {lane}");
             }
         }
+    }
+
+    #[test]
+    fn random_sixteen_gives_the_receiver_the_message_of_its_choice_only() {
+        let words = 5;
+        for (sender, receiver) in [(0, 1), (1, 0)] {
+            let active = Active::Into {
+                to: receiver,
+                first: sender,
+                servers: 2,
+            };
+            let (o, rounds) = run(
+                Kind::RandomSixteen,
+                active,
+                &[vec![], vec![]],
+                &[vec![0; words], vec![0; words]],
+                2,
+            );
+            assert_eq!(rounds, words.div_ceil(2));
+            let (snd, rcv) = (&o[sender], &o[receiver]);
+            let mut ones = 0;
+            for w in 0..words {
+                let c = rcv[8 * w];
+                ones += c.count_ones()
+                    + snd[8 * w..8 * w + 8]
+                        .iter()
+                        .map(|x| x.count_ones())
+                        .sum::<u32>();
+                for s in 0..16 {
+                    let pads = snd[8 * w + s / 2] >> (32 * (s % 2)) & 0xffff_ffff;
+                    let ch = c >> (4 * s) & 15;
+                    let mine = rcv[8 * w + 1] >> (2 * s) & 3;
+                    assert_eq!(mine, pads >> (2 * ch) & 3, "word {w}, group {s}");
+                    // The other messages differ from the chosen one as often as random ones.
+                    let same = (0..16)
+                        .filter(|&v| v != ch && pads >> (2 * v) & 3 == mine)
+                        .count();
+                    assert!(
+                        same <= 12,
+                        "word {w}, group {s}: {same} of 15 equal the chosen one"
+                    );
+                }
+                assert!(rcv[8 * w + 2..8 * w + 8].iter().all(|&x| x == 0));
+            }
+            // Choices and messages are random: about half their bits are ones.
+            assert!(
+                (1_250..=1_630).contains(&ones),
+                "{ones} of {}",
+                words * 9 * 64
+            );
+        }
+        let three = links(3).remove(0);
+        let into = Active::Into {
+            to: 1,
+            first: 0,
+            servers: 3,
+        };
+        assert!(Cross::new(three, Kind::RandomSixteen, into, vec![], vec![0]).is_err());
+        let two = links(2).remove(0);
+        assert!(Cross::new(two, Kind::RandomSixteen, Active::All, vec![], vec![0]).is_err());
     }
 
     #[test]

@@ -44,9 +44,10 @@ use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};
 use crate::error::{Error, Result};
 use crate::mpc::bit_masks::{Masks, add_high};
-use crate::mpc::carry_tree::tree_and_words;
+use crate::mpc::carry_tree::{and_words_for, tree_and_words};
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
+use crate::mpc::millionaire::{MillionaireMaterial, groups};
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::Session;
 
@@ -95,6 +96,8 @@ pub struct OtSource {
     seed: Seed,
     links: Option<Links>,
     counter: u64,
+    /// Millionaires' requests so far (the OT sender alternates with them).
+    millionaires: u64,
     max_products: usize,
     chunk: usize,
     bit_pass: usize,
@@ -119,6 +122,7 @@ impl OtSource {
             seed: Seed::random(),
             links: None,
             counter: 0,
+            millionaires: 0,
             max_products: DEFAULT_MAX_PRODUCTS,
             chunk: super::cross::DEFAULT_CHUNK,
             bit_pass: BIT_PASS_WORDS,
@@ -308,13 +312,13 @@ impl<T: Transport> Gen<'_, T> {
     }
 }
 
-impl Correlations for OtSource {
-    async fn fetch<T: Transport>(
+impl OtSource {
+    /// The running state of a request: the links (set up with the first request) and the
+    /// request's number (its stream of this server's seed).
+    async fn start<'a, T: Transport>(
         &mut self,
-        session: &mut Session<T>,
-        req: &Request,
-    ) -> Result<Material> {
-        req.validate()?;
+        session: &'a mut Session<T>,
+    ) -> Result<(Gen<'a, T>, u64)> {
         let links = match self.links.take() {
             Some(l) => l,
             None => {
@@ -325,16 +329,59 @@ impl Correlations for OtSource {
         };
         let stream = self.counter;
         self.counter += 1;
-        let mut g = Gen {
+        let g = Gen {
             session,
             links: Some(links),
             chunk: self.chunk,
             bit_pass: self.bit_pass,
         };
+        Ok((g, stream))
+    }
+}
+
+impl Correlations for OtSource {
+    async fn fetch<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        req: &Request,
+    ) -> Result<Material> {
+        req.validate()?;
+        let (mut g, stream) = self.start(session).await?;
         let mut prg = Prg::new(&self.seed, stream);
         let parts = generate(&mut g, req, &self.seed, stream, &mut prg, self.max_products).await?;
         self.links = g.links.take();
         Ok(Material::new(parts))
+    }
+
+    /// With two servers: 16 random 1-out-of-16 OTs per comparison on one link (the sender
+    /// alternates from request to request, so the servers work alike) and the carry tree's AND
+    /// triples, all from the pools' random OTs (nothing sent but refills).
+    async fn millionaire<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        n: usize,
+        ell: u32,
+    ) -> Result<Option<MillionaireMaterial>> {
+        if session.servers() != 2 {
+            return Ok(None);
+        }
+        Request::Compare { n, ell }.validate()?;
+        let me = session.me();
+        let (mut g, _) = self.start(session).await?;
+        let sender = (self.millionaires % 2) as usize;
+        self.millionaires += 1;
+        let into = Active::Into {
+            to: 1 - sender,
+            first: sender,
+            servers: 2,
+        };
+        let ots = g
+            .cross(Kind::RandomSixteen, into, Vec::new(), vec![0; n])
+            .await?;
+        let t = and_words_for(groups(ell), n.div_ceil(64));
+        let triples = g.random_and_pairs(t).await?;
+        self.links = g.links.take();
+        MillionaireMaterial::new(me, sender, n, ell, ots, triples).map(Some)
     }
 }
 

@@ -17,7 +17,9 @@
 //!    group that contains bit 0 never needs its `E`.
 //!
 //! Everything is bit-sliced: 64 comparisons share one word per bit position, so one AND gate on
-//! words evaluates 64 comparisons.
+//! words evaluates 64 comparisons. The tree's evaluation ([`crate::mpc::carry_tree::Tree`]) is
+//! shared with the two-server millionaires' comparison ([`crate::mpc::millionaire`]), which
+//! needs no mask bits and replaces this one where there is no dealer to deal them.
 //!
 //! **Cost per comparison, per server, to each other server** (bit width `l`, `t = l - 1` leaves,
 //! `L = ceil(log2 t)` tree levels): one word (`c`), plus for each tree combine 3 bits (2 on the

@@ -32,7 +32,7 @@ pub fn return_freed_memory() {
 /// With [`return_freed_memory`] every large block is a fresh mapping, so each one used to be
 /// faulted in 4 KiB page by page and unmapped with a TLB flush on every core: the OT hot loops
 /// allocate and free blocks of several MiB per chunk, and 10^6 dealer-free comparisons spent
-/// 40 % of their time in the kernel (21.1 s; 15.9 s with huge pages, docs/benchmarks.md). A 2 MiB
+/// 40 % of their time in the kernel (21.1 s; 15.4 s with huge pages, docs/benchmarks.md). A 2 MiB
 /// page is one fault and one clear. The resident set still follows what is live.
 pub struct Heap;
 

@@ -28,6 +28,10 @@
 //!     both ANDs of a triple from one OT per bit (`a` chooses, two correlation bits); with two
 //!     servers from random OTs as they are, `a`, `b1`, `b2` included (nothing sent but
 //!     refills).
+//! * **Millionaires' material** (two servers, [`OtSource::millionaire`]; comparisons then take
+//!   no random bits at all, [`crate::mpc::millionaire`]): 16 random 1-out-of-16 OTs per
+//!   comparison on one link ([`Kind::RandomSixteen`], the sender alternating from request to
+//!   request) and the carry tree's AND triples, both from the pools' random OTs.
 //!
 //! Privacy against any `k - 1` colluding servers that follow the protocol: each server's view
 //! is its own draws and OT messages, pseudorandom to the others (the seeding IKNP batch's

@@ -179,7 +179,8 @@ proptest! {
     }
 
     /// Two servers without a dealer compare by the millionaires' protocol: the same results,
-    /// for every width (one 4-bit group at `ell` <= 5, a short top group at 8, 17, 32, 63),
+    /// for every width (one 4-bit group at `ell` <= 5, a short top group at 6, 8, 32, 63 and
+    /// 64, four whole ones at 17; the groups of consecutive values share choice words),
     /// the edges of the range, and several 64-value blocks; two batches, so both servers act
     /// as the OT sender; online, the chooser sends one word per value and the sender one per
     /// two groups (the rest is the tree's bits and the conversion's).

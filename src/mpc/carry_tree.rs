@@ -65,6 +65,10 @@ pub fn tree_bits(ell: u32) -> usize {
         .sum()
 }
 
+/// A tree's AND triples `[a, b1, b2, a & b1, a & b2]` (XOR shares), used level after level
+/// from word 0 on.
+pub(crate) type Triples = [Vec<u64>; 5];
+
 /// A carry tree under evaluation on XOR shares, bit-sliced: 64 comparisons share a word, and
 /// each node holds `blocks` words of `G` and of `E`. One level per round: [`Tree::message`]
 /// opens the level's masked AND inputs, [`Tree::combine`] halves the nodes, and when one node
@@ -99,15 +103,13 @@ impl Tree {
 
     /// The message that opens this level's masked inputs (`E_hi ^ a`, `G_lo ^ b1`, and
     /// `E_lo ^ b2` where needed), or `None` when the tree is down to its root.
-    pub(crate) fn message(&self, triples: &[Vec<u64>]) -> Option<Vec<u64>> {
+    pub(crate) fn message(&self, triples: &Triples) -> Option<Vec<u64>> {
         let (b, nodes) = (self.blocks, self.nodes());
         if nodes <= 1 {
             return None;
         }
         let (combines, with_e) = combines(nodes);
-        let [ta, tb1, tb2, ..] = triples else {
-            return None;
-        };
+        let [ta, tb1, tb2, ..] = triples;
         let (g, e, off) = (&self.g, &self.e, self.off);
         let mut msg = Vec::with_capacity((2 * combines + with_e) * b);
         for j in 0..combines {
@@ -137,7 +139,7 @@ impl Tree {
     pub(crate) fn combine(
         self,
         incoming: &[Vec<u64>],
-        triples: &[Vec<u64>],
+        triples: &Triples,
         what: &str,
     ) -> Result<Tree> {
         let (b, nodes) = (self.blocks, self.nodes());
@@ -146,11 +148,7 @@ impl Tree {
         let opened = open_xor(incoming);
         let (d, rest) = opened.split_at(combines * b);
         let (e1, e2) = rest.split_at(combines * b);
-        let [ta, tb1, tb2, tc1, tc2] = triples else {
-            return Err(crate::error::Error::invalid(format!(
-                "{what}: the tree needs five triple arrays"
-            )));
-        };
+        let [ta, tb1, tb2, tc1, tc2] = triples;
         let (g, e, off) = (&self.g, &self.e, self.off);
         let next = nodes.div_ceil(2);
         let mut ng = vec![0u64; next * b];

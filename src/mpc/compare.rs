@@ -28,7 +28,7 @@
 //! ([`B2a`]) adds one round and one bit.
 
 use crate::error::{Error, Result};
-use crate::mpc::carry_tree::{Tree, tree_and_words};
+use crate::mpc::carry_tree::{Tree, Triples, tree_and_words};
 use crate::mpc::correlated::Material;
 use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum, open_xor};
 use crate::mpc::ring;
@@ -46,8 +46,9 @@ pub struct Compare {
     ell: u32,
     blocks: usize,
     x: Vec<u64>,
-    /// r, rbits, ta, tb1, tb2, tc1, tc2.
-    mat: [Vec<u64>; 7],
+    /// `r` and its low `ell` bits, bit-sliced.
+    mask: [Vec<u64>; 2],
+    triples: Triples,
     phase: Phase,
 }
 
@@ -67,19 +68,21 @@ impl Compare {
                 "comparison: sizes of input and material differ",
             ));
         }
+        let [r, rbits, ta, tb1, tb2, tc1, tc2] = mat;
         Ok(Compare {
             me,
             n,
             ell,
             blocks,
             x,
-            mat,
+            mask: [r, rbits],
+            triples: [ta, tb1, tb2, tc1, tc2],
             phase: Phase::Open,
         })
     }
 
     fn finish_or_send(mut self, tree: Tree) -> Step<Self> {
-        match tree.message(&self.mat[2..]) {
+        match tree.message(&self.triples) {
             None => Step::Done(tree.finish()),
             Some(msg) => {
                 self.phase = Phase::Tree(tree);
@@ -101,7 +104,7 @@ impl Protocol for Compare {
         let msg = self
             .x
             .iter()
-            .zip(&self.mat[0])
+            .zip(&self.mask[0])
             .map(|(x, r)| x.wrapping_add(*r).wrapping_add(shift))
             .collect();
         Ok(Step::Send(self, msg))
@@ -120,7 +123,7 @@ impl Protocol for Compare {
                     c.iter_mut().for_each(|v| *v &= mask);
                 }
                 let cbits = ring::bit_slice(&c, ell);
-                let rbits = &self.mat[1];
+                let rbits = &self.mask[1];
                 let leaves = (ell - 1).max(1);
                 let mut g = vec![0u64; leaves * b];
                 let mut e = vec![0u64; leaves * b];
@@ -147,7 +150,7 @@ impl Protocol for Compare {
                 Ok(self.finish_or_send(tree))
             }
             Phase::Tree(tree) => {
-                let tree = tree.combine(&incoming, &self.mat[2..], "comparison tree")?;
+                let tree = tree.combine(&incoming, &self.triples, "comparison tree")?;
                 Ok(self.finish_or_send(tree))
             }
         }

@@ -4,7 +4,7 @@
 //!
 //! **Why.** The masked comparison ([`crate::mpc::compare`]) needs random bits shared both
 //! ways, which a dealer deals for free but which cost an OT and up to 62 bits of correction
-//! each without one, plus 63 AND triples per 64-bit comparison. With two servers the share
+//! each without one, plus 62 AND-triple pairs per 64-bit comparison. With two servers the share
 //! structure allows a direct comparison instead: 64 random OTs and 15 AND triples, and no
 //! random bits at all.
 //!
@@ -67,6 +67,12 @@ fn answer_words(ell: u32) -> usize {
     groups(ell).div_ceil(2)
 }
 
+/// Choice words of random OTs `n` comparisons of width `ell` take: one 1-out-of-16 OT (4 OTs)
+/// per group, 16 to a choice word, the groups of consecutive comparisons back to back.
+pub fn choice_words(n: usize, ell: u32) -> usize {
+    (n * groups(ell)).div_ceil(16)
+}
+
 /// The 16 fields of `pads` rearranged so that field `w` holds field `w XOR u`.
 fn permute(pads: u64, u: u64) -> u64 {
     let mut p = pads;
@@ -92,12 +98,14 @@ fn answers(sender: usize, v: u64) -> u64 {
 /// 1-out-of-16 OTs and its shares of the tree's AND triples. `Debug` shows sizes only; the
 /// words are zeroized on drop.
 pub struct MillionaireMaterial {
+    me: usize,
     sender: usize,
     n: usize,
     ell: u32,
-    /// The sender's 16 messages of 2 bits per group, 32 bits per group, two groups a word
-    /// (8 words per comparison); the chooser's choices (a 4-bit group each) and chosen
-    /// messages (2 bits each), 2 words per comparison.
+    /// Per choice word of 16 OTs of 1-out-of-16 (group `j` of comparison `i` is OT
+    /// `q = i G + j` for `G` groups per comparison, in word `q / 16`): the sender's 16 messages
+    /// of 2 bits for each, 32 bits per OT, two to a word (8 words); the chooser's choices (4 bits
+    /// each) and chosen messages (2 bits each), 2 words.
     leaves: Vec<u64>,
     /// `[a, b1, b2, a & b1, a & b2]`, XOR shares.
     triples: [Vec<u64>; 5],
@@ -122,8 +130,9 @@ impl Drop for MillionaireMaterial {
 
 impl MillionaireMaterial {
     /// Server `me`'s material for `n` comparisons of width `ell` with `sender` as the OT
-    /// sender: `ots` 8 words per comparison as [`crate::mpc::ot::cross::Kind::RandomSixteen`]
-    /// lays them out (16 random 1-out-of-16 OTs per comparison), and the tree's triples.
+    /// sender: `ots` 8 words per choice word ([`choice_words`]) as
+    /// [`crate::mpc::ot::cross::Kind::RandomSixteen`] lays them out (a random 1-out-of-16 OT per
+    /// group), and the tree's triples.
     pub fn new(
         me: usize,
         sender: usize,
@@ -136,7 +145,7 @@ impl MillionaireMaterial {
         if !(2..=64).contains(&ell)
             || sender > 1
             || me > 1
-            || ots.len() != 8 * n
+            || ots.len() != 8 * choice_words(n, ell)
             || triples.iter().any(|x| x.len() != t)
         {
             return Err(Error::invalid(
@@ -152,6 +161,7 @@ impl MillionaireMaterial {
             kept
         };
         Ok(MillionaireMaterial {
+            me,
             sender,
             n,
             ell,
@@ -204,7 +214,7 @@ impl Millionaire {
     /// Prepares the comparison of server `me`'s shares `x` with its material.
     pub fn new(me: usize, x: Vec<u64>, ell: u32, mat: MillionaireMaterial) -> Result<Millionaire> {
         let n = x.len();
-        if me > 1 || mat.n != n || mat.ell != ell {
+        if me != mat.me || mat.n != n || mat.ell != ell {
             return Err(Error::invalid(
                 "millionaires' comparison: sizes of input and material differ",
             ));
@@ -277,7 +287,9 @@ impl Millionaire {
                 // Leaf t is group groups - 1 - t: the most significant first.
                 let t = groups - 1 - j;
                 let (sg, se) = (g[t * b + w] >> l & 1, e[t * b + w] >> l & 1);
-                let pads = self.mat.leaves[8 * i + j / 2] >> (32 * (j % 2)) & 0xffff_ffff;
+                let q = i * groups + j;
+                let pads =
+                    self.mat.leaves[8 * (q / 16) + q % 16 / 2] >> (32 * (q % 2)) & 0xffff_ffff;
                 let field = table[(v >> (4 * j) & 15) as usize]
                     ^ (sg * 0x5555_5555)
                     ^ (se * 0xaaaa_aaaa)
@@ -296,11 +308,11 @@ impl Millionaire {
         let mut e = vec![0u64; groups * b];
         for (i, &v) in self.value.iter().enumerate() {
             let (w, l) = (i / 64, i % 64);
-            let pads = self.mat.leaves[2 * i + 1];
             for j in 0..groups {
-                let t = groups - 1 - j;
+                let (t, q) = (groups - 1 - j, i * groups + j);
+                let pad = self.mat.leaves[2 * (q / 16) + 1] >> (2 * (q % 16));
                 let field = msg[per * i + j / 2] >> (32 * (j % 2));
-                let f = (field >> (2 * (v >> (4 * j) & 15)) ^ pads >> (2 * j)) & 3;
+                let f = (field >> (2 * (v >> (4 * j) & 15)) ^ pad) & 3;
                 g[t * b + w] |= (f & 1) << l;
                 e[t * b + w] |= (f >> 1) << l;
             }
@@ -332,11 +344,17 @@ impl Protocol for Millionaire {
         let n = self.mat.n;
         if self.me == self.chooser() {
             // u = v XOR c: each 4-bit group masked by its OT's random choice.
+            let groups = groups(self.mat.ell);
             let u = self
                 .value
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v ^ self.mat.leaves[2 * i])
+                .map(|(i, v)| {
+                    (0..groups).fold(*v, |u, j| {
+                        let q = i * groups + j;
+                        u ^ (self.mat.leaves[2 * (q / 16)] >> (4 * (q % 16)) & 15) << (4 * j)
+                    })
+                })
                 .collect();
             let payloads = self.payloads(u);
             let expected = self.expect(0);
@@ -416,8 +434,9 @@ mod tests {
         zero_pads: bool,
         prg: &mut Prg,
     ) -> [MillionaireMaterial; 2] {
-        let mut ots = [vec![0u64; 8 * n], vec![0u64; 8 * n]];
-        for i in 0..n {
+        let words = choice_words(n, ell);
+        let mut ots = [vec![0u64; 8 * words], vec![0u64; 8 * words]];
+        for i in 0..words {
             for s in 0..16 {
                 let pads = if zero_pads {
                     0

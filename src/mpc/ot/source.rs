@@ -29,8 +29,8 @@
 //!     servers from random OTs as they are, `a`, `b1`, `b2` included (nothing sent but
 //!     refills).
 //! * **Millionaires' material** (two servers, [`OtSource::millionaire`]; comparisons then take
-//!   no random bits at all, [`crate::mpc::millionaire`]): 16 random 1-out-of-16 OTs per
-//!   comparison on one link ([`Kind::RandomSixteen`], the sender alternating from request to
+//!   no random bits at all, [`crate::mpc::millionaire`]): a random 1-out-of-16 OT per 4-bit
+//!   group on one link ([`Kind::RandomSixteen`], the sender alternating from request to
 //!   request) and the carry tree's AND triples, both from the pools' random OTs.
 //!
 //! Privacy against any `k - 1` colluding servers that follow the protocol: each server's view
@@ -51,7 +51,7 @@ use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::{and_words_for, tree_and_words};
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
-use crate::mpc::millionaire::{MillionaireMaterial, groups};
+use crate::mpc::millionaire::{MillionaireMaterial, choice_words, groups};
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::Session;
 
@@ -357,7 +357,7 @@ impl Correlations for OtSource {
         Ok(Material::new(parts))
     }
 
-    /// With two servers: 16 random 1-out-of-16 OTs per comparison on one link (the sender
+    /// With two servers: a random 1-out-of-16 OT per 4-bit group on one link (the sender
     /// alternates from request to request, so the servers work alike) and the carry tree's AND
     /// triples, all from the pools' random OTs (nothing sent but refills).
     async fn millionaire<T: Transport>(
@@ -379,8 +379,9 @@ impl Correlations for OtSource {
             first: sender,
             servers: 2,
         };
+        let words = choice_words(n, ell);
         let ots = g
-            .cross(Kind::RandomSixteen, into, Vec::new(), vec![0; n])
+            .cross(Kind::RandomSixteen, into, Vec::new(), vec![0; words])
             .await?;
         let t = and_words_for(groups(ell), n.div_ceil(64));
         let triples = g.random_and_pairs(t).await?;

@@ -120,8 +120,9 @@ impl JobSpec {
         // IKNP, with two more setup rounds; v12, both ANDs of a carry-tree triple from one OT;
         // v13, random-bit conversion in passes with rotating roles, and two servers' AND
         // triples from random OTs; v14, no empty last round after random OTs; v15, two
-        // dealer-free servers compare by the millionaires' protocol.
-        Ok(Digest(sha256("ppea job description v15", &[&bytes])))
+        // dealer-free servers compare by the millionaires' protocol; v16, its groups share
+        // choice words.
+        Ok(Digest(sha256("ppea job description v16", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

@@ -9,8 +9,10 @@
 //! 128 KiB and trims the heap above 128 KiB of free space, so that large blocks are always
 //! mapped and unmapped and the resident set follows what is live: the budgets of
 //! [`crate::model::footprint`] are measured this way. Other allocators and platforms are left
-//! as they are. The binaries' global allocator, [`Heap`], is the system's with one hint: large
-//! blocks ask for transparent huge pages, so that mapping them afresh costs few page faults.
+//! as they are. The binaries' global allocator, [`Heap`], is the system's with two changes for
+//! blocks of a few MiB and more: they ask for transparent huge pages, so that mapping one afresh
+//! costs few page faults, and freed ones of 2 to 16 MiB are kept (64 MiB at most) for the next
+//! request of the same size, so that the resident set follows what is live plus that much.
 
 /// Large blocks are always mapped and returned to the system when freed (module docs). Call
 /// first thing in `main`, before any thread starts.
@@ -29,16 +31,18 @@ pub fn return_freed_memory() {
 /// The binaries' global allocator: the system's, with two changes for large blocks.
 ///
 /// * Every block of at least [`HUGE_PAGE_FROM`] bytes is advised to the kernel as wanting
-///   transparent huge pages (`madvise(MADV_HUGEPAGE)`, Linux only; harmless where huge pages
-///   are off). With [`return_freed_memory`] every large block is a fresh mapping, faulted in
-///   page by page and unmapped with a TLB flush on every core; the OT hot loops allocate and
-///   free blocks of several MiB per chunk, and 10^6 dealer-free comparisons spent 40 % of their
-///   time in the kernel (21.1 s; 15.4 s with huge pages, docs/benchmarks.md).
+///   transparent huge pages (`madvise(MADV_HUGEPAGE)`, Linux with glibc only; harmless where
+///   huge pages are off). With [`return_freed_memory`] every large block the system hands out
+///   is a fresh mapping, faulted in page by page and unmapped with a TLB flush on every core;
+///   the OT hot loops allocate and free blocks of several MiB per chunk, and 10^6 dealer-free
+///   comparisons spent 40 % of their time in the kernel (21.1 s; 15.4 s with huge pages,
+///   docs/benchmarks.md).
 /// * Freed blocks of [`CACHE_FROM`] to [`CACHE_BLOCK_MAX`] bytes (sizes rounded up to whole
 ///   MiB) are kept for the next request of the same rounded size, at most [`CACHE_SLOTS`]
-///   blocks and [`CACHE_BYTES`] in all: a block reused is neither faulted in nor cleared again
-///   (chunk after chunk asks for the same sizes). A block taken for `alloc_zeroed` is zeroed
-///   by hand. The resident set follows what is live plus at most [`CACHE_BYTES`]; a kept block
+///   blocks and [`CACHE_BYTES`] in all: a block reused is not faulted in again (chunk after
+///   chunk asks for the same sizes); one taken for `alloc_zeroed` is zeroed by hand, which
+///   costs no page faults. The resident set follows what is live plus at most [`CACHE_BYTES`]
+///   (and the rounding of live blocks, below 1 MiB each, where they are written); a kept block
 ///   holds what its last owner left there, as freed heap memory always does.
 pub struct Heap;
 
@@ -59,10 +63,11 @@ pub const CACHE_BYTES: usize = 64 << 20;
 /// Most freed blocks kept.
 pub const CACHE_SLOTS: usize = 8;
 
-/// Kept blocks are allocated in whole MiB, page-aligned, so that any request of their rounded
-/// size and an alignment up to a page fits.
+/// Kept blocks are allocated in whole MiB, at the alignment `malloc` and `calloc` give (so that
+/// the system allocates them with those, and zeroes fresh ones lazily), and serve requests of
+/// their rounded size and at most that alignment.
 const CACHE_UNIT: usize = 1 << 20;
-const CACHE_ALIGN: usize = 4096;
+const CACHE_ALIGN: usize = 16;
 
 /// The kept blocks: `(address, rounded size)`, address 0 for an empty slot.
 struct Kept {
@@ -117,7 +122,7 @@ fn keep(p: *mut u8, class: usize) -> bool {
 }
 
 fn advise_huge(p: *mut u8, len: usize) {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if !p.is_null() && len >= HUGE_PAGE_FROM {
         const PAGE: usize = 4096;
         let start = (p as usize).next_multiple_of(PAGE);
@@ -134,16 +139,17 @@ fn advise_huge(p: *mut u8, len: usize) {
             }
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = (p, len);
 }
 
 // SAFETY: blocks too small or too large to keep are the system's, allocated and freed with the
-// caller's layout. A keepable block is the system's block of its rounded size at page
-// alignment (at least as large and as aligned as the caller asked), and goes back to the
+// caller's layout. A keepable block is the system's block of its rounded size at
+// `CACHE_ALIGN` (at least as large and as aligned as the caller asked), and goes back to the
 // system with that same layout, or is kept whole for a later request of the same rounded size
-// and at most page alignment; `realloc` moves a block between the two kinds by copying. The
-// hint does not touch the memory's contents.
+// and at most that alignment; `realloc` resizes a keepable block to another rounded size with
+// the system's `realloc` of the class layouts, and moves a block between the two kinds by
+// copying. The hint does not touch the memory's contents.
 unsafe impl std::alloc::GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         let Some(class) = keepable(layout) else {
@@ -206,6 +212,14 @@ unsafe impl std::alloc::GlobalAlloc for Heap {
                 p
             }
             (Some(a), Some(b)) if a == b => ptr,
+            (Some(a), Some(b)) => {
+                // SAFETY: the block came from `System` with the class layout of `a`; it comes
+                // back with the class layout of `b` (same alignment), or null with the old
+                // block untouched.
+                let p = unsafe { std::alloc::System.realloc(ptr, class_layout(a), b) };
+                advise_huge(p, b);
+                p
+            }
             _ => {
                 // SAFETY: a fresh block of the new layout, the smaller of the two sizes copied,
                 // then the old block freed as it was allocated.
@@ -227,12 +241,30 @@ mod tests {
     use super::*;
     use std::alloc::{GlobalAlloc, Layout};
 
-    /// Blocks of every kind (the system's, kept ones, and across the kinds by `realloc`) hold
-    /// what is written; zeroed ones read zero, also when a kept block is reused; a freed
-    /// keepable block is kept (unless the cache is full) and goes to the next request of its
-    /// rounded size.
+    /// The cache is process-wide: the tests that look at it run one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Runs alone among these tests, with the cache emptied first.
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        let one = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut k = kept();
+        for slot in k.slots.iter_mut().filter(|s| s.0 != 0) {
+            let (p, class) = std::mem::take(slot);
+            // SAFETY: a kept block came from `System` with its class layout.
+            unsafe { std::alloc::System.dealloc(p as *mut u8, class_layout(class)) };
+        }
+        k.bytes = 0;
+        drop(k);
+        one
+    }
+
+    /// Blocks of every kind (the system's, kept ones, resized within and across the kinds)
+    /// hold what is written, and zeroed ones read zero, also when a freed block comes back.
     #[test]
     fn the_heap_hands_out_usable_blocks_of_every_size() {
+        let _one = serial();
         let sizes = [
             1,
             4096,
@@ -251,43 +283,60 @@ mod tests {
                 assert!(!p.is_null());
                 p.write_bytes(0xab, size);
                 Heap.dealloc(p, layout);
-                let p = Heap.alloc_zeroed(layout);
-                assert!((0..size).step_by(4093).all(|i| *p.add(i) == 0));
-                assert_eq!(*p.add(size - 1), 0);
-                p.add(size - 1).write(7);
-                let q = Heap.realloc(p, layout, 2 * size);
+                let z = Heap.alloc_zeroed(layout);
+                if keepable(layout).is_some() {
+                    assert_eq!(z, p, "{size}: the freed block comes back");
+                }
+                assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
+                z.add(size - 1).write(7);
+                let q = Heap.realloc(z, layout, 2 * size);
                 assert_eq!(*q.add(size - 1), 7);
                 let r = Heap.realloc(q, Layout::from_size_align(2 * size, 16).unwrap(), size);
                 assert_eq!(*r.add(size - 1), 7);
-                Heap.dealloc(r, layout);
+                let grown = size + CACHE_UNIT / 2;
+                let g = Heap.realloc(r, layout, grown);
+                assert_eq!(*g.add(size - 1), 7);
+                Heap.dealloc(g, Layout::from_size_align(grown, 16).unwrap());
             }
         }
     }
 
+    /// Freed keepable blocks are kept until the bytes (or the slots) run out, then go back to
+    /// the system; what is kept is counted right; blocks aligned beyond the cache's are never
+    /// kept.
     #[test]
-    fn a_freed_keepable_block_is_reused_and_the_cache_is_bounded() {
-        let class = CACHE_BLOCK_MAX - CACHE_UNIT; // a size no other test uses
-        let layout = Layout::from_size_align(class - 3, 8).unwrap();
-        // SAFETY: blocks written within bounds, each freed once with its layout.
+    fn the_cache_keeps_what_fits_and_frees_the_rest() {
+        let _one = serial();
+        let layout = Layout::from_size_align(CACHE_BLOCK_MAX - 5, 8).unwrap();
+        let class = keepable(layout).unwrap();
+        // SAFETY: blocks freed once each with their layout.
         unsafe {
-            let p = Heap.alloc(layout);
-            Heap.dealloc(p, layout);
-            let q = Heap.alloc(Layout::from_size_align(class, 4096).unwrap());
-            assert_eq!(p, q, "the kept block serves a request of its rounded size");
-            Heap.dealloc(q, Layout::from_size_align(class, 4096).unwrap());
-            let taken = take_kept(class).expect("kept again");
-            assert_eq!(taken, p);
-            Heap.dealloc(taken, Layout::from_size_align(class, 8).unwrap());
-        }
-        let k = kept();
-        assert!(k.bytes <= CACHE_BYTES);
-        assert_eq!(
-            k.bytes,
-            k.slots
+            let blocks: Vec<*mut u8> = (0..6).map(|_| Heap.alloc(layout)).collect();
+            blocks.iter().for_each(|&p| Heap.dealloc(p, layout));
+            let k = kept();
+            assert!(k.bytes <= CACHE_BYTES);
+            assert_eq!(
+                k.bytes,
+                k.slots
+                    .iter()
+                    .filter(|s| s.0 != 0)
+                    .map(|s| s.1)
+                    .sum::<usize>()
+            );
+            // As many as fit in the bytes; the rest went back to the system.
+            let ours = k
+                .slots
                 .iter()
-                .filter(|s| s.0 != 0)
-                .map(|s| s.1)
-                .sum::<usize>()
-        );
+                .filter(|s| blocks.contains(&(s.0 as *mut u8)))
+                .count();
+            assert_eq!(ours, CACHE_BYTES / class);
+            drop(k);
+            let wide = Layout::from_size_align(CACHE_FROM, 4096).unwrap();
+            assert!(keepable(wide).is_none());
+            let p = Heap.alloc(wide);
+            assert_eq!(p as usize % 4096, 0);
+            Heap.dealloc(p, wide);
+            assert!(!kept().slots.iter().any(|s| s.0 == p as usize));
+        }
     }
 }

@@ -20,6 +20,11 @@ done
 for k in 2 3; do
   "$bin" bench compare --servers "$k" --count 100000 --ell 64 --correlation ot --repeat "$REPEAT"
 done
+# Issue 9's comparison size without a dealer (two servers compare as millionaires), at 64
+# bits and at the pipeline's width of about 40.
+for ell in 64 40; do
+  "$bin" bench compare --servers 2 --count 1000000 --ell "$ell" --correlation ot --repeat "$REPEAT"
+done
 "$bin" bench bilinear --servers 2 --n 40 --m 40 --d 128 --correlation ot --repeat "$REPEAT"
 # Three servers from replicated seeds (correlation = "replicated"): issue 9's sizes.
 "$bin" bench compare --servers 3 --count 1000000 --ell 64 --correlation replicated --repeat "$REPEAT"

@@ -49,6 +49,7 @@ use crate::mpc::ring::transpose64;
 use aes::Aes128;
 use aes::cipher::generic_array::GenericArray;
 use aes::cipher::{BlockEncrypt, KeyInit};
+use rayon::prelude::*;
 use zeroize::Zeroize;
 
 type Block = aes::Block;
@@ -99,48 +100,56 @@ fn pi() -> &'static Aes128 {
 /// The tweakable correlation-robust hash (module docs) of `rows[i] ^ xor`, tweak `(batch, i)`,
 /// truncated to 64 bits, for every row.
 fn hash_rows(batch: u64, rows: &[[u64; 2]], xor: [u64; 2]) -> Vec<u64> {
-    let mut out = Vec::with_capacity(rows.len());
-    hash_each(batch, rows, xor, |h| out.push(h[0]));
+    let mut out = vec![0u64; rows.len()];
+    hash_into(batch, rows, xor, &mut out, |h| h[0]);
     out
 }
 
 /// The same hash at its full 128 bits (the silent extension's tree messages,
 /// [`super::silent`]).
 pub(super) fn hash_rows_wide(batch: u64, rows: &[[u64; 2]], xor: [u64; 2]) -> Vec<[u64; 2]> {
-    let mut out = Vec::with_capacity(rows.len());
-    hash_each(batch, rows, xor, |h| out.push(h));
+    let mut out = vec![[0u64; 2]; rows.len()];
+    hash_into(batch, rows, xor, &mut out, |h| h);
     out
 }
 
-/// The hash of `rows[i] ^ xor` under tweak `(batch, i)`, handed to `emit` row by row.
-fn hash_each(batch: u64, rows: &[[u64; 2]], xor: [u64; 2], mut emit: impl FnMut([u64; 2])) {
+/// Rows one core hashes at a time ([`hash_into`] spreads the pieces over the cores).
+const HASH_PIECE: usize = 1 << 14;
+
+/// The hash of `rows[i] ^ xor` under tweak `(batch, i)` into `out[i]`, through `take`; pieces
+/// of [`HASH_PIECE`] rows run in parallel, 64 blocks to an AES call.
+fn hash_into<T: Send>(
+    batch: u64,
+    rows: &[[u64; 2]],
+    xor: [u64; 2],
+    out: &mut [T],
+    take: impl Fn([u64; 2]) -> T + Sync,
+) {
     const CHUNK: usize = 64;
-    let mut x = [Block::default(); CHUNK];
-    let mut y = [Block::default(); CHUNK];
-    for (c, part) in rows.chunks(CHUNK).enumerate() {
-        let n = part.len();
-        for (b, r) in x.iter_mut().zip(part) {
-            *b = words_block([r[0] ^ xor[0], r[1] ^ xor[1]]);
-        }
-        pi().encrypt_blocks(&mut x[..n]);
-        for (j, (yb, xb)) in y.iter_mut().zip(&x[..n]).enumerate() {
-            let i = (c * CHUNK + j) as u64;
-            *yb = *xb;
-            for (k, t) in i
-                .to_le_bytes()
-                .iter()
-                .chain(&batch.to_le_bytes())
-                .enumerate()
-            {
-                yb[k] ^= t;
+    out.par_chunks_mut(HASH_PIECE)
+        .zip(rows.par_chunks(HASH_PIECE))
+        .enumerate()
+        .for_each(|(p, (out, rows))| {
+            let mut x = [Block::default(); CHUNK];
+            let mut y = [Block::default(); CHUNK];
+            for (c, (out, part)) in out.chunks_mut(CHUNK).zip(rows.chunks(CHUNK)).enumerate() {
+                let n = part.len();
+                for (b, r) in x.iter_mut().zip(part) {
+                    *b = words_block([r[0] ^ xor[0], r[1] ^ xor[1]]);
+                }
+                pi().encrypt_blocks(&mut x[..n]);
+                let first = (p * HASH_PIECE + c * CHUNK) as u64;
+                for (j, (yb, xb)) in y.iter_mut().zip(&x[..n]).enumerate() {
+                    let w = block_words(xb);
+                    *yb = words_block([w[0] ^ (first + j as u64), w[1] ^ batch]);
+                }
+                pi().encrypt_blocks(&mut y[..n]);
+                for (o, (xb, yb)) in out.iter_mut().zip(x[..n].iter().zip(&y[..n])) {
+                    let (xw, yw) = (block_words(xb), block_words(yb));
+                    *o = take([xw[0] ^ yw[0], xw[1] ^ yw[1]]);
+                }
             }
-        }
-        pi().encrypt_blocks(&mut y[..n]);
-        for (xb, yb) in x[..n].iter().zip(&y[..n]) {
-            let (xw, yw) = (block_words(xb), block_words(yb));
-            emit([xw[0] ^ yw[0], xw[1] ^ yw[1]]);
-        }
-    }
+        });
 }
 
 /// A block's two little-endian words.
@@ -529,7 +538,10 @@ mod tests {
     #[test]
     fn the_hash_is_the_fixed_key_tccr_construction() {
         let mut prg = Prg::fresh();
-        let rows: Vec<[u64; 2]> = (0..130).map(|_| [prg.next_u64(), prg.next_u64()]).collect();
+        // Several pieces of the parallel hash, the last one partial.
+        let rows: Vec<[u64; 2]> = (0..2 * HASH_PIECE + 130)
+            .map(|_| [prg.next_u64(), prg.next_u64()])
+            .collect();
         let xor = [prg.next_u64(), prg.next_u64()];
         let got = hash_rows(7, &rows, xor);
         let block = |w: [u64; 2]| {

@@ -70,6 +70,25 @@ where
     (outs, run)
 }
 
+/// `n` values of `ell` signed bits for the comparison tests: the range's edges and their
+/// neighbours first, then values drawn from `seed`.
+fn compared_values(ell: u32, seed: u64, n: usize) -> Vec<u64> {
+    let lim = if ell == 64 {
+        i64::MAX
+    } else {
+        (1i64 << (ell - 1)) - 1
+    };
+    let mut prg = Prg::new(&Seed([7; 32]), seed);
+    let edges = [-lim - 1, lim, 0, -1, 1, -lim, lim - 1];
+    let span = (lim as i128) * 2 + 2;
+    (0..n)
+        .map(|i| match edges.get(i) {
+            Some(&e) => e as u64,
+            None => ((prg.next_u64() as i128 % span) - lim as i128 - 1) as i64 as u64,
+        })
+        .collect()
+}
+
 fn signed_in(bits: u32) -> impl Strategy<Value = u64> {
     let lim = if bits >= 64 {
         i64::MAX
@@ -158,15 +177,7 @@ proptest! {
     #[test]
     fn comparison_equals_plaintext(k in 2usize..=4, ell in prop::sample::select(vec![2u32, 3, 8, 17, 32, 40, 63, 64]),
                                    seed in any::<u64>(), n in 1usize..150) {
-        let lim = if ell == 64 { i64::MAX } else { (1i64 << (ell - 1)) - 1 };
-        let mut prg = Prg::new(&Seed([7; 32]), seed);
-        let edges = [-lim - 1, lim, 0, -1, 1];
-        let xs: Vec<u64> = (0..n).map(|i| {
-            if i < edges.len() { edges[i] as u64 } else {
-                let span = (lim as i128) * 2 + 2;
-                ((prg.next_u64() as i128 % span) - lim as i128 - 1) as i64 as u64
-            }
-        }).collect();
+        let xs = compared_values(ell, seed, n);
         let expect: Vec<u64> = xs.iter().map(|&x| ((x as i64) < 0) as u64).collect();
         let (out, run) = secure(k, vec![xs], move |mut e, i| async move {
             let z = e.ltz(&i[0], ell).await?;
@@ -187,15 +198,7 @@ proptest! {
     #[test]
     fn millionaires_comparison_equals_plaintext(ell in prop::sample::select(vec![2u32, 3, 5, 6, 8, 17, 32, 63, 64]),
                                                 seed in any::<u64>(), n in 1usize..150) {
-        let lim = if ell == 64 { i64::MAX } else { (1i64 << (ell - 1)) - 1 };
-        let mut prg = Prg::new(&Seed([9; 32]), seed);
-        let edges = [-lim - 1, lim, 0, -1, 1, -lim, lim - 1];
-        let xs: Vec<u64> = (0..n).map(|i| {
-            if i < edges.len() { edges[i] as u64 } else {
-                let span = (lim as i128) * 2 + 2;
-                ((prg.next_u64() as i128 % span) - lim as i128 - 1) as i64 as u64
-            }
-        }).collect();
+        let xs = compared_values(ell, seed, n);
         let expect: Vec<u64> = xs.iter().map(|&x| ((x as i64) < 0) as u64).collect();
         let (out, run) = secure_with(2, Correlation::Ot, vec![xs], move |mut e, i| async move {
             let mut senders = Vec::new();

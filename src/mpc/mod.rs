@@ -38,6 +38,7 @@ pub mod dp;
 pub mod engine;
 pub mod fixed;
 pub mod gather;
+pub mod he;
 pub mod local;
 #[cfg(test)]
 pub(crate) mod material_check;

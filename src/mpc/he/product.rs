@@ -1,0 +1,883 @@
+//! Shares of `<X_i, Y_j>` for a list of pairs, where every server holds additive shares of `X`
+//! (`n x d`) and `Y` (`m x d`): each server encrypts its share of `Y` once, every other server
+//! multiplies those ciphertexts by its plaintext share of `X`, and returns the results masked.
+//!
+//! **Packing** (coefficient encoding, as in Huang et al.'s Cheetah, USENIX Security 2022, with
+//! one dimension per ciphertext). Rows of `Y` are cut into chunks of `w = N / g` rows and rows
+//! of `X` into groups of `g` rows (`g` a power of two). Ciphertext `(c, k)` holds dimension
+//! `k` of chunk `c`: coefficient `j` is `Y[c w + j, k]`. Group `h`'s plaintext for dimension `k`
+//! is `P_hk = sum_i X[h g + i, k] X^(i w)`, so coefficient `i w + j` of
+//! `sum_k P_hk Enc(Y_ck)` is `<X_(hg+i), Y_(cw+j)>`: one output ciphertext per (group, chunk)
+//! *block* holds `g w = N` inner products, with no cross-talk since `i w + j < N`.
+//!
+//! `P_hk` has only `g` nonzero coefficients, at multiples of `w`, so its evaluation at a root
+//! `psi^e` depends only on `e mod 2g`: the NTT outputs fall into `g` contiguous runs of `w`
+//! outputs on which it is constant (the run is given by the top `log2 g` bits of the output
+//! index, since outputs are in bit-reversed order). The product is therefore a scalar times each
+//! run of the ciphertext: `2 L N d` multiply-adds per block (`L` primes, `a` and `b`), summed in
+//! 128 bits and reduced once, and nothing is transformed on the plaintext side.
+//!
+//! **What the encrypting server learns.** The evaluator re-randomises each block with a fresh
+//! encryption of zero under the encryptor's public key (`a` becomes `a + u a_pk + e_1`, hiding
+//! the `sum_k a_ck P_hk` that would give away `P` given the public `a`s), drops the last prime
+//! (dividing the noise by 2^54), and adds a uniform flooding noise `F` of `FLOOD_MARGIN` bits
+//! above a proven bound on everything else in the noise (`e P`, the rounding of the exact
+//! encoding, the public key's noise, the modulus switch), so the noise is within statistical
+//! distance `2^-(FLOOD_MARGIN + 1)` per coefficient of `F` alone, whatever `X`. Finally it adds
+//! the encoding of a uniform mask `R` and keeps `-R` as its share. The encryptor decrypts
+//! `<X_i, Y_j> + R`: uniform.
+//!
+//! **What the evaluating server learns**: ciphertexts and a public key under a key it does not
+//! know (ring-LWE, 216-bit `q` at `N = 8192`, ternary secret, binomial noise of deviation 3.24:
+//! 128-bit security by the homomorphic encryption standard's table).
+//!
+//! Semi-honest: an encryptor that sends malformed ciphertexts (noise far above the bound) can
+//! make the flooding insufficient; authenticated material is future work (design.md).
+
+use crate::error::{Error, PeerName, Result};
+use crate::mpc::he::rlwe::{Context, L, N, PK_STREAM, Sampler, SecretKey};
+use crate::mpc::pairs::Pairs;
+use crate::mpc::prg::Seed;
+use crate::mpc::protocol::{Protocol, Step, check_lengths};
+use crate::mpc::ring;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Statistical margin of the flooding noise over its bound, in bits.
+pub const FLOOD_MARGIN: u32 = 64;
+
+/// Primes of a returned ciphertext (the last of the fresh ones is dropped).
+pub const OUT_L: usize = L - 1;
+
+/// Largest row length accepted: with groups up to [`MAX_GROUP`], the flooding noise then fits
+/// the returned modulus (`flood_bits`).
+pub const MAX_D: usize = 2048;
+
+/// Largest group of `X` rows (the plaintexts' evaluations cost `g` products per row, dimension,
+/// prime and run).
+pub const MAX_GROUP: usize = 64;
+
+/// How the pairs map onto ciphertexts.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Rows of `X`.
+    pub n: usize,
+    /// Rows of `Y`.
+    pub m: usize,
+    /// Row length.
+    pub d: usize,
+    /// Rows of `X` per group (`g`).
+    pub group: usize,
+    /// Rows of `Y` per chunk (`N / g`).
+    pub chunk: usize,
+    /// Chunks that some pair needs, ascending: each is encrypted once per dimension.
+    pub chunks: Vec<u32>,
+    /// Blocks `(chunk, group)` that some pair needs, ascending.
+    pub blocks: Vec<(u32, u32)>,
+    /// `blocks[b]`'s position in `chunks`.
+    block_chunk: Vec<u32>,
+}
+
+impl Layout {
+    /// The packing for `pairs` of `n x d` and `m x d` rows whose traffic is least (the group
+    /// size with the fewest words of ciphertexts, counting both directions).
+    pub fn new(pairs: &Pairs, d: usize) -> Result<Layout> {
+        if d == 0 || d > MAX_D {
+            return Err(Error::invalid(format!(
+                "ring-LWE products take rows of 1 to {MAX_D} values, not {d}"
+            )));
+        }
+        let mut best: Option<(u64, Layout)> = None;
+        let mut g = 1;
+        while g <= MAX_GROUP {
+            let lay = Layout::with_group(pairs, d, g);
+            let cost = lay.words_in() + lay.words_back();
+            if flood_bits(&lay).is_ok() && best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, lay));
+            }
+            g *= 2;
+        }
+        Ok(best.expect("at least one group size").1)
+    }
+
+    /// The packing with `group` rows of `X` per group.
+    pub fn with_group(pairs: &Pairs, d: usize, group: usize) -> Layout {
+        let chunk = N / group;
+        let mut keys: Vec<u64> = (0..pairs.len())
+            .map(|p| {
+                let (i, j) = pairs.pair(p);
+                ((j / chunk) as u64) << 32 | (i / group) as u64
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let blocks: Vec<(u32, u32)> = keys.iter().map(|k| ((k >> 32) as u32, *k as u32)).collect();
+        let mut chunks: Vec<u32> = blocks.iter().map(|b| b.0).collect();
+        chunks.dedup();
+        let mut block_chunk = Vec::with_capacity(blocks.len());
+        let mut ci = 0;
+        for b in &blocks {
+            while chunks[ci] != b.0 {
+                ci += 1;
+            }
+            block_chunk.push(ci as u32);
+        }
+        Layout {
+            n: pairs.rows(),
+            m: pairs.cols(),
+            d,
+            group,
+            chunk,
+            chunks,
+            blocks,
+            block_chunk,
+        }
+    }
+
+    /// Words of one server's ciphertexts (seeds, public key, one ciphertext per chunk and
+    /// dimension; their `a`s come from the seed).
+    pub fn words_in(&self) -> u64 {
+        8 + (L * N) as u64 * (1 + (self.chunks.len() * self.d) as u64)
+    }
+
+    /// Words of the results one evaluator returns to one encryptor.
+    pub fn words_back(&self) -> u64 {
+        (2 * OUT_L * N) as u64 * self.blocks.len() as u64
+    }
+
+    /// Multiply-adds of one evaluation (both parts of every block, every prime).
+    pub fn multiply_adds(&self) -> u64 {
+        (2 * L * N * self.d) as u64 * self.blocks.len() as u64
+    }
+
+    /// The block and coefficient that hold pair `(i, j)` (`None` if no block covers it, which
+    /// cannot happen for the pairs the layout was built from).
+    pub fn locate(&self, i: usize, j: usize) -> Option<(usize, usize)> {
+        let key = ((j / self.chunk) as u32, (i / self.group) as u32);
+        let b = self.blocks.binary_search(&key).ok()?;
+        Some((b, (i % self.group) * self.chunk + j % self.chunk))
+    }
+}
+
+/// `psi^e` for every NTT output run and group offset: `zeta[l][r * g + i]` is the factor of
+/// `X[h g + i, k]` in the evaluation of `P_hk` on run `r` modulo prime `l`.
+fn run_factors(ctx: &Context, group: usize) -> Vec<Vec<u64>> {
+    let chunk = ctx.n() / group;
+    let two_n = 2 * ctx.n() as u64;
+    (0..L)
+        .map(|l| {
+            let t = &ctx.ntt[l];
+            let mut out = Vec::with_capacity(group * group);
+            for r in 0..group {
+                let e = t.exponent(r * chunk) as u64;
+                for i in 0..group as u64 {
+                    out.push(t.m.pow(t.psi, (e * i * chunk as u64) % two_n));
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// The evaluations of every group's plaintexts: `values[((h * L + l) * g + r) * d + k]`.
+fn plaintext_values(ctx: &Context, lay: &Layout, x: &[u64]) -> Vec<u64> {
+    let (g, d) = (lay.group, lay.d);
+    let groups = lay.n.div_ceil(g);
+    let zeta = run_factors(ctx, g);
+    let mut out = vec![0u64; groups * L * g * d];
+    out.par_chunks_mut(L * g * d)
+        .enumerate()
+        .for_each(|(h, vals)| {
+            for l in 0..L {
+                let m = ctx.modulus(l);
+                let z = &zeta[l];
+                for i in 0..g {
+                    let row = h * g + i;
+                    if row >= lay.n {
+                        break;
+                    }
+                    let xr = &x[row * d..(row + 1) * d];
+                    for r in 0..g {
+                        let (f, fs) = (z[r * g + i], m.shoup(z[r * g + i]));
+                        let dst = &mut vals[(l * g + r) * d..(l * g + r + 1) * d];
+                        for (o, &v) in dst.iter_mut().zip(xr) {
+                            let c = m.from_signed(v as i64);
+                            *o = m.add(*o, m.mul_shoup(c, f, fs));
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// One server's keys and ciphertexts of its share of `Y`.
+struct Encrypted {
+    key: SecretKey,
+    message: Vec<u64>,
+}
+
+fn encrypt(ctx: &Context, lay: &Layout, y: &[u64]) -> Encrypted {
+    let mut sampler = Sampler::fresh();
+    let key = SecretKey::generate(ctx, &mut sampler);
+    let (pk_seed, ct_seed) = (Seed::random(), Seed::random());
+    let pk = key.public_key(ctx, &mut sampler, &pk_seed);
+    let d = lay.d;
+    let noise_seed = Seed::random();
+    let per = lay.chunks.len() * d;
+    let cts: Vec<Vec<u64>> = (0..per)
+        .into_par_iter()
+        .map(|t| {
+            let (ci, k) = (t / d, t % d);
+            let c = lay.chunks[ci] as usize;
+            let rows = lay.chunk.min(lay.m - c * lay.chunk);
+            let msg: Vec<u64> = (0..rows).map(|j| y[(c * lay.chunk + j) * d + k]).collect();
+            let mut s = Sampler::new(&noise_seed, t as u64);
+            key.encrypt(ctx, &mut s, &ct_seed, 1 + t as u64, &msg)
+        })
+        .collect();
+    let mut message = Vec::with_capacity(lay.words_in() as usize);
+    message.extend_from_slice(&pk_seed.to_words());
+    message.extend_from_slice(&ct_seed.to_words());
+    message.extend_from_slice(&pk);
+    for c in cts {
+        message.extend_from_slice(&c);
+    }
+    Encrypted { key, message }
+}
+
+/// Bits of the flooding noise for a layout: `FLOOD_MARGIN` above the bound on the rest of the
+/// returned noise (see the module docs), or an error if the returned modulus cannot hold it.
+pub fn flood_bits(lay: &Layout) -> Result<u32> {
+    let n = N as f64;
+    let eta = crate::mpc::he::rlwe::ETA as f64;
+    // Sum over dimensions of (e + rounding) times P: ||P||_1 <= g 2^63.
+    let mult = lay.d as f64 * (eta + 0.5) * lay.group as f64 * 2f64.powi(63);
+    // u e_pk + e_1 s + e_2, then the switch: divided by the dropped prime, plus its rounding.
+    let pk = 2.0 * n * eta + eta;
+    let dropped = crate::mpc::he::rlwe::PRIMES[L - 1] as f64;
+    let bound = (mult + pk) / dropped + (1.0 + n) / 2.0;
+    let bits = bound.log2().ceil() as u32 + FLOOD_MARGIN;
+    // Decryption needs noise below Q' / 2^65 (with room for the decoder's approximation).
+    let q_out: f64 = crate::mpc::he::rlwe::PRIMES[..OUT_L]
+        .iter()
+        .map(|&p| (p as f64).log2())
+        .sum();
+    // Flood plus bound below Q' / 2^65, with 2^-7 of it left for the decoder's approximation.
+    if bits as f64 + 66.1 > q_out {
+        return Err(Error::invalid(format!(
+            "ring-LWE products of rows of {} in groups of {}: the flooding noise ({bits} bits) \
+             does not fit the returned modulus",
+            lay.d, lay.group
+        )));
+    }
+    Ok(bits)
+}
+
+/// What the evaluator does to its results before returning them (all of it, except in the
+/// tests that show why each part is needed).
+#[derive(Clone, Copy)]
+struct Hardening {
+    rerandomize: bool,
+    flood: bool,
+}
+
+const HARDENED: Hardening = Hardening {
+    rerandomize: true,
+    flood: true,
+};
+
+/// Evaluates a peer's ciphertexts on this server's plaintext values: the payload to return
+/// and this server's masks (`N` per block; its share is their negation).
+fn evaluate(
+    ctx: &Context,
+    lay: &Layout,
+    values: &[u64],
+    message: &[u64],
+    from: usize,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    evaluate_with(ctx, lay, values, message, from, HARDENED)
+}
+
+fn evaluate_with(
+    ctx: &Context,
+    lay: &Layout,
+    values: &[u64],
+    message: &[u64],
+    from: usize,
+    hard: Hardening,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    let (g, w, d, n) = (lay.group, lay.chunk, lay.d, N);
+    let seed = |at: usize| Seed::from_words(message[at..at + 4].try_into().expect("4 words"));
+    let (pk_seed, ct_seed) = (seed(0), seed(4));
+    let body = &message[8..];
+    ctx.check_residues(&body[..L * n], from, "public key")?;
+    for (t, ct) in body[L * n..].chunks_exact(L * n).enumerate() {
+        ctx.check_residues(ct, from, &format!("ciphertext {t}"))?;
+    }
+    let pk_a = ctx.uniform(L, &pk_seed, PK_STREAM);
+    let pk_b = &body[..L * n];
+    let bs = &body[L * n..];
+    let per = lay.chunks.len() * d;
+    let a_all: Vec<u64> = (0..per)
+        .into_par_iter()
+        .flat_map_iter(|t| ctx.uniform(L, &ct_seed, 1 + t as u64))
+        .collect();
+    // Blocks of each chunk (blocks are sorted by chunk).
+    let mut spans = Vec::with_capacity(lay.chunks.len());
+    let mut start = 0;
+    for ci in 0..lay.chunks.len() {
+        let end = start
+            + lay.block_chunk[start..]
+                .iter()
+                .take_while(|&&c| c as usize == ci)
+                .count();
+        spans.push(start..end);
+        start = end;
+    }
+    // Accumulate every (chunk, prime, run) over the dimensions, for a tile of groups at a time.
+    let tile = ((1usize << 19) / (32 * w)).max(1);
+    let tasks: Vec<(usize, usize, usize)> = (0..lay.chunks.len())
+        .flat_map(|ci| (0..L).flat_map(move |l| (0..g).map(move |r| (ci, l, r))))
+        .collect();
+    let parts: Vec<Vec<u64>> = tasks
+        .par_iter()
+        .map(|&(ci, l, r)| {
+            let m = ctx.modulus(l);
+            let blocks = &lay.blocks[spans[ci].clone()];
+            let mut out = vec![0u64; blocks.len() * 2 * w];
+            let mut acc = vec![0u128; tile * 2 * w];
+            for (ti, tb) in blocks.chunks(tile).enumerate() {
+                acc.iter_mut().for_each(|v| *v = 0);
+                for k in 0..d {
+                    let at = (ci * d + k) * L * n + l * n + r * w;
+                    let (sa, sb) = (&a_all[at..at + w], &bs[at..at + w]);
+                    for (t, &(_, h)) in tb.iter().enumerate() {
+                        let v = values[((h as usize * L + l) * g + r) * d + k] as u128;
+                        let (aa, ab) = acc[t * 2 * w..(t + 1) * 2 * w].split_at_mut(w);
+                        for ((x, y), (&ca, &cb)) in
+                            aa.iter_mut().zip(ab.iter_mut()).zip(sa.iter().zip(sb))
+                        {
+                            *x += ca as u128 * v;
+                            *y += cb as u128 * v;
+                        }
+                    }
+                }
+                for t in 0..tb.len() {
+                    let dst = &mut out[(ti * tile + t) * 2 * w..(ti * tile + t + 1) * 2 * w];
+                    for (o, &s) in dst.iter_mut().zip(&acc[t * 2 * w..(t + 1) * 2 * w]) {
+                        *o = m.reduce_wide(s);
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    // Scatter into blocks: a then b, each L rows of N.
+    let nb = lay.blocks.len();
+    let mut blocks = vec![0u64; nb * 2 * L * n];
+    for (&(ci, l, r), part) in tasks.iter().zip(&parts) {
+        for (t, b) in spans[ci].clone().enumerate() {
+            let src = &part[t * 2 * w..(t + 1) * 2 * w];
+            let base = b * 2 * L * n;
+            blocks[base + l * n + r * w..base + l * n + (r + 1) * w].copy_from_slice(&src[..w]);
+            blocks[base + (L + l) * n + r * w..base + (L + l) * n + (r + 1) * w]
+                .copy_from_slice(&src[w..]);
+        }
+    }
+    drop(parts);
+    // Re-randomise, switch, flood, mask.
+    let bits = flood_bits(lay)?;
+    let fresh = Seed::random();
+    let mut payload = vec![0u64; nb * 2 * OUT_L * n];
+    let mut masks = vec![0u64; nb * n];
+    payload
+        .par_chunks_mut(2 * OUT_L * n)
+        .zip(masks.par_chunks_mut(n))
+        .zip(blocks.par_chunks_mut(2 * L * n))
+        .enumerate()
+        .for_each(|(b, ((out, mask), block))| {
+            let mut s = Sampler::new(&fresh, b as u64);
+            let (ca, cb) = block.split_at_mut(L * n);
+            let mut u = ctx.small(L, &s.ternary(n));
+            ctx.forward(&mut u);
+            for l in (0..L).filter(|_| hard.rerandomize) {
+                let m = ctx.modulus(l);
+                let row = l * n..(l + 1) * n;
+                for (((xa, xb), &uv), (&pa, &pb)) in ca[row.clone()]
+                    .iter_mut()
+                    .zip(cb[row.clone()].iter_mut())
+                    .zip(&u[row.clone()])
+                    .zip(pk_a[row.clone()].iter().zip(&pk_b[row]))
+                {
+                    *xa = m.add(*xa, m.mul(uv, pa));
+                    *xb = m.add(*xb, m.mul(uv, pb));
+                }
+            }
+            ctx.inverse(ca);
+            ctx.inverse(cb);
+            let e1 = ctx.small(L, &s.noise(n));
+            let e2 = ctx.small(L, &s.noise(n));
+            for (l, ((xa, xb), (&v1, &v2))) in ca
+                .iter_mut()
+                .zip(cb.iter_mut())
+                .zip(e1.iter().zip(&e2))
+                .enumerate()
+                .filter(|_| hard.rerandomize)
+            {
+                let m = ctx.modulus(l / n);
+                *xa = m.add(*xa, v1);
+                *xb = m.add(*xb, v2);
+            }
+            let a2 = ctx.drop_last(L, ca);
+            let mut b2 = ctx.drop_last(L, cb);
+            let flood = if hard.flood {
+                s.flood(ctx, OUT_L, bits)
+            } else {
+                vec![0; OUT_L * n]
+            };
+            let mut enc = [0u64; L];
+            for (c, m_out) in mask.iter_mut().enumerate() {
+                *m_out = s.word();
+                ctx.encode(OUT_L, *m_out, &mut enc);
+                for (l, e) in enc.iter().enumerate().take(OUT_L) {
+                    let m = ctx.modulus(l);
+                    let at = l * n + c;
+                    b2[at] = m.add(m.add(b2[at], *e), flood[at]);
+                }
+            }
+            out[..OUT_L * n].copy_from_slice(&a2);
+            out[OUT_L * n..].copy_from_slice(&b2);
+        });
+    Ok((payload, masks))
+}
+
+/// Decrypts the blocks a peer returned: `N` values per block.
+fn decrypt(ctx: &Context, key: &SecretKey, payload: &[u64], from: usize) -> Result<Vec<u64>> {
+    let n = N;
+    for (b, block) in payload.chunks_exact(2 * OUT_L * n).enumerate() {
+        ctx.check_residues(&block[..OUT_L * n], from, &format!("result {b}"))?;
+        ctx.check_residues(&block[OUT_L * n..], from, &format!("result {b}"))?;
+    }
+    let mut out = vec![0u64; payload.len() / (2 * OUT_L)];
+    out.par_chunks_mut(n)
+        .zip(payload.par_chunks_exact(2 * OUT_L * n))
+        .for_each(|(vals, block)| {
+            let (a, b) = block.split_at(OUT_L * n);
+            let ph = key.phase(ctx, OUT_L, a, b);
+            let mut r = [0u64; OUT_L];
+            for (c, v) in vals.iter_mut().enumerate() {
+                for (l, x) in r.iter_mut().enumerate() {
+                    *x = ph[l * n + c];
+                }
+                *v = ctx.decode(OUT_L, &r).0;
+            }
+        });
+    Ok(out)
+}
+
+/// The protocol: shares of `sum over servers s != t of <X^t_i, Y^s_j>` for every pair (the
+/// cross terms; each server adds its own `<X^s_i, Y^s_j>`). Two rounds: every server
+/// broadcasts its ciphertexts, then returns each peer its evaluated blocks.
+pub struct CrossProducts {
+    me: usize,
+    k: usize,
+    layout: Arc<Layout>,
+    pairs: Pairs,
+    state: State,
+}
+
+enum State {
+    Fresh {
+        x: Vec<u64>,
+        y: Vec<u64>,
+    },
+    Sent {
+        key: SecretKey,
+        x: Vec<u64>,
+    },
+    Returned {
+        key: SecretKey,
+        masks: Vec<Vec<u64>>,
+    },
+    Finished,
+}
+
+impl CrossProducts {
+    /// Server `me` of `k`, with its shares of `X` (`n x d`) and `Y` (`m x d`), row-major.
+    pub fn new(
+        me: usize,
+        k: usize,
+        layout: Arc<Layout>,
+        pairs: Pairs,
+        x: Vec<u64>,
+        y: Vec<u64>,
+    ) -> Result<CrossProducts> {
+        let d = layout.d;
+        if x.len() != layout.n * d || y.len() != layout.m * d {
+            return Err(Error::invalid(
+                "ring-LWE product: share sizes do not match the layout",
+            ));
+        }
+        flood_bits(&layout)?;
+        Ok(CrossProducts {
+            me,
+            k,
+            layout,
+            pairs,
+            state: State::Fresh { x, y },
+        })
+    }
+}
+
+impl Protocol for CrossProducts {
+    type Output = Vec<u64>;
+
+    fn start(mut self) -> Result<Step<Self>> {
+        let State::Fresh { x, y } = std::mem::replace(&mut self.state, State::Finished) else {
+            return Err(Error::invalid("ring-LWE product started twice"));
+        };
+        let enc = encrypt(Context::get(), &self.layout, &y);
+        drop(y);
+        self.state = State::Sent { key: enc.key, x };
+        Ok(Step::Send(self, enc.message))
+    }
+
+    fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
+        let ctx = Context::get();
+        let lay = self.layout.clone();
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::Sent { key, x } => {
+                // Every peer's ciphertexts: evaluate them on this server's share of X.
+                check_lengths(&incoming, lay.words_in() as usize, "ring-LWE ciphertexts")?;
+                let values = plaintext_values(ctx, &lay, &x);
+                drop(x);
+                let mut payloads = vec![Vec::new(); self.k];
+                let mut masks = vec![Vec::new(); self.k];
+                for (from, msg) in incoming.iter().enumerate() {
+                    if from != self.me {
+                        (payloads[from], masks[from]) = evaluate(ctx, &lay, &values, msg, from)?;
+                    }
+                }
+                let expected = (0..self.k)
+                    .map(|s| {
+                        if s == self.me {
+                            0
+                        } else {
+                            lay.words_back() as usize
+                        }
+                    })
+                    .collect();
+                self.state = State::Returned { key, masks };
+                Ok(Step::SendEach(self, payloads, expected))
+            }
+            State::Returned { key, masks } => {
+                // This server's ciphertexts, evaluated by each peer.
+                let mut sums = vec![0u64; lay.blocks.len() * N];
+                for (s, p) in incoming.iter().enumerate() {
+                    if s == self.me {
+                        continue;
+                    }
+                    if p.len() as u64 != lay.words_back() {
+                        return Err(Error::protocol(
+                            PeerName::Server(s),
+                            format!(
+                                "ring-LWE results: expected {} words, received {}",
+                                lay.words_back(),
+                                p.len()
+                            ),
+                        ));
+                    }
+                    let vals = decrypt(ctx, &key, p, s)?;
+                    ring::add_assign(&mut sums, &vals);
+                    ring::sub_assign(&mut sums, &masks[s]);
+                }
+                let out = (0..self.pairs.len())
+                    .map(|p| {
+                        let (i, j) = self.pairs.pair(p);
+                        let (b, c) = lay.locate(i, j).expect("the layout covers its pairs");
+                        sums[b * N + c]
+                    })
+                    .collect();
+                Ok(Step::Done(out))
+            }
+            State::Fresh { .. } | State::Finished => Err(Error::invalid(
+                "ring-LWE product: a round arrived out of order",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::prg::Prg;
+    use crate::mpc::protocol::run_lockstep;
+
+    fn shares(prg: &mut Prg, k: usize, len: usize) -> (Vec<u64>, Vec<Vec<u64>>) {
+        let parts: Vec<Vec<u64>> = (0..k).map(|_| prg.vec(len)).collect();
+        let mut whole = vec![0u64; len];
+        for p in &parts {
+            ring::add_assign(&mut whole, p);
+        }
+        (whole, parts)
+    }
+
+    fn dot(a: &[u64], b: &[u64]) -> u64 {
+        a.iter()
+            .zip(b)
+            .fold(0u64, |s, (x, y)| s.wrapping_add(x.wrapping_mul(*y)))
+    }
+
+    /// Runs the protocol for random shares and checks every pair against plaintext.
+    fn check(k: usize, pairs: Pairs, d: usize, group: Option<usize>, seed: u8) {
+        let mut prg = Prg::new(&Seed([seed; 32]), 0);
+        let (n, m) = (pairs.rows(), pairs.cols());
+        let (x, xs) = shares(&mut prg, k, n * d);
+        let (y, ys) = shares(&mut prg, k, m * d);
+        let lay = Arc::new(match group {
+            Some(g) => Layout::with_group(&pairs, d, g),
+            None => Layout::new(&pairs, d).unwrap(),
+        });
+        let parties = (0..k)
+            .map(|s| {
+                CrossProducts::new(
+                    s,
+                    k,
+                    lay.clone(),
+                    pairs.clone(),
+                    xs[s].clone(),
+                    ys[s].clone(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let (outs, rounds) = run_lockstep(parties).unwrap();
+        assert_eq!(rounds, 2);
+        for p in 0..pairs.len() {
+            let (i, j) = pairs.pair(p);
+            let mut got = 0u64;
+            for (s, out) in outs.iter().enumerate() {
+                // The cross terms, plus each server's own product.
+                got = got
+                    .wrapping_add(out[p])
+                    .wrapping_add(dot(&xs[s][i * d..(i + 1) * d], &ys[s][j * d..(j + 1) * d]));
+            }
+            let want = dot(&x[i * d..(i + 1) * d], &y[j * d..(j + 1) * d]);
+            assert_eq!(
+                got, want,
+                "pair ({i}, {j}) of {n} x {m}, d = {d}, group {}",
+                lay.group
+            );
+        }
+    }
+
+    #[test]
+    fn cross_products_equal_plaintext_for_every_packing() {
+        // Dense: the chosen packing, and groups from one row to one column per chunk.
+        check(2, Pairs::dense(9, 21), 3, None, 1);
+        for g in [1, 4, MAX_GROUP] {
+            check(2, Pairs::dense(5, 7), 2, Some(g), 2);
+        }
+        // Sparse pairs spread over several chunks and groups, three servers.
+        let cols: Vec<u32> = (0..40u32)
+            .flat_map(|i| [i * 977 % 20_000, (i * 31 + 5) % 20_000])
+            .collect();
+        check(
+            3,
+            Pairs::sparse(40, 20_000, 2, cols).unwrap(),
+            2,
+            Some(MAX_GROUP),
+            3,
+        );
+    }
+
+    #[test]
+    fn plaintext_values_are_the_plaintexts_transforms() {
+        let ctx = Context::get();
+        for g in [1usize, 8, 64] {
+            let pairs = Pairs::dense(g + 3, 5);
+            let lay = Layout::with_group(&pairs, 2, g);
+            let mut prg = Prg::new(&Seed([7; 32]), g as u64);
+            let x = prg.vec(lay.n * 2);
+            let vals = plaintext_values(ctx, &lay, &x);
+            for h in 0..lay.n.div_ceil(g) {
+                for k in 0..2 {
+                    // The polynomial sum_i X[h g + i, k] X^(i w), transformed in full.
+                    let coeffs: Vec<i64> = (0..N)
+                        .map(|c| {
+                            let row = h * g + c / lay.chunk;
+                            if c % lay.chunk == 0 && row < lay.n {
+                                x[row * 2 + k] as i64
+                            } else {
+                                0
+                            }
+                        })
+                        .collect();
+                    let mut p = ctx.small(L, &coeffs);
+                    ctx.forward(&mut p);
+                    for l in 0..L {
+                        for (o, v) in p[l * N..(l + 1) * N].iter().enumerate() {
+                            let r = o / lay.chunk;
+                            assert_eq!(
+                                *v,
+                                vals[((h * L + l) * g + r) * 2 + k],
+                                "g {g} h {h} k {k} l {l} output {o}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One evaluation of an encryptor's ciphertexts of `y` on `x`, as the encryptor sees it:
+    /// the returned payload and its key.
+    fn view(x: &[u64], y: &[u64], d: usize, hard: Hardening) -> (Vec<u64>, SecretKey, Vec<u64>) {
+        let ctx = Context::get();
+        let pairs = Pairs::dense(x.len() / d, y.len() / d);
+        let lay = Layout::with_group(&pairs, d, 8);
+        let enc = encrypt(ctx, &lay, y);
+        let values = plaintext_values(ctx, &lay, x);
+        let (payload, masks) = evaluate_with(ctx, &lay, &values, &enc.message, 1, hard).unwrap();
+        (payload, enc.key, masks)
+    }
+
+    /// Fraction of the returned `a` part's residues equal to zero.
+    fn zero_share(payload: &[u64]) -> f64 {
+        let a = &payload[..OUT_L * N];
+        a.iter().filter(|&&v| v == 0).count() as f64 / a.len() as f64
+    }
+
+    #[test]
+    fn the_encryptor_cannot_tell_a_zero_share_by_the_returned_a_part() {
+        let y = vec![12345u64; 8];
+        // Control: without re-randomisation, a zero share returns a = 0 (and a nonzero one
+        // does not): the a part alone gives the evaluator's share away.
+        let bare = Hardening {
+            rerandomize: false,
+            flood: true,
+        };
+        assert_eq!(zero_share(&view(&[0; 8], &y, 1, bare).0), 1.0);
+        assert!(zero_share(&view(&[5; 8], &y, 1, bare).0) < 0.01);
+        // With it, the a part of a zero share looks like any other.
+        let (p, _, _) = view(&[0; 8], &y, 1, HARDENED);
+        assert!(zero_share(&p) < 0.01);
+        let mean = p[..OUT_L * N]
+            .iter()
+            .map(|&v| v as f64 / PRIMES_F[0])
+            .sum::<f64>()
+            / (OUT_L * N) as f64;
+        assert!((0.45..0.55).contains(&mean), "mean residue {mean}");
+    }
+
+    const PRIMES_F: [f64; 1] = [crate::mpc::he::rlwe::PRIMES[0] as f64];
+
+    /// Mean magnitude of the noise of the returned ciphertexts.
+    fn mean_noise(payload: &[u64], key: &SecretKey) -> f64 {
+        let ctx = Context::get();
+        let mut total = 0.0;
+        let mut count = 0;
+        for block in payload.chunks_exact(2 * OUT_L * N) {
+            let (a, b) = block.split_at(OUT_L * N);
+            let ph = key.phase(ctx, OUT_L, a, b);
+            for c in 0..N {
+                let r: Vec<u64> = (0..OUT_L).map(|l| ph[l * N + c]).collect();
+                total += ctx.noise(OUT_L, &r).unsigned_abs() as f64;
+                count += 1;
+            }
+        }
+        total / count as f64
+    }
+
+    #[test]
+    fn the_encryptor_cannot_tell_shares_apart_by_the_noise() {
+        let d = 4;
+        let y: Vec<u64> = (0..8 * d as u64)
+            .map(|v| v.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let small = vec![1u64; 8 * d];
+        let large: Vec<u64> = (0..8 * d as u64).map(|v| (1 << 62) + v).collect();
+        // Control: without flooding, the noise grows with the evaluator's share (e P).
+        let bare = Hardening {
+            rerandomize: true,
+            flood: false,
+        };
+        let (ps, ks, _) = view(&small, &y, d, bare);
+        let (pl, kl, _) = view(&large, &y, d, bare);
+        let (ns, nl) = (mean_noise(&ps, &ks), mean_noise(&pl, &kl));
+        assert!(nl > 100.0 * ns, "control: noise {ns} vs {nl}");
+        // With flooding, both are the flood's, within sampling error.
+        let (ps, ks, _) = view(&small, &y, d, HARDENED);
+        let (pl, kl, _) = view(&large, &y, d, HARDENED);
+        let (ns, nl) = (mean_noise(&ps, &ks), mean_noise(&pl, &kl));
+        assert!((nl / ns - 1.0).abs() < 0.05, "flooded: noise {ns} vs {nl}");
+        // And it stays far below what decryption tolerates (Q' / 2^65).
+        assert!(nl < 2f64.powi(94), "noise {nl}");
+        assert!(nl > 2f64.powi(80), "the flood is there: {nl}");
+    }
+
+    #[test]
+    fn the_decrypted_results_are_masked() {
+        // Results for a zero share decrypt to the masks: uniform words, the evaluator's share
+        // their negation.
+        let d = 2;
+        let (p, key, masks) = view(&[0; 16], &[7; 16], d, HARDENED);
+        let vals = decrypt(Context::get(), &key, &p, 1).unwrap();
+        assert_eq!(vals, masks);
+        let ones: u32 = vals.iter().map(|v| v.count_ones()).sum();
+        let ratio = ones as f64 / (64 * vals.len()) as f64;
+        assert!((0.49..0.51).contains(&ratio), "bit ratio {ratio}");
+    }
+
+    #[test]
+    fn malformed_messages_are_refused_naming_the_peer() {
+        let ctx = Context::get();
+        let pairs = Pairs::dense(3, 3);
+        let lay = Layout::new(&pairs, 1).unwrap();
+        let enc = encrypt(ctx, &lay, &[1, 2, 3]);
+        let values = plaintext_values(ctx, &lay, &[4, 5, 6]);
+        let mut bad = enc.message.clone();
+        bad[8 + L * N + 5] = u64::MAX;
+        let err = evaluate(ctx, &lay, &values, &bad, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server 1") && err.contains("not a residue"),
+            "{err}"
+        );
+        let (mut payload, _) = evaluate(ctx, &lay, &values, &enc.message, 1).unwrap();
+        payload[7] = crate::mpc::he::rlwe::PRIMES[0];
+        let err = decrypt(ctx, &enc.key, &payload, 0).unwrap_err().to_string();
+        assert!(
+            err.contains("server 0") && err.contains("not a residue"),
+            "{err}"
+        );
+        // A round of the wrong length.
+        let party =
+            CrossProducts::new(0, 2, Arc::new(lay.clone()), pairs, vec![1; 3], vec![2; 3]).unwrap();
+        let Step::Send(party, msg) = party.start().unwrap() else {
+            panic!("a broadcast")
+        };
+        let err = match party.receive(vec![msg, vec![0; 3]]) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a short message was accepted"),
+        };
+        assert!(err.contains("server 1"), "{err}");
+    }
+
+    #[test]
+    fn every_row_length_up_to_the_limit_fits_the_noise_budget() {
+        let pairs = Pairs::dense(1, 1);
+        for g in [1usize, 8, MAX_GROUP] {
+            let mut lay = Layout::with_group(&pairs, MAX_D, g);
+            assert!(flood_bits(&lay).is_ok(), "group {g}");
+            lay.d = 1;
+            assert!(flood_bits(&lay).is_ok(), "group {g}, d = 1");
+        }
+        // Twice the bound on d g no longer fits.
+        let lay = Layout::with_group(&pairs, MAX_D * 4, MAX_GROUP);
+        assert!(flood_bits(&lay).is_err());
+        assert!(Layout::new(&pairs, MAX_D + 1).is_err());
+    }
+}

@@ -640,7 +640,7 @@ pub(crate) async fn run_compute(
         let p = &spec.params;
         // Each worker's bilinear form covers its share of the columns.
         let width = p.model.width().div_ceil(workers);
-        ot::source::check_job(k, na + nb, p.blocking.candidates, width)?;
+        ot::source::check_job(k, na + nb, width)?;
     }
     // The dealer, unless the servers make the correlated randomness themselves.
     let dealer_link = match &spec.dealer {

@@ -609,7 +609,9 @@ mod tests {
         let (m0, m1) = (ctx.modulus(0), ctx.modulus(1));
         let mut seen = [0usize; 17];
         for c in 0..1024 {
-            let v = (-8i64..=8).find(|&v| m0.from_signed(v) == f[c]).expect("in range");
+            let v = (-8i64..=8)
+                .find(|&v| m0.from_signed(v) == f[c])
+                .expect("in range");
             assert_eq!(m1.from_signed(v), f[1024 + c]);
             seen[(v + 8) as usize] += 1;
         }

@@ -8,12 +8,12 @@
 //! [`super::links`]:
 //!
 //! * **Beaver** `c = a b`: each server's `a_s b_s` plus Gilboa cross terms of every ordered pair.
-//! * **Bilinear form** `C_p = <A_i, B_j>` and block norms: the same, one Gilboa product per pair
-//!   and dimension (and per row and dimension for the norms). This costs about 520 bytes per
-//!   product per server and peer (64 silent OTs, 8 bytes of correction and a choice bit each); it is bounded ([`OtSource::with_max_products`], [`check_job`]); the
-//!   issue-9
-//!   design replaces it by a construction whose cost grows with the rows (design.md,
-//!   "Dealer-free correlations").
+//! * **Bilinear form** `C_p = <A_i, B_j>` and block norms: each server's own inner products
+//!   plus ring-LWE cross terms ([`crate::mpc::he::product`]: every server encrypts its share of
+//!   `B` once, every peer multiplies by its share of `A`), one run for `C` (per block of columns
+//!   as rows of their own when `split`) and one for the norms (every row of `A` and `B` against
+//!   itself, a row per block). Bounded by the work and memory of the products
+//!   ([`OtSource::with_max_multiply_adds`], [`check_job`]).
 //! * **Random bits shared both ways** (daBits): each server draws bits `b_s`, whose XOR is the
 //!   bit `b`; arithmetic shares of `b` come from `x <- x + b_t - 2 x b_t` for each server `t`
 //!   after the first of an order (`x` starts as the first server's bit), the product `x b_t`
@@ -51,48 +51,186 @@ use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::{and_words_for, tree_and_words};
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
+use crate::mpc::he::product::{CrossProducts, Layout};
 use crate::mpc::millionaire::{MillionaireMaterial, choice_words, groups};
+use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::Session;
+use std::sync::Arc;
 
 /// Words of random bits (2^21 bits) a pass of [`Gen::masks_from_bits`] converts: its arrays of
 /// 64-bit shares hold 16 MiB each.
 const BIT_PASS_WORDS: usize = 1 << 15;
 
-/// Default bound on the Gilboa products one bilinear request may need (pairs x dimension, plus
-/// rows x dimension for the norms) with 2 servers: 2^21, about 1.1 GB of traffic per server. With
-/// `k` servers the bound is divided by `k - 1` (each server runs OT with each peer), keeping
-/// the traffic per server about the same.
-pub const DEFAULT_MAX_PRODUCTS: usize = 1 << 21;
+/// Default bound on the work of one bilinear request with 2 servers: `2^36` multiply-adds of
+/// ring-LWE products (about a minute on two cores) and 2 GiB of ciphertexts held by the
+/// evaluator. With `k` servers both are divided by `k - 1` (each server evaluates every peer's
+/// ciphertexts).
+pub const DEFAULT_MAX_MULTIPLY_ADDS: u64 = 1 << 36;
 
-/// The product bound for `k` servers (see [`DEFAULT_MAX_PRODUCTS`]).
-fn products_for(max_products: usize, k: usize) -> usize {
-    max_products / k.saturating_sub(1).max(1)
+/// Bytes of ciphertexts an evaluator may hold for one request with 2 servers.
+const MAX_HELD_BYTES: u64 = 2 << 30;
+
+/// The work of a bilinear request's ring-LWE products, per peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Multiply-adds of one evaluation.
+    pub multiply_adds: u64,
+    /// Bytes the evaluator holds: the peer's ciphertexts, the blocks and the returned results.
+    pub held_bytes: u64,
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(self, o: Cost) -> Cost {
+        Cost {
+            multiply_adds: self.multiply_adds.saturating_add(o.multiply_adds),
+            held_bytes: self.held_bytes.saturating_add(o.held_bytes),
+        }
+    }
+}
+
+impl Cost {
+    /// The bound for `k` servers with `max_multiply_adds` at two.
+    fn limit(max_multiply_adds: u64, k: usize) -> Cost {
+        let peers = k.saturating_sub(1).max(1) as u64;
+        Cost {
+            multiply_adds: max_multiply_adds / peers,
+            held_bytes: MAX_HELD_BYTES / peers,
+        }
+    }
+
+    fn within(&self, limit: &Cost) -> bool {
+        self.multiply_adds <= limit.multiply_adds && self.held_bytes <= limit.held_bytes
+    }
+
+    /// The cost of one evaluation of `lay`.
+    pub fn of(lay: &Layout) -> Cost {
+        Cost::counts(lay.d, lay.chunks.len() as u64, lay.blocks.len() as u64)
+    }
+
+    /// The cost of an evaluation of rows of `d` over `chunks` chunks and `blocks` blocks.
+    fn counts(d: usize, chunks: u64, blocks: u64) -> Cost {
+        use crate::mpc::he::product::OUT_L;
+        use crate::mpc::he::rlwe::{L, N};
+        let ring = (L * N) as u64;
+        let inputs = 2 * ring * chunks * d as u64;
+        let held = blocks * (3 * ring + (2 * OUT_L * N) as u64);
+        Cost {
+            multiply_adds: (2 * ring * d as u64).saturating_mul(blocks),
+            held_bytes: 8u64.saturating_mul(inputs.saturating_add(held)),
+        }
+    }
+
+    /// The least cost over the group sizes of [`Layout::new`], for a layout whose chunks and
+    /// blocks at group `g` (and chunk `N / g`) are `shape(g, N / g)`.
+    fn least(d: usize, shape: impl Fn(u64, u64) -> (u64, u64)) -> Cost {
+        use crate::mpc::he::product::MAX_GROUP;
+        use crate::mpc::he::rlwe::N;
+        (0..=MAX_GROUP.trailing_zeros())
+            .map(|e| {
+                let g = 1u64 << e;
+                let (chunks, blocks) = shape(g, N as u64 / g);
+                Cost::counts(d, chunks, blocks)
+            })
+            .min_by_key(|c| c.held_bytes)
+            .expect("at least one group size")
+    }
 }
 
 /// The refusal of a job too large for the dealer-free source. It reaches both parties, so it
 /// states no size that depends on the other party's rows (the figures go to the servers' log).
-fn too_large(limit: usize) -> Error {
-    Error::invalid(format!(
-        "the dealer-free source computes the bilinear form with one OT product per candidate \
-         pair and dimension, and this job needs more than the limit of {limit} (figures in the \
-         servers' logs); run it with correlation = \"dealer\", or with fewer candidates or \
-         dimensions"
-    ))
+fn too_large() -> Error {
+    Error::invalid(
+        "the dealer-free source computes the bilinear form with ring-LWE products, and this \
+         job needs more work or memory than their limit (figures in the servers' logs); run it \
+         with correlation = \"dealer\", or with fewer rows or dimensions",
+    )
 }
 
-/// Refuses, before anything is computed, a dealer-free job whose bilinear form may need more
-/// than the default bound: `rows` (both sides) with `candidates` each, rows of `width`.
-pub fn check_job(k: usize, rows: usize, candidates: usize, width: usize) -> Result<()> {
-    let products = rows
-        .saturating_mul(candidates.saturating_add(1))
-        .saturating_mul(width);
-    let limit = products_for(DEFAULT_MAX_PRODUCTS, k);
-    if products > limit {
-        tracing::warn!(products, rows, width, limit, "dealer-free job too large");
-        return Err(too_large(limit));
+/// Refuses, before anything is computed, a dealer-free job whose bilinear form would need more
+/// than the default bound if its `rows` (both sides) were split evenly and every pair were a
+/// candidate (the products cost what a dense form costs unless the candidates cluster), with
+/// rows of `width` and their norms.
+pub fn check_job(k: usize, rows: usize, width: usize) -> Result<()> {
+    if width == 0 || width > crate::mpc::he::product::MAX_D {
+        return Err(Error::invalid(format!(
+            "dealer-free jobs take rows of 1 to {} values, not {width}",
+            crate::mpc::he::product::MAX_D
+        )));
+    }
+    let half = rows.div_ceil(2) as u64;
+    // Every pair of the two halves, then every row against itself (chunk c holds rows
+    // c w .. (c + 1) w, so its blocks are its groups).
+    let dense = Cost::least(width, |g, w| {
+        let chunks = half.div_ceil(w);
+        (chunks, chunks * half.div_ceil(g))
+    });
+    let rows = rows as u64;
+    let norms = Cost::least(width, |g, w| (rows.div_ceil(w), rows.div_ceil(g)));
+    let cost = dense + norms;
+    let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
+    if !cost.within(&limit) {
+        tracing::warn!(?cost, ?limit, rows, width, "dealer-free job too large");
+        return Err(too_large());
     }
     Ok(())
+}
+
+/// One ring-LWE product run: shares of `<X_i, Y_j>` for `pairs` (own term plus cross terms).
+struct HeRun {
+    layout: Arc<Layout>,
+    pairs: Pairs,
+    x: Vec<u64>,
+    y: Vec<u64>,
+}
+
+impl HeRun {
+    fn new(pairs: Pairs, d: usize, x: Vec<u64>, y: Vec<u64>) -> Result<HeRun> {
+        Ok(HeRun {
+            layout: Arc::new(Layout::new(&pairs, d)?),
+            pairs,
+            x,
+            y,
+        })
+    }
+
+    fn cost(&self) -> Cost {
+        Cost::of(&self.layout)
+    }
+
+    async fn run<T: Transport>(self, g: &mut Gen<'_, T>) -> Result<Vec<u64>> {
+        let d = self.layout.d;
+        let own: Vec<u64> = (0..self.pairs.len())
+            .map(|p| {
+                let (i, j) = self.pairs.pair(p);
+                crate::mpc::ring::dot(&self.x[i * d..(i + 1) * d], &self.y[j * d..(j + 1) * d])
+            })
+            .collect();
+        let (me, k) = (g.me(), g.k());
+        let p = CrossProducts::new(me, k, self.layout, self.pairs, self.x, self.y)?;
+        let mut out = g.session.run(p).await?;
+        crate::mpc::ring::add_assign(&mut out, &own);
+        Ok(out)
+    }
+}
+
+/// Rows of `d` words cut into blocks of columns (`spans`), each block a row of its own padded
+/// with zeros to the widest: row `i`'s block `s` is row `i * spans.len() + s`.
+fn by_span(x: &[u64], d: usize, spans: &[usize]) -> Vec<u64> {
+    let width = spans.iter().copied().max().unwrap_or(0);
+    let rows = x.len() / d.max(1);
+    let mut out = vec![0u64; rows * spans.len() * width];
+    let mut o = 0;
+    for row in x.chunks_exact(d.max(1)) {
+        let mut at = 0;
+        for &len in spans {
+            out[o..o + len].copy_from_slice(&row[at..at + len]);
+            at += len;
+            o += width;
+        }
+    }
+    out
 }
 
 /// A server's dealer-free source for one job. `Debug` is redacted.
@@ -102,7 +240,7 @@ pub struct OtSource {
     counter: u64,
     /// Millionaires' requests so far (the OT sender alternates with them).
     millionaires: u64,
-    max_products: usize,
+    max_multiply_adds: u64,
     chunk: usize,
     bit_pass: usize,
 }
@@ -127,15 +265,15 @@ impl OtSource {
             links: None,
             counter: 0,
             millionaires: 0,
-            max_products: DEFAULT_MAX_PRODUCTS,
+            max_multiply_adds: DEFAULT_MAX_MULTIPLY_ADDS,
             chunk: super::cross::DEFAULT_CHUNK,
             bit_pass: BIT_PASS_WORDS,
         }
     }
 
-    /// Refuses bilinear requests that need more than `n` Gilboa products.
-    pub fn with_max_products(mut self, n: usize) -> OtSource {
-        self.max_products = n;
+    /// Refuses bilinear requests that need more than `n` multiply-adds (at two servers).
+    pub fn with_max_multiply_adds(mut self, n: u64) -> OtSource {
+        self.max_multiply_adds = n;
         self
     }
 
@@ -352,7 +490,15 @@ impl Correlations for OtSource {
         req.validate()?;
         let (mut g, stream) = self.start(session).await?;
         let mut prg = Prg::new(&self.seed, stream);
-        let parts = generate(&mut g, req, &self.seed, stream, &mut prg, self.max_products).await?;
+        let parts = generate(
+            &mut g,
+            req,
+            &self.seed,
+            stream,
+            &mut prg,
+            self.max_multiply_adds,
+        )
+        .await?;
         self.links = g.links.take();
         Ok(Material::new(parts))
     }
@@ -397,7 +543,7 @@ async fn generate<T: Transport>(
     seed: &Seed,
     stream: u64,
     prg: &mut Prg,
-    max_products: usize,
+    max_multiply_adds: u64,
 ) -> Result<Vec<Part>> {
     match req {
         Request::Beaver { n, fanout } => {
@@ -413,67 +559,63 @@ async fn generate<T: Transport>(
             blocks,
             split,
         } => {
-            let (d, n, m, np) = (*d, pairs.rows(), pairs.cols(), pairs.len());
-            let norms = if blocks.is_empty() { 0 } else { n + m };
-            let products = (np + norms).saturating_mul(d);
-            let limit = products_for(max_products, g.k());
-            if products > limit {
-                // The figures stay in the server's log: the pair count depends on both parties'
-                // rows, and the message reaches each party.
-                tracing::warn!(products, pairs = np, d, limit, "dealer-free job too large");
-                return Err(too_large(limit));
-            }
+            let (d, n, m) = (*d, pairs.rows(), pairs.cols());
             // The masks are streams of this server's seed, as the dealer's servers draw them.
             let sa = Stream::new(seed.clone(), stream, 0, n * d);
             let sb = Stream::new(seed.clone(), stream, (n * d) as u64, m * d);
             let (a, b) = (sa.draw(), sb.draw());
-            let (mut x, mut y) = (Vec::with_capacity(products), Vec::with_capacity(products));
-            for p in 0..np {
-                let (i, j) = pairs.pair(p);
-                x.extend_from_slice(&a[i * d..(i + 1) * d]);
-                y.extend_from_slice(&b[j * d..(j + 1) * d]);
-            }
-            if norms > 0 {
-                x.extend_from_slice(&a);
-                x.extend_from_slice(&b);
-                y.extend_from_slice(&a);
-                y.extend_from_slice(&b);
-            }
-            let prods = g.products(x, y).await?;
             let whole = [d];
             let spans: &[usize] = if blocks.is_empty() { &whole } else { blocks };
-            // Sum each row's products over a block of dimensions.
-            let block_sums = |row: &[u64]| -> Vec<u64> {
-                let mut at = 0;
-                spans
-                    .iter()
-                    .map(|&len| {
-                        let s = row[at..at + len]
-                            .iter()
-                            .fold(0u64, |s, v| s.wrapping_add(*v));
-                        at += len;
-                        s
-                    })
-                    .collect()
-            };
-            let per_pair: Vec<Vec<u64>> =
-                prods[..np * d].chunks(d.max(1)).map(block_sums).collect();
-            let c: Vec<u64> = if *split {
-                (0..spans.len())
-                    .flat_map(|b| per_pair.iter().map(move |s| s[b]))
-                    .collect()
+            // C: over whole rows, or per block of columns as rows of their own.
+            let c_run = if *split && spans.len() > 1 {
+                let (ra, rb) = (by_span(&a, d, spans), by_span(&b, d, spans));
+                let width = spans.iter().copied().max().unwrap_or(0);
+                let ns = spans.len();
+                let mut rows = Vec::with_capacity(pairs.len() * ns);
+                let mut cols = Vec::with_capacity(pairs.len() * ns);
+                for sp in 0..ns {
+                    for p in 0..pairs.len() {
+                        let (i, j) = pairs.pair(p);
+                        rows.push((i * ns + sp) as u32);
+                        cols.push((j * ns + sp) as u32);
+                    }
+                }
+                let sp_pairs = Pairs::list(n * ns, m * ns, rows, cols)?;
+                HeRun::new(sp_pairs, width, ra, rb)?
             } else {
-                per_pair
-                    .iter()
-                    .map(|s| s.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
-                    .collect()
+                HeRun::new(pairs.clone(), d, a.clone(), b.clone())?
             };
+            // Norms: every row of A and B against itself, a row per block of columns.
+            let norm_run = if blocks.is_empty() {
+                None
+            } else {
+                let ns = spans.len();
+                let width = spans.iter().copied().max().unwrap_or(0);
+                let mut both = by_span(&a, d, spans);
+                both.extend_from_slice(&by_span(&b, d, spans));
+                let rows = (n + m) * ns;
+                let diag: Vec<u32> = (0..rows as u32).collect();
+                let pairs = Pairs::list(rows, rows, diag.clone(), diag)?;
+                Some(HeRun::new(pairs, width, both.clone(), both)?)
+            };
+            let cost = c_run.cost() + norm_run.as_ref().map_or(Cost::default(), HeRun::cost);
+            let limit = Cost::limit(max_multiply_adds, g.k());
+            if !cost.within(&limit) {
+                // The figures stay in the server's log: they depend on both parties' rows,
+                // and the message reaches each party.
+                tracing::warn!(
+                    ?cost,
+                    ?limit,
+                    pairs = pairs.len(),
+                    d,
+                    "dealer-free job too large"
+                );
+                return Err(too_large());
+            }
+            let c = c_run.run(g).await?;
             let mut parts = vec![Part::Stream(sa), Part::Stream(sb), Part::Words(c)];
-            if norms > 0 {
-                let q: Vec<u64> = prods[np * d..]
-                    .chunks(d.max(1))
-                    .flat_map(block_sums)
-                    .collect();
+            if let Some(run) = norm_run {
+                let q = run.run(g).await?;
                 let (qa, qb) = q.split_at(n * spans.len());
                 parts.push(Part::Words(qa.to_vec()));
                 parts.push(Part::Words(qb.to_vec()));
@@ -544,7 +686,7 @@ mod tests {
             OtSource::new()
                 .with_chunk(chunk)
                 .with_bit_pass(3)
-                .with_max_products(1 << 14)
+                .with_max_multiply_adds(1 << 24)
         };
         let reqs = [req.clone(), Request::Beaver { n: 3, fanout: 2 }];
         let runs = crate::mpc::material_check::fetch_all(k, make, &reqs)?;
@@ -596,18 +738,26 @@ mod tests {
 
     #[test]
     fn jobs_too_large_for_ot_are_refused_before_they_start() {
-        // 31 + 31 rows, 8 candidates, width 42 (the tests' narrow model) fit; the default
-        // model on the shipped sample (311 + 311 rows, 64 candidates, width 648) does not.
-        check_job(2, 62, 8, 42).unwrap();
-        check_job(4, 62, 8, 42).unwrap();
-        let e = check_job(2, 622, 64, 648).unwrap_err().to_string();
-        assert!(e.contains("limit of 2097152") && !e.contains("622"), "{e}");
-        // Each product costs k - 1 times more traffic per server with k servers: half the
-        // products at k = 3.
-        let rows = (1 << 21) / 9 / 42;
-        check_job(2, rows, 8, 42).unwrap();
-        let e = check_job(3, rows, 8, 42).unwrap_err().to_string();
-        assert!(e.contains("limit of 1048576"), "{e}");
+        // The tests' narrow model and the default model on the shipped sample (311 + 311 rows,
+        // width 648) fit; DBP15K fr-en's test rows (10,500 per side) at width 648 do not.
+        check_job(2, 62, 42).unwrap();
+        check_job(4, 62, 42).unwrap();
+        check_job(2, 622, 648).unwrap();
+        let e = check_job(2, 21_000, 648).unwrap_err().to_string();
+        assert!(
+            e.contains("ring-LWE") && e.contains("correlation = \"dealer\""),
+            "{e}"
+        );
+        assert!(!e.contains("21000") && !e.contains("21,000"), "{e}");
+        // Each server evaluates every peer's ciphertexts: with k = 3 the bound per peer halves.
+        let first_refused = |k| {
+            (1..400)
+                .map(|r| r * 250)
+                .find(|&rows| check_job(k, rows, 648).is_err())
+                .expect("some size is refused")
+        };
+        assert!(first_refused(3) < first_refused(2));
+        assert!(check_job(2, 62, 0).is_err() && check_job(2, 62, 4096).is_err());
     }
 
     #[test]
@@ -620,7 +770,7 @@ mod tests {
         };
         let e = fetch_all(2, &req, 4).unwrap_err().to_string();
         assert!(
-            e.contains("limit of 16384") && e.contains("correlation = \"dealer\""),
+            e.contains("ring-LWE") && e.contains("correlation = \"dealer\""),
             "{e}"
         );
         // The message reaches both parties: it does not state the pair count, which depends

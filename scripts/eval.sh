@@ -8,8 +8,9 @@
 #                   [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]
 #
 # --correlation ot: no dealer; the servers make the correlated randomness among themselves over
-# oblivious transfer (`correlation = "ot"` under [params]; small jobs only for now: its bilinear
-# form costs one OT product per candidate pair and dimension). --correlation replicated (with
+# oblivious transfer and ring-LWE products (`correlation = "ot"` under [params]; small and
+# mid-sized jobs only for now: its bilinear form costs what the dense grid of both sides' rows
+# costs). --correlation replicated (with
 # --servers 3): no dealer; the three servers make it from replicated seeds, at about a dealer
 # job's cost, private against any one server (not two colluding).
 # --labelled (audited jobs, `[audit] labelled = true` in P.toml): each party gets the judged

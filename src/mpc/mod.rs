@@ -8,6 +8,7 @@
 //! * [`bit_masks`]: truncation and comparison masks from random bits held both ways (daBits);
 //! * [`bit_pack`]: values of given bit widths packed into words (messages that carry only
 //!   the bits that matter);
+//! * [`he`]: ring-LWE products of one server's shares by another's (the dealer-free bilinear form);
 //! * [`ot`]: oblivious transfer (base OT on Ristretto, an IKNP batch seeding a silent
 //!   extension, Gilboa products) and the dealer-free correlation source built on it;
 //! * [`replicated`]: the dealer-free source of three servers holding replicated seeds;

@@ -149,10 +149,21 @@ fn too_large() -> Error {
 }
 
 /// Refuses, before anything is computed, a dealer-free job whose bilinear form would need more
-/// than the default bound if its `rows` (both sides) were split evenly and every pair were a
-/// candidate (the products cost what a dense form costs unless the candidates cluster), with
-/// rows of `width` and their norms.
+/// than the default bound ([`job_cost`]).
 pub fn check_job(k: usize, rows: usize, width: usize) -> Result<()> {
+    let cost = job_cost(rows, width)?;
+    let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
+    if !cost.within(&limit) {
+        tracing::warn!(?cost, ?limit, rows, width, "dealer-free job too large");
+        return Err(too_large());
+    }
+    Ok(())
+}
+
+/// The cost per peer of a dealer-free job's bilinear form if its `rows` (both sides) were split
+/// evenly and every pair were a candidate (the products cost what a dense form costs unless the
+/// candidates cluster), with rows of `width` and their norms.
+pub fn job_cost(rows: usize, width: usize) -> Result<Cost> {
     if width == 0 || width > crate::mpc::he::product::MAX_D {
         return Err(Error::invalid(format!(
             "dealer-free jobs take rows of 1 to {} values, not {width}",
@@ -168,13 +179,7 @@ pub fn check_job(k: usize, rows: usize, width: usize) -> Result<()> {
     });
     let rows = rows as u64;
     let norms = Cost::least(width, |g, w| (rows.div_ceil(w), rows.div_ceil(g)));
-    let cost = dense + norms;
-    let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
-    if !cost.within(&limit) {
-        tracing::warn!(?cost, ?limit, rows, width, "dealer-free job too large");
-        return Err(too_large());
-    }
-    Ok(())
+    Ok(dense + norms)
 }
 
 /// One ring-LWE product run: shares of `<X_i, Y_j>` for `pairs` (own term plus cross terms).

@@ -126,19 +126,22 @@ pub fn worker_bytes(p: &JobParams, rows: usize, servers: usize, held: bool, work
     let extra = 1.0 + PER_EXTRA_SERVER * servers.saturating_sub(2) as f64;
     // Saturates at u64::MAX for absurd sizes (f64 to integer casts saturate).
     let fit = (MARGIN * (PER_SIDE + rows as f64 * per_row + wide_group_bytes(rows)) * extra).ceil();
-    let ot = ot_bytes(p.correlation, servers) + he_bytes(p.correlation, servers, rows, w as usize);
+    // Each worker's bilinear form covers its share of the columns.
+    let he = he_bytes(p, servers, rows, (w / workers).ceil() as usize);
+    let ot = ot_bytes(p.correlation, servers) + he;
     (fit + MARGIN * ot) as u64
 }
 
 /// The ring-LWE products of a dealer-free job's bilinear form: what an evaluator holds per peer
 /// ([`crate::mpc::ot::source::job_cost`], for the dense grid of `rows` split evenly), for
 /// every peer, plus this server's own ciphertexts (about as much again).
-fn he_bytes(c: crate::mpc::source::Correlation, servers: usize, rows: usize, width: usize) -> f64 {
-    if c != crate::mpc::source::Correlation::Ot {
+fn he_bytes(p: &JobParams, servers: usize, rows: usize, width: usize) -> f64 {
+    if p.correlation != crate::mpc::source::Correlation::Ot {
         return 0.0;
     }
     // A width the products refuse is refused by the job check; book nothing for it here.
-    crate::mpc::ot::source::job_cost(rows, width)
+    let spans = crate::model::upload_check::UploadBounds::new(p).blocks;
+    crate::mpc::ot::source::job_cost(rows, width, &spans, p.explain)
         .map_or(0.0, |cost| servers.max(2) as f64 * cost.held_bytes as f64)
 }
 
@@ -312,7 +315,7 @@ mod tests {
             let dealer_k = server_bytes(&p, rows, k, false);
             p.correlation = Correlation::Ot;
             let extra = mib(server_bytes(&p, rows, k, false) - dealer_k);
-            let he = mib(he_bytes(Correlation::Ot, k, rows, width) as u64);
+            let he = mib(he_bytes(&p, k, rows, width) as u64);
             assert!(he > 0.0 && extra >= measured + he, "k {k}: {extra}");
             assert!(
                 extra <= MARGIN * (1.5 * measured + 150.0 + he),

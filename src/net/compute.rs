@@ -638,9 +638,14 @@ pub(crate) async fn run_compute(
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
     if spec.params.correlation == Correlation::Ot {
         let p = &spec.params;
-        // Each worker's bilinear form covers its share of the columns.
-        let width = p.model.width().div_ceil(workers);
-        ot::source::check_job(k, na + nb, width)?;
+        // Each worker's bilinear form covers its share of the columns (and of each block).
+        let spans: Vec<usize> = crate::model::upload_check::UploadBounds::new(p)
+            .blocks
+            .iter()
+            .map(|b| b.div_ceil(workers))
+            .collect();
+        let width = spans.iter().sum::<usize>().max(1);
+        ot::source::check_job(k, na + nb, width, &spans, p.explain)?;
     }
     // The dealer, unless the servers make the correlated randomness themselves.
     let dealer_link = match &spec.dealer {

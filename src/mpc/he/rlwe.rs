@@ -457,7 +457,10 @@ impl SecretKey {
     /// travels.
     pub fn public_key(&self, ctx: &Context, sampler: &mut Sampler, seed: &Seed) -> Vec<u64> {
         let a = ctx.uniform(L, seed, PK_STREAM);
-        let mut b = ctx.small(L, &sampler.noise(ctx.n()));
+        // With the public key, this noise would give the secret away: wiped once used.
+        let mut e = sampler.noise(ctx.n());
+        let mut b = ctx.small(L, &e);
+        e.zeroize();
         ctx.forward(&mut b);
         self.mask(ctx, &a, &mut b);
         b

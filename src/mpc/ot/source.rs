@@ -106,35 +106,49 @@ impl Cost {
 
     /// The cost of one evaluation of `lay`.
     pub fn of(lay: &Layout) -> Cost {
-        Cost::counts(lay.d, lay.chunks.len() as u64, lay.blocks.len() as u64)
+        let cd = lay.cipher_dims() as u64;
+        // The plaintexts' values: every group's rows, `R` runs per ciphertext.
+        let x_words = (lay.n.div_ceil(lay.group) * lay.runs()) as u64 * cd;
+        Cost::counts(
+            cd,
+            lay.chunks.len() as u64,
+            lay.blocks.len() as u64,
+            x_words,
+        )
     }
 
-    /// The cost of an evaluation of rows of `d` over `chunks` chunks and `blocks` blocks.
-    fn counts(d: usize, chunks: u64, blocks: u64) -> Cost {
+    /// The cost of an evaluation of `cd` ciphertexts per chunk over `chunks` chunks and
+    /// `blocks` blocks, with `x_words` plaintext values per prime.
+    fn counts(cd: u64, chunks: u64, blocks: u64, x_words: u64) -> Cost {
         use crate::mpc::he::product::OUT_L;
         use crate::mpc::he::rlwe::{L, N};
         let ring = (L * N) as u64;
-        let inputs = 2 * ring * chunks * d as u64;
-        let held = blocks * (3 * ring + (2 * OUT_L * N) as u64);
+        let inputs = (2 * ring).saturating_mul(chunks).saturating_mul(cd);
+        let held = blocks.saturating_mul(3 * ring + (2 * OUT_L * N) as u64);
+        let values = x_words.saturating_mul(L as u64);
         Cost {
-            multiply_adds: (2 * ring * d as u64).saturating_mul(blocks),
-            held_bytes: 8u64.saturating_mul(inputs.saturating_add(held)),
+            multiply_adds: (2 * ring * cd).saturating_mul(blocks),
+            held_bytes: 8u64.saturating_mul(inputs.saturating_add(held).saturating_add(values)),
         }
     }
 
-    /// The least cost over the group sizes of [`Layout::new`], for a layout whose chunks and
-    /// blocks at group `g` (and chunk `N / g`) are `shape(g, N / g)`.
-    fn least(d: usize, shape: impl Fn(u64, u64) -> (u64, u64)) -> Cost {
-        use crate::mpc::he::product::MAX_GROUP;
-        use crate::mpc::he::rlwe::N;
+    /// The cost of the packing (one dimension per ciphertext) that [`Layout::new`] would
+    /// prefer, the one with the fewest words sent, for `rows` rows of `X` of width `d` whose
+    /// chunks and blocks at group `g` (and chunk `N / g`) are `shape(g, N / g)`.
+    fn least(d: usize, rows: u64, shape: impl Fn(u64, u64) -> (u64, u64)) -> Cost {
+        use crate::mpc::he::product::{MAX_GROUP, OUT_L};
+        use crate::mpc::he::rlwe::{L, N};
         (0..=MAX_GROUP.trailing_zeros())
             .map(|e| {
                 let g = 1u64 << e;
                 let (chunks, blocks) = shape(g, N as u64 / g);
-                Cost::counts(d, chunks, blocks)
+                let words = (L * N) as u64 * chunks * d as u64 + (2 * OUT_L * N) as u64 * blocks;
+                let x_words = rows.div_ceil(g) * g * d as u64;
+                (words, Cost::counts(d as u64, chunks, blocks, x_words))
             })
-            .min_by_key(|c| c.held_bytes)
+            .min_by_key(|(words, _)| *words)
             .expect("at least one group size")
+            .1
     }
 }
 
@@ -150,8 +164,8 @@ fn too_large() -> Error {
 
 /// Refuses, before anything is computed, a dealer-free job whose bilinear form would need more
 /// than the default bound ([`job_cost`]).
-pub fn check_job(k: usize, rows: usize, width: usize) -> Result<()> {
-    let cost = job_cost(rows, width)?;
+pub fn check_job(k: usize, rows: usize, width: usize, spans: &[usize], split: bool) -> Result<()> {
+    let cost = job_cost(rows, width, spans, split)?;
     let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
     if !cost.within(&limit) {
         tracing::warn!(?cost, ?limit, rows, width, "dealer-free job too large");
@@ -163,23 +177,44 @@ pub fn check_job(k: usize, rows: usize, width: usize) -> Result<()> {
 /// The cost per peer of a dealer-free job's bilinear form if its `rows` (both sides) were split
 /// evenly and every pair were a candidate (the products cost what a dense form costs unless the
 /// candidates cluster), with rows of `width` and their norms.
-pub fn job_cost(rows: usize, width: usize) -> Result<Cost> {
-    if width == 0 || width > crate::mpc::he::product::MAX_D {
+pub fn job_cost(rows: usize, width: usize, spans: &[usize], split: bool) -> Result<Cost> {
+    let widest = spans.iter().copied().max().unwrap_or(width);
+    if width == 0 || width.max(widest) > crate::mpc::he::product::MAX_D {
         return Err(Error::invalid(format!(
             "dealer-free jobs take rows of 1 to {} values, not {width}",
             crate::mpc::he::product::MAX_D
         )));
     }
     let half = rows.div_ceil(2) as u64;
-    // Every pair of the two halves, then every row against itself (chunk c holds rows
+    // Every pair of the two halves (per block of columns with `split`, the blocks' rows
+    // side by side), then every row of every block against itself (chunk c holds rows
     // c w .. (c + 1) w, so its blocks are its groups).
-    let dense = Cost::least(width, |g, w| {
-        let chunks = half.div_ceil(w);
-        (chunks, chunks * half.div_ceil(g))
-    });
-    let rows = rows as u64;
-    let norms = Cost::least(width, |g, w| (rows.div_ceil(w), rows.div_ceil(g)));
+    let ns = spans.len().max(1) as u64;
+    let dense = if split && ns > 1 {
+        let side = half * ns;
+        Cost::least(widest, side, |g, w| {
+            (side.div_ceil(w), ns * half.div_ceil(w) * half.div_ceil(g))
+        })
+    } else {
+        Cost::least(width, half, |g, w| {
+            let chunks = half.div_ceil(w);
+            (chunks, chunks * half.div_ceil(g))
+        })
+    };
+    if spans.is_empty() {
+        return Ok(dense);
+    }
+    let rows = rows as u64 * ns;
+    let norms = Cost::least(widest, rows, |g, w| (rows.div_ceil(w), rows.div_ceil(g)));
     Ok(dense + norms)
+}
+
+/// The packing of a bilinear request's products, or the refusal of a request too large for it.
+fn he_layout(pairs: &Pairs, d: usize) -> Result<Layout> {
+    Layout::new(pairs, d).map_err(|e| {
+        tracing::warn!(error = %e, pairs = pairs.len(), d, "dealer-free job too large");
+        too_large()
+    })
 }
 
 /// One ring-LWE product run: shares of `<X_i, Y_j>` for `pairs` (own term plus cross terms).
@@ -191,17 +226,13 @@ struct HeRun {
 }
 
 impl HeRun {
-    fn new(pairs: Pairs, d: usize, x: Vec<u64>, y: Vec<u64>) -> Result<HeRun> {
-        Ok(HeRun {
-            layout: Arc::new(Layout::new(&pairs, d)?),
+    fn new(layout: Layout, pairs: Pairs, x: Vec<u64>, y: Vec<u64>) -> HeRun {
+        HeRun {
+            layout: Arc::new(layout),
             pairs,
             x,
             y,
-        })
-    }
-
-    fn cost(&self) -> Cost {
-        Cost::of(&self.layout)
+        }
     }
 
     async fn run<T: Transport>(self, g: &mut Gen<'_, T>) -> Result<Vec<u64>> {
@@ -221,18 +252,19 @@ impl HeRun {
 }
 
 /// Rows of `d` words cut into blocks of columns (`spans`), each block a row of its own padded
-/// with zeros to the widest: row `i`'s block `s` is row `i * spans.len() + s`.
-fn by_span(x: &[u64], d: usize, spans: &[usize]) -> Vec<u64> {
+/// with zeros to the widest: row `i`'s block `s` is row `i * spans.len() + s`, or with
+/// `span_major` row `s * rows + i`.
+fn by_span(x: &[u64], d: usize, spans: &[usize], span_major: bool) -> Vec<u64> {
     let width = spans.iter().copied().max().unwrap_or(0);
     let rows = x.len() / d.max(1);
-    let mut out = vec![0u64; rows * spans.len() * width];
-    let mut o = 0;
-    for row in x.chunks_exact(d.max(1)) {
+    let ns = spans.len();
+    let mut out = vec![0u64; rows * ns * width];
+    for (i, row) in x.chunks_exact(d.max(1)).enumerate() {
         let mut at = 0;
-        for &len in spans {
-            out[o..o + len].copy_from_slice(&row[at..at + len]);
+        for (s, &len) in spans.iter().enumerate() {
+            let r = if span_major { s * rows + i } else { i * ns + s };
+            out[r * width..r * width + len].copy_from_slice(&row[at..at + len]);
             at += len;
-            o += width;
         }
     }
     out
@@ -565,45 +597,40 @@ async fn generate<T: Transport>(
             split,
         } => {
             let (d, n, m) = (*d, pairs.rows(), pairs.cols());
-            // The masks are streams of this server's seed, as the dealer's servers draw them.
-            let sa = Stream::new(seed.clone(), stream, 0, n * d);
-            let sb = Stream::new(seed.clone(), stream, (n * d) as u64, m * d);
-            let (a, b) = (sa.draw(), sb.draw());
             let whole = [d];
             let spans: &[usize] = if blocks.is_empty() { &whole } else { blocks };
-            // C: over whole rows, or per block of columns as rows of their own.
-            let c_run = if *split && spans.len() > 1 {
-                let (ra, rb) = (by_span(&a, d, spans), by_span(&b, d, spans));
-                let width = spans.iter().copied().max().unwrap_or(0);
-                let ns = spans.len();
+            let (ns, width) = (spans.len(), spans.iter().copied().max().unwrap_or(0));
+            // The pair lists and packings first: a request too large is refused before any
+            // mask is drawn. C is over whole rows, or with `split` per block of columns, each
+            // block's rows a side of their own (span-major, so that blocks do not mix).
+            let split_c = *split && ns > 1;
+            let c_pairs = if split_c {
                 let mut rows = Vec::with_capacity(pairs.len() * ns);
                 let mut cols = Vec::with_capacity(pairs.len() * ns);
                 for sp in 0..ns {
                     for p in 0..pairs.len() {
                         let (i, j) = pairs.pair(p);
-                        rows.push((i * ns + sp) as u32);
-                        cols.push((j * ns + sp) as u32);
+                        rows.push((sp * n + i) as u32);
+                        cols.push((sp * m + j) as u32);
                     }
                 }
-                let sp_pairs = Pairs::list(n * ns, m * ns, rows, cols)?;
-                HeRun::new(sp_pairs, width, ra, rb)?
+                Pairs::list(n * ns, m * ns, rows, cols)?
             } else {
-                HeRun::new(pairs.clone(), d, a.clone(), b.clone())?
+                pairs.clone()
             };
+            let c_lay = he_layout(&c_pairs, if split_c { width } else { d })?;
             // Norms: every row of A and B against itself, a row per block of columns.
-            let norm_run = if blocks.is_empty() {
+            let norms = if blocks.is_empty() {
                 None
             } else {
-                let ns = spans.len();
-                let width = spans.iter().copied().max().unwrap_or(0);
-                let mut both = by_span(&a, d, spans);
-                both.extend_from_slice(&by_span(&b, d, spans));
                 let rows = (n + m) * ns;
                 let diag: Vec<u32> = (0..rows as u32).collect();
-                let pairs = Pairs::list(rows, rows, diag.clone(), diag)?;
-                Some(HeRun::new(pairs, width, both.clone(), both)?)
+                let diag = Pairs::list(rows, rows, diag.clone(), diag)?;
+                let lay = he_layout(&diag, width)?;
+                Some((diag, lay))
             };
-            let cost = c_run.cost() + norm_run.as_ref().map_or(Cost::default(), HeRun::cost);
+            let cost =
+                Cost::of(&c_lay) + norms.as_ref().map_or(Cost::default(), |n| Cost::of(&n.1));
             let limit = Cost::limit(max_multiply_adds, g.k());
             if !cost.within(&limit) {
                 // The figures stay in the server's log: they depend on both parties' rows,
@@ -617,11 +644,25 @@ async fn generate<T: Transport>(
                 );
                 return Err(too_large());
             }
-            let c = c_run.run(g).await?;
+            // The masks are streams of this server's seed, as the dealer's servers draw them.
+            let sa = Stream::new(seed.clone(), stream, 0, n * d);
+            let sb = Stream::new(seed.clone(), stream, (n * d) as u64, m * d);
+            let (a, b) = (sa.draw(), sb.draw());
+            let norm_rows = norms.as_ref().map(|_| {
+                let mut both = by_span(&a, d, spans, false);
+                both.extend_from_slice(&by_span(&b, d, spans, false));
+                both
+            });
+            let (x, y) = if split_c {
+                (by_span(&a, d, spans, true), by_span(&b, d, spans, true))
+            } else {
+                (a, b)
+            };
+            let c = HeRun::new(c_lay, c_pairs, x, y).run(g).await?;
             let mut parts = vec![Part::Stream(sa), Part::Stream(sb), Part::Words(c)];
-            if let Some(run) = norm_run {
-                let q = run.run(g).await?;
-                let (qa, qb) = q.split_at(n * spans.len());
+            if let (Some((diag, lay)), Some(rows)) = (norms, norm_rows) {
+                let q = HeRun::new(lay, diag, rows.clone(), rows).run(g).await?;
+                let (qa, qb) = q.split_at(n * ns);
                 parts.push(Part::Words(qa.to_vec()));
                 parts.push(Part::Words(qb.to_vec()));
             }
@@ -745,10 +786,13 @@ mod tests {
     fn jobs_too_large_for_ot_are_refused_before_they_start() {
         // The tests' narrow model and the default model on the shipped sample (311 + 311 rows,
         // width 648) fit; DBP15K fr-en's test rows (10,500 per side) at width 648 do not.
-        check_job(2, 62, 42).unwrap();
-        check_job(4, 62, 42).unwrap();
-        check_job(2, 622, 648).unwrap();
-        let e = check_job(2, 21_000, 648).unwrap_err().to_string();
+        let (tiny, default) = ([16, 16, 10], [256, 256, 136]);
+        check_job(2, 62, 42, &tiny, false).unwrap();
+        check_job(4, 62, 42, &tiny, true).unwrap();
+        check_job(2, 622, 648, &default, false).unwrap();
+        let e = check_job(2, 21_000, 648, &default, false)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("ring-LWE") && e.contains("correlation = \"dealer\""),
             "{e}"
@@ -758,18 +802,29 @@ mod tests {
         let first_refused = |k| {
             (1..400)
                 .map(|r| r * 250)
-                .find(|&rows| check_job(k, rows, 648).is_err())
+                .find(|&rows| check_job(k, rows, 648, &default, false).is_err())
                 .expect("some size is refused")
         };
         assert!(first_refused(3) < first_refused(2));
-        assert!(check_job(2, 62, 0).is_err() && check_job(2, 62, 4096).is_err());
+        assert!(check_job(2, 62, 0, &[], false).is_err());
+        assert!(check_job(2, 62, 4096, &[], false).is_err());
+        // C per block of columns costs more than C over whole rows, and less than a whole
+        // product per block (blocks do not mix).
+        let whole = job_cost(2_000, 648, &default, false).unwrap();
+        let split = job_cost(2_000, 648, &default, true).unwrap();
+        assert!(split.multiply_adds > whole.multiply_adds);
+        assert!(
+            split.multiply_adds < 2 * whole.multiply_adds,
+            "{split:?} vs {whole:?}"
+        );
     }
 
     #[test]
     fn oversized_bilinear_requests_are_refused_with_the_alternative() {
+        // 64 x 64 pairs of 2,048 values: 2^27 multiply-adds, above the tests' 2^24.
         let req = Request::Bilinear {
-            d: 1 << 10,
-            pairs: Pairs::dense(8, 8),
+            d: 1 << 11,
+            pairs: Pairs::dense(64, 64),
             blocks: vec![],
             split: false,
         };
@@ -780,6 +835,6 @@ mod tests {
         );
         // The message reaches both parties: it does not state the pair count, which depends
         // on the other party's rows.
-        assert!(!e.contains("64 pairs") && !e.contains("65536"), "{e}");
+        assert!(!e.contains("4096") && !e.contains("2048"), "{e}");
     }
 }

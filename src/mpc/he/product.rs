@@ -42,6 +42,7 @@
 //! make the flooding insufficient; authenticated material is future work (design.md).
 
 use crate::error::{Error, PeerName, Result};
+use crate::mpc::bit_pack::{Packer, Unpacker};
 use crate::mpc::he::rlwe::{Context, L, N, PK_STREAM, Sampler, SecretKey};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::Seed;
@@ -179,14 +180,25 @@ impl Layout {
         self.group * self.dims
     }
 
-    /// Words of one server's ciphertexts (seeds, public key, one ciphertext per chunk and
-    /// dimension; their `a`s come from the seed).
+    /// Words of one server's ciphertexts as sent (seeds, then the public key and one
+    /// ciphertext per chunk and `D` dimensions, their `a`s from the seed, residues in
+    /// [`RESIDUE_BITS`] bits).
     pub fn words_in(&self) -> u64 {
-        8 + (L * N) as u64 * (1 + (self.chunks.len() * self.cipher_dims()) as u64)
+        8 + packed_words(self.residues_in())
     }
 
-    /// Words of the results one evaluator returns to one encryptor.
+    /// Residues of one server's ciphertexts.
+    fn residues_in(&self) -> u64 {
+        (L * N) as u64 * (1 + (self.chunks.len() * self.cipher_dims()) as u64)
+    }
+
+    /// Words of the results one evaluator returns to one encryptor, as sent.
     pub fn words_back(&self) -> u64 {
+        packed_words(self.residues_back())
+    }
+
+    /// Residues of the results one evaluator returns to one encryptor.
+    fn residues_back(&self) -> u64 {
         (2 * OUT_L * N) as u64 * self.blocks.len() as u64
     }
 
@@ -203,6 +215,46 @@ impl Layout {
         let q = (i % self.group) * self.dims + self.dims - 1;
         Some((b, q * self.chunk + j % self.chunk))
     }
+}
+
+/// Bits of a residue on the wire (every prime is below `2^54`).
+pub const RESIDUE_BITS: u32 = 54;
+
+/// Words of `residues` residues packed in [`RESIDUE_BITS`] bits each.
+fn packed_words(residues: u64) -> u64 {
+    (residues * RESIDUE_BITS as u64).div_ceil(64)
+}
+
+/// Residues packed in [`RESIDUE_BITS`] bits each, a row of `N` (a whole number of words) at a
+/// time.
+fn pack(residues: &[u64]) -> Vec<u64> {
+    let row_words = packed_words(N as u64) as usize;
+    let mut out = vec![0u64; packed_words(residues.len() as u64) as usize];
+    out.par_chunks_mut(row_words)
+        .zip(residues.par_chunks(N))
+        .for_each(|(dst, src)| {
+            let mut p = Packer::with_capacity(row_words);
+            for &v in src {
+                p.push(v, RESIDUE_BITS);
+            }
+            dst.copy_from_slice(&p.words[..dst.len()]);
+        });
+    out
+}
+
+/// Inverse of [`pack`], for `count` residues (the words' number was checked against it).
+fn unpack(words: &[u64], count: usize) -> Vec<u64> {
+    let row_words = packed_words(N as u64) as usize;
+    let mut out = vec![0u64; count];
+    out.par_chunks_mut(N)
+        .zip(words.par_chunks(row_words))
+        .for_each(|(dst, src)| {
+            let mut u = Unpacker::new(src);
+            for v in dst.iter_mut() {
+                *v = u.take(RESIDUE_BITS);
+            }
+        });
+    out
 }
 
 /// `psi^e` for every NTT output run and plaintext coefficient: `zeta[l][r * R + q]` is the
@@ -613,8 +665,10 @@ impl Protocol for CrossProducts {
         };
         let enc = encrypt(Context::get(), &self.layout, &y);
         drop(y);
+        let mut msg = enc.message[..8].to_vec();
+        msg.extend_from_slice(&pack(&enc.message[8..]));
         self.state = State::Sent { key: enc.key, x };
-        Ok(Step::Send(self, enc.message))
+        Ok(Step::Send(self, msg))
     }
 
     fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
@@ -637,7 +691,11 @@ impl Protocol for CrossProducts {
                 let mut masks = vec![Vec::new(); self.k];
                 for (from, msg) in incoming.iter().enumerate() {
                     if from != self.me {
-                        (payloads[from], masks[from]) = evaluate(ctx, &lay, &values, msg, from)?;
+                        let mut full = msg[..8].to_vec();
+                        full.extend_from_slice(&unpack(&msg[8..], lay.residues_in() as usize));
+                        let (payload, mask) = evaluate(ctx, &lay, &values, &full, from)?;
+                        payloads[from] = pack(&payload);
+                        masks[from] = mask;
                     }
                 }
                 let expected = (0..self.k)
@@ -669,7 +727,7 @@ impl Protocol for CrossProducts {
                             ),
                         ));
                     }
-                    let vals = decrypt(ctx, &key, p, s)?;
+                    let vals = decrypt(ctx, &key, &unpack(p, lay.residues_back() as usize), s)?;
                     ring::add_assign(&mut sums, &vals);
                     ring::sub_assign(&mut sums, &masks[s]);
                 }
@@ -950,6 +1008,27 @@ mod tests {
             Ok(_) => panic!("a short message was accepted"),
         };
         assert!(err.contains("server 1"), "{err}");
+    }
+
+    #[test]
+    fn residues_travel_in_54_bits() {
+        let mut prg = Prg::new(&Seed([11; 32]), 0);
+        let p = crate::mpc::he::rlwe::PRIMES[0];
+        let mut v: Vec<u64> = (0..3 * N).map(|_| prg.next_u64() % p).collect();
+        v[5] = p - 1;
+        v[N] = 0;
+        let packed = pack(&v);
+        assert_eq!(packed.len() as u64, packed_words(v.len() as u64));
+        assert_eq!(packed.len() * 64, v.len() * 54);
+        assert_eq!(unpack(&packed, v.len()), v);
+        // A packed word that decodes to a non-residue is refused by the checks that follow.
+        let mut bad = packed.clone();
+        bad[0] |= (1u64 << 54) - 1;
+        let back = unpack(&bad, v.len());
+        let err = Context::get()
+            .check_residues(&back[..N], 1, "ciphertext 0")
+            .unwrap_err();
+        assert!(err.to_string().contains("not a residue"), "{err}");
     }
 
     #[test]

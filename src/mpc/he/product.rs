@@ -30,9 +30,10 @@
 //! noise, the modulus switch): per coefficient the statistical distance to `F` alone is at most
 //! the bound over `2F`, and the margin is [`STAT_BITS`] plus the log of the number of flooded
 //! coefficients, so all of a run's results are within `2^-40` of noise that does not depend on
-//! `X`. Finally it adds
-//! the encoding of a uniform mask `R` and keeps `-R` as its share. The encryptor decrypts
-//! `<X_i, Y_j> + R`: uniform.
+//! `X`. It adds the encoding of a uniform mask `R` and keeps `-R` as its share, and
+//! switches the result to the modulus `2^96` (`RESULT_BITS`: the bits below are flooding noise),
+//! a function of the flooded ciphertext alone. The encryptor decrypts `<X_i, Y_j> + R`:
+//! uniform.
 //!
 //! **What the evaluating server learns**: ciphertexts and a public key under a key it does not
 //! know (ring-LWE, 216-bit `q` at `N = 8192`, ternary secret, binomial noise of deviation 3.24:
@@ -43,7 +44,7 @@
 
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::bit_pack::{Packer, Unpacker};
-use crate::mpc::he::rlwe::{Context, L, N, PK_STREAM, Sampler, SecretKey};
+use crate::mpc::he::rlwe::{Context, L, N, PK_STREAM, RESULT_BITS, Sampler, SecretKey};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::Seed;
 use crate::mpc::protocol::{Protocol, Step, check_lengths};
@@ -192,14 +193,15 @@ impl Layout {
         (L * N) as u64 * (1 + (self.chunks.len() * self.cipher_dims()) as u64)
     }
 
-    /// Words of the results one evaluator returns to one encryptor, as sent.
+    /// Words of the results one evaluator returns to one encryptor, as sent: per block `2 N`
+    /// values of [`RESULT_BITS`] bits.
     pub fn words_back(&self) -> u64 {
-        packed_words(self.residues_back())
+        (self.values_back() * RESULT_BITS as u64).div_ceil(64)
     }
 
-    /// Residues of the results one evaluator returns to one encryptor.
-    fn residues_back(&self) -> u64 {
-        (2 * OUT_L * N) as u64 * self.blocks.len() as u64
+    /// Values (coefficients of `a` and `b`) of the results one evaluator returns.
+    fn values_back(&self) -> u64 {
+        (2 * N) as u64 * self.blocks.len() as u64
     }
 
     /// Multiply-adds of one evaluation (both parts of every block, every prime).
@@ -411,7 +413,51 @@ fn evaluate(
     message: &[u64],
     from: usize,
 ) -> Result<(Vec<u64>, Vec<u64>)> {
-    evaluate_with(ctx, lay, values, message, from, HARDENED)
+    let (level3, masks) = evaluate_with(ctx, lay, values, message, from, HARDENED)?;
+    Ok((to_results(ctx, &level3), masks))
+}
+
+/// Returned blocks modulo the three returned primes, switched to the modulus
+/// `2^RESULT_BITS`: per block `2 N` values (`a` then `b`), each as two words (low 64 bits, then
+/// the rest). The low bits dropped are below the flooding noise, and the switch is a function of
+/// the flooded ciphertext alone.
+fn to_results(ctx: &Context, level3: &[u64]) -> Vec<u64> {
+    let n = N;
+    let mut out = vec![0u64; level3.len() / (2 * OUT_L) * 4];
+    out.par_chunks_mut(4 * n)
+        .zip(level3.par_chunks_exact(2 * OUT_L * n))
+        .for_each(|(dst, block)| {
+            let (a, b) = block.split_at(OUT_L * n);
+            for (part, src) in [a, b].into_iter().enumerate() {
+                let v = ctx.to_power_of_two(OUT_L, src);
+                for (c, x) in v.iter().enumerate() {
+                    dst[part * 2 * n + 2 * c] = *x as u64;
+                    dst[part * 2 * n + 2 * c + 1] = (*x >> 64) as u64;
+                }
+            }
+        });
+    out
+}
+
+/// Results as sent: every value in [`RESULT_BITS`] bits.
+fn pack_results(results: &[u64]) -> Vec<u64> {
+    let mut p = Packer::with_capacity(results.len() * RESULT_BITS as usize / 128 + 1);
+    for pair in results.chunks_exact(2) {
+        p.push(pair[0], 64);
+        p.push(pair[1], RESULT_BITS - 64);
+    }
+    p.words
+}
+
+/// Inverse of [`pack_results`] for `values` values (the words' number was checked).
+fn unpack_results(words: &[u64], values: usize) -> Vec<u64> {
+    let mut u = Unpacker::new(words);
+    let mut out = Vec::with_capacity(2 * values);
+    for _ in 0..values {
+        out.push(u.take(64));
+        out.push(u.take(RESULT_BITS - 64));
+    }
+    out
 }
 
 fn evaluate_with(
@@ -567,25 +613,30 @@ fn evaluate_with(
     Ok((payload, masks))
 }
 
-/// Decrypts the blocks a peer returned: `N` values per block.
-fn decrypt(ctx: &Context, key: &SecretKey, payload: &[u64], from: usize) -> Result<Vec<u64>> {
+/// Decrypts the blocks a peer returned (in the form of [`to_results`]): `N` values per block.
+fn decrypt(ctx: &Context, key: &SecretKey, results: &[u64], from: usize) -> Result<Vec<u64>> {
     let n = N;
-    for (b, block) in payload.chunks_exact(2 * OUT_L * n).enumerate() {
-        ctx.check_residues(&block[..OUT_L * n], from, &format!("result {b}"))?;
-        ctx.check_residues(&block[OUT_L * n..], from, &format!("result {b}"))?;
+    let top = 1u64 << (RESULT_BITS - 64);
+    if let Some(pos) = results.iter().skip(1).step_by(2).position(|&h| h >= top) {
+        return Err(Error::protocol(
+            PeerName::Server(from),
+            format!("ring-LWE results: value {pos} exceeds {RESULT_BITS} bits"),
+        ));
     }
-    let mut out = vec![0u64; payload.len() / (2 * OUT_L)];
+    let wide = |w: &[u64]| -> Vec<u128> {
+        w.chunks_exact(2)
+            .map(|p| p[0] as u128 | (p[1] as u128) << 64)
+            .collect()
+    };
+    let mut out = vec![0u64; results.len() / 4];
     out.par_chunks_mut(n)
-        .zip(payload.par_chunks_exact(2 * OUT_L * n))
+        .zip(results.par_chunks_exact(4 * n))
         .for_each(|(vals, block)| {
-            let (a, b) = block.split_at(OUT_L * n);
-            let ph = key.phase(ctx, OUT_L, a, b);
-            let mut r = [0u64; OUT_L];
-            for (c, v) in vals.iter_mut().enumerate() {
-                for (l, x) in r.iter_mut().enumerate() {
-                    *x = ph[l * n + c];
-                }
-                *v = ctx.decode(OUT_L, &r).0;
+            let (a, b) = block.split_at(2 * n);
+            let ph = key.phase_pow2(ctx, &wide(a), &wide(b));
+            let shift = RESULT_BITS - 64;
+            for (v, p) in vals.iter_mut().zip(ph) {
+                *v = (p.wrapping_add(1 << (shift - 1)) >> shift) as u64;
             }
         });
     Ok(out)
@@ -694,7 +745,7 @@ impl Protocol for CrossProducts {
                         let mut full = msg[..8].to_vec();
                         full.extend_from_slice(&unpack(&msg[8..], lay.residues_in() as usize));
                         let (payload, mask) = evaluate(ctx, &lay, &values, &full, from)?;
-                        payloads[from] = pack(&payload);
+                        payloads[from] = pack_results(&payload);
                         masks[from] = mask;
                     }
                 }
@@ -727,7 +778,8 @@ impl Protocol for CrossProducts {
                             ),
                         ));
                     }
-                    let vals = decrypt(ctx, &key, &unpack(p, lay.residues_back() as usize), s)?;
+                    let results = unpack_results(p, lay.values_back() as usize);
+                    let vals = decrypt(ctx, &key, &results, s)?;
                     ring::add_assign(&mut sums, &vals);
                     ring::sub_assign(&mut sums, &masks[s]);
                 }
@@ -967,7 +1019,8 @@ mod tests {
         // their negation.
         let d = 2;
         let (p, key, masks) = view(&[0; 16], &[7; 16], d, HARDENED);
-        let vals = decrypt(Context::get(), &key, &p, 1).unwrap();
+        let ctx = Context::get();
+        let vals = decrypt(ctx, &key, &to_results(ctx, &p), 1).unwrap();
         assert_eq!(vals, masks);
         let ones: u32 = vals.iter().map(|v| v.count_ones()).sum();
         let ratio = ones as f64 / (64 * vals.len()) as f64;
@@ -991,10 +1044,10 @@ mod tests {
             "{err}"
         );
         let (mut payload, _) = evaluate(ctx, &lay, &values, &enc.message, 1).unwrap();
-        payload[7] = crate::mpc::he::rlwe::PRIMES[0];
+        payload[7] = 1 << (RESULT_BITS - 64);
         let err = decrypt(ctx, &enc.key, &payload, 0).unwrap_err().to_string();
         assert!(
-            err.contains("server 0") && err.contains("not a residue"),
+            err.contains("server 0") && err.contains("exceeds 96 bits"),
             "{err}"
         );
         // A round of the wrong length.
@@ -1008,6 +1061,45 @@ mod tests {
             Ok(_) => panic!("a short message was accepted"),
         };
         assert!(err.contains("server 1"), "{err}");
+    }
+
+    #[test]
+    fn results_switched_to_96_bits_decrypt_and_pack() {
+        // The flooded results of a real evaluation, switched: they decrypt to the same values,
+        // with the phase's distance to them far below the decoder's 2^31.
+        let (x, y): (Vec<u64>, Vec<u64>) = ((1..=24).collect(), (7..31).collect());
+        let (p, key, _) = view(&x, &y, 3, HARDENED);
+        let ctx = Context::get();
+        // Decrypted at the three primes, as before the switch.
+        let mut level3 = Vec::new();
+        for block in p.chunks_exact(2 * OUT_L * N) {
+            let (a, b) = block.split_at(OUT_L * N);
+            let ph = key.phase(ctx, OUT_L, a, b);
+            for c in 0..N {
+                let r: Vec<u64> = (0..OUT_L).map(|l| ph[l * N + c]).collect();
+                level3.push(ctx.decode(OUT_L, &r).0);
+            }
+        }
+        let results = to_results(ctx, &p);
+        assert_eq!(decrypt(ctx, &key, &results, 1).unwrap(), level3);
+        let wide = |w: &[u64]| -> Vec<u128> {
+            w.chunks_exact(2)
+                .map(|q| q[0] as u128 | (q[1] as u128) << 64)
+                .collect()
+        };
+        let (a, b) = results[..4 * N].split_at(2 * N);
+        let ph = key.phase_pow2(ctx, &wide(a), &wide(b));
+        let worst = ph
+            .iter()
+            .zip(&level3)
+            .map(|(p, v)| ((p.wrapping_sub((*v as u128) << 32) << 32) as i128 >> 32).unsigned_abs())
+            .max()
+            .unwrap();
+        assert!(worst < 1 << 27, "noise after the switch: {worst}");
+        // 96 bits each on the wire.
+        let packed = pack_results(&results);
+        assert_eq!(packed.len() * 64, results.len() / 2 * 96);
+        assert_eq!(unpack_results(&packed, results.len() / 2), results);
     }
 
     #[test]

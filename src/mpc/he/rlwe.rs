@@ -39,6 +39,10 @@ pub const PRIMES: [u64; 4] = [
 /// Number of primes of a fresh ciphertext.
 pub const L: usize = PRIMES.len();
 
+/// Bits of each coefficient of a returned ciphertext: results are switched from the returned
+/// primes to the modulus `2^RESULT_BITS`, keeping the bits above the flooding noise.
+pub const RESULT_BITS: u32 = 96;
+
 /// Half-width of the centred binomial noise (`eta = 21`: standard deviation 3.24, every sample
 /// in `[-21, 21]`).
 pub const ETA: u32 = 21;
@@ -65,6 +69,8 @@ pub struct Context {
     levels: Vec<Level>,
     /// `p_last^-1 mod p_i` (and Shoup) for dropping the last prime of level `l`, per `i < l - 1`.
     drop_inv: Vec<Vec<(u64, u64)>>,
+    /// Garner's constants over all primes: `inv[i][j] = p_j^-1 mod p_i` for `j < i`.
+    garner_inv: Vec<Vec<u64>>,
 }
 
 impl Context {
@@ -91,11 +97,64 @@ impl Context {
                     .collect()
             })
             .collect();
+        let garner_inv = (0..L)
+            .map(|i| {
+                let m = Modulus::new(PRIMES[i]);
+                (0..i).map(|j| m.inv(m.reduce(PRIMES[j]))).collect()
+            })
+            .collect();
         Context {
             ntt,
             levels,
             drop_inv,
+            garner_inv,
         }
+    }
+
+    /// `round(2^RESULT_BITS x / Q) mod 2^RESULT_BITS` for each coefficient `x` of a polynomial
+    /// of level `l` (coefficients): the switch of a ciphertext to the modulus `2^RESULT_BITS`.
+    /// It is computed as the decoder does, with 128 bits of `x / Q`, so it adds at most
+    /// `3 * 2^54 / 2^(128 - RESULT_BITS)` (below `2^24`) to the noise, besides the rounding.
+    pub fn to_power_of_two(&self, l: usize, poly: &[u64]) -> Vec<u128> {
+        let n = self.n();
+        let lv = self.level(l);
+        let mut out = vec![0u128; n];
+        for (c, o) in out.iter_mut().enumerate() {
+            let mut v: u128 = 0;
+            for i in 0..l {
+                let (t, ts) = lv.crt[i];
+                let y = self.modulus(i).mul_shoup(poly[i * n + c], t, ts);
+                v = v.wrapping_add((y as u128).wrapping_mul(lv.scale[i]));
+            }
+            let shift = 128 - RESULT_BITS;
+            *o = v.wrapping_add(1 << (shift - 1)) >> shift;
+        }
+        out
+    }
+
+    /// The integer of absolute value below `Q / 2` whose residues (all primes) are `r`,
+    /// modulo `2^128` (Garner's mixed radix; the top digit gives the sign).
+    fn centred(&self, r: &[u64]) -> u128 {
+        let mut digits = [0u64; L];
+        for i in 0..L {
+            let m = self.modulus(i);
+            let mut t = m.reduce(r[i]);
+            for (&dj, &inv) in digits[..i].iter().zip(&self.garner_inv[i]) {
+                t = m.mul(m.sub(t, m.reduce(dj)), inv);
+            }
+            digits[i] = t;
+        }
+        let mut v: u128 = 0;
+        let mut radix: u128 = 1;
+        for i in 0..L {
+            v = v.wrapping_add(radix.wrapping_mul(digits[i] as u128));
+            radix = radix.wrapping_mul(PRIMES[i] as u128);
+        }
+        // radix is now Q mod 2^128.
+        if digits[L - 1] > PRIMES[L - 1] / 2 {
+            v = v.wrapping_sub(radix);
+        }
+        v
     }
 
     /// Ring dimension.
@@ -451,6 +510,35 @@ impl SecretKey {
             }
         }
         prod
+    }
+
+    /// `b + a s mod 2^RESULT_BITS` for a ciphertext switched to that modulus. The product
+    /// `a s` is computed exactly (below `N 2^RESULT_BITS < Q / 2`) through the NTT of every
+    /// prime and Garner's reconstruction.
+    pub fn phase_pow2(&self, ctx: &Context, a: &[u128], b: &[u128]) -> Vec<u128> {
+        let n = ctx.n();
+        let mut prod = vec![0u64; L * n];
+        for (i, row) in prod.chunks_exact_mut(n).enumerate() {
+            let m = ctx.modulus(i);
+            for (o, &v) in row.iter_mut().zip(a) {
+                *o = m.reduce_wide(v);
+            }
+            ctx.ntt[i].forward(row);
+            for (o, &sv) in row.iter_mut().zip(&self.s[i * n..(i + 1) * n]) {
+                *o = m.mul(*o, sv);
+            }
+            ctx.ntt[i].inverse(row);
+        }
+        let mask = (1u128 << RESULT_BITS) - 1;
+        let mut r = [0u64; L];
+        (0..n)
+            .map(|c| {
+                for (i, x) in r.iter_mut().enumerate() {
+                    *x = prod[i * n + c];
+                }
+                ctx.centred(&r).wrapping_add(b[c]) & mask
+            })
+            .collect()
     }
 
     /// A public key `(a, -a s + e)` with `a` from `seed`: only `b` (NTT domain, all primes)

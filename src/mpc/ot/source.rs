@@ -124,7 +124,8 @@ impl Cost {
         use crate::mpc::he::rlwe::{L, N};
         let ring = (L * N) as u64;
         let inputs = (2 * ring).saturating_mul(chunks).saturating_mul(cd);
-        let held = blocks.saturating_mul(3 * ring + (2 * OUT_L * N) as u64);
+        // Blocks in all primes, then at three, then switched (two words per value).
+        let held = blocks.saturating_mul(3 * ring + (2 * OUT_L * N + 4 * N) as u64);
         let values = x_words.saturating_mul(L as u64);
         Cost {
             multiply_adds: (2 * ring * cd).saturating_mul(blocks),

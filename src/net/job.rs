@@ -122,7 +122,7 @@ impl JobSpec {
         // triples from random OTs; v14, no empty last round after random OTs; v15, two
         // dealer-free servers compare by the millionaires' protocol; v16, its groups share
         // choice words.
-        Ok(Digest(sha256("ppea job description v17", &[&bytes])))
+        Ok(Digest(sha256("ppea job description v18", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

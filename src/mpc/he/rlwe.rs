@@ -117,26 +117,23 @@ impl Context {
     /// `3 * 2^54 / 2^(128 - RESULT_BITS)` (below `2^24`) to the noise, besides the rounding.
     pub fn to_power_of_two(&self, l: usize, poly: &[u64]) -> Vec<u128> {
         let n = self.n();
-        let lv = self.level(l);
-        let mut out = vec![0u128; n];
-        for (c, o) in out.iter_mut().enumerate() {
-            let mut v: u128 = 0;
-            for i in 0..l {
-                let (t, ts) = lv.crt[i];
-                let y = self.modulus(i).mul_shoup(poly[i * n + c], t, ts);
-                v = v.wrapping_add((y as u128).wrapping_mul(lv.scale[i]));
-            }
-            let shift = 128 - RESULT_BITS;
-            *o = v.wrapping_add(1 << (shift - 1)) >> shift;
-        }
-        out
+        let shift = 128 - RESULT_BITS;
+        let mut r = [0u64; L];
+        (0..n)
+            .map(|c| {
+                for (i, x) in r.iter_mut().enumerate().take(l) {
+                    *x = poly[i * n + c];
+                }
+                self.fraction(l, &r).wrapping_add(1 << (shift - 1)) >> shift
+            })
+            .collect()
     }
 
-    /// The integer of absolute value below `Q / 2` whose residues (all primes) are `r`,
-    /// modulo `2^128` (Garner's mixed radix; the top digit gives the sign).
-    fn centred(&self, r: &[u64]) -> u128 {
+    /// The integer of absolute value far below `Q / 2` (`Q` of level `l`) whose residues are
+    /// `r`, modulo `2^128` (Garner's mixed radix; the top digit gives the sign).
+    fn centred(&self, l: usize, r: &[u64]) -> u128 {
         let mut digits = [0u64; L];
-        for i in 0..L {
+        for i in 0..l {
             let m = self.modulus(i);
             let mut t = m.reduce(r[i]);
             for (&dj, &inv) in digits[..i].iter().zip(&self.garner_inv[i]) {
@@ -146,12 +143,12 @@ impl Context {
         }
         let mut v: u128 = 0;
         let mut radix: u128 = 1;
-        for i in 0..L {
-            v = v.wrapping_add(radix.wrapping_mul(digits[i] as u128));
-            radix = radix.wrapping_mul(PRIMES[i] as u128);
+        for (d, &p) in digits.iter().zip(&PRIMES).take(l) {
+            v = v.wrapping_add(radix.wrapping_mul(*d as u128));
+            radix = radix.wrapping_mul(p as u128);
         }
         // radix is now Q mod 2^128.
-        if digits[L - 1] > PRIMES[L - 1] / 2 {
+        if digits[l - 1] > PRIMES[l - 1] / 2 {
             v = v.wrapping_sub(radix);
         }
         v
@@ -199,44 +196,38 @@ impl Context {
     /// `Q / 2^64`; up to about `2^56` of it is the approximation's).
     #[inline]
     pub fn decode(&self, l: usize, residues: &[u64]) -> (u64, u64) {
-        let lv = self.level(l);
-        let mut v: u128 = 0;
-        for (i, &x) in residues.iter().enumerate().take(l) {
-            let m = self.modulus(i);
-            let (c, cs) = lv.crt[i];
-            let y = m.mul_shoup(x, c, cs);
-            v = v.wrapping_add((y as u128).wrapping_mul(lv.scale[i]));
-        }
+        let v = self.fraction(l, residues);
         let r = v.wrapping_add(1 << 63);
         let frac = (v as u64).wrapping_add(1 << 63).wrapping_sub(1 << 63) as i64;
         ((r >> 64) as u64, frac.unsigned_abs())
+    }
+
+    /// `x / Q mod 1` in 128 bits, for `x` given by its residues at level `l` (the CRT:
+    /// `x / Q = sum_i y_i / p_i mod 1` with `y_i = x_i (Q / p_i)^-1 mod p_i`, each `1 / p_i` as
+    /// `floor(2^128 / p_i)`, off by less than `l 2^54` units of `2^-128`).
+    #[inline]
+    fn fraction(&self, l: usize, residues: &[u64]) -> u128 {
+        let lv = self.level(l);
+        let mut v: u128 = 0;
+        for (i, &x) in residues.iter().enumerate().take(l) {
+            let (c, cs) = lv.crt[i];
+            let y = self.modulus(i).mul_shoup(x, c, cs);
+            v = v.wrapping_add((y as u128).wrapping_mul(lv.scale[i]));
+        }
+        v
     }
 
     /// The noise of a phase at level 3 (residues of `b + a s`): its distance to the encoding
     /// of the nearest message, exact while below `2^107` (tests).
     #[cfg(test)]
     pub fn noise(&self, l: usize, residues: &[u64]) -> i128 {
-        assert_eq!(l, 3, "three primes");
         let (v, _) = self.decode(l, residues);
         let mut enc = [0u64; L];
         self.encode(l, v, &mut enc);
-        let (m1, m2, m3) = (self.modulus(0), self.modulus(1), self.modulus(2));
-        let r: Vec<u64> = (0..3)
+        let r: Vec<u64> = (0..l)
             .map(|i| self.modulus(i).sub(residues[i], enc[i]))
             .collect();
-        // Garner: E = r1 + p1 k2 + p1 p2 k3, with k3 centred.
-        let p1_2 = m2.inv(m2.reduce(m1.p));
-        let k2 = m2.mul(m2.sub(m2.reduce(r[1]), m2.reduce(r[0])), p1_2);
-        let p1_3 = m3.inv(m3.reduce(m1.p));
-        let p2_3 = m3.inv(m3.reduce(m2.p));
-        let t = m3.mul(m3.sub(m3.reduce(r[2]), m3.reduce(r[0])), p1_3);
-        let k3 = m3.mul(m3.sub(t, m3.reduce(k2)), p2_3);
-        let k3c = if k3 > m3.p / 2 {
-            k3 as i128 - m3.p as i128
-        } else {
-            k3 as i128
-        };
-        r[0] as i128 + m1.p as i128 * k2 as i128 + m1.p as i128 * m2.p as i128 * k3c
+        self.centred(l, &r) as i128
     }
 
     /// Divides a polynomial of level `l` (coefficients, `l` rows of `n`) by its last prime,
@@ -536,7 +527,7 @@ impl SecretKey {
                 for (i, x) in r.iter_mut().enumerate() {
                     *x = prod[i * n + c];
                 }
-                ctx.centred(&r).wrapping_add(b[c]) & mask
+                ctx.centred(L, &r).wrapping_add(b[c]) & mask
             })
             .collect()
     }

@@ -64,8 +64,9 @@ pub const MAX_PEERS: usize = 3;
 /// Primes of a returned ciphertext (the last of the fresh ones is dropped).
 pub const OUT_L: usize = L - 1;
 
-/// Largest row length accepted: with groups up to [`MAX_GROUP`], the flooding noise then fits
-/// the returned modulus (`flood_bits`).
+/// Largest row length accepted. Within the dealer-free source's work bound some packing's
+/// flooding noise fits the returned modulus for every row length up to it; `Layout::new`
+/// refuses pairs for which none does (`flood_bits`).
 pub const MAX_D: usize = 2048;
 
 /// Largest group of `X` rows (the plaintexts' evaluations cost `g` products per row, dimension,
@@ -380,7 +381,8 @@ pub fn flood_bits(lay: &Layout) -> Result<u32> {
         .iter()
         .map(|&p| (p as f64).log2())
         .sum();
-    // Flood plus bound below Q' / 2^65, with 2^-7 of it left for the decoder's approximation.
+    // Flood plus bound below Q' / 2^66.1: after the switch to 2^RESULT_BITS at most 2^29.9 of
+    // the decoder's 2^31, the rest for the switch's error (`Context::to_power_of_two`).
     if bits as f64 + 66.1 > q_out {
         return Err(Error::invalid(format!(
             "ring-LWE products of rows of {} in groups of {} with {} dimensions per \
@@ -616,6 +618,7 @@ fn evaluate_with(
 /// Decrypts the blocks a peer returned (in the form of [`to_results`]): `N` values per block.
 fn decrypt(ctx: &Context, key: &SecretKey, results: &[u64], from: usize) -> Result<Vec<u64>> {
     let n = N;
+    // `unpack_results` reads 32 bits for the high words; the check guards other callers.
     let top = 1u64 << (RESULT_BITS - 64);
     if let Some(pos) = results.iter().skip(1).step_by(2).position(|&h| h >= top) {
         return Err(Error::protocol(

@@ -113,8 +113,15 @@ impl Context {
 
     /// `round(2^RESULT_BITS x / Q) mod 2^RESULT_BITS` for each coefficient `x` of a polynomial
     /// of level `l` (coefficients): the switch of a ciphertext to the modulus `2^RESULT_BITS`.
-    /// It is computed as the decoder does, with 128 bits of `x / Q`, so it adds at most
-    /// `3 * 2^54 / 2^(128 - RESULT_BITS)` (below `2^24`) to the noise, besides the rounding.
+    /// It is computed as the decoder does, with 128 bits of `x / Q`: each value is off by
+    /// `e` in `[0, 2^19.2]` (`sum_i y_i frac(2^128 / p_i) / 2^32` with these primes) plus the
+    /// rounding. In `b` that adds at most `2^19.2 + 1/2` to the phase `b + a s`; in `a` it is
+    /// multiplied by the ternary secret, `sum_t e_t s_t`, which is not bounded below the
+    /// decoder's room (`2^31` less the scaled flood, at least `2^30.6`) for every `s` (`N 2^19.2 =
+    /// 2^32.2`), but is for all but a `2^-600` fraction of them: the `e_t` are a function of the
+    /// evaluator's `a` part, which does not depend on `s`, and Hoeffding's bound for a sum of
+    /// `N` independent terms of mean 0 and size at most `2^19.2` gives
+    /// `2 exp(-2^61.2 / (2^14 2^38.4))`.
     pub fn to_power_of_two(&self, l: usize, poly: &[u64]) -> Vec<u128> {
         let n = self.n();
         let shift = 128 - RESULT_BITS;

@@ -4,7 +4,7 @@
 //! exists and sums of a few residues never overflow a word. Products by a value `w` fixed for a
 //! whole loop use Shoup's precomputed quotient `w' = floor(w 2^64 / p)`: `a w mod p` is
 //! `a w - floor(a w' / 2^64) p`, which lies in `[0, 2p)` for every `a < 2^64`, so one
-//! conditional subtraction finishes it. Other reductions use Barrett's `floor(2^64 / p)`.
+//! conditional subtraction (a branch-free `min` with the wrapped difference) finishes it. Other reductions use Barrett's `floor(2^64 / p)`.
 
 /// A prime modulus below `2^54` with its precomputed reduction constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl Modulus {
     pub fn mul_shoup(&self, a: u64, w: u64, ws: u64) -> u64 {
         let q = ((a as u128 * ws as u128) >> 64) as u64;
         let r = a.wrapping_mul(w).wrapping_sub(q.wrapping_mul(self.p));
-        if r >= self.p { r - self.p } else { r }
+        r.min(r.wrapping_sub(self.p))
     }
 
     /// `a mod p` for any word.
@@ -52,7 +52,7 @@ impl Modulus {
     pub fn reduce(&self, a: u64) -> u64 {
         let q = ((a as u128 * self.barrett as u128) >> 64) as u64;
         let r = a.wrapping_sub(q.wrapping_mul(self.p));
-        if r >= self.p { r - self.p } else { r }
+        r.min(r.wrapping_sub(self.p))
     }
 
     /// `a mod p` for any 128-bit value.
@@ -73,13 +73,14 @@ impl Modulus {
     #[inline(always)]
     pub fn add(&self, a: u64, b: u64) -> u64 {
         let s = a + b;
-        if s >= self.p { s - self.p } else { s }
+        s.min(s.wrapping_sub(self.p))
     }
 
     /// `a - b mod p` for residues.
     #[inline(always)]
     pub fn sub(&self, a: u64, b: u64) -> u64 {
-        if a >= b { a - b } else { a + self.p - b }
+        let d = a.wrapping_sub(b);
+        d.min(d.wrapping_add(self.p))
     }
 
     /// `-a mod p` for a residue.

@@ -717,6 +717,20 @@ fn split_parts(
 
 /// The pieces of the blocks `blocks` (lengths of consecutive blocks of a row) within the
 /// columns `cols`: (block, length) for every block they meet, in order.
+/// Worker `wk`'s columns of the bilinear form (of `workers`, over rows as long as the bounds'
+/// blocks), and the pieces of the audit's blocks they hold (block, length): its request's row
+/// length and blocks of columns.
+pub fn worker_columns(
+    bounds: &UploadBounds,
+    workers: usize,
+    wk: usize,
+) -> (std::ops::Range<usize>, Vec<(usize, usize)>) {
+    let width = bounds.blocks.iter().sum();
+    let cols = crate::model::shard::Shards::rows(width, workers, wk);
+    let pieces = block_pieces(&bounds.blocks, &cols);
+    (cols, pieces)
+}
+
 fn block_pieces(blocks: &[usize], cols: &std::ops::Range<usize>) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -971,9 +985,8 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         (present, own_present)
     };
     let bounds = UploadBounds::new(p);
-    // This worker's columns, and the pieces of the audit's blocks they hold (block, length).
-    let cols = sh.columns(w, wk);
-    let pieces = block_pieces(&bounds.blocks, &cols);
+    let (cols, pieces) = worker_columns(&bounds, workers, wk);
+    debug_assert_eq!(cols, sh.columns(w, wk));
     let row_audit = crate::mpc::beaver::RowAudit {
         blocks: pieces.iter().map(|&(_, l)| l).collect(),
         subsets: crate::model::upload_check::AUDIT_SUBSETS,

@@ -638,14 +638,14 @@ pub(crate) async fn run_compute(
     let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
     if spec.params.correlation == Correlation::Ot {
         let p = &spec.params;
-        // Each worker's bilinear form covers its share of the columns (and of each block).
-        let spans: Vec<usize> = crate::model::upload_check::UploadBounds::new(p)
-            .blocks
-            .iter()
-            .map(|b| b.div_ceil(workers))
-            .collect();
-        let width = spans.iter().sum::<usize>().max(1);
-        ot::source::check_job(k, na + nb, width, &spans, p.explain)?;
+        // Each worker's bilinear form covers its share of the columns (and pieces of the
+        // blocks): every worker's request must fit.
+        let bounds = crate::model::upload_check::UploadBounds::new(p);
+        for wk in 0..workers {
+            let (cols, pieces) = crate::model::align::worker_columns(&bounds, workers, wk);
+            let spans: Vec<usize> = pieces.iter().map(|&(_, l)| l).collect();
+            ot::source::check_job(k, na, nb, cols.len(), &spans, p.explain)?;
+        }
     }
     // The dealer, unless the servers make the correlated randomness themselves.
     let dealer_link = match &spec.dealer {

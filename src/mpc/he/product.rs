@@ -97,38 +97,27 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The packing for `pairs` of `n x d` and `m x d` rows whose traffic is least (the group
-    /// size with the fewest words of ciphertexts, counting both directions).
+    /// The packing for `pairs` of `n x d` and `m x d` rows whose traffic is least
+    /// ([`least_traffic`] over [`packings`]).
     pub fn new(pairs: &Pairs, d: usize) -> Result<Layout> {
-        if d == 0 || d > MAX_D {
-            return Err(Error::invalid(format!(
-                "ring-LWE products take rows of 1 to {MAX_D} values, not {d}"
-            )));
-        }
-        let mut best: Option<(u64, Layout)> = None;
-        let mut runs = 1;
-        while runs <= MAX_GROUP {
-            let mut g = 1;
-            while g <= runs {
-                let dims = runs / g;
-                if dims <= d.next_power_of_two() {
-                    let lay = Layout::with_packing(pairs, d, g, dims);
-                    let cost = lay.words_in() + lay.words_back();
-                    if flood_bits(&lay).is_ok() && best.as_ref().is_none_or(|(c, _)| cost < *c) {
-                        best = Some((cost, lay));
-                    }
-                }
-                g *= 2;
-            }
-            runs *= 2;
-        }
-        best.map(|(_, lay)| lay).ok_or_else(|| {
-            Error::invalid(format!(
-                "ring-LWE products of {} pairs of rows of {d}: too many results for the flooding \
-                 noise to fit the returned modulus",
-                pairs.len()
-            ))
-        })
+        Layout::within(pairs, d, |_| true)
+    }
+
+    /// The packing whose traffic is least among those whose [`Shape`] `fits` (a work bound).
+    pub fn within(pairs: &Pairs, d: usize, fits: impl Fn(&Shape) -> bool) -> Result<Layout> {
+        check_width(d)?;
+        let layouts = packings(d).map(|(g, dims)| {
+            let lay = Layout::with_packing(pairs, d, g, dims);
+            (lay.shape(), lay)
+        });
+        least_traffic(layouts, fits)
+            .map(|(_, lay)| lay)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "ring-LWE products of {} pairs of rows of {d}: no packing fits the flooding                      noise into the returned modulus within the bound",
+                    pairs.len()
+                ))
+            })
     }
 
     /// The packing with `group` rows of `X` per group and one dimension per ciphertext.
@@ -172,6 +161,87 @@ impl Layout {
         }
     }
 
+    /// The packing's size: what it sends, holds and computes.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            d: self.d,
+            group: self.group,
+            dims: self.dims,
+            chunks: self.chunks.len() as u64,
+            blocks: self.blocks.len() as u64,
+        }
+    }
+
+    /// Ciphertexts per chunk: `ceil(d / D)`.
+    pub fn cipher_dims(&self) -> usize {
+        self.shape().cipher_dims()
+    }
+
+    /// NTT runs on which the plaintexts are constant: `g D = N / w`.
+    pub fn runs(&self) -> usize {
+        self.shape().runs()
+    }
+
+    /// Words of one server's ciphertexts as sent ([`Shape::words_in`]).
+    pub fn words_in(&self) -> u64 {
+        self.shape().words_in()
+    }
+
+    /// Words of the results one evaluator returns to one encryptor ([`Shape::words_back`]).
+    pub fn words_back(&self) -> u64 {
+        self.shape().words_back()
+    }
+
+    /// Multiply-adds of one evaluation ([`Shape::multiply_adds`]).
+    pub fn multiply_adds(&self) -> u64 {
+        self.shape().multiply_adds()
+    }
+
+    /// The block and coefficient that hold pair `(i, j)` (`None` if no block covers it, which
+    /// cannot happen for the pairs the layout was built from).
+    pub fn locate(&self, i: usize, j: usize) -> Option<(usize, usize)> {
+        let key = ((j / self.chunk) as u32, (i / self.group) as u32);
+        let b = self.blocks.binary_search(&key).ok()?;
+        let q = (i % self.group) * self.dims + self.dims - 1;
+        Some((b, q * self.chunk + j % self.chunk))
+    }
+}
+
+/// Refuses row lengths outside `1..=MAX_D`.
+fn check_width(d: usize) -> Result<()> {
+    if d == 0 || d > MAX_D {
+        return Err(Error::invalid(format!(
+            "ring-LWE products take rows of 1 to {MAX_D} values, not {d}"
+        )));
+    }
+    Ok(())
+}
+
+/// The size of a packing, from its parameters and how many chunks and blocks the pairs need:
+/// everything the traffic, the work and the flooding noise depend on. A [`Layout`] has one; the
+/// dealer-free source's pre-checks make one for a dense grid, a superset of any job's pairs, so
+/// that the packing they accept is one [`Layout::within`] can choose (fewer chunks and blocks
+/// never cost more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Row length.
+    pub d: usize,
+    /// Rows of `X` per group (`g`).
+    pub group: usize,
+    /// Dimensions per ciphertext (`D`).
+    pub dims: usize,
+    /// Chunks of `Y` rows that some pair needs.
+    pub chunks: u64,
+    /// Blocks `(chunk, group)` that some pair needs.
+    pub blocks: u64,
+}
+
+impl Shape {
+    /// Rows of `Y` per chunk (`w = N / (g D)`).
+    pub fn chunk(&self) -> usize {
+        N / self.runs()
+    }
+
     /// Ciphertexts per chunk: `ceil(d / D)`.
     pub fn cipher_dims(&self) -> usize {
         self.d.div_ceil(self.dims)
@@ -191,33 +261,87 @@ impl Layout {
 
     /// Residues of one server's ciphertexts.
     fn residues_in(&self) -> u64 {
-        (L * N) as u64 * (1 + (self.chunks.len() * self.cipher_dims()) as u64)
+        ((L * N) as u64).saturating_mul(1 + self.chunks.saturating_mul(self.cipher_dims() as u64))
     }
 
     /// Words of the results one evaluator returns to one encryptor, as sent: per block `2 N`
     /// values of [`RESULT_BITS`] bits.
     pub fn words_back(&self) -> u64 {
-        (self.values_back() * RESULT_BITS as u64).div_ceil(64)
+        (self.values_back().saturating_mul(RESULT_BITS as u64)).div_ceil(64)
     }
 
     /// Values (coefficients of `a` and `b`) of the results one evaluator returns.
     fn values_back(&self) -> u64 {
-        (2 * N) as u64 * self.blocks.len() as u64
+        (2 * N) as u64 * self.blocks
     }
 
     /// Multiply-adds of one evaluation (both parts of every block, every prime).
     pub fn multiply_adds(&self) -> u64 {
-        (2 * L * N * self.cipher_dims()) as u64 * self.blocks.len() as u64
+        ((2 * L * N * self.cipher_dims()) as u64).saturating_mul(self.blocks)
     }
 
-    /// The block and coefficient that hold pair `(i, j)` (`None` if no block covers it, which
-    /// cannot happen for the pairs the layout was built from).
-    pub fn locate(&self, i: usize, j: usize) -> Option<(usize, usize)> {
-        let key = ((j / self.chunk) as u32, (i / self.group) as u32);
-        let b = self.blocks.binary_search(&key).ok()?;
-        let q = (i % self.group) * self.dims + self.dims - 1;
-        Some((b, q * self.chunk + j % self.chunk))
+    /// Bits of the flooding noise: [`STAT_BITS`] plus the log of the number of flooded
+    /// coefficients above the bound on the rest of the returned noise (see the module docs),
+    /// or an error if the returned modulus cannot hold it.
+    pub fn flood_bits(&self) -> Result<u32> {
+        let n = N as f64;
+        let eta = crate::mpc::he::rlwe::ETA as f64;
+        // Sum over a chunk's ciphertexts of (e + rounding) times P: ||P||_1 <= g D 2^63.
+        let mult = (self.cipher_dims() * self.runs()) as f64 * (eta + 0.5) * 2f64.powi(63);
+        // u e_pk + e_1 s + e_2, then the switch: divided by the dropped prime, plus its
+        // rounding.
+        let pk = 2.0 * n * eta + eta;
+        let dropped = crate::mpc::he::rlwe::PRIMES[L - 1] as f64;
+        let bound = (mult + pk) / dropped + (1.0 + n) / 2.0;
+        // One more bit than the bound's log, for the floating-point estimate.
+        let coefficients = n * self.blocks.max(1) as f64 * MAX_PEERS as f64;
+        let bits = bound.log2().ceil() as u32 + 1 + STAT_BITS + coefficients.log2().ceil() as u32;
+        // Decryption needs noise below Q' / 2^65 (with room for the decoder's approximation).
+        let q_out: f64 = crate::mpc::he::rlwe::PRIMES[..OUT_L]
+            .iter()
+            .map(|&p| (p as f64).log2())
+            .sum();
+        // Flood plus bound below Q' / 2^66.1: after the switch to 2^RESULT_BITS at most 2^29.9
+        // of the decoder's 2^31, the rest for the switch's error (`Context::to_power_of_two`).
+        if bits as f64 + 66.1 > q_out {
+            return Err(Error::invalid(format!(
+                "ring-LWE products of rows of {} in groups of {} with {} dimensions per \
+                 ciphertext: the flooding noise ({bits} bits) does not fit the returned modulus",
+                self.d, self.group, self.dims
+            )));
+        }
+        Ok(bits)
     }
+}
+
+/// The packings `(g, D)` considered for rows of `d`: `g D` a power of two up to [`MAX_GROUP`],
+/// `D` at most `d` rounded up to a power of two.
+pub fn packings(d: usize) -> impl Iterator<Item = (usize, usize)> {
+    let runs = (0..=MAX_GROUP.trailing_zeros()).map(|e| 1usize << e);
+    runs.flat_map(move |r| {
+        (0..=r.trailing_zeros())
+            .map(move |e| (1usize << e, r >> e))
+            .filter(move |&(_, dims)| dims <= d.next_power_of_two())
+    })
+}
+
+/// Of `candidates`, the one with the fewest words sent (both directions) whose flooding noise
+/// fits and whose shape `fits` a bound; ties go to the first.
+pub fn least_traffic<T>(
+    candidates: impl Iterator<Item = (Shape, T)>,
+    fits: impl Fn(&Shape) -> bool,
+) -> Option<(Shape, T)> {
+    let mut best: Option<(u64, Shape, T)> = None;
+    for (shape, t) in candidates {
+        let words = shape.words_in().saturating_add(shape.words_back());
+        if best.as_ref().is_none_or(|(w, _, _)| words < *w)
+            && shape.flood_bits().is_ok()
+            && fits(&shape)
+        {
+            best = Some((words, shape, t));
+        }
+    }
+    best.map(|(_, shape, t)| (shape, t))
 }
 
 /// Bits of a residue on the wire (every prime is below `2^54`).
@@ -225,7 +349,7 @@ pub const RESIDUE_BITS: u32 = 54;
 
 /// Words of `residues` residues packed in [`RESIDUE_BITS`] bits each.
 fn packed_words(residues: u64) -> u64 {
-    (residues * RESIDUE_BITS as u64).div_ceil(64)
+    residues.saturating_mul(RESIDUE_BITS as u64).div_ceil(64)
 }
 
 /// Residues packed in [`RESIDUE_BITS`] bits each, a row of `N` (a whole number of words) at a
@@ -323,6 +447,8 @@ fn plaintext_values(ctx: &Context, lay: &Layout, x: &[u64]) -> Vec<u64> {
 /// One server's keys and ciphertexts of its share of `Y`.
 struct Encrypted {
     key: SecretKey,
+    /// As sent: the public key's and the ciphertexts' seeds (8 words), then the public key's
+    /// `b` and every ciphertext's `b`, `N` residues a row, packed ([`pack`]).
     message: Vec<u64>,
 }
 
@@ -348,49 +474,23 @@ fn encrypt(ctx: &Context, lay: &Layout, y: &[u64]) -> Encrypted {
                 }
             }
             let mut s = Sampler::new(&noise_seed, t as u64);
-            key.encrypt(ctx, &mut s, &ct_seed, 1 + t as u64, &msg)
+            pack(&key.encrypt(ctx, &mut s, &ct_seed, 1 + t as u64, &msg))
         })
         .collect();
+    // The wire form: seeds, then every row of `N` residues in [`RESIDUE_BITS`] bits.
     let mut message = Vec::with_capacity(lay.words_in() as usize);
     message.extend_from_slice(&pk_seed.to_words());
     message.extend_from_slice(&ct_seed.to_words());
-    message.extend_from_slice(&pk);
+    message.extend_from_slice(&pack(&pk));
     for c in cts {
         message.extend_from_slice(&c);
     }
     Encrypted { key, message }
 }
 
-/// Bits of the flooding noise for a layout: [`STAT_BITS`] plus the log of the number of flooded
-/// coefficients above the bound on the rest of the returned noise (see the module docs), or an
-/// error if the returned modulus cannot hold it.
+/// Bits of the flooding noise for a layout ([`Shape::flood_bits`]).
 pub fn flood_bits(lay: &Layout) -> Result<u32> {
-    let n = N as f64;
-    let eta = crate::mpc::he::rlwe::ETA as f64;
-    // Sum over a chunk's ciphertexts of (e + rounding) times P: ||P||_1 <= g D 2^63.
-    let mult = (lay.cipher_dims() * lay.runs()) as f64 * (eta + 0.5) * 2f64.powi(63);
-    // u e_pk + e_1 s + e_2, then the switch: divided by the dropped prime, plus its rounding.
-    let pk = 2.0 * n * eta + eta;
-    let dropped = crate::mpc::he::rlwe::PRIMES[L - 1] as f64;
-    let bound = (mult + pk) / dropped + (1.0 + n) / 2.0;
-    // One more bit than the bound's log, for the floating-point estimate.
-    let coefficients = (N * lay.blocks.len().max(1) * MAX_PEERS) as f64;
-    let bits = bound.log2().ceil() as u32 + 1 + STAT_BITS + coefficients.log2().ceil() as u32;
-    // Decryption needs noise below Q' / 2^65 (with room for the decoder's approximation).
-    let q_out: f64 = crate::mpc::he::rlwe::PRIMES[..OUT_L]
-        .iter()
-        .map(|&p| (p as f64).log2())
-        .sum();
-    // Flood plus bound below Q' / 2^66.1: after the switch to 2^RESULT_BITS at most 2^29.9 of
-    // the decoder's 2^31, the rest for the switch's error (`Context::to_power_of_two`).
-    if bits as f64 + 66.1 > q_out {
-        return Err(Error::invalid(format!(
-            "ring-LWE products of rows of {} in groups of {} with {} dimensions per \
-             ciphertext: the flooding noise ({bits} bits) does not fit the returned modulus",
-            lay.d, lay.group, lay.dims
-        )));
-    }
-    Ok(bits)
+    lay.shape().flood_bits()
 }
 
 /// What the evaluator does to its results before returning them (all of it, except in the
@@ -406,8 +506,9 @@ const HARDENED: Hardening = Hardening {
     flood: true,
 };
 
-/// Evaluates a peer's ciphertexts on this server's plaintext values: the payload to return
-/// and this server's masks (`N` per block; its share is their negation).
+/// Evaluates a peer's ciphertexts (as sent) on this server's plaintext values: the payload
+/// to return ([`pack_results`] of [`to_results`], [`Shape::words_back`] words) and this
+/// server's masks (`N` per block; its share is their negation).
 fn evaluate(
     ctx: &Context,
     lay: &Layout,
@@ -415,8 +516,13 @@ fn evaluate(
     message: &[u64],
     from: usize,
 ) -> Result<(Vec<u64>, Vec<u64>)> {
-    let (level3, masks) = evaluate_with(ctx, lay, values, message, from, HARDENED)?;
-    Ok((to_results(ctx, &level3), masks))
+    let per_block = (lay.words_back() / lay.blocks.len().max(1) as u64) as usize;
+    let mut payload = vec![0u64; lay.words_back() as usize];
+    let masks = evaluate_with(ctx, lay, values, message, from, HARDENED, |b0, level3| {
+        let words = pack_results(&to_results(ctx, &level3));
+        payload[b0 * per_block..b0 * per_block + words.len()].copy_from_slice(&words);
+    })?;
+    Ok((payload, masks))
 }
 
 /// Returned blocks modulo the three returned primes, switched to the modulus
@@ -462,6 +568,20 @@ fn unpack_results(words: &[u64], values: usize) -> Vec<u64> {
     out
 }
 
+/// Blocks evaluated at a time: their sums are re-randomised, switched and handed on before
+/// the next batch, so that an evaluator holds a batch's ciphertexts in all primes (64 MiB
+/// with the parts they are gathered from) rather than every block's.
+pub const BATCH_BLOCKS: usize = 64;
+
+/// Chunks a batch covers at most: their ciphertexts are expanded (`a` from the seed, `b`
+/// unpacked) for the batch.
+pub const BATCH_CHUNKS: usize = 8;
+
+/// Evaluates a peer's ciphertexts (as sent) on `values`, [`BATCH_BLOCKS`] blocks of at most
+/// [`BATCH_CHUNKS`] chunks at a time,
+/// handing each batch's hardened blocks (`2 OUT_L N` residues each, `a` then `b`, at the three
+/// returned primes) to `emit` with the index of its first block; returns the masks (`N` per
+/// block).
 fn evaluate_with(
     ctx: &Context,
     lay: &Layout,
@@ -469,161 +589,245 @@ fn evaluate_with(
     message: &[u64],
     from: usize,
     hard: Hardening,
-) -> Result<(Vec<u64>, Vec<u64>)> {
+    mut emit: impl FnMut(usize, Vec<u64>),
+) -> Result<Vec<u64>> {
     let (runs, w, cd, n) = (lay.runs(), lay.chunk, lay.cipher_dims(), N);
     let seed = |at: usize| Seed::from_words(message[at..at + 4].try_into().expect("4 words"));
     let (pk_seed, ct_seed) = (seed(0), seed(4));
-    let body = &message[8..];
-    ctx.check_residues(&body[..L * n], from, "public key")?;
-    for (t, ct) in body[L * n..].chunks_exact(L * n).enumerate() {
-        ctx.check_residues(ct, from, &format!("ciphertext {t}"))?;
-    }
+    // Row `r` of the message: `L` rows of the public key, then `L` per ciphertext.
+    let row_words = packed_words(N as u64) as usize;
+    let row = |r: usize| unpack(&message[8 + r * row_words..8 + (r + 1) * row_words], N);
+    let rows = (message.len() - 8) / row_words;
+    // Every residue checked before any work (unpacked a row at a time).
+    (0..rows).into_par_iter().try_for_each(|r| {
+        let what = if r < L {
+            "public key".to_string()
+        } else {
+            format!("ciphertext {}", r / L - 1)
+        };
+        let mut padded = vec![0u64; L * N];
+        padded[(r % L) * N..(r % L + 1) * N].copy_from_slice(&row(r));
+        ctx.check_residues(&padded, from, &what)
+    })?;
     let pk_a = ctx.uniform(L, &pk_seed, PK_STREAM);
-    let pk_b = &body[..L * n];
-    let bs = &body[L * n..];
-    let per = lay.chunks.len() * cd;
-    let a_all: Vec<u64> = (0..per)
-        .into_par_iter()
-        .flat_map_iter(|t| ctx.uniform(L, &ct_seed, 1 + t as u64))
-        .collect();
-    // Blocks of each chunk (blocks are sorted by chunk).
-    let mut spans = Vec::with_capacity(lay.chunks.len());
-    let mut start = 0;
-    for ci in 0..lay.chunks.len() {
-        let end = start
-            + lay.block_chunk[start..]
-                .iter()
-                .take_while(|&&c| c as usize == ci)
-                .count();
-        spans.push(start..end);
-        start = end;
-    }
-    // Accumulate every (chunk, prime, run) over the dimensions, for a tile of groups at a time.
+    let pk_b: Vec<u64> = (0..L).flat_map(row).collect();
+    let bits = flood_bits(lay)?;
+    let fresh = Seed::random();
+    let nb = lay.blocks.len();
+    let mut masks = vec![0u64; nb * n];
     let tile = ((1usize << 19) / (32 * w)).max(1);
-    let tasks: Vec<(usize, usize, usize)> = (0..lay.chunks.len())
-        .flat_map(|ci| (0..L).flat_map(move |l| (0..runs).map(move |r| (ci, l, r))))
-        .collect();
-    let parts: Vec<Vec<u64>> = tasks
-        .par_iter()
-        .map(|&(ci, l, r)| {
-            let m = ctx.modulus(l);
-            let blocks = &lay.blocks[spans[ci].clone()];
-            let mut out = vec![0u64; blocks.len() * 2 * w];
-            let mut acc = vec![0u128; tile * 2 * w];
-            for (ti, tb) in blocks.chunks(tile).enumerate() {
-                acc.iter_mut().for_each(|v| *v = 0);
-                for k in 0..cd {
-                    let at = (ci * cd + k) * L * n + l * n + r * w;
-                    let (sa, sb) = (&a_all[at..at + w], &bs[at..at + w]);
-                    for (t, &(_, h)) in tb.iter().enumerate() {
-                        let v = values[((h as usize * L + l) * runs + r) * cd + k] as u128;
-                        let (aa, ab) = acc[t * 2 * w..(t + 1) * 2 * w].split_at_mut(w);
-                        for ((x, y), (&ca, &cb)) in
-                            aa.iter_mut().zip(ab.iter_mut()).zip(sa.iter().zip(sb))
-                        {
-                            *x += ca as u128 * v;
-                            *y += cb as u128 * v;
+    let mut b0 = 0;
+    while b0 < nb {
+        let last = (lay.block_chunk[b0] as usize + BATCH_CHUNKS).min(lay.chunks.len());
+        let chunk_end = b0 + lay.block_chunk[b0..].partition_point(|&c| (c as usize) < last);
+        let b1 = (b0 + BATCH_BLOCKS).min(chunk_end);
+        // The chunks of this batch, and each one's blocks within it (blocks are sorted by
+        // chunk).
+        let (c0, c1) = (
+            lay.block_chunk[b0] as usize,
+            lay.block_chunk[b1 - 1] as usize + 1,
+        );
+        let spans: Vec<std::ops::Range<usize>> = (c0..c1)
+            .map(|ci| {
+                let lo = b0 + lay.block_chunk[b0..b1].partition_point(|&c| (c as usize) < ci);
+                let hi = b0 + lay.block_chunk[b0..b1].partition_point(|&c| (c as usize) <= ci);
+                lo..hi
+            })
+            .collect();
+        // The batch's ciphertexts: `a` from the seed, `b` as sent, `L N` each.
+        let cts = (c0 * cd..c1 * cd).len();
+        let ct_a: Vec<u64> = (c0 * cd..c1 * cd)
+            .into_par_iter()
+            .flat_map_iter(|t| ctx.uniform(L, &ct_seed, 1 + t as u64))
+            .collect();
+        let ct_b: Vec<u64> = (0..cts * L)
+            .into_par_iter()
+            .flat_map_iter(|r| row(L * (1 + c0 * cd) + r))
+            .collect();
+        // Accumulate every (chunk, prime, run) over the dimensions, a tile of groups at a time.
+        let tasks: Vec<(usize, usize, usize)> = (c0..c1)
+            .flat_map(|ci| (0..L).flat_map(move |l| (0..runs).map(move |r| (ci, l, r))))
+            .collect();
+        let parts: Vec<Vec<u64>> = tasks
+            .par_iter()
+            .map(|&(ci, l, r)| {
+                let m = ctx.modulus(l);
+                let blocks = &lay.blocks[spans[ci - c0].clone()];
+                let mut out = vec![0u64; blocks.len() * 2 * w];
+                let mut acc = vec![0u128; tile * 2 * w];
+                for (ti, tb) in blocks.chunks(tile).enumerate() {
+                    acc.iter_mut().for_each(|v| *v = 0);
+                    for k in 0..cd {
+                        let at = ((ci - c0) * cd + k) * L * n + l * n + r * w;
+                        let (sa, sb) = (&ct_a[at..at + w], &ct_b[at..at + w]);
+                        for (t, &(_, h)) in tb.iter().enumerate() {
+                            let v = values[((h as usize * L + l) * runs + r) * cd + k] as u128;
+                            let (aa, ab) = acc[t * 2 * w..(t + 1) * 2 * w].split_at_mut(w);
+                            for ((x, y), (&ca, &cb)) in
+                                aa.iter_mut().zip(ab.iter_mut()).zip(sa.iter().zip(sb))
+                            {
+                                *x += ca as u128 * v;
+                                *y += cb as u128 * v;
+                            }
+                        }
+                    }
+                    for t in 0..tb.len() {
+                        let dst = &mut out[(ti * tile + t) * 2 * w..(ti * tile + t + 1) * 2 * w];
+                        for (o, &s) in dst.iter_mut().zip(&acc[t * 2 * w..(t + 1) * 2 * w]) {
+                            *o = m.reduce_wide(s);
                         }
                     }
                 }
-                for t in 0..tb.len() {
-                    let dst = &mut out[(ti * tile + t) * 2 * w..(ti * tile + t + 1) * 2 * w];
-                    for (o, &s) in dst.iter_mut().zip(&acc[t * 2 * w..(t + 1) * 2 * w]) {
-                        *o = m.reduce_wide(s);
-                    }
-                }
+                out
+            })
+            .collect();
+        drop((ct_a, ct_b));
+        // Scatter into the batch's blocks: a then b, each L rows of N.
+        let mut blocks = vec![0u64; (b1 - b0) * 2 * L * n];
+        for (&(ci, l, r), part) in tasks.iter().zip(&parts) {
+            for (t, b) in spans[ci - c0].clone().enumerate() {
+                let src = &part[t * 2 * w..(t + 1) * 2 * w];
+                let base = (b - b0) * 2 * L * n;
+                blocks[base + l * n + r * w..base + l * n + (r + 1) * w].copy_from_slice(&src[..w]);
+                blocks[base + (L + l) * n + r * w..base + (L + l) * n + (r + 1) * w]
+                    .copy_from_slice(&src[w..]);
             }
-            out
-        })
-        .collect();
-    // Scatter into blocks: a then b, each L rows of N.
-    let nb = lay.blocks.len();
-    let mut blocks = vec![0u64; nb * 2 * L * n];
-    for (&(ci, l, r), part) in tasks.iter().zip(&parts) {
-        for (t, b) in spans[ci].clone().enumerate() {
-            let src = &part[t * 2 * w..(t + 1) * 2 * w];
-            let base = b * 2 * L * n;
-            blocks[base + l * n + r * w..base + l * n + (r + 1) * w].copy_from_slice(&src[..w]);
-            blocks[base + (L + l) * n + r * w..base + (L + l) * n + (r + 1) * w]
-                .copy_from_slice(&src[w..]);
+        }
+        drop(parts);
+        // Re-randomise, switch, flood, mask.
+        let mut payload = vec![0u64; (b1 - b0) * 2 * OUT_L * n];
+        payload
+            .par_chunks_mut(2 * OUT_L * n)
+            .zip(masks[b0 * n..b1 * n].par_chunks_mut(n))
+            .zip(blocks.par_chunks_mut(2 * L * n))
+            .enumerate()
+            .for_each(|(t, ((out, mask), block))| {
+                let b = b0 + t;
+                harden(ctx, hard, bits, &fresh, b, (&pk_a, &pk_b), block, out, mask);
+            });
+        drop(blocks);
+        emit(b0, payload);
+        b0 = b1;
+    }
+    Ok(masks)
+}
+
+/// Re-randomises block `b` (`2 L N` residues, in NTT form) with an encryption of zero under
+/// the encryptor's public key `pk`, drops the last prime, floods it with `bits` bits and adds
+/// its mask, into `out` (`2 OUT_L N`) and `mask` (`N`), from the stream `b` of `fresh`.
+#[allow(clippy::too_many_arguments)]
+fn harden(
+    ctx: &Context,
+    hard: Hardening,
+    bits: u32,
+    fresh: &Seed,
+    b: usize,
+    (pk_a, pk_b): (&[u64], &[u64]),
+    block: &mut [u64],
+    out: &mut [u64],
+    mask: &mut [u64],
+) {
+    let n = N;
+    let mut s = Sampler::new(fresh, b as u64);
+    let (ca, cb) = block.split_at_mut(L * n);
+    let mut u = ctx.small(L, &s.ternary(n));
+    ctx.forward(&mut u);
+    for l in (0..L).filter(|_| hard.rerandomize) {
+        let m = ctx.modulus(l);
+        let row = l * n..(l + 1) * n;
+        for (((xa, xb), &uv), (&pa, &pb)) in ca[row.clone()]
+            .iter_mut()
+            .zip(cb[row.clone()].iter_mut())
+            .zip(&u[row.clone()])
+            .zip(pk_a[row.clone()].iter().zip(&pk_b[row]))
+        {
+            *xa = m.add(*xa, m.mul(uv, pa));
+            *xb = m.add(*xb, m.mul(uv, pb));
         }
     }
-    drop(parts);
-    // Re-randomise, switch, flood, mask.
-    let bits = flood_bits(lay)?;
-    let fresh = Seed::random();
-    let mut payload = vec![0u64; nb * 2 * OUT_L * n];
-    let mut masks = vec![0u64; nb * n];
-    payload
-        .par_chunks_mut(2 * OUT_L * n)
-        .zip(masks.par_chunks_mut(n))
-        .zip(blocks.par_chunks_mut(2 * L * n))
+    ctx.inverse(ca);
+    ctx.inverse(cb);
+    let e1 = ctx.small(L, &s.noise(n));
+    let e2 = ctx.small(L, &s.noise(n));
+    for (l, ((xa, xb), (&v1, &v2))) in ca
+        .iter_mut()
+        .zip(cb.iter_mut())
+        .zip(e1.iter().zip(&e2))
         .enumerate()
-        .for_each(|(b, ((out, mask), block))| {
-            let mut s = Sampler::new(&fresh, b as u64);
-            let (ca, cb) = block.split_at_mut(L * n);
-            let mut u = ctx.small(L, &s.ternary(n));
-            ctx.forward(&mut u);
-            for l in (0..L).filter(|_| hard.rerandomize) {
-                let m = ctx.modulus(l);
-                let row = l * n..(l + 1) * n;
-                for (((xa, xb), &uv), (&pa, &pb)) in ca[row.clone()]
-                    .iter_mut()
-                    .zip(cb[row.clone()].iter_mut())
-                    .zip(&u[row.clone()])
-                    .zip(pk_a[row.clone()].iter().zip(&pk_b[row]))
-                {
-                    *xa = m.add(*xa, m.mul(uv, pa));
-                    *xb = m.add(*xb, m.mul(uv, pb));
-                }
-            }
-            ctx.inverse(ca);
-            ctx.inverse(cb);
-            let e1 = ctx.small(L, &s.noise(n));
-            let e2 = ctx.small(L, &s.noise(n));
-            for (l, ((xa, xb), (&v1, &v2))) in ca
-                .iter_mut()
-                .zip(cb.iter_mut())
-                .zip(e1.iter().zip(&e2))
-                .enumerate()
-                .filter(|_| hard.rerandomize)
-            {
-                let m = ctx.modulus(l / n);
-                *xa = m.add(*xa, v1);
-                *xb = m.add(*xb, v2);
-            }
-            let a2 = ctx.drop_last(L, ca);
-            let mut b2 = ctx.drop_last(L, cb);
-            let flood = if hard.flood {
-                s.flood(ctx, OUT_L, bits)
-            } else {
-                vec![0; OUT_L * n]
-            };
-            let mut enc = [0u64; L];
-            for (c, m_out) in mask.iter_mut().enumerate() {
-                *m_out = s.word();
-                ctx.encode(OUT_L, *m_out, &mut enc);
-                for (l, e) in enc.iter().enumerate().take(OUT_L) {
-                    let m = ctx.modulus(l);
-                    let at = l * n + c;
-                    b2[at] = m.add(m.add(b2[at], *e), flood[at]);
-                }
-            }
-            out[..OUT_L * n].copy_from_slice(&a2);
-            out[OUT_L * n..].copy_from_slice(&b2);
-        });
-    Ok((payload, masks))
+        .filter(|_| hard.rerandomize)
+    {
+        let m = ctx.modulus(l / n);
+        *xa = m.add(*xa, v1);
+        *xb = m.add(*xb, v2);
+    }
+    let a2 = ctx.drop_last(L, ca);
+    let mut b2 = ctx.drop_last(L, cb);
+    let flood = if hard.flood {
+        s.flood(ctx, OUT_L, bits)
+    } else {
+        vec![0; OUT_L * n]
+    };
+    let mut enc = [0u64; L];
+    for (c, m_out) in mask.iter_mut().enumerate() {
+        *m_out = s.word();
+        ctx.encode(OUT_L, *m_out, &mut enc);
+        for (l, e) in enc.iter().enumerate().take(OUT_L) {
+            let m = ctx.modulus(l);
+            let at = l * n + c;
+            b2[at] = m.add(m.add(b2[at], *e), flood[at]);
+        }
+    }
+    out[..OUT_L * n].copy_from_slice(&a2);
+    out[OUT_L * n..].copy_from_slice(&b2);
 }
 
 /// Decrypts the blocks a peer returned (in the form of [`to_results`]): `N` values per block.
+#[cfg(test)]
 fn decrypt(ctx: &Context, key: &SecretKey, results: &[u64], from: usize) -> Result<Vec<u64>> {
+    let mut out = vec![0u64; results.len() / 4];
+    out.par_chunks_mut(N)
+        .zip(results.par_chunks_exact(4 * N))
+        .try_for_each(|(vals, block)| decrypt_block(ctx, key, block, from, vals))?;
+    Ok(out)
+}
+
+/// Adds to `sums` (`N` per block) the values of the blocks a peer returned, as sent
+/// ([`pack_results`]; the length was checked), a block at a time.
+fn decrypt_into(
+    ctx: &Context,
+    key: &SecretKey,
+    packed: &[u64],
+    from: usize,
+    sums: &mut [u64],
+) -> Result<()> {
+    let per_block = packed.len() / (sums.len() / N).max(1);
+    sums.par_chunks_mut(N)
+        .zip(packed.par_chunks_exact(per_block.max(1)))
+        .try_for_each(|(sum, words)| {
+            let results = unpack_results(words, 2 * N);
+            let mut vals = vec![0u64; N];
+            decrypt_block(ctx, key, &results, from, &mut vals)?;
+            ring::add_assign(sum, &vals);
+            Ok(())
+        })
+}
+
+/// Decrypts one returned block (`4 N` words: `2 N` values of two words, `a` then `b`) into
+/// `vals`.
+fn decrypt_block(
+    ctx: &Context,
+    key: &SecretKey,
+    block: &[u64],
+    from: usize,
+    vals: &mut [u64],
+) -> Result<()> {
     let n = N;
     // `unpack_results` reads 32 bits for the high words; the check guards other callers.
     let top = 1u64 << (RESULT_BITS - 64);
-    if let Some(pos) = results.iter().skip(1).step_by(2).position(|&h| h >= top) {
+    if let Some(pos) = block.iter().skip(1).step_by(2).position(|&h| h >= top) {
         return Err(Error::protocol(
             PeerName::Server(from),
-            format!("ring-LWE results: value {pos} exceeds {RESULT_BITS} bits"),
+            format!("ring-LWE results: value {pos} of a block exceeds {RESULT_BITS} bits"),
         ));
     }
     let wide = |w: &[u64]| -> Vec<u128> {
@@ -631,18 +835,13 @@ fn decrypt(ctx: &Context, key: &SecretKey, results: &[u64], from: usize) -> Resu
             .map(|p| p[0] as u128 | (p[1] as u128) << 64)
             .collect()
     };
-    let mut out = vec![0u64; results.len() / 4];
-    out.par_chunks_mut(n)
-        .zip(results.par_chunks_exact(4 * n))
-        .for_each(|(vals, block)| {
-            let (a, b) = block.split_at(2 * n);
-            let ph = key.phase_pow2(ctx, &wide(a), &wide(b));
-            let shift = RESULT_BITS - 64;
-            for (v, p) in vals.iter_mut().zip(ph) {
-                *v = (p.wrapping_add(1 << (shift - 1)) >> shift) as u64;
-            }
-        });
-    Ok(out)
+    let (a, b) = block.split_at(2 * n);
+    let ph = key.phase_pow2(ctx, &wide(a), &wide(b));
+    let shift = RESULT_BITS - 64;
+    for (v, p) in vals.iter_mut().zip(ph) {
+        *v = (p.wrapping_add(1 << (shift - 1)) >> shift) as u64;
+    }
+    Ok(())
 }
 
 /// The protocol: shares of `sum over servers s != t of <X^t_i, Y^s_j>` for every pair (the
@@ -667,7 +866,8 @@ enum State {
     },
     Returned {
         key: SecretKey,
-        masks: Vec<Vec<u64>>,
+        /// The sum of the masks of every peer's results (`N` per block).
+        masks: Vec<u64>,
     },
     Finished,
 }
@@ -719,10 +919,8 @@ impl Protocol for CrossProducts {
         };
         let enc = encrypt(Context::get(), &self.layout, &y);
         drop(y);
-        let mut msg = enc.message[..8].to_vec();
-        msg.extend_from_slice(&pack(&enc.message[8..]));
         self.state = State::Sent { key: enc.key, x };
-        Ok(Step::Send(self, msg))
+        Ok(Step::Send(self, enc.message))
     }
 
     fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
@@ -742,16 +940,16 @@ impl Protocol for CrossProducts {
                 let values = plaintext_values(ctx, &lay, &x);
                 drop(x);
                 let mut payloads = vec![Vec::new(); self.k];
-                let mut masks = vec![Vec::new(); self.k];
+                // The masks of every peer's results, summed: this server's share is minus that.
+                let mut masks = vec![0u64; lay.blocks.len() * N];
                 for (from, msg) in incoming.iter().enumerate() {
                     if from != self.me {
-                        let mut full = msg[..8].to_vec();
-                        full.extend_from_slice(&unpack(&msg[8..], lay.residues_in() as usize));
-                        let (payload, mask) = evaluate(ctx, &lay, &values, &full, from)?;
-                        payloads[from] = pack_results(&payload);
-                        masks[from] = mask;
+                        let (payload, mask) = evaluate(ctx, &lay, &values, msg, from)?;
+                        payloads[from] = payload;
+                        ring::add_assign(&mut masks, &mask);
                     }
                 }
+                drop(incoming);
                 let expected = (0..self.k)
                     .map(|s| {
                         if s == self.me {
@@ -766,7 +964,8 @@ impl Protocol for CrossProducts {
             }
             State::Returned { key, masks } => {
                 // This server's ciphertexts, evaluated by each peer.
-                let mut sums = vec![0u64; lay.blocks.len() * N];
+                let mut sums = masks;
+                ring::neg_assign(&mut sums);
                 for (s, p) in incoming.iter().enumerate() {
                     if s == self.me {
                         continue;
@@ -781,10 +980,7 @@ impl Protocol for CrossProducts {
                             ),
                         ));
                     }
-                    let results = unpack_results(p, lay.values_back() as usize);
-                    let vals = decrypt(ctx, &key, &results, s)?;
-                    ring::add_assign(&mut sums, &vals);
-                    ring::sub_assign(&mut sums, &masks[s]);
+                    decrypt_into(ctx, &key, p, s, &mut sums)?;
                 }
                 let out = (0..self.pairs.len())
                     .map(|p| {
@@ -885,6 +1081,17 @@ mod tests {
             Some((8, 4)),
             3,
         );
+        // More blocks than a batch: batches end inside a chunk and chunks inside a batch.
+        let cols: Vec<u32> = (0..150u32)
+            .flat_map(|i| [i * 977 % 20_000, (i * 31 + 5) % 20_000])
+            .collect();
+        let pairs = Pairs::sparse(150, 20_000, 2, cols).unwrap();
+        let lay = Layout::with_packing(&pairs, 2, 1, 1);
+        assert!(
+            lay.blocks.len() > 3 * BATCH_BLOCKS && lay.chunks.len() == 3,
+            "{lay:?}"
+        );
+        check(2, pairs, 2, Some((1, 1)), 4);
         // A small side packs several dimensions per ciphertext.
         let lay = Layout::new(&Pairs::dense(300, 300), 648).unwrap();
         assert!(lay.dims > 1, "{lay:?}");
@@ -938,7 +1145,12 @@ mod tests {
         let lay = Layout::with_group(&pairs, d, 8);
         let enc = encrypt(ctx, &lay, y);
         let values = plaintext_values(ctx, &lay, x);
-        let (payload, masks) = evaluate_with(ctx, &lay, &values, &enc.message, 1, hard).unwrap();
+        let mut payload = Vec::new();
+        let masks = evaluate_with(ctx, &lay, &values, &enc.message, 1, hard, |b0, batch| {
+            assert_eq!(payload.len(), b0 * 2 * OUT_L * N);
+            payload.extend_from_slice(&batch);
+        })
+        .unwrap();
         (payload, enc.key, masks)
     }
 
@@ -1038,7 +1250,8 @@ mod tests {
         let enc = encrypt(ctx, &lay, &[1, 2, 3]);
         let values = plaintext_values(ctx, &lay, &[4, 5, 6]);
         let mut bad = enc.message.clone();
-        bad[8 + L * N + 5] = u64::MAX;
+        // The first residue of ciphertext 0 (after the public key's rows), all ones.
+        bad[8 + L * packed_words(N as u64) as usize] |= (1 << RESIDUE_BITS) - 1;
         let err = evaluate(ctx, &lay, &values, &bad, 1)
             .unwrap_err()
             .to_string();
@@ -1046,9 +1259,10 @@ mod tests {
             err.contains("server 1") && err.contains("not a residue"),
             "{err}"
         );
-        let (mut payload, _) = evaluate(ctx, &lay, &values, &enc.message, 1).unwrap();
-        payload[7] = 1 << (RESULT_BITS - 64);
-        let err = decrypt(ctx, &enc.key, &payload, 0).unwrap_err().to_string();
+        let (payload, _) = evaluate(ctx, &lay, &values, &enc.message, 1).unwrap();
+        let mut results = unpack_results(&payload, lay.shape().values_back() as usize);
+        results[7] = 1 << (RESULT_BITS - 64);
+        let err = decrypt(ctx, &enc.key, &results, 0).unwrap_err().to_string();
         assert!(
             err.contains("server 0") && err.contains("exceeds 96 bits"),
             "{err}"

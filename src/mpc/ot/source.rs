@@ -51,7 +51,7 @@ use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::{and_words_for, tree_and_words};
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
-use crate::mpc::he::product::{CrossProducts, Layout};
+use crate::mpc::he::product::{CrossProducts, Layout, Shape, least_traffic, packings};
 use crate::mpc::millionaire::{MillionaireMaterial, choice_words, groups};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
@@ -104,52 +104,45 @@ impl Cost {
         self.multiply_adds <= limit.multiply_adds && self.held_bytes <= limit.held_bytes
     }
 
-    /// The cost of one evaluation of `lay`.
-    pub fn of(lay: &Layout) -> Cost {
-        let cd = lay.cipher_dims() as u64;
-        // The plaintexts' values: every group's rows, `R` runs per ciphertext.
-        let x_words = (lay.n.div_ceil(lay.group) * lay.runs()) as u64 * cd;
-        Cost::counts(
-            cd,
-            lay.chunks.len() as u64,
-            lay.blocks.len() as u64,
-            x_words,
-        )
-    }
-
-    /// The cost of an evaluation of `cd` ciphertexts per chunk over `chunks` chunks and
-    /// `blocks` blocks, with `x_words` plaintext values per prime.
-    fn counts(cd: u64, chunks: u64, blocks: u64, x_words: u64) -> Cost {
-        use crate::mpc::he::product::OUT_L;
-        use crate::mpc::he::rlwe::{L, N};
-        let ring = (L * N) as u64;
-        let inputs = (2 * ring).saturating_mul(chunks).saturating_mul(cd);
-        // Blocks in all primes, then at three, then switched (two words per value).
-        let held = blocks.saturating_mul(3 * ring + (2 * OUT_L * N + 4 * N) as u64);
-        let values = x_words.saturating_mul(L as u64);
+    /// What is left of `self` after `used`.
+    fn minus(&self, used: &Cost) -> Cost {
         Cost {
-            multiply_adds: (2 * ring * cd).saturating_mul(blocks),
-            held_bytes: 8u64.saturating_mul(inputs.saturating_add(held).saturating_add(values)),
+            multiply_adds: self.multiply_adds.saturating_sub(used.multiply_adds),
+            held_bytes: self.held_bytes.saturating_sub(used.held_bytes),
         }
     }
 
-    /// The cost of the packing (one dimension per ciphertext) that [`Layout::new`] would
-    /// prefer, the one with the fewest words sent, for `rows` rows of `X` of width `d` whose
-    /// chunks and blocks at group `g` (and chunk `N / g`) are `shape(g, N / g)`.
-    fn least(d: usize, rows: u64, shape: impl Fn(u64, u64) -> (u64, u64)) -> Cost {
-        use crate::mpc::he::product::{MAX_GROUP, OUT_L};
+    /// The cost of one evaluation of a packing of `shape` whose `X` has `x_rows` rows: its
+    /// multiply-adds, and what a server holds for one peer ([`crate::mpc::he::product`]).
+    pub fn of(shape: &Shape, x_rows: usize) -> Cost {
+        use crate::mpc::he::product::{BATCH_BLOCKS, BATCH_CHUNKS, OUT_L};
         use crate::mpc::he::rlwe::{L, N};
-        (0..=MAX_GROUP.trailing_zeros())
-            .map(|e| {
-                let g = 1u64 << e;
-                let (chunks, blocks) = shape(g, N as u64 / g);
-                let words = (L * N) as u64 * chunks * d as u64 + (2 * OUT_L * N) as u64 * blocks;
-                let x_words = rows.div_ceil(g) * g * d as u64;
-                (words, Cost::counts(d as u64, chunks, blocks, x_words))
-            })
-            .min_by_key(|(words, _)| *words)
-            .expect("at least one group size")
-            .1
+        let (n, ring, cd) = (N as u64, (L * N) as u64, shape.cipher_dims() as u64);
+        // A batch: its chunks' ciphertexts expanded (a and b), its blocks' parts and sums in
+        // all primes, hardened at three, switched (two words per value).
+        let batch_cts = shape
+            .chunks
+            .min(BATCH_CHUNKS as u64)
+            .saturating_mul(cd * 2 * ring);
+        let batch =
+            shape.blocks.min(BATCH_BLOCKS as u64) * (4 * ring + 2 * OUT_L as u64 * n + 4 * n);
+        // Per block: the masks, the results sent (96 bits per value, 3 N words) until they
+        // leave, then the results received from the peer; a word of margin.
+        let per_block = shape.blocks.saturating_mul(5 * n);
+        // The plaintexts' values: every group's rows, `R` runs per ciphertext, every prime.
+        let x_words = (x_rows.div_ceil(shape.group) as u64)
+            .saturating_mul((shape.runs() * L) as u64)
+            .saturating_mul(cd);
+        let words = shape
+            .words_in()
+            .saturating_add(batch_cts)
+            .saturating_add(batch)
+            .saturating_add(per_block)
+            .saturating_add(x_words);
+        Cost {
+            multiply_adds: shape.multiply_adds(),
+            held_bytes: 8u64.saturating_mul(words),
+        }
     }
 }
 
@@ -163,22 +156,33 @@ fn too_large() -> Error {
     )
 }
 
-/// Refuses, before anything is computed, a dealer-free job whose bilinear form would need more
-/// than the default bound ([`job_cost`]).
-pub fn check_job(k: usize, rows: usize, width: usize, spans: &[usize], split: bool) -> Result<()> {
-    let cost = job_cost(rows, width, spans, split)?;
-    let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
-    if !cost.within(&limit) {
-        tracing::warn!(?cost, ?limit, rows, width, "dealer-free job too large");
-        return Err(too_large());
-    }
-    Ok(())
+/// Refuses, before anything is computed, a dealer-free job whose bilinear form no packing fits
+/// within the default bound ([`job_cost`]).
+pub fn check_job(
+    k: usize,
+    na: usize,
+    nb: usize,
+    width: usize,
+    spans: &[usize],
+    split: bool,
+) -> Result<()> {
+    job_cost(k, na, nb, width, spans, split).map(|_| ())
 }
 
-/// The cost per peer of a dealer-free job's bilinear form if its `rows` (both sides) were split
-/// evenly and every pair were a candidate (the products cost what a dense form costs unless the
-/// candidates cluster), with rows of `width` and their norms.
-pub fn job_cost(rows: usize, width: usize, spans: &[usize], split: bool) -> Result<Cost> {
+/// The cost per peer of a dealer-free job's bilinear form between `na` and `nb` rows of `width`
+/// (with `spans`, their norms too) if every pair were a candidate, with the packings a
+/// bilinear request would choose ([`Request::Bilinear`] in [`make`]), or the refusal if none
+/// fits the default bound for `k` servers. The dense grid holds every request's pairs, and
+/// fewer pairs never cost more with the same packing, so a job this accepts is never refused
+/// later for its size.
+pub fn job_cost(
+    k: usize,
+    na: usize,
+    nb: usize,
+    width: usize,
+    spans: &[usize],
+    split: bool,
+) -> Result<Cost> {
     let widest = spans.iter().copied().max().unwrap_or(width);
     if width == 0 || width.max(widest) > crate::mpc::he::product::MAX_D {
         return Err(Error::invalid(format!(
@@ -186,36 +190,155 @@ pub fn job_cost(rows: usize, width: usize, spans: &[usize], split: bool) -> Resu
             crate::mpc::he::product::MAX_D
         )));
     }
-    let half = rows.div_ceil(2) as u64;
-    // Every pair of the two halves (per block of columns with `split`, the blocks' rows
-    // side by side), then every row of every block against itself (chunk c holds rows
-    // c w .. (c + 1) w, so its blocks are its groups).
+    let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
+    let (na, nb) = (na as u64, nb as u64);
     let ns = spans.len().max(1) as u64;
-    let dense = if split && ns > 1 {
-        let side = half * ns;
-        Cost::least(widest, side, |g, w| {
-            (side.div_ceil(w), ns * half.div_ceil(w) * half.div_ceil(g))
-        })
+    // The norms: every row of every block against itself (chunk c holds rows c w .. (c + 1) w,
+    // so its blocks are its groups, or the chunk if groups are larger).
+    let norms = if spans.is_empty() {
+        Cost::default()
     } else {
-        Cost::least(width, half, |g, w| {
-            let chunks = half.div_ceil(w);
-            (chunks, chunks * half.div_ceil(g))
-        })
+        let rows = (na + nb) * ns;
+        least_dense(widest, rows, &limit, |g, w| {
+            (rows.div_ceil(w), rows.div_ceil(g.min(w)))
+        })?
     };
-    if spans.is_empty() {
-        return Ok(dense);
-    }
-    let rows = rows as u64 * ns;
-    let norms = Cost::least(widest, rows, |g, w| (rows.div_ceil(w), rows.div_ceil(g)));
-    Ok(dense + norms)
+    // C: every pair; with `split`, per block of columns, the blocks' rows span-major.
+    let budget = limit.minus(&norms);
+    let c = if split && ns > 1 {
+        least_dense(widest, na * ns, &budget, |g, w| {
+            let touched = |from: u64, len: u64, size: u64| {
+                if len == 0 {
+                    0
+                } else {
+                    (from + len - 1) / size - from / size + 1
+                }
+            };
+            let blocks = (0..ns)
+                .map(|sp| touched(sp * nb, nb, w) * touched(sp * na, na, g))
+                .sum();
+            ((ns * nb).div_ceil(w), blocks)
+        })?
+    } else {
+        least_dense(width, na, &budget, |g, w| {
+            let chunks = nb.div_ceil(w);
+            (chunks, chunks * na.div_ceil(g))
+        })?
+    };
+    Ok(c + norms)
 }
 
-/// The packing of a bilinear request's products, or the refusal of a request too large for it.
-fn he_layout(pairs: &Pairs, d: usize) -> Result<Layout> {
-    Layout::new(pairs, d).map_err(|e| {
-        tracing::warn!(error = %e, pairs = pairs.len(), d, "dealer-free job too large");
+/// The cost of the packing a request would choose ([`he_layout`]) for a dense set of pairs
+/// of rows of `d`, `x_rows` rows of `X`, whose chunks and blocks at group `g` and chunk `w` are
+/// `shape(g, w)`, within `budget`; the refusal if none fits.
+fn least_dense(
+    d: usize,
+    x_rows: u64,
+    budget: &Cost,
+    shape: impl Fn(u64, u64) -> (u64, u64),
+) -> Result<Cost> {
+    use crate::mpc::he::rlwe::N;
+    let x_rows = x_rows as usize;
+    let shapes = packings(d).map(|(group, dims)| {
+        let (chunks, blocks) = shape(group as u64, (N / (group * dims)) as u64);
+        let s = Shape {
+            d,
+            group,
+            dims,
+            chunks,
+            blocks,
+        };
+        (s, ())
+    });
+    match least_traffic(shapes, |s| Cost::of(s, x_rows).within(budget)) {
+        Some((s, ())) => Ok(Cost::of(&s, x_rows)),
+        None => {
+            tracing::warn!(?budget, x_rows, d, "dealer-free job too large");
+            Err(too_large())
+        }
+    }
+}
+
+/// The packing of a bilinear request's products with the least traffic within `budget`, or
+/// the refusal of a request too large for it.
+fn he_layout(pairs: &Pairs, d: usize, budget: &Cost) -> Result<Layout> {
+    let x_rows = pairs.rows();
+    Layout::within(pairs, d, |s| Cost::of(s, x_rows).within(budget)).map_err(|e| {
+        tracing::warn!(error = %e, pairs = pairs.len(), d, ?budget, "dealer-free job too large");
         too_large()
     })
+}
+
+/// The ring-LWE product runs of a bilinear request, chosen before any mask is drawn.
+struct BilinearPlan {
+    /// C's pairs: the request's, or with `split` per block of columns, each block's rows a
+    /// side of their own (span-major, so that blocks do not mix).
+    c_pairs: Pairs,
+    c_lay: Layout,
+    split_c: bool,
+    /// With blocks: every row of A and B against itself, a row per block of columns.
+    norms: Option<(Pairs, Layout)>,
+}
+
+impl BilinearPlan {
+    /// The runs of `Request::Bilinear { d, pairs, blocks, split }` within `limit`: the norms
+    /// first, C within what they leave (as [`job_cost`] estimates them), or the refusal.
+    fn new(
+        d: usize,
+        pairs: &Pairs,
+        blocks: &[usize],
+        split: bool,
+        limit: &Cost,
+    ) -> Result<BilinearPlan> {
+        let (n, m) = (pairs.rows(), pairs.cols());
+        let ns = blocks.len().max(1);
+        let width = blocks.iter().copied().max().unwrap_or(d);
+        let split_c = split && ns > 1;
+        let c_pairs = if split_c {
+            let mut rows = Vec::with_capacity(pairs.len() * ns);
+            let mut cols = Vec::with_capacity(pairs.len() * ns);
+            for sp in 0..ns {
+                for p in 0..pairs.len() {
+                    let (i, j) = pairs.pair(p);
+                    rows.push((sp * n + i) as u32);
+                    cols.push((sp * m + j) as u32);
+                }
+            }
+            Pairs::list(n * ns, m * ns, rows, cols)?
+        } else {
+            pairs.clone()
+        };
+        let norms = if blocks.is_empty() {
+            None
+        } else {
+            let rows = (n + m) * ns;
+            let diag: Vec<u32> = (0..rows as u32).collect();
+            let diag = Pairs::list(rows, rows, diag.clone(), diag)?;
+            let lay = he_layout(&diag, width, limit)?;
+            Some((diag, lay))
+        };
+        let used = norms
+            .as_ref()
+            .map_or(Cost::default(), |(_, lay)| Cost::of(&lay.shape(), lay.n));
+        let c_lay = he_layout(
+            &c_pairs,
+            if split_c { width } else { d },
+            &limit.minus(&used),
+        )?;
+        Ok(BilinearPlan {
+            c_pairs,
+            c_lay,
+            split_c,
+            norms,
+        })
+    }
+
+    /// The cost of both runs.
+    #[cfg(test)]
+    fn cost(&self) -> Cost {
+        let of = |lay: &Layout| Cost::of(&lay.shape(), lay.n);
+        of(&self.c_lay) + self.norms.as_ref().map_or(Cost::default(), |(_, l)| of(l))
+    }
 }
 
 /// One ring-LWE product run: shares of `<X_i, Y_j>` for `pairs` (own term plus cross terms).
@@ -600,51 +723,16 @@ async fn generate<T: Transport>(
             let (d, n, m) = (*d, pairs.rows(), pairs.cols());
             let whole = [d];
             let spans: &[usize] = if blocks.is_empty() { &whole } else { blocks };
-            let (ns, width) = (spans.len(), spans.iter().copied().max().unwrap_or(0));
+            let ns = spans.len();
             // The pair lists and packings first: a request too large is refused before any
-            // mask is drawn. C is over whole rows, or with `split` per block of columns, each
-            // block's rows a side of their own (span-major, so that blocks do not mix).
-            let split_c = *split && ns > 1;
-            let c_pairs = if split_c {
-                let mut rows = Vec::with_capacity(pairs.len() * ns);
-                let mut cols = Vec::with_capacity(pairs.len() * ns);
-                for sp in 0..ns {
-                    for p in 0..pairs.len() {
-                        let (i, j) = pairs.pair(p);
-                        rows.push((sp * n + i) as u32);
-                        cols.push((sp * m + j) as u32);
-                    }
-                }
-                Pairs::list(n * ns, m * ns, rows, cols)?
-            } else {
-                pairs.clone()
-            };
-            let c_lay = he_layout(&c_pairs, if split_c { width } else { d })?;
-            // Norms: every row of A and B against itself, a row per block of columns.
-            let norms = if blocks.is_empty() {
-                None
-            } else {
-                let rows = (n + m) * ns;
-                let diag: Vec<u32> = (0..rows as u32).collect();
-                let diag = Pairs::list(rows, rows, diag.clone(), diag)?;
-                let lay = he_layout(&diag, width)?;
-                Some((diag, lay))
-            };
-            let cost =
-                Cost::of(&c_lay) + norms.as_ref().map_or(Cost::default(), |n| Cost::of(&n.1));
+            // mask is drawn.
             let limit = Cost::limit(max_multiply_adds, g.k());
-            if !cost.within(&limit) {
-                // The figures stay in the server's log: they depend on both parties' rows,
-                // and the message reaches each party.
-                tracing::warn!(
-                    ?cost,
-                    ?limit,
-                    pairs = pairs.len(),
-                    d,
-                    "dealer-free job too large"
-                );
-                return Err(too_large());
-            }
+            let BilinearPlan {
+                c_pairs,
+                c_lay,
+                split_c,
+                norms,
+            } = BilinearPlan::new(d, pairs, blocks, *split, &limit)?;
             // The masks are streams of this server's seed, as the dealer's servers draw them.
             let sa = Stream::new(seed.clone(), stream, 0, n * d);
             let sb = Stream::new(seed.clone(), stream, (n * d) as u64, m * d);
@@ -788,10 +876,10 @@ mod tests {
         // The tests' narrow model and the default model on the shipped sample (311 + 311 rows,
         // width 648) fit; DBP15K fr-en's test rows (10,500 per side) at width 648 do not.
         let (tiny, default) = ([16, 16, 10], [256, 256, 136]);
-        check_job(2, 62, 42, &tiny, false).unwrap();
-        check_job(4, 62, 42, &tiny, true).unwrap();
-        check_job(2, 622, 648, &default, false).unwrap();
-        let e = check_job(2, 21_000, 648, &default, false)
+        check_job(2, 31, 31, 42, &tiny, false).unwrap();
+        check_job(4, 31, 31, 42, &tiny, true).unwrap();
+        check_job(2, 311, 311, 648, &default, false).unwrap();
+        let e = check_job(2, 10_500, 10_500, 648, &default, false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -803,21 +891,63 @@ mod tests {
         let first_refused = |k| {
             (1..400)
                 .map(|r| r * 250)
-                .find(|&rows| check_job(k, rows, 648, &default, false).is_err())
+                .find(|&rows| check_job(k, rows / 2, rows / 2, 648, &default, false).is_err())
                 .expect("some size is refused")
         };
         assert!(first_refused(3) < first_refused(2));
-        assert!(check_job(2, 62, 0, &[], false).is_err());
-        assert!(check_job(2, 62, 4096, &[], false).is_err());
+        assert!(check_job(2, 31, 31, 0, &[], false).is_err());
+        assert!(check_job(2, 31, 31, 4096, &[], false).is_err());
         // C per block of columns costs more than C over whole rows, and less than a whole
         // product per block (blocks do not mix).
-        let whole = job_cost(2_000, 648, &default, false).unwrap();
-        let split = job_cost(2_000, 648, &default, true).unwrap();
+        let whole = job_cost(2, 500, 500, 648, &default, false).unwrap();
+        let split = job_cost(2, 500, 500, 648, &default, true).unwrap();
         assert!(split.multiply_adds > whole.multiply_adds);
         assert!(
             split.multiply_adds < 2 * whole.multiply_adds,
             "{split:?} vs {whole:?}"
         );
+    }
+
+    #[test]
+    fn jobs_the_pre_check_accepts_are_never_refused_later_for_their_size() {
+        // Near the largest size accepted at the default width, whatever the candidates (every
+        // pair, or a few per row), a request of a job `check_job` accepts finds packings within
+        // the bound, and their cost is at most the estimate's.
+        let default = [256usize, 256, 136];
+        let limit = |k| Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
+        for (k, split) in [(2, false), (2, true), (3, false)] {
+            let first = (1..400)
+                .map(|r| r * 25)
+                .find(|&rows| check_job(k, rows / 2, rows / 2, 648, &default, split).is_err())
+                .expect("some size is refused");
+            for (na, nb) in [
+                (first / 2 - 13, first / 2 - 12),
+                (first / 2 + 40, first / 2 - 60),
+            ] {
+                let Ok(estimate) = job_cost(k, na, nb, 648, &default, split) else {
+                    continue;
+                };
+                let few = Pairs::list(
+                    na,
+                    nb,
+                    (0..na as u32).flat_map(|i| [i, i]).collect(),
+                    (0..na as u32)
+                        .flat_map(|i| [i * 7 % nb as u32, i * 13 % nb as u32])
+                        .collect(),
+                )
+                .unwrap();
+                for pairs in [Pairs::dense(na, nb), few] {
+                    let plan = BilinearPlan::new(648, &pairs, &default, split, &limit(k))
+                        .unwrap_or_else(|e| panic!("k {k} split {split} {na} x {nb}: {e}"));
+                    let cost = plan.cost();
+                    assert!(cost.within(&limit(k)), "{cost:?}");
+                    assert!(
+                        cost.multiply_adds <= estimate.multiply_adds,
+                        "{cost:?} {estimate:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -55,8 +55,9 @@ use std::sync::Arc;
 /// Statistical security of one product run, in bits: the flooding noise's margin over its
 /// bound is this plus the log of the number of flooded coefficients (every block's `N`, for up
 /// to [`MAX_PEERS`] peers), so that the whole run's results are within statistical distance
-/// `2^-STAT_BITS` of the flood alone.
-pub const STAT_BITS: u32 = 40;
+/// `2^-STAT_BITS` of the flood alone. 41: a job's bilinear request runs two products (`C` and
+/// the norms), so a whole job is within `2^-40`.
+pub const STAT_BITS: u32 = 41;
 
 /// Peers a server evaluates for (at most four servers).
 pub const MAX_PEERS: usize = 3;
@@ -127,8 +128,16 @@ impl Layout {
 
     /// The packing with `group` rows of `X` per group and `dims` dimensions per ciphertext
     /// (`group * dims` a power of two up to [`MAX_GROUP`]).
+    ///
+    /// # Panics
+    /// If `group * dims` is not such a power of two (a caller's mistake).
     pub fn with_packing(pairs: &Pairs, d: usize, group: usize, dims: usize) -> Layout {
-        let chunk = N / (group * dims);
+        let runs = group * dims;
+        assert!(
+            runs.is_power_of_two() && runs <= MAX_GROUP,
+            "a packing of {group} rows and {dims} dimensions"
+        );
+        let chunk = N / runs;
         let mut keys: Vec<u64> = (0..pairs.len())
             .map(|p| {
                 let (i, j) = pairs.pair(p);
@@ -892,6 +901,12 @@ impl CrossProducts {
         if pairs.rows() != layout.n || pairs.cols() != layout.m {
             return Err(Error::invalid(
                 "ring-LWE product: the pairs are not the layout's",
+            ));
+        }
+        let runs = layout.runs();
+        if !runs.is_power_of_two() || runs > MAX_GROUP || layout.chunk * runs != N {
+            return Err(Error::invalid(
+                "ring-LWE product: the layout's group, dimensions and chunk do not tile the ring",
             ));
         }
         if x.len() != layout.n * d || y.len() != layout.m * d {

@@ -59,6 +59,8 @@ pub struct Level {
     crt: Vec<(u64, u64)>,
     /// `floor(2^128 / p_i)`.
     scale: Vec<u128>,
+    /// `floor(2^192 / p_i)`: its bits above 128, then its low 128 bits.
+    scale192: Vec<(u64, u128)>,
 }
 
 /// Everything precomputed for the ring: NTT tables per prime and the levels of 4 and 3 primes.
@@ -113,27 +115,63 @@ impl Context {
 
     /// `round(2^RESULT_BITS x / Q) mod 2^RESULT_BITS` for each coefficient `x` of a polynomial
     /// of level `l` (coefficients): the switch of a ciphertext to the modulus `2^RESULT_BITS`.
-    /// It is computed as the decoder does, with 128 bits of `x / Q`: each value is off by
-    /// `e` in `[0, 2^19.2]` (`sum_i y_i frac(2^128 / p_i) / 2^32` with these primes) plus the
-    /// rounding. In `b` that adds at most `2^19.2 + 1/2` to the phase `b + a s`; in `a` it is
-    /// multiplied by the ternary secret, `sum_t e_t s_t`, which is not bounded below the
-    /// decoder's room (`2^31` less the scaled flood, at least `2^30.6`) for every `s` (`N 2^19.2 =
-    /// 2^32.2`), but is for all but a `2^-600` fraction of them: the `e_t` are a function of the
-    /// evaluator's `a` part, which does not depend on `s`, and Hoeffding's bound for a sum of
-    /// `N` independent terms of mean 0 and size at most `2^19.2` gives
-    /// `2 exp(-2^61.2 / (2^14 2^38.4))`.
+    /// It is computed from 192 bits of `x / Q` ([`Context::fraction192`]), off by less than
+    /// `l 2^54` units of `2^-192`, that is `2^-40` units of the result: each value is within
+    /// `1/2 + 2^-40` of `2^RESULT_BITS x / Q`, the rounding alone. In `b` that adds at most that
+    /// to the phase `b + a s`; in `a` it meets the ternary secret, `sum_t e_t s_t`, at most
+    /// `N (1/2 + 2^-40) < 2^12.1` for every secret, far below the decoder's room (`2^31` less the
+    /// scaled flood, at least `2^30.6`). (With 128 bits, as the decoder uses, each value was off
+    /// by up to `2^19.2`, and `N 2^19.2` exceeded that room for some secrets: a review's finding.)
     pub fn to_power_of_two(&self, l: usize, poly: &[u64]) -> Vec<u128> {
         let n = self.n();
-        let shift = 128 - RESULT_BITS;
         let mut r = [0u64; L];
         (0..n)
             .map(|c| {
                 for (i, x) in r.iter_mut().enumerate().take(l) {
                     *x = poly[i * n + c];
                 }
-                self.fraction(l, &r).wrapping_add(1 << (shift - 1)) >> shift
+                // Add 1/2 in units of 2^-RESULT_BITS, keep the bits from 192 - RESULT_BITS.
+                let [w0, w1, w2] = self.fraction192(l, &r);
+                let half = 1u128 << (191 - RESULT_BITS);
+                let low = (w0 as u128 | (w1 as u128) << 64).wrapping_add(half);
+                let carry = (low < half) as u64;
+                let top = w2.wrapping_add(carry);
+                let v = (low >> (192 - RESULT_BITS)) | (top as u128) << (RESULT_BITS - 64);
+                v & ((1u128 << RESULT_BITS) - 1)
             })
             .collect()
+    }
+
+    /// `x / Q mod 1` in 192 bits (little-endian words), for `x` given by its residues at level
+    /// `l`: the CRT sum `sum_i y_i / p_i mod 1` with each `1 / p_i` as `floor(2^192 / p_i)`,
+    /// off by less than `l 2^54` units of `2^-192`.
+    fn fraction192(&self, l: usize, residues: &[u64]) -> [u64; 3] {
+        let lv = self.level(l);
+        let mut acc = [0u64; 3];
+        for (i, &x) in residues.iter().enumerate().take(l) {
+            let (c, cs) = lv.crt[i];
+            let y = self.modulus(i).mul_shoup(x, c, cs);
+            let (hi, lo) = lv.scale192[i];
+            // y (hi 2^128 + lo) mod 2^192.
+            let p0 = y as u128 * (lo as u64) as u128;
+            let p1 = y as u128 * ((lo >> 64) as u64) as u128;
+            let mid = (p0 >> 64) + (p1 as u64) as u128;
+            let t = [
+                p0 as u64,
+                mid as u64,
+                ((p1 >> 64) as u64)
+                    .wrapping_add((mid >> 64) as u64)
+                    .wrapping_add(y.wrapping_mul(hi)),
+            ];
+            let s0 = acc[0] as u128 + t[0] as u128;
+            let s1 = acc[1] as u128 + t[1] as u128 + (s0 >> 64);
+            acc = [
+                s0 as u64,
+                s1 as u64,
+                acc[2].wrapping_add(t[2]).wrapping_add((s1 >> 64) as u64),
+            ];
+        }
+        acc
     }
 
     /// The integer of absolute value far below `Q / 2` (`Q` of level `l`) whose residues are
@@ -365,12 +403,23 @@ impl Level {
             })
             .collect();
         let scale = primes.iter().map(|&p| u128::MAX / p as u128).collect();
+        // floor(2^192 / p) = 2^64 floor(2^128 / p) + floor(2^64 (2^128 mod p) / p).
+        let scale192 = primes
+            .iter()
+            .map(|&p| {
+                let p = p as u128;
+                let (a, r) = (u128::MAX / p, (u128::MAX % p + 1) % p);
+                let b = (r << 64) / p;
+                ((a >> 64) as u64, (a << 64) | b)
+            })
+            .collect();
         Level {
             primes: primes.len(),
             q_words: q,
             word_residues,
             crt,
             scale,
+            scale192,
         }
     }
 }
@@ -589,6 +638,66 @@ mod tests {
 
     fn seed(b: u8) -> Seed {
         Seed([b; 32])
+    }
+
+    #[test]
+    fn the_switch_to_a_power_of_two_is_the_rounding_alone() {
+        // Against exact integers: for random residues, the extremes and values next to a tie,
+        // every switched value v satisfies |v Q - 2^96 x| <= Q (1/2 + 2^-40) modulo 2^96 Q.
+        use num_bigint::BigInt;
+        let ctx = Context::get();
+        let l = 3;
+        let q: BigInt = PRIMES[..l].iter().map(|&p| BigInt::from(p)).product();
+        let scale = BigInt::from(1) << RESULT_BITS;
+        let modulus = &scale * &q;
+        let residues = |x: &BigInt| -> Vec<u64> {
+            PRIMES[..l]
+                .iter()
+                .map(|&p| {
+                    let r = x % BigInt::from(p);
+                    let r = if r < BigInt::from(0) {
+                        r + BigInt::from(p)
+                    } else {
+                        r
+                    };
+                    u64::try_from(r).unwrap()
+                })
+                .collect()
+        };
+        let mut xs: Vec<BigInt> = vec![BigInt::from(0), &q - 1, &q / 2, &q / 2 + 1];
+        let mut prg = Prg::new(&seed(9), 0);
+        for _ in 0..2000 {
+            let x = (0..3).fold(BigInt::from(0), |acc, _| (acc << 64) + prg.next_u64());
+            xs.push(x % &q);
+        }
+        // Next to ties: the smallest x with 2^96 x / Q above k + 1/2, and the one below.
+        for k in [0u64, 1, 12345, u64::MAX] {
+            let t = (BigInt::from(2) * BigInt::from(k) + 1) * &q;
+            let x = (&t + (&scale * 2) - 1) / (&scale * 2);
+            xs.push(&x % &q);
+            xs.push((&x - 1) % &q);
+        }
+        let n = ctx.n();
+        for x in &xs {
+            let r = residues(x);
+            let mut poly = vec![0u64; l * n];
+            for (i, v) in r.iter().enumerate() {
+                poly[i * n] = *v;
+            }
+            let v = BigInt::from(ctx.to_power_of_two(l, &poly)[0]);
+            let half: BigInt = &modulus / 2;
+            let mut diff: BigInt = (&v * &q - &scale * x) % &modulus;
+            if diff > half {
+                diff -= &modulus;
+            } else if diff < -half {
+                diff += &modulus;
+            }
+            let bound: BigInt = &q / 2 + (&q >> 40u32);
+            assert!(
+                diff.magnitude() <= bound.magnitude(),
+                "x {x}: off by {diff}"
+            );
+        }
     }
 
     #[test]

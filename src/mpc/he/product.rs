@@ -625,6 +625,9 @@ fn evaluate_with(
     let nb = lay.blocks.len();
     let mut masks = vec![0u64; nb * n];
     let tile = ((1usize << 19) / (32 * w)).max(1);
+    // A batch's blocks in all primes and hardened, reused from batch to batch (fresh
+    // allocations of this size are page faults and zeroing each time).
+    let mut blocks = vec![0u64; BATCH_BLOCKS.min(nb) * 2 * L * n];
     let mut b0 = 0;
     while b0 < nb {
         let last = (lay.block_chunk[b0] as usize + BATCH_CHUNKS).min(lay.chunks.len());
@@ -691,8 +694,9 @@ fn evaluate_with(
             })
             .collect();
         drop((ct_a, ct_b));
-        // Scatter into the batch's blocks: a then b, each L rows of N.
-        let mut blocks = vec![0u64; (b1 - b0) * 2 * L * n];
+        // Scatter into the batch's blocks: a then b, each L rows of N (every word of them
+        // is written: the runs tile each row).
+        let blocks = &mut blocks[..(b1 - b0) * 2 * L * n];
         for (&(ci, l, r), part) in tasks.iter().zip(&parts) {
             for (t, b) in spans[ci - c0].clone().enumerate() {
                 let src = &part[t * 2 * w..(t + 1) * 2 * w];
@@ -714,7 +718,6 @@ fn evaluate_with(
                 let b = b0 + t;
                 harden(ctx, hard, bits, &fresh, b, (&pk_a, &pk_b), block, out, mask);
             });
-        drop(blocks);
         emit(b0, payload);
         b0 = b1;
     }

@@ -560,11 +560,13 @@ impl SecretKey {
     }
 
     /// `b + a s mod 2^RESULT_BITS` for a ciphertext switched to that modulus. The product
-    /// `a s` is computed exactly (below `N 2^RESULT_BITS < Q / 2`) through the NTT of every
-    /// prime and Garner's reconstruction.
+    /// `a s` is computed exactly through the NTT of the first three primes and Garner's
+    /// reconstruction: each coefficient is below `N 2^RESULT_BITS = 2^109` in absolute value,
+    /// far below half their product (`2^161`).
     pub fn phase_pow2(&self, ctx: &Context, a: &[u128], b: &[u128]) -> Vec<u128> {
+        const PHASE_L: usize = 3;
         let n = ctx.n();
-        let mut prod = vec![0u64; L * n];
+        let mut prod = vec![0u64; PHASE_L * n];
         for (i, row) in prod.chunks_exact_mut(n).enumerate() {
             let m = ctx.modulus(i);
             for (o, &v) in row.iter_mut().zip(a) {
@@ -577,13 +579,13 @@ impl SecretKey {
             ctx.ntt[i].inverse(row);
         }
         let mask = (1u128 << RESULT_BITS) - 1;
-        let mut r = [0u64; L];
+        let mut r = [0u64; PHASE_L];
         (0..n)
             .map(|c| {
                 for (i, x) in r.iter_mut().enumerate() {
                     *x = prod[i * n + c];
                 }
-                ctx.centred(L, &r).wrapping_add(b[c]) & mask
+                ctx.centred(PHASE_L, &r).wrapping_add(b[c]) & mask
             })
             .collect()
     }

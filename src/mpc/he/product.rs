@@ -170,6 +170,24 @@ impl Layout {
         }
     }
 
+    /// The same chunks with only the blocks `b` for which `keep(b)` holds, and the index of each
+    /// kept block in `self` (the ciphertexts, hence the encryptor's message, are unchanged).
+    pub fn subset(&self, keep: impl Fn(usize) -> bool) -> (Layout, Vec<u32>) {
+        let index: Vec<u32> = (0..self.blocks.len() as u32)
+            .filter(|&b| keep(b as usize))
+            .collect();
+        let lay = Layout {
+            blocks: index.iter().map(|&b| self.blocks[b as usize]).collect(),
+            block_chunk: index
+                .iter()
+                .map(|&b| self.block_chunk[b as usize])
+                .collect(),
+            chunks: self.chunks.clone(),
+            ..*self
+        };
+        (lay, index)
+    }
+
     /// The packing's size: what it sends, holds and computes.
     pub fn shape(&self) -> Shape {
         Shape {
@@ -804,24 +822,36 @@ fn decrypt(ctx: &Context, key: &SecretKey, results: &[u64], from: usize) -> Resu
 }
 
 /// Adds to `sums` (`N` per block) the values of the blocks a peer returned, as sent
-/// ([`pack_results`]; the length was checked), a block at a time.
+/// ([`pack_results`]; the length was checked), block `j` of them into block `index[j]` of
+/// `sums`, [`BATCH_BLOCKS`] at a time.
 fn decrypt_into(
     ctx: &Context,
     key: &SecretKey,
     packed: &[u64],
     from: usize,
     sums: &mut [u64],
+    index: &[u32],
 ) -> Result<()> {
-    let per_block = packed.len() / (sums.len() / N).max(1);
-    sums.par_chunks_mut(N)
-        .zip(packed.par_chunks_exact(per_block.max(1)))
-        .try_for_each(|(sum, words)| {
-            let results = unpack_results(words, 2 * N);
-            let mut vals = vec![0u64; N];
-            decrypt_block(ctx, key, &results, from, &mut vals)?;
-            ring::add_assign(sum, &vals);
-            Ok(())
-        })
+    let per_block = packed.len() / index.len().max(1);
+    for (words, idx) in packed
+        .chunks(per_block.max(1) * BATCH_BLOCKS)
+        .zip(index.chunks(BATCH_BLOCKS))
+    {
+        let vals: Vec<Vec<u64>> = words
+            .par_chunks_exact(per_block.max(1))
+            .map(|block| {
+                let results = unpack_results(block, 2 * N);
+                let mut vals = vec![0u64; N];
+                decrypt_block(ctx, key, &results, from, &mut vals)?;
+                Ok(vals)
+            })
+            .collect::<Result<_>>()?;
+        for (&b, v) in idx.iter().zip(&vals) {
+            let b = b as usize;
+            ring::add_assign(&mut sums[b * N..(b + 1) * N], v);
+        }
+    }
+    Ok(())
 }
 
 /// Decrypts one returned block (`4 N` words: `2 N` values of two words, `a` then `b`) into
@@ -864,6 +894,9 @@ pub struct CrossProducts {
     k: usize,
     layout: Arc<Layout>,
     pairs: Pairs,
+    /// Rows against themselves ([`CrossProducts::diagonal`]): each pair of servers computes
+    /// its cross term once, half the blocks each way.
+    diagonal: bool,
     state: State,
 }
 
@@ -923,8 +956,46 @@ impl CrossProducts {
             k,
             layout,
             pairs,
+            diagonal: false,
             state: State::Fresh { x, y },
         })
+    }
+
+    /// Shares of `sum over servers s != t of <X^t_i, X^s_i>` for pairs that are all of the form
+    /// `(i, i)` (rows against themselves; each server adds its own `<X^s_i, X^s_i>`). The term
+    /// of servers `s` and `t` is the same both ways, so it is computed once: `s < t` evaluates
+    /// `t`'s ciphertexts on the even blocks and `t` evaluates `s`'s on the odd ones, each
+    /// returns only those, and both double their shares. Half the evaluation, results and
+    /// decryption of [`CrossProducts::new`]; the ciphertexts are the same.
+    pub fn diagonal(
+        me: usize,
+        k: usize,
+        layout: Arc<Layout>,
+        pairs: Pairs,
+        x: Vec<u64>,
+    ) -> Result<CrossProducts> {
+        if (0..pairs.len()).any(|p| {
+            let (i, j) = pairs.pair(p);
+            i != j
+        }) {
+            return Err(Error::invalid(
+                "ring-LWE product: the diagonal form takes pairs of a row with itself",
+            ));
+        }
+        let mut p = CrossProducts::new(me, k, layout, pairs, x.clone(), x)?;
+        p.diagonal = true;
+        Ok(p)
+    }
+
+    /// Whether `evaluator` evaluates block `b` of `encryptor`'s ciphertexts.
+    fn evaluates(&self, evaluator: usize, encryptor: usize, b: usize) -> bool {
+        !self.diagonal || b.is_multiple_of(2) == (evaluator < encryptor)
+    }
+
+    /// The blocks `evaluator` evaluates of `encryptor`'s ciphertexts, and their indices.
+    fn evaluated(&self, evaluator: usize, encryptor: usize) -> (Layout, Vec<u32>) {
+        self.layout
+            .subset(|b| self.evaluates(evaluator, encryptor, b))
     }
 }
 
@@ -958,13 +1029,18 @@ impl Protocol for CrossProducts {
                 let values = plaintext_values(ctx, &lay, &x);
                 drop(x);
                 let mut payloads = vec![Vec::new(); self.k];
-                // The masks of every peer's results, summed: this server's share is minus that.
+                // The masks of every peer's results, summed per block: this server's share is
+                // minus that.
                 let mut masks = vec![0u64; lay.blocks.len() * N];
                 for (from, msg) in incoming.iter().enumerate() {
                     if from != self.me {
-                        let (payload, mask) = evaluate(ctx, &lay, &values, msg, from)?;
+                        let (sub, index) = self.evaluated(self.me, from);
+                        let (payload, mask) = evaluate(ctx, &sub, &values, msg, from)?;
                         payloads[from] = payload;
-                        ring::add_assign(&mut masks, &mask);
+                        for (&b, m) in index.iter().zip(mask.chunks_exact(N)) {
+                            let b = b as usize;
+                            ring::add_assign(&mut masks[b * N..(b + 1) * N], m);
+                        }
                     }
                 }
                 drop(incoming);
@@ -973,7 +1049,7 @@ impl Protocol for CrossProducts {
                         if s == self.me {
                             0
                         } else {
-                            lay.words_back() as usize
+                            self.evaluated(s, self.me).0.words_back() as usize
                         }
                     })
                     .collect();
@@ -988,17 +1064,22 @@ impl Protocol for CrossProducts {
                     if s == self.me {
                         continue;
                     }
-                    if p.len() as u64 != lay.words_back() {
+                    let (sub, index) = self.evaluated(s, self.me);
+                    if p.len() as u64 != sub.words_back() {
                         return Err(Error::protocol(
                             PeerName::Server(s),
                             format!(
                                 "ring-LWE results: expected {} words, received {}",
-                                lay.words_back(),
+                                sub.words_back(),
                                 p.len()
                             ),
                         ));
                     }
-                    decrypt_into(ctx, &key, p, s, &mut sums)?;
+                    decrypt_into(ctx, &key, p, s, &mut sums, &index)?;
+                }
+                if self.diagonal {
+                    // Each pair of servers' term once: both shares doubled.
+                    sums.iter_mut().for_each(|v| *v = v.wrapping_add(*v));
                 }
                 let out = (0..self.pairs.len())
                     .map(|p| {
@@ -1113,6 +1194,57 @@ mod tests {
         // A small side packs several dimensions per ciphertext.
         let lay = Layout::new(&Pairs::dense(300, 300), 648).unwrap();
         assert!(lay.dims > 1, "{lay:?}");
+    }
+
+    #[test]
+    fn diagonal_products_compute_each_pair_of_servers_once() {
+        // Rows against themselves: the same sums as the full protocol, with each peer's
+        // results half as long (an odd number of blocks included), for k = 2, 3 and 4.
+        for (k, rows, d, packing) in [
+            (2, 40, 5, Some((4, 2))),
+            (3, 37, 3, Some((1, 8))),
+            (4, 21, 2, Some((2, 1))),
+            (2, 300, 7, None),
+        ] {
+            let mut prg = Prg::new(&Seed([k as u8 + 40; 32]), 0);
+            let (x, xs) = shares(&mut prg, k, rows * d);
+            let diag: Vec<u32> = (0..rows as u32).collect();
+            let pairs = Pairs::list(rows, rows, diag.clone(), diag).unwrap();
+            let lay = Arc::new(match packing {
+                Some((g, dims)) => Layout::with_packing(&pairs, d, g, dims),
+                None => Layout::new(&pairs, d).unwrap(),
+            });
+            let parties: Vec<CrossProducts> = (0..k)
+                .map(|s| {
+                    CrossProducts::diagonal(s, k, lay.clone(), pairs.clone(), xs[s].clone())
+                        .unwrap()
+                })
+                .collect();
+            let half = parties[0].evaluated(0, 1).0.blocks.len();
+            assert_eq!(half, lay.blocks.len().div_ceil(2));
+            assert_eq!(
+                parties[0].evaluated(1, 0).0.blocks.len(),
+                lay.blocks.len() / 2
+            );
+            let (outs, rounds) = run_lockstep(parties).unwrap();
+            assert_eq!(rounds, 2);
+            for i in 0..rows {
+                let mut got = 0u64;
+                for (s, out) in outs.iter().enumerate() {
+                    let own = &xs[s][i * d..(i + 1) * d];
+                    got = got.wrapping_add(out[i]).wrapping_add(dot(own, own));
+                }
+                let row = &x[i * d..(i + 1) * d];
+                assert_eq!(got, dot(row, row), "k {k}, row {i} of {rows}");
+            }
+        }
+        // Pairs of different rows are refused.
+        let pairs = Pairs::dense(2, 2);
+        let lay = Arc::new(Layout::new(&pairs, 1).unwrap());
+        let err = CrossProducts::diagonal(0, 2, lay, pairs, vec![1, 2])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("itself"), "{err}");
     }
 
     #[test]

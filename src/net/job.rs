@@ -121,8 +121,10 @@ impl JobSpec {
         // v13, random-bit conversion in passes with rotating roles, and two servers' AND
         // triples from random OTs; v14, no empty last round after random OTs; v15, two
         // dealer-free servers compare by the millionaires' protocol; v16, its groups share
-        // choice words.
-        Ok(Digest(sha256("ppea job description v18", &[&bytes])))
+        // choice words; v17 and v18, the bilinear form from ring-LWE products and their wire
+        // formats; v19, the norms' products once per pair of servers (half the results each
+        // way) and packings chosen within the work bound.
+        Ok(Digest(sha256("ppea job description v19", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

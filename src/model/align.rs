@@ -715,8 +715,6 @@ fn split_parts(
         .collect())
 }
 
-/// The pieces of the blocks `blocks` (lengths of consecutive blocks of a row) within the
-/// columns `cols`: (block, length) for every block they meet, in order.
 /// Worker `wk`'s columns of the bilinear form (of `workers`, over rows as long as the bounds'
 /// blocks), and the pieces of the audit's blocks they hold (block, length): its request's row
 /// length and blocks of columns.
@@ -731,6 +729,8 @@ pub fn worker_columns(
     (cols, pieces)
 }
 
+/// The pieces of the blocks `blocks` (lengths of consecutive blocks of a row) within the
+/// columns `cols`: (block, length) for every block they meet, in order.
 fn block_pieces(blocks: &[usize], cols: &std::ops::Range<usize>) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;

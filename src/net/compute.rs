@@ -643,8 +643,12 @@ pub(crate) async fn run_compute(
         let bounds = crate::model::upload_check::UploadBounds::new(p);
         for wk in 0..workers {
             let (cols, pieces) = crate::model::align::worker_columns(&bounds, workers, wk);
+            if cols.is_empty() {
+                // More workers than columns: the alignment refuses that with its own reason.
+                continue;
+            }
             let spans: Vec<usize> = pieces.iter().map(|&(_, l)| l).collect();
-            ot::source::check_job(k, na, nb, cols.len(), &spans, p.explain)?;
+            ot::source::job_cost(k, na, nb, cols.len(), &spans, p.explain)?;
         }
     }
     // The dealer, unless the servers make the correlated randomness themselves.

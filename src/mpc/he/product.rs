@@ -29,7 +29,7 @@
 //! on everything else in the noise (`e P`, the rounding of the exact encoding, the public key's
 //! noise, the modulus switch): per coefficient the statistical distance to `F` alone is at most
 //! the bound over `2F`, and the margin is [`STAT_BITS`] plus the log of the number of flooded
-//! coefficients, so all of a run's results are within `2^-40` of noise that does not depend on
+//! coefficients, so all of a run's results are within `2^-41` of noise that does not depend on
 //! `X`. It adds the encoding of a uniform mask `R` and keeps `-R` as its share, and
 //! switches the result to the modulus `2^96` (`RESULT_BITS`: the bits below are flooding noise),
 //! a function of the flooded ciphertext alone. The encryptor decrypts `<X_i, Y_j> + R`:
@@ -55,8 +55,9 @@ use std::sync::Arc;
 /// Statistical security of one product run, in bits: the flooding noise's margin over its
 /// bound is this plus the log of the number of flooded coefficients (every block's `N`, for up
 /// to [`MAX_PEERS`] peers), so that the whole run's results are within statistical distance
-/// `2^-STAT_BITS` of the flood alone. 41: a job's bilinear request runs two products (`C` and
-/// the norms), so a whole job is within `2^-40`.
+/// `2^-STAT_BITS` of the flood alone. 41: a bilinear request runs two products (`C` and the
+/// norms), so a request is within `2^-40` (a job with `W` workers per server makes `W`
+/// requests: within `W 2^-40`).
 pub const STAT_BITS: u32 = 41;
 
 /// Peers a server evaluates for (at most four servers).
@@ -115,7 +116,8 @@ impl Layout {
             .map(|(_, lay)| lay)
             .ok_or_else(|| {
                 Error::invalid(format!(
-                    "ring-LWE products of {} pairs of rows of {d}: no packing fits the flooding                      noise into the returned modulus within the bound",
+                    "ring-LWE products of {} pairs of rows of {d}: no packing fits the flooding \
+                     noise into the returned modulus within the bound",
                     pairs.len()
                 ))
             })
@@ -965,8 +967,10 @@ impl CrossProducts {
     /// `(i, i)` (rows against themselves; each server adds its own `<X^s_i, X^s_i>`). The term
     /// of servers `s` and `t` is the same both ways, so it is computed once: `s < t` evaluates
     /// `t`'s ciphertexts on the even blocks and `t` evaluates `s`'s on the odd ones, each
-    /// returns only those, and both double their shares. Half the evaluation, results and
-    /// decryption of [`CrossProducts::new`]; the ciphertexts are the same.
+    /// returns only those, and the evaluator's plaintext is its share doubled, so that the
+    /// results are `2 <X^e_i, X^s_i> + R` and both shares stay uniform (doubling the shares
+    /// instead would fix their low bit). Half the evaluation, results and decryption of
+    /// [`CrossProducts::new`]; the ciphertexts are the same.
     pub fn diagonal(
         me: usize,
         k: usize,
@@ -1026,6 +1030,13 @@ impl Protocol for CrossProducts {
             State::Sent { key, x } => {
                 // Every peer's ciphertexts: evaluate them on this server's share of X.
                 check_lengths(&incoming, lay.words_in() as usize, "ring-LWE ciphertexts")?;
+                // With the diagonal form, each pair of servers' term once: the evaluator's plaintext
+                // doubled.
+                let x = if self.diagonal {
+                    x.iter().map(|v| v.wrapping_add(*v)).collect()
+                } else {
+                    x
+                };
                 let values = plaintext_values(ctx, &lay, &x);
                 drop(x);
                 let mut payloads = vec![Vec::new(); self.k];
@@ -1076,10 +1087,6 @@ impl Protocol for CrossProducts {
                         ));
                     }
                     decrypt_into(ctx, &key, p, s, &mut sums, &index)?;
-                }
-                if self.diagonal {
-                    // Each pair of servers' term once: both shares doubled.
-                    sums.iter_mut().for_each(|v| *v = v.wrapping_add(*v));
                 }
                 let out = (0..self.pairs.len())
                     .map(|p| {
@@ -1228,6 +1235,11 @@ mod tests {
             );
             let (outs, rounds) = run_lockstep(parties).unwrap();
             assert_eq!(rounds, 2);
+            // Each server's shares have both low bits (doubling the shares would fix it).
+            for out in &outs {
+                let odd = out.iter().filter(|v| *v & 1 == 1).count();
+                assert!(odd > 0 && odd < rows, "k {k}: {odd} odd shares of {rows}");
+            }
             for i in 0..rows {
                 let mut got = 0u64;
                 for (s, out) in outs.iter().enumerate() {

@@ -13,7 +13,7 @@
 //!   `B` once, every peer multiplies by its share of `A`), one run for `C` (per block of columns
 //!   as rows of their own when `split`) and one for the norms (every row of `A` and `B` against
 //!   itself, a row per block). Bounded by the work and memory of the products
-//!   ([`OtSource::with_max_multiply_adds`], [`check_job`]).
+//!   ([`OtSource::with_max_multiply_adds`], [`job_cost`]).
 //! * **Random bits shared both ways** (daBits): each server draws bits `b_s`, whose XOR is the
 //!   bit `b`; arithmetic shares of `b` come from `x <- x + b_t - 2 x b_t` for each server `t`
 //!   after the first of an order (`x` starts as the first server's bit), the product `x b_t`
@@ -156,23 +156,11 @@ fn too_large() -> Error {
     )
 }
 
-/// Refuses, before anything is computed, a dealer-free job whose bilinear form no packing fits
-/// within the default bound ([`job_cost`]).
-pub fn check_job(
-    k: usize,
-    na: usize,
-    nb: usize,
-    width: usize,
-    spans: &[usize],
-    split: bool,
-) -> Result<()> {
-    job_cost(k, na, nb, width, spans, split).map(|_| ())
-}
-
-/// The cost per peer of a dealer-free job's bilinear form between `na` and `nb` rows of `width`
-/// (with `spans`, their norms too) if every pair were a candidate, with the packings a
-/// bilinear request would choose ([`Request::Bilinear`] in [`make`]), or the refusal if none
-/// fits the default bound for `k` servers. The dense grid holds every request's pairs, and
+/// The check made before anything is computed: the cost per peer of a dealer-free job's
+/// bilinear form between `na` and `nb` rows of `width` (with `spans`, their norms too) if every
+/// pair were a candidate, with the packings a bilinear request would choose
+/// ([`Request::Bilinear`] in [`make`]), or the refusal if none fits the default bound for `k`
+/// servers. The dense grid holds every request's pairs, and
 /// fewer pairs never cost more with the same packing, so a job this accepts is never refused
 /// later for its size.
 pub fn job_cost(
@@ -183,6 +171,23 @@ pub fn job_cost(
     spans: &[usize],
     split: bool,
 ) -> Result<Cost> {
+    let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
+    let (norms, c) = dense_costs(&limit, na, nb, width, spans, split)?;
+    Ok(norms + c)
+}
+
+/// [`job_cost`]'s two parts within `limit`: the norms' run, then `C`'s within what the norms
+/// leave. A request takes its packings within these (the dense grid's packings are among the
+/// candidates, and cost no more for fewer pairs), so that it never costs more than the estimate
+/// the pre-check accepted and the footprint booked.
+fn dense_costs(
+    limit: &Cost,
+    na: usize,
+    nb: usize,
+    width: usize,
+    spans: &[usize],
+    split: bool,
+) -> Result<(Cost, Cost)> {
     let widest = spans.iter().copied().max().unwrap_or(width);
     if width == 0 || width.max(widest) > crate::mpc::he::product::MAX_D {
         return Err(Error::invalid(format!(
@@ -190,7 +195,6 @@ pub fn job_cost(
             crate::mpc::he::product::MAX_D
         )));
     }
-    let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
     let (na, nb) = (na as u64, nb as u64);
     let ns = spans.len().max(1) as u64;
     // The norms: every row of every block against itself (chunk c holds rows c w .. (c + 1) w,
@@ -199,7 +203,7 @@ pub fn job_cost(
         Cost::default()
     } else {
         let rows = (na + nb) * ns;
-        least_dense(widest, rows, &limit, true, |g, w| {
+        least_dense(widest, rows, limit, true, |g, w| {
             (rows.div_ceil(w), rows.div_ceil(g.min(w)))
         })?
     };
@@ -225,7 +229,7 @@ pub fn job_cost(
             (chunks, chunks * na.div_ceil(g))
         })?
     };
-    Ok(c + norms)
+    Ok((norms, c))
 }
 
 /// The cost of one product run of `shape` whose `X` has `x_rows` rows: with `diagonal` (rows
@@ -294,8 +298,9 @@ struct BilinearPlan {
 }
 
 impl BilinearPlan {
-    /// The runs of `Request::Bilinear { d, pairs, blocks, split }` within `limit`: the norms
-    /// first, C within what they leave (as [`job_cost`] estimates them), or the refusal.
+    /// The runs of `Request::Bilinear { d, pairs, blocks, split }` within `limit`: each within
+    /// its part of the dense grid's estimate (`dense_costs`, the norms first, C within what they
+    /// leave), or the refusal.
     fn new(
         d: usize,
         pairs: &Pairs,
@@ -321,24 +326,18 @@ impl BilinearPlan {
         } else {
             pairs.clone()
         };
+        // Within the dense grid's estimate, part by part (`dense_costs`).
+        let (norms_cost, c_cost) = dense_costs(limit, n, m, d, blocks, split)?;
         let norms = if blocks.is_empty() {
             None
         } else {
             let rows = (n + m) * ns;
             let diag: Vec<u32> = (0..rows as u32).collect();
             let diag = Pairs::list(rows, rows, diag.clone(), diag)?;
-            let lay = he_layout(&diag, width, limit, true)?;
+            let lay = he_layout(&diag, width, &norms_cost, true)?;
             Some((diag, lay))
         };
-        let used = norms.as_ref().map_or(Cost::default(), |(_, lay)| {
-            run_cost(&lay.shape(), lay.n, true)
-        });
-        let c_lay = he_layout(
-            &c_pairs,
-            if split_c { width } else { d },
-            &limit.minus(&used),
-            false,
-        )?;
+        let c_lay = he_layout(&c_pairs, if split_c { width } else { d }, &c_cost, false)?;
         Ok(BilinearPlan {
             c_pairs,
             c_lay,
@@ -898,10 +897,10 @@ mod tests {
         // The tests' narrow model and the default model on the shipped sample (311 + 311 rows,
         // width 648) fit; DBP15K fr-en's test rows (10,500 per side) at width 648 do not.
         let (tiny, default) = ([16, 16, 10], [256, 256, 136]);
-        check_job(2, 31, 31, 42, &tiny, false).unwrap();
-        check_job(4, 31, 31, 42, &tiny, true).unwrap();
-        check_job(2, 311, 311, 648, &default, false).unwrap();
-        let e = check_job(2, 10_500, 10_500, 648, &default, false)
+        job_cost(2, 31, 31, 42, &tiny, false).unwrap();
+        job_cost(4, 31, 31, 42, &tiny, true).unwrap();
+        job_cost(2, 311, 311, 648, &default, false).unwrap();
+        let e = job_cost(2, 10_500, 10_500, 648, &default, false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -913,12 +912,12 @@ mod tests {
         let first_refused = |k| {
             (1..400)
                 .map(|r| r * 250)
-                .find(|&rows| check_job(k, rows / 2, rows / 2, 648, &default, false).is_err())
+                .find(|&rows| job_cost(k, rows / 2, rows / 2, 648, &default, false).is_err())
                 .expect("some size is refused")
         };
         assert!(first_refused(3) < first_refused(2));
-        assert!(check_job(2, 31, 31, 0, &[], false).is_err());
-        assert!(check_job(2, 31, 31, 4096, &[], false).is_err());
+        assert!(job_cost(2, 31, 31, 0, &[], false).is_err());
+        assert!(job_cost(2, 31, 31, 4096, &[], false).is_err());
         // C per block of columns costs more than C over whole rows, and less than a whole
         // product per block (blocks do not mix: mixed, the three blocks would cost nine).
         let whole = job_cost(2, 500, 500, 648, &default, false).unwrap();
@@ -933,14 +932,14 @@ mod tests {
     #[test]
     fn jobs_the_pre_check_accepts_are_never_refused_later_for_their_size() {
         // Near the largest size accepted at the default width, whatever the candidates (every
-        // pair, or a few per row), a request of a job `check_job` accepts finds packings within
+        // pair, or a few per row), a request of a job `job_cost` accepts finds packings within
         // the bound, and their cost is at most the estimate's.
         let default = [256usize, 256, 136];
         let limit = |k| Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
         for (k, split) in [(2, false), (2, true), (3, false)] {
             let first = (1..400)
                 .map(|r| r * 25)
-                .find(|&rows| check_job(k, rows / 2, rows / 2, 648, &default, split).is_err())
+                .find(|&rows| job_cost(k, rows / 2, rows / 2, 648, &default, split).is_err())
                 .expect("some size is refused");
             for (na, nb) in [
                 (first / 2 - 13, first / 2 - 12),

@@ -123,8 +123,9 @@ impl JobSpec {
         // dealer-free servers compare by the millionaires' protocol; v16, its groups share
         // choice words; v17 and v18, the bilinear form from ring-LWE products and their wire
         // formats; v19, the norms' products once per pair of servers (half the results each
-        // way) and packings chosen within the work bound.
-        Ok(Digest(sha256("ppea job description v19", &[&bytes])))
+        // way) and packings chosen within the work bound; v20, the evaluator's plaintext
+        // doubled there instead of both shares.
+        Ok(Digest(sha256("ppea job description v20", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

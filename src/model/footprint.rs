@@ -341,6 +341,10 @@ mod tests {
         // evaluated in batches): 468 MiB at most per server.
         let sample = mib(server_bytes(&p, 622, 2, false));
         assert!(sample >= 468.0, "{sample}");
+        // A generated pair of 3,000 entities per side, open protocol, the largest size measured
+        // (2026-12-06): 2,200 MiB at most per server.
+        let large = mib(server_bytes(&p, 6_000, 2, false));
+        assert!(large >= 2_200.0, "{large}");
         p.correlation = Correlation::Replicated;
         assert_eq!(server_bytes(&p, rows, 3, false), {
             p.correlation = Correlation::Dealer;

@@ -124,8 +124,9 @@ impl JobSpec {
         // choice words; v17 and v18, the bilinear form from ring-LWE products and their wire
         // formats; v19, the norms' products once per pair of servers (half the results each
         // way) and packings chosen within the work bound; v20, the evaluator's plaintext
-        // doubled there instead of both shares.
-        Ok(Digest(sha256("ppea job description v20", &[&bytes])))
+        // doubled there instead of both shares; v21, packings chosen with the two runs'
+        // memory as the larger of the two.
+        Ok(Digest(sha256("ppea job description v21", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

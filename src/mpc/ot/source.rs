@@ -80,12 +80,14 @@ pub struct Cost {
     pub held_bytes: u64,
 }
 
+/// Two runs one after the other: their work adds up, and what is held is the larger of the two
+/// (a run's ciphertexts, blocks and results are freed when it ends).
 impl std::ops::Add for Cost {
     type Output = Cost;
     fn add(self, o: Cost) -> Cost {
         Cost {
             multiply_adds: self.multiply_adds.saturating_add(o.multiply_adds),
-            held_bytes: self.held_bytes.saturating_add(o.held_bytes),
+            held_bytes: self.held_bytes.max(o.held_bytes),
         }
     }
 }
@@ -104,11 +106,12 @@ impl Cost {
         self.multiply_adds <= limit.multiply_adds && self.held_bytes <= limit.held_bytes
     }
 
-    /// What is left of `self` after `used`.
-    fn minus(&self, used: &Cost) -> Cost {
+    /// What a bound leaves for a run after an earlier run that cost `used`: the work left, and
+    /// all of the memory (the earlier run's is freed when it ends).
+    fn after(&self, used: &Cost) -> Cost {
         Cost {
             multiply_adds: self.multiply_adds.saturating_sub(used.multiply_adds),
-            held_bytes: self.held_bytes.saturating_sub(used.held_bytes),
+            held_bytes: self.held_bytes,
         }
     }
 
@@ -208,7 +211,7 @@ fn dense_costs(
         })?
     };
     // C: every pair; with `split`, per block of columns, the blocks' rows span-major.
-    let budget = limit.minus(&norms);
+    let budget = limit.after(&norms);
     let c = if split && ns > 1 {
         least_dense(widest, na * ns, &budget, false, |g, w| {
             let touched = |from: u64, len: u64, size: u64| {

@@ -1250,6 +1250,36 @@ mod tests {
                 assert_eq!(got, dot(row, row), "k {k}, row {i} of {rows}");
             }
         }
+        // A peer returning results for every block (the full form's length) is refused, naming
+        // it: each side expects only the blocks the other evaluates.
+        let diag: Vec<u32> = (0..40).collect();
+        let pairs = Pairs::list(40, 40, diag.clone(), diag).unwrap();
+        let lay = Arc::new(Layout::with_packing(&pairs, 3, 4, 2));
+        let mut parties: Vec<CrossProducts> = (0..2)
+            .map(|s| {
+                CrossProducts::diagonal(s, 2, lay.clone(), pairs.clone(), vec![s as u64; 120])
+                    .unwrap()
+            })
+            .collect();
+        let p1 = parties.pop().unwrap();
+        let p0 = parties.pop().unwrap();
+        let (Step::Send(p0, m0), Step::Send(p1, m1)) = (p0.start().unwrap(), p1.start().unwrap())
+        else {
+            panic!("broadcasts")
+        };
+        let Step::SendEach(p0, _, expected) = p0.receive(vec![m0, m1]).unwrap() else {
+            panic!("results to send")
+        };
+        assert!(expected[1] < lay.words_back() as usize);
+        drop(p1);
+        let err = match p0.receive(vec![vec![], vec![0; lay.words_back() as usize]]) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("results of the full length were accepted"),
+        };
+        assert!(
+            err.contains("server 1") && err.contains("expected"),
+            "{err}"
+        );
         // Pairs of different rows are refused.
         let pairs = Pairs::dense(2, 2);
         let lay = Arc::new(Layout::new(&pairs, 1).unwrap());

@@ -634,9 +634,7 @@ fn evaluate_with(
         } else {
             format!("ciphertext {}", r / L - 1)
         };
-        let mut padded = vec![0u64; L * N];
-        padded[(r % L) * N..(r % L + 1) * N].copy_from_slice(&row(r));
-        ctx.check_residues(&padded, from, &what)
+        ctx.check_row(&row(r), r % L, from, &what)
     })?;
     let pk_a = ctx.uniform(L, &pk_seed, PK_STREAM);
     let pk_b: Vec<u64> = (0..L).flat_map(row).collect();

@@ -354,15 +354,23 @@ impl Context {
     /// Checks that a peer's polynomial of `l` rows holds residues (each row's words below its
     /// prime).
     pub fn check_residues(&self, poly: &[u64], from: usize, what: &str) -> Result<()> {
-        let n = self.n();
-        for (i, row) in poly.chunks_exact(n).enumerate() {
-            let p = PRIMES[i];
-            if let Some(pos) = row.iter().position(|&v| v >= p) {
-                return Err(Error::protocol(
-                    PeerName::Server(from),
-                    format!("{what}: word {} of prime {i} is not a residue", i * n + pos),
-                ));
-            }
+        for (i, row) in poly.chunks_exact(self.n()).enumerate() {
+            self.check_row(row, i, from, what)?;
+        }
+        Ok(())
+    }
+
+    /// [`Context::check_residues`] for row `i` (prime `i`) of a polynomial alone.
+    pub fn check_row(&self, row: &[u64], i: usize, from: usize, what: &str) -> Result<()> {
+        let p = PRIMES[i];
+        if let Some(pos) = row.iter().position(|&v| v >= p) {
+            return Err(Error::protocol(
+                PeerName::Server(from),
+                format!(
+                    "{what}: word {} of prime {i} is not a residue",
+                    i * row.len() + pos
+                ),
+            ));
         }
         Ok(())
     }

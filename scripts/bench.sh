@@ -29,6 +29,10 @@ done
 for k in 2 3 4; do
   "$bin" bench bilinear --servers "$k" --n 1000 --m 1000 --d 128 --correlation ot --repeat "$REPEAT"
 done
+# Dealer-free products that follow the candidates (ring-LWE slots): a small job, then DBP15K
+# fr-en's shape (10,500 rows per side, 64 candidates each, width 648; about two minutes).
+"$bin" bench slot-products --servers 2 --n 2000 --per-row 16 --d 128 --repeat "$REPEAT"
+"$bin" bench slot-products --servers 2 --n 10500 --per-row 64 --d 648 --repeat "$REPEAT"
 # Three servers from replicated seeds (correlation = "replicated"): issue 9's sizes.
 "$bin" bench compare --servers 3 --count 1000000 --ell 64 --correlation replicated --repeat "$REPEAT"
 "$bin" bench bilinear --servers 3 --n 1000 --m 1000 --d 128 --correlation replicated --repeat "$REPEAT"

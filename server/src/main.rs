@@ -128,6 +128,9 @@ enum BenchKind {
     /// One server's local pair products in the bilinear form: one pass of --d columns over
     /// --n rows per side with --per-row random candidates each, listed both ways.
     PairKernel,
+    /// Dealer-free products that follow the pairs (ring-LWE slots): --n rows per side with
+    /// --per-row random candidates each, listed both ways, rows of --d.
+    SlotProducts,
 }
 
 /// Large blocks on huge pages (`ppea::net::heap`).
@@ -237,6 +240,9 @@ fn real_main() -> Result<()> {
                     BenchKind::SilentOt => {
                         serde_json::to_string(&ppea::mpc::bench::silent_ot(count)?)?
                     }
+                    BenchKind::SlotProducts => serde_json::to_string(
+                        &ppea::mpc::bench::slot_products(servers, n, per_row, d)?,
+                    )?,
                     BenchKind::PairKernel => {
                         serde_json::to_string(&ppea::mpc::bench::pair_kernel(n, per_row, d)?)?
                     }

@@ -439,3 +439,165 @@ mod tests {
         );
     }
 }
+
+/// Result line of the slot-products benchmark.
+#[derive(Debug, Serialize)]
+pub struct SlotProductsReport {
+    /// Always "slot-products".
+    pub bench: &'static str,
+    /// Number of compute servers.
+    pub servers: usize,
+    /// Rows per side.
+    pub n: usize,
+    /// Row length.
+    pub d: usize,
+    /// Distinct pairs (each side's rows with `per_row` random partners, listed both ways).
+    pub pairs: usize,
+    /// Returned ciphertexts per evaluator and encryptor, and the most of one slot ciphertext.
+    pub blocks: usize,
+    /// The most rounds of one slot ciphertext.
+    pub max_rounds: usize,
+    /// Plaintexts one evaluator builds per peer (one inverse and four forward NTTs each).
+    pub plaintexts: u64,
+    /// Every server's encryption, one after the other (both cores each).
+    pub encrypt_seconds: f64,
+    /// Every server's evaluation of its peers' ciphertexts, one after the other.
+    pub evaluate_seconds: f64,
+    /// Every server's decryption of its results, one after the other.
+    pub decrypt_seconds: f64,
+    /// All of it.
+    pub seconds: f64,
+    /// Bytes one server sends (ciphertexts to every peer, results to every peer).
+    pub bytes_per_server: u64,
+    /// `bytes_per_server / pairs`.
+    pub bytes_per_pair: f64,
+}
+
+/// Shares modulo `T` of `<X_i, Y_j>` for random candidate pairs of `n` rows per side with
+/// `per_row` random partners each (both sides' lists), by slot products
+/// ([`crate::mpc::he::slots`]): every server's steps run on this thread one after the other,
+/// each over both cores, and the messages are handed over, not sent. A thousand items are
+/// checked against the plaintext (untimed).
+pub fn slot_products(k: usize, n: usize, per_row: usize, d: usize) -> Result<SlotProductsReport> {
+    use crate::error::Error;
+    use crate::mpc::he::modulus::Modulus;
+    use crate::mpc::he::slots::{SlotPlan, SlotProducts, T, orient};
+    use crate::mpc::protocol::{Protocol, Step};
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    if n == 0 || per_row == 0 || per_row > n {
+        return Err(Error::invalid(
+            "slot-products: rows must be positive and at least the candidates per row",
+        ));
+    }
+    let mut prg = Prg::fresh();
+    let mut seen = HashSet::new();
+    let mut pairs = Vec::new();
+    for side in 0..2 {
+        for r in 0..n {
+            let mut got = 0;
+            while got < per_row {
+                let other = (prg.next_u64() % n as u64) as usize;
+                let pair = if side == 0 { (r, other) } else { (other, r) };
+                if seen.insert(pair) {
+                    pairs.push(pair);
+                    got += 1;
+                } else if side == 0 {
+                    continue;
+                } else {
+                    got += 1;
+                }
+            }
+        }
+    }
+    let items = orient(n, n, pairs.iter().copied());
+    let plan = Arc::new(SlotPlan::new(2 * n, d, &items)?);
+    let tm = Modulus::new(T);
+    let rows = 2 * n;
+    let z: Vec<u64> = (0..rows * d).map(|_| prg.next_u64() % T).collect();
+    let mut shares: Vec<Vec<u64>> = (0..k - 1)
+        .map(|_| (0..rows * d).map(|_| prg.next_u64() % T).collect())
+        .collect();
+    let last = z
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| shares.iter().fold(v, |acc, s| tm.sub(acc, s[i])))
+        .collect();
+    shares.push(last);
+    let own: Vec<Vec<u64>> = shares.clone();
+    let t0 = Instant::now();
+    let mut states = Vec::new();
+    let mut round1 = Vec::new();
+    for (s, sh) in shares.into_iter().enumerate() {
+        match SlotProducts::new(s, k, plan.clone(), sh)?.start()? {
+            Step::Send(p, m) => {
+                states.push(p);
+                round1.push(m);
+            }
+            _ => return Err(Error::invalid("slot-products: the first step sends")),
+        }
+    }
+    let encrypt_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut next = Vec::new();
+    let mut payloads = Vec::new();
+    for p in states {
+        match p.receive(round1.clone())? {
+            Step::SendEach(p, each, _) => {
+                next.push(p);
+                payloads.push(each);
+            }
+            _ => return Err(Error::invalid("slot-products: the second step returns")),
+        }
+    }
+    drop(round1);
+    let evaluate_seconds = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    let mut outs = Vec::new();
+    for (me, p) in next.into_iter().enumerate() {
+        let incoming = (0..k)
+            .map(|s| std::mem::take(&mut payloads[s][me]))
+            .collect();
+        match p.receive(incoming)? {
+            Step::Done(o) => outs.push(o),
+            _ => return Err(Error::invalid("slot-products: the third step finishes")),
+        }
+    }
+    let decrypt_seconds = t2.elapsed().as_secs_f64();
+    let seconds = t0.elapsed().as_secs_f64();
+    let dot = |a: &[u64], b: &[u64]| {
+        a.iter()
+            .zip(b)
+            .fold(0u64, |acc, (&x, &y)| tm.add(acc, tm.mul(x, y)))
+    };
+    for i in (0..items.len()).step_by((items.len() / 1000).max(1)) {
+        let (q, p) = (items[i].0 as usize, items[i].1 as usize);
+        let mut sum = 0;
+        for (s, sh) in own.iter().enumerate() {
+            sum = tm.add(sum, outs[s][i]);
+            sum = tm.add(sum, dot(&sh[p * d..(p + 1) * d], &sh[q * d..(q + 1) * d]));
+        }
+        if sum != dot(&z[p * d..(p + 1) * d], &z[q * d..(q + 1) * d]) {
+            return Err(Error::invalid(format!(
+                "slot-products: item {i} differs from the plaintext"
+            )));
+        }
+    }
+    let bytes_per_server = 8 * (k as u64 - 1) * (plan.words_in() + plan.words_back());
+    Ok(SlotProductsReport {
+        bench: "slot-products",
+        servers: k,
+        n,
+        d,
+        pairs: items.len(),
+        blocks: plan.blocks(),
+        max_rounds: plan.max_rounds(),
+        plaintexts: plan.plaintexts(),
+        encrypt_seconds,
+        evaluate_seconds,
+        decrypt_seconds,
+        seconds,
+        bytes_per_server,
+        bytes_per_pair: bytes_per_server as f64 / items.len() as f64,
+    })
+}

@@ -7,7 +7,10 @@
 //!   list of pairs, each server encrypting its share of `Y` and every peer multiplying by its
 //!   share of `X` (packing, re-randomisation, flooding and masking explained there).
 
+pub mod harden;
 pub mod modulus;
 pub mod ntt;
 pub mod product;
 pub mod rlwe;
+pub mod slots;
+pub mod wire;

@@ -28,7 +28,7 @@
 //! (dividing the noise by 2^54), and adds a uniform flooding noise `F` far above a proven bound
 //! on everything else in the noise (`e P`, the rounding of the exact encoding, the public key's
 //! noise, the modulus switch): per coefficient the statistical distance to `F` alone is at most
-//! the bound over `2F`, and the margin is [`STAT_BITS`] plus the log of the number of flooded
+//! the bound over `2F`, and the margin is [`STAT_BITS`](crate::mpc::he::harden::STAT_BITS) plus the log of the number of flooded
 //! coefficients, so all of a run's results are within `2^-41` of noise that does not depend on
 //! `X`. It adds the encoding of a uniform mask `R` and keeps `-R` as its share, and
 //! switches the result to the modulus `2^96` (`RESULT_BITS`: the bits below are flooding noise),
@@ -44,27 +44,18 @@
 
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::bit_pack::{Packer, Unpacker};
+use crate::mpc::he::harden::{
+    HARDENED, Hardening, MAX_PEERS, OUT_L, flood_bits_over, noise_bound, rerandomize_drop_flood,
+    returned_modulus_bits,
+};
 use crate::mpc::he::rlwe::{Context, L, N, PK_STREAM, RESULT_BITS, Sampler, SecretKey};
+use crate::mpc::he::wire::{pack, packed_words, unpack};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::Seed;
 use crate::mpc::protocol::{Protocol, Step, check_lengths};
 use crate::mpc::ring;
 use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Statistical security of one product run, in bits: the flooding noise's margin over its
-/// bound is this plus the log of the number of flooded coefficients (every block's `N`, for up
-/// to [`MAX_PEERS`] peers), so that the whole run's results are within statistical distance
-/// `2^-STAT_BITS` of the flood alone. 41: a bilinear request runs two products (`C` and the
-/// norms), so a request is within `2^-40` (a job with `W` workers per server makes `W`
-/// requests: within `W 2^-40`).
-pub const STAT_BITS: u32 = 41;
-
-/// Peers a server evaluates for (at most four servers).
-pub const MAX_PEERS: usize = 3;
-
-/// Primes of a returned ciphertext (the last of the fresh ones is dropped).
-pub const OUT_L: usize = L - 1;
 
 /// Largest row length accepted. Within the dealer-free source's work bound some packing's
 /// flooding noise fits the returned modulus for every row length up to it; `Layout::new`
@@ -309,27 +300,16 @@ impl Shape {
         ((2 * L * N * self.cipher_dims()) as u64).saturating_mul(self.blocks)
     }
 
-    /// Bits of the flooding noise: [`STAT_BITS`] plus the log of the number of flooded
+    /// Bits of the flooding noise: [`STAT_BITS`](crate::mpc::he::harden::STAT_BITS) plus the log of the number of flooded
     /// coefficients above the bound on the rest of the returned noise (see the module docs),
     /// or an error if the returned modulus cannot hold it.
     pub fn flood_bits(&self) -> Result<u32> {
-        let n = N as f64;
         let eta = crate::mpc::he::rlwe::ETA as f64;
         // Sum over a chunk's ciphertexts of (e + rounding) times P: ||P||_1 <= g D 2^63.
         let mult = (self.cipher_dims() * self.runs()) as f64 * (eta + 0.5) * 2f64.powi(63);
-        // u e_pk + e_1 s + e_2, then the switch: divided by the dropped prime, plus its
-        // rounding.
-        let pk = 2.0 * n * eta + eta;
-        let dropped = crate::mpc::he::rlwe::PRIMES[L - 1] as f64;
-        let bound = (mult + pk) / dropped + (1.0 + n) / 2.0;
-        // One more bit than the bound's log, for the floating-point estimate.
-        let coefficients = n * self.blocks.max(1) as f64 * MAX_PEERS as f64;
-        let bits = bound.log2().ceil() as u32 + 1 + STAT_BITS + coefficients.log2().ceil() as u32;
-        // Decryption needs noise below Q' / 2^65 (with room for the decoder's approximation).
-        let q_out: f64 = crate::mpc::he::rlwe::PRIMES[..OUT_L]
-            .iter()
-            .map(|&p| (p as f64).log2())
-            .sum();
+        let coefficients = N as f64 * self.blocks.max(1) as f64 * MAX_PEERS as f64;
+        let bits = flood_bits_over(noise_bound(mult), coefficients);
+        let q_out = returned_modulus_bits();
         // Flood plus bound below Q' / 2^66.1: after the switch to 2^RESULT_BITS at most 2^29.9
         // of the decoder's 2^31, the rest for the switch's error (`Context::to_power_of_two`).
         if bits as f64 + 66.1 > q_out {
@@ -371,46 +351,6 @@ pub fn least_traffic<T>(
         }
     }
     best.map(|(_, shape, t)| (shape, t))
-}
-
-/// Bits of a residue on the wire (every prime is below `2^54`).
-pub const RESIDUE_BITS: u32 = 54;
-
-/// Words of `residues` residues packed in [`RESIDUE_BITS`] bits each.
-fn packed_words(residues: u64) -> u64 {
-    residues.saturating_mul(RESIDUE_BITS as u64).div_ceil(64)
-}
-
-/// Residues packed in [`RESIDUE_BITS`] bits each, a row of `N` (a whole number of words) at a
-/// time.
-fn pack(residues: &[u64]) -> Vec<u64> {
-    let row_words = packed_words(N as u64) as usize;
-    let mut out = vec![0u64; packed_words(residues.len() as u64) as usize];
-    out.par_chunks_mut(row_words)
-        .zip(residues.par_chunks(N))
-        .for_each(|(dst, src)| {
-            let mut p = Packer::with_capacity(row_words);
-            for &v in src {
-                p.push(v, RESIDUE_BITS);
-            }
-            dst.copy_from_slice(&p.words[..dst.len()]);
-        });
-    out
-}
-
-/// Inverse of [`pack`], for `count` residues (the words' number was checked against it).
-fn unpack(words: &[u64], count: usize) -> Vec<u64> {
-    let row_words = packed_words(N as u64) as usize;
-    let mut out = vec![0u64; count];
-    out.par_chunks_mut(N)
-        .zip(words.par_chunks(row_words))
-        .for_each(|(dst, src)| {
-            let mut u = Unpacker::new(src);
-            for v in dst.iter_mut() {
-                *v = u.take(RESIDUE_BITS);
-            }
-        });
-    out
 }
 
 /// `psi^e` for every NTT output run and plaintext coefficient: `zeta[l][r * R + q]` is the
@@ -521,19 +461,6 @@ fn encrypt(ctx: &Context, lay: &Layout, y: &[u64]) -> Encrypted {
 pub fn flood_bits(lay: &Layout) -> Result<u32> {
     lay.shape().flood_bits()
 }
-
-/// What the evaluator does to its results before returning them (all of it, except in the
-/// tests that show why each part is needed).
-#[derive(Clone, Copy)]
-struct Hardening {
-    rerandomize: bool,
-    flood: bool,
-}
-
-const HARDENED: Hardening = Hardening {
-    rerandomize: true,
-    flood: true,
-};
 
 /// Evaluates a peer's ciphertexts (as sent) on this server's plaintext values: the payload
 /// to return ([`pack_results`] of [`to_results`], [`Shape::words_back`] words) and this
@@ -742,9 +669,9 @@ fn evaluate_with(
     Ok(masks)
 }
 
-/// Re-randomises block `b` (`2 L N` residues, in NTT form) with an encryption of zero under
-/// the encryptor's public key `pk`, drops the last prime, floods it with `bits` bits and adds
-/// its mask, into `out` (`2 OUT_L N`) and `mask` (`N`), from the stream `b` of `fresh`.
+/// Re-randomises block `b` (`2 L N` residues, in NTT form), drops the last prime and floods it
+/// ([`rerandomize_drop_flood`]), then adds its mask (a uniform word per coefficient, kept in
+/// `mask`, `N`), into `out` (`2 OUT_L N`), all from the stream `b` of `fresh`.
 #[allow(clippy::too_many_arguments)]
 fn harden(
     ctx: &Context,
@@ -752,51 +679,15 @@ fn harden(
     bits: u32,
     fresh: &Seed,
     b: usize,
-    (pk_a, pk_b): (&[u64], &[u64]),
+    pk: (&[u64], &[u64]),
     block: &mut [u64],
     out: &mut [u64],
     mask: &mut [u64],
 ) {
     let n = N;
     let mut s = Sampler::new(fresh, b as u64);
-    let (ca, cb) = block.split_at_mut(L * n);
-    let mut u = ctx.small(L, &s.ternary(n));
-    ctx.forward(&mut u);
-    for l in (0..L).filter(|_| hard.rerandomize) {
-        let m = ctx.modulus(l);
-        let row = l * n..(l + 1) * n;
-        for (((xa, xb), &uv), (&pa, &pb)) in ca[row.clone()]
-            .iter_mut()
-            .zip(cb[row.clone()].iter_mut())
-            .zip(&u[row.clone()])
-            .zip(pk_a[row.clone()].iter().zip(&pk_b[row]))
-        {
-            *xa = m.add(*xa, m.mul(uv, pa));
-            *xb = m.add(*xb, m.mul(uv, pb));
-        }
-    }
-    ctx.inverse(ca);
-    ctx.inverse(cb);
-    let e1 = ctx.small(L, &s.noise(n));
-    let e2 = ctx.small(L, &s.noise(n));
-    for (l, ((xa, xb), (&v1, &v2))) in ca
-        .iter_mut()
-        .zip(cb.iter_mut())
-        .zip(e1.iter().zip(&e2))
-        .enumerate()
-        .filter(|_| hard.rerandomize)
-    {
-        let m = ctx.modulus(l / n);
-        *xa = m.add(*xa, v1);
-        *xb = m.add(*xb, v2);
-    }
-    let a2 = ctx.drop_last(L, ca);
-    let mut b2 = ctx.drop_last(L, cb);
-    let flood = if hard.flood {
-        s.flood(ctx, OUT_L, bits)
-    } else {
-        vec![0; OUT_L * n]
-    };
+    rerandomize_drop_flood(ctx, hard, bits, &mut s, pk, block, out);
+    let b2 = &mut out[OUT_L * n..];
     let mut enc = [0u64; L];
     for (c, m_out) in mask.iter_mut().enumerate() {
         *m_out = s.word();
@@ -804,11 +695,9 @@ fn harden(
         for (l, e) in enc.iter().enumerate().take(OUT_L) {
             let m = ctx.modulus(l);
             let at = l * n + c;
-            b2[at] = m.add(m.add(b2[at], *e), flood[at]);
+            b2[at] = m.add(b2[at], *e);
         }
     }
-    out[..OUT_L * n].copy_from_slice(&a2);
-    out[OUT_L * n..].copy_from_slice(&b2);
 }
 
 /// Decrypts the blocks a peer returned (in the form of [`to_results`]): `N` values per block.
@@ -1105,6 +994,7 @@ impl Protocol for CrossProducts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mpc::he::wire::RESIDUE_BITS;
     use crate::mpc::prg::Prg;
     use crate::mpc::protocol::run_lockstep;
 

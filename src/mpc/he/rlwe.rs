@@ -176,7 +176,7 @@ impl Context {
 
     /// The integer of absolute value far below `Q / 2` (`Q` of level `l`) whose residues are
     /// `r`, modulo `2^128` (Garner's mixed radix; the top digit gives the sign).
-    fn centred(&self, l: usize, r: &[u64]) -> u128 {
+    pub fn centred(&self, l: usize, r: &[u64]) -> u128 {
         let mut digits = [0u64; L];
         for i in 0..l {
             let m = self.modulus(i);
@@ -251,7 +251,7 @@ impl Context {
     /// `x / Q = sum_i y_i / p_i mod 1` with `y_i = x_i (Q / p_i)^-1 mod p_i`, each `1 / p_i` as
     /// `floor(2^128 / p_i)`, off by less than `l 2^54` units of `2^-128`).
     #[inline]
-    fn fraction(&self, l: usize, residues: &[u64]) -> u128 {
+    pub fn fraction(&self, l: usize, residues: &[u64]) -> u128 {
         let lv = self.level(l);
         let mut v: u128 = 0;
         for (i, &x) in residues.iter().enumerate().take(l) {
@@ -622,11 +622,27 @@ impl SecretKey {
         first: u64,
         message: &[u64],
     ) -> Vec<u64> {
+        self.encrypt_scaled(ctx, sampler, seed, first, message, |v, out| {
+            ctx.encode(L, v, out)
+        })
+    }
+
+    /// [`SecretKey::encrypt`] with another plaintext modulus: `scale(m, out)` writes
+    /// `round(Q m / t) mod p_i` for every prime `i` (all `L`).
+    pub fn encrypt_scaled(
+        &self,
+        ctx: &Context,
+        sampler: &mut Sampler,
+        seed: &Seed,
+        first: u64,
+        message: &[u64],
+        scale: impl Fn(u64, &mut [u64]),
+    ) -> Vec<u64> {
         let n = ctx.n();
         let mut x = ctx.small(L, &sampler.noise(n));
         let mut enc = [0u64; L];
         for (c, &v) in message.iter().enumerate() {
-            ctx.encode(L, v, &mut enc);
+            scale(v, &mut enc);
             for (i, e) in enc.iter().enumerate() {
                 let m = ctx.modulus(i);
                 x[i * n + c] = m.add(x[i * n + c], *e);

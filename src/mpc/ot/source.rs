@@ -118,7 +118,8 @@ impl Cost {
     /// The cost of one evaluation of a packing of `shape` whose `X` has `x_rows` rows: its
     /// multiply-adds, and what a server holds for one peer ([`crate::mpc::he::product`]).
     pub fn of(shape: &Shape, x_rows: usize) -> Cost {
-        use crate::mpc::he::product::{BATCH_BLOCKS, BATCH_CHUNKS, OUT_L};
+        use crate::mpc::he::harden::OUT_L;
+        use crate::mpc::he::product::{BATCH_BLOCKS, BATCH_CHUNKS};
         use crate::mpc::he::rlwe::{L, N};
         let (n, ring, cd) = (N as u64, (L * N) as u64, shape.cipher_dims() as u64);
         // A batch: its chunks' ciphertexts expanded (a and b), its blocks' parts and sums in

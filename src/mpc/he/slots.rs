@@ -1,0 +1,952 @@
+//! Shares modulo a prime `T` of `<Z^t_p, Z^s_q>` for a list of pairs of rows `(q, p)`, one slot
+//! per pair and dimension: the products follow the pairs, not a dense grid.
+//!
+//! **Slots.** With a plaintext modulus `T` prime and `1 mod 2N`, `Z_T[X] / (X^N + 1)` is `N`
+//! copies of `Z_T` (the negacyclic NTT modulo `T`: a polynomial's evaluations at the `N`
+//! primitive `2N`-th roots of unity), and the product of two polynomials is the slot-wise product
+//! of their evaluations. Server `s` (the *encryptor*) puts its share of the rows that head some
+//! pair (the *slot rows*) into the slots of ciphertexts, one ciphertext per group of `N` slot rows
+//! and dimension `k`: slot `j` of ciphertext `(c, k)` holds `Z^s[row_cj, k]`. Another server `t`
+//! (the *evaluator*) multiplies ciphertext `(c, k)` by a plaintext whose slot `j` holds
+//! `Z^t[p, k]` for the `r`-th partner `p` of `row_cj` (round `r`), and sums over `k`: slot `j` of
+//! block `(c, r)` is then `<Z^t_p, Z^s_row_cj>`, so one returned ciphertext holds up to `N`
+//! useful products and every pair costs `d` slot products, whatever rows the pairs touch. The
+//! price is that each (block, dimension) plaintext is new: the evaluator gathers it, takes it to
+//! coefficients (an inverse NTT modulo `T`) and to the ciphertext primes (`L` forward NTTs),
+//! where the coefficient-packed products ([`super::product`]) transform nothing but only fill
+//! blocks that the pairs make dense.
+//!
+//! **Plan** ([`SlotPlan`]). Slot rows are sorted by their number of pairs (most first) and cut
+//! into ciphertexts of `N`; a ciphertext has as many rounds (blocks) as its first row has pairs.
+//! For the pairs of two row sets (`X` and `Y`, stacked as `Z = [X; Y]`), [`orient`] heads each
+//! pair by the endpoint with fewer pairs so far, so that rows of many candidates share their load
+//! with their partners: the cross term `<X^t_i, Y^s_j>` comes from slot row `Y_j` and the term
+//! `<Y^t_j, X^s_i>` from slot row `X_i`, and summed over every ordered pair of servers both give
+//! `sum_{s != t} <X^s_i, Y^t_j>`.
+//!
+//! **Scheme.** The ciphertexts are those of [`super::rlwe`] with the message scaled by the exact
+//! `Q / T`, rounded ([`Codec::scale`]): a plaintext product adds `(e + 1/2) ||P||_1` to the
+//! noise, `||P||_1 <= N (T - 1) / 2` for the centred lift of a dense plaintext. `T` is the largest
+//! prime below `2^50` that is `1 mod 2N`: small enough that the sum over `d <= 2,048` dimensions,
+//! divided by the dropped prime and flooded ([`super::harden`]), leaves room below `Q' / 2T` for
+//! [`super::harden::STAT_BITS`] plus the log of the flooded coefficients, and large enough for
+//! values of 49 bits (the bilinear form's results are below `2^40`).
+//!
+//! **What each server learns.** As for the coefficient-packed products: the evaluator sees
+//! ciphertexts under a key it does not know; the encryptor decrypts a re-randomised and flooded
+//! ciphertext whose slots carry the evaluator's uniform mask `R` (the evaluator keeps `-R`), so
+//! its view is uniform slots and noise independent of the evaluator's share (tests below, with
+//! controls that drop each part).
+//!
+//! Semi-honest, like [`super::product`]: an encryptor that sends malformed ciphertexts can make
+//! the flooding insufficient.
+
+use crate::error::{Error, PeerName, Result};
+use crate::mpc::he::harden::{
+    HARDENED, Hardening, MAX_PEERS, OUT_L, flood_bits_over, noise_bound, rerandomize_drop_flood,
+    returned_modulus_bits,
+};
+use crate::mpc::he::modulus::Modulus;
+use crate::mpc::he::ntt::NttTables;
+use crate::mpc::he::rlwe::{Context, ETA, L, N, PK_STREAM, PRIMES, Sampler, SecretKey};
+use crate::mpc::he::wire::{pack, packed_words, unpack};
+use crate::mpc::prg::Seed;
+use crate::mpc::protocol::{Protocol, Step, check_lengths};
+use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
+
+/// The plaintext modulus: the largest prime below `2^50` that is `1 mod 2N`.
+pub const T: u64 = 0x3_ffff_ffff_c001;
+
+/// Largest row length accepted (the flooding noise's bound grows with it).
+pub const MAX_D: usize = 2048;
+
+/// An idle slot in a block.
+const NONE: u32 = u32::MAX;
+
+/// The slot encoding modulo [`T`] and the scaling between `Z_T` and the ciphertext modulus.
+pub struct Codec {
+    ntt: NttTables,
+    /// Per level `l` (index `l - 1`): `floor(Q_l / T) mod p_i` for each prime, and `Q_l mod T`.
+    levels: Vec<(Vec<u64>, u64)>,
+}
+
+impl Codec {
+    /// The shared codec (built once).
+    pub fn get() -> &'static Codec {
+        static CODEC: OnceLock<Codec> = OnceLock::new();
+        CODEC.get_or_init(Codec::new)
+    }
+
+    fn new() -> Codec {
+        let levels = (1..=L)
+            .map(|l| {
+                // Q_l in words, then divided by T (T < 2^50, so each step fits 128 bits).
+                let mut q = [0u64; L];
+                q[0] = 1;
+                for &p in &PRIMES[..l] {
+                    let mut carry = 0u128;
+                    for w in q.iter_mut() {
+                        let v = *w as u128 * p as u128 + carry;
+                        *w = v as u64;
+                        carry = v >> 64;
+                    }
+                }
+                let (mut quotient, mut rem) = ([0u64; L], 0u128);
+                for w in (0..L).rev() {
+                    let cur = (rem << 64) | q[w] as u128;
+                    quotient[w] = (cur / T as u128) as u64;
+                    rem = cur % T as u128;
+                }
+                let residues = PRIMES[..l]
+                    .iter()
+                    .map(|&p| {
+                        let m = Modulus::new(p);
+                        quotient.iter().rev().fold(0u64, |acc, &w| {
+                            m.reduce_wide(((acc as u128) << 64) | w as u128)
+                        })
+                    })
+                    .collect();
+                (residues, rem as u64)
+            })
+            .collect();
+        Codec {
+            ntt: NttTables::new(T, N),
+            levels,
+        }
+    }
+
+    /// Slot values (below `T`) to the coefficients of their polynomial, in place.
+    pub fn to_coefficients(&self, slots: &mut [u64]) {
+        self.ntt.inverse(slots);
+    }
+
+    /// Coefficients (below `T`) to slot values, in place.
+    pub fn to_slots(&self, coefficients: &mut [u64]) {
+        self.ntt.forward(coefficients);
+    }
+
+    /// `round(Q_l m / T) mod p_i` for each prime `i` of level `l`, into `out[i]` (`m < T`):
+    /// `floor(Q_l / T) m + round((Q_l mod T) m / T)`.
+    #[inline]
+    pub fn scale(&self, ctx: &Context, l: usize, m: u64, out: &mut [u64]) {
+        let (q_div, q_mod) = &self.levels[l - 1];
+        let frac = ((*q_mod as u128 * m as u128 + (T / 2) as u128) / T as u128) as u64;
+        for (i, o) in out.iter_mut().enumerate().take(l) {
+            let md = ctx.modulus(i);
+            *o = md.add(md.mul(q_div[i], md.reduce(m)), md.reduce(frac));
+        }
+    }
+
+    /// `round(T x / Q_l) mod T` for `x` given by its residues at level `l`, from the 128-bit
+    /// fraction `x / Q_l mod 1` (off by less than `2^-70`, so by less than `2^-20` after the
+    /// product by `T`).
+    #[inline]
+    pub fn unscale(&self, ctx: &Context, l: usize, residues: &[u64]) -> u64 {
+        let f = ctx.fraction(l, residues);
+        let hi = T as u128 * (f >> 64) + ((T as u128 * (f as u64) as u128) >> 64);
+        let v = ((hi + (1u128 << 63)) >> 64) as u64;
+        if v >= T { v - T } else { v }
+    }
+}
+
+/// A uniform value modulo [`T`] (rejection from 50-bit words: accepts with probability above
+/// `1 - 2^-36`).
+fn uniform_mod_t(s: &mut Sampler) -> u64 {
+    loop {
+        let v = s.word() >> 14;
+        if v < T {
+            return v;
+        }
+    }
+}
+
+/// Heads each pair `(i, j)` (`i` a row of `X`, `j` of `Y`) as an item `(slot row, partner)` of the
+/// stacked rows `[X; Y]` (`X` row `i` is `i`, `Y` row `j` is `n + j`): at the endpoint with fewer
+/// items so far, ties to `Y`.
+pub fn orient(n: usize, m: usize, pairs: impl Iterator<Item = (usize, usize)>) -> Vec<(u32, u32)> {
+    let mut load = vec![0u32; n + m];
+    pairs
+        .map(|(i, j)| {
+            let (x, y) = (i, n + j);
+            let (slot, partner) = if load[x] < load[y] { (x, y) } else { (y, x) };
+            load[slot] += 1;
+            (slot as u32, partner as u32)
+        })
+        .collect()
+}
+
+/// One ciphertext's slot rows and its blocks.
+#[derive(Clone, Debug)]
+struct Cipher {
+    /// The row in each slot (at most `N`).
+    rows: Vec<u32>,
+    /// Its first block.
+    first: usize,
+    /// Its blocks (rounds): the most pairs any of its rows heads.
+    rounds: usize,
+}
+
+/// How a list of items `(slot row, partner)` maps onto ciphertexts, blocks and slots.
+#[derive(Clone, Debug)]
+pub struct SlotPlan {
+    /// Row length.
+    pub d: usize,
+    /// Rows of `Z`.
+    pub rows: usize,
+    ciphers: Vec<Cipher>,
+    /// The partner of each (block, slot), or [`NONE`].
+    partners: Vec<u32>,
+    /// Where each item's product lands: (block, slot).
+    at: Vec<(u32, u32)>,
+}
+
+impl SlotPlan {
+    /// The plan for `items` over `rows` rows of length `d`; refused if a row index is out of
+    /// range or the rows are too long for the noise budget.
+    pub fn new(rows: usize, d: usize, items: &[(u32, u32)]) -> Result<SlotPlan> {
+        if d == 0 || d > MAX_D {
+            return Err(Error::invalid(format!(
+                "slot products take rows of 1 to {MAX_D} values, not {d}"
+            )));
+        }
+        if rows >= NONE as usize {
+            return Err(Error::invalid(format!("slot products: {rows} rows")));
+        }
+        let mut load = vec![0u32; rows];
+        for &(q, p) in items {
+            if q as usize >= rows || p as usize >= rows {
+                return Err(Error::invalid(format!(
+                    "slot products: the item ({q}, {p}) is outside the {rows} rows"
+                )));
+            }
+            load[q as usize] += 1;
+        }
+        let mut heads: Vec<u32> = (0..rows as u32).filter(|&r| load[r as usize] > 0).collect();
+        heads.sort_by_key(|&r| std::cmp::Reverse(load[r as usize]));
+        let mut place = vec![(0u32, 0u32); rows];
+        let mut ciphers = Vec::with_capacity(heads.len().div_ceil(N));
+        let mut first = 0;
+        for (c, part) in heads.chunks(N).enumerate() {
+            for (j, &r) in part.iter().enumerate() {
+                place[r as usize] = (c as u32, j as u32);
+            }
+            let rounds = load[part[0] as usize] as usize;
+            ciphers.push(Cipher {
+                rows: part.to_vec(),
+                first,
+                rounds,
+            });
+            first += rounds;
+        }
+        let mut partners = vec![NONE; first * N];
+        let mut next = vec![0u32; rows];
+        let at = items
+            .iter()
+            .map(|&(q, p)| {
+                let (c, j) = place[q as usize];
+                let block = ciphers[c as usize].first + next[q as usize] as usize;
+                next[q as usize] += 1;
+                partners[block * N + j as usize] = p;
+                (block as u32, j)
+            })
+            .collect();
+        let plan = SlotPlan {
+            d,
+            rows,
+            ciphers,
+            partners,
+            at,
+        };
+        plan.flood_bits()?;
+        Ok(plan)
+    }
+
+    /// Returned ciphertexts (blocks) per evaluator and encryptor.
+    pub fn blocks(&self) -> usize {
+        self.partners.len() / N
+    }
+
+    /// Items.
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// Slot ciphertexts one encryptor sends (one per group of `N` slot rows and dimension).
+    pub fn ciphertexts(&self) -> usize {
+        self.ciphers.len() * self.d
+    }
+
+    /// Plaintexts one evaluator builds per encryptor (one per block and dimension: an inverse NTT
+    /// modulo `T` and `L` forward NTTs each).
+    pub fn plaintexts(&self) -> u64 {
+        self.blocks() as u64 * self.d as u64
+    }
+
+    /// The most rounds of a ciphertext.
+    pub fn max_rounds(&self) -> usize {
+        self.ciphers.iter().map(|c| c.rounds).max().unwrap_or(0)
+    }
+
+    /// Words of one server's ciphertexts as sent: two seeds, the public key and every slot
+    /// ciphertext's `b`, in 54-bit residues.
+    pub fn words_in(&self) -> u64 {
+        8 + packed_words((L * N) as u64) * (1 + self.ciphertexts() as u64)
+    }
+
+    /// Words of the results one evaluator returns to one encryptor: per block `a` and `b` at
+    /// the returned primes, in 54-bit residues.
+    pub fn words_back(&self) -> u64 {
+        packed_words((2 * OUT_L * N) as u64) * self.blocks() as u64
+    }
+
+    /// Bits of the flooding noise, or an error if the returned modulus cannot hold it with
+    /// room for decryption.
+    pub fn flood_bits(&self) -> Result<u32> {
+        let eta = ETA as f64;
+        // Sum over the dimensions of (e + rounding) ||P||_1, ||P||_1 <= N (T - 1) / 2.
+        let product = self.d as f64 * (eta + 0.5) * N as f64 * ((T - 1) / 2) as f64;
+        let coefficients = N as f64 * self.blocks().max(1) as f64 * MAX_PEERS as f64;
+        let bits = flood_bits_over(noise_bound(product), coefficients);
+        // Flood plus bound (below 2^(bits + 1)) under Q' / 2T, with 2 bits for the decoder.
+        if bits as f64 + 1.0 + (2.0 * T as f64).log2() + 2.0 > returned_modulus_bits() {
+            return Err(Error::invalid(format!(
+                "slot products of rows of {} in {} blocks: the flooding noise ({bits} bits) \
+                 does not fit the returned modulus",
+                self.d,
+                self.blocks()
+            )));
+        }
+        Ok(bits)
+    }
+}
+
+/// One server's key and the wire form of its slot ciphertexts.
+struct Encrypted {
+    key: SecretKey,
+    /// Two seeds (public key, ciphertexts), then the public key's `b` and every ciphertext's `b`
+    /// (NTT domain), `N` residues a row, packed.
+    message: Vec<u64>,
+}
+
+/// Encrypts this server's share `z` (`rows x d`, below `T`) in the plan's slots.
+fn encrypt(ctx: &Context, plan: &SlotPlan, z: &[u64]) -> Encrypted {
+    let codec = Codec::get();
+    let mut sampler = Sampler::fresh();
+    let key = SecretKey::generate(ctx, &mut sampler);
+    let (pk_seed, ct_seed, noise_seed) = (Seed::random(), Seed::random(), Seed::random());
+    let pk = key.public_key(ctx, &mut sampler, &pk_seed);
+    let d = plan.d;
+    let cts: Vec<Vec<u64>> = (0..plan.ciphertexts())
+        .into_par_iter()
+        .map(|t| {
+            let (c, k) = (t / d, t % d);
+            let mut msg = vec![0u64; N];
+            for (o, &r) in msg.iter_mut().zip(&plan.ciphers[c].rows) {
+                *o = z[r as usize * d + k];
+            }
+            codec.to_coefficients(&mut msg);
+            let mut s = Sampler::new(&noise_seed, t as u64);
+            let b = key.encrypt_scaled(ctx, &mut s, &ct_seed, 1 + t as u64, &msg, |v, out| {
+                codec.scale(ctx, L, v, out)
+            });
+            pack(&b)
+        })
+        .collect();
+    let mut message = Vec::with_capacity(plan.words_in() as usize);
+    message.extend_from_slice(&pk_seed.to_words());
+    message.extend_from_slice(&ct_seed.to_words());
+    message.extend_from_slice(&pack(&pk));
+    for c in cts {
+        message.extend_from_slice(&c);
+    }
+    Encrypted { key, message }
+}
+
+/// Evaluates a peer's slot ciphertexts (as sent, length checked) on this server's share `z`:
+/// the payload to return ([`SlotPlan::words_back`] words) and this server's masks (`N` slot
+/// values per block; its share is their negation).
+fn evaluate(
+    ctx: &Context,
+    plan: &SlotPlan,
+    z: &[u64],
+    message: &[u64],
+    from: usize,
+    hard: Hardening,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    let codec = Codec::get();
+    let (n, d) = (N, plan.d);
+    let seed = |at: usize| Seed::from_words(message[at..at + 4].try_into().expect("4 words"));
+    let (pk_seed, ct_seed) = (seed(0), seed(4));
+    let row_words = packed_words(N as u64) as usize;
+    let row = |r: usize| unpack(&message[8 + r * row_words..8 + (r + 1) * row_words], N);
+    let rows = (message.len() - 8) / row_words;
+    (0..rows).into_par_iter().try_for_each(|r| {
+        let what = if r < L {
+            "public key".to_string()
+        } else {
+            format!("slot ciphertext {}", r / L - 1)
+        };
+        ctx.check_row(&row(r), r % L, from, &what)
+    })?;
+    let pk_a = ctx.uniform(L, &pk_seed, PK_STREAM);
+    let pk_b: Vec<u64> = (0..L).flat_map(row).collect();
+    let bits = plan.flood_bits()?;
+    let fresh = Seed::random();
+    let block_words = packed_words((2 * OUT_L * N) as u64) as usize;
+    let mut payload = vec![0u64; plan.words_back() as usize];
+    let mut masks = vec![0u64; plan.blocks() * n];
+    let half = T / 2;
+    for (c, cipher) in plan.ciphers.iter().enumerate() {
+        let span = cipher.first..cipher.first + cipher.rounds;
+        // Every round's sum over the dimensions, `a` then `b`, L rows of N each (NTT domain).
+        let mut acc = vec![0u64; cipher.rounds * 2 * L * n];
+        for k in 0..d {
+            let t = c * d + k;
+            let a = ctx.uniform(L, &ct_seed, 1 + t as u64);
+            let b: Vec<u64> = (0..L).flat_map(|i| row(L * (1 + t) + i)).collect();
+            let shoup = |v: &[u64]| -> Vec<u64> {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &x)| ctx.modulus(i / n).shoup(x))
+                    .collect()
+            };
+            let (a_s, b_s) = (shoup(&a), shoup(&b));
+            acc.par_chunks_mut(2 * L * n)
+                .zip(plan.partners[span.start * n..span.end * n].par_chunks(n))
+                .for_each_init(
+                    || (vec![0u64; n], vec![0u64; n]),
+                    |(slots, lifted), (sum, partners)| {
+                        for (o, &p) in slots.iter_mut().zip(partners.iter()) {
+                            *o = if p == NONE { 0 } else { z[p as usize * d + k] };
+                        }
+                        codec.to_coefficients(slots);
+                        let (sa, sb) = sum.split_at_mut(L * n);
+                        for l in 0..L {
+                            let m = ctx.modulus(l);
+                            // The centred lift of each coefficient, modulo prime l.
+                            for (o, &v) in lifted.iter_mut().zip(slots.iter()) {
+                                *o = if v > half { m.p - (T - v) } else { v };
+                            }
+                            ctx.ntt[l].forward(lifted);
+                            let r = l * n..(l + 1) * n;
+                            for (((x, y), &pv), ((&av, &avs), (&bv, &bvs))) in sa[r.clone()]
+                                .iter_mut()
+                                .zip(sb[r.clone()].iter_mut())
+                                .zip(lifted.iter())
+                                .zip(
+                                    a[r.clone()]
+                                        .iter()
+                                        .zip(&a_s[r.clone()])
+                                        .zip(b[r.clone()].iter().zip(&b_s[r.clone()])),
+                                )
+                            {
+                                *x = m.add(*x, m.mul_shoup(pv, av, avs));
+                                *y = m.add(*y, m.mul_shoup(pv, bv, bvs));
+                            }
+                        }
+                    },
+                );
+        }
+        // Re-randomise, drop a prime, flood, add the mask's encoding, pack.
+        payload[span.start * block_words..span.end * block_words]
+            .par_chunks_mut(block_words)
+            .zip(masks[span.start * n..span.end * n].par_chunks_mut(n))
+            .zip(acc.par_chunks_mut(2 * L * n))
+            .enumerate()
+            .for_each(|(r, ((out, mask), sum))| {
+                let mut s = Sampler::new(&fresh, (span.start + r) as u64);
+                let mut ret = vec![0u64; 2 * OUT_L * n];
+                rerandomize_drop_flood(ctx, hard, bits, &mut s, (&pk_a, &pk_b), sum, &mut ret);
+                for v in mask.iter_mut() {
+                    *v = uniform_mod_t(&mut s);
+                }
+                let mut coeffs = mask.to_vec();
+                codec.to_coefficients(&mut coeffs);
+                let mut enc = [0u64; L];
+                let b2 = &mut ret[OUT_L * n..];
+                for (i, &v) in coeffs.iter().enumerate() {
+                    codec.scale(ctx, OUT_L, v, &mut enc);
+                    for (l, e) in enc.iter().enumerate().take(OUT_L) {
+                        let m = ctx.modulus(l);
+                        b2[l * n + i] = m.add(b2[l * n + i], *e);
+                    }
+                }
+                out.copy_from_slice(&pack(&ret));
+            });
+    }
+    Ok((payload, masks))
+}
+
+/// Decrypts the blocks a peer returned (as sent, length checked) and adds their slot values into
+/// `sums` (`N` per block, modulo `T`).
+fn decrypt_into(
+    ctx: &Context,
+    key: &SecretKey,
+    payload: &[u64],
+    from: usize,
+    sums: &mut [u64],
+) -> Result<()> {
+    let codec = Codec::get();
+    let n = N;
+    let block_words = packed_words((2 * OUT_L * N) as u64) as usize;
+    sums.par_chunks_mut(n)
+        .zip(payload.par_chunks(block_words))
+        .enumerate()
+        .try_for_each(|(b, (sum, words))| {
+            let ret = unpack(words, 2 * OUT_L * n);
+            for (i, r) in ret.chunks_exact(n).enumerate() {
+                ctx.check_row(r, i % OUT_L, from, &format!("slot results, block {b}"))?;
+            }
+            let (a, bb) = ret.split_at(OUT_L * n);
+            let phase = key.phase(ctx, OUT_L, a, bb);
+            let mut vals: Vec<u64> = (0..n)
+                .map(|c| {
+                    let r: [u64; OUT_L] = std::array::from_fn(|i| phase[i * n + c]);
+                    codec.unscale(ctx, OUT_L, &r)
+                })
+                .collect();
+            codec.to_slots(&mut vals);
+            let m = Modulus::new(T);
+            for (s, v) in sum.iter_mut().zip(vals) {
+                *s = m.add(*s, v);
+            }
+            Ok(())
+        })
+}
+
+/// The protocol: shares modulo [`T`] of `sum over servers s != t of <Z^t_p, Z^s_q>` for every
+/// item `(q, p)` of the plan, in its order (each server adds its own `<Z^s_p, Z^s_q>`). Two
+/// rounds: every server broadcasts its slot ciphertexts, then returns each peer its evaluated
+/// blocks.
+pub struct SlotProducts {
+    me: usize,
+    k: usize,
+    plan: Arc<SlotPlan>,
+    state: State,
+}
+
+enum State {
+    Fresh { z: Vec<u64> },
+    Sent { key: SecretKey, z: Vec<u64> },
+    Returned { key: SecretKey, masks: Vec<u64> },
+    Finished,
+}
+
+impl SlotProducts {
+    /// Server `me` of `k`, with its share `z` of `Z` (`rows x d`, row-major, every value below
+    /// [`T`]).
+    pub fn new(me: usize, k: usize, plan: Arc<SlotPlan>, z: Vec<u64>) -> Result<SlotProducts> {
+        if !(2..=MAX_PEERS + 1).contains(&k) || me >= k {
+            return Err(Error::invalid(format!(
+                "slot products: server {me} of {k} (2 to {} servers)",
+                MAX_PEERS + 1
+            )));
+        }
+        if z.len() != plan.rows * plan.d {
+            return Err(Error::invalid(
+                "slot products: the share's size does not match the plan",
+            ));
+        }
+        if z.iter().any(|&v| v >= T) {
+            return Err(Error::invalid(
+                "slot products: a share value is not reduced modulo T",
+            ));
+        }
+        Ok(SlotProducts {
+            me,
+            k,
+            plan,
+            state: State::Fresh { z },
+        })
+    }
+}
+
+impl Protocol for SlotProducts {
+    type Output = Vec<u64>;
+
+    fn start(mut self) -> Result<Step<Self>> {
+        let State::Fresh { z } = std::mem::replace(&mut self.state, State::Finished) else {
+            return Err(Error::invalid("slot products started twice"));
+        };
+        let enc = encrypt(Context::get(), &self.plan, &z);
+        self.state = State::Sent { key: enc.key, z };
+        Ok(Step::Send(self, enc.message))
+    }
+
+    fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
+        if incoming.len() != self.k {
+            return Err(Error::invalid(format!(
+                "slot products: a round of {} messages for {} servers",
+                incoming.len(),
+                self.k
+            )));
+        }
+        let ctx = Context::get();
+        let plan = self.plan.clone();
+        let tm = Modulus::new(T);
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::Sent { key, z } => {
+                check_lengths(&incoming, plan.words_in() as usize, "slot ciphertexts")?;
+                let mut payloads = vec![Vec::new(); self.k];
+                let mut masks = vec![0u64; plan.blocks() * N];
+                for (from, msg) in incoming.iter().enumerate() {
+                    if from != self.me {
+                        let (payload, mask) = evaluate(ctx, &plan, &z, msg, from, HARDENED)?;
+                        payloads[from] = payload;
+                        for (s, m) in masks.iter_mut().zip(mask) {
+                            *s = tm.add(*s, m);
+                        }
+                    }
+                }
+                let expected = (0..self.k)
+                    .map(|s| {
+                        if s == self.me {
+                            0
+                        } else {
+                            plan.words_back() as usize
+                        }
+                    })
+                    .collect();
+                self.state = State::Returned { key, masks };
+                Ok(Step::SendEach(self, payloads, expected))
+            }
+            State::Returned { key, masks } => {
+                let mut sums: Vec<u64> = masks.iter().map(|&m| tm.neg(m)).collect();
+                for (s, p) in incoming.iter().enumerate() {
+                    if s == self.me {
+                        continue;
+                    }
+                    if p.len() as u64 != plan.words_back() {
+                        return Err(Error::protocol(
+                            PeerName::Server(s),
+                            format!(
+                                "slot results: expected {} words, received {}",
+                                plan.words_back(),
+                                p.len()
+                            ),
+                        ));
+                    }
+                    decrypt_into(ctx, &key, p, s, &mut sums)?;
+                }
+                let out = plan
+                    .at
+                    .iter()
+                    .map(|&(b, j)| sums[b as usize * N + j as usize])
+                    .collect();
+                Ok(Step::Done(out))
+            }
+            State::Fresh { .. } | State::Finished => Err(Error::invalid(
+                "slot products: a round arrived out of order",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::prg::Prg;
+    use crate::mpc::protocol::run_lockstep;
+
+    fn tm() -> Modulus {
+        Modulus::new(T)
+    }
+
+    /// `k` shares modulo `T` of a random `rows x d` matrix, and the matrix.
+    fn shared(prg: &mut Prg, k: usize, rows: usize, d: usize) -> (Vec<u64>, Vec<Vec<u64>>) {
+        let m = tm();
+        let z: Vec<u64> = (0..rows * d).map(|_| prg.next_u64() % T).collect();
+        let mut shares: Vec<Vec<u64>> = (0..k - 1)
+            .map(|_| (0..rows * d).map(|_| prg.next_u64() % T).collect())
+            .collect();
+        let last = z
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| shares.iter().fold(v, |acc, s| m.sub(acc, s[i])))
+            .collect();
+        shares.push(last);
+        (z, shares)
+    }
+
+    fn dot(a: &[u64], b: &[u64]) -> u64 {
+        let m = tm();
+        a.iter()
+            .zip(b)
+            .fold(0, |acc, (&x, &y)| m.add(acc, m.mul(x, y)))
+    }
+
+    /// Runs the protocol and checks every item: the outputs plus each server's own products sum
+    /// to `<Z_p, Z_q>` modulo `T`.
+    fn check(k: usize, rows: usize, d: usize, items: Vec<(u32, u32)>, seed: u8) {
+        let mut prg = Prg::new(&Seed([seed; 32]), 0);
+        let (z, shares) = shared(&mut prg, k, rows, d);
+        let plan = Arc::new(SlotPlan::new(rows, d, &items).unwrap());
+        let parties = shares
+            .iter()
+            .enumerate()
+            .map(|(s, sh)| SlotProducts::new(s, k, plan.clone(), sh.clone()).unwrap())
+            .collect();
+        let (outs, rounds) = run_lockstep(parties).unwrap();
+        assert_eq!(rounds, 2);
+        let m = tm();
+        for (i, &(q, p)) in items.iter().enumerate() {
+            let (q, p) = (q as usize, p as usize);
+            let mut sum = 0;
+            for (s, sh) in shares.iter().enumerate() {
+                sum = m.add(sum, outs[s][i]);
+                sum = m.add(sum, dot(&sh[p * d..(p + 1) * d], &sh[q * d..(q + 1) * d]));
+            }
+            assert_eq!(
+                sum,
+                dot(&z[p * d..(p + 1) * d], &z[q * d..(q + 1) * d]),
+                "k = {k}, item {i} ({q}, {p})"
+            );
+        }
+    }
+
+    #[test]
+    fn slot_products_equal_plaintext() {
+        // Rows with many partners and with few, repeated items, a row with itself (norms).
+        let mut items = Vec::new();
+        for p in 0..40u32 {
+            items.push((3, p));
+        }
+        for q in 0..60u32 {
+            items.push((q, (q * 7 + 1) % 60));
+            items.push((q, q));
+        }
+        items.push((5, 9));
+        items.push((5, 9));
+        for k in [2, 3] {
+            check(k, 60, 5, items.clone(), k as u8);
+        }
+    }
+
+    #[test]
+    fn slot_products_span_several_ciphertexts() {
+        let rows = N + 100;
+        let items: Vec<(u32, u32)> = (0..rows as u32)
+            .map(|q| (q, (q * 31 + 7) % rows as u32))
+            .chain((0..50).map(|p| (N as u32 + 3, p)))
+            .collect();
+        let plan = SlotPlan::new(rows, 2, &items).unwrap();
+        assert_eq!(plan.ciphers.len(), 2);
+        // The busiest row leads the first ciphertext; the rest fit one round.
+        assert_eq!(plan.blocks(), 51 + 1);
+        check(2, rows, 2, items, 9);
+    }
+
+    #[test]
+    fn the_plan_places_every_item_once() {
+        let items = orient(
+            50,
+            70,
+            (0..50).flat_map(|i| (0..8).map(move |t| (i, (i * 5 + t * 11) % 70))),
+        );
+        let plan = SlotPlan::new(120, 4, &items).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for (&(q, p), &(b, j)) in items.iter().zip(&plan.at) {
+            assert!(seen.insert((b, j)), "two items in one slot");
+            assert_eq!(plan.partners[b as usize * N + j as usize], p);
+            let c = &plan.ciphers[plan
+                .ciphers
+                .iter()
+                .position(|c| (c.first..c.first + c.rounds).contains(&(b as usize)))
+                .unwrap()];
+            assert_eq!(c.rows[j as usize], q);
+        }
+        // Orienting balances the load: 400 pairs over 120 rows, at most 8 per X row before.
+        let mut load = vec![0; 120];
+        for &(q, _) in &items {
+            load[q as usize] += 1;
+        }
+        assert!(*load.iter().max().unwrap() <= 5, "{load:?}");
+        assert_eq!(plan.blocks(), plan.max_rounds());
+    }
+
+    #[test]
+    fn bad_plans_and_shares_are_refused() {
+        assert!(SlotPlan::new(4, 0, &[]).is_err());
+        assert!(SlotPlan::new(4, MAX_D + 1, &[]).is_err());
+        assert!(SlotPlan::new(4, 2, &[(4, 0)]).is_err());
+        let plan = Arc::new(SlotPlan::new(4, 2, &[(0, 1)]).unwrap());
+        assert!(SlotProducts::new(0, 2, plan.clone(), vec![0; 7]).is_err());
+        assert!(SlotProducts::new(0, 2, plan.clone(), vec![T; 8]).is_err());
+        assert!(SlotProducts::new(2, 2, plan.clone(), vec![0; 8]).is_err());
+        assert!(SlotProducts::new(0, 5, plan, vec![0; 8]).is_err());
+    }
+
+    #[test]
+    fn scaling_round_trips_at_every_level() {
+        let ctx = Context::get();
+        let codec = Codec::get();
+        let mut prg = Prg::new(&Seed([3; 32]), 0);
+        for l in 1..=L {
+            for m in [0, 1, T - 1, T / 2, prg.next_u64() % T] {
+                let mut r = [0u64; L];
+                codec.scale(ctx, l, m, &mut r);
+                assert_eq!(codec.unscale(ctx, l, &r[..l]), m, "level {l}, m {m}");
+            }
+        }
+        // Slots and coefficients are inverse transforms, and products are slot-wise.
+        let mut v: Vec<u64> = (0..N as u64).map(|i| (i * i + 3) % T).collect();
+        let orig = v.clone();
+        codec.to_coefficients(&mut v);
+        codec.to_slots(&mut v);
+        assert_eq!(v, orig);
+    }
+
+    /// One evaluator's view for an encryptor holding `z_enc` against the evaluator's `z_eval`
+    /// (rows of length `d`, items each row with itself), under `hard`.
+    fn view(
+        z_enc: &[u64],
+        z_eval: &[u64],
+        d: usize,
+        hard: Hardening,
+    ) -> (Vec<u64>, SecretKey, Vec<u64>, SlotPlan) {
+        let rows = z_enc.len() / d;
+        let items: Vec<(u32, u32)> = (0..rows as u32).map(|r| (r, r)).collect();
+        let plan = SlotPlan::new(rows, d, &items).unwrap();
+        let ctx = Context::get();
+        let enc = encrypt(ctx, &plan, z_enc);
+        let (payload, masks) = evaluate(ctx, &plan, z_eval, &enc.message, 0, hard).unwrap();
+        (payload, enc.key, masks, plan)
+    }
+
+    /// The returned `a` part of the first block at the first returned prime.
+    fn a_part(payload: &[u64]) -> Vec<u64> {
+        unpack(payload, 2 * OUT_L * N)[..N].to_vec()
+    }
+
+    #[test]
+    fn the_encryptor_cannot_tell_a_zero_share_by_the_returned_a_part() {
+        let z = vec![5u64; 16 * 4];
+        let zero = vec![0u64; 16 * 4];
+        let bare = Hardening {
+            rerandomize: false,
+            flood: true,
+        };
+        // Control: without re-randomisation the `a` part of a zero share is zero.
+        let (p, _, _, _) = view(&z, &zero, 4, bare);
+        assert!(a_part(&p).iter().all(|&v| v == 0));
+        // With it, the residues look uniform (mean near p / 2).
+        let (p, _, _, _) = view(&z, &zero, 4, HARDENED);
+        let a = a_part(&p);
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / a.len() as f64;
+        let half = PRIMES[0] as f64 / 2.0;
+        assert!((mean - half).abs() < half * 0.05, "{mean} vs {half}");
+    }
+
+    /// The mean absolute noise of the returned blocks' phases: each coefficient's distance to the
+    /// nearest scaled message.
+    fn mean_noise(payload: &[u64], key: &SecretKey, blocks: usize) -> f64 {
+        let ctx = Context::get();
+        let codec = Codec::get();
+        let n = N;
+        let words = packed_words((2 * OUT_L * N) as u64) as usize;
+        let mut total = 0.0;
+        for b in 0..blocks {
+            let ret = unpack(&payload[b * words..(b + 1) * words], 2 * OUT_L * n);
+            let (a, bb) = ret.split_at(OUT_L * n);
+            let phase = key.phase(ctx, OUT_L, a, bb);
+            for c in 0..n {
+                let r: [u64; OUT_L] = std::array::from_fn(|i| phase[i * n + c]);
+                let m = codec.unscale(ctx, OUT_L, &r);
+                let mut enc = [0u64; L];
+                codec.scale(ctx, OUT_L, m, &mut enc);
+                let diff: [u64; OUT_L] = std::array::from_fn(|i| ctx.modulus(i).sub(r[i], enc[i]));
+                total += (ctx.centred(OUT_L, &diff) as i128).unsigned_abs() as f64;
+            }
+        }
+        total / (blocks * n) as f64
+    }
+
+    #[test]
+    fn the_encryptor_cannot_tell_shares_apart_by_the_noise() {
+        let d = 64;
+        let mut prg = Prg::new(&Seed([5; 32]), 0);
+        let z: Vec<u64> = (0..32 * d).map(|_| prg.next_u64() % T).collect();
+        // A share whose plaintexts are zero against one whose plaintexts are dense.
+        let zero = vec![0u64; 32 * d];
+        let dense: Vec<u64> = (0..32 * d).map(|_| prg.next_u64() % T).collect();
+        let bare = Hardening {
+            rerandomize: true,
+            flood: false,
+        };
+        // Control: without flooding, the dense share's noise (its e P) is well above the zero
+        // share's (the switch's rounding alone).
+        let (pz, kz, _, plan) = view(&z, &zero, d, bare);
+        let (pd, kd, _, _) = view(&z, &dense, d, bare);
+        let blocks = plan.blocks();
+        let (nz, nd) = (mean_noise(&pz, &kz, blocks), mean_noise(&pd, &kd, blocks));
+        assert!(nd > 1.5 * nz, "{nd} vs {nz}");
+        // With it, the two are the same within 5 %, and far above both.
+        let (pz, kz, _, _) = view(&z, &zero, d, HARDENED);
+        let (pd, kd, _, _) = view(&z, &dense, d, HARDENED);
+        let (fz, fd) = (mean_noise(&pz, &kz, blocks), mean_noise(&pd, &kd, blocks));
+        assert!((fd / fz - 1.0).abs() < 0.05, "{fd} vs {fz}");
+        assert!(fz > 1e6 * nd, "{fz} vs {nd}");
+    }
+
+    #[test]
+    fn the_decrypted_slots_are_masked() {
+        // A zero share: the encryptor decrypts the evaluator's masks alone, uniform modulo T.
+        let d = 3;
+        let z = vec![11u64; 100 * d];
+        let (p, key, masks, plan) = view(&z, &vec![0; 100 * d], d, HARDENED);
+        let mut sums = vec![0u64; plan.blocks() * N];
+        decrypt_into(Context::get(), &key, &p, 1, &mut sums).unwrap();
+        assert_eq!(sums, masks);
+        let mean = masks.iter().map(|&v| v as f64).sum::<f64>() / masks.len() as f64;
+        assert!((mean / (T as f64 / 2.0) - 1.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn malformed_messages_are_refused_naming_the_peer() {
+        let items: Vec<(u32, u32)> = (0..8).map(|r| (r, (r + 1) % 8)).collect();
+        let plan = Arc::new(SlotPlan::new(8, 2, &items).unwrap());
+        let mk = |me| SlotProducts::new(me, 2, plan.clone(), vec![1; 16]).unwrap();
+        let Step::Send(s0, m0) = mk(0).start().unwrap() else {
+            panic!("sends first")
+        };
+        let Step::Send(_, m1) = mk(1).start().unwrap() else {
+            panic!("sends first")
+        };
+        // A word that is no residue in server 1's ciphertexts.
+        let mut bad = m1.clone();
+        let at = 8 + 2 * L * packed_words(N as u64) as usize;
+        bad[at] |= (1 << 54) - 1;
+        let err = s0.receive(vec![m0.clone(), bad]).err().unwrap().to_string();
+        assert!(
+            err.contains("server 1") && err.contains("not a residue"),
+            "{err}"
+        );
+        // A short message.
+        let Step::Send(s0, _) = mk(0).start().unwrap() else {
+            panic!("sends first")
+        };
+        assert!(s0.receive(vec![m0.clone(), m1[1..].to_vec()]).is_err());
+        // Results of the wrong length.
+        let Step::Send(s0, _) = mk(0).start().unwrap() else {
+            panic!("sends first")
+        };
+        let Step::SendEach(s0, _, _) = s0.receive(vec![m0, m1]).unwrap() else {
+            panic!("returns results")
+        };
+        let err = s0
+            .receive(vec![vec![], vec![0; 5]])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("server 1") && err.contains("expected"),
+            "{err}"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 //! within `2^-STAT_BITS`. Shared by the coefficient-packed products ([`super::product`]) and
 //! the slot products ([`super::slots`]), which differ in how they encode and mask the result.
 
-use crate::mpc::he::rlwe::{Context, ETA, L, N, PRIMES, Sampler};
+use crate::mpc::he::rlwe::{Context, ETA, L, N, Sampler};
 
 /// Statistical security of one product run, in bits: the flooding noise's margin over its
 /// bound is this plus the log of the number of flooded coefficients (every block's `N`, for up
@@ -45,11 +45,11 @@ pub const HARDENED: Hardening = Hardening {
 /// noise before the switch is at most `product` (the sum over the ciphertexts of `(e +
 /// rounding) ||P||_1`): the public key's `u e_pk + e_1 s + e_2` (`2 N eta + eta`), divided by
 /// the dropped prime, plus the drop's rounding `(1 + ||s||_1) / 2`.
-pub fn noise_bound(product: f64) -> f64 {
+pub fn noise_bound(ctx: &Context, product: f64) -> f64 {
     let n = N as f64;
     let eta = ETA as f64;
     let pk = 2.0 * n * eta + eta;
-    (product + pk) / PRIMES[L - 1] as f64 + (1.0 + n) / 2.0
+    (product + pk) / ctx.primes()[L - 1] as f64 + (1.0 + n) / 2.0
 }
 
 /// Bits of a flood for noise bounded by `bound` over `coefficients` flooded coefficients: one
@@ -60,8 +60,11 @@ pub fn flood_bits_over(bound: f64, coefficients: f64) -> u32 {
 }
 
 /// Log2 of the product of the returned primes.
-pub fn returned_modulus_bits() -> f64 {
-    PRIMES[..OUT_L].iter().map(|&p| (p as f64).log2()).sum()
+pub fn returned_modulus_bits(ctx: &Context) -> f64 {
+    ctx.primes()[..OUT_L]
+        .iter()
+        .map(|&p| (p as f64).log2())
+        .sum()
 }
 
 /// Re-randomises a product (`2 L N` residues, `a` then `b`, in the NTT domain) with a fresh

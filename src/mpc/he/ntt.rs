@@ -24,6 +24,12 @@ pub struct NttTables {
     n_inv_shoup: u64,
     /// The primitive `2N`-th root used.
     pub psi: u64,
+    /// 52-bit Shoup quotients (`floor(w 2^52 / p)`) of `fwd`, `inv` and `n_inv`, for the
+    /// vectorised transform ([`ifma`]), used when `p < 2^50` and the CPU has AVX-512 IFMA.
+    fwd_s52: Vec<u64>,
+    inv_s52: Vec<u64>,
+    n_inv_s52: u64,
+    ifma: bool,
 }
 
 /// Reverses the low `bits` bits of `i`.
@@ -60,8 +66,13 @@ impl NttTables {
         let fwd_shoup = fwd.iter().map(|&w| m.shoup(w)).collect();
         let inv_shoup = inv.iter().map(|&w| m.shoup(w)).collect();
         let n_inv = m.inv(n as u64 % p);
+        let s52 = |w: u64| (((w as u128) << 52) / p as u128) as u64;
         NttTables {
             m,
+            fwd_s52: fwd.iter().map(|&w| s52(w)).collect(),
+            inv_s52: inv.iter().map(|&w| s52(w)).collect(),
+            n_inv_s52: s52(n_inv),
+            ifma: p < 1 << 50 && ifma::available(),
             fwd,
             fwd_shoup,
             inv,
@@ -84,6 +95,17 @@ impl NttTables {
 
     /// Coefficients (residues) to evaluations, in place.
     pub fn forward(&self, a: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.ifma && a.len() >= 16 {
+            // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA.
+            unsafe { ifma::forward(self, a) };
+            return;
+        }
+        self.forward_scalar(a);
+    }
+
+    /// [`NttTables::forward`] without vector instructions.
+    fn forward_scalar(&self, a: &mut [u64]) {
         let n = a.len();
         debug_assert_eq!(n, self.len());
         let m = &self.m;
@@ -107,6 +129,17 @@ impl NttTables {
 
     /// Evaluations to coefficients, in place.
     pub fn inverse(&self, a: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.ifma && a.len() >= 16 {
+            // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA.
+            unsafe { ifma::inverse(self, a) };
+            return;
+        }
+        self.inverse_scalar(a);
+    }
+
+    /// [`NttTables::inverse`] without vector instructions.
+    fn inverse_scalar(&self, a: &mut [u64]) {
         let n = a.len();
         debug_assert_eq!(n, self.len());
         let m = &self.m;
@@ -130,10 +163,313 @@ impl NttTables {
         }
     }
 
+    /// `floor(w 2^52 / p)` for each `w` of `ws` (below `p`): the quotients
+    /// [`NttTables::mul_add`] takes.
+    pub fn quotients52(&self, ws: &[u64]) -> Vec<u64> {
+        // A floating-point estimate within a few units (every w < p < 2^54), corrected with
+        // the exact remainder: no 128-bit division per value.
+        let p = self.m.p;
+        let scale = (1u64 << 52) as f64 / p as f64;
+        ws.iter()
+            .map(|&w| {
+                let mut q = (w as f64 * scale) as u64;
+                let target = (w as i128) << 52;
+                let mut r = target - q as i128 * p as i128;
+                while r < 0 {
+                    q -= 1;
+                    r += p as i128;
+                }
+                while r >= p as i128 {
+                    q += 1;
+                    r -= p as i128;
+                }
+                q
+            })
+            .collect()
+    }
+
+    /// `acc += x w (mod p)` slot-wise, for residues `acc`, `x`, `w` and `w52` the
+    /// [`NttTables::quotients52`] of `w` (vectorised with IFMA where the transform is).
+    pub fn mul_add(&self, acc: &mut [u64], x: &[u64], w: &[u64], w52: &[u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.ifma && acc.len().is_multiple_of(8) {
+            // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA, and p < 2^50.
+            unsafe { ifma::mul_add(self.m.p, acc, x, w, w52) };
+            return;
+        }
+        let m = &self.m;
+        for (((a, &xv), &wv), &w52v) in acc.iter_mut().zip(x).zip(w).zip(w52) {
+            let q = ((xv as u128 * w52v as u128) >> 52) as u64;
+            let r = (wv.wrapping_mul(xv).wrapping_sub(q.wrapping_mul(m.p))) & ((1 << 52) - 1);
+            *a = m.add(*a, r.min(r.wrapping_sub(m.p)));
+        }
+    }
+
     /// The exponent `e` (odd, below `2N`) of the root `psi^e` at which output `i` of
     /// [`NttTables::forward`] evaluates.
     pub fn exponent(&self, i: usize) -> usize {
         2 * bit_reverse(i, self.len().trailing_zeros()) + 1
+    }
+}
+
+/// The transform with AVX-512 IFMA (52-bit multiplies), for primes below `2^50`, with Harvey's
+/// lazy butterflies (as in Intel's HEXL): values stay in `[0, 4p)` (forward) or `[0, 2p)`
+/// (inverse) between stages, and a product by a twiddle `w` is `w y - floor(w' y / 2^52) p` with
+/// `w' = floor(w 2^52 / p)`, in `[0, 2p)` for every `y < 2^52`; the last step reduces to
+/// `[0, p)`, so the outputs are exactly the scalar transform's. Stages whose butterflies are
+/// fewer than 8 apart run the same lazy butterflies on scalars.
+#[cfg(target_arch = "x86_64")]
+mod ifma {
+    use super::NttTables;
+    use std::arch::x86_64::*;
+
+    /// Whether the CPU has what [`forward`] and [`inverse`] need.
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+    }
+
+    const MASK52: u64 = (1 << 52) - 1;
+
+    /// `w y mod p` in `[0, 2p)`, for `y < 2^52`.
+    #[inline(always)]
+    fn mul_lazy(y: u64, w: u64, ws: u64, p: u64) -> u64 {
+        let q = ((y as u128 * ws as u128) >> 52) as u64;
+        (w.wrapping_mul(y).wrapping_sub(q.wrapping_mul(p))) & MASK52
+    }
+
+    #[inline(always)]
+    fn reduce_2p(x: u64, two_p: u64) -> u64 {
+        x.min(x.wrapping_sub(two_p))
+    }
+
+    /// The lanes of the butterflies `half` (1, 2 or 4) apart in 16 consecutive words: `x` and
+    /// `y` take element `g 2 half + o` and `g 2 half + half + o` for lane `g half + o`; `back`
+    /// puts them back (indices into `x` then `y`); `w` is each lane's group.
+    fn lanes(half: usize) -> ([i64; 8], [i64; 8], [i64; 16], [i64; 8]) {
+        let x = std::array::from_fn(|l| ((l / half) * 2 * half + l % half) as i64);
+        let y = std::array::from_fn(|l| ((l / half) * 2 * half + half + l % half) as i64);
+        let back = std::array::from_fn(|e| {
+            let (g, o) = (e / (2 * half), e % (2 * half));
+            if o < half {
+                (g * half + o) as i64
+            } else {
+                (8 + g * half + o - half) as i64
+            }
+        });
+        let w = std::array::from_fn(|l| (l / half) as i64);
+        (x, y, back, w)
+    }
+
+    /// One stage whose butterflies are `half` (1, 2 or 4) apart, 16 words at a time: the lanes
+    /// gathered, `butterfly(x, y, w, w')` on them, and put back.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and IFMA; `a.len()` a multiple of 16; `tw` and `tw52` hold
+    /// at least `groups + a.len() / (2 half)` words.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    unsafe fn small_stage(
+        a: &mut [u64],
+        half: usize,
+        groups: usize,
+        tw: &[u64],
+        tw52: &[u64],
+        butterfly: impl Fn(__m512i, __m512i, __m512i, __m512i) -> (__m512i, __m512i),
+    ) {
+        let (x, y, back, w) = lanes(half);
+        // SAFETY: the index arrays hold 8 words each; loads and stores are unaligned and within
+        // the 16-word chunks and the twiddle tables (checked by the caller's lengths).
+        unsafe {
+            let (vx_i, vy_i, vw_i) = (
+                _mm512_loadu_si512(x.as_ptr() as *const _),
+                _mm512_loadu_si512(y.as_ptr() as *const _),
+                _mm512_loadu_si512(w.as_ptr() as *const _),
+            );
+            let (b0, b1) = (
+                _mm512_loadu_si512(back.as_ptr() as *const _),
+                _mm512_loadu_si512(back[8..].as_ptr() as *const _),
+            );
+            let per = 8 / half;
+            for (c, chunk) in a.chunks_exact_mut(16).enumerate() {
+                let g = groups + c * per;
+                let v0 = _mm512_loadu_si512(chunk.as_ptr() as *const _);
+                let v1 = _mm512_loadu_si512(chunk[8..].as_ptr() as *const _);
+                let vx = _mm512_permutex2var_epi64(v0, vx_i, v1);
+                let vy = _mm512_permutex2var_epi64(v0, vy_i, v1);
+                let vw = _mm512_permutexvar_epi64(
+                    vw_i,
+                    _mm512_loadu_si512(tw[g..].as_ptr() as *const _),
+                );
+                let vws = _mm512_permutexvar_epi64(
+                    vw_i,
+                    _mm512_loadu_si512(tw52[g..].as_ptr() as *const _),
+                );
+                let (nx, ny) = butterfly(vx, vy, vw, vws);
+                _mm512_storeu_si512(
+                    chunk.as_mut_ptr() as *mut _,
+                    _mm512_permutex2var_epi64(nx, b0, ny),
+                );
+                _mm512_storeu_si512(
+                    chunk[8..].as_mut_ptr() as *mut _,
+                    _mm512_permutex2var_epi64(nx, b1, ny),
+                );
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512F and IFMA; `t.m.p < 2^50`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn forward(t: &NttTables, a: &mut [u64]) {
+        let n = a.len();
+        let p = t.m.p;
+        let two_p = 2 * p;
+        let (vp, v2p, zero) = (
+            _mm512_set1_epi64(p as i64),
+            _mm512_set1_epi64(two_p as i64),
+            _mm512_setzero_si512(),
+        );
+        let vmask = _mm512_set1_epi64(MASK52 as i64);
+        let butterfly = |vx: __m512i, vy: __m512i, vw: __m512i, vws: __m512i| {
+            let vx = _mm512_min_epu64(vx, _mm512_sub_epi64(vx, v2p));
+            let q = _mm512_madd52hi_epu64(zero, vy, vws);
+            let wy = _mm512_madd52lo_epu64(zero, vy, vw);
+            let qp = _mm512_madd52lo_epu64(zero, q, vp);
+            let vq = _mm512_and_si512(_mm512_sub_epi64(wy, qp), vmask);
+            (
+                _mm512_add_epi64(vx, vq),
+                _mm512_add_epi64(_mm512_sub_epi64(vx, vq), v2p),
+            )
+        };
+        let mut half = n;
+        let mut groups = 1;
+        while groups < n {
+            half >>= 1;
+            if half < 8 {
+                // SAFETY: n >= 16 is a power of two, and a stage of butterflies `half` apart
+                // reads twiddles `groups .. groups + n / (2 half)`, at most up to `n` (the
+                // tables' length) for `half` 1, 2 and 4.
+                unsafe { small_stage(a, half, groups, &t.fwd, &t.fwd_s52, butterfly) };
+                groups <<= 1;
+                continue;
+            }
+            for i in 0..groups {
+                let (w, ws) = (t.fwd[groups + i], t.fwd_s52[groups + i]);
+                let (lo, hi) = a[2 * i * half..2 * i * half + 2 * half].split_at_mut(half);
+                let (vw, vws) = (_mm512_set1_epi64(w as i64), _mm512_set1_epi64(ws as i64));
+                for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
+                    // SAFETY: each chunk holds 8 words; unaligned loads and stores.
+                    unsafe {
+                        let vx = _mm512_loadu_si512(x.as_ptr() as *const _);
+                        let vy = _mm512_loadu_si512(y.as_ptr() as *const _);
+                        let (nx, ny) = butterfly(vx, vy, vw, vws);
+                        _mm512_storeu_si512(x.as_mut_ptr() as *mut _, nx);
+                        _mm512_storeu_si512(y.as_mut_ptr() as *mut _, ny);
+                    }
+                }
+            }
+            groups <<= 1;
+        }
+        for x in a.iter_mut() {
+            let v = reduce_2p(*x, two_p);
+            *x = v.min(v.wrapping_sub(p));
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512F and IFMA; `t.m.p < 2^50`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn inverse(t: &NttTables, a: &mut [u64]) {
+        let n = a.len();
+        let p = t.m.p;
+        let two_p = 2 * p;
+        let (vp, v2p, zero) = (
+            _mm512_set1_epi64(p as i64),
+            _mm512_set1_epi64(two_p as i64),
+            _mm512_setzero_si512(),
+        );
+        let vmask = _mm512_set1_epi64(MASK52 as i64);
+        let butterfly = |vx: __m512i, vy: __m512i, vw: __m512i, vws: __m512i| {
+            let s = _mm512_add_epi64(vx, vy);
+            let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, v2p));
+            let d = _mm512_sub_epi64(_mm512_add_epi64(vx, v2p), vy);
+            let q = _mm512_madd52hi_epu64(zero, d, vws);
+            let wd = _mm512_madd52lo_epu64(zero, d, vw);
+            let qp = _mm512_madd52lo_epu64(zero, q, vp);
+            (s, _mm512_and_si512(_mm512_sub_epi64(wd, qp), vmask))
+        };
+        let mut half = 1;
+        let mut groups = n >> 1;
+        while groups >= 1 {
+            if half < 8 {
+                // SAFETY: as in `forward`.
+                unsafe { small_stage(a, half, groups, &t.inv, &t.inv_s52, butterfly) };
+                half <<= 1;
+                groups >>= 1;
+                continue;
+            }
+            for i in 0..groups {
+                let (w, ws) = (t.inv[groups + i], t.inv_s52[groups + i]);
+                let (lo, hi) = a[2 * i * half..2 * i * half + 2 * half].split_at_mut(half);
+                let (vw, vws) = (_mm512_set1_epi64(w as i64), _mm512_set1_epi64(ws as i64));
+                for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
+                    // SAFETY: each chunk holds 8 words; unaligned loads and stores.
+                    unsafe {
+                        let vx = _mm512_loadu_si512(x.as_ptr() as *const _);
+                        let vy = _mm512_loadu_si512(y.as_ptr() as *const _);
+                        let (nx, ny) = butterfly(vx, vy, vw, vws);
+                        _mm512_storeu_si512(x.as_mut_ptr() as *mut _, nx);
+                        _mm512_storeu_si512(y.as_mut_ptr() as *mut _, ny);
+                    }
+                }
+            }
+            half <<= 1;
+            groups >>= 1;
+        }
+        for x in a.iter_mut() {
+            let v = mul_lazy(*x, t.n_inv, t.n_inv_s52, p);
+            *x = v.min(v.wrapping_sub(p));
+        }
+    }
+
+    /// `acc += x w (mod p)` for residues, 8 at a time (the tail, if any, is the caller's).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and IFMA; `p < 2^50`; the slices of equal length.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn mul_add(p: u64, acc: &mut [u64], x: &[u64], w: &[u64], w52: &[u64]) {
+        let (vp, zero) = (_mm512_set1_epi64(p as i64), _mm512_setzero_si512());
+        let vmask = _mm512_set1_epi64(MASK52 as i64);
+        for (((a, x), w), w52) in acc
+            .chunks_exact_mut(8)
+            .zip(x.chunks_exact(8))
+            .zip(w.chunks_exact(8))
+            .zip(w52.chunks_exact(8))
+        {
+            // SAFETY: every chunk holds 8 words; unaligned loads and stores.
+            unsafe {
+                let va = _mm512_loadu_si512(a.as_ptr() as *const _);
+                let vx = _mm512_loadu_si512(x.as_ptr() as *const _);
+                let vw = _mm512_loadu_si512(w.as_ptr() as *const _);
+                let vw52 = _mm512_loadu_si512(w52.as_ptr() as *const _);
+                let q = _mm512_madd52hi_epu64(zero, vx, vw52);
+                let wx = _mm512_madd52lo_epu64(zero, vx, vw);
+                let qp = _mm512_madd52lo_epu64(zero, q, vp);
+                let r = _mm512_and_si512(_mm512_sub_epi64(wx, qp), vmask);
+                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vp));
+                let s = _mm512_add_epi64(va, r);
+                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vp));
+                _mm512_storeu_si512(a.as_mut_ptr() as *mut _, s);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod ifma {
+    // Never used: `available` is false.
+    pub fn available() -> bool {
+        false
     }
 }
 
@@ -177,6 +513,60 @@ mod tests {
             assert_eq!(fc, want, "n = {n}");
             t.inverse(&mut fa);
             assert_eq!(fa, a, "round trip, n = {n}");
+        }
+    }
+
+    #[test]
+    fn the_vectorised_transform_equals_the_scalar_one() {
+        // A prime below 2^50 (the slot products' plaintext modulus), where IFMA is used when
+        // the CPU has it (on other CPUs both sides are the scalar transform).
+        const Q: u64 = 0x3_ffff_ffff_c001;
+        for n in [16usize, 64, 8192] {
+            let t = NttTables::new(Q, n);
+            let mut prg = Prg::new(&Seed([n as u8; 32]), 1);
+            for round in 0..3 {
+                let a: Vec<u64> = match round {
+                    0 => vec![Q - 1; n],
+                    _ => (0..n).map(|_| prg.next_u64() % Q).collect(),
+                };
+                let (mut v, mut s) = (a.clone(), a.clone());
+                t.forward(&mut v);
+                t.forward_scalar(&mut s);
+                assert_eq!(v, s, "forward, n = {n}");
+                t.inverse(&mut v);
+                t.inverse_scalar(&mut s);
+                assert_eq!(v, s, "inverse, n = {n}");
+                assert_eq!(v, a, "round trip, n = {n}");
+            }
+        }
+        if !ifma::available() {
+            eprintln!("no AVX-512 IFMA on this CPU: only the scalar transform was compared");
+        }
+    }
+
+    #[test]
+    fn multiply_adds_equal_the_remainders() {
+        const Q: u64 = 0x3_ffff_ffff_c001;
+        let t = NttTables::new(Q, 64);
+        let mut prg = Prg::new(&Seed([7; 32]), 2);
+        let mut draw = |n: usize| -> Vec<u64> { (0..n).map(|_| prg.next_u64() % Q).collect() };
+        // 64 words (vectorised where IFMA is) and 13 (the scalar path), extremes included.
+        for n in [64usize, 13] {
+            let (mut acc, x, mut w) = (draw(n), draw(n), draw(n));
+            acc[0] = Q - 1;
+            w[1] = Q - 1;
+            let want: Vec<u64> = acc
+                .iter()
+                .zip(&x)
+                .zip(&w)
+                .map(|((&a, &xv), &wv)| ((a as u128 + xv as u128 * wv as u128) % Q as u128) as u64)
+                .collect();
+            let q = t.quotients52(&w);
+            for (&wv, &qv) in w.iter().zip(&q) {
+                assert_eq!(qv, (((wv as u128) << 52) / Q as u128) as u64);
+            }
+            t.mul_add(&mut acc, &x, &w, &q);
+            assert_eq!(acc, want, "n = {n}");
         }
     }
 

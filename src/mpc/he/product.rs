@@ -49,7 +49,7 @@ use crate::mpc::he::harden::{
     returned_modulus_bits,
 };
 use crate::mpc::he::rlwe::{Context, L, N, PK_STREAM, RESULT_BITS, Sampler, SecretKey};
-use crate::mpc::he::wire::{pack, packed_words, unpack};
+use crate::mpc::he::wire::{RESIDUE_BITS, pack, packed_words, unpack};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::Seed;
 use crate::mpc::protocol::{Protocol, Step, check_lengths};
@@ -276,7 +276,7 @@ impl Shape {
     /// ciphertext per chunk and `D` dimensions, their `a`s from the seed, residues in
     /// [`RESIDUE_BITS`] bits).
     pub fn words_in(&self) -> u64 {
-        8 + packed_words(self.residues_in())
+        8 + packed_words(self.residues_in(), RESIDUE_BITS)
     }
 
     /// Residues of one server's ciphertexts.
@@ -308,8 +308,8 @@ impl Shape {
         // Sum over a chunk's ciphertexts of (e + rounding) times P: ||P||_1 <= g D 2^63.
         let mult = (self.cipher_dims() * self.runs()) as f64 * (eta + 0.5) * 2f64.powi(63);
         let coefficients = N as f64 * self.blocks.max(1) as f64 * MAX_PEERS as f64;
-        let bits = flood_bits_over(noise_bound(mult), coefficients);
-        let q_out = returned_modulus_bits();
+        let bits = flood_bits_over(noise_bound(Context::get(), mult), coefficients);
+        let q_out = returned_modulus_bits(Context::get());
         // Flood plus bound below Q' / 2^66.1: after the switch to 2^RESULT_BITS at most 2^29.9
         // of the decoder's 2^31, the rest for the switch's error (`Context::to_power_of_two`).
         if bits as f64 + 66.1 > q_out {
@@ -443,14 +443,17 @@ fn encrypt(ctx: &Context, lay: &Layout, y: &[u64]) -> Encrypted {
                 }
             }
             let mut s = Sampler::new(&noise_seed, t as u64);
-            pack(&key.encrypt(ctx, &mut s, &ct_seed, 1 + t as u64, &msg))
+            pack(
+                &key.encrypt(ctx, &mut s, &ct_seed, 1 + t as u64, &msg),
+                RESIDUE_BITS,
+            )
         })
         .collect();
     // The wire form: seeds, then every row of `N` residues in [`RESIDUE_BITS`] bits.
     let mut message = Vec::with_capacity(lay.words_in() as usize);
     message.extend_from_slice(&pk_seed.to_words());
     message.extend_from_slice(&ct_seed.to_words());
-    message.extend_from_slice(&pack(&pk));
+    message.extend_from_slice(&pack(&pk, RESIDUE_BITS));
     for c in cts {
         message.extend_from_slice(&c);
     }
@@ -551,8 +554,14 @@ fn evaluate_with(
     let seed = |at: usize| Seed::from_words(message[at..at + 4].try_into().expect("4 words"));
     let (pk_seed, ct_seed) = (seed(0), seed(4));
     // Row `r` of the message: `L` rows of the public key, then `L` per ciphertext.
-    let row_words = packed_words(N as u64) as usize;
-    let row = |r: usize| unpack(&message[8 + r * row_words..8 + (r + 1) * row_words], N);
+    let row_words = packed_words(N as u64, RESIDUE_BITS) as usize;
+    let row = |r: usize| {
+        unpack(
+            &message[8 + r * row_words..8 + (r + 1) * row_words],
+            N,
+            RESIDUE_BITS,
+        )
+    };
     let rows = (message.len() - 8) / row_words;
     // Every residue checked before any work (unpacked a row at a time).
     (0..rows).into_par_iter().try_for_each(|r| {
@@ -994,7 +1003,6 @@ impl Protocol for CrossProducts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpc::he::wire::RESIDUE_BITS;
     use crate::mpc::prg::Prg;
     use crate::mpc::protocol::run_lockstep;
 
@@ -1331,7 +1339,7 @@ mod tests {
         let values = plaintext_values(ctx, &lay, &[4, 5, 6]);
         let mut bad = enc.message.clone();
         // The first residue of ciphertext 0 (after the public key's rows), all ones.
-        bad[8 + L * packed_words(N as u64) as usize] |= (1 << RESIDUE_BITS) - 1;
+        bad[8 + L * packed_words(N as u64, RESIDUE_BITS) as usize] |= (1 << RESIDUE_BITS) - 1;
         let err = evaluate(ctx, &lay, &values, &bad, 1)
             .unwrap_err()
             .to_string();
@@ -1406,14 +1414,17 @@ mod tests {
         let mut v: Vec<u64> = (0..3 * N).map(|_| prg.next_u64() % p).collect();
         v[5] = p - 1;
         v[N] = 0;
-        let packed = pack(&v);
-        assert_eq!(packed.len() as u64, packed_words(v.len() as u64));
+        let packed = pack(&v, RESIDUE_BITS);
+        assert_eq!(
+            packed.len() as u64,
+            packed_words(v.len() as u64, RESIDUE_BITS)
+        );
         assert_eq!(packed.len() * 64, v.len() * 54);
-        assert_eq!(unpack(&packed, v.len()), v);
+        assert_eq!(unpack(&packed, v.len(), RESIDUE_BITS), v);
         // A packed word that decodes to a non-residue is refused by the checks that follow.
         let mut bad = packed.clone();
         bad[0] |= (1u64 << 54) - 1;
-        let back = unpack(&bad, v.len());
+        let back = unpack(&bad, v.len(), RESIDUE_BITS);
         let err = Context::get()
             .check_residues(&back[..N], 1, "ciphertext 0")
             .unwrap_err();

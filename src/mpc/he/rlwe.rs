@@ -36,6 +36,16 @@ pub const PRIMES: [u64; 4] = [
     0x003f_ffff_ffe6_4001,
 ];
 
+/// The ciphertext primes of the slot products ([`super::slots`]): the largest four below `2^50`
+/// that are `1 mod 2N`, so that the vectorised transform (AVX-512 IFMA, 52-bit products with
+/// lazy reduction in `[0, 4p)`) applies. Their product has 200 bits, within the standard's 218.
+pub const SLOT_PRIMES: [u64; 4] = [
+    0x0003_ffff_ffff_c001,
+    0x0003_ffff_fffc_c001,
+    0x0003_ffff_ffef_4001,
+    0x0003_ffff_ffe9_4001,
+];
+
 /// Number of primes of a fresh ciphertext.
 pub const L: usize = PRIMES.len();
 
@@ -65,6 +75,8 @@ pub struct Level {
 
 /// Everything precomputed for the ring: NTT tables per prime and the levels of 4 and 3 primes.
 pub struct Context {
+    /// The primes.
+    primes: [u64; L],
     /// NTT tables, one per prime.
     pub ntt: Vec<NttTables>,
     /// Levels indexed by prime count (`levels[l - 1]` has `l` primes).
@@ -82,14 +94,25 @@ impl Context {
         CTX.get_or_init(|| Context::new(N))
     }
 
+    /// The shared context of the slot products ([`SLOT_PRIMES`], ring dimension [`N`]).
+    pub fn slots() -> &'static Context {
+        static CTX: OnceLock<Context> = OnceLock::new();
+        CTX.get_or_init(|| Context::with_primes(SLOT_PRIMES, N))
+    }
+
     /// A context for ring dimension `n` (tests use small rings; jobs use [`Context::get`]).
     pub fn new(n: usize) -> Context {
-        let ntt: Vec<NttTables> = PRIMES.iter().map(|&p| NttTables::new(p, n)).collect();
-        let levels = (1..=L).map(|l| Level::new(&PRIMES[..l])).collect();
+        Context::with_primes(PRIMES, n)
+    }
+
+    /// A context for ring dimension `n` over `primes` (each below `2^54` and `1 mod 2n`).
+    pub fn with_primes(primes: [u64; L], n: usize) -> Context {
+        let ntt: Vec<NttTables> = primes.iter().map(|&p| NttTables::new(p, n)).collect();
+        let levels = (1..=L).map(|l| Level::new(&primes[..l])).collect();
         let drop_inv = (1..=L)
             .map(|l| {
-                let last = PRIMES[l - 1];
-                PRIMES[..l - 1]
+                let last = primes[l - 1];
+                primes[..l - 1]
                     .iter()
                     .map(|&p| {
                         let m = Modulus::new(p);
@@ -101,11 +124,12 @@ impl Context {
             .collect();
         let garner_inv = (0..L)
             .map(|i| {
-                let m = Modulus::new(PRIMES[i]);
-                (0..i).map(|j| m.inv(m.reduce(PRIMES[j]))).collect()
+                let m = Modulus::new(primes[i]);
+                (0..i).map(|j| m.inv(m.reduce(primes[j]))).collect()
             })
             .collect();
         Context {
+            primes,
             ntt,
             levels,
             drop_inv,
@@ -188,15 +212,20 @@ impl Context {
         }
         let mut v: u128 = 0;
         let mut radix: u128 = 1;
-        for (d, &p) in digits.iter().zip(&PRIMES).take(l) {
+        for (d, &p) in digits.iter().zip(&self.primes).take(l) {
             v = v.wrapping_add(radix.wrapping_mul(*d as u128));
             radix = radix.wrapping_mul(p as u128);
         }
         // radix is now Q mod 2^128.
-        if digits[l - 1] > PRIMES[l - 1] / 2 {
+        if digits[l - 1] > self.primes[l - 1] / 2 {
             v = v.wrapping_sub(radix);
         }
         v
+    }
+
+    /// The primes.
+    pub fn primes(&self) -> &[u64; L] {
+        &self.primes
     }
 
     /// Ring dimension.
@@ -337,11 +366,13 @@ impl Context {
         let mut prg = Prg::new(seed, stream);
         let mut out = vec![0u64; l * n];
         for i in 0..l {
-            let p = PRIMES[i];
+            let p = self.primes[i];
+            let shift = p.leading_zeros();
             for o in out[i * n..(i + 1) * n].iter_mut() {
-                // Rejection sampling from 54-bit words: accepts with probability above 1 - 2^-28.
+                // Rejection sampling from words of the prime's length: every prime is within
+                // 2^-28 of a power of two from below, so acceptance is above 1 - 2^-28.
                 *o = loop {
-                    let v = prg.next_u64() >> 10;
+                    let v = prg.next_u64() >> shift;
                     if v < p {
                         break v;
                     }
@@ -362,7 +393,7 @@ impl Context {
 
     /// [`Context::check_residues`] for row `i` (prime `i`) of a polynomial alone.
     pub fn check_row(&self, row: &[u64], i: usize, from: usize, what: &str) -> Result<()> {
-        let p = PRIMES[i];
+        let p = self.primes[i];
         if let Some(pos) = row.iter().position(|&v| v >= p) {
             return Err(Error::protocol(
                 PeerName::Server(from),

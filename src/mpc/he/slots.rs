@@ -27,10 +27,12 @@
 //! **Scheme.** The ciphertexts are those of [`super::rlwe`] with the message scaled by the exact
 //! `Q / T`, rounded ([`Codec::scale`]): a plaintext product adds `(e + 1/2) ||P||_1` to the
 //! noise, `||P||_1 <= N (T - 1) / 2` for the centred lift of a dense plaintext. `T` is the largest
-//! prime below `2^50` that is `1 mod 2N`: small enough that the sum over `d <= 2,048` dimensions,
+//! prime below `2^47` that is `1 mod 2N`: small enough that the sum over `d <= 2,048` dimensions,
 //! divided by the dropped prime and flooded ([`super::harden`]), leaves room below `Q' / 2T` for
 //! [`super::harden::STAT_BITS`] plus the log of the flooded coefficients, and large enough for
-//! values of 49 bits (the bilinear form's results are below `2^40`).
+//! values of 46 bits (the bilinear form's results are below `2^40`). The ciphertext primes are
+//! their own ([`super::rlwe::SLOT_PRIMES`], four below `2^50`), so that every transform (five per
+//! plaintext) runs on AVX-512 IFMA where the CPU has it ([`super::ntt`]).
 //!
 //! **What each server learns.** As for the coefficient-packed products: the evaluator sees
 //! ciphertexts under a key it does not know; the encryptor decrypts a re-randomised and flooded
@@ -48,18 +50,21 @@ use crate::mpc::he::harden::{
 };
 use crate::mpc::he::modulus::Modulus;
 use crate::mpc::he::ntt::NttTables;
-use crate::mpc::he::rlwe::{Context, ETA, L, N, PK_STREAM, PRIMES, Sampler, SecretKey};
+use crate::mpc::he::rlwe::{Context, ETA, L, N, PK_STREAM, Sampler, SecretKey};
 use crate::mpc::he::wire::{pack, packed_words, unpack};
 use crate::mpc::prg::Seed;
 use crate::mpc::protocol::{Protocol, Step, check_lengths};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
-/// The plaintext modulus: the largest prime below `2^50` that is `1 mod 2N`.
-pub const T: u64 = 0x3_ffff_ffff_c001;
+/// The plaintext modulus: the largest prime below `2^47` that is `1 mod 2N`.
+pub const T: u64 = 0x7fff_fffe_c001;
 
 /// Largest row length accepted (the flooding noise's bound grows with it).
 pub const MAX_D: usize = 2048;
+
+/// Bits of a residue on the wire (the slot primes are below `2^50`).
+pub const SLOT_RESIDUE_BITS: u32 = 50;
 
 /// An idle slot in a block.
 const NONE: u32 = u32::MAX;
@@ -79,12 +84,13 @@ impl Codec {
     }
 
     fn new() -> Codec {
+        let primes = Context::slots().primes();
         let levels = (1..=L)
             .map(|l| {
-                // Q_l in words, then divided by T (T < 2^50, so each step fits 128 bits).
+                // Q_l in words, then divided by T (T < 2^64, so each step fits 128 bits).
                 let mut q = [0u64; L];
                 q[0] = 1;
-                for &p in &PRIMES[..l] {
+                for &p in &primes[..l] {
                     let mut carry = 0u128;
                     for w in q.iter_mut() {
                         let v = *w as u128 * p as u128 + carry;
@@ -98,7 +104,7 @@ impl Codec {
                     quotient[w] = (cur / T as u128) as u64;
                     rem = cur % T as u128;
                 }
-                let residues = PRIMES[..l]
+                let residues = primes[..l]
                     .iter()
                     .map(|&p| {
                         let m = Modulus::new(p);
@@ -150,11 +156,11 @@ impl Codec {
     }
 }
 
-/// A uniform value modulo [`T`] (rejection from 50-bit words: accepts with probability above
-/// `1 - 2^-36`).
+/// A uniform value modulo [`T`] (rejection from 47-bit words: accepts with probability above
+/// `1 - 2^-29`).
 fn uniform_mod_t(s: &mut Sampler) -> u64 {
     loop {
-        let v = s.word() >> 14;
+        let v = s.word() >> T.leading_zeros();
         if v < T {
             return v;
         }
@@ -296,13 +302,13 @@ impl SlotPlan {
     /// Words of one server's ciphertexts as sent: two seeds, the public key and every slot
     /// ciphertext's `b`, in 54-bit residues.
     pub fn words_in(&self) -> u64 {
-        8 + packed_words((L * N) as u64) * (1 + self.ciphertexts() as u64)
+        8 + packed_words((L * N) as u64, SLOT_RESIDUE_BITS) * (1 + self.ciphertexts() as u64)
     }
 
     /// Words of the results one evaluator returns to one encryptor: per block `a` and `b` at
     /// the returned primes, in 54-bit residues.
     pub fn words_back(&self) -> u64 {
-        packed_words((2 * OUT_L * N) as u64) * self.blocks() as u64
+        packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) * self.blocks() as u64
     }
 
     /// Bits of the flooding noise, or an error if the returned modulus cannot hold it with
@@ -312,9 +318,11 @@ impl SlotPlan {
         // Sum over the dimensions of (e + rounding) ||P||_1, ||P||_1 <= N (T - 1) / 2.
         let product = self.d as f64 * (eta + 0.5) * N as f64 * ((T - 1) / 2) as f64;
         let coefficients = N as f64 * self.blocks().max(1) as f64 * MAX_PEERS as f64;
-        let bits = flood_bits_over(noise_bound(product), coefficients);
+        let bits = flood_bits_over(noise_bound(Context::slots(), product), coefficients);
         // Flood plus bound (below 2^(bits + 1)) under Q' / 2T, with 2 bits for the decoder.
-        if bits as f64 + 1.0 + (2.0 * T as f64).log2() + 2.0 > returned_modulus_bits() {
+        if bits as f64 + 1.0 + (2.0 * T as f64).log2() + 2.0
+            > returned_modulus_bits(Context::slots())
+        {
             return Err(Error::invalid(format!(
                 "slot products of rows of {} in {} blocks: the flooding noise ({bits} bits) \
                  does not fit the returned modulus",
@@ -355,132 +363,191 @@ fn encrypt(ctx: &Context, plan: &SlotPlan, z: &[u64]) -> Encrypted {
             let b = key.encrypt_scaled(ctx, &mut s, &ct_seed, 1 + t as u64, &msg, |v, out| {
                 codec.scale(ctx, L, v, out)
             });
-            pack(&b)
+            pack(&b, SLOT_RESIDUE_BITS)
         })
         .collect();
     let mut message = Vec::with_capacity(plan.words_in() as usize);
     message.extend_from_slice(&pk_seed.to_words());
     message.extend_from_slice(&ct_seed.to_words());
-    message.extend_from_slice(&pack(&pk));
+    message.extend_from_slice(&pack(&pk, SLOT_RESIDUE_BITS));
     for c in cts {
         message.extend_from_slice(&c);
     }
     Encrypted { key, message }
 }
 
-/// Evaluates a peer's slot ciphertexts (as sent, length checked) on this server's share `z`:
-/// the payload to return ([`SlotPlan::words_back`] words) and this server's masks (`N` slot
+/// A peer's slot ciphertexts as sent (length checked), with every residue checked.
+struct Peer<'a> {
+    message: &'a [u64],
+    ct_seed: Seed,
+    pk: (Vec<u64>, Vec<u64>),
+}
+
+impl<'a> Peer<'a> {
+    fn parse(ctx: &Context, from: usize, message: &'a [u64]) -> Result<Peer<'a>> {
+        let seed = |at: usize| Seed::from_words(message[at..at + 4].try_into().expect("4 words"));
+        let (pk_seed, ct_seed) = (seed(0), seed(4));
+        let peer = Peer {
+            message,
+            ct_seed,
+            pk: (ctx.uniform(L, &pk_seed, PK_STREAM), Vec::new()),
+        };
+        let rows = (message.len() - 8) / Peer::row_words();
+        (0..rows).into_par_iter().try_for_each(|r| {
+            let what = if r < L {
+                "public key".to_string()
+            } else {
+                format!("slot ciphertext {}", r / L - 1)
+            };
+            ctx.check_row(&peer.row(r), r % L, from, &what)
+        })?;
+        let pk_b = (0..L).flat_map(|r| peer.row(r)).collect();
+        Ok(Peer {
+            pk: (peer.pk.0, pk_b),
+            ..peer
+        })
+    }
+
+    fn row_words() -> usize {
+        packed_words(N as u64, SLOT_RESIDUE_BITS) as usize
+    }
+
+    /// Row `r` of the message (`L` rows of the public key, then `L` per ciphertext).
+    fn row(&self, r: usize) -> Vec<u64> {
+        let w = Peer::row_words();
+        unpack(
+            &self.message[8 + r * w..8 + (r + 1) * w],
+            N,
+            SLOT_RESIDUE_BITS,
+        )
+    }
+
+    /// Ciphertext `t`: `a` (from the seed), `b`, and their 52-bit quotients (NTT domain).
+    fn ciphertext(&self, ctx: &Context, t: usize) -> [Vec<u64>; 4] {
+        let a = ctx.uniform(L, &self.ct_seed, 1 + t as u64);
+        let b: Vec<u64> = (0..L).flat_map(|i| self.row(L * (1 + t) + i)).collect();
+        let quotients = |v: &[u64]| -> Vec<u64> {
+            v.chunks_exact(N)
+                .enumerate()
+                .flat_map(|(i, row)| ctx.ntt[i].quotients52(row))
+                .collect()
+        };
+        let (aq, bq) = (quotients(&a), quotients(&b));
+        [a, aq, b, bq]
+    }
+}
+
+/// Evaluates peers' slot ciphertexts (`(from, message as sent)`, lengths checked) on this
+/// server's share `z`, each plaintext built once for all of them: each peer's payload to return
+/// ([`SlotPlan::words_back`] words) and this server's masks summed over the peers (`N` slot
 /// values per block; its share is their negation).
 fn evaluate(
     ctx: &Context,
     plan: &SlotPlan,
     z: &[u64],
-    message: &[u64],
-    from: usize,
+    messages: &[(usize, &[u64])],
     hard: Hardening,
-) -> Result<(Vec<u64>, Vec<u64>)> {
+) -> Result<(Vec<Vec<u64>>, Vec<u64>)> {
     let codec = Codec::get();
     let (n, d) = (N, plan.d);
-    let seed = |at: usize| Seed::from_words(message[at..at + 4].try_into().expect("4 words"));
-    let (pk_seed, ct_seed) = (seed(0), seed(4));
-    let row_words = packed_words(N as u64) as usize;
-    let row = |r: usize| unpack(&message[8 + r * row_words..8 + (r + 1) * row_words], N);
-    let rows = (message.len() - 8) / row_words;
-    (0..rows).into_par_iter().try_for_each(|r| {
-        let what = if r < L {
-            "public key".to_string()
-        } else {
-            format!("slot ciphertext {}", r / L - 1)
-        };
-        ctx.check_row(&row(r), r % L, from, &what)
-    })?;
-    let pk_a = ctx.uniform(L, &pk_seed, PK_STREAM);
-    let pk_b: Vec<u64> = (0..L).flat_map(row).collect();
+    let peers: Vec<Peer> = messages
+        .iter()
+        .map(|&(from, m)| Peer::parse(ctx, from, m))
+        .collect::<Result<_>>()?;
+    let np = peers.len();
     let bits = plan.flood_bits()?;
     let fresh = Seed::random();
-    let block_words = packed_words((2 * OUT_L * N) as u64) as usize;
-    let mut payload = vec![0u64; plan.words_back() as usize];
+    let block_words = packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize;
+    let mut payloads = vec![vec![0u64; plan.words_back() as usize]; np];
     let mut masks = vec![0u64; plan.blocks() * n];
+    let tm = Modulus::new(T);
     let half = T / 2;
+    let part = 2 * L * n;
     for (c, cipher) in plan.ciphers.iter().enumerate() {
         let span = cipher.first..cipher.first + cipher.rounds;
-        // Every round's sum over the dimensions, `a` then `b`, L rows of N each (NTT domain).
-        let mut acc = vec![0u64; cipher.rounds * 2 * L * n];
+        // Every round's sums over the dimensions, per peer `a` then `b`, L rows of N each (NTT
+        // domain).
+        let mut acc = vec![0u64; cipher.rounds * np * part];
         for k in 0..d {
-            let t = c * d + k;
-            let a = ctx.uniform(L, &ct_seed, 1 + t as u64);
-            let b: Vec<u64> = (0..L).flat_map(|i| row(L * (1 + t) + i)).collect();
-            let shoup = |v: &[u64]| -> Vec<u64> {
-                v.iter()
-                    .enumerate()
-                    .map(|(i, &x)| ctx.modulus(i / n).shoup(x))
-                    .collect()
-            };
-            let (a_s, b_s) = (shoup(&a), shoup(&b));
-            acc.par_chunks_mut(2 * L * n)
+            let cts: Vec<[Vec<u64>; 4]> =
+                peers.iter().map(|p| p.ciphertext(ctx, c * d + k)).collect();
+            acc.par_chunks_mut(np * part)
                 .zip(plan.partners[span.start * n..span.end * n].par_chunks(n))
                 .for_each_init(
                     || (vec![0u64; n], vec![0u64; n]),
-                    |(slots, lifted), (sum, partners)| {
+                    |(slots, lifted), (sums, partners)| {
                         for (o, &p) in slots.iter_mut().zip(partners.iter()) {
                             *o = if p == NONE { 0 } else { z[p as usize * d + k] };
                         }
                         codec.to_coefficients(slots);
-                        let (sa, sb) = sum.split_at_mut(L * n);
                         for l in 0..L {
-                            let m = ctx.modulus(l);
+                            let (ntt, p) = (&ctx.ntt[l], ctx.primes()[l]);
                             // The centred lift of each coefficient, modulo prime l.
                             for (o, &v) in lifted.iter_mut().zip(slots.iter()) {
-                                *o = if v > half { m.p - (T - v) } else { v };
+                                *o = if v > half { p - (T - v) } else { v };
                             }
-                            ctx.ntt[l].forward(lifted);
+                            ntt.forward(lifted);
                             let r = l * n..(l + 1) * n;
-                            for (((x, y), &pv), ((&av, &avs), (&bv, &bvs))) in sa[r.clone()]
-                                .iter_mut()
-                                .zip(sb[r.clone()].iter_mut())
-                                .zip(lifted.iter())
-                                .zip(
-                                    a[r.clone()]
-                                        .iter()
-                                        .zip(&a_s[r.clone()])
-                                        .zip(b[r.clone()].iter().zip(&b_s[r.clone()])),
-                                )
-                            {
-                                *x = m.add(*x, m.mul_shoup(pv, av, avs));
-                                *y = m.add(*y, m.mul_shoup(pv, bv, bvs));
+                            for (sum, [a, aq, b, bq]) in sums.chunks_exact_mut(part).zip(&cts) {
+                                let (sa, sb) = sum.split_at_mut(L * n);
+                                let r = r.clone();
+                                ntt.mul_add(
+                                    &mut sa[r.clone()],
+                                    lifted,
+                                    &a[r.clone()],
+                                    &aq[r.clone()],
+                                );
+                                ntt.mul_add(&mut sb[r.clone()], lifted, &b[r.clone()], &bq[r]);
                             }
                         }
                     },
                 );
         }
-        // Re-randomise, drop a prime, flood, add the mask's encoding, pack.
-        payload[span.start * block_words..span.end * block_words]
-            .par_chunks_mut(block_words)
-            .zip(masks[span.start * n..span.end * n].par_chunks_mut(n))
-            .zip(acc.par_chunks_mut(2 * L * n))
+        // Per peer and round: re-randomise, drop a prime, flood, add the mask's encoding, pack.
+        let outs: Vec<(Vec<Vec<u64>>, Vec<u64>)> = acc
+            .par_chunks_mut(np * part)
             .enumerate()
-            .for_each(|(r, ((out, mask), sum))| {
-                let mut s = Sampler::new(&fresh, (span.start + r) as u64);
-                let mut ret = vec![0u64; 2 * OUT_L * n];
-                rerandomize_drop_flood(ctx, hard, bits, &mut s, (&pk_a, &pk_b), sum, &mut ret);
-                for v in mask.iter_mut() {
-                    *v = uniform_mod_t(&mut s);
-                }
-                let mut coeffs = mask.to_vec();
-                codec.to_coefficients(&mut coeffs);
-                let mut enc = [0u64; L];
-                let b2 = &mut ret[OUT_L * n..];
-                for (i, &v) in coeffs.iter().enumerate() {
-                    codec.scale(ctx, OUT_L, v, &mut enc);
-                    for (l, e) in enc.iter().enumerate().take(OUT_L) {
-                        let m = ctx.modulus(l);
-                        b2[l * n + i] = m.add(b2[l * n + i], *e);
-                    }
-                }
-                out.copy_from_slice(&pack(&ret));
-            });
+            .map(|(r, sums)| {
+                let b = span.start + r;
+                let mut mask_sum = vec![0u64; n];
+                let words = sums
+                    .chunks_exact_mut(part)
+                    .zip(&peers)
+                    .enumerate()
+                    .map(|(i, (sum, peer))| {
+                        let mut s = Sampler::new(&fresh, ((i as u64) << 40) | b as u64);
+                        let mut ret = vec![0u64; 2 * OUT_L * n];
+                        let pk = (&peer.pk.0[..], &peer.pk.1[..]);
+                        rerandomize_drop_flood(ctx, hard, bits, &mut s, pk, sum, &mut ret);
+                        let mut coeffs: Vec<u64> = (0..n).map(|_| uniform_mod_t(&mut s)).collect();
+                        for (m, &v) in mask_sum.iter_mut().zip(&coeffs) {
+                            *m = tm.add(*m, v);
+                        }
+                        codec.to_coefficients(&mut coeffs);
+                        let mut enc = [0u64; L];
+                        let b2 = &mut ret[OUT_L * n..];
+                        for (j, &v) in coeffs.iter().enumerate() {
+                            codec.scale(ctx, OUT_L, v, &mut enc);
+                            for (l, e) in enc.iter().enumerate().take(OUT_L) {
+                                let m = ctx.modulus(l);
+                                b2[l * n + j] = m.add(b2[l * n + j], *e);
+                            }
+                        }
+                        pack(&ret, SLOT_RESIDUE_BITS)
+                    })
+                    .collect();
+                (words, mask_sum)
+            })
+            .collect();
+        for (r, (words, mask_sum)) in outs.into_iter().enumerate() {
+            let b = span.start + r;
+            for (payload, w) in payloads.iter_mut().zip(words) {
+                payload[b * block_words..(b + 1) * block_words].copy_from_slice(&w);
+            }
+            masks[b * n..(b + 1) * n].copy_from_slice(&mask_sum);
+        }
     }
-    Ok((payload, masks))
+    Ok((payloads, masks))
 }
 
 /// Decrypts the blocks a peer returned (as sent, length checked) and adds their slot values into
@@ -494,12 +561,12 @@ fn decrypt_into(
 ) -> Result<()> {
     let codec = Codec::get();
     let n = N;
-    let block_words = packed_words((2 * OUT_L * N) as u64) as usize;
+    let block_words = packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize;
     sums.par_chunks_mut(n)
         .zip(payload.par_chunks(block_words))
         .enumerate()
         .try_for_each(|(b, (sum, words))| {
-            let ret = unpack(words, 2 * OUT_L * n);
+            let ret = unpack(words, 2 * OUT_L * n, SLOT_RESIDUE_BITS);
             for (i, r) in ret.chunks_exact(n).enumerate() {
                 ctx.check_row(r, i % OUT_L, from, &format!("slot results, block {b}"))?;
             }
@@ -574,7 +641,7 @@ impl Protocol for SlotProducts {
         let State::Fresh { z } = std::mem::replace(&mut self.state, State::Finished) else {
             return Err(Error::invalid("slot products started twice"));
         };
-        let enc = encrypt(Context::get(), &self.plan, &z);
+        let enc = encrypt(Context::slots(), &self.plan, &z);
         self.state = State::Sent { key: enc.key, z };
         Ok(Step::Send(self, enc.message))
     }
@@ -587,22 +654,22 @@ impl Protocol for SlotProducts {
                 self.k
             )));
         }
-        let ctx = Context::get();
+        let ctx = Context::slots();
         let plan = self.plan.clone();
         let tm = Modulus::new(T);
         match std::mem::replace(&mut self.state, State::Finished) {
             State::Sent { key, z } => {
                 check_lengths(&incoming, plan.words_in() as usize, "slot ciphertexts")?;
+                let peers: Vec<(usize, &[u64])> = incoming
+                    .iter()
+                    .enumerate()
+                    .filter(|&(from, _)| from != self.me)
+                    .map(|(from, m)| (from, &m[..]))
+                    .collect();
+                let (evaluated, masks) = evaluate(ctx, &plan, &z, &peers, HARDENED)?;
                 let mut payloads = vec![Vec::new(); self.k];
-                let mut masks = vec![0u64; plan.blocks() * N];
-                for (from, msg) in incoming.iter().enumerate() {
-                    if from != self.me {
-                        let (payload, mask) = evaluate(ctx, &plan, &z, msg, from, HARDENED)?;
-                        payloads[from] = payload;
-                        for (s, m) in masks.iter_mut().zip(mask) {
-                            *s = tm.add(*s, m);
-                        }
-                    }
+                for (&(from, _), p) in peers.iter().zip(evaluated) {
+                    payloads[from] = p;
                 }
                 let expected = (0..self.k)
                     .map(|s| {
@@ -784,7 +851,7 @@ mod tests {
 
     #[test]
     fn scaling_round_trips_at_every_level() {
-        let ctx = Context::get();
+        let ctx = Context::slots();
         let codec = Codec::get();
         let mut prg = Prg::new(&Seed([3; 32]), 0);
         for l in 1..=L {
@@ -813,15 +880,16 @@ mod tests {
         let rows = z_enc.len() / d;
         let items: Vec<(u32, u32)> = (0..rows as u32).map(|r| (r, r)).collect();
         let plan = SlotPlan::new(rows, d, &items).unwrap();
-        let ctx = Context::get();
+        let ctx = Context::slots();
         let enc = encrypt(ctx, &plan, z_enc);
-        let (payload, masks) = evaluate(ctx, &plan, z_eval, &enc.message, 0, hard).unwrap();
-        (payload, enc.key, masks, plan)
+        let (mut payloads, masks) =
+            evaluate(ctx, &plan, z_eval, &[(0, &enc.message[..])], hard).unwrap();
+        (payloads.remove(0), enc.key, masks, plan)
     }
 
     /// The returned `a` part of the first block at the first returned prime.
     fn a_part(payload: &[u64]) -> Vec<u64> {
-        unpack(payload, 2 * OUT_L * N)[..N].to_vec()
+        unpack(payload, 2 * OUT_L * N, SLOT_RESIDUE_BITS)[..N].to_vec()
     }
 
     #[test]
@@ -839,20 +907,24 @@ mod tests {
         let (p, _, _, _) = view(&z, &zero, 4, HARDENED);
         let a = a_part(&p);
         let mean = a.iter().map(|&v| v as f64).sum::<f64>() / a.len() as f64;
-        let half = PRIMES[0] as f64 / 2.0;
+        let half = Context::slots().primes()[0] as f64 / 2.0;
         assert!((mean - half).abs() < half * 0.05, "{mean} vs {half}");
     }
 
     /// The mean absolute noise of the returned blocks' phases: each coefficient's distance to the
     /// nearest scaled message.
     fn mean_noise(payload: &[u64], key: &SecretKey, blocks: usize) -> f64 {
-        let ctx = Context::get();
+        let ctx = Context::slots();
         let codec = Codec::get();
         let n = N;
-        let words = packed_words((2 * OUT_L * N) as u64) as usize;
+        let words = packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize;
         let mut total = 0.0;
         for b in 0..blocks {
-            let ret = unpack(&payload[b * words..(b + 1) * words], 2 * OUT_L * n);
+            let ret = unpack(
+                &payload[b * words..(b + 1) * words],
+                2 * OUT_L * n,
+                SLOT_RESIDUE_BITS,
+            );
             let (a, bb) = ret.split_at(OUT_L * n);
             let phase = key.phase(ctx, OUT_L, a, bb);
             for c in 0..n {
@@ -901,7 +973,7 @@ mod tests {
         let z = vec![11u64; 100 * d];
         let (p, key, masks, plan) = view(&z, &vec![0; 100 * d], d, HARDENED);
         let mut sums = vec![0u64; plan.blocks() * N];
-        decrypt_into(Context::get(), &key, &p, 1, &mut sums).unwrap();
+        decrypt_into(Context::slots(), &key, &p, 1, &mut sums).unwrap();
         assert_eq!(sums, masks);
         let mean = masks.iter().map(|&v| v as f64).sum::<f64>() / masks.len() as f64;
         assert!((mean / (T as f64 / 2.0) - 1.0).abs() < 0.05);
@@ -920,8 +992,8 @@ mod tests {
         };
         // A word that is no residue in server 1's ciphertexts.
         let mut bad = m1.clone();
-        let at = 8 + 2 * L * packed_words(N as u64) as usize;
-        bad[at] |= (1 << 54) - 1;
+        let at = 8 + 2 * L * packed_words(N as u64, SLOT_RESIDUE_BITS) as usize;
+        bad[at] |= (1 << SLOT_RESIDUE_BITS) - 1;
         let err = s0.receive(vec![m0.clone(), bad]).err().unwrap().to_string();
         assert!(
             err.contains("server 1") && err.contains("not a residue"),

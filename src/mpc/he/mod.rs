@@ -1,11 +1,16 @@
 //! Ring-LWE products of one server's shares by another's (the dealer-free bilinear form).
 //!
-//! * [`modulus`]: arithmetic modulo a 54-bit prime (Shoup and Barrett reductions);
-//! * [`ntt`]: the negacyclic number-theoretic transform;
-//! * [`rlwe`]: keys, encryption of `Z_2^64` coefficients, modulus switching, decryption;
-//! * [`product`]: the two-round protocol that gives the servers shares of `<X_i, Y_j>` for a
-//!   list of pairs, each server encrypting its share of `Y` and every peer multiplying by its
-//!   share of `X` (packing, re-randomisation, flooding and masking explained there).
+//! * [`modulus`]: arithmetic modulo a prime below `2^54` (Shoup and Barrett reductions);
+//! * [`ntt`]: the negacyclic number-theoretic transform (AVX-512 IFMA for primes below `2^50`);
+//! * [`rlwe`]: keys, encryption, modulus switching, decryption, over a set of four primes;
+//! * [`wire`]: residues packed at their primes' width, and their check on receipt;
+//! * [`harden`]: what an evaluator does before returning a product (re-randomisation, prime drop,
+//!   flooding), with the noise bound;
+//! * [`product`]: the two-round protocol that gives the servers shares of `<X_i, Y_j>` modulo
+//!   `2^64` for a list of pairs, each server encrypting its share of `Y` and every peer
+//!   multiplying by its share of `X`, in coefficient-packed blocks (cheap for dense grids);
+//! * [`slots`]: the same modulo a prime `T`, one slot per pair and dimension (the products
+//!   follow the pairs, whatever rows they touch).
 
 pub mod harden;
 pub mod modulus;

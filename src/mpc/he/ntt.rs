@@ -26,9 +26,13 @@ pub struct NttTables {
     pub psi: u64,
     /// 52-bit Shoup quotients (`floor(w 2^52 / p)`) of `fwd`, `inv` and `n_inv`, for the
     /// vectorised transform ([`ifma`]), used when `p < 2^50` and the CPU has AVX-512 IFMA.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fwd_s52: Vec<u64>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     inv_s52: Vec<u64>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     n_inv_s52: u64,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     ifma: bool,
 }
 
@@ -93,8 +97,9 @@ impl NttTables {
         self.fwd.is_empty()
     }
 
-    /// Coefficients (residues) to evaluations, in place.
+    /// Coefficients (residues) to evaluations, in place (`a` of the tables' length).
     pub fn forward(&self, a: &mut [u64]) {
+        assert_eq!(a.len(), self.len(), "a transform of the tables' length");
         #[cfg(target_arch = "x86_64")]
         if self.ifma && a.len() >= 16 {
             // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA.
@@ -127,8 +132,9 @@ impl NttTables {
         }
     }
 
-    /// Evaluations to coefficients, in place.
+    /// Evaluations to coefficients, in place (`a` of the tables' length).
     pub fn inverse(&self, a: &mut [u64]) {
+        assert_eq!(a.len(), self.len(), "a transform of the tables' length");
         #[cfg(target_arch = "x86_64")]
         if self.ifma && a.len() >= 16 {
             // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA.
@@ -166,8 +172,8 @@ impl NttTables {
     /// `floor(w 2^52 / p)` for each `w` of `ws` (below `p`): the quotients
     /// [`NttTables::mul_add`] takes.
     pub fn quotients52(&self, ws: &[u64]) -> Vec<u64> {
-        // A floating-point estimate within a few units (every w < p < 2^54), corrected with
-        // the exact remainder: no 128-bit division per value.
+        // A floating-point estimate within a few units (every w < p), corrected with the exact
+        // remainder: no 128-bit division per value.
         let p = self.m.p;
         let scale = (1u64 << 52) as f64 / p as f64;
         ws.iter()
@@ -188,9 +194,18 @@ impl NttTables {
             .collect()
     }
 
-    /// `acc += x w (mod p)` slot-wise, for residues `acc`, `x`, `w` and `w52` the
-    /// [`NttTables::quotients52`] of `w` (vectorised with IFMA where the transform is).
+    /// `acc += x w (mod p)` slot-wise, for residues `acc`, `x`, `w` (below `p`) of equal length
+    /// and `w52` the [`NttTables::quotients52`] of `w`, modulo a prime below `2^50` (the product's
+    /// remainder must fit 52 bits); vectorised with IFMA where the transform is.
     pub fn mul_add(&self, acc: &mut [u64], x: &[u64], w: &[u64], w52: &[u64]) {
+        assert!(
+            self.m.p < 1 << 50,
+            "multiply-adds modulo a prime below 2^50"
+        );
+        assert!(
+            x.len() == acc.len() && w.len() == acc.len() && w52.len() == acc.len(),
+            "multiply-adds of equal lengths"
+        );
         #[cfg(target_arch = "x86_64")]
         if self.ifma && acc.len().is_multiple_of(8) {
             // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA, and p < 2^50.
@@ -265,8 +280,10 @@ mod ifma {
     /// gathered, `butterfly(x, y, w, w')` on them, and put back.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F and IFMA; `a.len()` a multiple of 16; `tw` and `tw52` hold
-    /// at least `groups + a.len() / (2 half)` words.
+    /// The CPU must have AVX-512F and IFMA; `a.len()` a multiple of 16. (The twiddle loads are
+    /// bounds-checked slices of 8 words, from `groups` up to `groups + a.len() / (2 half) - 8 /
+    /// half + 8`: `n / 4 + 6`, `n / 2 + 4` and `n` for `half` 4, 2 and 1 with `groups = n / (2
+    /// half)`, within tables of `n` words.)
     #[target_feature(enable = "avx512f,avx512ifma")]
     unsafe fn small_stage(
         a: &mut [u64],
@@ -298,11 +315,11 @@ mod ifma {
                 let vy = _mm512_permutex2var_epi64(v0, vy_i, v1);
                 let vw = _mm512_permutexvar_epi64(
                     vw_i,
-                    _mm512_loadu_si512(tw[g..].as_ptr() as *const _),
+                    _mm512_loadu_si512(tw[g..g + 8].as_ptr() as *const _),
                 );
                 let vws = _mm512_permutexvar_epi64(
                     vw_i,
-                    _mm512_loadu_si512(tw52[g..].as_ptr() as *const _),
+                    _mm512_loadu_si512(tw52[g..g + 8].as_ptr() as *const _),
                 );
                 let (nx, ny) = butterfly(vx, vy, vw, vws);
                 _mm512_storeu_si512(
@@ -346,9 +363,8 @@ mod ifma {
         while groups < n {
             half >>= 1;
             if half < 8 {
-                // SAFETY: n >= 16 is a power of two, and a stage of butterflies `half` apart
-                // reads twiddles `groups .. groups + n / (2 half)`, at most up to `n` (the
-                // tables' length) for `half` 1, 2 and 4.
+                // SAFETY: the CPU has AVX-512F and IFMA (the caller's contract), n >= 16 is a
+                // power of two (so a multiple of 16), and the twiddle loads are checked slices.
                 unsafe { small_stage(a, half, groups, &t.fwd, &t.fwd_s52, butterfly) };
                 groups <<= 1;
                 continue;
@@ -542,6 +558,14 @@ mod tests {
         if !ifma::available() {
             eprintln!("no AVX-512 IFMA on this CPU: only the scalar transform was compared");
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "tables' length")]
+    fn a_transform_of_another_length_is_refused() {
+        // Longer than the tables: the vectorised stages would read past the twiddles.
+        let t = NttTables::new(0x3_ffff_ffff_c001, 16);
+        t.forward(&mut [0u64; 64]);
     }
 
     #[test]

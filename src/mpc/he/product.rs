@@ -49,7 +49,7 @@ use crate::mpc::he::harden::{
     returned_modulus_bits,
 };
 use crate::mpc::he::rlwe::{Context, L, N, PK_STREAM, RESULT_BITS, Sampler, SecretKey};
-use crate::mpc::he::wire::{RESIDUE_BITS, pack, packed_words, unpack};
+use crate::mpc::he::wire::{RESIDUE_BITS, check_rows, pack, packed_words, unpack};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::Seed;
 use crate::mpc::protocol::{Protocol, Step, check_lengths};
@@ -562,16 +562,8 @@ fn evaluate_with(
             RESIDUE_BITS,
         )
     };
-    let rows = (message.len() - 8) / row_words;
     // Every residue checked before any work (unpacked a row at a time).
-    (0..rows).into_par_iter().try_for_each(|r| {
-        let what = if r < L {
-            "public key".to_string()
-        } else {
-            format!("ciphertext {}", r / L - 1)
-        };
-        ctx.check_row(&row(r), r % L, from, &what)
-    })?;
+    check_rows(ctx, message, 8, RESIDUE_BITS, from, "ciphertext")?;
     let pk_a = ctx.uniform(L, &pk_seed, PK_STREAM);
     let pk_b: Vec<u64> = (0..L).flat_map(row).collect();
     let bits = flood_bits(lay)?;

@@ -11,7 +11,8 @@
 //! `q (m P) / t + (rounding) P = q [m P]_t / t (mod q)` plus noise `e P` and at most
 //! `||P||_1 / 2`, where `floor(q / t)` would add `(q mod t) (m P) / t`, near `t ||P||_1`.
 //!
-//! Residues live in RNS form, one row of `N` words per prime (`L = 4` primes of 54 bits), in the
+//! Residues live in RNS form, one row of `N` words per prime (`L = 4` primes: of 54 bits for the
+//! coefficient products, [`PRIMES`], of 50 bits for the slot products, [`SLOT_PRIMES`]), in the
 //! NTT domain except where a step needs coefficients. Dropping the last prime divides a
 //! ciphertext by it (`x' = (x - [x]_p) / p`, with `[x]_p` the centred residue): the message's
 //! scale follows, the noise shrinks by `p` and gains at most `(1 + ||s||_1) / 2`.
@@ -105,7 +106,9 @@ impl Context {
         Context::with_primes(PRIMES, n)
     }
 
-    /// A context for ring dimension `n` over `primes` (each below `2^54` and `1 mod 2n`).
+    /// A context for ring dimension `n` over `primes`: distinct, each below `2^54` and
+    /// `1 mod 2n`, and each just below a power of two (within `2^-28` of it, for the rejection
+    /// sampling of [`Context::uniform`] to accept nearly every draw).
     pub fn with_primes(primes: [u64; L], n: usize) -> Context {
         let ntt: Vec<NttTables> = primes.iter().map(|&p| NttTables::new(p, n)).collect();
         let levels = (1..=L).map(|l| Level::new(&primes[..l])).collect();
@@ -409,18 +412,7 @@ impl Context {
 
 impl Level {
     fn new(primes: &[u64]) -> Level {
-        // Q as words, by schoolbook multiplication.
-        let mut q = [0u64; 4];
-        q[0] = 1;
-        for &p in primes {
-            let mut carry = 0u128;
-            for w in q.iter_mut() {
-                let t = *w as u128 * p as u128 + carry;
-                *w = t as u64;
-                carry = t >> 64;
-            }
-            assert_eq!(carry, 0, "Q fits in four words");
-        }
+        let q = product_words(primes);
         let word_residues = primes
             .iter()
             .map(|&p| {
@@ -461,6 +453,22 @@ impl Level {
             scale192,
         }
     }
+}
+
+/// The product of `primes` as little-endian words (schoolbook multiplication; it fits four).
+pub fn product_words(primes: &[u64]) -> [u64; L] {
+    let mut q = [0u64; L];
+    q[0] = 1;
+    for &p in primes {
+        let mut carry = 0u128;
+        for w in q.iter_mut() {
+            let t = *w as u128 * p as u128 + carry;
+            *w = t as u64;
+            carry = t >> 64;
+        }
+        assert_eq!(carry, 0, "Q fits in four words");
+    }
+    q
 }
 
 /// Samples small polynomials: ternary secrets and centred binomial noise.

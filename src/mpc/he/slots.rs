@@ -50,8 +50,8 @@ use crate::mpc::he::harden::{
 };
 use crate::mpc::he::modulus::Modulus;
 use crate::mpc::he::ntt::NttTables;
-use crate::mpc::he::rlwe::{Context, ETA, L, N, PK_STREAM, Sampler, SecretKey};
-use crate::mpc::he::wire::{pack, packed_words, unpack};
+use crate::mpc::he::rlwe::{Context, ETA, L, N, PK_STREAM, Sampler, SecretKey, product_words};
+use crate::mpc::he::wire::{check_rows, pack, packed_words, unpack};
 use crate::mpc::prg::Seed;
 use crate::mpc::protocol::{Protocol, Step, check_lengths};
 use rayon::prelude::*;
@@ -65,6 +65,11 @@ pub const MAX_D: usize = 2048;
 
 /// Bits of a residue on the wire (the slot primes are below `2^50`).
 pub const SLOT_RESIDUE_BITS: u32 = 50;
+
+/// Words of one returned block as sent (`a` and `b` at the returned primes).
+fn block_words() -> usize {
+    packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize
+}
 
 /// An idle slot in a block.
 const NONE: u32 = u32::MAX;
@@ -88,16 +93,7 @@ impl Codec {
         let levels = (1..=L)
             .map(|l| {
                 // Q_l in words, then divided by T (T < 2^64, so each step fits 128 bits).
-                let mut q = [0u64; L];
-                q[0] = 1;
-                for &p in &primes[..l] {
-                    let mut carry = 0u128;
-                    for w in q.iter_mut() {
-                        let v = *w as u128 * p as u128 + carry;
-                        *w = v as u64;
-                        carry = v >> 64;
-                    }
-                }
+                let q = product_words(&primes[..l]);
                 let (mut quotient, mut rem) = ([0u64; L], 0u128);
                 for w in (0..L).rev() {
                     let cur = (rem << 64) | q[w] as u128;
@@ -216,8 +212,11 @@ impl SlotPlan {
                 "slot products take rows of 1 to {MAX_D} values, not {d}"
             )));
         }
-        if rows >= NONE as usize {
-            return Err(Error::invalid(format!("slot products: {rows} rows")));
+        if rows >= NONE as usize || items.len() >= u32::MAX as usize {
+            return Err(Error::invalid(format!(
+                "slot products: {rows} rows and {} items (at most 2^32 - 1 each)",
+                items.len()
+            )));
         }
         let mut load = vec![0u32; rows];
         for &(q, p) in items {
@@ -230,6 +229,16 @@ impl SlotPlan {
         }
         let mut heads: Vec<u32> = (0..rows as u32).filter(|&r| load[r as usize] > 0).collect();
         heads.sort_by_key(|&r| std::cmp::Reverse(load[r as usize]));
+        // The blocks (each ciphertext's busiest row's load), checked before anything their size.
+        let blocks: usize = heads.chunks(N).map(|c| load[c[0] as usize] as usize).sum();
+        let mut plan = SlotPlan {
+            d,
+            rows,
+            ciphers: Vec::new(),
+            partners: Vec::new(),
+            at: Vec::new(),
+        };
+        plan.flood_bits_for(blocks)?;
         let mut place = vec![(0u32, 0u32); rows];
         let mut ciphers = Vec::with_capacity(heads.len().div_ceil(N));
         let mut first = 0;
@@ -257,14 +266,9 @@ impl SlotPlan {
                 (block as u32, j)
             })
             .collect();
-        let plan = SlotPlan {
-            d,
-            rows,
-            ciphers,
-            partners,
-            at,
-        };
-        plan.flood_bits()?;
+        plan.ciphers = ciphers;
+        plan.partners = partners;
+        plan.at = at;
         Ok(plan)
     }
 
@@ -300,34 +304,38 @@ impl SlotPlan {
     }
 
     /// Words of one server's ciphertexts as sent: two seeds, the public key and every slot
-    /// ciphertext's `b`, in 54-bit residues.
+    /// ciphertext's `b`, in 50-bit residues.
     pub fn words_in(&self) -> u64 {
         8 + packed_words((L * N) as u64, SLOT_RESIDUE_BITS) * (1 + self.ciphertexts() as u64)
     }
 
     /// Words of the results one evaluator returns to one encryptor: per block `a` and `b` at
-    /// the returned primes, in 54-bit residues.
+    /// the returned primes, in 50-bit residues.
     pub fn words_back(&self) -> u64 {
-        packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) * self.blocks() as u64
+        block_words() as u64 * self.blocks() as u64
     }
 
     /// Bits of the flooding noise, or an error if the returned modulus cannot hold it with
     /// room for decryption.
     pub fn flood_bits(&self) -> Result<u32> {
+        self.flood_bits_for(self.blocks())
+    }
+
+    /// [`SlotPlan::flood_bits`] for `blocks` blocks.
+    fn flood_bits_for(&self, blocks: usize) -> Result<u32> {
         let eta = ETA as f64;
         // Sum over the dimensions of (e + rounding) ||P||_1, ||P||_1 <= N (T - 1) / 2.
         let product = self.d as f64 * (eta + 0.5) * N as f64 * ((T - 1) / 2) as f64;
-        let coefficients = N as f64 * self.blocks().max(1) as f64 * MAX_PEERS as f64;
+        let coefficients = N as f64 * blocks.max(1) as f64 * MAX_PEERS as f64;
         let bits = flood_bits_over(noise_bound(Context::slots(), product), coefficients);
         // Flood plus bound (below 2^(bits + 1)) under Q' / 2T, with 2 bits for the decoder.
         if bits as f64 + 1.0 + (2.0 * T as f64).log2() + 2.0
             > returned_modulus_bits(Context::slots())
         {
             return Err(Error::invalid(format!(
-                "slot products of rows of {} in {} blocks: the flooding noise ({bits} bits) \
+                "slot products of rows of {} in {blocks} blocks: the flooding noise ({bits} bits) \
                  does not fit the returned modulus",
-                self.d,
-                self.blocks()
+                self.d
             )));
         }
         Ok(bits)
@@ -392,15 +400,7 @@ impl<'a> Peer<'a> {
             ct_seed,
             pk: (ctx.uniform(L, &pk_seed, PK_STREAM), Vec::new()),
         };
-        let rows = (message.len() - 8) / Peer::row_words();
-        (0..rows).into_par_iter().try_for_each(|r| {
-            let what = if r < L {
-                "public key".to_string()
-            } else {
-                format!("slot ciphertext {}", r / L - 1)
-            };
-            ctx.check_row(&peer.row(r), r % L, from, &what)
-        })?;
+        check_rows(ctx, message, 8, SLOT_RESIDUE_BITS, from, "slot ciphertext")?;
         let pk_b = (0..L).flat_map(|r| peer.row(r)).collect();
         Ok(Peer {
             pk: (peer.pk.0, pk_b),
@@ -457,7 +457,7 @@ fn evaluate(
     let np = peers.len();
     let bits = plan.flood_bits()?;
     let fresh = Seed::random();
-    let block_words = packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize;
+    let block_words = block_words();
     let mut payloads = vec![vec![0u64; plan.words_back() as usize]; np];
     let mut masks = vec![0u64; plan.blocks() * n];
     let tm = Modulus::new(T);
@@ -504,48 +504,47 @@ fn evaluate(
                 );
         }
         // Per peer and round: re-randomise, drop a prime, flood, add the mask's encoding, pack.
-        let outs: Vec<(Vec<Vec<u64>>, Vec<u64>)> = acc
-            .par_chunks_mut(np * part)
+        // Each round's output slices, one per peer, written in place.
+        let mut outs: Vec<Vec<&mut [u64]>> = (0..cipher.rounds).map(|_| Vec::new()).collect();
+        for payload in payloads.iter_mut() {
+            let region = &mut payload[span.start * block_words..span.end * block_words];
+            for (r, chunk) in region.chunks_mut(block_words).enumerate() {
+                outs[r].push(chunk);
+            }
+        }
+        outs.into_par_iter()
+            .zip(acc.par_chunks_mut(np * part))
+            .zip(masks[span.start * n..span.end * n].par_chunks_mut(n))
             .enumerate()
-            .map(|(r, sums)| {
+            .for_each(|(r, ((out, sums), mask_sum))| {
                 let b = span.start + r;
-                let mut mask_sum = vec![0u64; n];
-                let words = sums
-                    .chunks_exact_mut(part)
+                for (i, ((dst, sum), peer)) in out
+                    .into_iter()
+                    .zip(sums.chunks_exact_mut(part))
                     .zip(&peers)
                     .enumerate()
-                    .map(|(i, (sum, peer))| {
-                        let mut s = Sampler::new(&fresh, ((i as u64) << 40) | b as u64);
-                        let mut ret = vec![0u64; 2 * OUT_L * n];
-                        let pk = (&peer.pk.0[..], &peer.pk.1[..]);
-                        rerandomize_drop_flood(ctx, hard, bits, &mut s, pk, sum, &mut ret);
-                        let mut coeffs: Vec<u64> = (0..n).map(|_| uniform_mod_t(&mut s)).collect();
-                        for (m, &v) in mask_sum.iter_mut().zip(&coeffs) {
-                            *m = tm.add(*m, v);
+                {
+                    let mut s = Sampler::new(&fresh, ((i as u64) << 40) | b as u64);
+                    let mut ret = vec![0u64; 2 * OUT_L * n];
+                    let pk = (&peer.pk.0[..], &peer.pk.1[..]);
+                    rerandomize_drop_flood(ctx, hard, bits, &mut s, pk, sum, &mut ret);
+                    let mut coeffs: Vec<u64> = (0..n).map(|_| uniform_mod_t(&mut s)).collect();
+                    for (m, &v) in mask_sum.iter_mut().zip(&coeffs) {
+                        *m = tm.add(*m, v);
+                    }
+                    codec.to_coefficients(&mut coeffs);
+                    let mut enc = [0u64; L];
+                    let b2 = &mut ret[OUT_L * n..];
+                    for (j, &v) in coeffs.iter().enumerate() {
+                        codec.scale(ctx, OUT_L, v, &mut enc);
+                        for (l, e) in enc.iter().enumerate().take(OUT_L) {
+                            let m = ctx.modulus(l);
+                            b2[l * n + j] = m.add(b2[l * n + j], *e);
                         }
-                        codec.to_coefficients(&mut coeffs);
-                        let mut enc = [0u64; L];
-                        let b2 = &mut ret[OUT_L * n..];
-                        for (j, &v) in coeffs.iter().enumerate() {
-                            codec.scale(ctx, OUT_L, v, &mut enc);
-                            for (l, e) in enc.iter().enumerate().take(OUT_L) {
-                                let m = ctx.modulus(l);
-                                b2[l * n + j] = m.add(b2[l * n + j], *e);
-                            }
-                        }
-                        pack(&ret, SLOT_RESIDUE_BITS)
-                    })
-                    .collect();
-                (words, mask_sum)
-            })
-            .collect();
-        for (r, (words, mask_sum)) in outs.into_iter().enumerate() {
-            let b = span.start + r;
-            for (payload, w) in payloads.iter_mut().zip(words) {
-                payload[b * block_words..(b + 1) * block_words].copy_from_slice(&w);
-            }
-            masks[b * n..(b + 1) * n].copy_from_slice(&mask_sum);
-        }
+                    }
+                    dst.copy_from_slice(&pack(&ret, SLOT_RESIDUE_BITS));
+                }
+            });
     }
     Ok((payloads, masks))
 }
@@ -561,14 +560,16 @@ fn decrypt_into(
 ) -> Result<()> {
     let codec = Codec::get();
     let n = N;
-    let block_words = packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize;
+    let block_words = block_words();
     sums.par_chunks_mut(n)
         .zip(payload.par_chunks(block_words))
         .enumerate()
         .try_for_each(|(b, (sum, words))| {
             let ret = unpack(words, 2 * OUT_L * n, SLOT_RESIDUE_BITS);
             for (i, r) in ret.chunks_exact(n).enumerate() {
-                ctx.check_row(r, i % OUT_L, from, &format!("slot results, block {b}"))?;
+                if r.iter().any(|&v| v >= ctx.primes()[i % OUT_L]) {
+                    ctx.check_row(r, i % OUT_L, from, &format!("slot results, block {b}"))?;
+                }
             }
             let (a, bb) = ret.split_at(OUT_L * n);
             let phase = key.phase(ctx, OUT_L, a, bb);
@@ -917,7 +918,7 @@ mod tests {
         let ctx = Context::slots();
         let codec = Codec::get();
         let n = N;
-        let words = packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize;
+        let words = block_words();
         let mut total = 0.0;
         for b in 0..blocks {
             let ret = unpack(

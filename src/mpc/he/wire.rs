@@ -1,8 +1,9 @@
 //! Ciphertext residues on the wire: a residue of a prime below `2^b` travels in `b` bits (54 for
 //! the coefficient products' primes, 50 for the slot products'), a row of `N` at a time.
 
+use crate::error::Result;
 use crate::mpc::bit_pack::{Packer, Unpacker};
-use crate::mpc::he::rlwe::N;
+use crate::mpc::he::rlwe::{Context, L, N};
 use rayon::prelude::*;
 
 /// Bits of a residue of the coefficient products' primes on the wire (every prime is below
@@ -46,4 +47,35 @@ pub fn unpack(words: &[u64], count: usize, bits: u32) -> Vec<u64> {
             }
         });
     out
+}
+
+/// Checks that every residue of a peer's message is below its prime: after `skip` words, rows of
+/// `N` residues in `bits` bits, `L` of the public key, then `L` per ciphertext (`what` names
+/// them in the error, which names the peer `from`).
+pub fn check_rows(
+    ctx: &Context,
+    message: &[u64],
+    skip: usize,
+    bits: u32,
+    from: usize,
+    what: &str,
+) -> Result<()> {
+    let row_words = packed_words(N as u64, bits) as usize;
+    let rows = (message.len() - skip) / row_words;
+    (0..rows).into_par_iter().try_for_each(|r| {
+        let row = unpack(
+            &message[skip + r * row_words..skip + (r + 1) * row_words],
+            N,
+            bits,
+        );
+        if row.iter().all(|&v| v < ctx.primes()[r % L]) {
+            return Ok(());
+        }
+        let label = if r < L {
+            "public key".to_string()
+        } else {
+            format!("{what} {}", r / L - 1)
+        };
+        ctx.check_row(&row, r % L, from, &label)
+    })
 }

@@ -1,6 +1,7 @@
 //! Plaintext study for the dealer-free bilinear form (issue 9): how many ring-LWE blocks the
 //! candidate pairs of a real job touch, in the parties' shuffled row order and after the
-//! servers reorder both sides' rows so that each group's candidates fall in few chunks. No MPC.
+//! servers reorder both sides' rows so that each group's candidates fall in few chunks; and the
+//! blocks of the slot products, which follow the pairs. No MPC.
 //!
 //! ```text
 //! cargo run --release --example he_layout_study -- ../shared/data/dbp15k_fr_en [--seed N]
@@ -19,6 +20,7 @@ use ppea::model::align::{JobParams, job_seed, prepare_party_known};
 use ppea::model::blocking::candidates;
 use ppea::model::import::{Format, load};
 use ppea::mpc::he::product::Layout;
+use ppea::mpc::he::slots::{SlotPlan, orient};
 use ppea::mpc::pairs::Pairs;
 use std::path::PathBuf;
 
@@ -218,4 +220,17 @@ fn main() {
         .map(|&(i, j)| (pos_a[i as usize], pos_b[j as usize]))
         .collect();
     report("spectral co-clustering", &re, na, nb, d);
+    // The slot products (`mpc::he::slots`) follow the pairs: their cost is the plan's blocks
+    // times the width, whatever the order.
+    let items = orient(na, nb, pairs.iter().map(|&(i, j)| (i as usize, j as usize)));
+    let plan = SlotPlan::new(na + nb, d, &items).unwrap_or_else(|e| die(&e.to_string()));
+    println!(
+        "slot products: {} blocks (at most {} rounds) | {} plaintexts per evaluator | \
+         ciphertexts in {:.0} MB, back {:.0} MB",
+        plan.blocks(),
+        plan.max_rounds(),
+        plan.plaintexts(),
+        plan.words_in() as f64 * 8.0 / 1e6,
+        plan.words_back() as f64 * 8.0 / 1e6
+    );
 }

@@ -848,6 +848,14 @@ mod tests {
         assert!(SlotProducts::new(0, 2, plan.clone(), vec![T; 8]).is_err());
         assert!(SlotProducts::new(2, 2, plan.clone(), vec![0; 8]).is_err());
         assert!(SlotProducts::new(0, 5, plan, vec![0; 8]).is_err());
+        // No items: nothing to evaluate, empty outputs.
+        let plan = Arc::new(SlotPlan::new(4, 2, &[]).unwrap());
+        assert_eq!(plan.blocks(), 0);
+        let parties = (0..2)
+            .map(|s| SlotProducts::new(s, 2, plan.clone(), vec![0; 8]).unwrap())
+            .collect();
+        let (outs, _) = run_lockstep(parties).unwrap();
+        assert!(outs.iter().all(|o| o.is_empty()));
     }
 
     #[test]

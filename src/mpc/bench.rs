@@ -481,7 +481,7 @@ pub struct SlotProductsReport {
 pub fn slot_products(k: usize, n: usize, per_row: usize, d: usize) -> Result<SlotProductsReport> {
     use crate::error::Error;
     use crate::mpc::he::modulus::Modulus;
-    use crate::mpc::he::slots::{SlotPlan, SlotProducts, T, orient};
+    use crate::mpc::he::slots::{SlotPlan, SlotProducts, T, orient, share_mod_t};
     use crate::mpc::protocol::{Protocol, Step};
     use std::collections::HashSet;
     use std::sync::Arc;
@@ -515,15 +515,7 @@ pub fn slot_products(k: usize, n: usize, per_row: usize, d: usize) -> Result<Slo
     let tm = Modulus::new(T);
     let rows = 2 * n;
     let z: Vec<u64> = (0..rows * d).map(|_| prg.next_u64() % T).collect();
-    let mut shares: Vec<Vec<u64>> = (0..k - 1)
-        .map(|_| (0..rows * d).map(|_| prg.next_u64() % T).collect())
-        .collect();
-    let last = z
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| shares.iter().fold(v, |acc, s| tm.sub(acc, s[i])))
-        .collect();
-    shares.push(last);
+    let shares = share_mod_t(&mut prg, k, &z);
     let own: Vec<Vec<u64>> = shares.clone();
     let t0 = Instant::now();
     let mut states = Vec::new();

@@ -99,14 +99,28 @@ impl NttTables {
 
     /// Coefficients (residues) to evaluations, in place (`a` of the tables' length).
     pub fn forward(&self, a: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        self.dispatch(a, ifma::forward, Self::forward_scalar);
+        #[cfg(not(target_arch = "x86_64"))]
+        self.dispatch(a, Self::forward_scalar);
+    }
+
+    /// Runs `vector` (AVX-512 IFMA) where the tables allow it, `scalar` elsewhere, on `a` of
+    /// the tables' length.
+    fn dispatch(
+        &self,
+        a: &mut [u64],
+        #[cfg(target_arch = "x86_64")] vector: unsafe fn(&NttTables, &mut [u64]),
+        scalar: fn(&NttTables, &mut [u64]),
+    ) {
         assert_eq!(a.len(), self.len(), "a transform of the tables' length");
         #[cfg(target_arch = "x86_64")]
         if self.ifma && a.len() >= 16 {
-            // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA.
-            unsafe { ifma::forward(self, a) };
+            // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA and p < 2^50.
+            unsafe { vector(self, a) };
             return;
         }
-        self.forward_scalar(a);
+        scalar(self, a);
     }
 
     /// [`NttTables::forward`] without vector instructions.
@@ -134,14 +148,10 @@ impl NttTables {
 
     /// Evaluations to coefficients, in place (`a` of the tables' length).
     pub fn inverse(&self, a: &mut [u64]) {
-        assert_eq!(a.len(), self.len(), "a transform of the tables' length");
         #[cfg(target_arch = "x86_64")]
-        if self.ifma && a.len() >= 16 {
-            // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA.
-            unsafe { ifma::inverse(self, a) };
-            return;
-        }
-        self.inverse_scalar(a);
+        self.dispatch(a, ifma::inverse, Self::inverse_scalar);
+        #[cfg(not(target_arch = "x86_64"))]
+        self.dispatch(a, Self::inverse_scalar);
     }
 
     /// [`NttTables::inverse`] without vector instructions.
@@ -246,6 +256,50 @@ mod ifma {
 
     const MASK52: u64 = (1 << 52) - 1;
 
+    /// A prime's constants in every lane, and the lazy products on them.
+    struct Lanes {
+        p: __m512i,
+        two_p: __m512i,
+        zero: __m512i,
+        mask: __m512i,
+    }
+
+    impl Lanes {
+        #[inline]
+        fn new(p: u64) -> Lanes {
+            // SAFETY: AVX-512F broadcasts; callers run only where the CPU has it.
+            unsafe {
+                Lanes {
+                    p: _mm512_set1_epi64(p as i64),
+                    two_p: _mm512_set1_epi64(2 * p as i64),
+                    zero: _mm512_setzero_si512(),
+                    mask: _mm512_set1_epi64(MASK52 as i64),
+                }
+            }
+        }
+
+        /// `w y mod p` in `[0, 2p)` per lane, for `y < 2^52` and `ws` the 52-bit Shoup
+        /// quotient of `w`.
+        ///
+        /// # Safety
+        /// The CPU must have AVX-512F and IFMA.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512ifma")]
+        unsafe fn mul(&self, y: __m512i, w: __m512i, ws: __m512i) -> __m512i {
+            let q = _mm512_madd52hi_epu64(self.zero, y, ws);
+            let wy = _mm512_madd52lo_epu64(self.zero, y, w);
+            let qp = _mm512_madd52lo_epu64(self.zero, q, self.p);
+            _mm512_and_si512(_mm512_sub_epi64(wy, qp), self.mask)
+        }
+
+        /// `x` less `m` where `x >= m` (`x < 2m`), per lane.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn reduce(&self, x: __m512i, m: __m512i) -> __m512i {
+            _mm512_min_epu64(x, _mm512_sub_epi64(x, m))
+        }
+    }
+
     /// `w y mod p` in `[0, 2p)`, for `y < 2^52`.
     #[inline(always)]
     fn mul_lazy(y: u64, w: u64, ws: u64, p: u64) -> u64 {
@@ -274,6 +328,37 @@ mod ifma {
         });
         let w = std::array::from_fn(|l| (l / half) as i64);
         (x, y, back, w)
+    }
+
+    /// One stage whose butterflies are `half` (at least 8) apart: group `i` pairs its words
+    /// with the twiddle `tw[groups + i]`, 8 lanes at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and IFMA; `half` a multiple of 8.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    unsafe fn wide_stage(
+        a: &mut [u64],
+        half: usize,
+        groups: usize,
+        tw: &[u64],
+        tw52: &[u64],
+        butterfly: impl Fn(__m512i, __m512i, __m512i, __m512i) -> (__m512i, __m512i),
+    ) {
+        for i in 0..groups {
+            let (w, ws) = (tw[groups + i], tw52[groups + i]);
+            let (lo, hi) = a[2 * i * half..2 * i * half + 2 * half].split_at_mut(half);
+            let (vw, vws) = (_mm512_set1_epi64(w as i64), _mm512_set1_epi64(ws as i64));
+            for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
+                // SAFETY: each chunk holds 8 words; unaligned loads and stores.
+                unsafe {
+                    let vx = _mm512_loadu_si512(x.as_ptr() as *const _);
+                    let vy = _mm512_loadu_si512(y.as_ptr() as *const _);
+                    let (nx, ny) = butterfly(vx, vy, vw, vws);
+                    _mm512_storeu_si512(x.as_mut_ptr() as *mut _, nx);
+                    _mm512_storeu_si512(y.as_mut_ptr() as *mut _, ny);
+                }
+            }
+        }
     }
 
     /// One stage whose butterflies are `half` (1, 2 or 4) apart, 16 words at a time: the lanes
@@ -339,23 +424,15 @@ mod ifma {
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub unsafe fn forward(t: &NttTables, a: &mut [u64]) {
         let n = a.len();
-        let p = t.m.p;
-        let two_p = 2 * p;
-        let (vp, v2p, zero) = (
-            _mm512_set1_epi64(p as i64),
-            _mm512_set1_epi64(two_p as i64),
-            _mm512_setzero_si512(),
-        );
-        let vmask = _mm512_set1_epi64(MASK52 as i64);
+        let (p, two_p) = (t.m.p, 2 * t.m.p);
+        let v = Lanes::new(p);
         let butterfly = |vx: __m512i, vy: __m512i, vw: __m512i, vws: __m512i| {
-            let vx = _mm512_min_epu64(vx, _mm512_sub_epi64(vx, v2p));
-            let q = _mm512_madd52hi_epu64(zero, vy, vws);
-            let wy = _mm512_madd52lo_epu64(zero, vy, vw);
-            let qp = _mm512_madd52lo_epu64(zero, q, vp);
-            let vq = _mm512_and_si512(_mm512_sub_epi64(wy, qp), vmask);
+            let vx = v.reduce(vx, v.two_p);
+            // SAFETY: the CPU has AVX-512F and IFMA (this function's contract).
+            let vq = unsafe { v.mul(vy, vw, vws) };
             (
                 _mm512_add_epi64(vx, vq),
-                _mm512_add_epi64(_mm512_sub_epi64(vx, vq), v2p),
+                _mm512_add_epi64(_mm512_sub_epi64(vx, vq), v.two_p),
             )
         };
         let mut half = n;
@@ -369,21 +446,8 @@ mod ifma {
                 groups <<= 1;
                 continue;
             }
-            for i in 0..groups {
-                let (w, ws) = (t.fwd[groups + i], t.fwd_s52[groups + i]);
-                let (lo, hi) = a[2 * i * half..2 * i * half + 2 * half].split_at_mut(half);
-                let (vw, vws) = (_mm512_set1_epi64(w as i64), _mm512_set1_epi64(ws as i64));
-                for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
-                    // SAFETY: each chunk holds 8 words; unaligned loads and stores.
-                    unsafe {
-                        let vx = _mm512_loadu_si512(x.as_ptr() as *const _);
-                        let vy = _mm512_loadu_si512(y.as_ptr() as *const _);
-                        let (nx, ny) = butterfly(vx, vy, vw, vws);
-                        _mm512_storeu_si512(x.as_mut_ptr() as *mut _, nx);
-                        _mm512_storeu_si512(y.as_mut_ptr() as *mut _, ny);
-                    }
-                }
-            }
+            // SAFETY: the CPU has AVX-512F and IFMA (the caller's contract), half >= 8.
+            unsafe { wide_stage(a, half, groups, &t.fwd, &t.fwd_s52, butterfly) };
             groups <<= 1;
         }
         for x in a.iter_mut() {
@@ -398,21 +462,12 @@ mod ifma {
     pub unsafe fn inverse(t: &NttTables, a: &mut [u64]) {
         let n = a.len();
         let p = t.m.p;
-        let two_p = 2 * p;
-        let (vp, v2p, zero) = (
-            _mm512_set1_epi64(p as i64),
-            _mm512_set1_epi64(two_p as i64),
-            _mm512_setzero_si512(),
-        );
-        let vmask = _mm512_set1_epi64(MASK52 as i64);
+        let v = Lanes::new(p);
         let butterfly = |vx: __m512i, vy: __m512i, vw: __m512i, vws: __m512i| {
-            let s = _mm512_add_epi64(vx, vy);
-            let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, v2p));
-            let d = _mm512_sub_epi64(_mm512_add_epi64(vx, v2p), vy);
-            let q = _mm512_madd52hi_epu64(zero, d, vws);
-            let wd = _mm512_madd52lo_epu64(zero, d, vw);
-            let qp = _mm512_madd52lo_epu64(zero, q, vp);
-            (s, _mm512_and_si512(_mm512_sub_epi64(wd, qp), vmask))
+            let sum = v.reduce(_mm512_add_epi64(vx, vy), v.two_p);
+            let d = _mm512_sub_epi64(_mm512_add_epi64(vx, v.two_p), vy);
+            // SAFETY: the CPU has AVX-512F and IFMA (this function's contract).
+            (sum, unsafe { v.mul(d, vw, vws) })
         };
         let mut half = 1;
         let mut groups = n >> 1;
@@ -424,21 +479,8 @@ mod ifma {
                 groups >>= 1;
                 continue;
             }
-            for i in 0..groups {
-                let (w, ws) = (t.inv[groups + i], t.inv_s52[groups + i]);
-                let (lo, hi) = a[2 * i * half..2 * i * half + 2 * half].split_at_mut(half);
-                let (vw, vws) = (_mm512_set1_epi64(w as i64), _mm512_set1_epi64(ws as i64));
-                for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
-                    // SAFETY: each chunk holds 8 words; unaligned loads and stores.
-                    unsafe {
-                        let vx = _mm512_loadu_si512(x.as_ptr() as *const _);
-                        let vy = _mm512_loadu_si512(y.as_ptr() as *const _);
-                        let (nx, ny) = butterfly(vx, vy, vw, vws);
-                        _mm512_storeu_si512(x.as_mut_ptr() as *mut _, nx);
-                        _mm512_storeu_si512(y.as_mut_ptr() as *mut _, ny);
-                    }
-                }
-            }
+            // SAFETY: as in `forward`.
+            unsafe { wide_stage(a, half, groups, &t.inv, &t.inv_s52, butterfly) };
             half <<= 1;
             groups >>= 1;
         }
@@ -454,8 +496,7 @@ mod ifma {
     /// The CPU must have AVX-512F and IFMA; `p < 2^50`; the slices of equal length.
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub unsafe fn mul_add(p: u64, acc: &mut [u64], x: &[u64], w: &[u64], w52: &[u64]) {
-        let (vp, zero) = (_mm512_set1_epi64(p as i64), _mm512_setzero_si512());
-        let vmask = _mm512_set1_epi64(MASK52 as i64);
+        let v = Lanes::new(p);
         for (((a, x), w), w52) in acc
             .chunks_exact_mut(8)
             .zip(x.chunks_exact(8))
@@ -468,13 +509,8 @@ mod ifma {
                 let vx = _mm512_loadu_si512(x.as_ptr() as *const _);
                 let vw = _mm512_loadu_si512(w.as_ptr() as *const _);
                 let vw52 = _mm512_loadu_si512(w52.as_ptr() as *const _);
-                let q = _mm512_madd52hi_epu64(zero, vx, vw52);
-                let wx = _mm512_madd52lo_epu64(zero, vx, vw);
-                let qp = _mm512_madd52lo_epu64(zero, q, vp);
-                let r = _mm512_and_si512(_mm512_sub_epi64(wx, qp), vmask);
-                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vp));
-                let s = _mm512_add_epi64(va, r);
-                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vp));
+                let r = v.reduce(v.mul(vx, vw, vw52), v.p);
+                let s = v.reduce(_mm512_add_epi64(va, r), v.p);
                 _mm512_storeu_si512(a.as_mut_ptr() as *mut _, s);
             }
         }

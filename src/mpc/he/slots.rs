@@ -163,6 +163,22 @@ fn uniform_mod_t(s: &mut Sampler) -> u64 {
     }
 }
 
+/// `k` additive shares modulo [`T`] of `z` (values below `T`), drawn from `prg` (tests and
+/// benchmarks; a job's shares come from its parties).
+pub fn share_mod_t(prg: &mut crate::mpc::prg::Prg, k: usize, z: &[u64]) -> Vec<Vec<u64>> {
+    let m = Modulus::new(T);
+    let mut shares: Vec<Vec<u64>> = (0..k.saturating_sub(1))
+        .map(|_| (0..z.len()).map(|_| prg.next_u64() % T).collect())
+        .collect();
+    let last = z
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| shares.iter().fold(v, |acc, s| m.sub(acc, s[i])))
+        .collect();
+    shares.push(last);
+    shares
+}
+
 /// Heads each pair `(i, j)` (`i` a row of `X`, `j` of `Y`) as an item `(slot row, partner)` of the
 /// stacked rows `[X; Y]` (`X` row `i` is `i`, `Y` row `j` is `n + j`): at the endpoint with fewer
 /// items so far, ties to `Y`.
@@ -728,17 +744,8 @@ mod tests {
 
     /// `k` shares modulo `T` of a random `rows x d` matrix, and the matrix.
     fn shared(prg: &mut Prg, k: usize, rows: usize, d: usize) -> (Vec<u64>, Vec<Vec<u64>>) {
-        let m = tm();
         let z: Vec<u64> = (0..rows * d).map(|_| prg.next_u64() % T).collect();
-        let mut shares: Vec<Vec<u64>> = (0..k - 1)
-            .map(|_| (0..rows * d).map(|_| prg.next_u64() % T).collect())
-            .collect();
-        let last = z
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| shares.iter().fold(v, |acc, s| m.sub(acc, s[i])))
-            .collect();
-        shares.push(last);
+        let shares = share_mod_t(prg, k, &z);
         (z, shares)
     }
 

@@ -133,7 +133,7 @@ pub fn worker_bytes(p: &JobParams, rows: usize, servers: usize, held: bool, work
 }
 
 /// The ring-LWE products of a dealer-free job's bilinear form: what an evaluator holds per peer
-/// ([`crate::mpc::ot::source::job_cost`], for the dense grid of `rows` split evenly, the
+/// ([`crate::mpc::ot::bilinear::job_cost`], for `rows` split evenly, the
 /// largest of the `workers`' requests), for each of its peers (`servers - 1`), plus the
 /// ciphertexts of its own shares (the same size again). Zero for other correlations.
 fn he_bytes(p: &JobParams, servers: usize, rows: usize, workers: usize) -> f64 {
@@ -146,13 +146,15 @@ fn he_bytes(p: &JobParams, servers: usize, rows: usize, workers: usize) -> f64 {
         .map(|wk| {
             let (cols, pieces) = crate::model::align::worker_columns(&bounds, workers.max(1), wk);
             let spans: Vec<usize> = pieces.iter().map(|&(_, l)| l).collect();
-            crate::mpc::ot::source::job_cost(
+            let (na, nb) = (rows.div_ceil(2), rows / 2);
+            crate::mpc::ot::bilinear::job_cost(
                 servers,
-                rows.div_ceil(2),
-                rows / 2,
+                na,
+                nb,
                 cols.len(),
                 &spans,
                 p.explain,
+                crate::model::blocking::per_row(na, nb, &p.blocking),
             )
             .map_or(0.0, |cost| servers.max(2) as f64 * cost.held_bytes as f64)
         })

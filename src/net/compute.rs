@@ -641,6 +641,7 @@ pub(crate) async fn run_compute(
         // Each worker's bilinear form covers its share of the columns (and pieces of the
         // blocks): every worker's request must fit.
         let bounds = crate::model::upload_check::UploadBounds::new(p);
+        let per_row = crate::model::blocking::per_row(na, nb, &p.blocking);
         for wk in 0..workers {
             let (cols, pieces) = crate::model::align::worker_columns(&bounds, workers, wk);
             if cols.is_empty() {
@@ -648,7 +649,7 @@ pub(crate) async fn run_compute(
                 continue;
             }
             let spans: Vec<usize> = pieces.iter().map(|&(_, l)| l).collect();
-            ot::source::job_cost(k, na, nb, cols.len(), &spans, p.explain)?;
+            ot::bilinear::job_cost(k, na, nb, cols.len(), &spans, p.explain, per_row)?;
         }
     }
     // The dealer, unless the servers make the correlated randomness themselves.

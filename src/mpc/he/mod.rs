@@ -10,8 +10,11 @@
 //!   `2^64` for a list of pairs, each server encrypting its share of `Y` and every peer
 //!   multiplying by its share of `X`, in coefficient-packed blocks (cheap for dense grids);
 //! * [`slots`]: the same modulo a prime `T`, one slot per pair and dimension (the products
-//!   follow the pairs, whatever rows they touch).
+//!   follow the pairs, whatever rows they touch);
+//! * [`crt`]: slot products of 64-bit shares modulo `2^64`, from five runs modulo primes
+//!   combined by the Chinese remainder theorem.
 
+pub mod crt;
 pub mod harden;
 pub mod modulus;
 pub mod ntt;

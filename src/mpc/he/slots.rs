@@ -19,10 +19,10 @@
 //! **Plan** ([`SlotPlan`]). Slot rows are sorted by their number of pairs (most first) and cut
 //! into ciphertexts of `N`; a ciphertext has as many rounds (blocks) as its first row has pairs.
 //! For the pairs of two row sets (`X` and `Y`, stacked as `Z = [X; Y]`), [`orient`] heads each
-//! pair by the endpoint with fewer pairs so far, so that rows of many candidates share their load
-//! with their partners: the cross term `<X^t_i, Y^s_j>` comes from slot row `Y_j` and the term
-//! `<Y^t_j, X^s_i>` from slot row `X_i`, and summed over every ordered pair of servers both give
-//! `sum_{s != t} <X^s_i, Y^t_j>`.
+//! pair by one endpoint, peeling the row with the fewest pairs left first, so that no row heads
+//! more than twice the candidates per row ([`max_blocks`]): the cross term `<X^t_i, Y^s_j>`
+//! comes from slot row `Y_j` and the term `<Y^t_j, X^s_i>` from slot row `X_i`, and summed over
+//! every ordered pair of servers both give `sum_{s != t} <X^s_i, Y^t_j>`.
 //!
 //! **Scheme.** The ciphertexts are those of [`super::rlwe`] with the message scaled by the exact
 //! `Q / T`, rounded ([`Codec::scale`]): a plaintext product adds `(e + 1/2) ||P||_1` to the
@@ -60,6 +60,17 @@ use std::sync::{Arc, OnceLock};
 /// The plaintext modulus: the largest prime below `2^47` that is `1 mod 2N`.
 pub const T: u64 = 0x7fff_fffe_c001;
 
+/// The plaintext moduli of the runs that [`super::crt`] combines: the five largest primes below
+/// `2^47` that are `1 mod 2N`, [`T`] first (their product is above `2^234.99`). Every one is at
+/// most `T`, so the noise bounds computed for `T` hold for all.
+pub const CRT_PRIMES: [u64; 5] = [
+    T,
+    0x7fff_fffc_8001,
+    0x7fff_fffb_4001,
+    0x7fff_fff0_0001,
+    0x7fff_ffef_c001,
+];
+
 /// Largest row length accepted (the flooding noise's bound grows with it).
 pub const MAX_D: usize = 2048;
 
@@ -67,38 +78,51 @@ pub const MAX_D: usize = 2048;
 pub const SLOT_RESIDUE_BITS: u32 = 50;
 
 /// Words of one returned block as sent (`a` and `b` at the returned primes).
-fn block_words() -> usize {
+pub fn block_words() -> usize {
     packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize
 }
 
 /// An idle slot in a block.
 const NONE: u32 = u32::MAX;
 
-/// The slot encoding modulo [`T`] and the scaling between `Z_T` and the ciphertext modulus.
+/// The slot encoding modulo a plaintext prime `t` ([`T`] or another of [`CRT_PRIMES`]) and the
+/// scaling between `Z_t` and the ciphertext modulus.
 pub struct Codec {
+    t: u64,
     ntt: NttTables,
     /// Per level `l` (index `l - 1`): `floor(Q_l / T) mod p_i` for each prime, and `Q_l mod T`.
     levels: Vec<(Vec<u64>, u64)>,
 }
 
 impl Codec {
-    /// The shared codec (built once).
+    /// The shared codec modulo [`T`] (built once).
     pub fn get() -> &'static Codec {
-        static CODEC: OnceLock<Codec> = OnceLock::new();
-        CODEC.get_or_init(Codec::new)
+        Codec::crt(0)
     }
 
-    fn new() -> Codec {
+    /// The shared codec modulo `CRT_PRIMES[i]` (built once).
+    pub fn crt(i: usize) -> &'static Codec {
+        static CODECS: [OnceLock<Codec>; CRT_PRIMES.len()] =
+            [const { OnceLock::new() }; CRT_PRIMES.len()];
+        CODECS[i].get_or_init(|| Codec::new(CRT_PRIMES[i]))
+    }
+
+    /// The plaintext prime.
+    pub fn t(&self) -> u64 {
+        self.t
+    }
+
+    fn new(t: u64) -> Codec {
         let primes = Context::slots().primes();
         let levels = (1..=L)
             .map(|l| {
-                // Q_l in words, then divided by T (T < 2^64, so each step fits 128 bits).
+                // Q_l in words, then divided by t (t < 2^64, so each step fits 128 bits).
                 let q = product_words(&primes[..l]);
                 let (mut quotient, mut rem) = ([0u64; L], 0u128);
                 for w in (0..L).rev() {
                     let cur = (rem << 64) | q[w] as u128;
-                    quotient[w] = (cur / T as u128) as u64;
-                    rem = cur % T as u128;
+                    quotient[w] = (cur / t as u128) as u64;
+                    rem = cur % t as u128;
                 }
                 let residues = primes[..l]
                     .iter()
@@ -113,7 +137,8 @@ impl Codec {
             })
             .collect();
         Codec {
-            ntt: NttTables::new(T, N),
+            t,
+            ntt: NttTables::new(t, N),
             levels,
         }
     }
@@ -133,7 +158,8 @@ impl Codec {
     #[inline]
     pub fn scale(&self, ctx: &Context, l: usize, m: u64, out: &mut [u64]) {
         let (q_div, q_mod) = &self.levels[l - 1];
-        let frac = ((*q_mod as u128 * m as u128 + (T / 2) as u128) / T as u128) as u64;
+        let t = self.t as u128;
+        let frac = ((*q_mod as u128 * m as u128 + t / 2) / t) as u64;
         for (i, o) in out.iter_mut().enumerate().take(l) {
             let md = ctx.modulus(i);
             *o = md.add(md.mul(q_div[i], md.reduce(m)), md.reduce(frac));
@@ -146,21 +172,61 @@ impl Codec {
     #[inline]
     pub fn unscale(&self, ctx: &Context, l: usize, residues: &[u64]) -> u64 {
         let f = ctx.fraction(l, residues);
-        let hi = T as u128 * (f >> 64) + ((T as u128 * (f as u64) as u128) >> 64);
+        let t = self.t as u128;
+        let hi = t * (f >> 64) + ((t * (f as u64) as u128) >> 64);
         let v = ((hi + (1u128 << 63)) >> 64) as u64;
-        if v >= T { v - T } else { v }
+        if v >= self.t { v - self.t } else { v }
     }
 }
 
-/// A uniform value modulo [`T`] (rejection from 47-bit words: accepts with probability above
-/// `1 - 2^-29`).
-fn uniform_mod_t(s: &mut Sampler) -> u64 {
+/// A uniform value modulo `t` (rejection from words of `t`'s bits: for [`CRT_PRIMES`], accepts
+/// with probability above `1 - 2^-27`).
+fn uniform_mod_t(s: &mut Sampler, t: u64) -> u64 {
     loop {
-        let v = s.word() >> T.leading_zeros();
-        if v < T {
+        let v = s.word() >> t.leading_zeros();
+        if v < t {
             return v;
         }
     }
+}
+
+/// How an evaluator masks the slots it returns.
+#[derive(Clone)]
+pub enum Masking {
+    /// Uniform modulo the plaintext prime, drawn fresh; the evaluator's share is their negation
+    /// and the protocol's output is shares modulo the prime.
+    Uniform,
+    /// The residues of integers below `2^`[`INTEGER_MASK_BITS`] drawn from this seed
+    /// ([`integer_mask`]), the same integers in every run of [`super::crt`]; the protocol's
+    /// output is the decrypted sums alone (the caller takes the masks out after combining).
+    Integer(Seed),
+}
+
+impl std::fmt::Debug for Masking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Masking::Uniform => "Uniform",
+            Masking::Integer(_) => "Integer(..)",
+        })
+    }
+}
+
+/// Bits of [`Masking::Integer`]'s masks: three peers' masks plus values below `2^139` (rows of up
+/// to [`MAX_D`] values below `2^64`) stay below the product of [`CRT_PRIMES`], and each value
+/// moves its mask's distribution by at most `2^139 / 2^232 = 2^-93` (`2^-61` over `2^32` slots).
+pub const INTEGER_MASK_BITS: u32 = 232;
+
+/// Words of an integer mask (and of the integers [`super::crt`] combines).
+pub const MASK_WORDS: usize = 4;
+
+/// The integer masks of evaluator-side block `block` for the peer `from`, [`N`] slots, as
+/// [`MASK_WORDS`] words each (least significant first, below `2^`[`INTEGER_MASK_BITS`]).
+pub fn integer_mask(seed: &Seed, from: usize, block: usize) -> Vec<[u64; MASK_WORDS]> {
+    let mut s = Sampler::new(seed, ((from as u64) << 40) | block as u64);
+    let top = (1u64 << (INTEGER_MASK_BITS - 192)) - 1;
+    (0..N)
+        .map(|_| [s.word(), s.word(), s.word(), s.word() & top])
+        .collect()
 }
 
 /// `k` additive shares modulo [`T`] of `z` (values below `T`), drawn from `prg` (tests and
@@ -180,18 +246,100 @@ pub fn share_mod_t(prg: &mut crate::mpc::prg::Prg, k: usize, z: &[u64]) -> Vec<V
 }
 
 /// Heads each pair `(i, j)` (`i` a row of `X`, `j` of `Y`) as an item `(slot row, partner)` of the
-/// stacked rows `[X; Y]` (`X` row `i` is `i`, `Y` row `j` is `n + j`): at the endpoint with fewer
-/// items so far, ties to `Y`.
+/// stacked rows `[X; Y]` (`X` row `i` is `i`, `Y` row `j` is `n + j`), by peeling: the row with
+/// the fewest pairs not yet headed heads all of them and leaves, until none is left (a bucket
+/// queue, linear in the pairs).
+///
+/// **Bound.** If every pair is in the list of one of its endpoints and no list holds more than
+/// `c` pairs (blocking's candidates: [`max_blocks`]), any set of rows `H` has at most `c |H|`
+/// pairs among themselves, so one of them has at most `2 c`: no row heads more than `2 c` pairs.
 pub fn orient(n: usize, m: usize, pairs: impl Iterator<Item = (usize, usize)>) -> Vec<(u32, u32)> {
-    let mut load = vec![0u32; n + m];
-    pairs
-        .map(|(i, j)| {
-            let (x, y) = (i, n + j);
-            let (slot, partner) = if load[x] < load[y] { (x, y) } else { (y, x) };
-            load[slot] += 1;
-            (slot as u32, partner as u32)
-        })
-        .collect()
+    let ends: Vec<(u32, u32)> = pairs.map(|(i, j)| (i as u32, (n + j) as u32)).collect();
+    let rows = n + m;
+    // Each row's pairs (compressed rows).
+    let mut deg = vec![0u32; rows];
+    for &(x, y) in &ends {
+        deg[x as usize] += 1;
+        deg[y as usize] += 1;
+    }
+    let mut start = vec![0usize; rows + 1];
+    for r in 0..rows {
+        start[r + 1] = start[r] + deg[r] as usize;
+    }
+    let mut fill = start.clone();
+    let mut inc = vec![0u32; 2 * ends.len()];
+    for (e, &(x, y)) in ends.iter().enumerate() {
+        for r in [x, y] {
+            inc[fill[r as usize]] = e as u32;
+            fill[r as usize] += 1;
+        }
+    }
+    // Buckets of rows by pairs left: a doubly linked list per count.
+    let max = deg.iter().copied().max().unwrap_or(0) as usize;
+    let (mut head, mut next, mut prev) = (vec![NONE; max + 1], vec![NONE; rows], vec![NONE; rows]);
+    let link = |r: usize, d: usize, head: &mut [u32], next: &mut [u32], prev: &mut [u32]| {
+        next[r] = head[d];
+        prev[r] = NONE;
+        if head[d] != NONE {
+            prev[head[d] as usize] = r as u32;
+        }
+        head[d] = r as u32;
+    };
+    let unlink = |r: usize, d: usize, head: &mut [u32], next: &mut [u32], prev: &mut [u32]| {
+        if prev[r] != NONE {
+            next[prev[r] as usize] = next[r];
+        } else {
+            head[d] = next[r];
+        }
+        if next[r] != NONE {
+            prev[next[r] as usize] = prev[r];
+        }
+    };
+    for (r, &d) in deg.iter().enumerate() {
+        link(r, d as usize, &mut head, &mut next, &mut prev);
+    }
+    let mut out = vec![(NONE, NONE); ends.len()];
+    let mut gone = vec![false; rows];
+    let mut low = 0usize;
+    for _ in 0..rows {
+        // The lowest count is at least `low` (lowered with every count that falls below it).
+        while head[low] == NONE {
+            low += 1;
+        }
+        let r = head[low] as usize;
+        unlink(r, low, &mut head, &mut next, &mut prev);
+        gone[r] = true;
+        for &e in &inc[start[r]..start[r + 1]] {
+            let (x, y) = ends[e as usize];
+            if out[e as usize].0 != NONE {
+                continue;
+            }
+            let other = if x as usize == r { y } else { x } as usize;
+            out[e as usize] = (r as u32, other as u32);
+            if !gone[other] {
+                let d = deg[other] as usize;
+                unlink(other, d, &mut head, &mut next, &mut prev);
+                deg[other] -= 1;
+                link(other, d - 1, &mut head, &mut next, &mut prev);
+                low = low.min(d - 1);
+            }
+        }
+    }
+    out
+}
+
+/// The most blocks of a plan for the pairs of `n` and `m` rows whose every pair is in the list
+/// of one of its endpoints, no list holding more than `c` ([`orient`]'s bound): ciphertexts are
+/// cut from rows sorted by load, so the first one's blocks are at most `2 c` and each later
+/// one's at most the previous one's mean load, `(n + m) c / N` in all.
+pub fn max_blocks(n: usize, m: usize, c: usize) -> usize {
+    let rows = n.saturating_add(m);
+    let ciphers = rows.div_ceil(N);
+    if ciphers == 0 {
+        return 0;
+    }
+    let most = c.saturating_mul(2);
+    most.saturating_add((rows.saturating_mul(c) / N).min((ciphers - 1).saturating_mul(most)))
 }
 
 /// One ciphertext's slot rows and its blocks.
@@ -303,6 +451,14 @@ impl SlotPlan {
         self.at.is_empty()
     }
 
+    /// Each item's value from per-slot values (`N` per block), in the items' order.
+    pub fn gather(&self, per_slot: &[u64]) -> Vec<u64> {
+        self.at
+            .iter()
+            .map(|&(b, j)| per_slot[b as usize * N + j as usize])
+            .collect()
+    }
+
     /// Slot ciphertexts one encryptor sends (one per group of `N` slot rows and dimension).
     pub fn ciphertexts(&self) -> usize {
         self.ciphers.len() * self.d
@@ -367,8 +523,7 @@ struct Encrypted {
 }
 
 /// Encrypts this server's share `z` (`rows x d`, below `T`) in the plan's slots.
-fn encrypt(ctx: &Context, plan: &SlotPlan, z: &[u64]) -> Encrypted {
-    let codec = Codec::get();
+fn encrypt(ctx: &Context, codec: &Codec, plan: &SlotPlan, z: &[u64]) -> Encrypted {
     let mut sampler = Sampler::fresh();
     let key = SecretKey::generate(ctx, &mut sampler);
     let (pk_seed, ct_seed, noise_seed) = (Seed::random(), Seed::random(), Seed::random());
@@ -457,14 +612,17 @@ impl<'a> Peer<'a> {
 /// server's share `z`, each plaintext built once for all of them: each peer's payload to return
 /// ([`SlotPlan::words_back`] words) and this server's masks summed over the peers (`N` slot
 /// values per block; its share is their negation).
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     ctx: &Context,
+    codec: &Codec,
     plan: &SlotPlan,
     z: &[u64],
     messages: &[(usize, &[u64])],
     hard: Hardening,
+    masking: &Masking,
 ) -> Result<(Vec<Vec<u64>>, Vec<u64>)> {
-    let codec = Codec::get();
+    let t = codec.t;
     let (n, d) = (N, plan.d);
     let peers: Vec<Peer> = messages
         .iter()
@@ -476,8 +634,8 @@ fn evaluate(
     let block_words = block_words();
     let mut payloads = vec![vec![0u64; plan.words_back() as usize]; np];
     let mut masks = vec![0u64; plan.blocks() * n];
-    let tm = Modulus::new(T);
-    let half = T / 2;
+    let tm = Modulus::new(t);
+    let half = t / 2;
     let part = 2 * L * n;
     for (c, cipher) in plan.ciphers.iter().enumerate() {
         let span = cipher.first..cipher.first + cipher.rounds;
@@ -500,7 +658,7 @@ fn evaluate(
                             let (ntt, p) = (&ctx.ntt[l], ctx.primes()[l]);
                             // The centred lift of each coefficient, modulo prime l.
                             for (o, &v) in lifted.iter_mut().zip(slots.iter()) {
-                                *o = if v > half { p - (T - v) } else { v };
+                                *o = if v > half { p - (t - v) } else { v };
                             }
                             ntt.forward(lifted);
                             let r = l * n..(l + 1) * n;
@@ -544,10 +702,24 @@ fn evaluate(
                     let mut ret = vec![0u64; 2 * OUT_L * n];
                     let pk = (&peer.pk.0[..], &peer.pk.1[..]);
                     rerandomize_drop_flood(ctx, hard, bits, &mut s, pk, sum, &mut ret);
-                    let mut coeffs: Vec<u64> = (0..n).map(|_| uniform_mod_t(&mut s)).collect();
-                    for (m, &v) in mask_sum.iter_mut().zip(&coeffs) {
-                        *m = tm.add(*m, v);
-                    }
+                    let mut coeffs: Vec<u64> = match masking {
+                        Masking::Uniform => {
+                            let c: Vec<u64> = (0..n).map(|_| uniform_mod_t(&mut s, t)).collect();
+                            for (m, &v) in mask_sum.iter_mut().zip(&c) {
+                                *m = tm.add(*m, v);
+                            }
+                            c
+                        }
+                        // The caller takes these out after combining the runs.
+                        Masking::Integer(seed) => integer_mask(seed, messages[i].0, b)
+                            .iter()
+                            .map(|w| {
+                                w.iter().rev().fold(0, |acc, &x| {
+                                    tm.reduce_wide(((acc as u128) << 64) | x as u128)
+                                })
+                            })
+                            .collect(),
+                    };
                     codec.to_coefficients(&mut coeffs);
                     let mut enc = [0u64; L];
                     let b2 = &mut ret[OUT_L * n..];
@@ -569,12 +741,12 @@ fn evaluate(
 /// `sums` (`N` per block, modulo `T`).
 fn decrypt_into(
     ctx: &Context,
+    codec: &Codec,
     key: &SecretKey,
     payload: &[u64],
     from: usize,
     sums: &mut [u64],
 ) -> Result<()> {
-    let codec = Codec::get();
     let n = N;
     let block_words = block_words();
     sums.par_chunks_mut(n)
@@ -596,7 +768,7 @@ fn decrypt_into(
                 })
                 .collect();
             codec.to_slots(&mut vals);
-            let m = Modulus::new(T);
+            let m = Modulus::new(codec.t);
             for (s, v) in sum.iter_mut().zip(vals) {
                 *s = m.add(*s, v);
             }
@@ -605,13 +777,16 @@ fn decrypt_into(
 }
 
 /// The protocol: shares modulo [`T`] of `sum over servers s != t of <Z^t_p, Z^s_q>` for every
-/// item `(q, p)` of the plan, in its order (each server adds its own `<Z^s_p, Z^s_q>`). Two
+/// item `(q, p)` of the plan, in its order (each server adds its own `<Z^s_p, Z^s_q>`); with
+/// [`Masking::Integer`], the decrypted sums alone (the masks are the caller's to take out). Two
 /// rounds: every server broadcasts its slot ciphertexts, then returns each peer its evaluated
 /// blocks.
 pub struct SlotProducts {
     me: usize,
     k: usize,
     plan: Arc<SlotPlan>,
+    codec: &'static Codec,
+    masking: Masking,
     state: State,
 }
 
@@ -622,10 +797,34 @@ enum State {
     Finished,
 }
 
+impl std::fmt::Debug for SlotProducts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotProducts")
+            .field("me", &self.me)
+            .field("k", &self.k)
+            .field("t", &self.codec.t)
+            .field("masking", &self.masking)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SlotProducts {
     /// Server `me` of `k`, with its share `z` of `Z` (`rows x d`, row-major, every value below
-    /// [`T`]).
+    /// [`T`]): shares modulo [`T`], uniform masks.
     pub fn new(me: usize, k: usize, plan: Arc<SlotPlan>, z: Vec<u64>) -> Result<SlotProducts> {
+        SlotProducts::with(me, k, plan, z, Codec::get(), Masking::Uniform)
+    }
+
+    /// As [`SlotProducts::new`], modulo `codec`'s prime (every value of `z` below it) with
+    /// `masking`.
+    pub fn with(
+        me: usize,
+        k: usize,
+        plan: Arc<SlotPlan>,
+        z: Vec<u64>,
+        codec: &'static Codec,
+        masking: Masking,
+    ) -> Result<SlotProducts> {
         if !(2..=MAX_PEERS + 1).contains(&k) || me >= k {
             return Err(Error::invalid(format!(
                 "slot products: server {me} of {k} (2 to {} servers)",
@@ -637,15 +836,17 @@ impl SlotProducts {
                 "slot products: the share's size does not match the plan",
             ));
         }
-        if z.iter().any(|&v| v >= T) {
+        if z.iter().any(|&v| v >= codec.t) {
             return Err(Error::invalid(
-                "slot products: a share value is not reduced modulo T",
+                "slot products: a share value is not reduced modulo the plaintext prime",
             ));
         }
         Ok(SlotProducts {
             me,
             k,
             plan,
+            codec,
+            masking,
             state: State::Fresh { z },
         })
     }
@@ -658,7 +859,7 @@ impl Protocol for SlotProducts {
         let State::Fresh { z } = std::mem::replace(&mut self.state, State::Finished) else {
             return Err(Error::invalid("slot products started twice"));
         };
-        let enc = encrypt(Context::slots(), &self.plan, &z);
+        let enc = encrypt(Context::slots(), self.codec, &self.plan, &z);
         self.state = State::Sent { key: enc.key, z };
         Ok(Step::Send(self, enc.message))
     }
@@ -673,7 +874,7 @@ impl Protocol for SlotProducts {
         }
         let ctx = Context::slots();
         let plan = self.plan.clone();
-        let tm = Modulus::new(T);
+        let tm = Modulus::new(self.codec.t);
         match std::mem::replace(&mut self.state, State::Finished) {
             State::Sent { key, z } => {
                 check_lengths(&incoming, plan.words_in() as usize, "slot ciphertexts")?;
@@ -683,7 +884,8 @@ impl Protocol for SlotProducts {
                     .filter(|&(from, _)| from != self.me)
                     .map(|(from, m)| (from, &m[..]))
                     .collect();
-                let (evaluated, masks) = evaluate(ctx, &plan, &z, &peers, HARDENED)?;
+                let (evaluated, masks) =
+                    evaluate(ctx, self.codec, &plan, &z, &peers, HARDENED, &self.masking)?;
                 let mut payloads = vec![Vec::new(); self.k];
                 for (&(from, _), p) in peers.iter().zip(evaluated) {
                     payloads[from] = p;
@@ -701,7 +903,11 @@ impl Protocol for SlotProducts {
                 Ok(Step::SendEach(self, payloads, expected))
             }
             State::Returned { key, masks } => {
-                let mut sums: Vec<u64> = masks.iter().map(|&m| tm.neg(m)).collect();
+                // With integer masks the caller takes them out after combining the runs.
+                let mut sums: Vec<u64> = match self.masking {
+                    Masking::Uniform => masks.iter().map(|&m| tm.neg(m)).collect(),
+                    Masking::Integer(_) => vec![0; masks.len()],
+                };
                 for (s, p) in incoming.iter().enumerate() {
                     if s == self.me {
                         continue;
@@ -716,14 +922,9 @@ impl Protocol for SlotProducts {
                             ),
                         ));
                     }
-                    decrypt_into(ctx, &key, p, s, &mut sums)?;
+                    decrypt_into(ctx, self.codec, &key, p, s, &mut sums)?;
                 }
-                let out = plan
-                    .at
-                    .iter()
-                    .map(|&(b, j)| sums[b as usize * N + j as usize])
-                    .collect();
-                Ok(Step::Done(out))
+                Ok(Step::Done(plan.gather(&sums)))
             }
             State::Fresh { .. } | State::Finished => Err(Error::invalid(
                 "slot products: a round arrived out of order",
@@ -841,8 +1042,70 @@ mod tests {
         for &(q, _) in &items {
             load[q as usize] += 1;
         }
-        assert!(*load.iter().max().unwrap() <= 5, "{load:?}");
+        assert!(*load.iter().max().unwrap() <= 6, "{load:?}");
         assert_eq!(plan.blocks(), plan.max_rounds());
+    }
+
+    /// Candidate lists of `c` per row on both sides (A's lists, then B's pairs A does not
+    /// list, as the alignment builds them), with `hubs` of A's rows listing B's row 0 and B's
+    /// rows listing A's row 0.
+    fn lists(prg: &mut Prg, n: usize, m: usize, c: usize, hubs: bool) -> Vec<(usize, usize)> {
+        let mut seen = std::collections::HashSet::new();
+        let mut pairs = Vec::new();
+        for i in 0..n {
+            for t in 0..c {
+                let j = if hubs && t == 0 {
+                    0
+                } else {
+                    (prg.next_u64() % m as u64) as usize
+                };
+                seen.insert((i, j));
+                pairs.push((i, j));
+            }
+        }
+        for j in 0..m {
+            for t in 0..c {
+                let i = if hubs && t == 0 {
+                    0
+                } else {
+                    (prg.next_u64() % n as u64) as usize
+                };
+                if seen.insert((i, j)) {
+                    pairs.push((i, j));
+                }
+            }
+        }
+        pairs
+    }
+
+    #[test]
+    fn no_row_heads_more_than_twice_the_candidates_and_plans_keep_the_bound() {
+        let mut prg = Prg::new(&Seed([8; 32]), 0);
+        for (n, m, c, hubs) in [
+            (300, 200, 4, false),
+            (300, 200, 4, true),
+            (9000, 8000, 3, true),
+            (20, 20, 19, false),
+            (1, 500, 2, true),
+        ] {
+            let pairs = lists(&mut prg, n, m, c, hubs);
+            let items = orient(n, m, pairs.iter().copied());
+            let mut load = vec![0usize; n + m];
+            for (&(q, p), &(i, j)) in items.iter().zip(&pairs) {
+                // Each pair once, headed by one of its endpoints.
+                let ends = [(i as u32, (n + j) as u32), ((n + j) as u32, i as u32)];
+                assert!(ends.contains(&(q, p)), "({q}, {p}) for ({i}, {j})");
+                load[q as usize] += 1;
+            }
+            let most = load.iter().copied().max().unwrap();
+            assert!(most <= 2 * c, "{most} > 2 x {c}");
+            let plan = SlotPlan::new(n + m, 1, &items).unwrap();
+            assert!(plan.blocks() <= max_blocks(n, m, c), "{n} {m} {c} {hubs}");
+        }
+        // A hub (A's row 0 against 400 rows of B): B's rows head all its pairs but the last.
+        let pairs: Vec<(usize, usize)> = (0..400).map(|j| (0, j)).collect();
+        let items = orient(1, 400, pairs.into_iter());
+        assert!(items.iter().filter(|&&(q, _)| q == 0).count() <= 1);
     }
 
     #[test]
@@ -897,9 +1160,17 @@ mod tests {
         let items: Vec<(u32, u32)> = (0..rows as u32).map(|r| (r, r)).collect();
         let plan = SlotPlan::new(rows, d, &items).unwrap();
         let ctx = Context::slots();
-        let enc = encrypt(ctx, &plan, z_enc);
-        let (mut payloads, masks) =
-            evaluate(ctx, &plan, z_eval, &[(0, &enc.message[..])], hard).unwrap();
+        let enc = encrypt(ctx, Codec::get(), &plan, z_enc);
+        let (mut payloads, masks) = evaluate(
+            ctx,
+            Codec::get(),
+            &plan,
+            z_eval,
+            &[(0, &enc.message[..])],
+            hard,
+            &Masking::Uniform,
+        )
+        .unwrap();
         (payloads.remove(0), enc.key, masks, plan)
     }
 
@@ -989,7 +1260,7 @@ mod tests {
         let z = vec![11u64; 100 * d];
         let (p, key, masks, plan) = view(&z, &vec![0; 100 * d], d, HARDENED);
         let mut sums = vec![0u64; plan.blocks() * N];
-        decrypt_into(Context::slots(), &key, &p, 1, &mut sums).unwrap();
+        decrypt_into(Context::slots(), Codec::get(), &key, &p, 1, &mut sums).unwrap();
         assert_eq!(sums, masks);
         let mean = masks.iter().map(|&v| v as f64).sum::<f64>() / masks.len() as f64;
         assert!((mean / (T as f64 / 2.0) - 1.0).abs() < 0.05);

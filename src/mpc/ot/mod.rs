@@ -17,6 +17,8 @@
 //!   rounds;
 //! * [`cross`]: cross terms of every active pair of servers' values (products, bit x value,
 //!   bit AND), chunked and pipelined;
+//! * [`bilinear`]: the plan of the bilinear form's ring-LWE products (coefficient-packed or
+//!   slots), their cost and the job's pre-check;
 //! * [`source`]: the dealer-free [`crate::mpc::correlated::Correlations`] source built on them.
 //!
 //! Every protocol here is sans-IO: each party is a chain of states, each consumed by the next
@@ -24,6 +26,7 @@
 //! compile and the same code runs over any channel.
 
 pub mod base;
+pub mod bilinear;
 pub mod cross;
 pub mod extension;
 pub mod gf128;

@@ -13,7 +13,7 @@
 //!   `B` once, every peer multiplies by its share of `A`), one run for `C` (per block of columns
 //!   as rows of their own when `split`) and one for the norms (every row of `A` and `B` against
 //!   itself, a row per block). Bounded by the work and memory of the products
-//!   ([`OtSource::with_max_multiply_adds`], [`job_cost`]).
+//!   ([`OtSource::with_max_multiply_adds`], [`super::bilinear::job_cost`]).
 //! * **Random bits shared both ways** (daBits): each server draws bits `b_s`, whose XOR is the
 //!   bit `b`; arithmetic shares of `b` come from `x <- x + b_t - 2 x b_t` for each server `t`
 //!   after the first of an order (`x` starts as the first server's bit), the product `x b_t`
@@ -44,379 +44,88 @@
 //! honest server's share or choice bits*, which a party colluding with it could observe in the
 //! results (design.md, threat model).
 
+use super::bilinear::{
+    BilinearPlan, CRun, DEFAULT_MAX_MULTIPLY_ADDS, DEFAULT_MAX_SLOT_OPERATIONS, by_span,
+};
 use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::{and_words_for, tree_and_words};
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
-use crate::mpc::he::product::{CrossProducts, Layout, Shape, least_traffic, packings};
+use crate::mpc::he::crt::CrtProducts;
+use crate::mpc::he::product::CrossProducts;
 use crate::mpc::millionaire::{MillionaireMaterial, choice_words, groups};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::Session;
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Words of random bits (2^21 bits) a pass of [`Gen::masks_from_bits`] converts: its arrays of
 /// 64-bit shares hold 16 MiB each.
 const BIT_PASS_WORDS: usize = 1 << 15;
 
-/// Default bound on the work of one bilinear request with 2 servers: `2^36` multiply-adds of
-/// ring-LWE products (about a minute on two cores) and 2 GiB of ciphertexts held by the
-/// evaluator. With `k` servers both are divided by `k - 1` (each server evaluates every peer's
-/// ciphertexts).
-pub const DEFAULT_MAX_MULTIPLY_ADDS: u64 = 1 << 36;
-
-/// Bytes of ciphertexts an evaluator may hold for one request with 2 servers.
-const MAX_HELD_BYTES: u64 = 2 << 30;
-
-/// The work of a bilinear request's ring-LWE products, per peer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Cost {
-    /// Multiply-adds of one evaluation.
-    pub multiply_adds: u64,
-    /// Bytes the evaluator holds: the peer's ciphertexts, the blocks and the returned results.
-    pub held_bytes: u64,
-}
-
-/// Two runs one after the other: their work adds up, and what is held is the larger of the two
-/// (a run's ciphertexts, blocks and results are freed when it ends).
-impl std::ops::Add for Cost {
-    type Output = Cost;
-    fn add(self, o: Cost) -> Cost {
-        Cost {
-            multiply_adds: self.multiply_adds.saturating_add(o.multiply_adds),
-            held_bytes: self.held_bytes.max(o.held_bytes),
-        }
-    }
-}
-
-impl Cost {
-    /// The bound for `k` servers with `max_multiply_adds` at two.
-    fn limit(max_multiply_adds: u64, k: usize) -> Cost {
-        let peers = k.saturating_sub(1).max(1) as u64;
-        Cost {
-            multiply_adds: max_multiply_adds / peers,
-            held_bytes: MAX_HELD_BYTES / peers,
-        }
-    }
-
-    fn within(&self, limit: &Cost) -> bool {
-        self.multiply_adds <= limit.multiply_adds && self.held_bytes <= limit.held_bytes
-    }
-
-    /// What a bound leaves for a run after an earlier run that cost `used`: the work left, and
-    /// all of the memory (the earlier run's is freed when it ends).
-    fn after(&self, used: &Cost) -> Cost {
-        Cost {
-            multiply_adds: self.multiply_adds.saturating_sub(used.multiply_adds),
-            held_bytes: self.held_bytes,
-        }
-    }
-
-    /// The cost of one evaluation of a packing of `shape` whose `X` has `x_rows` rows: its
-    /// multiply-adds, and what a server holds for one peer ([`crate::mpc::he::product`]).
-    pub fn of(shape: &Shape, x_rows: usize) -> Cost {
-        use crate::mpc::he::harden::OUT_L;
-        use crate::mpc::he::product::{BATCH_BLOCKS, BATCH_CHUNKS};
-        use crate::mpc::he::rlwe::{L, N};
-        let (n, ring, cd) = (N as u64, (L * N) as u64, shape.cipher_dims() as u64);
-        // A batch: its chunks' ciphertexts expanded (a and b), its blocks' parts and sums in
-        // all primes, hardened at three, switched (two words per value).
-        let batch_cts = shape
-            .chunks
-            .min(BATCH_CHUNKS as u64)
-            .saturating_mul(cd * 2 * ring);
-        let batch =
-            shape.blocks.min(BATCH_BLOCKS as u64) * (4 * ring + 2 * OUT_L as u64 * n + 4 * n);
-        // Per block: the masks, the results sent (96 bits per value, 3 N words) until they
-        // leave, then the results received from the peer; a word of margin.
-        let per_block = shape.blocks.saturating_mul(5 * n);
-        // The plaintexts' values: every group's rows, `R` runs per ciphertext, every prime.
-        let x_words = (x_rows.div_ceil(shape.group) as u64)
-            .saturating_mul((shape.runs() * L) as u64)
-            .saturating_mul(cd);
-        let words = shape
-            .words_in()
-            .saturating_add(batch_cts)
-            .saturating_add(batch)
-            .saturating_add(per_block)
-            .saturating_add(x_words);
-        Cost {
-            multiply_adds: shape.multiply_adds(),
-            held_bytes: 8u64.saturating_mul(words),
-        }
-    }
-}
-
-/// The refusal of a job too large for the dealer-free source. It reaches both parties, so it
-/// states no size that depends on the other party's rows (the figures go to the servers' log).
-fn too_large() -> Error {
-    Error::invalid(
-        "the dealer-free source computes the bilinear form with ring-LWE products, and this \
-         job needs more work or memory than their limit (figures in the servers' logs); run it \
-         with correlation = \"dealer\", or with fewer rows or dimensions",
-    )
-}
-
-/// The check made before anything is computed: the cost per peer of a dealer-free job's
-/// bilinear form between `na` and `nb` rows of `width` (with `spans`, their norms too) if every
-/// pair were a candidate, with the packings a bilinear request would choose
-/// ([`Request::Bilinear`] in [`make`]), or the refusal if none fits the default bound for `k`
-/// servers. The dense grid holds every request's pairs, and
-/// fewer pairs never cost more with the same packing, so a job this accepts is never refused
-/// later for its size.
-pub fn job_cost(
-    k: usize,
-    na: usize,
-    nb: usize,
-    width: usize,
-    spans: &[usize],
-    split: bool,
-) -> Result<Cost> {
-    let limit = Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
-    let (norms, c) = dense_costs(&limit, na, nb, width, spans, split)?;
-    Ok(norms + c)
-}
-
-/// [`job_cost`]'s two parts within `limit`: the norms' run, then `C`'s within what the norms
-/// leave. A request takes its packings within these (the dense grid's packings are among the
-/// candidates, and cost no more for fewer pairs), so that it never costs more than the estimate
-/// the pre-check accepted and the footprint booked.
-fn dense_costs(
-    limit: &Cost,
-    na: usize,
-    nb: usize,
-    width: usize,
-    spans: &[usize],
-    split: bool,
-) -> Result<(Cost, Cost)> {
-    let widest = spans.iter().copied().max().unwrap_or(width);
-    if width == 0 || width.max(widest) > crate::mpc::he::product::MAX_D {
-        return Err(Error::invalid(format!(
-            "dealer-free jobs take rows of 1 to {} values, not {width}",
-            crate::mpc::he::product::MAX_D
-        )));
-    }
-    let (na, nb) = (na as u64, nb as u64);
-    let ns = spans.len().max(1) as u64;
-    // The norms: every row of every block against itself (chunk c holds rows c w .. (c + 1) w,
-    // so its blocks are its groups, or the chunk if groups are larger).
-    let norms = if spans.is_empty() {
-        Cost::default()
-    } else {
-        let rows = (na + nb) * ns;
-        least_dense(widest, rows, limit, true, |g, w| {
-            (rows.div_ceil(w), rows.div_ceil(g.min(w)))
-        })?
-    };
-    // C: every pair; with `split`, per block of columns, the blocks' rows span-major.
-    let budget = limit.after(&norms);
-    let c = if split && ns > 1 {
-        least_dense(widest, na * ns, &budget, false, |g, w| {
-            let touched = |from: u64, len: u64, size: u64| {
-                if len == 0 {
-                    0
-                } else {
-                    (from + len - 1) / size - from / size + 1
-                }
-            };
-            let blocks = (0..ns)
-                .map(|sp| touched(sp * nb, nb, w) * touched(sp * na, na, g))
-                .sum();
-            ((ns * nb).div_ceil(w), blocks)
-        })?
-    } else {
-        least_dense(width, na, &budget, false, |g, w| {
-            let chunks = nb.div_ceil(w);
-            (chunks, chunks * na.div_ceil(g))
-        })?
-    };
-    Ok((norms, c))
-}
-
-/// The cost of one product run of `shape` whose `X` has `x_rows` rows: with `diagonal` (rows
-/// against themselves, [`CrossProducts::diagonal`]) each peer evaluates and returns half the
-/// blocks.
-fn run_cost(shape: &Shape, x_rows: usize, diagonal: bool) -> Cost {
-    let blocks = if diagonal {
-        shape.blocks.div_ceil(2)
-    } else {
-        shape.blocks
-    };
-    Cost::of(&Shape { blocks, ..*shape }, x_rows)
-}
-
-/// The cost of the packing a request would choose ([`he_layout`]) for a dense set of pairs
-/// of rows of `d`, `x_rows` rows of `X`, whose chunks and blocks at group `g` and chunk `w` are
-/// `shape(g, w)`, within `budget`; the refusal if none fits.
-fn least_dense(
-    d: usize,
-    x_rows: u64,
-    budget: &Cost,
-    diagonal: bool,
-    shape: impl Fn(u64, u64) -> (u64, u64),
-) -> Result<Cost> {
-    use crate::mpc::he::rlwe::N;
-    let x_rows = x_rows as usize;
-    let shapes = packings(d).map(|(group, dims)| {
-        let (chunks, blocks) = shape(group as u64, (N / (group * dims)) as u64);
-        let s = Shape {
-            d,
-            group,
-            dims,
-            chunks,
-            blocks,
-        };
-        (s, ())
-    });
-    match least_traffic(shapes, |s| run_cost(s, x_rows, diagonal).within(budget)) {
-        Some((s, ())) => Ok(run_cost(&s, x_rows, diagonal)),
-        None => {
-            tracing::warn!(?budget, x_rows, d, "dealer-free job too large");
-            Err(too_large())
-        }
-    }
-}
-
-/// The packing of a bilinear request's products with the least traffic within `budget`, or
-/// the refusal of a request too large for it.
-fn he_layout(pairs: &Pairs, d: usize, budget: &Cost, diagonal: bool) -> Result<Layout> {
-    let x_rows = pairs.rows();
-    Layout::within(pairs, d, |s| run_cost(s, x_rows, diagonal).within(budget)).map_err(|e| {
-        tracing::warn!(error = %e, pairs = pairs.len(), d, ?budget, "dealer-free job too large");
-        too_large()
-    })
-}
-
-/// The ring-LWE product runs of a bilinear request, chosen before any mask is drawn.
-struct BilinearPlan {
-    /// C's pairs: the request's, or with `split` per block of columns, each block's rows a
-    /// side of their own (span-major, so that blocks do not mix).
-    c_pairs: Pairs,
-    c_lay: Layout,
-    split_c: bool,
-    /// With blocks: every row of A and B against itself, a row per block of columns.
-    norms: Option<(Pairs, Layout)>,
-}
-
-impl BilinearPlan {
-    /// The runs of `Request::Bilinear { d, pairs, blocks, split }` within `limit`: each within
-    /// its part of the dense grid's estimate (`dense_costs`, the norms first, C within what they
-    /// leave), or the refusal.
-    fn new(
-        d: usize,
-        pairs: &Pairs,
-        blocks: &[usize],
-        split: bool,
-        limit: &Cost,
-    ) -> Result<BilinearPlan> {
-        let (n, m) = (pairs.rows(), pairs.cols());
-        let ns = blocks.len().max(1);
-        let width = blocks.iter().copied().max().unwrap_or(d);
-        let split_c = split && ns > 1;
-        let c_pairs = if split_c {
-            let mut rows = Vec::with_capacity(pairs.len() * ns);
-            let mut cols = Vec::with_capacity(pairs.len() * ns);
-            for sp in 0..ns {
-                for p in 0..pairs.len() {
-                    let (i, j) = pairs.pair(p);
-                    rows.push((sp * n + i) as u32);
-                    cols.push((sp * m + j) as u32);
-                }
-            }
-            Pairs::list(n * ns, m * ns, rows, cols)?
-        } else {
-            pairs.clone()
-        };
-        // Within the dense grid's estimate, part by part (`dense_costs`).
-        let (norms_cost, c_cost) = dense_costs(limit, n, m, d, blocks, split)?;
-        let norms = if blocks.is_empty() {
-            None
-        } else {
-            let rows = (n + m) * ns;
-            let diag: Vec<u32> = (0..rows as u32).collect();
-            let diag = Pairs::list(rows, rows, diag.clone(), diag)?;
-            let lay = he_layout(&diag, width, &norms_cost, true)?;
-            Some((diag, lay))
-        };
-        let c_lay = he_layout(&c_pairs, if split_c { width } else { d }, &c_cost, false)?;
-        Ok(BilinearPlan {
-            c_pairs,
-            c_lay,
-            split_c,
-            norms,
-        })
-    }
-
-    /// The cost of both runs.
-    #[cfg(test)]
-    fn cost(&self) -> Cost {
-        run_cost(&self.c_lay.shape(), self.c_lay.n, false)
-            + self
-                .norms
-                .as_ref()
-                .map_or(Cost::default(), |(_, l)| run_cost(&l.shape(), l.n, true))
-    }
-}
-
 /// One ring-LWE product run: shares of `<X_i, Y_j>` for `pairs` (own term plus cross terms),
 /// or with no `y`, of `<X_i, X_i>` for pairs of a row with itself ([`CrossProducts::diagonal`]).
 struct HeRun {
-    layout: Arc<Layout>,
+    run: CRun,
     pairs: Pairs,
+    d: usize,
     x: Vec<u64>,
     y: Option<Vec<u64>>,
 }
 
 impl HeRun {
-    fn new(layout: Layout, pairs: Pairs, x: Vec<u64>, y: Option<Vec<u64>>) -> HeRun {
+    fn new(run: CRun, pairs: Pairs, x: Vec<u64>, y: Option<Vec<u64>>) -> HeRun {
+        let d = match &run {
+            CRun::Coefficients(lay) => lay.d,
+            CRun::Slots(plan) => plan.d,
+        };
         HeRun {
-            layout: Arc::new(layout),
+            run,
             pairs,
+            d,
             x,
             y,
         }
     }
 
     async fn run<T: Transport>(self, g: &mut Gen<'_, T>) -> Result<Vec<u64>> {
-        let d = self.layout.d;
+        let d = self.d;
         let y = self.y.as_ref().unwrap_or(&self.x);
         let own: Vec<u64> = (0..self.pairs.len())
+            .into_par_iter()
             .map(|p| {
                 let (i, j) = self.pairs.pair(p);
                 crate::mpc::ring::dot(&self.x[i * d..(i + 1) * d], &y[j * d..(j + 1) * d])
             })
             .collect();
         let (me, k) = (g.me(), g.k());
-        let p = match self.y {
-            Some(y) => CrossProducts::new(me, k, self.layout, self.pairs, self.x, y)?,
-            None => CrossProducts::diagonal(me, k, self.layout, self.pairs, self.x)?,
+        let mut out = match (self.run, self.y) {
+            (CRun::Coefficients(lay), Some(y)) => {
+                let p = CrossProducts::new(me, k, Arc::new(lay), self.pairs, self.x, y)?;
+                g.session.run(p).await?
+            }
+            (CRun::Coefficients(lay), None) => {
+                let p = CrossProducts::diagonal(me, k, Arc::new(lay), self.pairs, self.x)?;
+                g.session.run(p).await?
+            }
+            (CRun::Slots(plan), y) => {
+                // The stacked rows [X; Y]; the plan's items are the pairs, in order.
+                let mut z = self.x;
+                if let Some(y) = y {
+                    z.extend_from_slice(&y);
+                }
+                g.session
+                    .run(CrtProducts::new(me, k, Arc::new(plan), z)?)
+                    .await?
+            }
         };
-        let mut out = g.session.run(p).await?;
         crate::mpc::ring::add_assign(&mut out, &own);
         Ok(out)
     }
-}
-
-/// Rows of `d` words cut into blocks of columns (`spans`), each block a row of its own padded
-/// with zeros to the widest: row `i`'s block `s` is row `i * spans.len() + s`, or with
-/// `span_major` row `s * rows + i`.
-fn by_span(x: &[u64], d: usize, spans: &[usize], span_major: bool) -> Vec<u64> {
-    let width = spans.iter().copied().max().unwrap_or(0);
-    let rows = x.len() / d.max(1);
-    let ns = spans.len();
-    let mut out = vec![0u64; rows * ns * width];
-    for (i, row) in x.chunks_exact(d.max(1)).enumerate() {
-        let mut at = 0;
-        for (s, &len) in spans.iter().enumerate() {
-            let r = if span_major { s * rows + i } else { i * ns + s };
-            out[r * width..r * width + len].copy_from_slice(&row[at..at + len]);
-            at += len;
-        }
-    }
-    out
 }
 
 /// A server's dealer-free source for one job. `Debug` is redacted.
@@ -427,6 +136,7 @@ pub struct OtSource {
     /// Millionaires' requests so far (the OT sender alternates with them).
     millionaires: u64,
     max_multiply_adds: u64,
+    max_slot_operations: u64,
     chunk: usize,
     bit_pass: usize,
 }
@@ -452,12 +162,23 @@ impl OtSource {
             counter: 0,
             millionaires: 0,
             max_multiply_adds: DEFAULT_MAX_MULTIPLY_ADDS,
+            max_slot_operations: DEFAULT_MAX_SLOT_OPERATIONS,
             chunk: super::cross::DEFAULT_CHUNK,
             bit_pass: BIT_PASS_WORDS,
         }
     }
 
-    /// Refuses bilinear requests that need more than `n` multiply-adds (at two servers).
+    /// Refuses bilinear requests whose slot products need more than `n` operations (at two
+    /// servers; [`DEFAULT_MAX_SLOT_OPERATIONS`]). For tests: the job's pre-check
+    /// ([`super::bilinear::job_cost`]) assumes the defaults of both bounds.
+    pub fn with_max_slot_operations(mut self, n: u64) -> OtSource {
+        self.max_slot_operations = n;
+        self
+    }
+
+    /// Refuses bilinear requests whose coefficient-packed products need more than `n`
+    /// multiply-adds (at two servers), and takes slot products for them. For tests, as
+    /// [`OtSource::with_max_slot_operations`].
     pub fn with_max_multiply_adds(mut self, n: u64) -> OtSource {
         self.max_multiply_adds = n;
         self
@@ -682,7 +403,7 @@ impl Correlations for OtSource {
             &self.seed,
             stream,
             &mut prg,
-            self.max_multiply_adds,
+            (self.max_multiply_adds, self.max_slot_operations),
         )
         .await?;
         self.links = g.links.take();
@@ -729,7 +450,7 @@ async fn generate<T: Transport>(
     seed: &Seed,
     stream: u64,
     prg: &mut Prg,
-    max_multiply_adds: u64,
+    (max_multiply_adds, max_slot_operations): (u64, u64),
 ) -> Result<Vec<Part>> {
     match req {
         Request::Beaver { n, fanout } => {
@@ -751,13 +472,19 @@ async fn generate<T: Transport>(
             let ns = spans.len();
             // The pair lists and packings first: a request too large is refused before any
             // mask is drawn.
-            let limit = Cost::limit(max_multiply_adds, g.k());
             let BilinearPlan {
                 c_pairs,
-                c_lay,
+                c_run,
                 split_c,
                 norms,
-            } = BilinearPlan::new(d, pairs, blocks, *split, &limit)?;
+            } = BilinearPlan::new(
+                d,
+                pairs,
+                blocks,
+                *split,
+                (max_multiply_adds, max_slot_operations),
+                g.k(),
+            )?;
             // The masks are streams of this server's seed, as the dealer's servers draw them.
             let sa = Stream::new(seed.clone(), stream, 0, n * d);
             let sb = Stream::new(seed.clone(), stream, (n * d) as u64, m * d);
@@ -772,7 +499,7 @@ async fn generate<T: Transport>(
             } else {
                 (a, b)
             };
-            let c = HeRun::new(c_lay, c_pairs, x, Some(y)).run(g).await?;
+            let c = HeRun::new(c_run, c_pairs, x, Some(y)).run(g).await?;
             let mut parts = vec![Part::Stream(sa), Part::Stream(sb), Part::Words(c)];
             if let (Some((diag, lay)), Some(rows)) = (norms, norm_rows) {
                 let q = HeRun::new(lay, diag, rows, None).run(g).await?;
@@ -841,12 +568,28 @@ mod tests {
         req: &Request,
         chunk: usize,
     ) -> Result<Vec<(Material, Material, Stats)>> {
+        fetch_from(k, req, chunk, 1 << 24, 1 << 27)
+    }
+
+    /// [`fetch_all`] in chunks of 4 with `max` multiply-adds and 2^30 slot operations.
+    fn fetch_with(k: usize, req: &Request, max: u64) -> Result<Vec<(Material, Material, Stats)>> {
+        fetch_from(k, req, 4, max, 1 << 30)
+    }
+
+    fn fetch_from(
+        k: usize,
+        req: &Request,
+        chunk: usize,
+        max: u64,
+        max_slots: u64,
+    ) -> Result<Vec<(Material, Material, Stats)>> {
         // Passes of 3 words: every request of several words of bits takes several.
         let make = || {
             OtSource::new()
                 .with_chunk(chunk)
                 .with_bit_pass(3)
-                .with_max_multiply_adds(1 << 24)
+                .with_max_multiply_adds(max)
+                .with_max_slot_operations(max_slots)
         };
         let reqs = [req.clone(), Request::Beaver { n: 3, fanout: 2 }];
         let runs = crate::mpc::material_check::fetch_all(k, make, &reqs)?;
@@ -897,80 +640,31 @@ mod tests {
     }
 
     #[test]
-    fn jobs_too_large_for_ot_are_refused_before_they_start() {
-        // The tests' narrow model and the default model on the shipped sample (311 + 311 rows,
-        // width 648) fit; DBP15K fr-en's test rows (10,500 per side) at width 648 do not.
-        let (tiny, default) = ([16, 16, 10], [256, 256, 136]);
-        job_cost(2, 31, 31, 42, &tiny, false).unwrap();
-        job_cost(4, 31, 31, 42, &tiny, true).unwrap();
-        job_cost(2, 311, 311, 648, &default, false).unwrap();
-        let e = job_cost(2, 10_500, 10_500, 648, &default, false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("ring-LWE") && e.contains("correlation = \"dealer\""),
-            "{e}"
-        );
-        assert!(!e.contains("21000") && !e.contains("21,000"), "{e}");
-        // Each server evaluates every peer's ciphertexts: with k = 3 the bound per peer halves.
-        let first_refused = |k| {
-            (1..400)
-                .map(|r| r * 250)
-                .find(|&rows| job_cost(k, rows / 2, rows / 2, 648, &default, false).is_err())
-                .expect("some size is refused")
-        };
-        assert!(first_refused(3) < first_refused(2));
-        assert!(job_cost(2, 31, 31, 0, &[], false).is_err());
-        assert!(job_cost(2, 31, 31, 4096, &[], false).is_err());
-        // C per block of columns costs more than C over whole rows, and less than a whole
-        // product per block (blocks do not mix: mixed, the three blocks would cost nine).
-        let whole = job_cost(2, 500, 500, 648, &default, false).unwrap();
-        let split = job_cost(2, 500, 500, 648, &default, true).unwrap();
-        assert!(split.multiply_adds > whole.multiply_adds);
-        assert!(
-            split.multiply_adds < 3 * whole.multiply_adds,
-            "{split:?} vs {whole:?}"
-        );
-    }
-
-    #[test]
-    fn jobs_the_pre_check_accepts_are_never_refused_later_for_their_size() {
-        // Near the largest size accepted at the default width, whatever the candidates (every
-        // pair, or a few per row), a request of a job `job_cost` accepts finds packings within
-        // the bound, and their cost is at most the estimate's.
-        let default = [256usize, 256, 136];
-        let limit = |k| Cost::limit(DEFAULT_MAX_MULTIPLY_ADDS, k);
-        for (k, split) in [(2, false), (2, true), (3, false)] {
-            let first = (1..400)
-                .map(|r| r * 25)
-                .find(|&rows| job_cost(k, rows / 2, rows / 2, 648, &default, split).is_err())
-                .expect("some size is refused");
-            for (na, nb) in [
-                (first / 2 - 13, first / 2 - 12),
-                (first / 2 + 40, first / 2 - 60),
-            ] {
-                let Ok(estimate) = job_cost(k, na, nb, 648, &default, split) else {
-                    continue;
-                };
-                let few = Pairs::list(
-                    na,
-                    nb,
-                    (0..na as u32).flat_map(|i| [i, i]).collect(),
-                    (0..na as u32)
-                        .flat_map(|i| [i * 7 % nb as u32, i * 13 % nb as u32])
-                        .collect(),
-                )
-                .unwrap();
-                for pairs in [Pairs::dense(na, nb), few] {
-                    let plan = BilinearPlan::new(648, &pairs, &default, split, &limit(k))
-                        .unwrap_or_else(|e| panic!("k {k} split {split} {na} x {nb}: {e}"));
-                    let cost = plan.cost();
-                    assert!(cost.within(&limit(k)), "{cost:?}");
-                    assert!(
-                        cost.multiply_adds <= estimate.multiply_adds,
-                        "{cost:?} {estimate:?}"
-                    );
-                }
+    fn large_sparse_bilinear_requests_take_slot_products_and_are_right() {
+        // 1,500 rows a side, two candidates each way: the dense grid is above the tests' bound
+        // of 2^24 multiply-adds, so C and the norms take slot products (modulo 2^64 from four
+        // prime runs), which follow the 6,000 pairs.
+        let n = 1500u32;
+        let rows: Vec<u32> = (0..n).flat_map(|i| [i, i, (i * 7) % n]).collect();
+        let cols: Vec<u32> = (0..n).flat_map(|i| [i, (i * 3 + 1) % n, i]).collect();
+        let pairs = Pairs::list(n as usize, n as usize, rows, cols).unwrap();
+        let plan = BilinearPlan::new(4, &pairs, &[1, 3], false, (1 << 24, 1 << 30), 2).unwrap();
+        assert!(matches!(plan.c_run, CRun::Slots(_)));
+        assert!(matches!(plan.norms, Some((_, CRun::Coefficients(_)))));
+        // With a smaller bound the norms take them too.
+        let plan = BilinearPlan::new(4, &pairs, &[1, 3], false, (1 << 12, 1 << 30), 2).unwrap();
+        assert!(matches!(plan.norms, Some((_, CRun::Slots(_)))));
+        for (k, split) in [(2, false), (3, true)] {
+            let req = Request::Bilinear {
+                d: 4,
+                pairs: pairs.clone(),
+                blocks: vec![1, 3],
+                split,
+            };
+            for max in [1 << 24, 1 << 12] {
+                let runs = fetch_with(k, &req, max).unwrap();
+                let truth = reconstruct(&req, runs.into_iter().map(|r| r.0).collect());
+                assert!(correct(&req, &truth), "k {k} split {split} bound {max}");
             }
         }
     }

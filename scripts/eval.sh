@@ -9,7 +9,7 @@
 #
 # --correlation ot: no dealer; the servers make the correlated randomness among themselves over
 # oblivious transfer and ring-LWE products (`correlation = "ot"` under [params]; slow on large
-# jobs for now: DBP15K fr-en takes some 25 minutes on two cores). --correlation replicated (with
+# jobs for now: DBP15K fr-en takes some 30 minutes on two cores). --correlation replicated (with
 # --servers 3): no dealer; the three servers make it from replicated seeds, at about a dealer
 # job's cost, private against any one server (not two colluding).
 # --labelled (audited jobs, `[audit] labelled = true` in P.toml): each party gets the judged

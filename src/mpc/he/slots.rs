@@ -82,6 +82,9 @@ pub fn block_words() -> usize {
     packed_words((2 * OUT_L * N) as u64, SLOT_RESIDUE_BITS) as usize
 }
 
+/// Dimensions whose peer ciphertexts an evaluator prepares at once (16 MiB per peer).
+pub const PREP_BATCH: usize = 16;
+
 /// An idle slot in a block.
 const NONE: u32 = u32::MAX;
 
@@ -642,40 +645,50 @@ fn evaluate(
         // Every round's sums over the dimensions, per peer `a` then `b`, L rows of N each (NTT
         // domain).
         let mut acc = vec![0u64; cipher.rounds * np * part];
-        for k in 0..d {
-            let cts: Vec<[Vec<u64>; 4]> =
-                peers.iter().map(|p| p.ciphertext(ctx, c * d + k)).collect();
-            acc.par_chunks_mut(np * part)
-                .zip(plan.partners[span.start * n..span.end * n].par_chunks(n))
-                .for_each_init(
-                    || (vec![0u64; n], vec![0u64; n]),
-                    |(slots, lifted), (sums, partners)| {
-                        for (o, &p) in slots.iter_mut().zip(partners.iter()) {
-                            *o = if p == NONE { 0 } else { z[p as usize * d + k] };
-                        }
-                        codec.to_coefficients(slots);
-                        for l in 0..L {
-                            let (ntt, p) = (&ctx.ntt[l], ctx.primes()[l]);
-                            // The centred lift of each coefficient, modulo prime l.
-                            for (o, &v) in lifted.iter_mut().zip(slots.iter()) {
-                                *o = if v > half { p - (t - v) } else { v };
+        // The peers' ciphertexts are prepared a batch of dimensions at a time, in parallel: a
+        // ciphertext's preparation is serial, and with few rounds (the norms: one) it was most
+        // of the work.
+        for k0 in (0..d).step_by(PREP_BATCH) {
+            let k1 = (k0 + PREP_BATCH).min(d);
+            let batch: Vec<Vec<[Vec<u64>; 4]>> = (k0..k1)
+                .into_par_iter()
+                .map(|k| peers.iter().map(|p| p.ciphertext(ctx, c * d + k)).collect())
+                .collect();
+            for (k, cts) in (k0..k1).zip(&batch) {
+                acc.par_chunks_mut(np * part)
+                    .zip(plan.partners[span.start * n..span.end * n].par_chunks(n))
+                    .for_each_init(
+                        || (vec![0u64; n], vec![0u64; n]),
+                        |(slots, lifted), (sums, partners)| {
+                            for (o, &p) in slots.iter_mut().zip(partners.iter()) {
+                                *o = if p == NONE { 0 } else { z[p as usize * d + k] };
                             }
-                            ntt.forward(lifted);
-                            let r = l * n..(l + 1) * n;
-                            for (sum, [a, aq, b, bq]) in sums.chunks_exact_mut(part).zip(&cts) {
-                                let (sa, sb) = sum.split_at_mut(L * n);
-                                let r = r.clone();
-                                ntt.mul_add(
-                                    &mut sa[r.clone()],
-                                    lifted,
-                                    &a[r.clone()],
-                                    &aq[r.clone()],
-                                );
-                                ntt.mul_add(&mut sb[r.clone()], lifted, &b[r.clone()], &bq[r]);
+                            codec.to_coefficients(slots);
+                            for l in 0..L {
+                                let (ntt, p) = (&ctx.ntt[l], ctx.primes()[l]);
+                                // The centred lift of each coefficient, modulo prime l.
+                                for (o, &v) in lifted.iter_mut().zip(slots.iter()) {
+                                    *o = if v > half { p - (t - v) } else { v };
+                                }
+                                ntt.forward(lifted);
+                                let r = l * n..(l + 1) * n;
+                                for (sum, [a, aq, b, bq]) in
+                                    sums.chunks_exact_mut(part).zip(cts.iter())
+                                {
+                                    let (sa, sb) = sum.split_at_mut(L * n);
+                                    let r = r.clone();
+                                    ntt.mul_add(
+                                        &mut sa[r.clone()],
+                                        lifted,
+                                        &a[r.clone()],
+                                        &aq[r.clone()],
+                                    );
+                                    ntt.mul_add(&mut sb[r.clone()], lifted, &b[r.clone()], &bq[r]);
+                                }
                             }
-                        }
-                    },
-                );
+                        },
+                    );
+            }
         }
         // Per peer and round: re-randomise, drop a prime, flood, add the mask's encoding, pack.
         // Each round's output slices, one per peer, written in place.

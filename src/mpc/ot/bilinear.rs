@@ -96,7 +96,9 @@ impl Cost {
             .saturating_mul(runs);
         let message = 8 + packed_words(l * n, SLOT_RESIDUE_BITS) * (1 + (ciphers * d) as u64);
         let back = (block_words() as u64).saturating_mul(blocks as u64);
-        let sums = (rounds as u64).saturating_mul(2 * l * n);
+        // One ciphertext's sums, and a batch of prepared peer ciphertexts (a, b, quotients).
+        let sums = (rounds as u64).saturating_mul(2 * l * n)
+            + crate::mpc::he::slots::PREP_BATCH as u64 * 4 * l * n;
         // The shares and their reduced copy; the masks, sums and results of a run, and the
         // residues kept between runs (at most a word per slot each).
         let slots = (blocks as u64).saturating_mul(n);

@@ -324,7 +324,14 @@ mod tests {
             })
             .collect();
         shares.push(last);
-        let plan = Arc::new(SlotPlan::new(rows, d, items).unwrap());
+        check_shares(d, items, z, &shares);
+    }
+
+    /// Runs the protocol on the servers' `shares` of `z` (rows of `d`) and checks every item
+    /// against the plaintext `<Z_p, Z_q>` modulo `2^64`.
+    fn check_shares(d: usize, items: &[(u32, u32)], z: &[u64], shares: &[Vec<u64>]) {
+        let k = shares.len();
+        let plan = Arc::new(SlotPlan::new(z.len() / d, d, items).unwrap());
         let parties = (0..k)
             .map(|s| CrtProducts::new(s, k, plan.clone(), shares[s].clone()).unwrap())
             .collect();
@@ -333,13 +340,12 @@ mod tests {
         let dot = crate::mpc::ring::dot;
         for (x, &(q, p)) in items.iter().enumerate() {
             let (q, p) = (q as usize, p as usize);
-            let mut sum = 0u64;
-            for s in 0..k {
-                sum = sum.wrapping_add(outs[s][x]).wrapping_add(dot(
+            let sum = (0..k).fold(0u64, |acc, s| {
+                acc.wrapping_add(outs[s][x]).wrapping_add(dot(
                     &shares[s][p * d..(p + 1) * d],
                     &shares[s][q * d..(q + 1) * d],
-                ));
-            }
+                ))
+            });
             let want = dot(&z[p * d..(p + 1) * d], &z[q * d..(q + 1) * d]);
             assert_eq!(sum, want, "item {x} ({q}, {p}), k = {k}");
         }
@@ -385,22 +391,7 @@ mod tests {
                 }
             })
             .collect();
-        let plan = Arc::new(SlotPlan::new(10, d, &items).unwrap());
-        let parties = (0..k)
-            .map(|s| CrtProducts::new(s, k, plan.clone(), shares[s].clone()).unwrap())
-            .collect();
-        let (outs, _) = run_lockstep(parties).unwrap();
-        let dot = crate::mpc::ring::dot;
-        for (x, &(q, p)) in items.iter().enumerate() {
-            let (q, p) = (q as usize, p as usize);
-            let sum = (0..k).fold(0u64, |acc, s| {
-                acc.wrapping_add(outs[s][x]).wrapping_add(dot(
-                    &shares[s][p * d..(p + 1) * d],
-                    &shares[s][q * d..(q + 1) * d],
-                ))
-            });
-            assert_eq!(sum, dot(&z[p * d..(p + 1) * d], &z[q * d..(q + 1) * d]));
-        }
+        check_shares(d, &items, &z, &shares);
     }
 
     /// The integers server 0 of 2 reconstructs as the encryptor from its runs' decrypted

@@ -257,12 +257,14 @@ proptest! {
 
     #[test]
     fn argmax_equals_plaintext(k in 2usize..=4, rows in 1usize..6, len in 1usize..11,
-                               block_rows in 1usize..8,
+                               block_rows in 1usize..8, dealer_free in any::<bool>(),
                                vals in prop::collection::vec(-20i64..20, 60)) {
         // Small value range so ties are frequent; tournaments in blocks of `block_rows` rows
-        // (one block when it covers every row).
+        // (one block when it covers every row). Without a dealer, two servers select by bit
+        // products (`Engine::bit_times`), more take the B2a conversion and Beaver products.
         let values: Vec<u64> = (0..rows * len).map(|i| vals[i % vals.len()].wrapping_mul(1 << 20) as u64).collect();
-        let (out, _) = secure(k, vec![values.clone()], move |mut e, i| async move {
+        let correlation = if dealer_free { Correlation::Ot } else { Correlation::Dealer };
+        let (out, _) = secure_with(k, correlation, vec![values.clone()], move |mut e, i| async move {
             e.set_tournament_block(block_rows * len);
             let (m, a) = e.argmax(&i[0], len, 40).await?;
             let (m2, oh) = e.argmax_onehot(&i[0], len, 40).await?;
@@ -280,6 +282,75 @@ proptest! {
             for c in 0..len {
                 prop_assert_eq!(out[3][r * len + c], (c == first) as u64);
             }
+        }
+    }
+}
+
+/// Two dealer-free servers multiply XOR-shared bits by shared values with one correlated OT per
+/// value and direction (`Engine::bit_times`; `Engine::mul_bits` for bits given as arithmetic
+/// 0/1 shares, whose low bits are XOR shares): the products equal plaintext for a bit count that
+/// is not a whole number of words, in one batch and in several, and each server sends its
+/// choice bits and one 64-bit correction per value, where converting the bits and taking
+/// Beaver products sends far more.
+#[test]
+fn dealer_free_bit_products_equal_plaintext_and_cost_a_word_per_value() {
+    let (n, fanout) = (200usize, 3usize);
+    let mut prg = Prg::new(&Seed([9; 32]), 4);
+    let x: Vec<u64> = (0..n as u64)
+        .map(|i| (i * 7919 % 101).wrapping_sub(50).wrapping_mul(1 << 30))
+        .collect();
+    let ys = prg.vec(n * fanout);
+    let expect: Vec<u64> = (0..n * fanout)
+        .map(|q| if (x[q % n] as i64) < 0 { ys[q] } else { 0 })
+        .collect();
+    let run = |batch: usize| {
+        secure_with(
+            2,
+            Correlation::Ot,
+            vec![x.clone(), ys.clone()],
+            move |mut e, i| async move {
+                e.set_product_batch(batch);
+                let bits = e.ltz_bits_batched(&i[0], 40).await?;
+                let before = e.stats().bytes_sent;
+                let z = e.bit_times(&bits, n, i[1].clone(), fanout).await?;
+                let sent = e.stats().bytes_sent - before;
+                // The other route, on the same bits.
+                let before = e.stats().bytes_sent;
+                let arith = e.b2a(&bits, n).await?;
+                let w = e.mul_fanout(&arith, i[1].clone(), fanout).await?;
+                let beaver = e.stats().bytes_sent - before;
+                // Arithmetic 0/1 shares multiply as bit products too (their low bits).
+                let before = e.stats().bytes_sent;
+                let m = e.mul_bits(&arith, i[1].clone(), fanout).await?;
+                let from_arith = e.stats().bytes_sent - before;
+                Ok((vec![z, w, vec![sent], vec![beaver], m, vec![from_arith]], e))
+            },
+        )
+    };
+    for batch in [n * fanout, 64 * fanout] {
+        let (out, run) = run(batch);
+        assert_eq!(out[0], expect, "batch {batch}");
+        assert_eq!(out[1], expect, "batch {batch}");
+        assert_eq!(out[4], expect, "batch {batch}, from arithmetic bits");
+        for srv in &run.outputs {
+            let (sent, beaver) = (srv[2][0], srv[3][0]);
+            assert_eq!(
+                srv[5][0], sent,
+                "arithmetic bits cost what XOR-shared ones do"
+            );
+            // Per batch, a choice word per 64 values (one bit each) and a 64-bit correction per
+            // value, padded to whole choice words, and nothing else (the pools need no refill
+            // at this size): 5,200 bytes either way, against some 320 KB the other way.
+            let per = batch / fanout;
+            let words: u64 = (0..n)
+                .step_by(per)
+                .map(|i0| ((per.min(n - i0) * fanout).div_ceil(64)) as u64)
+                .sum();
+            assert_eq!(sent, 8 * 65 * words, "batch {batch}");
+            assert!(
+                beaver > 50 * sent,
+                "the Beaver route sent {beaver}, bit products {sent}"
+            );
         }
     }
 }
@@ -561,6 +632,16 @@ fn server_view_looks_uniform() {
     }
 }
 
+/// What the servers run in [`dealer_free_view`].
+#[derive(Clone)]
+enum Work {
+    /// The material of these requests.
+    Fetch(Vec<Request>),
+    /// Bit products of `n` bits by `fanout` vectors, every server's bits all ones and its values
+    /// all `value` (`Correlations::bit_products`).
+    BitProducts { n: usize, fanout: usize, value: u64 },
+}
+
 /// Everything server 0 of `k` receives, from round `from` on, while the servers make the
 /// material of `reqs` with the dealer-free source `c`.
 fn dealer_free_view(
@@ -568,6 +649,16 @@ fn dealer_free_view(
     c: ppea::mpc::source::Correlation,
     from: usize,
     reqs: &[Request],
+) -> Vec<u64> {
+    dealer_free_view_of(k, c, from, Work::Fetch(reqs.to_vec()))
+}
+
+/// [`dealer_free_view`] while the servers do `work`.
+fn dealer_free_view_of(
+    k: usize,
+    c: ppea::mpc::source::Correlation,
+    from: usize,
+    work: Work,
 ) -> Vec<u64> {
     use ppea::mpc::channel::memory_network;
     use ppea::mpc::correlated::Correlations;
@@ -591,12 +682,22 @@ fn dealer_free_view(
                         }
                     }))
                 };
-                let reqs = reqs.to_vec();
+                let work = work.clone();
                 tokio::spawn(async move {
                     let mut session = Session::new(t);
                     let mut src = Source::connect(c, &mut session).await.unwrap();
-                    for req in reqs {
-                        src.fetch(&mut session, &req).await.unwrap();
+                    match work {
+                        Work::Fetch(reqs) => {
+                            for req in reqs {
+                                src.fetch(&mut session, &req).await.unwrap();
+                            }
+                        }
+                        Work::BitProducts { n, fanout, value } => {
+                            let bits = vec![u64::MAX; n.div_ceil(64)];
+                            let y = vec![value; n * fanout];
+                            let out = src.bit_products(&mut session, &bits, n, &y, fanout);
+                            assert!(out.await.unwrap().is_some());
+                        }
                     }
                 })
             })
@@ -607,6 +708,28 @@ fn dealer_free_view(
     });
     let view = log.lock().unwrap();
     view.iter().flatten().copied().collect()
+}
+
+/// Two dealer-free servers' bit products: with every bit share 1 and every value share 5 (the
+/// OTs' correlations `(1 - 2 b_s) y_s` all `-5`), everything server 0 receives after the links'
+/// setup (choice messages and corrections) is statistically uniform; the correlations
+/// themselves fail the statistic.
+#[test]
+fn a_servers_view_of_bit_products_looks_uniform() {
+    let work = Work::BitProducts {
+        n: 64 * 200,
+        fanout: 3,
+        value: 5,
+    };
+    let view = dealer_free_view_of(2, Correlation::Ot, 4, work);
+    assert!(view.len() > 38_400, "{} words", view.len());
+    assert_uniform(&view, "server 0's received bit-product messages");
+    let clear = vec![5u64.wrapping_neg(); 38_400];
+    let caught = std::panic::catch_unwind(|| assert_uniform(&clear, "correlations"));
+    assert!(
+        caught.is_err(),
+        "the statistic sees the correlations in the clear"
+    );
 }
 
 /// Dealer-free material: everything server 0 receives while the servers make the material of

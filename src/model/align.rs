@@ -1226,7 +1226,8 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         (x, y)
     });
     drop(oh_b_present);
-    let mut prod = eng.mul_fanout(&x, y, 1).await?;
+    // Every left factor is a shared bit (markers, the range checks' verdict).
+    let mut prod = eng.mul_bits(&x, y, 1).await?;
     drop(x);
     let both_ok = prod.pop().expect("pushed above");
     let row_sum = |v: &[u64], rows: usize| row_sums(v, rows, k);
@@ -1245,9 +1246,9 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     let pass = eng
         .threshold(&score[..oa], p.min_score_fixed(), ell)
         .await?;
-    let pass = eng.mul_fanout(&[both_ok], pass, oa).await?;
+    let pass = eng.mul_bits(&[both_ok], pass, oa).await?;
     let keep = slot_major(
-        &eng.mul_fanout(&pass, slot_major(&mutual, oa, k), k).await?,
+        &eng.mul_bits(&pass, slot_major(&mutual, oa, k), k).await?,
         k,
         oa,
     );
@@ -1273,7 +1274,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         };
         let a = crate::model::assign::iterate(eng, mesh, p, st, &b_pairs, mesh_max).await?;
         // Matches of later rounds are gated by the range checks too.
-        let keep = eng.mul_fanout(&[both_ok], a.keep, oa * k).await?;
+        let keep = eng.mul_bits(&[both_ok], a.keep, oa * k).await?;
         step(eng, "assignment");
         (keep, a.onehot, a.score, a.similarity)
     } else {
@@ -1291,7 +1292,8 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         y.extend_from_slice(&similarity);
         (matched, x, y)
     });
-    let prod = eng.mul_fanout(&x, y, 1).await?;
+    // `keep` and `matched` are shared bits (at most one kept pair per row).
+    let prod = eng.mul_bits(&x, y, 1).await?;
     drop(x);
     let (kept_tok, score_out) = prod.split_at(oa * k);
     let tok_a = row_sum(kept_tok, oa);
@@ -1402,7 +1404,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
                 ys[wd * n + oa * k + q] = pa.ids[a * ID_WORDS + wd];
             }
         }
-        let prod = eng.mul_fanout(&x, ys, ID_WORDS).await?;
+        let prod = eng.mul_bits(&x, ys, ID_WORDS).await?;
         partner = vec![0u64; (oa + ob) * ID_WORDS];
         for q in 0..n {
             let row = q / k;
@@ -1492,8 +1494,10 @@ pub(crate) async fn agree_on_candidates<T: Transport, C: Correlations>(
 }
 
 /// For every row (`keep` is `rows x k`, 0/1 with at most one 1 per row) and each per-slot
-/// vector of `values`, the value at the kept slot (0 for a row without one): one Beaver product
-/// with fan-out `values.len()`, opening `keep` once.
+/// vector of `values`, the value at the kept slot (0 for a row without one): one product of
+/// the shared bits `keep` with fan-out `values.len()` ([`Engine::mul_bits`]).
+///
+/// [`Engine::mul_bits`]: crate::mpc::engine::Engine::mul_bits
 pub(crate) async fn select_kept<T: Transport, C: Correlations>(
     eng: &mut Engine<T, C>,
     keep: &[u64],
@@ -1504,7 +1508,7 @@ pub(crate) async fn select_kept<T: Transport, C: Correlations>(
     if values.iter().any(|v| v.len() != n) {
         return Err(Error::invalid("selection: per-slot vectors differ in size"));
     }
-    let prod = eng.mul_fanout(keep, values.concat(), f).await?;
+    let prod = eng.mul_bits(keep, values.concat(), f).await?;
     Ok((0..f)
         .map(|j| row_sums(&prod[j * n..(j + 1) * n], n / k, k))
         .collect())

@@ -145,14 +145,14 @@ pub(crate) async fn iterate<T: Transport, C: Correlations, M: Mesh>(
             .map(|&(q, _)| oh_a[q as usize - qa])
             .collect();
         let y = crate::mpc::mesh::fetch(mesh, oh_b, &b_at, mesh_max).await?;
-        let both = eng.mul(&x, &y).await?;
+        let both = eng.mul_bits(&x, y, 1).await?;
         let mut mutual = vec![0u64; oa * k];
         for (&(q, _), v) in b_pairs.present.iter().zip(&both) {
             mutual[q as usize - qa] = *v;
         }
         let pass = eng.threshold(&score_a, p.min_score_fixed(), ell).await?;
         let new = slot_major(
-            &eng.mul_fanout(&pass, slot_major(&mutual, oa, k), k).await?,
+            &eng.mul_bits(&pass, slot_major(&mutual, oa, k), k).await?,
             k,
             oa,
         );
@@ -166,7 +166,7 @@ pub(crate) async fn iterate<T: Transport, C: Correlations, M: Mesh>(
     matched.extend(row_sums(&keep_b, ob, k));
     let rows = oa + ob;
     let lost = slot_major(
-        &eng.mul_fanout(&matched, slot_major(st.onehot, rows, k), k)
+        &eng.mul_bits(&matched, slot_major(st.onehot, rows, k), k)
             .await?,
         k,
         rows,

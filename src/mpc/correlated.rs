@@ -562,6 +562,23 @@ pub trait Correlations: Send {
         let _ = (session, n, ell);
         async { Ok(None) }
     }
+
+    /// Shares of `b_i y[j n + i]` for `n` shared bits `b` (XOR-shared, bit-sliced: bit `i` is
+    /// bit `i % 64` of word `i / 64`) and `fanout` vectors of `n` shared values `y`, where this
+    /// source makes them at less cost than converting the bits to arithmetic shares and taking
+    /// Beaver products (two servers without a dealer, [`crate::mpc::ot::source`]); `None` (the
+    /// default) where it does not, and the caller takes that route.
+    fn bit_products<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        bits: &[u64],
+        n: usize,
+        y: &[u64],
+        fanout: usize,
+    ) -> impl Future<Output = Result<Option<Vec<u64>>>> + Send {
+        let _ = (session, bits, n, y, fanout);
+        async { Ok(None) }
+    }
 }
 
 #[cfg(test)]

@@ -348,6 +348,100 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         Ok(out)
     }
 
+    /// Boolean, bit-sliced shares of `[x < 0]` for any number of values, a comparison batch
+    /// ([`COMPARE_BATCH_VALUES`], a multiple of 64) at a time, the batches' words back to back.
+    pub async fn ltz_bits_batched(&mut self, x: &[u64], ell: u32) -> Result<Vec<u64>> {
+        let mut bits = Vec::with_capacity(x.len().div_ceil(64));
+        for part in x.chunks(self.compare_batch.max(1)) {
+            bits.extend(self.ltz_bits(part, ell).await?);
+        }
+        Ok(bits)
+    }
+
+    /// `b_i * ys[j n + i]` for `n` XOR-shared bits `b` (bit-sliced, as
+    /// [`Engine::ltz_bits_batched`] gives them) and `fanout` vectors of `n` values: by the
+    /// source's bit products where it has them (two servers without a dealer:
+    /// [`Correlations::bit_products`]); otherwise the bits are converted to arithmetic shares
+    /// ([`Engine::b2a`], a comparison batch at a time) and multiplied ([`Engine::mul_fanout`]).
+    pub async fn bit_times(
+        &mut self,
+        bits: &[u64],
+        n: usize,
+        ys: Vec<u64>,
+        fanout: usize,
+    ) -> Result<Vec<u64>> {
+        let mut out = ys;
+        if self.bit_products_into(bits, n, &mut out, fanout).await? {
+            return Ok(out);
+        }
+        let mut arith = Vec::with_capacity(n);
+        for c0 in (0..n).step_by(self.compare_batch.max(1)) {
+            let c1 = (c0 + self.compare_batch).min(n);
+            arith.extend(self.b2a(&bits[c0 / 64..c1.div_ceil(64)], c1 - c0).await?);
+        }
+        self.mul_fanout(&arith, out, fanout).await
+    }
+
+    /// Products of `n` shared bits given as **arithmetic** 0/1 shares `x` (a comparison's
+    /// output, a one-hot marker; any other value gives a wrong product) with `fanout` vectors of
+    /// `n` values: where the source has bit products, the shares' low bits are XOR shares of the
+    /// bits (reduction modulo 2 maps `Z_2^64` to `Z_2`), so no conversion is needed; otherwise
+    /// Beaver products ([`Engine::mul_fanout`]).
+    pub async fn mul_bits(&mut self, x: &[u64], ys: Vec<u64>, fanout: usize) -> Result<Vec<u64>> {
+        let n = x.len();
+        let mut bits = vec![0u64; n.div_ceil(64)];
+        for (i, v) in x.iter().enumerate() {
+            bits[i / 64] |= (v & 1) << (i % 64);
+        }
+        let mut out = ys;
+        if self.bit_products_into(&bits, n, &mut out, fanout).await? {
+            return Ok(out);
+        }
+        self.mul_fanout(x, out, fanout).await
+    }
+
+    /// [`Correlations::bit_products`] over `out` (the `fanout` vectors of `n` values, replaced
+    /// by the products), a product batch ([`PRODUCT_BATCH_VALUES`] values, in whole bit words)
+    /// at a time; false, with `out` untouched, if the source has none (it says so before
+    /// doing anything).
+    async fn bit_products_into(
+        &mut self,
+        bits: &[u64],
+        n: usize,
+        out: &mut [u64],
+        fanout: usize,
+    ) -> Result<bool> {
+        if bits.len() != n.div_ceil(64) || out.len() != n * fanout {
+            return Err(Error::invalid(format!(
+                "bit products: {} bit words and {} values for {n} bits of fan-out {fanout}",
+                bits.len(),
+                out.len()
+            )));
+        }
+        let per = (self.product_batch / fanout.max(1)).max(64) / 64 * 64;
+        for i0 in (0..n).step_by(per) {
+            let i1 = (i0 + per).min(n);
+            let len = i1 - i0;
+            let mut yb = Vec::with_capacity(len * fanout);
+            for j in 0..fanout {
+                yb.extend_from_slice(&out[j * n + i0..j * n + i1]);
+            }
+            let words = &bits[i0 / 64..i1.div_ceil(64)];
+            let Some(z) = self
+                .corr
+                .bit_products(&mut self.session, words, len, &yb, fanout)
+                .await?
+            else {
+                debug_assert_eq!(i0, 0, "a source has bit products for every batch or none");
+                return Ok(false);
+            };
+            for j in 0..fanout {
+                out[j * n + i0..j * n + i1].copy_from_slice(&z[j * len..(j + 1) * len]);
+            }
+        }
+        Ok(true)
+    }
+
     /// Arithmetic shares of `[x < y]`; `x - y` must fit in `ell` signed bits.
     pub async fn lt(&mut self, x: &[u64], y: &[u64], ell: u32) -> Result<Vec<u64>> {
         same_len(x, y, "comparison")?;
@@ -484,8 +578,8 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
                 let (u, v) = (&groups[2 * t].val, &groups[2 * t + 1].val);
                 diff.extend(u.iter().zip(v).map(|(a, b)| a.wrapping_sub(*b)));
             }
-            // bit = [u < v]: the second group wins.
-            let bit = self.ltz(&diff, ell).await?;
+            // bit = [u < v]: the second group wins (XOR-shared, bit-sliced).
+            let bits = self.ltz_bits_batched(&diff, ell).await?;
             let wmax = (0..pairs)
                 .map(|t| groups[2 * t].width.max(groups[2 * t + 1].width))
                 .max()
@@ -507,7 +601,7 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
                     }
                 }
             }
-            let prod = self.mul_fanout(&bit, ys, fanout).await?;
+            let prod = self.bit_times(&bits, n, ys, fanout).await?;
             let mut next = Vec::with_capacity(groups.len().div_ceil(2));
             let mut it = groups.into_iter();
             for t in 0..pairs {

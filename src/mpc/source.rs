@@ -115,6 +115,20 @@ impl Correlations for Source {
             Source::Dealer(_) | Source::Replicated(_) => Ok(None),
         }
     }
+
+    async fn bit_products<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        bits: &[u64],
+        n: usize,
+        y: &[u64],
+        fanout: usize,
+    ) -> Result<Option<Vec<u64>>> {
+        match self {
+            Source::Ot(o) => o.bit_products(session, bits, n, y, fanout).await,
+            Source::Dealer(_) | Source::Replicated(_) => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@
 //! peer's message in an exchange, whose length the round fixes) or [`FrameRecv::words_max`] (a bound derived from the
 //! job's declared sizes). The announced length is checked against that expectation, and against
 //! the node's configured ceiling, before anything is allocated; the buffer then grows only as
-//! data actually arrives, one chunk at a time, so a peer that announces a large length and sends
-//! nothing costs nothing.
+//! data actually arrives (doubling, up to the announced length: at most twice what has arrived),
+//! so a peer that announces a large length and sends nothing costs nothing.
 //!
 //! **Refusals.** In place of any frame a peer may send a [`Refusal`] control frame with its
 //! reason; a reader waiting for data returns it as an error naming the peer.
@@ -388,7 +388,15 @@ impl FrameRecv {
         while left > 0 {
             let at = out.len();
             let c = left.min(CHUNK_WORDS);
-            out.reserve_exact(c);
+            if out.capacity() < at + c {
+                // Doubling (up to the announced length): the buffer still grows only as data
+                // arrives, at most twice what has, and each word is copied a bounded number of
+                // times on average. (Growing by one chunk at a time copied the whole buffer for
+                // every chunk: a 420 MB message cost some 400 copies of half of it, and the
+                // page faults of each, most of a dealer-free norms run.)
+                let grow = (2 * out.capacity()).max(at + c).min(announced);
+                out.reserve_exact(grow - at);
+            }
             out.resize(at + c, 0);
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
             self.read(bytes).await?;

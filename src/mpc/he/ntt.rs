@@ -34,6 +34,19 @@ pub struct NttTables {
     n_inv_s52: u64,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     ifma: bool,
+    /// The twiddles as doubles and `fl(w / p)`, for the transform on double lanes
+    /// ([`avx2`]), used when `p < 2^50` and the CPU has AVX2 and FMA but not IFMA (empty
+    /// otherwise).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fwd_f64: Vec<f64>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fwd_fp: Vec<f64>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    inv_f64: Vec<f64>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    inv_fp: Vec<f64>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    avx2: bool,
 }
 
 /// Reverses the low `bits` bits of `i`.
@@ -71,12 +84,27 @@ impl NttTables {
         let inv_shoup = inv.iter().map(|&w| m.shoup(w)).collect();
         let n_inv = m.inv(n as u64 % p);
         let s52 = |w: u64| (((w as u128) << 52) / p as u128) as u64;
+        let ifma = p < 1 << 50 && ifma::available();
+        let avx2 = p < 1 << 50 && !ifma && avx2::available();
+        let doubles = |ws: &[u64]| -> (Vec<f64>, Vec<f64>) {
+            if !avx2 {
+                return (Vec::new(), Vec::new());
+            }
+            ws.iter().map(|&w| (w as f64, w as f64 / p as f64)).unzip()
+        };
+        let (fwd_f64, fwd_fp) = doubles(&fwd);
+        let (inv_f64, inv_fp) = doubles(&inv);
         NttTables {
             m,
             fwd_s52: fwd.iter().map(|&w| s52(w)).collect(),
             inv_s52: inv.iter().map(|&w| s52(w)).collect(),
             n_inv_s52: s52(n_inv),
-            ifma: p < 1 << 50 && ifma::available(),
+            ifma,
+            fwd_f64,
+            fwd_fp,
+            inv_f64,
+            inv_fp,
+            avx2,
             fwd,
             fwd_shoup,
             inv,
@@ -100,24 +128,31 @@ impl NttTables {
     /// Coefficients (residues) to evaluations, in place (`a` of the tables' length).
     pub fn forward(&self, a: &mut [u64]) {
         #[cfg(target_arch = "x86_64")]
-        self.dispatch(a, ifma::forward, Self::forward_scalar);
+        self.dispatch(a, [ifma::forward, avx2::forward], Self::forward_scalar);
         #[cfg(not(target_arch = "x86_64"))]
         self.dispatch(a, Self::forward_scalar);
     }
 
-    /// Runs `vector` (AVX-512 IFMA) where the tables allow it, `scalar` elsewhere, on `a` of
-    /// the tables' length.
+    /// Runs `vector[0]` (AVX-512 IFMA) or `vector[1]` (AVX2 and FMA) where the tables allow
+    /// it, `scalar` elsewhere, on `a` of the tables' length.
     fn dispatch(
         &self,
         a: &mut [u64],
-        #[cfg(target_arch = "x86_64")] vector: unsafe fn(&NttTables, &mut [u64]),
+        #[cfg(target_arch = "x86_64")] vector: [unsafe fn(&NttTables, &mut [u64]); 2],
         scalar: fn(&NttTables, &mut [u64]),
     ) {
         assert_eq!(a.len(), self.len(), "a transform of the tables' length");
         #[cfg(target_arch = "x86_64")]
         if self.ifma && a.len() >= 16 {
             // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA and p < 2^50.
-            unsafe { vector(self, a) };
+            unsafe { vector[0](self, a) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 && a.len() >= 8 {
+            // SAFETY: `avx2` is set only when the CPU has AVX2 and FMA and p < 2^50 (and the
+            // double tables are then filled).
+            unsafe { vector[1](self, a) };
             return;
         }
         scalar(self, a);
@@ -149,7 +184,7 @@ impl NttTables {
     /// Evaluations to coefficients, in place (`a` of the tables' length).
     pub fn inverse(&self, a: &mut [u64]) {
         #[cfg(target_arch = "x86_64")]
-        self.dispatch(a, ifma::inverse, Self::inverse_scalar);
+        self.dispatch(a, [ifma::inverse, avx2::inverse], Self::inverse_scalar);
         #[cfg(not(target_arch = "x86_64"))]
         self.dispatch(a, Self::inverse_scalar);
     }
@@ -204,25 +239,50 @@ impl NttTables {
             .collect()
     }
 
+    /// What [`NttTables::mul_add`] takes with the multipliers `ws`: their
+    /// [`NttTables::quotients52`] where it uses them (IFMA or scalar), nothing on the double
+    /// lanes, which need none.
+    pub fn mul_add_quotients(&self, ws: &[u64]) -> Vec<u64> {
+        if self.avx2 {
+            Vec::new()
+        } else {
+            self.quotients52(ws)
+        }
+    }
+
     /// `acc += x w (mod p)` slot-wise, for residues `acc`, `x`, `w` (below `p`) of equal length
-    /// and `w52` the [`NttTables::quotients52`] of `w`, modulo a prime below `2^50` (the product's
-    /// remainder must fit 52 bits); vectorised with IFMA where the transform is.
+    /// and `w52` the [`NttTables::mul_add_quotients`] of `w` (the [`NttTables::quotients52`],
+    /// or empty), modulo a prime below `2^50` (the product's remainder must fit 52 bits);
+    /// vectorised (IFMA, or AVX2 and FMA) where the transform is.
     pub fn mul_add(&self, acc: &mut [u64], x: &[u64], w: &[u64], w52: &[u64]) {
         assert!(
             self.m.p < 1 << 50,
             "multiply-adds modulo a prime below 2^50"
         );
         assert!(
-            x.len() == acc.len() && w.len() == acc.len() && w52.len() == acc.len(),
+            x.len() == acc.len() && w.len() == acc.len() && w52.len() == acc.len()
+                || w52.is_empty() && x.len() == acc.len() && w.len() == acc.len(),
             "multiply-adds of equal lengths"
         );
         #[cfg(target_arch = "x86_64")]
-        if self.ifma && acc.len().is_multiple_of(8) {
+        if self.ifma && acc.len().is_multiple_of(8) && !w52.is_empty() {
             // SAFETY: `ifma` is set only when the CPU has AVX-512F and IFMA, and p < 2^50.
             unsafe { ifma::mul_add(self.m.p, acc, x, w, w52) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 && acc.len().is_multiple_of(4) {
+            // SAFETY: `avx2` is set only when the CPU has AVX2 and FMA, and p < 2^50.
+            unsafe { avx2::mul_add(self.m.p, acc, x, w) };
+            return;
+        }
         let m = &self.m;
+        if w52.is_empty() {
+            for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(w) {
+                *a = m.add(*a, m.mul(xv, wv));
+            }
+            return;
+        }
         for (((a, &xv), &wv), &w52v) in acc.iter_mut().zip(x).zip(w).zip(w52) {
             let q = ((xv as u128 * w52v as u128) >> 52) as u64;
             let r = (wv.wrapping_mul(xv).wrapping_sub(q.wrapping_mul(m.p))) & ((1 << 52) - 1);
@@ -517,8 +577,19 @@ mod ifma {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 #[cfg(not(target_arch = "x86_64"))]
 mod ifma {
+    // Never used: `available` is false.
+    pub fn available() -> bool {
+        false
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
     // Never used: `available` is false.
     pub fn available() -> bool {
         false
@@ -570,29 +641,46 @@ mod tests {
 
     #[test]
     fn the_vectorised_transform_equals_the_scalar_one() {
-        // A prime below 2^50 (the slot products' plaintext modulus), where IFMA is used when
-        // the CPU has it (on other CPUs both sides are the scalar transform).
+        // A prime below 2^50 (the slot products' plaintext modulus), where IFMA, or else AVX2
+        // and FMA, is used when the CPU has it (on other CPUs both sides are the scalar
+        // transform). 8 is the shortest the double lanes take, 16 the IFMA lanes.
         const Q: u64 = 0x3_ffff_ffff_c001;
-        for n in [16usize, 64, 8192] {
+        for n in [8usize, 16, 64, 8192] {
             let t = NttTables::new(Q, n);
-            let mut prg = Prg::new(&Seed([n as u8; 32]), 1);
-            for round in 0..3 {
-                let a: Vec<u64> = match round {
-                    0 => vec![Q - 1; n],
-                    _ => (0..n).map(|_| prg.next_u64() % Q).collect(),
-                };
-                let (mut v, mut s) = (a.clone(), a.clone());
-                t.forward(&mut v);
-                t.forward_scalar(&mut s);
-                assert_eq!(v, s, "forward, n = {n}");
-                t.inverse(&mut v);
-                t.inverse_scalar(&mut s);
-                assert_eq!(v, s, "inverse, n = {n}");
-                assert_eq!(v, a, "round trip, n = {n}");
-            }
+            assert_matches_scalar(&t, Q, n);
         }
-        if !ifma::available() {
-            eprintln!("no AVX-512 IFMA on this CPU: only the scalar transform was compared");
+        // The primes the slot products use, at their length.
+        let primes = crate::mpc::he::rlwe::SLOT_PRIMES
+            .into_iter()
+            .chain(crate::mpc::he::slots::CRT_PRIMES);
+        for q in primes {
+            assert_matches_scalar(&NttTables::new(q, 8192), q, 8192);
+        }
+        if !ifma::available() && !avx2::available() {
+            eprintln!("no IFMA and no AVX2 on this CPU: only the scalar transform was compared");
+        }
+    }
+
+    /// The dispatched transforms (vectorised where the CPU allows) against the scalar ones, on
+    /// all-`p - 1` words, words at the ends of the range and random ones.
+    fn assert_matches_scalar(t: &NttTables, q: u64, n: usize) {
+        let mut prg = Prg::new(&Seed([n as u8; 32]), q);
+        for round in 0..4 {
+            let a: Vec<u64> = match round {
+                0 => vec![q - 1; n],
+                1 => (0..n as u64)
+                    .map(|i| [0, 1, q - 1, q - 2][i as usize % 4])
+                    .collect(),
+                _ => (0..n).map(|_| prg.next_u64() % q).collect(),
+            };
+            let (mut v, mut s) = (a.clone(), a.clone());
+            t.forward(&mut v);
+            t.forward_scalar(&mut s);
+            assert_eq!(v, s, "forward, n = {n}, p = {q}");
+            t.inverse(&mut v);
+            t.inverse_scalar(&mut s);
+            assert_eq!(v, s, "inverse, n = {n}, p = {q}");
+            assert_eq!(v, a, "round trip, n = {n}, p = {q}");
         }
     }
 
@@ -625,8 +713,15 @@ mod tests {
             for (&wv, &qv) in w.iter().zip(&q) {
                 assert_eq!(qv, (((wv as u128) << 52) / Q as u128) as u64);
             }
+            let mut acc2 = acc.clone();
             t.mul_add(&mut acc, &x, &w, &q);
             assert_eq!(acc, want, "n = {n}");
+            // With what the tables ask for (nothing on double lanes), and with no quotients.
+            let mut acc3 = acc2.clone();
+            t.mul_add(&mut acc2, &x, &w, &t.mul_add_quotients(&w));
+            assert_eq!(acc2, want, "n = {n}, the tables' quotients");
+            t.mul_add(&mut acc3, &x, &w, &[]);
+            assert_eq!(acc3, want, "n = {n}, no quotients");
         }
     }
 

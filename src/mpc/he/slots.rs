@@ -525,8 +525,29 @@ struct Encrypted {
     message: Vec<u64>,
 }
 
-/// Encrypts this server's share `z` (`rows x d`, below `T`) in the plan's slots.
-fn encrypt(ctx: &Context, codec: &Codec, plan: &SlotPlan, z: &[u64]) -> Encrypted {
+/// `z` (`rows x d`, row-major) column-major (`d x rows`), in tiles of 64 x 64.
+fn columns(z: &[u64], rows: usize, d: usize) -> Vec<u64> {
+    const TILE: usize = 64;
+    let mut zc = vec![0u64; z.len()];
+    zc.par_chunks_mut(TILE * rows.max(1))
+        .enumerate()
+        .for_each(|(b, out)| {
+            let k0 = b * TILE;
+            let width = out.len() / rows.max(1);
+            for r0 in (0..rows).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    let row = &z[r * d + k0..r * d + k0 + width];
+                    for (j, &v) in row.iter().enumerate() {
+                        out[j * rows + r] = v;
+                    }
+                }
+            }
+        });
+    zc
+}
+
+/// Encrypts this server's share `zc` (column-major, `d x rows`, below `T`) in the plan's slots.
+fn encrypt(ctx: &Context, codec: &Codec, plan: &SlotPlan, zc: &[u64]) -> Encrypted {
     let mut sampler = Sampler::fresh();
     let key = SecretKey::generate(ctx, &mut sampler);
     let (pk_seed, ct_seed, noise_seed) = (Seed::random(), Seed::random(), Seed::random());
@@ -536,9 +557,10 @@ fn encrypt(ctx: &Context, codec: &Codec, plan: &SlotPlan, z: &[u64]) -> Encrypte
         .into_par_iter()
         .map(|t| {
             let (c, k) = (t / d, t % d);
+            let column = &zc[k * plan.rows..(k + 1) * plan.rows];
             let mut msg = vec![0u64; N];
             for (o, &r) in msg.iter_mut().zip(&plan.ciphers[c].rows) {
-                *o = z[r as usize * d + k];
+                *o = column[r as usize];
             }
             codec.to_coefficients(&mut msg);
             let mut s = Sampler::new(&noise_seed, t as u64);
@@ -603,7 +625,7 @@ impl<'a> Peer<'a> {
         let quotients = |v: &[u64]| -> Vec<u64> {
             v.chunks_exact(N)
                 .enumerate()
-                .flat_map(|(i, row)| ctx.ntt[i].quotients52(row))
+                .flat_map(|(i, row)| ctx.ntt[i].mul_add_quotients(row))
                 .collect()
         };
         let (aq, bq) = (quotients(&a), quotients(&b));
@@ -612,7 +634,7 @@ impl<'a> Peer<'a> {
 }
 
 /// Evaluates peers' slot ciphertexts (`(from, message as sent)`, lengths checked) on this
-/// server's share `z`, each plaintext built once for all of them: each peer's payload to return
+/// server's share `zc` (column-major, `d x rows`), each plaintext built once for all of them: each peer's payload to return
 /// ([`SlotPlan::words_back`] words) and this server's masks summed over the peers (`N` slot
 /// values per block; its share is their negation).
 #[allow(clippy::too_many_arguments)]
@@ -620,7 +642,7 @@ fn evaluate(
     ctx: &Context,
     codec: &Codec,
     plan: &SlotPlan,
-    z: &[u64],
+    zc: &[u64],
     messages: &[(usize, &[u64])],
     hard: Hardening,
     masking: &Masking,
@@ -660,8 +682,9 @@ fn evaluate(
                     .for_each_init(
                         || (vec![0u64; n], vec![0u64; n]),
                         |(slots, lifted), (sums, partners)| {
+                            let column = &zc[k * plan.rows..(k + 1) * plan.rows];
                             for (o, &p) in slots.iter_mut().zip(partners.iter()) {
-                                *o = if p == NONE { 0 } else { z[p as usize * d + k] };
+                                *o = if p == NONE { 0 } else { column[p as usize] };
                             }
                             codec.to_coefficients(slots);
                             for l in 0..L {
@@ -676,14 +699,13 @@ fn evaluate(
                                     sums.chunks_exact_mut(part).zip(cts.iter())
                                 {
                                     let (sa, sb) = sum.split_at_mut(L * n);
-                                    let r = r.clone();
-                                    ntt.mul_add(
-                                        &mut sa[r.clone()],
-                                        lifted,
-                                        &a[r.clone()],
-                                        &aq[r.clone()],
-                                    );
-                                    ntt.mul_add(&mut sb[r.clone()], lifted, &b[r.clone()], &bq[r]);
+                                    // The quotients, where the tables want them (none on
+                                    // double lanes).
+                                    let aq = aq.get(r.clone()).unwrap_or(&[]);
+                                    let bq = bq.get(r.clone()).unwrap_or(&[]);
+                                    let (a, b) = (&a[r.clone()], &b[r.clone()]);
+                                    ntt.mul_add(&mut sa[r.clone()], lifted, a, aq);
+                                    ntt.mul_add(&mut sb[r.clone()], lifted, b, bq);
                                 }
                             }
                         },
@@ -803,9 +825,12 @@ pub struct SlotProducts {
     state: State,
 }
 
+/// The share is held column-major from the start on (`d x rows`): both the encryption and the
+/// evaluation read one dimension of many rows at a time, which row-major would scatter over the
+/// whole share (a cache miss per slot on large jobs).
 enum State {
     Fresh { z: Vec<u64> },
-    Sent { key: SecretKey, z: Vec<u64> },
+    Sent { key: SecretKey, zc: Vec<u64> },
     Returned { key: SecretKey, masks: Vec<u64> },
     Finished,
 }
@@ -872,8 +897,10 @@ impl Protocol for SlotProducts {
         let State::Fresh { z } = std::mem::replace(&mut self.state, State::Finished) else {
             return Err(Error::invalid("slot products started twice"));
         };
-        let enc = encrypt(Context::slots(), self.codec, &self.plan, &z);
-        self.state = State::Sent { key: enc.key, z };
+        let zc = columns(&z, self.plan.rows, self.plan.d);
+        drop(z);
+        let enc = encrypt(Context::slots(), self.codec, &self.plan, &zc);
+        self.state = State::Sent { key: enc.key, zc };
         Ok(Step::Send(self, enc.message))
     }
 
@@ -889,7 +916,7 @@ impl Protocol for SlotProducts {
         let plan = self.plan.clone();
         let tm = Modulus::new(self.codec.t);
         match std::mem::replace(&mut self.state, State::Finished) {
-            State::Sent { key, z } => {
+            State::Sent { key, zc } => {
                 check_lengths(&incoming, plan.words_in() as usize, "slot ciphertexts")?;
                 let peers: Vec<(usize, &[u64])> = incoming
                     .iter()
@@ -898,7 +925,7 @@ impl Protocol for SlotProducts {
                     .map(|(from, m)| (from, &m[..]))
                     .collect();
                 let (evaluated, masks) =
-                    evaluate(ctx, self.codec, &plan, &z, &peers, HARDENED, &self.masking)?;
+                    evaluate(ctx, self.codec, &plan, &zc, &peers, HARDENED, &self.masking)?;
                 let mut payloads = vec![Vec::new(); self.k];
                 for (&(from, _), p) in peers.iter().zip(evaluated) {
                     payloads[from] = p;
@@ -954,6 +981,20 @@ mod tests {
 
     fn tm() -> Modulus {
         Modulus::new(T)
+    }
+
+    #[test]
+    fn shares_are_held_column_major() {
+        for (rows, d) in [(0usize, 5usize), (1, 1), (3, 130), (131, 7), (200, 65)] {
+            let z: Vec<u64> = (0..(rows * d) as u64).collect();
+            let zc = columns(&z, rows, d);
+            for r in 0..rows {
+                for k in 0..d {
+                    assert_eq!(zc[k * rows + r], z[r * d + k], "rows {rows}, d {d}");
+                }
+            }
+            assert_eq!(zc.len(), z.len());
+        }
     }
 
     /// `k` shares modulo `T` of a random `rows x d` matrix, and the matrix.

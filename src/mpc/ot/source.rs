@@ -32,6 +32,13 @@
 //!   no random bits at all, [`crate::mpc::millionaire`]): a random 1-out-of-16 OT per 4-bit
 //!   group on one link ([`Kind::RandomSixteen`], the sender alternating from request to
 //!   request) and the carry tree's AND triples, both from the pools' random OTs.
+//! * **Bit products** (two servers, [`OtSource::bit_products`], online rather than material):
+//!   `b y` for an XOR-shared bit `b = b_0 ^ b_1` (a comparison's output) and shared values
+//!   `y = y_0 + y_1`. Since `(b_0 ^ b_1) y_s = b_s y_s + b_t (1 - 2 b_s) y_s`, server `s` keeps
+//!   `b_s y_s` and sends `(1 - 2 b_s) y_s` into a correlated OT (`Kind::Cot`) on which `t`
+//!   chooses with `b_t`: one OT and one 64-bit correction per value and direction, where a
+//!   B2a conversion and a Beaver product from Gilboa cross terms take 64 OTs and corrections
+//!   per value. The row tournaments' selections take them ([`crate::mpc::engine`]).
 //!
 //! Privacy against any `k - 1` colluding servers that follow the protocol: each server's view
 //! is its own draws and OT messages, pseudorandom to the others (the seeding IKNP batch's
@@ -49,7 +56,7 @@ use super::bilinear::{
 };
 use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::{and_words_for, tree_and_words};
 use crate::mpc::channel::Transport;
@@ -441,6 +448,64 @@ impl Correlations for OtSource {
         self.links = g.links.take();
         MillionaireMaterial::new(me, sender, n, ell, ots, triples).map(Some)
     }
+
+    /// With two servers, by correlated OT on the job's inputs (module docs, "Bit products"):
+    /// for `b = b_0 ^ b_1` and `y = y_0 + y_1`, `b y_s = b_s y_s + b_t (1 - 2 b_s) y_s`, so each
+    /// server `s` sends `(1 - 2 b_s) y_s` into a correlated OT on which the other chooses with
+    /// its bit, and adds its own `b_s y_s`: one OT and one 64-bit correction per value and
+    /// direction, no B2a conversion and no Beaver triple (whose Gilboa cross terms take 64
+    /// OTs and corrections per value).
+    async fn bit_products<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        bits: &[u64],
+        n: usize,
+        y: &[u64],
+        fanout: usize,
+    ) -> Result<Option<Vec<u64>>> {
+        if session.servers() != 2 {
+            return Ok(None);
+        }
+        let total = n * fanout;
+        if bits.len() != n.div_ceil(64) || y.len() != total {
+            return Err(Error::invalid(format!(
+                "bit products: {} bit words and {} values for {n} bits of fan-out {fanout}",
+                bits.len(),
+                y.len()
+            )));
+        }
+        if total == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let (x, choices) = bit_product_inputs(bits, n, y);
+        let (mut g, _) = self.start(session).await?;
+        let mut out = g.cross(Kind::Cot, Active::All, x, choices).await?;
+        self.links = g.links.take();
+        out.truncate(total);
+        for (p, (o, v)) in out.iter_mut().zip(y).enumerate() {
+            let i = p % n;
+            if bits[i / 64] >> (i % 64) & 1 == 1 {
+                *o = o.wrapping_add(*v);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The inputs of [`OtSource::bit_products`]' correlated OTs: this server's values `y` negated
+/// where its bit is 1 (padded to whole choice words), and its bits repeated for every vector
+/// as choices (value `p` takes bit `p % n`).
+fn bit_product_inputs(bits: &[u64], n: usize, y: &[u64]) -> (Vec<u64>, Vec<u64>) {
+    let words = y.len().div_ceil(64);
+    let mut x = vec![0u64; 64 * words];
+    let mut choices = vec![0u64; words];
+    for (p, (x, v)) in x.iter_mut().zip(y).enumerate() {
+        let i = p % n;
+        let b = bits[i / 64] >> (i % 64) & 1;
+        choices[p / 64] |= b << (p % 64);
+        *x = if b == 1 { v.wrapping_neg() } else { *v };
+    }
+    (x, choices)
 }
 
 /// This server's parts of `req`'s material.

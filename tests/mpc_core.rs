@@ -311,9 +311,10 @@ fn dealer_free_bit_products_equal_plaintext_and_cost_a_word_per_value() {
             move |mut e, i| async move {
                 e.set_product_batch(batch);
                 let bits = e.ltz_bits_batched(&i[0], 40).await?;
-                let before = e.stats().bytes_sent;
+                let (before, rounds) = (e.stats().bytes_sent, e.stats().rounds);
                 let z = e.bit_times(&bits, n, i[1].clone(), fanout).await?;
                 let sent = e.stats().bytes_sent - before;
+                let rounds = e.stats().rounds - rounds;
                 // The other route, on the same bits.
                 let before = e.stats().bytes_sent;
                 let arith = e.b2a(&bits, n).await?;
@@ -323,12 +324,27 @@ fn dealer_free_bit_products_equal_plaintext_and_cost_a_word_per_value() {
                 let before = e.stats().bytes_sent;
                 let m = e.mul_bits(&arith, i[1].clone(), fanout).await?;
                 let from_arith = e.stats().bytes_sent - before;
-                Ok((vec![z, w, vec![sent], vec![beaver], m, vec![from_arith]], e))
+                Ok((
+                    vec![
+                        z,
+                        w,
+                        vec![sent],
+                        vec![beaver],
+                        m,
+                        vec![from_arith],
+                        vec![rounds],
+                    ],
+                    e,
+                ))
             },
         )
     };
-    for batch in [n * fanout, 64 * fanout] {
+    // Batches as the engine cuts them: whole bit words of at most `batch / fanout` bits.
+    let per = |batch: usize| (batch / fanout).max(64) / 64 * 64;
+    let mut rounds = Vec::new();
+    for batch in [256 * fanout, 64 * fanout] {
         let (out, run) = run(batch);
+        rounds.push((n.div_ceil(per(batch)) as u64, run.outputs[0][6][0]));
         assert_eq!(out[0], expect, "batch {batch}");
         assert_eq!(out[1], expect, "batch {batch}");
         assert_eq!(out[4], expect, "batch {batch}, from arithmetic bits");
@@ -341,7 +357,7 @@ fn dealer_free_bit_products_equal_plaintext_and_cost_a_word_per_value() {
             // Per batch, a choice word per 64 values (one bit each) and a 64-bit correction per
             // value, padded to whole choice words, and nothing else (the pools need no refill
             // at this size): 5,200 bytes either way, against some 320 KB the other way.
-            let per = batch / fanout;
+            let per = per(batch);
             let words: u64 = (0..n)
                 .step_by(per)
                 .map(|i0| ((per.min(n - i0) * fanout).div_ceil(64)) as u64)
@@ -353,6 +369,24 @@ fn dealer_free_bit_products_equal_plaintext_and_cost_a_word_per_value() {
             );
         }
     }
+    // One batch, then four: the same bytes, four times the rounds.
+    assert_eq!(rounds[0].0, 1);
+    assert_eq!(rounds[1].0, 4);
+    assert_eq!(rounds[1].1, 4 * rounds[0].1, "{rounds:?}");
+    // Three servers have no bit products: the bits are converted a comparison batch at a
+    // time (here 64 values, so four) and multiplied.
+    let (out, _) = secure_with(
+        3,
+        Correlation::Ot,
+        vec![x.clone(), ys.clone()],
+        move |mut e, i| async move {
+            e.set_compare_batch(64);
+            let bits = e.ltz_bits_batched(&i[0], 40).await?;
+            let z = e.bit_times(&bits, n, i[1].clone(), fanout).await?;
+            Ok((vec![z], e))
+        },
+    );
+    assert_eq!(out[0], expect, "three servers");
 }
 
 /// A tournament in blocks of rows costs the same bytes as in one batch and one batch's rounds

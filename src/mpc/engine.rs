@@ -218,19 +218,14 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         for i0 in (0..n).step_by(per) {
             let i1 = (i0 + per).min(n);
             let len = i1 - i0;
-            let mut yb = Vec::with_capacity(len * fanout);
-            for j in 0..fanout {
-                yb.extend_from_slice(&out[j * n + i0..j * n + i1]);
-            }
+            let yb = batch_of(&out, n, fanout, i0..i1);
             let req = Request::Beaver { n: len, fanout };
             let mat = self.prepare(&req).await?;
             let me = self.me();
             let z = self
                 .run(Mul::new(me, x[i0..i1].to_vec(), yb, fanout, mat)?)
                 .await?;
-            for j in 0..fanout {
-                out[j * n + i0..j * n + i1].copy_from_slice(&z[j * len..(j + 1) * len]);
-            }
+            put_batch(&mut out, &z, n, fanout, i0..i1);
         }
         Ok(out)
     }
@@ -422,22 +417,22 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
         for i0 in (0..n).step_by(per) {
             let i1 = (i0 + per).min(n);
             let len = i1 - i0;
-            let mut yb = Vec::with_capacity(len * fanout);
-            for j in 0..fanout {
-                yb.extend_from_slice(&out[j * n + i0..j * n + i1]);
-            }
+            let yb = batch_of(out, n, fanout, i0..i1);
             let words = &bits[i0 / 64..i1.div_ceil(64)];
             let Some(z) = self
                 .corr
                 .bit_products(&mut self.session, words, len, &yb, fanout)
                 .await?
             else {
-                debug_assert_eq!(i0, 0, "a source has bit products for every batch or none");
+                if i0 > 0 {
+                    // `out` is partly overwritten: no fallback can run on it.
+                    return Err(Error::invalid(
+                        "bit products: the source stopped making them within one product",
+                    ));
+                }
                 return Ok(false);
             };
-            for j in 0..fanout {
-                out[j * n + i0..j * n + i1].copy_from_slice(&z[j * len..(j + 1) * len]);
-            }
+            put_batch(out, &z, n, fanout, i0..i1);
         }
         Ok(true)
     }
@@ -644,5 +639,24 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             }
         }
         Ok((g.val, Some(oh)))
+    }
+}
+
+/// Values `r` of each of the `fanout` vectors of `n` values in `ys` (stored back to back),
+/// back to back: one batch of a fan-out product's right factors.
+fn batch_of(ys: &[u64], n: usize, fanout: usize, r: std::ops::Range<usize>) -> Vec<u64> {
+    let mut yb = Vec::with_capacity(r.len() * fanout);
+    for j in 0..fanout {
+        yb.extend_from_slice(&ys[j * n + r.start..j * n + r.end]);
+    }
+    yb
+}
+
+/// Writes a batch's results `z` (laid out as [`batch_of`] lays out its inputs) over values `r`
+/// of each of the `fanout` vectors of `n` in `ys`.
+fn put_batch(ys: &mut [u64], z: &[u64], n: usize, fanout: usize, r: std::ops::Range<usize>) {
+    let len = r.len();
+    for j in 0..fanout {
+        ys[j * n + r.start..j * n + r.end].copy_from_slice(&z[j * len..(j + 1) * len]);
     }
 }

@@ -35,8 +35,8 @@ pub struct NttTables {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     ifma: bool,
     /// The twiddles as doubles and `fl(w / p)`, for the transform on double lanes
-    /// ([`avx2`]), used when `p < 2^50` and the CPU has AVX2 and FMA but not IFMA (empty
-    /// otherwise).
+    /// ([`avx2`]) when `p < 2^50` and the CPU has AVX2 and FMA (empty otherwise), used where
+    /// it has no IFMA.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fwd_f64: Vec<f64>,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -85,9 +85,12 @@ impl NttTables {
         let n_inv = m.inv(n as u64 % p);
         let s52 = |w: u64| (((w as u128) << 52) / p as u128) as u64;
         let ifma = p < 1 << 50 && ifma::available();
-        let avx2 = p < 1 << 50 && !ifma && avx2::available();
+        // The double tables wherever the CPU could use them (so that the tests compare the
+        // double lanes with the scalar code on IFMA machines too); used where IFMA is not.
+        let with_doubles = p < 1 << 50 && avx2::available();
+        let avx2 = with_doubles && !ifma;
         let doubles = |ws: &[u64]| -> (Vec<f64>, Vec<f64>) {
-            if !avx2 {
+            if !with_doubles {
                 return (Vec::new(), Vec::new());
             }
             ws.iter().map(|&w| (w as f64, w as f64 / p as f64)).unzip()
@@ -681,6 +684,19 @@ mod tests {
             t.inverse_scalar(&mut s);
             assert_eq!(v, s, "inverse, n = {n}, p = {q}");
             assert_eq!(v, a, "round trip, n = {n}, p = {q}");
+            // The double lanes themselves, where the CPU has them (also behind IFMA).
+            #[cfg(target_arch = "x86_64")]
+            if !t.fwd_f64.is_empty() {
+                let mut d = a.clone();
+                // SAFETY: the double tables are filled only where the CPU has AVX2 and FMA and
+                // p < 2^50; n >= 8 is the tables' length.
+                unsafe { avx2::forward(t, &mut d) };
+                t.forward_scalar(&mut s);
+                assert_eq!(d, s, "double lanes forward, n = {n}, p = {q}");
+                // SAFETY: as above.
+                unsafe { avx2::inverse(t, &mut d) };
+                assert_eq!(d, a, "double lanes round trip, n = {n}, p = {q}");
+            }
         }
     }
 
@@ -700,9 +716,11 @@ mod tests {
         let mut draw = |n: usize| -> Vec<u64> { (0..n).map(|_| prg.next_u64() % Q).collect() };
         // 64 words (vectorised where IFMA is) and 13 (the scalar path), extremes included.
         for n in [64usize, 13] {
-            let (mut acc, x, mut w) = (draw(n), draw(n), draw(n));
+            let (mut acc, mut x, mut w) = (draw(n), draw(n), draw(n));
             acc[0] = Q - 1;
             w[1] = Q - 1;
+            // The largest product, in one lane.
+            (x[2], w[2], acc[2]) = (Q - 1, Q - 1, Q - 1);
             let want: Vec<u64> = acc
                 .iter()
                 .zip(&x)
@@ -722,6 +740,17 @@ mod tests {
             assert_eq!(acc2, want, "n = {n}, the tables' quotients");
             t.mul_add(&mut acc3, &x, &w, &[]);
             assert_eq!(acc3, want, "n = {n}, no quotients");
+            #[cfg(target_arch = "x86_64")]
+            if avx2::available() && n % 4 == 0 {
+                let mut acc4 = acc3.clone();
+                for ((a, &xv), &wv) in acc4.iter_mut().zip(&x).zip(&w) {
+                    *a = ((*a as u128 + xv as u128 * wv as u128) % Q as u128) as u64;
+                }
+                let mut lanes = acc3.clone();
+                // SAFETY: the CPU has AVX2 and FMA (checked), Q < 2^50, equal lengths.
+                unsafe { avx2::mul_add(Q, &mut lanes, &x, &w) };
+                assert_eq!(lanes, acc4, "n = {n}, double lanes");
+            }
         }
     }
 

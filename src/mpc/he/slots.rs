@@ -525,7 +525,7 @@ struct Encrypted {
     message: Vec<u64>,
 }
 
-/// `z` (`rows x d`, row-major) column-major (`d x rows`), in tiles of 64 x 64.
+/// `z` (`rows x d`, row-major) column-major (`d x rows`), in parallel strips of 64 columns.
 fn columns(z: &[u64], rows: usize, d: usize) -> Vec<u64> {
     const TILE: usize = 64;
     let mut zc = vec![0u64; z.len()];
@@ -1214,12 +1214,12 @@ mod tests {
         let items: Vec<(u32, u32)> = (0..rows as u32).map(|r| (r, r)).collect();
         let plan = SlotPlan::new(rows, d, &items).unwrap();
         let ctx = Context::slots();
-        let enc = encrypt(ctx, Codec::get(), &plan, z_enc);
+        let enc = encrypt(ctx, Codec::get(), &plan, &columns(z_enc, rows, d));
         let (mut payloads, masks) = evaluate(
             ctx,
             Codec::get(),
             &plan,
-            z_eval,
+            &columns(z_eval, rows, d),
             &[(0, &enc.message[..])],
             hard,
             &Masking::Uniform,

@@ -221,6 +221,7 @@ fn stage(
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn forward(t: &NttTables, a: &mut [u64]) {
     let n = a.len();
+    debug_assert!(a.iter().all(|&x| x < t.m.p), "residues in");
     let v = Lanes::new(t.m.p);
     to_doubles(a);
     let d: &mut [f64] = bytemuck::cast_slice_mut(a);
@@ -244,6 +245,7 @@ pub unsafe fn forward(t: &NttTables, a: &mut [u64]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn inverse(t: &NttTables, a: &mut [u64]) {
     let n = a.len();
+    debug_assert!(a.iter().all(|&x| x < t.m.p), "residues in");
     let v = Lanes::new(t.m.p);
     to_doubles(a);
     let d: &mut [f64] = bytemuck::cast_slice_mut(a);

@@ -105,15 +105,35 @@ impl Lanes {
     }
 }
 
+/// Four words below `2^52` as exact doubles (`x | 2^52` read as a double, less `2^52`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn as_doubles(v: __m256i) -> __m256d {
+    let bits = _mm256_set1_epi64x(MAGIC_BITS as i64);
+    _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(v, bits)),
+        _mm256_set1_pd(MAGIC),
+    )
+}
+
+/// Four doubles holding integers in `[0, 2^52)` as words ([`as_doubles`] undone).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn as_words(d: __m256d) -> __m256i {
+    let bits = _mm256_set1_epi64x(MAGIC_BITS as i64);
+    _mm256_xor_si256(
+        _mm256_castpd_si256(_mm256_add_pd(d, _mm256_set1_pd(MAGIC))),
+        bits,
+    )
+}
+
 /// Words below `2^52` to exact doubles, in place.
 #[target_feature(enable = "avx2,fma")]
 fn to_doubles(a: &mut [u64]) {
-    let (bits, magic) = (_mm256_set1_epi64x(MAGIC_BITS as i64), _mm256_set1_pd(MAGIC));
     for c in a.chunks_exact_mut(4) {
         // SAFETY: each chunk holds 4 words; unaligned loads and stores.
         unsafe {
-            let v = _mm256_loadu_si256(c.as_ptr() as *const _);
-            let d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(v, bits)), magic);
+            let d = as_doubles(_mm256_loadu_si256(c.as_ptr() as *const _));
             _mm256_storeu_pd(c.as_mut_ptr() as *mut f64, d);
         }
     }
@@ -122,12 +142,10 @@ fn to_doubles(a: &mut [u64]) {
 /// Doubles holding integers in `[0, 2^52)` back to words, in place.
 #[target_feature(enable = "avx2,fma")]
 fn to_words(a: &mut [u64]) {
-    let (bits, magic) = (_mm256_set1_epi64x(MAGIC_BITS as i64), _mm256_set1_pd(MAGIC));
     for c in a.chunks_exact_mut(4) {
         // SAFETY: each chunk holds 4 words; unaligned loads and stores.
         unsafe {
-            let d = _mm256_loadu_pd(c.as_ptr() as *const f64);
-            let v = _mm256_xor_si256(_mm256_castpd_si256(_mm256_add_pd(d, magic)), bits);
+            let v = as_words(_mm256_loadu_pd(c.as_ptr() as *const f64));
             _mm256_storeu_si256(c.as_mut_ptr() as *mut _, v);
         }
     }
@@ -275,8 +293,6 @@ pub unsafe fn inverse(t: &NttTables, a: &mut [u64]) {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn mul_add(p: u64, acc: &mut [u64], x: &[u64], w: &[u64]) {
     let v = Lanes::new(p);
-    let (bits, magic) = (_mm256_set1_epi64x(MAGIC_BITS as i64), _mm256_set1_pd(MAGIC));
-    let to_d = |r: __m256i| _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(r, bits)), magic);
     for ((a, x), w) in acc
         .chunks_exact_mut(4)
         .zip(x.chunks_exact(4))
@@ -284,12 +300,11 @@ pub unsafe fn mul_add(p: u64, acc: &mut [u64], x: &[u64], w: &[u64]) {
     {
         // SAFETY: every chunk holds 4 words; unaligned loads and stores.
         unsafe {
-            let va = to_d(_mm256_loadu_si256(a.as_ptr() as *const _));
-            let vx = to_d(_mm256_loadu_si256(x.as_ptr() as *const _));
-            let vw = to_d(_mm256_loadu_si256(w.as_ptr() as *const _));
+            let va = as_doubles(_mm256_loadu_si256(a.as_ptr() as *const _));
+            let vx = as_doubles(_mm256_loadu_si256(x.as_ptr() as *const _));
+            let vw = as_doubles(_mm256_loadu_si256(w.as_ptr() as *const _));
             let s = v.add(va, v.mul_any(vx, vw));
-            let r = _mm256_xor_si256(_mm256_castpd_si256(_mm256_add_pd(s, magic)), bits);
-            _mm256_storeu_si256(a.as_mut_ptr() as *mut _, r);
+            _mm256_storeu_si256(a.as_mut_ptr() as *mut _, as_words(s));
         }
     }
 }

@@ -666,6 +666,70 @@ fn server_view_looks_uniform() {
     }
 }
 
+/// Two dealer-free servers lift shares modulo the slot prime to shares modulo `2^64`
+/// (`Engine::lift`: one 48-bit comparison and one bit product per value) for values at both
+/// ends of `[-(T - 1) / 2, (T - 1) / 2]`, next to zero and drawn at random, with server 0's
+/// share 0, `T - 1`, `(T - 1) / 2`, `(T + 1) / 2` (the comparison's input at both ends of
+/// `[-T, T)`) and uniform; three servers are refused.
+#[test]
+fn dealer_free_lift_from_the_slot_prime_equals_plaintext() {
+    use ppea::mpc::he::slots::T;
+    let h = (T - 1) / 2;
+    let mut prg = Prg::new(&Seed([5; 32]), 1);
+    let mut v: Vec<i64> = vec![
+        -(h as i64),
+        -(h as i64) + 1,
+        -1,
+        0,
+        1,
+        h as i64 - 1,
+        h as i64,
+    ];
+    v.extend((0..500).map(|_| (prg.next_u64() % T) as i64 - h as i64));
+    let n = v.len();
+    let s0: Vec<u64> = (0..n)
+        .map(|i| match i % 5 {
+            0 => 0,
+            1 => T - 1,
+            2 => h,
+            3 => h + 1,
+            _ => prg.next_u64() % T,
+        })
+        .collect();
+    let s1: Vec<u64> = v
+        .iter()
+        .zip(&s0)
+        .map(|(&v, &a)| ((v as i128 - a as i128).rem_euclid(T as i128)) as u64)
+        .collect();
+    let shares = Arc::new([s0, s1]);
+    let (out, _) = secure_with(2, Correlation::Ot, vec![], move |mut e, _| {
+        let shares = shares.clone();
+        async move {
+            let mine = shares[e.me()].clone();
+            let z = e.lift(&mine, T).await?;
+            Ok((vec![z], e))
+        }
+    });
+    let want: Vec<u64> = v.iter().map(|&v| v as u64).collect();
+    assert_eq!(out[0], want);
+    let err = rt()
+        .block_on(run_local_with(
+            3,
+            Correlation::Ot,
+            |mut e: LocalEngine| async move {
+                let r = e.lift(&[0, 1], T).await;
+                Ok((r.err().map(|e| e.to_string()), e))
+            },
+        ))
+        .unwrap();
+    assert!(
+        err.outputs[0]
+            .as_deref()
+            .unwrap_or("")
+            .contains("two servers")
+    );
+}
+
 /// What the servers run in [`dealer_free_view`].
 #[derive(Clone)]
 enum Work {

@@ -37,6 +37,7 @@ use crate::mpc::correlated::Correlations;
 use crate::mpc::engine::Engine;
 use crate::mpc::fixed::FixedPoint;
 use crate::mpc::mesh::{At, Mesh, Solo};
+use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::cpu_bound;
 use crate::mpc::row_share::RowShare;
@@ -95,6 +96,14 @@ impl Default for JobParams {
             correlation: crate::mpc::source::Correlation::Dealer,
         }
     }
+}
+
+/// Whether every score of rows that pass the upload range checks is within a quarter of the
+/// slot prime ([`crate::mpc::modular`]), so that scores modulo the prime lift back exactly
+/// (the bound is about `2^35` at 16 fractional bits, the prime about `2^47`).
+fn scores_fit_mod(p: &JobParams) -> bool {
+    let bound = p.score_bound() * (1u64 << (2 * p.frac_bits)) as f64;
+    bound < (crate::mpc::he::slots::T / 4) as f64
 }
 
 impl JobParams {
@@ -991,6 +1000,22 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         blocks: pieces.iter().map(|&(_, l)| l).collect(),
         subsets: crate::model::upload_check::AUDIT_SUBSETS,
     };
+    // Scores modulo a prime where the source makes them cheaper (two servers without a dealer:
+    // one slot run instead of five, `mpc::modular`), when every honest score is far inside it;
+    // the audit's material then covers no pairs.
+    let modular = if p.explain || !scores_fit_mod(p) {
+        None
+    } else {
+        eng.scores_mod(cols.len(), &pairs, &row_audit.blocks)
+            .await?
+    };
+    let (pairs, scores_pairs) = match &modular {
+        Some(_) => (
+            Pairs::list(pairs.rows(), pairs.cols(), vec![], vec![])?,
+            Some(pairs),
+        ),
+        None => (pairs, None),
+    };
     // The request holds the pair list while the material is fetched, then gives it back (no
     // copy: 8 bytes per slot).
     let req = crate::mpc::correlated::Request::Bilinear {
@@ -1016,7 +1041,11 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     let form = if p.explain {
         crate::mpc::beaver::Bilinear::split(me, za, zb, d, pairs, row_audit, mat)?
     } else {
-        crate::mpc::beaver::Bilinear::with_audit(me, za, zb, d, pairs, row_audit, mat)?
+        let form = crate::mpc::beaver::Bilinear::with_audit(me, za, zb, d, pairs, row_audit, mat)?;
+        match (scores_pairs, modular) {
+            (Some(pairs), Some(mm)) => form.with_scores_mod(pairs, mm)?,
+            _ => form,
+        }
     }
     // A worker's groups of columns hold every row: it opens 1/W of the words per exchange, so
     // that a server's workers together hold what one process holds.
@@ -1024,6 +1053,10 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     // ... and its groups are at least 1/W as wide (their rows are every row).
     .with_min_group((eng.bilinear_min_group() / workers).max(1));
     let mut out = eng.run(form).await?;
+    if let Some(t) = out.modulus {
+        out.scores = eng.lift(&out.scores, t).await?;
+        step(eng, "scores lifted");
+    }
     let audit = out
         .audit
         .take()

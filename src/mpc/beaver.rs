@@ -37,6 +37,8 @@
 use crate::error::{Error, Result};
 use crate::mpc::correlated::{MAX_PASS_COLUMNS, MIN_PASS_COLUMNS, Material, Part, pass_columns};
 use crate::mpc::digest::sha256;
+use crate::mpc::he::modulus::Modulus;
+use crate::mpc::modular::{DotsModT, ModMaterial, ZeroSharing, check_residues, to_residues};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum};
@@ -165,16 +167,21 @@ pub struct BilinearOutput {
     /// With [`Bilinear::split`]: shares of every pair's product over each audit block,
     /// block-major (`blocks x pairs`); they sum to `scores`.
     pub blocks: Option<Vec<u64>>,
+    /// With [`Bilinear::with_scores_mod`]: the prime the `scores` are shares modulo (the
+    /// caller lifts them to `Z_2^64`, [`crate::mpc::engine::Engine::lift`]); `None` for shares
+    /// modulo `2^64`.
+    pub modulus: Option<u64>,
 }
 
 impl std::fmt::Debug for BilinearOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "BilinearOutput(scores: {}, audit: {:?}, blocks: {:?}, <redacted>)",
+            "BilinearOutput(scores: {}, audit: {:?}, blocks: {:?}, modulus: {:?}, <redacted>)",
             self.scores.len(),
             self.audit,
-            self.blocks.as_ref().map(Vec::len)
+            self.blocks.as_ref().map(Vec::len),
+            self.modulus
         )
     }
 }
@@ -219,6 +226,19 @@ pub struct Bilinear {
     opened: Vec<u64>,
     /// Words of `opened` opened so far.
     done: usize,
+    /// With [`Bilinear::with_scores_mod`]: the scores modulo a prime.
+    modular: Option<Modular>,
+}
+
+/// The scores modulo a prime ([`crate::mpc::modular`]): this server's masks modulo the prime,
+/// its share of `C`, the zero sharing and the exact sums of the opened groups so far. Each
+/// group is opened twice: modulo `2^64` for the row audit, modulo the prime for the scores.
+struct Modular {
+    m: Modulus,
+    masks: [Part; 2],
+    zero: [Part; 2],
+    c: Vec<u64>,
+    dots: DotsModT,
 }
 
 impl Drop for Bilinear {
@@ -384,9 +404,53 @@ impl Bilinear {
             at: 0,
             opened: Vec::new(),
             done: 0,
+            modular: None,
         };
         form.width = form.group_width();
         Ok(form)
+    }
+
+    /// Computes the scores over `pairs` modulo the prime of `mat` ([`crate::mpc::modular`])
+    /// instead of modulo `2^64`: the form must have been built with the audit and the material
+    /// of `Request::Bilinear` over **no** pairs (the audit's masks and norms alone), for the
+    /// same rows as `pairs`. Each group of columns is then opened modulo `2^64` (the audit) and
+    /// modulo the prime (the scores), and [`BilinearOutput::modulus`] says what the scores are
+    /// shares modulo.
+    pub fn with_scores_mod(mut self, pairs: Pairs, mat: ModMaterial) -> Result<Self> {
+        let (n, m, d) = (self.pairs.rows(), self.pairs.cols(), self.d);
+        let ZeroSharing { parts: [zx, zy] } = mat.zero;
+        if !self.pairs.is_empty()
+            || self.audit.is_none()
+            || self.split
+            || pairs.rows() != n
+            || pairs.cols() != m
+            || d > crate::mpc::modular::MAX_D
+            || mat.masks[0].len() != n * d
+            || mat.masks[1].len() != m * d
+            || zx.len() != n * d
+            || zy.len() != m * d
+            || mat.c.len() != pairs.len()
+        {
+            return Err(Error::invalid(
+                "bilinear form modulo a prime: material does not match the pairs",
+            ));
+        }
+        if mat.t.is_multiple_of(2) || mat.t >= 1 << 47 {
+            return Err(Error::invalid(
+                "bilinear form modulo a prime: the modulus must be odd and below 2^47",
+            ));
+        }
+        check_residues(&mat.c, mat.t, "bilinear form modulo a prime")?;
+        self.modular = Some(Modular {
+            m: Modulus::new(mat.t),
+            masks: mat.masks,
+            zero: [Part::Stream(zx), Part::Stream(zy)],
+            c: mat.c,
+            dots: DotsModT::new(pairs.len()),
+        });
+        self.pairs = pairs;
+        self.width = self.group_width();
+        Ok(self)
     }
 
     /// Opens at most `words` words per exchange instead of [`BILINEAR_CHUNK_WORDS`] (every
@@ -408,8 +472,17 @@ impl Bilinear {
 
     /// Columns per group ([`group_columns`]).
     fn group_width(&self) -> usize {
+        group_columns(self.opened_rows(), self.d, self.chunk, self.min_group)
+    }
+
+    /// Rows opened per column: every row of `X` and `Y`, twice with the scores modulo a prime.
+    fn opened_rows(&self) -> usize {
         let rows = self.pairs.rows() + self.pairs.cols();
-        group_columns(rows, self.d, self.chunk, self.min_group)
+        if self.modular.is_some() {
+            2 * rows
+        } else {
+            rows
+        }
     }
 
     /// Columns of the group starting at `self.at`.
@@ -418,23 +491,56 @@ impl Bilinear {
     }
 
     /// This server's masked group at `self.at`: columns of `X - A`, then of `Y - B`, each
-    /// `rows x len` row-major.
+    /// `rows x len` row-major; with the scores modulo a prime, then the same modulo the prime
+    /// (the shares re-randomised by the zero sharing and taken to residues first).
     fn masked_group(&self) -> Result<Vec<u64>> {
-        let (d, at, len) = (self.d, self.at, self.group_len());
-        let (n, m) = (self.pairs.rows(), self.pairs.cols());
-        let mut masked = vec![0u64; (n + m) * len];
-        let (x, y) = masked.split_at_mut(n * len);
-        self.x.column_block_into(d, at, len, x)?;
-        self.y.column_block_into(d, at, len, y)?;
-        for (mask, block) in self.masks.iter().zip([x, y]) {
-            let mut done = 0;
-            while done < len {
-                let piece = (len - done).min(MAX_PASS_COLUMNS);
-                mask.columns(d, at + done, piece, block, len, done, ring::sub_assign);
-                done += piece;
+        let len = self.group_len();
+        let rows = self.pairs.rows() + self.pairs.cols();
+        let mut masked = vec![0u64; self.opened_rows() * len];
+        let (plain, residues) = masked.split_at_mut(rows * len);
+        self.inputs_into(plain)?;
+        for (mask, block) in self.masks.iter().zip(self.sides(plain)) {
+            self.each_piece(mask, block, ring::sub_assign);
+        }
+        if let Some(md) = &self.modular {
+            let (me, m) = (self.me, md.m);
+            self.inputs_into(residues)?;
+            for ((zero, mask), block) in md.zero.iter().zip(&md.masks).zip(self.sides(residues)) {
+                self.each_piece(zero, block, |o, r| to_residues(me, o, r, &m));
+                self.each_piece(mask, block, |o, a| {
+                    for (o, a) in o.iter_mut().zip(a) {
+                        *o = m.sub(*o, *a);
+                    }
+                });
             }
         }
         Ok(masked)
+    }
+
+    /// This server's shares of the group's columns of `X`, then of `Y`, into `out`.
+    fn inputs_into(&self, out: &mut [u64]) -> Result<()> {
+        let (d, at, len) = (self.d, self.at, self.group_len());
+        let [x, y] = self.sides(out);
+        self.x.column_block_into(d, at, len, x)?;
+        self.y.column_block_into(d, at, len, y)
+    }
+
+    /// A group's block of `X` rows and of `Y` rows.
+    fn sides<'a>(&self, block: &'a mut [u64]) -> [&'a mut [u64]; 2] {
+        let (x, y) = block.split_at_mut(self.pairs.rows() * self.group_len());
+        [x, y]
+    }
+
+    /// `op(block columns, component columns)` over the group's columns of a `rows x d`
+    /// component, a pass of at most [`MAX_PASS_COLUMNS`] at a time.
+    fn each_piece(&self, part: &Part, block: &mut [u64], op: impl Fn(&mut [u64], &[u64]) + Sync) {
+        let (d, at, len) = (self.d, self.at, self.group_len());
+        let mut done = 0;
+        while done < len {
+            let piece = (len - done).min(MAX_PASS_COLUMNS);
+            part.columns(d, at + done, piece, block, len, done, &op);
+            done += piece;
+        }
     }
 
     /// Starts the group at `self.at`: its first payload.
@@ -460,13 +566,14 @@ impl Bilinear {
     /// Accumulates the opened group `[E | F]` at `self.at`: the products of its columns, and
     /// with the audit its block norms and subset sums (the subsets are drawn from the first
     /// group).
-    fn accumulate(&mut self, opened: Vec<u64>) {
+    fn accumulate(&mut self, mut opened: Vec<u64>) {
         let (d, at, len) = (self.d, self.at, self.group_len());
         let (n, m) = (self.pairs.rows(), self.pairs.cols());
-        let (e, f) = opened.split_at(n * len);
+        let plain = (n + m) * len;
+        let (e, f) = opened[..plain].split_at(n * len);
         if let Some(audit) = &self.audit {
             if at == 0 {
-                self.subsets = audit_subsets(&opened, d, audit.subsets);
+                self.subsets = audit_subsets(&opened[..plain], d, audit.subsets);
             }
             let nb = audit.blocks.len();
             let per_row = nb + audit.subsets;
@@ -482,6 +589,35 @@ impl Bilinear {
                     acc,
                 );
             }
+        }
+        if let Some(mut md) = self.modular.take() {
+            // The scores modulo the prime: the opened residues (sums of the servers' residues,
+            // reduced), then the passes over them, exactly ([`DotsModT`]).
+            opened.drain(..plain);
+            let m = md.m;
+            for v in opened.iter_mut() {
+                *v = m.reduce(*v);
+            }
+            let cols = pass_columns(n + self.pairs.cols());
+            let mut opened = Some(opened);
+            let mut c = at;
+            while c < at + len {
+                let w = (at + len - c).min(cols);
+                let residues = opened.as_deref().expect("until the last");
+                let (p, q) = self.pass_rows(residues, &md.masks, c, w, |o, x| {
+                    for (o, x) in o.iter_mut().zip(x) {
+                        *o = m.add(*o, *x);
+                    }
+                });
+                if c + w == at + len {
+                    // The group's openings are in the pass rows now: freed before the products.
+                    drop(opened.take());
+                }
+                md.dots.accumulate(&self.pairs, &p, &q, 2 * w);
+                c += w;
+            }
+            self.modular = Some(md);
+            return;
         }
         // The group's passes: (first column, columns, block of `z` they add to), never
         // crossing a block when the products are kept per block.
@@ -518,7 +654,13 @@ impl Bilinear {
         let mut opened = Some(opened);
         let last = passes.len().saturating_sub(1);
         for (t, (c, w, blk)) in passes.into_iter().enumerate() {
-            let (p_rows, q_rows) = self.pass_rows(opened.as_deref().expect("until the last"), c, w);
+            let (p_rows, q_rows) = self.pass_rows(
+                opened.as_deref().expect("until the last"),
+                &self.masks,
+                c,
+                w,
+                ring::add_assign,
+            );
             if t == last {
                 // The group's openings are in the pass rows now: freed before the products.
                 drop(opened.take());
@@ -530,12 +672,18 @@ impl Bilinear {
 
     /// One kernel pass over the columns `c..c + w` of the opened group `[E | F]` at
     /// `self.at`: rows `[E | A_s]` and `[B_s (+F on server 0) | F]`, the masks drawn for these
-    /// columns only.
-    fn pass_rows(&self, opened: &[u64], c: usize, w: usize) -> (Vec<u64>, Vec<u64>) {
+    /// columns only (`masks`: modulo `2^64` or modulo a prime, with its `add`).
+    fn pass_rows(
+        &self,
+        opened: &[u64],
+        [a, b]: &[Part; 2],
+        c: usize,
+        w: usize,
+        add: impl Fn(&mut [u64], &[u64]) + Sync,
+    ) -> (Vec<u64>, Vec<u64>) {
         let (d, len) = (self.d, self.group_len());
         let (n, m) = (self.pairs.rows(), self.pairs.cols());
         let (e, f) = opened.split_at(n * len);
-        let [a, b] = &self.masks;
         let stride = 2 * w;
         let copy = |o: &mut [u64], x: &[u64]| o.copy_from_slice(x);
         let local = c - self.at;
@@ -556,7 +704,7 @@ impl Bilinear {
             .for_each(|(j, row)| {
                 let fj = &f[j * len + local..j * len + local + w];
                 if me == 0 {
-                    ring::add_assign(&mut row[..w], fj);
+                    add(&mut row[..w], fj);
                 }
                 row[w..].copy_from_slice(fj);
             });
@@ -581,6 +729,14 @@ impl Bilinear {
                 subsets: std::mem::take(&mut self.subsets),
             }
         });
+        if let Some(md) = self.modular.take() {
+            return BilinearOutput {
+                scores: md.dots.finish(&md.c, &md.m),
+                audit,
+                blocks: None,
+                modulus: Some(md.m.p),
+            };
+        }
         let mut z = std::mem::take(&mut self.z);
         let blocks = match (&self.audit, self.split) {
             (Some(audit), true) => {
@@ -597,6 +753,7 @@ impl Bilinear {
             scores: z,
             audit,
             blocks,
+            modulus: None,
         }
     }
 }
@@ -609,8 +766,7 @@ impl Protocol for Bilinear {
     }
 
     fn receive(mut self, incoming: Vec<Vec<u64>>) -> Result<Step<Self>> {
-        let rows = self.pairs.rows() + self.pairs.cols();
-        let words = rows * self.group_len();
+        let words = self.opened_rows() * self.group_len();
         let opened = if self.opened.is_empty() {
             // One exchange for the group (`begin_group` sent the masked buffer itself).
             check_lengths(&incoming, words, "bilinear form")?;

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::mpc::carry_tree::tree_and_words;
 use crate::mpc::channel::Transport;
 use crate::mpc::millionaire::MillionaireMaterial;
+use crate::mpc::modular::ModMaterial;
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed, combine_stream};
 use crate::mpc::protocol::Session;
@@ -577,6 +578,23 @@ pub trait Correlations: Send {
         fanout: usize,
     ) -> impl Future<Output = Result<Option<Vec<u64>>>> + Send {
         let _ = (session, bits, n, y, fanout);
+        async { Ok(None) }
+    }
+
+    /// Material for the bilinear form's scores modulo a prime ([`crate::mpc::modular`]) over
+    /// `pairs` of rows `d` long, where this source makes it at less cost than `C` modulo `2^64`
+    /// (two servers without a dealer, [`crate::mpc::ot::source`]); `None` (the default) where
+    /// it does not, and the caller asks for [`Request::Bilinear`] as usual. `blocks` are the
+    /// row audit's, whose norms the request modulo `2^64` still makes (they weigh on the
+    /// choice). Every server of the job gets the same answer (it depends on public sizes only).
+    fn scores_mod<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        d: usize,
+        pairs: &Pairs,
+        blocks: &[usize],
+    ) -> impl Future<Output = Result<Option<ModMaterial>>> + Send {
+        let _ = (session, d, pairs, blocks);
         async { Ok(None) }
     }
 }

@@ -12,6 +12,7 @@ use crate::mpc::channel::Transport;
 use crate::mpc::compare::{B2a, Compare};
 use crate::mpc::correlated::{Correlations, Material, Request};
 use crate::mpc::millionaire::{Millionaire, MillionaireMaterial};
+use crate::mpc::modular::{LIFT_BITS, ModMaterial, check_residues};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::protocol::{Protocol, Session, Stats, Step, check_lengths, open_sum};
 use crate::mpc::row_share::RowShare;
@@ -435,6 +436,59 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             put_batch(out, &z, n, fanout, i0..i1);
         }
         Ok(true)
+    }
+
+    /// Material for the bilinear form's scores modulo a prime over `pairs` of rows `d` long,
+    /// where the source makes it for less than `C` modulo `2^64`
+    /// ([`Correlations::scores_mod`]; `blocks`: the row audit's blocks, whose norms the
+    /// request modulo `2^64` makes); `None` otherwise.
+    pub async fn scores_mod(
+        &mut self,
+        d: usize,
+        pairs: &Pairs,
+        blocks: &[usize],
+    ) -> Result<Option<ModMaterial>> {
+        self.corr
+            .scores_mod(&mut self.session, d, pairs, blocks)
+            .await
+    }
+
+    /// Shares modulo `2^64` of the values `v` in `[-(t - 1) / 2, (t - 1) / 2]` whose shares
+    /// modulo the odd `t < 2^47` are `x`, two servers ([`crate::mpc::modular`], "Back to
+    /// `Z_2^64`"): one comparison of [`LIFT_BITS`] bits and one bit product per value.
+    pub async fn lift(&mut self, x: &[u64], t: u64) -> Result<Vec<u64>> {
+        if self.servers() != 2 || t.is_multiple_of(2) || t >= 1 << (LIFT_BITS - 1) {
+            return Err(Error::invalid(format!(
+                "lifting shares modulo {t} takes two servers and an odd modulus below 2^{}",
+                LIFT_BITS - 1
+            )));
+        }
+        check_residues(x, t, "lift")?;
+        let (me, h) = (self.me(), (t - 1) / 2);
+        // Server 0: `u_0 - T` with `u_0 = x_0 + H mod T`; server 1: `u_1 = x_1`.
+        let u: Vec<u64> = if me == 0 {
+            x.iter()
+                .map(|&v| {
+                    let s = v + h;
+                    let u0 = if s >= t { s - t } else { s };
+                    u0.wrapping_sub(t)
+                })
+                .collect()
+        } else {
+            x.to_vec()
+        };
+        let n = u.len();
+        let below = self.ltz_bits_batched(&u, LIFT_BITS).await?;
+        let tb = self
+            .bit_times(&below, n, vec![if me == 0 { t } else { 0 }; n], 1)
+            .await?;
+        Ok(u.iter()
+            .zip(&tb)
+            .map(|(&u, &tb)| {
+                let v = u.wrapping_add(tb);
+                if me == 0 { v.wrapping_sub(h) } else { v }
+            })
+            .collect())
     }
 
     /// Arithmetic shares of `[x < y]`; `x - y` must fit in `ell` signed bits.

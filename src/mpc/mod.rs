@@ -17,6 +17,8 @@
 //! * [`digest`]: SHA-256 with domain separation, for everything an adversary can feed a hash;
 //! * [`beaver`], [`truncate`], [`compare`] (with its carry tree in [`carry_tree`]),
 //!   [`millionaire`] (two servers without a dealer): the online protocols;
+//! * [`modular`]: the bilinear form's scores modulo the slot prime (two servers without a
+//!   dealer: one slot run instead of five) and their way back to `Z_2^64`;
 //! * [`row_share`]: a server's share of an upload, held, drawn from its seed or spilled to disk;
 //! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
 //! * [`dp`]: discrete Laplace noise added by every server to its shares (distributed DP);
@@ -45,6 +47,7 @@ pub mod local;
 pub(crate) mod material_check;
 pub mod mesh;
 pub mod millionaire;
+pub mod modular;
 pub mod ot;
 pub mod pairs;
 pub mod prg;

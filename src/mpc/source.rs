@@ -15,7 +15,9 @@ use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Request};
 use crate::mpc::dealer::DealerClient;
 use crate::mpc::millionaire::MillionaireMaterial;
+use crate::mpc::modular::ModMaterial;
 use crate::mpc::ot::source::OtSource;
+use crate::mpc::pairs::Pairs;
 use crate::mpc::protocol::Session;
 use crate::mpc::replicated::ReplicatedSource;
 
@@ -126,6 +128,19 @@ impl Correlations for Source {
     ) -> Result<Option<Vec<u64>>> {
         match self {
             Source::Ot(o) => o.bit_products(session, bits, n, y, fanout).await,
+            Source::Dealer(_) | Source::Replicated(_) => Ok(None),
+        }
+    }
+
+    async fn scores_mod<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        d: usize,
+        pairs: &Pairs,
+        blocks: &[usize],
+    ) -> Result<Option<ModMaterial>> {
+        match self {
+            Source::Ot(o) => o.scores_mod(session, d, pairs, blocks).await,
             Source::Dealer(_) | Source::Replicated(_) => Ok(None),
         }
     }

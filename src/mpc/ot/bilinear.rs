@@ -449,6 +449,43 @@ impl BilinearPlan {
     }
 }
 
+/// The slot plan of the scores modulo `T` ([`crate::mpc::modular`]) over `pairs` of rows `d`
+/// long for two servers, or `None` where the request modulo `2^64` should run instead. They
+/// run where `C` modulo `2^64` would take five slot runs (its dense grid does not fit the
+/// coefficient-packed products within what the norms of `blocks` leave of
+/// `max_multiply_adds`, as [`BilinearPlan::new`] decides), and where the dense grid fits but
+/// the one run needs no more memory than it (so the job's booked footprint still holds: small
+/// jobs of few candidates, and the tests'). Their work is bounded as the five runs' at the
+/// pre-check ([`job_cost`], [`Cost::of_slots`]), so a job is accepted or refused alike either
+/// way; the refusal if it exceeds `max_slot_operations` where the dense grid does not fit.
+pub(super) fn mod_plan(
+    d: usize,
+    pairs: &Pairs,
+    blocks: &[usize],
+    (max_multiply_adds, max_slot_operations): (u64, u64),
+) -> Result<Option<SlotPlan>> {
+    let (n, m) = (pairs.rows(), pairs.cols());
+    if pairs.is_empty() || d == 0 || d > crate::mpc::modular::MAX_D {
+        return Ok(None);
+    }
+    let limit = Cost::limit(max_multiply_adds, 2);
+    let Ok((_, dense)) = dense_costs(&limit, n, m, d, blocks, false) else {
+        return Ok(None);
+    };
+    let items = orient(n, m, (0..pairs.len()).map(|p| pairs.pair(p)));
+    let plan = SlotPlan::new(n + m, d, &items)?;
+    let cost = slot_cost(&plan, 2);
+    let fits = cost.within(&Cost::slot_limit(max_slot_operations, 2));
+    match dense {
+        None if !fits => {
+            tracing::warn!(?cost, pairs = pairs.len(), "dealer-free job too large");
+            Err(too_large())
+        }
+        None => Ok(Some(plan)),
+        Some(c) => Ok((fits && cost.held_bytes <= c.held_bytes).then_some(plan)),
+    }
+}
+
 /// The cost per peer of a slot plan's runs for `k` servers.
 fn slot_cost(plan: &SlotPlan, k: usize) -> Cost {
     Cost::of_slots(

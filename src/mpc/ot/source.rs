@@ -52,7 +52,7 @@
 //! results (design.md, threat model).
 
 use super::bilinear::{
-    BilinearPlan, CRun, DEFAULT_MAX_MULTIPLY_ADDS, DEFAULT_MAX_SLOT_OPERATIONS, by_span,
+    BilinearPlan, CRun, DEFAULT_MAX_MULTIPLY_ADDS, DEFAULT_MAX_SLOT_OPERATIONS, by_span, mod_plan,
 };
 use super::cross::{Active, Cross, Kind};
 use super::links::{Links, Setup};
@@ -62,8 +62,11 @@ use crate::mpc::carry_tree::{and_words_for, tree_and_words};
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
 use crate::mpc::he::crt::CrtProducts;
+use crate::mpc::he::modulus::Modulus;
 use crate::mpc::he::product::CrossProducts;
+use crate::mpc::he::slots::{self, SlotProducts};
 use crate::mpc::millionaire::{MillionaireMaterial, choice_words, groups};
+use crate::mpc::modular::{JointSeed, ModMaterial, ZeroSharing, own_products, uniform_below};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::Session;
@@ -490,6 +493,52 @@ impl Correlations for OtSource {
         }
         Ok(Some(out))
     }
+
+    /// With two servers, where `C` modulo `2^64` would take five slot runs
+    /// ([`mod_plan`]): masks uniform modulo `T`, one slot run for `C`, and the zero sharing's
+    /// seed drawn together ([`crate::mpc::modular`]).
+    async fn scores_mod<T: Transport>(
+        &mut self,
+        session: &mut Session<T>,
+        d: usize,
+        pairs: &Pairs,
+        blocks: &[usize],
+    ) -> Result<Option<ModMaterial>> {
+        if session.servers() != 2 {
+            return Ok(None);
+        }
+        let limits = (self.max_multiply_adds, self.max_slot_operations);
+        let Some(plan) = mod_plan(d, pairs, blocks, limits)? else {
+            return Ok(None);
+        };
+        let (n, m) = (pairs.rows(), pairs.cols());
+        let me = session.me();
+        let (mut g, stream) = self.start(session).await?;
+        let md = Modulus::new(slots::T);
+        let a = uniform_below(&self.seed, stream, 0, n * d, &md);
+        let b = uniform_below(&self.seed, stream, (n * d) as u64, m * d, &md);
+        let joint = g.session.run(JointSeed::new()).await?;
+        let mut z = Vec::with_capacity((n + m) * d);
+        z.extend_from_slice(&a);
+        z.extend_from_slice(&b);
+        let cross = g
+            .session
+            .run(SlotProducts::new(me, 2, Arc::new(plan), z)?)
+            .await?;
+        self.links = g.links.take();
+        let own = own_products(pairs, &a, &b, d, &md);
+        let c = cross
+            .iter()
+            .zip(&own)
+            .map(|(&x, &y)| md.add(x, y))
+            .collect();
+        Ok(Some(ModMaterial {
+            t: slots::T,
+            masks: [Part::Words(a), Part::Words(b)],
+            c,
+            zero: ZeroSharing::new(joint, n, m, d),
+        }))
+    }
 }
 
 /// The inputs of [`OtSource::bit_products`]' correlated OTs: this server's values `y` negated
@@ -564,7 +613,12 @@ async fn generate<T: Transport>(
             } else {
                 (a, b)
             };
-            let c = HeRun::new(c_run, c_pairs, x, Some(y)).run(g).await?;
+            // No pairs (the audit alone, beside scores modulo `T`): no `C` to make.
+            let c = if c_pairs.is_empty() {
+                Vec::new()
+            } else {
+                HeRun::new(c_run, c_pairs, x, Some(y)).run(g).await?
+            };
             let mut parts = vec![Part::Stream(sa), Part::Stream(sb), Part::Words(c)];
             if let (Some((diag, lay)), Some(rows)) = (norms, norm_rows) {
                 let q = HeRun::new(lay, diag, rows, None).run(g).await?;
@@ -732,6 +786,335 @@ mod tests {
                 assert!(correct(&req, &truth), "k {k} split {split} bound {max}");
             }
         }
+    }
+
+    /// One server's outputs of [`form_both_ways`].
+    struct Form {
+        scores: Vec<u64>,
+        norms: Vec<u64>,
+        sums: Vec<u64>,
+        subsets: Vec<Vec<u32>>,
+        /// Bytes the server sent for the material, and for the scores modulo the prime's.
+        material: u64,
+        scores_material: u64,
+        /// Whether the scores were taken modulo the prime.
+        took: bool,
+        /// The rounds of the form itself (before the lift).
+        rounds: (u64, u64),
+    }
+
+    /// Both servers' outputs of the bilinear form with the row audit over `pairs` of the rows
+    /// `x` and `y` (shared as `shares` gives them), modulo a prime ([`crate::mpc::modular`],
+    /// lifted) or modulo `2^64`, in groups of 5 columns opened 1,000 words per exchange.
+    fn form_both_ways(
+        pairs: &Pairs,
+        d: usize,
+        shares: [(Vec<u64>, Vec<u64>); 2],
+        modular: bool,
+        max: u64,
+    ) -> Vec<Form> {
+        form_logged(pairs, d, shares, modular, max, 5, None)
+    }
+
+    type Log = std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u64>)>>>;
+
+    /// [`form_both_ways`] in groups of at least `min_group` columns; with `log`, everything
+    /// server 1 sends server 0, with its round.
+    fn form_logged(
+        pairs: &Pairs,
+        d: usize,
+        shares: [(Vec<u64>, Vec<u64>); 2],
+        modular: bool,
+        max: u64,
+        min_group: usize,
+        log: Option<Log>,
+    ) -> Vec<Form> {
+        use crate::mpc::beaver::{Bilinear, RowAudit};
+        use crate::mpc::engine::Engine;
+        use crate::mpc::row_share::RowShare;
+        let rt = crate::mpc::local::runtime().unwrap();
+        rt.block_on(async {
+            let (ts, _dealer) = crate::mpc::channel::memory_network(2);
+            let tasks: Vec<_> = ts
+                .into_iter()
+                .zip(shares)
+                .map(|(t, (x, y))| {
+                    let pairs = pairs.clone();
+                    let t = match &log {
+                        Some(log) if t.me() == 1 => {
+                            let log = log.clone();
+                            t.deviating(Box::new(move |round, to, payload: &mut Vec<u64>| {
+                                if to == 0 {
+                                    log.lock().unwrap().push((round, payload.clone()));
+                                }
+                            }))
+                        }
+                        _ => t,
+                    };
+                    tokio::spawn(async move {
+                        let src = OtSource::new()
+                            .with_max_multiply_adds(max)
+                            .with_max_slot_operations(1 << 30);
+                        let mut eng = Engine::new(Session::new(t), src);
+                        let me = eng.me();
+                        let audit = RowAudit {
+                            blocks: vec![d / 2, d - d / 2],
+                            subsets: 6,
+                        };
+                        // The links first, so that the counts below are the requests' own.
+                        eng.prepare(&Request::Beaver { n: 1, fanout: 1 }).await?;
+                        let start = eng.stats().bytes_sent;
+                        let mm = if modular {
+                            eng.scores_mod(d, &pairs, &audit.blocks).await?
+                        } else {
+                            None
+                        };
+                        let took = mm.is_some();
+                        let scores_material = eng.stats().bytes_sent - start;
+                        let empty = Pairs::list(pairs.rows(), pairs.cols(), vec![], vec![])?;
+                        let req = Request::Bilinear {
+                            d,
+                            pairs: if took { empty.clone() } else { pairs.clone() },
+                            blocks: audit.blocks.clone(),
+                            split: false,
+                        };
+                        let mat = eng.prepare(&req).await?;
+                        let material = eng.stats().bytes_sent - start;
+                        let (x, y) = (RowShare::Held(x), RowShare::Held(y));
+                        let form = match mm {
+                            Some(mm) => Bilinear::with_audit(me, x, y, d, empty, audit, mat)?
+                                .with_scores_mod(pairs, mm)?,
+                            None => Bilinear::with_audit(me, x, y, d, pairs, audit, mat)?,
+                        }
+                        .with_chunk(1000)
+                        .with_min_group(min_group);
+                        let first = eng.stats().rounds;
+                        let mut out = eng.run(form).await?;
+                        let rounds = (first, eng.stats().rounds);
+                        if let Some(t) = out.modulus {
+                            out.scores = eng.lift(&out.scores, t).await?;
+                        }
+                        let a = out.audit.expect("audit");
+                        Ok::<_, Error>(Form {
+                            scores: out.scores,
+                            norms: a.norms,
+                            sums: a.sums,
+                            subsets: a.subsets,
+                            material,
+                            scores_material,
+                            took,
+                            rounds,
+                        })
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("server task").unwrap());
+            }
+            out
+        })
+    }
+
+    /// Scores modulo the slot prime, lifted, equal the plaintext inner products and the audit
+    /// equals the route modulo `2^64`, for uploads whose shares a party chose not to wrap (the
+    /// zero sharing undoes that), at a fraction of the material's traffic (one slot run
+    /// instead of five).
+    #[test]
+    fn scores_modulo_the_slot_prime_equal_plaintext() {
+        // 23 columns in groups of 5 (the last of 3), several exchanges each.
+        let (n, m, d) = (400usize, 300usize, 23usize);
+        let rows: Vec<u32> = (0..n as u32)
+            .flat_map(|i| [i, i, (i * 7) % n as u32])
+            .collect();
+        let cols: Vec<u32> = (0..n as u32)
+            .flat_map(|i| [i % m as u32, (i * 3 + 1) % m as u32, (i * 5) % m as u32])
+            .collect();
+        let pairs = Pairs::list(n, m, rows, cols).unwrap();
+        let mut prg = Prg::new(&Seed([4; 32]), 0);
+        // Values of up to 2^21 in magnitude, the largest at both signs.
+        let value = |prg: &mut Prg, i: usize| -> u64 {
+            match i % 97 {
+                0 => 1 << 21,
+                1 => (-(1i64 << 21)) as u64,
+                _ => ((prg.next_u64() % (1 << 22)) as i64 - (1 << 21)) as u64,
+            }
+        };
+        let x: Vec<u64> = (0..n * d).map(|i| value(&mut prg, i)).collect();
+        let y: Vec<u64> = (0..m * d).map(|i| value(&mut prg, i)).collect();
+        // Server 0's share is 0 (x0 + x1 never wraps for x >= 0) for even rows, uniform else.
+        let split = |v: &[u64], prg: &mut Prg| -> (Vec<u64>, Vec<u64>) {
+            let s0: Vec<u64> = v
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if (i / d) % 2 == 0 { 0 } else { prg.next_u64() })
+                .collect();
+            let s1 = v.iter().zip(&s0).map(|(a, b)| a.wrapping_sub(*b)).collect();
+            (s0, s1)
+        };
+        let (x0, x1) = split(&x, &mut prg);
+        let (y0, y1) = split(&y, &mut prg);
+        let shares = [(x0, y0), (x1, y1)];
+        let add = |a: &[u64], b: &[u64]| -> Vec<u64> {
+            a.iter().zip(b).map(|(a, b)| a.wrapping_add(*b)).collect()
+        };
+        let want: Vec<u64> = (0..pairs.len())
+            .map(|p| {
+                let (i, j) = pairs.pair(p);
+                crate::mpc::ring::dot(&x[i * d..(i + 1) * d], &y[j * d..(j + 1) * d])
+            })
+            .collect();
+        let rows: Vec<&[u64]> = x.chunks(d).chain(y.chunks(d)).collect();
+        let norms: Vec<u64> = rows
+            .iter()
+            .flat_map(|r| [&r[..d / 2], &r[d / 2..]].map(|b| crate::mpc::ring::dot(b, b)))
+            .collect();
+        let differ = |a: &[u64], b: &[u64]| a.iter().zip(b).filter(|(a, b)| a != b).count();
+        let check = |f: &[Form], what: &str| {
+            assert_eq!(
+                differ(&add(&f[0].scores, &f[1].scores), &want),
+                0,
+                "{what}: scores"
+            );
+            assert_eq!(
+                differ(&add(&f[0].norms, &f[1].norms), &norms),
+                0,
+                "{what}: norms"
+            );
+            let sums: Vec<u64> = rows
+                .iter()
+                .flat_map(|r| {
+                    f[0].subsets
+                        .iter()
+                        .map(|s| s.iter().fold(0u64, |a, &t| a.wrapping_add(r[t as usize])))
+                })
+                .collect();
+            assert_eq!(
+                differ(&add(&f[0].sums, &f[1].sums), &sums),
+                0,
+                "{what}: sums"
+            );
+        };
+        let modular = form_both_ways(&pairs, d, shares.clone(), true, 1 << 12);
+        assert!(
+            modular[0].took && modular[1].took,
+            "the slot route is taken"
+        );
+        check(&modular, "modulo the prime");
+        let plain = form_both_ways(&pairs, d, shares.clone(), false, 1 << 12);
+        assert!(!plain[0].took);
+        check(&plain, "modulo 2^64");
+        // The material: one slot run (and the audit's norms) against five runs for C.
+        // The norms' runs are the same request both ways: the rest is C's.
+        let one_run = modular[0].scores_material;
+        let norms = modular[0].material - one_run;
+        let five_runs = plain[0].material - norms;
+        assert!(
+            five_runs > 4 * one_run,
+            "C's material: {one_run} bytes modulo the prime, {five_runs} modulo 2^64"
+        );
+        // A job whose dense grid fits and whose slot run needs no more memory takes it too;
+        // with more servers `scores_mod` says None (the pipeline's three- and four-server
+        // jobs).
+        let small = form_both_ways(&pairs, d, shares, true, 1 << 40);
+        assert!(small[0].took && small[1].took);
+        check(&small, "dense grid within the bound");
+    }
+
+    /// What server 0 receives from server 1 during the form modulo the prime, for constant
+    /// inputs whose shares do not wrap (server 1 holds every value, server 0 zeros): the
+    /// opening modulo `2^64` is uniform in every bit, the opening modulo `T` uniform over
+    /// sixteen buckets of `[0, T)`; the residues without their masks fail the statistic.
+    #[test]
+    fn a_servers_view_of_the_form_modulo_the_prime_looks_uniform() {
+        use crate::mpc::he::slots::T;
+        let (n, m, d) = (400usize, 300usize, 24usize);
+        let rows: Vec<u32> = (0..n as u32)
+            .flat_map(|i| [i, (i * 7) % n as u32])
+            .collect();
+        let cols: Vec<u32> = (0..n as u32)
+            .flat_map(|i| [i % m as u32, (i * 3) % m as u32])
+            .collect();
+        let pairs = Pairs::list(n, m, rows, cols).unwrap();
+        let shares = [
+            (vec![0u64; n * d], vec![0u64; m * d]),
+            (vec![5u64; n * d], vec![5u64; m * d]),
+        ];
+        let log: Log = Default::default();
+        let out = form_logged(&pairs, d, shares, true, 1 << 12, 64, Some(log.clone()));
+        assert!(out[0].took);
+        let (r0, r1) = out[0].rounds;
+        let view: Vec<u64> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| (r0..r1).contains(r))
+            .flat_map(|(_, p)| p.clone())
+            .collect();
+        let rows = (n + m) * d;
+        assert_eq!(view.len(), 2 * rows, "both openings of every value");
+        let (plain, residues) = view.split_at(rows);
+        for bit in 0..64 {
+            let ones = plain.iter().filter(|w| (*w >> bit) & 1 == 1).count() as f64;
+            let z = (ones - rows as f64 / 2.0) / (rows as f64 / 4.0).sqrt();
+            assert!(z.abs() < 6.0, "bit {bit}: {ones} ones in {rows}");
+        }
+        let chi = |v: &[u64]| -> f64 {
+            let mut hist = [0f64; 16];
+            for &x in v {
+                hist[(x as u128 * 16 / T as u128) as usize] += 1.0;
+            }
+            let e = v.len() as f64 / 16.0;
+            hist.iter().map(|h| (h - e) * (h - e) / e).sum()
+        };
+        assert!(residues.iter().all(|&v| v < T));
+        // 15 degrees of freedom: mean 15, sd 5.5; 60 is over eight standard deviations.
+        assert!(chi(residues) < 60.0, "chi-square {}", chi(residues));
+        // The two openings are independent: their difference modulo `T` is uniform too (masks
+        // modulo `T` taken from the masks modulo `2^64` would fail this).
+        let joint: Vec<u64> = plain
+            .iter()
+            .zip(residues)
+            .map(|(&p, &r)| (p % T + T - r) % T)
+            .collect();
+        assert!(chi(&joint) < 60.0, "joint chi-square {}", chi(&joint));
+        // Control: what an opening without masks would carry, the value's residues, fails.
+        let md = Modulus::new(T);
+        let mut bare = vec![5u64; rows];
+        crate::mpc::modular::to_residues(0, &mut bare, &vec![0; rows], &md);
+        assert!(chi(&bare) > 60.0);
+    }
+
+    /// With three servers the source makes no material modulo the prime (a conversion would
+    /// have up to two wraps): `None`, before anything is sent.
+    #[test]
+    fn three_servers_take_no_scores_modulo_the_prime() {
+        let pairs = Pairs::list(300, 300, (0..300).collect(), (0..300).collect()).unwrap();
+        let rt = crate::mpc::local::runtime().unwrap();
+        let out = rt.block_on(async {
+            let (ts, _dealer) = crate::mpc::channel::memory_network(3);
+            let tasks: Vec<_> = ts
+                .into_iter()
+                .map(|t| {
+                    let pairs = pairs.clone();
+                    tokio::spawn(async move {
+                        let mut s = Session::new(t);
+                        let mut src = OtSource::new().with_max_multiply_adds(1 << 12);
+                        let mm = src.scores_mod(&mut s, 8, &pairs, &[4, 4]).await.unwrap();
+                        (mm.is_none(), s.stats().bytes_sent)
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        });
+        assert!(
+            out.iter().all(|&(none, bytes)| none && bytes == 0),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -1038,6 +1038,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         zb = zb.columns(w, cols.start, cols.len())?;
     }
     let d = cols.len();
+    let audit_subsets = row_audit.subsets;
     let form = if p.explain {
         crate::mpc::beaver::Bilinear::split(me, za, zb, d, pairs, row_audit, mat)?
     } else {
@@ -1054,6 +1055,13 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     .with_min_group((eng.bilinear_min_group() / workers).max(1));
     let mut out = eng.run(form).await?;
     if let Some(t) = out.modulus {
+        // The conversion check first: nothing depends on the scores before it passed.
+        let conversion = out
+            .conversion
+            .take()
+            .ok_or_else(|| Error::invalid("the bilinear form returned no conversion check"))?;
+        let opened = eng.open(&conversion).await?;
+        crate::mpc::modular::check_conversions(&opened, t, audit_subsets, [na, nb])?;
         out.scores = eng.lift(&out.scores, t).await?;
         step(eng, "scores lifted");
     }

@@ -38,7 +38,9 @@ use crate::error::{Error, Result};
 use crate::mpc::correlated::{MAX_PASS_COLUMNS, MIN_PASS_COLUMNS, Material, Part, pass_columns};
 use crate::mpc::digest::sha256;
 use crate::mpc::he::modulus::Modulus;
-use crate::mpc::modular::{DotsModT, ModMaterial, ZeroSharing, check_residues, to_residues};
+use crate::mpc::modular::{
+    ConversionCheck, DotsModT, ModMaterial, ZeroSharing, check_residues, rerandomise, to_residues,
+};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::protocol::{Protocol, Step, check_lengths, open_sum};
@@ -171,17 +173,23 @@ pub struct BilinearOutput {
     /// caller lifts them to `Z_2^64`, [`crate::mpc::engine::Engine::lift`]); `None` for shares
     /// modulo `2^64`.
     pub modulus: Option<u64>,
+    /// With [`Bilinear::with_scores_mod`]: shares modulo the prime of the conversion check's
+    /// differences, per row (of `X`, then `Y`) and audit subset, which the caller opens and
+    /// checks ([`crate::mpc::modular::ConversionCheck`], `check_conversions`).
+    pub conversion: Option<Vec<u64>>,
 }
 
 impl std::fmt::Debug for BilinearOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "BilinearOutput(scores: {}, audit: {:?}, blocks: {:?}, modulus: {:?}, <redacted>)",
+            "BilinearOutput(scores: {}, audit: {:?}, blocks: {:?}, modulus: {:?}, conversion: {:?}, \
+             <redacted>)",
             self.scores.len(),
             self.audit,
             self.blocks.as_ref().map(Vec::len),
-            self.modulus
+            self.modulus,
+            self.conversion.as_ref().map(Vec::len)
         )
     }
 }
@@ -239,6 +247,7 @@ struct Modular {
     zero: [Part; 2],
     c: Vec<u64>,
     dots: DotsModT,
+    check: ConversionCheck,
 }
 
 impl Drop for Bilinear {
@@ -435,6 +444,11 @@ impl Bilinear {
                 "bilinear form modulo a prime: material does not match the pairs",
             ));
         }
+        if self.audit.as_ref().is_none_or(|a| a.subsets == 0) {
+            return Err(Error::invalid(
+                "bilinear form modulo a prime: the conversion check needs the audit's subsets",
+            ));
+        }
         if mat.t.is_multiple_of(2) || mat.t >= 1 << 47 {
             return Err(Error::invalid(
                 "bilinear form modulo a prime: the modulus must be odd and below 2^47",
@@ -444,7 +458,8 @@ impl Bilinear {
         self.modular = Some(Modular {
             m: Modulus::new(mat.t),
             masks: mat.masks,
-            zero: [Part::Stream(zx), Part::Stream(zy)],
+            zero: [zx, zy],
+            check: ConversionCheck::new(n + m, self.audit.as_ref().map_or(0, |a| a.subsets)),
             c: mat.c,
             dots: DotsModT::new(pairs.len()),
         });
@@ -566,7 +581,7 @@ impl Bilinear {
     /// Accumulates the opened group `[E | F]` at `self.at`: the products of its columns, and
     /// with the audit its block norms and subset sums (the subsets are drawn from the first
     /// group).
-    fn accumulate(&mut self, mut opened: Vec<u64>) {
+    fn accumulate(&mut self, mut opened: Vec<u64>) -> Result<()> {
         let (d, at, len) = (self.d, self.at, self.group_len());
         let (n, m) = (self.pairs.rows(), self.pairs.cols());
         let plain = (n + m) * len;
@@ -591,6 +606,15 @@ impl Bilinear {
             }
         }
         if let Some(mut md) = self.modular.take() {
+            // The conversion check's sums over this group: the re-randomised shares again.
+            let mut ys = vec![0u64; plain];
+            self.inputs_into(&mut ys)?;
+            let me = self.me;
+            for (zero, block) in md.zero.iter().zip(self.sides(&mut ys)) {
+                self.each_piece(zero, block, |o, r| rerandomise(me, o, r));
+            }
+            md.check.add_group(me, &md.m, &ys, [at, len], &self.subsets);
+            zeroize::Zeroize::zeroize(&mut ys);
             // The scores modulo the prime: the opened residues (sums of the servers' residues,
             // reduced), then the passes over them, exactly ([`DotsModT`]).
             opened.drain(..plain);
@@ -617,7 +641,7 @@ impl Bilinear {
                 c += w;
             }
             self.modular = Some(md);
-            return;
+            return Ok(());
         }
         // The group's passes: (first column, columns, block of `z` they add to), never
         // crossing a block when the products are kept per block.
@@ -668,6 +692,7 @@ impl Bilinear {
             let z = &mut self.z[blk * per_block..(blk + 1) * per_block];
             self.pairs.accumulate_dots(&p_rows, &q_rows, 2 * w, z);
         }
+        Ok(())
     }
 
     /// One kernel pass over the columns `c..c + w` of the opened group `[E | F]` at
@@ -735,6 +760,7 @@ impl Bilinear {
                 audit,
                 blocks: None,
                 modulus: Some(md.m.p),
+                conversion: Some(md.check.finish(self.me, &md.m)),
             };
         }
         let mut z = std::mem::take(&mut self.z);
@@ -754,6 +780,7 @@ impl Bilinear {
             audit,
             blocks,
             modulus: None,
+            conversion: None,
         }
     }
 }
@@ -782,7 +809,7 @@ impl Protocol for Bilinear {
             }
             std::mem::take(&mut self.opened)
         };
-        self.accumulate(opened);
+        self.accumulate(opened)?;
         self.at += self.group_len();
         if self.at < self.d {
             return self.begin_group();

@@ -23,8 +23,9 @@
 //! fr-en's honest uploads (13.6 million values of at most `2^17`), a wrong score at worst; for
 //! a deviating party whose rows pass the audit (an L1 norm up to about `2^21` per row), at most
 //! `rows 2^21 / 2^64`, some `2^-30` for `10^4` rows, of a conversion that shifts one of its
-//! values by `2^64 mod T` after the audit passed it: weaker than the audit's own `2^-40`, a gap
-//! stated in the threat model (design.md).
+//! values by `2^64 mod T` after the audit passed it. The **conversion check**
+//! ([`ConversionCheck`]) catches any such value except with probability `2^-40` (the audit's
+//! subsets), and the job stops.
 //!
 //! **Masks.** `A` and `B` are uniform modulo `T`, each value reduced from 128 random bits
 //! ([`uniform_below`]: statistical distance `T / 2^128` per value). The openings `X - A mod T`
@@ -91,11 +92,22 @@ impl std::fmt::Debug for ModMaterial {
 }
 
 /// `r` from a seed both servers drew together, over the `n x d` rows of `X` then the `m x d`
-/// rows of `Y`: server 0 adds it to its shares, server 1 subtracts it.
-#[derive(Clone, Debug)]
+/// rows of `Y`: server 0 adds it to its shares, server 1 subtracts it. `Debug` shows only
+/// sizes.
 pub struct ZeroSharing {
-    /// `r` over `X`, then over `Y`.
-    pub parts: [Stream; 2],
+    /// `r` over `X`, then over `Y` (streams of the seed; words in tests).
+    pub parts: [Part; 2],
+}
+
+impl std::fmt::Debug for ZeroSharing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ZeroSharing({} + {}, <redacted>)",
+            self.parts[0].len(),
+            self.parts[1].len()
+        )
+    }
 }
 
 impl ZeroSharing {
@@ -103,8 +115,8 @@ impl ZeroSharing {
     pub fn new(seed: Seed, n: usize, m: usize, d: usize) -> ZeroSharing {
         ZeroSharing {
             parts: [
-                Stream::new(seed.clone(), 0, 0, n * d),
-                Stream::new(seed, 0, (n * d) as u64, m * d),
+                Part::Stream(Stream::new(seed.clone(), 0, 0, n * d)),
+                Part::Stream(Stream::new(seed, 0, (n * d) as u64, m * d)),
             ],
         }
     }
@@ -130,14 +142,158 @@ pub fn uniform_below(seed: &Seed, stream: u64, at: u64, len: usize, m: &Modulus)
 /// zero sharing's words at the same places (module docs): `x_0 + r mod 2^64 mod T`, or
 /// `x_1 - r mod 2^64 - 2^64 mod T`.
 pub fn to_residues(me: usize, x: &mut [u64], r: &[u64], m: &Modulus) {
-    let wrap = m.reduce(m.reduce(u64::MAX) + 1);
+    rerandomise(me, x, r);
+    let wrap = wrap_of(m);
+    for v in x.iter_mut() {
+        *v = residue(me, *v, m, wrap);
+    }
+}
+
+/// `x_0 + r` on server 0, `x_1 - r` on server 1, modulo `2^64` (the zero sharing applied).
+pub fn rerandomise(me: usize, x: &mut [u64], r: &[u64]) {
     for (v, &r) in x.iter_mut().zip(r) {
         *v = if me == 0 {
-            m.reduce(v.wrapping_add(r))
+            v.wrapping_add(r)
         } else {
-            m.sub(m.reduce(v.wrapping_sub(r)), wrap)
+            v.wrapping_sub(r)
         };
     }
+}
+
+/// `2^64 mod m.p`.
+fn wrap_of(m: &Modulus) -> u64 {
+    m.reduce(m.reduce(u64::MAX) + 1)
+}
+
+/// A re-randomised 64-bit share as a residue: reduced, less `2^64 mod T` on server 1.
+#[inline]
+fn residue(me: usize, y: u64, m: &Modulus, wrap: u64) -> u64 {
+    if me == 0 {
+        m.reduce(y)
+    } else {
+        m.sub(m.reduce(y), wrap)
+    }
+}
+
+/// **The conversion check.** A value whose shares did not wrap converts to a residue shifted
+/// by `2^64 mod T` (module docs): rare for honest uploads, but a deviating party's chance is
+/// above the row audit's `2^-40` on large jobs. The check compares, for each row and each of
+/// the row audit's public random subsets `S` (drawn after the uploads and the zero sharing),
+/// the residue of the subset's **sum** of re-randomised shares with the **sum** of the
+/// values' residues: server `s` holds `L_s = residue(sum_S y_s) - sum_S residue(y_s) mod T`,
+/// and `L_0 + L_1 = T_c (e_S - sum_S e_t) mod T`, where `e_t` in `{-1, 0, 1}` is value `t`'s
+/// conversion error (its shares wrapped `1 + e_t` times: a non-negative value fails as `-1`, a
+/// negative one as `+1`), `e_S` the sum's, and `T_c = 2^64 mod T` is not 0 modulo `T`; the
+/// difference is at most `d + 1 < T` in magnitude, so the sum is 0 exactly when it is. It is 0
+/// when nothing failed, so opening it reveals nothing then; a non-zero vector of errors has a
+/// zero sum over a random subset with probability at most 1/2, so a failed value escapes
+/// every subset with probability at most `2^-subsets` (`2^-40` with the audit's subsets), and
+/// the job stops naming the party ([`check_conversions`]). The sum's own conversion fails as
+/// rarely as a value's (`|sum| / 2^64`), so an honest job stops, naming an honest party, with
+/// about the probability that one of its values converts wrongly (`2^-22` on DBP15K fr-en):
+/// it stops rather than computing on a wrong value. A party that knows `r` in advance (one
+/// colluding with the server that chose the seed last) can make one value fail and the
+/// subset sums agree; and a server can always open a non-zero part and stop a job (design.md,
+/// threat model). Costs one pass over the shares per group and one opened residue per row and
+/// subset.
+pub struct ConversionCheck {
+    subsets: usize,
+    /// Per row and subset: the subset's sum of re-randomised shares (modulo `2^64`) and of
+    /// their residues (below `d T < 2^64`).
+    sums: Vec<u64>,
+}
+
+/// Rows per parallel task of [`ConversionCheck::add_group`].
+const CHECK_ROWS: usize = 64;
+
+impl ConversionCheck {
+    /// Empty sums for `rows` rows and `subsets` subsets.
+    pub fn new(rows: usize, subsets: usize) -> ConversionCheck {
+        ConversionCheck {
+            subsets,
+            sums: vec![0u64; 2 * rows * subsets],
+        }
+    }
+
+    /// Adds one group of columns `at..at + len` of every row: `ys` are server `me`'s
+    /// re-randomised shares, `rows x len`; `subsets` the audit's (increasing positions).
+    pub fn add_group(
+        &mut self,
+        me: usize,
+        m: &Modulus,
+        ys: &[u64],
+        [at, len]: [usize; 2],
+        subsets: &[Vec<u32>],
+    ) {
+        let wrap = wrap_of(m);
+        let in_group: Vec<&[u32]> = subsets
+            .iter()
+            .map(|s| {
+                let lo = s.partition_point(|&t| (t as usize) < at);
+                let hi = s.partition_point(|&t| (t as usize) < at + len);
+                &s[lo..hi]
+            })
+            .collect();
+        let per_row = 2 * self.subsets;
+        self.sums
+            .par_chunks_mut(per_row * CHECK_ROWS)
+            .zip(ys.par_chunks(len * CHECK_ROWS))
+            .for_each(|(sums, ys)| {
+                // Each value's residue once per row, then the subsets' sums.
+                let mut res = vec![0u64; len];
+                for (row, y) in sums.chunks_mut(per_row).zip(ys.chunks(len)) {
+                    for (r, &v) in res.iter_mut().zip(y) {
+                        *r = residue(me, v, m, wrap);
+                    }
+                    for (s, set) in in_group.iter().enumerate() {
+                        let (mut words, mut residues) = (0u64, 0u64);
+                        for &t in set.iter() {
+                            let i = t as usize - at;
+                            words = words.wrapping_add(y[i]);
+                            residues += res[i];
+                        }
+                        row[2 * s] = row[2 * s].wrapping_add(words);
+                        row[2 * s + 1] += residues;
+                    }
+                }
+            });
+    }
+
+    /// Server `me`'s shares of the differences, per row and subset (module docs).
+    pub fn finish(self, me: usize, m: &Modulus) -> Vec<u64> {
+        let wrap = wrap_of(m);
+        self.sums
+            .chunks_exact(2)
+            .map(|p| m.sub(residue(me, p[0], m, wrap), m.reduce(p[1])))
+            .collect()
+    }
+}
+
+/// Checks the opened differences of [`ConversionCheck`] (sums of both servers' shares), per
+/// row and subset, the `rows_a` rows of party A first: an error naming the party whose row
+/// converted wrongly.
+pub fn check_conversions(
+    opened: &[u64],
+    t: u64,
+    subsets: usize,
+    [rows_a, rows_b]: [usize; 2],
+) -> Result<()> {
+    if subsets == 0 || opened.len() != (rows_a + rows_b) * subsets {
+        return Err(Error::invalid(format!(
+            "conversion check: {} differences for {rows_a} + {rows_b} rows and {subsets} subsets",
+            opened.len()
+        )));
+    }
+    let m = Modulus::new(t);
+    if let Some(i) = opened.iter().position(|&v| m.reduce(v) != 0) {
+        let party = if i / subsets < rows_a { "A" } else { "B" };
+        return Err(Error::invalid(format!(
+            "party {party}'s upload failed the conversion check of the scores modulo the slot \
+             prime (a value's shares converted differently from their sums; or a server \
+             deviated): the job stops"
+        )));
+    }
+    Ok(())
 }
 
 /// `<p_i, q_j> mod T` per pair, accumulated exactly over passes of the pair kernel (module

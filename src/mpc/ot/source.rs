@@ -813,22 +813,49 @@ mod tests {
         modular: bool,
         max: u64,
     ) -> Vec<Form> {
-        form_logged(pairs, d, shares, modular, max, 5, None)
+        let knobs = Knobs {
+            min_group: 5,
+            ..Knobs::default()
+        };
+        form_logged(pairs, d, shares, modular, max, knobs)
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect()
     }
 
     type Log = std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u64>)>>>;
 
-    /// [`form_both_ways`] in groups of at least `min_group` columns; with `log`, everything
-    /// server 1 sends server 0, with its round.
+    /// How [`form_logged`] runs the form.
+    #[derive(Default)]
+    struct Knobs {
+        /// Fewest columns per group.
+        min_group: usize,
+        /// Everything server 1 sends server 0, with its round.
+        log: Option<Log>,
+        /// The zero sharing replaced by these words over `X` and `Y` (zeros: the attack it
+        /// exists for).
+        zero: Option<[Vec<u64>; 2]>,
+        /// The row audit's subsets (6 when 0).
+        subsets: usize,
+    }
+
+    /// [`form_both_ways`] as `knobs` say, with the conversion check; each server's output or
+    /// error.
     fn form_logged(
         pairs: &Pairs,
         d: usize,
         shares: [(Vec<u64>, Vec<u64>); 2],
         modular: bool,
         max: u64,
-        min_group: usize,
-        log: Option<Log>,
-    ) -> Vec<Form> {
+        knobs: Knobs,
+    ) -> Vec<Result<Form>> {
+        let Knobs {
+            min_group,
+            log,
+            zero,
+            subsets,
+        } = knobs;
+        let subsets = if subsets == 0 { 6 } else { subsets };
         use crate::mpc::beaver::{Bilinear, RowAudit};
         use crate::mpc::engine::Engine;
         use crate::mpc::row_share::RowShare;
@@ -840,6 +867,8 @@ mod tests {
                 .zip(shares)
                 .map(|(t, (x, y))| {
                     let pairs = pairs.clone();
+                    let zero = zero.clone();
+                    let rows = [pairs.rows(), pairs.cols()];
                     let t = match &log {
                         Some(log) if t.me() == 1 => {
                             let log = log.clone();
@@ -859,7 +888,7 @@ mod tests {
                         let me = eng.me();
                         let audit = RowAudit {
                             blocks: vec![d / 2, d - d / 2],
-                            subsets: 6,
+                            subsets,
                         };
                         // The links first, so that the counts below are the requests' own.
                         eng.prepare(&Request::Beaver { n: 1, fanout: 1 }).await?;
@@ -870,6 +899,12 @@ mod tests {
                             None
                         };
                         let took = mm.is_some();
+                        let mm = mm.map(|mut mm| {
+                            if let Some(zero) = zero {
+                                mm.zero.parts = zero.map(Part::Words);
+                            }
+                            mm
+                        });
                         let scores_material = eng.stats().bytes_sent - start;
                         let empty = Pairs::list(pairs.rows(), pairs.cols(), vec![], vec![])?;
                         let req = Request::Bilinear {
@@ -892,6 +927,9 @@ mod tests {
                         let mut out = eng.run(form).await?;
                         let rounds = (first, eng.stats().rounds);
                         if let Some(t) = out.modulus {
+                            let conversion = out.conversion.take().expect("with the scores");
+                            let opened = eng.open(&conversion).await?;
+                            crate::mpc::modular::check_conversions(&opened, t, subsets, rows)?;
                             out.scores = eng.lift(&out.scores, t).await?;
                         }
                         let a = out.audit.expect("audit");
@@ -910,7 +948,7 @@ mod tests {
                 .collect();
             let mut out = Vec::new();
             for t in tasks {
-                out.push(t.await.expect("server task").unwrap());
+                out.push(t.await.expect("server task"));
             }
             out
         })
@@ -1016,9 +1054,36 @@ mod tests {
         // A job whose dense grid fits and whose slot run needs no more memory takes it too;
         // with more servers `scores_mod` says None (the pipeline's three- and four-server
         // jobs).
-        let small = form_both_ways(&pairs, d, shares, true, 1 << 40);
+        let small = form_both_ways(&pairs, d, shares.clone(), true, 1 << 40);
         assert!(small[0].took && small[1].took);
         check(&small, "dense grid within the bound");
+        // The attack the zero sharing exists for: without it, the shares server 0 holds as
+        // zeros (even rows of both parties) do not wrap and convert shifted; the conversion
+        // check stops the job on both servers, naming the party whose rows failed (zeros
+        // over both parties' rows, then over B's only).
+        let caught = |zero: [Vec<u64>; 2], party: &str| {
+            // With the audit's 40 subsets: a single failed value escapes with 2^-40.
+            let knobs = Knobs {
+                min_group: 5,
+                zero: Some(zero),
+                subsets: 40,
+                ..Knobs::default()
+            };
+            for r in form_logged(&pairs, d, shares.clone(), true, 1 << 12, knobs) {
+                let e = r.err().expect("caught").to_string();
+                assert!(e.contains(party) && e.contains("conversion check"), "{e}");
+            }
+        };
+        caught([vec![0; n * d], vec![0; m * d]], "party A");
+        caught([prg.vec(n * d), vec![0; m * d]], "party B");
+        // One value alone: a zero sharing whose word cancels server 0's share of a
+        // non-negative value of an odd row (so that its shares do not wrap), random elsewhere.
+        let t = (0..n * d)
+            .find(|&t| (t / d) % 2 == 1 && (x[t] as i64) >= 0)
+            .expect("a value");
+        let mut r = prg.vec(n * d);
+        r[t] = shares[0].0[t].wrapping_neg();
+        caught([r, prg.vec(m * d)], "party A");
     }
 
     /// What server 0 receives from server 1 during the form modulo the prime, for constant
@@ -1041,7 +1106,15 @@ mod tests {
             (vec![5u64; n * d], vec![5u64; m * d]),
         ];
         let log: Log = Default::default();
-        let out = form_logged(&pairs, d, shares, true, 1 << 12, 64, Some(log.clone()));
+        let knobs = Knobs {
+            min_group: 64,
+            log: Some(log.clone()),
+            ..Knobs::default()
+        };
+        let out: Vec<Form> = form_logged(&pairs, d, shares, true, 1 << 12, knobs)
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
         assert!(out[0].took);
         let (r0, r1) = out[0].rounds;
         let view: Vec<u64> = log

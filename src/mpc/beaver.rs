@@ -39,7 +39,8 @@ use crate::mpc::correlated::{MAX_PASS_COLUMNS, MIN_PASS_COLUMNS, Material, Part,
 use crate::mpc::digest::sha256;
 use crate::mpc::he::modulus::Modulus;
 use crate::mpc::modular::{
-    ConversionCheck, DotsModT, ModMaterial, ZeroSharing, check_residues, rerandomise, to_residues,
+    ConversionCheck, DotsModT, ModMaterial, ZeroSharing, check_residues, rerandomise,
+    subsets_within, to_residues,
 };
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
@@ -861,14 +862,7 @@ fn audit_group(
         blocks.push(if lo < hi { (lo - at, hi - at) } else { (0, 0) });
         start += bl;
     }
-    let in_group: Vec<&[u32]> = subsets
-        .iter()
-        .map(|s| {
-            let lo = s.partition_point(|&t| (t as usize) < at);
-            let hi = s.partition_point(|&t| (t as usize) < at + len);
-            &s[lo..hi]
-        })
-        .collect();
+    let in_group = subsets_within(subsets, at, len);
     acc.par_chunks_mut(per_row * AUDIT_ROWS)
         .enumerate()
         .for_each(|(task, rows)| {

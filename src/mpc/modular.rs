@@ -226,14 +226,7 @@ impl ConversionCheck {
         subsets: &[Vec<u32>],
     ) {
         let wrap = wrap_of(m);
-        let in_group: Vec<&[u32]> = subsets
-            .iter()
-            .map(|s| {
-                let lo = s.partition_point(|&t| (t as usize) < at);
-                let hi = s.partition_point(|&t| (t as usize) < at + len);
-                &s[lo..hi]
-            })
-            .collect();
+        let in_group = subsets_within(subsets, at, len);
         let per_row = 2 * self.subsets;
         self.sums
             .par_chunks_mut(per_row * CHECK_ROWS)
@@ -267,6 +260,18 @@ impl ConversionCheck {
             .map(|p| m.sub(residue(me, p[0], m, wrap), m.reduce(p[1])))
             .collect()
     }
+}
+
+/// The positions of each subset (increasing) within the columns `at..at + len` of a group.
+pub fn subsets_within(subsets: &[Vec<u32>], at: usize, len: usize) -> Vec<&[u32]> {
+    subsets
+        .iter()
+        .map(|s| {
+            let lo = s.partition_point(|&t| (t as usize) < at);
+            let hi = s.partition_point(|&t| (t as usize) < at + len);
+            &s[lo..hi]
+        })
+        .collect()
 }
 
 /// Checks the opened differences of [`ConversionCheck`] (sums of both servers' shares), per

@@ -667,32 +667,34 @@ fn server_view_looks_uniform() {
 }
 
 /// Two dealer-free servers lift shares modulo the slot prime to shares modulo `2^64`
-/// (`Engine::lift`: one 48-bit comparison and one bit product per value) for values at both
-/// ends of `[-(T - 1) / 2, (T - 1) / 2]`, next to zero and drawn at random, with server 0's
-/// share 0, `T - 1`, `(T - 1) / 2`, `(T + 1) / 2` (the comparison's input at both ends of
-/// `[-T, T)`) and uniform; three servers are refused.
+/// (`Engine::lift`: bits each server computes alone and one bit product per value) for values
+/// at both ends of `[-Q, Q]` (`Q = (T - 1) / 4`), next to zero and drawn at random, with server
+/// 0's share 0, `T - 1`, at both sides of its bit's threshold and uniform; three servers are
+/// refused.
 #[test]
 fn dealer_free_lift_from_the_slot_prime_equals_plaintext() {
     use ppea::mpc::he::slots::T;
-    let h = (T - 1) / 2;
+    let (q, tau) = ((T - 1) / 4, T.div_ceil(2));
     let mut prg = Prg::new(&Seed([5; 32]), 1);
     let mut v: Vec<i64> = vec![
-        -(h as i64),
-        -(h as i64) + 1,
+        -(q as i64),
+        -(q as i64) + 1,
         -1,
         0,
         1,
-        h as i64 - 1,
-        h as i64,
+        q as i64 - 1,
+        q as i64,
     ];
-    v.extend((0..500).map(|_| (prg.next_u64() % T) as i64 - h as i64));
+    v.extend((0..500).map(|_| (prg.next_u64() % (2 * q + 1)) as i64 - q as i64));
     let n = v.len();
+    // Server 0 adds Q before its bit [u_0 < tau]: shares at both sides of that threshold.
     let s0: Vec<u64> = (0..n)
-        .map(|i| match i % 5 {
+        .map(|i| match i % 6 {
             0 => 0,
             1 => T - 1,
-            2 => h,
-            3 => h + 1,
+            2 => (tau - 1 + T - q) % T,
+            3 => (tau + T - q) % T,
+            4 => (T - q) % T,
             _ => prg.next_u64() % T,
         })
         .collect();

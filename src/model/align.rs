@@ -1001,7 +1001,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         subsets: crate::model::upload_check::AUDIT_SUBSETS,
     };
     // Scores modulo a prime where the source makes them cheaper (two servers without a dealer:
-    // one slot run instead of five, `mpc::modular`), when every honest score is far inside it;
+    // one slot run instead of three or four, `mpc::modular`), when every honest score is far inside it;
     // the audit's material then covers no pairs.
     let modular = if p.explain || !scores_fit_mod(p) {
         None

@@ -12,7 +12,7 @@ use crate::mpc::channel::Transport;
 use crate::mpc::compare::{B2a, Compare};
 use crate::mpc::correlated::{Correlations, Material, Request};
 use crate::mpc::millionaire::{Millionaire, MillionaireMaterial};
-use crate::mpc::modular::{LIFT_BITS, ModMaterial, check_residues};
+use crate::mpc::modular::{ModMaterial, check_residues};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::protocol::{Protocol, Session, Stats, Step, check_lengths, open_sum};
 use crate::mpc::row_share::RowShare;
@@ -453,41 +453,48 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             .await
     }
 
-    /// Shares modulo `2^64` of the values `v` in `[-(t - 1) / 2, (t - 1) / 2]` whose shares
-    /// modulo the odd `t < 2^47` are `x`, two servers ([`crate::mpc::modular`], "Back to
-    /// `Z_2^64`"): one comparison of [`LIFT_BITS`] bits and one bit product per value.
+    /// Shares modulo `2^64` of the values `v` in `[-Q, Q]`, `Q = (t - 1) / 4` rounded down,
+    /// whose shares modulo the odd `t < 2^62` are `x`, two servers ([`crate::mpc::modular`],
+    /// "Back to `Z_2^64`"): one bit product per value, of bits each server computes alone.
+    /// Values outside `[-Q, Q]` come back wrong (the caller's bound keeps them inside).
     pub async fn lift(&mut self, x: &[u64], t: u64) -> Result<Vec<u64>> {
-        if self.servers() != 2 || t.is_multiple_of(2) || t >= 1 << (LIFT_BITS - 1) {
+        if self.servers() != 2 || t.is_multiple_of(2) || t >= 1 << 62 {
             return Err(Error::invalid(format!(
-                "lifting shares modulo {t} takes two servers and an odd modulus below 2^{}",
-                LIFT_BITS - 1
+                "lifting shares modulo {t} takes two servers and an odd modulus below 2^62"
             )));
         }
         check_residues(x, t, "lift")?;
-        let (me, h) = (self.me(), (t - 1) / 2);
-        // Server 0: `u_0 - T` with `u_0 = x_0 + H mod T`; server 1: `u_1 = x_1`.
+        let (me, q, tau) = (self.me(), (t - 1) / 4, t.div_ceil(2));
+        // Server 0: `u_0 = x_0 + Q mod t`; server 1: `u_1 = x_1`. They sum to `v + Q + w t`.
         let u: Vec<u64> = if me == 0 {
             x.iter()
                 .map(|&v| {
-                    let s = v + h;
-                    let u0 = if s >= t { s - t } else { s };
-                    u0.wrapping_sub(t)
+                    let s = v + q;
+                    if s >= t { s - t } else { s }
                 })
                 .collect()
         } else {
             x.to_vec()
         };
         let n = u.len();
-        let below = self.ltz_bits_batched(&u, LIFT_BITS).await?;
-        let tb = self
-            .bit_times(&below, n, vec![if me == 0 { t } else { 0 }; n], 1)
-            .await?;
+        // `w = 1 - c_0 c_1` for `c_s = [u_s < tau]`; `c_0 c_1 t` as the bit product of server
+        // 1's bit (server 0's part of it zero) and server 0's `c_0 t` (server 1's part zero).
+        let (bits, y) = if me == 0 {
+            let y = u.iter().map(|&v| if v < tau { t } else { 0 }).collect();
+            (vec![0u64; n.div_ceil(64)], y)
+        } else {
+            let mut bits = vec![0u64; n.div_ceil(64)];
+            for (i, &v) in u.iter().enumerate() {
+                bits[i / 64] |= ((v < tau) as u64) << (i % 64);
+            }
+            (bits, vec![0u64; n])
+        };
+        let tb = self.bit_times(&bits, n, y, 1).await?;
+        // v = u_0 + u_1 - t + t c_0 c_1 - Q.
+        let less = if me == 0 { t.wrapping_add(q) } else { 0 };
         Ok(u.iter()
             .zip(&tb)
-            .map(|(&u, &tb)| {
-                let v = u.wrapping_add(tb);
-                if me == 0 { v.wrapping_sub(h) } else { v }
-            })
+            .map(|(&u, &tb)| u.wrapping_add(tb).wrapping_sub(less))
             .collect())
     }
 

@@ -18,7 +18,7 @@
 //! * [`beaver`], [`truncate`], [`compare`] (with its carry tree in [`carry_tree`]),
 //!   [`millionaire`] (two servers without a dealer): the online protocols;
 //! * [`modular`]: the bilinear form's scores modulo the slot prime (two servers without a
-//!   dealer: one slot run instead of five) and their way back to `Z_2^64`;
+//!   dealer: one slot run instead of three or four) and their way back to `Z_2^64`;
 //! * [`row_share`]: a server's share of an upload, held, drawn from its seed or spilled to disk;
 //! * [`pairs`]: candidate pair lists and the blocked inner-product kernel;
 //! * [`dp`]: discrete Laplace noise added by every server to its shares (distributed DP);

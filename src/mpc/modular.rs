@@ -1,11 +1,12 @@
 //! The bilinear form's scores modulo the slot prime `T` instead of `2^64`, for two servers
-//! without a dealer: one slot run for `C` instead of five.
+//! without a dealer: one slot run for `C` instead of three or four and a lift.
 //!
 //! **Why.** Without a dealer, `C_p = <A_i, B_j>` comes from ring-LWE slot products, which give
 //! shares modulo the plaintext prime `T` ([`crate::mpc::he::slots::T`], below `2^47`). Shares
-//! modulo `2^64` of a product of 64-bit masks take five runs and the Chinese remainder theorem
-//! ([`crate::mpc::he::crt`]). If the masks, the openings and the pair kernel all work modulo
-//! `T`, one run is enough, and only the results come back to `Z_2^64`, by one comparison each.
+//! modulo `2^64` of a product of 64-bit masks take three or four runs, the Chinese remainder
+//! theorem and a lift by one correlated OT per value ([`crate::mpc::he::crt`]; five runs with
+//! more servers). If the masks, the openings and the pair kernel all work modulo
+//! `T`, one run is enough, and only the results come back to `Z_2^64`, by one bit product each.
 //! The scores of honest rows are far below `T / 2` (below `2^40`,
 //! [`crate::model::align::JobParams::score_bound`] at product scale), so nothing wraps.
 //!
@@ -39,13 +40,19 @@
 //! and `<u, v> = H 2^48 + (S - H - L) 2^24 + L` (Karatsuba), reduced modulo `T` at the end:
 //! three passes of the same kernel ([`DotsModT`]).
 //!
-//! **Back to `Z_2^64`** ([`crate::mpc::engine::Engine::lift`]). With an offset `H = (T - 1) / 2`
-//! added by server 0, the shares `u_0, u_1` (below `T`) of `v + H` sum, as integers, to
-//! `v + H + w T` with `w = [u_0 + u_1 >= T]`. Server 0 holds `u_0 - T`, server 1 `u_1`: their
-//! sum `x = u_0 + u_1 - T` lies in `[-T, T)`, 48 signed bits, and `b = [x < 0] = 1 - w` is one
-//! comparison; then `v = x - H + T b`, where `T b` is one bit product (server 0's factor `T`,
-//! server 1's `0`). The comparison and the bit product are the existing secure ones, so the
-//! lift reveals nothing; its cost is one 48-bit comparison and one bit product per score.
+//! **Back to `Z_2^64`** ([`crate::mpc::engine::Engine::lift`]). Every score lies in `[-Q, Q]`,
+//! `Q = (T - 1) / 4` rounded down (the route is taken only when the job's score bound is below
+//! `T / 4`). With the offset `Q` added by server 0, the shares `u_0, u_1` (below `T`) of
+//! `v' = v + Q` sum, as integers, to `v' + w T` with `w` 0 or 1, and `v'` is below
+//! `tau = (T + 1) / 2`. If `w = 0`, both `u_s` are at most `v' < tau`; if `w = 1`, their sum is
+//! at least `T`, so not both are below `tau` (that would make it at most `T - 1`). So
+//! `w = 1 - c_0 c_1` for the bits `c_s = [u_s < tau]` each server computes alone from its own
+//! uniform share, and `v = u_0 + u_1 - T + T c_0 c_1 - Q`, where `T c_0 c_1` is one bit product
+//! (server 1's bit against server 0's `c_0 T`, each with a zero part on the other server):
+//! one correlated OT and one 64-bit correction per score and direction, and one round, where a
+//! 48-bit comparison took some 70 random OTs and seven rounds. Nothing is opened, so the lift
+//! reveals nothing. A deviating party's scores outside `[-Q, Q]` come back wrong, as they
+//! would wrapped modulo `T`: the row audit stops such a job before its results count.
 
 use crate::error::{Error, Result};
 use crate::mpc::correlated::{Part, Stream};
@@ -57,9 +64,6 @@ use rayon::prelude::*;
 
 /// Widest rows the exact kernel takes (each pair sums `2d` products below `2^50`).
 pub const MAX_D: usize = 4096;
-
-/// Signed bits of the lift's comparison: `u_0 + u_1 - T` lies in `[-T, T)`, `T < 2^47`.
-pub const LIFT_BITS: u32 = 48;
 
 /// Bits of the low half of a residue in the exact kernel.
 const HALF: u32 = 24;

@@ -1,7 +1,8 @@
 //! Shares modulo `2^64` of `sum over servers s != t of <Z^t_p, Z^s_q>` for rows of 64-bit shares
-//! and a list of pairs, from five [`super::slots`] runs modulo the primes [`CRT_PRIMES`]
-//! combined by the Chinese remainder theorem: the products follow the pairs, and the result is a
-//! drop-in for the coefficient-packed products ([`super::product`]) of the bilinear form.
+//! and a list of pairs, from [`super::slots`] runs modulo the primes [`CRT_PRIMES`] combined by
+//! the Chinese remainder theorem (five runs, or three or four and a lift with two servers): the
+//! products follow the pairs, and the result is a drop-in for the coefficient-packed products
+//! ([`super::product`]) of the bilinear form.
 //!
 //! **Why integers.** The slot products give shares modulo a prime `t` below `2^47`; the bilinear
 //! form needs them modulo `2^64`, and no prime's residue says anything about a value modulo
@@ -16,21 +17,39 @@
 //! low word is the encryptor's share modulo `2^64`. The evaluator's share is `-R mod 2^64`,
 //! the low word of its masks negated.
 //!
-//! **What the encryptor learns.** Each run's decrypted slots are `v + R mod t_i`, the noise being
-//! flooded as in every slot run ([`super::harden`]); together they give the integer `v + R`,
+//! **What the encryptor learns** (three or four servers). Each run's decrypted slots are
+//! `v + R mod t_i`, the noise being flooded as in every slot run ([`super::harden`]); together
+//! they give the integer `v + R`,
 //! whose distance from `R` alone is at most `v / 2^232 <= 2^-93` per value (a uniform variable
 //! shifted by `v`), `2^-61` over `2^32` slots. The evaluator sees only ciphertexts. (Four primes
 //! would leave room for masks of `2^186` only: `2^-47` per value, some `2^-25` over a large
 //! job's slots, below the flooding's `2^-41` for a whole run; a review's finding.)
 //!
-//! **Cost.** Five slot runs, one after the other (each run's ciphertexts and results are freed
-//! before the next): five times one run's work and traffic, the memory of one plus the
-//! residues kept between runs.
+//! **Two servers: fewer runs and one AND** ([`runs`], [`CrtShares::lift`]). With two servers the
+//! sum `V = <Z^0_p, Z^1_q> + <Z^1_p, Z^0_q>` (both orders) is below `2^b`, `b = 129 + ceil(log2
+//! d)` ([`lift_bits`]). Each evaluator masks with an integer `R` uniform below `M`, the product
+//! of the fewest primes with `M >= 2^(b + 1)` (three for rows up to 1,024 values, four up to
+//! [`MAX_D`]: [`runs`]). Server `s` then holds `U_s`, its combined integer less its
+//! own masks modulo `M`, and `U_0 + U_1 = V + w M` with `w` 0 or 1. Both `U_s` are uniform
+//! modulo `M` (each is masked by the other server's `R`), so nothing is statistical here, and
+//! `w` is read off two bits each server computes alone, `c_s = [U_s < 2^b]`:
+//!
+//! * `w = 0`: `U_0 + U_1 = V < 2^b`, so both are below `2^b`;
+//! * `w = 1`: `U_0 + U_1 >= M >= 2^(b + 1)`, so not both are.
+//!
+//! So `w = 1 - c_0 c_1`, and `V = U_0 + U_1 - M + M c_0 c_1` modulo `2^64`: server 0 subtracts
+//! `M`, and the product `c_0 c_1 (M mod 2^64)` takes one correlated OT per item (the caller's:
+//! [`crate::mpc::ot::source`]), where each run saved is one run's work and traffic.
+//!
+//! **Cost.** Five (or three or four) slot runs, one after the other (each run's ciphertexts and
+//! results are freed before the next): that many times one run's work and traffic, the memory
+//! of one plus the residues kept between runs.
 
 use crate::error::{Error, Result};
 use crate::mpc::he::modulus::Modulus;
 use crate::mpc::he::slots::{
-    CRT_PRIMES, Codec, MASK_WORDS, MAX_D, Masking, SlotPlan, SlotProducts, integer_mask,
+    CRT_PRIMES, Codec, INTEGER_MASK_BITS, MASK_WORDS, MAX_D, Masking, SlotPlan, SlotProducts,
+    integer_mask,
 };
 use crate::mpc::prg::Seed;
 use crate::mpc::protocol::{Protocol, Step};
@@ -76,13 +95,16 @@ fn pow(m: &Modulus, mut b: u64, mut e: u64) -> u64 {
     acc
 }
 
-/// The integer below the product of [`CRT_PRIMES`] whose residues are `r` (`r[i]` modulo
-/// `CRT_PRIMES[i]`), as [`MASK_WORDS`] words, least significant first: Garner's mixed radix
-/// `x = v_0 + t_0 (v_1 + t_1 (v_2 + ...))`, `v_j` from `r_j` and the `v` before it.
-pub fn combine(r: [u64; P]) -> [u64; MASK_WORDS] {
+/// The integer below the product of the first `r.len()` of [`CRT_PRIMES`] whose residues are
+/// `r` (`r[i]` modulo `CRT_PRIMES[i]`), as [`MASK_WORDS`] words, least significant first:
+/// Garner's mixed radix `x = v_0 + t_0 (v_1 + t_1 (v_2 + ...))`, `v_j` from `r_j` and the `v`
+/// before it.
+pub fn combine(r: &[u64]) -> [u64; MASK_WORDS] {
     let g = Garner::get();
+    let p = r.len();
+    assert!((1..=P).contains(&p), "residues of 1 to {P} primes");
     let mut v = [0u64; P];
-    for j in 0..P {
+    for j in 0..p {
         let m = &g.m[j];
         let mut x = m.reduce(r[j]);
         for (i, &vi) in v[..j].iter().enumerate() {
@@ -92,8 +114,8 @@ pub fn combine(r: [u64; P]) -> [u64; MASK_WORDS] {
     }
     // Horner from the top digit (the value is below 2^235).
     let mut acc = [0u64; MASK_WORDS];
-    acc[0] = v[P - 1];
-    for j in (0..P - 1).rev() {
+    acc[0] = v[p - 1];
+    for j in (0..p - 1).rev() {
         let mut carry = v[j] as u128;
         for w in acc.iter_mut() {
             let cur = *w as u128 * CRT_PRIMES[j] as u128 + carry;
@@ -105,15 +127,108 @@ pub fn combine(r: [u64; P]) -> [u64; MASK_WORDS] {
     acc
 }
 
+/// With two servers, the bits below which the sum of both cross terms of rows of `d` values
+/// lies: `d (2^64 - 1)^2` twice is below `2^(129 + ceil(log2 d))`.
+pub fn lift_bits(d: usize) -> u32 {
+    129 + d.max(1).next_power_of_two().trailing_zeros()
+}
+
+/// The product of the first `p` of [`CRT_PRIMES`], as words.
+fn product(p: usize) -> [u64; MASK_WORDS] {
+    let mut m = [1u64, 0, 0, 0];
+    for &t in &CRT_PRIMES[..p] {
+        let mut carry = 0u128;
+        for w in m.iter_mut() {
+            let cur = *w as u128 * t as u128 + carry;
+            *w = cur as u64;
+            carry = cur >> 64;
+        }
+        debug_assert_eq!(carry, 0);
+    }
+    m
+}
+
+/// `2^bits` as words (`bits` below 256).
+fn power(bits: u32) -> [u64; MASK_WORDS] {
+    let mut x = [0u64; MASK_WORDS];
+    x[bits as usize / 64] = 1 << (bits % 64);
+    x
+}
+
+/// `a < b` for integers in words, least significant first.
+fn below(a: &[u64; MASK_WORDS], b: &[u64; MASK_WORDS]) -> bool {
+    a.iter().rev().cmp(b.iter().rev()).is_lt()
+}
+
+/// `a - b` modulo `2^256`.
+fn sub_words(a: &[u64; MASK_WORDS], b: &[u64; MASK_WORDS]) -> [u64; MASK_WORDS] {
+    let mut out = [0u64; MASK_WORDS];
+    let mut borrow = false;
+    for w in 0..MASK_WORDS {
+        let (x, b1) = a[w].overflowing_sub(b[w]);
+        let (x, b2) = x.overflowing_sub(borrow as u64);
+        out[w] = x;
+        borrow = b1 || b2;
+    }
+    out
+}
+
+/// `a + b` modulo `2^256`.
+fn add_words(a: &[u64; MASK_WORDS], b: &[u64; MASK_WORDS]) -> [u64; MASK_WORDS] {
+    let mut out = [0u64; MASK_WORDS];
+    let mut carry = 0u128;
+    for w in 0..MASK_WORDS {
+        let cur = a[w] as u128 + b[w] as u128 + carry;
+        out[w] = cur as u64;
+        carry = cur >> 64;
+    }
+    out
+}
+
+/// The runs (primes) of the products for `k` servers over rows of `d` values: with two, the
+/// fewest whose product is at least `2^(lift_bits(d) + 1)` (module docs); with more, all five.
+pub fn runs(k: usize, d: usize) -> usize {
+    if k != 2 {
+        return P;
+    }
+    let need = power(lift_bits(d) + 1);
+    let p = (1..=P).find(|&p| !below(&product(p), &need));
+    debug_assert!(p.is_some(), "rows of {d} values are beyond five primes");
+    p.unwrap_or(P)
+}
+
+/// The lift of [`CrtProducts`]' two-server output: the item's value modulo `2^64` is the sum of
+/// both servers' words plus `m c_0 c_1`, with `c_s` server `s`'s bit in `small`.
+pub struct Lift {
+    /// Per item, `[U_s < 2^b]` (bit `x % 64` of word `x / 64`).
+    pub small: Vec<u64>,
+    /// The primes' product modulo `2^64`.
+    pub m: u64,
+}
+
+/// What [`CrtProducts`] gives a server: per item its share modulo `2^64`, or with two servers
+/// the low word of its share modulo the primes' product (server 0's less that product) and the
+/// bit that lifts it.
+pub struct CrtShares {
+    /// Per item, in the plan's order.
+    pub words: Vec<u64>,
+    /// With two servers.
+    pub lift: Option<Lift>,
+}
+
 /// The protocol: for every item `(q, p)` of the plan, in its order, this server's share modulo
 /// `2^64` of `sum over servers s != t of <Z^t_p, Z^s_q>` (each server adds its own
-/// `<Z^s_p, Z^s_q>`), from `Z`'s shares modulo `2^64`. Ten rounds: the two of each run.
+/// `<Z^s_p, Z^s_q>`), from `Z`'s shares modulo `2^64`, or with two servers the shares before
+/// their lift ([`CrtShares`]). Two rounds per run.
 pub struct CrtProducts {
     me: usize,
     k: usize,
     plan: Arc<SlotPlan>,
     z: Vec<u64>,
     seed: Seed,
+    /// The runs, and the bound of the evaluator's integer masks.
+    runs: usize,
+    mask_below: [u64; MASK_WORDS],
     /// The run in progress and the outputs of those before it.
     current: Option<SlotProducts>,
     residues: Vec<Vec<u64>>,
@@ -142,14 +257,22 @@ impl CrtProducts {
                 "slot products: the share's size does not match the plan",
             ));
         }
+        let runs = runs(k, plan.d);
+        let mask_below = if k == 2 {
+            product(runs)
+        } else {
+            power(INTEGER_MASK_BITS)
+        };
         Ok(CrtProducts {
             me,
             k,
             plan,
             z,
             seed: Seed::random(),
+            runs,
+            mask_below,
             current: None,
-            residues: Vec::with_capacity(CRT_PRIMES.len()),
+            residues: Vec::with_capacity(runs),
         })
     }
 
@@ -158,7 +281,7 @@ impl CrtProducts {
         // Progress for the operator (sizes of the servers' own plan, no values).
         tracing::info!(
             run = i + 1,
-            of = CRT_PRIMES.len(),
+            of = self.runs,
             blocks = self.plan.blocks(),
             plaintexts = self.plan.plaintexts(),
             "slot products modulo 2^64: run"
@@ -171,7 +294,7 @@ impl CrtProducts {
             self.plan.clone(),
             zt,
             Codec::crt(i),
-            Masking::Integer(self.seed.clone()),
+            Masking::Integer(self.seed.clone(), self.mask_below),
         )?;
         let step = run.start()?;
         self.lift(step)
@@ -191,7 +314,7 @@ impl CrtProducts {
             }
             Step::Done(out) => {
                 self.residues.push(out);
-                if self.residues.len() < CRT_PRIMES.len() {
+                if self.residues.len() < self.runs {
                     let i = self.residues.len();
                     self.start_run(i)
                 } else {
@@ -201,32 +324,77 @@ impl CrtProducts {
         }
     }
 
-    /// Each item's combined integer, less this server's masks (the low words of the integers
-    /// it added for each peer), modulo `2^64`.
-    fn finish(self) -> Vec<u64> {
+    /// Each item's combined integer, less this server's masks (the integers it added for each
+    /// peer), modulo `2^64`; with two servers modulo the primes' product `M`, as its low word
+    /// (server 0's less `M`) and the bit that lifts it (module docs).
+    fn finish(self) -> CrtShares {
+        use crate::mpc::he::rlwe::N;
         let plan = &self.plan;
-        let mut masks = vec![0u64; plan.blocks() * crate::mpc::he::rlwe::N];
-        masks
-            .par_chunks_mut(crate::mpc::he::rlwe::N)
-            .enumerate()
-            .for_each(|(b, out)| {
+        let r = &self.residues;
+        let combined = |x: usize| {
+            let mut at = [0u64; P];
+            for (a, run) in at.iter_mut().zip(r) {
+                *a = run[x];
+            }
+            combine(&at[..r.len()])
+        };
+        let draw = |b: usize, from: usize| integer_mask(&self.seed, from, b, &self.mask_below);
+        if self.k != 2 {
+            // Only the low words matter modulo 2^64.
+            let mut masks = vec![0u64; plan.blocks() * N];
+            masks.par_chunks_mut(N).enumerate().for_each(|(b, out)| {
                 for from in (0..self.k).filter(|&s| s != self.me) {
-                    for (o, w) in out.iter_mut().zip(integer_mask(&self.seed, from, b)) {
+                    for (o, w) in out.iter_mut().zip(draw(b, from)) {
                         *o = o.wrapping_add(w[0]);
                     }
                 }
             });
+            let masks = plan.gather(&masks);
+            let words = (0..plan.len())
+                .into_par_iter()
+                .map(|x| combined(x)[0].wrapping_sub(masks[x]))
+                .collect();
+            return CrtShares { words, lift: None };
+        }
+        // Two servers: one peer's masks, whole. U = combined - R modulo M (both below M); its
+        // low word (server 0's less M) and its bit, 64 items at a time.
+        let mut masks = vec![[0u64; MASK_WORDS]; plan.blocks() * N];
+        let peer = 1 - self.me;
+        masks
+            .par_chunks_mut(N)
+            .enumerate()
+            .for_each(|(b, out)| out.copy_from_slice(&draw(b, peer)));
         let masks = plan.gather(&masks);
-        let r = &self.residues;
-        (0..plan.len())
-            .into_par_iter()
-            .map(|x| combine(std::array::from_fn(|i| r[i][x]))[0].wrapping_sub(masks[x]))
-            .collect()
+        let m = self.mask_below;
+        let (small_below, less) = (
+            power(lift_bits(plan.d)),
+            if self.me == 0 { m[0] } else { 0 },
+        );
+        let mut words = vec![0u64; plan.len()];
+        let mut small = vec![0u64; plan.len().div_ceil(64)];
+        words
+            .par_chunks_mut(64)
+            .zip(small.par_iter_mut())
+            .enumerate()
+            .for_each(|(c, (ws, bits))| {
+                for (j, w) in ws.iter_mut().enumerate() {
+                    let x = 64 * c + j;
+                    let (c, r) = (combined(x), &masks[x]);
+                    let u = sub_words(&c, r);
+                    let u = if below(&c, r) { add_words(&u, &m) } else { u };
+                    *w = u[0].wrapping_sub(less);
+                    *bits |= (below(&u, &small_below) as u64) << j;
+                }
+            });
+        CrtShares {
+            words,
+            lift: Some(Lift { small, m: m[0] }),
+        }
     }
 }
 
 impl Protocol for CrtProducts {
-    type Output = Vec<u64>;
+    type Output = CrtShares;
 
     fn start(self) -> Result<Step<Self>> {
         if self.current.is_some() || !self.residues.is_empty() {
@@ -307,7 +475,25 @@ mod tests {
                     prg.next_u64() % top,
                 ],
             };
-            assert_eq!(combine(residues(x)), x, "{x:x?}");
+            assert_eq!(combine(&residues(x)), x, "{x:x?}");
+        }
+        // The first three and four primes (two servers' runs): integers below their product.
+        for p in [3, 4] {
+            let m = product(p);
+            for case in 0..500 {
+                let x = if case == 0 {
+                    sub_words(&m, &[1, 0, 0, 0])
+                } else {
+                    let top = m.iter().rposition(|&w| w != 0).unwrap();
+                    let mut x = [0u64; MASK_WORDS];
+                    for w in x.iter_mut().take(top) {
+                        *w = prg.next_u64();
+                    }
+                    x[top] = prg.next_u64() % m[top];
+                    x
+                };
+                assert_eq!(combine(&residues(x)[..p]), x, "{p} primes, {x:x?}");
+            }
         }
     }
 
@@ -327,6 +513,23 @@ mod tests {
         check_shares(d, items, z, &shares);
     }
 
+    /// Item `x`'s lift in plaintext, `M c_0 c_1` modulo `2^64` (what the caller's correlated OT
+    /// shares), or zero without one.
+    fn lifted(outs: &[CrtShares], x: usize) -> u64 {
+        let bit = |o: &CrtShares| {
+            let l = o.lift.as_ref().expect("two servers lift");
+            l.small[x / 64] >> (x % 64) & 1
+        };
+        match outs {
+            [a, b] => {
+                let m = a.lift.as_ref().unwrap().m;
+                assert_eq!(m, b.lift.as_ref().unwrap().m);
+                m.wrapping_mul(bit(a) & bit(b))
+            }
+            _ => 0,
+        }
+    }
+
     /// Runs the protocol on the servers' `shares` of `z` (rows of `d`) and checks every item
     /// against the plaintext `<Z_p, Z_q>` modulo `2^64`.
     fn check_shares(d: usize, items: &[(u32, u32)], z: &[u64], shares: &[Vec<u64>]) {
@@ -336,12 +539,13 @@ mod tests {
             .map(|s| CrtProducts::new(s, k, plan.clone(), shares[s].clone()).unwrap())
             .collect();
         let (outs, rounds) = run_lockstep(parties).unwrap();
-        assert_eq!(rounds, 2 * P);
+        assert_eq!(rounds, 2 * runs(k, d));
+        assert_eq!(outs.iter().all(|o| o.lift.is_some()), k == 2);
         let dot = crate::mpc::ring::dot;
         for (x, &(q, p)) in items.iter().enumerate() {
             let (q, p) = (q as usize, p as usize);
-            let sum = (0..k).fold(0u64, |acc, s| {
-                acc.wrapping_add(outs[s][x]).wrapping_add(dot(
+            let sum = (0..k).fold(lifted(&outs, x), |acc, s| {
+                acc.wrapping_add(outs[s].words[x]).wrapping_add(dot(
                     &shares[s][p * d..(p + 1) * d],
                     &shares[s][q * d..(q + 1) * d],
                 ))
@@ -374,24 +578,130 @@ mod tests {
     }
 
     #[test]
+    fn two_servers_take_three_or_four_runs_whose_product_lifts() {
+        for (d, want) in [(1, 3), (256, 3), (648, 3), (1024, 3), (1025, 4), (MAX_D, 4)] {
+            assert_eq!(runs(2, d), want, "d {d}");
+            // M >= 2^(b + 1), and the largest sum is below 2^b: 2 d (2^64 - 1)^2 < 2^b.
+            let m = product(runs(2, d));
+            assert!(!below(&m, &power(lift_bits(d) + 1)), "d {d}");
+            let top = (d as f64).log2() + 129.0;
+            assert!(top <= lift_bits(d) as f64, "d {d}");
+            for k in 3..=4 {
+                assert_eq!(runs(k, d), P);
+            }
+        }
+        // One prime fewer would not do.
+        assert!(below(&product(2), &power(lift_bits(1) + 1)));
+        assert!(below(&product(3), &power(lift_bits(1025) + 1)));
+    }
+
+    #[test]
+    fn two_servers_lift_where_the_shares_wrap_the_primes_product() {
+        // Rows of 256 values near 2^64 on both servers: the sum of the cross terms is close
+        // to 2^137 = 2^b, a sixteenth of M, so about a sixteenth of the items take the branch
+        // where both shares are small (no wrap of M, the lift adds M back) and the rest the
+        // other; both must come out right.
+        let (rows, d) = (1024usize, 256usize);
+        let items: Vec<(u32, u32)> = (0..rows as u32).map(|r| (r, (r + 5) % 1024)).collect();
+        let plan = Arc::new(SlotPlan::new(rows, d, &items).unwrap());
+        let mut prg = Prg::new(&Seed([8; 32]), 0);
+        let s1: Vec<u64> = (0..rows * d)
+            .map(|_| u64::MAX - prg.next_u64() % 4096)
+            .collect();
+        let s0: Vec<u64> = (0..rows * d)
+            .map(|_| u64::MAX - prg.next_u64() % 4096)
+            .collect();
+        let z: Vec<u64> = s0
+            .iter()
+            .zip(&s1)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect();
+        let parties = vec![
+            CrtProducts::new(0, 2, plan.clone(), s0.clone()).unwrap(),
+            CrtProducts::new(1, 2, plan.clone(), s1.clone()).unwrap(),
+        ];
+        let (outs, rounds) = run_lockstep(parties).unwrap();
+        assert_eq!(rounds, 2 * 3);
+        let dot = crate::mpc::ring::dot;
+        let mut both_small = 0;
+        for (x, &(q, p)) in items.iter().enumerate() {
+            let (q, p) = (q as usize, p as usize);
+            let (rp, rq) = (p * d..(p + 1) * d, q * d..(q + 1) * d);
+            let sum = lifted(&outs, x)
+                .wrapping_add(outs[0].words[x])
+                .wrapping_add(outs[1].words[x])
+                .wrapping_add(dot(&s0[rp.clone()], &s0[rq.clone()]))
+                .wrapping_add(dot(&s1[rp.clone()], &s1[rq.clone()]));
+            assert_eq!(sum, dot(&z[rp], &z[rq]), "item {x}");
+            both_small += (lifted(&outs, x) != 0) as usize;
+        }
+        assert!(
+            (16..200).contains(&both_small),
+            "{both_small} of 1,024 items with both shares small"
+        );
+    }
+
+    #[test]
+    fn lifted_shares_are_uniform_modulo_the_product() {
+        // Constant inputs shared without randomness on server 1 (all zero) and on server 0
+        // (the value): each server's share modulo M still looks uniform, and the fraction of
+        // small ones is 2^b / M.
+        let (rows, d) = (2000, 4);
+        let items: Vec<(u32, u32)> = (0..rows as u32).map(|r| (r, (r + 1) % 2000)).collect();
+        let plan = Arc::new(SlotPlan::new(rows, d, &items).unwrap());
+        let z = vec![7u64; rows * d];
+        let parties = vec![
+            CrtProducts::new(0, 2, plan.clone(), z.clone()).unwrap(),
+            CrtProducts::new(1, 2, plan.clone(), vec![0; rows * d]).unwrap(),
+        ];
+        let (outs, _) = run_lockstep(parties).unwrap();
+        let m = product(runs(2, d));
+        let expect = 2f64.powi(lift_bits(d) as i32) / (m[2] as f64 * 2f64.powi(128));
+        for (s, o) in outs.iter().enumerate() {
+            let lift = o.lift.as_ref().unwrap();
+            let small = lift.small.iter().map(|w| w.count_ones()).sum::<u32>() as f64;
+            let f = small / items.len() as f64;
+            assert!(
+                (f - expect).abs() < 0.05,
+                "server {s}: {f} against {expect}"
+            );
+            // Every bit of the low words about half set (server 0's words are less M).
+            for bit in 0..64 {
+                let ones = o.words.iter().filter(|&&w| w >> bit & 1 == 1).count() as f64;
+                let f = ones / items.len() as f64;
+                assert!((0.44..0.56).contains(&f), "server {s}, bit {bit}: {f}");
+            }
+        }
+        // And the values come out: the cross terms of a share and zero are zero.
+        for x in 0..items.len() {
+            let v = outs[0].words[x]
+                .wrapping_add(outs[1].words[x])
+                .wrapping_add(lifted(&outs, x));
+            assert_eq!(v, 0, "the cross terms of a share and zero are zero");
+        }
+    }
+
+    #[test]
     fn the_largest_shares_do_not_wrap_the_primes_product() {
         // Every share near 2^64 with four servers: the integer cross terms at their largest.
         let d = 40;
         let items: Vec<(u32, u32)> = (0..10).map(|r| (r, (r + 3) % 10)).collect();
         let z = vec![u64::MAX - 5; 10 * d];
-        let k = 4;
-        let shares: Vec<Vec<u64>> = (0..k)
-            .map(|s| {
-                if s == 0 {
-                    z.iter()
-                        .map(|&v| v.wrapping_sub((u64::MAX - 1).wrapping_mul(3)))
-                        .collect()
-                } else {
-                    vec![u64::MAX - 1; 10 * d]
-                }
-            })
-            .collect();
-        check_shares(d, &items, &z, &shares);
+        // Two servers: the largest sum of both cross terms, next to the lift's bound.
+        for k in [2, 4] {
+            let shares: Vec<Vec<u64>> = (0..k)
+                .map(|s| {
+                    if s == 0 {
+                        z.iter()
+                            .map(|&v| v.wrapping_sub((u64::MAX - 1).wrapping_mul(k as u64 - 1)))
+                            .collect()
+                    } else {
+                        vec![u64::MAX - 1; 10 * d]
+                    }
+                })
+                .collect();
+            check_shares(d, &items, &z, &shares);
+        }
     }
 
     /// The integers server 0 of 2 reconstructs as the encryptor from its runs' decrypted
@@ -412,14 +722,22 @@ mod tests {
                     SlotProducts::with(s, 2, plan.clone(), zt, Codec::crt(i), m).unwrap()
                 };
                 let parties = vec![
-                    share(x, 0, Masking::Integer(Seed([1; 32]))),
-                    share(y, 1, Masking::Integer(seed.clone())),
+                    share(
+                        x,
+                        0,
+                        Masking::Integer(Seed([1; 32]), power(INTEGER_MASK_BITS)),
+                    ),
+                    share(
+                        y,
+                        1,
+                        Masking::Integer(seed.clone(), power(INTEGER_MASK_BITS)),
+                    ),
                 ];
                 run_lockstep(parties).unwrap().0.swap_remove(0)
             })
             .collect();
         (0..plan.len())
-            .map(|x| combine(std::array::from_fn(|i| runs[i][x])))
+            .map(|x| combine(&runs.iter().map(|r| r[x]).collect::<Vec<u64>>()))
             .collect()
     }
 
@@ -435,7 +753,7 @@ mod tests {
         // The evaluator's share zero: the encryptor decrypts exactly the evaluator's integers.
         let zero = encryptor_integers(&x, &vec![0; 100 * d], d, &items, &seed);
         let blocks: Vec<Vec<[u64; MASK_WORDS]>> = (0..plan.blocks())
-            .map(|b| integer_mask(&seed, 0, b))
+            .map(|b| integer_mask(&seed, 0, b, &power(INTEGER_MASK_BITS)))
             .collect();
         let flat: Vec<[u64; MASK_WORDS]> = blocks.concat();
         let want: Vec<[u64; MASK_WORDS]> = {

@@ -11,8 +11,8 @@
 //!   multiplying by its share of `X`, in coefficient-packed blocks (cheap for dense grids);
 //! * [`slots`]: the same modulo a prime `T`, one slot per pair and dimension (the products
 //!   follow the pairs, whatever rows they touch);
-//! * [`crt`]: slot products of 64-bit shares modulo `2^64`, from five runs modulo primes
-//!   combined by the Chinese remainder theorem.
+//! * [`crt`]: slot products of 64-bit shares modulo `2^64`, from runs modulo primes combined by
+//!   the Chinese remainder theorem (five, or with two servers three or four and a lift).
 
 pub mod crt;
 pub mod harden;

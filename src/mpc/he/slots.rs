@@ -199,22 +199,24 @@ pub enum Masking {
     /// Uniform modulo the plaintext prime, drawn fresh; the evaluator's share is their negation
     /// and the protocol's output is shares modulo the prime.
     Uniform,
-    /// The residues of integers below `2^`[`INTEGER_MASK_BITS`] drawn from this seed
+    /// The residues of integers uniform below the bound (`2^`[`INTEGER_MASK_BITS`], or with
+    /// two servers the product of [`super::crt`]'s primes), drawn from this seed
     /// ([`integer_mask`]), the same integers in every run of [`super::crt`]; the protocol's
     /// output is the decrypted sums alone (the caller takes the masks out after combining).
-    Integer(Seed),
+    Integer(Seed, [u64; MASK_WORDS]),
 }
 
 impl std::fmt::Debug for Masking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Masking::Uniform => "Uniform",
-            Masking::Integer(_) => "Integer(..)",
+            Masking::Integer(..) => "Integer(..)",
         })
     }
 }
 
-/// Bits of [`Masking::Integer`]'s masks: three peers' masks plus values below `2^139` (rows of up
+/// Bits of [`Masking::Integer`]'s masks with three or four servers (two take them below the
+/// primes' product, [`super::crt`]): three peers' masks plus values below `2^139` (rows of up
 /// to [`MAX_D`] values below `2^64`) stay below the product of [`CRT_PRIMES`], and each value
 /// moves its mask's distribution by at most `2^139 / 2^232 = 2^-93` (`2^-61` over `2^32` slots).
 pub const INTEGER_MASK_BITS: u32 = 232;
@@ -223,12 +225,41 @@ pub const INTEGER_MASK_BITS: u32 = 232;
 pub const MASK_WORDS: usize = 4;
 
 /// The integer masks of evaluator-side block `block` for the peer `from`, [`N`] slots, as
-/// [`MASK_WORDS`] words each (least significant first, below `2^`[`INTEGER_MASK_BITS`]).
-pub fn integer_mask(seed: &Seed, from: usize, block: usize) -> Vec<[u64; MASK_WORDS]> {
+/// [`MASK_WORDS`] words each (least significant first), uniform below `bound` (above 1): words
+/// cut to the bits of `bound - 1`, redrawn while not below `bound` (never for a power of two).
+pub fn integer_mask(
+    seed: &Seed,
+    from: usize,
+    block: usize,
+    bound: &[u64; MASK_WORDS],
+) -> Vec<[u64; MASK_WORDS]> {
     let mut s = Sampler::new(seed, ((from as u64) << 40) | block as u64);
-    let top = (1u64 << (INTEGER_MASK_BITS - 192)) - 1;
+    // bound - 1, and the mask of its bits per word.
+    let mut top = *bound;
+    for w in top.iter_mut() {
+        let (x, borrow) = w.overflowing_sub(1);
+        *w = x;
+        if !borrow {
+            break;
+        }
+    }
+    let high = top.iter().rposition(|&w| w != 0).unwrap_or(0);
+    let cut: [u64; MASK_WORDS] = std::array::from_fn(|w| match w.cmp(&high) {
+        std::cmp::Ordering::Less => u64::MAX,
+        std::cmp::Ordering::Equal => u64::MAX >> top[w].leading_zeros(),
+        std::cmp::Ordering::Greater => 0,
+    });
     (0..N)
-        .map(|_| [s.word(), s.word(), s.word(), s.word() & top])
+        .map(|_| {
+            loop {
+                let drawn = [s.word(), s.word(), s.word(), s.word()];
+                let x: [u64; MASK_WORDS] = std::array::from_fn(|w| drawn[w] & cut[w]);
+                // x <= bound - 1.
+                if x.iter().rev().cmp(top.iter().rev()).is_le() {
+                    break x;
+                }
+            }
+        })
         .collect()
 }
 
@@ -455,7 +486,7 @@ impl SlotPlan {
     }
 
     /// Each item's value from per-slot values (`N` per block), in the items' order.
-    pub fn gather(&self, per_slot: &[u64]) -> Vec<u64> {
+    pub fn gather<V: Copy>(&self, per_slot: &[V]) -> Vec<V> {
         self.at
             .iter()
             .map(|&(b, j)| per_slot[b as usize * N + j as usize])
@@ -746,14 +777,16 @@ fn evaluate(
                             c
                         }
                         // The caller takes these out after combining the runs.
-                        Masking::Integer(seed) => integer_mask(seed, messages[i].0, b)
-                            .iter()
-                            .map(|w| {
-                                w.iter().rev().fold(0, |acc, &x| {
-                                    tm.reduce_wide(((acc as u128) << 64) | x as u128)
+                        Masking::Integer(seed, bound) => {
+                            integer_mask(seed, messages[i].0, b, bound)
+                                .iter()
+                                .map(|w| {
+                                    w.iter().rev().fold(0, |acc, &x| {
+                                        tm.reduce_wide(((acc as u128) << 64) | x as u128)
+                                    })
                                 })
-                            })
-                            .collect(),
+                                .collect()
+                        }
                     };
                     codec.to_coefficients(&mut coeffs);
                     let mut enc = [0u64; L];
@@ -946,7 +979,7 @@ impl Protocol for SlotProducts {
                 // With integer masks the caller takes them out after combining the runs.
                 let mut sums: Vec<u64> = match self.masking {
                     Masking::Uniform => masks.iter().map(|&m| tm.neg(m)).collect(),
-                    Masking::Integer(_) => vec![0; masks.len()],
+                    Masking::Integer(..) => vec![0; masks.len()],
                 };
                 for (s, p) in incoming.iter().enumerate() {
                     if s == self.me {

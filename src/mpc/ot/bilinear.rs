@@ -9,12 +9,14 @@
 //!   a job the pre-check accepts is never refused later (fewer pairs never cost more with the
 //!   same packing);
 //! * **slot products modulo `2^64`** ([`crate::mpc::he::crt`]: five slot runs combined by the
-//!   CRT) otherwise: their cost follows the pairs ([`SlotPlan`] blocks times the width, four
-//!   times). The pre-check bounds the blocks by [`max_blocks`] for lists of the job's
-//!   candidates per row (each pair is in the list of one of its endpoints, so [`orient`] heads
-//!   at most twice the candidates per row), and the request's plan never exceeds that bound.
+//!   CRT, three or four with two servers) otherwise: their cost follows the pairs ([`SlotPlan`]
+//!   blocks times the width, once per run). The pre-check bounds the blocks by [`max_blocks`]
+//!   for lists of the job's candidates per row (each pair is in the list of one of its
+//!   endpoints, so [`orient`] heads at most twice the candidates per row), and the request's
+//!   plan never exceeds that bound.
 //!
-//! The norms (every row against itself) stay coefficient-packed: they are the grid's diagonal.
+//! The norms (every row against itself) take the same two kinds: coefficient-packed products
+//! of the grid's diagonal where they fit, slot products (one round per ciphertext) otherwise.
 
 use crate::error::{Error, Result};
 use crate::mpc::he::product::{Layout, Shape, least_traffic, packings};
@@ -70,7 +72,8 @@ impl Cost {
         }
     }
 
-    /// The cost per peer of the slot runs (one per CRT prime) of a plan with `blocks` blocks,
+    /// The cost per peer of the slot runs (one per CRT prime: [`crate::mpc::he::crt::runs`]) of
+    /// a plan with `blocks` blocks,
     /// `ciphers` ciphertexts (groups of `N` slot rows) of at most `rounds` rounds, over `rows`
     /// rows of `d` values, for `k` servers: each plaintext costs five transforms (shared by the peers)
     /// and two multiply-adds per prime and peer; an evaluator holds every peer's ciphertexts and
@@ -90,7 +93,7 @@ impl Cost {
         let (n, l) = (N as u64, L as u64);
         let transforms = 5 * (n / 2) * n.trailing_zeros() as u64;
         let plaintexts = (blocks as u64).saturating_mul(d as u64);
-        let runs = crate::mpc::he::slots::CRT_PRIMES.len() as u64;
+        let runs = crate::mpc::he::crt::runs(k, d) as u64;
         let work = plaintexts
             .saturating_mul(transforms / peers + 2 * l * n)
             .saturating_mul(runs);
@@ -100,7 +103,9 @@ impl Cost {
         let sums = (rounds as u64).saturating_mul(2 * l * n)
             + crate::mpc::he::slots::PREP_BATCH as u64 * 4 * l * n;
         // The shares and their reduced copy; the masks, sums and results of a run, and the
-        // residues kept between runs (at most a word per slot each).
+        // residues kept between runs (at most a word per slot each). The combination after
+        // the last run (with two servers whole masks per slot and per item, some 9 words a
+        // slot) holds less than a run's results held.
         let slots = (blocks as u64).saturating_mul(n);
         let own = (message + 2 * (rows as u64).saturating_mul(d as u64))
             .saturating_add(slots.saturating_mul(runs + 3));
@@ -451,11 +456,11 @@ impl BilinearPlan {
 
 /// The slot plan of the scores modulo `T` ([`crate::mpc::modular`]) over `pairs` of rows `d`
 /// long for two servers, or `None` where the request modulo `2^64` should run instead. They
-/// run where `C` modulo `2^64` would take five slot runs (its dense grid does not fit the
-/// coefficient-packed products within what the norms of `blocks` leave of
+/// run where `C` modulo `2^64` would take three or four slot runs (its dense grid does not fit
+/// the coefficient-packed products within what the norms of `blocks` leave of
 /// `max_multiply_adds`, as [`BilinearPlan::new`] decides), and where the dense grid fits but
 /// the one run needs no more memory than it (so the job's booked footprint still holds: small
-/// jobs of few candidates, and the tests'). Their work is bounded as the five runs' at the
+/// jobs of few candidates, and the tests'). Their work is bounded as those runs' at the
 /// pre-check ([`job_cost`], [`Cost::of_slots`]), so a job is accepted or refused alike either
 /// way; the refusal if it exceeds `max_slot_operations` where the dense grid does not fit.
 pub(super) fn mod_plan(

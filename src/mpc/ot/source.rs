@@ -61,7 +61,7 @@ use crate::mpc::bit_masks::{Masks, add_high};
 use crate::mpc::carry_tree::{and_words_for, tree_and_words};
 use crate::mpc::channel::Transport;
 use crate::mpc::correlated::{Correlations, Material, Part, Request, Stream};
-use crate::mpc::he::crt::CrtProducts;
+use crate::mpc::he::crt::{CrtProducts, Lift};
 use crate::mpc::he::modulus::Modulus;
 use crate::mpc::he::product::CrossProducts;
 use crate::mpc::he::slots::{self, SlotProducts};
@@ -128,9 +128,14 @@ impl HeRun {
                 if let Some(y) = y {
                     z.extend_from_slice(&y);
                 }
-                g.session
+                let shares = g
+                    .session
                     .run(CrtProducts::new(me, k, Arc::new(plan), z)?)
-                    .await?
+                    .await?;
+                match shares.lift {
+                    None => shares.words,
+                    Some(lift) => g.lift(shares.words, lift).await?,
+                }
             }
         };
         crate::mpc::ring::add_assign(&mut out, &own);
@@ -222,6 +227,36 @@ impl<T: Transport> Gen<'_, T> {
 
     fn k(&self) -> usize {
         self.session.servers()
+    }
+
+    /// Two servers' shares modulo `2^64` from [`CrtProducts`]' words and lift: adds
+    /// `m c_0 c_1` by one correlated OT per item, server 0 sending `c_0 m` and server 1
+    /// choosing with `c_1` ([`crate::mpc::he::crt`]).
+    async fn lift(&mut self, mut words: Vec<u64>, lift: Lift) -> Result<Vec<u64>> {
+        let n = words.len();
+        if n == 0 {
+            return Ok(words);
+        }
+        let padded = 64 * n.div_ceil(64);
+        let (x, choices) = if self.me() == 0 {
+            let mut x = vec![0u64; padded];
+            for (i, v) in x.iter_mut().enumerate().take(n) {
+                if lift.small[i / 64] >> (i % 64) & 1 == 1 {
+                    *v = lift.m;
+                }
+            }
+            (x, vec![0u64; n.div_ceil(64)])
+        } else {
+            (vec![0u64; padded], lift.small)
+        };
+        let into = Active::Into {
+            to: 1,
+            first: 0,
+            servers: 2,
+        };
+        let out = self.cross(Kind::Cot, into, x, choices).await?;
+        crate::mpc::ring::add_assign(&mut words, &out[..n]);
+        Ok(words)
     }
 
     /// This server's share of the cross terms (see [`Cross`]).
@@ -494,7 +529,7 @@ impl Correlations for OtSource {
         Ok(Some(out))
     }
 
-    /// With two servers, where `C` modulo `2^64` would take five slot runs
+    /// With two servers, where `C` modulo `2^64` would take three or four slot runs
     /// ([`mod_plan`]): masks uniform modulo `T`, one slot run for `C`, and the zero sharing's
     /// seed drawn together ([`crate::mpc::modular`]).
     async fn scores_mod<T: Transport>(
@@ -761,8 +796,9 @@ mod tests {
     #[test]
     fn large_sparse_bilinear_requests_take_slot_products_and_are_right() {
         // 1,500 rows a side, two candidates each way: the dense grid is above the tests' bound
-        // of 2^24 multiply-adds, so C and the norms take slot products (modulo 2^64 from four
-        // prime runs), which follow the 6,000 pairs.
+        // of 2^24 multiply-adds, so C and the norms take slot products (modulo 2^64 from three
+        // prime runs and a lift with two servers, five runs with three), which follow the
+        // 6,000 pairs.
         let n = 1500u32;
         let rows: Vec<u32> = (0..n).flat_map(|i| [i, i, (i * 7) % n]).collect();
         let cols: Vec<u32> = (0..n).flat_map(|i| [i, (i * 3 + 1) % n, i]).collect();
@@ -957,7 +993,7 @@ mod tests {
     /// Scores modulo the slot prime, lifted, equal the plaintext inner products and the audit
     /// equals the route modulo `2^64`, for uploads whose shares a party chose not to wrap (the
     /// zero sharing undoes that), at a fraction of the material's traffic (one slot run
-    /// instead of five).
+    /// instead of three and a lift).
     #[test]
     fn scores_modulo_the_slot_prime_equal_plaintext() {
         // 23 columns in groups of 5 (the last of 3), several exchanges each.
@@ -1042,14 +1078,14 @@ mod tests {
         let plain = form_both_ways(&pairs, d, shares.clone(), false, 1 << 12);
         assert!(!plain[0].took);
         check(&plain, "modulo 2^64");
-        // The material: one slot run (and the audit's norms) against five runs for C.
-        // The norms' runs are the same request both ways: the rest is C's.
+        // The material: one slot run (and the audit's norms) against three runs and a lift
+        // for C. The norms' runs are the same request both ways: the rest is C's.
         let one_run = modular[0].scores_material;
         let norms = modular[0].material - one_run;
-        let five_runs = plain[0].material - norms;
+        let three_runs = plain[0].material - norms;
         assert!(
-            five_runs > 4 * one_run,
-            "C's material: {one_run} bytes modulo the prime, {five_runs} modulo 2^64"
+            three_runs > 5 * one_run / 2,
+            "C's material: {one_run} bytes modulo the prime, {three_runs} modulo 2^64"
         );
         // A job whose dense grid fits and whose slot run needs no more memory takes it too;
         // with more servers `scores_mod` says None (the pipeline's three- and four-server

@@ -51,8 +51,9 @@
 //! (server 1's bit against server 0's `c_0 T`, each with a zero part on the other server):
 //! one correlated OT and one 64-bit correction per score and direction, and one round, where a
 //! 48-bit comparison took some 70 random OTs and seven rounds. Nothing is opened, so the lift
-//! reveals nothing. A deviating party's scores outside `[-Q, Q]` come back wrong, as they
-//! would wrapped modulo `T`: the row audit stops such a job before its results count.
+//! reveals nothing. A deviating party's scores outside `[-Q, Q]` come back wrong (as some value
+//! congruent modulo `T`, which one depending on the shares): the row audit stops such a job
+//! before its results count.
 
 use crate::error::{Error, Result};
 use crate::mpc::correlated::{Part, Stream};

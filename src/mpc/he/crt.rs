@@ -780,16 +780,8 @@ mod tests {
                     carry = cur >> 64;
                 }
             }
-            let mut diff = [0u64; MASK_WORDS];
-            let mut borrow = false;
-            for w in 0..MASK_WORDS {
-                let (a, b1) = got[w].overflowing_sub(r[w]);
-                let (a, b2) = a.overflowing_sub(borrow as u64);
-                diff[w] = a;
-                borrow = b1 || b2;
-            }
-            assert!(!borrow);
-            assert_eq!(diff, v, "({q}, {p})");
+            assert!(!below(got, r));
+            assert_eq!(sub_words(got, r), v, "({q}, {p})");
         }
         // The top bit of the masks is set for about half the items in both views.
         let half = |v: &[[u64; MASK_WORDS]]| {

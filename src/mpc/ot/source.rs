@@ -1006,12 +1006,13 @@ mod tests {
             .collect();
         let pairs = Pairs::list(n, m, rows, cols).unwrap();
         let mut prg = Prg::new(&Seed([4; 32]), 0);
-        // Values of up to 2^21 in magnitude, the largest at both signs.
+        // Values of up to 2^20 in magnitude, the largest at both signs: every score is within
+        // the lift's range, 23 2^40 < (T - 1) / 4 (asserted below).
         let value = |prg: &mut Prg, i: usize| -> u64 {
             match i % 97 {
-                0 => 1 << 21,
-                1 => (-(1i64 << 21)) as u64,
-                _ => ((prg.next_u64() % (1 << 22)) as i64 - (1 << 21)) as u64,
+                0 => 1 << 20,
+                1 => (-(1i64 << 20)) as u64,
+                _ => ((prg.next_u64() % (1 << 21)) as i64 - (1 << 20)) as u64,
             }
         };
         let x: Vec<u64> = (0..n * d).map(|i| value(&mut prg, i)).collect();
@@ -1038,6 +1039,10 @@ mod tests {
                 crate::mpc::ring::dot(&x[i * d..(i + 1) * d], &y[j * d..(j + 1) * d])
             })
             .collect();
+        assert!(
+            want.iter()
+                .all(|&v| (v as i64).unsigned_abs() <= (slots::T - 1) / 4)
+        );
         let rows: Vec<&[u64]> = x.chunks(d).chain(y.chunks(d)).collect();
         let norms: Vec<u64> = rows
             .iter()

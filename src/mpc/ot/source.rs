@@ -237,18 +237,17 @@ impl<T: Transport> Gen<'_, T> {
         if n == 0 {
             return Ok(words);
         }
-        let padded = 64 * n.div_ceil(64);
-        let (x, choices) = if self.me() == 0 {
-            let mut x = vec![0u64; padded];
-            for (i, v) in x.iter_mut().enumerate().take(n) {
-                if lift.small[i / 64] >> (i % 64) & 1 == 1 {
-                    *v = lift.m;
-                }
-            }
-            (x, vec![0u64; n.div_ceil(64)])
+        // A bit product ([`OtSource::bit_products`]) of server 1's bit (server 0's part zero)
+        // and server 0's `c_0 m` (server 1's part zero), on the one link that carries anything.
+        let (bits, y): (Vec<u64>, Vec<u64>) = if self.me() == 0 {
+            let y = (0..n)
+                .map(|i| (lift.small[i / 64] >> (i % 64) & 1).wrapping_mul(lift.m))
+                .collect();
+            (vec![0u64; n.div_ceil(64)], y)
         } else {
-            (vec![0u64; padded], lift.small)
+            (lift.small, vec![0u64; n])
         };
+        let (x, choices) = bit_product_inputs(&bits, n, &y);
         let into = Active::Into {
             to: 1,
             first: 0,

@@ -19,8 +19,9 @@ use ppea::eval::evaluate::{EVAL_JOB, EvalProtocol, Split, scopes, seeded};
 use ppea::model::align::{JobParams, job_seed, prepare_party_known};
 use ppea::model::blocking::candidates;
 use ppea::model::import::{Format, load};
+use ppea::mpc::he::orient::orient;
 use ppea::mpc::he::product::Layout;
-use ppea::mpc::he::slots::{SlotPlan, orient};
+use ppea::mpc::he::slots::SlotPlan;
 use ppea::mpc::pairs::Pairs;
 use std::path::PathBuf;
 

@@ -481,7 +481,8 @@ pub struct SlotProductsReport {
 pub fn slot_products(k: usize, n: usize, per_row: usize, d: usize) -> Result<SlotProductsReport> {
     use crate::error::Error;
     use crate::mpc::he::modulus::Modulus;
-    use crate::mpc::he::slots::{SlotPlan, SlotProducts, T, orient, share_mod_t};
+    use crate::mpc::he::orient::orient;
+    use crate::mpc::he::slots::{SlotPlan, SlotProducts, T, share_mod_t};
     use crate::mpc::protocol::{Protocol, Step};
     use std::collections::HashSet;
     use std::sync::Arc;

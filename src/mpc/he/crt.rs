@@ -417,7 +417,7 @@ impl Protocol for CrtProducts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpc::he::slots::orient;
+    use crate::mpc::he::orient::orient;
     use crate::mpc::prg::Prg;
     use crate::mpc::protocol::run_lockstep;
 

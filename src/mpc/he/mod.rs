@@ -9,6 +9,8 @@
 //! * [`product`]: the two-round protocol that gives the servers shares of `<X_i, Y_j>` modulo
 //!   `2^64` for a list of pairs, each server encrypting its share of `Y` and every peer
 //!   multiplying by its share of `X`, in coefficient-packed blocks (cheap for dense grids);
+//! * [`orient`]: which end of each pair heads it in the slot products, balanced so that a plan
+//!   takes few blocks;
 //! * [`slots`]: the same modulo a prime `T`, one slot per pair and dimension (the products
 //!   follow the pairs, whatever rows they touch);
 //! * [`crt`]: slot products of 64-bit shares modulo `2^64`, from runs modulo primes combined by
@@ -18,6 +20,7 @@ pub mod crt;
 pub mod harden;
 pub mod modulus;
 pub mod ntt;
+pub mod orient;
 pub mod product;
 pub mod rlwe;
 pub mod slots;

@@ -18,9 +18,10 @@
 //!
 //! **Plan** ([`SlotPlan`]). Slot rows are sorted by their number of pairs (most first) and cut
 //! into ciphertexts of `N`; a ciphertext has as many rounds (blocks) as its first row has pairs.
-//! For the pairs of two row sets (`X` and `Y`, stacked as `Z = [X; Y]`), [`orient`] heads each
-//! pair by one endpoint, peeling the row with the fewest pairs left first, so that no row heads
-//! more than twice the candidates per row ([`max_blocks`]): the cross term `<X^t_i, Y^s_j>`
+//! For the pairs of two row sets (`X` and `Y`, stacked as `Z = [X; Y]`),
+//! [`orient`](super::orient::orient) heads each pair by one endpoint, so that no row heads more
+//! than twice the candidates per row ([`max_blocks`](super::orient::max_blocks)) and the plan
+//! takes few blocks (loads balanced by a flow): the cross term `<X^t_i, Y^s_j>`
 //! comes from slot row `Y_j` and the term `<Y^t_j, X^s_i>` from slot row `X_i`, and summed over
 //! every ordered pair of servers both give `sum_{s != t} <X^s_i, Y^t_j>`.
 //!
@@ -50,6 +51,7 @@ use crate::mpc::he::harden::{
 };
 use crate::mpc::he::modulus::Modulus;
 use crate::mpc::he::ntt::NttTables;
+use crate::mpc::he::orient::heads_by_load;
 use crate::mpc::he::rlwe::{Context, ETA, L, N, PK_STREAM, Sampler, SecretKey, product_words};
 use crate::mpc::he::wire::{check_rows, pack, packed_words, unpack};
 use crate::mpc::prg::Seed;
@@ -279,103 +281,6 @@ pub fn share_mod_t(prg: &mut crate::mpc::prg::Prg, k: usize, z: &[u64]) -> Vec<V
     shares
 }
 
-/// Heads each pair `(i, j)` (`i` a row of `X`, `j` of `Y`) as an item `(slot row, partner)` of the
-/// stacked rows `[X; Y]` (`X` row `i` is `i`, `Y` row `j` is `n + j`), by peeling: the row with
-/// the fewest pairs not yet headed heads all of them and leaves, until none is left (a bucket
-/// queue, linear in the pairs).
-///
-/// **Bound.** If every pair is in the list of one of its endpoints and no list holds more than
-/// `c` pairs (blocking's candidates: [`max_blocks`]), any set of rows `H` has at most `c |H|`
-/// pairs among themselves, so one of them has at most `2 c`: no row heads more than `2 c` pairs.
-pub fn orient(n: usize, m: usize, pairs: impl Iterator<Item = (usize, usize)>) -> Vec<(u32, u32)> {
-    let ends: Vec<(u32, u32)> = pairs.map(|(i, j)| (i as u32, (n + j) as u32)).collect();
-    let rows = n + m;
-    // Each row's pairs (compressed rows).
-    let mut deg = vec![0u32; rows];
-    for &(x, y) in &ends {
-        deg[x as usize] += 1;
-        deg[y as usize] += 1;
-    }
-    let mut start = vec![0usize; rows + 1];
-    for r in 0..rows {
-        start[r + 1] = start[r] + deg[r] as usize;
-    }
-    let mut fill = start.clone();
-    let mut inc = vec![0u32; 2 * ends.len()];
-    for (e, &(x, y)) in ends.iter().enumerate() {
-        for r in [x, y] {
-            inc[fill[r as usize]] = e as u32;
-            fill[r as usize] += 1;
-        }
-    }
-    // Buckets of rows by pairs left: a doubly linked list per count.
-    let max = deg.iter().copied().max().unwrap_or(0) as usize;
-    let (mut head, mut next, mut prev) = (vec![NONE; max + 1], vec![NONE; rows], vec![NONE; rows]);
-    let link = |r: usize, d: usize, head: &mut [u32], next: &mut [u32], prev: &mut [u32]| {
-        next[r] = head[d];
-        prev[r] = NONE;
-        if head[d] != NONE {
-            prev[head[d] as usize] = r as u32;
-        }
-        head[d] = r as u32;
-    };
-    let unlink = |r: usize, d: usize, head: &mut [u32], next: &mut [u32], prev: &mut [u32]| {
-        if prev[r] != NONE {
-            next[prev[r] as usize] = next[r];
-        } else {
-            head[d] = next[r];
-        }
-        if next[r] != NONE {
-            prev[next[r] as usize] = prev[r];
-        }
-    };
-    for (r, &d) in deg.iter().enumerate() {
-        link(r, d as usize, &mut head, &mut next, &mut prev);
-    }
-    let mut out = vec![(NONE, NONE); ends.len()];
-    let mut gone = vec![false; rows];
-    let mut low = 0usize;
-    for _ in 0..rows {
-        // The lowest count is at least `low` (lowered with every count that falls below it).
-        while head[low] == NONE {
-            low += 1;
-        }
-        let r = head[low] as usize;
-        unlink(r, low, &mut head, &mut next, &mut prev);
-        gone[r] = true;
-        for &e in &inc[start[r]..start[r + 1]] {
-            let (x, y) = ends[e as usize];
-            if out[e as usize].0 != NONE {
-                continue;
-            }
-            let other = if x as usize == r { y } else { x } as usize;
-            out[e as usize] = (r as u32, other as u32);
-            if !gone[other] {
-                let d = deg[other] as usize;
-                unlink(other, d, &mut head, &mut next, &mut prev);
-                deg[other] -= 1;
-                link(other, d - 1, &mut head, &mut next, &mut prev);
-                low = low.min(d - 1);
-            }
-        }
-    }
-    out
-}
-
-/// The most blocks of a plan for the pairs of `n` and `m` rows whose every pair is in the list
-/// of one of its endpoints, no list holding more than `c` ([`orient`]'s bound): ciphertexts are
-/// cut from rows sorted by load, so the first one's blocks are at most `2 c` and each later
-/// one's at most the previous one's mean load, `(n + m) c / N` in all.
-pub fn max_blocks(n: usize, m: usize, c: usize) -> usize {
-    let rows = n.saturating_add(m);
-    let ciphers = rows.div_ceil(N);
-    if ciphers == 0 {
-        return 0;
-    }
-    let most = c.saturating_mul(2);
-    most.saturating_add((rows.saturating_mul(c) / N).min((ciphers - 1).saturating_mul(most)))
-}
-
 /// One ciphertext's slot rows and its blocks.
 #[derive(Clone, Debug)]
 struct Cipher {
@@ -425,8 +330,7 @@ impl SlotPlan {
             }
             load[q as usize] += 1;
         }
-        let mut heads: Vec<u32> = (0..rows as u32).filter(|&r| load[r as usize] > 0).collect();
-        heads.sort_by_key(|&r| std::cmp::Reverse(load[r as usize]));
+        let heads = heads_by_load(&load);
         // The blocks (each ciphertext's busiest row's load), checked before anything their size.
         let blocks: usize = heads.chunks(N).map(|c| load[c[0] as usize] as usize).sum();
         let mut plan = SlotPlan {
@@ -467,6 +371,13 @@ impl SlotPlan {
         plan.ciphers = ciphers;
         plan.partners = partners;
         plan.at = at;
+        tracing::info!(
+            items = items.len(),
+            blocks = plan.blocks(),
+            ciphers = plan.ciphers.len(),
+            rounds = ?plan.ciphers.iter().map(|c| c.rounds).collect::<Vec<_>>(),
+            "slot plan"
+        );
         Ok(plan)
     }
 
@@ -1009,6 +920,7 @@ impl Protocol for SlotProducts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mpc::he::orient::orient;
     use crate::mpc::prg::Prg;
     use crate::mpc::protocol::run_lockstep;
 
@@ -1131,68 +1043,6 @@ mod tests {
         }
         assert!(*load.iter().max().unwrap() <= 6, "{load:?}");
         assert_eq!(plan.blocks(), plan.max_rounds());
-    }
-
-    /// Candidate lists of `c` per row on both sides (A's lists, then B's pairs A does not
-    /// list, as the alignment builds them), with `hubs` of A's rows listing B's row 0 and B's
-    /// rows listing A's row 0.
-    fn lists(prg: &mut Prg, n: usize, m: usize, c: usize, hubs: bool) -> Vec<(usize, usize)> {
-        let mut seen = std::collections::HashSet::new();
-        let mut pairs = Vec::new();
-        for i in 0..n {
-            for t in 0..c {
-                let j = if hubs && t == 0 {
-                    0
-                } else {
-                    (prg.next_u64() % m as u64) as usize
-                };
-                seen.insert((i, j));
-                pairs.push((i, j));
-            }
-        }
-        for j in 0..m {
-            for t in 0..c {
-                let i = if hubs && t == 0 {
-                    0
-                } else {
-                    (prg.next_u64() % n as u64) as usize
-                };
-                if seen.insert((i, j)) {
-                    pairs.push((i, j));
-                }
-            }
-        }
-        pairs
-    }
-
-    #[test]
-    fn no_row_heads_more_than_twice_the_candidates_and_plans_keep_the_bound() {
-        let mut prg = Prg::new(&Seed([8; 32]), 0);
-        for (n, m, c, hubs) in [
-            (300, 200, 4, false),
-            (300, 200, 4, true),
-            (9000, 8000, 3, true),
-            (20, 20, 19, false),
-            (1, 500, 2, true),
-        ] {
-            let pairs = lists(&mut prg, n, m, c, hubs);
-            let items = orient(n, m, pairs.iter().copied());
-            let mut load = vec![0usize; n + m];
-            for (&(q, p), &(i, j)) in items.iter().zip(&pairs) {
-                // Each pair once, headed by one of its endpoints.
-                let ends = [(i as u32, (n + j) as u32), ((n + j) as u32, i as u32)];
-                assert!(ends.contains(&(q, p)), "({q}, {p}) for ({i}, {j})");
-                load[q as usize] += 1;
-            }
-            let most = load.iter().copied().max().unwrap();
-            assert!(most <= 2 * c, "{most} > 2 x {c}");
-            let plan = SlotPlan::new(n + m, 1, &items).unwrap();
-            assert!(plan.blocks() <= max_blocks(n, m, c), "{n} {m} {c} {hubs}");
-        }
-        // A hub (A's row 0 against 400 rows of B): B's rows head all its pairs but the last.
-        let pairs: Vec<(usize, usize)> = (0..400).map(|j| (0, j)).collect();
-        let items = orient(1, 400, pairs.into_iter());
-        assert!(items.iter().filter(|&&(q, _)| q == 0).count() <= 1);
     }
 
     #[test]

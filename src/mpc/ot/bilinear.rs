@@ -19,8 +19,9 @@
 //! of the grid's diagonal where they fit, slot products (one round per ciphertext) otherwise.
 
 use crate::error::{Error, Result};
+use crate::mpc::he::orient::{max_blocks, orient};
 use crate::mpc::he::product::{Layout, Shape, least_traffic, packings};
-use crate::mpc::he::slots::{SlotPlan, max_blocks, orient};
+use crate::mpc::he::slots::SlotPlan;
 use crate::mpc::pairs::Pairs;
 
 /// Default bound on the work of one bilinear request with 2 servers: `2^36` multiply-adds of

@@ -11,14 +11,16 @@
 //! leaves, until none is left: no row heads more than twice the longest candidate list
 //! ([`max_blocks`]). The loads it leaves are uneven (the last rows to leave head few pairs), so
 //! the ciphertexts are partly idle: on DBP15K fr-en's scores, 1,011,577 pairs over 21,000 rows,
-//! it takes 160 blocks (the three ciphertexts' busiest rows head 64, 53 and 43 pairs) where
-//! 124 would hold them all, 77 % of the slots busy.
+//! it takes 160 blocks (the three ciphertexts' busiest rows head 64, 53 and 43 pairs), 77 % of
+//! the slots busy, where no plan takes fewer than 124; balanced, 128 (59, 59 and 10).
 //!
 //! **Balancing** ([`orient`]). From the peel, pairs are turned over so that the loads fit a
 //! *profile* of caps: the rows of the first `c - 1` ciphertexts head at most `L` pairs each, the
-//! rows of the `c`-th at most `L'`, and the remaining rows none. Those must be an independent
-//! set (no pair joins two of them); they are picked greedily from the rows with the fewest
-//! pairs. A plan whose loads fit takes at most `(c - 1) L + L'` blocks in `c` ciphertexts.
+//! rows of the `c`-th at most `L'`, and the remaining rows none. Those *idle* rows must be an
+//! independent set (no pair joins two of them): they are all taken from one side (`X`, then
+//! `Y` is tried), the least-connected first, skipping any that would leave a partner more
+//! pairs to head than the blocks to beat allow. A plan whose loads fit takes at most
+//! `(c - 1) L + L'` blocks in `c` ciphertexts.
 //!
 //! Whether loads fit caps is a flow problem. Turning a pair over moves one unit of load from its
 //! head to its other end, so a row over its cap can pass load along a path of pairs, each headed
@@ -29,10 +31,12 @@
 //! current head.
 //!
 //! For each `c` from the peel's ciphertext count down, a binary search finds the least `L`, then
-//! the least `L'`; the plan with the fewest blocks wins (the peel itself if nothing beats it).
-//! Caps never exceed the peel's busiest row, so neither the blocks, nor the ciphertexts, nor the
-//! busiest row grow: [`max_blocks`] still bounds every plan. Everything is deterministic, so
-//! every server orients the same public pairs the same way.
+//! `L` rises one at a time while `L'` falls, until `L'` stops falling. A plan replaces the peel
+//! only with fewer blocks, or as many in fewer ciphertexts, and never with more ciphertexts
+//! (each is `d` more to encrypt and send). Caps are at most the peel's busiest row or twice the
+//! mean pairs per row, whichever is larger: both at most `2 c` when every pair is in a list of
+//! at most `c`, so [`max_blocks`] and the pre-check's rounds still bound every plan. Everything
+//! is deterministic, so every server orients the same public pairs the same way.
 
 use crate::mpc::he::rlwe::N;
 
@@ -180,14 +184,6 @@ pub(super) fn heads_by_load(load: &[u32]) -> Vec<u32> {
         .collect();
     heads.sort_by_key(|&r| std::cmp::Reverse(load[r as usize]));
     heads
-}
-
-/// The blocks of a plan whose rows head `load` items each.
-fn blocks_of(load: &[u32]) -> usize {
-    heads_by_load(load)
-        .chunks(N)
-        .map(|c| load[c[0] as usize] as usize)
-        .sum()
 }
 
 fn loads(rows: usize, head: &[u32]) -> Vec<u32> {
@@ -380,49 +376,59 @@ impl<'a> Fit<'a> {
     }
 }
 
+/// A plan's blocks and ciphertexts (rows that head some pair, `N` a ciphertext).
+fn cost_of(load: &[u32]) -> (usize, usize) {
+    let heads = heads_by_load(load);
+    let blocks = heads.chunks(N).map(|c| load[c[0] as usize] as usize).sum();
+    (blocks, heads.len().div_ceil(N))
+}
+
 /// Turns pairs over so that the slot plan takes fewer blocks, if the search finds such loads
 /// (module docs); `head` is left as it is otherwise.
 fn balance(graph: &Graph, head: &mut Vec<u32>) {
     let rows = graph.rows();
     let pairs = head.len();
     let load = loads(rows, head);
-    // Caps up to twice the mean pairs per row, or the peel's busiest row: with every pair in
-    // a list of at most `c`, both are at most `2 c` ([`peel`]'s bound).
+    // Caps up to the peel's busiest row or twice the mean pairs per row: with every pair in a
+    // list of at most `c`, the first is at most `2 c` ([`peel`]'s bound) and `P <= c rows`.
     let most = load
         .iter()
         .copied()
         .max()
         .unwrap_or(0)
         .max(2 * pairs.div_ceil(rows.max(1)) as u32);
-    let mut best = blocks_of(&load);
+    // Never more ciphertexts than the peel's (each is `d` more to encrypt and send), and
+    // fewer blocks, or as many in fewer ciphertexts.
+    let peeled = cost_of(&load);
+    let mut best = peeled;
     let lower = pairs.div_ceil(N);
     let active = (0..rows).filter(|&r| graph.degree(r) > 0).count();
     let mut fit = Fit::new(graph);
     let mut best_head: Option<Vec<u32>> = None;
-    let ciphers = active.div_ceil(N);
-    for c in (1..=ciphers).rev() {
+    for c in (1..=peeled.1).rev() {
         if c * N * (most as usize) < pairs {
             break;
         }
         // Idle rows from either side (none where `c` ciphertexts hold every active row).
-        let sides = if c == ciphers {
+        let sides = if c * N >= active {
             [0..0, 0..0]
         } else {
             [0..graph.n, graph.n..rows]
         };
-        for side in sides.into_iter().take(if c == ciphers { 1 } else { 2 }) {
-            if best <= lower.max(c) {
+        for side in sides.into_iter().take(if c * N >= active { 1 } else { 2 }) {
+            if best.0 <= lower.max(c) && best.1 <= c {
                 break;
             }
-            let Some(class) = classes(graph, active, c, side, ((best - 1) / c) as u32) else {
+            let forced_most = (best.0.saturating_sub(1) / c) as u32;
+            let Some(class) = classes(graph, active, c, side, forced_most) else {
                 continue;
             };
-            if let Some((blocks, h)) = search(&mut fit, &class, c, most, (head, &load)) {
-                // Ties go to fewer ciphertexts (fewer to encrypt and send).
-                if blocks <= best {
-                    best = blocks;
-                    best_head = Some(h);
-                }
+            let Some((found, h)) = search(&mut fit, &class, c, most, best.0, (head, &load)) else {
+                continue;
+            };
+            if found.1 <= peeled.1 && (found.0 < best.0 || found.0 == best.0 && found.1 < best.1) {
+                best = found;
+                best_head = Some(h);
             }
         }
     }
@@ -432,35 +438,39 @@ fn balance(graph: &Graph, head: &mut Vec<u32>) {
 }
 
 /// The least caps `L`, then `L'`, of a profile of `c` ciphertexts (`class`) that the pairs fit,
-/// starting from `start` (heads and loads within `most` per row), and the plan's blocks and
-/// heads; `None` if even `L = L' = most` is too little.
+/// starting from `start` (heads and loads within `most` per row), and the plan's blocks,
+/// ciphertexts and heads; `None` if even `L = L' = most` is too little. The search stops once
+/// `L` alone takes `best` blocks.
 fn search(
     fit: &mut Fit,
     class: &[Class],
     c: usize,
     most: u32,
+    best: usize,
     start: (&[u32], &[u32]),
-) -> Option<(usize, Vec<u32>)> {
+) -> Option<((usize, usize), Vec<u32>)> {
     let pairs = start.0.len();
     let top = class.iter().filter(|&&k| k != Class::Idle).count();
-    // The heads and loads that fit the tightest caps tried so far.
+    // The heads and loads that fit the tightest caps tried so far, and a probe's copy.
     let mut state = (start.0.to_vec(), start.1.to_vec());
+    let mut probe = state.clone();
+    let mut cap = vec![0u32; class.len()];
     let mut fits = |l: u32, last: u32, state: &mut (Vec<u32>, Vec<u32>)| {
-        let cap: Vec<u32> = class
-            .iter()
-            .map(|k| match k {
+        for (k, c) in class.iter().zip(cap.iter_mut()) {
+            *c = match k {
                 Class::Full => l,
                 Class::Last => last,
                 Class::Idle => 0,
-            })
-            .collect();
+            };
+        }
         if cap.iter().map(|&k| k as usize).sum::<usize>() < pairs {
             return false;
         }
-        let (mut h, mut ld) = state.clone();
-        let ok = fit.run(&mut h, &mut ld, &cap);
+        probe.0.copy_from_slice(&state.0);
+        probe.1.copy_from_slice(&state.1);
+        let ok = fit.run(&mut probe.0, &mut probe.1, &cap);
         if ok {
-            *state = (h, ld);
+            std::mem::swap(state, &mut probe);
         }
         ok
     };
@@ -482,25 +492,26 @@ fn search(
     // until `L'` stops falling.
     let mut l = hi;
     let mut last = l;
-    let mut best = (blocks_of(&state.1), state.0.clone());
+    let mut found = (cost_of(&state.1), state.0.clone());
     if c == 1 {
-        return Some(best);
+        return Some(found);
     }
     loop {
         let was = last;
         while last > 0 && fits(l, last - 1, &mut state) {
             last -= 1;
         }
-        let blocks = blocks_of(&state.1);
-        if blocks < best.0 {
-            best = (blocks, state.0.clone());
+        let cost = cost_of(&state.1);
+        if cost.0 < found.0.0 {
+            found = (cost, state.0.clone());
         }
-        if last == was && l > hi || l == most || (c - 1) * (l as usize + 1) >= best.0 {
+        let bound = (c - 1) * (l as usize + 1);
+        if last == was && l > hi || l == most || bound >= found.0.0.min(best) {
             break;
         }
         l += 1;
     }
-    Some(best)
+    Some(found)
 }
 
 /// The most blocks of a plan for the pairs of `n` and `m` rows whose every pair is in the list
@@ -602,7 +613,7 @@ mod tests {
         ] {
             let pairs = lists(&mut prg, n, m, c, hubs);
             let graph = Graph::new(n, m, pairs.iter().copied());
-            let peeled = blocks_of(&loads(n + m, &peel(&graph)));
+            let peeled = cost_of(&loads(n + m, &peel(&graph))).0;
             let items = orient(n, m, pairs.iter().copied());
             assert_eq!(items, orient(n, m, pairs.iter().copied()), "deterministic");
             let blocks = plan_blocks(n + m, &items);
@@ -668,5 +679,139 @@ mod tests {
         let mut cap = vec![0u32; 11];
         cap[0] = 9;
         assert!(!fit.run(&mut head, &mut load, &cap));
+    }
+
+    /// Random small pair lists (duplicates possible) for brute force.
+    fn small(prg: &mut Prg) -> (usize, usize, Vec<(usize, usize)>) {
+        let (n, m) = (
+            1 + prg.next_u64() as usize % 4,
+            1 + prg.next_u64() as usize % 4,
+        );
+        let p = prg.next_u64() as usize % 11;
+        let pairs = (0..p)
+            .map(|_| (prg.next_u64() as usize % n, prg.next_u64() as usize % m))
+            .collect();
+        (n, m, pairs)
+    }
+
+    /// Every orientation's loads.
+    fn every_orientation(graph: &Graph) -> impl Iterator<Item = Vec<u32>> + '_ {
+        let p = graph.ends.len();
+        (0..1u32 << p).map(move |mask| {
+            let head: Vec<u32> = (0..p)
+                .map(|e| {
+                    let (x, y) = graph.ends[e];
+                    if mask >> e & 1 == 1 { y } else { x }
+                })
+                .collect();
+            loads(graph.rows(), &head)
+        })
+    }
+
+    #[test]
+    fn fitting_caps_agrees_with_brute_force() {
+        let mut prg = Prg::new(&Seed([12; 32]), 0);
+        let (mut fitted, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let (n, m, pairs) = small(&mut prg);
+            let graph = Graph::new(n, m, pairs.iter().copied());
+            let rows = graph.rows();
+            let cap: Vec<u32> = (0..rows).map(|_| (prg.next_u64() % 4) as u32).collect();
+            let possible =
+                every_orientation(&graph).any(|load| load.iter().zip(&cap).all(|(l, c)| l <= c));
+            let mut head: Vec<u32> = graph
+                .ends
+                .iter()
+                .map(|&(x, y)| if prg.next_u64() & 1 == 0 { x } else { y })
+                .collect();
+            let mut load = loads(rows, &head);
+            let ok = Fit::new(&graph).run(&mut head, &mut load, &cap);
+            assert_eq!(ok, possible, "{n} {m} {pairs:?} caps {cap:?}");
+            assert_eq!(load, loads(rows, &head), "loads counted");
+            for (e, &h) in head.iter().enumerate() {
+                let (x, y) = graph.ends[e];
+                assert!(h == x || h == y);
+            }
+            if ok {
+                assert!(load.iter().zip(&cap).all(|(l, c)| l <= c));
+                fitted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        assert!(fitted > 500 && refused > 500, "{fitted} {refused}");
+    }
+
+    #[test]
+    fn one_ciphertexts_plan_takes_the_least_busiest_row() {
+        let mut prg = Prg::new(&Seed([13; 32]), 0);
+        let mut better = 0;
+        for _ in 0..1000 {
+            let (n, m, pairs) = small(&mut prg);
+            let graph = Graph::new(n, m, pairs.iter().copied());
+            let least = every_orientation(&graph)
+                .map(|load| load.into_iter().max().unwrap_or(0))
+                .min()
+                .unwrap();
+            let items = orient(n, m, pairs.iter().copied());
+            let mut load = vec![0u32; n + m];
+            for (&(q, p), &(i, j)) in items.iter().zip(&pairs) {
+                let ends = [(i as u32, (n + j) as u32), ((n + j) as u32, i as u32)];
+                assert!(ends.contains(&(q, p)));
+                load[q as usize] += 1;
+            }
+            assert_eq!(load.iter().copied().max().unwrap_or(0), least, "{pairs:?}");
+            let peeled = loads(n + m, &peel(&graph)).into_iter().max().unwrap_or(0);
+            better += usize::from(least < peeled);
+        }
+        // Peeling alone is not always the least.
+        assert!(better > 0);
+    }
+
+    #[test]
+    fn balanced_plans_never_take_more_ciphertexts_or_blocks_than_the_peel() {
+        let mut prg = Prg::new(&Seed([14; 32]), 0);
+        // More rows with pairs than a ciphertext holds, few or many heading pairs after
+        // peeling: `Y`'s rows listed by `X`'s (`per` each), and lists of `c` both ways.
+        type Case = (usize, usize, Vec<(usize, usize)>);
+        let mut cases: Vec<Case> = Vec::new();
+        for (n, m, per) in [(12_000, 1_000, 12), (8_000, 600, 40), (8_300, 300, 30)] {
+            let pairs = (0..m * per)
+                .map(|t| ((prg.next_u64() % n as u64) as usize, t / per))
+                .collect();
+            cases.push((n, m, pairs));
+        }
+        for (n, m, c) in [(4_200, 4_200, 4), (4_150, 4_100, 2), (8_000, 400, 3)] {
+            cases.push((n, m, lists(&mut prg, n, m, c, true)));
+        }
+        for (n, m, pairs) in cases {
+            let graph = Graph::new(n, m, pairs.iter().copied());
+            let peeled = cost_of(&loads(n + m, &peel(&graph)));
+            let items = orient(n, m, pairs.iter().copied());
+            let plan = SlotPlan::new(n + m, 1, &items).unwrap();
+            let ciphers = plan.ciphertexts();
+            assert!(
+                ciphers <= peeled.1 && plan.blocks() <= peeled.0,
+                "{n} {m}: {} blocks in {ciphers} against {peeled:?}",
+                plan.blocks()
+            );
+        }
+    }
+
+    #[test]
+    fn idle_rows_save_a_ciphertext() {
+        // 8,400 rows: the peel heads pairs from more than a ciphertext's rows; leaving 208 of
+        // one side idle fits them in one, with fewer blocks.
+        let mut prg = Prg::new(&Seed([15; 32]), 0);
+        let (n, m, c) = (4_200, 4_200, 4);
+        let pairs = lists(&mut prg, n, m, c, false);
+        let graph = Graph::new(n, m, pairs.iter().copied());
+        let peeled = cost_of(&loads(n + m, &peel(&graph)));
+        assert_eq!(peeled.1, 2);
+        let items = orient(n, m, pairs.iter().copied());
+        let plan = SlotPlan::new(n + m, 1, &items).unwrap();
+        assert_eq!(plan.ciphertexts(), 1);
+        assert!(plan.blocks() < peeled.0, "{} {peeled:?}", plan.blocks());
+        assert!(plan.blocks() <= pairs.len().div_ceil(N) + 1);
     }
 }

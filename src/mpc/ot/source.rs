@@ -69,7 +69,7 @@ use crate::mpc::millionaire::{MillionaireMaterial, choice_words, groups};
 use crate::mpc::modular::{JointSeed, ModMaterial, ZeroSharing, own_products, uniform_below};
 use crate::mpc::pairs::Pairs;
 use crate::mpc::prg::{Prg, Seed};
-use crate::mpc::protocol::Session;
+use crate::mpc::protocol::{Session, cpu_bound};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -542,7 +542,8 @@ impl Correlations for OtSource {
             return Ok(None);
         }
         let limits = (self.max_multiply_adds, self.max_slot_operations);
-        let Some(plan) = mod_plan(d, pairs, blocks, limits)? else {
+        // Orienting the pairs takes seconds on large jobs (he::orient).
+        let Some(plan) = cpu_bound(|| mod_plan(d, pairs, blocks, limits))? else {
             return Ok(None);
         };
         let (n, m) = (pairs.rows(), pairs.cols());
@@ -625,14 +626,16 @@ async fn generate<T: Transport>(
                 c_run,
                 split_c,
                 norms,
-            } = BilinearPlan::new(
-                d,
-                pairs,
-                blocks,
-                *split,
-                (max_multiply_adds, max_slot_operations),
-                g.k(),
-            )?;
+            } = cpu_bound(|| {
+                BilinearPlan::new(
+                    d,
+                    pairs,
+                    blocks,
+                    *split,
+                    (max_multiply_adds, max_slot_operations),
+                    g.k(),
+                )
+            })?;
             // The masks are streams of this server's seed, as the dealer's servers draw them.
             let sa = Stream::new(seed.clone(), stream, 0, n * d);
             let sb = Stream::new(seed.clone(), stream, (n * d) as u64, m * d);

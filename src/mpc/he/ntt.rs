@@ -668,11 +668,18 @@ mod tests {
     /// all-`p - 1` words, words at the ends of the range and random ones.
     fn assert_matches_scalar(t: &NttTables, q: u64, n: usize) {
         let mut prg = Prg::new(&Seed([n as u8; 32]), q);
-        for round in 0..4 {
+        // Inputs whose first stage's remainders are all (q + 1) / 2, so that half its outputs
+        // are (3q - 1) / 2, the lazy forward transform's largest inputs to its second stage.
+        let c = t.m.mul(q.div_ceil(2), t.m.inv(t.fwd[1]));
+        for round in 0..6 {
             let a: Vec<u64> = match round {
                 0 => vec![q - 1; n],
                 1 => (0..n as u64)
                     .map(|i| [0, 1, q - 1, q - 2][i as usize % 4])
+                    .collect(),
+                2 => (0..n).map(|i| if i < n / 2 { q - 1 } else { c }).collect(),
+                3 => (0..n)
+                    .map(|i| if i < n / 2 { q - 1 } else { q - c })
                     .collect(),
                 _ => (0..n).map(|_| prg.next_u64() % q).collect(),
             };

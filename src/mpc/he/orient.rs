@@ -409,13 +409,10 @@ fn balance(graph: &Graph, head: &mut Vec<u32>) {
         if c * N * (most as usize) < pairs {
             break;
         }
-        // Idle rows from either side (none where `c` ciphertexts hold every active row).
-        let sides = if c * N >= active {
-            [0..0, 0..0]
-        } else {
-            [0..graph.n, graph.n..rows]
-        };
-        for side in sides.into_iter().take(if c * N >= active { 1 } else { 2 }) {
+        // Idle rows from either side; where `c` ciphertexts hold every active row there are
+        // none, and one try.
+        let tries = if c * N >= active { 1 } else { 2 };
+        for side in [0..graph.n, graph.n..rows].into_iter().take(tries) {
             if best.0 <= lower.max(c) && best.1 <= c {
                 break;
             }

@@ -376,11 +376,16 @@ impl<'a> Fit<'a> {
     }
 }
 
+/// The blocks of a plan whose ciphertexts hold `heads` ([`heads_by_load`]) in turn: each
+/// takes as many as its first (busiest) row heads items.
+pub(super) fn blocks_of(heads: &[u32], load: &[u32]) -> usize {
+    heads.chunks(N).map(|c| load[c[0] as usize] as usize).sum()
+}
+
 /// A plan's blocks and ciphertexts (rows that head some pair, `N` a ciphertext).
 fn cost_of(load: &[u32]) -> (usize, usize) {
     let heads = heads_by_load(load);
-    let blocks = heads.chunks(N).map(|c| load[c[0] as usize] as usize).sum();
-    (blocks, heads.len().div_ceil(N))
+    (blocks_of(&heads, load), heads.len().div_ceil(N))
 }
 
 /// Turns pairs over so that the slot plan takes fewer blocks, if the search finds such loads

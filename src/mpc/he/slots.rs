@@ -51,7 +51,7 @@ use crate::mpc::he::harden::{
 };
 use crate::mpc::he::modulus::Modulus;
 use crate::mpc::he::ntt::NttTables;
-use crate::mpc::he::orient::heads_by_load;
+use crate::mpc::he::orient::{blocks_of, heads_by_load};
 use crate::mpc::he::rlwe::{Context, ETA, L, N, PK_STREAM, Sampler, SecretKey, product_words};
 use crate::mpc::he::wire::{check_rows, pack, packed_words, unpack};
 use crate::mpc::prg::Seed;
@@ -332,7 +332,7 @@ impl SlotPlan {
         }
         let heads = heads_by_load(&load);
         // The blocks (each ciphertext's busiest row's load), checked before anything their size.
-        let blocks: usize = heads.chunks(N).map(|c| load[c[0] as usize] as usize).sum();
+        let blocks = blocks_of(&heads, &load);
         let mut plan = SlotPlan {
             d,
             rows,

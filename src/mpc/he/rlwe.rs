@@ -37,14 +37,18 @@ pub const PRIMES: [u64; 4] = [
     0x003f_ffff_ffe6_4001,
 ];
 
-/// The ciphertext primes of the slot products ([`super::slots`]): the largest four below `2^50`
-/// that are `1 mod 2N`, so that the vectorised transform (AVX-512 IFMA, 52-bit products with
-/// lazy reduction in `[0, 4p)`) applies. Their product has 200 bits, within the standard's 218.
+/// The ciphertext primes of the slot products ([`super::slots`]): their plaintext prime `T`
+/// ([`super::slots::T`], the largest prime below `2^47` that is `1 mod 2N`) and the largest
+/// three below `2^50` that are `1 mod 2N`, so that the vectorised transforms (AVX-512 IFMA, or
+/// AVX2 double lanes) apply. Their product has 197 bits, within the standard's 218. With `T`
+/// among them, a plaintext modulo `T` is already in the evaluation domain at that prime: the
+/// slot values themselves (`forward(inverse(v)) = v` at the same tables), so a plaintext costs
+/// one forward transform fewer there ([`super::slots`]); the scaling `Q / T` is then exact.
 pub const SLOT_PRIMES: [u64; 4] = [
+    0x0000_7fff_fffe_c001,
     0x0003_ffff_ffff_c001,
     0x0003_ffff_fffc_c001,
     0x0003_ffff_ffef_4001,
-    0x0003_ffff_ffe9_4001,
 ];
 
 /// Number of primes of a fresh ciphertext.
@@ -241,6 +245,11 @@ impl Context {
         &self.ntt[i].m
     }
 
+    /// The primes' moduli, in order.
+    pub fn moduli(&self) -> impl Iterator<Item = &Modulus> {
+        self.ntt.iter().map(|t| &t.m)
+    }
+
     /// The level of `l` primes.
     pub fn level(&self, l: usize) -> &Level {
         &self.levels[l - 1]
@@ -352,22 +361,34 @@ impl Context {
 
     /// A small signed polynomial (coefficients as `i64`) in RNS form for `l` primes.
     pub fn small(&self, l: usize, coeffs: &[i64]) -> Vec<u64> {
+        let mut out = vec![0u64; l * self.n()];
+        self.small_into(coeffs, &mut out);
+        out
+    }
+
+    /// [`Context::small`] into `out` (`l n` words for `l` primes).
+    pub fn small_into(&self, coeffs: &[i64], out: &mut [u64]) {
         let n = self.n();
-        let mut out = vec![0u64; l * n];
-        for i in 0..l {
+        for (i, row) in out.chunks_exact_mut(n).enumerate() {
             let m = self.modulus(i);
-            for (o, &c) in out[i * n..(i + 1) * n].iter_mut().zip(coeffs) {
+            for (o, &c) in row.iter_mut().zip(coeffs) {
                 *o = m.from_signed(c);
             }
         }
-        out
     }
 
     /// A uniform polynomial in the NTT domain of `l` primes, from a seed's stream.
     pub fn uniform(&self, l: usize, seed: &Seed, stream: u64) -> Vec<u64> {
+        let mut out = vec![0u64; l * self.n()];
+        self.uniform_into(seed, stream, &mut out);
+        out
+    }
+
+    /// [`Context::uniform`] into `out` (`l n` words for `l` primes).
+    pub fn uniform_into(&self, seed: &Seed, stream: u64, out: &mut [u64]) {
         let n = self.n();
+        let l = out.len() / n;
         let mut prg = Prg::new(seed, stream);
-        let mut out = vec![0u64; l * n];
         for i in 0..l {
             let p = self.primes[i];
             let shift = p.leading_zeros();
@@ -382,7 +403,6 @@ impl Context {
                 };
             }
         }
-        out
     }
 
     /// Checks that a peer's polynomial of `l` rows holds residues (each row's words below its
@@ -507,13 +527,18 @@ impl Sampler {
 
     /// `n` centred binomial samples of parameter [`ETA`].
     pub fn noise(&mut self, n: usize) -> Vec<i64> {
+        let mut out = vec![0i64; n];
+        self.noise_into(&mut out);
+        out
+    }
+
+    /// [`Sampler::noise`] into `out` (its length).
+    pub fn noise_into(&mut self, out: &mut [i64]) {
         let mask = (1u64 << ETA) - 1;
-        (0..n)
-            .map(|_| {
-                let w = self.prg.next_u64();
-                (w & mask).count_ones() as i64 - ((w >> ETA) & mask).count_ones() as i64
-            })
-            .collect()
+        for o in out.iter_mut() {
+            let w = self.prg.next_u64();
+            *o = (w & mask).count_ones() as i64 - ((w >> ETA) & mask).count_ones() as i64;
+        }
     }
 
     /// `n` values uniform in `[-2^bits, 2^bits]` as residues of `l` primes (noise flooding).
@@ -549,6 +574,8 @@ impl Sampler {
 /// its server, is wiped on drop and is absent from `Debug` output.
 pub struct SecretKey {
     s: Vec<u64>,
+    /// Each residue's Shoup quotient (products by `s` in [`SecretKey::mask`] and the phases).
+    s_shoup: Vec<u64>,
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -560,6 +587,7 @@ impl std::fmt::Debug for SecretKey {
 impl Drop for SecretKey {
     fn drop(&mut self) {
         self.s.zeroize();
+        self.s_shoup.zeroize();
     }
 }
 
@@ -570,7 +598,13 @@ impl SecretKey {
         let mut s = ctx.small(L, &coeffs);
         coeffs.zeroize();
         ctx.forward(&mut s);
-        SecretKey { s }
+        let n = ctx.n();
+        let s_shoup = s
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| ctx.modulus(j / n).shoup(v))
+            .collect();
+        SecretKey { s, s_shoup }
     }
 
     /// `b = -a s + x` in the NTT domain of `l` primes, for `a` and `x` there.
@@ -578,9 +612,12 @@ impl SecretKey {
         let n = ctx.n();
         for (i, (xr, ar)) in x.chunks_exact_mut(n).zip(a.chunks_exact(n)).enumerate() {
             let m = ctx.modulus(i);
-            let sr = &self.s[i * n..(i + 1) * n];
-            for ((xv, &av), &sv) in xr.iter_mut().zip(ar).zip(sr) {
-                *xv = m.sub(*xv, m.mul(av, sv));
+            let (sr, ss) = (
+                &self.s[i * n..(i + 1) * n],
+                &self.s_shoup[i * n..(i + 1) * n],
+            );
+            for ((xv, &av), (&sv, &sq)) in xr.iter_mut().zip(ar).zip(sr.iter().zip(ss)) {
+                *xv = m.sub(*xv, m.mul_shoup(av, sv, sq));
             }
         }
     }
@@ -592,8 +629,11 @@ impl SecretKey {
         ctx.forward(&mut prod);
         for (i, row) in prod.chunks_exact_mut(n).enumerate() {
             let m = ctx.modulus(i);
-            for (v, &sv) in row.iter_mut().zip(&self.s[i * n..(i + 1) * n]) {
-                *v = m.mul(*v, sv);
+            let key = self.s[i * n..(i + 1) * n]
+                .iter()
+                .zip(&self.s_shoup[i * n..]);
+            for (v, (&sv, &sq)) in row.iter_mut().zip(key) {
+                *v = m.mul_shoup(*v, sv, sq);
             }
         }
         ctx.inverse(&mut prod);
@@ -620,8 +660,11 @@ impl SecretKey {
                 *o = m.reduce_wide(v);
             }
             ctx.ntt[i].forward(row);
-            for (o, &sv) in row.iter_mut().zip(&self.s[i * n..(i + 1) * n]) {
-                *o = m.mul(*o, sv);
+            let key = self.s[i * n..(i + 1) * n]
+                .iter()
+                .zip(&self.s_shoup[i * n..]);
+            for (o, (&sv, &sq)) in row.iter_mut().zip(key) {
+                *o = m.mul_shoup(*o, sv, sq);
             }
             ctx.ntt[i].inverse(row);
         }
@@ -677,8 +720,27 @@ impl SecretKey {
         message: &[u64],
         scale: impl Fn(u64, &mut [u64]),
     ) -> Vec<u64> {
+        let mut buffers = EncryptBuffers::new(ctx);
+        self.encrypt_scaled_into(ctx, sampler, (seed, first), message, scale, &mut buffers);
+        buffers.b
+    }
+
+    /// [`SecretKey::encrypt_scaled`] into `buffers.b`, its other buffers reused (a loop
+    /// encrypting many messages allocates nothing per message).
+    pub fn encrypt_scaled_into(
+        &self,
+        ctx: &Context,
+        sampler: &mut Sampler,
+        (seed, first): (&Seed, u64),
+        message: &[u64],
+        scale: impl Fn(u64, &mut [u64]),
+        buffers: &mut EncryptBuffers,
+    ) {
         let n = ctx.n();
-        let mut x = ctx.small(L, &sampler.noise(n));
+        let EncryptBuffers { noise, a, b: x } = buffers;
+        sampler.noise_into(noise);
+        ctx.small_into(noise, x);
+        noise[..].zeroize();
         let mut enc = [0u64; L];
         for (c, &v) in message.iter().enumerate() {
             scale(v, &mut enc);
@@ -687,10 +749,30 @@ impl SecretKey {
                 x[i * n + c] = m.add(x[i * n + c], *e);
             }
         }
-        ctx.forward(&mut x);
-        let a = ctx.uniform(L, seed, first);
-        self.mask(ctx, &a, &mut x);
-        x
+        ctx.forward(x);
+        ctx.uniform_into(seed, first, a);
+        self.mask(ctx, a, x);
+    }
+}
+
+/// The buffers of one encryption ([`SecretKey::encrypt_scaled_into`]): the noise, `a`, and the
+/// result `b` (NTT domain, all primes). The noise is wiped after each use.
+pub struct EncryptBuffers {
+    noise: Vec<i64>,
+    a: Vec<u64>,
+    /// The last ciphertext's `b`.
+    pub b: Vec<u64>,
+}
+
+impl EncryptBuffers {
+    /// Buffers for `ctx`'s ring and primes.
+    pub fn new(ctx: &Context) -> EncryptBuffers {
+        let n = ctx.n();
+        EncryptBuffers {
+            noise: vec![0; n],
+            a: vec![0; L * n],
+            b: vec![0; L * n],
+        }
     }
 }
 

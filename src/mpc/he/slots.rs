@@ -52,15 +52,19 @@ use crate::mpc::he::harden::{
 use crate::mpc::he::modulus::Modulus;
 use crate::mpc::he::ntt::NttTables;
 use crate::mpc::he::orient::{blocks_of, heads_by_load};
-use crate::mpc::he::rlwe::{Context, ETA, L, N, PK_STREAM, Sampler, SecretKey, product_words};
-use crate::mpc::he::wire::{check_rows, pack, packed_words, unpack};
+use crate::mpc::he::rlwe::{
+    Context, ETA, EncryptBuffers, L, N, PK_STREAM, SLOT_PRIMES, Sampler, SecretKey, product_words,
+};
+use crate::mpc::he::wire::{check_rows, pack, pack_into, packed_words, unpack, unpack_into};
 use crate::mpc::prg::Seed;
 use crate::mpc::protocol::{Protocol, Step, check_lengths};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
-/// The plaintext modulus: the largest prime below `2^47` that is `1 mod 2N`.
+/// The plaintext modulus: the largest prime below `2^47` that is `1 mod 2N`; also the first
+/// ciphertext prime ([`SLOT_PRIMES`]).
 pub const T: u64 = 0x7fff_fffe_c001;
+const _: () = assert!(SLOT_PRIMES[0] == T);
 
 /// The plaintext moduli of the runs that [`super::crt`] combines: the five largest primes below
 /// `2^47` that are `1 mod 2N`, [`T`] first (their product is above `2^234.99`). Every one is at
@@ -95,8 +99,16 @@ const NONE: u32 = u32::MAX;
 pub struct Codec {
     t: u64,
     ntt: NttTables,
-    /// Per level `l` (index `l - 1`): `floor(Q_l / T) mod p_i` for each prime, and `Q_l mod T`.
-    levels: Vec<(Vec<u64>, u64)>,
+    /// Per level `l` (index `l - 1`).
+    levels: Vec<Scale>,
+}
+
+/// The constants of [`Codec::scale`] at one level `l`: `floor(Q_l / t) mod p_i` for each prime
+/// with its Shoup quotient, `Q_l mod t` and its quotient `floor((Q_l mod t) 2^64 / t)`.
+struct Scale {
+    q_div: Vec<(u64, u64)>,
+    q_mod: u64,
+    q_mod_quotient: u64,
 }
 
 impl Codec {
@@ -129,16 +141,22 @@ impl Codec {
                     quotient[w] = (cur / t as u128) as u64;
                     rem = cur % t as u128;
                 }
-                let residues = primes[..l]
+                let q_div = primes[..l]
                     .iter()
                     .map(|&p| {
                         let m = Modulus::new(p);
-                        quotient.iter().rev().fold(0u64, |acc, &w| {
+                        let r = quotient.iter().rev().fold(0u64, |acc, &w| {
                             m.reduce_wide(((acc as u128) << 64) | w as u128)
-                        })
+                        });
+                        (r, m.shoup(r))
                     })
                     .collect();
-                (residues, rem as u64)
+                let q_mod = rem as u64;
+                Scale {
+                    q_div,
+                    q_mod,
+                    q_mod_quotient: ((rem << 64) / t as u128) as u64,
+                }
             })
             .collect();
         Codec {
@@ -160,14 +178,23 @@ impl Codec {
 
     /// `round(Q_l m / T) mod p_i` for each prime `i` of level `l`, into `out[i]` (`m < T`):
     /// `floor(Q_l / T) m + round((Q_l mod T) m / T)`.
+    ///
+    /// No division: with `r = Q_l mod T` and `r' = floor(r 2^64 / T)`, `e = floor(m r' / 2^64)`
+    /// is `floor(m r / T)` or one less (Shoup's bound), so `m r - e T` lies in `[0, 2T)` and is
+    /// exact in wrapping 64-bit arithmetic (`T < 2^47`); adding `floor(T / 2)` and counting the
+    /// multiples of `T` it reaches rounds. `m < T < p_i` and the rounded part is below `T`, so
+    /// neither needs reducing, and the products by `floor(Q_l / T) mod p_i` take its Shoup
+    /// quotient.
     #[inline]
     pub fn scale(&self, ctx: &Context, l: usize, m: u64, out: &mut [u64]) {
-        let (q_div, q_mod) = &self.levels[l - 1];
-        let t = self.t as u128;
-        let frac = ((*q_mod as u128 * m as u128 + t / 2) / t) as u64;
-        for (i, o) in out.iter_mut().enumerate().take(l) {
-            let md = ctx.modulus(i);
-            *o = md.add(md.mul(q_div[i], md.reduce(m)), md.reduce(frac));
+        let sc = &self.levels[l - 1];
+        let t = self.t;
+        debug_assert!(m < t);
+        let e = ((m as u128 * sc.q_mod_quotient as u128) >> 64) as u64;
+        let rest = m.wrapping_mul(sc.q_mod).wrapping_sub(e.wrapping_mul(t)) + t / 2;
+        let frac = e + (rest >= t) as u64 + (rest >= 2 * t) as u64;
+        for (o, (md, &(w, ws))) in out[..l].iter_mut().zip(ctx.moduli().zip(&sc.q_div)) {
+            *o = md.add(md.mul_shoup(m, w, ws), frac);
         }
     }
 
@@ -495,30 +522,30 @@ fn encrypt(ctx: &Context, codec: &Codec, plan: &SlotPlan, zc: &[u64]) -> Encrypt
     let (pk_seed, ct_seed, noise_seed) = (Seed::random(), Seed::random(), Seed::random());
     let pk = key.public_key(ctx, &mut sampler, &pk_seed);
     let d = plan.d;
-    let cts: Vec<Vec<u64>> = (0..plan.ciphertexts())
-        .into_par_iter()
-        .map(|t| {
+    // Two seeds, the public key, then every ciphertext's `b`, each written in place by the
+    // thread that encrypts it, with buffers reused from one ciphertext to the next.
+    let mut message = vec![0u64; plan.words_in() as usize];
+    let row = packed_words((L * N) as u64, SLOT_RESIDUE_BITS) as usize;
+    message[..4].copy_from_slice(&pk_seed.to_words());
+    message[4..8].copy_from_slice(&ct_seed.to_words());
+    let (head, cts) = message.split_at_mut(8 + row);
+    pack_into(&pk, SLOT_RESIDUE_BITS, &mut head[8..]);
+    cts.par_chunks_mut(row).enumerate().for_each_init(
+        || (vec![0u64; N], EncryptBuffers::new(ctx)),
+        |(msg, buffers), (t, out)| {
             let (c, k) = (t / d, t % d);
             let column = &zc[k * plan.rows..(k + 1) * plan.rows];
-            let mut msg = vec![0u64; N];
+            msg.fill(0);
             for (o, &r) in msg.iter_mut().zip(&plan.ciphers[c].rows) {
                 *o = column[r as usize];
             }
-            codec.to_coefficients(&mut msg);
+            codec.to_coefficients(msg);
             let mut s = Sampler::new(&noise_seed, t as u64);
-            let b = key.encrypt_scaled(ctx, &mut s, &ct_seed, 1 + t as u64, &msg, |v, out| {
-                codec.scale(ctx, L, v, out)
-            });
-            pack(&b, SLOT_RESIDUE_BITS)
-        })
-        .collect();
-    let mut message = Vec::with_capacity(plan.words_in() as usize);
-    message.extend_from_slice(&pk_seed.to_words());
-    message.extend_from_slice(&ct_seed.to_words());
-    message.extend_from_slice(&pack(&pk, SLOT_RESIDUE_BITS));
-    for c in cts {
-        message.extend_from_slice(&c);
-    }
+            let scale = |v, out: &mut [u64]| codec.scale(ctx, L, v, out);
+            key.encrypt_scaled_into(ctx, &mut s, (&ct_seed, 1 + t as u64), msg, scale, buffers);
+            pack_into(&buffers.b, SLOT_RESIDUE_BITS, out);
+        },
+    );
     Encrypted { key, message }
 }
 
@@ -552,26 +579,38 @@ impl<'a> Peer<'a> {
 
     /// Row `r` of the message (`L` rows of the public key, then `L` per ciphertext).
     fn row(&self, r: usize) -> Vec<u64> {
-        let w = Peer::row_words();
-        unpack(
-            &self.message[8 + r * w..8 + (r + 1) * w],
-            N,
-            SLOT_RESIDUE_BITS,
-        )
+        let mut out = vec![0u64; N];
+        self.rows_into(r, &mut out);
+        out
     }
 
-    /// Ciphertext `t`: `a` (from the seed), `b`, and their 52-bit quotients (NTT domain).
-    fn ciphertext(&self, ctx: &Context, t: usize) -> [Vec<u64>; 4] {
-        let a = ctx.uniform(L, &self.ct_seed, 1 + t as u64);
-        let b: Vec<u64> = (0..L).flat_map(|i| self.row(L * (1 + t) + i)).collect();
-        let quotients = |v: &[u64]| -> Vec<u64> {
-            v.chunks_exact(N)
-                .enumerate()
-                .flat_map(|(i, row)| ctx.ntt[i].mul_add_quotients(row))
-                .collect()
+    /// Rows `r, r + 1, ...` of the message into `out` (`N` residues each).
+    fn rows_into(&self, r: usize, out: &mut [u64]) {
+        let w = Peer::row_words();
+        let rows = out.len() / N;
+        unpack_into(
+            &self.message[8 + r * w..8 + (r + rows) * w],
+            SLOT_RESIDUE_BITS,
+            out,
+        );
+    }
+
+    /// Ciphertext `t` into `ct`: `a` (from the seed), `b`, and their 52-bit quotients (NTT
+    /// domain; none on the double lanes), `ct`'s buffers reused.
+    fn ciphertext_into(&self, ctx: &Context, t: usize, ct: &mut [Vec<u64>; 4]) {
+        let [a, aq, b, bq] = ct;
+        a.resize(L * N, 0);
+        b.resize(L * N, 0);
+        ctx.uniform_into(&self.ct_seed, 1 + t as u64, a);
+        self.rows_into(L * (1 + t), b);
+        let quotients = |v: &[u64], q: &mut Vec<u64>| {
+            q.clear();
+            for (i, row) in v.chunks_exact(N).enumerate() {
+                q.extend_from_slice(&ctx.ntt[i].mul_add_quotients(row));
+            }
         };
-        let (aq, bq) = (quotients(&a), quotients(&b));
-        [a, aq, b, bq]
+        quotients(a, aq);
+        quotients(b, bq);
     }
 }
 
@@ -604,6 +643,17 @@ fn evaluate(
     let tm = Modulus::new(t);
     let half = t / 2;
     let part = 2 * L * n;
+    // The ciphertext prime equal to the plaintext prime, if any (`T`: [`SLOT_PRIMES`]'s first),
+    // first, then the others.
+    let at_t = ctx.primes().iter().position(|&p| p == t);
+    let primes: Vec<usize> = at_t
+        .into_iter()
+        .chain((0..L).filter(|&l| Some(l) != at_t))
+        .collect();
+    // The peers' ciphertexts of a batch of dimensions, buffers reused from batch to batch.
+    let mut batch: Vec<Vec<[Vec<u64>; 4]>> = (0..PREP_BATCH.min(d))
+        .map(|_| (0..np).map(|_| Default::default()).collect())
+        .collect();
     for (c, cipher) in plan.ciphers.iter().enumerate() {
         let span = cipher.first..cipher.first + cipher.rounds;
         // Every round's sums over the dimensions, per peer `a` then `b`, L rows of N each (NTT
@@ -614,10 +664,14 @@ fn evaluate(
         // of the work.
         for k0 in (0..d).step_by(PREP_BATCH) {
             let k1 = (k0 + PREP_BATCH).min(d);
-            let batch: Vec<Vec<[Vec<u64>; 4]>> = (k0..k1)
-                .into_par_iter()
-                .map(|k| peers.iter().map(|p| p.ciphertext(ctx, c * d + k)).collect())
-                .collect();
+            batch[..k1 - k0]
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(j, cts)| {
+                    for (p, ct) in peers.iter().zip(cts.iter_mut()) {
+                        p.ciphertext_into(ctx, c * d + k0 + j, ct);
+                    }
+                });
             for (k, cts) in (k0..k1).zip(&batch) {
                 acc.par_chunks_mut(np * part)
                     .zip(plan.partners[span.start * n..span.end * n].par_chunks(n))
@@ -628,14 +682,21 @@ fn evaluate(
                             for (o, &p) in slots.iter_mut().zip(partners.iter()) {
                                 *o = if p == NONE { 0 } else { column[p as usize] };
                             }
+                            // At the prime `t` itself the plaintext's evaluations are
+                            // the slot values: that prime comes first, from them as they are.
+                            if at_t.is_some() {
+                                lifted.copy_from_slice(slots);
+                            }
                             codec.to_coefficients(slots);
-                            for l in 0..L {
+                            for &l in &primes {
                                 let (ntt, p) = (&ctx.ntt[l], ctx.primes()[l]);
-                                // The centred lift of each coefficient, modulo prime l.
-                                for (o, &v) in lifted.iter_mut().zip(slots.iter()) {
-                                    *o = if v > half { p - (t - v) } else { v };
+                                if Some(l) != at_t {
+                                    // The centred lift of each coefficient, modulo prime l.
+                                    for (o, &v) in lifted.iter_mut().zip(slots.iter()) {
+                                        *o = if v > half { p - (t - v) } else { v };
+                                    }
+                                    ntt.forward(lifted);
                                 }
-                                ntt.forward(lifted);
                                 let r = l * n..(l + 1) * n;
                                 for (sum, [a, aq, b, bq]) in
                                     sums.chunks_exact_mut(part).zip(cts.iter())
@@ -1081,8 +1142,58 @@ mod tests {
         let mut v: Vec<u64> = (0..N as u64).map(|i| (i * i + 3) % T).collect();
         let orig = v.clone();
         codec.to_coefficients(&mut v);
+        let coefficients = v.clone();
         codec.to_slots(&mut v);
         assert_eq!(v, orig);
+        // At the ciphertext prime equal to `T`, the evaluation domain is the slots (what the
+        // evaluator relies on to skip that prime's transform); at the others it is not.
+        assert_eq!(ctx.primes()[0], T);
+        for (l, &p) in ctx.primes().iter().enumerate() {
+            let mut w: Vec<u64> = coefficients
+                .iter()
+                .map(|&c| if c > T / 2 { p - (T - c) } else { c })
+                .collect();
+            ctx.ntt[l].forward(&mut w);
+            assert_eq!(w == orig, l == 0, "prime {l}");
+        }
+    }
+
+    /// The division-free scaling equals `round(Q_l m / t) mod p_i` computed with 128-bit
+    /// divisions, for every plaintext prime, level and prime, at the ends of the range and at
+    /// random.
+    #[test]
+    fn scaling_equals_the_exact_rounding() {
+        let ctx = Context::slots();
+        let mut prg = Prg::new(&Seed([4; 32]), 0);
+        for (i, &t) in CRT_PRIMES.iter().enumerate() {
+            let codec = Codec::crt(i);
+            for l in 1..=L {
+                // Q_l as words, its quotient by t and remainder (long division, as `Codec::new`).
+                let q = product_words(&ctx.primes()[..l]);
+                let (mut quotient, mut rem) = ([0u64; L], 0u128);
+                for w in (0..L).rev() {
+                    let cur = (rem << 64) | q[w] as u128;
+                    quotient[w] = (cur / t as u128) as u64;
+                    rem = cur % t as u128;
+                }
+                let ms = [0, 1, 2, t / 2, t / 2 + 1, t - 2, t - 1]
+                    .into_iter()
+                    .chain((0..2000).map(|_| prg.next_u64() % t));
+                for m in ms {
+                    let frac = ((rem * m as u128 + t as u128 / 2) / t as u128) as u64;
+                    let mut got = [0u64; L];
+                    codec.scale(ctx, l, m, &mut got);
+                    for (j, &p) in ctx.primes()[..l].iter().enumerate() {
+                        let md = Modulus::new(p);
+                        let q_div = quotient.iter().rev().fold(0u64, |acc, &w| {
+                            md.reduce_wide(((acc as u128) << 64) | w as u128)
+                        });
+                        let want = md.add(md.mul(q_div, md.reduce(m)), md.reduce(frac));
+                        assert_eq!(got[j], want, "t {t}, level {l}, prime {j}, m {m}");
+                    }
+                }
+            }
+        }
     }
 
     /// One evaluator's view for an encryptor holding `z_enc` against the evaluator's `z_eval`

@@ -2,7 +2,9 @@
 //! (as a protocol round does), with the deployment's TLS and transport settings.
 //!
 //! `cargo run --release --example quic_throughput -- MB` runs a listener and a dialer as two
-//! child processes and prints the MB/s each direction reached.
+//! child processes and prints the MB/s each direction reached. A measuring aid for one user at
+//! a time: its development certificates go to a fixed temporary directory
+//! (`ppea-quic-throughput`) and the listener takes the fixed port 47111 on loopback.
 
 use ppea::net::tls::{Identity, TlsFiles, write_dev_pki};
 use std::path::Path;

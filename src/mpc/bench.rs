@@ -457,7 +457,8 @@ pub struct SlotProductsReport {
     pub blocks: usize,
     /// The most rounds of one slot ciphertext.
     pub max_rounds: usize,
-    /// Plaintexts one evaluator builds per peer (one inverse and four forward NTTs each).
+    /// Plaintexts one evaluator builds per peer (one inverse and three forward NTTs each,
+    /// modulo `T`).
     pub plaintexts: u64,
     /// Every server's encryption, one after the other (both cores each).
     pub encrypt_seconds: f64,

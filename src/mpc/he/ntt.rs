@@ -644,7 +644,7 @@ mod tests {
 
     #[test]
     fn the_vectorised_transform_equals_the_scalar_one() {
-        // A prime below 2^50 (the slot products' plaintext modulus), where IFMA, or else AVX2
+        // The largest prime below 2^50 that is 1 mod 2^14, where IFMA, or else AVX2
         // and FMA, is used when the CPU has it (on other CPUs both sides are the scalar
         // transform). 8 is the shortest the double lanes take, 16 the IFMA lanes.
         const Q: u64 = 0x3_ffff_ffff_c001;

@@ -12,10 +12,10 @@
 //! `||P||_1 / 2`, where `floor(q / t)` would add `(q mod t) (m P) / t`, near `t ||P||_1`.
 //!
 //! Residues live in RNS form, one row of `N` words per prime (`L = 4` primes: of 54 bits for the
-//! coefficient products, [`PRIMES`], of 50 bits for the slot products, [`SLOT_PRIMES`]), in the
-//! NTT domain except where a step needs coefficients. Dropping the last prime divides a
-//! ciphertext by it (`x' = (x - [x]_p) / p`, with `[x]_p` the centred residue): the message's
-//! scale follows, the noise shrinks by `p` and gains at most `(1 + ||s||_1) / 2`.
+//! coefficient products, [`PRIMES`], of at most 50 bits for the slot products,
+//! [`SLOT_PRIMES`]), in the NTT domain except where a step needs coefficients. Dropping the last
+//! prime divides a ciphertext by it (`x' = (x - [x]_p) / p`, with `[x]_p` the centred residue):
+//! the message's scale follows, the noise shrinks by `p` and gains at most `(1 + ||s||_1) / 2`.
 
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::he::modulus::Modulus;

@@ -12,9 +12,10 @@
 //! block `(c, r)` is then `<Z^t_p, Z^s_row_cj>`, so one returned ciphertext holds up to `N`
 //! useful products and every pair costs `d` slot products, whatever rows the pairs touch. The
 //! price is that each (block, dimension) plaintext is new: the evaluator gathers it, takes it to
-//! coefficients (an inverse NTT modulo `T`) and to the ciphertext primes (`L` forward NTTs),
-//! where the coefficient-packed products ([`super::product`]) transform nothing but only fill
-//! blocks that the pairs make dense.
+//! coefficients (an inverse NTT modulo `T`) and to the ciphertext primes (`L - 1` forward NTTs:
+//! at the prime `T` itself the slots are the evaluations), where the coefficient-packed
+//! products ([`super::product`]) transform nothing but only fill blocks that the pairs make
+//! dense.
 //!
 //! **Plan** ([`SlotPlan`]). Slot rows are sorted by their number of pairs (most first) and cut
 //! into ciphertexts of `N`; a ciphertext has as many rounds (blocks) as its first row has pairs.
@@ -32,8 +33,11 @@
 //! divided by the dropped prime and flooded ([`super::harden`]), leaves room below `Q' / 2T` for
 //! [`super::harden::STAT_BITS`] plus the log of the flooded coefficients, and large enough for
 //! values of 46 bits (the bilinear form's results are below `2^40`). The ciphertext primes are
-//! their own ([`super::rlwe::SLOT_PRIMES`], four below `2^50`), so that every transform (five per
-//! plaintext) runs on AVX-512 IFMA where the CPU has it ([`super::ntt`]).
+//! their own ([`super::rlwe::SLOT_PRIMES`]: `T` itself and three below `2^50`), so that every
+//! transform runs vectorised ([`super::ntt`]). At the prime `T` a plaintext modulo `T` is
+//! already in the evaluation domain (its slot values), so a plaintext costs an inverse
+//! transform modulo `T` and three forward transforms (four where the plaintext prime is another
+//! of [`CRT_PRIMES`]).
 //!
 //! **What each server learns.** As for the coefficient-packed products: the evaluator sees
 //! ciphertexts under a key it does not know; the encryptor decrypts a re-randomised and flooded
@@ -176,15 +180,15 @@ impl Codec {
         self.ntt.forward(coefficients);
     }
 
-    /// `round(Q_l m / T) mod p_i` for each prime `i` of level `l`, into `out[i]` (`m < T`):
-    /// `floor(Q_l / T) m + round((Q_l mod T) m / T)`.
+    /// `round(Q_l m / t) mod p_i` for each prime `i` of level `l`, into `out[i]` (`m < t`, `t`
+    /// this codec's prime): `floor(Q_l / t) m + round((Q_l mod t) m / t)`.
     ///
-    /// No division: with `r = Q_l mod T` and `r' = floor(r 2^64 / T)`, `e = floor(m r' / 2^64)`
-    /// is `floor(m r / T)` or one less (Shoup's bound), so `m r - e T` lies in `[0, 2T)` and is
-    /// exact in wrapping 64-bit arithmetic (`T < 2^47`); adding `floor(T / 2)` and counting the
-    /// multiples of `T` it reaches rounds. `m < T < p_i` and the rounded part is below `T`, so
-    /// neither needs reducing, and the products by `floor(Q_l / T) mod p_i` take its Shoup
-    /// quotient.
+    /// No division: with `r = Q_l mod t` and `r' = floor(r 2^64 / t)`, `e = floor(m r' / 2^64)`
+    /// is `floor(m r / t)` or one less (Shoup's bound), so `m r - e t` lies in `[0, 2t)` and is
+    /// exact in wrapping 64-bit arithmetic (`t < 2^47`); adding `floor(t / 2)` and counting the
+    /// multiples of `t` it reaches rounds. `m < t <= p_i` and the rounded part is below `t`, so
+    /// neither needs reducing, and the products by `floor(Q_l / t) mod p_i` take its Shoup
+    /// quotient. Where `t` is a ciphertext prime ([`T`]), `r = 0`: the scaling is exact.
     #[inline]
     pub fn scale(&self, ctx: &Context, l: usize, m: u64, out: &mut [u64]) {
         let sc = &self.levels[l - 1];
@@ -437,7 +441,7 @@ impl SlotPlan {
     }
 
     /// Plaintexts one evaluator builds per encryptor (one per block and dimension: an inverse NTT
-    /// modulo `T` and `L` forward NTTs each).
+    /// modulo `T` and `L - 1` forward NTTs each, `L` modulo another plaintext prime).
     pub fn plaintexts(&self) -> u64 {
         self.blocks() as u64 * self.d as u64
     }

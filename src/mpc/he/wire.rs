@@ -18,7 +18,7 @@ pub fn packed_words(residues: u64, bits: u32) -> u64 {
 /// `packed_words(src.len(), bits)` words; the rest of the last word is zero). The same bits as a
 /// [`crate::mpc::bit_pack::Packer`] given these widths, through a 128-bit accumulator.
 pub fn pack_row(src: &[u64], bits: u32, dst: &mut [u64]) {
-    debug_assert!((1..64).contains(&bits));
+    assert!((1..64).contains(&bits), "residues of 1 to 63 bits");
     let mask = (1u64 << bits) - 1;
     let (mut acc, mut have, mut o) = (0u128, 0u32, 0usize);
     for &v in src {
@@ -39,7 +39,7 @@ pub fn pack_row(src: &[u64], bits: u32, dst: &mut [u64]) {
 /// Inverse of [`pack_row`]: `dst.len()` values of `bits` bits from `src` (at least
 /// `packed_words(dst.len(), bits)` words).
 pub fn unpack_row(src: &[u64], bits: u32, dst: &mut [u64]) {
-    debug_assert!((1..64).contains(&bits));
+    assert!((1..64).contains(&bits), "residues of 1 to 63 bits");
     let mask = (1u64 << bits) - 1;
     let (mut acc, mut have, mut i) = (0u128, 0u32, 0usize);
     for d in dst.iter_mut() {
@@ -57,6 +57,11 @@ pub fn unpack_row(src: &[u64], bits: u32, dst: &mut [u64]) {
 /// [`pack`] into `out` (its length), one row after the other on this thread.
 pub fn pack_into(residues: &[u64], bits: u32, out: &mut [u64]) {
     let row_words = packed_words(N as u64, bits) as usize;
+    assert_eq!(
+        out.len(),
+        residues.len().div_ceil(N) * row_words,
+        "packed rows' length"
+    );
     for (dst, src) in out.chunks_mut(row_words).zip(residues.chunks(N)) {
         pack_row(src, bits, dst);
     }
@@ -77,6 +82,10 @@ pub fn pack(residues: &[u64], bits: u32) -> Vec<u64> {
 /// [`unpack`] into `out` (its length in residues), one row after the other on this thread.
 pub fn unpack_into(words: &[u64], bits: u32, out: &mut [u64]) {
     let row_words = packed_words(N as u64, bits) as usize;
+    assert!(
+        words.len() >= out.len().div_ceil(N) * row_words,
+        "packed rows' length"
+    );
     for (dst, src) in out.chunks_mut(N).zip(words.chunks(row_words)) {
         unpack_row(src, bits, dst);
     }

@@ -74,11 +74,11 @@ impl Cost {
     }
 
     /// The cost per peer of the slot runs (one per CRT prime: [`crate::mpc::he::crt::runs`]) of
-    /// a plan with `blocks` blocks,
-    /// `ciphers` ciphertexts (groups of `N` slot rows) of at most `rounds` rounds, over `rows`
-    /// rows of `d` values, for `k` servers: each plaintext costs five transforms (shared by the peers)
-    /// and two multiply-adds per prime and peer; an evaluator holds every peer's ciphertexts and
-    /// results both ways, one ciphertext's sums, and the shares (reduced copy included).
+    /// a plan with `blocks` blocks, `ciphers` ciphertexts (groups of `N` slot rows) of at most
+    /// `rounds` rounds, over `rows` rows of `d` values, for `k` servers: each plaintext costs at
+    /// most five transforms (shared by the peers; four modulo `T`) and two multiply-adds per
+    /// prime and peer; an evaluator holds every peer's ciphertexts and results both ways, one
+    /// ciphertext's sums, and the shares (reduced copy included).
     pub fn of_slots(
         blocks: usize,
         ciphers: usize,

@@ -9,7 +9,7 @@
 #
 # --correlation ot: no dealer; the servers make the correlated randomness among themselves over
 # oblivious transfer and ring-LWE products (`correlation = "ot"` under [params]; slower than a
-# dealer on large jobs: DBP15K fr-en takes some 2.6 minutes on two cores with two servers, 36
+# dealer on large jobs: DBP15K fr-en takes some 2.6 minutes on two cores with two servers, 31
 # with three, 63 with four, against 20 s with a dealer). --correlation replicated (with
 # --servers 3): no dealer; the three servers make it from replicated seeds, at about a dealer
 # job's cost, private against any one server (not two colluding).

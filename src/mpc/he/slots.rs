@@ -471,23 +471,26 @@ impl SlotPlan {
 
     /// [`SlotPlan::flood_bits`] for `blocks` blocks.
     fn flood_bits_for(&self, blocks: usize) -> Result<u32> {
-        let eta = ETA as f64;
-        // Sum over the dimensions of (e + rounding) ||P||_1, ||P||_1 <= N (T - 1) / 2.
-        let product = self.d as f64 * (eta + 0.5) * N as f64 * ((T - 1) / 2) as f64;
-        let coefficients = N as f64 * blocks.max(1) as f64 * MAX_PEERS as f64;
-        let bits = flood_bits_over(noise_bound(Context::slots(), product), coefficients);
-        // Flood plus bound (below 2^(bits + 1)) under Q' / 2T, with 2 bits for the decoder.
-        if bits as f64 + 1.0 + (2.0 * T as f64).log2() + 2.0
-            > returned_modulus_bits(Context::slots())
-        {
-            return Err(Error::invalid(format!(
-                "slot products of rows of {} in {blocks} blocks: the flooding noise ({bits} bits) \
-                 does not fit the returned modulus",
-                self.d
-            )));
-        }
-        Ok(bits)
+        flood_bits_at(self.d, blocks)
     }
+}
+
+/// The flooding noise's bits for `blocks` blocks of rows of `d` values, or the refusal if the
+/// returned modulus cannot hold it with room for decryption ([`SlotPlan::flood_bits`]).
+pub(crate) fn flood_bits_at(d: usize, blocks: usize) -> Result<u32> {
+    let eta = ETA as f64;
+    // Sum over the dimensions of (e + rounding) ||P||_1, ||P||_1 <= N (T - 1) / 2.
+    let product = d as f64 * (eta + 0.5) * N as f64 * ((T - 1) / 2) as f64;
+    let coefficients = N as f64 * blocks.max(1) as f64 * MAX_PEERS as f64;
+    let bits = flood_bits_over(noise_bound(Context::slots(), product), coefficients);
+    // Flood plus bound (below 2^(bits + 1)) under Q' / 2T, with 2 bits for the decoder.
+    if bits as f64 + 1.0 + (2.0 * T as f64).log2() + 2.0 > returned_modulus_bits(Context::slots()) {
+        return Err(Error::invalid(format!(
+            "slot products of rows of {d} in {blocks} blocks: the flooding noise ({bits} bits) \
+             does not fit the returned modulus"
+        )));
+    }
+    Ok(bits)
 }
 
 /// One server's key and the wire form of its slot ciphertexts.

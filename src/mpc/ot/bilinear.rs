@@ -527,6 +527,38 @@ pub(super) fn by_span(x: &[u64], d: usize, spans: &[usize], span_major: bool) ->
 mod tests {
     use super::*;
 
+    /// However many blocks a slot plan may take within the default bound's work (any row
+    /// length up to the largest, any server count), the flooding noise fits the returned
+    /// modulus, so a plan the pre-check accepts is never refused for its noise.
+    #[test]
+    fn the_default_bound_keeps_every_plan_within_the_flood_room() {
+        use crate::mpc::he::slots::{MAX_D, flood_bits_at};
+        for k in 2..=4 {
+            let limit = Cost::slot_limit(DEFAULT_MAX_SLOT_OPERATIONS, k);
+            for d in [1usize, 16, 64, 256, 648, 1024, MAX_D] {
+                // The work grows with the blocks alone: the most blocks within the bound.
+                let work = |b: usize| Cost::of_slots(b, 1, 1, 1, d, k).multiply_adds;
+                let (mut lo, mut hi) = (0usize, 1usize);
+                while work(hi) <= limit.multiply_adds {
+                    hi *= 2;
+                }
+                while hi - lo > 1 {
+                    let mid = (lo + hi) / 2;
+                    if work(mid) <= limit.multiply_adds {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                assert!(lo > 0, "k {k}, d {d}: no block fits the bound");
+                assert!(
+                    flood_bits_at(d, lo).is_ok(),
+                    "k {k}, d {d}: {lo} blocks within the bound overflow the flood room"
+                );
+            }
+        }
+    }
+
     const TINY: [usize; 3] = [16, 16, 10];
     const DEFAULT: [usize; 3] = [256, 256, 136];
 

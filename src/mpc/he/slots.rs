@@ -573,7 +573,8 @@ impl<'a> Peer<'a> {
             pk: (ctx.uniform(L, &pk_seed, PK_STREAM), Vec::new()),
         };
         check_rows(ctx, message, 8, SLOT_RESIDUE_BITS, from, "slot ciphertext")?;
-        let pk_b = (0..L).flat_map(|r| peer.row(r)).collect();
+        let mut pk_b = vec![0u64; L * N];
+        peer.rows_into(0, &mut pk_b);
         Ok(Peer {
             pk: (peer.pk.0, pk_b),
             ..peer
@@ -584,14 +585,8 @@ impl<'a> Peer<'a> {
         packed_words(N as u64, SLOT_RESIDUE_BITS) as usize
     }
 
-    /// Row `r` of the message (`L` rows of the public key, then `L` per ciphertext).
-    fn row(&self, r: usize) -> Vec<u64> {
-        let mut out = vec![0u64; N];
-        self.rows_into(r, &mut out);
-        out
-    }
-
-    /// Rows `r, r + 1, ...` of the message into `out` (`N` residues each).
+    /// Rows `r, r + 1, ...` of the message (`L` rows of the public key, then `L` per
+    /// ciphertext) into `out` (`N` residues each).
     fn rows_into(&self, r: usize, out: &mut [u64]) {
         let w = Peer::row_words();
         let rows = out.len() / N;

@@ -271,7 +271,7 @@ fn job_digests_are_sha256_and_cover_every_field() {
     let bytes = bincode::serde::encode_to_vec(&base, bincode::config::standard()).unwrap();
     assert_eq!(
         d.0,
-        ppea::mpc::digest::sha256("ppea job description v21", &[&bytes])
+        ppea::mpc::digest::sha256("ppea job description v22", &[&bytes])
     );
     let mut variants: Vec<JobSpec> = Vec::new();
     let mut v = base.clone();

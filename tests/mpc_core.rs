@@ -235,6 +235,36 @@ proptest! {
         }
     }
 
+    /// One shared value against two public offsets (`Engine::ltz_offsets`, the upload range
+    /// checks' two ends): the same results as plaintext with and without a dealer, for two to
+    /// four servers, several widths, the range's edges, and more values than one comparison
+    /// batch (two servers without a dealer: one set of OTs for both lanes, each batch with the
+    /// other sender).
+    #[test]
+    fn comparison_against_two_offsets_equals_plaintext(k in 2usize..=4, dealer_free in any::<bool>(),
+                                                       ell in prop::sample::select(vec![3u32, 8, 17, 40, 63, 64]),
+                                                       seed in any::<u64>(), n in 1usize..150,
+                                                       o in prop::array::uniform2(any::<u64>())) {
+        // Values and offsets of ell - 1 signed bits: their sums fit ell.
+        let ws = compared_values(ell - 1, seed, n);
+        let quarter = 1u64 << (ell - 2);
+        let offsets = o.map(|v| (v % (2 * quarter)).wrapping_sub(quarter));
+        let correlation = if dealer_free { Correlation::Ot } else { Correlation::Dealer };
+        let (out, _) = secure_with(k, correlation, vec![ws.clone()], move |mut e, i| async move {
+            e.set_compare_batch(64);
+            // Singles beside the pairs: the values themselves, reversed.
+            let singles: Vec<u64> = i[0].iter().rev().copied().collect();
+            let (c, [a, b]) = e.ltz_offsets(&singles, &i[0], offsets, ell).await?;
+            Ok((vec![a, b, c], e))
+        });
+        for (l, off) in offsets.iter().enumerate() {
+            let expect: Vec<u64> = ws.iter().map(|w| ((w.wrapping_add(*off) as i64) < 0) as u64).collect();
+            prop_assert_eq!(&out[l], &expect, "lane {}", l);
+        }
+        let singles: Vec<u64> = ws.iter().rev().map(|w| ((*w as i64) < 0) as u64).collect();
+        prop_assert_eq!(&out[2], &singles);
+    }
+
     #[test]
     fn lt_threshold_select(k in 2usize..=4, xs in prop::collection::vec(signed_in(40), 1..40), t in signed_in(40)) {
         let ys: Vec<u64> = xs.iter().rev().copied().collect();

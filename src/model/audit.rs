@@ -381,7 +381,6 @@ pub async fn group_sums<T: Transport, C: Correlations>(
 ) -> Result<Vec<u64>> {
     let a = &p.audit;
     let (g, w, s) = (a.max_groups, a.in_width(), a.stats());
-    let me = eng.me();
     let rows: Vec<usize> = sides.iter().map(|v| v.matched.len()).collect();
     for v in &sides {
         let n = v.matched.len();
@@ -406,23 +405,24 @@ pub async fn group_sums<T: Transport, C: Correlations>(
         sides.iter().flat_map(|v| v.score.iter().copied()).collect(),
     ];
     if a.labelled {
-        // correct = [partner hash == label hash] = 1 - [d < 0] - [-d < 0].
+        // correct = [partner hash == label hash] = 1 - [d < 0] - [d > 0], and
+        // [d > 0] = 1 - [d - 1 < 0]: both against offsets of one value ([`Engine::ltz_offsets`]).
         let label = col(2 * g);
         let partner: Vec<u64> = sides
             .iter()
             .flat_map(|v| v.partner_hash.iter().copied())
             .collect();
-        let mut d: Vec<u64> = partner
+        let d: Vec<u64> = partner
             .iter()
             .zip(&label)
             .map(|(x, y)| x.wrapping_sub(*y))
             .collect();
-        d.extend(d.clone().iter().map(|v| v.wrapping_neg()));
-        let lt = eng.ltz(&d, EQ_BITS).await?;
-        let mut correct: Vec<u64> = (0..n)
-            .map(|i| lt[i].wrapping_add(lt[n + i]).wrapping_neg())
+        let (_, [below, not_above]) = eng
+            .ltz_offsets(&[], &d, [0, 1u64.wrapping_neg()], EQ_BITS)
+            .await?;
+        let correct: Vec<u64> = (below.iter().zip(&not_above))
+            .map(|(b, na)| na.wrapping_sub(*b))
             .collect();
-        add_public_scalar(&mut correct, 1, me);
         values.push(correct);
         // `matched` once more, against the labelled-group indicators: matched AND labelled.
         values.push(values[0].clone());
@@ -482,7 +482,8 @@ pub async fn group_sums<T: Transport, C: Correlations>(
 /// every match and reaches the parties in the status word.
 ///
 /// Nothing is opened: one product, then each product and row sum `v` is tested `v != 0` as
-/// `[v < 0] + [-v < 0]` (64-bit comparisons). An earlier version opened the products and sums,
+/// `[v < 0] + 1 - [v - 1 < 0]` (64-bit comparisons of one value against two offsets,
+/// [`Engine::ltz_offsets`]). An earlier version opened the products and sums,
 /// all zero for honest inputs; but a server that shifts its share of an indicator by one makes
 /// the opened product `(x + 1) x`, 0 or 2: it read every row's group (test
 /// `a_deviating_server_learns_nothing_from_the_indicator_check`).
@@ -515,17 +516,20 @@ pub async fn indicator_fails<T: Transport, C: Correlations>(
     add_public_scalar(&mut sums, 1u64.wrapping_neg(), me);
     let mut v = eng.mul(&x, &y).await?;
     v.extend_from_slice(&sums);
-    let neg: Vec<u64> = v.iter().map(|t| t.wrapping_neg()).collect();
-    v.extend(neg);
-    let bits = eng.ltz(&v, 64).await?;
-    let (rows_a, half) = (inputs[0].len() / w, v.len() / 2);
+    // v != 0 fails: [v < 0] + [v > 0], and [v > 0] = 1 - [v - 1 < 0] ([`Engine::ltz_offsets`]).
+    let (_, [below, not_above]) = eng
+        .ltz_offsets(&[], &v, [0, 1u64.wrapping_neg()], 64)
+        .await?;
+    let rows_a = inputs[0].len() / w;
     let n_prod = x.len();
     let mut fails = [0u64; 2];
-    for (i, b) in bits.iter().enumerate() {
-        let i = i % half;
+    for (i, (b, na)) in below.iter().zip(&not_above).enumerate() {
         let row = if i < n_prod { i / per_row } else { i - n_prod };
         let side = usize::from(row >= rows_a);
-        fails[side] = fails[side].wrapping_add(*b);
+        fails[side] = fails[side]
+            .wrapping_add(*b)
+            .wrapping_add(if me == 0 { 1 } else { 0 })
+            .wrapping_sub(*na);
     }
     Ok(fails)
 }

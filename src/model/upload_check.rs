@@ -149,28 +149,26 @@ pub async fn upload_fails<T: Transport, C: Correlations>(
         return Err(Error::invalid("upload check: audit sizes do not match"));
     }
     let public = |v: u64| if me == 0 { v } else { 0 };
-    // Norms: N - bound - 1 < 0 passes. Sums: T - v < 0 or v + T < 0 fails.
-    let mut vals = Vec::with_capacity(rows * (nbk + 2 * AUDIT_SUBSETS));
-    for (i, n) in audit.norms.iter().enumerate() {
-        vals.push(n.wrapping_sub(public(bounds.norms[i % nbk] + 1)));
-    }
-    for v in &audit.sums {
-        vals.push(public(bounds.sum).wrapping_sub(*v));
-    }
-    for v in &audit.sums {
-        vals.push(v.wrapping_add(public(bounds.sum)));
-    }
-    let bits = eng.ltz(&vals, 64).await?;
-    let (norm_bits, sum_bits) = bits.split_at(rows * nbk);
+    // Norms: N - bound - 1 < 0 passes. Sums, both ends against offsets of one value
+    // ([`Engine::ltz_offsets`]): with `w = -v`, `T - v < 0` fails and so does `v + T < 0`,
+    // which is `w - T - 1 >= 0`.
+    let norms: Vec<u64> = (audit.norms.iter().enumerate())
+        .map(|(i, n)| n.wrapping_sub(public(bounds.norms[i % nbk] + 1)))
+        .collect();
+    let w: Vec<u64> = audit.sums.iter().map(|v| v.wrapping_neg()).collect();
+    let offsets = [bounds.sum, bounds.sum.wrapping_add(1).wrapping_neg()];
+    let (norm_bits, [above, not_below]) = eng.ltz_offsets(&norms, &w, offsets, 64).await?;
     let mut fails = [0u64; 2];
     for (i, b) in norm_bits.iter().enumerate() {
         let side = usize::from(i / nbk >= na);
         fails[side] = fails[side].wrapping_add(public(1)).wrapping_sub(*b);
     }
-    let per_copy = rows * AUDIT_SUBSETS;
-    for (i, b) in sum_bits.iter().enumerate() {
-        let side = usize::from((i % per_copy) / AUDIT_SUBSETS >= na);
-        fails[side] = fails[side].wrapping_add(*b);
+    for (i, (a, b)) in above.iter().zip(&not_below).enumerate() {
+        let side = usize::from(i / AUDIT_SUBSETS >= na);
+        fails[side] = fails[side]
+            .wrapping_add(*a)
+            .wrapping_add(public(1))
+            .wrapping_sub(*b);
     }
     Ok(fails)
 }

@@ -550,17 +550,24 @@ pub trait Correlations: Send {
         req: &Request,
     ) -> impl Future<Output = Result<Material>> + Send;
 
-    /// Material for `n` two-server millionaires' comparisons of width `ell`
-    /// ([`crate::mpc::millionaire`]), where this source makes it at less cost than the masked
-    /// comparison's (two servers without a dealer); `None` (the default) where it does not, and
-    /// the comparison takes [`Request::Compare`].
+    /// Whether [`Correlations::millionaire`] gives material for a job of `servers` servers
+    /// (false by default).
+    fn makes_millionaire_material(&self, servers: usize) -> bool {
+        let _ = servers;
+        false
+    }
+
+    /// Material for two-server millionaires' comparisons ([`crate::mpc::millionaire`]) of
+    /// `n` values of width `ell`, each in `lanes` (1 or 2) comparisons, where this source makes
+    /// it at less cost than the masked comparison's (two servers without a dealer); `None` (the
+    /// default) where it does not, and the comparison takes [`Request::Compare`] for
+    /// `lanes n` values.
     fn millionaire<T: Transport>(
         &mut self,
         session: &mut Session<T>,
-        n: usize,
-        ell: u32,
+        (n, ell, lanes): (usize, u32, usize),
     ) -> impl Future<Output = Result<Option<MillionaireMaterial>>> + Send {
-        let _ = (session, n, ell);
+        let _ = (session, n, ell, lanes);
         async { Ok(None) }
     }
 

@@ -295,10 +295,23 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
     /// for a millionaires' comparison where the source makes that cheaper (two servers without
     /// a dealer), else for the masked comparison.
     pub async fn prepare_compare(&mut self, n: usize, ell: u32) -> Result<CompareMaterial> {
-        if let Some(m) = self.corr.millionaire(&mut self.session, n, ell).await? {
+        self.prepare_compare_lanes(n, ell, 1).await
+    }
+
+    /// Material for `n` values compared in `lanes` (1 or 2) comparisons each: with two lanes
+    /// the millionaires' comparison makes both on one set of OTs ([`Engine::ltz_offsets`]);
+    /// the masked comparison takes `lanes n` comparisons.
+    async fn prepare_compare_lanes(
+        &mut self,
+        n: usize,
+        ell: u32,
+        lanes: usize,
+    ) -> Result<CompareMaterial> {
+        let sizes = (n, ell, lanes);
+        if let Some(m) = self.corr.millionaire(&mut self.session, sizes).await? {
             return Ok(CompareMaterial::Millionaire(m));
         }
-        let req = Request::Compare { n, ell };
+        let req = Request::Compare { n: lanes * n, ell };
         Ok(CompareMaterial::Masked(self.prepare(&req).await?))
     }
 
@@ -342,6 +355,62 @@ impl<T: Transport, C: Correlations> Engine<T, C> {
             out.extend(self.b2a(&bits, part.len()).await?);
         }
         Ok(out)
+    }
+
+    /// Arithmetic shares of `[x < 0]` for `singles`, and of `[w + o_0 < 0]` and
+    /// `[w + o_1 < 0]` for shared values `w` and public offsets `offsets = [o_0, o_1]`; every
+    /// compared value must lie in `[-2^(ell-1), 2^(ell-1))`. Two servers without a dealer
+    /// compare each `w` against both offsets on one set of OTs (the chooser keeps its share,
+    /// the other server adds the offsets: [`Millionaire`] with two lanes), about two thirds of
+    /// two comparisons' OTs, after the singles. Otherwise everything is one [`Engine::ltz`] of
+    /// `singles`, `w + o_0` and `w + o_1` (server 0 adds the offsets): the rounds and bytes of
+    /// that many comparisons.
+    pub async fn ltz_offsets(
+        &mut self,
+        singles: &[u64],
+        w: &[u64],
+        offsets: [u64; 2],
+        ell: u32,
+    ) -> Result<(Vec<u64>, [Vec<u64>; 2])> {
+        let me = self.me();
+        let (s, n) = (singles.len(), w.len());
+        if !self.corr.makes_millionaire_material(self.servers()) {
+            let mut x = singles.to_vec();
+            for o in offsets {
+                let o = if me == 0 { o } else { 0 };
+                x.extend(w.iter().map(|v| v.wrapping_add(o)));
+            }
+            let mut all = self.ltz(&x, ell).await?;
+            let second = all.split_off(s + n);
+            let first = all.split_off(s);
+            return Ok((all, [first, second]));
+        }
+        let single = if singles.is_empty() {
+            Vec::new()
+        } else {
+            self.ltz(singles, ell).await?
+        };
+        let mut out = [Vec::with_capacity(n), Vec::with_capacity(n)];
+        for part in w.chunks((self.compare_batch / 2).max(1)) {
+            let n = part.len();
+            let mat = self.prepare_compare_lanes(n, ell, 2).await?;
+            let adds = match &mat {
+                CompareMaterial::Millionaire(m) => m.sender() == me,
+                CompareMaterial::Masked(_) => me == 0,
+            };
+            let x: Vec<u64> = offsets
+                .iter()
+                .flat_map(|&o| {
+                    let o = if adds { o } else { 0 };
+                    part.iter().map(move |v| v.wrapping_add(o))
+                })
+                .collect();
+            let bits = self.compare_with(x, ell, mat).await?;
+            let both = self.b2a(&bits, 2 * n).await?;
+            out[0].extend_from_slice(&both[..n]);
+            out[1].extend_from_slice(&both[n..]);
+        }
+        Ok((single, out))
     }
 
     /// Boolean, bit-sliced shares of `[x < 0]` for any number of values, a comparison batch

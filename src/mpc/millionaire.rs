@@ -34,6 +34,13 @@
 //! triple pairs (30 random OTs), no message but the pools' refills. Online: the chooser sends
 //! one word, the sender 8 (16 groups, 16 messages of 2 bits), then 41 bits each way in the
 //! tree; 2 + 4 rounds.
+//!
+//! **Two lanes.** One value against two public offsets (`[w + o_0 < 0]`, `[w + o_1 < 0]`,
+//! [`crate::mpc::engine::Engine::ltz_offsets`]): the chooser keeps its share in both lanes,
+//! the sender adds the offsets to its own, so the chooser's groups are the same and one
+//! 1-out-of-16 OT per group carries 4-bit messages, both lanes' `G` and `E`. Per 64-bit value:
+//! 64 random OTs for the leaves and 30 AND-triple pairs for the two trees (124 OTs instead of
+//! 188), the chooser's one word, the sender's 16; the trees run side by side on `2 n` lanes.
 
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::carry_tree::{Tree, and_words_for};
@@ -41,30 +48,58 @@ use crate::mpc::prg::Prg;
 use crate::mpc::protocol::{Protocol, Step};
 use zeroize::Zeroize;
 
-/// `FIELDS[i][b]`: the 2-bit fields `w` (of 16, in the low 32 bits of a word) whose index has
-/// bit `i` equal to `b`.
-pub(crate) const FIELDS: [[u64; 2]; 4] = {
+/// `fields(lanes)[i][b]`: the fields `w` (of 16, each `2 lanes` bits wide, field `w` at bit
+/// `2 lanes w`) whose index has bit `i` equal to `b`.
+const fn fields(lanes: usize) -> [[u64; 2]; 4] {
+    let width = 2 * lanes;
     let mut m = [[0u64; 2]; 4];
     let mut i = 0;
     while i < 4 {
         let mut w = 0;
         while w < 16 {
-            m[i][(w >> i) & 1] |= 3 << (2 * w);
+            m[i][(w >> i) & 1] |= ((1u64 << width) - 1) << (width * w);
             w += 1;
         }
         i += 1;
     }
     m
-};
+}
+
+/// [`fields`] for one lane (2-bit fields in the low 32 bits) and for two (4-bit fields).
+pub(crate) const FIELDS: [[[u64; 2]; 4]; 2] = [fields(1), fields(2)];
+
+/// Bit 0 of every field of one lane's answers (`G`); bit 1 is `E`, and lane `l` of two starts
+/// `2 l` bits up.
+const FIELD_LOW: [u64; 2] = [0x5555_5555, 0x1111_1111_1111_1111];
 
 /// Groups of 4 bits a comparison of width `ell` cuts its numbers into (at most 16).
 pub fn groups(ell: u32) -> usize {
     (ell as usize).saturating_sub(1).div_ceil(4).max(1)
 }
 
-/// Words of OT messages the sender sends per comparison (two groups' 16 messages a word).
-fn answer_words(ell: u32) -> usize {
-    groups(ell).div_ceil(2)
+/// Words of OT messages the sender sends per value (16 messages of `2 lanes` bits per group:
+/// two groups to a word with one lane, one with two).
+fn answer_words(ell: u32, lanes: usize) -> usize {
+    (groups(ell) * lanes).div_ceil(2)
+}
+
+/// Field `j` (of `32 lanes` bits) of a word sequence laid out [`answer_words`]-style: the
+/// word and the shift.
+fn field_at(j: usize, lanes: usize) -> (usize, u32) {
+    if lanes == 1 {
+        (j / 2, 32 * (j % 2) as u32)
+    } else {
+        (j, 0)
+    }
+}
+
+/// The mask of `bits` low bits (`bits` at most 64).
+fn low_bits(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    }
 }
 
 /// Choice words of random OTs `n` comparisons of width `ell` take: one 1-out-of-16 OT (4 OTs)
@@ -73,39 +108,42 @@ pub fn choice_words(n: usize, ell: u32) -> usize {
     (n * groups(ell)).div_ceil(16)
 }
 
-/// The 16 fields of `pads` rearranged so that field `w` holds field `w XOR u`.
-fn permute(pads: u64, u: u64) -> u64 {
+/// The 16 fields of `pads` (of `2 lanes` bits) rearranged so that field `w` holds field
+/// `w XOR u`.
+fn permute(pads: u64, u: u64, lanes: usize) -> u64 {
     let mut p = pads;
-    for (i, f) in FIELDS.iter().enumerate() {
+    for (i, f) in FIELDS[lanes - 1].iter().enumerate() {
         if u >> i & 1 == 1 {
-            let shift = 2 << i;
+            let shift = (2 * lanes) << i;
             p = ((p & f[0]) << shift) | ((p >> shift) & f[0]);
         }
     }
     p
 }
 
-/// Field `w` of the sender's answer: bit 0 `[a > b]`, bit 1 `[a = b]` for its group value
-/// `v` and the chooser's `w` (server 0 holds `a`, server 1 `b`).
-fn answers(sender: usize, v: u64) -> u64 {
+/// Field `w` (of `2 lanes` bits) of the sender's answer for one lane: bit 0 `[a > b]`, bit 1
+/// `[a = b]` for its group value `v` and the chooser's `w` (server 0 holds `a`, server 1 `b`).
+fn answers(sender: usize, v: u64, lanes: usize) -> u64 {
     (0..16u64).fold(0, |t, w| {
         let (a, b) = if sender == 0 { (v, w) } else { (w, v) };
-        t | (u64::from(a > b) | u64::from(a == b) << 1) << (2 * w)
+        t | (u64::from(a > b) | u64::from(a == b) << 1) << (2 * lanes as u64 * w)
     })
 }
 
-/// One server's material for `n` comparisons of width `ell`: its side of the random
-/// 1-out-of-16 OTs and its shares of the tree's AND triples. `Debug` shows sizes only; the
-/// words are zeroized on drop.
+/// One server's material for `n` values of width `ell`, each compared in `lanes` (1 or 2)
+/// comparisons that share the chooser's number: its side of the random 1-out-of-16 OTs (one
+/// per group and value, whatever the lanes) and its shares of the tree's AND triples (one tree
+/// per lane). `Debug` shows sizes only; the words are zeroized on drop.
 pub struct MillionaireMaterial {
     me: usize,
     sender: usize,
     n: usize,
     ell: u32,
-    /// Per choice word of 16 OTs of 1-out-of-16 (group `j` of comparison `i` is OT
-    /// `q = i G + j` for `G` groups per comparison, in word `q / 16`): the sender's 16 messages
-    /// of 2 bits for each, 32 bits per OT, two to a word (8 words); the chooser's choices (4 bits
-    /// each) and chosen messages (2 bits each), 2 words.
+    lanes: usize,
+    /// Per choice word of 16 OTs of 1-out-of-16 (group `j` of value `i` is OT `q = i G + j`
+    /// for `G` groups per value, in word `q / 16`): the sender's 16 messages of `2 lanes` bits
+    /// for each, `32 lanes` bits per OT ([`field_at`]: `8 lanes` words); the chooser's choices
+    /// (4 bits each) and chosen messages (`2 lanes` bits each), 2 words.
     leaves: Vec<u64>,
     /// `[a, b1, b2, a & b1, a & b2]`, XOR shares.
     triples: [Vec<u64>; 5],
@@ -115,8 +153,8 @@ impl std::fmt::Debug for MillionaireMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "MillionaireMaterial(n={}, ell={}, sender={}, <redacted>)",
-            self.n, self.ell, self.sender
+            "MillionaireMaterial(n={}, ell={}, lanes={}, sender={}, <redacted>)",
+            self.n, self.ell, self.lanes, self.sender
         )
     }
 }
@@ -129,23 +167,23 @@ impl Drop for MillionaireMaterial {
 }
 
 impl MillionaireMaterial {
-    /// Server `me`'s material for `n` comparisons of width `ell` with `sender` as the OT
-    /// sender: `ots` 8 words per choice word ([`choice_words`]) as
+    /// Server `me`'s material for `n` values of width `ell` in `lanes` comparisons each, with
+    /// `sender` as the OT sender: `ots` `8 lanes` words per choice word ([`choice_words`]) as
     /// [`crate::mpc::ot::cross::Kind::RandomSixteen`] lays them out (a random 1-out-of-16 OT per
-    /// group), and the tree's triples.
+    /// group), and the trees' triples (`lanes n` of them).
     pub fn new(
         me: usize,
         sender: usize,
-        n: usize,
-        ell: u32,
+        (n, ell, lanes): (usize, u32, usize),
         ots: Vec<u64>,
         triples: [Vec<u64>; 5],
     ) -> Result<MillionaireMaterial> {
-        let t = and_words_for(groups(ell), n.div_ceil(64));
+        let t = and_words_for(groups(ell), (lanes * n).div_ceil(64));
         if !(2..=64).contains(&ell)
+            || !(1..=2).contains(&lanes)
             || sender > 1
             || me > 1
-            || ots.len() != 8 * choice_words(n, ell)
+            || ots.len() != 8 * lanes * choice_words(n, ell)
             || triples.iter().any(|x| x.len() != t)
         {
             return Err(Error::invalid(
@@ -156,7 +194,10 @@ impl MillionaireMaterial {
             ots
         } else {
             let mut ots = ots;
-            let kept = ots.chunks_exact(8).flat_map(|c| [c[0], c[1]]).collect();
+            let kept = ots
+                .chunks_exact(8 * lanes)
+                .flat_map(|c| [c[0], c[1]])
+                .collect();
             ots.zeroize();
             kept
         };
@@ -165,6 +206,7 @@ impl MillionaireMaterial {
             sender,
             n,
             ell,
+            lanes,
             leaves,
             triples,
         })
@@ -173,6 +215,18 @@ impl MillionaireMaterial {
     /// The server that sends the OT messages.
     pub fn sender(&self) -> usize {
         self.sender
+    }
+
+    /// The server that chooses: with two lanes, its shares of a value must be the same in
+    /// both ([`Millionaire::new`]).
+    pub fn chooser(&self) -> usize {
+        1 - self.sender
+    }
+
+    /// The sender's 16 messages of OT `q`, `2 lanes` bits each (`lanes` is this material's).
+    fn sender_pads(&self, q: usize, lanes: usize) -> u64 {
+        let (w, shift) = field_at(q % 16, lanes);
+        self.leaves[8 * lanes * (q / 16) + w] >> shift & low_bits(32 * lanes as u32)
     }
 }
 
@@ -184,12 +238,15 @@ enum Phase {
     Tree(Tree),
 }
 
-/// Boolean shares of `[x < 0]` for `n` values of bit width `ell` shared between two servers,
-/// bit-sliced (`ceil(n/64)` words), as [`crate::mpc::compare::Compare`] gives them.
+/// Boolean shares of `[x < 0]` for `lanes n` values of bit width `ell` shared between two
+/// servers, bit-sliced (`ceil(lanes n / 64)` words), as [`crate::mpc::compare::Compare`] gives
+/// them. With two lanes, values `i` and `n + i` are compared on one set of OTs: the chooser's
+/// shares of them must be equal (the other server's may differ, for example by public
+/// offsets: two thresholds for one secret), and the sender answers for both in each message.
 pub struct Millionaire {
     me: usize,
     blocks: usize,
-    /// This server's number per comparison (`a` or `b`, module docs).
+    /// This server's number per comparison (`a` or `b`, module docs), lane-major.
     value: Vec<u64>,
     /// This server's share of the result before the tree: `1 XOR m_0` or `m_1`, bit-sliced.
     top: Vec<u64>,
@@ -199,7 +256,11 @@ pub struct Millionaire {
 
 impl std::fmt::Debug for Millionaire {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Millionaire(n={}, <redacted>)", self.mat.n)
+        write!(
+            f,
+            "Millionaire(n={}, lanes={}, <redacted>)",
+            self.mat.n, self.mat.lanes
+        )
     }
 }
 
@@ -211,15 +272,21 @@ impl Drop for Millionaire {
 }
 
 impl Millionaire {
-    /// Prepares the comparison of server `me`'s shares `x` with its material.
+    /// Prepares the comparison of server `me`'s shares `x` (`lanes n` of them, lane-major)
+    /// with its material.
     pub fn new(me: usize, x: Vec<u64>, ell: u32, mat: MillionaireMaterial) -> Result<Millionaire> {
-        let n = x.len();
-        if me != mat.me || mat.n != n || mat.ell != ell {
+        let (n, lanes) = (mat.n, mat.lanes);
+        if me != mat.me || x.len() != lanes * n || mat.ell != ell {
             return Err(Error::invalid(
                 "millionaires' comparison: sizes of input and material differ",
             ));
         }
-        let blocks = n.div_ceil(64);
+        if lanes == 2 && me == mat.chooser() && x[..n] != x[n..] {
+            return Err(Error::invalid(
+                "millionaires' comparison: the chooser's shares differ between lanes",
+            ));
+        }
+        let blocks = (lanes * n).div_ceil(64);
         let low = (1u64 << (ell - 1)) - 1;
         let mut top = vec![0u64; blocks];
         let mut x = x;
@@ -249,7 +316,7 @@ impl Millionaire {
     }
 
     fn chooser(&self) -> usize {
-        1 - self.mat.sender
+        self.mat.chooser()
     }
 
     fn payloads(&self, to_peer: Vec<u64>) -> Vec<Vec<u64>> {
@@ -266,35 +333,55 @@ impl Millionaire {
 
     /// The sender's answers to the chooser's masked groups `u`, and its own leaves.
     fn answer(&self, u: &[u64]) -> (Vec<u64>, (Vec<u64>, Vec<u64>)) {
-        let (n, ell, b) = (self.mat.n, self.mat.ell, self.blocks);
-        let (groups, per) = (groups(ell), answer_words(ell));
-        let table: Vec<u64> = (0..16).map(|v| answers(self.mat.sender, v)).collect();
-        // This server's shares of the leaves, drawn fresh; lanes past `n` stay zero.
+        match self.mat.lanes {
+            1 => self.answer_lanes::<1>(u),
+            _ => self.answer_lanes::<2>(u),
+        }
+    }
+
+    /// [`Millionaire::answer`] for `LANES` lanes (a constant, so that one lane's loop is as
+    /// tight as before lanes existed).
+    fn answer_lanes<const LANES: usize>(&self, u: &[u64]) -> (Vec<u64>, (Vec<u64>, Vec<u64>)) {
+        let (n, ell, lanes, b) = (self.mat.n, self.mat.ell, LANES, self.blocks);
+        let (groups, per) = (groups(ell), answer_words(ell, lanes));
+        let table: Vec<u64> = (0..16)
+            .map(|v| answers(self.mat.sender, v, lanes))
+            .collect();
+        // This server's shares of the leaves, drawn fresh; lanes past `lanes n` stay zero.
         let mut prg = Prg::fresh();
         let mut g = prg.vec(groups * b);
         let mut e = prg.vec(groups * b);
-        if n % 64 != 0 {
-            let keep = (1u64 << (n % 64)) - 1;
+        if (lanes * n) % 64 != 0 {
+            let keep = (1u64 << ((lanes * n) % 64)) - 1;
             for t in 0..groups {
                 g[t * b + b - 1] &= keep;
                 e[t * b + b - 1] &= keep;
             }
         }
         let mut msg = vec![0u64; per * n];
-        for (i, (&v, &u)) in self.value.iter().zip(u).enumerate() {
-            let (w, l) = (i / 64, i % 64);
+        let low = FIELD_LOW[lanes - 1];
+        for (i, &u) in u.iter().enumerate() {
+            // Each lane's value, word and bit in the bit-sliced leaves.
+            let lane = |l: usize| {
+                let at = l * n + i;
+                (self.value[at], at / 64, at % 64)
+            };
+            let ls = [lane(0), lane(lanes - 1)];
             for j in 0..groups {
                 // Leaf t is group groups - 1 - t: the most significant first.
                 let t = groups - 1 - j;
-                let (sg, se) = (g[t * b + w] >> l & 1, e[t * b + w] >> l & 1);
-                let q = i * groups + j;
-                let pads =
-                    self.mat.leaves[8 * (q / 16) + q % 16 / 2] >> (32 * (q % 2)) & 0xffff_ffff;
-                let field = table[(v >> (4 * j) & 15) as usize]
-                    ^ (sg * 0x5555_5555)
-                    ^ (se * 0xaaaa_aaaa)
-                    ^ permute(pads, u >> (4 * j) & 15);
-                msg[per * i + j / 2] |= field << (32 * (j % 2));
+                let mut field = permute(
+                    self.mat.sender_pads(i * groups + j, lanes),
+                    u >> (4 * j) & 15,
+                    lanes,
+                );
+                for (l, &(v, w, s)) in ls[..lanes].iter().enumerate() {
+                    let (sg, se) = (g[t * b + w] >> s & 1, e[t * b + w] >> s & 1);
+                    field ^= (table[(v >> (4 * j) & 15) as usize] ^ (sg * low) ^ ((se * low) << 1))
+                        << (2 * l);
+                }
+                let (w, shift) = field_at(j, lanes);
+                msg[per * i + w] |= field << shift;
             }
         }
         (msg, (g, e))
@@ -302,19 +389,31 @@ impl Millionaire {
 
     /// The chooser's leaves from the sender's answers.
     fn unmask(&self, msg: &[u64]) -> (Vec<u64>, Vec<u64>) {
-        let (ell, b) = (self.mat.ell, self.blocks);
-        let (groups, per) = (groups(ell), answer_words(ell));
+        match self.mat.lanes {
+            1 => self.unmask_lanes::<1>(msg),
+            _ => self.unmask_lanes::<2>(msg),
+        }
+    }
+
+    /// [`Millionaire::unmask`] for `LANES` lanes.
+    fn unmask_lanes<const LANES: usize>(&self, msg: &[u64]) -> (Vec<u64>, Vec<u64>) {
+        let (n, ell, lanes, b) = (self.mat.n, self.mat.ell, LANES, self.blocks);
+        let (groups, per) = (groups(ell), answer_words(ell, lanes));
+        let width = 2 * lanes as u32;
         let mut g = vec![0u64; groups * b];
         let mut e = vec![0u64; groups * b];
-        for (i, &v) in self.value.iter().enumerate() {
-            let (w, l) = (i / 64, i % 64);
+        for (i, &v) in self.value[..n].iter().enumerate() {
+            let ats = [(i / 64, i % 64), ((n + i) / 64, (n + i) % 64)];
             for j in 0..groups {
                 let (t, q) = (groups - 1 - j, i * groups + j);
-                let pad = self.mat.leaves[2 * (q / 16) + 1] >> (2 * (q % 16));
-                let field = msg[per * i + j / 2] >> (32 * (j % 2));
-                let f = (field >> (2 * (v >> (4 * j) & 15)) ^ pad) & 3;
-                g[t * b + w] |= (f & 1) << l;
-                e[t * b + w] |= (f >> 1) << l;
+                let pad = self.mat.leaves[2 * (q / 16) + 1] >> (width * (q % 16) as u32);
+                let (w, shift) = field_at(j, lanes);
+                let field = msg[per * i + w] >> shift;
+                let f = (field >> (width * (v >> (4 * j) & 15) as u32)) ^ pad;
+                for (l, &(w, s)) in ats[..lanes].iter().enumerate() {
+                    g[t * b + w] |= (f >> (2 * l) & 1) << s;
+                    e[t * b + w] |= (f >> (2 * l + 1) & 1) << s;
+                }
             }
         }
         (g, e)
@@ -345,8 +444,7 @@ impl Protocol for Millionaire {
         if self.me == self.chooser() {
             // u = v XOR c: each 4-bit group masked by its OT's random choice.
             let groups = groups(self.mat.ell);
-            let u = self
-                .value
+            let u = self.value[..n]
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
@@ -375,7 +473,7 @@ impl Protocol for Millionaire {
             phase => phase,
         };
         let (n, peer) = (self.mat.n, 1 - self.me);
-        let per = answer_words(self.mat.ell);
+        let per = answer_words(self.mat.ell, self.mat.lanes);
         let sender = self.me == self.mat.sender;
         let got = std::mem::take(incoming.get_mut(peer).ok_or_else(|| {
             Error::invalid("millionaires' comparison: a message slot is missing")
@@ -428,28 +526,31 @@ mod tests {
     /// Random 1-out-of-16 OTs (all pads zero with `zero_pads`: a valid but open OT) and AND
     /// triples for `n` comparisons, dealt in the clear (tests only).
     fn dealt(
-        n: usize,
-        ell: u32,
+        (n, ell, lanes): (usize, u32, usize),
         sender: usize,
         zero_pads: bool,
         prg: &mut Prg,
     ) -> [MillionaireMaterial; 2] {
         let words = choice_words(n, ell);
-        let mut ots = [vec![0u64; 8 * words], vec![0u64; 8 * words]];
+        let per = 8 * lanes;
+        let width = 2 * lanes as u64;
+        let mut ots = [vec![0u64; per * words], vec![0u64; per * words]];
         for i in 0..words {
             for s in 0..16 {
                 let pads = if zero_pads {
                     0
                 } else {
-                    prg.next_u64() & 0xffff_ffff
+                    prg.next_u64() & low_bits(32 * lanes as u32)
                 };
                 let c = prg.next_u64() & 15;
-                ots[sender][8 * i + s / 2] |= pads << (32 * (s % 2));
-                ots[1 - sender][8 * i] |= c << (4 * s);
-                ots[1 - sender][8 * i + 1] |= (pads >> (2 * c) & 3) << (2 * s);
+                let (w, shift) = field_at(s, lanes);
+                ots[sender][per * i + w] |= pads << shift;
+                ots[1 - sender][per * i] |= c << (4 * s);
+                ots[1 - sender][per * i + 1] |=
+                    (pads >> (width * c) & low_bits(width as u32)) << (width * s as u64);
             }
         }
-        let t = and_words_for(groups(ell), n.div_ceil(64));
+        let t = and_words_for(groups(ell), (lanes * n).div_ceil(64));
         let [a0, b10, b20, a1, b11, b21, c10, c20] = std::array::from_fn(|_| prg.vec(t));
         // Server 1's shares of a & b1 and a & b2 complete server 0's random ones.
         let and = |b0: &[u64], b1: &[u64], c0: &[u64]| -> Vec<u64> {
@@ -461,8 +562,10 @@ mod tests {
         let c21 = and(&b20, &b21, &c20);
         let [o0, o1] = ots;
         [
-            MillionaireMaterial::new(0, sender, n, ell, o0, [a0, b10, b20, c10, c20]).unwrap(),
-            MillionaireMaterial::new(1, sender, n, ell, o1, [a1, b11, b21, c11, c21]).unwrap(),
+            MillionaireMaterial::new(0, sender, (n, ell, lanes), o0, [a0, b10, b20, c10, c20])
+                .unwrap(),
+            MillionaireMaterial::new(1, sender, (n, ell, lanes), o1, [a1, b11, b21, c11, c21])
+                .unwrap(),
         ]
     }
 
@@ -520,7 +623,7 @@ mod tests {
             .zip(&x0)
             .map(|(x, a)| x.wrapping_sub(*a))
             .collect();
-        let [m0, m1] = dealt(xs.len(), ell, sender, zero_pads, &mut prg);
+        let [m0, m1] = dealt((xs.len(), ell, 1), sender, zero_pads, &mut prg);
         let parties = [
             Millionaire::new(0, x0.clone(), ell, m0).unwrap(),
             Millionaire::new(1, x1.clone(), ell, m1).unwrap(),
@@ -630,7 +733,7 @@ mod tests {
                         let fits = (0..16).any(|v| {
                             (0..4u64).any(|s| {
                                 let share = ((s & 1) * 0x5555_5555) ^ ((s >> 1) * 0xaaaa_aaaa);
-                                answers(sender, v) ^ share == f
+                                answers(sender, v, 1) ^ share == f
                             })
                         });
                         found += usize::from(fits);
@@ -642,6 +745,154 @@ mod tests {
             assert_eq!(
                 explained(true),
                 xs.len() * groups(ell),
+                "control, sender {sender}"
+            );
+        }
+    }
+
+    /// Two lanes: shares of `w` (the chooser's share kept, the other server's plus each
+    /// offset), run on dealt two-lane material.
+    fn run_pairs(
+        ws: &[u64],
+        offsets: [u64; 2],
+        ell: u32,
+        sender: usize,
+        zero_pads: bool,
+        seed: u64,
+    ) -> (Vec<u64>, Rounds) {
+        let mut prg = Prg::new(&crate::mpc::prg::Seed([6; 32]), seed);
+        let n = ws.len();
+        let chooser = 1 - sender;
+        let mut shares = [Vec::new(), Vec::new()];
+        shares[chooser] = prg.vec(n);
+        shares[sender] = ws
+            .iter()
+            .zip(&shares[chooser])
+            .map(|(w, c)| w.wrapping_sub(*c))
+            .collect();
+        let lanes = |s: usize| -> Vec<u64> {
+            offsets
+                .iter()
+                .flat_map(|&o| {
+                    let o = if s == sender { o } else { 0 };
+                    shares[s].iter().map(move |v| v.wrapping_add(o))
+                })
+                .collect()
+        };
+        let [m0, m1] = dealt((n, ell, 2), sender, zero_pads, &mut prg);
+        let parties = [
+            Millionaire::new(0, lanes(0), ell, m0).unwrap(),
+            Millionaire::new(1, lanes(1), ell, m1).unwrap(),
+        ];
+        drive(parties)
+    }
+
+    #[test]
+    fn two_lanes_compare_each_value_against_two_offsets() {
+        for ell in [2, 9, 40, 64] {
+            let half = 1u64 << (ell - 1);
+            // Values around zero, at random, and, for each lane, the values whose sums with
+            // its offset are the range's ends and their neighbours (-2^(ell-1), 2^(ell-1) - 1,
+            // -1, 0). The protocol compares the sums' low `ell` bits as signed numbers, and so
+            // does the check below.
+            let mut prg = Prg::new(&crate::mpc::prg::Seed([7; 32]), u64::from(ell));
+            let span = (half / 4).max(1);
+            for offsets in [
+                [1u64, 0u64.wrapping_sub(1)],
+                [span / 2, (span / 2 + 1).wrapping_neg()],
+            ] {
+                let mut ws: Vec<u64> = (0..300)
+                    .map(|i| match i % 4 {
+                        0 => (i as u64 % 5).wrapping_sub(2),
+                        1 => prg.next_u64() % span,
+                        2 => (prg.next_u64() % span).wrapping_neg(),
+                        _ => (half / 2).wrapping_sub(i as u64 % 3),
+                    })
+                    .collect();
+                for o in offsets {
+                    for end in [half.wrapping_neg(), half - 1, u64::MAX, 0] {
+                        ws.push(end.wrapping_sub(o));
+                    }
+                }
+                for sender in [0, 1] {
+                    let (bits, seen) = run_pairs(&ws, offsets, ell, sender, false, 4);
+                    let n = ws.len();
+                    for (i, w) in ws.iter().enumerate() {
+                        for (l, o) in offsets.iter().enumerate() {
+                            // The sum as a signed number of width ell.
+                            let x = w.wrapping_add(*o) << (64 - ell);
+                            assert_eq!(
+                                lt(&bits, l * n + i),
+                                (x as i64) < 0,
+                                "ell {ell}, sender {sender}, value {i}, lane {l}"
+                            );
+                        }
+                    }
+                    // The rounds of one lane: the trees run side by side.
+                    assert_eq!(
+                        seen.len(),
+                        2 + crate::mpc::carry_tree::level_sizes_for(groups(ell)).len() - 1
+                    );
+                    // One word of masked groups per value, one answer word per group.
+                    assert_eq!(seen[0][sender].len(), n);
+                    assert_eq!(seen[1][1 - sender].len(), n * groups(ell));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_lanes_need_the_choosers_shares_equal() {
+        let mut prg = Prg::new(&crate::mpc::prg::Seed([8; 32]), 1);
+        for sender in [0, 1] {
+            let chooser = 1 - sender;
+            let [m0, m1] = dealt((3, 64, 2), sender, false, &mut prg);
+            let m = if chooser == 0 { m0 } else { m1 };
+            let x = vec![1, 2, 3, 1, 2, 4];
+            assert!(Millionaire::new(chooser, x, 64, m).is_err());
+        }
+        // The sender's may differ, and one lane's material does not take two lanes' input.
+        let [m0, _] = dealt((3, 64, 2), 0, false, &mut prg);
+        assert!(Millionaire::new(0, vec![1, 2, 3, 1, 2, 4], 64, m0).is_ok());
+        let [m0, _] = dealt((3, 64, 1), 0, false, &mut prg);
+        assert!(Millionaire::new(0, vec![1, 2, 3, 1, 2, 4], 64, m0).is_err());
+    }
+
+    /// As [`the_chooser_sees_one_answer_per_group`] with two lanes: no pair of the sender's
+    /// group values explains a group's 16 answers under the pads; with zero pads every group
+    /// is explained.
+    #[test]
+    fn with_two_lanes_the_chooser_still_sees_one_answer_per_group() {
+        let ell = 64;
+        let ws = secrets(128);
+        let offsets = [5, 3u64.wrapping_neg()];
+        for sender in [0, 1] {
+            let chooser = 1 - sender;
+            let explained = |zero_pads: bool| -> usize {
+                let (_, seen) = run_pairs(&ws, offsets, ell, sender, zero_pads, 5);
+                let msg = &seen[1][chooser];
+                let table: Vec<u64> = (0..16).map(|v| answers(sender, v, 2)).collect();
+                let mut found = 0;
+                for i in 0..ws.len() {
+                    for j in 0..groups(ell) {
+                        let f = msg[groups(ell) * i + j];
+                        let fits = (0..256).any(|vv: usize| {
+                            let base = table[vv & 15] | table[vv >> 4] << 2;
+                            (0..16u64).any(|s| {
+                                let share =
+                                    (0..4).fold(0, |m, k| m ^ ((s >> k & 1) * (FIELD_LOW[1] << k)));
+                                base ^ share == f
+                            })
+                        });
+                        found += usize::from(fits);
+                    }
+                }
+                found
+            };
+            assert_eq!(explained(false), 0, "sender {sender}");
+            assert_eq!(
+                explained(true),
+                ws.len() * groups(ell),
                 "control, sender {sender}"
             );
         }

@@ -106,14 +106,20 @@ impl Correlations for Source {
         }
     }
 
+    fn makes_millionaire_material(&self, servers: usize) -> bool {
+        match self {
+            Source::Ot(o) => o.makes_millionaire_material(servers),
+            Source::Dealer(_) | Source::Replicated(_) => false,
+        }
+    }
+
     async fn millionaire<T: Transport>(
         &mut self,
         session: &mut Session<T>,
-        n: usize,
-        ell: u32,
+        sizes: (usize, u32, usize),
     ) -> Result<Option<MillionaireMaterial>> {
         match self {
-            Source::Ot(o) => o.millionaire(session, n, ell).await,
+            Source::Ot(o) => o.millionaire(session, sizes).await,
             Source::Dealer(_) | Source::Replicated(_) => Ok(None),
         }
     }

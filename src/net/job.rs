@@ -125,8 +125,10 @@ impl JobSpec {
         // formats; v19, the norms' products once per pair of servers (half the results each
         // way) and packings chosen within the work bound; v20, the evaluator's plaintext
         // doubled there instead of both shares; v21, packings chosen with the two runs'
-        // memory as the larger of the two.
-        Ok(Digest(sha256("ppea job description v21", &[&bytes])))
+        // memory as the larger of the two; v22, two thresholds of one value on one set of OTs
+        // (the upload range checks' subset sums, the audit's `!= 0` and equality tests), whose
+        // shares differ from the two comparisons' before.
+        Ok(Digest(sha256("ppea job description v22", &[&bytes])))
     }
 
     /// Worker processes of the job's server `name` (1 for a server of one process or one the

@@ -19,8 +19,9 @@
 //!   sender's bits `b1`, `b2`, and the hashes' bits XOR shares of `a & b1`, `a & b2` (Gilboa's
 //!   bit trick with random instead of chosen inputs);
 //! * [`Kind::RandomSixteen`] (one link): no inputs and no messages but the refills; every 4
-//!   random OTs make one random 1-out-of-16 OT of 2-bit messages (below), 16 per choice word,
-//!   for the millionaires' comparison ([`crate::mpc::millionaire`]);
+//!   random OTs make one random 1-out-of-16 OT of 2-bit messages, or of 4-bit messages for
+//!   two lanes (below), 16 per choice word, for the millionaires' comparison
+//!   ([`crate::mpc::millionaire`]);
 //! * [`Kind::Bits`]: each choice word holds 64 bits, `x` `lanes` words per choice word; XOR
 //!   shares of the bitwise AND of each lane with the choices (the cross terms of boolean AND
 //!   triples; two lanes give both ANDs of two triples sharing one input, `a & b1` and
@@ -28,9 +29,10 @@
 //!
 //! **1-out-of-16 from 4 random OTs.** The sender holds 64-bit hashes `x_i^0`, `x_i^1` of OTs
 //! `i = 0..4`, the receiver its choices `c_i` and `x_i^(c_i)`. Message `w` (of 16) is the XOR
-//! over `i` of bits `2w, 2w + 1` of `x_i^(w_i)`, `w_i` bit `i` of `w`. The receiver can compute
-//! message `c = sum 2^i c_i` only: any other `w` differs from `c` in some bit `i` and takes
-//! two bits of `x_i^(1 - c_i)`, a hash it cannot compute, at positions no other message uses,
+//! over `i` of bits `2w, 2w + 1` of `x_i^(w_i)`, `w_i` bit `i` of `w` (with two lanes, bits
+//! `4w` to `4w + 3`: all 64). The receiver can compute message `c = sum 2^i c_i` only: any
+//! other `w` differs from `c` in some bit `i` and takes its bits of `x_i^(1 - c_i)`, a hash
+//! it cannot compute, at positions no other message uses,
 //! so the 15 others are independent and pseudorandom to it (Naor and Pinkas's 1-out-of-N from
 //! 1-out-of-2, with the PRF of each key read off its hash).
 //!
@@ -72,11 +74,15 @@ pub enum Kind {
     /// Random AND-triple pairs from random OTs, two servers only: per choice word the cross
     /// terms' shares of `a & b1` and `a & b2`, then this server's `a`, `b1`, `b2`.
     RandomBitPairs,
-    /// Random 1-out-of-16 OTs of 2-bit messages, four random OTs each, on one link of two
-    /// servers ([`Active::Into`]): per choice word (16 of them) the sender's 16 messages of
-    /// each in 32 bits (two to a word: 8 words), the receiver's choices (a 4-bit group per OT,
-    /// one word) and the chosen messages (2 bits each, one word), then 6 zero words.
-    RandomSixteen,
+    /// Random 1-out-of-16 OTs of `2 lanes`-bit messages (`lanes` 1 or 2), four random OTs
+    /// each, on one link of two servers ([`Active::Into`]): per choice word (16 of them) the
+    /// sender's 16 messages of each in `32 lanes` bits (`8 lanes` words: two OTs to a word
+    /// with one lane, one with two), the receiver's choices (a 4-bit group per OT, one word)
+    /// and the chosen messages (`2 lanes` bits each, one word), then zero words.
+    RandomSixteen {
+        /// Bit pairs per message.
+        lanes: usize,
+    },
 }
 
 impl Kind {
@@ -86,7 +92,7 @@ impl Kind {
             Kind::Gilboa => 1,
             Kind::Bits { lanes } => lanes,
             Kind::Cot => 64,
-            Kind::RandomBitPairs | Kind::RandomSixteen => 0,
+            Kind::RandomBitPairs | Kind::RandomSixteen { .. } => 0,
         }
     }
 
@@ -94,7 +100,7 @@ impl Kind {
         match self {
             Kind::Gilboa | Kind::Cot => 64,
             Kind::Bits { lanes } => lanes,
-            Kind::RandomBitPairs | Kind::RandomSixteen => 0,
+            Kind::RandomBitPairs | Kind::RandomSixteen { .. } => 0,
         }
     }
 
@@ -102,14 +108,14 @@ impl Kind {
     pub fn out_per_word(self) -> usize {
         match self {
             Kind::RandomBitPairs => 5,
-            Kind::RandomSixteen => 8,
+            Kind::RandomSixteen { lanes } => 8 * lanes,
             k => k.x_per_word(),
         }
     }
 
     /// Whether the receiver sends a choice message (not for random OTs).
     fn chooses(self) -> bool {
-        !matches!(self, Kind::RandomBitPairs | Kind::RandomSixteen)
+        !matches!(self, Kind::RandomBitPairs | Kind::RandomSixteen { .. })
     }
 }
 
@@ -194,11 +200,13 @@ impl Cross {
                 "cross terms: random AND triples are made between two servers",
             ));
         }
-        if kind == Kind::RandomSixteen
-            && (links.servers() != 2 || !matches!(active, Active::Into { .. }))
+        if let Kind::RandomSixteen { lanes } = kind
+            && (links.servers() != 2
+                || !matches!(active, Active::Into { .. })
+                || !(1..=2).contains(&lanes))
         {
             return Err(Error::invalid(
-                "cross terms: random 1-out-of-16 OTs are made on one link of two servers",
+                "cross terms: random 1-out-of-16 OTs of one or two lanes are made on one link of two servers",
             ));
         }
         if x.len() != y.len() * kind.x_per_word() {
@@ -329,7 +337,9 @@ impl Cross {
                 if !span.is_empty() && !self.kind.chooses() {
                     let batch = rcv.extend_random(span.len())?;
                     match self.kind {
-                        Kind::RandomSixteen => sixteen_receiver(&mut self.out, span.start, &batch),
+                        Kind::RandomSixteen { lanes } => {
+                            sixteen_receiver(&mut self.out, span.start, &batch, lanes)
+                        }
                         _ => random_receiver(&mut self.out, span.start, &batch),
                     }
                 } else if !span.is_empty() {
@@ -414,7 +424,7 @@ impl Protocol for Cross {
                     }
                     Kind::Cot => batch.correlated(corr)?,
                     Kind::Bits { lanes } => batch.correlated_bits(corr, lanes)?,
-                    Kind::RandomBitPairs | Kind::RandomSixteen => {
+                    Kind::RandomBitPairs | Kind::RandomSixteen { .. } => {
                         return Err(Error::invalid(
                             "cross terms: random OTs take no corrections",
                         ));
@@ -437,7 +447,9 @@ impl Protocol for Cross {
                 let snd = self.links.send[p].as_mut().expect("a link to every peer");
                 let batch = snd.extend_random(span.len())?;
                 match self.kind {
-                    Kind::RandomSixteen => sixteen_sender(&mut self.out, span.start, &batch),
+                    Kind::RandomSixteen { lanes } => {
+                        sixteen_sender(&mut self.out, span.start, &batch, lanes)
+                    }
                     _ => random_sender(&mut self.out, span.start, &batch),
                 }
             }
@@ -470,7 +482,7 @@ impl Protocol for Cross {
                         let (c, v) = batch.correlated_bits(x, lanes)?;
                         (c, v, false)
                     }
-                    Kind::RandomBitPairs | Kind::RandomSixteen => {
+                    Kind::RandomBitPairs | Kind::RandomSixteen { .. } => {
                         return Err(Error::invalid(
                             "cross terms: random OTs send no corrections",
                         ));
@@ -518,33 +530,42 @@ fn random_sender(out: &mut [u64], first: usize, batch: &super::extension::SendBa
     }
 }
 
-/// The sender's part of [`Kind::RandomSixteen`]: each 4 OTs' 16 messages (module docs), 32 bits
-/// for each, two to a word, 8 words per choice word from `first` on.
-fn sixteen_sender(out: &mut [u64], first: usize, batch: &super::extension::SendBatch) {
+/// The sender's part of [`Kind::RandomSixteen`]: each 4 OTs' 16 messages (module docs),
+/// `32 lanes` bits for each, `8 lanes` words per choice word from `first` on.
+fn sixteen_sender(
+    out: &mut [u64],
+    first: usize,
+    batch: &super::extension::SendBatch,
+    lanes: usize,
+) {
+    let fields = &FIELDS[lanes - 1];
+    let per_word = 2 / lanes;
     for (q, quad) in batch.random().chunks_exact(4).enumerate() {
         let pads = quad
             .iter()
-            .zip(&FIELDS)
+            .zip(fields)
             .fold(0u64, |p, ((x0, x1), f)| p ^ (x0 & f[0]) ^ (x1 & f[1]));
         let (w, s) = (first + q / 16, q % 16);
-        out[8 * w + s / 2] |= pads << (32 * (s % 2));
+        out[8 * lanes * w + s / per_word] |= pads << (32 * (s % per_word));
     }
 }
 
 /// The receiver's part of [`Kind::RandomSixteen`]: per choice word from `first` on, the word
-/// itself (a 4-bit choice per 4 OTs) and the 16 chosen 2-bit messages.
-fn sixteen_receiver(out: &mut [u64], first: usize, batch: &RecvBatch) {
+/// itself (a 4-bit choice per 4 OTs) and the 16 chosen messages of `2 lanes` bits.
+fn sixteen_receiver(out: &mut [u64], first: usize, batch: &RecvBatch, lanes: usize) {
     let xs = batch.random();
+    let width = 2 * lanes;
+    let mask = (1u64 << width) - 1;
     for (w, &c) in batch.choices.iter().enumerate() {
         let mut pads = 0u64;
         for s in 0..16 {
-            let ch = (c >> (4 * s) & 15) as u32;
+            let ch = (c >> (4 * s) & 15) as usize;
             let quad = &xs[64 * w + 4 * s..64 * w + 4 * s + 4];
-            let pad = quad.iter().fold(0, |p, x| p ^ (x >> (2 * ch) & 3));
-            pads |= pad << (2 * s);
+            let pad = quad.iter().fold(0, |p, x| p ^ (x >> (width * ch) & mask));
+            pads |= pad << (width * s);
         }
-        out[8 * (first + w)] = c;
-        out[8 * (first + w) + 1] = pads;
+        out[8 * lanes * (first + w)] = c;
+        out[8 * lanes * (first + w) + 1] = pads;
     }
 }
 
@@ -719,14 +740,16 @@ mod tests {
     #[test]
     fn random_sixteen_gives_the_receiver_the_message_of_its_choice_only() {
         let words = 5;
-        for (sender, receiver) in [(0, 1), (1, 0)] {
+        for (lanes, (sender, receiver)) in
+            [1, 2].into_iter().flat_map(|l| [(l, (0, 1)), (l, (1, 0))])
+        {
             let active = Active::Into {
                 to: receiver,
                 first: sender,
                 servers: 2,
             };
             let (o, rounds) = run(
-                Kind::RandomSixteen,
+                Kind::RandomSixteen { lanes },
                 active,
                 &[vec![], vec![]],
                 &[vec![0; words], vec![0; words]],
@@ -734,35 +757,46 @@ mod tests {
             );
             assert_eq!(rounds, words.div_ceil(2));
             let (snd, rcv) = (&o[sender], &o[receiver]);
+            let (per, width) = (8 * lanes, 2 * lanes);
+            let mask = (1u64 << width) - 1;
             let mut ones = 0;
             for w in 0..words {
-                let c = rcv[8 * w];
+                let c = rcv[per * w];
                 ones += c.count_ones()
-                    + snd[8 * w..8 * w + 8]
+                    + snd[per * w..per * w + per]
                         .iter()
                         .map(|x| x.count_ones())
                         .sum::<u32>();
                 for s in 0..16 {
-                    let pads = snd[8 * w + s / 2] >> (32 * (s % 2)) & 0xffff_ffff;
+                    let pads = if lanes == 1 {
+                        snd[per * w + s / 2] >> (32 * (s % 2)) & 0xffff_ffff
+                    } else {
+                        snd[per * w + s]
+                    };
                     let ch = c >> (4 * s) & 15;
-                    let mine = rcv[8 * w + 1] >> (2 * s) & 3;
-                    assert_eq!(mine, pads >> (2 * ch) & 3, "word {w}, group {s}");
+                    let mine = rcv[per * w + 1] >> (width * s) & mask;
+                    assert_eq!(
+                        mine,
+                        pads >> (width as u64 * ch) & mask,
+                        "word {w}, group {s}"
+                    );
                     // The other messages differ from the chosen one as often as random ones.
                     let same = (0..16)
-                        .filter(|&v| v != ch && pads >> (2 * v) & 3 == mine)
+                        .filter(|&v| v != ch && pads >> (width as u64 * v) & mask == mine)
                         .count();
+                    let most = if lanes == 1 { 12 } else { 7 };
                     assert!(
-                        same <= 12,
-                        "word {w}, group {s}: {same} of 15 equal the chosen one"
+                        same <= most,
+                        "lanes {lanes}, word {w}, group {s}: {same} of 15 equal the chosen one"
                     );
                 }
-                assert!(rcv[8 * w + 2..8 * w + 8].iter().all(|&x| x == 0));
+                assert!(rcv[per * w + 2..per * w + per].iter().all(|&x| x == 0));
             }
             // Choices and messages are random: about half their bits are ones.
+            let bits = words * (per + 1) * 64;
             assert!(
-                (1_250..=1_630).contains(&ones),
-                "{ones} of {}",
-                words * 9 * 64
+                (bits * 43 / 100..=bits * 57 / 100).contains(&(ones as usize)),
+                "lanes {lanes}: {ones} of {bits}"
             );
         }
         let three = links(3).remove(0);
@@ -771,9 +805,18 @@ mod tests {
             first: 0,
             servers: 3,
         };
-        assert!(Cross::new(three, Kind::RandomSixteen, into, vec![], vec![0]).is_err());
+        let one = Kind::RandomSixteen { lanes: 1 };
+        assert!(Cross::new(three, one, into, vec![], vec![0]).is_err());
         let two = links(2).remove(0);
-        assert!(Cross::new(two, Kind::RandomSixteen, Active::All, vec![], vec![0]).is_err());
+        assert!(Cross::new(two, one, Active::All, vec![], vec![0]).is_err());
+        let into = Active::Into {
+            to: 1,
+            first: 0,
+            servers: 2,
+        };
+        let two = links(2).remove(0);
+        let three_lanes = Kind::RandomSixteen { lanes: 3 };
+        assert!(Cross::new(two, three_lanes, into, vec![], vec![0]).is_err());
     }
 
     #[test]

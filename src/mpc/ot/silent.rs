@@ -341,20 +341,25 @@ fn lpn(out: &mut [Row], base: &[Row], bits: Option<(&mut [u64], &[u64])>) {
 }
 
 /// A pool of COTs (and, on the receiver's side, their choice words), taken from the front.
-/// Taken entries stay until the next refill moves the rest to the front, so the buffer is
-/// reused. Zeroized on drop.
+///
+/// The buffer is reused and never shrinks: the pool is `items[at..end]`. An iteration writes
+/// its outputs right after the pool's rest, over stale entries (no zero-fill), and then only
+/// the rest (at most a round's worth) moves, next to the outputs kept: never the iteration's
+/// millions of outputs. The whole buffer, stale entries included, is zeroized on drop.
 #[derive(Default)]
 struct Pool<T: Copy + Default + Zeroize> {
     items: Vec<T>,
     at: usize,
+    end: usize,
 }
 
 impl<T: Copy + Default + Zeroize> Pool<T> {
     fn len(&self) -> usize {
-        self.items.len() - self.at
+        self.end - self.at
     }
 
     fn take(&mut self, n: usize) -> &[T] {
+        assert!(n <= self.len(), "a pool takes at most what it holds");
         let s = &self.items[self.at..self.at + n];
         self.at += n;
         s
@@ -362,35 +367,41 @@ impl<T: Copy + Default + Zeroize> Pool<T> {
 
     #[cfg(test)]
     fn get(&self, i: usize) -> T {
+        assert!(i < self.len());
         self.items[self.at + i]
     }
 
-    /// Drops the taken entries and appends `n` default ones; returns where they start. The old
-    /// buffer is wiped if it must grow.
-    fn extend_zeroed(&mut self, n: usize) -> usize {
-        self.items.drain(..self.at);
-        self.at = 0;
-        let start = self.items.len();
-        if self.items.capacity() < start + n {
-            // Grown by hand, so that the old buffer is wiped before it is freed.
-            let mut grown = Vec::with_capacity(start + n);
-            grown.extend_from_slice(&self.items);
+    /// Moves the pool's rest to the front and makes room for `n` entries after it (stale or
+    /// default values, for the caller to overwrite); returns where they start. A buffer too
+    /// small grows with a quarter of `n` to spare, and the old one is wiped.
+    fn extend(&mut self, n: usize) -> usize {
+        let rest = self.len();
+        if self.items.len() < rest + n {
+            let mut grown = vec![T::default(); rest + n + n / 4];
+            grown[..rest].copy_from_slice(&self.items[self.at..self.end]);
             self.items.zeroize();
             self.items = grown;
+        } else {
+            self.items.copy_within(self.at..self.end, 0);
         }
-        self.items.resize(start + n, T::default());
-        start
+        self.at = 0;
+        self.end = rest + n;
+        rest
     }
 
-    /// Of the entries from `start` on, keeps those at `keep` (counted from `start`).
+    /// Of the entries from `start` (where [`Pool::extend`] put them) on, keeps those at `keep`
+    /// (counted from `start`): the rest before `start` moves up next to them.
     fn keep_only(&mut self, start: usize, keep: std::ops::Range<usize>) {
-        self.items.truncate(start + keep.end);
-        self.items.drain(start..start + keep.start);
+        let rest = start - self.at;
+        let to = start + keep.start - rest;
+        self.items.copy_within(self.at..start, to);
+        self.at = to;
+        self.end = start + keep.end;
     }
 
     fn refill(&mut self, new: &[T]) {
-        let start = self.extend_zeroed(new.len());
-        self.items[start..].copy_from_slice(new);
+        let start = self.extend(new.len());
+        self.items[start..start + new.len()].copy_from_slice(new);
     }
 }
 
@@ -506,8 +517,8 @@ impl SilentSender {
         let h0 = hash_rows_wide(tweak, tree_base, [0, 0]);
         let h1 = hash_rows_wide(tweak, tree_base, self.delta);
         let mut roots = Prg::fresh().vec(2 * p.trees);
-        let start = self.pool.extend_zeroed(p.n());
-        let leaves = &mut self.pool.items[start..];
+        let start = self.pool.extend(p.n());
+        let leaves = &mut self.pool.items[start..start + p.n()];
         let sums: Vec<Vec<[Row; 2]>> = leaves
             .par_chunks_mut(p.leaves())
             .enumerate()
@@ -627,8 +638,8 @@ impl SilentReceiver {
         let ubits = &self.base_bits;
         let u = |j: usize| (ubits[j / 64] >> (j % 64) & 1) as usize;
         let per_tree = 2 * (2 * depth + 1);
-        let start = self.pool.extend_zeroed(p.n());
-        let leaves = &mut self.pool.items[start..];
+        let start = self.pool.extend(p.n());
+        let leaves = &mut self.pool.items[start..start + p.n()];
         let mut alphas = vec![0usize; p.trees];
         leaves
             .par_chunks_mut(p.leaves())
@@ -771,6 +782,51 @@ pub(crate) mod tests {
         let mut got = vec![[0u64; 2]; 16];
         regrow(0, &known, &mut got, &mut sc);
         assert_ne!(got[8], leaves[8]);
+    }
+
+    /// The pool against a plain vector: takes, refills and iterations (outputs written over
+    /// stale entries, then only some kept) in a random order keep every entry, in order,
+    /// whatever the buffer held before.
+    #[test]
+    fn the_pool_keeps_its_entries_in_order_through_takes_and_refills() {
+        let mut prg = Prg::fresh();
+        let mut pool: Pool<u64> = Pool::default();
+        let mut model: Vec<u64> = Vec::new();
+        let mut next = 1u64;
+        for step in 0..2_000 {
+            match prg.next_u64() % 3 {
+                0 => {
+                    let n = (prg.next_u64() % 50) as usize % (model.len() + 1);
+                    let got = pool.take(n).to_vec();
+                    let want: Vec<u64> = model.drain(..n).collect();
+                    assert_eq!(got, want, "step {step}: take {n}");
+                }
+                1 => {
+                    let n = (prg.next_u64() % 40) as usize;
+                    let new: Vec<u64> = (next..next + n as u64).collect();
+                    next += n as u64;
+                    pool.refill(&new);
+                    model.extend(&new);
+                }
+                _ => {
+                    // An iteration: n outputs, of which keep.start.. keep.end stay.
+                    let n = 1 + (prg.next_u64() % 60) as usize;
+                    let ks = (prg.next_u64() as usize) % n;
+                    let ke = ks + (prg.next_u64() as usize) % (n - ks + 1);
+                    let start = pool.extend(n);
+                    let new: Vec<u64> = (next..next + n as u64).collect();
+                    next += n as u64;
+                    pool.items[start..start + n].copy_from_slice(&new);
+                    pool.keep_only(start, ks..ke);
+                    model.extend(&new[ks..ke]);
+                }
+            }
+            assert_eq!(pool.len(), model.len(), "step {step}");
+            assert!(
+                (0..model.len()).all(|i| pool.get(i) == model[i]),
+                "step {step}"
+            );
+        }
     }
 
     #[test]

@@ -454,19 +454,24 @@ impl Correlations for OtSource {
         Ok(Material::new(parts))
     }
 
-    /// With two servers: a random 1-out-of-16 OT per 4-bit group on one link (the sender
-    /// alternates from request to request, so the servers work alike) and the carry tree's AND
-    /// triples, all from the pools' random OTs (nothing sent but refills).
+    /// With two servers.
+    fn makes_millionaire_material(&self, servers: usize) -> bool {
+        servers == 2
+    }
+
+    /// With two servers: a random 1-out-of-16 OT per 4-bit group on one link, of 2-bit
+    /// messages or 4-bit ones for two lanes (the sender alternates from request to request, so
+    /// the servers work alike), and the carry trees' AND triples, all from the pools' random
+    /// OTs (nothing sent but refills).
     async fn millionaire<T: Transport>(
         &mut self,
         session: &mut Session<T>,
-        n: usize,
-        ell: u32,
+        (n, ell, lanes): (usize, u32, usize),
     ) -> Result<Option<MillionaireMaterial>> {
         if session.servers() != 2 {
             return Ok(None);
         }
-        Request::Compare { n, ell }.validate()?;
+        Request::Compare { n: lanes * n, ell }.validate()?;
         let me = session.me();
         let (mut g, _) = self.start(session).await?;
         let sender = (self.millionaires % 2) as usize;
@@ -478,12 +483,17 @@ impl Correlations for OtSource {
         };
         let words = choice_words(n, ell);
         let ots = g
-            .cross(Kind::RandomSixteen, into, Vec::new(), vec![0; words])
+            .cross(
+                Kind::RandomSixteen { lanes },
+                into,
+                Vec::new(),
+                vec![0; words],
+            )
             .await?;
-        let t = and_words_for(groups(ell), n.div_ceil(64));
+        let t = and_words_for(groups(ell), (lanes * n).div_ceil(64));
         let triples = g.random_and_pairs(t).await?;
         self.links = g.links.take();
-        MillionaireMaterial::new(me, sender, n, ell, ots, triples).map(Some)
+        MillionaireMaterial::new(me, sender, (n, ell, lanes), ots, triples).map(Some)
     }
 
     /// With two servers, by correlated OT on the job's inputs (module docs, "Bit products"):

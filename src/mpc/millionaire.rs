@@ -714,6 +714,14 @@ mod tests {
         }
     }
 
+    /// `explained(zero_pads)` counts the groups whose 16 answers some value of the sender's
+    /// explains: none under the OT's pads, all `groups` with zero pads (the control, an OT that
+    /// hides nothing).
+    fn only_open_ots_explain(explained: impl Fn(bool) -> usize, groups: usize, sender: usize) {
+        assert_eq!(explained(false), 0, "sender {sender}");
+        assert_eq!(explained(true), groups, "control, sender {sender}");
+    }
+
     /// The chooser looks for a group value of the sender's that explains all 16 answers of a
     /// group (under some share of `G` and `E`): with the OT's pads it never finds one; control:
     /// with zero pads (an OT that hides nothing) it finds one for every group.
@@ -741,12 +749,7 @@ mod tests {
                 }
                 found
             };
-            assert_eq!(explained(false), 0, "sender {sender}");
-            assert_eq!(
-                explained(true),
-                xs.len() * groups(ell),
-                "control, sender {sender}"
-            );
+            only_open_ots_explain(explained, xs.len() * groups(ell), sender);
         }
     }
 
@@ -889,12 +892,7 @@ mod tests {
                 }
                 found
             };
-            assert_eq!(explained(false), 0, "sender {sender}");
-            assert_eq!(
-                explained(true),
-                ws.len() * groups(ell),
-                "control, sender {sender}"
-            );
+            only_open_ots_explain(explained, ws.len() * groups(ell), sender);
         }
     }
 }

@@ -274,55 +274,63 @@ fn regrow(alpha: usize, known: &[Row], leaves: &mut [Row], sc: &mut Scratch) {
     }
 }
 
-/// The positions of output `i0 + i` for `i < count` into `out`, [`D`] each (`k` a power of
-/// two), through the buffer `blocks`.
-fn positions_into(i0: usize, count: usize, k: usize, blocks: &mut Vec<Block>, out: &mut Vec<u32>) {
+/// The code blocks of outputs `i0 .. i0 + count` into `blocks` (the buffer reused): output
+/// `i`'s positions come from encrypting `2 i` and `2 i + 1` ([`positions_of`]).
+fn code_blocks(i0: usize, count: usize, blocks: &mut Vec<Block>) {
     blocks.clear();
     blocks.extend((2 * i0..2 * (i0 + count)).map(|c| words_block([c as u64, 0])));
     code().encrypt_blocks(blocks);
+}
+
+/// One output's [`D`] positions below `k` (a power of two) from its two code blocks: 21 bits
+/// each, three per 64-bit word.
+#[inline(always)]
+fn positions_of(pair: &[Block], k: usize) -> [usize; D] {
+    let w = [block_words(&pair[0]), block_words(&pair[1])];
+    let words = [w[0][0], w[0][1], w[1][0], w[1][1]];
     let mask = (k - 1) as u64;
-    out.clear();
-    for pair in blocks.chunks_exact(2) {
-        let w = [block_words(&pair[0]), block_words(&pair[1])];
-        let words = [w[0][0], w[0][1], w[1][0], w[1][1]];
-        for j in 0..D {
-            out.push((words[j / 3] >> (21 * (j % 3)) & mask) as u32);
-        }
-    }
+    std::array::from_fn(|j| (words[j / 3] >> (21 * (j % 3)) & mask) as usize)
 }
 
 #[cfg(test)]
 fn positions(i0: usize, count: usize, k: usize) -> Vec<u32> {
-    let mut out = Vec::new();
-    positions_into(i0, count, k, &mut Vec::new(), &mut out);
-    out
+    let mut blocks = Vec::new();
+    code_blocks(i0, count, &mut blocks);
+    blocks
+        .chunks_exact(2)
+        .flat_map(|pair| positions_of(pair, k).map(|p| p as u32))
+        .collect()
 }
 
 /// The LPN step in place: output `i` adds the base values at its positions, and with
 /// `bits = (choices, base choices)` its choice bit adds theirs.
 fn lpn(out: &mut [Row], base: &[Row], bits: Option<(&mut [u64], &[u64])>) {
     let k = base.len();
-    type Buffers = (Vec<Block>, Vec<u32>);
-    let mix = |buf: &mut Buffers,
+    let mix = |blocks: &mut Vec<Block>,
                p0: usize,
                part: &mut [Row],
                choices: Option<&mut [u64]>,
                ubits: &[u64]| {
-        let (blocks, pos) = buf;
-        positions_into(p0, part.len(), k, blocks, pos);
-        for (r, ps) in part.iter_mut().zip(pos.chunks_exact(D)) {
-            *r = ps.iter().fold(*r, |acc, &p| xor(acc, base[p as usize]));
+        // The positions stay in registers: computed again for the choice bits rather than
+        // written out and read back (measured faster, and faster than one pass doing both).
+        code_blocks(p0, part.len(), blocks);
+        for (r, pair) in part.iter_mut().zip(blocks.chunks_exact(2)) {
+            *r = positions_of(pair, k)
+                .iter()
+                .fold(*r, |acc, &p| xor(acc, base[p]));
         }
         if let Some(choices) = choices {
-            for (i, ps) in pos.chunks_exact(D).enumerate() {
-                let b = ps.iter().fold(0u64, |acc, &p| {
-                    acc ^ (ubits[p as usize / 64] >> (p % 64) & 1)
-                });
-                choices[i / 64] ^= b << (i % 64);
+            for (c, pairs) in choices.iter_mut().zip(blocks.chunks(128)) {
+                for (i, pair) in pairs.chunks_exact(2).enumerate() {
+                    let b = positions_of(pair, k)
+                        .iter()
+                        .fold(0u64, |acc, &p| acc ^ (ubits[p / 64] >> (p % 64) & 1));
+                    *c ^= b << i;
+                }
             }
         }
     };
-    let init = || -> Buffers { (Vec::new(), Vec::new()) };
+    let init = Vec::new;
     match bits {
         None => out
             .par_chunks_mut(LPN_PART)
@@ -979,5 +987,35 @@ pub(crate) mod tests {
             positions(0, 1000, 1 << 10).into_iter().collect();
         assert!(spread.len() > 1000, "{}", spread.len());
         assert_eq!(bit_range(&[0b1011 << 60, 0b1], 61, 4), vec![0b1101]);
+    }
+
+    /// The LPN step against the code written out: output `i` (and its choice bit) adds the
+    /// base values (bits) at output `i`'s [`D`] positions to what it held, over several
+    /// parallel parts and a ragged last one.
+    #[test]
+    fn the_lpn_step_adds_each_outputs_d_base_values() {
+        let k = 1 << 10;
+        let n = 2 * LPN_PART + 192;
+        let mut prg = Prg::new(&crate::mpc::prg::Seed([9; 32]), 0);
+        let base: Vec<Row> = (0..k).map(|_| [prg.next_u64(), prg.next_u64()]).collect();
+        let ubits: Vec<u64> = (0..k / 64).map(|_| prg.next_u64()).collect();
+        let start: Vec<Row> = (0..n).map(|_| [prg.next_u64(), prg.next_u64()]).collect();
+        let start_bits: Vec<u64> = (0..n / 64).map(|_| prg.next_u64()).collect();
+        let pos = positions(0, n, k);
+        let mut want = start.clone();
+        let mut want_bits = start_bits.clone();
+        for (i, w) in want.iter_mut().enumerate() {
+            for &p in &pos[D * i..D * (i + 1)] {
+                *w = xor(*w, base[p as usize]);
+                want_bits[i / 64] ^= (ubits[p as usize / 64] >> (p % 64) & 1) << (i % 64);
+            }
+        }
+        let mut rows = start.clone();
+        lpn(&mut rows, &base, None);
+        assert_eq!(rows, want);
+        let (mut rows, mut bits) = (start, start_bits);
+        lpn(&mut rows, &base, Some((&mut bits, &ubits)));
+        assert_eq!(rows, want);
+        assert_eq!(bits, want_bits);
     }
 }

@@ -6,6 +6,7 @@
 #                   [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train]
 #                   [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot|replicated]
 #                   [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]
+#                   [--dump-scores FILE]
 #
 # --correlation ot: no dealer; the servers make the correlated randomness among themselves over
 # oblivious transfer and ring-LWE products (`correlation = "ot"` under [params]; slower than a
@@ -29,14 +30,16 @@
 # only), so both ways give the same decisions_digest. --report DIR keeps the HTML reports:
 # DIR/report.html (in-process, `party eval --report`: with the precision-recall curve and the
 # per-group figures of the gold links), or each party's own report of the deployed job as
-# DIR/party-a/report.html and DIR/party-b/report.html.
+# DIR/party-a/report.html and DIR/party-b/report.html. --dump-scores FILE (with --inprocess) also
+# writes every candidate pair's plaintext score, the candidate lists and the gold links, for
+# scripts/normalisation.py (`party eval --dump-scores`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot|replicated] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR]" >&2; exit 2; }
+usage() { echo "usage: scripts/eval.sh DATASET_DIR [--format F] [--protocol standard|open] [--servers 2|3|4] [--workers W] [--seed N] [--inprocess] [--known-links none|train] [--names given|hidden] [--fold N] [--params P.toml] [--correlation dealer|ot|replicated] [--bootstrap N [--bootstrap-fraction F]] [--labelled] [--report DIR] [--dump-scores FILE]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dataset=$1; shift
-labelled=""; format=""; protocol=standard; servers=2; nworkers=1; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5; report=""; correlation=dealer
+labelled=""; format=""; protocol=standard; servers=2; nworkers=1; seed=""; inprocess=""; known=none; names=given; fold=1; params=""; bootstrap=0; fraction=0.5; report=""; correlation=dealer; dump=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --known-links) known=$2; shift 2 ;;
@@ -54,6 +57,7 @@ while [ $# -gt 0 ]; do
     --inprocess) inprocess=1; shift ;;
     --labelled) labelled=1; shift ;;
     --report) report=$2; shift 2 ;;
+    --dump-scores) dump=$2; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -63,6 +67,9 @@ case "$correlation" in dealer|ot|replicated) ;; *) usage ;; esac
 [ -z "$params" ] || [ -f "$params" ] || { echo "error: $params is not a file" >&2; exit 2; }
 if [ "$bootstrap" != 0 ] && [ -z "$inprocess" ]; then
   echo "error: --bootstrap runs in-process (add --inprocess); between deployed jobs use 'party bootstrap'" >&2; exit 2
+fi
+if [ -n "$dump" ] && [ -z "$inprocess" ]; then
+  echo "error: --dump-scores runs in-process (add --inprocess)" >&2; exit 2
 fi
 if [ -n "$report" ]; then
   [ "$bootstrap" = 0 ] || { echo "error: --report reports single jobs (not with --bootstrap)" >&2; exit 2; }
@@ -85,7 +92,7 @@ if [ -n "$inprocess" ]; then
   rc=0
   "$bin/party" eval "$dataset" ${format:+--format "$format"} --protocol "$protocol" --servers "$servers" --workers "$nworkers" ${seed:+--seed "$seed"} \
     --known-links "$known" --names "$names" --fold "$fold" ${params:+--params "$params"} \
-    --bootstrap "$bootstrap" --bootstrap-fraction "$fraction" ${report:+--report "$report/report.html"} || rc=$?
+    --bootstrap "$bootstrap" --bootstrap-fraction "$fraction" ${report:+--report "$report/report.html"} ${dump:+--dump-scores "$dump"} || rc=$?
   [ -z "$free_params" ] || rm -f "$free_params"
   exit "$rc"
 fi

@@ -274,6 +274,7 @@ fn decisions_do_not_change() {
             params: p,
             seed: Some(11),
             known_links: false,
+            dump_scores: None,
         };
         runtime()
             .unwrap()

@@ -35,6 +35,7 @@ fn eval(
         params: JobParams::default(),
         seed: Some(11),
         known_links: false,
+        dump_scores: None,
     };
     runtime()
         .unwrap()
@@ -432,6 +433,7 @@ fn dealer_free_jobs_take_the_dealer_jobs_decisions() {
             },
             seed: Some(5),
             known_links: false,
+            dump_scores: None,
         };
         runtime().unwrap().block_on(evaluate_inprocess(&ds, &opts))
     };
@@ -471,4 +473,58 @@ fn dealer_free_jobs_take_the_dealer_jobs_decisions() {
             assert!(e.contains("exactly 3 servers"), "k = {k}: {e}");
         }
     }
+}
+
+/// `--dump-scores`: the file holds the job's candidate lists and pair scores, so that ranking
+/// each row of A by the default job's CSLS (`2 S - r_b`, ties to the first slot) from the file
+/// alone gives the job's Hits@1; a path that cannot be written fails the evaluation naming it.
+#[test]
+fn a_score_dump_ranks_as_the_job_did() {
+    let dir = TempDir::new("dump");
+    let path = dir.0.join("scores.bin");
+    let ds = load(&sample(), Format::Native).expect("dataset loads");
+    let mut opts = EvalOptions {
+        protocol: EvalProtocol::Standard,
+        split: Split::Test,
+        servers: 2,
+        workers: 1,
+        params: JobParams::default(),
+        seed: Some(11),
+        known_links: false,
+        dump_scores: Some(path.clone()),
+    };
+    let rt = runtime().unwrap();
+    let report = rt
+        .block_on(evaluate_inprocess(&ds, &opts))
+        .expect("job runs");
+    let d = std::fs::read(&path).unwrap();
+    let word = |at: usize| u64::from_le_bytes(d[at..at + 8].try_into().unwrap()) as usize;
+    let (na, nb, k) = (word(0), word(8), word(16));
+    assert_eq!((na, nb, k), (report.entities_a, report.entities_b, 64));
+    let u32_at = |at: usize| u32::from_le_bytes(d[at..at + 4].try_into().unwrap()) as usize;
+    let i64_at = |at: usize| i64::from_le_bytes(d[at..at + 8].try_into().unwrap());
+    let (ca, cb) = (24, 24 + 4 * na * k);
+    let (sa, sb) = (cb + 4 * nb * k, cb + 4 * nb * k + 8 * na * k);
+    let g = sb + 8 * nb * k;
+    let gold = word(g);
+    assert_eq!(d.len(), g + 8 + 8 * gold, "the file's length");
+    assert_eq!(gold, report.quality.pairs);
+    let r_b: Vec<i64> = (0..nb)
+        .map(|b| (0..k).map(|t| i64_at(sb + 8 * (b * k + t))).max().unwrap())
+        .collect();
+    let mut right = 0;
+    for i in 0..gold {
+        let (a, b) = (u32_at(g + 8 + 8 * i), u32_at(g + 12 + 8 * i));
+        let rank = |t: usize| 2 * i64_at(sa + 8 * (a * k + t)) - r_b[u32_at(ca + 4 * (a * k + t))];
+        let best = (0..k).fold(0, |m, t| if rank(t) > rank(m) { t } else { m });
+        right += (u32_at(ca + 4 * (a * k + best)) == b) as usize;
+    }
+    assert_eq!(right as f64 / gold as f64, report.quality.hits1);
+    assert!(report.quality.hits1 > 0.9);
+    opts.dump_scores = Some(dir.0.join("missing").join("scores.bin"));
+    let e = rt
+        .block_on(evaluate_inprocess(&ds, &opts))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing"), "{e}");
 }

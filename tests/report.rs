@@ -36,6 +36,7 @@ fn job() -> &'static JobRun {
             params: JobParams::default(),
             seed: Some(11),
             known_links: false,
+            dump_scores: None,
         };
         runtime()
             .unwrap()

@@ -26,6 +26,7 @@ fn eval(ds: &Dataset, params: JobParams, known_links: bool, servers: usize) -> E
         params,
         seed: Some(11),
         known_links,
+        dump_scores: None,
     };
     runtime()
         .unwrap()
@@ -64,6 +65,7 @@ fn bootstrapping_promotes_the_same_pairs_on_both_sides_and_aligns_the_rest() {
         params: JobParams::default(),
         seed: Some(11),
         known_links: true,
+        dump_scores: None,
     };
     let rt = runtime().unwrap();
     let single = rt.block_on(evaluate_inprocess(&ds, &opts)).unwrap();
@@ -126,6 +128,7 @@ fn known_links_keep_name_quality_and_leave_known_pairs_out() {
         params: JobParams::default(),
         seed: Some(3),
         known_links: true,
+        dump_scores: None,
     };
     let open = runtime()
         .unwrap()

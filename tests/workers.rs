@@ -32,6 +32,7 @@ fn job(
         params,
         seed: Some(11),
         known_links: false,
+        dump_scores: None,
     };
     runtime().unwrap().block_on(run_inprocess(&ds, &opts))
 }

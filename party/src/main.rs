@@ -231,6 +231,12 @@ enum Command {
         /// score histogram, precision-recall curve, per-group figures). Not with --bootstrap.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Also write every candidate pair's plaintext score, the candidate lists and the gold
+        /// links to this file, for offline study of the ranking step
+        /// (`scripts/normalisation.py` reads it; layout in `ppea::eval::score_dump`). Not with
+        /// --bootstrap.
+        #[arg(long, value_name = "FILE")]
+        dump_scores: Option<PathBuf>,
     },
     /// Derive the next job's known-links file from a finished job (bootstrapping).
     ///
@@ -521,10 +527,14 @@ fn real_main() -> Result<()> {
             bootstrap_fraction,
             out,
             report: report_path,
+            dump_scores,
         } => {
             ppea::mpc::share::check_servers(servers)?;
             if bootstrap > 0 && report_path.is_some() {
                 bail!("--report is not available with --bootstrap (it reports single jobs)");
+            }
+            if bootstrap > 0 && dump_scores.is_some() {
+                bail!("--dump-scores is not available with --bootstrap (it dumps single jobs)");
             }
             let format = detect(&dataset, format)?;
             let params: JobParams = match params {
@@ -555,6 +565,7 @@ fn real_main() -> Result<()> {
                 params,
                 seed,
                 known_links: known_links == KnownLinks::Train,
+                dump_scores,
             };
             if bootstrap > 0 {
                 let report = rt.block_on(ppea::eval::bootstrap::evaluate_bootstrapped(

@@ -88,6 +88,8 @@ pub struct EvalOptions {
     /// Use the tuning links (`sup_ent_ids`, OpenEA `train_links`) as known links both parties
     /// hold (sets `model.known_links`); they are excluded from the aligned rows.
     pub known_links: bool,
+    /// Also write the plaintext reference's pair scores here ([`crate::eval::score_dump`]).
+    pub dump_scores: Option<std::path::PathBuf>,
 }
 
 /// The evaluation report (one JSON line).
@@ -535,6 +537,17 @@ pub async fn job_inprocess(
         &out.candidates,
         &params,
     );
+    if let Some(path) = &opts.dump_scores {
+        let gold = links(ds, opts.split);
+        crate::eval::score_dump::write(
+            path,
+            &pa,
+            &pb,
+            params.model.width(),
+            &out.candidates,
+            gold,
+        )?;
+    }
     report.split = opts.split;
     report.wall_seconds = wall;
     report.plaintext_seconds += prep_seconds;

@@ -32,7 +32,8 @@
 # per-group figures of the gold links), or each party's own report of the deployed job as
 # DIR/party-a/report.html and DIR/party-b/report.html. --dump-scores FILE (with --inprocess) also
 # writes every candidate pair's plaintext score, the candidate lists and the gold links, for
-# scripts/normalisation.py (`party eval --dump-scores`).
+# scripts/normalisation.py (`party eval --dump-scores`). Relative paths (FILE, DIR, P.toml) are
+# taken from the repository's root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -70,6 +71,9 @@ if [ "$bootstrap" != 0 ] && [ -z "$inprocess" ]; then
 fi
 if [ -n "$dump" ] && [ -z "$inprocess" ]; then
   echo "error: --dump-scores runs in-process (add --inprocess)" >&2; exit 2
+fi
+if [ -n "$dump" ] && [ "$bootstrap" != 0 ]; then
+  echo "error: --dump-scores dumps single jobs (not with --bootstrap)" >&2; exit 2
 fi
 if [ -n "$report" ]; then
   [ "$bootstrap" = 0 ] || { echo "error: --report reports single jobs (not with --bootstrap)" >&2; exit 2; }

@@ -20,14 +20,9 @@ fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample")
 }
 
-fn eval(
-    dir: &Path,
-    format: Format,
-    protocol: EvalProtocol,
-    servers: usize,
-) -> ppea::eval::evaluate::EvalReport {
-    let ds = load(dir, format).expect("dataset loads");
-    let opts = EvalOptions {
+/// The options of these tests' jobs: test split, default parameters, one worker, seed 11.
+fn options(protocol: EvalProtocol, servers: usize) -> EvalOptions {
+    EvalOptions {
         protocol,
         split: Split::Test,
         servers,
@@ -36,7 +31,17 @@ fn eval(
         seed: Some(11),
         known_links: false,
         dump_scores: None,
-    };
+    }
+}
+
+fn eval(
+    dir: &Path,
+    format: Format,
+    protocol: EvalProtocol,
+    servers: usize,
+) -> ppea::eval::evaluate::EvalReport {
+    let ds = load(dir, format).expect("dataset loads");
+    let opts = options(protocol, servers);
     runtime()
         .unwrap()
         .block_on(evaluate_inprocess(&ds, &opts))
@@ -477,21 +482,16 @@ fn dealer_free_jobs_take_the_dealer_jobs_decisions() {
 
 /// `--dump-scores`: the file holds the job's candidate lists and pair scores, so that ranking
 /// each row of A by the default job's CSLS (`2 S - r_b`, ties to the first slot) from the file
-/// alone gives the job's Hits@1; a path that cannot be written fails the evaluation naming it.
+/// alone gives the job's Hits@1; a path that cannot be written fails the evaluation naming it,
+/// before the job runs.
 #[test]
 fn a_score_dump_ranks_as_the_job_did() {
     let dir = TempDir::new("dump");
     let path = dir.0.join("scores.bin");
     let ds = load(&sample(), Format::Native).expect("dataset loads");
     let mut opts = EvalOptions {
-        protocol: EvalProtocol::Standard,
-        split: Split::Test,
-        servers: 2,
-        workers: 1,
-        params: JobParams::default(),
-        seed: Some(11),
-        known_links: false,
         dump_scores: Some(path.clone()),
+        ..options(EvalProtocol::Standard, 2)
     };
     let rt = runtime().unwrap();
     let report = rt
@@ -503,7 +503,8 @@ fn a_score_dump_ranks_as_the_job_did() {
     assert_eq!((na, nb, k), (report.entities_a, report.entities_b, 64));
     let u32_at = |at: usize| u32::from_le_bytes(d[at..at + 4].try_into().unwrap()) as usize;
     let i64_at = |at: usize| i64::from_le_bytes(d[at..at + 8].try_into().unwrap());
-    let (ca, cb) = (24, 24 + 4 * na * k);
+    assert_eq!(word(24), 16, "frac_bits");
+    let (ca, cb) = (32, 32 + 4 * na * k);
     let (sa, sb) = (cb + 4 * nb * k, cb + 4 * nb * k + 8 * na * k);
     let g = sb + 8 * nb * k;
     let gold = word(g);

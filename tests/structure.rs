@@ -111,6 +111,16 @@ fn bootstrapping_promotes_the_same_pairs_on_both_sides_and_aligns_the_rest() {
         rt.block_on(evaluate_bootstrapped(&ds, &opts, 1, 0.0))
             .is_err()
     );
+    // A score dump covers one job.
+    let dumped = EvalOptions {
+        dump_scores: Some(std::env::temp_dir().join("ppea-never-written.bin")),
+        ..opts.clone()
+    };
+    let e = rt
+        .block_on(evaluate_bootstrapped(&ds, &dumped, 1, 0.5))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("score dump covers one job"), "{e}");
 }
 
 #[test]

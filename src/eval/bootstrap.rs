@@ -74,6 +74,11 @@ pub async fn evaluate_bootstrapped(
             "bootstrapping extends known links: run it with known links (--known-links train)",
         ));
     }
+    if opts.dump_scores.is_some() {
+        return Err(Error::invalid(
+            "a score dump covers one job: not with bootstrapping",
+        ));
+    }
     if !(fraction > 0.0 && fraction <= 1.0) {
         return Err(Error::invalid(format!(
             "the bootstrap fraction must be in (0, 1], got {fraction}"

@@ -417,6 +417,11 @@ pub async fn job_inprocess(
     params.reveal_best = true;
     params.model.known_links |= opts.known_links;
     params.validate()?;
+    // The dump's file first: a path that cannot be written fails before the job.
+    let dump = match &opts.dump_scores {
+        Some(path) => Some(crate::eval::score_dump::Dump::create(path)?),
+        None => None,
+    };
     let (known_a, known_b): (Vec<u32>, Vec<u32>) = if params.model.known_links {
         known.iter().copied().unzip()
     } else {
@@ -537,16 +542,10 @@ pub async fn job_inprocess(
         &out.candidates,
         &params,
     );
-    if let Some(path) = &opts.dump_scores {
+    if let Some(dump) = dump {
         let gold = links(ds, opts.split);
-        crate::eval::score_dump::write(
-            path,
-            &pa,
-            &pb,
-            params.model.width(),
-            &out.candidates,
-            gold,
-        )?;
+        let scale = (params.model.width(), params.frac_bits);
+        dump.write(&pa, &pb, scale, &out.candidates, gold)?;
     }
     report.split = opts.split;
     report.wall_seconds = wall;

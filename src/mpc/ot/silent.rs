@@ -314,6 +314,7 @@ fn lpn(out: &mut [Row], base: &[Row], bits: Option<(&mut [u64], &[u64])>) {
         // The positions stay in registers: computed again for the choice bits rather than
         // written out and read back (measured faster, and faster than one pass doing both).
         code_blocks(p0, part.len(), blocks);
+        debug_assert!(choices.as_ref().is_none_or(|c| 64 * c.len() >= part.len()));
         for (r, pair) in part.iter_mut().zip(blocks.chunks_exact(2)) {
             *r = positions_of(pair, k)
                 .iter()
@@ -987,6 +988,33 @@ pub(crate) mod tests {
             positions(0, 1000, 1 << 10).into_iter().collect();
         assert!(spread.len() > 1000, "{}", spread.len());
         assert_eq!(bit_range(&[0b1011 << 60, 0b1], 61, 4), vec![0b1101]);
+    }
+
+    /// The public code is the one the first silent OT release used (values taken from that
+    /// code's `positions`, at 22f92e3): its positions are part of what both ends of a link
+    /// must agree on, so a change to how they are drawn must show here.
+    #[test]
+    fn the_code_is_the_one_both_ends_have_used() {
+        let k = 1 << 17;
+        assert_eq!(
+            positions(0, 2, k),
+            [
+                47303, 20848, 125852, 66617, 75339, 50010, 59781, 30138, 14696, 122065, 70393,
+                47710, 63736, 76815, 2656, 11197, 77066, 8592, 52437, 122216
+            ]
+        );
+        assert_eq!(
+            positions(123_456, 1, k),
+            [
+                127178, 126224, 59024, 64084, 48080, 51339, 13509, 104027, 13013, 111141
+            ]
+        );
+        let weighted: u64 = positions(0, 1000, k)
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i as u64 + 1) * p as u64)
+            .sum();
+        assert_eq!(weighted, 3_253_112_388_317);
     }
 
     /// The LPN step against the code written out: output `i` (and its choice bit) adds the

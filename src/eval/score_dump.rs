@@ -6,9 +6,10 @@
 //! lists and the gold links as rows), so it is written by the in-process harness, which holds
 //! both parties' data anyway, and never by a deployed party or server.
 //!
-//! Layout, all little-endian: `na`, `nb`, `k` and `frac_bits` (u64 each); A's candidate lists (`na k` u32,
-//! row-major: the rows of B that row `a` lists) and B's (`nb k` u32: rows of A); the scores of
-//! A's slots (`na k` i64) and of B's slots (`nb k` i64); the number of gold links judged (u64)
+//! Layout, all little-endian: `na`, `nb`, `k` and `frac_bits` (u64 each); A's candidate lists
+//! (`na k` u32, row-major: the rows of B that row `a` lists) and B's (`nb k` u32: rows of A);
+//! the scores of A's slots (`na k` i64) and of B's slots (`nb k` i64,
+//! [`crate::model::align::pair_scores`]); the number of gold links judged (u64)
 //! and each as its two rows (u32 each). Scores are integers at `2^(2 frac_bits)` (the job's
 //! product scale).
 //!
@@ -61,13 +62,6 @@ impl Dump {
                 "score dump: the candidate lists do not match the rows",
             ));
         }
-        let dot = |a: usize, b: usize| {
-            let (x, y) = (
-                &pa.z[a * width..(a + 1) * width],
-                &pb.z[b * width..(b + 1) * width],
-            );
-            crate::mpc::ring::dot(x, y) as i64
-        };
         let rows = |p: &PartyData| -> HashMap<u32, u32> {
             p.rows
                 .iter()
@@ -87,11 +81,9 @@ impl Dump {
         for &c in cand.a.iter().chain(&cand.b) {
             out.extend(c.to_le_bytes());
         }
-        for q in 0..na * k {
-            out.extend(dot(q / k, cand.a[q] as usize).to_le_bytes());
-        }
-        for m in 0..nb * k {
-            out.extend(dot(cand.b[m] as usize, m / k).to_le_bytes());
+        let (sa, sb) = crate::model::align::pair_scores(&pa.z, &pb.z, width, cand);
+        for v in sa.iter().chain(&sb) {
+            out.extend(v.to_le_bytes());
         }
         out.extend((judged.len() as u64).to_le_bytes());
         for (a, b) in judged {

@@ -1746,6 +1746,23 @@ pub struct SideReference {
     pub ranking: Vec<i64>,
 }
 
+/// The plaintext scores `S(a, b) = <z_a, z_b>` of every slot of A's and of B's candidate
+/// lists (rows of `w` fixed-point numbers), at product scale.
+pub fn pair_scores(za: &[u64], zb: &[u64], w: usize, cand: &Candidates) -> (Vec<i64>, Vec<i64>) {
+    let k = cand.per_row;
+    let (na, nb) = (za.len() / w, zb.len() / w);
+    let dot = |a: usize, b: usize| {
+        crate::mpc::ring::dot(&za[a * w..(a + 1) * w], &zb[b * w..(b + 1) * w]) as i64
+    };
+    let sa = (0..na * k)
+        .map(|q| dot(q / k, cand.a[q] as usize))
+        .collect();
+    let sb = (0..nb * k)
+        .map(|q| dot(cand.b[q] as usize, q / k))
+        .collect();
+    (sa, sb)
+}
+
 /// The same model in plaintext integer arithmetic, on the reconstructed fixed-point vectors.
 pub fn reference(
     za: &[u64],
@@ -1756,15 +1773,7 @@ pub fn reference(
     let w = p.model.width();
     let k = cand.per_row;
     let (na, nb) = (za.len() / w, zb.len() / w);
-    let dot = |a: usize, b: usize| {
-        crate::mpc::ring::dot(&za[a * w..(a + 1) * w], &zb[b * w..(b + 1) * w]) as i64
-    };
-    let sa: Vec<i64> = (0..na * k)
-        .map(|q| dot(q / k, cand.a[q] as usize))
-        .collect();
-    let sb: Vec<i64> = (0..nb * k)
-        .map(|q| dot(cand.b[q] as usize, q / k))
-        .collect();
+    let (sa, sb) = pair_scores(za, zb, w, cand);
     let rowmax = |s: &[i64], rows: usize| -> Vec<i64> {
         (0..rows)
             .map(|i| *s[i * k..(i + 1) * k].iter().max().expect("k >= 1"))

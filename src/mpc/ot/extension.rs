@@ -41,14 +41,12 @@
 //! protocol's accepted leakage); `u` and the check cost `128 (w + 3) + 4` words for `w`
 //! choice words.
 
+use super::fixed_aes::FixedAes;
 use super::{Key, base, gf128, os_bytes64};
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::digest::sha256;
 use crate::mpc::prg::{Prg, Seed};
 use crate::mpc::ring::transpose64;
-use aes::Aes128;
-use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockEncrypt, KeyInit};
 use rayon::prelude::*;
 use zeroize::Zeroize;
 
@@ -89,12 +87,9 @@ fn to_u128(s: [u64; 2]) -> u128 {
 
 /// The fixed-key permutation `pi` of [`hash_rows`]: AES-128 under a public key (nothing up the
 /// sleeve: the first 16 bytes of a SHA-256 of its name).
-fn pi() -> &'static Aes128 {
-    static PI: std::sync::OnceLock<Aes128> = std::sync::OnceLock::new();
-    PI.get_or_init(|| {
-        let key = sha256("ppea IKNP fixed-key AES v1", &[]);
-        Aes128::new(GenericArray::from_slice(&key[..16]))
-    })
+fn pi() -> &'static FixedAes {
+    static PI: std::sync::OnceLock<FixedAes> = std::sync::OnceLock::new();
+    PI.get_or_init(|| FixedAes::public("ppea IKNP fixed-key AES v1"))
 }
 
 /// The tweakable correlation-robust hash (module docs) of `rows[i] ^ xor`, tweak `(batch, i)`,

@@ -12,6 +12,8 @@
 //!   Gilboa products of 64-bit values;
 //! * [`silent`]: millions of correlated OTs per link for a fraction of a byte each (Ferret's
 //!   GGM trees and LPN), seeded by one IKNP batch; its batches are IKNP batches to the rest;
+//! * [`fixed_aes`]: AES-128 under public keys as a permutation of many blocks (VAES where the
+//!   CPU has it);
 //! * [`gf128`]: the field arithmetic of the consistency check;
 //! * [`links`]: one silent extension per ordered pair of servers, set up in four pairwise
 //!   rounds;
@@ -29,6 +31,7 @@ pub mod base;
 pub mod bilinear;
 pub mod cross;
 pub mod extension;
+pub mod fixed_aes;
 pub mod gf128;
 pub mod links;
 pub mod silent;

@@ -52,12 +52,9 @@
 //! risk of an abort. Such an error spreads: an iteration's first outputs seed the next.
 
 use super::extension::{RecvBatch, SendBatch, block_words, hash_rows_wide, words_block};
+use super::fixed_aes::FixedAes;
 use crate::error::{Error, PeerName, Result};
-use crate::mpc::digest::sha256;
 use crate::mpc::prg::Prg;
-use aes::Aes128;
-use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockEncrypt, KeyInit};
 use rayon::prelude::*;
 use zeroize::Zeroize;
 
@@ -142,27 +139,21 @@ pub fn iterations_for(p: &Params, available: usize, need: usize) -> usize {
     need.saturating_sub(available).div_ceil(p.out())
 }
 
-/// AES-128 under a public key named `name` (the first 16 bytes of its SHA-256).
-fn public_aes(name: &str) -> Aes128 {
-    let key = sha256(name, &[]);
-    Aes128::new(GenericArray::from_slice(&key[..16]))
-}
-
 /// The GGM tree's two fixed-key permutations `π_0`, `π_1`.
-fn ggm() -> &'static [Aes128; 2] {
-    static K: std::sync::OnceLock<[Aes128; 2]> = std::sync::OnceLock::new();
+fn ggm() -> &'static [FixedAes; 2] {
+    static K: std::sync::OnceLock<[FixedAes; 2]> = std::sync::OnceLock::new();
     K.get_or_init(|| {
         [
-            public_aes("ppea GGM left v1"),
-            public_aes("ppea GGM right v1"),
+            FixedAes::public("ppea GGM left v1"),
+            FixedAes::public("ppea GGM right v1"),
         ]
     })
 }
 
 /// The public code's key: output `i`'s positions come from encrypting `2 i` and `2 i + 1`.
-fn code() -> &'static Aes128 {
-    static K: std::sync::OnceLock<Aes128> = std::sync::OnceLock::new();
-    K.get_or_init(|| public_aes("ppea Ferret LPN code v1"))
+fn code() -> &'static FixedAes {
+    static K: std::sync::OnceLock<FixedAes> = std::sync::OnceLock::new();
+    K.get_or_init(|| FixedAes::public("ppea Ferret LPN code v1"))
 }
 
 fn xor(a: Row, b: Row) -> Row {

@@ -106,3 +106,48 @@ impl Error {
         Error::Invalid(what.into())
     }
 }
+
+/// Longest text from a peer (a refusal's or a failed job's reason) kept in an error, in
+/// characters.
+pub const PEER_TEXT_CHARS: usize = 1000;
+
+/// A peer's free text made safe for errors and logs: at most [`PEER_TEXT_CHARS`] characters
+/// (the rest cut, and said so), control characters (newlines, terminal escapes) escaped, so a
+/// peer can neither flood a log nor forge lines in it.
+pub fn peer_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(PEER_TEXT_CHARS + 16));
+    for (i, c) in s.chars().enumerate() {
+        if i == PEER_TEXT_CHARS {
+            out.push_str(" [cut]");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_text_is_cut_and_its_control_characters_escaped() {
+        assert_eq!(peer_text("job refused: memory"), "job refused: memory");
+        assert_eq!(
+            peer_text("ok\nERROR forged line\u{1b}[2J"),
+            "ok\\nERROR forged line\\u{1b}[2J"
+        );
+        let long = "x".repeat(16 << 20);
+        let cut = peer_text(&long);
+        assert_eq!(cut.len(), PEER_TEXT_CHARS + " [cut]".len());
+        assert!(cut.ends_with(" [cut]"));
+        assert_eq!(
+            peer_text(&"é".repeat(PEER_TEXT_CHARS)),
+            "é".repeat(PEER_TEXT_CHARS)
+        );
+    }
+}

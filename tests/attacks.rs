@@ -1677,22 +1677,14 @@ fn a_party_cannot_evict_another_partys_upload() {
     c.still_serves("after-evict");
 }
 
-/// A live server that stops answering (here one holding server-1's real certificate, that
-/// accepts server-0's link and never acknowledges it; its keep-alives keep the connection
-/// open) fails the job after `silence_secs`, naming it, instead of holding server-0's job and
-/// both parties' bookings forever; both parties get the reason, and server-0 serves on.
-#[test]
-fn a_silent_server_fails_the_job_after_the_silence_limit() {
-    let limits = Limits {
-        wait_secs: 2,
-        silence_secs: 4,
-        ..Limits::default()
-    };
-    let c = Cluster::new("attack-silent", 2, limits);
+/// A stand-in for server 1 of `c` holding server-1's real certificate, that accepts every
+/// connection and stream and answers nothing (its keep-alives keep the connection open); the
+/// job description `job` sends server 0 to it. Runs on [`rt`].
+fn mute_server_1(c: &Cluster, job: &str) -> JobSpec {
     let _guard = rt().enter();
     let id = Identity::load("server-1", &files(&c.dir.0, "server-1")).unwrap();
     let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-    let mut spec = c.spec("silent", JobParams::default());
+    let mut spec = c.spec(job, JobParams::default());
     spec.servers[1] = ppea::net::job::Node::new("server-1", ep.local_addr().unwrap().to_string());
     rt().spawn(async move {
         while let Some(inc) = ep.accept().await {
@@ -1706,8 +1698,16 @@ fn a_silent_server_fails_the_job_after_the_silence_limit() {
             });
         }
     });
-    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
-    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    spec
+}
+
+/// Both parties' uploads to server 0 of `c` under `spec`, each to the end of its job, within
+/// `watchdog` (a regression fails instead of hanging).
+fn both_upload_to_server_0(
+    c: &Cluster,
+    spec: &JobSpec,
+    watchdog: Duration,
+) -> [ppea::Result<()>; 2] {
     async fn up(spec: &JobSpec, side: u8, data: &PartyData, id: &Identity) -> ppea::Result<()> {
         let quiet = ppea::net::progress::Lines(|_: &str| {});
         let z = share_compressed(&data.z, 2).unwrap();
@@ -1728,18 +1728,59 @@ fn a_silent_server_fails_the_job_after_the_silence_limit() {
         ep.close(0u32.into(), b"done");
         r.map(|_| ())
     }
-    // A watchdog far above the limit, so that a regression fails instead of hanging.
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
     let (ra, rb) = rt().block_on(async {
-        let both = async { tokio::join!(up(&spec, 0, &a, &ia), up(&spec, 1, &b, &ib)) };
-        tokio::time::timeout(Duration::from_secs(600), both)
+        let both = async { tokio::join!(up(spec, 0, &a, &ia), up(spec, 1, &b, &ib)) };
+        tokio::time::timeout(watchdog, both)
             .await
-            .expect("the parties got no answer: the silent server held the job")
+            .expect("the parties got no answer: the job was held")
     });
-    for r in [ra, rb] {
+    [ra, rb]
+}
+
+/// A live server that stops answering (here one holding server-1's real certificate, that
+/// accepts server-0's link and never acknowledges it; its keep-alives keep the connection
+/// open) fails the job after `silence_secs`, naming it, instead of holding server-0's job and
+/// both parties' bookings forever; both parties get the reason, and server-0 serves on.
+#[test]
+fn a_silent_server_fails_the_job_after_the_silence_limit() {
+    let limits = Limits {
+        wait_secs: 2,
+        silence_secs: 4,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-silent", 2, limits);
+    let spec = mute_server_1(&c, "silent");
+    // A watchdog far above the limit.
+    for r in both_upload_to_server_0(&c, &spec, Duration::from_secs(600)) {
         let e = r.expect_err("the job fails").to_string();
         assert!(e.contains("silence_secs") && e.contains("server 1"), "{e}");
     }
     c.still_serves("after-silent");
+}
+
+/// A peer that keeps a job alive without finishing it cannot hold it past `job_secs`: here
+/// server 1 answers nothing and the silence limit is far away (600 s), as it is for a peer
+/// that sends a little before each silence limit runs out (each wait is bounded, the whole
+/// job was not). The job fails at its time limit, both parties get the reason naming the
+/// limit, and server 0 serves on.
+#[test]
+fn a_job_cannot_outlive_its_time_limit() {
+    let limits = Limits {
+        wait_secs: 2,
+        silence_secs: 600,
+        job_secs: 5,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-job-limit", 2, limits);
+    let spec = mute_server_1(&c, "job-limit");
+    // A watchdog far below the silence limit: only the job limit can end the job in time.
+    for r in both_upload_to_server_0(&c, &spec, Duration::from_secs(120)) {
+        let e = r.expect_err("the job fails").to_string();
+        assert!(e.contains("job_secs") && e.contains("ran for 5 s"), "{e}");
+    }
+    c.still_serves("after-job-limit");
 }
 
 /// A job whose estimated peak on the dealer (`ppea::model::footprint::dealer_bytes`, from the

@@ -167,7 +167,22 @@ impl Transport for MemoryTransport {
         for from in 0..self.k {
             match &mut self.from_server[from] {
                 None => out.push(Vec::new()),
-                Some(rx) => out.push(rx.recv().await.ok_or(closed(PeerName::Server(from)))?),
+                Some(rx) => {
+                    let got = rx.recv().await.ok_or(closed(PeerName::Server(from)))?;
+                    // Every round is symmetric, as over QUIC (`words_exact`): a peer's message
+                    // of another length is refused, naming it.
+                    if got.len() != payload.len() {
+                        return Err(Error::protocol(
+                            PeerName::Server(from),
+                            format!(
+                                "data message of {} words, expected exactly {}",
+                                got.len(),
+                                payload.len()
+                            ),
+                        ));
+                    }
+                    out.push(got);
+                }
             }
         }
         out[self.me] = payload;

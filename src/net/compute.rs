@@ -85,6 +85,7 @@ pub(crate) async fn compute_job(
             side = disconnected([Some(&a.conn), Some(&b.conn)]) => Err(Error::invalid(format!(
                 "{} disconnected during the job", names[side]
             ))),
+            e = cfg.job_deadline() => Err(e),
         }
     };
     let result = result.map_err(|e| name_lost_server(e, &a.spec, cfg));

@@ -88,6 +88,13 @@ pub struct Limits {
     /// link once it has its own uploads) and longer than the longest local step of your
     /// largest jobs (minutes at 10^6 rows per side on 2 cores).
     pub silence_secs: u64,
+    /// Seconds a job may run on this server once both parties' uploads are in (on the dealer,
+    /// from the job's first link); past it the job fails here, both parties are told why, and
+    /// its bookings are given back (the other servers, their links closed, fail too). Every
+    /// wait on a peer is bounded by `silence_secs`, but a peer that sends a little before each
+    /// limit runs out could hold a job as long as it liked: this bounds the whole job. At least
+    /// twice `wait_secs`, and above your largest jobs' run time; 0: no limit.
+    pub job_secs: u64,
     /// Memory budget of this process in MiB: an upload whose share of its job's estimated peak
     /// memory ([`crate::model::footprint`]) does not fit beside the uploads already held is
     /// refused before anything of it is read; one party may book at most half of it. On the
@@ -124,6 +131,7 @@ impl Default for Limits {
             idle_timeout_secs: crate::net::liveness::IDLE_TIMEOUT_SECS,
             remember_jobs_secs: 7 * 24 * 3600,
             silence_secs: 3600,
+            job_secs: 24 * 3600,
             memory_mib: 0,
             spill_above_mib: 64,
             spill_dir: String::new(),
@@ -203,6 +211,16 @@ impl ServerConfig {
                 cfg.limits.wait_secs
             )));
         }
+        if cfg.limits.job_secs != 0 && cfg.limits.job_secs < cfg.limits.wait_secs.saturating_mul(2)
+        {
+            return Err(Error::invalid(format!(
+                "{}: [limits] job_secs = {} must be at least twice wait_secs = {} (a job links \
+                 its servers within it), or 0 for no limit",
+                path.display(),
+                cfg.limits.job_secs,
+                cfg.limits.wait_secs
+            )));
+        }
         if cfg.role == Role::Compute && !cfg.peers.servers.contains(&cfg.name) {
             return Err(Error::invalid(format!(
                 "{}: peers.servers must list this server's own name {:?}",
@@ -223,6 +241,21 @@ impl ServerConfig {
     /// The longest wait for a linked peer's next bytes during a job (`silence_secs`).
     pub fn silence(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.limits.silence_secs.max(1))
+    }
+
+    /// Waits until this node's time limit for one job (`job_secs`) has passed since the call,
+    /// then returns the error that fails the job; never returns without a limit.
+    pub async fn job_deadline(&self) -> Error {
+        match self.limits.job_secs {
+            0 => std::future::pending().await,
+            secs => {
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                Error::invalid(format!(
+                    "the job ran for {secs} s, this server's limit ([limits] job_secs): a peer \
+                     kept it going too slowly, or the limit is too low for the job"
+                ))
+            }
+        }
     }
 
     /// The keep-alive and idle timeout of this node's connections.

@@ -92,8 +92,12 @@ pub(crate) async fn dealer_job(
         let stats = serve(Dealer::new(k)?.with_max_words(max_words), &mut net).await?;
         drop(conns);
         Ok::<_, Error>(stats)
-    }
-    .await;
+    };
+    // The whole job, links included, within `job_secs`.
+    let result = tokio::select! {
+        r = result => r,
+        e = cfg.job_deadline() => Err(e),
+    };
     match result {
         Ok(s) => info!(
             job,

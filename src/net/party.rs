@@ -159,8 +159,9 @@ pub async fn upload_to_worker(
             let why = tokio::time::timeout(Duration::from_secs(2), r.control::<Outcome>()).await;
             if let Ok(Ok(Outcome::Failed(why))) = why {
                 return Err(Error::invalid(format!(
-                    "{} refused the upload: {why}",
-                    node.name
+                    "{} refused the upload: {}",
+                    node.name,
+                    crate::error::peer_text(&why)
                 )));
             }
             return Err(e);
@@ -209,8 +210,9 @@ pub async fn upload_to_worker(
                 })
             }
             Outcome::Failed(why) => Err(Error::invalid(format!(
-                "{} reports that the job failed: {why}",
-                node.name
+                "{} reports that the job failed: {}",
+                node.name,
+                crate::error::peer_text(&why)
             ))),
             Outcome::Status(_) => Err(Error::protocol(peer, "a status where an outcome belongs")),
         }

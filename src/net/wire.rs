@@ -422,7 +422,7 @@ impl FrameRecv {
                 })?;
                 return Err(Error::Refused {
                     peer: self.peer,
-                    why,
+                    why: crate::error::peer_text(&why),
                 });
             }
             Ok(()) if k[0] != WORDS => {

@@ -551,6 +551,9 @@ fn evaluate_with(
     mut emit: impl FnMut(usize, Vec<u64>),
 ) -> Result<Vec<u64>> {
     let (runs, w, cd, n) = (lay.runs(), lay.chunk, lay.cipher_dims(), N);
+    // Every residue checked before any work (unpacked a row at a time), and the length (two
+    // seeds, then whole rows) before the seeds are read.
+    check_rows(ctx, message, 8, RESIDUE_BITS, from, "ciphertext")?;
     let seed = |at: usize| Seed::from_words(message[at..at + 4].try_into().expect("4 words"));
     let (pk_seed, ct_seed) = (seed(0), seed(4));
     // Row `r` of the message: `L` rows of the public key, then `L` per ciphertext.
@@ -562,8 +565,6 @@ fn evaluate_with(
             RESIDUE_BITS,
         )
     };
-    // Every residue checked before any work (unpacked a row at a time).
-    check_rows(ctx, message, 8, RESIDUE_BITS, from, "ciphertext")?;
     let pk_a = ctx.uniform(L, &pk_seed, PK_STREAM);
     let pk_b: Vec<u64> = (0..L).flat_map(row).collect();
     let bits = flood_bits(lay)?;

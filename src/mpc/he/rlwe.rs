@@ -408,13 +408,25 @@ impl Context {
     /// Checks that a peer's polynomial of `l` rows holds residues (each row's words below its
     /// prime).
     pub fn check_residues(&self, poly: &[u64], from: usize, what: &str) -> Result<()> {
+        if !poly.len().is_multiple_of(self.n()) || poly.len() / self.n() > self.primes.len() {
+            return Err(Error::protocol(
+                PeerName::Server(from),
+                format!(
+                    "{what}: {} words are not whole rows of {} for at most {} primes",
+                    poly.len(),
+                    self.n(),
+                    self.primes.len()
+                ),
+            ));
+        }
         for (i, row) in poly.chunks_exact(self.n()).enumerate() {
             self.check_row(row, i, from, what)?;
         }
         Ok(())
     }
 
-    /// [`Context::check_residues`] for row `i` (prime `i`) of a polynomial alone.
+    /// [`Context::check_residues`] for row `i` (prime `i`, below the number of primes) of a
+    /// polynomial alone.
     pub fn check_row(&self, row: &[u64], i: usize, from: usize, what: &str) -> Result<()> {
         let p = self.primes[i];
         if let Some(pos) = row.iter().position(|&v| v >= p) {

@@ -565,6 +565,8 @@ struct Peer<'a> {
 
 impl<'a> Peer<'a> {
     fn parse(ctx: &Context, from: usize, message: &'a [u64]) -> Result<Peer<'a>> {
+        // The length first (two seeds, then whole rows), then every residue.
+        check_rows(ctx, message, 8, SLOT_RESIDUE_BITS, from, "slot ciphertext")?;
         let seed = |at: usize| Seed::from_words(message[at..at + 4].try_into().expect("4 words"));
         let (pk_seed, ct_seed) = (seed(0), seed(4));
         let peer = Peer {
@@ -572,7 +574,6 @@ impl<'a> Peer<'a> {
             ct_seed,
             pk: (ctx.uniform(L, &pk_seed, PK_STREAM), Vec::new()),
         };
-        check_rows(ctx, message, 8, SLOT_RESIDUE_BITS, from, "slot ciphertext")?;
         let mut pk_b = vec![0u64; L * N];
         peer.rows_into(0, &mut pk_b);
         Ok(Peer {

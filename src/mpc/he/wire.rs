@@ -1,7 +1,7 @@
 //! Ciphertext residues on the wire: a residue of a prime below `2^b` travels in `b` bits (54 for
 //! the coefficient products' primes, 50 for the slot products'), a row of `N` at a time.
 
-use crate::error::Result;
+use crate::error::{Error, PeerName, Result};
 use crate::mpc::he::rlwe::{Context, L, N};
 use rayon::prelude::*;
 
@@ -113,7 +113,19 @@ pub fn check_rows(
     what: &str,
 ) -> Result<()> {
     let row_words = packed_words(N as u64, bits) as usize;
-    let rows = (message.len() - skip) / row_words;
+    // The callers check the length first; a message that is not `skip` words and whole rows
+    // is refused here too rather than read in part.
+    let body = message.len().checked_sub(skip).unwrap_or(usize::MAX);
+    if body == usize::MAX || !body.is_multiple_of(row_words) {
+        return Err(Error::protocol(
+            PeerName::Server(from),
+            format!(
+                "{what}s: a message of {} words is not {skip} words and whole rows of {row_words}",
+                message.len()
+            ),
+        ));
+    }
+    let rows = body / row_words;
     (0..rows).into_par_iter().try_for_each(|r| {
         let row = unpack(
             &message[skip + r * row_words..skip + (r + 1) * row_words],

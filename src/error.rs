@@ -112,8 +112,9 @@ impl Error {
 pub const PEER_TEXT_CHARS: usize = 1000;
 
 /// A peer's free text made safe for errors and logs: at most [`PEER_TEXT_CHARS`] characters
-/// (the rest cut, and said so), control characters (newlines, terminal escapes) escaped, so a
-/// peer can neither flood a log nor forge lines in it.
+/// (the rest cut, and said so), control characters (newlines, terminal escapes), line and
+/// paragraph separators and bidirectional controls escaped (`\u{..}`), so a peer can neither
+/// flood a log nor forge or reorder lines in it.
 pub fn peer_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len().min(PEER_TEXT_CHARS + 16));
     for (i, c) in s.chars().enumerate() {
@@ -121,8 +122,13 @@ pub fn peer_text(s: &str) -> String {
             out.push_str(" [cut]");
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
+        // Controls, and the characters some viewers take for line breaks or that reorder
+        // text (bidirectional overrides and isolates).
+        let hidden = matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        if c.is_control() || hidden {
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
@@ -139,8 +145,9 @@ mod tests {
         assert_eq!(peer_text("job refused: memory"), "job refused: memory");
         assert_eq!(
             peer_text("ok\nERROR forged line\u{1b}[2J"),
-            "ok\\nERROR forged line\\u{1b}[2J"
+            "ok\\u{a}ERROR forged line\\u{1b}[2J"
         );
+        assert_eq!(peer_text("a\u{2028}b\u{202e}c"), "a\\u{2028}b\\u{202e}c");
         let long = "x".repeat(16 << 20);
         let cut = peer_text(&long);
         assert_eq!(cut.len(), PEER_TEXT_CHARS + " [cut]".len());

@@ -1764,13 +1764,16 @@ fn a_silent_server_fails_the_job_after_the_silence_limit() {
 /// server 1 answers nothing and the silence limit is far away (600 s), as it is for a peer
 /// that sends a little before each silence limit runs out (each wait is bounded, the whole
 /// job was not). The job fails at its time limit, both parties get the reason naming the
-/// limit, and server 0 serves on.
+/// limit, and server 0 serves on, with both parties' upload slots given back (one each: a slot
+/// still held would refuse the next job's upload).
 #[test]
 fn a_job_cannot_outlive_its_time_limit() {
+    // Room for the next job on a loaded machine; far below the silence limit.
     let limits = Limits {
         wait_secs: 2,
         silence_secs: 600,
-        job_secs: 5,
+        job_secs: 30,
+        max_jobs_per_party: 1,
         ..Limits::default()
     };
     let c = Cluster::new("attack-job-limit", 2, limits);
@@ -1778,7 +1781,7 @@ fn a_job_cannot_outlive_its_time_limit() {
     // A watchdog far below the silence limit: only the job limit can end the job in time.
     for r in both_upload_to_server_0(&c, &spec, Duration::from_secs(120)) {
         let e = r.expect_err("the job fails").to_string();
-        assert!(e.contains("job_secs") && e.contains("ran for 5 s"), "{e}");
+        assert!(e.contains("job_secs") && e.contains("ran for 30 s"), "{e}");
     }
     c.still_serves("after-job-limit");
 }

@@ -67,6 +67,7 @@ pub(crate) async fn compute_job(
     let rows = parties.each_ref().map(|(up, _)| up.shares.tokens.own.len());
     let [(a, ra), (b, rb)] = &mut parties;
     let shares = [std::mem::take(&mut a.shares), std::mem::take(&mut b.shares)];
+    let end = cfg.job_end();
     let result = {
         let run = run_compute(cfg, ep, job, [a, b], shares, &mut rx, stash, wait, &report);
         // Tell both parties where the job stands while it runs.
@@ -85,57 +86,79 @@ pub(crate) async fn compute_job(
             side = disconnected([Some(&a.conn), Some(&b.conn)]) => Err(Error::invalid(format!(
                 "{} disconnected during the job", names[side]
             ))),
-            e = cfg.job_deadline() => Err(e),
+            e = cfg.job_deadline(end) => Err(e),
         }
     };
     let result = result.map_err(|e| name_lost_server(e, &a.spec, cfg));
     if result.is_ok() {
         report(Phase::Delivering, Vec::new(), None);
     }
+    // Only the latest of the statuses still queued: each send may wait `silence_secs` on a party
+    // that does not read.
+    let mut latest = None;
     while let Ok(st) = updates.try_recv() {
+        latest = Some(st);
+    }
+    if let Some(st) = latest {
         for r in [&mut *ra, &mut *rb] {
             let _ = r.control(&Outcome::Status(st.clone())).await;
         }
     }
     // Both parties at once, so a party that is slow to acknowledge (or to read: bounded by
     // `silence_secs`) does not delay the other; each upload, with its booking, goes as soon as
-    // its own party's answer is sent.
+    // its own party's answer is sent. A party reading its answer a little before each silence
+    // limit runs out is cut off at the job's end (or `silence_secs` after the run, if later).
+    let deliver_by = end.map(|e| e.max(tokio::time::Instant::now() + cfg.silence()));
     let result = &result;
     let answers = parties
         .into_iter()
         .enumerate()
         .map(|(side, (up, mut reply))| async move {
-            let sent = match result {
-                Ok(out) => {
-                    let words = if side == 0 { &out.0.a } else { &out.0.b };
-                    // A worker of a split server answers for its own rows; aggregate-only
-                    // jobs' sums are in `words` already.
-                    let (rows, width) = match up.spec.output {
-                        OutputMode::Matches => (own_rows(&up.spec, cfg, rows, side), out.1),
-                        OutputMode::Aggregate => (1, 2),
-                    };
-                    let words = words.clone();
-                    async {
-                        reply
-                            .control(&Outcome::Done {
-                                rows: rows as u64,
-                                width: width as u64,
-                                // Traffic figures depend on the candidate lists (hence on
-                                // both parties' data): only evaluation jobs report them.
-                                stats: if up.spec.params.reveal_best {
-                                    out.2
-                                } else {
-                                    JobStats::default()
-                                },
-                            })
-                            .await?;
-                        reply.words(&words).await
+            let deliver = async {
+                let sent = match result {
+                    Ok(out) => {
+                        let words = if side == 0 { &out.0.a } else { &out.0.b };
+                        // A worker of a split server answers for its own rows; aggregate-only
+                        // jobs' sums are in `words` already.
+                        let (rows, width) = match up.spec.output {
+                            OutputMode::Matches => (own_rows(&up.spec, cfg, rows, side), out.1),
+                            OutputMode::Aggregate => (1, 2),
+                        };
+                        let words = words.clone();
+                        async {
+                            reply
+                                .control(&Outcome::Done {
+                                    rows: rows as u64,
+                                    width: width as u64,
+                                    // Traffic figures depend on the candidate lists (hence on
+                                    // both parties' data): only evaluation jobs report them.
+                                    stats: if up.spec.params.reveal_best {
+                                        out.2
+                                    } else {
+                                        JobStats::default()
+                                    },
+                                })
+                                .await?;
+                            reply.words(&words).await
+                        }
+                        .await
                     }
-                    .await
-                }
-                Err(e) => reply.control(&Outcome::Failed(e.to_string())).await,
+                    Err(e) => reply.control(&Outcome::Failed(e.to_string())).await,
+                };
+                reply.finish().await;
+                sent
             };
-            reply.finish().await;
+            let sent = match deliver_by {
+                Some(by) => tokio::time::timeout_at(by, deliver)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::invalid(
+                            "the party had not taken its answer by the job's time limit \
+                         ([limits] job_secs)",
+                        ))
+                    }),
+                None => deliver.await,
+            };
             if let Err(e) = sent {
                 warn!(job, party = %up.from, "could not deliver results: {e}");
             }
@@ -379,7 +402,10 @@ async fn link(
     s.control(hello).await?;
     match r.control::<Ack>().await? {
         Ack::Ok => Ok((conn, s, r)),
-        Ack::Refused(why) => Err(Error::invalid(format!("{who} refused the link: {why}"))),
+        Ack::Refused(why) => Err(Error::invalid(format!(
+            "{who} refused the link: {}",
+            crate::error::peer_text(&why)
+        ))),
     }
 }
 
@@ -680,7 +706,8 @@ pub(crate) async fn run_compute(
                 Ack::Ok => {}
                 Ack::Refused(why) => {
                     return Err(Error::invalid(format!(
-                        "the dealer refused the link: {why}"
+                        "the dealer refused the link: {}",
+                        crate::error::peer_text(&why)
                     )));
                 }
             }

@@ -243,16 +243,25 @@ impl ServerConfig {
         std::time::Duration::from_secs(self.limits.silence_secs.max(1))
     }
 
-    /// Waits until this node's time limit for one job (`job_secs`) has passed since the call,
-    /// then returns the error that fails the job; never returns without a limit.
-    pub async fn job_deadline(&self) -> Error {
+    /// When a job that starts now must end (`job_secs`); `None` without a limit.
+    pub fn job_end(&self) -> Option<tokio::time::Instant> {
         match self.limits.job_secs {
-            0 => std::future::pending().await,
-            secs => {
-                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            0 => None,
+            secs => Some(tokio::time::Instant::now() + std::time::Duration::from_secs(secs)),
+        }
+    }
+
+    /// Waits until `end` ([`ServerConfig::job_end`]), then returns the error that fails the
+    /// job; never returns without a limit.
+    pub async fn job_deadline(&self, end: Option<tokio::time::Instant>) -> Error {
+        match end {
+            None => std::future::pending().await,
+            Some(end) => {
+                tokio::time::sleep_until(end).await;
                 Error::invalid(format!(
-                    "the job ran for {secs} s, this server's limit ([limits] job_secs): a peer \
-                     kept it going too slowly, or the limit is too low for the job"
+                    "the job ran for {} s, this server's limit ([limits] job_secs): a peer \
+                     kept it going too slowly, or the limit is too low for the job",
+                    self.limits.job_secs
                 ))
             }
         }

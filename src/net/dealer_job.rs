@@ -96,7 +96,7 @@ pub(crate) async fn dealer_job(
     // The whole job, links included, within `job_secs`.
     let result = tokio::select! {
         r = result => r,
-        e = cfg.job_deadline() => Err(e),
+        e = cfg.job_deadline(cfg.job_end()) => Err(e),
     };
     match result {
         Ok(s) => info!(

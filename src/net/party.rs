@@ -176,7 +176,7 @@ pub async fn upload_to_worker(
             match r.control::<Outcome>().await? {
                 Outcome::Status(status) => progress.event(&PartyEvent::Status {
                     server,
-                    status: &status,
+                    status: &status.sanitized(),
                 }),
                 other => break other,
             }

@@ -41,6 +41,18 @@ pub struct Status {
     pub step: Option<String>,
 }
 
+impl Status {
+    /// The status with every text field made safe for display ([`crate::error::peer_text`]):
+    /// a party shows what a server sent.
+    pub fn sanitized(mut self) -> Status {
+        use crate::error::peer_text;
+        self.job = peer_text(&self.job);
+        self.waiting_for = self.waiting_for.iter().map(|w| peer_text(w)).collect();
+        self.step = self.step.as_deref().map(peer_text);
+        self
+    }
+}
+
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let who = self.waiting_for.join(", ");

@@ -235,8 +235,11 @@ pub fn sender_setup(first: &[u64], peer: PeerName) -> Result<(ExtSender, Vec<u64
         u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")),
     ];
     b.zeroize();
-    let choices: Vec<bool> = (0..KAPPA).map(|j| s[j / 64] >> (j % 64) & 1 == 1).collect();
-    let (msg, keys) = base::receive(first, &choices, peer)?;
+    // The bits of `s` (the silent extension's `Δ` later): wiped once used.
+    let mut choices: Vec<bool> = (0..KAPPA).map(|j| s[j / 64] >> (j % 64) & 1 == 1).collect();
+    let received = base::receive(first, &choices, peer);
+    choices.zeroize();
+    let (msg, keys) = received?;
     Ok((
         ExtSender {
             s,
@@ -301,8 +304,9 @@ impl ExtReceiver {
         let mut cols = Vec::with_capacity(KAPPA);
         for (k0, k1) in &self.pairs {
             let t = expand(k0, self.batch, all);
-            let g1 = expand(k1, self.batch, all);
+            let mut g1 = expand(k1, self.batch, all);
             msg.extend(t.iter().zip(&g1).zip(&r).map(|((t, g), r)| t ^ g ^ r));
+            g1.zeroize();
             cols.push(t);
         }
         let chi = challenges(self.batch, &msg, 64 * all);
@@ -312,6 +316,7 @@ impl ExtReceiver {
             gf128::sum_products(&cols, &rows, &chi),
         );
         r.zeroize();
+        cols.iter_mut().for_each(|c| c.zeroize());
         msg.extend([x as u64, (x >> 64) as u64, t as u64, (t >> 64) as u64]);
         rows.truncate(64 * words);
         (
@@ -348,7 +353,7 @@ impl ExtSender {
         self.batch += 1;
         let all = words + CHECK_WORDS;
         let (u, check) = msg.split_at(KAPPA * all);
-        let cols: Vec<Vec<u64>> = (0..KAPPA)
+        let mut cols: Vec<Vec<u64>> = (0..KAPPA)
             .map(|j| {
                 let mut q = expand(&self.keys[j], self.batch, all);
                 if self.s[j / 64] >> (j % 64) & 1 == 1 {
@@ -361,7 +366,11 @@ impl ExtSender {
         let chi = challenges(self.batch, u, 64 * all);
         let (x, t) = (to_u128([check[0], check[1]]), to_u128([check[2], check[3]]));
         let mut rows = transpose(&cols, all);
-        if gf128::sum_products(&cols, &rows, &chi) != t ^ gf128::mul(x, to_u128(self.s)) {
+        let consistent =
+            gf128::sum_products(&cols, &rows, &chi) == t ^ gf128::mul(x, to_u128(self.s));
+        cols.iter_mut().for_each(|c| c.zeroize());
+        if !consistent {
+            rows.zeroize();
             self.caught = true;
             self.s.zeroize();
             self.keys.clear();

@@ -7,8 +7,9 @@
 //! the `aes` crate's AES-NI code, eight blocks in flight, leaves most of a modern core's AES
 //! units idle. Where the CPU has **VAES**, one instruction runs a round on two (256-bit
 //! registers) or four (512-bit, with AVX-512F) blocks, and eight registers in flight keep the
-//! units busy: 0.8 ns a block against 2.2 ns on the 2-core AMD EPYC of `docs/benchmarks.md`.
-//! The round keys are expanded once with `AESKEYGENASSIST` (FIPS 197's key schedule); every
+//! units busy: 0.8 - 0.9 ns a block against 1.6 - 2.3 ns on the 2-core AMD EPYC of
+//! `docs/benchmarks.md`. The round keys are expanded once, by FIPS 197's key schedule in
+//! portable code (the keys are public, so nothing hangs on its timing); every
 //! path gives the `aes` crate's output bit for bit (tests), which stays the fallback on other
 //! CPUs and architectures. All paths are constant-time in the data, as AES-NI is.
 

@@ -147,6 +147,9 @@ impl HeRun {
 pub struct OtSource {
     seed: Seed,
     links: Option<Links>,
+    /// Whether the links were set up (or their setup started): from then on, no links means a
+    /// request failed with them.
+    set_up: bool,
     counter: u64,
     /// Millionaires' requests so far (the OT sender alternates with them).
     millionaires: u64,
@@ -174,6 +177,7 @@ impl OtSource {
         OtSource {
             seed: Seed::random(),
             links: None,
+            set_up: false,
             counter: 0,
             millionaires: 0,
             max_multiply_adds: DEFAULT_MAX_MULTIPLY_ADDS,
@@ -414,7 +418,18 @@ impl OtSource {
     ) -> Result<(Gen<'a, T>, u64)> {
         let links = match self.links.take() {
             Some(l) => l,
+            // A request that fails keeps the links (they are in no state to go on: the peers
+            // stopped at other points). Setting them up again alone would put this server out
+            // of step with peers that kept theirs, so every later request fails too.
+            None if self.set_up => {
+                return Err(Error::invalid(
+                    "dealer-free correlations: an earlier request failed and took this server's \
+                     OT links with it; the job cannot go on",
+                ));
+            }
             None => {
+                // Marked before the setup runs: a failed setup leaves no links either.
+                self.set_up = true;
                 session
                     .run(Setup::new(session.me(), session.servers()))
                     .await?
@@ -1260,5 +1275,49 @@ mod tests {
         // The message reaches both parties: it does not state the pair count, which depends
         // on the other party's rows.
         assert!(!e.contains("4096") && !e.contains("2048"), "{e}");
+    }
+
+    /// A request that fails after the links were set up takes them with it; the next request
+    /// fails at once, naming why, instead of setting the links up again alone (out of step
+    /// with peers that kept theirs). Here both servers' first request is refused after the
+    /// setup (too large for the slot bound), so each server's second one must not run.
+    #[test]
+    fn a_request_after_a_failed_one_is_refused() {
+        let oversized = Request::Bilinear {
+            d: 1 << 11,
+            pairs: Pairs::dense(64, 64),
+            blocks: vec![],
+            split: false,
+        };
+        let rt = crate::mpc::local::runtime().unwrap();
+        let outcomes = rt.block_on(async {
+            let (ts, _dealer) = crate::mpc::channel::memory_network(2);
+            let tasks: Vec<_> = ts
+                .into_iter()
+                .map(|t| {
+                    let req = oversized.clone();
+                    tokio::spawn(async move {
+                        let mut s = Session::new(t);
+                        let mut src = OtSource::new()
+                            .with_max_multiply_adds(1 << 24)
+                            .with_max_slot_operations(1 << 27);
+                        let first = src.fetch(&mut s, &req).await.map(|_| ());
+                        let beaver = Request::Beaver { n: 3, fanout: 2 };
+                        let second = src.fetch(&mut s, &beaver).await.map(|_| ());
+                        (first, second)
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("server task"));
+            }
+            out
+        });
+        for (first, second) in outcomes {
+            assert!(first.unwrap_err().to_string().contains("ring-LWE"));
+            let e = second.unwrap_err().to_string();
+            assert!(e.contains("an earlier request failed"), "{e}");
+        }
     }
 }

@@ -208,68 +208,64 @@ mod vaes {
         })
     }
 
-    /// [`super::FixedAes::encrypt_blocks`] with VAES on 256-bit registers.
+    /// Defines an encryption of many blocks with VAES on one register width: `LANES`
+    /// registers of `$per` blocks in flight, each round key broadcast to every block of a
+    /// register, the tail (fewer than a chunk) a block at a time.
     ///
-    /// # Safety
-    /// The CPU must have AES, AVX2 and VAES.
-    #[target_feature(enable = "aes,avx2,vaes")]
-    pub unsafe fn encrypt256(round_keys: &[[u8; 16]; 11], blocks: &mut [Block]) {
-        // SAFETY: `Block` is 16 bytes without padding (`GenericArray<u8, U16>` is transparent
-        // over `[u8; 16]`), so `LANES` registers of two blocks cover `2 LANES` blocks of the
-        // chunk; unaligned loads and stores.
-        unsafe {
-            let rk = keys128(round_keys);
-            let k: [__m256i; 11] = std::array::from_fn(|i| _mm256_broadcastsi128_si256(rk[i]));
-            let mut chunks = blocks.chunks_exact_mut(2 * LANES);
-            for c in &mut chunks {
-                let p = c.as_mut_ptr() as *mut __m256i;
-                let mut x: [__m256i; LANES] =
-                    std::array::from_fn(|j| _mm256_xor_si256(_mm256_loadu_si256(p.add(j)), k[0]));
-                for key in &k[1..10] {
-                    for v in x.iter_mut() {
-                        *v = _mm256_aesenc_epi128(*v, *key);
+    /// SAFETY (of the code it makes): `Block` is 16 bytes without padding (`GenericArray<u8,
+    /// U16>` is transparent over `[u8; 16]`), so the `LANES` registers of `$per` blocks cover
+    /// exactly one chunk of `$per LANES` blocks; loads and stores are unaligned.
+    macro_rules! vaes_blocks {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $reg:ty, $per:literal,
+         $broadcast:ident, $load:ident, $store:ident, $xor:ident, $enc:ident, $last:ident) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(round_keys: &[[u8; 16]; 11], blocks: &mut [Block]) {
+                // SAFETY: see the macro's docs.
+                unsafe {
+                    let rk = keys128(round_keys);
+                    let k: [$reg; 11] = std::array::from_fn(|i| $broadcast(rk[i]));
+                    let mut chunks = blocks.chunks_exact_mut($per * LANES);
+                    for c in &mut chunks {
+                        let p = c.as_mut_ptr() as *mut $reg;
+                        let mut x: [$reg; LANES] =
+                            std::array::from_fn(|j| $xor($load(p.add(j) as *const _), k[0]));
+                        for key in &k[1..10] {
+                            for v in x.iter_mut() {
+                                *v = $enc(*v, *key);
+                            }
+                        }
+                        for (j, v) in x.iter().enumerate() {
+                            $store(p.add(j) as *mut _, $last(*v, k[10]));
+                        }
+                    }
+                    for b in chunks.into_remainder() {
+                        one(&rk, b.as_mut_ptr() as *mut __m128i);
                     }
                 }
-                for (j, v) in x.iter().enumerate() {
-                    _mm256_storeu_si256(p.add(j), _mm256_aesenclast_epi128(*v, k[10]));
-                }
             }
-            for b in chunks.into_remainder() {
-                one(&rk, b.as_mut_ptr() as *mut __m128i);
-            }
-        }
+        };
     }
 
-    /// [`super::FixedAes::encrypt_blocks`] with VAES on 512-bit registers.
-    ///
-    /// # Safety
-    /// The CPU must have AES, AVX-512F and VAES.
-    #[target_feature(enable = "aes,avx512f,vaes")]
-    pub unsafe fn encrypt512(round_keys: &[[u8; 16]; 11], blocks: &mut [Block]) {
-        // SAFETY: as in `encrypt256`, with registers of four blocks.
-        unsafe {
-            let rk = keys128(round_keys);
-            let k: [__m512i; 11] = std::array::from_fn(|i| _mm512_broadcast_i32x4(rk[i]));
-            let mut chunks = blocks.chunks_exact_mut(4 * LANES);
-            for c in &mut chunks {
-                let p = c.as_mut_ptr() as *mut __m512i;
-                let mut x: [__m512i; LANES] = std::array::from_fn(|j| {
-                    _mm512_xor_si512(_mm512_loadu_si512(p.add(j) as *const _), k[0])
-                });
-                for key in &k[1..10] {
-                    for v in x.iter_mut() {
-                        *v = _mm512_aesenc_epi128(*v, *key);
-                    }
-                }
-                for (j, v) in x.iter().enumerate() {
-                    _mm512_storeu_si512(p.add(j) as *mut _, _mm512_aesenclast_epi128(*v, k[10]));
-                }
-            }
-            for b in chunks.into_remainder() {
-                one(&rk, b.as_mut_ptr() as *mut __m128i);
-            }
-        }
-    }
+    vaes_blocks!(
+        /// [`super::FixedAes::encrypt_blocks`] with VAES on 256-bit registers.
+        ///
+        /// # Safety
+        /// The CPU must have AES, AVX2 and VAES.
+        encrypt256, "aes,avx2,vaes", __m256i, 2, _mm256_broadcastsi128_si256,
+        _mm256_loadu_si256, _mm256_storeu_si256, _mm256_xor_si256, _mm256_aesenc_epi128,
+        _mm256_aesenclast_epi128
+    );
+
+    vaes_blocks!(
+        /// [`super::FixedAes::encrypt_blocks`] with VAES on 512-bit registers.
+        ///
+        /// # Safety
+        /// The CPU must have AES, AVX-512F and VAES.
+        encrypt512, "aes,avx512f,vaes", __m512i, 4, _mm512_broadcast_i32x4,
+        _mm512_loadu_si512, _mm512_storeu_si512, _mm512_xor_si512, _mm512_aesenc_epi128,
+        _mm512_aesenclast_epi128
+    );
 }
 
 #[cfg(test)]

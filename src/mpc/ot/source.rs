@@ -742,6 +742,31 @@ mod tests {
     use crate::mpc::pairs::Pairs;
     use crate::mpc::protocol::Stats;
 
+    /// `job` on each of `k` servers over the in-memory network, each with a session of its own;
+    /// their outputs by index.
+    fn on_each_server<O, Fut>(
+        k: usize,
+        job: impl Fn(Session<crate::mpc::channel::MemoryTransport>) -> Fut,
+    ) -> Vec<O>
+    where
+        Fut: std::future::Future<Output = O> + Send + 'static,
+        O: Send + 'static,
+    {
+        let rt = crate::mpc::local::runtime().unwrap();
+        rt.block_on(async {
+            let (ts, _dealer) = crate::mpc::channel::memory_network(k);
+            let tasks: Vec<_> = ts
+                .into_iter()
+                .map(|t| tokio::spawn(job(Session::new(t))))
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("server task"));
+            }
+            out
+        })
+    }
+
     /// Every server's material for `req` and then for a small Beaver request on the same links,
     /// with its traffic.
     fn fetch_all(
@@ -1231,26 +1256,13 @@ mod tests {
     #[test]
     fn three_servers_take_no_scores_modulo_the_prime() {
         let pairs = Pairs::list(300, 300, (0..300).collect(), (0..300).collect()).unwrap();
-        let rt = crate::mpc::local::runtime().unwrap();
-        let out = rt.block_on(async {
-            let (ts, _dealer) = crate::mpc::channel::memory_network(3);
-            let tasks: Vec<_> = ts
-                .into_iter()
-                .map(|t| {
-                    let pairs = pairs.clone();
-                    tokio::spawn(async move {
-                        let mut s = Session::new(t);
-                        let mut src = OtSource::new().with_max_multiply_adds(1 << 12);
-                        let mm = src.scores_mod(&mut s, 8, &pairs, &[4, 4]).await.unwrap();
-                        (mm.is_none(), s.stats().bytes_sent)
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.unwrap());
+        let out = on_each_server(3, |mut s| {
+            let pairs = pairs.clone();
+            async move {
+                let mut src = OtSource::new().with_max_multiply_adds(1 << 12);
+                let mm = src.scores_mod(&mut s, 8, &pairs, &[4, 4]).await.unwrap();
+                (mm.is_none(), s.stats().bytes_sent)
             }
-            out
         });
         assert!(
             out.iter().all(|&(none, bytes)| none && bytes == 0),
@@ -1289,30 +1301,17 @@ mod tests {
             blocks: vec![],
             split: false,
         };
-        let rt = crate::mpc::local::runtime().unwrap();
-        let outcomes = rt.block_on(async {
-            let (ts, _dealer) = crate::mpc::channel::memory_network(2);
-            let tasks: Vec<_> = ts
-                .into_iter()
-                .map(|t| {
-                    let req = oversized.clone();
-                    tokio::spawn(async move {
-                        let mut s = Session::new(t);
-                        let mut src = OtSource::new()
-                            .with_max_multiply_adds(1 << 24)
-                            .with_max_slot_operations(1 << 27);
-                        let first = src.fetch(&mut s, &req).await.map(|_| ());
-                        let beaver = Request::Beaver { n: 3, fanout: 2 };
-                        let second = src.fetch(&mut s, &beaver).await.map(|_| ());
-                        (first, second)
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.expect("server task"));
+        let outcomes = on_each_server(2, |mut s| {
+            let req = oversized.clone();
+            async move {
+                let mut src = OtSource::new()
+                    .with_max_multiply_adds(1 << 24)
+                    .with_max_slot_operations(1 << 27);
+                let first = src.fetch(&mut s, &req).await.map(|_| ());
+                let beaver = Request::Beaver { n: 3, fanout: 2 };
+                let second = src.fetch(&mut s, &beaver).await.map(|_| ());
+                (first, second)
             }
-            out
         });
         for (first, second) in outcomes {
             assert!(first.unwrap_err().to_string().contains("ring-LWE"));

@@ -595,8 +595,7 @@ pub fn judge(
         reference(&pa.z, &pb.z, params, cand)
     };
     let k = cand.per_row;
-    let row_a: HashMap<u32, usize> = pa.rows.iter().enumerate().map(|(r, &e)| (e, r)).collect();
-    let row_b: HashMap<u32, usize> = pb.rows.iter().enumerate().map(|(r, &e)| (e, r)).collect();
+    let (row_a, row_b) = (pa.row_of(), pb.row_of());
     let labelled = ds.a.groups.iter().any(Option::is_some);
     let degree: Vec<usize> = ds.a.adjacency().iter().map(Vec::len).collect();
     let mut judged = Vec::new();

@@ -20,7 +20,6 @@
 use crate::error::{Error, Result};
 use crate::model::align::PartyData;
 use crate::model::blocking::Candidates;
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -62,17 +61,10 @@ impl Dump {
                 "score dump: the candidate lists do not match the rows",
             ));
         }
-        let rows = |p: &PartyData| -> HashMap<u32, u32> {
-            p.rows
-                .iter()
-                .enumerate()
-                .map(|(r, &e)| (e, r as u32))
-                .collect()
-        };
-        let (row_a, row_b) = (rows(pa), rows(pb));
+        let (row_a, row_b) = (pa.row_of(), pb.row_of());
         let judged: Vec<(u32, u32)> = gold
             .iter()
-            .filter_map(|(a, b)| Some((*row_a.get(a)?, *row_b.get(b)?)))
+            .filter_map(|(a, b)| Some((*row_a.get(a)? as u32, *row_b.get(b)? as u32)))
             .collect();
         let mut out = Vec::with_capacity(32 + 12 * (na + nb) * k + 8 + 8 * judged.len());
         for v in [na, nb, k, frac_bits as usize] {

@@ -353,6 +353,11 @@ impl serde::Serialize for ZWords<'_> {
 }
 
 impl PartyData {
+    /// Each entity's row: the inverse of `rows`.
+    pub fn row_of(&self) -> std::collections::HashMap<u32, usize> {
+        self.rows.iter().enumerate().map(|(r, &e)| (e, r)).collect()
+    }
+
     /// Words of `z` (`rows x width`), held or streamed.
     pub fn z_words(&self) -> usize {
         self.rows.len() * self.width

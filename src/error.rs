@@ -93,6 +93,14 @@ impl Error {
         }
     }
 
+    /// `peer` sent a data message of `words` words where the round takes exactly `expected`.
+    pub fn wrong_length(peer: PeerName, words: u64, expected: usize) -> Self {
+        Error::protocol(
+            peer,
+            format!("data message of {words} words, expected exactly {expected}"),
+        )
+    }
+
     /// A transport failure with `peer`.
     pub fn transport(peer: PeerName, what: impl Into<String>) -> Self {
         Error::Transport {

@@ -362,6 +362,48 @@ fn a_changed_job_description_fails_the_job_for_both_parties() {
     c.still_serves("after-changed");
 }
 
+/// Parties whose known-links files differ by a line, or whose blocking keys differ: both jobs
+/// fail saying so (the servers compare tags keyed under the blocking key), where they ran
+/// silently before (every anchor after the missing line paired with the wrong one; no
+/// candidates at all); with the same key and count the job runs.
+#[test]
+fn parties_disagreeing_on_the_key_or_the_known_links_fail_the_job() {
+    use ppea::model::blocking::BlockingKey;
+    let c = Cluster::new("attack-agreement", 2, Limits::default());
+    let key = BlockingKey::random().for_job("agreement");
+    let other_key = BlockingKey::random().for_job("agreement");
+    assert_eq!(key.agreement(4500), key.agreement(4500));
+    for (i, (kb, nb)) in [(&key, 4499), (&other_key, 4500), (&key, 4500)]
+        .into_iter()
+        .enumerate()
+    {
+        let spec = c.spec(&format!("agreement-{i}"), JobParams::default());
+        let (mut a, mut b) = prepare(EvalProtocol::Standard, &spec.params);
+        a.agreement = key.agreement(4500);
+        b.agreement = kb.agreement(nb);
+        let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+        let (ra, rb) = rt().block_on(async {
+            tokio::join!(
+                run_party(&spec, 0, &ia, &a, T, |_| {}),
+                run_party(&spec, 1, &ib, &b, T, |_| {})
+            )
+        });
+        if i == 2 {
+            ra.expect("the same key and count: the job runs");
+            rb.expect("the same key and count: the job runs");
+            continue;
+        }
+        for r in [ra, rb] {
+            let e = r.expect_err("the job must fail").to_string();
+            assert!(
+                e.contains("different blocking keys or different numbers of known links"),
+                "{e}"
+            );
+        }
+    }
+    c.still_serves("after-agreement");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Peers that announce huge lengths.
 // ---------------------------------------------------------------------------------------------
@@ -416,6 +458,7 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
                 } else {
                     rows * per_row
                 },
+                agreement: [0; 32],
             };
             raw_control(&mut s, &hello).await;
             if case == "share" || case == "misplaced" {
@@ -455,6 +498,105 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
     c.still_serves("after-huge-upload");
 }
 
+/// Writes a raw control frame whose body is `tag` (an enum variant's index) and then a string
+/// length of `2^40` bytes, with nothing behind it.
+async fn raw_control_announcing_a_huge_string(s: &mut quinn::SendStream, tag: u8) {
+    let mut body = vec![tag, 0xFD];
+    body.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    let mut frame = vec![b'C'];
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    let _ = s.write_all(&frame).await;
+}
+
+/// A party whose greeting (ten bytes) announces a job id of 2^40 bytes: the server drops the
+/// stream (logging "bad first message: ... does not decode") without allocating it
+/// (unbounded, the decoder allocated it whole and the allocation's failure aborted the server
+/// process, here the test's), and keeps serving.
+#[test]
+fn a_server_refuses_a_greeting_announcing_a_huge_string() {
+    let c = Cluster::new("attack-huge-string", 2, Limits::default());
+    let id = c.identity("party-a");
+    let server = c.nodes[0].node.clone();
+    let answer = rt().block_on(async move {
+        let ep = id.client_endpoint().unwrap();
+        let addr = ppea::net::dial::resolve(&server.addr).await.unwrap();
+        let conn = ep.connect(addr, &server.name).unwrap().await.unwrap();
+        let (mut s, r) = conn.open_bi().await.unwrap();
+        // `Hello::Upload` (variant 0), whose first field is the job id.
+        raw_control_announcing_a_huge_string(&mut s, 0).await;
+        let (_, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
+        let answer = tokio::time::timeout(Duration::from_secs(10), r.control::<Outcome>())
+            .await
+            .expect("the server answers at once");
+        ep.close(0u32.into(), b"done");
+        answer
+    });
+    // The server cannot tell who sent it (nor so what answer it expects): it closes the stream.
+    let e = answer.expect_err("the server answers nothing").to_string();
+    assert!(e.contains("stream finished early"), "{e}");
+    c.still_serves("after-huge-string");
+}
+
+/// `party judge` reads each side's evaluation dump: a dump comes back as written, and the other
+/// side's dump, a truncated one, one announcing a job id of 2^40 bytes (nine bytes: unbounded,
+/// the decoder allocated it whole, and the process aborted) and one whose parts disagree are
+/// refused, naming the file; no temporary file is left behind.
+#[test]
+fn a_damaged_or_swapped_eval_dump_is_refused_naming_the_file() {
+    use ppea::model::align::ResultRow;
+    use ppea::net::party::EvalDump;
+    let dir = common::TempDir::new("eval-dump");
+    let p = JobParams::default();
+    let (a, _) = prepare(EvalProtocol::Standard, &p);
+    let results = (a.rows.iter())
+        .map(|&entity| ResultRow {
+            entity,
+            matched: false,
+            score: 0.0,
+            token: 0,
+            best: Some((0, 0.0)),
+            partner_id: None,
+            explanation: None,
+        })
+        .collect();
+    let dump = EvalDump {
+        job: "dump".into(),
+        side: 0,
+        params: p,
+        data: a,
+        results,
+    };
+    dump.write(&dir.0).unwrap();
+    let back = EvalDump::read(&dir.0, 0).unwrap();
+    assert_eq!(back.results, dump.results);
+    assert_eq!(back.data.z, dump.data.z);
+    let path = dir.0.join(EvalDump::FILE);
+    let refused = |side: u8, want: &str| {
+        let e = EvalDump::read(&dir.0, side)
+            .expect_err("the dump must be refused")
+            .to_string();
+        assert!(e.contains(EvalDump::FILE) && e.contains(want), "{e}");
+    };
+    refused(1, "party A's dump where party B's was expected");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    refused(0, "does not decode");
+    let mut huge = vec![0xFD];
+    huge.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    std::fs::write(&path, &huge).unwrap();
+    refused(0, "does not decode");
+    let mut short = dump.clone();
+    short.results.pop();
+    short.write(&dir.0).unwrap();
+    refused(0, "rows but");
+    let left: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [EvalDump::FILE], "only the dump is left");
+}
+
 /// Opens an upload of `rows` rows of side `side` of `spec` on `server` as `party` and returns
 /// the endpoint, the server's answer if it answers at once, and the upload's streams (the
 /// upload stays open, sending nothing, while they are held).
@@ -477,6 +619,7 @@ async fn announce_upload(
         side,
         rows,
         tokens: 0,
+        agreement: [0; 32],
     };
     raw_control(&mut s, &hello).await;
     let (s, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
@@ -539,11 +682,12 @@ fn spilled_shares_are_booked_on_the_disk_budget() {
 }
 
 /// Fake compute servers (holding real server certificates) that announce a result far larger
-/// than the party's job can produce, or a data frame of 2^61 words: the party refuses both
-/// with a message naming the server, without allocating.
+/// than the party's job can produce, a data frame of 2^61 words, or a failure whose reason is
+/// 2^40 bytes long (ten bytes on the wire): the party refuses each with a message naming the
+/// server, without allocating.
 #[test]
 fn a_party_refuses_huge_announced_results_without_allocating() {
-    for case in ["shape", "frame"] {
+    for case in ["shape", "frame", "text"] {
         let (dir, spec) = fake_servers(&format!("attack-huge-result-{case}"), [case, case]);
         let (a, _) = prepare(EvalProtocol::Standard, &spec.params);
         let ia = Identity::load("party-a", &files(&dir.0, "party-a")).unwrap();
@@ -551,10 +695,10 @@ fn a_party_refuses_huge_announced_results_without_allocating() {
             .block_on(run_party(&spec, 0, &ia, &a, T, |_| {}))
             .expect_err("the party must refuse the result")
             .to_string();
-        let want = if case == "shape" {
-            "cannot produce"
-        } else {
-            "expected exactly"
+        let want = match case {
+            "shape" => "cannot produce",
+            "text" => "does not decode",
+            _ => "expected exactly",
         };
         assert!(e.contains(want) && e.contains("server"), "{case}: {e}");
     }
@@ -649,6 +793,12 @@ async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
             raw_control(&mut s, &Outcome::Status(st)).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        return;
+    }
+    if case == "text" {
+        // `Outcome::Failed` (variant 1) announcing a reason of 2^40 bytes.
+        raw_control_announcing_a_huge_string(&mut s, 1).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
         return;
     }
     let (rows, width) = if case == "shape" {
@@ -1126,6 +1276,7 @@ fn extreme_parameters_keep_secure_decisions_equal_to_plaintext() {
             audit: Vec::new(),
             groups: Vec::new(),
             streamed: None,
+            agreement: [0; 32],
         };
         let (a, b) = (data(&mut prg), data(&mut prg));
         let case = format!("min_score {min_score}, w1 {w1}, w2 {w2}, f {}", p.frac_bits);
@@ -1231,6 +1382,7 @@ fn rows_at_the_rounding_slack_keep_secure_decisions_equal_to_plaintext() {
                 audit: Vec::new(),
                 groups: Vec::new(),
                 streamed: None,
+                agreement: [0; 32],
             }
         };
         let (a, b) = (data(&mut prg), data(&mut prg));
@@ -1269,6 +1421,7 @@ fn the_dealers_size_bound_covers_every_request_of_a_job() {
         audit: Vec::new(),
         groups: Vec::new(),
         streamed: None,
+        agreement: [0; 32],
     };
     let (a, b) = (data(&mut prg), data(&mut prg));
     secure_equals_plaintext(&p, &a, &b, "one candidate per row");
@@ -1382,6 +1535,7 @@ fn certificates_with_several_identities_are_refused() {
                 side: 0,
                 rows: 1,
                 tokens: 0,
+                agreement: [0; 32],
             };
             s.control(&hello).await.map_err(|e| e.to_string())?;
             r.control::<Outcome>().await.map_err(|e| e.to_string())
@@ -1885,6 +2039,7 @@ fn a_party_announcing_an_upload_and_stalling_gives_its_memory_back() {
             side: 0,
             rows,
             tokens: 0,
+            agreement: [0; 32],
         };
         s.control(&hello).await.unwrap();
         // Nothing more is sent; the connection stays alive (keep-alives).

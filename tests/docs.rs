@@ -124,6 +124,18 @@ fn job_file_errors_name_the_file() {
     let example = &toml_blocks()[1];
     let cases = [
         ("bad-key.toml", example.clone(), "blocking_key"),
+        // 64 bytes of which the multi-byte characters do not split at every second byte (a
+        // panic before the key was checked byte by byte), and 64 bytes with signs.
+        (
+            "euro-key.toml",
+            example.replace("3f1c...64 hex digits...", &format!("{}0", "€".repeat(21))),
+            "blocking_key",
+        ),
+        (
+            "sign-key.toml",
+            example.replace("3f1c...64 hex digits...", &"+0".repeat(32)),
+            "blocking_key",
+        ),
         (
             "bad-side.toml",
             example

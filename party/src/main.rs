@@ -441,19 +441,7 @@ fn real_main() -> Result<()> {
             split,
         } => {
             let ds = ppea::model::import::load(&dataset, Format::Native)?;
-            let load = |d: &Path| -> Result<EvalDump> {
-                let p = d.join("eval-dump.bin");
-                let f = std::fs::File::open(&p).with_context(|| {
-                    format!("reading {} (was the job an evaluation job?)", p.display())
-                })?;
-                let dump: EvalDump = bincode::serde::decode_from_std_read(
-                    &mut std::io::BufReader::new(f),
-                    bincode::config::standard(),
-                )
-                .with_context(|| format!("{} does not decode", p.display()))?;
-                Ok(dump)
-            };
-            let (da, db) = (load(&a)?, load(&b)?);
+            let (da, db) = (EvalDump::read(&a, 0)?, EvalDump::read(&b, 1)?);
             if da.job != db.job {
                 bail!(
                     "the two dumps come from different jobs ({:?} and {:?})",
@@ -483,9 +471,10 @@ fn real_main() -> Result<()> {
             );
             r.split = split;
             let summary = |d: &Path| -> Result<serde_json::Value> {
-                Ok(serde_json::from_str(&std::fs::read_to_string(
-                    d.join("summary.json"),
-                )?)?)
+                let p = d.join("summary.json");
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
             };
             let (sa, sb) = (summary(&a)?, summary(&b)?);
             let mut v = serde_json::to_value(&r)?;
@@ -618,10 +607,8 @@ fn real_main() -> Result<()> {
             let promoted = promote(&m, fraction);
             let next = extend_known(&text, &promoted)
                 .map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", matches.display()))?;
-            let tmp = out.with_extension("tmp");
-            std::fs::write(&tmp, &next)
-                .and_then(|()| std::fs::rename(&tmp, &out))
-                .with_context(|| format!("writing {}", out.display()))?;
+            // Through a hidden temporary name of this process's (never `known` itself).
+            ppea::report::files::write_atomically(&out, &next)?;
             eprintln!(
                 "{}: {} known links ({} promoted of {} matches)",
                 out.display(),
@@ -766,6 +753,7 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         rows.len()
     ));
     let mut data = prepare_party_streamed(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
+    data.agreement = key.agreement(known.len());
     ppea::model::audit::attach(&mut data, &g, &spec.params, &key, &labelled)?;
     let prepare_seconds = t_prep.elapsed().as_secs_f64();
     bar.done(&format!(
@@ -842,6 +830,7 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         );
     }
     let mut files: Vec<(&str, String)> = Vec::new();
+    let mut files_written: Vec<&str> = vec!["report.html"];
     let mut match_scores = None;
     match job.output {
         OutputMode::Aggregate => {
@@ -900,33 +889,23 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
             if job.evaluation {
                 let dump = EvalDump {
                     job: job.job.clone(),
+                    side,
                     params: params.clone(),
                     data,
                     results,
                 };
-                // Written as encoded (a streamed party's rows are computed as they are
-                // written), then renamed: never a half-written dump.
-                let tmp = out.join(".eval-dump.bin.tmp");
-                let write = || -> Result<()> {
-                    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                    bincode::serde::encode_into_std_write(
-                        &dump,
-                        &mut f,
-                        bincode::config::standard(),
-                    )?;
-                    std::io::Write::flush(&mut f)?;
-                    Ok(())
-                };
-                if let Err(e) = write() {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e.context(format!("writing {}", tmp.display())));
-                }
-                std::fs::rename(&tmp, out.join("eval-dump.bin"))?;
+                dump.write(out)?;
+                files_written.push(EvalDump::FILE);
             }
         }
     }
     summary["wall_seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
     files.push(("summary.json", serde_json::to_string_pretty(&summary)?));
+    // An earlier run's outputs that this one does not write (its explanations, audit, matches
+    // or dump) would otherwise sit beside this run's results, and the report would read them
+    // as this job's.
+    files_written.extend(files.iter().map(|(name, _)| *name));
+    remove_stale_outputs(out, &files_written)?;
     ppea::model::graph::write_atomically(out, &files)?;
     bar.step(&format!(
         "wrote {} (matched: {})",
@@ -952,6 +931,35 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         },
     )?;
     bar.step(&format!("report: {}", path.display()));
+    Ok(())
+}
+
+/// Every file `party run` may write into its output folder.
+const RUN_OUTPUTS: [&str; 7] = [
+    "matches.csv",
+    "explanations.csv",
+    "audit.json",
+    "audit-other.json",
+    EvalDump::FILE,
+    "summary.json",
+    "report.html",
+];
+
+/// Removes from `out` every file of [`RUN_OUTPUTS`] that this run does not write (`written`).
+fn remove_stale_outputs(out: &Path, written: &[&str]) -> Result<()> {
+    for name in RUN_OUTPUTS.iter().filter(|n| !written.contains(n)) {
+        let p = out.join(name);
+        match std::fs::remove_file(&p) {
+            Ok(()) => eprintln!(
+                "removed {} (an earlier run's; this job does not write it)",
+                p.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing the earlier {}", p.display()));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -1122,4 +1130,29 @@ fn attack(
     let report = ppea::eval::attack::run_harness(&ds, &opts)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An earlier run's outputs that this run does not write are removed; the ones it writes,
+    /// and any other file, are left.
+    #[test]
+    fn an_earlier_runs_outputs_are_removed_unless_written_again() {
+        let dir = std::env::temp_dir().join(format!("ppea-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["matches.csv", "explanations.csv", "audit.json", "notes.txt"] {
+            std::fs::write(dir.join(name), "old").unwrap();
+        }
+        remove_stale_outputs(&dir, &["matches.csv", "summary.json"]).unwrap();
+        let mut left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["matches.csv", "notes.txt"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

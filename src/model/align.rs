@@ -299,6 +299,10 @@ pub struct PartyData {
     #[serde(skip)]
     #[zeroize(skip)]
     pub streamed: Option<std::sync::Arc<UploadRows>>,
+    /// What both parties must agree on beyond the job description, as a tag the servers compare
+    /// ([`crate::model::blocking::BlockingKey::agreement`]; zeros unless the party sets it).
+    #[serde(skip)]
+    pub agreement: [u8; 32],
 }
 
 impl serde::Serialize for PartyData {
@@ -315,6 +319,7 @@ impl serde::Serialize for PartyData {
             audit,
             groups,
             streamed: _,
+            agreement: _,
         } = self;
         let mut st = s.serialize_struct("PartyData", 7)?;
         st.serialize_field("rows", rows)?;
@@ -525,6 +530,7 @@ pub fn prepare_party_streamed(
         audit: Vec::new(),
         groups: Vec::new(),
         streamed: Some(std::sync::Arc::new(source)),
+        agreement: [0; 32],
     })
 }
 

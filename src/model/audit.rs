@@ -249,6 +249,8 @@ pub fn read_labelled(path: &Path, g: &Graph) -> Result<Vec<(u32, String)>> {
     let lines = crate::model::graph::read_lines(path).map_err(|e| Error::invalid(e.to_string()))?;
     let index = g.index();
     let mut out = Vec::new();
+    // Each own entity's line, to refuse a second label (the later would silently win).
+    let mut seen: HashMap<u32, usize> = HashMap::new();
     for (i, (no, line)) in lines.iter().enumerate() {
         if i == 0 && line.trim() == "own_id,other_id" {
             continue;
@@ -273,6 +275,13 @@ pub fn read_labelled(path: &Path, g: &Graph) -> Result<Vec<(u32, String)>> {
                 path.display()
             ))
         })?;
+        if let Some(first) = seen.insert(e, *no) {
+            return Err(Error::invalid(format!(
+                "{}:{no}: entity {own:?} is labelled again (first on line {first}); give each \
+                 entity one label",
+                path.display()
+            )));
+        }
         out.push((e, other.to_string()));
     }
     Ok(out)
@@ -723,6 +732,12 @@ mod tests {
         assert_eq!(read_labelled(&f, &g).unwrap(), vec![(1, "x".to_string())]);
         std::fs::write(&f, "e1\tx,y\n").unwrap();
         assert_eq!(read_labelled(&f, &g).unwrap(), vec![(1, "x,y".to_string())]);
+        std::fs::write(&f, "own_id,other_id\ne1,x\ne2,x\ne1,y\n").unwrap();
+        let e = read_labelled(&f, &g).unwrap_err().to_string();
+        assert!(
+            e.contains("l.csv:4") && e.contains("first on line 2"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -57,6 +57,20 @@ impl BlockingKey {
             .expect("the output length is the algorithm's");
         BlockingKey(k)
     }
+
+    /// A tag of what the two parties must agree on beyond the job description, which the
+    /// servers compare without learning it: HMAC-SHA256 under this (job's) key of the number
+    /// of known links. Equal tags mean, but for a forgery under a key the servers lack, the same
+    /// key and the same count; a key typed differently (no candidates at all) or a known-links
+    /// file a line short (every later anchor paired with the wrong one) otherwise runs silently.
+    pub fn agreement(&self, known_links: usize) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let mut msg = b"ppea agreement v1".to_vec();
+        msg.extend_from_slice(&(known_links as u64).to_le_bytes());
+        let mut tag = [0u8; 32];
+        tag.copy_from_slice(ring::hmac::sign(&key, &msg).as_ref());
+        tag
+    }
 }
 
 /// Blocking parameters (the same for every server of a job).

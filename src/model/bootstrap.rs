@@ -127,6 +127,15 @@ pub fn read_matches(path: &Path) -> Result<Vec<Matched<String>>> {
             token,
         });
     }
+    // An empty file (a run that failed before writing, a file cut to nothing) would otherwise
+    // read as a job without matches: this party would promote nothing while the other promotes
+    // its matches, and the two known-links lists would silently part.
+    if text.lines().next().is_none() {
+        return Err(bad(
+            1,
+            "the file is empty (expected the header entity_id,score,link_token,partner_id)",
+        ));
+    }
     Ok(out)
 }
 
@@ -225,6 +234,12 @@ mod tests {
         );
         std::fs::write(&f, "id,score\n").unwrap();
         assert!(read_matches(&f).unwrap_err().to_string().contains(":1"));
+        std::fs::write(&f, "").unwrap();
+        let e = read_matches(&f).unwrap_err().to_string();
+        assert!(e.contains("matches.csv:1") && e.contains("empty"), "{e}");
+        // A header and no match is a job without matches.
+        std::fs::write(&f, "entity_id,score,link_token,partner_id\n").unwrap();
+        assert_eq!(read_matches(&f).unwrap(), vec![]);
         std::fs::remove_dir_all(&dir).ok();
         assert_eq!(
             extend_known("# c\nk1\n\nk2\n", &["n1".into(), "n2".into()]).unwrap(),

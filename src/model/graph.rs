@@ -290,14 +290,26 @@ impl Graph {
 
 /// Writes several files into `dir` via temporary names, renaming only when all are written.
 pub fn write_atomically(dir: &Path, files: &[(&str, String)]) -> std::io::Result<()> {
-    let mut tmps = Vec::new();
-    for (name, body) in files {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, body)?;
-        tmps.push((tmp, dir.join(name)));
-    }
-    for (tmp, dst) in tmps {
-        std::fs::rename(tmp, dst)?;
-    }
-    Ok(())
+    let pid = std::process::id();
+    let tmps: Vec<_> = files
+        .iter()
+        .map(|(name, _)| (dir.join(format!(".{name}.{pid}.tmp")), dir.join(name)))
+        .collect();
+    let write = || -> std::io::Result<()> {
+        for ((tmp, _), (_, body)) in tmps.iter().zip(files) {
+            let mut f = std::fs::File::create(tmp)?;
+            std::io::Write::write_all(&mut f, body.as_bytes())?;
+            f.sync_all()?;
+        }
+        for (tmp, dst) in &tmps {
+            std::fs::rename(tmp, dst)?;
+        }
+        Ok(())
+    };
+    // On failure no temporary file is left behind (those already renamed are gone anyway).
+    write().inspect_err(|_| {
+        for (tmp, _) in &tmps {
+            let _ = std::fs::remove_file(tmp);
+        }
+    })
 }

@@ -172,13 +172,10 @@ impl Transport for MemoryTransport {
                     // Every round is symmetric, as over QUIC (`words_exact`): a peer's message
                     // of another length is refused, naming it.
                     if got.len() != payload.len() {
-                        return Err(Error::protocol(
+                        return Err(Error::wrong_length(
                             PeerName::Server(from),
-                            format!(
-                                "data message of {} words, expected exactly {}",
-                                got.len(),
-                                payload.len()
-                            ),
+                            got.len() as u64,
+                            payload.len(),
                         ));
                     }
                     out.push(got);

@@ -504,6 +504,14 @@ pub(crate) async fn run_compute(
             "the two parties' job descriptions differ (servers, dealer, parameters or output mode)",
         ));
     }
+    if a.agreement != b.agreement {
+        return Err(Error::invalid(
+            "the two parties hold different blocking keys or different numbers of known links \
+             (the servers compare a tag keyed under the blocking key, so they learn neither): \
+             check that both job files have the same blocking_key and both known-links files \
+             the same number of lines",
+        ));
+    }
     let names: Vec<&str> = spec.servers.iter().map(|n| n.name.as_str()).collect();
     let me = names.iter().position(|n| *n == cfg.name).ok_or_else(|| {
         Error::invalid(format!(

@@ -26,6 +26,8 @@ pub(crate) struct Upload {
     pub(crate) spec: JobSpec,
     pub(crate) from: String,
     pub(crate) shares: PartyShares,
+    /// The party's tag of what both parties must agree on beyond the job description.
+    pub(crate) agreement: [u8; 32],
     /// The party's connection: held open until its result is delivered, and watched so the
     /// upload is dropped when the party disconnects.
     pub(crate) conn: quinn::Connection,
@@ -317,6 +319,7 @@ pub(crate) async fn dispatch(
                 side,
                 rows,
                 tokens,
+                agreement,
             },
         ) => {
             let pname = PeerName::Party(side.min(1));
@@ -470,6 +473,7 @@ pub(crate) async fn dispatch(
                 spec: *spec,
                 from: peer.to_string(),
                 shares,
+                agreement,
                 conn,
                 _slot: slot,
             };

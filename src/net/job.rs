@@ -234,6 +234,9 @@ pub enum Hello {
         /// Keyed tokens in all rows, own and neighbour lists together: the server books their
         /// memory before reading anything, and refuses an upload that sends more.
         tokens: u64,
+        /// The party's tag of what both parties must agree on beyond the job description (the
+        /// blocking key, the number of known links): the server compares both parties' tags.
+        agreement: [u8; 32],
     },
     /// Server `from` links to another server for `job`.
     Server {

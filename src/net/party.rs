@@ -125,6 +125,7 @@ pub async fn upload_to_worker(
             side,
             rows,
             tokens: data.tokens.count(),
+            agreement: data.agreement,
         };
         let sent = async {
             s.control(&hello).await?;
@@ -417,10 +418,11 @@ pub async fn run_party_with(
         OutputMode::Aggregate => Joined::Sums(2),
     };
     let results = join_workers(results, workers, rows, spec.params.trailer_words())?;
-    if results.iter().any(|r| r.width != results[0].width) {
-        return Err(Error::invalid(
-            "servers returned results of different shapes",
-        ));
+    if let Some(s) = results.iter().position(|r| r.width != results[0].width) {
+        return Err(Error::invalid(format!(
+            "servers returned results of different shapes: rows of {} words from {}, of {} from {}",
+            results[0].width, spec.servers[0].name, results[s].width, spec.servers[s].name
+        )));
     }
     ep.close(0u32.into(), b"done");
     Ok(results)
@@ -480,11 +482,14 @@ fn join_workers(
     }
     results
         .chunks(workers)
-        .map(|ws| {
-            if ws.iter().any(|r| r.width != ws[0].width) {
-                return Err(Error::invalid(
-                    "a server's workers returned results of different shapes",
-                ));
+        .enumerate()
+        .map(|(server, ws)| {
+            if let Some(j) = ws.iter().position(|r| r.width != ws[0].width) {
+                return Err(Error::invalid(format!(
+                    "server {server}'s workers returned results of different shapes: rows of {} \
+                     words from worker 0, of {} from worker {j}",
+                    ws[0].width, ws[j].width
+                )));
             }
             let mut words = Vec::with_capacity(ws.iter().map(|r| r.words.len()).sum());
             match rows {
@@ -662,7 +667,9 @@ impl PartyJob {
     pub fn key(&self) -> Result<crate::model::blocking::BlockingKey> {
         let h = self.blocking_key.trim();
         let bad = || Error::invalid("blocking_key must be 64 hexadecimal digits (32 bytes)");
-        if h.len() != 64 {
+        // Checked byte by byte before any slicing: a multi-byte character would not split at
+        // every second byte, and `from_str_radix` alone takes a leading `+`.
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut k = [0u8; 32];
@@ -705,10 +712,89 @@ fn default_idle_timeout() -> u64 {
 pub struct EvalDump {
     /// Job id (drives candidate padding).
     pub job: String,
+    /// The party's side: 0 for A, 1 for B.
+    pub side: u8,
     /// Parameters as run (opt-ins resolved).
     pub params: JobParams,
     /// The party's prepared data.
     pub data: PartyData,
     /// Its reconstructed results.
     pub results: Vec<crate::model::align::ResultRow>,
+}
+
+impl EvalDump {
+    /// The dump's name in a run's output folder.
+    pub const FILE: &'static str = "eval-dump.bin";
+
+    /// Writes the dump into `dir`, encoded as it goes (a streamed party's rows are computed as
+    /// they are written) under a temporary name, then renamed: never a half-written dump.
+    pub fn write(&self, dir: &std::path::Path) -> Result<()> {
+        let path = dir.join(Self::FILE);
+        let tmp = dir.join(format!(".{}.{}.tmp", Self::FILE, std::process::id()));
+        let write = || -> std::result::Result<(), String> {
+            let f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+            let mut w = std::io::BufWriter::new(f);
+            bincode::serde::encode_into_std_write(self, &mut w, bincode::config::standard())
+                .map_err(|e| e.to_string())?;
+            let f = w.into_inner().map_err(|e| e.error().to_string())?;
+            f.sync_all().map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::invalid(format!("writing {}: {e}", path.display()))
+        })
+    }
+
+    /// Reads party `side`'s dump from `dir`, refusing, naming the file, one that does not
+    /// decode (its lengths bounded by the file's size before anything is allocated), that is
+    /// the other side's, or whose parts do not fit together.
+    pub fn read(dir: &std::path::Path, side: u8) -> Result<EvalDump> {
+        let path = dir.join(Self::FILE);
+        let bad = |what: String| Error::invalid(format!("{}: {what}", path.display()));
+        let f = std::fs::File::open(&path)
+            .map_err(|e| bad(format!("{e} (was the job an evaluation job?)")))?;
+        let len = f.metadata().map_err(|e| bad(e.to_string()))?.len();
+        let dump: EvalDump = crate::net::wire::decode_file(&mut std::io::BufReader::new(f), len)
+            .map_err(|e| bad(format!("does not decode: {e}")))?;
+        dump.check(side).map_err(bad)?;
+        Ok(dump)
+    }
+
+    /// The dump's parts fit together and it is `side`'s.
+    fn check(&self, side: u8) -> std::result::Result<(), String> {
+        let name = |s: u8| if s == 0 { "A" } else { "B" };
+        if self.side != side {
+            return Err(format!(
+                "it is party {}'s dump where party {}'s was expected",
+                name(self.side),
+                name(side)
+            ));
+        }
+        self.params.validate().map_err(|e| e.to_string())?;
+        let d = &self.data;
+        let rows = d.rows.len();
+        let shape = [
+            ("results", self.results.len()),
+            ("vector rows", d.z.len().checked_div(d.width).unwrap_or(0)),
+            ("own token rows", d.tokens.own.len()),
+            ("neighbour token rows", d.tokens.neighbour.len()),
+        ];
+        if let Some((what, n)) = shape.iter().find(|(_, n)| *n != rows) {
+            return Err(format!("{rows} rows but {n} {what}"));
+        }
+        if d.z.len() != rows * d.width {
+            return Err(format!(
+                "{} vector words are not {rows} rows of {}",
+                d.z.len(),
+                d.width
+            ));
+        }
+        if let Some(r) = self.results.iter().position(|r| r.best.is_none()) {
+            return Err(format!(
+                "row {r} has no best candidate (not an evaluation job's result)"
+            ));
+        }
+        Ok(())
+    }
 }

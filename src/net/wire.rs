@@ -29,6 +29,48 @@ fn cfg() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Most bytes a control message's decoding may claim: every length it announces (a string's,
+/// a vector's) and every value it holds counts its size in memory against this before
+/// anything is allocated for it. Without a limit bincode allocates an announced string length
+/// whole: ten bytes announcing `2^64 - 1` panicked, `2^40` aborted the process. A value takes
+/// at most 8 bytes in memory per byte on the wire (`u64` as a one-byte varint), so no message
+/// within [`MAX_CONTROL`] is refused for it.
+const MAX_CONTROL_CLAIM: usize = 8 * MAX_CONTROL as usize;
+
+/// Decodes `T` from a file of `len` bytes read through `r`, every length it announces bounded
+/// (as for control messages) by eight times the file's size, rounded up to a power of four,
+/// before anything is allocated for it: a damaged or forged file is refused, not allocated.
+pub fn decode_file<T: DeserializeOwned>(
+    r: &mut impl std::io::Read,
+    len: u64,
+) -> std::result::Result<T, bincode::error::DecodeError> {
+    let claim = len.saturating_mul(8);
+    // bincode's limit is a type parameter: one decoder per power of four.
+    macro_rules! within {
+        ($($bits:literal)*) => {$(
+            if claim <= 1u64 << $bits {
+                let limited = bincode::config::standard().with_limit::<{ 1usize << $bits }>();
+                return bincode::serde::decode_from_std_read(r, limited);
+            }
+        )*};
+    }
+    within!(20 22 24 26 28 30 32 34 36 38 40 42 44 46);
+    Err(bincode::error::DecodeError::Other(
+        "the file is larger than any this program writes",
+    ))
+}
+
+/// Decodes a whole control message body from `peer`, bounded by [`MAX_CONTROL_CLAIM`].
+fn decode_control<T: DeserializeOwned>(body: &[u8], peer: PeerName) -> Result<T> {
+    let limited = bincode::config::standard().with_limit::<MAX_CONTROL_CLAIM>();
+    let (msg, used) = bincode::serde::decode_from_slice(body, limited)
+        .map_err(|e| Error::protocol(peer, format!("control message does not decode: {e}")))?;
+    if used != body.len() {
+        return Err(Error::protocol(peer, "control message has trailing bytes"));
+    }
+    Ok(msg)
+}
+
 /// Sent in place of the next frame by a peer that stops, with its reason.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Refusal(pub String);
@@ -313,16 +355,7 @@ impl FrameRecv {
             self.read(&mut body[at..]).await?;
             left -= c;
         }
-        let (msg, used) = bincode::serde::decode_from_slice(&body, cfg()).map_err(|e| {
-            Error::protocol(self.peer, format!("control message does not decode: {e}"))
-        })?;
-        if used != body.len() {
-            return Err(Error::protocol(
-                self.peer,
-                "control message has trailing bytes",
-            ));
-        }
-        Ok(msg)
+        decode_control(&body, self.peer)
     }
 
     /// Receives a vector of exactly `n` ring elements.
@@ -438,10 +471,7 @@ impl FrameRecv {
         let announced = u64::from_le_bytes(len);
         let bytes = announced.saturating_mul(8);
         if exact && announced != n as u64 {
-            return Err(Error::protocol(
-                self.peer,
-                format!("data message of {announced} words, expected exactly {n}"),
-            ));
+            return Err(Error::wrong_length(self.peer, announced, n));
         }
         if announced > n as u64 || bytes > max_bytes {
             return Err(Error::protocol(
@@ -453,5 +483,35 @@ impl FrameRecv {
             ));
         }
         Ok(Some(announced as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A string announcing more bytes than the message holds is refused, naming the peer, before
+    /// anything is allocated for it (unbounded, `2^64 - 1` panicked and `2^40` aborted).
+    #[test]
+    fn an_announced_length_beyond_the_message_is_refused_without_allocating() {
+        for len in [u64::MAX, 1 << 40, MAX_CONTROL_CLAIM as u64 + 1] {
+            // A `Refusal` (one string): varint tag 0xFD, then the length in 8 bytes.
+            let mut body = vec![0xFD];
+            body.extend_from_slice(&len.to_le_bytes());
+            let e = decode_control::<Refusal>(&body, PeerName::Server(1))
+                .expect_err("the length must be refused")
+                .to_string();
+            assert!(
+                e.contains("server 1") && e.contains("does not decode"),
+                "{e}"
+            );
+        }
+        // The control: a message within the limit decodes.
+        let body = bincode::serde::encode_to_vec(Refusal("no".into()), cfg()).unwrap();
+        let ok: Refusal = decode_control(&body, PeerName::Server(1)).unwrap();
+        assert_eq!(ok.0, "no");
+        let mut long = body.clone();
+        long.push(0);
+        assert!(decode_control::<Refusal>(&long, PeerName::Server(1)).is_err());
     }
 }

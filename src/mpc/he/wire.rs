@@ -115,17 +115,18 @@ pub fn check_rows(
     let row_words = packed_words(N as u64, bits) as usize;
     // The callers check the length first; a message that is not `skip` words and whole rows
     // is refused here too rather than read in part.
-    let body = message.len().checked_sub(skip).unwrap_or(usize::MAX);
-    if body == usize::MAX || !body.is_multiple_of(row_words) {
-        return Err(Error::protocol(
-            PeerName::Server(from),
-            format!(
-                "{what}s: a message of {} words is not {skip} words and whole rows of {row_words}",
-                message.len()
-            ),
-        ));
-    }
-    let rows = body / row_words;
+    let rows = match message.len().checked_sub(skip) {
+        Some(body) if body.is_multiple_of(row_words) => body / row_words,
+        _ => {
+            return Err(Error::protocol(
+                PeerName::Server(from),
+                format!(
+                    "{what}s: a message of {} words is not {skip} words and whole rows of {row_words}",
+                    message.len()
+                ),
+            ));
+        }
+    };
     (0..rows).into_par_iter().try_for_each(|r| {
         let row = unpack(
             &message[skip + r * row_words..skip + (r + 1) * row_words],

@@ -231,6 +231,33 @@ fn the_dealer_binds_each_index_to_its_certificate() {
     c.still_serves("after-forged-indices");
 }
 
+/// A link creates its job on first contact, so its id is checked first, as an upload's: a
+/// server naming a job id beyond 128 bytes (before: up to 16 MiB, kept for
+/// `remember_jobs_secs` and written whole into the logs; a greeting is now at most 1 MiB), or
+/// one with control characters, is refused before any job is created.
+#[test]
+fn a_link_naming_a_malformed_job_id_is_refused() {
+    let c = Cluster::new("attack-link-id", 2, Limits::default());
+    for (job, want) in [
+        ("x".repeat(129), "1 to 128 bytes"),
+        ("a\u{1b}[2Jb".to_string(), "control characters"),
+        ("a#worker-x".to_string(), "bad worker suffix"),
+    ] {
+        let why = refused(link_to_dealer(
+            &c,
+            "server-0",
+            &dealer_hello(&job, 0, [1; 32]),
+        ));
+        assert!(why.contains(want), "{why}");
+    }
+    // A worker group's id is a dealer job id.
+    assert_eq!(
+        link_to_dealer(&c, "server-0", &dealer_hello("ok#worker-1", 0, [1; 32])),
+        Ack::Ok
+    );
+    c.still_serves("after-link-ids");
+}
+
 /// Two servers that describe the job differently (digest or size bound) are refused by the
 /// dealer before any seed is sent.
 #[test]
@@ -536,6 +563,44 @@ fn a_server_refuses_a_greeting_announcing_a_huge_string() {
     let e = answer.expect_err("the server answers nothing").to_string();
     assert!(e.contains("stream finished early"), "{e}");
     c.still_serves("after-huge-string");
+}
+
+/// A party that announces a greeting and sends only part of it loses the stream after the
+/// greeting's time limit (here `wait_secs`, 2 s), and one that announces a greeting beyond
+/// 1 MiB (the 16 MiB of other control messages) loses it at once (its server's limit is the
+/// default 30 s, beyond the test's 20 s watchdog): before, such a stream was held forever with
+/// up to 16 MiB read for it, 256 of them per connection. The servers keep serving.
+#[test]
+fn a_greeting_must_arrive_whole_and_small_within_its_time_limit() {
+    for (wait_secs, announced) in [(2, 1u32 << 20), (600, (1 << 20) + 1)] {
+        let limits = Limits {
+            wait_secs,
+            ..Limits::default()
+        };
+        let c = Cluster::new(&format!("attack-greeting-{wait_secs}"), 2, limits);
+        let id = c.identity("party-a");
+        let server = c.nodes[0].node.clone();
+        let ended = rt().block_on(async move {
+            let ep = id.client_endpoint().unwrap();
+            let addr = ppea::net::dial::resolve(&server.addr).await.unwrap();
+            let conn = ep.connect(addr, &server.name).unwrap().await.unwrap();
+            let (mut s, mut r) = conn.open_bi().await.unwrap();
+            let mut frame = vec![b'C'];
+            frame.extend_from_slice(&announced.to_le_bytes());
+            frame.extend(std::iter::repeat_n(0u8, 1000));
+            s.write_all(&frame).await.unwrap();
+            // The server drops the stream: the read ends (finished or reset).
+            let mut buf = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_secs(20), r.read(&mut buf)).await;
+            ep.close(0u32.into(), b"done");
+            read.is_ok()
+        });
+        assert!(
+            ended,
+            "announced {announced}: the stream was held past 20 s"
+        );
+        c.still_serves("after-greeting");
+    }
 }
 
 /// `party judge` reads each side's evaluation dump: a dump comes back as written, and the other

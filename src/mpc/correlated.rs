@@ -109,8 +109,8 @@ impl Request {
         match self {
             Request::Beaver { n, fanout } => vec![
                 comp(*n, Arith, true),
-                comp(n * fanout, Arith, true),
-                comp(n * fanout, Arith, false),
+                comp(n.saturating_mul(*fanout), Arith, true),
+                comp(n.saturating_mul(*fanout), Arith, false),
             ],
             Request::Bilinear {
                 d,
@@ -118,15 +118,25 @@ impl Request {
                 blocks,
                 split,
             } => {
+                // Saturating: a decoded request's sizes are checked against its bound after this
+                // (`Request::decode`), where an overflow must be refused, not wrapped.
                 let per_pair = if *split { blocks.len() } else { 1 };
                 let mut c = vec![
-                    comp(pairs.rows() * d, Arith, true),
-                    comp(pairs.cols() * d, Arith, true),
-                    comp(pairs.len() * per_pair, Arith, false),
+                    comp(pairs.rows().saturating_mul(*d), Arith, true),
+                    comp(pairs.cols().saturating_mul(*d), Arith, true),
+                    comp(pairs.len().saturating_mul(per_pair), Arith, false),
                 ];
                 if !blocks.is_empty() {
-                    c.push(comp(pairs.rows() * blocks.len(), Arith, false));
-                    c.push(comp(pairs.cols() * blocks.len(), Arith, false));
+                    c.push(comp(
+                        pairs.rows().saturating_mul(blocks.len()),
+                        Arith,
+                        false,
+                    ));
+                    c.push(comp(
+                        pairs.cols().saturating_mul(blocks.len()),
+                        Arith,
+                        false,
+                    ));
                 }
                 c
             }
@@ -292,6 +302,21 @@ impl Request {
             return Err(Error::invalid(format!(
                 "dealer request for {total} words exceeds the limit of {max_words}"
             )));
+        }
+        // The streamed masks are not held whole, but a pass holds `(n + m)` rows of at least
+        // `MIN_PASS_COLUMNS` columns (or `d`), and drawing them takes `(n + m) d` words of PRG
+        // output: both are bounded too (before, `2^32 - 1` rows and no pair passed as 0 words
+        // held, and the pass's allocation aborted the dealer).
+        if let Request::Bilinear { d, pairs, .. } = &req {
+            let rows = pairs.rows().saturating_add(pairs.cols());
+            let pass = rows.saturating_mul(MIN_PASS_COLUMNS.min(*d));
+            let drawn = rows.saturating_mul(*d);
+            if pass > max_words || drawn > max_words.saturating_mul(MIN_PASS_COLUMNS) {
+                return Err(Error::invalid(format!(
+                    "dealer request for masks of {rows} rows of {d} words exceeds the limit of \
+                     {max_words} words"
+                )));
+            }
         }
         Ok(req)
     }
@@ -630,5 +655,29 @@ mod tests {
         assert_eq!(m.held_words(), 2);
         let [w, s] = m.into_parts::<2>().unwrap();
         assert_eq!((w, s), (vec![secret; 2], Prg::at(&seed, 5, 10).vec(4)));
+    }
+
+    /// Requests whose sizes overflow or whose streamed masks are beyond the bound are refused
+    /// (before: `2^32 - 1` rows and no pair passed, and the dealer's pass over the masks
+    /// aborted on its allocation; `2^32 x 2^32` Beaver words wrapped to 0); requests of the
+    /// same kinds within the bound decode.
+    #[test]
+    fn requests_beyond_their_bound_are_refused_whatever_their_sizes() {
+        let max = 1 << 28;
+        let dense = |rows: u64, cols: u64, d: u64| {
+            let pairs = Pairs::dense(rows as usize, cols as usize);
+            Request::Bilinear {
+                d: d as usize,
+                pairs,
+                blocks: Vec::new(),
+                split: false,
+            }
+            .encode()
+        };
+        assert!(Request::decode(&dense(u32::MAX as u64, 0, 64), max).is_err());
+        assert!(Request::decode(&dense(1 << 20, 0, 1 << 20), max).is_err());
+        assert!(Request::decode(&dense(1000, 1000, 128), max).is_ok());
+        assert!(Request::decode(&[1, 1 << 32, 1 << 32], 1 << 33).is_err());
+        assert!(Request::decode(&[1, 1 << 10, 3], max).is_ok());
     }
 }

@@ -177,6 +177,8 @@ impl std::fmt::Display for Report {
             "job", "state", "age s", "state s"
         )?;
         for j in &self.jobs {
+            // Job ids and party names come from peers: shown with their controls escaped.
+            let status = j.status.clone().sanitized();
             let phase = serde_json::to_value(j.status.phase)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -184,14 +186,14 @@ impl std::fmt::Display for Report {
             writeln!(
                 f,
                 "{:<32} {:<11} {:>8} {:>8}  {}",
-                j.status.job,
+                status.job,
                 phase,
                 j.age_secs,
                 j.phase_secs,
-                match (&j.status.step, j.status.waiting_for.is_empty()) {
+                match (&status.step, status.waiting_for.is_empty()) {
                     (Some(step), _) => step.clone(),
                     (None, true) => "-".to_string(),
-                    (None, false) => j.status.waiting_for.join(", "),
+                    (None, false) => status.waiting_for.join(", "),
                 }
             )?;
         }
@@ -232,6 +234,13 @@ mod tests {
             jobs: vec![
                 job("j-wait", Phase::Waiting, &["party-b"], None),
                 job("j-run", Phase::Computing, &[], Some("scores")),
+                // Names from peers, with terminal escapes.
+                job(
+                    "j-esc\u{1b}[2J",
+                    Phase::Waiting,
+                    &["p\u{1b}]0;x\u{7}"],
+                    None,
+                ),
             ],
             remembered: 1,
         };
@@ -244,6 +253,11 @@ mod tests {
         };
         assert!(line("j-wait").ends_with("party-b"), "{text}");
         assert!(line("j-run").ends_with("scores"), "{text}");
-        assert!(text.contains("2 job(s) held"), "{text}");
+        assert!(text.contains("3 job(s) held"), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(line("j-esc").contains("p\\u{1b}]0;x"), "{text}");
     }
 }

@@ -9,7 +9,7 @@ use crate::model::blocking::{MAX_TOKENS_PER_ROW, Tokens};
 use crate::net::compute::compute_job;
 use crate::net::config::{Role, ServerConfig};
 use crate::net::dealer_job::dealer_job;
-use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome};
+use crate::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, Outcome, check_link_job_id};
 use crate::net::liveness::REFUSED_IDENTITY;
 use crate::net::registry::{Admit, Booking, Ended, Phase, Refusal, Registry, Resource};
 use crate::net::tls::{Identity, peer_identity};
@@ -175,12 +175,52 @@ pub(crate) fn book(jobs: &Jobs) -> std::sync::MutexGuard<'_, Registry<Event>> {
     jobs.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Ends a job in the registry when dropped, as `how`: a job task that panics (the panic unwinds
+/// and drops the task's future) still gives back its place among `max_jobs` and is remembered
+/// as failed, instead of holding its place forever.
+struct JobEnd {
+    jobs: Jobs,
+    id: String,
+    how: Ended,
+}
+
+impl Drop for JobEnd {
+    fn drop(&mut self) {
+        book(&self.jobs).end(&self.id, self.how, Instant::now());
+    }
+}
+
 /// A running `server` process (compute or dealer).
 pub struct Daemon {
     cfg: Arc<ServerConfig>,
     endpoint: quinn::Endpoint,
     jobs: Jobs,
+    greetings: Greetings,
     admin: Option<std::net::TcpListener>,
+}
+
+/// Longest a stream's first message may take to arrive whole (or `wait_secs`, if shorter).
+const GREETING_SECS: u64 = 30;
+/// Largest first message: a job description with its server list takes kilobytes.
+const MAX_GREETING: u32 = 1 << 20;
+/// First messages one peer identity may have in flight at once on this node, over all its
+/// connections and streams (a stream past them waits, within its time limit).
+const GREETINGS_PER_PEER: usize = 64;
+
+/// Each peer identity's share of first messages in flight: without it (and the time and size
+/// limits above) a peer could open 256 streams per connection, announce a 16 MiB greeting on
+/// each, send all but its last byte and hold some 4 GiB of this node's memory per connection,
+/// forever.
+#[derive(Clone, Default)]
+struct Greetings(Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>);
+
+impl Greetings {
+    fn of(&self, peer: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(peer.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(GREETINGS_PER_PEER)))
+            .clone()
+    }
 }
 
 impl Daemon {
@@ -199,6 +239,7 @@ impl Daemon {
             )),
             cfg: Arc::new(cfg),
             endpoint,
+            greetings: Greetings::default(),
         })
     }
 
@@ -230,8 +271,9 @@ impl Daemon {
                 inc = self.endpoint.accept() => {
                     let Some(inc) = inc else { break };
                     let (cfg, jobs, ep) = (self.cfg.clone(), self.jobs.clone(), self.endpoint.clone());
+                    let greetings = self.greetings.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = connection(inc, cfg, jobs, ep).await {
+                        if let Err(e) = connection(inc, cfg, jobs, ep, greetings).await {
                             warn!("connection refused or failed: {e}");
                         }
                     });
@@ -247,12 +289,15 @@ impl Daemon {
     }
 }
 
-/// Handles one incoming connection: verifies the peer, then reads the hello of each stream.
-pub(crate) async fn connection(
+/// Handles one incoming connection: verifies the peer, then reads the hello of each stream
+/// (whole within [`GREETING_SECS`] or `wait_secs`, at most [`MAX_GREETING`] bytes, at most
+/// [`GREETINGS_PER_PEER`] of the peer's at once).
+async fn connection(
     inc: quinn::Incoming,
     cfg: Arc<ServerConfig>,
     jobs: Jobs,
     ep: quinn::Endpoint,
+    greetings: Greetings,
 ) -> Result<()> {
     let remote = inc.remote_address();
     let conn = inc
@@ -266,23 +311,35 @@ pub(crate) async fn connection(
         }
     };
     info!(%peer, %remote, "peer connected");
+    let in_flight = greetings.of(&peer);
+    let limit = Duration::from_secs(GREETING_SECS.min(cfg.limits.wait_secs.max(1)));
     while let Ok((s, r)) = conn.accept_bi().await {
         let (s, mut r) = framed(s, r, PeerName::Unknown, cfg.max_bytes());
-        let (cfg, jobs, ep, conn, peer) = (
+        let (cfg, jobs, ep, conn, peer, in_flight) = (
             cfg.clone(),
             jobs.clone(),
             ep.clone(),
             conn.clone(),
             peer.clone(),
+            in_flight.clone(),
         );
         tokio::spawn(async move {
-            match r.control::<Hello>().await {
-                Ok(hello) => {
+            let greeting = async {
+                let _turn = in_flight.acquire().await;
+                r.control_within::<Hello>(MAX_GREETING).await
+            };
+            match tokio::time::timeout(limit, greeting).await {
+                Ok(Ok(hello)) => {
                     if let Err(e) = dispatch(hello, s, r, &cfg, &jobs, &ep, conn, &peer).await {
                         warn!(%peer, "refused: {e}");
                     }
                 }
-                Err(e) => warn!(%peer, "bad first message: {e}"),
+                Ok(Err(e)) => warn!(%peer, "bad first message: {e}"),
+                Err(_) => warn!(
+                    %peer,
+                    "no whole first message within {} s: stream dropped",
+                    limit.as_secs()
+                ),
             }
         });
     }
@@ -308,6 +365,17 @@ pub(crate) async fn dispatch(
     );
     if link && !cfg.peers.servers.iter().any(|p| p == peer) {
         let why = format!("{peer} is not a configured server");
+        let _ = s.control(&Ack::Refused(why.clone())).await;
+        return Err(refuse(why));
+    }
+    // A link creates its job on first contact: its id is checked first, as an upload's is.
+    let link_job = match &hello {
+        Hello::Server { job, .. } | Hello::Mesh { job, .. } => Some((job.as_str(), false)),
+        Hello::Dealer(h) => Some((h.job.as_str(), true)),
+        Hello::Upload { .. } => None,
+    };
+    if let Some(Err(e)) = link_job.map(|(job, dealer)| check_link_job_id(job, dealer)) {
+        let why = e.to_string();
         let _ = s.control(&Ack::Refused(why.clone())).await;
         return Err(refuse(why));
     }
@@ -577,7 +645,12 @@ pub(crate) async fn deliver(
                 reg.insert(job, tx.clone(), phase, started, now);
                 let (cfg, jobs, ep, id) = (cfg.clone(), jobs.clone(), ep.clone(), job.to_string());
                 tokio::spawn(async move {
-                    let how = match cfg.role {
+                    let mut end = JobEnd {
+                        jobs: jobs.clone(),
+                        id: id.clone(),
+                        how: Ended::Failed,
+                    };
+                    end.how = match cfg.role {
                         Role::Compute => compute_job(&cfg, &ep, &jobs, &id, rx).await,
                         // The dealer's outcome is in its log; its job id is remembered either way.
                         Role::Dealer => {
@@ -585,7 +658,6 @@ pub(crate) async fn deliver(
                             Ended::Done
                         }
                     };
-                    book(&jobs).end(&id, how, std::time::Instant::now());
                 });
                 Ok(tx)
             }
@@ -655,4 +727,47 @@ pub(crate) async fn answer_link(
     streams.0.set_peer(peer);
     streams.1.set_peer(peer);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job task that panics gives its place back and is remembered as failed.
+    #[test]
+    fn a_job_task_that_panics_ends_its_job() {
+        let jobs: Jobs = Arc::new(Mutex::new(Registry::new(1, Duration::from_secs(60))));
+        let now = Instant::now();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        book(&jobs).insert("j", tx, Phase::Computing, true, now);
+        assert!(
+            matches!(book(&jobs).admit("k", now), Admit::Refused(_)),
+            "full"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let task = rt.spawn({
+            let jobs = jobs.clone();
+            async move {
+                let _end = JobEnd {
+                    jobs,
+                    id: "j".into(),
+                    how: Ended::Failed,
+                };
+                tokio::task::yield_now().await;
+                panic!("a bug in a job");
+            }
+        });
+        assert!(rt.block_on(task).unwrap_err().is_panic());
+        let mut reg = book(&jobs);
+        assert!(
+            matches!(reg.admit("k", now), Admit::New),
+            "the place is back"
+        );
+        assert!(
+            matches!(reg.admit("j", now), Admit::Refused(_)),
+            "remembered"
+        );
+    }
 }

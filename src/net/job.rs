@@ -201,22 +201,50 @@ impl JobSpec {
                 "explain and audit need per-row results (output = \"matches\"), not an aggregate-only job",
             ));
         }
-        if self.job.is_empty() || self.job.len() > 128 {
-            return Err(Error::invalid("job id must be 1 to 128 characters"));
-        }
-        // `#` separates a job id from a worker group's index in the dealer's job ids.
-        if self.job.contains('#') {
-            return Err(Error::invalid(format!(
-                "job id {:?} contains '#', which is reserved",
-                self.job
-            )));
-        }
+        check_job_id(&self.job)?;
         if self.parties[0] == self.parties[1] {
             return Err(Error::invalid(
                 "the two parties must have different identities",
             ));
         }
         Ok(())
+    }
+}
+
+/// Checks a job id: 1 to 128 bytes, no control characters, no `#` (reserved: it separates a
+/// job id from a worker group's index in the dealer's job ids).
+pub fn check_job_id(job: &str) -> Result<()> {
+    if job.is_empty() || job.len() > 128 {
+        return Err(Error::invalid(format!(
+            "job id must be 1 to 128 bytes, not {}",
+            job.len()
+        )));
+    }
+    if job.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "job id {job:?} contains control characters"
+        )));
+    }
+    if job.contains('#') {
+        return Err(Error::invalid(format!(
+            "job id {job:?} contains '#', which is reserved"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the job id a link names: a job id, or for the dealer also a worker group's
+/// (`JOB#worker-J`). A link creates a job on first contact (its parties' uploads may come
+/// later), so its id is checked as an upload's is before anything is kept under it.
+pub fn check_link_job_id(job: &str, dealer: bool) -> Result<()> {
+    match job.split_once("#worker-") {
+        Some((base, j)) if dealer && !j.is_empty() && j.len() <= 3 => {
+            if !j.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::invalid(format!("job id {job:?}: bad worker suffix")));
+            }
+            check_job_id(base)
+        }
+        _ => check_job_id(job),
     }
 }
 

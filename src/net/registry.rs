@@ -164,11 +164,17 @@ pub(crate) struct OverBudget {
     pub(crate) booked: u64,
 }
 
+/// Most job ids remembered as having run (within `remember_jobs_secs`); past it the oldest is
+/// forgotten first. Ids are at most 128 bytes, so about 20 MB.
+pub(crate) const MAX_REMEMBERED: usize = 100_000;
+
 /// A server's jobs. `E` is the event type delivered to a job's task.
 pub(crate) struct Registry<E> {
     held: HashMap<String, Held<E>>,
     ran: HashMap<String, (Instant, Ended)>,
     remember: Duration,
+    /// At most this many ids in `ran` ([`MAX_REMEMBERED`]).
+    max_remembered: usize,
     max_jobs: usize,
     counters: Counters,
     /// Uploads each party identity has on this server (being read or held by a job), and
@@ -215,6 +221,7 @@ impl<E> Registry<E> {
             held: HashMap::new(),
             ran: HashMap::new(),
             remember,
+            max_remembered: MAX_REMEMBERED,
             max_jobs,
             counters: Counters::default(),
             party_uploads: HashMap::new(),
@@ -436,6 +443,15 @@ impl<E> Registry<E> {
             Ended::Dropped => self.counters.dropped += 1,
         }
         if how != Ended::Dropped {
+            self.prune(now);
+            if self.ran.len() >= self.max_remembered {
+                // The oldest id goes first: memory stays bounded whatever peers send (a dealer
+                // remembers every job a link started, refused or not).
+                let oldest = self.ran.iter().min_by_key(|(_, (at, _))| *at);
+                if let Some(id) = oldest.map(|(id, _)| id.clone()) {
+                    self.ran.remove(&id);
+                }
+            }
             self.ran.insert(job.to_string(), (now, how));
         }
     }
@@ -703,6 +719,31 @@ mod tests {
             r.metrics("s")
                 .contains("ppea_jobs_total{server=\"s\",outcome=\"refused\"} 2")
         );
+    }
+
+    #[test]
+    fn the_remembered_ids_are_bounded_oldest_forgotten_first() {
+        let (mut r, t0) = reg();
+        r.max_remembered = 10;
+        for i in 0..=10 {
+            let job = format!("j{i}");
+            let at = t0 + Duration::from_millis(i);
+            add(&mut r, &job, at);
+            r.set_status(status(&job, Phase::Computing), at);
+            r.end(&job, Ended::Done, at);
+        }
+        assert_eq!(r.remembered(), 10);
+        let later = t0 + Duration::from_secs(1);
+        assert!(
+            matches!(r.admit("j0", later), Admit::New),
+            "the oldest is forgotten"
+        );
+        for i in 1..=10 {
+            assert!(matches!(
+                r.admit(&format!("j{i}"), later),
+                Admit::Refused(_)
+            ));
+        }
     }
 
     #[test]

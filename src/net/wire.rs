@@ -331,18 +331,23 @@ impl FrameRecv {
 
     /// Receives a control message.
     pub async fn control<T: DeserializeOwned>(&mut self) -> Result<T> {
-        self.kind(CONTROL).await?;
-        self.control_body().await
+        self.control_within(MAX_CONTROL).await
     }
 
-    async fn control_body<T: DeserializeOwned>(&mut self) -> Result<T> {
+    /// Receives a control message of at most `max` bytes (at most [`MAX_CONTROL`]).
+    pub async fn control_within<T: DeserializeOwned>(&mut self, max: u32) -> Result<T> {
+        self.kind(CONTROL).await?;
+        self.control_body(max.min(MAX_CONTROL)).await
+    }
+
+    async fn control_body<T: DeserializeOwned>(&mut self, max: u32) -> Result<T> {
         let mut len = [0u8; 4];
         self.read(&mut len).await?;
         let len = u32::from_le_bytes(len);
-        if len > MAX_CONTROL {
+        if len > max {
             return Err(Error::protocol(
                 self.peer,
-                format!("control message of {len} bytes exceeds the limit of {MAX_CONTROL}"),
+                format!("control message of {len} bytes exceeds the limit of {max}"),
             ));
         }
         let mut body = Vec::with_capacity((len as usize).min(1 << 16));
@@ -450,7 +455,7 @@ impl FrameRecv {
             Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
             Err(e) => return Err(self.lost(e)),
             Ok(()) if k[0] == CONTROL => {
-                let Refusal(why) = self.control_body().await.map_err(|_| {
+                let Refusal(why) = self.control_body(MAX_CONTROL).await.map_err(|_| {
                     Error::protocol(self.peer, "expected a data frame, received a control frame")
                 })?;
                 return Err(Error::Refused {

@@ -406,6 +406,9 @@ fn parties_disagreeing_on_the_key_or_the_known_links_fail_the_job() {
     {
         let spec = c.spec(&format!("agreement-{i}"), JobParams::default());
         let (mut a, mut b) = prepare(EvalProtocol::Standard, &spec.params);
+        // Prepared under one key without known links, both carry the same tag.
+        assert_eq!(a.agreement, b.agreement);
+        assert_ne!(a.agreement, [0; 32]);
         a.agreement = key.agreement(4500);
         b.agreement = kb.agreement(nb);
         let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));

@@ -1014,9 +1014,9 @@ fn a_node_of_another_protocol_version_is_told_so() {
                 .map(|_| ())
         })
     };
-    let e = expect_err(dial(old.client_config_speaking(b"ppea/1").unwrap()));
+    let e = expect_err(dial(old.client_config_speaking(b"ppea/2").unwrap()));
     assert!(
-        e.contains("protocol version") && e.contains("ppea/2"),
+        e.contains("protocol version") && e.contains("ppea/3"),
         "{e}"
     );
     // The same identity speaking this version connects.

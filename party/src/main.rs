@@ -753,7 +753,6 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         rows.len()
     ));
     let mut data = prepare_party_streamed(&g, &rows, &known, &spec.params, &key, &mut shuffle)?;
-    data.agreement = key.agreement(known.len());
     ppea::model::audit::attach(&mut data, &g, &spec.params, &key, &labelled)?;
     let prepare_seconds = t_prep.elapsed().as_secs_f64();
     bar.done(&format!(
@@ -830,7 +829,8 @@ fn run_with(args: &RunArgs, eval_seed: Option<u64>, t0: Instant, bar: &Progress)
         );
     }
     let mut files: Vec<(&str, String)> = Vec::new();
-    let mut files_written: Vec<&str> = vec!["report.html"];
+    // The report is written last, from these files: an earlier one is removed with the rest.
+    let mut files_written: Vec<&str> = Vec::new();
     let mut match_scores = None;
     match job.output {
         OutputMode::Aggregate => {

@@ -300,7 +300,8 @@ pub struct PartyData {
     #[zeroize(skip)]
     pub streamed: Option<std::sync::Arc<UploadRows>>,
     /// What both parties must agree on beyond the job description, as a tag the servers compare
-    /// ([`crate::model::blocking::BlockingKey::agreement`]; zeros unless the party sets it).
+    /// ([`crate::model::blocking::BlockingKey::agreement`] of the key and the known links the
+    /// data was prepared with).
     #[serde(skip)]
     pub agreement: [u8; 32],
 }
@@ -530,7 +531,7 @@ pub fn prepare_party_streamed(
         audit: Vec::new(),
         groups: Vec::new(),
         streamed: Some(std::sync::Arc::new(source)),
-        agreement: [0; 32],
+        agreement: key.agreement(known.len()),
     })
 }
 

@@ -275,13 +275,18 @@ pub fn read_labelled(path: &Path, g: &Graph) -> Result<Vec<(u32, String)>> {
                 path.display()
             ))
         })?;
-        if let Some(first) = seen.insert(e, *no) {
+        if let Some(&first) = seen.get(&e) {
+            if out.iter().any(|(o, l)| *o == e && l == other) {
+                // The same line again: harmless.
+                continue;
+            }
             return Err(Error::invalid(format!(
                 "{}:{no}: entity {own:?} is labelled again (first on line {first}); give each \
                  entity one label",
                 path.display()
             )));
         }
+        seen.insert(e, *no);
         out.push((e, other.to_string()));
     }
     Ok(out)
@@ -732,6 +737,8 @@ mod tests {
         assert_eq!(read_labelled(&f, &g).unwrap(), vec![(1, "x".to_string())]);
         std::fs::write(&f, "e1\tx,y\n").unwrap();
         assert_eq!(read_labelled(&f, &g).unwrap(), vec![(1, "x,y".to_string())]);
+        std::fs::write(&f, "own_id,other_id\ne1,x\ne1,x\n").unwrap();
+        assert_eq!(read_labelled(&f, &g).unwrap(), vec![(1, "x".to_string())]);
         std::fs::write(&f, "own_id,other_id\ne1,x\ne2,x\ne1,y\n").unwrap();
         let e = read_labelled(&f, &g).unwrap_err().to_string();
         assert!(

@@ -232,8 +232,9 @@ impl Request {
     }
 
     /// Decodes a request; rejects anything malformed or with more than `max_words` of material
-    /// held whole (streamed components, [`Request::is_streamed`], are not held).
-    pub fn decode(w: &[u64], max_words: usize) -> Result<Request> {
+    /// held whole (streamed components, [`Request::is_streamed`], are not held), or whose masks
+    /// are beyond `mask_words` (below).
+    pub fn decode(w: &[u64], max_words: usize, mask_words: usize) -> Result<Request> {
         let bad = |what: &str| Error::invalid(format!("malformed dealer request: {what}"));
         let arg = |i: usize| -> Result<usize> {
             w.get(i)
@@ -305,16 +306,18 @@ impl Request {
         }
         // The streamed masks are not held whole, but a pass holds `(n + m)` rows of at least
         // `MIN_PASS_COLUMNS` columns (or `d`), and drawing them takes `(n + m) d` words of PRG
-        // output: both are bounded too (before, `2^32 - 1` rows and no pair passed as 0 words
-        // held, and the pass's allocation aborted the dealer).
+        // output: the pass is bounded by `mask_words` and the draws by `MIN_PASS_COLUMNS`
+        // times it (before, `2^32 - 1` rows and no pair passed as 0 words held, and the pass's
+        // allocation aborted the dealer). The dealer passes the job's material bound, which
+        // holds at least 160 words per row of either side.
         if let Request::Bilinear { d, pairs, .. } = &req {
             let rows = pairs.rows().saturating_add(pairs.cols());
             let pass = rows.saturating_mul(MIN_PASS_COLUMNS.min(*d));
             let drawn = rows.saturating_mul(*d);
-            if pass > max_words || drawn > max_words.saturating_mul(MIN_PASS_COLUMNS) {
+            if pass > mask_words || drawn > mask_words.saturating_mul(MIN_PASS_COLUMNS) {
                 return Err(Error::invalid(format!(
-                    "dealer request for masks of {rows} rows of {d} words exceeds the limit of \
-                     {max_words} words"
+                    "dealer request for masks of {rows} rows of {d} words exceeds the job's \
+                     bound of {mask_words} words"
                 )));
             }
         }
@@ -674,10 +677,10 @@ mod tests {
             }
             .encode()
         };
-        assert!(Request::decode(&dense(u32::MAX as u64, 0, 64), max).is_err());
-        assert!(Request::decode(&dense(1 << 20, 0, 1 << 20), max).is_err());
-        assert!(Request::decode(&dense(1000, 1000, 128), max).is_ok());
-        assert!(Request::decode(&[1, 1 << 32, 1 << 32], 1 << 33).is_err());
-        assert!(Request::decode(&[1, 1 << 10, 3], max).is_ok());
+        assert!(Request::decode(&dense(u32::MAX as u64, 0, 64), max, max).is_err());
+        assert!(Request::decode(&dense(1 << 20, 0, 1 << 20), max, max).is_err());
+        assert!(Request::decode(&dense(1000, 1000, 128), max, max).is_ok());
+        assert!(Request::decode(&[1, 1 << 32, 1 << 32], 1 << 33, 1 << 33).is_err());
+        assert!(Request::decode(&[1, 1 << 10, 3], max, max).is_ok());
     }
 }

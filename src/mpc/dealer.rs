@@ -219,6 +219,8 @@ pub struct Dealer {
     seeds: Vec<Seed>,
     counter: u64,
     max_words: usize,
+    /// Bound on a bilinear request's masks ([`Request::decode`]).
+    mask_words: usize,
 }
 
 impl std::fmt::Debug for Dealer {
@@ -240,12 +242,23 @@ impl Dealer {
             seeds: (0..k).map(|_| Seed::random()).collect(),
             counter: 0,
             max_words: DEFAULT_MAX_WORDS,
+            mask_words: DEFAULT_MAX_WORDS,
         })
     }
 
-    /// Caps the material one request may ask for.
+    /// Caps the material one request may ask for (and, unless [`Dealer::with_mask_words`]
+    /// says otherwise, a bilinear request's masks).
     pub fn with_max_words(mut self, max_words: usize) -> Dealer {
         self.max_words = max_words;
+        self.mask_words = max_words;
+        self
+    }
+
+    /// Caps a bilinear request's masks: the rows one pass over them holds, and their draws
+    /// ([`Request::decode`]). The job's material bound, not the message ceiling, which
+    /// [`Dealer::with_max_words`] may also take.
+    pub fn with_mask_words(mut self, mask_words: usize) -> Dealer {
+        self.mask_words = mask_words;
         self
     }
 
@@ -284,7 +297,7 @@ impl Dealer {
                 k - 1
             )));
         }
-        let req = Request::decode(words, self.max_words)
+        let req = Request::decode(words, self.max_words, self.mask_words)
             .map_err(|e| Error::protocol(PeerName::Server(k - 1), e.to_string()))?;
         self.counter = stream;
         let comps = req.components();

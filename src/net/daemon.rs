@@ -631,7 +631,19 @@ pub(crate) async fn deliver(
     let admitted = {
         let mut reg = book(jobs);
         let now = std::time::Instant::now();
-        match reg.admit(job, now) {
+        // A compute server's links (another server's, its own workers') may create a job
+        // before its parties upload: such a job counts against `max_jobs` from its first
+        // upload on ([`Registry::admit_link`]).
+        let linked_by = match (&ev, cfg.role) {
+            (Event::Link { peer, .. }, Role::Compute) => Some(peer.clone()),
+            (Event::Mesh { .. }, Role::Compute) => Some(cfg.name.clone()),
+            _ => None,
+        };
+        let admit = match &linked_by {
+            Some(peer) => reg.admit_link(job, now, peer),
+            None => reg.admit(job, now),
+        };
+        match admit {
             Admit::Held(tx) => Ok(tx),
             Admit::Refused(why) => Err(why),
             Admit::New => {
@@ -642,7 +654,7 @@ pub(crate) async fn deliver(
                     Role::Compute => (Phase::Waiting, false),
                     Role::Dealer => (Phase::Serving, true),
                 };
-                reg.insert(job, tx.clone(), phase, started, now);
+                reg.insert(job, tx.clone(), phase, started, linked_by.as_deref(), now);
                 let (cfg, jobs, ep, id) = (cfg.clone(), jobs.clone(), ep.clone(), job.to_string());
                 tokio::spawn(async move {
                     let mut end = JobEnd {
@@ -739,7 +751,7 @@ mod tests {
         let jobs: Jobs = Arc::new(Mutex::new(Registry::new(1, Duration::from_secs(60))));
         let now = Instant::now();
         let (tx, _rx) = mpsc::unbounded_channel();
-        book(&jobs).insert("j", tx, Phase::Computing, true, now);
+        book(&jobs).insert("j", tx, Phase::Computing, true, None, now);
         assert!(
             matches!(book(&jobs).admit("k", now), Admit::Refused(_)),
             "full"

@@ -89,7 +89,9 @@ pub(crate) async fn dealer_job(
         let ceiling = (cfg.max_bytes() / 8) as usize;
         let max_words = (hello.max_material_words as usize).min(ceiling);
         let mut net = QuicDealer::new(links.into_iter().map(|l| l.expect("all present")).collect());
-        let stats = serve(Dealer::new(k)?.with_max_words(max_words), &mut net).await?;
+        let dealer = (Dealer::new(k)?.with_max_words(max_words))
+            .with_mask_words(hello.max_material_words as usize);
+        let stats = serve(dealer, &mut net).await?;
         drop(conns);
         Ok::<_, Error>(stats)
     };

@@ -121,6 +121,10 @@ struct Held<E> {
     phase_since: Instant,
     status: Status,
     started: bool,
+    /// The server (or worker) identity whose link created the job, while no party has
+    /// uploaded to it: such jobs do not count against `max_jobs`, but each identity may hold
+    /// at most `max_jobs` of them.
+    linked_by: Option<String>,
 }
 
 /// What to do with an event for a job.
@@ -347,23 +351,71 @@ impl<E> Registry<E> {
         })
     }
 
-    /// Routes an event for `job`: to its task, to a new task, or refused (a job id that already
-    /// ran, or no room).
+    /// Jobs counted against `max_jobs`: all but those only links have created.
+    fn counted(&self) -> usize {
+        self.held.values().filter(|h| h.linked_by.is_none()).count()
+    }
+
+    fn full(&self) -> String {
+        format!(
+            "this server already holds {} jobs; try again later",
+            self.max_jobs
+        )
+    }
+
+    /// Routes an event for `job` (a party's upload, or on the dealer a server's link): to its
+    /// task, to a new task, or refused (a job id that already ran, or no room). A job only
+    /// links had created counts from its first upload on.
     pub(crate) fn admit(&mut self, job: &str, now: Instant) -> Admit<E> {
         self.prune(now);
-        if let Some(h) = self.held.get(job) {
+        let counted = self.counted();
+        if let Some(h) = self.held.get_mut(job) {
+            if h.linked_by.is_some() {
+                if counted >= self.max_jobs {
+                    let why = self.full();
+                    return self.refusal(why);
+                }
+                h.linked_by = None;
+            }
             return Admit::Held(h.tx.clone());
         }
         let why = if let Some(why) = self.replayed(job, now) {
             why
-        } else if self.held.len() >= self.max_jobs {
+        } else if counted >= self.max_jobs {
+            self.full()
+        } else {
+            return Admit::New;
+        };
+        self.refusal(why)
+    }
+
+    /// Routes a link's event for `job` on a compute server (another server's link, or one of
+    /// this server's workers'): a new job it creates waits for the parties' uploads without
+    /// counting against `max_jobs` (so links alone cannot fill the server and refuse every
+    /// party), but `peer` may have at most `max_jobs` such jobs at once. The caller passes
+    /// `Some(peer)` to [`Registry::insert`].
+    pub(crate) fn admit_link(&mut self, job: &str, now: Instant, peer: &str) -> Admit<E> {
+        self.prune(now);
+        if let Some(h) = self.held.get(job) {
+            return Admit::Held(h.tx.clone());
+        }
+        let by_peer = (self.held.values())
+            .filter(|h| h.linked_by.as_deref() == Some(peer))
+            .count();
+        let why = if let Some(why) = self.replayed(job, now) {
+            why
+        } else if by_peer >= self.max_jobs {
             format!(
-                "this server already holds {} jobs; try again later",
-                self.max_jobs
+                "{peer} already opened {by_peer} jobs here that no party has uploaded to; try \
+                 again later"
             )
         } else {
             return Admit::New;
         };
+        self.refusal(why)
+    }
+
+    fn refusal(&mut self, why: String) -> Admit<E> {
         self.counters.refused += 1;
         Admit::Refused(why)
     }
@@ -376,6 +428,7 @@ impl<E> Registry<E> {
         tx: mpsc::UnboundedSender<E>,
         phase: Phase,
         started: bool,
+        linked_by: Option<&str>,
         now: Instant,
     ) {
         let status = Status {
@@ -392,6 +445,7 @@ impl<E> Registry<E> {
                 phase_since: now,
                 status,
                 started,
+                linked_by: linked_by.map(str::to_string),
             },
         );
     }
@@ -685,7 +739,7 @@ mod tests {
     fn add(r: &mut Registry<()>, job: &str, now: Instant) {
         assert!(matches!(r.admit(job, now), Admit::New));
         let (tx, _rx) = mpsc::unbounded_channel();
-        r.insert(job, tx, Phase::Waiting, false, now);
+        r.insert(job, tx, Phase::Waiting, false, None, now);
     }
 
     fn status(job: &str, phase: Phase) -> Status {
@@ -719,6 +773,39 @@ mod tests {
             r.metrics("s")
                 .contains("ppea_jobs_total{server=\"s\",outcome=\"refused\"} 2")
         );
+    }
+
+    /// Jobs that only a server's links created do not count against `max_jobs` (before, a
+    /// configured server could fill the table with links and every party was refused), but a
+    /// server may hold at most `max_jobs` of them; a party's upload makes one count.
+    #[test]
+    fn jobs_only_links_created_neither_fill_the_server_nor_grow_without_bound() {
+        let (mut r, t0) = reg();
+        let link = |r: &mut Registry<()>, job: &str, peer: &str| match r.admit_link(job, t0, peer) {
+            Admit::New => {
+                let (tx, _rx) = mpsc::unbounded_channel();
+                r.insert(job, tx, Phase::Waiting, false, Some(peer), t0);
+                Ok(())
+            }
+            Admit::Held(_) => Ok(()),
+            Admit::Refused(why) => Err(why),
+        };
+        link(&mut r, "l1", "server-1").unwrap();
+        link(&mut r, "l2", "server-1").unwrap();
+        let why = link(&mut r, "l3", "server-1").unwrap_err();
+        assert!(why.contains("server-1 already opened 2 jobs"), "{why}");
+        // Another server's links, and parties' uploads, still have room.
+        link(&mut r, "m1", "server-2").unwrap();
+        add(&mut r, "u1", t0);
+        // An upload to a job a link created makes it count: the table (2) is then full.
+        assert!(matches!(r.admit("l1", t0), Admit::Held(_)));
+        assert!(
+            matches!(r.admit("l2", t0), Admit::Refused(_)),
+            "u1 and l1 count"
+        );
+        assert!(matches!(r.admit("u2", t0), Admit::Refused(_)));
+        // And server-1 may open a link-only job again.
+        link(&mut r, "l3", "server-1").unwrap();
     }
 
     #[test]

@@ -20,8 +20,8 @@ use std::sync::Arc;
 /// ALPN protocol identifier: the version of the wire protocol. Nodes of different versions
 /// refuse each other in the TLS handshake (no common application protocol), which
 /// [`crate::net::dial`] reports as a version mismatch. 2: optional dealer in job descriptions,
-/// pairwise OT rounds.
-pub const ALPN: &[u8] = b"ppea/2";
+/// pairwise OT rounds. 3: a party's upload carries its agreement tag (`Hello::Upload`).
+pub const ALPN: &[u8] = b"ppea/3";
 
 /// Where a node's TLS material lives.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

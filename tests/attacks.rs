@@ -438,6 +438,27 @@ fn parties_disagreeing_on_the_key_or_the_known_links_fail_the_job() {
 // Peers that announce huge lengths.
 // ---------------------------------------------------------------------------------------------
 
+/// A raw stream to node `at` of `c` as `identity`, for frames written by hand: the endpoint
+/// (to close when done), the connection (held while the stream is used) and the stream.
+async fn raw_stream(
+    c: &Cluster,
+    identity: &str,
+    at: usize,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+) {
+    let id = c.identity(identity);
+    let node = c.nodes[at].node.clone();
+    let ep = id.client_endpoint().unwrap();
+    let addr = ppea::net::dial::resolve(&node.addr).await.unwrap();
+    let conn = ep.connect(addr, &node.name).unwrap().await.unwrap();
+    let (s, r) = conn.open_bi().await.unwrap();
+    (ep, conn, s, r)
+}
+
 /// Writes a raw frame header: kind `W` and a word count, with no data behind it. A server
 /// that already refused what came before may have stopped the stream: the write then fails,
 /// and the refusal is what the tests check.
@@ -466,17 +487,12 @@ fn a_server_refuses_huge_announced_uploads_without_allocating() {
     let rows = 10u64;
     let width = spec.params.model.width() as u64;
     for case in ["share", "tokens", "misplaced", "unannounced"] {
-        let id = c.identity("party-a");
         // The last server (server-1) is the only one that takes an explicit share; server-0
         // (which booked no memory for one) refuses it.
         let at = if case == "misplaced" { 1 } else { 2 };
-        let server = c.nodes[at].node.clone();
         let spec = spec.clone();
-        let answer = rt().block_on(async move {
-            let ep = id.client_endpoint().unwrap();
-            let addr = ppea::net::dial::resolve(&server.addr).await.unwrap();
-            let conn = ep.connect(addr, &server.name).unwrap().await.unwrap();
-            let (mut s, r) = conn.open_bi().await.unwrap();
+        let answer = rt().block_on(async {
+            let (ep, _conn, mut s, r) = raw_stream(&c, "party-a", at).await;
             // "unannounced": 100 tokens per row after announcing 10 in all.
             let per_row = if case == "tokens" { 5000 } else { 100 };
             let hello = Hello::Upload {
@@ -546,13 +562,8 @@ async fn raw_control_announcing_a_huge_string(s: &mut quinn::SendStream, tag: u8
 #[test]
 fn a_server_refuses_a_greeting_announcing_a_huge_string() {
     let c = Cluster::new("attack-huge-string", 2, Limits::default());
-    let id = c.identity("party-a");
-    let server = c.nodes[0].node.clone();
-    let answer = rt().block_on(async move {
-        let ep = id.client_endpoint().unwrap();
-        let addr = ppea::net::dial::resolve(&server.addr).await.unwrap();
-        let conn = ep.connect(addr, &server.name).unwrap().await.unwrap();
-        let (mut s, r) = conn.open_bi().await.unwrap();
+    let answer = rt().block_on(async {
+        let (ep, _conn, mut s, r) = raw_stream(&c, "party-a", 1).await;
         // `Hello::Upload` (variant 0), whose first field is the job id.
         raw_control_announcing_a_huge_string(&mut s, 0).await;
         let (_, mut r) = ppea::net::wire::framed(s, r, PeerName::Server(0), 1 << 20);
@@ -581,13 +592,8 @@ fn a_greeting_must_arrive_whole_and_small_within_its_time_limit() {
             ..Limits::default()
         };
         let c = Cluster::new(&format!("attack-greeting-{wait_secs}"), 2, limits);
-        let id = c.identity("party-a");
-        let server = c.nodes[0].node.clone();
-        let ended = rt().block_on(async move {
-            let ep = id.client_endpoint().unwrap();
-            let addr = ppea::net::dial::resolve(&server.addr).await.unwrap();
-            let conn = ep.connect(addr, &server.name).unwrap().await.unwrap();
-            let (mut s, mut r) = conn.open_bi().await.unwrap();
+        let ended = rt().block_on(async {
+            let (ep, _conn, mut s, mut r) = raw_stream(&c, "party-a", 1).await;
             let mut frame = vec![b'C'];
             frame.extend_from_slice(&announced.to_le_bytes());
             frame.extend(std::iter::repeat_n(0u8, 1000));
@@ -676,12 +682,7 @@ async fn announce_upload(
     side: u8,
     rows: u64,
 ) -> (quinn::Endpoint, Option<Outcome>, impl Sized) {
-    let id = c.identity(party);
-    let node = c.nodes[server].node.clone();
-    let ep = id.client_endpoint().unwrap();
-    let addr = ppea::net::dial::resolve(&node.addr).await.unwrap();
-    let conn = ep.connect(addr, &node.name).unwrap().await.unwrap();
-    let (mut s, r) = conn.open_bi().await.unwrap();
+    let (ep, conn, mut s, r) = raw_stream(c, party, server).await;
     let hello = Hello::Upload {
         spec: Box::new(spec.clone()),
         side,

@@ -664,6 +664,16 @@ fn a_damaged_or_swapped_eval_dump_is_refused_naming_the_file() {
     short.results.pop();
     short.write(&dir.0).unwrap();
     refused(0, "rows but");
+    // A pair: the same job and width, best candidates within the other side's rows.
+    let mut b = dump.clone();
+    b.side = 1;
+    EvalDump::check_pair(&dump, &b).unwrap();
+    b.results[0].best = Some((b.data.rows.len() as u32, 0.0));
+    let e = EvalDump::check_pair(&b, &dump).unwrap_err().to_string();
+    assert!(e.contains("party A's dump names row"), "{e}");
+    b.job = "other".into();
+    let e = EvalDump::check_pair(&dump, &b).unwrap_err().to_string();
+    assert!(e.contains("different jobs"), "{e}");
     let left: Vec<_> = std::fs::read_dir(&dir.0)
         .unwrap()
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())

@@ -442,13 +442,7 @@ fn real_main() -> Result<()> {
         } => {
             let ds = ppea::model::import::load(&dataset, Format::Native)?;
             let (da, db) = (EvalDump::read(&a, 0)?, EvalDump::read(&b, 1)?);
-            if da.job != db.job {
-                bail!(
-                    "the two dumps come from different jobs ({:?} and {:?})",
-                    da.job,
-                    db.job
-                );
-            }
+            EvalDump::check_pair(&da, &db)?;
             let cand = ppea::model::blocking::candidates(
                 &da.data.tokens,
                 &db.data.tokens,

@@ -761,6 +761,33 @@ impl EvalDump {
         Ok(dump)
     }
 
+    /// Party A's and party B's dumps are of one job: the same job id and row width, and every
+    /// best candidate names a row of the other side.
+    pub fn check_pair(a: &EvalDump, b: &EvalDump) -> Result<()> {
+        if a.job != b.job {
+            return Err(Error::invalid(format!(
+                "the two dumps come from different jobs ({:?} and {:?})",
+                a.job, b.job
+            )));
+        }
+        if a.data.width != b.data.width {
+            return Err(Error::invalid(format!(
+                "the two dumps' rows differ in width ({} and {})",
+                a.data.width, b.data.width
+            )));
+        }
+        for (d, other, name) in [(a, b, "A"), (b, a, "B")] {
+            let rows = other.data.rows.len();
+            let best = d.results.iter().filter_map(|r| r.best);
+            if let Some((row, _)) = best.into_iter().find(|&(row, _)| row as usize >= rows) {
+                return Err(Error::invalid(format!(
+                    "party {name}'s dump names row {row} of the other side, which has {rows} rows"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The dump's parts fit together and it is `side`'s.
     fn check(&self, side: u8) -> std::result::Result<(), String> {
         let name = |s: u8| if s == 0 { "A" } else { "B" };

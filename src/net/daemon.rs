@@ -199,8 +199,10 @@ pub struct Daemon {
     admin: Option<std::net::TcpListener>,
 }
 
-/// Longest a stream's first message may take to arrive whole (or `wait_secs`, if shorter).
-const GREETING_SECS: u64 = 30;
+/// Longest a stream's first message may take to arrive whole: `wait_secs`, within these
+/// bounds (a greeting of kilobytes takes milliseconds; the floor spares a loaded machine with a
+/// short `wait_secs`).
+const GREETING_SECS: std::ops::RangeInclusive<u64> = 10..=30;
 /// Largest first message: a job description with its server list takes kilobytes.
 const MAX_GREETING: u32 = 1 << 20;
 /// First messages one peer identity may have in flight at once on this node, over all its
@@ -290,8 +292,8 @@ impl Daemon {
 }
 
 /// Handles one incoming connection: verifies the peer, then reads the hello of each stream
-/// (whole within [`GREETING_SECS`] or `wait_secs`, at most [`MAX_GREETING`] bytes, at most
-/// [`GREETINGS_PER_PEER`] of the peer's at once).
+/// (whole within `wait_secs` bounded by [`GREETING_SECS`], at most [`MAX_GREETING`] bytes, at
+/// most [`GREETINGS_PER_PEER`] of the peer's at once).
 async fn connection(
     inc: quinn::Incoming,
     cfg: Arc<ServerConfig>,
@@ -312,7 +314,8 @@ async fn connection(
     };
     info!(%peer, %remote, "peer connected");
     let in_flight = greetings.of(&peer);
-    let limit = Duration::from_secs(GREETING_SECS.min(cfg.limits.wait_secs.max(1)));
+    let secs = (cfg.limits.wait_secs).clamp(*GREETING_SECS.start(), *GREETING_SECS.end());
+    let limit = Duration::from_secs(secs);
     while let Ok((s, r)) = conn.accept_bi().await {
         let (s, mut r) = framed(s, r, PeerName::Unknown, cfg.max_bytes());
         let (cfg, jobs, ep, conn, peer, in_flight) = (

@@ -288,18 +288,47 @@ impl Graph {
     }
 }
 
+/// The name `path` is written under before it is renamed: hidden, beside it, this process's.
+fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
+    let tmp = format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id());
+    Ok(path.with_file_name(tmp))
+}
+
+/// Writes `tmp` through `write`, buffered, and syncs it to the disk.
+fn write_synced(
+    tmp: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(tmp)?);
+    write(&mut w)?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// Writes `path` through `write` under a temporary name ([`temp_path`]), synced, then renamed:
+/// the file is whole or as it was, and on failure no temporary file is left.
+pub fn write_file_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let tmp = temp_path(path)?;
+    write_synced(&tmp, write)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
 /// Writes several files into `dir` via temporary names, renaming only when all are written.
 pub fn write_atomically(dir: &Path, files: &[(&str, String)]) -> std::io::Result<()> {
-    let pid = std::process::id();
-    let tmps: Vec<_> = files
-        .iter()
-        .map(|(name, _)| (dir.join(format!(".{name}.{pid}.tmp")), dir.join(name)))
-        .collect();
+    let tmps = (files.iter())
+        .map(|(name, _)| Ok((temp_path(&dir.join(name))?, dir.join(name))))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let write = || -> std::io::Result<()> {
         for ((tmp, _), (_, body)) in tmps.iter().zip(files) {
-            let mut f = std::fs::File::create(tmp)?;
-            std::io::Write::write_all(&mut f, body.as_bytes())?;
-            f.sync_all()?;
+            write_synced(tmp, |w| w.write_all(body.as_bytes()))?;
         }
         for (tmp, dst) in &tmps {
             std::fs::rename(tmp, dst)?;

@@ -730,20 +730,12 @@ impl EvalDump {
     /// they are written) under a temporary name, then renamed: never a half-written dump.
     pub fn write(&self, dir: &std::path::Path) -> Result<()> {
         let path = dir.join(Self::FILE);
-        let tmp = dir.join(format!(".{}.{}.tmp", Self::FILE, std::process::id()));
-        let write = || -> std::result::Result<(), String> {
-            let f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-            let mut w = std::io::BufWriter::new(f);
+        crate::model::graph::write_file_atomically(&path, |mut w| {
             bincode::serde::encode_into_std_write(self, &mut w, bincode::config::standard())
-                .map_err(|e| e.to_string())?;
-            let f = w.into_inner().map_err(|e| e.error().to_string())?;
-            f.sync_all().map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::invalid(format!("writing {}: {e}", path.display()))
+                .map(|_| ())
+                .map_err(std::io::Error::other)
         })
+        .map_err(|e| Error::invalid(format!("writing {}: {e}", path.display())))
     }
 
     /// Reads party `side`'s dump from `dir`, refusing, naming the file, one that does not

@@ -156,24 +156,8 @@ fn read_audit_file(dir: &Path, name: &str) -> Section<Audit> {
 /// Writes `body` to `path` through a temporary file in the same directory and a rename, so the
 /// file is either the whole report or absent (or the previous one).
 pub fn write_atomically(path: &Path, body: &str) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let io = |e: std::io::Error| Error::invalid(format!("writing {}: {e}", path.display()));
-    std::fs::write(&tmp, body).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    crate::model::graph::write_file_atomically(path, |w| w.write_all(body.as_bytes()))
+        .map_err(|e| Error::invalid(format!("writing {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -967,8 +967,6 @@ fn peak_rss_mib() -> Option<u64> {
 
 /// Writes a dataset in the native layout; `what` says where it came from (for the last line).
 fn import(ds: &ppea::model::import::Dataset, what: &str, out: &Path) -> Result<()> {
-    ds.a.write_dir(&out.join("a"))?;
-    ds.b.write_dir(&out.join("b"))?;
     let mut links = String::new();
     for &(a, b) in ds.tune.iter().chain(&ds.test) {
         links.push_str(&format!(
@@ -993,16 +991,34 @@ fn import(ds: &ppea::model::import::Dataset, what: &str, out: &Path) -> Result<(
             .map(|p| format!("{}\n", side.ids[pick(p) as usize]))
             .collect()
     };
-    let files = [
-        ("links.tsv", links),
-        ("tune-links.tsv", pairs(&ds.tune)),
-        ("test-links.tsv", pairs(&ds.test)),
-        ("test-a.txt", ids(&ds.a, &|p| p.0)),
-        ("test-b.txt", ids(&ds.b, &|p| p.1)),
-        ("known-a.txt", known(&ds.a, &|p| p.0)),
-        ("known-b.txt", known(&ds.b, &|p| p.1)),
-    ];
-    ppea::model::graph::write_atomically(out, &files)?;
+    // Both graphs and the link files in one batch: every file is written and synced before
+    // any is renamed, so a failure leaves the folder as it was, never one side new and the
+    // other old.
+    let side_files = |dir: &str, g: &Graph| -> Vec<(String, String)> {
+        (g.native_files().into_iter())
+            .map(|(name, body)| (format!("{dir}/{name}"), body))
+            .collect()
+    };
+    let mut files = side_files("a", &ds.a);
+    files.extend(side_files("b", &ds.b));
+    files.extend(
+        [
+            ("links.tsv", links),
+            ("tune-links.tsv", pairs(&ds.tune)),
+            ("test-links.tsv", pairs(&ds.test)),
+            ("test-a.txt", ids(&ds.a, &|p| p.0)),
+            ("test-b.txt", ids(&ds.b, &|p| p.1)),
+            ("known-a.txt", known(&ds.a, &|p| p.0)),
+            ("known-b.txt", known(&ds.b, &|p| p.1)),
+        ]
+        .map(|(name, body)| (name.to_string(), body)),
+    );
+    let writing = || format!("writing {}", out.display());
+    ppea::model::graph::write_atomically(out, &files).with_context(writing)?;
+    for (side, g) in [("a", &ds.a), ("b", &ds.b)] {
+        g.remove_stale_files(&out.join(side))
+            .with_context(writing)?;
+    }
     println!(
         "{what}: {} + {} entities, {} tune and {} test links -> {}",
         ds.a.len(),
@@ -1148,5 +1164,48 @@ mod tests {
         left.sort();
         assert_eq!(left, ["matches.csv", "notes.txt"]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Importing over an earlier import replaces both graphs and the links in one batch, and
+    /// an earlier graph's attributes do not outlive it (they would be read with the new one);
+    /// no temporary file is left.
+    #[test]
+    fn an_import_over_an_earlier_one_leaves_nothing_of_it() {
+        let root = std::env::temp_dir().join(format!("ppea-reimport-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (src, out) = (root.join("src"), root.join("out"));
+        for side in ["a", "b"] {
+            let d = src.join(side);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("entities.tsv"), "e1\tOne\ne2\tTwo\n").unwrap();
+            std::fs::write(d.join("triples.tsv"), "e1\tr\te2\n").unwrap();
+            std::fs::write(d.join("attributes.tsv"), "e1\tcolour\tred\n").unwrap();
+        }
+        std::fs::write(src.join("links.tsv"), "e1\te1\ne2\te2\n").unwrap();
+        let load = |dir: &Path| ppea::model::import::load(dir, Format::Native).unwrap();
+        import(&load(&src), "first", &out).unwrap();
+        assert_eq!(load(&out).a.attributes.len(), 1);
+        // The source loses its attributes and an entity's name changes.
+        for side in ["a", "b"] {
+            std::fs::remove_file(src.join(side).join("attributes.tsv")).unwrap();
+            std::fs::write(src.join(side).join("entities.tsv"), "e1\tUno\ne2\tTwo\n").unwrap();
+        }
+        import(&load(&src), "second", &out).unwrap();
+        let again = load(&out);
+        for g in [&again.a, &again.b] {
+            assert!(g.attributes.is_empty());
+            assert_eq!(g.names[0], "Uno");
+        }
+        for side in ["a", "b"] {
+            assert!(!out.join(side).join("attributes.tsv").exists());
+        }
+        let mut names: Vec<_> = ["", "a", "b"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(out.join(d)).unwrap())
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

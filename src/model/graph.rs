@@ -231,9 +231,29 @@ impl Graph {
     }
 
     /// Writes the graph in the native layout (files are written to temporary names and renamed,
-    /// so a failure never leaves a half-written graph behind).
+    /// so a failure never leaves a half-written graph behind; an earlier graph's
+    /// `attributes.tsv` is removed when this one has none).
     pub fn write_dir(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
+        write_atomically(dir, &self.native_files())?;
+        self.remove_stale_files(dir)
+    }
+
+    /// Removes from `dir` the optional native files this graph does not have (an earlier
+    /// graph's `attributes.tsv` would be read with this one).
+    pub fn remove_stale_files(&self, dir: &Path) -> std::io::Result<()> {
+        if self.attributes.is_empty() {
+            match std::fs::remove_file(dir.join("attributes.tsv")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The native layout's files and their contents: `entities.tsv`, `triples.tsv`, and
+    /// `attributes.tsv` when the graph has attributes.
+    pub fn native_files(&self) -> Vec<(&'static str, String)> {
         let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
         let mut ent = String::new();
         for i in 0..self.len() {
@@ -272,7 +292,7 @@ impl Graph {
             }
             files.push(("attributes.tsv", att));
         }
-        write_atomically(dir, &files)
+        files
     }
 
     /// Neighbours of every entity (both directions), as `(neighbour, relation, outgoing)`.
@@ -321,8 +341,14 @@ pub fn write_file_atomically(
         })
 }
 
-/// Writes several files into `dir` via temporary names, renaming only when all are written.
-pub fn write_atomically(dir: &Path, files: &[(&str, String)]) -> std::io::Result<()> {
+/// Writes several files under `dir` (names may hold subfolders, which are created) via
+/// temporary names, renaming only when all are written and synced.
+pub fn write_atomically<N: AsRef<Path>>(dir: &Path, files: &[(N, String)]) -> std::io::Result<()> {
+    for (name, _) in files {
+        if let Some(parent) = dir.join(name).parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
     let tmps = (files.iter())
         .map(|(name, _)| Ok((temp_path(&dir.join(name))?, dir.join(name))))
         .collect::<std::io::Result<Vec<_>>>()?;

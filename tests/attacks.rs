@@ -1195,6 +1195,46 @@ fn an_out_of_range_upload_fails_the_job_naming_the_party() {
     }
 }
 
+/// In an evaluation job (`reveal_best`), whose rows also carry each row's best candidate and
+/// its score, a failed upload's results are all zero too, for both parties: the range checks'
+/// verdict gates every per-row word on shares, so a party that ignores the status word reads
+/// nothing from its rows (before, the best candidates and scores were not gated: a review's
+/// finding). The honest job's best candidates are the control.
+#[test]
+fn a_failed_upload_leaves_every_result_word_zero_even_in_evaluation_jobs() {
+    let p = JobParams {
+        reveal_best: true,
+        ..JobParams::default()
+    };
+    let (a, b) = prepare(EvalProtocol::Standard, &p);
+    let mut scaled = b.clone();
+    scaled.z.iter_mut().for_each(|v| *v = v.wrapping_mul(4));
+    let ow = p.out_width();
+    for (data_b, failed) in [(&b, false), (&scaled, true)] {
+        let out = rt()
+            .block_on(servers_inprocess(2, [up(&a), up(data_b)], &p, "range-best"))
+            .expect("the servers finish the job whatever the uploads");
+        for (shares, rows) in [(&out.a, a.rows.len()), (&out.b, b.rows.len())] {
+            let words: Vec<u64> = (0..rows * ow)
+                .map(|i| shares.iter().fold(0u64, |s, v| s.wrapping_add(v[i])))
+                .collect();
+            // Word 3 of a row is its best candidate's row (0 is a row too: count the others).
+            let best_rows = words.chunks(ow).filter(|r| r[3] != 0).count();
+            if failed {
+                assert!(
+                    words.iter().all(|&x| x == 0),
+                    "a failed job's rows carry words"
+                );
+            } else {
+                assert!(
+                    best_rows > rows / 2,
+                    "{best_rows} of {rows} best candidates"
+                );
+            }
+        }
+    }
+}
+
 /// The same over QUIC: both parties are told why and write nothing; the servers keep serving.
 #[test]
 fn an_out_of_range_upload_over_quic_fails_cleanly_for_both_parties() {
@@ -1911,6 +1951,122 @@ fn a_party_cannot_evict_another_partys_upload() {
     c.still_serves("after-evict");
 }
 
+/// A party that the held upload of a job does not name (here party B, while party A's upload
+/// for a job with another partner waits) is refused without learning who holds the job: before,
+/// the refusal named both of the job's parties (a review's finding).
+#[test]
+fn a_stranger_to_a_held_job_learns_nothing_of_its_parties() {
+    let quick = Limits {
+        wait_secs: 3,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-stranger", 2, quick);
+    let spec = c.spec("stranger", JobParams::default());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ia, ib) = (c.identity("party-a"), c.identity("party-b"));
+    let mut held = spec.clone();
+    held.parties = ["party-a".into(), "party-z".into()];
+    // Leaked: the uploads' futures borrow their progress for 'static.
+    let quiet = &*Box::leak(Box::new(ppea::net::progress::Lines(|_: &str| {})));
+    // Party A's upload is held once the server says it waits for A's partner.
+    let held_now = Arc::new(tokio::sync::Notify::new());
+    let on_held = held_now.clone();
+    let a_progress = &*Box::leak(Box::new(ppea::net::progress::Lines(move |line: &str| {
+        if line.contains("party-z") {
+            on_held.notify_one();
+        }
+    })));
+    let upload = |id: &Identity,
+                  spec: JobSpec,
+                  side: u8,
+                  data: &PartyData,
+                  quiet: &'static dyn ppea::net::progress::PartyProgress| {
+        let z = share_compressed(&data.z, 2).unwrap();
+        let ep = id.client_endpoint().unwrap();
+        let data = data.clone();
+        async move {
+            let r = upload_to(
+                &ep,
+                &spec,
+                0,
+                side,
+                &data,
+                ZShare::Msg(&z[0]),
+                None,
+                None,
+                T,
+                quiet,
+            )
+            .await;
+            ep.close(0u32.into(), b"done");
+            r
+        }
+    };
+    let (_, stranger) = rt().block_on(async {
+        tokio::join!(upload(&ia, held, 0, &a, a_progress), async {
+            tokio::time::timeout(Duration::from_secs(60), held_now.notified())
+                .await
+                .expect("party A's upload is held");
+            upload(&ib, spec.clone(), 1, &b, quiet).await
+        })
+    });
+    let why = stranger.expect_err("the job is not B's").to_string();
+    assert!(why.contains("held by other parties"), "{why}");
+    assert!(
+        !why.contains("party-a") && !why.contains("party-z"),
+        "{why}"
+    );
+    c.still_serves("after-stranger");
+}
+
+/// A peer that completes the handshake but allows no stream (its transport settings say zero
+/// streams) does not hold a node dialling it: opening the stream is bounded by the dial's time
+/// limit, and the error names the peer. Before, only the handshake was, and the job waited
+/// until `job_secs` (a review's finding).
+#[test]
+fn a_peer_allowing_no_stream_does_not_hold_the_dial() {
+    let c = Cluster::new("attack-no-stream", 2, Limits::default());
+    let _guard = rt().enter();
+    let id = Identity::load("server-1", &files(&c.dir.0, "server-1")).unwrap();
+    let mut sc = id.server_config().unwrap();
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(0u32.into());
+    sc.transport_config(Arc::new(t));
+    let fake = quinn::Endpoint::server(sc, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let node = ppea::net::job::Node::new("server-1", fake.local_addr().unwrap().to_string());
+    rt().spawn(async move {
+        let mut held = Vec::new();
+        while let Some(inc) = fake.accept().await {
+            if let Ok(conn) = inc.await {
+                held.push(conn);
+            }
+        }
+    });
+    let ep = c.identity("server-0").client_endpoint().unwrap();
+    let dialled = rt().block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            open(
+                &ep,
+                &node,
+                PeerName::Server(1),
+                1 << 20,
+                Duration::from_secs(10),
+            ),
+        )
+        .await
+    });
+    let why = match dialled {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(_)) => panic!("a stream was opened"),
+        Err(_) => panic!("the dial waited 30 s for a stream"),
+    };
+    assert!(
+        why.contains("timed out opening a stream") && why.contains("server-1"),
+        "{why}"
+    );
+}
+
 /// A stand-in for server 1 of `c` holding server-1's real certificate, that accepts every
 /// connection and stream and answers nothing (its keep-alives keep the connection open); the
 /// job description `job` sends server 0 to it. Runs on [`rt`].
@@ -1933,6 +2089,138 @@ fn mute_server_1(c: &Cluster, job: &str) -> JobSpec {
         }
     });
     spec
+}
+
+/// Like [`mute_server_1`], but the fake server-1 accepts server-0's link (answers its greeting
+/// with `Ack::Ok`) and then says nothing: server-0 is past its linking, computing, until the
+/// silence limit. A dealer-free job (no dealer to wait on).
+fn acking_server_1(c: &Cluster, job: &str) -> JobSpec {
+    let _guard = rt().enter();
+    let id = Identity::load("server-1", &files(&c.dir.0, "server-1")).unwrap();
+    let ep = id.endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut spec = c.spec(job, JobParams::default());
+    spec.params.correlation = ppea::mpc::source::Correlation::Ot;
+    spec.dealer = None;
+    spec.servers[1] = ppea::net::job::Node::new("server-1", ep.local_addr().unwrap().to_string());
+    rt().spawn(async move {
+        while let Some(inc) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = inc.await else { return };
+                let mut held = Vec::new();
+                while let Ok((mut s, mut r)) = conn.accept_bi().await {
+                    if read_control::<Hello>(&mut r).await.is_some() {
+                        raw_control(&mut s, &Ack::Ok).await;
+                    }
+                    held.push((s, r));
+                }
+            });
+        }
+    });
+    spec
+}
+
+/// A server link greeting for `job`, sent by `identity` to node `at` of `c` as server `from`;
+/// returns the stream to read the answer on (and what keeps it open).
+async fn server_link(
+    c: &Cluster,
+    identity: &str,
+    at: usize,
+    job: &str,
+    from: u32,
+    digest: Digest,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+) {
+    let (ep, conn, mut s, r) = raw_stream(c, identity, at).await;
+    let hello = Hello::Server {
+        job: job.into(),
+        from,
+        worker: 0,
+        digest,
+        uploads: [Digest([0; 32]), Digest([0; 32])],
+    };
+    raw_control(&mut s, &hello).await;
+    (ep, conn, s, r)
+}
+
+/// A link that is not the job's to make (here server-1's own identity linking to server-1 as
+/// server 0, before the parties upload) is refused by itself, and the job runs with the
+/// genuine link: before, it failed the job, so any configured server that knew a job id could
+/// end it (a review's finding).
+#[test]
+fn a_link_that_is_not_the_jobs_to_make_is_refused_alone() {
+    let c = Cluster::new("attack-foreign-link", 2, Limits::default());
+    let spec = c.spec("foreign", JobParams::default());
+    let digest = spec.digest().unwrap();
+    // nodes[2] is server-1.
+    let mut forged = rt().block_on(server_link(&c, "server-1", 2, "foreign", 0, digest));
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ra, rb) = c.run(&spec, &a, &b);
+    let words =
+        |r: Vec<ppea::net::party::ServerResult>| r.into_iter().map(|x| x.words).collect::<Vec<_>>();
+    let rows = finish_party(&a, &words(ra.expect("the job runs")), &spec.params).unwrap();
+    assert!(rows.iter().filter(|r| r.matched).count() > 100);
+    finish_party(&b, &words(rb.expect("the job runs")), &spec.params).unwrap();
+    let answer = rt().block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), read_control::<Ack>(&mut forged.3)).await
+    });
+    match answer {
+        Ok(Some(Ack::Refused(why))) => {
+            assert!(why.contains("cannot link as server 0"), "{why}")
+        }
+        other => panic!("the forged link got {other:?}"),
+    }
+}
+
+/// A link that reaches a job past its linking (here server-1's identity greeting server-0
+/// again while server-0 computes) is refused at once, not held unread with its connection and
+/// the data it sent until the job ends (a review's finding: up to 128 MiB per connection, for
+/// up to `job_secs`).
+#[test]
+fn a_link_to_a_running_job_is_refused_at_once() {
+    let limits = Limits {
+        wait_secs: 5,
+        silence_secs: 15,
+        ..Limits::default()
+    };
+    let c = Cluster::new("attack-late-link", 2, limits);
+    let spec = acking_server_1(&c, "late");
+    let digest = spec.digest().unwrap();
+    let job = std::thread::scope(|scope| {
+        let job = scope.spawn(|| both_upload_to_server_0(&c, &spec, Duration::from_secs(120)));
+        // Until server-0 is past its linking: a greeting then gets "already running" (before
+        // it, a greeting waiting with the uploads is refused once the linking is done, as not
+        // a link of the job).
+        let mut answers = Vec::new();
+        for _ in 0..40 {
+            let answer = rt().block_on(async {
+                let mut late = server_link(&c, "server-1", 1, "late", 1, digest).await;
+                tokio::time::timeout(Duration::from_secs(5), read_control::<Ack>(&mut late.3)).await
+            });
+            let running =
+                matches!(&answer, Ok(Some(Ack::Refused(why))) if why.contains("already running"));
+            answers.push(format!("{answer:?}"));
+            if running {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert!(
+            answers
+                .last()
+                .is_some_and(|a| a.contains("already running")),
+            "{answers:?}"
+        );
+        job.join().unwrap()
+    });
+    for r in job {
+        let e = r.expect_err("server-1 says nothing").to_string();
+        assert!(e.contains("silence_secs"), "{e}");
+    }
+    c.still_serves("after-late-link");
 }
 
 /// Both parties' uploads to server 0 of `c` under `spec`, each to the end of its job, within

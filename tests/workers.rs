@@ -165,6 +165,46 @@ fn what_workers_cannot_run_is_refused_by_name() {
     assert!(err.contains("400 workers"), "{err}");
 }
 
+/// A party whose upload is too small for the servers' workers (fewer rows than a server has
+/// workers) is refused before anything of it is read, naming only its own row count: before,
+/// the computation failed with a message naming both sides' counts, sent to both parties, so a
+/// party could learn the other's exact row count by uploading one row.
+#[test]
+fn an_upload_too_small_for_the_workers_reveals_nothing_of_the_other_side() {
+    // Party B waits for A's upload `wait_secs`: short here.
+    let limits = Limits {
+        wait_secs: 3,
+        silence_secs: 6,
+        ..Limits::default()
+    };
+    let c = Cluster::with_workers_limits("workers-tiny", 2, 2, limits);
+    let spec = c.spec("tiny", JobParams::default());
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let mut one = a.clone();
+    one.rows.truncate(1);
+    one.z.truncate(one.width);
+    one.tokens.own.truncate(1);
+    one.tokens.neighbour.truncate(1);
+    let (ra, rb) = c.run(&spec, &one, &b);
+    let why_a = ra.expect_err("a one-row upload is refused").to_string();
+    assert!(
+        why_a.contains("an upload of 1 rows is too small"),
+        "{why_a}"
+    );
+    let why_b = rb.expect_err("the job cannot run").to_string();
+    let (na, nb) = (a.rows.len(), b.rows.len());
+    assert!(
+        !why_a.contains(&nb.to_string()),
+        "B's {nb} rows reach A: {why_a}"
+    );
+    assert!(!why_b.contains(&na.to_string()), "{why_b}");
+    assert!(
+        !why_b.contains("1 rows"),
+        "A's row count reaches B: {why_b}"
+    );
+    c.still_serves("after-tiny");
+}
+
 /// Over QUIC: servers of 2 and 3 worker processes each (every worker a daemon with its
 /// server's identity; the job description lists their addresses) give each party the results
 /// that servers of one process give for the same uploads.

@@ -856,12 +856,13 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     p.validate()?;
     let w = p.model.width();
     let (na, nb) = (pa.tokens.own.len(), pb.tokens.own.len());
-    if na == 0 || nb == 0 || pa.z.len() != na * w || pb.z.len() != nb * w {
-        return Err(Error::invalid(format!(
-            "uploads do not match: {na} and {nb} rows, {} and {} words, width {w}",
-            pa.z.len(),
-            pb.z.len()
-        )));
+    // The message reaches both parties: it names the side, not its sizes.
+    for (side, n, z) in [("a", na, &pa.z), ("b", nb, &pb.z)] {
+        if n == 0 || z.len() != n * w {
+            return Err(Error::invalid(format!(
+                "party {side}'s upload does not hold {w} words for each of its rows"
+            )));
+        }
     }
     let ids = p.share_partner_ids;
     if ids && (pa.ids.len() != na * ID_WORDS || pb.ids.len() != nb * ID_WORDS) {
@@ -1334,8 +1335,12 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         (keep, oh, score, similarity)
     };
     // 6. Link tokens (random shared values, one per pair, selected by `keep`) and the
-    //    matched rows' similarity, in one round.
+    //    matched rows' similarity, in one round; in evaluation jobs (`reveal_best`) also each
+    //    row's best candidate and its score, gated by the range checks as every other output
+    //    (without the gate, a party whose upload failed them still read its rows' best
+    //    candidates and scores: a review's finding).
     let keep_b = b_pairs.read(mesh, &keep, mesh_max).await?;
+    let rows = oa + ob;
     let (matched, x, y) = cpu_bound(|| {
         let mut matched = row_sum(&keep, oa);
         matched.extend(row_sum(&keep_b, ob));
@@ -1343,12 +1348,28 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         x.extend_from_slice(&matched);
         let mut y = Prg::fresh().vec(oa * k);
         y.extend_from_slice(&similarity);
+        if p.reveal_best {
+            x.extend(std::iter::repeat_n(both_ok, 2 * rows));
+            y.extend((0..rows).map(|i| {
+                let (local, list, first) = if i < oa {
+                    (i, &cand.a, ra.start)
+                } else {
+                    (i - oa, &cand.b, rb.start)
+                };
+                let row = first + local;
+                (oh[i * k..(i + 1) * k].iter())
+                    .zip(&list[row * k..(row + 1) * k])
+                    .fold(0u64, |s, (o, &c)| s.wrapping_add(o.wrapping_mul(c as u64)))
+            }));
+            y.extend_from_slice(&score[..rows]);
+        }
         (matched, x, y)
     });
-    // `keep` and `matched` are shared bits (at most one kept pair per row).
+    // `keep`, `matched` and `both_ok` are shared bits (at most one kept pair per row).
     let prod = eng.mul_bits(&x, y, 1).await?;
     drop(x);
-    let (kept_tok, score_out) = prod.split_at(oa * k);
+    let (kept_tok, rest) = prod.split_at(oa * k);
+    let (score_out, best) = rest.split_at(rows);
     let tok_a = row_sum(kept_tok, oa);
     let kept_tok_b = b_pairs.read(mesh, kept_tok, mesh_max).await?;
     let tok_b = row_sum(&kept_tok_b, ob);
@@ -1477,20 +1498,14 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         b: Vec::with_capacity(ob * ow),
     };
     for i in 0..oa + ob {
-        let (side, local, list, first) = if i < oa {
-            (&mut out.a, i, &cand.a, ra.start)
+        let (side, tok) = if i < oa {
+            (&mut out.a, tok_a[i])
         } else {
-            (&mut out.b, i - oa, &cand.b, rb.start)
+            (&mut out.b, tok_b[i - oa])
         };
-        let tok = if i < oa { tok_a[local] } else { tok_b[local] };
         side.extend([matched[i], score_out[i], tok]);
         if p.reveal_best {
-            let row = first + local;
-            let best_row = oh[i * k..(i + 1) * k]
-                .iter()
-                .zip(&list[row * k..(row + 1) * k])
-                .fold(0u64, |s, (o, &c)| s.wrapping_add(o.wrapping_mul(c as u64)));
-            side.extend([best_row, score[i]]);
+            side.extend([best[i], best[rows + i]]);
         }
         if ids {
             side.extend_from_slice(&partner[i * ID_WORDS..(i + 1) * ID_WORDS]);

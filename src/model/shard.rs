@@ -34,10 +34,12 @@ impl Shards {
     /// `na` and `nb` rows over `workers` workers; every worker gets at least one row of each
     /// side.
     pub fn new(na: usize, nb: usize, workers: usize) -> Result<Shards> {
+        // The message reaches both parties: it names no side's row count (each party's
+        // upload was refused below the job's `min_rows` already; this is the last guard).
         if workers == 0 || workers > na || workers > nb {
             return Err(Error::invalid(format!(
-                "{workers} workers cannot share {na} and {nb} rows (each needs at least one \
-                 row of each side)"
+                "{workers} workers cannot share the rows: each needs at least one row of each \
+                 side"
             )));
         }
         Ok(Shards { na, nb, workers })

@@ -11,7 +11,8 @@ use crate::mpc::protocol::Session;
 use crate::mpc::source::{Correlation, Source};
 use crate::net::config::ServerConfig;
 use crate::net::daemon::{
-    DISAGREE, Event, Jobs, Upload, answer_link, book, next_event, refuse_event, timed_out,
+    DISAGREE, Event, Jobs, Upload, answer_link, book, next_event_until, refuse_aside, refuse_event,
+    refuse_late, timed_out,
 };
 use crate::net::dial::open;
 use crate::net::job::{Ack, DealerHello, Hello, JobSpec, JobStats, Outcome, OutputMode};
@@ -164,7 +165,11 @@ pub(crate) async fn compute_job(
             }
             drop(up);
         });
-    futures::future::join_all(answers).await;
+    // Late events are refused while the answers go out too.
+    tokio::select! {
+        _ = futures::future::join_all(answers) => {}
+        never = refuse_late(&mut rx) => match never {},
+    }
     match result {
         Ok(out) => {
             book(jobs).count_bytes(0, out.2.bytes_sent);
@@ -198,6 +203,14 @@ fn upload_conflict(
     up: &Upload,
 ) -> Option<String> {
     let (name, from) = (["a", "b"][side], up.from.as_str());
+    // A party that no held upload names learns nothing of who holds the job (before, it was
+    // told both parties' names: a review's finding).
+    let strangers = (held.iter().flatten()).all(|(h, _)| !h.spec.parties.iter().any(|p| p == from));
+    if held.iter().any(Option::is_some) && strangers {
+        return Some(format!(
+            "job {job:?} is held by other parties here (use another job id)"
+        ));
+    }
     if let Some((old, _)) = &held[side]
         && old.from != from
     {
@@ -317,7 +330,7 @@ async fn collect(
                 held[side] = Some((up, reply));
                 deadline = tokio::time::Instant::now() + wait;
             }
-            Ok(Ok(Some(ev))) => stash.push(ev),
+            Ok(Ok(Some(ev))) => stash_newest(&mut stash, ev),
             Ok(Ok(None)) => {
                 let e = Error::invalid("job channel closed");
                 return Collected::Failed(held.into_iter().flatten().collect(), e);
@@ -407,6 +420,28 @@ async fn link(
             crate::error::peer_text(&why)
         ))),
     }
+}
+
+/// Keeps a link that arrives before the uploads for when they are in: at most one per peer
+/// identity (and one worker link per worker index), a newer one refusing the older aside, so
+/// that what waits is bounded by the configured identities whatever a peer sends (before, every
+/// link waited, with its connection and the data it sent: a review's finding).
+fn stash_newest(stash: &mut Vec<Event>, ev: Event) {
+    let key = |e: &Event| match e {
+        Event::Link { peer, .. } => Some((peer.clone(), None)),
+        Event::Mesh { from, .. } => Some((String::new(), Some(*from))),
+        Event::Upload(..) | Event::DealerLink { .. } => None,
+    };
+    let mine = key(&ev);
+    if mine.is_some()
+        && let Some(i) = stash.iter().position(|e| key(e) == mine)
+    {
+        refuse_aside(
+            stash.remove(i),
+            "replaced by a newer link from the same peer".into(),
+        );
+    }
+    stash.push(ev);
 }
 
 /// The rows of side `side` this process answers for: all of them, or a worker's shard.
@@ -602,12 +637,14 @@ pub(crate) async fn run_compute(
         *slot = Some((s, r));
         conns.push(conn);
     }
-    // Links from lower-indexed servers and workers.
+    // Links from lower-indexed servers and workers. The wait restarts only when a link of the
+    // job's is accepted, so that links refused by themselves cannot keep it open.
     let mut pending: std::collections::VecDeque<Event> = stash.into();
+    let mut deadline = tokio::time::Instant::now() + wait;
     while peers.iter().take(me).any(Option::is_none) || mesh.iter().take(wk).any(Option::is_none) {
         let ev = match pending.pop_front() {
             Some(ev) => ev,
-            None => next_event(rx, wait, "the other servers").await?,
+            None => next_event_until(rx, deadline, wait, "the other servers").await?,
         };
         match ev {
             Event::Link {
@@ -619,11 +656,34 @@ pub(crate) async fn run_compute(
                 mut streams,
                 conn,
             } => {
-                let bad = if from >= me || peer != names[from] {
-                    Some(format!("{peer} cannot link as server {from}"))
+                // A link that is not this job's to make (another identity, an index that does
+                // not link here, a second link) is refused by itself and the job waits on for
+                // the genuine one: before, it failed the job, so any configured server that
+                // knew a job id could end it (a review's finding).
+                let foreign = if from >= me || peer != names[from] {
+                    Some(format!("{peer} cannot link as server {from} of this job"))
                 } else if peers[from].is_some() {
                     Some(format!("{peer} linked twice for this job"))
-                } else if worker != wk {
+                } else {
+                    None
+                };
+                if let Some(why) = foreign {
+                    warn!(job, "link refused: {why}");
+                    refuse_aside(
+                        Event::Link {
+                            from,
+                            worker,
+                            peer,
+                            digest: d,
+                            uploads: u,
+                            streams,
+                            conn,
+                        },
+                        why,
+                    );
+                    continue;
+                }
+                let bad = if worker != wk {
                     Some(format!(
                         "worker {worker} of {peer} linked to worker {wk} of {}: the job's server \
                          lists disagree on the workers' addresses",
@@ -640,6 +700,7 @@ pub(crate) async fn run_compute(
                 set_silence(&mut streams, silence);
                 peers[from] = Some(streams);
                 conns.push(conn);
+                deadline = tokio::time::Instant::now() + wait;
             }
             Event::Upload(_, _, mut reply) => {
                 let _ = reply
@@ -666,122 +727,138 @@ pub(crate) async fn run_compute(
                 set_silence(&mut streams, silence);
                 mesh[from] = Some(streams);
                 conns.push(conn);
+                deadline = tokio::time::Instant::now() + wait;
             }
             Event::DealerLink { .. } => {}
         }
     }
-    let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
-    if spec.params.correlation == Correlation::Ot {
-        let p = &spec.params;
-        // Each worker's bilinear form covers its share of the columns (and pieces of the
-        // blocks): every worker's request must fit.
-        let bounds = crate::model::upload_check::UploadBounds::new(p);
-        let per_row = crate::model::blocking::per_row(na, nb, &p.blocking);
-        for wk in 0..workers {
-            let (cols, pieces) = crate::model::align::worker_columns(&bounds, workers, wk);
-            if cols.is_empty() {
-                // More workers than columns: the alignment refuses that with its own reason.
-                continue;
-            }
-            let spans: Vec<usize> = pieces.iter().map(|&(_, l)| l).collect();
-            ot::bilinear::job_cost(k, na, nb, cols.len(), &spans, p.explain, per_row)?;
-        }
+    // Links still waiting (another identity's, or behind the genuine ones) are answered now,
+    // not held until the job ends.
+    for ev in pending {
+        refuse_aside(ev, "not a link of this job".into());
     }
-    // The dealer, unless the servers make the correlated randomness themselves.
-    let dealer_link = match &spec.dealer {
-        None => None,
-        Some(dealer) => {
-            report(Phase::Linking, vec![dealer.name.clone()], None);
-            let (dconn, mut ds, mut dr) =
-                open(ep, dealer, PeerName::Dealer, max, Duration::from_secs(20)).await?;
-            ds.set_silence(silence);
-            dr.set_silence(silence);
-            // Each group of workers (worker `wk` of every server) is one job for the dealer.
-            let dealer_job = if workers == 1 {
-                job.to_string()
-            } else {
-                format!("{job}#worker-{wk}")
-            };
-            ds.control(&Hello::Dealer(DealerHello {
-                job: dealer_job,
-                server: me as u32,
-                servers: names.iter().map(|n| n.to_string()).collect(),
-                digest,
-                max_material_words: spec.params.max_material_words(na, nb) as u64,
-            }))
-            .await?;
-            match dr.control::<Ack>().await? {
-                Ack::Ok => {}
-                Ack::Refused(why) => {
-                    return Err(Error::invalid(format!(
-                        "the dealer refused the link: {}",
-                        crate::error::peer_text(&why)
-                    )));
+    // Past linking, nothing more reaches this job: a late link or upload is refused aside
+    // (before, it sat unread in the job's channel, with its connection and the data it sent,
+    // until the job ended: a review's finding).
+    let linked = async {
+        let (na, nb) = (sa.tokens.own.len(), sb.tokens.own.len());
+        if spec.params.correlation == Correlation::Ot {
+            let p = &spec.params;
+            // Each worker's bilinear form covers its share of the columns (and pieces of the
+            // blocks): every worker's request must fit.
+            let bounds = crate::model::upload_check::UploadBounds::new(p);
+            let per_row = crate::model::blocking::per_row(na, nb, &p.blocking);
+            for wk in 0..workers {
+                let (cols, pieces) = crate::model::align::worker_columns(&bounds, workers, wk);
+                if cols.is_empty() {
+                    // More workers than columns: the alignment refuses that with its own reason.
+                    continue;
                 }
+                let spans: Vec<usize> = pieces.iter().map(|&(_, l)| l).collect();
+                ot::bilinear::job_cost(k, na, nb, cols.len(), &spans, p.explain, per_row)?;
             }
-            conns.push(dconn);
-            Some((ds, dr))
         }
-    };
-    let transport = QuicTransport::new(me, peers, dealer_link)?;
-    let mut session = Session::new(transport);
-    let client = Source::connect(spec.params.correlation, &mut session).await?;
-    let mut eng = Engine::new(session, client);
-    let mut params = spec.params.clone();
-    params.share_partner_ids = a.spec.params.share_partner_ids && b.spec.params.share_partner_ids;
-    info!(job, me, servers = k, "computing");
-    report(Phase::Computing, Vec::new(), None);
-    // The parties see each finished step's name (public, fixed order; no value, no size).
-    let step = |what: &str| report(Phase::Computing, Vec::new(), Some(what));
-    let seed = job_seed(job);
-    let mut mesh = if workers > 1 {
-        Some(QuicMesh::new(wk, mesh)?)
-    } else {
-        None
-    };
-    let run = async {
-        match &mut mesh {
-            Some(m) => align_worker(&mut eng, m, sa, sb, &params, &seed, &step).await,
-            None => align_worker(&mut eng, &mut Solo, sa, sb, &params, &seed, &step).await,
-        }
-    };
-    let (mut out, _) = match run.await {
-        Ok(r) => r,
-        // The last server holds the dealer's refusal already: nothing more to wait for.
-        Err(e @ Error::Refused { .. }) => return Err(e),
-        Err(e) => {
-            // Only the last server reads the dealer's answers; when the dealer refused the job,
-            // the others see a peer vanish. Report the dealer's reason when there is one.
-            let mut t = eng.into_session().into_transport();
-            return Err(t.dealer_refusal(Duration::from_secs(1)).await.unwrap_or(e));
-        }
-    };
-    // Aggregate-only jobs answer with sums over the rows, added up over a server's workers.
-    if spec.output == OutputMode::Aggregate {
-        let sh = Shards::new(na, nb, workers)?;
-        let (rows, width) = ([sh.a(wk).len(), sh.b(wk).len()], params.out_width());
-        let [a, b] = match &mut mesh {
-            Some(m) => aggregate_answers(m, &out, rows, width).await?,
-            None => aggregate_answers(&mut Solo, &out, rows, width).await?,
+        // The dealer, unless the servers make the correlated randomness themselves.
+        let dealer_link = match &spec.dealer {
+            None => None,
+            Some(dealer) => {
+                report(Phase::Linking, vec![dealer.name.clone()], None);
+                let (dconn, mut ds, mut dr) =
+                    open(ep, dealer, PeerName::Dealer, max, Duration::from_secs(20)).await?;
+                ds.set_silence(silence);
+                dr.set_silence(silence);
+                // Each group of workers (worker `wk` of every server) is one job for the dealer.
+                let dealer_job = if workers == 1 {
+                    job.to_string()
+                } else {
+                    format!("{job}#worker-{wk}")
+                };
+                ds.control(&Hello::Dealer(DealerHello {
+                    job: dealer_job,
+                    server: me as u32,
+                    servers: names.iter().map(|n| n.to_string()).collect(),
+                    digest,
+                    max_material_words: spec.params.max_material_words(na, nb) as u64,
+                }))
+                .await?;
+                match dr.control::<Ack>().await? {
+                    Ack::Ok => {}
+                    Ack::Refused(why) => {
+                        return Err(Error::invalid(format!(
+                            "the dealer refused the link: {}",
+                            crate::error::peer_text(&why)
+                        )));
+                    }
+                }
+                conns.push(dconn);
+                Some((ds, dr))
+            }
         };
-        out = ServerOutput { a, b };
-    }
-    let stats = eng.stats();
-    info!(
-        job,
-        bytes_sent = stats.bytes_sent,
-        rounds = stats.rounds,
-        "secure computation finished"
-    );
-    eng.into_session().into_transport().shutdown().await;
-    if let Some(m) = mesh {
-        m.shutdown().await;
-    }
-    drop(conns);
-    let stats = JobStats {
-        bytes_sent: stats.bytes_sent,
-        rounds: stats.rounds,
-        bytes_from_dealer: stats.bytes_from_dealer,
+        let transport = QuicTransport::new(me, peers, dealer_link)?;
+        let mut session = Session::new(transport);
+        let client = Source::connect(spec.params.correlation, &mut session).await?;
+        let mut eng = Engine::new(session, client);
+        let mut params = spec.params.clone();
+        params.share_partner_ids =
+            a.spec.params.share_partner_ids && b.spec.params.share_partner_ids;
+        info!(job, me, servers = k, "computing");
+        report(Phase::Computing, Vec::new(), None);
+        // The parties see each finished step's name (public, fixed order; no value, no size).
+        let step = |what: &str| report(Phase::Computing, Vec::new(), Some(what));
+        let seed = job_seed(job);
+        let mut mesh = if workers > 1 {
+            Some(QuicMesh::new(wk, mesh)?)
+        } else {
+            None
+        };
+        let run = async {
+            match &mut mesh {
+                Some(m) => align_worker(&mut eng, m, sa, sb, &params, &seed, &step).await,
+                None => align_worker(&mut eng, &mut Solo, sa, sb, &params, &seed, &step).await,
+            }
+        };
+        let (mut out, _) = match run.await {
+            Ok(r) => r,
+            // The last server holds the dealer's refusal already: nothing more to wait for.
+            Err(e @ Error::Refused { .. }) => return Err(e),
+            Err(e) => {
+                // Only the last server reads the dealer's answers; when the dealer refused the job,
+                // the others see a peer vanish. Report the dealer's reason when there is one.
+                let mut t = eng.into_session().into_transport();
+                return Err(t.dealer_refusal(Duration::from_secs(1)).await.unwrap_or(e));
+            }
+        };
+        // Aggregate-only jobs answer with sums over the rows, added up over a server's workers.
+        if spec.output == OutputMode::Aggregate {
+            let sh = Shards::new(na, nb, workers)?;
+            let (rows, width) = ([sh.a(wk).len(), sh.b(wk).len()], params.out_width());
+            let [a, b] = match &mut mesh {
+                Some(m) => aggregate_answers(m, &out, rows, width).await?,
+                None => aggregate_answers(&mut Solo, &out, rows, width).await?,
+            };
+            out = ServerOutput { a, b };
+        }
+        let stats = eng.stats();
+        info!(
+            job,
+            bytes_sent = stats.bytes_sent,
+            rounds = stats.rounds,
+            "secure computation finished"
+        );
+        eng.into_session().into_transport().shutdown().await;
+        if let Some(m) = mesh {
+            m.shutdown().await;
+        }
+        drop(conns);
+        let stats = JobStats {
+            bytes_sent: stats.bytes_sent,
+            rounds: stats.rounds,
+            bytes_from_dealer: stats.bytes_from_dealer,
+        };
+        Ok((out, params.out_width(), stats))
     };
-    Ok((out, params.out_width(), stats))
+    tokio::select! {
+        r = linked => r,
+        never = refuse_late(rx) => match never {},
+    }
 }

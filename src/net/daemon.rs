@@ -433,7 +433,14 @@ pub(crate) async fn dispatch(
                          row are allowed"
                     )));
                 }
-                if rows == 0 || bytes > limit as u128 {
+                let fewest = spec.min_rows() as u64;
+                if rows < fewest {
+                    return Err(refuse(format!(
+                        "an upload of {rows} rows is too small for this job: its servers' \
+                         workers need at least {fewest} rows of each side"
+                    )));
+                }
+                if bytes > limit as u128 {
                     return Err(refuse(format!(
                         "an upload of {rows} rows exceeds this server's limit of {} MiB per share \
                          (limits.max_message_mib, or limits.spill_max_gib for shares spilled to disk, all held \
@@ -703,12 +710,46 @@ pub(crate) async fn refuse_event(ev: Event, why: &str) {
     }
 }
 
+/// How long a refusal sent aside ([`refuse_aside`]) may take: a peer that does not read it
+/// loses it, and its streams are dropped.
+const ASIDE_SECS: u64 = 10;
+
+/// Refuses `ev` on a task of its own, within [`ASIDE_SECS`], so that the job does not wait on
+/// a peer that does not read.
+pub(crate) fn refuse_aside(ev: Event, why: String) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(ASIDE_SECS), refuse_event(ev, &why)).await;
+    });
+}
+
+/// Refuses, aside, every event that reaches a job past its linking (a link, a worker link or
+/// an upload for a job already running), so that none is held unread, with its connection,
+/// until the job ends. Never returns; run it beside the job.
+pub(crate) async fn refuse_late(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+) -> std::convert::Infallible {
+    while let Some(ev) = rx.recv().await {
+        refuse_aside(ev, "this job is already running".to_string());
+    }
+    std::future::pending().await
+}
+
 pub(crate) async fn next_event(
     rx: &mut mpsc::UnboundedReceiver<Event>,
     wait: Duration,
     what: &str,
 ) -> Result<Event> {
-    match tokio::time::timeout(wait, rx.recv()).await {
+    next_event_until(rx, tokio::time::Instant::now() + wait, wait, what).await
+}
+
+/// [`next_event`] until `deadline` (a wait of `wait` that some events do not restart).
+pub(crate) async fn next_event_until(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    deadline: tokio::time::Instant,
+    wait: Duration,
+    what: &str,
+) -> Result<Event> {
+    match tokio::time::timeout_at(deadline, rx.recv()).await {
         Ok(Some(ev)) => Ok(ev),
         Ok(None) => Err(Error::invalid("job channel closed")),
         Err(_) => Err(timed_out(wait, what)),

@@ -5,7 +5,7 @@ use crate::error::{Error, PeerName};
 use crate::model::footprint::{BASE_BYTES, DEALER_MEASURED_WORDS, dealer_bytes, mib};
 use crate::mpc::dealer::{Dealer, serve};
 use crate::net::config::ServerConfig;
-use crate::net::daemon::{DISAGREE, Event, Jobs, answer_link, book, next_event};
+use crate::net::daemon::{DISAGREE, Event, Jobs, answer_link, book, next_event, refuse_late};
 use crate::net::job::DealerHello;
 use crate::net::quic::QuicDealer;
 use crate::net::registry::OverBudget;
@@ -91,7 +91,11 @@ pub(crate) async fn dealer_job(
         let mut net = QuicDealer::new(links.into_iter().map(|l| l.expect("all present")).collect());
         let dealer = (Dealer::new(k)?.with_max_words(max_words))
             .with_mask_words(hello.max_material_words as usize);
-        let stats = serve(dealer, &mut net).await?;
+        // Late links are refused aside while the material is served (not held unread).
+        let stats = tokio::select! {
+            r = serve(dealer, &mut net) => r?,
+            never = refuse_late(&mut rx) => match never {},
+        };
         drop(conns);
         Ok::<_, Error>(stats)
     };

@@ -63,7 +63,12 @@ pub async fn open(
             ),
             false => what(&e),
         })?;
-    let (s, r) = conn.open_bi().await.map_err(|e| what(&e))?;
+    // Within the same limit: a peer that allows no stream (its transport settings) would
+    // otherwise hold this wait forever (a review's finding).
+    let (s, r) = tokio::time::timeout(timeout, conn.open_bi())
+        .await
+        .map_err(|_| what(&"timed out opening a stream"))?
+        .map_err(|e| what(&e))?;
     let (s, r) = framed(s, r, peer, max_bytes);
     Ok((conn, s, r))
 }

@@ -140,6 +140,17 @@ impl JobSpec {
             .map_or(1, Node::worker_count)
     }
 
+    /// The fewest rows an upload of this job may have: every worker of every server needs at
+    /// least one row of each side. Checked on every server before an upload is read, so that
+    /// a job with too few rows fails alike everywhere, naming only the uploader's own count
+    /// (before, the computation failed naming both sides' counts to both parties).
+    pub fn min_rows(&self) -> usize {
+        (self.servers.iter())
+            .map(Node::worker_count)
+            .max()
+            .unwrap_or(1)
+    }
+
     /// Checks the description.
     pub fn validate(&self) -> Result<()> {
         crate::mpc::share::check_servers(self.servers.len())?;

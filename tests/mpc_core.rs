@@ -920,6 +920,246 @@ fn a_servers_view_of_dealer_free_material_looks_uniform() {
     );
 }
 
+/// A message one server sent another: round, sender, receiver, words.
+type Sent = (u64, usize, usize, Vec<u64>);
+
+/// Every message every server sends while the `k` servers, with correlations from `c`, take
+/// products, truncations, comparisons and a bilinear form of low-entropy secrets (`i mod 3`,
+/// `i mod 5`), and the number of values `n`. The results are checked against the plaintext.
+fn every_message_of_a_job(k: usize, c: Correlation) -> (Vec<Sent>, usize) {
+    let n = 4096usize;
+    let x: Vec<u64> = (0..n as u64).map(|i| i % 3).collect();
+    let y: Vec<u64> = (0..n as u64).map(|i| i % 5).collect();
+    let mut prg = Prg::new(&Seed([7; 32]), 0);
+    let shares = Arc::new([share_with(&x, k, &mut prg), share_with(&y, k, &mut prg)]);
+    let log = Arc::new(Mutex::new(Vec::<Sent>::new()));
+    let deviations = (0..k)
+        .map(|s| {
+            let log = log.clone();
+            let f: ppea::mpc::channel::Deviation =
+                Box::new(move |round, to, payload: &mut Vec<u64>| {
+                    log.lock().unwrap().push((round, s, to, payload.clone()));
+                });
+            (s, f)
+        })
+        .collect();
+    let run = rt()
+        .block_on(ppea::mpc::local::run_local_observed(
+            k,
+            c,
+            deviations,
+            move |mut e: LocalEngine| {
+                let shares = shares.clone();
+                async move {
+                    let (xs, ys) = (&shares[0][e.me()].0, &shares[1][e.me()].0);
+                    let p = e.mul(xs, ys).await?;
+                    // x 2^20, truncated by 16 bits: x 2^4 (within one unit).
+                    let scaled: Vec<u64> = xs.iter().map(|v| v << 20).collect();
+                    let t = e.truncate(&scaled, 16).await?;
+                    // x - 1 < 0 exactly where x = 0.
+                    let mut m = xs.clone();
+                    if e.me() == 0 {
+                        m.iter_mut().for_each(|v| *v = v.wrapping_sub(1));
+                    }
+                    let lt = e.ltz(&m, 40).await?;
+                    // The bilinear form over 64 rows of 64 words each side, every pair.
+                    let f = e.bilinear(xs, ys, 64, &Pairs::dense(64, 64)).await?;
+                    Ok((vec![p, t, lt, f], e))
+                }
+            },
+        ))
+        .expect("the job runs");
+    let open = |o: usize| -> Vec<u64> {
+        let shares: Vec<Share> = run.outputs.iter().map(|s| Share(s[o].clone())).collect();
+        reconstruct(&shares).unwrap()
+    };
+    let (p, t, lt, f) = (open(0), open(1), open(2), open(3));
+    for (q, got) in f.iter().enumerate() {
+        let (i, j) = (q / 64, q % 64);
+        let want = ppea::mpc::ring::dot(&x[i * 64..(i + 1) * 64], &y[j * 64..(j + 1) * 64]);
+        assert_eq!(*got, want, "{c:?}, k = {k}: pair {q}");
+    }
+    for i in 0..n {
+        assert_eq!(p[i], x[i] * y[i], "{c:?}, k = {k}: product {i}");
+        assert!(
+            t[i].abs_diff(x[i] << 4) <= 1,
+            "{c:?}, k = {k}: truncation {i}"
+        );
+        assert_eq!(lt[i], (x[i] == 0) as u64, "{c:?}, k = {k}: comparison {i}");
+    }
+    let sent = log.lock().unwrap().clone();
+    (sent, n)
+}
+
+/// [`assert_uniform`] for messages whose words live in rings of different widths: a message
+/// whose words all fit `w` bits (a value modulo `2^w`, as the millionaires' comparison sends
+/// its masked 40-bit inputs) is tested on its low `w` bits (every bit, and the bytes below bit
+/// `w`), with the other messages of its width. A leak of small values (narrow because they are
+/// the secrets) fails the per-bit test of its width.
+fn assert_uniform_by_width(messages: &[Vec<u64>], what: &str) {
+    let mut by_width: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+    for m in messages {
+        let w = m.iter().map(|x| 64 - x.leading_zeros()).max().unwrap_or(0);
+        // Uniform 64-bit words reach the top bits in any message of more than a few words.
+        let w = if w >= 56 { 64 } else { w };
+        by_width.entry(w).or_default().extend_from_slice(m);
+    }
+    for (w, words) in by_width {
+        if words.len() < 1024 {
+            continue;
+        }
+        if w == 64 {
+            assert_uniform(&words, &format!("{what} ({} words)", words.len()));
+            continue;
+        }
+        let m = words.len() as f64;
+        for bit in 0..w {
+            let ones = words.iter().filter(|x| (*x >> bit) & 1 == 1).count() as f64;
+            let z = (ones - m / 2.0) / (m / 4.0).sqrt();
+            assert!(
+                z.abs() < 6.0,
+                "{what} ({w}-bit words): bit {bit} has {ones} ones in {m} words"
+            );
+        }
+        let mut hist = [0f64; 256];
+        for x in &words {
+            for b in 0..(w / 8) {
+                hist[((x >> (8 * b)) & 0xff) as usize] += 1.0;
+            }
+        }
+        let n: f64 = hist.iter().sum();
+        if n > 0.0 {
+            let e = n / 256.0;
+            let chi: f64 = hist.iter().map(|h| (h - e) * (h - e) / e).sum();
+            assert!(chi < 400.0, "{what} ({w}-bit words): chi-square {chi:.1}");
+        }
+    }
+}
+
+/// The values `k - 1` servers together learn from an opening: in every round from `from` on in
+/// which each server sends every other one the same payload, all of one length (an opening;
+/// the OT rounds' pairwise messages differ), the sum and the XOR of the `k` payloads (the
+/// opened value for additive and for XOR shares). With the honest server's payload and their
+/// own, the others can compute both.
+fn opened_values(sent: &[Sent], k: usize, from: u64) -> (Vec<Vec<u64>>, Vec<Vec<u64>>) {
+    let mut rounds: std::collections::BTreeMap<u64, Vec<&Sent>> = Default::default();
+    for m in sent.iter().filter(|m| m.0 >= from) {
+        rounds.entry(m.0).or_default().push(m);
+    }
+    let (mut sums, mut xors) = (Vec::new(), Vec::new());
+    for msgs in rounds.values() {
+        // Each server's one payload, if it sent the same to every other server.
+        let payload = |s: usize| -> Option<&Vec<u64>> {
+            let mine: Vec<&Sent> = msgs.iter().copied().filter(|m| m.1 == s).collect();
+            let first = &mine.first()?.3;
+            let to_all = mine.len() == k - 1 && mine.iter().all(|m| &m.3 == first);
+            to_all.then_some(first)
+        };
+        let Some(all) = (0..k).map(payload).collect::<Option<Vec<_>>>() else {
+            continue;
+        };
+        if all.iter().any(|p| p.len() != all[0].len() || p.is_empty()) {
+            continue;
+        }
+        // Payloads of a narrower ring (all words below `2^w`) open modulo `2^w`.
+        let w = (all.iter().flat_map(|p| p.iter()))
+            .map(|x| 64 - x.leading_zeros())
+            .max()
+            .unwrap_or(0);
+        let ring = if w >= 56 { u64::MAX } else { (1u64 << w) - 1 };
+        let len = all[0].len();
+        sums.push(
+            (0..len)
+                .map(|i| all.iter().fold(0u64, |a, p| a.wrapping_add(p[i])) & ring)
+                .collect(),
+        );
+        xors.push(
+            (0..len)
+                .map(|i| all.iter().fold(0u64, |a, p| a ^ p[i]))
+                .collect(),
+        );
+    }
+    (sums, xors)
+}
+
+/// What any `k - 1` servers see together, for every source of correlations and every server
+/// count it supports: everything each server sends (what the others receive from it) is
+/// statistically uniform, and so are the values the servers open (the sum and the XOR of all
+/// servers' payloads in an opening round, which any `k - 1` of them can compute with the
+/// honest one's payload), while the secrets are `i mod 3` and `i mod 5`. A source whose masks
+/// were biased, or reused, or zero would show in the openings even where each server's payload
+/// alone looks uniform (a share is uniform whatever the mask). The secure results are checked
+/// against the plaintext; controls: the secrets themselves fail the statistic, and openings
+/// are found (at least the products' `2n` words).
+#[test]
+fn what_any_k_minus_1_servers_see_together_looks_uniform() {
+    let cases = [
+        (Correlation::Dealer, 2, 0),
+        (Correlation::Dealer, 3, 0),
+        (Correlation::Dealer, 4, 0),
+        // After the base OTs (Ristretto points: uniform group elements, not uniform bytes).
+        (Correlation::Ot, 2, 4),
+        (Correlation::Ot, 3, 4),
+        (Correlation::Ot, 4, 4),
+        (Correlation::Replicated, 3, 1),
+    ];
+    for (c, k, from) in cases {
+        let (sent, n) = every_message_of_a_job(k, c);
+        for s in 0..k {
+            // A payload sent to several servers (a broadcast) counts once: repeated samples
+            // would inflate the statistic.
+            let mut own: Vec<Vec<u64>> = Vec::new();
+            let mut seen: Vec<(u64, &Vec<u64>)> = Vec::new();
+            for m in sent.iter().filter(|m| m.1 == s && m.0 >= from) {
+                if !seen.contains(&(m.0, &m.3)) {
+                    seen.push((m.0, &m.3));
+                    own.push(m.3.clone());
+                }
+            }
+            let words: usize = own.iter().map(Vec::len).sum();
+            assert!(words >= n, "{c:?}, k = {k}: server {s} sent {words} words");
+            assert_uniform_by_width(&own, &format!("{c:?}, k = {k}: what server {s} sends"));
+        }
+        let (sums, xors) = opened_values(&sent, k, from);
+        let words: usize = sums.iter().map(Vec::len).sum();
+        assert!(words >= 2 * n, "{c:?}, k = {k}: {words} opened words");
+        assert_uniform_by_width(&sums, &format!("{c:?}, k = {k}: opened values (sums)"));
+        assert_uniform_by_width(&xors, &format!("{c:?}, k = {k}: opened values (XOR)"));
+    }
+    // Controls: the secrets in the clear fail, as do 40-bit values whose top bit is never set
+    // (a mask one bit short), while uniform 40-bit values pass.
+    let x: Vec<u64> = (0..8192u64).map(|i| i % 3).collect();
+    let caught = std::panic::catch_unwind(|| assert_uniform_by_width(&[x], "secret"));
+    assert!(
+        caught.is_err(),
+        "the statistic sees the secret in the clear"
+    );
+    let short: Vec<u64> = Prg::fresh()
+        .vec(8192)
+        .iter()
+        .map(|v| v & ((1 << 39) - 1))
+        .collect();
+    let mut wide = short.clone();
+    wide[0] |= 1 << 39;
+    let caught = std::panic::catch_unwind(|| assert_uniform_by_width(&[wide], "short mask"));
+    assert!(caught.is_err(), "the statistic sees a mask one bit short");
+    let full: Vec<u64> = Prg::fresh().vec(8192).iter().map(|v| v >> 24).collect();
+    assert_uniform_by_width(&[full], "uniform 40-bit values");
+    // An opening whose mask is missing: each server's payload is uniform (`r`, `x - r`), their
+    // sum is the secret. Each payload passes, the opening fails.
+    let r = Prg::fresh().vec(8192);
+    let x: Vec<u64> = (0..8192u64).map(|i| i % 3).collect();
+    let other: Vec<u64> = x.iter().zip(&r).map(|(x, r)| x.wrapping_sub(*r)).collect();
+    let sent: Vec<Sent> = vec![(0, 0, 1, r.clone()), (0, 1, 0, other.clone())];
+    assert_uniform_by_width(&[r, other], "each payload of a maskless opening");
+    let (sums, _) = opened_values(&sent, 2, 0);
+    let caught = std::panic::catch_unwind(|| assert_uniform_by_width(&sums, "maskless opening"));
+    assert!(
+        caught.is_err(),
+        "the openings' statistic sees an opening without its mask"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
 

@@ -325,7 +325,7 @@ pub async fn servers_inprocess_workers(
         workers,
         correlation,
         max_words,
-        deviation,
+        deviation.into_iter().collect(),
         move |mut eng, mut mesh| {
             let (pa, pb) = inputs.lock().expect("inputs")[eng.me()][mesh.me()]
                 .take()

@@ -60,7 +60,26 @@ where
     Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
     O: Send + 'static,
 {
-    run_single(k, Correlation::Dealer, max_words, deviation, job).await
+    let deviations = deviation.into_iter().collect();
+    run_single(k, Correlation::Dealer, max_words, deviations, job).await
+}
+
+/// [`run_local_with`] with each server `s` of `deviations` sending its messages through its
+/// function (which may change them, or only record them: the view tests record what every
+/// server sends).
+pub async fn run_local_observed<F, Fut, O>(
+    k: usize,
+    correlation: Correlation,
+    deviations: Vec<(usize, Deviation)>,
+    job: F,
+) -> Result<LocalRun<O>>
+where
+    F: Fn(LocalEngine) -> Fut,
+    Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
+    O: Send + 'static,
+{
+    let max_words = crate::mpc::dealer::DEFAULT_MAX_WORDS;
+    run_single(k, correlation, max_words, deviations, job).await
 }
 
 /// [`run_local`] with `correlation` as the source of correlated randomness.
@@ -74,8 +93,7 @@ where
     Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
     O: Send + 'static,
 {
-    let max_words = crate::mpc::dealer::DEFAULT_MAX_WORDS;
-    run_single(k, correlation, max_words, None, job).await
+    run_local_observed(k, correlation, Vec::new(), job).await
 }
 
 /// One worker per server: [`run_local_workers`]'s one run.
@@ -83,7 +101,7 @@ async fn run_single<F, Fut, O>(
     k: usize,
     correlation: Correlation,
     max_words: usize,
-    deviation: Option<(usize, Deviation)>,
+    deviations: Vec<(usize, Deviation)>,
     job: F,
 ) -> Result<LocalRun<O>>
 where
@@ -92,7 +110,7 @@ where
     O: Send + 'static,
 {
     let run = |eng, _mesh| job(eng);
-    let mut runs = run_local_workers(k, 1, correlation, max_words, deviation, run).await?;
+    let mut runs = run_local_workers(k, 1, correlation, max_words, deviations, run).await?;
     Ok(runs.pop().expect("one worker"))
 }
 
@@ -100,15 +118,15 @@ where
 /// talks to worker `j` of the others over its own network, with its own dealer (or, with
 /// a dealer-free [`Correlation`], making its material with them), and to the
 /// other workers of its server over a [`MemoryMesh`]. Returns one run per worker (its `k`
-/// servers' outputs and its dealer's traffic). With `deviation`, server `deviation.0`'s first
-/// worker deviates as `deviation.1` says. Any worker's error fails the whole run; the others
-/// see its links close.
+/// servers' outputs and its dealer's traffic). For each `(s, f)` of `deviations`, server `s`'s
+/// first worker deviates as `f` says. Any worker's error fails the whole run; the others see
+/// its links close.
 pub async fn run_local_workers<F, Fut, O>(
     k: usize,
     workers: usize,
     correlation: Correlation,
     max_words: usize,
-    deviation: Option<(usize, Deviation)>,
+    deviations: Vec<(usize, Deviation)>,
     job: F,
 ) -> Result<Vec<LocalRun<O>>>
 where
@@ -116,10 +134,8 @@ where
     Fut: Future<Output = Result<(O, LocalEngine)>> + Send + 'static,
     O: Send + 'static,
 {
-    let mut deviation = deviation;
-    if let Some((s, _)) = &deviation
-        && *s >= k
-    {
+    let mut deviations = deviations;
+    if let Some((s, _)) = deviations.iter().find(|(s, _)| *s >= k) {
         return Err(Error::invalid(format!("no server {s} of {k} to deviate")));
     }
     if workers == 0 {
@@ -142,8 +158,8 @@ where
         }));
         let mut group = Vec::new();
         for (i, t) in transports.into_iter().enumerate() {
-            let t = match deviation.take_if(|(s, _)| *s == i) {
-                Some((_, f)) => t.deviating(f),
+            let t = match deviations.iter().position(|(s, _)| *s == i) {
+                Some(at) => t.deviating(deviations.swap_remove(at).1),
                 None => t,
             };
             let mut session = Session::new(t);

@@ -231,6 +231,31 @@ fn the_dealer_binds_each_index_to_its_certificate() {
     c.still_serves("after-forged-indices");
 }
 
+/// A server the dealer trusts that is not one of a job's servers cannot fail that job by
+/// linking to the dealer first, with a server list of its own (in which it stands at the index
+/// it claims): its link forms a group of its own, and the job's servers, which describe the job
+/// alike, are served. Before, the first link's description was the one every other link had to
+/// match, and the job failed (a review's finding).
+#[test]
+fn a_server_outside_the_job_cannot_fail_it_at_the_dealer() {
+    let c = Cluster::new("attack-dealer-outsider", 3, Limits::default());
+    let mut spec = c.spec("outsider", JobParams::default());
+    spec.servers.truncate(2);
+    let mut forged = dealer_hello("outsider", 0, [9; 32]);
+    forged.servers = vec!["server-2".into(), "server-1".into()];
+    assert_eq!(link_to_dealer(&c, "server-2", &forged), Ack::Ok);
+    // A second link of the same identity is refused by itself.
+    let why = refused(link_to_dealer(&c, "server-2", &forged));
+    assert!(why.contains("already linked"), "{why}");
+    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+    let (ra, rb) = c.run(&spec, &a, &b);
+    let words =
+        |r: Vec<ppea::net::party::ServerResult>| r.into_iter().map(|x| x.words).collect::<Vec<_>>();
+    let rows = finish_party(&a, &words(ra.expect("the job runs")), &spec.params).unwrap();
+    assert!(rows.iter().filter(|r| r.matched).count() > 100);
+    finish_party(&b, &words(rb.expect("the job runs")), &spec.params).unwrap();
+}
+
 /// A link creates its job on first contact, so its id is checked first, as an upload's: a
 /// server naming a job id beyond 128 bytes (before: up to 16 MiB, kept for
 /// `remember_jobs_secs` and written whole into the logs; a greeting is now at most 1 MiB), or

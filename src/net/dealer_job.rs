@@ -20,10 +20,16 @@ use tracing::{error, info, warn};
 /// Every link must describe the same job (server list, description digest, size bound), the
 /// connecting certificate must be the one named at the claimed index, each index links once,
 /// and every listed server must be one this dealer is configured to trust. Only then are seeds
-/// sent. A link that breaks a rule is refused and fails the job: seeds go to the servers of one
-/// agreed job, or to nobody.
+/// sent: seeds go to the servers of one agreed job, or to nobody. A link that is wrong by itself
+/// (its list, its index, a second link of one identity) is refused alone. Links are grouped by
+/// the description they give, and the first group in which every listed server linked is
+/// served; another description from a server a group lists, when every server of that group is
+/// in its list, is a disagreement among the job's own servers and fails the job. So a server
+/// outside the job (one the dealer trusts, for other jobs) that links first with a list of its
+/// own forms a group of its own and cannot fail the job (before, the first link's description
+/// was the one every other link had to match).
 ///
-/// The job's first valid link books its estimated peak memory against the dealer's budget
+/// Each group's first link books its estimated peak memory against the dealer's budget
 /// ([`Booking`]), before any material is generated; the booking is given back when the job
 /// ends, whatever the outcome. A job that does not fit is refused: every server's link gets
 /// the reason (each server passes it on to its parties), and the job ends once all have linked
@@ -36,13 +42,10 @@ pub(crate) async fn dealer_job(
 ) {
     let wait = Duration::from_secs(cfg.limits.wait_secs);
     let result = async {
-        let mut links: Vec<Option<(FrameSend, FrameRecv)>> = Vec::new();
-        let mut conns = Vec::new();
-        let mut agreed: Option<DealerHello> = None;
-        // Held until this block ends (done, failed or timed out), then given back.
-        let mut booking: Option<Booking> = None;
-        let mut over_budget: Option<String> = None;
-        loop {
+        // One group per description of the job the links gave; the first to gather every
+        // listed server is served.
+        let mut groups: Vec<Group> = Vec::new();
+        let served = loop {
             let ev = next_event(&mut rx, wait, "every server's dealer link").await?;
             let Event::DealerLink {
                 hello,
@@ -53,38 +56,77 @@ pub(crate) async fn dealer_job(
             else {
                 continue;
             };
-            let first = agreed.get_or_insert_with(|| hello.clone());
-            let bad = check_link(cfg, first, &hello, &peer, &links);
-            if bad.is_none() && booking.is_none() && over_budget.is_none() {
-                match Booking::take(jobs, job, first) {
-                    Ok(b) => booking = Some(b),
-                    Err(why) => over_budget = Some(why),
-                }
-            }
             let name = PeerName::Server(hello.server as usize);
-            match (bad, &over_budget) {
-                // Over the budget: refused, and the job waits for the other servers' links to
-                // refuse them too.
-                (None, Some(why)) => {
+            // A link that is wrong by itself (its list, its index) is refused alone.
+            if let Some(why) = check_link(cfg, &hello, &peer) {
+                warn!(job, "dealer link refused: {why}");
+                let _ = answer_link(&mut streams, Some(why), name).await;
+                continue;
+            }
+            // One link per server identity, whatever it describes: the groups stay as few as
+            // the servers this dealer trusts.
+            if groups.iter().any(|g| g.holds(&peer)) {
+                let why = format!("{peer} has already linked for this job");
+                let _ = answer_link(&mut streams, Some(why), name).await;
+                continue;
+            }
+            let g = match groups.iter().position(|g| g.hello.describes_as(&hello)) {
+                Some(g) => g,
+                None => {
+                    // Another description from a server that a group lists, when every server
+                    // that group holds is in this link's list too: the job's own servers
+                    // disagree, and the job fails (each passes the reason on). A link whose
+                    // server or list has nothing to do with the groups so far (a server outside
+                    // the job, linking first with a list of its own) starts a group of its own
+                    // and cannot fail the job's.
+                    if let Some(other) = groups.iter().find(|g| g.disagrees_with(&hello, &peer)) {
+                        let why = other.hello.disagreement(&hello, &peer);
+                        let _ = answer_link(&mut streams, Some(why.clone()), name).await;
+                        return Err(Error::invalid(why));
+                    }
+                    groups.push(Group::new(jobs, job, hello.clone()));
+                    groups.len() - 1
+                }
+            };
+            let group = &mut groups[g];
+            let i = hello.server as usize;
+            match &group.over_budget {
+                // Over the budget: refused, and the group waits for its other servers' links
+                // to refuse them too.
+                Some(why) => {
                     let _ = answer_link(&mut streams, Some(why.clone()), name).await;
                 }
-                // A link that breaks a rule fails the job at once.
-                (bad, _) => answer_link(&mut streams, bad, name).await?,
+                None => answer_link(&mut streams, None, name).await?,
             }
-            links.resize_with(first.servers.len(), || None);
             // A server that stops sending (requests, commitments) or reading (material) fails
             // the job after this.
             crate::net::wire::set_silence(&mut streams, cfg.silence());
-            links[hello.server as usize] = Some(streams);
-            conns.push(conn);
-            if links.iter().all(Option::is_some) {
-                break;
+            group.links[i] = Some(streams);
+            group.conns.push(conn);
+            if group.links.iter().all(Option::is_some) {
+                break groups.swap_remove(g);
             }
+        };
+        // The other groups' links (accepted when they came) are closed, their bookings given
+        // back.
+        if !groups.is_empty() {
+            warn!(
+                job,
+                others = groups.len(),
+                "links describing the job otherwise dropped"
+            );
         }
+        drop(groups);
+        let Group {
+            hello,
+            links,
+            conns,
+            booking: _booking,
+            over_budget,
+        } = served;
         if let Some(why) = over_budget {
             return Err(Error::invalid(why));
         }
-        let hello = agreed.expect("set with the first link");
         let k = links.len();
         let ceiling = (cfg.max_bytes() / 8) as usize;
         let max_words = (hello.max_material_words as usize).min(ceiling);
@@ -187,15 +229,9 @@ impl Drop for Booking {
     }
 }
 
-/// Why the dealer refuses a server's link for a job, if it does. `first` is the description the
-/// job's first link gave; `links` holds the links accepted so far.
-fn check_link(
-    cfg: &ServerConfig,
-    first: &DealerHello,
-    hello: &DealerHello,
-    peer: &str,
-    links: &[Option<(FrameSend, FrameRecv)>],
-) -> Option<String> {
+/// Why the dealer refuses a server's link by itself, if it does: a list of 2 to 4 distinct
+/// servers it trusts, the certificate named at the claimed index.
+fn check_link(cfg: &ServerConfig, hello: &DealerHello, peer: &str) -> Option<String> {
     let k = hello.servers.len();
     let i = hello.server as usize;
     if crate::mpc::share::check_servers(k).is_err() {
@@ -220,21 +256,73 @@ fn check_link(
             "{peer} cannot link as server {i}: its certificate is not the one named at that index"
         ));
     }
-    if hello.servers != first.servers || hello.digest != first.digest {
-        return Some(DISAGREE.to_string());
-    }
-    if hello.max_material_words != first.max_material_words {
-        return Some(format!(
-            "{peer}: servers disagree on the job's sizes (bound of {} vs {} words of material)",
-            hello.max_material_words, first.max_material_words
-        ));
-    }
-    if links.get(i).is_some_and(Option::is_some) {
-        return Some(format!(
-            "{peer}: server {i} has already linked for this job"
-        ));
-    }
     None
+}
+
+/// The links that gave one description of a job, with its booking.
+struct Group {
+    /// The description (server list, digest, size bound).
+    hello: DealerHello,
+    /// Each listed server's link, once it linked.
+    links: Vec<Option<(FrameSend, FrameRecv)>>,
+    conns: Vec<quinn::Connection>,
+    /// Held while the group waits and while it is served, then given back.
+    booking: Option<Booking>,
+    /// Why the group does not fit the dealer's memory budget, if it does not.
+    over_budget: Option<String>,
+}
+
+impl Group {
+    /// A group for `hello`'s description, booking its estimated peak.
+    fn new(jobs: &Jobs, job: &str, hello: DealerHello) -> Group {
+        let (booking, over_budget) = match Booking::take(jobs, job, &hello) {
+            Ok(b) => (Some(b), None),
+            Err(why) => (None, Some(why)),
+        };
+        Group {
+            links: (0..hello.servers.len()).map(|_| None).collect(),
+            hello,
+            conns: Vec::new(),
+            booking,
+            over_budget,
+        }
+    }
+
+    /// Whether `peer` linked to this group (its certificate is named at a linked index).
+    fn holds(&self, peer: &str) -> bool {
+        (self.hello.servers.iter().zip(&self.links)).any(|(s, l)| s == peer && l.is_some())
+    }
+
+    /// Whether `peer`'s link, describing the job as `hello` (another description than this
+    /// group's), is a disagreement among the job's own servers: `peer` is listed here, and
+    /// every server that linked to this group is listed in `hello`.
+    fn disagrees_with(&self, hello: &DealerHello, peer: &str) -> bool {
+        self.hello.servers.iter().any(|s| s == peer)
+            && (self.hello.servers.iter().zip(&self.links))
+                .filter(|(_, l)| l.is_some())
+                .all(|(s, _)| hello.servers.contains(s))
+    }
+}
+
+impl DealerHello {
+    /// Whether `other` describes the job as this does (server list, digest, size bound).
+    fn describes_as(&self, other: &DealerHello) -> bool {
+        self.servers == other.servers
+            && self.digest == other.digest
+            && self.max_material_words == other.max_material_words
+    }
+
+    /// Why `peer`'s description `other` disagrees with this one.
+    fn disagreement(&self, other: &DealerHello, peer: &str) -> String {
+        if self.servers == other.servers && self.digest == other.digest {
+            format!(
+                "{peer}: servers disagree on the job's sizes (bound of {} vs {} words of material)",
+                other.max_material_words, self.max_material_words
+            )
+        } else {
+            DISAGREE.to_string()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -239,21 +239,25 @@ fn the_dealer_binds_each_index_to_its_certificate() {
 #[test]
 fn a_server_outside_the_job_cannot_fail_it_at_the_dealer() {
     let c = Cluster::new("attack-dealer-outsider", 3, Limits::default());
-    let mut spec = c.spec("outsider", JobParams::default());
-    spec.servers.truncate(2);
-    let mut forged = dealer_hello("outsider", 0, [9; 32]);
-    forged.servers = vec!["server-2".into(), "server-1".into()];
-    assert_eq!(link_to_dealer(&c, "server-2", &forged), Ack::Ok);
-    // A second link of the same identity is refused by itself.
-    let why = refused(link_to_dealer(&c, "server-2", &forged));
-    assert!(why.contains("already linked"), "{why}");
-    let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
-    let (ra, rb) = c.run(&spec, &a, &b);
-    let words =
-        |r: Vec<ppea::net::party::ServerResult>| r.into_iter().map(|x| x.words).collect::<Vec<_>>();
-    let rows = finish_party(&a, &words(ra.expect("the job runs")), &spec.params).unwrap();
-    assert!(rows.iter().filter(|r| r.matched).count() > 100);
-    finish_party(&b, &words(rb.expect("the job runs")), &spec.params).unwrap();
+    // Its own list, or one naming both of the job's servers too (it stands at index 2).
+    for (job, list, at) in [
+        ("outsider-own", vec!["server-2", "server-1"], 0),
+        ("outsider-all", vec!["server-0", "server-1", "server-2"], 2),
+    ] {
+        let mut spec = c.spec(job, JobParams::default());
+        spec.servers.truncate(2);
+        let mut forged = dealer_hello(job, at, [9; 32]);
+        forged.servers = list.into_iter().map(String::from).collect();
+        assert_eq!(link_to_dealer(&c, "server-2", &forged), Ack::Ok, "{job}");
+        let (a, b) = prepare(EvalProtocol::Standard, &spec.params);
+        let (ra, rb) = c.run(&spec, &a, &b);
+        let words = |r: Vec<ppea::net::party::ServerResult>| {
+            r.into_iter().map(|x| x.words).collect::<Vec<_>>()
+        };
+        let rows = finish_party(&a, &words(ra.expect(job)), &spec.params).unwrap();
+        assert!(rows.iter().filter(|r| r.matched).count() > 100, "{job}");
+        finish_party(&b, &words(rb.expect(job)), &spec.params).unwrap();
+    }
 }
 
 /// A link creates its job on first contact, so its id is checked first, as an upload's: a

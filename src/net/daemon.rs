@@ -712,7 +712,7 @@ pub(crate) async fn refuse_event(ev: Event, why: &str) {
 
 /// How long a refusal sent aside ([`refuse_aside`]) may take: a peer that does not read it
 /// loses it, and its streams are dropped.
-const ASIDE_SECS: u64 = 10;
+pub(crate) const ASIDE_SECS: u64 = 10;
 
 /// Refuses `ev` on a task of its own, within [`ASIDE_SECS`], so that the job does not wait on
 /// a peer that does not read.
@@ -734,15 +734,8 @@ pub(crate) async fn refuse_late(
     std::future::pending().await
 }
 
-pub(crate) async fn next_event(
-    rx: &mut mpsc::UnboundedReceiver<Event>,
-    wait: Duration,
-    what: &str,
-) -> Result<Event> {
-    next_event_until(rx, tokio::time::Instant::now() + wait, wait, what).await
-}
-
-/// [`next_event`] until `deadline` (a wait of `wait` that some events do not restart).
+/// The job's next event, waiting until `deadline` (a wait of `wait`, which the caller restarts
+/// only for the events that make progress).
 pub(crate) async fn next_event_until(
     rx: &mut mpsc::UnboundedReceiver<Event>,
     deadline: tokio::time::Instant,

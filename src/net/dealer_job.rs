@@ -5,7 +5,10 @@ use crate::error::{Error, PeerName};
 use crate::model::footprint::{BASE_BYTES, DEALER_MEASURED_WORDS, dealer_bytes, mib};
 use crate::mpc::dealer::{Dealer, serve};
 use crate::net::config::ServerConfig;
-use crate::net::daemon::{DISAGREE, Event, Jobs, answer_link, book, next_event, refuse_late};
+use crate::net::daemon::{
+    ASIDE_SECS, DISAGREE, Event, Jobs, answer_link, book, next_event_until, refuse_aside,
+    refuse_late,
+};
 use crate::net::job::DealerHello;
 use crate::net::quic::QuicDealer;
 use crate::net::registry::OverBudget;
@@ -17,17 +20,18 @@ use tracing::{error, info, warn};
 /// The dealer's job: collect one link per server, then serve corrections until the last
 /// server closes its link.
 ///
-/// Every link must describe the same job (server list, description digest, size bound), the
-/// connecting certificate must be the one named at the claimed index, each index links once,
-/// and every listed server must be one this dealer is configured to trust. Only then are seeds
-/// sent: seeds go to the servers of one agreed job, or to nobody. A link that is wrong by itself
+/// The servers served must all describe the job alike (server list, description digest, size
+/// bound), each connecting certificate must be the one named at its index, each server links
+/// once, and every listed server must be one this dealer is configured to trust. Only then are
+/// seeds sent: seeds go to the servers of one agreed job, or to nobody. A link that is wrong by itself
 /// (its list, its index, a second link of one identity) is refused alone. Links are grouped by
 /// the description they give, and the first group in which every listed server linked is
 /// served; another description from a server a group lists, when every server of that group is
-/// in its list, is a disagreement among the job's own servers and fails the job. So a server
-/// outside the job (one the dealer trusts, for other jobs) that links first with a list of its
-/// own forms a group of its own and cannot fail the job (before, the first link's description
-/// was the one every other link had to match).
+/// in its list, is a disagreement among the job's own servers and fails the job. So a single
+/// server outside the job (one the dealer trusts, for other jobs) that links first with a list
+/// of its own forms a group of its own and cannot fail the job (before, the first link's
+/// description was the one every other link had to match); two such servers together can
+/// still complete a group of their own first, or make one disagree.
 ///
 /// Each group's first link books its estimated peak memory against the dealer's budget
 /// ([`Booking`]), before any material is generated; the booking is given back when the job
@@ -45,8 +49,11 @@ pub(crate) async fn dealer_job(
         // One group per description of the job the links gave; the first to gather every
         // listed server is served.
         let mut groups: Vec<Group> = Vec::new();
+        // The wait restarts only when a link is accepted: refused links cannot keep it open.
+        let mut deadline = tokio::time::Instant::now() + wait;
         let served = loop {
-            let ev = next_event(&mut rx, wait, "every server's dealer link").await?;
+            let what = "every server's dealer link";
+            let ev = next_event_until(&mut rx, deadline, wait, what).await?;
             let Event::DealerLink {
                 hello,
                 peer,
@@ -57,17 +64,26 @@ pub(crate) async fn dealer_job(
                 continue;
             };
             let name = PeerName::Server(hello.server as usize);
-            // A link that is wrong by itself (its list, its index) is refused alone.
-            if let Some(why) = check_link(cfg, &hello, &peer) {
+            // A server that stops sending (requests, commitments) or reading (material) fails
+            // the job after this.
+            crate::net::wire::set_silence(&mut streams, cfg.silence());
+            // A link that is wrong by itself (its list, its index, a second link of one server
+            // identity, whatever it describes: the groups stay as few as the servers this
+            // dealer trusts) is refused alone, aside (a peer that does not read its answer
+            // does not hold the others).
+            let alone = check_link(cfg, &hello, &peer).or_else(|| {
+                (groups.iter().any(|g| g.holds(&peer)))
+                    .then(|| format!("{peer} has already linked for this job"))
+            });
+            if let Some(why) = alone {
                 warn!(job, "dealer link refused: {why}");
-                let _ = answer_link(&mut streams, Some(why), name).await;
-                continue;
-            }
-            // One link per server identity, whatever it describes: the groups stay as few as
-            // the servers this dealer trusts.
-            if groups.iter().any(|g| g.holds(&peer)) {
-                let why = format!("{peer} has already linked for this job");
-                let _ = answer_link(&mut streams, Some(why), name).await;
+                let ev = Event::DealerLink {
+                    hello,
+                    peer,
+                    streams,
+                    conn,
+                };
+                refuse_aside(ev, why);
                 continue;
             }
             let g = match groups.iter().position(|g| g.hello.describes_as(&hello)) {
@@ -81,7 +97,8 @@ pub(crate) async fn dealer_job(
                     // and cannot fail the job's.
                     if let Some(other) = groups.iter().find(|g| g.disagrees_with(&hello, &peer)) {
                         let why = other.hello.disagreement(&hello, &peer);
-                        let _ = answer_link(&mut streams, Some(why.clone()), name).await;
+                        let _ =
+                            within_aside(answer_link(&mut streams, Some(why.clone()), name)).await;
                         return Err(Error::invalid(why));
                     }
                     groups.push(Group::new(jobs, job, hello.clone()));
@@ -94,15 +111,26 @@ pub(crate) async fn dealer_job(
                 // Over the budget: refused, and the group waits for its other servers' links
                 // to refuse them too.
                 Some(why) => {
-                    let _ = answer_link(&mut streams, Some(why.clone()), name).await;
+                    let _ = within_aside(answer_link(&mut streams, Some(why.clone()), name)).await;
                 }
-                None => answer_link(&mut streams, None, name).await?,
+                None => {
+                    // A link that does not take its acknowledgement is dropped (its group too,
+                    // if it holds no other link): it cannot fail the job.
+                    if !matches!(
+                        within_aside(answer_link(&mut streams, None, name)).await,
+                        Ok(Ok(()))
+                    ) {
+                        warn!(job, "{peer} did not take the dealer's acknowledgement");
+                        if group.links.iter().all(Option::is_none) {
+                            groups.swap_remove(g);
+                        }
+                        continue;
+                    }
+                }
             }
-            // A server that stops sending (requests, commitments) or reading (material) fails
-            // the job after this.
-            crate::net::wire::set_silence(&mut streams, cfg.silence());
             group.links[i] = Some(streams);
             group.conns.push(conn);
+            deadline = tokio::time::Instant::now() + wait;
             if group.links.iter().all(Option::is_some) {
                 break groups.swap_remove(g);
             }
@@ -227,6 +255,13 @@ impl Drop for Booking {
     fn drop(&mut self) {
         book(&self.jobs).release_memory(self.bytes);
     }
+}
+
+/// `answer` within the time a refusal sent aside gets ([`ASIDE_SECS`]).
+async fn within_aside<F: std::future::Future>(
+    answer: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(ASIDE_SECS), answer).await
 }
 
 /// Why the dealer refuses a server's link by itself, if it does: a list of 2 to 4 distinct

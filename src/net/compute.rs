@@ -646,6 +646,24 @@ pub(crate) async fn run_compute(
             Some(ev) => ev,
             None => next_event_until(rx, deadline, wait, "the other servers").await?,
         };
+        // A link that is not this job's to make (another identity, an index that does not
+        // link here, a second link) is refused by itself and the job waits on for the genuine
+        // one: before, it failed the job, so any configured server that knew a job id could
+        // end it (a review's finding).
+        let foreign = match &ev {
+            Event::Link { from, peer, .. } if *from >= me || *peer != names[*from] => {
+                Some(format!("{peer} cannot link as server {from} of this job"))
+            }
+            Event::Link { from, peer, .. } if peers[*from].is_some() => {
+                Some(format!("{peer} linked twice for this job"))
+            }
+            _ => None,
+        };
+        if let Some(why) = foreign {
+            warn!(job, "link refused: {why}");
+            refuse_aside(ev, why);
+            continue;
+        }
         match ev {
             Event::Link {
                 from,
@@ -656,33 +674,6 @@ pub(crate) async fn run_compute(
                 mut streams,
                 conn,
             } => {
-                // A link that is not this job's to make (another identity, an index that does
-                // not link here, a second link) is refused by itself and the job waits on for
-                // the genuine one: before, it failed the job, so any configured server that
-                // knew a job id could end it (a review's finding).
-                let foreign = if from >= me || peer != names[from] {
-                    Some(format!("{peer} cannot link as server {from} of this job"))
-                } else if peers[from].is_some() {
-                    Some(format!("{peer} linked twice for this job"))
-                } else {
-                    None
-                };
-                if let Some(why) = foreign {
-                    warn!(job, "link refused: {why}");
-                    refuse_aside(
-                        Event::Link {
-                            from,
-                            worker,
-                            peer,
-                            digest: d,
-                            uploads: u,
-                            streams,
-                            conn,
-                        },
-                        why,
-                    );
-                    continue;
-                }
                 let bad = if worker != wk {
                     Some(format!(
                         "worker {worker} of {peer} linked to worker {wk} of {}: the job's server \
@@ -702,11 +693,7 @@ pub(crate) async fn run_compute(
                 conns.push(conn);
                 deadline = tokio::time::Instant::now() + wait;
             }
-            Event::Upload(_, _, mut reply) => {
-                let _ = reply
-                    .control(&Outcome::Failed("this job already has both uploads".into()))
-                    .await;
-            }
+            ev @ Event::Upload(..) => refuse_aside(ev, "this job already has both uploads".into()),
             Event::Mesh {
                 from,
                 digest: d,

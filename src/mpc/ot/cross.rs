@@ -335,12 +335,15 @@ impl Cross {
                 // Counted before this chunk is taken: the sender's pool is the same now.
                 self.refills[p] = silent::iterations_for(&params, rcv.available(), need);
                 if !span.is_empty() && !self.kind.chooses() {
-                    let batch = rcv.extend_random(span.len())?;
+                    let stride = self.kind.out_per_word();
+                    let out = &mut self.out[span.start * stride..span.end * stride];
                     match self.kind {
                         Kind::RandomSixteen { lanes } => {
-                            sixteen_receiver(&mut self.out, span.start, &batch, lanes)
+                            rcv.random_words(span.len(), out, stride, |o, c, x| {
+                                sixteen_receiver(o, c, x, lanes)
+                            })?
                         }
-                        _ => random_receiver(&mut self.out, span.start, &batch),
+                        _ => rcv.random_words(span.len(), out, stride, random_receiver)?,
                     }
                 } else if !span.is_empty() {
                     let (msg, batch) = rcv.extend(&self.y[span.clone()])?;
@@ -445,12 +448,15 @@ impl Protocol for Cross {
             if self.active.has(me, p) && r < self.chunks() && !self.kind.chooses() {
                 let span = self.span(r);
                 let snd = self.links.send[p].as_mut().expect("a link to every peer");
-                let batch = snd.extend_random(span.len())?;
+                let stride = self.kind.out_per_word();
+                let out = &mut self.out[span.start * stride..span.end * stride];
                 match self.kind {
                     Kind::RandomSixteen { lanes } => {
-                        sixteen_sender(&mut self.out, span.start, &batch, lanes)
+                        snd.random_words(span.len(), out, stride, |o, x0, x1| {
+                            sixteen_sender(o, x0, x1, lanes)
+                        })?
                     }
-                    _ => random_sender(&mut self.out, span.start, &batch),
+                    _ => snd.random_words(span.len(), out, stride, random_sender)?,
                 }
             }
             // The choice message of this round's chunk, on which this server is the sender.
@@ -503,70 +509,58 @@ impl Protocol for Cross {
     }
 }
 
-/// The receiver's part of [`Kind::RandomBitPairs`] for the choice words from `first` on: its
-/// pool choices are its `a` (word 2 of each 5), and bits 0 and 1 of each chosen hash add to
-/// the cross-term shares (words 0 and 1).
-fn random_receiver(out: &mut [u64], first: usize, batch: &RecvBatch) {
-    for (w, a) in batch.choices.iter().enumerate() {
-        out[5 * (first + w) + 2] = *a;
-    }
-    for (i, x) in batch.random().into_iter().enumerate() {
-        let (w, l) = (first + i / 64, i % 64);
-        out[5 * w] ^= (x & 1) << l;
-        out[5 * w + 1] ^= (x >> 1 & 1) << l;
+/// The receiver's part of [`Kind::RandomBitPairs`] for one choice word (its 5 output words):
+/// its pool choices are its `a` (word 2), and bits 0 and 1 of each chosen hash add to the
+/// cross-term shares (words 0 and 1).
+fn random_receiver(out: &mut [u64], a: u64, xs: &[u64; 64]) {
+    out[2] = a;
+    for (l, x) in xs.iter().enumerate() {
+        out[0] ^= (x & 1) << l;
+        out[1] ^= (x >> 1 & 1) << l;
     }
 }
 
-/// The sender's part of [`Kind::RandomBitPairs`]: bits 0 and 1 of `x_0 ^ x_1` are its `b1`,
-/// `b2` (words 3 and 4), those of `x_0` add to the cross-term shares.
-fn random_sender(out: &mut [u64], first: usize, batch: &super::extension::SendBatch) {
-    for (i, (x0, x1)) in batch.random().into_iter().enumerate() {
-        let (w, l) = (first + i / 64, i % 64);
+/// The sender's part of [`Kind::RandomBitPairs`] for one choice word: bits 0 and 1 of
+/// `x_0 ^ x_1` are its `b1`, `b2` (words 3 and 4), those of `x_0` add to the cross-term
+/// shares.
+fn random_sender(out: &mut [u64], x0: &[u64; 64], x1: &[u64; 64]) {
+    for (l, (x0, x1)) in x0.iter().zip(x1).enumerate() {
         let b = x0 ^ x1;
-        out[5 * w] ^= (x0 & 1) << l;
-        out[5 * w + 1] ^= (x0 >> 1 & 1) << l;
-        out[5 * w + 3] |= (b & 1) << l;
-        out[5 * w + 4] |= (b >> 1 & 1) << l;
+        out[0] ^= (x0 & 1) << l;
+        out[1] ^= (x0 >> 1 & 1) << l;
+        out[3] |= (b & 1) << l;
+        out[4] |= (b >> 1 & 1) << l;
     }
 }
 
-/// The sender's part of [`Kind::RandomSixteen`]: each 4 OTs' 16 messages (module docs),
-/// `32 lanes` bits for each, `8 lanes` words per choice word from `first` on.
-fn sixteen_sender(
-    out: &mut [u64],
-    first: usize,
-    batch: &super::extension::SendBatch,
-    lanes: usize,
-) {
+/// The sender's part of [`Kind::RandomSixteen`] for one choice word (`8 lanes` output words):
+/// each 4 OTs' 16 messages (module docs), `32 lanes` bits for each.
+fn sixteen_sender(out: &mut [u64], x0: &[u64; 64], x1: &[u64; 64], lanes: usize) {
     let fields = &FIELDS[lanes - 1];
     let per_word = 2 / lanes;
-    for (q, quad) in batch.random().chunks_exact(4).enumerate() {
-        let pads = quad
+    for (s, (q0, q1)) in x0.chunks_exact(4).zip(x1.chunks_exact(4)).enumerate() {
+        let pads = q0
             .iter()
+            .zip(q1)
             .zip(fields)
             .fold(0u64, |p, ((x0, x1), f)| p ^ (x0 & f[0]) ^ (x1 & f[1]));
-        let (w, s) = (first + q / 16, q % 16);
-        out[8 * lanes * w + s / per_word] |= pads << (32 * (s % per_word));
+        out[s / per_word] |= pads << (32 * (s % per_word));
     }
 }
 
-/// The receiver's part of [`Kind::RandomSixteen`]: per choice word from `first` on, the word
-/// itself (a 4-bit choice per 4 OTs) and the 16 chosen messages of `2 lanes` bits.
-fn sixteen_receiver(out: &mut [u64], first: usize, batch: &RecvBatch, lanes: usize) {
-    let xs = batch.random();
+/// The receiver's part of [`Kind::RandomSixteen`] for one choice word: the word itself (a
+/// 4-bit choice per 4 OTs) and the 16 chosen messages of `2 lanes` bits.
+fn sixteen_receiver(out: &mut [u64], c: u64, xs: &[u64; 64], lanes: usize) {
     let width = 2 * lanes;
     let mask = (1u64 << width) - 1;
-    for (w, &c) in batch.choices.iter().enumerate() {
-        let mut pads = 0u64;
-        for s in 0..16 {
-            let ch = (c >> (4 * s) & 15) as usize;
-            let quad = &xs[64 * w + 4 * s..64 * w + 4 * s + 4];
-            let pad = quad.iter().fold(0, |p, x| p ^ (x >> (width * ch) & mask));
-            pads |= pad << (width * s);
-        }
-        out[8 * lanes * (first + w)] = c;
-        out[8 * lanes * (first + w) + 1] = pads;
+    let mut pads = 0u64;
+    for (s, quad) in xs.chunks_exact(4).enumerate() {
+        let ch = (c >> (4 * s) & 15) as usize;
+        let pad = quad.iter().fold(0, |p, x| p ^ (x >> (width * ch) & mask));
+        pads |= pad << (width * s);
     }
+    out[0] = c;
+    out[1] = pads;
 }
 
 #[cfg(test)]

@@ -111,6 +111,38 @@ pub(super) fn hash_rows_wide(batch: u64, rows: &[[u64; 2]], xor: [u64; 2]) -> Ve
 /// Rows one core hashes at a time ([`hash_into`] spreads the pieces over the cores).
 const HASH_PIECE: usize = 1 << 14;
 
+/// Rows hashed per AES call: one choice word's OTs.
+const CHUNK: usize = 64;
+
+/// The hash of `part[j] ^ xor` (at most [`CHUNK`] rows) under tweak `(batch, first + j)` into
+/// `out[j]`, through `take`.
+#[inline]
+fn hash_chunk<T>(
+    batch: u64,
+    first: u64,
+    part: &[[u64; 2]],
+    xor: [u64; 2],
+    out: &mut [T],
+    take: &impl Fn([u64; 2]) -> T,
+) {
+    let mut x = [Block::default(); CHUNK];
+    let mut y = [Block::default(); CHUNK];
+    let n = part.len();
+    for (b, r) in x.iter_mut().zip(part) {
+        *b = words_block([r[0] ^ xor[0], r[1] ^ xor[1]]);
+    }
+    pi().encrypt_blocks(&mut x[..n]);
+    for (j, (yb, xb)) in y.iter_mut().zip(&x[..n]).enumerate() {
+        let w = block_words(xb);
+        *yb = words_block([w[0] ^ (first + j as u64), w[1] ^ batch]);
+    }
+    pi().encrypt_blocks(&mut y[..n]);
+    for (o, (xb, yb)) in out.iter_mut().zip(x[..n].iter().zip(&y[..n])) {
+        let (xw, yw) = (block_words(xb), block_words(yb));
+        *o = take([xw[0] ^ yw[0], xw[1] ^ yw[1]]);
+    }
+}
+
 /// The hash of `rows[i] ^ xor` under tweak `(batch, i)` into `out[i]`, through `take`; pieces
 /// of [`HASH_PIECE`] rows run in parallel, 64 blocks to an AES call.
 fn hash_into<T: Send>(
@@ -120,31 +152,65 @@ fn hash_into<T: Send>(
     out: &mut [T],
     take: impl Fn([u64; 2]) -> T + Sync,
 ) {
-    const CHUNK: usize = 64;
     out.par_chunks_mut(HASH_PIECE)
         .zip(rows.par_chunks(HASH_PIECE))
         .enumerate()
         .for_each(|(p, (out, rows))| {
-            let mut x = [Block::default(); CHUNK];
-            let mut y = [Block::default(); CHUNK];
             for (c, (out, part)) in out.chunks_mut(CHUNK).zip(rows.chunks(CHUNK)).enumerate() {
-                let n = part.len();
-                for (b, r) in x.iter_mut().zip(part) {
-                    *b = words_block([r[0] ^ xor[0], r[1] ^ xor[1]]);
-                }
-                pi().encrypt_blocks(&mut x[..n]);
                 let first = (p * HASH_PIECE + c * CHUNK) as u64;
-                for (j, (yb, xb)) in y.iter_mut().zip(&x[..n]).enumerate() {
-                    let w = block_words(xb);
-                    *yb = words_block([w[0] ^ (first + j as u64), w[1] ^ batch]);
-                }
-                pi().encrypt_blocks(&mut y[..n]);
-                for (o, (xb, yb)) in out.iter_mut().zip(x[..n].iter().zip(&y[..n])) {
-                    let (xw, yw) = (block_words(xb), block_words(yb));
-                    *o = take([xw[0] ^ yw[0], xw[1] ^ yw[1]]);
-                }
+                hash_chunk(batch, first, part, xor, out, &take);
             }
         });
+}
+
+/// Random OTs of a batch taken word by word, without materialising the batch or its hashes:
+/// for choice word `w` (the OTs `64 w ..`, rows `rows[64 w ..]`), `f` gets word `w`'s
+/// `stride` words of `out`, then, on the sender's side (`s` given), the 64 OTs' messages
+/// `x^0` and `x^1`, on the receiver's (`choices` given) its choice word and its 64 chosen
+/// messages in the first array (the second is unused). The messages are those of
+/// [`SendBatch::random`] and [`RecvBatch::random`] for the same batch number; pieces of
+/// [`HASH_PIECE`] OTs run in parallel.
+pub(super) fn random_words(
+    batch: u64,
+    rows: &[[u64; 2]],
+    side: RandomSide<'_>,
+    out: &mut [u64],
+    stride: usize,
+    f: impl Fn(&mut [u64], u64, &[u64; CHUNK], &[u64; CHUNK]) + Sync,
+) {
+    debug_assert_eq!(rows.len() % CHUNK, 0);
+    debug_assert_eq!(out.len(), stride * rows.len() / CHUNK);
+    let take = |h: [u64; 2]| h[0];
+    out.par_chunks_mut(stride * (HASH_PIECE / CHUNK))
+        .zip(rows.par_chunks(HASH_PIECE))
+        .enumerate()
+        .for_each(|(p, (out, rows))| {
+            let mut x0 = [0u64; CHUNK];
+            let mut x1 = [0u64; CHUNK];
+            for (c, (o, part)) in out.chunks_mut(stride).zip(rows.chunks(CHUNK)).enumerate() {
+                let first = (p * HASH_PIECE + c * CHUNK) as u64;
+                hash_chunk(batch, first, part, [0, 0], &mut x0, &take);
+                let choice = match side {
+                    RandomSide::Sender { s } => {
+                        hash_chunk(batch, first, part, s, &mut x1, &take);
+                        0
+                    }
+                    RandomSide::Receiver { choices } => choices[p * (HASH_PIECE / CHUNK) + c],
+                };
+                f(o, choice, &x0, &x1);
+            }
+            x0.zeroize();
+            x1.zeroize();
+        });
+}
+
+/// Which side of a batch [`random_words`] hashes.
+#[derive(Clone, Copy)]
+pub(super) enum RandomSide<'a> {
+    /// The sender, with its secret `s`.
+    Sender { s: [u64; 2] },
+    /// The receiver, with its choice words.
+    Receiver { choices: &'a [u64] },
 }
 
 /// A block's two little-endian words.

@@ -51,7 +51,9 @@
 //! (design.md, threat model). Ferret's check would bound it to guessing a few noise bits at the
 //! risk of an abort. Such an error spreads: an iteration's first outputs seed the next.
 
-use super::extension::{RecvBatch, SendBatch, block_words, hash_rows_wide, words_block};
+use super::extension::{
+    RandomSide, RecvBatch, SendBatch, block_words, hash_rows_wide, random_words, words_block,
+};
 use super::fixed_aes::FixedAes;
 use crate::error::{Error, PeerName, Result};
 use crate::mpc::prg::Prg;
@@ -411,6 +413,22 @@ impl<T: Copy + Default + Zeroize> Drop for Pool<T> {
     }
 }
 
+/// Refuses a word-by-word batch of random OTs ([`SilentSender::random_words`]) larger than
+/// the pool's `available` choice words, or whose output is not `stride` words per choice word.
+fn check_random_words(available: usize, words: usize, out: usize, stride: usize) -> Result<()> {
+    if available < words {
+        return Err(Error::invalid(
+            "silent OT: a batch larger than the pool (a refill was missed)",
+        ));
+    }
+    if out != stride * words {
+        return Err(Error::invalid(
+            "silent OT: random OTs need one output stride per choice word",
+        ));
+    }
+    Ok(())
+}
+
 /// Bits `start .. start + len` of `words` (bit `i` in word `i / 64`), as words.
 fn bit_range(words: &[u64], start: usize, len: usize) -> Vec<u64> {
     let (w, s) = (start / 64, start % 64);
@@ -559,27 +577,40 @@ impl SilentSender {
                 format!("silent OT: {} choice words, expected {words}", msg.len()),
             ));
         }
-        self.batch_of(Some(msg), words)
+        self.batch_of(msg, words)
     }
 
-    /// A batch of the next `64 words` pool COTs as they are: random OTs whose choices are the
-    /// receiver's pool choices ([`SilentReceiver::extend_random`]); nothing travels.
-    pub fn extend_random(&mut self, words: usize) -> Result<SendBatch> {
-        self.batch_of(None, words)
+    /// The next `64 words` pool COTs as they are: random OTs whose choices are the receiver's
+    /// pool choices ([`SilentReceiver::random_words`]); nothing travels. They are hashed word
+    /// by word, never held whole: `f` gets each choice word's `stride` words of `out` and its
+    /// 64 OTs' messages `x^0`, `x^1` ([`super::extension::random_words`]).
+    pub fn random_words(
+        &mut self,
+        words: usize,
+        out: &mut [u64],
+        stride: usize,
+        f: impl Fn(&mut [u64], &[u64; 64], &[u64; 64]) + Sync,
+    ) -> Result<()> {
+        check_random_words(self.pool.len() / 64, words, out.len(), stride)?;
+        self.batch += 1;
+        let side = RandomSide::Sender { s: self.delta };
+        let rows = self.pool.take(64 * words);
+        random_words(self.batch, rows, side, out, stride, |o, _, x0, x1| {
+            f(o, x0, x1)
+        });
+        Ok(())
     }
 
-    fn batch_of(&mut self, flips: Option<&[u64]>, words: usize) -> Result<SendBatch> {
+    fn batch_of(&mut self, flips: &[u64], words: usize) -> Result<SendBatch> {
         if self.pool.len() < 64 * words {
             return Err(Error::invalid(
                 "silent OT: a batch larger than the pool (a refill was missed)",
             ));
         }
         let mut rows = self.pool.take(64 * words).to_vec();
-        if let Some(d) = flips {
-            for (i, r) in rows.iter_mut().enumerate() {
-                if d[i / 64] >> (i % 64) & 1 == 1 {
-                    *r = xor(*r, self.delta);
-                }
+        for (i, r) in rows.iter_mut().enumerate() {
+            if flips[i / 64] >> (i % 64) & 1 == 1 {
+                *r = xor(*r, self.delta);
             }
         }
         self.batch += 1;
@@ -688,7 +719,7 @@ impl SilentReceiver {
     /// of word `w` is OT `64 w + j`) from the next pool COTs; returns the message `d` for the
     /// sender.
     pub fn extend(&mut self, choices: &[u64]) -> Result<(Vec<u64>, RecvBatch)> {
-        let mut batch = self.extend_random(choices.len())?;
+        let mut batch = self.take_batch(choices.len())?;
         let msg = batch
             .choices
             .iter()
@@ -700,9 +731,30 @@ impl SilentReceiver {
         Ok((msg, batch))
     }
 
-    /// A batch of the next `64 words` pool COTs with their own random choices (in the batch):
-    /// random OTs, for which nothing travels ([`SilentSender::extend_random`]).
-    pub fn extend_random(&mut self, words: usize) -> Result<RecvBatch> {
+    /// The next `64 words` pool COTs with their own random choices: random OTs, for which
+    /// nothing travels ([`SilentSender::random_words`]). Hashed word by word, never held
+    /// whole: `f` gets each choice word's `stride` words of `out`, the choice word and its 64
+    /// chosen messages.
+    pub fn random_words(
+        &mut self,
+        words: usize,
+        out: &mut [u64],
+        stride: usize,
+        f: impl Fn(&mut [u64], u64, &[u64; 64]) + Sync,
+    ) -> Result<()> {
+        check_random_words(self.pool_bits.len(), words, out.len(), stride)?;
+        self.batch += 1;
+        let side = RandomSide::Receiver {
+            choices: self.pool_bits.take(words),
+        };
+        let rows = self.pool.take(64 * words);
+        random_words(self.batch, rows, side, out, stride, |o, c, x, _| f(o, c, x));
+        Ok(())
+    }
+
+    /// A batch of the next `64 words` pool COTs with their own random choices (in the batch),
+    /// for [`SilentReceiver::extend`] to turn into chosen ones.
+    fn take_batch(&mut self, words: usize) -> Result<RecvBatch> {
         if self.pool_bits.len() < words {
             return Err(Error::invalid(
                 "silent OT: a batch larger than the pool (a refill was missed)",
@@ -866,6 +918,67 @@ pub(crate) mod tests {
             (ones as f64 / all as f64 - 0.5).abs() < 0.05,
             "{ones} of {all}"
         );
+    }
+
+    /// Random OTs taken word by word are exactly the random OTs of the batch they would have
+    /// been (same rows, same batch number, so the same tweaks), on both sides, across the
+    /// pieces the hashing is cut into; a word-by-word batch beyond the pool is refused.
+    #[test]
+    fn random_ots_word_by_word_are_the_batches_random_ots() {
+        let (mut s, mut r) = link(SMALL);
+        // 1 word, then 300 (more than a hashing piece of 256 words), then 2.
+        while s.available() < 64 * 303 {
+            r.absorb(&s.iterate()).unwrap();
+        }
+        for words in [1, 300, 2] {
+            let n = 64 * words;
+            let rows: Vec<Row> = (0..n).map(|i| s.pool.get(i)).collect();
+            let sb = SendBatch {
+                batch: s.batch + 1,
+                s: s.delta,
+                rows,
+            };
+            let rb = RecvBatch {
+                batch: r.batch + 1,
+                choices: (0..words).map(|w| r.pool_bits.get(w)).collect(),
+                rows: (0..n).map(|i| r.pool.get(i)).collect(),
+                peer: PeerName::Server(0),
+            };
+            let (pairs, got) = (sb.random(), rb.random());
+            let mut out_s = vec![0u64; 128 * words];
+            s.random_words(words, &mut out_s, 128, |o, x0, x1| {
+                o[..64].copy_from_slice(x0);
+                o[64..].copy_from_slice(x1);
+            })
+            .unwrap();
+            let mut out_r = vec![0u64; 65 * words];
+            r.random_words(words, &mut out_r, 65, |o, c, x| {
+                o[0] = c;
+                o[1..].copy_from_slice(x);
+            })
+            .unwrap();
+            for i in 0..n {
+                let (w, l) = (i / 64, i % 64);
+                assert_eq!(
+                    (out_s[128 * w + l], out_s[128 * w + 64 + l]),
+                    pairs[i],
+                    "sender, ot {i} of {n}"
+                );
+                assert_eq!(out_r[65 * w + 1 + l], got[i], "receiver, ot {i} of {n}");
+                let c = bit(&rb.choices, i);
+                assert_eq!(bit(&out_r[65 * w..65 * w + 1], l), c);
+                assert_eq!(got[i], if c { pairs[i].1 } else { pairs[i].0 }, "ot {i}");
+                assert_ne!(pairs[i].0, pairs[i].1);
+            }
+        }
+        assert_eq!(s.available(), r.available());
+        let words = r.available() / 64 + 1;
+        let f = |_: &mut [u64], _: &[u64; 64], _: &[u64; 64]| {};
+        assert!(s.random_words(words, &mut vec![0; words], 1, f).is_err());
+        let g = |_: &mut [u64], _: u64, _: &[u64; 64]| {};
+        assert!(r.random_words(words, &mut vec![0; words], 1, g).is_err());
+        // An output that is not one stride per word is refused too.
+        assert!(r.random_words(1, &mut [0; 3], 2, g).is_err());
     }
 
     #[test]

@@ -109,10 +109,17 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
 
     #[test]
-    fn products_equal_plaintext(k in 2usize..=4, xy in prop::collection::vec((any::<u64>(), any::<u64>()), 1..70)) {
-        let (x, y): (Vec<u64>, Vec<u64>) = xy.into_iter().unzip();
+    fn products_equal_plaintext(k in 2usize..=4, dealer_free in any::<bool>(),
+                                xy in prop::collection::vec((any::<u64>(), any::<u64>()), 1..70)) {
+        // The ring's edges against each other first: 0, 1, -1, 2^63, 2^63 - 1, 2^32.
+        let edges = [0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 1 << 32];
+        let (mut x, mut y): (Vec<u64>, Vec<u64>) =
+            edges.iter().flat_map(|&a| edges.iter().map(move |&b| (a, b))).unzip();
+        x.extend(xy.iter().map(|p| p.0));
+        y.extend(xy.iter().map(|p| p.1));
         let expect: Vec<u64> = x.iter().zip(&y).map(|(a, b)| a.wrapping_mul(*b)).collect();
-        let (out, _) = secure(k, vec![x, y], |mut e, i| async move {
+        let correlation = if dealer_free { Correlation::Ot } else { Correlation::Dealer };
+        let (out, _) = secure_with(k, correlation, vec![x, y], |mut e, i| async move {
             let z = e.mul(&i[0], &i[1]).await?;
             Ok((vec![z], e))
         });
@@ -130,11 +137,13 @@ proptest! {
             let cols = (0..n * per).map(|_| (prg.next_u64() % m as u64) as u32).collect();
             Pairs::sparse(n, m, per, cols).unwrap()
         };
-        let mut expect = vec![0u64; pairs.len()];
-        pairs.accumulate_dots(&x, &y, d, &mut expect);
-        // Independent check of the reference itself on the first pair.
-        let j0 = pairs.pair(0).1;
-        prop_assert_eq!(expect[0], ppea::mpc::ring::dot(&x[..d], &y[j0 * d..(j0 + 1) * d]));
+        // The reference: each pair's dot product on its own, not the servers' pair kernel.
+        let expect: Vec<u64> = (0..pairs.len())
+            .map(|p| {
+                let (i, j) = pairs.pair(p);
+                (0..d).fold(0u64, |s, c| s.wrapping_add(x[i * d + c].wrapping_mul(y[j * d + c])))
+            })
+            .collect();
         let p2 = pairs.clone();
         let (out, run) = secure(k, vec![x, y], move |mut e, i| {
             let p = p2.clone();
@@ -161,9 +170,11 @@ proptest! {
     }
 
     #[test]
-    fn truncation_within_one_ulp(k in 2usize..=4, frac in 1u32..40,
+    fn truncation_within_one_ulp(k in 2usize..=4, frac in 1u32..=62, dealer_free in any::<bool>(),
                                  xs in prop::collection::vec(signed_in(63), 1..50)) {
-        let (out, _) = secure(k, vec![xs.clone()], move |mut e, i| async move {
+        // Every `frac` the protocol takes (1 to 62), on inputs up to its bound `|x| < 2^62`.
+        let correlation = if dealer_free { Correlation::Ot } else { Correlation::Dealer };
+        let (out, _) = secure_with(k, correlation, vec![xs.clone()], move |mut e, i| async move {
             let z = e.truncate(&i[0], frac).await?;
             Ok((vec![z], e))
         });
@@ -288,11 +299,19 @@ proptest! {
     #[test]
     fn argmax_equals_plaintext(k in 2usize..=4, rows in 1usize..6, len in 1usize..11,
                                block_rows in 1usize..8, dealer_free in any::<bool>(),
-                               vals in prop::collection::vec(-20i64..20, 60)) {
+                               extreme in any::<bool>(), vals in prop::collection::vec(-20i64..20, 60)) {
         // Small value range so ties are frequent; tournaments in blocks of `block_rows` rows
         // (one block when it covers every row). Without a dealer, two servers select by bit
         // products (`Engine::bit_times`), more take the B2a conversion and Beaver products.
-        let values: Vec<u64> = (0..rows * len).map(|i| vals[i % vals.len()].wrapping_mul(1 << 20) as u64).collect();
+        // With `extreme`, values at the edges of the range whose differences still fit in the
+        // 40 signed bits compared (`[-2^38, 2^38)`), where a carry or sign slip would show.
+        let edge = [-(1i64 << 38), -(1 << 38) + 1, (1 << 38) - 1, (1 << 38) - 2, 0, -1];
+        let values: Vec<u64> = (0..rows * len)
+            .map(|i| {
+                let v = vals[i % vals.len()];
+                if extreme { edge[v.rem_euclid(6) as usize] as u64 } else { v.wrapping_mul(1 << 20) as u64 }
+            })
+            .collect();
         let correlation = if dealer_free { Correlation::Ot } else { Correlation::Dealer };
         let (out, _) = secure_with(k, correlation, vec![values.clone()], move |mut e, i| async move {
             e.set_tournament_block(block_rows * len);
@@ -1082,6 +1101,33 @@ fn opened_values(sent: &[Sent], k: usize, from: u64) -> (Vec<Vec<u64>>, Vec<Vec<
     (sums, xors)
 }
 
+/// The differences of each opened vector's words `lag` apart, for lags 1, 64 and half its
+/// length (modulo its ring for sums, XOR for XOR openings): where one mask hides two values (of
+/// two rows, two columns, or the two sides of the bilinear form opened together), their
+/// difference is the difference of the secrets, small and far from uniform, though each
+/// opened word alone is uniform.
+fn lagged_differences(opened: &[Vec<u64>], xor: bool) -> Vec<Vec<u64>> {
+    let mut out = Vec::new();
+    for v in opened {
+        let w = v.iter().map(|x| 64 - x.leading_zeros()).max().unwrap_or(0);
+        let ring = if w >= 56 { u64::MAX } else { (1u64 << w) - 1 };
+        for lag in [1, 64, v.len() / 2] {
+            if lag == 0 || lag >= v.len() || v.len() - lag < 64 {
+                continue;
+            }
+            out.push(
+                (0..v.len() - lag)
+                    .map(|i| match xor {
+                        true => v[i + lag] ^ v[i],
+                        false => v[i + lag].wrapping_sub(v[i]) & ring,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
 /// What any `k - 1` servers see together, for every source of correlations and every server
 /// count it supports: everything each server sends (what the others receive from it) is
 /// statistically uniform, and so are the values the servers open (the sum and the XOR of all
@@ -1125,6 +1171,10 @@ fn what_any_k_minus_1_servers_see_together_looks_uniform() {
         assert!(words >= 2 * n, "{c:?}, k = {k}: {words} opened words");
         assert_uniform_by_width(&sums, &format!("{c:?}, k = {k}: opened values (sums)"));
         assert_uniform_by_width(&xors, &format!("{c:?}, k = {k}: opened values (XOR)"));
+        // No mask hides two values of one opening.
+        let what = format!("{c:?}, k = {k}: differences within openings");
+        assert_uniform_by_width(&lagged_differences(&sums, false), &what);
+        assert_uniform_by_width(&lagged_differences(&xors, true), &what);
     }
     // Controls: the secrets in the clear fail, as do 40-bit values whose top bit is never set
     // (a mask one bit short), while uniform 40-bit values pass.
@@ -1158,6 +1208,19 @@ fn what_any_k_minus_1_servers_see_together_looks_uniform() {
         caught.is_err(),
         "the openings' statistic sees an opening without its mask"
     );
+    // An opening of two vectors under one mask (`x + r` and `y + r`, as the bilinear form's two
+    // sides would be with a reused mask): the differences half the opening apart are `y - x`.
+    let r = Prg::fresh().vec(4096);
+    let y: Vec<u64> = (0..4096u64).map(|i| i % 5).collect();
+    let reused: Vec<u64> = (x.iter().zip(&r).map(|(x, r)| x.wrapping_add(*r)))
+        .chain(y.iter().zip(&r).map(|(y, r)| y.wrapping_add(*r)))
+        .collect();
+    let diffs = lagged_differences(&[reused], false);
+    let caught = std::panic::catch_unwind(|| assert_uniform_by_width(&diffs, "reused mask"));
+    assert!(caught.is_err(), "the differences see a mask used twice");
+    // Fresh masks for both halves pass.
+    let fresh: Vec<u64> = Prg::fresh().vec(8192);
+    assert_uniform_by_width(&lagged_differences(&[fresh], false), "fresh masks");
 }
 
 proptest! {

@@ -17,11 +17,12 @@ use ppea::model::blocking::{Part, Tokens, candidates};
 use ppea::mpc::channel::{Deviation, memory_network};
 use ppea::mpc::correlated::{Correlations, Request};
 use ppea::mpc::dealer::{Dealer, DealerClient, serve};
-use ppea::mpc::local::run_local_deviating;
+use ppea::mpc::local::run_local_workers;
 use ppea::mpc::pairs::Pairs;
 use ppea::mpc::prg::Prg;
 use ppea::mpc::protocol::Session;
 use ppea::mpc::share::{ShareMsg, share_compressed};
+use ppea::mpc::source::Correlation;
 use ppea::net::config::Limits;
 use ppea::net::dial::open;
 use ppea::net::job::{Ack, DealerHello, Digest, Hello, JobSpec, JobStats, Outcome};
@@ -949,16 +950,33 @@ fn job_with_liar(
     liar: usize,
     deviation: Deviation,
 ) -> (Vec<Result<(), String>>, Result<(), String>) {
+    let (outcomes, _, dealer) = job_with_liar_in(Correlation::Dealer, k, a, b, p, liar, deviation);
+    (outcomes, dealer)
+}
+
+/// [`job_with_liar`] with the correlations from `correlation`; also returns the rounds of the
+/// first honest server that finished (0 if none did).
+fn job_with_liar_in(
+    correlation: Correlation,
+    k: usize,
+    a: &PartyData,
+    b: &PartyData,
+    p: &JobParams,
+    liar: usize,
+    deviation: Deviation,
+) -> (Vec<Result<(), String>>, u64, Result<(), String>) {
     let (max_words, inputs) = inprocess_inputs(k, [up_to(a, k), up_to(b, k)], [None, None], p);
     let inputs = Arc::new(Mutex::new(inputs.into_iter().map(Some).collect::<Vec<_>>()));
     let outcomes = Arc::new(Mutex::new(vec![Err("did not finish".to_string()); k]));
     let (p, seed) = (Arc::new(p.clone()), Arc::new(job_seed("equivocate")));
     let seen = outcomes.clone();
-    let dealer = rt().block_on(run_local_deviating(
+    let run = rt().block_on(run_local_workers(
         k,
+        1,
+        correlation,
         max_words,
-        Some((liar, deviation)),
-        move |mut eng| {
+        vec![(liar, deviation)],
+        move |mut eng, _mesh| {
             let (pa, pb) = inputs.lock().unwrap()[eng.me()].take().unwrap();
             let (p, seed, seen) = (p.clone(), seed.clone(), seen.clone());
             async move {
@@ -969,7 +987,16 @@ fn job_with_liar(
         },
     ));
     let outcomes = outcomes.lock().unwrap().clone();
-    (outcomes, dealer.map(|_| ()).map_err(|e| e.to_string()))
+    let rounds = match &run {
+        Ok(runs) => runs[0]
+            .stats
+            .iter()
+            .enumerate()
+            .find(|(s, _)| *s != liar)
+            .map_or(0, |(_, st)| st.rounds),
+        Err(_) => 0,
+    };
+    (outcomes, rounds, run.map(|_| ()).map_err(|e| e.to_string()))
 }
 
 /// Where, in the part of the candidate lists server `liar` of `k` sends in the gather (its A
@@ -1067,6 +1094,73 @@ fn a_server_equivocating_in_the_candidate_gather_gets_the_job_refused() {
                 e.contains("assembled other candidate lists"),
                 "{case}, server {s}: {e}"
             );
+        }
+    }
+}
+
+/// A compute server that garbles what it sends in one round of a job (a word short, a word
+/// long, or every word inverted), at rounds spread over the whole job (its first four rounds,
+/// the last, and every eighth of it with a dealer, its middle one without), with a dealer
+/// and without one: no honest server
+/// panics or hangs, whatever the protocol of that round parses (dealer seeds, Ristretto
+/// points, silent-OT trees, ring-LWE ciphertexts, packed bits, openings). A payload of the
+/// wrong length always fails the job on every honest server with an error; inverted words may
+/// make results wrong (semi-honest correctness) or fail the job, but never crash a server.
+/// Control: the same job without the garbling finishes on every server.
+#[test]
+fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
+    let p = JobParams::default();
+    let (a, b) = prepare(EvalProtocol::Standard, &p);
+    let k = 2;
+    let liar = 1;
+    for correlation in [Correlation::Dealer, Correlation::Ot] {
+        let none: Deviation = Box::new(|_, _, _| {});
+        let (outcomes, rounds, run) = job_with_liar_in(correlation, k, &a, &b, &p, liar, none);
+        assert!(
+            run.is_ok() && outcomes.iter().all(Result::is_ok),
+            "{correlation:?}: {outcomes:?}"
+        );
+        assert!(rounds > 16, "{correlation:?}: {rounds} rounds");
+        // Without a dealer a job that fails after its setup still takes seconds (the deviating
+        // server computes on until its next exchange), so only its middle round is tried.
+        let late: Vec<u64> = match correlation {
+            Correlation::Dealer => (1..8).map(|e| e * rounds / 8).collect(),
+            _ => vec![rounds / 2],
+        };
+        let mut at: Vec<u64> = (0..4).chain(late).chain([rounds - 1]).collect();
+        at.dedup();
+        for &round in &at {
+            for how in ["short", "long", "inverted"] {
+                let hit = Arc::new(Mutex::new(false));
+                let seen = hit.clone();
+                let deviation: Deviation = Box::new(move |r, _, payload| {
+                    // Only a payload the deviation changes counts (an empty one stays empty
+                    // a word short).
+                    if r != round || (how != "long" && payload.is_empty()) {
+                        return;
+                    }
+                    *seen.lock().unwrap() = true;
+                    match how {
+                        "short" => {
+                            payload.pop();
+                        }
+                        "long" => payload.push(0x5a5a),
+                        _ => payload.iter_mut().for_each(|w| *w = !*w),
+                    }
+                });
+                let case = format!("{correlation:?}, round {round} of {rounds}, {how}");
+                let (outcomes, _, _) =
+                    job_with_liar_in(correlation, k, &a, &b, &p, liar, deviation);
+                // The job may have ended before the round (a failed earlier step).
+                if !*hit.lock().unwrap() {
+                    continue;
+                }
+                let honest = &outcomes[1 - liar];
+                if how != "inverted" {
+                    let e = honest.as_ref().expect_err(&case);
+                    assert!(!e.is_empty() && e != "did not finish", "{case}: {e}");
+                }
+            }
         }
     }
 }

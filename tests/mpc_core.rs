@@ -335,6 +335,28 @@ proptest! {
     }
 }
 
+/// Truncation by 0 or 63 bits is refused naming the width and the bounds, with a dealer and
+/// without one, before any material is made.
+#[test]
+fn truncation_by_a_width_outside_1_to_62_is_refused() {
+    for c in [Correlation::Dealer, Correlation::Ot] {
+        for frac in [0u32, 63] {
+            let run = rt().block_on(run_local_with(2, c, move |mut e: LocalEngine| async move {
+                let z = e.truncate(&[1, 2, 3], frac).await?;
+                Ok((z, e))
+            }));
+            let Err(e) = run else {
+                panic!("{c:?}: truncation by {frac} bits ran");
+            };
+            let e = e.to_string();
+            assert!(
+                e.contains("1 to 62") && e.contains(&format!("got {frac}")),
+                "{c:?}, {frac} bits: {e}"
+            );
+        }
+    }
+}
+
 /// Two dealer-free servers multiply XOR-shared bits by shared values with one correlated OT per
 /// value and direction (`Engine::bit_times`; `Engine::mul_bits` for bits given as arithmetic
 /// 0/1 shares, whose low bits are XOR shares): the products equal plaintext for a bit count that
@@ -1102,16 +1124,20 @@ fn opened_values(sent: &[Sent], k: usize, from: u64) -> (Vec<Vec<u64>>, Vec<Vec<
 }
 
 /// The differences of each opened vector's words `lag` apart, for lags 1, 64 and half its
-/// length (modulo its ring for sums, XOR for XOR openings): where one mask hides two values (of
-/// two rows, two columns, or the two sides of the bilinear form opened together), their
-/// difference is the difference of the secrets, small and far from uniform, though each
-/// opened word alone is uniform.
+/// length (each once; modulo its ring for sums, XOR for XOR openings): where one mask hides two
+/// values that far apart (neighbours, rows of 64 words, or the two sides of the bilinear form
+/// opened together), their difference is the difference of the secrets, small and far from
+/// uniform, though each opened word alone is uniform. Reuse at other distances is not looked
+/// for.
 fn lagged_differences(opened: &[Vec<u64>], xor: bool) -> Vec<Vec<u64>> {
     let mut out = Vec::new();
     for v in opened {
         let w = v.iter().map(|x| 64 - x.leading_zeros()).max().unwrap_or(0);
         let ring = if w >= 56 { u64::MAX } else { (1u64 << w) - 1 };
-        for lag in [1, 64, v.len() / 2] {
+        let mut lags = vec![1, 64, v.len() / 2];
+        lags.sort_unstable();
+        lags.dedup();
+        for lag in lags {
             if lag == 0 || lag >= v.len() || v.len() - lag < 64 {
                 continue;
             }

@@ -35,11 +35,8 @@ impl Truncate {
     /// Prepares the truncation with material from `Request::Trunc { n, frac }`.
     pub fn new(me: usize, x: Vec<u64>, frac: u32, mat: Material) -> Result<Truncate> {
         let mat: [Vec<u64>; 3] = mat.into_parts()?;
-        if !(1..=62).contains(&frac) {
-            return Err(Error::invalid(format!(
-                "truncation by {frac} bits: it takes 1 to 62"
-            )));
-        }
+        // The width's bounds are the material request's.
+        crate::mpc::correlated::Request::Trunc { n: x.len(), frac }.validate()?;
         if mat.iter().any(|m| m.len() != x.len()) {
             return Err(Error::invalid(
                 "truncation: sizes of input and material differ",

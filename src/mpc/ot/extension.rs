@@ -192,7 +192,7 @@ pub(super) fn random_words(
                 hash_chunk(batch, first, part, [0, 0], &mut x0, &take);
                 let choice = match side {
                     RandomSide::Sender { s } => {
-                        hash_chunk(batch, first, part, s, &mut x1, &take);
+                        hash_chunk(batch, first, part, *s, &mut x1, &take);
                         0
                     }
                     RandomSide::Receiver { choices } => choices[p * (HASH_PIECE / CHUNK) + c],
@@ -207,8 +207,8 @@ pub(super) fn random_words(
 /// Which side of a batch [`random_words`] hashes.
 #[derive(Clone, Copy)]
 pub(super) enum RandomSide<'a> {
-    /// The sender, with its secret `s`.
-    Sender { s: [u64; 2] },
+    /// The sender, with its secret `s` (borrowed: no copy of it is left behind).
+    Sender { s: &'a [u64; 2] },
     /// The receiver, with its choice words.
     Receiver { choices: &'a [u64] },
 }

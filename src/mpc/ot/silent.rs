@@ -413,15 +413,22 @@ impl<T: Copy + Default + Zeroize> Drop for Pool<T> {
     }
 }
 
-/// Refuses a word-by-word batch of random OTs ([`SilentSender::random_words`]) larger than
-/// the pool's `available` choice words, or whose output is not `stride` words per choice word.
-fn check_random_words(available: usize, words: usize, out: usize, stride: usize) -> Result<()> {
+/// Refuses a batch of `words` choice words larger than the pool's `available` ones.
+fn check_pool(available: usize, words: usize) -> Result<()> {
     if available < words {
         return Err(Error::invalid(
             "silent OT: a batch larger than the pool (a refill was missed)",
         ));
     }
-    if out != stride * words {
+    Ok(())
+}
+
+/// Refuses a word-by-word batch of random OTs ([`SilentSender::random_words`]) larger than
+/// the pool's `available` choice words, or whose output is not `stride` (at least one) words
+/// per choice word.
+fn check_random_words(available: usize, words: usize, out: usize, stride: usize) -> Result<()> {
+    check_pool(available, words)?;
+    if stride == 0 || out != stride * words {
         return Err(Error::invalid(
             "silent OT: random OTs need one output stride per choice word",
         ));
@@ -593,7 +600,7 @@ impl SilentSender {
     ) -> Result<()> {
         check_random_words(self.pool.len() / 64, words, out.len(), stride)?;
         self.batch += 1;
-        let side = RandomSide::Sender { s: self.delta };
+        let side = RandomSide::Sender { s: &self.delta };
         let rows = self.pool.take(64 * words);
         random_words(self.batch, rows, side, out, stride, |o, _, x0, x1| {
             f(o, x0, x1)
@@ -602,11 +609,7 @@ impl SilentSender {
     }
 
     fn batch_of(&mut self, flips: &[u64], words: usize) -> Result<SendBatch> {
-        if self.pool.len() < 64 * words {
-            return Err(Error::invalid(
-                "silent OT: a batch larger than the pool (a refill was missed)",
-            ));
-        }
+        check_pool(self.pool.len() / 64, words)?;
         let mut rows = self.pool.take(64 * words).to_vec();
         for (i, r) in rows.iter_mut().enumerate() {
             if flips[i / 64] >> (i % 64) & 1 == 1 {
@@ -755,11 +758,7 @@ impl SilentReceiver {
     /// A batch of the next `64 words` pool COTs with their own random choices (in the batch),
     /// for [`SilentReceiver::extend`] to turn into chosen ones.
     fn take_batch(&mut self, words: usize) -> Result<RecvBatch> {
-        if self.pool_bits.len() < words {
-            return Err(Error::invalid(
-                "silent OT: a batch larger than the pool (a refill was missed)",
-            ));
-        }
+        check_pool(self.pool_bits.len(), words)?;
         let choices = self.pool_bits.take(words).to_vec();
         let rows = self.pool.take(64 * words).to_vec();
         self.batch += 1;
@@ -977,8 +976,14 @@ pub(crate) mod tests {
         assert!(s.random_words(words, &mut vec![0; words], 1, f).is_err());
         let g = |_: &mut [u64], _: u64, _: &[u64; 64]| {};
         assert!(r.random_words(words, &mut vec![0; words], 1, g).is_err());
-        // An output that is not one stride per word is refused too.
+        // An output that is not one stride (of at least a word) per choice word is refused
+        // too, on both sides, and takes nothing from the pool.
+        let before = s.available();
         assert!(r.random_words(1, &mut [0; 3], 2, g).is_err());
+        assert!(s.random_words(1, &mut [0; 3], 2, f).is_err());
+        assert!(r.random_words(0, &mut [], 0, g).is_err());
+        assert!(s.random_words(0, &mut [], 0, f).is_err());
+        assert_eq!((s.available(), r.available()), (before, before));
     }
 
     #[test]

@@ -27,6 +27,7 @@
 use crate::error::{Error, Result};
 use crate::model::anchors::Structure;
 use crate::model::blocking::{BlockingKey, BlockingParams, Candidates, Tokens, tokens};
+use crate::model::candidate_gather::gather_candidates;
 use crate::model::features::ModelParams;
 use crate::model::graph::Graph;
 use crate::model::shard::{ShardPairs, Shards, pair_ranges};
@@ -710,32 +711,6 @@ pub(crate) async fn all_rows<M: Mesh>(
     sh.join_rows(&parts)
 }
 
-/// Worker `j`'s words of the candidate-list parts of every server (`lens` words each, in
-/// server order), split; a wrong total is a protocol violation by that worker.
-fn split_parts(
-    j: usize,
-    all: Vec<u64>,
-    lens: impl Iterator<Item = usize> + Clone,
-) -> Result<Vec<Vec<u64>>> {
-    let total: usize = lens.clone().sum();
-    if all.len() != total {
-        return Err(Error::protocol(
-            crate::error::PeerName::Worker(j),
-            format!(
-                "sent {} words of candidate lists, expected {total}",
-                all.len()
-            ),
-        ));
-    }
-    let mut at = 0;
-    Ok(lens
-        .map(|l| {
-            at += l;
-            all[at - l..at].to_vec()
-        })
-        .collect())
-}
-
 /// Worker `wk`'s columns of the bilinear form (of `workers`, over rows as long as the bounds'
 /// blocks), and the pieces of the audit's blocks they hold (block, length): its request's row
 /// length and blocks of columns.
@@ -896,71 +871,12 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         );
         on_step(what);
     };
-    // Candidate generation is heavy local work (minutes at 10^6 rows): the servers deal the
-    // rows among themselves (every list depends only on both whole sides' tokens, public to
-    // the servers, so a list is the same whoever computes it), compute their part on the
-    // blocking pool, so that this process keeps answering its peers (keep-alives) meanwhile,
-    // and gather the parts.
-    let cand = {
-        use crate::model::blocking::{Part, assemble, candidates_part, per_row};
-        use crate::mpc::gather::{Gather, pack_u32, unpack_u32};
-        // The tokens serve only here: moved, not copied (memory).
-        let (ta, tb) = (
-            std::mem::take(&mut pa.tokens),
-            std::mem::take(&mut pb.tokens),
-        );
-        let (bp, sd) = (p.blocking.clone(), seed.clone());
-        let servers = eng.servers();
-        // Part `s * W + j` is worker j of server s's: worker j gathers its parts of every
-        // server from the other servers' worker j, then its server's workers share theirs.
-        let part_of = |s: usize, j: usize| Part {
-            part: s * workers + j,
-            parts: servers * workers,
-        };
-        let part = part_of(eng.me(), wk);
-        let mine = crate::mpc::protocol::blocking(move || {
-            pack_u32(&candidates_part(&ta, &tb, &bp, &sd, part))
-        })
-        .await;
-        let c = per_row(na, nb, &p.blocking);
-        let len = |s: usize, j: usize| {
-            let part = part_of(s, j);
-            (part.len(na) + part.len(nb)) * c
-        };
-        let words: Vec<usize> = (0..servers).map(|s| len(s, wk).div_ceil(2)).collect();
-        let parts = eng.run(Gather::new(eng.me(), mine, words)?).await?;
-        let by_worker = if workers == 1 {
-            vec![parts]
-        } else {
-            let max = (na + nb) * c;
-            let got = crate::mpc::mesh::all_gather(mesh, parts.concat(), max).await?;
-            got.into_iter()
-                .enumerate()
-                .map(|(j, all)| split_parts(j, all, (0..servers).map(|s| len(s, j).div_ceil(2))))
-                .collect::<Result<Vec<_>>>()?
-        };
-        cpu_bound(|| {
-            let mut parts: Vec<Vec<u32>> = vec![Vec::new(); servers * workers];
-            for (j, of_worker) in by_worker.into_iter().enumerate() {
-                for (s, w) in of_worker.into_iter().enumerate() {
-                    parts[s * workers + j] = unpack_u32(&w, len(s, j));
-                }
-            }
-            // Another server's part came from its worker of this worker's index; this
-            // server's other parts from its own workers.
-            let me = eng.me();
-            let by = |p: usize| {
-                let (s, j) = (p / workers, p % workers);
-                if s == me && j != wk {
-                    crate::error::PeerName::Worker(j)
-                } else {
-                    crate::error::PeerName::Server(s)
-                }
-            };
-            assemble(na, nb, c, &parts, &by)
-        })?
-    };
-    agree_on_candidates(eng, &cand).await?;
+    // The tokens serve only here: moved, not copied (memory).
+    let (ta, tb) = (
+        std::mem::take(&mut pa.tokens),
+        std::mem::take(&mut pb.tokens),
+    );
+    let cand = gather_candidates(eng, mesh, ta, tb, &p.blocking, seed, workers).await?;
     let k = cand.per_row;
     let ell = p.compare_bits();
     // Bound on one mesh message: a per-slot vector of both sides.
@@ -1521,44 +1437,6 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
     out.a.extend_from_slice(&audit_out);
     out.b.extend_from_slice(&audit_out);
     Ok((out, cand))
-}
-
-/// Every server checks that all servers assembled the same candidate lists: one exchange of
-/// SHA-256 digests of both sides' lists. A server that sent different servers different parts
-/// of the lists (equivocated in the gather) would otherwise make honest servers add shares of
-/// different pairs; the dealer's commitment check catches that only for the pair list it is
-/// asked for, not for which slot of B's lists points at which pair. With `k = 2` there is no
-/// one to equivocate to (a server's forged part is then forged lists, outside the semi-honest
-/// model); from `k = 3` on, two honest servers that received different parts see different
-/// digests, whatever the liar claims.
-pub(crate) async fn agree_on_candidates<T: Transport, C: Correlations>(
-    eng: &mut Engine<T, C>,
-    cand: &Candidates,
-) -> Result<()> {
-    use crate::mpc::digest::{sha256, to_words};
-    // Half a gigabyte at 10^6 rows per side: off the runtime's workers, like the other work
-    // over every slot.
-    let mine = cpu_bound(|| {
-        let lists = [cand.a.as_slice(), cand.b.as_slice()].map(bytemuck::cast_slice::<u32, u8>);
-        to_words(&sha256("ppea candidate lists v1", &lists)).to_vec()
-    });
-    let servers = eng.servers();
-    let all = eng
-        .run(crate::mpc::gather::Gather::new(
-            eng.me(),
-            mine.clone(),
-            vec![mine.len(); servers],
-        )?)
-        .await?;
-    if let Some(s) = all.iter().position(|d| *d != mine) {
-        return Err(Error::invalid(format!(
-            "server {s} assembled other candidate lists than server {} (a server sent \
-             different servers different parts of the lists); the job stops before anything \
-             is computed on them",
-            eng.me()
-        )));
-    }
-    Ok(())
 }
 
 /// For every row (`keep` is `rows x k`, 0/1 with at most one 1 per row) and each per-slot

@@ -10,6 +10,8 @@
 //!   reference;
 //! * [`bootstrap`]: confident matches of one job promoted to known links of the next;
 //! * [`blocking`]: keyed blocking tokens (party side) and candidate lists (server side);
+//! * [`candidate_gather`]: the servers compute a job's candidate lists in parts, gather them
+//!   and check that they all hold the same;
 //! * [`explain`]: per-block contributions of each match (on shares) and the owner's local
 //!   evidence, `explanations.csv`;
 //! * [`audit`]: the private per-group audit with distributed differential-privacy noise;
@@ -27,6 +29,7 @@ pub mod assign;
 pub mod audit;
 pub mod blocking;
 pub mod bootstrap;
+pub mod candidate_gather;
 pub mod explain;
 pub mod features;
 pub mod footprint;

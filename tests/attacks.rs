@@ -1104,22 +1104,28 @@ fn a_server_equivocating_in_the_candidate_gather_gets_the_job_refused() {
     }
 }
 
-/// A compute server that garbles what it sends in one round of a job (a word short, a word
-/// long, or every word inverted), at rounds spread over the whole job (its first four rounds,
-/// the last, and every eighth of it with a dealer, its middle one without), with a dealer
-/// and without one: no honest server panics or hangs (each job must end within two minutes),
-/// whatever the protocol of that round parses (Ristretto points, IKNP columns, silent-OT
-/// trees, ring-LWE ciphertexts, packed bits, openings). A payload of the
-/// wrong length always fails the job on every honest server with an error; inverted words may
-/// make results wrong (semi-honest correctness) or fail the job, but never crash a server.
+/// A compute server (the last) that garbles what it sends in one round of a job (a word short,
+/// a word long, or every word inverted), at rounds spread over the whole job (its first four
+/// rounds, the last, and every eighth of it; without a dealer only the middle one of the
+/// later rounds), for two servers with a dealer and without one, and three with a dealer and
+/// from replicated seeds: no honest server panics or hangs (each job must end within two
+/// minutes), whatever the protocol of that round parses (Ristretto points, IKNP columns,
+/// silent-OT trees, ring-LWE ciphertexts, seed splits, packed bits, openings). A payload of
+/// the wrong length always fails the job on every honest server with an error; inverted words
+/// may make results wrong (semi-honest correctness) or fail the job, but never crash a server.
 /// Control: the same job without the garbling finishes on every server.
 #[test]
 fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
     let p = JobParams::default();
     let (a, b) = prepare(EvalProtocol::Standard, &p);
-    let k = 2;
-    let liar = 1;
-    for correlation in [Correlation::Dealer, Correlation::Ot] {
+    let cases = [
+        (Correlation::Dealer, 2),
+        (Correlation::Ot, 2),
+        (Correlation::Dealer, 3),
+        (Correlation::Replicated, 3),
+    ];
+    for (correlation, k) in cases {
+        let liar = k - 1;
         let none: Deviation = Box::new(|_, _, _| {});
         let (outcomes, rounds, run) = job_with_liar_in(correlation, k, &a, &b, &p, liar, none);
         assert!(
@@ -1130,8 +1136,8 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
         // Without a dealer a job that fails after its setup still takes seconds (the deviating
         // server computes on until its next exchange), so only its middle round is tried.
         let late: Vec<u64> = match correlation {
-            Correlation::Dealer => (1..8).map(|e| e * rounds / 8).collect(),
-            _ => vec![rounds / 2],
+            Correlation::Ot => vec![rounds / 2],
+            _ => (1..8).map(|e| e * rounds / 8).collect(),
         };
         let mut at: Vec<u64> = (0..4).chain(late).chain([rounds - 1]).collect();
         at.sort_unstable();
@@ -1156,7 +1162,7 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
                         _ => payload.iter_mut().for_each(|w| *w = !*w),
                     }
                 });
-                let case = format!("{correlation:?}, round {round} of {rounds}, {how}");
+                let case = format!("{correlation:?}, k = {k}, round {round} of {rounds}, {how}");
                 let (outcomes, _, _) =
                     job_with_liar_in(correlation, k, &a, &b, &p, liar, deviation);
                 // In a round in which it sends nothing, a word short changes nothing.
@@ -1164,16 +1170,20 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
                     continue;
                 }
                 changed.push(how);
-                let honest = &outcomes[1 - liar];
                 if how != "inverted" {
-                    let e = honest.as_ref().expect_err(&case);
-                    assert!(!e.is_empty() && e != "did not finish", "{case}: {e}");
+                    for honest in &outcomes[..liar] {
+                        let e = honest.as_ref().expect_err(&case);
+                        assert!(!e.is_empty() && e != "did not finish", "{case}: {e}");
+                    }
                 }
             }
         }
         for how in ["short", "long", "inverted"] {
             let n = changed.iter().filter(|h| **h == how).count();
-            assert!(n >= 4, "{correlation:?}: only {n} rounds changed {how}");
+            assert!(
+                n >= 4,
+                "{correlation:?}, k = {k}: only {n} rounds changed {how}"
+            );
         }
     }
 }

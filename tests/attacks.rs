@@ -954,8 +954,8 @@ fn job_with_liar(
     (outcomes, dealer)
 }
 
-/// [`job_with_liar`] with the correlations from `correlation`; also returns the rounds of the
-/// first honest server that finished (0 if none did).
+/// [`job_with_liar`] with the correlations from `correlation`; also returns the liar's rounds
+/// (0 if the run failed).
 fn job_with_liar_in(
     correlation: Correlation,
     k: usize,
@@ -994,12 +994,7 @@ fn job_with_liar_in(
     });
     let outcomes = outcomes.lock().unwrap().clone();
     let rounds = match &run {
-        Ok(runs) => runs[0]
-            .stats
-            .iter()
-            .enumerate()
-            .find(|(s, _)| *s != liar)
-            .map_or(0, |(_, st)| st.rounds),
+        Ok(runs) => runs[0].stats[liar].rounds,
         Err(_) => 0,
     };
     (outcomes, rounds, run.map(|_| ()).map_err(|e| e.to_string()))
@@ -1130,9 +1125,9 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
         let (outcomes, rounds, run) = job_with_liar_in(correlation, k, &a, &b, &p, liar, none);
         assert!(
             run.is_ok() && outcomes.iter().all(Result::is_ok),
-            "{correlation:?}: {outcomes:?}"
+            "{correlation:?}, k = {k}: {outcomes:?}"
         );
-        assert!(rounds > 16, "{correlation:?}: {rounds} rounds");
+        assert!(rounds > 16, "{correlation:?}, k = {k}: {rounds} rounds");
         // Without a dealer a job that fails after its setup still takes seconds (the deviating
         // server computes on until its next exchange), so only its middle round is tried.
         let late: Vec<u64> = match correlation {
@@ -1145,15 +1140,16 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
         let mut changed = Vec::new();
         for &round in &at {
             for how in ["short", "long", "inverted"] {
-                let hit = Arc::new(Mutex::new(false));
+                // The servers whose payload of the round was changed.
+                let hit = Arc::new(Mutex::new(vec![false; k]));
                 let seen = hit.clone();
-                let deviation: Deviation = Box::new(move |r, _, payload| {
+                let deviation: Deviation = Box::new(move |r, to, payload| {
                     // Only a payload the deviation changes counts (an empty one stays empty
                     // a word short).
                     if r != round || (how != "long" && payload.is_empty()) {
                         return;
                     }
-                    *seen.lock().unwrap() = true;
+                    seen.lock().unwrap()[to] = true;
                     match how {
                         "short" => {
                             payload.pop();
@@ -1165,26 +1161,36 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
                 let case = format!("{correlation:?}, k = {k}, round {round} of {rounds}, {how}");
                 let (outcomes, _, _) =
                     job_with_liar_in(correlation, k, &a, &b, &p, liar, deviation);
-                // In a round in which it sends nothing, a word short changes nothing.
-                if !*hit.lock().unwrap() {
+                // In a round in which it sends nothing, a word short changes nothing; a
+                // server it sends nothing to may finish (or fail when the others stop).
+                let hit = hit.lock().unwrap().clone();
+                if !hit.contains(&true) {
                     continue;
                 }
-                changed.push(how);
+                changed.push((round, how));
                 if how != "inverted" {
-                    for honest in &outcomes[..liar] {
-                        let e = honest.as_ref().expect_err(&case);
-                        assert!(!e.is_empty() && e != "did not finish", "{case}: {e}");
+                    for (s, honest) in outcomes[..liar].iter().enumerate() {
+                        if hit[s] {
+                            let e = honest.as_ref().expect_err(&case);
+                            assert!(!e.is_empty() && e != "did not finish", "{case}: {e}");
+                        }
                     }
                 }
             }
         }
         for how in ["short", "long", "inverted"] {
-            let n = changed.iter().filter(|h| **h == how).count();
+            let n = changed.iter().filter(|(_, h)| *h == how).count();
             assert!(
                 n >= 4,
                 "{correlation:?}, k = {k}: only {n} rounds changed {how}"
             );
         }
+        // The liar's last round was reached and changed.
+        assert!(
+            changed.contains(&(rounds - 1, "long")),
+            "{correlation:?}, k = {k}: round {} never changed",
+            rounds - 1
+        );
     }
 }
 

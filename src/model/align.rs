@@ -871,7 +871,7 @@ pub async fn align_worker<T: Transport, C: Correlations, M: Mesh>(
         );
         on_step(what);
     };
-    // The tokens serve only here: moved, not copied (memory).
+    // The tokens serve only the candidate gather: moved, not copied (memory).
     let (ta, tb) = (
         std::mem::take(&mut pa.tokens),
         std::mem::take(&mut pb.tokens),

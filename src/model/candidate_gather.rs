@@ -1,7 +1,8 @@
 //! The candidate lists of a job, computed by the servers in parts and gathered.
 //!
 //! Candidate generation is heavy local work (minutes at 10^6 rows per side), and every list
-//! depends only on both whole sides' blocking tokens, which the servers hold in the clear: so
+//! depends only on both whole sides' blocking tokens (which the servers hold in the clear), the
+//! blocking parameters and the job seed: so
 //! the servers deal the rows among themselves (a list is the same whoever computes it), each
 //! computes its part on the blocking pool, so that its process keeps answering its peers
 //! (keep-alives) meanwhile, and they gather the parts. With servers split into worker
@@ -10,7 +11,7 @@
 //! over its mesh, so that every worker holds every list.
 //!
 //! Then every server checks that all of them assembled the same lists
-//! ([`agree_on_candidates`]): a server that sent different servers different parts would
+//! (`agree_on_candidates`): a server that sent different servers different parts would
 //! otherwise make honest servers add shares of different pairs.
 
 use crate::error::{Error, Result};
@@ -26,8 +27,8 @@ use crate::mpc::prg::Seed;
 use crate::mpc::protocol::cpu_bound;
 
 /// The job's candidate lists from both sides' tokens (module docs), the same on every server
-/// and worker, or an error if a server's part was malformed or the servers assembled
-/// different lists. `workers` is the number of worker processes of each server (this one is
+/// and worker, or an error if a server's or a worker's part was malformed, a link failed, or
+/// the servers assembled different lists. `workers` is the number of worker processes of each server (this one is
 /// worker `mesh.me()`).
 pub(crate) async fn gather_candidates<T: Transport, C: Correlations, M: Mesh>(
     eng: &mut Engine<T, C>,
@@ -40,6 +41,7 @@ pub(crate) async fn gather_candidates<T: Transport, C: Correlations, M: Mesh>(
 ) -> Result<Candidates> {
     let (na, nb) = (ta.own.len(), tb.own.len());
     let wk = mesh.me();
+    debug_assert_eq!(workers, mesh.workers());
     let (bp, sd) = (blocking.clone(), seed.clone());
     let servers = eng.servers();
     // Part `s * W + j` is worker j of server s's: worker j gathers its parts of every

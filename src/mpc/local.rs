@@ -149,13 +149,13 @@ where
     for _ in 0..workers {
         let dealer = Dealer::new(k)?.with_max_words(max_words);
         let (transports, mut dnet) = memory_network(k);
-        dealers.push(tokio::spawn(async move {
+        dealers.push(Aborting(tokio::spawn(async move {
             if correlation.has_dealer() {
                 serve(dealer, &mut dnet).await
             } else {
                 Ok(DealerStats::default())
             }
-        }));
+        })));
         let mut group = Vec::new();
         for (i, t) in transports.into_iter().enumerate() {
             let t = match deviations.iter().position(|(s, _)| *s == i) {
@@ -166,10 +166,10 @@ where
             let client = Source::connect(correlation, &mut session).await?;
             let mesh = meshes[i].next().expect("one mesh end per worker");
             let fut = job(Engine::new(session, client), mesh);
-            group.push(tokio::spawn(async move {
+            group.push(Aborting(tokio::spawn(async move {
                 let (out, engine) = fut.await?;
                 Ok::<_, Error>((out, engine.stats()))
-            }));
+            })));
         }
         tasks.push(group);
     }
@@ -178,8 +178,8 @@ where
     for group in tasks {
         let mut outputs = Vec::new();
         let mut stats = Vec::new();
-        for t in group {
-            match t.await {
+        for mut t in group {
+            match (&mut t.0).await {
                 Ok(Ok((o, s))) => {
                     outputs.push(o);
                     stats.push(s);
@@ -206,13 +206,13 @@ where
     }
     if let Some(e) = first_err {
         for d in &dealers {
-            d.abort();
+            d.0.abort();
         }
         return Err(e);
     }
     let mut runs = Vec::new();
-    for ((outputs, stats), dealer_task) in results.into_iter().zip(dealers) {
-        let dealer = match dealer_task.await {
+    for ((outputs, stats), mut dealer_task) in results.into_iter().zip(dealers) {
+        let dealer = match (&mut dealer_task.0).await {
             Ok(r) => r?,
             Err(e) => return Err(Error::invalid(format!("dealer task failed: {e}"))),
         };
@@ -223,6 +223,16 @@ where
         });
     }
     Ok(runs)
+}
+
+/// A spawned task that is aborted when dropped: a run dropped before it ends (under a caller's
+/// time limit) leaves no server or dealer task running behind it.
+struct Aborting<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A multi-threaded tokio runtime sized for in-process runs.

@@ -19,7 +19,7 @@
 //!
 //! Cost per extra round: one tournament over every candidate of both sides, one product per
 //! mutual pair and one comparison per row of A; comparisons use `compare_bits` widened to hold
-//! the penalty. [`reference`] is the same algorithm in plaintext integers.
+//! the penalty. [`reference()`] is the same algorithm in plaintext integers.
 
 use crate::error::{Error, Result};
 use crate::model::align::{BSidePairs, JobParams, SideReference, all_rows, row_sums, slot_major};

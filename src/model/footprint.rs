@@ -103,7 +103,7 @@ pub fn token_bytes(rows: u64, tokens: u64) -> u64 {
 const WORKER_SHARED_PER_PAIR: f64 = 20.0;
 
 /// [`server_bytes`] for one of `workers` worker processes of the server: the state per
-/// candidate pair is the worker's share of the pairs, but for [`WORKER_SHARED_PER_PAIR`]
+/// candidate pair is the worker's share of the pairs, but for `WORKER_SHARED_PER_PAIR`
 /// bytes of every pair; the rows' part (the bilinear form's groups, over every row) stays.
 /// Measured with 2 workers: 762-794 MiB per worker against 868 MiB for one process at 100,000
 /// rows per side, 1,248-1,285 against 1,476 MiB at 200,000 (benchmarks).

@@ -327,7 +327,7 @@ fn write_synced(
     w.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
-/// Writes `path` through `write` under a temporary name ([`temp_path`]), synced, then renamed:
+/// Writes `path` through `write` under a temporary name (`temp_path`), synced, then renamed:
 /// the file is whole or as it was, and on failure no temporary file is left.
 pub fn write_file_atomically(
     path: &Path,

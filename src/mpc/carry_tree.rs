@@ -2,7 +2,7 @@
 //! [`crate::mpc::millionaire`]): its shape (how many nodes each level has, how many AND gates
 //! it needs, what that costs), on which both the protocols and the description of their
 //! correlated material ([`crate::mpc::correlated`]) depend, and its evaluation on XOR shares
-//! ([`Tree`]), which both comparisons share.
+//! (`Tree`), which both comparisons share.
 //!
 //! Each leaf is a pair of XOR-shared bits `(G, E)` for a group of bit positions, the most
 //! significant group first: `G` says the group of one number is greater than (or, in the

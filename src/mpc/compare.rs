@@ -17,7 +17,7 @@
 //!    group that contains bit 0 never needs its `E`.
 //!
 //! Everything is bit-sliced: 64 comparisons share one word per bit position, so one AND gate on
-//! words evaluates 64 comparisons. The tree's evaluation ([`crate::mpc::carry_tree::Tree`]) is
+//! words evaluates 64 comparisons. The tree's evaluation (`crate::mpc::carry_tree::Tree`) is
 //! shared with the two-server millionaires' comparison ([`crate::mpc::millionaire`]), which
 //! needs no mask bits and replaces this one where there is no dealer to deal them.
 //!

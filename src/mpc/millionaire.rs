@@ -26,7 +26,7 @@
 //! receives is its value XOR a random choice.
 //!
 //! **Tree.** The leaves (the most significant group first) combine as in the masked
-//! comparison's carry tree ([`crate::mpc::carry_tree::Tree`]): `G = G_hi XOR (E_hi AND
+//! comparison's carry tree (`crate::mpc::carry_tree::Tree`): `G = G_hi XOR (E_hi AND
 //! G_lo)`, `E = E_hi AND E_lo`, one level per round, on XOR-shared AND triples. The result
 //! is `1 XOR m_0 XOR m_1 XOR G`, bit-sliced like the masked comparison's.
 //!

@@ -25,7 +25,7 @@
 //! * [`engine`]: the per-server API that pipeline code calls;
 //! * [`mesh`]: the links among the worker processes of one logical server (shards of a job);
 //! * [`local`]: every server and the dealer in one process, for tests and benchmarks;
-//! * [`bench`]: measured benchmarks of the core operations.
+//! * [`mod@bench`]: measured benchmarks of the core operations.
 
 pub mod beaver;
 pub mod bench;

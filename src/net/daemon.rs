@@ -1,6 +1,6 @@
 //! The `server` process: accepts connections, checks each peer's certificate identity, reads
 //! the first message of each stream and routes it to its job's task (a compute job or a dealer
-//! job), creating the task on first contact. The [`Registry`] decides whether a job id may run
+//! job), creating the task on first contact. The `Registry` decides whether a job id may run
 //! (a job id runs once) and records each job's state for `server status`.
 
 use crate::error::{Error, PeerName, Result};

@@ -7,7 +7,7 @@
 //! costs the evaluator `d` plaintext products and the encryptor a decryption. No plan of `P`
 //! pairs takes fewer than `ceil(P / N)` blocks (every slot busy).
 //!
-//! **Peeling** ([`peel`]). The row with the fewest pairs not yet headed heads all of them and
+//! **Peeling** (`peel`). The row with the fewest pairs not yet headed heads all of them and
 //! leaves, until none is left: no row heads more than twice the longest candidate list
 //! ([`max_blocks`]). The loads it leaves are uneven (the last rows to leave head few pairs), so
 //! the ciphertexts are partly idle: on DBP15K fr-en's scores, 1,011,577 pairs over 21,000 rows,
@@ -26,7 +26,7 @@
 //! head to its other end, so a row over its cap can pass load along a path of pairs, each headed
 //! by the previous row, to a row under its cap. Loads fit if and only if no row over its cap is
 //! left without such a path (a max-flow, min-cut argument: otherwise the rows it reaches hold
-//! more pairs among themselves than their caps). [`Fit::run`] finds the paths level by level:
+//! more pairs among themselves than their caps). `Fit::run` finds the paths level by level:
 //! Dinic's algorithm on the pairs graph, where a pair's residual arc always runs from its
 //! current head.
 //!

@@ -146,7 +146,7 @@ impl Context {
 
     /// `round(2^RESULT_BITS x / Q) mod 2^RESULT_BITS` for each coefficient `x` of a polynomial
     /// of level `l` (coefficients): the switch of a ciphertext to the modulus `2^RESULT_BITS`.
-    /// It is computed from 192 bits of `x / Q` ([`Context::fraction192`]), off by less than
+    /// It is computed from 192 bits of `x / Q` (`Context::fraction192`), off by less than
     /// `l 2^54` units of `2^-192`, that is `2^-40` units of the result: each value is within
     /// `1/2 + 2^-40` of `2^RESULT_BITS x / Q`, the rounding alone. In `b` that adds at most that
     /// to the phase `b + a s`; in `a` it meets the ternary secret, `sum_t e_t s_t`, at most

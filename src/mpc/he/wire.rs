@@ -16,7 +16,7 @@ pub fn packed_words(residues: u64, bits: u32) -> u64 {
 
 /// The low `bits` bits of each of `src`, low bits first, into `dst` (at least
 /// `packed_words(src.len(), bits)` words; the rest of the last word is zero). The same bits as a
-/// [`crate::mpc::bit_pack::Packer`] given these widths, through a 128-bit accumulator.
+/// `crate::mpc::bit_pack::Packer` given these widths, through a 128-bit accumulator.
 pub fn pack_row(src: &[u64], bits: u32, dst: &mut [u64]) {
     assert!((1..64).contains(&bits), "residues of 1 to 63 bits");
     let mask = (1u64 << bits) - 1;

@@ -15,7 +15,7 @@
 //!    `M_0 = K_0 ^ H(v_j)` and `M_1 = K_1 ^ H(v_j ^ Δ)`, with `K_0` (`K_1`) the XOR of the left
 //!    (right) children at that level. The receiver opens `K_{u_j} = M_{u_j} ^ H(w_j)`, the sum
 //!    of the side *off* its path, and not the other (it would need `Δ`). One sibling sum per
-//!    level lets it regrow every leaf but `α_b` ([`regrow`]). Last the sender sends
+//!    level lets it regrow every leaf but `α_b` (`regrow`). Last the sender sends
 //!    `c_b = Δ ^ (XOR of all leaves)`, from which the receiver gets `leaf(α_b) ^ Δ`. So both
 //!    hold the leaves, but the receiver's at `α_b` differs by `Δ`: a COT whose choices are the
 //!    unit vector at `α_b`.
@@ -590,7 +590,7 @@ impl SilentSender {
     /// The next `64 words` pool COTs as they are: random OTs whose choices are the receiver's
     /// pool choices ([`SilentReceiver::random_words`]); nothing travels. They are hashed word
     /// by word, never held whole: `f` gets each choice word's `stride` words of `out` and its
-    /// 64 OTs' messages `x^0`, `x^1` ([`super::extension::random_words`]).
+    /// 64 OTs' messages `x^0`, `x^1` (`super::extension::random_words`).
     pub fn random_words(
         &mut self,
         words: usize,

@@ -18,7 +18,7 @@
 //!   bit `b`; arithmetic shares of `b` come from `x <- x + b_t - 2 x b_t` for each server `t`
 //!   after the first of an order (`x` starts as the first server's bit), the product `x b_t`
 //!   by correlated OT from the servers before `t` into `t`; the order rotates from one pass of
-//!   [`BIT_PASS_WORDS`] words to the next, so that the servers send alike. From them:
+//!   `BIT_PASS_WORDS` words to the next, so that the servers send alike. From them:
 //!   * **B2a**: the bits, as drawn and converted;
 //!   * **truncation masks**: `r = sum_i 2^i b_i` over 64 arithmetic bits, `r >> frac` and the top
 //!     bit from the same bits;
@@ -554,7 +554,7 @@ impl Correlations for OtSource {
     }
 
     /// With two servers, where `C` modulo `2^64` would take three or four slot runs
-    /// ([`mod_plan`]): masks uniform modulo `T`, one slot run for `C`, and the zero sharing's
+    /// (`mod_plan`): masks uniform modulo `T`, one slot run for `C`, and the zero sharing's
     /// seed drawn together ([`crate::mpc::modular`]).
     async fn scores_mod<T: Transport>(
         &mut self,

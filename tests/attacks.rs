@@ -940,22 +940,9 @@ async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
 // A server that equivocates in the candidate gather.
 // ---------------------------------------------------------------------------------------------
 
-/// Every server's outcome of one in-process job in which server `liar` rewrites what it sends
-/// as `deviation` says, and the dealer's (`Err` when it refused).
-fn job_with_liar(
-    k: usize,
-    a: &PartyData,
-    b: &PartyData,
-    p: &JobParams,
-    liar: usize,
-    deviation: Deviation,
-) -> (Vec<Result<(), String>>, Result<(), String>) {
-    let (outcomes, _, dealer) = job_with_liar_in(Correlation::Dealer, k, a, b, p, liar, deviation);
-    (outcomes, dealer)
-}
-
-/// [`job_with_liar`] with the correlations from `correlation`; also returns the liar's rounds
-/// (0 if the run failed).
+/// Every server's outcome of one in-process job with correlations from `correlation` in which
+/// server `liar` rewrites what it sends as `deviation` says, the liar's rounds (0 if the run
+/// failed), and the run's (`Err` when the dealer refused or a server's task failed).
 fn job_with_liar_in(
     correlation: Correlation,
     k: usize,
@@ -1082,7 +1069,8 @@ fn a_server_equivocating_in_the_candidate_gather_gets_the_job_refused() {
                 swap_packed(payload, i, j);
             }
         });
-        let (outcomes, dealer) = job_with_liar(k, &a, &b, &p, liar, deviation);
+        let (outcomes, _, dealer) =
+            job_with_liar_in(Correlation::Dealer, k, &a, &b, &p, liar, deviation);
         let case = format!("k = {k}, server {liar} lies to server {victim}, swapped {swap:?}");
         assert!(dealer.is_ok(), "{case}: {dealer:?}");
         if swap.is_none() {

@@ -39,7 +39,9 @@
 //! receiver one bit per OT, `d = r ^ u`, and the sender sets `q_i = v_i ^ d_i Δ`; then
 //! `w_i = q_i ^ r_i Δ`, exactly the rows of an IKNP batch, so [`RecvBatch`] and [`SendBatch`]
 //! make random, correlated and Gilboa OTs from them unchanged. `d` is uniform to the sender
-//! (`u` is pseudorandom to it).
+//! (`u` is pseudorandom to it). Random OTs on the pool's own choices need no message: they are
+//! hashed one choice word at a time straight from the pool ([`SilentSender::random_words`],
+//! [`SilentReceiver::random_words`]), the same hashes a batch of those rows would give.
 //!
 //! **Tweaks.** Tree messages hash with the tweak `(2^63 + iteration, j)`, batches with
 //! `(batch, i)` for batches numbered from 1, so no tweak is used twice under one `Δ`.

@@ -940,18 +940,21 @@ async fn fake_server(ep: quinn::Endpoint, case: &'static str) {
 // A server that equivocates in the candidate gather.
 // ---------------------------------------------------------------------------------------------
 
+/// What [`job_with_liars`] returns: every server's outcome, every server's rounds, the run's.
+type LiarsJob = (Vec<Result<(), String>>, Vec<u64>, Result<(), String>);
+
 /// Every server's outcome of one in-process job with correlations from `correlation` in which
-/// server `liar` rewrites what it sends as `deviation` says, the liar's rounds (0 if the run
-/// failed), and the run's (`Err` when the dealer refused or a server's task failed).
-fn job_with_liar_in(
+/// each server `s` of `deviations` rewrites (or only records) what it sends as its function
+/// says, every server's rounds (empty if the run failed), and the run's (`Err` when the dealer
+/// refused or a server's task failed).
+fn job_with_liars(
     correlation: Correlation,
     k: usize,
     a: &PartyData,
     b: &PartyData,
     p: &JobParams,
-    liar: usize,
-    deviation: Deviation,
-) -> (Vec<Result<(), String>>, u64, Result<(), String>) {
+    deviations: Vec<(usize, Deviation)>,
+) -> LiarsJob {
     let (max_words, inputs) = inprocess_inputs(k, [up_to(a, k), up_to(b, k)], [None, None], p);
     let inputs = Arc::new(Mutex::new(inputs.into_iter().map(Some).collect::<Vec<_>>()));
     let outcomes = Arc::new(Mutex::new(vec![Err("did not finish".to_string()); k]));
@@ -963,7 +966,7 @@ fn job_with_liar_in(
             1,
             correlation,
             max_words,
-            vec![(liar, deviation)],
+            deviations,
             move |mut eng, _mesh| {
                 let (pa, pb) = inputs.lock().unwrap()[eng.me()].take().unwrap();
                 let (p, seed, seen) = (p.clone(), seed.clone(), seen.clone());
@@ -981,8 +984,8 @@ fn job_with_liar_in(
     });
     let outcomes = outcomes.lock().unwrap().clone();
     let rounds = match &run {
-        Ok(runs) => runs[0].stats[liar].rounds,
-        Err(_) => 0,
+        Ok(runs) => runs[0].stats.iter().map(|st| st.rounds).collect(),
+        Err(_) => Vec::new(),
     };
     (outcomes, rounds, run.map(|_| ()).map_err(|e| e.to_string()))
 }
@@ -1070,7 +1073,7 @@ fn a_server_equivocating_in_the_candidate_gather_gets_the_job_refused() {
             }
         });
         let (outcomes, _, dealer) =
-            job_with_liar_in(Correlation::Dealer, k, &a, &b, &p, liar, deviation);
+            job_with_liars(Correlation::Dealer, k, &a, &b, &p, vec![(liar, deviation)]);
         let case = format!("k = {k}, server {liar} lies to server {victim}, swapped {swap:?}");
         assert!(dealer.is_ok(), "{case}: {dealer:?}");
         if swap.is_none() {
@@ -1110,7 +1113,9 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
     for (correlation, k) in cases {
         let liar = k - 1;
         let none: Deviation = Box::new(|_, _, _| {});
-        let (outcomes, rounds, run) = job_with_liar_in(correlation, k, &a, &b, &p, liar, none);
+        let (outcomes, rounds, run) =
+            job_with_liars(correlation, k, &a, &b, &p, vec![(liar, none)]);
+        let rounds = rounds.get(liar).copied().unwrap_or(0);
         assert!(
             run.is_ok() && outcomes.iter().all(Result::is_ok),
             "{correlation:?}, k = {k}: {outcomes:?}"
@@ -1148,7 +1153,7 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
                 });
                 let case = format!("{correlation:?}, k = {k}, round {round} of {rounds}, {how}");
                 let (outcomes, _, _) =
-                    job_with_liar_in(correlation, k, &a, &b, &p, liar, deviation);
+                    job_with_liars(correlation, k, &a, &b, &p, vec![(liar, deviation)]);
                 // In a round in which it sends nothing, a word short changes nothing; a
                 // server it sends nothing to may finish (or fail when the others stop).
                 let hit = hit.lock().unwrap().clone();
@@ -1179,6 +1184,64 @@ fn a_server_garbling_any_round_gets_an_error_never_a_panic() {
             "{correlation:?}, k = {k}: round {} never changed",
             rounds - 1
         );
+    }
+}
+
+/// What two servers open in a whole alignment job (with a dealer) does not depend on the
+/// parties' data. Every message of both servers is recorded; in every round after the
+/// candidate lists' gather and digest exchange (public by design), the sum and the XOR of the
+/// two payloads (what the servers learn when a round is an opening) look uniform, and no
+/// opened vector is narrow (a count, a verdict or a flag would be: a uniform word is below
+/// `2^40` with probability `2^-24`). Run for honest uploads and for party B's rows scaled out
+/// of range, so that an opened failure count or verdict (a finding of an earlier review) would
+/// fail it. Control: the job's results are right (honest) or refused naming party B.
+#[test]
+fn nothing_a_job_opens_after_the_candidate_lists_depends_on_the_data() {
+    use common::view::{Sent, assert_uniform_by_width, opened_values};
+    let p = JobParams::default();
+    let (a, b) = prepare(EvalProtocol::Standard, &p);
+    let mut scaled = b.clone();
+    scaled.z.iter_mut().for_each(|v| *v = v.wrapping_mul(4));
+    for (what, bdata) in [("honest uploads", &b), ("party b out of range", &scaled)] {
+        let k = 2;
+        let log = Arc::new(Mutex::new(Vec::<Sent>::new()));
+        let deviations = (0..k)
+            .map(|s| {
+                let log = log.clone();
+                let f: Deviation = Box::new(move |round, to, payload: &mut Vec<u64>| {
+                    log.lock().unwrap().push((round, s, to, payload.clone()));
+                });
+                (s, f)
+            })
+            .collect();
+        let (outcomes, rounds, run) =
+            job_with_liars(Correlation::Dealer, k, &a, bdata, &p, deviations);
+        assert!(
+            run.is_ok() && outcomes.iter().all(Result::is_ok),
+            "{what}: {outcomes:?}"
+        );
+        let sent = log.lock().unwrap().clone();
+        // Rounds 0 and 1: the candidate lists' parts and their digests, public to the servers.
+        let (sums, xors) = opened_values(&sent, k, 2);
+        let words: usize = sums.iter().map(Vec::len).sum();
+        assert!(
+            sums.len() as u64 + 2 >= rounds[0] / 2 && words > 10_000,
+            "{what}: {} openings of {words} words in {} rounds",
+            sums.len(),
+            rounds[0]
+        );
+        assert_uniform_by_width(&sums, &format!("{what}: opened values (sums)"));
+        assert_uniform_by_width(&xors, &format!("{what}: opened values (XOR)"));
+        for (i, (sum, xor)) in sums.iter().zip(&xors).enumerate() {
+            let width = |v: &[u64]| v.iter().map(|x| 64 - x.leading_zeros()).max().unwrap_or(0);
+            assert!(
+                width(sum) >= 40 && width(xor) >= 40,
+                "{what}: opening {i} is narrow ({} words, widths {} and {})",
+                sum.len(),
+                width(sum),
+                width(xor)
+            );
+        }
     }
 }
 

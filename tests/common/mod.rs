@@ -23,3 +23,6 @@ impl Drop for TempDir {
 
 #[allow(dead_code)]
 pub mod cluster;
+
+#[allow(dead_code)]
+pub mod view;

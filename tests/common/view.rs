@@ -72,6 +72,17 @@ pub fn assert_uniform_by_width(messages: &[Vec<u64>], what: &str) {
     }
 }
 
+/// Every payload sent in rounds from `from` on, each sender's payload of a round once: an
+/// opening sends the same payload to every other server, and counting it twice would double
+/// every count of [`assert_uniform`] (and its chi-square) without any bias.
+pub fn distinct_payloads(sent: &[Sent], from: u64) -> Vec<Vec<u64>> {
+    let mut seen = std::collections::HashSet::new();
+    sent.iter()
+        .filter(|m| m.0 >= from && !m.3.is_empty() && seen.insert((m.0, m.1, &m.3)))
+        .map(|m| m.3.clone())
+        .collect()
+}
+
 /// The values `k - 1` servers together learn from an opening: in every round from `from` on in
 /// which each server sends every other one the same payload, all of one length (an opening;
 /// the OT rounds' pairwise messages differ), the sum and the XOR of the `k` payloads (the

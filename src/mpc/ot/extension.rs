@@ -296,8 +296,11 @@ pub fn receiver_setup(peer: PeerName) -> (base::Sender, Vec<u64>) {
 /// Setup, extension sender's side: answers the receiver's base-OT message with fresh `s`.
 pub fn sender_setup(first: &[u64], peer: PeerName) -> Result<(ExtSender, Vec<u64>)> {
     let mut b = os_bytes64();
+    // Bit 0 is 1: the silent extension, seeded from these OTs with `Δ = s`, keeps the
+    // receiver's choices in its rows' low bits, which needs `Δ`'s low bit 1 (silent module,
+    // "Choices in the low bit"); 127 bits stay secret.
     let s = [
-        u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+        u64::from_le_bytes(b[..8].try_into().expect("8 bytes")) | 1,
         u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")),
     ];
     b.zeroize();

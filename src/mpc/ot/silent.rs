@@ -35,6 +35,17 @@
 //! attack binding) an iteration adds 2,252,160 COTs to the pool for 430.6 KB: 0.19 bytes per
 //! OT. The first base COTs come from one IKNP batch at setup, with its KOS check.
 //!
+//! **Choices in the low bit.** The sender's `Δ` has its low bit 1 (the IKNP sender draws its
+//! `s` so, 127 bits secret) and every value `v_i` the sender holds has its low bit 0: it
+//! clears it in the seeding batch, in every tree's leaves once grown, and the LPN step's XORs
+//! keep it 0. The receiver sets its seeding rows' low bits to their choices and clears its
+//! regrown leaves' like the sender, so `w_i = v_i ^ u_i Δ` still holds and the low bit of
+//! `w_i` *is* `u_i`, at the punctured leaf too (`c_b` carries `Δ`'s 1). The LPN step then adds
+//! the choice bits with the rows, and the receiver reads its pool's choices off its rows: no
+//! pass of its own over the code (as EMP's Ferret does; docs/benchmarks.md, "Choices in the
+//! rows' low bits"). What this shows: the sender's low bits, a constant, and one bit of
+//! `Δ`, whose other 127 bits are all that hides the messages the receiver did not choose.
+//!
 //! **Chosen choices.** The pool's choices are random. A batch with choices `r` costs the
 //! receiver one bit per OT, `d = r ^ u`, and the sender sets `q_i = v_i ^ d_i Δ`; then
 //! `w_i = q_i ^ r_i Δ`, exactly the rows of an IKNP batch, so [`RecvBatch`] and [`SendBatch`]
@@ -71,8 +82,10 @@ pub const D: usize = 10;
 /// The high bit of a tree message's tweak, apart from the batches' tweaks.
 const TREE_TWEAK: u64 = 1 << 63;
 
-/// Outputs of one parallel part of the LPN step (a multiple of 64: whole choice words).
-const LPN_PART: usize = 1 << 12;
+/// Outputs of one parallel part of the LPN step. A part's code blocks (32 bytes an output,
+/// 64 KiB) stay below the allocator's mapping threshold (128 KiB, [`crate::net::heap`]), so
+/// each part's buffer comes from the heap instead of a fresh mapping faulted in page by page.
+const LPN_PART: usize = 1 << 11;
 
 /// A parameter set: primal LPN with regular noise, as Ferret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,51 +310,33 @@ fn positions(i0: usize, count: usize, k: usize) -> Vec<u32> {
         .collect()
 }
 
-/// The LPN step in place: output `i` adds the base values at its positions, and with
-/// `bits = (choices, base choices)` its choice bit adds theirs.
-fn lpn(out: &mut [Row], base: &[Row], bits: Option<(&mut [u64], &[u64])>) {
+/// The LPN step in place: output `i` adds the base values at its positions. The receiver's
+/// choice bits ride along in the rows' low bits (module docs, "Choices in the low bit").
+fn lpn(out: &mut [Row], base: &[Row]) {
     let k = base.len();
-    let mix = |blocks: &mut Vec<Block>,
-               p0: usize,
-               part: &mut [Row],
-               choices: Option<&mut [u64]>,
-               ubits: &[u64]| {
-        // The positions stay in registers: computed again for the choice bits rather than
-        // written out and read back (measured faster, and faster than one pass doing both).
-        code_blocks(p0, part.len(), blocks);
-        debug_assert!(choices.as_ref().is_none_or(|c| 64 * c.len() >= part.len()));
-        for (r, pair) in part.iter_mut().zip(blocks.chunks_exact(2)) {
-            *r = positions_of(pair, k)
-                .iter()
-                .fold(*r, |acc, &p| xor(acc, base[p]));
-        }
-        if let Some(choices) = choices {
-            for (c, pairs) in choices.iter_mut().zip(blocks.chunks(128)) {
-                for (i, pair) in pairs.chunks_exact(2).enumerate() {
-                    let b = positions_of(pair, k)
-                        .iter()
-                        .fold(0u64, |acc, &p| acc ^ (ubits[p / 64] >> (p % 64) & 1));
-                    *c ^= b << i;
-                }
+    out.par_chunks_mut(LPN_PART)
+        .enumerate()
+        .for_each_init(Vec::new, |blocks, (c, part)| {
+            code_blocks(c * LPN_PART, part.len(), blocks);
+            for (r, pair) in part.iter_mut().zip(blocks.chunks_exact(2)) {
+                *r = positions_of(pair, k)
+                    .iter()
+                    .fold(*r, |acc, &p| xor(acc, base[p]));
             }
-        }
-    };
-    let init = Vec::new;
-    match bits {
-        None => out
-            .par_chunks_mut(LPN_PART)
-            .enumerate()
-            .for_each_init(init, |buf, (c, part)| {
-                mix(buf, c * LPN_PART, part, None, &[])
-            }),
-        Some((choices, ubits)) => out
-            .par_chunks_mut(LPN_PART)
-            .zip(choices.par_chunks_mut(LPN_PART / 64))
-            .enumerate()
-            .for_each_init(init, |buf, (c, (part, ch))| {
-                mix(buf, c * LPN_PART, part, Some(ch), ubits)
-            }),
-    }
+        });
+}
+
+/// The low bits of `rows` as choice words (bit `i` of word `i / 64`): the receiver's choices
+/// (module docs, "Choices in the low bit"). `rows.len()` is a multiple of 64.
+fn low_bits(rows: &[Row]) -> Vec<u64> {
+    rows.chunks(64)
+        .map(|c| c.iter().rev().fold(0u64, |w, r| w << 1 | r[0] & 1))
+        .collect()
+}
+
+/// Clears the low bit of every row: a sender's values have it 0 (module docs).
+fn clear_low(rows: &mut [Row]) {
+    rows.iter_mut().for_each(|r| r[0] &= !1);
 }
 
 /// A pool of COTs (and, on the receiver's side, their choice words), taken from the front.
@@ -438,21 +433,6 @@ fn check_random_words(available: usize, words: usize, out: usize, stride: usize)
     Ok(())
 }
 
-/// Bits `start .. start + len` of `words` (bit `i` in word `i / 64`), as words.
-fn bit_range(words: &[u64], start: usize, len: usize) -> Vec<u64> {
-    let (w, s) = (start / 64, start % 64);
-    (0..len.div_ceil(64))
-        .map(|i| {
-            let lo = words[w + i] >> s;
-            let hi = match (s, words.get(w + i + 1)) {
-                (0, _) | (_, None) => 0,
-                (_, Some(x)) => x << (64 - s),
-            };
-            lo | hi
-        })
-        .collect()
-}
-
 /// The silent extension's sender on one link. `Debug` is redacted; secrets are zeroized on
 /// drop.
 pub struct SilentSender {
@@ -469,8 +449,8 @@ pub struct SilentSender {
 /// drop.
 pub struct SilentReceiver {
     params: Params,
+    /// The base COTs; each row's low bit is its choice.
     base: Vec<Row>,
-    base_bits: Vec<u64>,
     pool: Pool<Row>,
     pool_bits: Pool<u64>,
     iteration: u64,
@@ -500,7 +480,6 @@ impl Drop for SilentSender {
 impl Drop for SilentReceiver {
     fn drop(&mut self) {
         self.base.zeroize();
-        self.base_bits.zeroize();
     }
 }
 
@@ -516,7 +495,13 @@ impl SilentSender {
         if boot.rows.len() < params.base() {
             return Err(Error::invalid("silent OT: the seeding batch is too small"));
         }
-        let base = boot.rows[..params.base()].to_vec();
+        if boot.s[0] & 1 != 1 {
+            return Err(Error::invalid(
+                "silent OT: the seeding batch's correlation has its low bit 0",
+            ));
+        }
+        let mut base = boot.rows[..params.base()].to_vec();
+        clear_low(&mut base);
         boot.rows.zeroize();
         Ok(SilentSender {
             params,
@@ -550,7 +535,9 @@ impl SilentSender {
             .par_chunks_mut(p.leaves())
             .enumerate()
             .map_init(Scratch::default, |sc, (b, tree)| {
-                grow([roots[2 * b], roots[2 * b + 1]], tree, sc)
+                let sums = grow([roots[2 * b], roots[2 * b + 1]], tree, sc);
+                clear_low(tree);
+                sums
             })
             .collect();
         roots.zeroize();
@@ -571,7 +558,7 @@ impl SilentSender {
         for mut levels in sums {
             levels.iter_mut().for_each(|l| l.zeroize());
         }
-        lpn(leaves, &self.base[..k], None);
+        lpn(leaves, &self.base[..k]);
         self.base.copy_from_slice(&leaves[..p.base()]);
         self.pool.keep_only(start, p.base()..p.base() + p.out());
         msg
@@ -634,13 +621,17 @@ impl SilentReceiver {
         if boot.rows.len() < params.base() {
             return Err(Error::invalid("silent OT: the seeding batch is too small"));
         }
-        let base = boot.rows[..params.base()].to_vec();
-        let base_bits = std::mem::take(&mut boot.choices);
+        // The sender clears its values' low bits; the receiver sets its rows' to its choices,
+        // and `w ^ v = u Δ` still holds, `Δ`'s low bit being 1.
+        let mut base = boot.rows[..params.base()].to_vec();
+        for (i, r) in base.iter_mut().enumerate() {
+            r[0] = r[0] & !1 | boot.choices[i / 64] >> (i % 64) & 1;
+        }
         boot.rows.zeroize();
+        boot.choices.zeroize();
         Ok(SilentReceiver {
             params,
             base,
-            base_bits,
             pool: Pool::default(),
             pool_bits: Pool::default(),
             iteration: 0,
@@ -671,18 +662,16 @@ impl SilentReceiver {
         self.iteration += 1;
         let (k, depth) = (p.k(), p.depth);
         let h = hash_rows_wide(TREE_TWEAK | self.iteration, &self.base[k..p.base()], [0, 0]);
-        let ubits = &self.base_bits;
-        let u = |j: usize| (ubits[j / 64] >> (j % 64) & 1) as usize;
+        let base = &self.base;
+        let u = |j: usize| (base[j][0] & 1) as usize;
         let per_tree = 2 * (2 * depth + 1);
         let start = self.pool.extend(p.n());
         let leaves = &mut self.pool.items[start..start + p.n()];
-        let mut alphas = vec![0usize; p.trees];
         leaves
             .par_chunks_mut(p.leaves())
             .zip(msg.par_chunks(per_tree))
-            .zip(alphas.par_iter_mut())
             .enumerate()
-            .for_each_init(Scratch::default, |sc, (b, ((tree, m), alpha_out))| {
+            .for_each_init(Scratch::default, |sc, (b, (tree, m))| {
                 let mut alpha = 0;
                 let mut known = Vec::with_capacity(depth);
                 for l in 0..depth {
@@ -693,30 +682,18 @@ impl SilentReceiver {
                 }
                 regrow(alpha, &known, tree, sc);
                 known.zeroize();
+                clear_low(tree);
                 let c = [m[4 * depth], m[4 * depth + 1]];
                 tree[alpha] = tree.iter().fold(c, |s, x| xor(s, *x));
-                *alpha_out = alpha;
             });
         let mut h = h;
         h.zeroize();
-        let mut choices = vec![0u64; p.n() / 64];
-        for (b, a) in alphas.iter().enumerate() {
-            let i = b * p.leaves() + a;
-            choices[i / 64] |= 1 << (i % 64);
-        }
-        lpn(
-            leaves,
-            &self.base[..k],
-            Some((&mut choices, &self.base_bits)),
-        );
+        lpn(leaves, &self.base[..k]);
         self.base.copy_from_slice(&leaves[..p.base()]);
-        self.base_bits.zeroize();
-        self.base_bits = bit_range(&choices, 0, p.base());
+        let mut choices = low_bits(&leaves[p.base()..p.base() + p.out()]);
         self.pool.keep_only(start, p.base()..p.base() + p.out());
-        self.pool_bits
-            .refill(&bit_range(&choices, p.base(), p.out()));
+        self.pool_bits.refill(&choices);
         choices.zeroize();
-        alphas.zeroize();
         Ok(())
     }
 
@@ -901,10 +878,27 @@ pub(crate) mod tests {
                     s.pool.get(i)
                 };
                 assert_eq!(r.pool.get(i), want, "cot {i}");
+                // The choice is the receiver's low bit; the sender's is 0.
+                assert_eq!(r.pool.get(i)[0] & 1 == 1, c, "cot {i}");
+                assert_eq!(s.pool.get(i)[0] & 1, 0, "cot {i}");
+            }
+            // Apart from the low bit the sender's values look random.
+            let high: Vec<u64> = (0..s.pool.len())
+                .flat_map(|i| {
+                    let v = s.pool.get(i);
+                    [v[0] >> 1, v[1]]
+                })
+                .collect();
+            let mean = |bit: u32, w: &[u64]| {
+                w.iter().filter(|x| *x >> bit & 1 == 1).count() as f64 / w.len() as f64
+            };
+            for bit in 0..63 {
+                let m = mean(bit, &high);
+                assert!((m - 0.5).abs() < 0.03, "sender bit {bit}: {m}");
             }
             // The next iteration's base holds the correlation too.
             for j in 0..SMALL.base() {
-                let want = if bit(&r.base_bits, j) {
+                let want = if r.base[j][0] & 1 == 1 {
                     xor(s.base[j], s.delta)
                 } else {
                     s.base[j]
@@ -1057,7 +1051,7 @@ pub(crate) mod tests {
         m[2] ^= 1;
         r.absorb(&m).unwrap();
         let broken = (0..SMALL.base()).any(|j| {
-            let want = if bit(&r.base_bits, j) {
+            let want = if r.base[j][0] & 1 == 1 {
                 xor(s.base[j], s.delta)
             } else {
                 s.base[j]
@@ -1098,7 +1092,12 @@ pub(crate) mod tests {
         let spread: std::collections::HashSet<u32> =
             positions(0, 1000, 1 << 10).into_iter().collect();
         assert!(spread.len() > 1000, "{}", spread.len());
-        assert_eq!(bit_range(&[0b1011 << 60, 0b1], 61, 4), vec![0b1101]);
+        let rows: Vec<Row> = (0..128u64).map(|i| [(i * 7) ^ (i >> 2), !i]).collect();
+        let bits = low_bits(&rows);
+        assert_eq!(bits.len(), 2);
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(bits[i / 64] >> (i % 64) & 1, r[0] & 1, "row {i}");
+        }
     }
 
     /// The public code is the one the first silent OT release used (values taken from that
@@ -1128,33 +1127,28 @@ pub(crate) mod tests {
         assert_eq!(weighted, 3_253_112_388_317);
     }
 
-    /// The LPN step against the code written out: output `i` (and its choice bit) adds the
-    /// base values (bits) at output `i`'s [`D`] positions to what it held, over several
-    /// parallel parts and a ragged last one.
+    /// The LPN step against the code written out: output `i` adds the base values at output
+    /// `i`'s [`D`] positions to what it held, over several parallel parts and a ragged last
+    /// one; so its low bit (the receiver's choice) adds the base rows' low bits.
     #[test]
     fn the_lpn_step_adds_each_outputs_d_base_values() {
         let k = 1 << 10;
         let n = 2 * LPN_PART + 192;
         let mut prg = Prg::new(&crate::mpc::prg::Seed([9; 32]), 0);
         let base: Vec<Row> = (0..k).map(|_| [prg.next_u64(), prg.next_u64()]).collect();
-        let ubits: Vec<u64> = (0..k / 64).map(|_| prg.next_u64()).collect();
         let start: Vec<Row> = (0..n).map(|_| [prg.next_u64(), prg.next_u64()]).collect();
-        let start_bits: Vec<u64> = (0..n / 64).map(|_| prg.next_u64()).collect();
         let pos = positions(0, n, k);
         let mut want = start.clone();
-        let mut want_bits = start_bits.clone();
+        let mut want_bits = low_bits(&start);
         for (i, w) in want.iter_mut().enumerate() {
             for &p in &pos[D * i..D * (i + 1)] {
                 *w = xor(*w, base[p as usize]);
-                want_bits[i / 64] ^= (ubits[p as usize / 64] >> (p % 64) & 1) << (i % 64);
+                want_bits[i / 64] ^= (base[p as usize][0] & 1) << (i % 64);
             }
         }
-        let mut rows = start.clone();
-        lpn(&mut rows, &base, None);
+        let mut rows = start;
+        lpn(&mut rows, &base);
         assert_eq!(rows, want);
-        let (mut rows, mut bits) = (start, start_bits);
-        lpn(&mut rows, &base, Some((&mut bits, &ubits)));
-        assert_eq!(rows, want);
-        assert_eq!(bits, want_bits);
+        assert_eq!(low_bits(&rows), want_bits);
     }
 }

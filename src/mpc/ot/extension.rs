@@ -3,7 +3,9 @@
 //! [`KAPPA`] = 128 base OTs, then correlated OTs over `Z_2^64` and Gilboa products.
 //!
 //! **Setup** (once per pair of servers, roles reversed): the extension *sender* draws
-//! `s in {0,1}^128` and, as base-OT receiver with choices `s`, learns `k_j^{s_j}`; the
+//! `s in {0,1}^128` with its bit 0 set (the silent extension seeded from these OTs needs it,
+//! [`super::silent`]; 127 bits stay secret) and, as base-OT receiver with choices `s`, learns
+//! `k_j^{s_j}`; the
 //! extension *receiver*, as base-OT sender, holds both `k_j^0, k_j^1`.
 //!
 //! **A batch of `m` OTs** with receiver choices `r in {0,1}^m`: with `G(k)` a PRG stretching a

@@ -326,12 +326,13 @@ fn lpn(out: &mut [Row], base: &[Row]) {
         });
 }
 
-/// The low bits of `rows` as choice words (bit `i` of word `i / 64`): the receiver's choices
-/// (module docs, "Choices in the low bit"). `rows.len()` is a multiple of 64.
-fn low_bits(rows: &[Row]) -> Vec<u64> {
-    rows.chunks(64)
-        .map(|c| c.iter().rev().fold(0u64, |w, r| w << 1 | r[0] & 1))
-        .collect()
+/// The low bits of `rows` as choice words into `out` (bit `i` of word `i / 64`): the
+/// receiver's choices (module docs, "Choices in the low bit").
+fn low_bits(rows: &[Row], out: &mut [u64]) {
+    debug_assert_eq!(rows.len().div_ceil(64), out.len());
+    for (w, c) in out.iter_mut().zip(rows.chunks(64)) {
+        *w = c.iter().rev().fold(0u64, |w, r| w << 1 | r[0] & 1);
+    }
 }
 
 /// Clears the low bit of every row: a sender's values have it 0 (module docs).
@@ -398,6 +399,7 @@ impl<T: Copy + Default + Zeroize> Pool<T> {
         self.end = start + keep.end;
     }
 
+    #[cfg(test)]
     fn refill(&mut self, new: &[T]) {
         let start = self.extend(new.len());
         self.items[start..start + new.len()].copy_from_slice(new);
@@ -690,10 +692,14 @@ impl SilentReceiver {
         h.zeroize();
         lpn(leaves, &self.base[..k]);
         self.base.copy_from_slice(&leaves[..p.base()]);
-        let mut choices = low_bits(&leaves[p.base()..p.base() + p.out()]);
+        // The kept outputs' choices, straight into the pool's choice words.
+        let words = p.out() / 64;
+        let at = self.pool_bits.extend(words);
+        low_bits(
+            &leaves[p.base()..p.base() + p.out()],
+            &mut self.pool_bits.items[at..at + words],
+        );
         self.pool.keep_only(start, p.base()..p.base() + p.out());
-        self.pool_bits.refill(&choices);
-        choices.zeroize();
         Ok(())
     }
 
@@ -861,58 +867,66 @@ pub(crate) mod tests {
 
     #[test]
     fn every_pool_cot_holds_the_correlation_and_choices_look_random() {
-        let (mut s, mut r) = link(SMALL);
-        let mut ones = 0usize;
-        for _ in 0..3 {
-            let msg = s.iterate();
-            assert_eq!(msg.len(), SMALL.msg_words());
-            r.absorb(&msg).unwrap();
-            assert_eq!(s.available(), r.available());
-            ones = 0;
-            for i in 0..s.pool.len() {
-                let c = r.pool_bits.get(i / 64) >> (i % 64) & 1 == 1;
-                ones += c as usize;
-                let want = if c {
-                    xor(s.pool.get(i), s.delta)
-                } else {
-                    s.pool.get(i)
-                };
-                assert_eq!(r.pool.get(i), want, "cot {i}");
-                // The choice is the receiver's low bit; the sender's is 0.
-                assert_eq!(r.pool.get(i)[0] & 1 == 1, c, "cot {i}");
-                assert_eq!(s.pool.get(i)[0] & 1, 0, "cot {i}");
+        // SMALL keeps a whole number of choice words for the next base (1,408 COTs); RAGGED
+        // does not (1,414), so its pool's choices start inside a word of the outputs.
+        const RAGGED: Params = Params {
+            trees: 65,
+            depth: 6,
+            log_k: 10,
+        };
+        assert_eq!(SMALL.base() % 64, 0);
+        assert_ne!(RAGGED.base() % 64, 0);
+        for params in [SMALL, RAGGED] {
+            let (mut s, mut r) = link(params);
+            let mut ones = 0usize;
+            for _ in 0..3 {
+                let msg = s.iterate();
+                assert_eq!(msg.len(), params.msg_words());
+                r.absorb(&msg).unwrap();
+                assert_eq!(s.available(), r.available());
+                ones = 0;
+                for i in 0..s.pool.len() {
+                    let c = r.pool_bits.get(i / 64) >> (i % 64) & 1 == 1;
+                    ones += c as usize;
+                    let want = if c {
+                        xor(s.pool.get(i), s.delta)
+                    } else {
+                        s.pool.get(i)
+                    };
+                    assert_eq!(r.pool.get(i), want, "{params:?}: cot {i}");
+                    // The choice is the receiver's low bit; the sender's is 0.
+                    assert_eq!(r.pool.get(i)[0] & 1 == 1, c, "{params:?}: cot {i}");
+                    assert_eq!(s.pool.get(i)[0] & 1, 0, "{params:?}: cot {i}");
+                }
+                // Every other bit of the sender's values looks random.
+                for (word, bits) in [(0, 1..64), (1, 0..64)] {
+                    for bit in bits {
+                        let set = (0..s.pool.len())
+                            .filter(|&i| s.pool.get(i)[word] >> bit & 1 == 1)
+                            .count();
+                        let n = s.pool.len() as f64;
+                        let z = (set as f64 - n / 2.0) / (n / 4.0).sqrt();
+                        assert!(z.abs() < 6.0, "{params:?}: word {word} bit {bit}: z {z:.1}");
+                    }
+                }
+                // The next iteration's base holds the correlation too.
+                for j in 0..params.base() {
+                    let want = if r.base[j][0] & 1 == 1 {
+                        xor(s.base[j], s.delta)
+                    } else {
+                        s.base[j]
+                    };
+                    assert_eq!(r.base[j], want, "{params:?}: base {j}");
+                }
             }
-            // Apart from the low bit the sender's values look random.
-            let high: Vec<u64> = (0..s.pool.len())
-                .flat_map(|i| {
-                    let v = s.pool.get(i);
-                    [v[0] >> 1, v[1]]
-                })
-                .collect();
-            let mean = |bit: u32, w: &[u64]| {
-                w.iter().filter(|x| *x >> bit & 1 == 1).count() as f64 / w.len() as f64
-            };
-            for bit in 0..63 {
-                let m = mean(bit, &high);
-                assert!((m - 0.5).abs() < 0.03, "sender bit {bit}: {m}");
-            }
-            // The next iteration's base holds the correlation too.
-            for j in 0..SMALL.base() {
-                let want = if r.base[j][0] & 1 == 1 {
-                    xor(s.base[j], s.delta)
-                } else {
-                    s.base[j]
-                };
-                assert_eq!(r.base[j], want, "base {j}");
-            }
+            // 3 iterations of 2,688 choices: about half are ones.
+            let all = 3 * params.out();
+            assert_eq!(s.available(), all);
+            assert!(
+                (ones as f64 / all as f64 - 0.5).abs() < 0.05,
+                "{params:?}: {ones} of {all}"
+            );
         }
-        // 3 iterations of 2,688 choices: about half are ones.
-        let all = 3 * SMALL.out();
-        assert_eq!(s.available(), all);
-        assert!(
-            (ones as f64 / all as f64 - 0.5).abs() < 0.05,
-            "{ones} of {all}"
-        );
     }
 
     /// Random OTs taken word by word are exactly the random OTs of the batch they would have
@@ -1041,6 +1055,20 @@ pub(crate) mod tests {
         assert!(format!("{s:?}{r:?}").contains("redacted"));
     }
 
+    /// The IKNP sender draws `s` with its low bit 1, and a seeding batch whose correlation has
+    /// it 0 (the receiver's choices could not ride in the low bits) is refused.
+    #[test]
+    fn a_seed_whose_correlation_has_its_low_bit_0_is_refused() {
+        let (mut snd, mut rcv) = iknp();
+        let words = boot_words(&SMALL);
+        let (msg, _) = rcv.extend(&Prg::fresh().vec(words));
+        let mut sb = snd.extend(&msg, words).unwrap();
+        assert_eq!(sb.s[0] & 1, 1);
+        sb.s[0] ^= 1;
+        let e = SilentSender::new(SMALL, sb).unwrap_err().to_string();
+        assert!(e.contains("low bit"), "{e}");
+    }
+
     #[test]
     fn a_changed_tree_message_breaks_the_correlation() {
         // What a deviating sender can do (semi-honest scheme, design.md): the receiver's
@@ -1093,8 +1121,8 @@ pub(crate) mod tests {
             positions(0, 1000, 1 << 10).into_iter().collect();
         assert!(spread.len() > 1000, "{}", spread.len());
         let rows: Vec<Row> = (0..128u64).map(|i| [(i * 7) ^ (i >> 2), !i]).collect();
-        let bits = low_bits(&rows);
-        assert_eq!(bits.len(), 2);
+        let mut bits = [0u64; 2];
+        low_bits(&rows, &mut bits);
         for (i, r) in rows.iter().enumerate() {
             assert_eq!(bits[i / 64] >> (i % 64) & 1, r[0] & 1, "row {i}");
         }
@@ -1139,7 +1167,8 @@ pub(crate) mod tests {
         let start: Vec<Row> = (0..n).map(|_| [prg.next_u64(), prg.next_u64()]).collect();
         let pos = positions(0, n, k);
         let mut want = start.clone();
-        let mut want_bits = low_bits(&start);
+        let mut want_bits = vec![0u64; n / 64];
+        low_bits(&start, &mut want_bits);
         for (i, w) in want.iter_mut().enumerate() {
             for &p in &pos[D * i..D * (i + 1)] {
                 *w = xor(*w, base[p as usize]);
@@ -1149,6 +1178,8 @@ pub(crate) mod tests {
         let mut rows = start;
         lpn(&mut rows, &base);
         assert_eq!(rows, want);
-        assert_eq!(low_bits(&rows), want_bits);
+        let mut bits = vec![0u64; n / 64];
+        low_bits(&rows, &mut bits);
+        assert_eq!(bits, want_bits);
     }
 }

@@ -310,10 +310,16 @@ impl Drop for Cluster {
 
 /// Both parties' prepared data for the sample.
 pub fn prepare(protocol: EvalProtocol, p: &JobParams) -> (PartyData, PartyData) {
+    prepare_rows(protocol, p, usize::MAX)
+}
+
+/// [`prepare`] for the first `rows` entities of each side's scope (all if fewer).
+pub fn prepare_rows(protocol: EvalProtocol, p: &JobParams, rows: usize) -> (PartyData, PartyData) {
     let ds = sample();
     let (sa, sb) = scopes(ds, protocol, Split::Test);
+    let (sa, sb) = (&sa[..rows.min(sa.len())], &sb[..rows.min(sb.len())]);
     let key = BlockingKey::random();
-    let a = prepare_party(&ds.a, &sa, p, &key, &mut Prg::fresh()).unwrap();
-    let b = prepare_party(&ds.b, &sb, p, &key, &mut Prg::fresh()).unwrap();
+    let a = prepare_party(&ds.a, sa, p, &key, &mut Prg::fresh()).unwrap();
+    let b = prepare_party(&ds.b, sb, p, &key, &mut Prg::fresh()).unwrap();
     (a, b)
 }

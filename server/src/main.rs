@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run a compute server or the dealer, as the configuration file says, until SIGINT or
     /// SIGTERM. Logs go to stderr (`RUST_LOG=debug` for more); no secret value is ever logged.
+    /// The widest vector extensions the CPU has are used (AVX-512, IFMA, VAES); `PPEA_CPU=avx2`
+    /// holds the process to AVX2 and AES-NI, to measure a machine without them (same results).
     ///
     /// Configuration (TOML; relative paths are relative to the file):
     ///
@@ -77,7 +79,8 @@ enum Command {
     },
     /// Measure the secure computation core on this machine: all servers and the dealer run in
     /// this one process over in-memory channels (ot-triples: both servers' steps on one thread,
-    /// messages counted, not sent). Prints one JSON object per line.
+    /// messages counted, not sent). Prints one JSON object per line. `PPEA_CPU=avx2` measures
+    /// the AVX2 and AES-NI paths on a machine that has AVX-512 or VAES.
     Bench {
         /// What to measure.
         #[arg(value_enum)]

@@ -25,6 +25,7 @@
 //! * [`engine`]: the per-server API that pipeline code calls;
 //! * [`mesh`]: the links among the worker processes of one logical server (shards of a job);
 //! * [`local`]: every server and the dealer in one process, for tests and benchmarks;
+//! * [`cpu`]: which vector extensions may run (all the CPU has, or AVX2 only to measure it);
 //! * [`mod@bench`]: measured benchmarks of the core operations.
 
 pub mod beaver;
@@ -35,6 +36,7 @@ pub mod carry_tree;
 pub mod channel;
 pub mod compare;
 pub mod correlated;
+pub mod cpu;
 pub mod dealer;
 pub mod digest;
 pub mod dp;

@@ -206,6 +206,7 @@ mod kernel {
     fn has_avx512() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512dq")
+            && crate::mpc::cpu::wide()
     }
 
     pub(super) fn dot(a: &[u64], b: &[u64]) -> u64 {

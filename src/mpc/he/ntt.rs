@@ -315,6 +315,7 @@ mod ifma {
     pub fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512ifma")
+            && crate::mpc::cpu::wide()
     }
 
     const MASK52: u64 = (1 << 52) - 1;

@@ -46,7 +46,7 @@ impl Backend {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            if has!("aes") && has!("avx2") && has!("vaes") {
+            if has!("aes") && has!("avx2") && has!("vaes") && crate::mpc::cpu::wide() {
                 out.push(Backend::Vaes256);
                 if has!("avx512f") {
                     out.push(Backend::Vaes512);

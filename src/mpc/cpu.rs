@@ -5,8 +5,9 @@
 //! takes the widest one it has; the results are the same bit for bit on every path (each is
 //! tested against the scalar one). [`wide`] lets an operator hold a process to AVX2 (and
 //! AES-NI) on a machine that has more, to measure what a machine without AVX-512 or VAES would
-//! take: set `PPEA_CPU=avx2` in the environment of `server` or `party`. Any other value, or
-//! none, allows everything the CPU has.
+//! take: set `PPEA_CPU=avx2` (exactly, lower case) in the environment of `server` (or of
+//! `party eval`, which runs the servers in process). Any other value, or none, allows
+//! everything the CPU has. TLS (`ring`'s AES-GCM) is not held back.
 
 /// The environment variable read by [`wide`].
 pub const ENV: &str = "PPEA_CPU";
